@@ -1,0 +1,1 @@
+export { runConsoleChat, type ConsoleChatOptions } from './console-chat.ts';

@@ -1,0 +1,206 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * Configuration comes from the environment and, optionally, a YAML/JSON file holding the same
+ * keys (environment wins). Every key is checked at start, and a bad one is named in the error.
+ */
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => ['true', '1', 'yes'].includes(v));
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const url = z.url();
+const PLATFORM_ADAPTERS = ['slack', 'feishu', 'wecom'] as const;
+const ADAPTERS = ['web', ...PLATFORM_ADAPTERS] as const;
+export type AdapterName = (typeof ADAPTERS)[number];
+
+interface KeySpec {
+  schema: z.ZodType;
+  secret?: boolean;
+  help: string;
+}
+
+/** Every configuration key, with its check. The docs' configuration table is generated from this list's help texts. */
+export const CONFIG_KEYS = {
+  TEAMLLM_HOME: { schema: z.string().min(1), help: 'data folder (stores, models, knowledge base); default ./.teamllm' },
+  TEAMLLM_PORT: { schema: int(0, 65535), help: 'HTTP port of `teamllm serve`; default 3000' },
+  TEAMLLM_HOST: { schema: z.string().min(1), help: 'interface to listen on; default 127.0.0.1 (0.0.0.0 to accept platform callbacks from outside)' },
+  TEAMLLM_ADAPTERS: {
+    schema: z.string().transform((s, ctx) => {
+      const names = s.split(',').map((x) => x.trim()).filter(Boolean);
+      for (const n of names) if (!(ADAPTERS as readonly string[]).includes(n)) ctx.addIssue({ code: 'custom', message: `unknown adapter "${n}" (known: ${ADAPTERS.join(', ')})` });
+      return names as AdapterName[];
+    }),
+    help: 'comma list of web,slack,feishu,wecom; default: web plus every platform whose credentials are set',
+  },
+  TEAMLLM_ADMINS: {
+    schema: z.string().transform((s, ctx) => {
+      const ids = s.split(',').map((x) => x.trim()).filter(Boolean);
+      for (const id of ids) if (!/^(slack|feishu|wecom|web|console):\S+$/.test(id)) ctx.addIssue({ code: 'custom', message: `"${id}" is not platform:userId (platforms: slack, feishu, wecom, web, console)` });
+      return ids;
+    }),
+    help: 'comma list of platform:userId who may train, promote, delete and ingest',
+  },
+  TEAMLLM_ADMIN_TOKEN: { schema: z.string().min(16, 'must be at least 16 characters'), secret: true, help: 'bearer token that makes a web/API caller an admin' },
+  TEAMLLM_LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), help: 'default info' },
+  TEAMLLM_RATE_PER_MINUTE: { schema: int(1, 10_000), help: 'questions a user may ask per minute; default 10' },
+  TEAMLLM_RATE_BURST: { schema: int(1, 10_000), help: 'questions a user may ask at once; default 5' },
+  TEAMLLM_MEMORY_TURNS: { schema: int(0, 200), help: 'conversation turns remembered per thread; default 8' },
+  TEAMLLM_MEMORY_CHARS: { schema: int(0, 1_000_000), help: 'characters of history given to the answerer; default 4000' },
+  TEAMLLM_SAMPLE_KB: { schema: bool, help: 'load examples/handbook when the knowledge base is empty; default true' },
+  TEAMLLM_BACKEND: { schema: z.enum(['tensorflow', 'wasm', 'cpu', 'native']), help: 'tensor backend; default: the fastest that loads' },
+  CHROMA_URL: { schema: url, help: 'Chroma server to use; unset: the bundled local one' },
+  SLACK_BOT_TOKEN: { schema: z.string().startsWith('xoxb-', 'must start with xoxb-'), secret: true, help: 'Slack bot token' },
+  SLACK_SIGNING_SECRET: { schema: z.string().min(8), secret: true, help: 'Slack signing secret' },
+  SLACK_APP_TOKEN: { schema: z.string().startsWith('xapp-', 'must start with xapp-'), secret: true, help: 'Slack app-level token: Socket Mode when set' },
+  SLACK_API_URL: { schema: url, help: 'base of the Slack Web API; default https://slack.com/api/' },
+  FEISHU_APP_ID: { schema: z.string().min(1), help: 'Feishu/Lark app id' },
+  FEISHU_APP_SECRET: { schema: z.string().min(1), secret: true, help: 'Feishu/Lark app secret' },
+  FEISHU_VERIFICATION_TOKEN: { schema: z.string().min(1), secret: true, help: 'event verification token' },
+  FEISHU_ENCRYPT_KEY: { schema: z.string().min(1), secret: true, help: 'event encrypt key' },
+  FEISHU_DOMAIN: { schema: z.string().regex(/^(feishu|lark|https?:\/\/\S+)$/, 'must be feishu, lark or a base URL'), help: 'feishu, lark or a base URL; default feishu' },
+  FEISHU_MODE: { schema: z.enum(['webhook', 'ws']), help: 'webhook (HTTP callbacks) or ws (long connection); default webhook' },
+  WECOM_CORP_ID: { schema: z.string().min(1), help: 'WeCom corp id' },
+  WECOM_AGENT_ID: { schema: z.string().regex(/^\d+$/, 'must be a number'), help: 'WeCom self-built app agent id' },
+  WECOM_SECRET: { schema: z.string().min(1), secret: true, help: 'WeCom app secret' },
+  WECOM_TOKEN: { schema: z.string().min(1), secret: true, help: 'callback token' },
+  WECOM_ENCODING_AES_KEY: { schema: z.string().regex(/^[A-Za-z0-9]{43}$/, 'must be the 43-character EncodingAESKey'), secret: true, help: 'callback EncodingAESKey' },
+  WECOM_API_BASE: { schema: url, help: 'WeCom API base; default https://qyapi.weixin.qq.com' },
+} satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof CONFIG_KEYS;
+
+/** What each platform needs before its adapter can start. */
+export const REQUIRED_FOR: Record<(typeof PLATFORM_ADAPTERS)[number], ConfigKey[]> = {
+  slack: ['SLACK_BOT_TOKEN', 'SLACK_SIGNING_SECRET'],
+  feishu: ['FEISHU_APP_ID', 'FEISHU_APP_SECRET'],
+  wecom: ['WECOM_CORP_ID', 'WECOM_AGENT_ID', 'WECOM_SECRET', 'WECOM_TOKEN', 'WECOM_ENCODING_AES_KEY'],
+};
+
+export interface Config {
+  home: string;
+  port: number;
+  host: string;
+  adapters: AdapterName[];
+  admins: string[];
+  adminToken?: string;
+  logLevel: string;
+  rateLimit: { perMinute: number; burst: number };
+  memory: { maxTurns: number; maxChars: number };
+  sampleKnowledgeBase: boolean;
+  backend?: string;
+  chromaUrl?: string;
+  /** Every key as given, for adapters to read their own (SLACK_*, FEISHU_*, WECOM_*). */
+  values: Partial<Record<ConfigKey, string>>;
+  /** Where the file came from, when one was read. */
+  file?: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv;
+  file?: string;
+  cwd?: string;
+  overrides?: Partial<Record<ConfigKey, string>>;
+}
+
+function findConfigFile(options: LoadConfigOptions, env: NodeJS.ProcessEnv): string | undefined {
+  const cwd = options.cwd ?? process.cwd();
+  const explicit = options.file ?? env.TEAMLLM_CONFIG;
+  if (explicit) {
+    const path = resolve(cwd, explicit);
+    if (!existsSync(path)) throw new ConfigError([`config file ${path} does not exist`]);
+    return path;
+  }
+  const home = resolve(cwd, env.TEAMLLM_HOME ?? '.teamllm');
+  return [join(cwd, 'teamllm.config.yaml'), join(cwd, 'teamllm.config.json'), join(home, 'config.yaml')].find((p) => existsSync(p));
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const file = findConfigFile(options, env);
+  const fromFile: Record<string, unknown> = {};
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError([`config file ${file} is not valid YAML/JSON: ${(err as Error).message}`]);
+    }
+    if (parsed !== null && parsed !== undefined) {
+      if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError([`config file ${file} must be a mapping of KEY: value`]);
+      Object.assign(fromFile, parsed);
+    }
+  }
+  const problems: string[] = [];
+  for (const key of Object.keys(fromFile)) {
+    if (!(key in CONFIG_KEYS)) problems.push(`${key} (in ${file}) is not a known key`);
+  }
+  const values: Partial<Record<ConfigKey, string>> = {};
+  const parsed: Partial<Record<ConfigKey, unknown>> = {};
+  for (const [key, spec] of Object.entries(CONFIG_KEYS) as [ConfigKey, KeySpec][]) {
+    const raw = options.overrides?.[key] ?? env[key] ?? fromFile[key];
+    if (raw === undefined || raw === '') continue;
+    const origin = options.overrides?.[key] !== undefined ? 'command line' : env[key] !== undefined ? 'environment' : `config file ${file}`;
+    const text = String(raw);
+    const result = spec.schema.safeParse(text);
+    if (!result.success) {
+      const shown = spec.secret ? '[redacted]' : JSON.stringify(text);
+      problems.push(`${key} (from ${origin}) ${result.error.issues.map((i) => i.message).join('; ')}; got ${shown}`);
+      continue;
+    }
+    values[key] = text;
+    parsed[key] = result.data;
+  }
+
+  const configured = PLATFORM_ADAPTERS.filter((p) => REQUIRED_FOR[p].some((k) => values[k] !== undefined));
+  const adapters = (parsed.TEAMLLM_ADAPTERS as AdapterName[] | undefined) ?? ['web', ...configured];
+  for (const adapter of adapters) {
+    if (adapter === 'web') continue;
+    const missing = REQUIRED_FOR[adapter].filter((k) => values[k] === undefined);
+    if (missing.length > 0) problems.push(`the ${adapter} adapter is enabled but ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not set`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const cwd = options.cwd ?? process.cwd();
+  return {
+    home: resolve(cwd, (parsed.TEAMLLM_HOME as string | undefined) ?? '.teamllm'),
+    port: (parsed.TEAMLLM_PORT as number | undefined) ?? 3000,
+    host: (parsed.TEAMLLM_HOST as string | undefined) ?? '127.0.0.1',
+    adapters,
+    admins: (parsed.TEAMLLM_ADMINS as string[] | undefined) ?? [],
+    ...(parsed.TEAMLLM_ADMIN_TOKEN ? { adminToken: parsed.TEAMLLM_ADMIN_TOKEN as string } : {}),
+    logLevel: (parsed.TEAMLLM_LOG_LEVEL as string | undefined) ?? 'info',
+    rateLimit: {
+      perMinute: (parsed.TEAMLLM_RATE_PER_MINUTE as number | undefined) ?? 10,
+      burst: (parsed.TEAMLLM_RATE_BURST as number | undefined) ?? 5,
+    },
+    memory: {
+      maxTurns: (parsed.TEAMLLM_MEMORY_TURNS as number | undefined) ?? 8,
+      maxChars: (parsed.TEAMLLM_MEMORY_CHARS as number | undefined) ?? 4000,
+    },
+    sampleKnowledgeBase: (parsed.TEAMLLM_SAMPLE_KB as boolean | undefined) ?? true,
+    ...(parsed.TEAMLLM_BACKEND ? { backend: parsed.TEAMLLM_BACKEND as string } : {}),
+    ...(parsed.CHROMA_URL ? { chromaUrl: parsed.CHROMA_URL as string } : {}),
+    values,
+    ...(file ? { file } : {}),
+  };
+}
+
+/** The configuration as safe to print: secrets replaced. */
+export function describeConfig(config: Config): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(config.values) as [ConfigKey, string][]) {
+    out[key] = (CONFIG_KEYS[key] as KeySpec).secret ? '[redacted]' : value;
+  }
+  return out;
+}
+
+export const SECRET_KEYS: ConfigKey[] = (Object.entries(CONFIG_KEYS) as [ConfigKey, KeySpec][]).filter(([, s]) => s.secret).map(([k]) => k);

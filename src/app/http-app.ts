@@ -1,0 +1,40 @@
+import { Hono } from 'hono';
+import { routePath } from 'hono/route';
+import type { Logger, ModelInfo } from '../core/index.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface HttpAppOptions {
+  logger: Logger;
+  metrics: Metrics;
+  serving: () => ModelInfo;
+  /** Routes each enabled adapter contributes, mounted at `/`. */
+  routes: Hono[];
+}
+
+/** The one HTTP server: adapters' routes plus /healthz and /metrics. */
+export function createHttpApp(options: HttpAppOptions): Hono {
+  const { logger, metrics } = options;
+  const started = Date.now();
+  const app = new Hono();
+
+  app.use(async (c, next) => {
+    await next();
+    // The matched route pattern, not the raw path: unknown paths must not explode label cardinality.
+    const route = c.res.status === 404 ? 'unmatched' : routePath(c);
+    metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
+  });
+
+  app.get('/healthz', (c) =>
+    c.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000), model: options.serving() }),
+  );
+  app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+
+  for (const routes of options.routes) app.route('/', routes);
+
+  app.notFound((c) => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404));
+  app.onError((err, c) => {
+    logger.error({ err, path: c.req.path }, 'request failed');
+    return c.json({ error: 'internal error' }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,124 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { serve, type ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
+import { AdminList, Bot, type Answerer, type Logger } from '../core/index.ts';
+import { SqliteStore } from '../core/sqlite-store.ts';
+import { WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
+import { LocalKnowledgeBase, RetrievalOnlyAnswerer } from '../rag/index.ts';
+import type { Config } from './config.ts';
+import { createHttpApp } from './http-app.ts';
+import { createLogger } from './logger.ts';
+import { Metrics } from './metrics.ts';
+
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const SAMPLE_KB_DIR = join(PACKAGE_ROOT, 'examples/handbook');
+
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  store: SqliteStore;
+  kb: LocalKnowledgeBase;
+  bot: Bot;
+  metrics: Metrics;
+  http: Hono;
+  /** The local terminal operator's id (`console:<user>`): they own the data folder, so they are an admin. */
+  consoleUser: string;
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  logger?: Logger;
+  /** Replaces the default answerer (tests and benchmarks stub the model here). */
+  answerer?: Answerer;
+  /** Skip default process metrics (benchmarks create many runtimes). */
+  defaultMetrics?: boolean;
+}
+
+/** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
+export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const store = new SqliteStore(join(config.home, 'teamllm.db'));
+  const kb = new LocalKnowledgeBase(join(config.home, 'kb', 'local.db'));
+  // Loaded once per data folder: after an admin removes the sample documents they stay removed.
+  const sampleMarker = join(config.home, 'kb', 'sample-loaded');
+  if (config.sampleKnowledgeBase && !existsSync(sampleMarker) && (await kb.list()).length === 0 && existsSync(SAMPLE_KB_DIR)) {
+    const report = await kb.addPaths([join(SAMPLE_KB_DIR, 'en'), join(SAMPLE_KB_DIR, 'zh')], { baseDir: SAMPLE_KB_DIR });
+    writeFileSync(sampleMarker, new Date().toISOString());
+    logger.info({ documents: report.added.length, failed: report.failed }, 'loaded the sample knowledge base (examples/handbook)');
+  }
+  const metrics = new Metrics(options.defaultMetrics ?? true);
+  const consoleUser = userInfo().username || 'operator';
+  const admins = new AdminList([
+    ...config.admins,
+    `console:${consoleUser}`,
+    ...(config.adminToken ? [`web:${WEB_ADMIN_ID}`] : []),
+  ]);
+  const answerer = options.answerer ?? new RetrievalOnlyAnswerer(kb);
+  const bot = new Bot({
+    store,
+    answerer,
+    admins,
+    kb,
+    rateLimit: config.rateLimit,
+    memory: config.memory,
+    logger,
+    observer: metrics,
+  });
+  const routes: Hono[] = [];
+  if (config.adapters.includes('web')) {
+    routes.push(webRoutes({ bot, logger, ...(config.adminToken ? { adminToken: config.adminToken } : {}) }));
+  }
+  for (const name of config.adapters.filter((a) => a !== 'web')) {
+    logger.warn({ adapter: name }, `the ${name} adapter is not part of this version yet; its credentials are ignored`);
+  }
+  const http = createHttpApp({ logger, metrics, serving: () => bot.serving.model, routes });
+  let closed = false;
+  return {
+    config,
+    logger,
+    store,
+    kb,
+    bot,
+    metrics,
+    http,
+    consoleUser,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await bot.close();
+      kb.close();
+      await store.close();
+    },
+  };
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  server: ServerType;
+  close(): Promise<void>;
+}
+
+export async function startServer(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
+  const server = await new Promise<ServerType>((resolveServer, reject) => {
+    const s = serve({ fetch: runtime.http.fetch, port, hostname: host }, () => resolveServer(s));
+    s.once('error', reject);
+  });
+  const address = server.address();
+  const actualPort = typeof address === 'object' && address ? address.port : port;
+  const shownHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
+  return {
+    url: `http://${shownHost}:${actualPort}`,
+    port: actualPort,
+    server,
+    close: () =>
+      new Promise<void>((done) => {
+        // Stop accepting; let streaming answers finish (the Bot drains them), then drop idle sockets.
+        server.close(() => done());
+        if ('closeIdleConnections' in server) server.closeIdleConnections();
+      }),
+  };
+}

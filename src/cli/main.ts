@@ -1,0 +1,243 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, loadConfig, type ConfigKey } from '../app/config.ts';
+import { createLogger } from '../app/logger.ts';
+import { createRuntime, startServer, type Runtime } from '../app/runtime.ts';
+import { runConsoleChat } from '../adapters/console/index.ts';
+import { WebReplyChannel } from '../adapters/web/index.ts';
+import { EXPORT_KINDS, exportDataset, type ExportKind } from '../training/feedback-datasets.ts';
+
+/** Thrown for a user error the CLI should print plainly (no stack) and exit with `code`. */
+class CliError extends Error {
+  constructor(
+    message: string,
+    readonly code = 1,
+  ) {
+    super(message);
+  }
+}
+
+const TRAIN_KINDS = ['tokenizer', 'pretrain', 'sft', 'embeddings', 'reward', 'rlhf'];
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+async function withRuntime<T>(
+  program: Command,
+  overrides: Partial<Record<ConfigKey, string>>,
+  fn: (runtime: Runtime) => Promise<T>,
+  quiet = true,
+): Promise<T> {
+  const config = loadConfig({ file: program.opts<{ config?: string }>().config, overrides });
+  // One-shot commands keep stderr quiet unless the user asked for a log level.
+  const level = quiet && !config.values.TEAMLLM_LOG_LEVEL ? 'warn' : config.logLevel;
+  const runtime = await createRuntime(config, { logger: createLogger(level), defaultMetrics: !quiet });
+  try {
+    return await fn(runtime);
+  } finally {
+    await runtime.close();
+  }
+}
+
+function notYet(what: string): never {
+  throw new CliError(`${what} is not available in this version of teamllm yet.`, 2);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('teamllm')
+    .description("Your company's own language model in its team chat")
+    .option('-c, --config <file>', 'configuration file (YAML or JSON with the same keys as the environment)')
+    .showHelpAfterError();
+
+  program
+    .command('serve')
+    .description('run the bot: web chat and every enabled platform adapter on one HTTP server')
+    .option('--adapters <list>', 'comma list of web,slack,feishu,wecom')
+    .option('--port <n>', 'HTTP port')
+    .option('--host <host>', 'interface to listen on')
+    .action(async (opts: { adapters?: string; port?: string; host?: string }) => {
+      const config = loadConfig({
+        file: program.opts<{ config?: string }>().config,
+        overrides: {
+          ...(opts.adapters ? { TEAMLLM_ADAPTERS: opts.adapters } : {}),
+          ...(opts.port ? { TEAMLLM_PORT: opts.port } : {}),
+          ...(opts.host ? { TEAMLLM_HOST: opts.host } : {}),
+        },
+      });
+      const runtime = await createRuntime(config);
+      const server = await startServer(runtime);
+      runtime.logger.info(
+        { url: server.url, adapters: config.adapters, model: runtime.bot.serving.model.name, home: config.home },
+        `teamllm is serving: open ${server.url} for the web chat`,
+      );
+      process.stderr.write(`\nteamllm is ready: web chat at ${server.url}  (Ctrl+C to stop)\n\n`);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        runtime.logger.info({ signal }, 'shutting down: finishing answers in flight');
+        await Promise.all([server.close(), runtime.bot.close()]);
+        await runtime.close();
+        process.exit(0);
+      };
+      process.on('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+    });
+
+  program
+    .command('chat')
+    .description('chat with the bot in the terminal (rate answers with + or -)')
+    .action(async () => {
+      await withRuntime(program, {}, async (runtime) => {
+        await runConsoleChat({ bot: runtime.bot, input: process.stdin, output: process.stdout, user: runtime.consoleUser });
+      });
+    });
+
+  program
+    .command('ask')
+    .description('ask one question and print the answer')
+    .argument('<question...>')
+    .option('--json', 'print {answer, sources, model} as JSON')
+    .action(async (words: string[], opts: { json?: boolean }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const channel = new WebReplyChannel(() => {});
+        const question = words.join(' ');
+        const result = await runtime.bot.handle(
+          {
+            platform: 'console',
+            eventId: `ask-${process.pid}-${Date.now()}`,
+            workspace: '',
+            channel: 'cli',
+            messageId: `ask-${Date.now()}`,
+            user: { id: runtime.consoleUser },
+            text: question,
+            isDirect: true,
+            mentionsBot: true,
+            attachments: [],
+          },
+          channel,
+        );
+        const reply = channel.latest;
+        if (opts.json) {
+          process.stdout.write(
+            `${JSON.stringify({ answer: reply?.text ?? '', sources: reply?.sources ?? [], model: runtime.bot.serving.model.name, answerId: result.answerId ?? null })}\n`,
+          );
+        } else {
+          process.stdout.write(`${reply?.text ?? ''}\n`);
+          reply?.sources?.forEach((s, i) => process.stdout.write(`[${i + 1}] ${s.title} — ${s.source}\n`));
+        }
+        if (result.outcome === 'error' || result.outcome === 'cancelled') throw new CliError('the answer failed; see the log above');
+      });
+    });
+
+  const kb = program.command('kb').description('the knowledge base');
+  kb.command('add')
+    .description('add files or folders (markdown, text); changed files are re-indexed, unchanged ones skipped')
+    .argument('<paths...>')
+    .action(async (paths: string[]) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const report = await runtime.kb.addPaths(paths);
+        for (const s of report.added) process.stdout.write(`added      ${s}\n`);
+        for (const s of report.updated) process.stdout.write(`updated    ${s}\n`);
+        for (const s of report.unchanged) process.stdout.write(`unchanged  ${s}\n`);
+        for (const f of report.failed) process.stderr.write(`skipped    ${f.source}: ${f.reason}\n`);
+        const ok = report.added.length + report.updated.length + report.unchanged.length;
+        process.stdout.write(`${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.failed.length} skipped\n`);
+        if (ok === 0 && report.failed.length > 0) throw new CliError('nothing could be added');
+      });
+    });
+  kb.command('list')
+    .description('documents with their passage counts and when they were indexed')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const sources = await runtime.kb.list();
+        if (opts.json) process.stdout.write(`${JSON.stringify({ sources })}\n`);
+        else for (const s of sources) process.stdout.write(`${s.source}\t${s.chunks} passages\t${new Date(s.indexedAt).toISOString()}\t${s.title}\n`);
+      });
+    });
+  kb.command('remove')
+    .description("remove a document's passages")
+    .argument('<source>')
+    .action(async (source: string) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const removed = await runtime.kb.remove(source);
+        if (removed === 0) throw new CliError(`no document named ${source} in the knowledge base (see teamllm kb list)`);
+        process.stdout.write(`removed ${source} (${removed} passages)\n`);
+      });
+    });
+  kb.command('search')
+    .description('the passages the bot would use for a question')
+    .argument('<query...>')
+    .option('--json', 'print {results:[{source, title, text, score}]}')
+    .option('--k <n>', 'number of results', positiveInt, 5)
+    .action(async (words: string[], opts: { json?: boolean; k: number }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const results = await runtime.kb.search(words.join(' '), opts.k);
+        if (opts.json) process.stdout.write(`${JSON.stringify({ results })}\n`);
+        else
+          results.forEach((r, i) =>
+            process.stdout.write(`[${i + 1}] ${r.score.toFixed(3)}  ${r.title} — ${r.source}\n    ${r.text.replace(/\s+/g, ' ').slice(0, 160)}\n`),
+          );
+      });
+    });
+
+  const train = program.command('train').description(`train a stage: ${TRAIN_KINDS.join(', ')}; or show the status`);
+  train
+    .argument('<stage>', `${TRAIN_KINDS.join('|')}|status`)
+    .option('--config <file>', 'training configuration')
+    .option('--data <path>', 'training data')
+    .action(async (stage: string) => {
+      if (stage !== 'status' && !TRAIN_KINDS.includes(stage)) throw new CliError(`unknown training stage "${stage}" (${TRAIN_KINDS.join(', ')}, status)`);
+      notYet(`teamllm train ${stage}`);
+    });
+
+  program
+    .command('model')
+    .description('model versions: list, promote <version>, rollback')
+    .argument('<action>', 'list|promote|rollback')
+    .argument('[version]')
+    .action(async () => notYet('Model management'));
+
+  program
+    .command('eval')
+    .description('evaluations: retrieval, qa')
+    .argument('<suite>')
+    .allowUnknownOption()
+    .action(async () => notYet('Evaluation'));
+
+  const data = program.command('data').description('datasets from the answer and feedback records');
+  data
+    .command('export')
+    .description('write a JSONL dataset to stdout')
+    .requiredOption('--kind <kind>', EXPORT_KINDS.join('|'))
+    .action(async (opts: { kind: string }) => {
+      if (!EXPORT_KINDS.includes(opts.kind as ExportKind)) throw new CliError(`--kind must be one of ${EXPORT_KINDS.join(', ')}`);
+      await withRuntime(program, { TEAMLLM_SAMPLE_KB: 'false' }, async (runtime) => {
+        let n = 0;
+        for await (const row of exportDataset(runtime.store, opts.kind as ExportKind)) {
+          process.stdout.write(`${JSON.stringify(row)}\n`);
+          n++;
+        }
+        process.stderr.write(`${n} ${opts.kind} examples\n`);
+      });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof CliError) {
+      process.stderr.write(`teamllm: ${err.message}\n`);
+      process.exitCode = err instanceof CliError ? err.code : 2;
+      return;
+    }
+    createLogger('error').error({ err }, 'teamllm failed');
+    process.exitCode = 1;
+  }
+}

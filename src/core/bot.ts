@@ -1,0 +1,295 @@
+import type { AdminList } from './admins.ts';
+import type { Answerer } from './answerer.ts';
+import { BUILTIN_COMMANDS, helpText, parseCommand, type CommandSpec } from './commands.ts';
+import { conversationKey, fitToBudget, type MemoryBudget } from './conversation.ts';
+import { silentLogger, type Logger } from './logger.ts';
+import { nullObserver, type AnswerOutcome, type BotObserver } from './observer.ts';
+import { RateLimiter } from './rate-limiter.ts';
+import type { Actor, KnowledgeBase, ModelService, TrainingService } from './services.ts';
+import type { BotStore, FeedbackRecord } from './store.ts';
+import { StreamUpdater } from './stream-updater.ts';
+import type { IncomingMessage, Platform, ReplyTarget, Source, Vote } from './types.ts';
+
+export interface BotOptions {
+  store: BotStore;
+  answerer: Answerer;
+  admins: AdminList;
+  kb?: KnowledgeBase;
+  training?: TrainingService;
+  models?: ModelService;
+  rateLimit?: { perMinute: number; burst: number };
+  memory?: MemoryBudget;
+  /** Default pause between streaming updates when the target does not say. */
+  streamIntervalMs?: number;
+  answerTimeoutMs?: number;
+  logger?: Logger;
+  observer?: BotObserver;
+  commands?: CommandSpec[];
+}
+
+export type HandleOutcome =
+  | 'duplicate'
+  | 'ignored'
+  | 'rate_limited'
+  | 'command'
+  | 'denied'
+  | 'greeting'
+  | 'shutting_down'
+  | AnswerOutcome;
+
+export interface HandleResult {
+  outcome: HandleOutcome;
+  answerId?: string;
+}
+
+export interface VoteInput {
+  answerId: string;
+  platform: Platform;
+  userId: string;
+  /** 0 withdraws the user's vote. */
+  value: Vote | 0;
+  comment?: string;
+}
+
+export type VoteResult =
+  | { ok: true; feedback?: FeedbackRecord; up: number; down: number }
+  | { ok: false; reason: 'unknown_answer' };
+
+/**
+ * The platform-agnostic bot: deduplicates deliveries, routes commands, answers questions with
+ * streaming, remembers conversations per thread and records answers and votes.
+ */
+export class Bot {
+  private answerer: Answerer;
+  private readonly store: BotStore;
+  private readonly admins: AdminList;
+  private readonly limiter: RateLimiter;
+  private readonly memory: MemoryBudget;
+  private readonly logger: Logger;
+  private readonly observer: BotObserver;
+  private readonly commands: CommandSpec[];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly shutdown = new AbortController();
+  private closing = false;
+
+  constructor(private readonly options: BotOptions) {
+    this.answerer = options.answerer;
+    this.store = options.store;
+    this.admins = options.admins;
+    const rate = options.rateLimit ?? { perMinute: 10, burst: 5 };
+    this.limiter = new RateLimiter(rate.perMinute, rate.burst);
+    this.memory = options.memory ?? { maxTurns: 8, maxChars: 4000 };
+    this.logger = options.logger ?? silentLogger;
+    this.observer = options.observer ?? nullObserver;
+    this.commands = options.commands ?? BUILTIN_COMMANDS;
+  }
+
+  get serving(): Answerer {
+    return this.answerer;
+  }
+
+  /** Swaps the answerer for new questions; answers already streaming finish on the old one. */
+  setAnswerer(answerer: Answerer): void {
+    this.answerer = answerer;
+  }
+
+  isAdmin(platform: Platform, userId: string): boolean {
+    return this.admins.isAdmin(platform, userId);
+  }
+
+  /** Handles one platform event. Adapters acknowledge the platform first, then call this. */
+  handle(msg: IncomingMessage, target: ReplyTarget): Promise<HandleResult> {
+    const work = this.handleInner(msg, target);
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work)).catch(() => {});
+    return work;
+  }
+
+  private async handleInner(msg: IncomingMessage, target: ReplyTarget): Promise<HandleResult> {
+    if (this.closing) return { outcome: 'shutting_down' };
+    const conversation = conversationKey(msg);
+    if (!msg.isDirect && !msg.mentionsBot) {
+      // In a group the bot speaks when addressed, or in a thread it is already part of.
+      const inThread = msg.thread !== undefined && (await this.store.recentTurns(conversation, 1)).length > 0;
+      if (!inThread) return { outcome: 'ignored' };
+    }
+    if (!(await this.store.claimEvent(msg.platform, msg.eventId))) {
+      this.observer.duplicate(msg.platform);
+      this.logger.info({ platform: msg.platform, eventId: msg.eventId }, 'duplicate delivery dropped');
+      return { outcome: 'duplicate' };
+    }
+    const log = this.logger.child({ platform: msg.platform, eventId: msg.eventId, user: msg.user.id });
+    const text = msg.text.trim();
+    const command = parseCommand(text);
+    if (command) return this.runCommand(msg, target, command, conversation, log);
+    if (!text) {
+      await target.post({ phase: 'notice', text: 'Hi! Ask me a question about the company, or type /help.' });
+      return { outcome: 'greeting' };
+    }
+    const waitSeconds = this.limiter.take(`${msg.platform}:${msg.user.id}`);
+    if (waitSeconds > 0) {
+      this.observer.rateLimited(msg.platform);
+      await target.post({
+        phase: 'notice',
+        text: `You're asking faster than I can keep up — please try again in ${waitSeconds} s.`,
+      });
+      return { outcome: 'rate_limited' };
+    }
+    return this.answer(msg, target, conversation, log);
+  }
+
+  private async runCommand(
+    msg: IncomingMessage,
+    target: ReplyTarget,
+    command: NonNullable<ReturnType<typeof parseCommand>>,
+    conversation: string,
+    log: Logger,
+  ): Promise<HandleResult> {
+    const actor: Actor = { id: `${msg.platform}:${msg.user.id}`, isAdmin: this.isAdmin(msg.platform, msg.user.id) };
+    if (command.name === 'help') {
+      this.observer.command(msg.platform, 'help', true);
+      await target.post({ phase: 'notice', text: helpText(this.commands, actor.isAdmin) });
+      return { outcome: 'command' };
+    }
+    const spec = this.commands.find((c) => c.name === command.name);
+    if (!spec) {
+      await target.post({ phase: 'notice', text: `I don't know the command /${command.name}. Type /help to see what I can do.` });
+      return { outcome: 'command' };
+    }
+    const label = `/${spec.name}${command.sub ? ` ${command.sub}` : ''}`;
+    if (spec.requiresAdmin(command.sub) && !actor.isAdmin) {
+      this.observer.command(msg.platform, spec.name, false);
+      log.warn({ command: label }, 'non-admin command refused');
+      await this.store.audit({ actor: actor.id, action: 'denied', detail: { command: label } });
+      await target.post({ phase: 'notice', text: `Sorry, only admins can run ${label}. Ask one of your teamllm admins.` });
+      return { outcome: 'denied' };
+    }
+    this.observer.command(msg.platform, spec.name, true);
+    if (spec.requiresAdmin(command.sub)) {
+      await this.store.audit({ actor: actor.id, action: 'command', detail: { command: label, params: command.params } });
+    }
+    let reply: string;
+    try {
+      reply = await spec.run({
+        command,
+        msg,
+        actor,
+        services: {
+          ...(this.options.kb ? { kb: this.options.kb } : {}),
+          ...(this.options.training ? { training: this.options.training } : {}),
+          ...(this.options.models ? { models: this.options.models } : {}),
+          serving: () => this.answerer.model,
+          resetConversation: () => this.store.clearConversation(conversation),
+        },
+      });
+    } catch (err) {
+      log.error({ err, command: label }, 'command failed');
+      reply = `${label} failed: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    await target.post({ phase: 'notice', text: reply });
+    return { outcome: 'command' };
+  }
+
+  private async answer(
+    msg: IncomingMessage,
+    target: ReplyTarget,
+    conversation: string,
+    log: Logger,
+  ): Promise<HandleResult> {
+    const started = performance.now();
+    const answerer = this.answerer;
+    const model = answerer.model;
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.options.answerTimeoutMs ?? 120_000)]);
+    let outcome: AnswerOutcome = 'error';
+    let answerId: string | undefined;
+    const posted = await target.post({ phase: 'thinking', text: 'Thinking…', model });
+    const updater = new StreamUpdater(posted, target.streamIntervalMs ?? this.options.streamIntervalMs ?? 400, log);
+    try {
+      const history = fitToBudget(await this.store.recentTurns(conversation, this.memory.maxTurns), this.memory);
+      let text = '';
+      let sources: Source[] = [];
+      let prompt = '';
+      const user = { platform: msg.platform, id: msg.user.id, ...(msg.user.name ? { name: msg.user.name } : {}) };
+      for await (const event of answerer.answer({ question: msg.text.trim(), history, user, channel: msg.channel, signal })) {
+        if (event.type === 'sources') sources = event.sources;
+        else if (event.type === 'token') {
+          text += event.text;
+          updater.push({ phase: 'streaming', text, model });
+        } else prompt = event.prompt;
+        if (signal.aborted) break;
+      }
+      if (signal.aborted) throw signal.reason ?? new Error('cancelled');
+      const record = await this.store.saveAnswer({
+        platform: msg.platform,
+        workspace: msg.workspace,
+        channel: msg.channel,
+        ...(msg.thread ? { thread: msg.thread } : {}),
+        messageId: msg.messageId,
+        userId: msg.user.id,
+        ...(msg.user.name ? { userName: msg.user.name } : {}),
+        question: msg.text.trim(),
+        passages: sources,
+        prompt,
+        output: text,
+        modelName: model.name,
+        modelVersion: model.version,
+        latencyMs: Math.round(performance.now() - started),
+      });
+      answerId = record.id;
+      await this.store.setAnswerReply(record.id, posted.id);
+      const now = Date.now();
+      await this.store.appendTurn(conversation, { role: 'user', text: msg.text.trim(), at: now });
+      await this.store.appendTurn(conversation, { role: 'assistant', text, at: now });
+      await updater.finish({ phase: 'final', text, sources, answerId: record.id, model });
+      outcome = sources.length > 0 ? 'answered' : 'no_answer';
+    } catch (err) {
+      outcome = signal.aborted ? 'cancelled' : 'error';
+      log.error({ err, outcome }, 'answering failed');
+      await updater
+        .finish({
+          phase: 'error',
+          text:
+            outcome === 'cancelled'
+              ? 'Sorry — I had to stop before finishing this answer. Please ask again.'
+              : 'Sorry — something went wrong while answering. The error was logged; please try again.',
+        })
+        .catch((e: unknown) => log.error({ err: e }, 'could not post the error reply'));
+    }
+    this.observer.answer(msg.platform, outcome, (performance.now() - started) / 1000);
+    return { outcome, ...(answerId ? { answerId } : {}) };
+  }
+
+  /** Records (or withdraws, with 0) a user's vote on an answer. */
+  async vote(input: VoteInput): Promise<VoteResult> {
+    const answer = await this.store.getAnswer(input.answerId);
+    if (!answer) return { ok: false, reason: 'unknown_answer' };
+    let feedback: FeedbackRecord | undefined;
+    if (input.value === 0) await this.store.removeFeedback(input.answerId, input.platform, input.userId);
+    else
+      feedback = await this.store.recordFeedback({
+        answerId: input.answerId,
+        platform: input.platform,
+        userId: input.userId,
+        value: input.value,
+        ...(input.comment ? { comment: input.comment } : {}),
+      });
+    this.observer.feedback(input.platform, input.value);
+    const all = await this.store.feedbackFor(input.answerId);
+    return {
+      ok: true,
+      ...(feedback ? { feedback } : {}),
+      up: all.filter((f) => f.value === 1).length,
+      down: all.filter((f) => f.value === -1).length,
+    };
+  }
+
+  /** Stops taking new work, lets answers in flight finish for up to `graceMs`, then cancels them. */
+  async close(graceMs = 10_000): Promise<void> {
+    this.closing = true;
+    const pending = Promise.allSettled([...this.inFlight]);
+    const timer = setTimeout(() => this.shutdown.abort(new Error('shutting down')), graceMs);
+    await pending;
+    clearTimeout(timer);
+    this.shutdown.abort(new Error('shutting down'));
+  }
+}

@@ -1,0 +1,186 @@
+import type { Actor, KnowledgeBase, ModelService, TrainingService } from './services.ts';
+import type { IncomingMessage, ModelInfo } from './types.ts';
+
+export interface ParsedCommand {
+  name: string;
+  sub?: string;
+  /** Positional words after the subcommand. */
+  args: string[];
+  /** `key=value` words, for training parameters. */
+  params: Record<string, string>;
+  /** Everything after the subcommand, untouched (for search queries). */
+  rest: string;
+}
+
+const COMMAND_RE = /^\/([a-z][a-z0-9_-]*)(?:\s+([\s\S]*))?$/i;
+
+/** `/train sft lr=3e-4 notes` -> {name:'train', sub:'sft', params:{lr:'3e-4'}, args:['notes']}. */
+export function parseCommand(text: string): ParsedCommand | undefined {
+  const match = COMMAND_RE.exec(text.trim());
+  if (!match) return undefined;
+  const name = match[1]!.toLowerCase();
+  const body = (match[2] ?? '').trim();
+  const words = body ? body.split(/\s+/) : [];
+  const sub = words[0]?.includes('=') ? undefined : words.shift()?.toLowerCase();
+  const rest = sub === undefined ? body : body.slice(body.toLowerCase().indexOf(sub) + sub.length).trim();
+  const args: string[] = [];
+  const params: Record<string, string> = {};
+  for (const word of words) {
+    const eq = word.indexOf('=');
+    if (eq > 0) params[word.slice(0, eq)] = word.slice(eq + 1);
+    else args.push(word);
+  }
+  return { name, ...(sub === undefined ? {} : { sub }), args, params, rest };
+}
+
+export interface CommandServices {
+  kb?: KnowledgeBase;
+  training?: TrainingService;
+  models?: ModelService;
+  serving: () => ModelInfo;
+  resetConversation: () => Promise<void>;
+}
+
+export interface CommandContext {
+  command: ParsedCommand;
+  msg: IncomingMessage;
+  actor: Actor;
+  services: CommandServices;
+}
+
+export interface CommandSpec {
+  name: string;
+  /** One line per subcommand for /help; `admin` lines are shown to admins only. */
+  usage: { text: string; admin: boolean }[];
+  requiresAdmin(sub: string | undefined): boolean;
+  run(ctx: CommandContext): Promise<string>;
+}
+
+const NOT_YET = (what: string) =>
+  `${what} is not available in this version of teamllm yet; nothing was changed.`;
+
+const TRAIN_KINDS = ['tokenizer', 'pretrain', 'sft', 'embeddings', 'reward', 'rlhf'];
+
+const train: CommandSpec = {
+  name: 'train',
+  usage: [
+    { text: '/train status — the training queue and the running job', admin: true },
+    { text: `/train ${TRAIN_KINDS.join('|')} [key=value ...] — start a training job`, admin: true },
+    { text: '/train stop — stop the running job, keeping its last checkpoint', admin: true },
+    { text: '/train resume — continue an interrupted job from its checkpoint', admin: true },
+  ],
+  requiresAdmin: () => true,
+  async run({ command, services, actor }) {
+    const training = services.training;
+    if (!training) return NOT_YET('Training from the chat');
+    const sub = command.sub ?? 'status';
+    if (sub === 'status') return training.status();
+    if (sub === 'stop') return training.stop(actor);
+    if (sub === 'resume' || TRAIN_KINDS.includes(sub)) return training.start(sub, command.params, actor);
+    return `Unknown training job "${sub}". Try: ${TRAIN_KINDS.join(', ')}, status, stop, resume.`;
+  },
+};
+
+const kb: CommandSpec = {
+  name: 'kb',
+  usage: [
+    { text: '/kb list — documents in the knowledge base', admin: false },
+    { text: '/kb search <question> — the passages the bot would use', admin: false },
+    { text: '/kb add (with files attached) — add documents', admin: true },
+    { text: '/kb remove <source> — remove a document', admin: true },
+  ],
+  requiresAdmin: (sub) => sub === 'add' || sub === 'remove',
+  async run({ command, services, msg }) {
+    const base = services.kb;
+    if (!base) return NOT_YET('The knowledge base');
+    switch (command.sub ?? 'list') {
+      case 'list': {
+        const sources = await base.list();
+        if (sources.length === 0) return 'The knowledge base is empty.';
+        return [
+          `${sources.length} documents:`,
+          ...sources.map((s) => `• ${s.source} — ${s.chunks} passages, indexed ${new Date(s.indexedAt).toISOString().slice(0, 16).replace('T', ' ')}`),
+        ].join('\n');
+      }
+      case 'search': {
+        if (!command.rest) return 'Usage: /kb search <question>';
+        const hits = await base.search(command.rest, 5);
+        if (hits.length === 0) return 'Nothing in the knowledge base matches that.';
+        return hits.map((h, i) => `[${i + 1}] ${h.title} (${h.source}, score ${h.score.toFixed(2)})\n${h.text.slice(0, 200)}`).join('\n\n');
+      }
+      case 'add': {
+        if (msg.attachments.length === 0)
+          return 'Attach the files to add (markdown or text) to the message with /kb add.';
+        const report = await base.addAttachments(msg.attachments);
+        const lines = [
+          `Added ${report.added.length}, updated ${report.updated.length}, unchanged ${report.unchanged.length}.`,
+          ...report.failed.map((f) => `Skipped ${f.source}: ${f.reason}`),
+        ];
+        return lines.join('\n');
+      }
+      case 'remove': {
+        const source = command.rest;
+        if (!source) return 'Usage: /kb remove <source>';
+        const removed = await base.remove(source);
+        return removed > 0 ? `Removed ${source} (${removed} passages).` : `No document named ${source} in the knowledge base.`;
+      }
+      default:
+        return `Unknown /kb command "${command.sub}". Try /kb list, /kb search, /kb add, /kb remove.`;
+    }
+  },
+};
+
+const model: CommandSpec = {
+  name: 'model',
+  usage: [
+    { text: '/model — which model is answering', admin: false },
+    { text: '/model list — model versions and their scores', admin: true },
+    { text: '/model promote <version> — serve a version', admin: true },
+    { text: '/model rollback — go back to the previous version', admin: true },
+  ],
+  requiresAdmin: (sub) => sub !== undefined,
+  async run({ command, services, actor }) {
+    const serving = services.serving();
+    if (command.sub === undefined) {
+      return serving.kind === 'retrieval-only'
+        ? `No language model is trained yet: answers quote the knowledge base directly (${serving.name}).`
+        : `Answering with ${serving.name} version ${serving.version}.`;
+    }
+    const models = services.models;
+    if (!models) return NOT_YET('Model management');
+    switch (command.sub) {
+      case 'list':
+        return models.list();
+      case 'promote':
+        if (!command.args[0]) return 'Usage: /model promote <version>';
+        return models.promote(command.args[0], actor);
+      case 'rollback':
+        return models.rollback(actor);
+      default:
+        return `Unknown /model command "${command.sub}". Try /model list, /model promote, /model rollback.`;
+    }
+  },
+};
+
+const reset: CommandSpec = {
+  name: 'reset',
+  usage: [{ text: '/reset — forget this conversation and start afresh', admin: false }],
+  requiresAdmin: () => false,
+  async run({ services }) {
+    await services.resetConversation();
+    return 'Done: I have forgotten this conversation.';
+  },
+};
+
+export const BUILTIN_COMMANDS: CommandSpec[] = [train, kb, model, reset];
+
+export function helpText(commands: CommandSpec[], isAdmin: boolean): string {
+  const lines = commands.flatMap((c) => c.usage.filter((u) => isAdmin || !u.admin).map((u) => `• ${u.text}`));
+  return [
+    'Ask me anything about the company: I answer from its documents and cite them. Rate answers with 👍/👎 — that is how I get better.',
+    '',
+    '• /help — this message',
+    ...lines,
+    ...(isAdmin ? [] : ['', 'Training, promoting models and changing the knowledge base are for admins.']),
+  ].join('\n');
+}

@@ -1,0 +1,12 @@
+export * from './types.ts';
+export * from './answerer.ts';
+export * from './store.ts';
+export * from './services.ts';
+export * from './logger.ts';
+export * from './observer.ts';
+export { AdminList } from './admins.ts';
+export { RateLimiter } from './rate-limiter.ts';
+export { conversationKey, fitToBudget, type MemoryBudget } from './conversation.ts';
+export { parseCommand, helpText, BUILTIN_COMMANDS, type CommandSpec, type ParsedCommand } from './commands.ts';
+export { StreamUpdater } from './stream-updater.ts';
+export { Bot, type BotOptions, type HandleOutcome, type HandleResult, type VoteInput, type VoteResult } from './bot.ts';

@@ -1,0 +1,33 @@
+/** Per-key token bucket: `burst` requests at once, refilled at `perMinute`. */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly perMinute: number,
+    private readonly burst: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Takes one token; returns 0 when allowed, else the seconds until the next token. */
+  take(key: string): number {
+    const now = this.now();
+    const refillPerMs = this.perMinute / 60_000;
+    const bucket = this.buckets.get(key) ?? { tokens: this.burst, at: now };
+    bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.at) * refillPerMs);
+    bucket.at = now;
+    this.buckets.set(key, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return 0;
+    }
+    this.evictIdle(now);
+    return Math.ceil((1 - bucket.tokens) / refillPerMs / 1000);
+  }
+
+  /** Full buckets carry no information; drop them so a busy workspace does not grow the map forever. */
+  private evictIdle(now: number): void {
+    if (this.buckets.size < 10_000) return;
+    const fullAfterMs = (this.burst * 60_000) / this.perMinute;
+    for (const [key, b] of this.buckets) if (now - b.at > fullAfterMs) this.buckets.delete(key);
+  }
+}

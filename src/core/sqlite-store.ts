@@ -1,0 +1,310 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type {
+  AnswerRecord,
+  AuditEntry,
+  BotStore,
+  FeedbackInput,
+  FeedbackRecord,
+  NewAnswerRecord,
+  RatedAnswer,
+} from './store.ts';
+import type { ConversationTurn, Platform, Source, Vote } from './types.ts';
+
+/**
+ * Schema history. Append a migration, never edit one that has shipped: `PRAGMA user_version`
+ * records how far a database has come.
+ */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE processed_events (
+     platform TEXT NOT NULL,
+     event_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     PRIMARY KEY (platform, event_id)
+   );
+   CREATE INDEX processed_events_at ON processed_events(at);
+   CREATE TABLE answers (
+     id TEXT PRIMARY KEY,
+     created_at INTEGER NOT NULL,
+     platform TEXT NOT NULL,
+     workspace TEXT NOT NULL,
+     channel TEXT NOT NULL,
+     thread TEXT,
+     message_id TEXT NOT NULL,
+     user_id TEXT NOT NULL,
+     user_name TEXT,
+     question TEXT NOT NULL,
+     passages TEXT NOT NULL,
+     prompt TEXT NOT NULL,
+     output TEXT NOT NULL,
+     model_name TEXT NOT NULL,
+     model_version TEXT NOT NULL,
+     latency_ms INTEGER NOT NULL,
+     reply_id TEXT
+   );
+   CREATE INDEX answers_reply ON answers(platform, reply_id);
+   CREATE TABLE feedback (
+     answer_id TEXT NOT NULL REFERENCES answers(id) ON DELETE CASCADE,
+     platform TEXT NOT NULL,
+     user_id TEXT NOT NULL,
+     value INTEGER NOT NULL CHECK (value IN (-1, 1)),
+     comment TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (answer_id, platform, user_id)
+   );
+   CREATE TABLE turns (
+     conversation TEXT NOT NULL,
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     role TEXT NOT NULL,
+     text TEXT NOT NULL,
+     at INTEGER NOT NULL
+   );
+   CREATE INDEX turns_conversation ON turns(conversation, seq);
+   CREATE TABLE audit_log (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     actor TEXT NOT NULL,
+     action TEXT NOT NULL,
+     detail TEXT NOT NULL
+   );`,
+];
+
+interface AnswerRow {
+  id: string;
+  created_at: number;
+  platform: Platform;
+  workspace: string;
+  channel: string;
+  thread: string | null;
+  message_id: string;
+  user_id: string;
+  user_name: string | null;
+  question: string;
+  passages: string;
+  prompt: string;
+  output: string;
+  model_name: string;
+  model_version: string;
+  latency_ms: number;
+  reply_id: string | null;
+}
+
+interface FeedbackRow {
+  answer_id: string;
+  platform: Platform;
+  user_id: string;
+  value: Vote;
+  comment: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+function toAnswer(row: AnswerRow): AnswerRecord {
+  return {
+    id: row.id,
+    createdAt: row.created_at,
+    platform: row.platform,
+    workspace: row.workspace,
+    channel: row.channel,
+    ...(row.thread !== null ? { thread: row.thread } : {}),
+    messageId: row.message_id,
+    userId: row.user_id,
+    ...(row.user_name !== null ? { userName: row.user_name } : {}),
+    question: row.question,
+    passages: JSON.parse(row.passages) as Source[],
+    prompt: row.prompt,
+    output: row.output,
+    modelName: row.model_name,
+    modelVersion: row.model_version,
+    latencyMs: row.latency_ms,
+    ...(row.reply_id !== null ? { replyId: row.reply_id } : {}),
+  };
+}
+
+function toFeedback(row: FeedbackRow): FeedbackRecord {
+  return {
+    answerId: row.answer_id,
+    platform: row.platform,
+    userId: row.user_id,
+    value: row.value,
+    ...(row.comment !== null ? { comment: row.comment } : {}),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export interface SqliteStoreOptions {
+  /** How long processed event ids are kept; platforms stop redelivering after hours, not weeks. */
+  eventRetentionMs?: number;
+}
+
+/** The default BotStore: one SQLite file in WAL mode, safe for one writer process. */
+export class SqliteStore implements BotStore {
+  readonly db: Database.Database;
+  private readonly eventRetentionMs: number;
+  private claims = 0;
+
+  constructor(file: string, options: SqliteStoreOptions = {}) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.eventRetentionMs = options.eventRetentionMs ?? 7 * 24 * 3600 * 1000;
+    this.migrate();
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    const current = this.schemaVersion;
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[version]!);
+        this.db.pragma(`user_version = ${version + 1}`);
+      })();
+    }
+  }
+
+  async claimEvent(platform: Platform, eventId: string): Promise<boolean> {
+    const now = Date.now();
+    const result = this.db
+      .prepare('INSERT OR IGNORE INTO processed_events (platform, event_id, at) VALUES (?, ?, ?)')
+      .run(platform, eventId, now);
+    if (++this.claims % 1000 === 0) {
+      this.db.prepare('DELETE FROM processed_events WHERE at < ?').run(now - this.eventRetentionMs);
+    }
+    return result.changes === 1;
+  }
+
+  async saveAnswer(record: NewAnswerRecord): Promise<AnswerRecord> {
+    const id = randomUUID();
+    const createdAt = Date.now();
+    this.db
+      .prepare(
+        `INSERT INTO answers (id, created_at, platform, workspace, channel, thread, message_id, user_id, user_name,
+           question, passages, prompt, output, model_name, model_version, latency_ms)
+         VALUES (@id, @createdAt, @platform, @workspace, @channel, @thread, @messageId, @userId, @userName,
+           @question, @passages, @prompt, @output, @modelName, @modelVersion, @latencyMs)`,
+      )
+      .run({
+        ...record,
+        id,
+        createdAt,
+        thread: record.thread ?? null,
+        userName: record.userName ?? null,
+        passages: JSON.stringify(record.passages),
+      });
+    return { ...record, id, createdAt };
+  }
+
+  async getAnswer(id: string): Promise<AnswerRecord | undefined> {
+    const row = this.db.prepare('SELECT * FROM answers WHERE id = ?').get(id) as AnswerRow | undefined;
+    return row && toAnswer(row);
+  }
+
+  async setAnswerReply(answerId: string, replyId: string): Promise<void> {
+    this.db.prepare('UPDATE answers SET reply_id = ? WHERE id = ?').run(replyId, answerId);
+  }
+
+  async findAnswerByReply(platform: Platform, replyId: string): Promise<AnswerRecord | undefined> {
+    const row = this.db
+      .prepare('SELECT * FROM answers WHERE platform = ? AND reply_id = ? ORDER BY created_at DESC LIMIT 1')
+      .get(platform, replyId) as AnswerRow | undefined;
+    return row && toAnswer(row);
+  }
+
+  async recordFeedback(input: FeedbackInput): Promise<FeedbackRecord> {
+    const now = Date.now();
+    const row = this.db
+      .prepare(
+        `INSERT INTO feedback (answer_id, platform, user_id, value, comment, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (answer_id, platform, user_id)
+         DO UPDATE SET value = excluded.value, comment = coalesce(excluded.comment, feedback.comment),
+                       updated_at = excluded.updated_at
+         RETURNING *`,
+      )
+      .get(input.answerId, input.platform, input.userId, input.value, input.comment ?? null, now, now) as FeedbackRow;
+    return toFeedback(row);
+  }
+
+  async removeFeedback(answerId: string, platform: Platform, userId: string): Promise<boolean> {
+    return (
+      this.db
+        .prepare('DELETE FROM feedback WHERE answer_id = ? AND platform = ? AND user_id = ?')
+        .run(answerId, platform, userId).changes > 0
+    );
+  }
+
+  async feedbackFor(answerId: string): Promise<FeedbackRecord[]> {
+    return (this.db.prepare('SELECT * FROM feedback WHERE answer_id = ? ORDER BY created_at').all(answerId) as FeedbackRow[]).map(
+      toFeedback,
+    );
+  }
+
+  async feedbackCounts(): Promise<{ up: number; down: number }> {
+    const row = this.db
+      .prepare(`SELECT coalesce(sum(value = 1), 0) AS up, coalesce(sum(value = -1), 0) AS down FROM feedback`)
+      .get() as { up: number; down: number };
+    return { up: row.up, down: row.down };
+  }
+
+  async appendTurn(conversation: string, turn: ConversationTurn): Promise<void> {
+    this.db.prepare('INSERT INTO turns (conversation, role, text, at) VALUES (?, ?, ?, ?)').run(conversation, turn.role, turn.text, turn.at);
+  }
+
+  async recentTurns(conversation: string, limit: number): Promise<ConversationTurn[]> {
+    const rows = this.db
+      .prepare('SELECT role, text, at FROM turns WHERE conversation = ? ORDER BY seq DESC LIMIT ?')
+      .all(conversation, limit) as ConversationTurn[];
+    return rows.reverse();
+  }
+
+  async clearConversation(conversation: string): Promise<void> {
+    this.db.prepare('DELETE FROM turns WHERE conversation = ?').run(conversation);
+  }
+
+  async audit(entry: Omit<AuditEntry, 'at'>): Promise<void> {
+    this.db
+      .prepare('INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)')
+      .run(Date.now(), entry.actor, entry.action, JSON.stringify(entry.detail));
+  }
+
+  async auditLog(limit: number): Promise<AuditEntry[]> {
+    const rows = this.db.prepare('SELECT at, actor, action, detail FROM audit_log ORDER BY seq DESC LIMIT ?').all(limit) as {
+      at: number;
+      actor: string;
+      action: string;
+      detail: string;
+    }[];
+    return rows.map((r) => ({ ...r, detail: JSON.parse(r.detail) as Record<string, unknown> }));
+  }
+
+  async *ratedAnswers(): AsyncIterable<RatedAnswer> {
+    const votes = this.db.prepare('SELECT value, comment FROM feedback WHERE answer_id = ?');
+    const rows = this.db
+      .prepare('SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback) ORDER BY created_at')
+      .iterate() as IterableIterator<AnswerRow>;
+    // Collect first: a live better-sqlite3 iterator blocks other statements on the connection.
+    const answers = [...rows];
+    for (const row of answers) {
+      const fb = votes.all(row.id) as { value: Vote; comment: string | null }[];
+      yield {
+        answer: toAnswer(row),
+        up: fb.filter((f) => f.value === 1).length,
+        down: fb.filter((f) => f.value === -1).length,
+        comments: fb.flatMap((f) => (f.comment ? [f.comment] : [])),
+      };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The platform-agnostic vocabulary of the bot. Every adapter turns its platform's events into
+ * an IncomingMessage and gives the Bot a ReplyTarget; nothing in here knows about Slack,
+ * Feishu, WeCom or HTTP.
+ */
+
+export type Platform = 'slack' | 'feishu' | 'wecom' | 'web' | 'console';
+
+export interface Attachment {
+  name: string;
+  mimeType?: string;
+  size?: number;
+  url?: string;
+  /** Downloads the file through the platform's authenticated API. */
+  fetch?: () => Promise<Uint8Array>;
+}
+
+export interface IncomingMessage {
+  platform: Platform;
+  /** The platform's delivery id; redeliveries carry the same one, so it keys deduplication. */
+  eventId: string;
+  /** Slack team, Feishu tenant, WeCom corp; '' where the platform has none. */
+  workspace: string;
+  channel: string;
+  /** Thread root, when the message was posted in a thread. */
+  thread?: string;
+  messageId: string;
+  user: { id: string; name?: string };
+  /** Text with the bot's own mention removed. */
+  text: string;
+  isDirect: boolean;
+  mentionsBot: boolean;
+  attachments: Attachment[];
+  receivedAt?: number;
+}
+
+export interface UserRef {
+  platform: Platform;
+  id: string;
+  name?: string;
+}
+
+/** A passage the answer relies on, as shown to users and exported in datasets. */
+export interface Source {
+  source: string;
+  title: string;
+  text: string;
+  score: number;
+}
+
+export type ReplyPhase = 'thinking' | 'streaming' | 'final' | 'notice' | 'error';
+
+export interface ReplyContent {
+  phase: ReplyPhase;
+  text: string;
+  sources?: Source[];
+  /** Set on final answers: the record that 👍/👎 controls refer to. */
+  answerId?: string;
+  /** Which model produced it (shown small under answers). */
+  model?: ModelInfo;
+  /** The vote the reply currently shows, after a user rated it. */
+  vote?: Vote;
+}
+
+export interface PostedReply {
+  /** Platform id of the posted message (Slack ts, Feishu message_id...). */
+  readonly id: string;
+  update(content: ReplyContent): Promise<void>;
+}
+
+/** Where the Bot writes its reply; each adapter implements it with its platform's API. */
+export interface ReplyTarget {
+  post(content: ReplyContent): Promise<PostedReply>;
+  /** Minimum milliseconds between streaming updates (platform rate limits). */
+  readonly streamIntervalMs?: number;
+}
+
+export type Vote = 1 | -1;
+
+export interface ConversationTurn {
+  role: 'user' | 'assistant';
+  text: string;
+  at: number;
+}
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+  /** 'retrieval-only' answers quote documents; they are never presented as a model's words. */
+  kind: 'retrieval-only' | 'language-model';
+}

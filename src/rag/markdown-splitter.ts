@@ -1,0 +1,47 @@
+import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters';
+
+export interface Chunk {
+  /** Heading path, e.g. "Leave and holidays > Sick leave". */
+  title: string;
+  text: string;
+  /** Position of the chunk within its document, from 0. */
+  position: number;
+}
+
+/** Sentence ends of Chinese and English prose, tried before falling back to spaces. */
+const SEPARATORS = ['\n\n', '\n', '。', '！', '？', '；', '. ', '! ', '? ', '; ', '，', ', ', ' ', ''];
+
+/**
+ * Splits markdown at its headings (each chunk knows the path of headings above it), then cuts
+ * long sections at paragraph and sentence ends, Chinese punctuation included.
+ */
+export async function splitMarkdown(markdown: string, fallbackTitle: string, chunkSize = 700): Promise<Chunk[]> {
+  const splitter = new RecursiveCharacterTextSplitter({ chunkSize, chunkOverlap: 80, separators: SEPARATORS, keepSeparator: true });
+  const sections: { path: string[]; lines: string[] }[] = [];
+  const path: string[] = [];
+  let current = { path: [] as string[], lines: [] as string[] };
+  let inFence = false;
+  for (const line of markdown.split(/\r?\n/)) {
+    if (/^\s*(```|~~~)/.test(line)) inFence = !inFence;
+    const heading = inFence ? null : /^(#{1,6})\s+(.+?)\s*#*\s*$/.exec(line);
+    if (heading) {
+      sections.push(current);
+      const level = heading[1]!.length;
+      path.length = Math.min(path.length, level - 1);
+      path[level - 1] = heading[2]!;
+      current = { path: path.filter(Boolean), lines: [] };
+    } else current.lines.push(line);
+  }
+  sections.push(current);
+  const chunks: Chunk[] = [];
+  for (const section of sections) {
+    const body = section.lines.join('\n').trim();
+    if (!body) continue;
+    const title = section.path.length > 0 ? section.path.join(' > ') : fallbackTitle;
+    for (const piece of await splitter.splitText(body)) {
+      const text = piece.trim();
+      if (text) chunks.push({ title, text, position: chunks.length });
+    }
+  }
+  return chunks;
+}

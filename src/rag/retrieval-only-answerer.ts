@@ -1,0 +1,79 @@
+import type { AnswerEvent, AnswerRequest, Answerer, KnowledgeBase, ModelInfo, Source } from '../core/index.ts';
+import { searchTerms } from './search-terms.ts';
+
+const CJK = /[\u3400-\u9fff]/;
+const SENTENCE = /[^。！？；.!?\n]+[。！？；.!?]*/g;
+
+export interface RetrievalOnlyOptions {
+  passages?: number;
+  /**
+   * Share of the question's terms the best passage must contain before it is quoted; below it
+   * the bot says it does not know. A coarse rule until retrieval evaluation sets a measured one.
+   */
+  minCoverage?: number;
+}
+
+/**
+ * The answerer for "no model trained yet": it quotes the best-matching sentences of the best
+ * passages found by BM25 and says plainly that no model wrote them.
+ */
+export class RetrievalOnlyAnswerer implements Answerer {
+  readonly model: ModelInfo = { name: 'retrieval-only (BM25)', version: 'none', kind: 'retrieval-only' };
+
+  constructor(
+    private readonly kb: KnowledgeBase,
+    private readonly options: RetrievalOnlyOptions = {},
+  ) {}
+
+  async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
+    const chinese = CJK.test(request.question);
+    const hits = await this.kb.search(request.question, this.options.passages ?? 3);
+    const queryTerms = new Set(searchTerms(request.question));
+    const best = hits[0];
+    const relevant = best !== undefined && coverage(queryTerms, best) >= (this.options.minCoverage ?? 0.3);
+    const sources = relevant ? hits : [];
+    yield { type: 'sources', sources };
+    const prompt = `retrieval-only: ${request.question}`;
+    if (!relevant) {
+      yield {
+        type: 'token',
+        text: chinese
+          ? '抱歉，我在知识库里没有找到相关内容。可以换个说法再问，或者联系相关负责人。'
+          : "Sorry, I couldn't find that in the knowledge base. Try rephrasing, or ask the team that owns the topic.",
+      };
+      yield { type: 'done', prompt };
+      return;
+    }
+    yield {
+      type: 'token',
+      text: chinese
+        ? '（尚未训练语言模型：以下内容直接摘自知识库。）\n\n'
+        : '(No language model is trained yet: this is quoted from the knowledge base.)\n\n',
+    };
+    for (const [i, hit] of sources.slice(0, 2).entries()) {
+      const quote = bestSentences(hit.text, queryTerms, 2);
+      if (!quote) continue;
+      yield { type: 'token', text: `> ${quote} [${i + 1}]\n` };
+    }
+    yield { type: 'done', prompt };
+  }
+}
+
+function coverage(queryTerms: Set<string>, hit: Source): number {
+  if (queryTerms.size === 0) return 0;
+  const passage = new Set(searchTerms(`${hit.title} ${hit.text}`));
+  let found = 0;
+  for (const t of queryTerms) if (passage.has(t)) found++;
+  return found / queryTerms.size;
+}
+
+/** The sentences of a passage that share the most terms with the question, in document order. */
+function bestSentences(text: string, queryTerms: Set<string>, count: number): string {
+  const sentences = (text.match(SENTENCE) ?? []).map((s) => s.replace(/^[\s>*#|-]+/, '').trim()).filter((s) => s.length > 1);
+  const scored = sentences.map((s, i) => ({ s, i, score: searchTerms(s).filter((t) => queryTerms.has(t)).length }));
+  const top = [...scored].sort((a, b) => b.score - a.score || a.i - b.i).slice(0, count).filter((x) => x.score > 0);
+  return top
+    .sort((a, b) => a.i - b.i)
+    .map((x) => x.s)
+    .join(' ');
+}
