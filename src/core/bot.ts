@@ -283,6 +283,23 @@ export class Bot {
     };
   }
 
+  /**
+   * A vote given on the platform's message rather than on a button (a 👍 reaction, a "👎" reply):
+   * finds the answer posted as `replyId`. Returns undefined when that message is not a bot answer.
+   */
+  async voteOnReply(
+    platform: Platform,
+    replyId: string,
+    userId: string,
+    value: Vote | 0,
+    comment?: string,
+  ): Promise<(VoteResult & { answerId: string }) | undefined> {
+    const answer = await this.store.findAnswerByReply(platform, replyId);
+    if (!answer) return undefined;
+    const result = await this.vote({ answerId: answer.id, platform, userId, value, ...(comment ? { comment } : {}) });
+    return { ...result, answerId: answer.id };
+  }
+
   /** Stops taking new work, lets answers in flight finish for up to `graceMs`, then cancels them. */
   async close(graceMs = 10_000): Promise<void> {
     this.closing = true;
