@@ -8,6 +8,18 @@ export interface Chunk {
   position: number;
 }
 
+/**
+ * LangChain keeps a separator at the start of the next piece ("。Next sentence"); a sentence
+ * should keep its own full stop, so split after the separator instead.
+ */
+class SentenceEndSplitter extends RecursiveCharacterTextSplitter {
+  override splitOnSeparator(text: string, separator: string): string[] {
+    if (!separator) return super.splitOnSeparator(text, separator);
+    const escaped = separator.replace(/[/\-\\^$*+?.()|[\]{}]/g, '\\$&');
+    return text.split(new RegExp(`(?<=${escaped})`)).filter((s) => s !== '');
+  }
+}
+
 /** Sentence ends of Chinese and English prose, tried before falling back to spaces. */
 const SEPARATORS = ['\n\n', '\n', '。', '！', '？', '；', '. ', '! ', '? ', '; ', '，', ', ', ' ', ''];
 
@@ -16,7 +28,7 @@ const SEPARATORS = ['\n\n', '\n', '。', '！', '？', '；', '. ', '! ', '? ', 
  * long sections at paragraph and sentence ends, Chinese punctuation included.
  */
 export async function splitMarkdown(markdown: string, fallbackTitle: string, chunkSize = 700): Promise<Chunk[]> {
-  const splitter = new RecursiveCharacterTextSplitter({ chunkSize, chunkOverlap: 80, separators: SEPARATORS, keepSeparator: true });
+  const splitter = new SentenceEndSplitter({ chunkSize, chunkOverlap: 80, separators: SEPARATORS, keepSeparator: true });
   const sections: { path: string[]; lines: string[] }[] = [];
   const path: string[] = [];
   let current = { path: [] as string[], lines: [] as string[] };

@@ -30,7 +30,7 @@ export class RetrievalOnlyAnswerer implements Answerer {
     const hits = await this.kb.search(request.question, this.options.passages ?? 3);
     const queryTerms = new Set(searchTerms(request.question));
     const best = hits[0];
-    const relevant = best !== undefined && coverage(queryTerms, best) >= (this.options.minCoverage ?? 0.3);
+    const relevant = best !== undefined && coverage(request.question, best) >= (this.options.minCoverage ?? 0.3);
     const sources = relevant ? hits : [];
     yield { type: 'sources', sources };
     const prompt = `retrieval-only: ${request.question}`;
@@ -59,7 +59,12 @@ export class RetrievalOnlyAnswerer implements Answerer {
   }
 }
 
-function coverage(queryTerms: Set<string>, hit: Source): number {
+/**
+ * Share of the question's words found in the passage. Words, not the bigrams BM25 also uses:
+ * bigrams spanning two Chinese words ("的具") are noise that would make every question look unanswered.
+ */
+function coverage(question: string, hit: Source): number {
+  const queryTerms = new Set(searchTerms(question, { bigrams: false }));
   if (queryTerms.size === 0) return 0;
   const passage = new Set(searchTerms(`${hit.title} ${hit.text}`));
   let found = 0;
