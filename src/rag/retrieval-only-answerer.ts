@@ -74,7 +74,10 @@ function coverage(question: string, hit: Source): number {
 
 /** The sentences of a passage that share the most terms with the question, in document order. */
 function bestSentences(text: string, queryTerms: Set<string>, count: number): string {
-  const sentences = (text.match(SENTENCE) ?? []).map((s) => s.replace(/^[\s>*#|-]+/, '').trim()).filter((s) => s.length > 1);
+  const sentences = (text.match(SENTENCE) ?? [])
+    // Quotes are shown as plain text everywhere: drop markdown emphasis and list/quote markers.
+    .map((s) => s.replace(/^[\s>*#|-]+/, '').replace(/\*\*|__/g, '').trim())
+    .filter((s) => s.length > 1);
   const scored = sentences.map((s, i) => ({ s, i, score: searchTerms(s).filter((t) => queryTerms.has(t)).length }));
   const top = [...scored].sort((a, b) => b.score - a.score || a.i - b.i).slice(0, count).filter((x) => x.score > 0);
   return top

@@ -1,0 +1,65 @@
+/**
+ * Crash-safe file writing: write beside the target, flush, then rename over it. A reader never sees
+ * a half-written file, and a killed process leaves at most a stray temporary file.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export function tempPath(target: string): string {
+  return `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = tempPath(file);
+  const handle = await fs.open(tmp, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(tmp, file);
+}
+
+export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+export async function readJson<T>(file: string): Promise<T> {
+  return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+}
+
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Builds a directory under a temporary name with `fill`, then renames it into place. Replaces an
+ * existing directory of that name (renamed aside first, then removed).
+ */
+export async function writeDirAtomic(dir: string, fill: (tmpDir: string) => Promise<void>): Promise<void> {
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  const tmp = tempPath(dir);
+  await fs.mkdir(tmp, { recursive: true });
+  try {
+    await fill(tmp);
+    if (await exists(dir)) {
+      const old = tempPath(`${dir}.old`);
+      await fs.rename(dir, old);
+      await fs.rename(tmp, dir);
+      await fs.rm(old, { recursive: true, force: true });
+    } else {
+      await fs.rename(tmp, dir);
+    }
+  } catch (err) {
+    await fs.rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}

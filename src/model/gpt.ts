@@ -1,0 +1,311 @@
+/**
+ * A decoder-only transformer that reads like nanoGPT's model.py: a config object, pre-norm blocks
+ * of causal self-attention and an MLP, learned positions, tied input/output embeddings, GPT-2
+ * style initialisation, dropout.
+ *
+ * The model is functional: parameters live in a name -> tensor map (names follow GPT-2's
+ * checkpoints, weights stored [in, out] like GPT-2's Conv1D), and `forward` takes that map, so
+ * gradients are taken with respect to plain tensors and optimizers swap tensors in and out.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Tensor } from '@tensorflow/tfjs-core';
+import { type GPTConfig, validateConfig, countParameters } from './config.ts';
+import { embedding, gelu, layerNorm, linear, matMul, crossEntropy } from './ops.ts';
+import { Random } from './random.ts';
+
+export type Params = Map<string, Tensor>;
+
+/** Per-layer attention keys (stored transposed, [B, H, hs, T]) and values ([B, H, T, hs]). */
+export interface LayerCache {
+  kT: Tensor;
+  v: Tensor;
+}
+
+/** The KV cache of one generation: positions already processed and their keys and values. */
+export interface KVCache {
+  length: number;
+  layers: LayerCache[];
+}
+
+export interface ForwardOptions {
+  /** Training mode applies dropout. */
+  training?: boolean;
+  /** Seed for dropout masks (derive it from the step for reproducible runs). */
+  dropoutSeed?: number;
+}
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  /** Weight decay applies to matrices and embeddings, not to biases and norms. */
+  decay: boolean;
+  init: 'normal' | 'residual' | 'zeros' | 'ones';
+}
+
+/** The parameters of a configuration, in a stable order. */
+export function parameterSpecs(config: GPTConfig): ParamSpec[] {
+  const { vocabSize: V, blockSize, nLayer, nEmbd: C, bias } = config;
+  const specs: ParamSpec[] = [
+    { name: 'transformer.wte.weight', shape: [V, C], decay: true, init: 'normal' },
+    { name: 'transformer.wpe.weight', shape: [blockSize, C], decay: true, init: 'normal' },
+  ];
+  const norm = (name: string) => {
+    specs.push({ name: `${name}.weight`, shape: [C], decay: false, init: 'ones' });
+    if (bias) specs.push({ name: `${name}.bias`, shape: [C], decay: false, init: 'zeros' });
+  };
+  const lin = (name: string, nIn: number, nOut: number, residual = false) => {
+    specs.push({ name: `${name}.weight`, shape: [nIn, nOut], decay: true, init: residual ? 'residual' : 'normal' });
+    if (bias) specs.push({ name: `${name}.bias`, shape: [nOut], decay: false, init: 'zeros' });
+  };
+  for (let i = 0; i < nLayer; i++) {
+    const p = `transformer.h.${i}`;
+    norm(`${p}.ln_1`);
+    lin(`${p}.attn.c_attn`, C, 3 * C);
+    lin(`${p}.attn.c_proj`, C, C, true);
+    norm(`${p}.ln_2`);
+    lin(`${p}.mlp.c_fc`, C, 4 * C);
+    lin(`${p}.mlp.c_proj`, 4 * C, C, true);
+  }
+  norm('transformer.ln_f');
+  return specs;
+}
+
+const maskCache = new Map<string, Tensor>();
+
+/** Additive causal mask [n, past + n]: query i (at position past + i) sees keys 0..past + i. */
+function causalMask(past: number, n: number): Tensor {
+  const key = `${tf.getBackend()}:${past}:${n}`;
+  let m = maskCache.get(key);
+  if (!m) {
+    const total = past + n;
+    const data = new Float32Array(n * total);
+    for (let i = 0; i < n; i++) for (let j = past + i + 1; j < total; j++) data[i * total + j] = -1e9;
+    m = tf.keep(tf.tensor2d(data, [n, total]));
+    if (maskCache.size > 256) {
+      for (const t of maskCache.values()) t.dispose();
+      maskCache.clear();
+    }
+    maskCache.set(key, m);
+  }
+  return m;
+}
+
+export class GPT {
+  readonly config: GPTConfig;
+  readonly specs: ParamSpec[];
+  params: Params;
+
+  constructor(config: GPTConfig, params: Params) {
+    this.config = validateConfig(config);
+    this.specs = parameterSpecs(this.config);
+    for (const s of this.specs) {
+      const t = params.get(s.name);
+      if (!t) throw new Error(`Missing parameter ${s.name}`);
+      if (t.shape.join('x') !== s.shape.join('x')) {
+        throw new Error(`Parameter ${s.name} has shape [${t.shape}], expected [${s.shape}]`);
+      }
+    }
+    this.params = params;
+  }
+
+  /** A freshly initialised model: N(0, 0.02), residual projections N(0, 0.02/√(2·nLayer)). */
+  static create(config: GPTConfig, seed = 1337): GPT {
+    const c = validateConfig(config);
+    const rng = new Random(seed);
+    const params: Params = new Map();
+    for (const s of parameterSpecs(c)) {
+      const size = s.shape.reduce((a, b) => a * b, 1);
+      let data: Float32Array;
+      if (s.init === 'zeros') data = new Float32Array(size);
+      else if (s.init === 'ones') data = new Float32Array(size).fill(1);
+      else data = rng.normalArray(size, s.init === 'residual' ? 0.02 / Math.sqrt(2 * c.nLayer) : 0.02);
+      params.set(s.name, tf.keep(tf.tensor(data, s.shape, 'float32')));
+    }
+    return new GPT(c, params);
+  }
+
+  get numParameters(): number {
+    return countParameters(this.config);
+  }
+
+  /** Parameter names in a stable order (the order of `paramList`). */
+  get paramNames(): string[] {
+    return this.specs.map((s) => s.name);
+  }
+
+  paramList(): Tensor[] {
+    return this.specs.map((s) => this.params.get(s.name)!);
+  }
+
+  /** Replaces the parameters (disposing the old tensors that are not reused). */
+  setParams(next: Params): void {
+    for (const [name, t] of this.params) if (next.get(name) !== t) t.dispose();
+    this.params = next;
+  }
+
+  dispose(): void {
+    for (const t of this.params.values()) t.dispose();
+    this.params.clear();
+  }
+
+  /**
+   * Logits [B, T, V] for token ids [B, T] (int32). `params` defaults to the model's own; pass a
+   * list in `paramNames` order to differentiate with respect to it.
+   */
+  forward(idx: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): Tensor {
+    const p = this.resolve(params);
+    const [B, T] = idx.shape as [number, number];
+    if (T > this.config.blockSize) {
+      throw new Error(`Cannot forward a sequence of length ${T}, block size is only ${this.config.blockSize}`);
+    }
+    const x = this.trunk(p, idx, 0, undefined, options);
+    const logits = this.head(p, x);
+    return tf.reshape(logits, [B, T, this.config.vocabSize]);
+  }
+
+  /** Mean cross-entropy of next-token `targets` [B, T] (int32; -1 = ignore). */
+  loss(idx: Tensor, targets: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): tf.Scalar {
+    const p = this.resolve(params);
+    const x = this.trunk(p, idx, 0, undefined, options);
+    const logits = this.head(p, x);
+    return crossEntropy(tf.reshape(logits, [-1, this.config.vocabSize]), tf.reshape(targets, [-1]));
+  }
+
+  /** An empty KV cache. */
+  emptyCache(): KVCache {
+    return { length: 0, layers: [] };
+  }
+
+  /**
+   * Runs new tokens [B, n] through the model, appending their keys and values to `cache`, and
+   * returns the logits of the last position [B, V]. The caller owns (and disposes) the cache.
+   */
+  forwardCached(idx: Tensor, cache: KVCache): Tensor {
+    const n = idx.shape[1]!;
+    if (cache.length + n > this.config.blockSize) {
+      throw new Error(`KV cache overflow: ${cache.length} + ${n} > block size ${this.config.blockSize}`);
+    }
+    const p = this.params;
+    const next: LayerCache[] = [];
+    const logits = tf.tidy(() => {
+      const x = this.trunk(p, idx, cache.length, { past: cache.layers, out: next }, {});
+      const [B, T, C] = x.shape as [number, number, number];
+      const last = tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]);
+      const out = this.head(p, last);
+      for (const l of next) {
+        tf.keep(l.kT);
+        tf.keep(l.v);
+      }
+      return out;
+    });
+    for (const l of cache.layers) {
+      l.kT.dispose();
+      l.v.dispose();
+    }
+    cache.layers = next;
+    cache.length += n;
+    return logits;
+  }
+
+  static disposeCache(cache: KVCache): void {
+    for (const l of cache.layers) {
+      l.kT.dispose();
+      l.v.dispose();
+    }
+    cache.layers = [];
+    cache.length = 0;
+  }
+
+  private resolve(params?: Params | Tensor[]): Params {
+    if (!params) return this.params;
+    if (params instanceof Map) return params;
+    const m: Params = new Map();
+    this.specs.forEach((s, i) => m.set(s.name, params[i]!));
+    return m;
+  }
+
+  /** Embeddings + blocks + final norm: [B, T, C]. */
+  private trunk(
+    p: Params,
+    idx: Tensor,
+    past: number,
+    cache: { past: LayerCache[]; out: LayerCache[] } | undefined,
+    options: ForwardOptions,
+  ): Tensor {
+    const { nLayer } = this.config;
+    const T = idx.shape[1]!;
+    const get = (name: string) => p.get(name);
+    const tokEmb = embedding(get('transformer.wte.weight')!, idx); // [B, T, C]
+    const posEmb = tf.slice(get('transformer.wpe.weight')!, [past, 0], [T, -1]); // [T, C]
+    const dropout = new DropoutState(options.training ? this.config.dropout : 0, options.dropoutSeed ?? 0);
+    let x = dropout.apply(tf.add(tokEmb, posEmb));
+    for (let i = 0; i < nLayer; i++) {
+      const h = `transformer.h.${i}`;
+      const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
+      x = tf.add(x, this.attention(p, h, a, past, cache, i, dropout));
+      const m = layerNorm(x, get(`${h}.ln_2.weight`)!, get(`${h}.ln_2.bias`));
+      x = tf.add(x, this.mlp(p, h, m, dropout));
+    }
+    return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));
+  }
+
+  /** Tied output projection: x · wteᵀ. */
+  private head(p: Params, x: Tensor): Tensor {
+    const C = this.config.nEmbd;
+    return matMul(tf.reshape(x, [-1, C]), tf.transpose(p.get('transformer.wte.weight')!));
+  }
+
+  private attention(
+    p: Params,
+    h: string,
+    x: Tensor,
+    past: number,
+    cache: { past: LayerCache[]; out: LayerCache[] } | undefined,
+    layer: number,
+    dropout: DropoutState,
+  ): Tensor {
+    const { nHead, nEmbd: C } = this.config;
+    const [B, T] = x.shape as [number, number, number];
+    const hs = C / nHead;
+    const qkv = linear(x, p.get(`${h}.attn.c_attn.weight`)!, p.get(`${h}.attn.c_attn.bias`)); // [B, T, 3C]
+    const [q0, k0, v0] = tf.split(qkv, 3, 2) as [Tensor, Tensor, Tensor];
+    // [B, T, C] -> [B, H, T, hs]; keys go straight to [B, H, hs, T] for q · kᵀ.
+    const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+    let kT = tf.transpose(tf.reshape(k0, [B, T, nHead, hs]), [0, 2, 3, 1]);
+    let v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+    if (cache) {
+      const prev = cache.past[layer];
+      if (prev) {
+        kT = tf.concat([prev.kT, kT], 3);
+        v = tf.concat([prev.v, v], 2);
+      }
+      cache.out[layer] = { kT, v };
+    }
+    let att = tf.mul(matMul(q, kT), 1 / Math.sqrt(hs)); // [B, H, T, past + T]
+    if (T > 1) att = tf.add(att, causalMask(past, T));
+    att = dropout.apply(tf.softmax(att));
+    const y = matMul(att, v); // [B, H, T, hs]
+    const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
+    return dropout.apply(linear(merged, p.get(`${h}.attn.c_proj.weight`)!, p.get(`${h}.attn.c_proj.bias`)));
+  }
+
+  private mlp(p: Params, h: string, x: Tensor, dropout: DropoutState): Tensor {
+    const up = gelu(linear(x, p.get(`${h}.mlp.c_fc.weight`)!, p.get(`${h}.mlp.c_fc.bias`)));
+    return dropout.apply(linear(up, p.get(`${h}.mlp.c_proj.weight`)!, p.get(`${h}.mlp.c_proj.bias`)));
+  }
+}
+
+/** Hands out dropout seeds in call order so a forward pass is reproducible from one seed. */
+class DropoutState {
+  private counter = 0;
+  constructor(
+    private readonly rate: number,
+    private readonly seed: number,
+  ) {}
+  apply(x: Tensor): Tensor {
+    if (this.rate <= 0) return x;
+    this.counter += 1;
+    return tf.dropout(x, this.rate, undefined, this.seed * 1000 + this.counter);
+  }
+}
+

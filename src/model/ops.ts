@@ -1,0 +1,150 @@
+/**
+ * The tensor operations the transformer is built from, each with a gradient that runs well on
+ * every backend:
+ *
+ * - matMul never asks the backend for `transposeA`/`transposeB`: on wasm those fall off XNNPACK's
+ *   fast path (10-20x slower), and autodiff's own matmul gradient sets them. We transpose
+ *   explicitly, in the forward pass and in the gradient.
+ * - embedding is `tf.gather`, whose gradient needs UnsortedSegmentSum (registered for wasm in
+ *   kernels.ts).
+ * - crossEntropy fuses log-softmax and the negative log-likelihood, ignores targets < 0 and has a
+ *   closed-form gradient (softmax - onehot).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Tensor } from '@tensorflow/tfjs-core';
+
+/** tf.customGrad with the argument list typed the way we call it. */
+function customGrad(f: (...args: never[]) => { value: Tensor; gradFunc: (dy: Tensor, saved: Tensor[]) => Tensor | Tensor[] }) {
+  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]);
+}
+
+/** Swaps the last two axes. */
+export function transposeLast2(x: Tensor): Tensor {
+  const r = x.rank;
+  if (r < 2) throw new Error(`transposeLast2 needs rank >= 2, got ${r}`);
+  const perm = [...Array(r).keys()];
+  perm[r - 2] = r - 1;
+  perm[r - 1] = r - 2;
+  return tf.transpose(x, perm);
+}
+
+/** Plain batched matmul (equal batch dims, or b of rank 2), no transpose flags anywhere. */
+function rawMatMul(a: Tensor, b: Tensor): Tensor {
+  if (b.rank === 2 && a.rank > 2) {
+    const lead = a.shape.slice(0, -1);
+    const k = a.shape[a.rank - 1]!;
+    const y = tf.matMul(tf.reshape(a, [-1, k]) as tf.Tensor2D, b as tf.Tensor2D);
+    return tf.reshape(y, [...lead, b.shape[1]!]);
+  }
+  return tf.matMul(a, b);
+}
+
+/** Sums `g` down to `shape` over leading broadcast axes (for b of rank 2 used with batched a). */
+function reduceToRank2(g: Tensor, targetRank: number): Tensor {
+  if (g.rank === targetRank) return g;
+  const k = g.shape[g.rank - 2]!;
+  const n = g.shape[g.rank - 1]!;
+  return tf.sum(tf.reshape(g, [-1, k, n]), 0);
+}
+
+const matMulWithGrad = customGrad((a: Tensor, b: Tensor, save: tf.GradSaveFunc) => {
+  save([a, b]);
+  return {
+    value: rawMatMul(a, b),
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const [sa, sb] = saved as [Tensor, Tensor];
+      // dA = dY · Bᵀ
+      const da = rawMatMul(dy, transposeLast2(sb));
+      // dB = Aᵀ · dY; with a rank-2 B and batched A, flatten the batch into the rows first.
+      let db: Tensor;
+      if (sb.rank === 2 && sa.rank > 2) {
+        const k = sa.shape[sa.rank - 1]!;
+        const n = dy.shape[dy.rank - 1]!;
+        db = tf.matMul(
+          tf.transpose(tf.reshape(sa, [-1, k])) as tf.Tensor2D,
+          tf.reshape(dy, [-1, n]) as tf.Tensor2D,
+        );
+      } else {
+        db = reduceToRank2(rawMatMul(transposeLast2(sa), dy), sb.rank);
+      }
+      return [da, db];
+    },
+  };
+}) as unknown as (a: Tensor, b: Tensor) => Tensor;
+
+/** a · b for a of shape [..., m, k] and b of shape [k, n] or [..., k, n] (same batch dims). */
+export function matMul(a: Tensor, b: Tensor): Tensor {
+  return matMulWithGrad(a, b);
+}
+
+/** x · W (+ bias): W is stored [in, out], like GPT-2's Conv1D. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const y = matMul(x, weight);
+  return bias ? tf.add(y, bias) : y;
+}
+
+const SQRT1_2 = Math.SQRT1_2;
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+const geluWithGrad = customGrad((x: Tensor, save: tf.GradSaveFunc) => {
+  save([x]);
+  return {
+    // 0.5·x·(1 + erf(x/√2)): the exact GELU, as torch.nn.GELU() computes it.
+    value: tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1))),
+    gradFunc: (dy: Tensor, saved: Tensor[]) =>
+      tf.tidy(() => {
+        const [sx] = saved as [Tensor];
+        const cdf = tf.mul(tf.add(tf.erf(tf.mul(sx, SQRT1_2)), 1), 0.5);
+        const pdf = tf.mul(tf.exp(tf.mul(tf.square(sx), -0.5)), INV_SQRT_2PI);
+        return [tf.mul(dy, tf.add(cdf, tf.mul(sx, pdf)))];
+      }),
+  };
+}) as unknown as (x: Tensor) => Tensor;
+
+/** GELU (exact, erf form). */
+export function gelu(x: Tensor): Tensor {
+  return geluWithGrad(x);
+}
+
+/** LayerNorm over the last axis, with an optional bias (nanoGPT's `bias=False` drops it). */
+export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+    const scaled = tf.mul(normed, weight);
+    return bias ? tf.add(scaled, bias) : scaled;
+  });
+}
+
+/** Rows of `table` picked by integer `ids` (any shape); the gradient scatters back into the table. */
+export function embedding(table: Tensor, ids: Tensor): Tensor {
+  return tf.gather(table, ids);
+}
+
+const crossEntropyWithGrad = customGrad((logits: Tensor, targets: Tensor, save: tf.GradSaveFunc) => {
+  const vocab = logits.shape[1]!;
+  const oneHot = tf.cast(tf.oneHot(targets as tf.Tensor1D, vocab), 'float32'); // rows of zeros where target < 0
+  const count = tf.maximum(tf.sum(oneHot), 1);
+  const logProbs = tf.logSoftmax(logits);
+  const loss = tf.div(tf.neg(tf.sum(tf.mul(logProbs, oneHot))), count);
+  save([logProbs, oneHot, count]);
+  return {
+    value: loss,
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const [lp, oh, n] = saved as [Tensor, Tensor, Tensor];
+      const valid = tf.sum(oh, 1, true); // 1 for counted rows, 0 for ignored ones
+      const g = tf.mul(tf.sub(tf.mul(tf.exp(lp), valid), oh), tf.div(dy, n));
+      return [g, tf.zerosLike(targets)];
+    },
+  };
+}) as unknown as (logits: Tensor, targets: Tensor) => Tensor;
+
+/**
+ * Mean negative log-likelihood of `targets` (int32, shape [N]) under `logits` ([N, V]).
+ * Targets < 0 are ignored (masked positions); the mean is over the counted ones.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar {
+  const l2 = logits.rank === 2 ? logits : tf.reshape(logits, [-1, logits.shape[logits.rank - 1]!]);
+  const t1 = targets.rank === 1 ? targets : tf.reshape(targets, [-1]);
+  return crossEntropyWithGrad(l2, t1) as tf.Scalar;
+}

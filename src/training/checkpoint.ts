@@ -1,0 +1,102 @@
+/**
+ * Training checkpoints: a model folder (weights, config, tokenizer) plus the optimizer's moments
+ * and the trainer's state, under `<run>/checkpoints/step-NNNNNNNN/`. Each checkpoint is built in a
+ * temporary folder and renamed into place, so a kill at any moment leaves the previous checkpoint
+ * intact and never a half-written one.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { GPT } from '../model/gpt.ts';
+import type { Tokenizer } from '../model/tokenizer/index.ts';
+import { saveModelFiles, loadModelFiles, tensorsToArrays, arraysToTensors } from '../model/model-files.ts';
+import { readSafetensors, writeSafetensors } from '../model/safetensors.ts';
+import { readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
+import type { AdamW } from './adamw.ts';
+import type { LossPoint } from './loss-chart.ts';
+
+export interface TrainerState {
+  /** Optimizer steps completed. */
+  step: number;
+  /** Training loss per step, validation loss per evaluation. */
+  history: { train: LossPoint[]; val: LossPoint[] };
+  /** Seconds spent training (evaluations included) across sessions. */
+  elapsedSec: number;
+  tokensSeen: number;
+}
+
+const STEP_DIR = /^step-(\d+)$/;
+
+export function checkpointDir(runDir: string, step: number): string {
+  return path.join(runDir, 'checkpoints', `step-${String(step).padStart(8, '0')}`);
+}
+
+/** The newest complete checkpoint of a run, if any. */
+export async function latestCheckpoint(runDir: string): Promise<{ dir: string; step: number } | undefined> {
+  let names: string[];
+  try {
+    names = await fs.readdir(path.join(runDir, 'checkpoints'));
+  } catch {
+    return undefined;
+  }
+  const steps = names
+    .map((n) => STEP_DIR.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
+  for (const step of steps) {
+    const dir = checkpointDir(runDir, step);
+    try {
+      await fs.access(path.join(dir, 'state.json'));
+      return { dir, step };
+    } catch {
+      // not complete (should not happen with atomic renames): try an older one
+    }
+  }
+  return undefined;
+}
+
+export async function saveCheckpoint(
+  runDir: string,
+  model: GPT,
+  tokenizer: Tokenizer,
+  optimizer: AdamW,
+  state: TrainerState,
+  meta: Record<string, unknown>,
+  keep: number,
+): Promise<string> {
+  const dir = checkpointDir(runDir, state.step);
+  await writeDirAtomic(dir, async (tmp) => {
+    await saveModelFiles(tmp, model, tokenizer, { ...meta, step: state.step });
+    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(optimizer.stateTensors()), {
+      step: String(optimizer.step),
+    });
+    await writeJsonAtomic(path.join(tmp, 'state.json'), state);
+  });
+  await pruneCheckpoints(runDir, keep);
+  return dir;
+}
+
+async function pruneCheckpoints(runDir: string, keep: number): Promise<void> {
+  if (keep <= 0) return;
+  const root = path.join(runDir, 'checkpoints');
+  const names = await fs.readdir(root);
+  const steps = names
+    .map((n) => STEP_DIR.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
+  for (const step of steps.slice(keep)) {
+    await fs.rm(checkpointDir(runDir, step), { recursive: true, force: true });
+  }
+  // Temporary folders of a killed save.
+  for (const n of names) if (n.includes('.tmp-')) await fs.rm(path.join(root, n), { recursive: true, force: true });
+}
+
+export async function loadCheckpoint(dir: string, optimizer: AdamW): Promise<{ model: GPT; tokenizer: Tokenizer; state: TrainerState }> {
+  const { model, tokenizer } = await loadModelFiles(dir);
+  const opt = await readSafetensors(path.join(dir, 'optimizer.safetensors'));
+  optimizer.loadState(Number(opt.metadata.step ?? 0), arraysToTensors(opt.tensors) as Map<string, tf.Tensor>);
+  const state = await readJson<TrainerState>(path.join(dir, 'state.json'));
+  return { model, tokenizer, state };
+}

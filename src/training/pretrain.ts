@@ -1,0 +1,377 @@
+/**
+ * Pretraining from zero (nanoGPT's train.py): AdamW with weight decay on matrices only, linear
+ * warmup then cosine decay, global-norm gradient clipping, gradient accumulation, periodic
+ * validation loss and perplexity, atomic checkpoints, exact resume, progress events, and the loss
+ * curves drawn to `<run>/loss.png`.
+ *
+ * Run folder:
+ *   run.json                 the options the run was started with
+ *   tokenizer.json           the tokenizer (built or copied at the start)
+ *   data/train.bin, val.bin  the tokenized corpus (uint32 little-endian)
+ *   checkpoints/step-N/      model folder + optimizer.safetensors + state.json (the last few kept)
+ *   model/                   the final model folder (what `ModelRegistry.register` takes)
+ *   metrics.jsonl            one line per logged step and evaluation
+ *   loss.png                 training and validation loss curves
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import * as tf from '@tensorflow/tfjs-core';
+import { ensureBackend, initBackend, parseBackendName } from '../model/backend.ts';
+import { GPT } from '../model/gpt.ts';
+import { MODEL_SIZES, type GPTConfig, type ModelSizeName, validateConfig } from '../model/config.ts';
+import { CharTokenizer, loadTokenizer, saveTokenizer, type Tokenizer } from '../model/tokenizer/index.ts';
+import { saveModelFiles } from '../model/model-files.ts';
+import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
+import { mixSeed } from '../model/random.ts';
+import { AdamW, globalNorm } from './adamw.ts';
+import { learningRateAt } from './schedule.ts';
+import { TokenDataset } from './dataset.ts';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { writeLossChart } from './loss-chart.ts';
+import { readCorpus } from './corpus.ts';
+import { trainBpeTokenizer } from './train-tokenizer.ts';
+
+const ModelShape = z.object({
+  blockSize: z.number().int().positive().optional(),
+  nLayer: z.number().int().positive().optional(),
+  nHead: z.number().int().positive().optional(),
+  nEmbd: z.number().int().positive().optional(),
+  dropout: z.number().min(0).max(1).optional(),
+  bias: z.boolean().optional(),
+});
+
+export const PretrainOptionsSchema = z.object({
+  /** The run folder (created; an existing one with checkpoints is resumed). */
+  runDir: z.string(),
+  /** Text files or folders of .txt/.md files. */
+  data: z.union([z.string(), z.array(z.string())]).optional(),
+  /** Or the corpus itself. */
+  text: z.string().optional(),
+  /** 'char' (vocabulary of the corpus' characters), 'bpe' (trained on the corpus), or a tokenizer.json path. */
+  tokenizer: z.string().default('bpe'),
+  /** Vocabulary size when the tokenizer is trained here. */
+  tokenizerVocabSize: z.number().int().min(260).default(4096),
+  /** A named size (tiny, nanogpt-cpu, gpt-10m, gpt-small) and/or explicit fields. */
+  modelSize: z.string().default('nanogpt-cpu'),
+  model: ModelShape.default({}),
+  batchSize: z.number().int().positive().default(12),
+  gradAccumSteps: z.number().int().positive().default(1),
+  maxIters: z.number().int().nonnegative().default(2000),
+  learningRate: z.number().positive().default(1e-3),
+  minLearningRate: z.number().nonnegative().default(1e-4),
+  warmupIters: z.number().int().nonnegative().default(100),
+  /** Defaults to maxIters. */
+  decayIters: z.number().int().positive().optional(),
+  weightDecay: z.number().nonnegative().default(0.1),
+  beta1: z.number().min(0).max(1).default(0.9),
+  beta2: z.number().min(0).max(1).default(0.99),
+  gradClip: z.number().nonnegative().default(1.0),
+  evalInterval: z.number().int().positive().default(250),
+  evalIters: z.number().int().positive().default(20),
+  /** Evaluation batches at the end of training (a steadier final number). */
+  finalEvalIters: z.number().int().positive().optional(),
+  checkpointInterval: z.number().int().positive().default(500),
+  keepCheckpoints: z.number().int().positive().default(3),
+  trainFraction: z.number().gt(0).lt(1).default(0.9),
+  seed: z.number().int().default(1337),
+  /** tensorflow | wasm | cpu (default: the one already initialised, else $TEAMLLM_BACKEND, else wasm). */
+  backend: z.string().optional(),
+  /** Resume from the newest checkpoint in runDir when there is one. */
+  resume: z.boolean().default(true),
+  /** Draw loss.png every this many steps (and at the end). */
+  chartInterval: z.number().int().positive().default(250),
+});
+
+export type PretrainOptions = z.input<typeof PretrainOptionsSchema>;
+type Resolved = z.output<typeof PretrainOptionsSchema>;
+
+/** nanoGPT's README "baby GPT on CPU" run on tinyshakespeare, characters as tokens. */
+export const PRETRAIN_PRESETS: Record<string, Partial<PretrainOptions>> = {
+  'nanogpt-cpu': {
+    tokenizer: 'char',
+    modelSize: 'nanogpt-cpu',
+    model: { blockSize: 64, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: false },
+    batchSize: 12,
+    gradAccumSteps: 1,
+    maxIters: 2000,
+    learningRate: 1e-3,
+    minLearningRate: 1e-4,
+    warmupIters: 100,
+    decayIters: 2000,
+    weightDecay: 0.1,
+    beta1: 0.9,
+    beta2: 0.99,
+    gradClip: 1.0,
+    evalInterval: 250,
+    evalIters: 20,
+    finalEvalIters: 200,
+  },
+};
+
+export interface PretrainProgress {
+  phase: 'train' | 'eval';
+  /** Optimizer steps completed. */
+  step: number;
+  totalSteps: number;
+  /** Training loss of the last step. */
+  loss: number;
+  /** Set on the events right after an evaluation. */
+  valLoss?: number;
+  lr: number;
+  tokensPerSec: number;
+  etaSec: number;
+  msPerIter: number;
+}
+
+export interface PretrainHooks {
+  onProgress?: (ev: PretrainProgress) => void;
+  /** Stop after the current step; a checkpoint is written first, and the run can be resumed. */
+  signal?: AbortSignal;
+  /** Free-form log lines (tokenizer training, resume notices...). */
+  log?: (line: string) => void;
+}
+
+export interface PretrainResult {
+  status: 'completed' | 'aborted';
+  runDir: string;
+  /** The final model folder (completed runs) or the last checkpoint (aborted ones). */
+  modelDir: string;
+  step: number;
+  trainLoss: number;
+  valLoss: number;
+  perplexity: number;
+  /** Mean over the steps run in this session (evaluations excluded). */
+  msPerIter: number;
+  tokensPerSec: number;
+  numParameters: number;
+  backend: string;
+  resumedFrom?: number;
+}
+
+function resolveConfig(o: Resolved, vocabSize: number): GPTConfig {
+  const size = MODEL_SIZES[o.modelSize as ModelSizeName];
+  if (!size) throw new Error(`Unknown model size "${o.modelSize}": use one of ${Object.keys(MODEL_SIZES).join(', ')}`);
+  const shape = Object.fromEntries(Object.entries(o.model).filter(([, v]) => v !== undefined));
+  return validateConfig({ ...size, ...shape, vocabSize });
+}
+
+async function prepareTokenizer(o: Resolved, text: string, runDir: string, log: (l: string) => void): Promise<Tokenizer> {
+  if (o.tokenizer === 'char') return CharTokenizer.fromText(text);
+  if (o.tokenizer === 'bpe') {
+    log(`training a byte-level BPE tokenizer (vocab ${o.tokenizerVocabSize}) on ${text.length} characters`);
+    return trainBpeTokenizer({ text, vocabSize: o.tokenizerVocabSize, outFile: path.join(runDir, 'tokenizer.json') });
+  }
+  return loadTokenizer(o.tokenizer);
+}
+
+/** Mean loss over `iters` batches of a split (fixed batches, so evaluations compare). */
+export function evaluateLoss(model: GPT, dataset: TokenDataset, split: 'train' | 'val', iters: number, batchSize: number, seed: number): number {
+  let total = 0;
+  for (let i = 0; i < iters; i++) {
+    const v = tf.tidy(() => {
+      const { x, y } = dataset.batch(split, batchSize, model.config.blockSize, mixSeed(seed, 777), i);
+      return model.loss(x, y);
+    });
+    total += v.dataSync()[0]!;
+    v.dispose();
+  }
+  return total / iters;
+}
+
+export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = {}): Promise<PretrainResult> {
+  const log = hooks.log ?? (() => {});
+  let o = PretrainOptionsSchema.parse(options);
+  const runDir = path.resolve(o.runDir);
+  await fs.mkdir(runDir, { recursive: true });
+  const backend = o.backend ? await initBackend(parseBackendName(o.backend)) : await ensureBackend();
+
+  const optimizerFor = (opts: Resolved) => {
+    const decays = new Set<string>();
+    return { decays, opt: new AdamW({ beta1: opts.beta1, beta2: opts.beta2, weightDecay: opts.weightDecay }, (n) => decays.has(n)) };
+  };
+
+  let model: GPT;
+  let tokenizer: Tokenizer;
+  let dataset: TokenDataset;
+  let state: TrainerState;
+  let resumedFrom: number | undefined;
+  const latest = o.resume ? await latestCheckpoint(runDir) : undefined;
+  const runFile = path.join(runDir, 'run.json');
+  let { decays, opt } = optimizerFor(o);
+
+  if (latest && (await exists(runFile))) {
+    // Resume: the run's own options, with this call's explicit values on top.
+    const saved = await readJson<Resolved>(runFile);
+    o = PretrainOptionsSchema.parse({ ...saved, ...options, runDir: o.runDir });
+    ({ decays, opt } = optimizerFor(o));
+    const ck = await loadCheckpoint(latest.dir, opt);
+    model = ck.model;
+    tokenizer = ck.tokenizer;
+    state = ck.state;
+    dataset = await TokenDataset.load(path.join(runDir, 'data', 'train.bin'), path.join(runDir, 'data', 'val.bin'));
+    resumedFrom = state.step;
+    log(`resuming ${runDir} from step ${state.step}`);
+  } else {
+    const text = o.text ?? (o.data ? await readCorpus(o.data) : undefined);
+    if (!text) throw new Error('pretrain needs `data` (files or folders) or `text`');
+    tokenizer = await prepareTokenizer(o, text, runDir, log);
+    await saveTokenizer(tokenizer, path.join(runDir, 'tokenizer.json'));
+    const ids = tokenizer.encode(text);
+    dataset = TokenDataset.fromTokens(ids, o.trainFraction);
+    await fs.mkdir(path.join(runDir, 'data'), { recursive: true });
+    await dataset.save(path.join(runDir, 'data', 'train.bin'), path.join(runDir, 'data', 'val.bin'));
+    const config = resolveConfig(o, tokenizer.vocabSize);
+    model = GPT.create(config, o.seed);
+    state = { step: 0, history: { train: [], val: [] }, elapsedSec: 0, tokensSeen: 0 };
+    await writeJsonAtomic(runFile, { ...o, text: undefined });
+    await fs.rm(path.join(runDir, 'metrics.jsonl'), { force: true });
+    log(`${model.numParameters} parameters, ${dataset.train.length} train / ${dataset.val.length} val tokens`);
+  }
+  for (const s of model.specs) if (s.decay) decays.add(s.name);
+
+  const cfg = model.config;
+  const T = cfg.blockSize;
+  const B = o.batchSize;
+  const accum = o.gradAccumSteps;
+  const schedule = {
+    learningRate: o.learningRate,
+    minLearningRate: o.minLearningRate,
+    warmupIters: o.warmupIters,
+    decayIters: o.decayIters ?? o.maxIters,
+  };
+  const tokensPerStep = B * T * accum;
+  const meta = { source: 'pretrain', runDir, backend, tokenizer: tokenizer.kind };
+  const metrics = await fs.open(path.join(runDir, 'metrics.jsonl'), 'a');
+  const names = model.paramNames;
+  let dropoutSeed = 0;
+  const lossAndGrads = tf.valueAndGrads((...args: tf.Tensor[]) => {
+    const [x, y, ...ps] = args;
+    const l = model.loss(x!, y!, { training: true, dropoutSeed }, ps);
+    return accum > 1 ? tf.div(l, accum) : l;
+  });
+
+  let lastLoss = state.history.train.at(-1)?.loss ?? NaN;
+  let lastVal = state.history.val.at(-1)?.loss ?? NaN;
+  let trainMs = 0;
+  let trainSteps = 0;
+  let emaMs = 0;
+  const sessionStart = performance.now();
+  const elapsedBefore = state.elapsedSec;
+  let status: PretrainResult['status'] = 'completed';
+  let checkpointDirPath: string | undefined;
+
+  const emit = (phase: 'train' | 'eval', lr: number, valLoss?: number) => {
+    const ms = emaMs || (trainSteps ? trainMs / trainSteps : 0);
+    const ev: PretrainProgress = {
+      phase,
+      step: state.step,
+      totalSteps: o.maxIters,
+      loss: lastLoss,
+      lr,
+      tokensPerSec: ms > 0 ? (tokensPerStep * 1000) / ms : 0,
+      etaSec: ms > 0 ? ((o.maxIters - state.step) * ms) / 1000 : 0,
+      msPerIter: ms,
+    };
+    if (valLoss !== undefined) ev.valLoss = valLoss;
+    hooks.onProgress?.(ev);
+  };
+  const evaluate = async (iters: number) => {
+    lastVal = evaluateLoss(model, dataset, 'val', iters, B, o.seed);
+    const prev = state.history.val.at(-1);
+    if (prev && prev.step === state.step) prev.loss = lastVal;
+    else state.history.val.push({ step: state.step, loss: lastVal });
+    await metrics.appendFile(`${JSON.stringify({ step: state.step, val_loss: lastVal, perplexity: Math.exp(lastVal) })}\n`);
+    emit('eval', learningRateAt(state.step, schedule), lastVal);
+  };
+  const chart = () =>
+    writeLossChart(path.join(runDir, 'loss.png'), { ...state.history, title: `${path.basename(runDir)} ${model.numParameters} PARAMS` });
+  const checkpoint = async () => {
+    state.elapsedSec = elapsedBefore + (performance.now() - sessionStart) / 1000;
+    checkpointDirPath = await saveCheckpoint(runDir, model, tokenizer, opt, state, { ...meta, valLoss: lastVal }, o.keepCheckpoints);
+  };
+
+  try {
+    while (state.step < o.maxIters) {
+      if (state.step % o.evalInterval === 0 && state.history.val.at(-1)?.step !== state.step) await evaluate(o.evalIters);
+      const lr = learningRateAt(state.step, schedule);
+      const t0 = performance.now();
+      let grads: tf.Tensor[] | undefined;
+      let lossSum = 0;
+      for (let micro = 0; micro < accum; micro++) {
+        const { x, y } = dataset.batch('train', B, T, o.seed, state.step, micro);
+        dropoutSeed = mixSeed(o.seed, 99, state.step, micro);
+        const res = tf.tidy(() => {
+          const r = lossAndGrads([x, y, ...model.paramList()]);
+          return { value: r.value, grads: r.grads.slice(2) };
+        });
+        x.dispose();
+        y.dispose();
+        lossSum += res.value.dataSync()[0]!;
+        res.value.dispose();
+        if (!grads) grads = res.grads;
+        else {
+          const summed = grads.map((g, i) => tf.add(g, res.grads[i]!));
+          grads.forEach((g) => g.dispose());
+          res.grads.forEach((g) => g.dispose());
+          grads = summed;
+        }
+      }
+      const norm = globalNorm(grads!);
+      const scale = o.gradClip > 0 && norm > o.gradClip ? o.gradClip / (norm + 1e-6) : 1;
+      const gradMap = new Map(names.map((n, i) => [n, grads![i]!]));
+      model.setParams(opt.apply(model.params, gradMap, lr, scale));
+      grads!.forEach((g) => g.dispose());
+      lastLoss = lossSum;
+      if (!Number.isFinite(lastLoss)) throw new Error(`Training diverged at step ${state.step} (loss ${lastLoss})`);
+      const dt = performance.now() - t0;
+      trainMs += dt;
+      trainSteps += 1;
+      emaMs = trainSteps <= 2 ? dt : 0.9 * emaMs + 0.1 * dt;
+      state.step += 1;
+      state.tokensSeen += tokensPerStep;
+      state.history.train.push({ step: state.step, loss: lastLoss });
+      await metrics.appendFile(`${JSON.stringify({ step: state.step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
+      emit('train', lr);
+      const last = state.step >= o.maxIters;
+      if (state.step % o.chartInterval === 0 && !last) await chart();
+      if (hooks.signal?.aborted) {
+        status = 'aborted';
+        await checkpoint();
+        break;
+      }
+      if (state.step % o.checkpointInterval === 0 && !last) await checkpoint();
+    }
+    if (status === 'completed') {
+      await evaluate(o.finalEvalIters ?? o.evalIters);
+      await checkpoint();
+      const finalMeta = {
+        ...meta,
+        step: state.step,
+        metrics: { valLoss: lastVal, perplexity: Math.exp(lastVal), trainLoss: lastLoss },
+        trainedAt: new Date().toISOString(),
+      };
+      await writeDirAtomic(path.join(runDir, 'model'), (tmp) => saveModelFiles(tmp, model, tokenizer, finalMeta));
+    }
+    await chart();
+  } finally {
+    await metrics.close();
+  }
+  const result: PretrainResult = {
+    status,
+    runDir,
+    modelDir: status === 'completed' ? path.join(runDir, 'model') : checkpointDirPath ?? runDir,
+    step: state.step,
+    trainLoss: lastLoss,
+    valLoss: lastVal,
+    perplexity: Math.exp(lastVal),
+    msPerIter: trainSteps ? trainMs / trainSteps : 0,
+    tokensPerSec: trainMs > 0 ? (tokensPerStep * trainSteps * 1000) / trainMs : 0,
+    numParameters: model.numParameters,
+    backend,
+  };
+  if (resumedFrom !== undefined) result.resumedFrom = resumedFrom;
+  model.dispose();
+  opt.dispose();
+  return result;
+}

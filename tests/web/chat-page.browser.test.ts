@@ -1,0 +1,77 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/app/config.ts';
+import { createRuntime, startServer, type RunningServer, type Runtime } from '../../src/app/runtime.ts';
+import { silentLogger } from '../../src/core/index.ts';
+
+// Debian's chromium; .ci/run installs it. Without it this test fails rather than skipping.
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+let runtime: Runtime;
+let server: RunningServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`headless Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
+  const home = mkdtempSync(join(tmpdir(), 'teamllm-browser-'));
+  runtime = await createRuntime(loadConfig({ env: { TEAMLLM_HOME: home }, cwd: home }), { logger: silentLogger, defaultMetrics: false });
+  server = await startServer(runtime, 0, '127.0.0.1');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  await runtime?.close();
+});
+
+describe('web chat in a real browser', () => {
+  it('asks, watches the answer arrive with sources, and rates it', async () => {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    await page.getByLabel('Question').fill('How many wellbeing days do employees get each year?');
+    await page.keyboard.press('Enter');
+    const answer = page.locator('.msg.bot').last();
+    await answer.locator('.votes').waitFor({ timeout: 15_000 });
+    await expect.poll(() => answer.locator('.text').textContent()).toContain('2 wellbeing days');
+    expect(await answer.locator('.sources summary').first().textContent()).toMatch(/^\[1\] .+ — en\/leave-and-holidays\.md$/);
+    expect(await answer.locator('.meta').textContent()).toContain('no model trained yet');
+
+    await answer.getByTitle('Helpful', { exact: true }).click();
+    await answer.getByText('Thanks for the feedback').waitFor();
+    const rated = [];
+    for await (const r of runtime.store.ratedAnswers()) rated.push(r);
+    expect(rated).toHaveLength(1);
+    expect(rated[0]).toMatchObject({ up: 1, down: 0 });
+    expect(rated[0]!.answer.question).toBe('How many wellbeing days do employees get each year?');
+
+    // Changing one's mind replaces the vote rather than adding one.
+    await answer.getByTitle('Not helpful', { exact: true }).click();
+    await expect.poll(async () => (await runtime.store.feedbackCounts()).down).toBe(1);
+    expect(await runtime.store.feedbackCounts()).toEqual({ up: 0, down: 1 });
+    await page.screenshot({ path: join(tmpdir(), 'teamllm-web-chat.png') });
+  });
+
+  it('keeps the conversation across questions and starts afresh on request', async () => {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    for (const q of ['Where is the Rotterdam office?', 'And the Shanghai one?']) {
+      await page.getByLabel('Question').fill(q);
+      await page.keyboard.press('Enter');
+      await expect.poll(() => page.locator('.msg.bot .votes').count(), { timeout: 15_000 }).toBe(q.startsWith('And') ? 2 : 1);
+    }
+    const conversation = await page.evaluate(() => sessionStorage.getItem('teamllmConversation'));
+    expect(conversation).toBeTruthy();
+    const turns = await runtime.store.recentTurns(`web::guest:${await page.evaluate(() => localStorage.getItem('teamllmUser'))}:${conversation}`, 10);
+    expect(turns.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+    await page.getByText('New conversation').click();
+    expect(await page.locator('.msg').count()).toBe(0);
+    expect(await page.evaluate(() => sessionStorage.getItem('teamllmConversation'))).not.toBe(conversation);
+  });
+});
