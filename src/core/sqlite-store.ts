@@ -146,6 +146,7 @@ export class SqliteStore implements BotStore {
   readonly db: Database.Database;
   private readonly eventRetentionMs: number;
   private claims = 0;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -155,6 +156,13 @@ export class SqliteStore implements BotStore {
     this.db.pragma('busy_timeout = 5000');
     this.eventRetentionMs = options.eventRetentionMs ?? 7 * 24 * 3600 * 1000;
     this.migrate();
+  }
+
+  /** Prepared once per SQL text: preparing on every call costs more than most of these queries. */
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) this.statements.set(text, (statement = this.db.prepare(text)));
+    return statement;
   }
 
   get schemaVersion(): number {
@@ -173,11 +181,10 @@ export class SqliteStore implements BotStore {
 
   async claimEvent(platform: Platform, eventId: string): Promise<boolean> {
     const now = Date.now();
-    const result = this.db
-      .prepare('INSERT OR IGNORE INTO processed_events (platform, event_id, at) VALUES (?, ?, ?)')
+    const result = this.sql('INSERT OR IGNORE INTO processed_events (platform, event_id, at) VALUES (?, ?, ?)')
       .run(platform, eventId, now);
     if (++this.claims % 1000 === 0) {
-      this.db.prepare('DELETE FROM processed_events WHERE at < ?').run(now - this.eventRetentionMs);
+      this.sql('DELETE FROM processed_events WHERE at < ?').run(now - this.eventRetentionMs);
     }
     return result.changes === 1;
   }
@@ -185,8 +192,7 @@ export class SqliteStore implements BotStore {
   async saveAnswer(record: NewAnswerRecord): Promise<AnswerRecord> {
     const id = randomUUID();
     const createdAt = Date.now();
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO answers (id, created_at, platform, workspace, channel, thread, message_id, user_id, user_name,
            question, passages, prompt, output, model_name, model_version, latency_ms)
          VALUES (@id, @createdAt, @platform, @workspace, @channel, @thread, @messageId, @userId, @userName,
@@ -204,25 +210,23 @@ export class SqliteStore implements BotStore {
   }
 
   async getAnswer(id: string): Promise<AnswerRecord | undefined> {
-    const row = this.db.prepare('SELECT * FROM answers WHERE id = ?').get(id) as AnswerRow | undefined;
+    const row = this.sql('SELECT * FROM answers WHERE id = ?').get(id) as AnswerRow | undefined;
     return row && toAnswer(row);
   }
 
   async setAnswerReply(answerId: string, replyId: string): Promise<void> {
-    this.db.prepare('UPDATE answers SET reply_id = ? WHERE id = ?').run(replyId, answerId);
+    this.sql('UPDATE answers SET reply_id = ? WHERE id = ?').run(replyId, answerId);
   }
 
   async findAnswerByReply(platform: Platform, replyId: string): Promise<AnswerRecord | undefined> {
-    const row = this.db
-      .prepare('SELECT * FROM answers WHERE platform = ? AND reply_id = ? ORDER BY created_at DESC LIMIT 1')
+    const row = this.sql('SELECT * FROM answers WHERE platform = ? AND reply_id = ? ORDER BY created_at DESC LIMIT 1')
       .get(platform, replyId) as AnswerRow | undefined;
     return row && toAnswer(row);
   }
 
   async recordFeedback(input: FeedbackInput): Promise<FeedbackRecord> {
     const now = Date.now();
-    const row = this.db
-      .prepare(
+    const row = this.sql(
         `INSERT INTO feedback (answer_id, platform, user_id, value, comment, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (answer_id, platform, user_id)
@@ -236,48 +240,44 @@ export class SqliteStore implements BotStore {
 
   async removeFeedback(answerId: string, platform: Platform, userId: string): Promise<boolean> {
     return (
-      this.db
-        .prepare('DELETE FROM feedback WHERE answer_id = ? AND platform = ? AND user_id = ?')
+      this.sql('DELETE FROM feedback WHERE answer_id = ? AND platform = ? AND user_id = ?')
         .run(answerId, platform, userId).changes > 0
     );
   }
 
   async feedbackFor(answerId: string): Promise<FeedbackRecord[]> {
-    return (this.db.prepare('SELECT * FROM feedback WHERE answer_id = ? ORDER BY created_at').all(answerId) as FeedbackRow[]).map(
+    return (this.sql('SELECT * FROM feedback WHERE answer_id = ? ORDER BY created_at').all(answerId) as FeedbackRow[]).map(
       toFeedback,
     );
   }
 
   async feedbackCounts(): Promise<{ up: number; down: number }> {
-    const row = this.db
-      .prepare(`SELECT coalesce(sum(value = 1), 0) AS up, coalesce(sum(value = -1), 0) AS down FROM feedback`)
+    const row = this.sql(`SELECT coalesce(sum(value = 1), 0) AS up, coalesce(sum(value = -1), 0) AS down FROM feedback`)
       .get() as { up: number; down: number };
     return { up: row.up, down: row.down };
   }
 
   async appendTurn(conversation: string, turn: ConversationTurn): Promise<void> {
-    this.db.prepare('INSERT INTO turns (conversation, role, text, at) VALUES (?, ?, ?, ?)').run(conversation, turn.role, turn.text, turn.at);
+    this.sql('INSERT INTO turns (conversation, role, text, at) VALUES (?, ?, ?, ?)').run(conversation, turn.role, turn.text, turn.at);
   }
 
   async recentTurns(conversation: string, limit: number): Promise<ConversationTurn[]> {
-    const rows = this.db
-      .prepare('SELECT role, text, at FROM turns WHERE conversation = ? ORDER BY seq DESC LIMIT ?')
+    const rows = this.sql('SELECT role, text, at FROM turns WHERE conversation = ? ORDER BY seq DESC LIMIT ?')
       .all(conversation, limit) as ConversationTurn[];
     return rows.reverse();
   }
 
   async clearConversation(conversation: string): Promise<void> {
-    this.db.prepare('DELETE FROM turns WHERE conversation = ?').run(conversation);
+    this.sql('DELETE FROM turns WHERE conversation = ?').run(conversation);
   }
 
   async audit(entry: Omit<AuditEntry, 'at'>): Promise<void> {
-    this.db
-      .prepare('INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)')
+    this.sql('INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)')
       .run(Date.now(), entry.actor, entry.action, JSON.stringify(entry.detail));
   }
 
   async auditLog(limit: number): Promise<AuditEntry[]> {
-    const rows = this.db.prepare('SELECT at, actor, action, detail FROM audit_log ORDER BY seq DESC LIMIT ?').all(limit) as {
+    const rows = this.sql('SELECT at, actor, action, detail FROM audit_log ORDER BY seq DESC LIMIT ?').all(limit) as {
       at: number;
       actor: string;
       action: string;
@@ -287,9 +287,8 @@ export class SqliteStore implements BotStore {
   }
 
   async *ratedAnswers(): AsyncIterable<RatedAnswer> {
-    const votes = this.db.prepare('SELECT value, comment FROM feedback WHERE answer_id = ?');
-    const rows = this.db
-      .prepare('SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback) ORDER BY created_at')
+    const votes = this.sql('SELECT value, comment FROM feedback WHERE answer_id = ?');
+    const rows = this.sql('SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback) ORDER BY created_at')
       .iterate() as IterableIterator<AnswerRow>;
     // Collect first: a live better-sqlite3 iterator blocks other statements on the connection.
     const answers = [...rows];
