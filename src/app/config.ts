@@ -21,7 +21,7 @@ interface KeySpec {
   help: string;
 }
 
-/** Every configuration key, with its check. The docs' configuration table is generated from this list's help texts. */
+/** Every configuration key, with its check; docs/configuration.md lists each one (a test checks it). */
 export const CONFIG_KEYS = {
   TEAMLLM_HOME: { schema: z.string().min(1), help: 'data folder (stores, models, knowledge base); default ./.teamllm' },
   TEAMLLM_PORT: { schema: int(0, 65535), help: 'HTTP port of `teamllm serve`; default 3000' },
