@@ -50,10 +50,11 @@ export class RetrievalOnlyAnswerer implements Answerer {
         ? '（尚未训练语言模型：以下内容直接摘自知识库。）\n\n'
         : '(No language model is trained yet: this is quoted from the knowledge base.)\n\n',
     };
-    for (const [i, hit] of sources.slice(0, 2).entries()) {
-      const quote = bestSentences(hit.text, queryTerms, 2);
-      if (!quote) continue;
-      yield { type: 'token', text: `> ${quote} [${i + 1}]\n` };
+    const quotes = sources.slice(0, 2).map((hit) => bestSentences(hit.text, queryTerms, 2));
+    for (const [i, quote] of quotes.entries()) {
+      // A second passage is quoted only when it matches about as well as the first: otherwise it is noise.
+      if (!quote.text || (i > 0 && quote.score < 0.6 * quotes[0]!.score)) continue;
+      yield { type: 'token', text: `> ${quote.text} [${i + 1}]\n` };
     }
     yield { type: 'done', prompt };
   }
@@ -72,16 +73,19 @@ function coverage(question: string, hit: Source): number {
   return found / queryTerms.size;
 }
 
-/** The sentences of a passage that share the most terms with the question, in document order. */
-function bestSentences(text: string, queryTerms: Set<string>, count: number): string {
+/** The sentences of a passage that share the most terms with the question, in document order, and their score. */
+function bestSentences(text: string, queryTerms: Set<string>, count: number): { text: string; score: number } {
   const sentences = (text.match(SENTENCE) ?? [])
     // Quotes are shown as plain text everywhere: drop markdown emphasis and list/quote markers.
     .map((s) => s.replace(/^[\s>*#|-]+/, '').replace(/\*\*|__/g, '').trim())
     .filter((s) => s.length > 1);
   const scored = sentences.map((s, i) => ({ s, i, score: searchTerms(s).filter((t) => queryTerms.has(t)).length }));
   const top = [...scored].sort((a, b) => b.score - a.score || a.i - b.i).slice(0, count).filter((x) => x.score > 0);
-  return top
-    .sort((a, b) => a.i - b.i)
-    .map((x) => x.s)
-    .join(' ');
+  return {
+    text: [...top]
+      .sort((a, b) => a.i - b.i)
+      .map((x) => x.s)
+      .join(' '),
+    score: top.reduce((sum, x) => sum + x.score, 0),
+  };
 }
