@@ -174,6 +174,7 @@ export class Bot {
         command,
         msg,
         actor,
+        target,
         services: {
           ...(this.options.kb ? { kb: this.options.kb } : {}),
           ...(this.options.training ? { training: this.options.training } : {}),

@@ -1,5 +1,5 @@
 import type { Actor, KnowledgeBase, ModelService, TrainingService } from './services.ts';
-import type { IncomingMessage, ModelInfo } from './types.ts';
+import type { IncomingMessage, ModelInfo, ReplyTarget } from './types.ts';
 
 export interface ParsedCommand {
   name: string;
@@ -46,6 +46,8 @@ export interface CommandContext {
   msg: IncomingMessage;
   actor: Actor;
   services: CommandServices;
+  /** Where the command was typed, for commands that keep a message updated (training progress). */
+  target: ReplyTarget;
 }
 
 export interface CommandSpec {
@@ -70,14 +72,15 @@ const train: CommandSpec = {
     { text: '/train resume — continue an interrupted job from its checkpoint', admin: true },
   ],
   requiresAdmin: () => true,
-  async run({ command, services, actor }) {
+  async run({ command, services, actor, target }) {
     const training = services.training;
     if (!training) return NOT_YET('Training from the chat');
     const sub = command.sub ?? 'status';
     if (sub === 'status') return training.status();
     if (sub === 'stop') return training.stop(actor);
-    if (sub === 'resume' || TRAIN_KINDS.includes(sub)) return training.start(sub, command.params, actor);
-    return `Unknown training job "${sub}". Try: ${TRAIN_KINDS.join(', ')}, status, stop, resume.`;
+    if (sub === 'resume') return training.resume(actor, target);
+    // The training service knows which stages it can run and answers for unknown ones.
+    return training.start(sub, command.params, actor, target);
   },
 };
 

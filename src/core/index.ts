@@ -2,6 +2,7 @@ export * from './types.ts';
 export * from './answerer.ts';
 export * from './store.ts';
 export * from './services.ts';
+export * from './jobs.ts';
 export * from './logger.ts';
 export * from './observer.ts';
 export { AdminList } from './admins.ts';

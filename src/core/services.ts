@@ -1,4 +1,4 @@
-import type { Attachment, ModelInfo, Source } from './types.ts';
+import type { Attachment, ModelInfo, ReplyTarget, Source } from './types.ts';
 
 /** Who is asking a service to act, for rights checks already done by the Bot and for the audit log. */
 export interface Actor {
@@ -31,7 +31,12 @@ export interface KnowledgeBase {
 }
 
 export interface TrainingService {
-  start(kind: string, params: Record<string, string>, actor: Actor): Promise<string>;
+  /**
+   * Queues a job and answers at once; `progress`, when given, is where the job posts its progress
+   * message and keeps updating it (the thread the admin typed /train in).
+   */
+  start(kind: string, params: Record<string, string>, actor: Actor, progress?: ReplyTarget): Promise<string>;
+  resume(actor: Actor, progress?: ReplyTarget): Promise<string>;
   status(): Promise<string>;
   stop(actor: Actor): Promise<string>;
 }

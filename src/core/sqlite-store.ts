@@ -11,6 +11,7 @@ import type {
   NewAnswerRecord,
   RatedAnswer,
 } from './store.ts';
+import type { JobRecord, JobStore } from './jobs.ts';
 import type { ConversationTurn, Platform, Source, Vote } from './types.ts';
 
 /**
@@ -70,6 +71,22 @@ const MIGRATIONS: string[] = [
      action TEXT NOT NULL,
      detail TEXT NOT NULL
    );`,
+  `CREATE TABLE jobs (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL,
+     params TEXT NOT NULL,
+     status TEXT NOT NULL,
+     requested_by TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     started_at INTEGER,
+     finished_at INTEGER,
+     progress TEXT,
+     result TEXT,
+     error TEXT,
+     run_dir TEXT,
+     resumes INTEGER REFERENCES jobs(id)
+   );
+   CREATE INDEX jobs_status ON jobs(status);`,
 ];
 
 interface AnswerRow {
@@ -124,6 +141,40 @@ function toAnswer(row: AnswerRow): AnswerRecord {
   };
 }
 
+interface JobRow {
+  id: number;
+  kind: string;
+  params: string;
+  status: JobRecord['status'];
+  requested_by: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  progress: string | null;
+  result: string | null;
+  error: string | null;
+  run_dir: string | null;
+  resumes: number | null;
+}
+
+function toJob(row: JobRow): JobRecord {
+  return {
+    id: row.id,
+    kind: row.kind,
+    params: JSON.parse(row.params) as Record<string, string>,
+    status: row.status,
+    requestedBy: row.requested_by,
+    createdAt: row.created_at,
+    ...(row.started_at !== null ? { startedAt: row.started_at } : {}),
+    ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
+    ...(row.progress !== null ? { progress: JSON.parse(row.progress) as JobRecord['progress'] } : {}),
+    ...(row.result !== null ? { result: JSON.parse(row.result) as Record<string, unknown> } : {}),
+    ...(row.error !== null ? { error: row.error } : {}),
+    ...(row.run_dir !== null ? { runDir: row.run_dir } : {}),
+    ...(row.resumes !== null ? { resumes: row.resumes } : {}),
+  };
+}
+
 function toFeedback(row: FeedbackRow): FeedbackRecord {
   return {
     answerId: row.answer_id,
@@ -142,7 +193,7 @@ export interface SqliteStoreOptions {
 }
 
 /** The default BotStore: one SQLite file in WAL mode, safe for one writer process. */
-export class SqliteStore implements BotStore {
+export class SqliteStore implements BotStore, JobStore {
   readonly db: Database.Database;
   private readonly eventRetentionMs: number;
   private claims = 0;
@@ -301,6 +352,47 @@ export class SqliteStore implements BotStore {
         comments: fb.flatMap((f) => (f.comment ? [f.comment] : [])),
       };
     }
+  }
+
+  async createJob(job: { kind: string; params: Record<string, string>; requestedBy: string; runDir?: string; resumes?: number }): Promise<JobRecord> {
+    const row = this.sql(
+      `INSERT INTO jobs (kind, params, status, requested_by, created_at, run_dir, resumes)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?) RETURNING *`,
+    ).get(job.kind, JSON.stringify(job.params), job.requestedBy, Date.now(), job.runDir ?? null, job.resumes ?? null) as JobRow;
+    return toJob(row);
+  }
+
+  async updateJob(id: number, patch: Partial<Omit<JobRecord, 'id' | 'kind' | 'createdAt'>>): Promise<JobRecord> {
+    const columns: Record<string, unknown> = {};
+    if (patch.params !== undefined) columns.params = JSON.stringify(patch.params);
+    if (patch.status !== undefined) columns.status = patch.status;
+    if (patch.requestedBy !== undefined) columns.requested_by = patch.requestedBy;
+    if (patch.startedAt !== undefined) columns.started_at = patch.startedAt;
+    if (patch.finishedAt !== undefined) columns.finished_at = patch.finishedAt;
+    if (patch.progress !== undefined) columns.progress = JSON.stringify(patch.progress);
+    if (patch.result !== undefined) columns.result = JSON.stringify(patch.result);
+    if (patch.error !== undefined) columns.error = patch.error;
+    if (patch.runDir !== undefined) columns.run_dir = patch.runDir;
+    const names = Object.keys(columns);
+    if (names.length > 0) {
+      this.sql(`UPDATE jobs SET ${names.map((n) => `${n} = @${n}`).join(', ')} WHERE id = @id`).run({ ...columns, id });
+    }
+    const job = await this.getJob(id);
+    if (!job) throw new Error(`no job ${id}`);
+    return job;
+  }
+
+  async getJob(id: number): Promise<JobRecord | undefined> {
+    const row = this.sql('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+    return row && toJob(row);
+  }
+
+  async listJobs(limit: number): Promise<JobRecord[]> {
+    return (this.sql('SELECT * FROM jobs ORDER BY id DESC LIMIT ?').all(limit) as JobRow[]).map(toJob);
+  }
+
+  async interruptRunningJobs(): Promise<number> {
+    return this.sql(`UPDATE jobs SET status = 'interrupted', finished_at = ? WHERE status = 'running'`).run(Date.now()).changes;
   }
 
   async close(): Promise<void> {

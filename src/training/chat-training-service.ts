@@ -1,0 +1,91 @@
+import type { Actor, BotStore, JobRecord, JobStore, Logger, ReplyTarget, TrainingService } from '../core/index.ts';
+import { StreamUpdater } from '../core/index.ts';
+import { formatJob } from './jobs/job-format.ts';
+import type { JobRunner } from './jobs/job-runner.ts';
+
+const PARAM = /^[a-zA-Z][\w.-]{0,40}$/;
+
+/**
+ * /train from the chat: queues jobs on the JobRunner, keeps each job's message in the admin's
+ * thread updated as it runs, and records who did what in the audit log.
+ */
+export class ChatTrainingService implements TrainingService {
+  constructor(
+    private readonly runner: JobRunner,
+    private readonly store: BotStore & JobStore,
+    private readonly logger: Logger,
+    /** Pause between progress edits of a job message: platforms rate-limit message updates. */
+    private readonly updateEveryMs = 3000,
+  ) {}
+
+  async start(kind: string, params: Record<string, string>, actor: Actor, progress?: ReplyTarget): Promise<string> {
+    if (!this.runner.kinds.includes(kind)) return `There is no "${kind}" training here. Available: ${this.runner.kinds.join(', ')}.`;
+    for (const [key, value] of Object.entries(params)) {
+      if (!PARAM.test(key) || value.length > 200) return `The parameter "${key}" is not valid (key=value, letters and digits).`;
+    }
+    const ahead = this.runner.current;
+    const job = await this.runner.enqueue(kind, params, actor.id);
+    await this.store.audit({ actor: actor.id, action: 'train', detail: { job: job.id, kind, params } });
+    if (progress) await this.follow(job, progress);
+    return ahead
+      ? `Queued job #${job.id} (${kind}) behind job #${ahead.id} (${ahead.kind}).`
+      : `Started job #${job.id} (${kind}). I keep its message up to date; /train stop stops it, keeping the last checkpoint.`;
+  }
+
+  async resume(actor: Actor, progress?: ReplyTarget): Promise<string> {
+    const jobs = await this.store.listJobs(50);
+    const resumedAlready = new Set(jobs.flatMap((j) => (j.resumes ? [j.resumes] : [])));
+    const last = jobs.find((j) => (j.status === 'interrupted' || j.status === 'stopped') && !resumedAlready.has(j.id));
+    if (!last) return 'There is no stopped or interrupted job to resume.';
+    const job = await this.runner.enqueue(last.kind, last.params, actor.id, last);
+    await this.store.audit({ actor: actor.id, action: 'train-resume', detail: { job: job.id, resumes: last.id } });
+    if (progress) await this.follow(job, progress);
+    return `Resuming job #${last.id} (${last.kind}) as job #${job.id} from its last checkpoint.`;
+  }
+
+  async status(): Promise<string> {
+    const jobs = await this.store.listJobs(6);
+    if (jobs.length === 0) return `No training jobs yet. Start one with /train ${this.runner.kinds.join('|')}.`;
+    const current = this.runner.current;
+    const queued = jobs.filter((j) => j.status === 'queued').length;
+    return [
+      current ? formatJob(current) : 'Nothing is training right now.',
+      ...(queued ? [`${queued} job${queued > 1 ? 's' : ''} queued.`] : []),
+      '',
+      'Recent jobs:',
+      ...jobs.filter((j) => j.id !== current?.id).map((j) => `• #${j.id} ${j.kind} — ${j.status}${j.error ? ` (${j.error})` : ''}`),
+    ].join('\n');
+  }
+
+  async stop(actor: Actor): Promise<string> {
+    const current = this.runner.current;
+    if (!current) return 'Nothing is training right now.';
+    await this.store.audit({ actor: actor.id, action: 'train-stop', detail: { job: current.id } });
+    const stopped = await this.runner.stop();
+    return `Stopped job #${current.id} (${current.kind}): ${stopped?.status ?? 'stopped'}. Its last checkpoint is kept; /train resume continues it.`;
+  }
+
+  /** Posts the job's message and edits it on every progress report until the job ends. */
+  private async follow(job: JobRecord, target: ReplyTarget): Promise<void> {
+    const posted = await target.post({ phase: 'notice', text: formatJob(job) });
+    const updater = new StreamUpdater(posted, this.updateEveryMs, this.logger);
+    const onProgress = (j: JobRecord) => {
+      if (j.id === job.id) updater.push({ phase: 'notice', text: formatJob(j) });
+    };
+    let finished = false;
+    const onFinished = (j: JobRecord) => {
+      if (j.id !== job.id || finished) return;
+      finished = true;
+      this.runner.off('progress', onProgress);
+      this.runner.off('started', onProgress);
+      this.runner.off('finished', onFinished);
+      void updater.finish({ phase: 'notice', text: formatJob(j) }).catch((err: unknown) => this.logger.warn({ err, job: j.id }, 'could not post the job result'));
+    };
+    this.runner.on('started', onProgress);
+    this.runner.on('progress', onProgress);
+    this.runner.on('finished', onFinished);
+    // A short job may have ended before we subscribed.
+    const now = await this.store.getJob(job.id);
+    if (now && now.status !== 'queued' && now.status !== 'running') onFinished(now);
+  }
+}

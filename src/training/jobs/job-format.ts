@@ -1,0 +1,45 @@
+import type { JobProgress, JobRecord } from '../../core/index.ts';
+
+const STATUS_ICON: Record<JobRecord['status'], string> = {
+  queued: '⏳',
+  running: '🏋️',
+  succeeded: '✅',
+  failed: '❌',
+  stopped: '⏹️',
+  interrupted: '⚠️',
+};
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+export function progressBar(fraction: number, width = 12): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return '▓'.repeat(filled) + '░'.repeat(width - filled);
+}
+
+export function formatProgress(p: JobProgress): string {
+  const fraction = p.totalSteps > 0 ? p.step / p.totalSteps : 0;
+  const parts = [`${p.stage} ${progressBar(fraction)} ${p.step}/${p.totalSteps} (${Math.round(fraction * 100)}%)`];
+  if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(3)}`);
+  if (p.valLoss !== undefined) parts.push(`val ${p.valLoss.toFixed(3)}`);
+  if (p.tokensPerSec !== undefined) parts.push(`${Math.round(p.tokensPerSec).toLocaleString('en-US')} tok/s`);
+  if (p.etaSec !== undefined) parts.push(`ETA ${formatDuration(p.etaSec)}`);
+  return parts.join(' · ') + (p.message ? `\n${p.message}` : '');
+}
+
+/** The job's message in chat: status line, progress, and the outcome when it has one. */
+export function formatJob(job: JobRecord): string {
+  const params = Object.entries(job.params).map(([k, v]) => `${k}=${v}`).join(' ');
+  const lines = [`${STATUS_ICON[job.status]} Job #${job.id} ${job.kind}${params ? ` (${params})` : ''} — ${job.status}${job.resumes ? `, continuing job #${job.resumes}` : ''}`];
+  if (job.progress) lines.push(formatProgress(job.progress));
+  if (job.startedAt && job.finishedAt) lines.push(`took ${formatDuration((job.finishedAt - job.startedAt) / 1000)}`);
+  const summary = job.result?.summary;
+  if (typeof summary === 'string') lines.push(summary);
+  if (job.error) lines.push(`error: ${job.error}`);
+  if (job.status === 'stopped' || job.status === 'interrupted') lines.push('Its last checkpoint is kept: /train resume continues it.');
+  return lines.join('\n');
+}

@@ -1,0 +1,160 @@
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { JobProgress, JobRecord, JobStore, Logger } from '../../core/index.ts';
+import type { WorkerInput, WorkerMessage } from './stage.ts';
+
+export interface JobRunnerOptions {
+  store: JobStore;
+  home: string;
+  /** Job kind -> file URL of a module exporting `runStage`. */
+  stages: Record<string, string>;
+  logger: Logger;
+  /** How often progress is written to the store (the chat reads it from events, not the store). */
+  persistEveryMs?: number;
+}
+
+export interface JobEvents {
+  progress: [job: JobRecord, progress: JobProgress];
+  finished: [job: JobRecord];
+  started: [job: JobRecord];
+}
+
+const BOOTSTRAP = new URL('./worker-bootstrap.mjs', import.meta.url);
+
+/**
+ * One queue of training jobs, persisted in the store, run one at a time in a worker thread so
+ * the bot keeps answering while a model trains.
+ */
+export class JobRunner extends EventEmitter<JobEvents> {
+  private running: { job: JobRecord; worker: Worker; done: Promise<void> } | undefined;
+  private pumping = false;
+  private closed = false;
+
+  constructor(private readonly options: JobRunnerOptions) {
+    super();
+  }
+
+  get kinds(): string[] {
+    return Object.keys(this.options.stages);
+  }
+
+  get current(): JobRecord | undefined {
+    return this.running?.job;
+  }
+
+  /** Marks jobs that a dead process left "running" as interrupted, then starts any queued ones. */
+  async init(): Promise<number> {
+    const interrupted = await this.options.store.interruptRunningJobs();
+    if (interrupted > 0) this.options.logger.warn({ interrupted }, 'training jobs were interrupted by a restart; /train resume continues them');
+    void this.pump();
+    return interrupted;
+  }
+
+  async enqueue(kind: string, params: Record<string, string>, requestedBy: string, resumes?: JobRecord): Promise<JobRecord> {
+    if (!(kind in this.options.stages)) throw new Error(`unknown training job "${kind}" (available: ${this.kinds.join(', ')})`);
+    const job = await this.options.store.createJob({
+      kind,
+      params,
+      requestedBy,
+      ...(resumes?.runDir ? { runDir: resumes.runDir } : {}),
+      ...(resumes ? { resumes: resumes.id } : {}),
+    });
+    void this.pump();
+    return job;
+  }
+
+  /** Asks the running job to stop; it keeps its last checkpoint. Resolves when it has stopped. */
+  async stop(): Promise<JobRecord | undefined> {
+    const running = this.running;
+    if (!running) return undefined;
+    running.worker.postMessage({ type: 'stop' });
+    await running.done;
+    return this.options.store.getJob(running.job.id);
+  }
+
+  /** Waits for the queue to drain (tests and the CLI use this). */
+  async idle(): Promise<void> {
+    while (this.running || this.pumping) {
+      if (this.running) await this.running.done;
+      else await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const running = this.running;
+    if (running) {
+      running.worker.postMessage({ type: 'stop' });
+      // A stage that ignores the stop request is terminated; its job stays resumable.
+      const timeout = setTimeout(() => void running.worker.terminate(), 30_000);
+      await running.done;
+      clearTimeout(timeout);
+    }
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping || this.running || this.closed) return;
+    this.pumping = true;
+    try {
+      const queued = (await this.options.store.listJobs(1000)).filter((j) => j.status === 'queued').sort((a, b) => a.id - b.id);
+      const next = queued[0];
+      if (next) this.start(next);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private start(queued: JobRecord): void {
+    const { store, logger } = this.options;
+    const runDir = queued.runDir ?? join(this.options.home, 'runs', `${queued.id}-${queued.kind}`);
+    const resume = queued.resumes !== undefined && existsSync(runDir);
+    mkdirSync(runDir, { recursive: true });
+    const input: WorkerInput = { stageModule: this.options.stages[queued.kind]!, params: queued.params, home: this.options.home, runDir, resume };
+    const worker = new Worker(BOOTSTRAP, { workerData: input, stdout: false, stderr: false });
+    let job: JobRecord = { ...queued, status: 'running', startedAt: Date.now(), runDir };
+    let outcome: WorkerMessage | undefined;
+    let lastPersisted = 0;
+    const log = logger.child({ job: job.id, kind: job.kind });
+
+    const done = new Promise<void>((resolve) => {
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'progress') {
+          job = { ...job, progress: message.progress };
+          if (this.running) this.running.job = job;
+          this.emit('progress', job, message.progress);
+          if (Date.now() - lastPersisted > (this.options.persistEveryMs ?? 2000)) {
+            lastPersisted = Date.now();
+            void store.updateJob(job.id, { progress: message.progress }).catch((err: unknown) => log.warn({ err }, 'could not save job progress'));
+          }
+        } else if (message.type === 'log') log.info({ stageLog: message.message }, 'training job');
+        else outcome = message;
+      });
+      worker.on('error', (err) => {
+        outcome ??= { type: 'failed', error: err.message, stopped: false };
+      });
+      worker.on('exit', (code) => {
+        void (async () => {
+          const result = outcome ?? { type: 'failed' as const, error: `the job's worker exited with code ${code}`, stopped: false };
+          const patch: Partial<JobRecord> =
+            result.type === 'done'
+              ? { status: 'succeeded', result: { ...result.result }, finishedAt: Date.now() }
+              : result.type === 'failed'
+                ? { status: result.stopped ? 'stopped' : 'failed', error: result.error, finishedAt: Date.now() }
+                : {};
+          if (job.progress) patch.progress = job.progress;
+          job = await store.updateJob(job.id, patch);
+          log.info({ status: job.status, error: job.error }, 'training job finished');
+          this.running = undefined;
+          this.emit('finished', job);
+          resolve();
+          void this.pump();
+        })();
+      });
+    });
+    this.running = { job, worker, done };
+    void store.updateJob(job.id, { status: 'running', startedAt: job.startedAt!, runDir }).then((saved) => this.emit('started', saved));
+    log.info({ runDir, resume }, 'training job started');
+  }
+}
