@@ -339,7 +339,7 @@ export class SqliteStore implements BotStore, JobStore {
 
   async *ratedAnswers(): AsyncIterable<RatedAnswer> {
     const votes = this.sql('SELECT value, comment FROM feedback WHERE answer_id = ?');
-    const rows = this.sql('SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback) ORDER BY created_at')
+    const rows = this.sql('SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback) ORDER BY created_at, rowid')
       .iterate() as IterableIterator<AnswerRow>;
     // Collect first: a live better-sqlite3 iterator blocks other statements on the connection.
     const answers = [...rows];

@@ -81,7 +81,12 @@ async function activate(name: string): Promise<boolean> {
     await tf.ready();
     return res;
   });
-  if (ok) registerMissingKernels(name);
+  if (ok) {
+    registerMissingKernels(name);
+    // The cpu backend's first write prints an advert for tfjs-node; teamllm documents that itself.
+    const b = tf.backend() as unknown as { firstUse?: boolean };
+    if (name === 'cpu' && b.firstUse) b.firstUse = false;
+  }
   return ok;
 }
 

@@ -244,10 +244,11 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
   const meta = { source: 'pretrain', runDir, backend, tokenizer: tokenizer.kind };
   const metrics = await fs.open(path.join(runDir, 'metrics.jsonl'), 'a');
   const names = model.paramNames;
+  // The step's batch and dropout seed, read by the differentiated function below.
   let dropoutSeed = 0;
-  const lossAndGrads = tf.valueAndGrads((...args: tf.Tensor[]) => {
-    const [x, y, ...ps] = args;
-    const l = model.loss(x!, y!, { training: true, dropoutSeed }, ps);
+  let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
+  const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+    const l = model.loss(batch!.x, batch!.y, { training: true, dropoutSeed }, ps);
     return accum > 1 ? tf.div(l, accum) : l;
   });
 
@@ -299,14 +300,11 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
       let grads: tf.Tensor[] | undefined;
       let lossSum = 0;
       for (let micro = 0; micro < accum; micro++) {
-        const { x, y } = dataset.batch('train', B, T, o.seed, state.step, micro);
+        batch = dataset.batch('train', B, T, o.seed, state.step, micro);
         dropoutSeed = mixSeed(o.seed, 99, state.step, micro);
-        const res = tf.tidy(() => {
-          const r = lossAndGrads([x, y, ...model.paramList()]);
-          return { value: r.value, grads: r.grads.slice(2) };
-        });
-        x.dispose();
-        y.dispose();
+        const res = tf.tidy(() => lossAndGrads(model.paramList()));
+        batch.x.dispose();
+        batch.y.dispose();
         lossSum += res.value.dataSync()[0]!;
         res.value.dispose();
         if (!grads) grads = res.grads;
