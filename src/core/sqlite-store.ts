@@ -297,7 +297,7 @@ export class SqliteStore implements BotStore, JobStore {
   }
 
   async feedbackFor(answerId: string): Promise<FeedbackRecord[]> {
-    return (this.sql('SELECT * FROM feedback WHERE answer_id = ? ORDER BY created_at').all(answerId) as FeedbackRow[]).map(
+    return (this.sql('SELECT * FROM feedback WHERE answer_id = ? ORDER BY created_at, rowid').all(answerId) as FeedbackRow[]).map(
       toFeedback,
     );
   }
