@@ -67,6 +67,7 @@ export const CONFIG_KEYS = {
   WECOM_TOKEN: { schema: z.string().min(1), secret: true, help: 'callback token' },
   WECOM_ENCODING_AES_KEY: { schema: z.string().regex(/^[A-Za-z0-9]{43}$/, 'must be the 43-character EncodingAESKey'), secret: true, help: 'callback EncodingAESKey' },
   WECOM_API_BASE: { schema: url, help: 'WeCom API base; default https://qyapi.weixin.qq.com' },
+  WECOM_MESSAGE_FORMAT: { schema: z.enum(['markdown', 'text']), help: 'markdown (WeCom app) or text (members on the WeChat plug-in, which cannot show markdown); default markdown' },
 } satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;

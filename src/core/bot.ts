@@ -93,6 +93,14 @@ export class Bot {
     this.answerer = answerer;
   }
 
+  /**
+   * Claims a platform delivery id for adapters' own events (card clicks, vote replies): false
+   * when it was seen before, also across restarts.
+   */
+  claimEvent(platform: Platform, eventId: string): Promise<boolean> {
+    return this.store.claimEvent(platform, eventId);
+  }
+
   isAdmin(platform: Platform, userId: string): boolean {
     return this.admins.isAdmin(platform, userId);
   }
@@ -215,7 +223,7 @@ export class Bot {
         if (event.type === 'sources') sources = event.sources;
         else if (event.type === 'token') {
           text += event.text;
-          updater.push({ phase: 'streaming', text, model });
+          if (target.updatable !== false) updater.push({ phase: 'streaming', text, model });
         } else prompt = event.prompt;
         if (signal.aborted) break;
       }

@@ -73,6 +73,11 @@ export interface ReplyTarget {
   post(content: ReplyContent): Promise<PostedReply>;
   /** Minimum milliseconds between streaming updates (platform rate limits). */
   readonly streamIntervalMs?: number;
+  /**
+   * False where a sent message cannot be edited (WeCom self-built apps): the Bot then sends no
+   * streaming updates, only the placeholder and the final reply, which the target may drop or send.
+   */
+  readonly updatable?: boolean;
 }
 
 export type Vote = 1 | -1;

@@ -238,3 +238,15 @@ describe('AdminList', () => {
     expect(new Bot({ store: new SqliteStore(':memory:'), answerer: new ScriptedAnswerer(), admins }).isAdmin('web', 'U1')).toBe(false);
   });
 });
+
+describe('targets that cannot edit messages', () => {
+  it('get no streaming updates, only the placeholder and the final reply', async () => {
+    const { bot } = makeBot({ answerer: new ScriptedAnswerer(['a', 'b', 'c', 'd']) });
+    const target = new (class extends RecordingTarget {
+      readonly updatable = false;
+    })();
+    await bot.handle(message(), target);
+    expect(target.events.map((e) => e.content.phase)).toEqual(['thinking', 'final']);
+    expect(target.last!.text).toBe('abcd');
+  });
+});
