@@ -6,6 +6,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AdminList, Bot, type Answerer, type Logger } from '../core/index.ts';
 import { SqliteStore } from '../core/sqlite-store.ts';
+import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
 import { WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
 import { LocalKnowledgeBase, RetrievalOnlyAnswerer } from '../rag/index.ts';
 import type { Config } from './config.ts';
@@ -16,6 +17,17 @@ import { Metrics } from './metrics.ts';
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const SAMPLE_KB_DIR = join(PACKAGE_ROOT, 'examples/handbook');
 
+/** Platform adapters, loaded only when enabled (their SDKs are not needed otherwise). */
+const ADAPTER_FACTORIES: Record<'slack' | 'feishu' | 'wecom', (ctx: AdapterContext) => Promise<PlatformAdapter>> = {
+  slack: async () => {
+    throw new Error('the Slack adapter is not part of this version yet');
+  },
+  feishu: async () => {
+    throw new Error('the Feishu adapter is not part of this version yet');
+  },
+  wecom: async (ctx) => (await import('../adapters/wecom/index.ts')).createWecomAdapter(ctx),
+};
+
 export interface Runtime {
   config: Config;
   logger: Logger;
@@ -24,6 +36,7 @@ export interface Runtime {
   bot: Bot;
   metrics: Metrics;
   http: Hono;
+  adapters: PlatformAdapter[];
   /** The local terminal operator's id (`console:<user>`): they own the data folder, so they are an admin. */
   consoleUser: string;
   close(): Promise<void>;
@@ -35,6 +48,8 @@ export interface RuntimeOptions {
   answerer?: Answerer;
   /** Skip default process metrics (benchmarks create many runtimes). */
   defaultMetrics?: boolean;
+  /** Create the enabled platform adapters (only `serve` talks to platforms). */
+  platformAdapters?: boolean;
 }
 
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
@@ -71,8 +86,14 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   if (config.adapters.includes('web')) {
     routes.push(webRoutes({ bot, logger, ...(config.adminToken ? { adminToken: config.adminToken } : {}) }));
   }
-  for (const name of config.adapters.filter((a) => a !== 'web')) {
-    logger.warn({ adapter: name }, `the ${name} adapter is not part of this version yet; its credentials are ignored`);
+  const adapters: PlatformAdapter[] = [];
+  if (options.platformAdapters) {
+    for (const name of config.adapters) {
+      if (name === 'web') continue;
+      const adapter = await ADAPTER_FACTORIES[name]({ bot, logger: logger.child({ adapter: name }), env: config.values });
+      adapters.push(adapter);
+      if (adapter.routes) routes.push(adapter.routes);
+    }
   }
   const http = createHttpApp({ logger, metrics, serving: () => bot.serving.model, routes });
   let closed = false;
@@ -84,10 +105,13 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     bot,
     metrics,
     http,
+    adapters,
     consoleUser,
     async close() {
       if (closed) return;
       closed = true;
+      // Adapters first: they refuse new deliveries (so platforms retry later) and flush their queues.
+      await Promise.allSettled(adapters.map((a) => a.stop?.()));
       await bot.close();
       kb.close();
       await store.close();
@@ -107,6 +131,7 @@ export async function startServer(runtime: Runtime, port = runtime.config.port, 
     const s = serve({ fetch: runtime.http.fetch, port, hostname: host }, () => resolveServer(s));
     s.once('error', reject);
   });
+  for (const adapter of runtime.adapters) await adapter.start?.();
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   const shownHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;

@@ -66,7 +66,7 @@ export function buildProgram(): Command {
           ...(opts.host ? { TEAMLLM_HOST: opts.host } : {}),
         },
       });
-      const runtime = await createRuntime(config);
+      const runtime = await createRuntime(config, { platformAdapters: true });
       const server = await startServer(runtime);
       runtime.logger.info(
         { url: server.url, adapters: config.adapters, model: runtime.bot.serving.model.name, home: config.home },
@@ -78,8 +78,7 @@ export function buildProgram(): Command {
         if (stopping) return;
         stopping = true;
         runtime.logger.info({ signal }, 'shutting down: finishing answers in flight');
-        await Promise.all([server.close(), runtime.bot.close()]);
-        await runtime.close();
+        await Promise.all([server.close(), runtime.close()]);
         process.exit(0);
       };
       process.on('SIGINT', () => void stop('SIGINT'));
