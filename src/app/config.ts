@@ -168,6 +168,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     const missing = REQUIRED_FOR[adapter].filter((k) => values[k] === undefined);
     if (missing.length > 0) problems.push(`the ${adapter} adapter is enabled but ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not set`);
   }
+  if (adapters.includes('feishu') && values.FEISHU_MODE !== 'ws' && !values.FEISHU_VERIFICATION_TOKEN && !values.FEISHU_ENCRYPT_KEY) {
+    // Without either, anyone who finds the callback URL could post events as any user.
+    problems.push('the feishu adapter in webhook mode needs FEISHU_VERIFICATION_TOKEN or FEISHU_ENCRYPT_KEY to check callbacks');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const cwd = options.cwd ?? process.cwd();

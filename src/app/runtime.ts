@@ -19,12 +19,8 @@ export const SAMPLE_KB_DIR = join(PACKAGE_ROOT, 'examples/handbook');
 
 /** Platform adapters, loaded only when enabled (their SDKs are not needed otherwise). */
 const ADAPTER_FACTORIES: Record<'slack' | 'feishu' | 'wecom', (ctx: AdapterContext) => Promise<PlatformAdapter>> = {
-  slack: async () => {
-    throw new Error('the Slack adapter is not part of this version yet');
-  },
-  feishu: async () => {
-    throw new Error('the Feishu adapter is not part of this version yet');
-  },
+  slack: async (ctx) => (await import('../adapters/slack/index.ts')).createSlackAdapter(ctx),
+  feishu: async (ctx) => (await import('../adapters/feishu/index.ts')).createFeishuAdapter(ctx),
   wecom: async (ctx) => (await import('../adapters/wecom/index.ts')).createWecomAdapter(ctx),
 };
 

@@ -6,9 +6,9 @@ import { silentLogger, type Logger } from './logger.ts';
 import { nullObserver, type AnswerOutcome, type BotObserver } from './observer.ts';
 import { RateLimiter } from './rate-limiter.ts';
 import type { Actor, KnowledgeBase, ModelService, TrainingService } from './services.ts';
-import type { BotStore, FeedbackRecord } from './store.ts';
+import type { AnswerRecord, BotStore, FeedbackRecord } from './store.ts';
 import { StreamUpdater } from './stream-updater.ts';
-import type { IncomingMessage, Platform, ReplyTarget, Source, Vote } from './types.ts';
+import type { IncomingMessage, Platform, PostedReply, ReplyTarget, Source, Vote } from './types.ts';
 
 export interface BotOptions {
   store: BotStore;
@@ -49,10 +49,21 @@ export interface VoteInput {
   /** 0 withdraws the user's vote. */
   value: Vote | 0;
   comment?: string;
+  /** Withdraw only if the user's current vote is this one (removing a 👍 reaction must not undo a 👎 click). */
+  onlyIf?: Vote;
 }
 
 export type VoteResult =
-  | { ok: true; feedback?: FeedbackRecord; up: number; down: number }
+  | {
+      ok: true;
+      feedback?: FeedbackRecord;
+      up: number;
+      down: number;
+      /** The answer voted on, so an adapter can redraw it (Feishu returns the whole card). */
+      answer: AnswerRecord;
+      /** The user's vote before this one, if any: clicking the same button again can withdraw it. */
+      previous?: Vote;
+    }
   | { ok: false; reason: 'unknown_answer' };
 
 /**
@@ -211,7 +222,15 @@ export class Bot {
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.options.answerTimeoutMs ?? 120_000)]);
     let outcome: AnswerOutcome = 'error';
     let answerId: string | undefined;
-    const posted = await target.post({ phase: 'thinking', text: 'Thinking…', model });
+    let posted: PostedReply;
+    try {
+      posted = await target.post({ phase: 'thinking', text: 'Thinking…', model });
+    } catch (err) {
+      // Without a message to update there is no one to answer; the platform API is down or refuses us.
+      log.error({ err }, 'could not post the reply placeholder');
+      this.observer.answer(msg.platform, 'error', (performance.now() - started) / 1000);
+      return { outcome: 'error' };
+    }
     const updater = new StreamUpdater(posted, target.streamIntervalMs ?? this.options.streamIntervalMs ?? 400, log);
     try {
       const history = fitToBudget(await this.store.recentTurns(conversation, this.memory.maxTurns), this.memory);
@@ -272,8 +291,11 @@ export class Bot {
   async vote(input: VoteInput): Promise<VoteResult> {
     const answer = await this.store.getAnswer(input.answerId);
     if (!answer) return { ok: false, reason: 'unknown_answer' };
+    const previous = (await this.store.feedbackFor(input.answerId)).find((f) => f.platform === input.platform && f.userId === input.userId)?.value;
     let feedback: FeedbackRecord | undefined;
-    if (input.value === 0) await this.store.removeFeedback(input.answerId, input.platform, input.userId);
+    if (input.value === 0) {
+      if (input.onlyIf === undefined || input.onlyIf === previous) await this.store.removeFeedback(input.answerId, input.platform, input.userId);
+    }
     else
       feedback = await this.store.recordFeedback({
         answerId: input.answerId,
@@ -286,6 +308,8 @@ export class Bot {
     const all = await this.store.feedbackFor(input.answerId);
     return {
       ok: true,
+      answer,
+      ...(previous !== undefined ? { previous } : {}),
       ...(feedback ? { feedback } : {}),
       up: all.filter((f) => f.value === 1).length,
       down: all.filter((f) => f.value === -1).length,
@@ -302,10 +326,11 @@ export class Bot {
     userId: string,
     value: Vote | 0,
     comment?: string,
+    onlyIf?: Vote,
   ): Promise<(VoteResult & { answerId: string }) | undefined> {
     const answer = await this.store.findAnswerByReply(platform, replyId);
     if (!answer) return undefined;
-    const result = await this.vote({ answerId: answer.id, platform, userId, value, ...(comment ? { comment } : {}) });
+    const result = await this.vote({ answerId: answer.id, platform, userId, value, ...(comment ? { comment } : {}), ...(onlyIf ? { onlyIf } : {}) });
     return { ...result, answerId: answer.id };
   }
 

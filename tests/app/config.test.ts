@@ -46,7 +46,9 @@ describe('loadConfig', () => {
     expect(loadConfig({ env, cwd: cwd() }).adapters).toEqual(['web', 'slack']);
     expect(problems(() => loadConfig({ env: { FEISHU_APP_ID: 'cli_1' }, cwd: cwd() }))).toEqual([
       'the feishu adapter is enabled but FEISHU_APP_SECRET is not set',
+      'the feishu adapter in webhook mode needs FEISHU_VERIFICATION_TOKEN or FEISHU_ENCRYPT_KEY to check callbacks',
     ]);
+    expect(loadConfig({ env: { FEISHU_APP_ID: 'cli_1', FEISHU_APP_SECRET: 's', FEISHU_MODE: 'ws' }, cwd: cwd() }).adapters).toEqual(['web', 'feishu']);
   });
 
   it('reads a config file with the same keys, lets the environment win, and rejects unknown keys', () => {

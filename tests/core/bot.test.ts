@@ -250,3 +250,31 @@ describe('targets that cannot edit messages', () => {
     expect(target.last!.text).toBe('abcd');
   });
 });
+
+describe('platform failures', () => {
+  it('reports an error outcome, not a rejection, when the placeholder cannot be posted', async () => {
+    const { bot } = makeBot();
+    const broken = { post: async () => Promise.reject(new Error('channel_not_found')) };
+    await expect(bot.handle(message(), broken)).resolves.toEqual({ outcome: 'error' });
+  });
+
+  it('returns the answer and the previous vote with a vote', async () => {
+    const { bot } = makeBot();
+    const { answerId } = await bot.handle(message(), new RecordingTarget());
+    const first = await bot.vote({ answerId: answerId!, platform: 'slack', userId: 'U1', value: 1 });
+    expect(first).toMatchObject({ ok: true, answer: { id: answerId, output: 'You get 25 days of leave.' } });
+    expect(first.ok && first.previous).toBeUndefined();
+    const second = await bot.vote({ answerId: answerId!, platform: 'slack', userId: 'U1', value: -1 });
+    expect(second).toMatchObject({ ok: true, previous: 1, up: 0, down: 1 });
+  });
+});
+
+describe('conditional withdrawal', () => {
+  it('withdraws a vote only when it still matches', async () => {
+    const { bot } = makeBot();
+    const { answerId } = await bot.handle(message(), new RecordingTarget());
+    await bot.vote({ answerId: answerId!, platform: 'slack', userId: 'U1', value: -1 });
+    expect(await bot.voteOnReply('slack', 'reply-1', 'U1', 0, undefined, 1)).toMatchObject({ up: 0, down: 1 });
+    expect(await bot.voteOnReply('slack', 'reply-1', 'U1', 0, undefined, -1)).toMatchObject({ up: 0, down: 0 });
+  });
+});

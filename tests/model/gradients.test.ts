@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { tf, useBackend, tinyModel, tinyConfig, randomIds } from './helpers.ts';
 import { Random } from '../../src/model/random.ts';
-import { matMul, embedding, crossEntropy, gelu, layerNorm } from '../../src/model/ops.ts';
+import { matMul, embedding, crossEntropy, gelu, layerNorm, composedOps } from '../../src/model/ops.ts';
+import { fusedGelu, fusedLayerNorm, fusedCausalSoftmax } from '../../src/model/fused.ts';
 
 /** Directional derivative check: (L(p + h·d) - L(p - h·d)) / 2h  vs  <∇L, d>, one tensor at a time. */
 async function checkModelGradients(backend: 'wasm' | 'cpu') {
@@ -68,6 +69,8 @@ describe.each(['wasm', 'cpu'] as const)('ops on %s', (backend) => {
       const a = tf.tensor(rng.normalArray(sa.reduce((x, y) => x * y), 1), sa);
       const b = tf.tensor(rng.normalArray(sb.reduce((x, y) => x * y), 1), sb);
       const w = tf.tensor(rng.normalArray([...sa.slice(0, -1), sb[sb.length - 1]!].reduce((x, y) => x * y), 1), [...sa.slice(0, -1), sb[sb.length - 1]!]);
+      const forwardDiff = tf.max(tf.abs(tf.sub(matMul(a, b), sb.length === 2 && sa.length > 2 ? tf.reshape(tf.matMul(tf.reshape(a, [-1, sa.at(-1)!]), b), w.shape) : tf.matMul(a, b))));
+      expect(forwardDiff.dataSync()[0]).toBeLessThan(1e-5);
       const ours = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(matMul(p, q), w)))([a, b]);
       // tfjs' own BatchMatMul gradient does not reduce a broadcast weight: flatten the rows first.
       const refMatMul = (p: tf.Tensor, q: tf.Tensor) =>
@@ -107,5 +110,37 @@ describe.each(['wasm', 'cpu'] as const)('ops on %s', (backend) => {
         expect(Math.abs(numeric - g[i]!), `${name}[${i}]`).toBeLessThan(2e-3 + 2e-2 * Math.abs(numeric));
       }
     }
+  });
+});
+
+describe.each(['wasm', 'cpu'] as const)('fused kernels on %s', (backend) => {
+  it('match the composed tf ops used on other backends, values and gradients', async () => {
+    await useBackend(backend);
+    const rng = new Random(21);
+    const x = tf.tensor3d(rng.normalArray(2 * 5 * 6, 1.3), [2, 5, 6]);
+    const w = tf.tensor1d(rng.normalArray(6, 1));
+    const b = tf.tensor1d(rng.normalArray(6, 1));
+    const scores = tf.tensor4d(rng.normalArray(2 * 2 * 3 * 7, 2), [2, 2, 3, 7]);
+    const probe = (t: tf.Tensor) => tf.tensor(rng.normalArray(t.size, 1), t.shape);
+    const pairs: [string, (t: tf.Tensor) => tf.Tensor, (t: tf.Tensor) => tf.Tensor, tf.Tensor][] = [
+      ['gelu', (t) => fusedGelu(t), composedOps.gelu, x],
+      ['layerNorm', (t) => fusedLayerNorm(t, w, b), (t) => composedOps.layerNorm(t, w, b), x],
+      ['layerNorm no bias', (t) => fusedLayerNorm(t, w), (t) => composedOps.layerNorm(t, w), x],
+      ['causalSoftmax', (t) => fusedCausalSoftmax(t, 0.7, 4), (t) => composedOps.causalSoftmax(t, 0.7, 4), scores],
+    ];
+    for (const [name, fused, composed, input] of pairs) {
+      const p = probe(fused(input));
+      const diff = tf.max(tf.abs(tf.sub(fused(input), composed(input)))).dataSync()[0]!;
+      expect(diff, `${name} value`).toBeLessThan(1e-5);
+      const gf = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fused(t), p)))(input);
+      const gc = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(composed(t), p)))(input);
+      expect(tf.max(tf.abs(tf.sub(gf, gc))).dataSync()[0]!, `${name} gradient`).toBeLessThan(1e-4);
+    }
+    // Weight and bias gradients of the fused LayerNorm.
+    const p = probe(x);
+    const [fw, fb] = tf.grads((ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(fusedLayerNorm(x, ww, bb), p)))([w, b]);
+    const [cw, cb] = tf.grads((ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(composedOps.layerNorm(x, ww, bb), p)))([w, b]);
+    expect(tf.max(tf.abs(tf.sub(fw!, cw!))).dataSync()[0]!).toBeLessThan(1e-4);
+    expect(tf.max(tf.abs(tf.sub(fb!, cb!))).dataSync()[0]!).toBeLessThan(1e-4);
   });
 });

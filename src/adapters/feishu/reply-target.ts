@@ -1,0 +1,45 @@
+import { createHash } from 'node:crypto';
+import type { PostedReply, ReplyContent, ReplyTarget } from '../../core/index.ts';
+import { answerCard } from './answer-card.ts';
+import type { AnswerCards } from './answer-cards.ts';
+import type { FeishuApi } from './feishu-api.ts';
+
+export interface Question {
+  messageId: string;
+  /** Reply inside the thread the question was asked in (reply_in_thread). */
+  inThread: boolean;
+  isDirect: boolean;
+}
+
+/**
+ * Answers one question: the first post replies to the question with a card, later updates PATCH
+ * that card. The posted card's message_id is the PostedReply id, so reactions on it find the answer.
+ */
+export class FeishuReplyTarget implements ReplyTarget {
+  private posts = 0;
+
+  constructor(
+    private readonly api: FeishuApi,
+    private readonly question: Question,
+    private readonly answers: AnswerCards,
+    readonly streamIntervalMs: number,
+  ) {}
+
+  async post(content: ReplyContent): Promise<PostedReply> {
+    const uuid = replyUuid(this.question.messageId, ++this.posts);
+    const id = await this.api.replyCard(this.question.messageId, answerCard(content), { inThread: this.question.inThread, uuid });
+    this.answers.remember({ messageId: id, content, isDirect: this.question.isDirect });
+    return {
+      id,
+      update: async (next) => {
+        await this.api.patchCard(id, answerCard(next));
+        this.answers.remember({ messageId: id, content: next, isDirect: this.question.isDirect });
+      },
+    };
+  }
+}
+
+/** Feishu drops a second reply with the same uuid within an hour; it must be at most 50 characters. */
+function replyUuid(questionId: string, n: number): string {
+  return `tl-${createHash('sha256').update(`${questionId}#${n}`).digest('hex').slice(0, 40)}`;
+}
