@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { type GPTConfig, validateConfig, countParameters } from './config.ts';
-import { embedding, gelu, layerNorm, linear, matMul, crossEntropy } from './ops.ts';
+import { causalSoftmax, embedding, gelu, layerNorm, linear, matMul, crossEntropy } from './ops.ts';
 import { Random } from './random.ts';
 
 export type Params = Map<string, Tensor>;
@@ -68,26 +68,6 @@ export function parameterSpecs(config: GPTConfig): ParamSpec[] {
   }
   norm('transformer.ln_f');
   return specs;
-}
-
-const maskCache = new Map<string, Tensor>();
-
-/** Additive causal mask [n, past + n]: query i (at position past + i) sees keys 0..past + i. */
-function causalMask(past: number, n: number): Tensor {
-  const key = `${tf.getBackend()}:${past}:${n}`;
-  let m = maskCache.get(key);
-  if (!m) {
-    const total = past + n;
-    const data = new Float32Array(n * total);
-    for (let i = 0; i < n; i++) for (let j = past + i + 1; j < total; j++) data[i * total + j] = -1e9;
-    m = tf.keep(tf.tensor2d(data, [n, total]));
-    if (maskCache.size > 256) {
-      for (const t of maskCache.values()) t.dispose();
-      maskCache.clear();
-    }
-    maskCache.set(key, m);
-  }
-  return m;
 }
 
 export class GPT {
@@ -281,9 +261,7 @@ export class GPT {
       }
       cache.out[layer] = { kT, v };
     }
-    let att = tf.mul(matMul(q, kT), 1 / Math.sqrt(hs)); // [B, H, T, past + T]
-    if (T > 1) att = tf.add(att, causalMask(past, T));
-    att = dropout.apply(tf.softmax(att));
+    const att = dropout.apply(causalSoftmax(matMul(q, kT), 1 / Math.sqrt(hs), past)); // [B, H, T, past + T]
     const y = matMul(att, v); // [B, H, T, hs]
     const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
     return dropout.apply(linear(merged, p.get(`${h}.attn.c_proj.weight`)!, p.get(`${h}.attn.c_proj.bias`)));

@@ -12,6 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
+import { SLICED_MATMUL, slicedMatMulAvailable } from './kernels.ts';
+import { fusedAvailable, fusedCausalSoftmax, fusedGelu, fusedLayerNorm } from './fused.ts';
 
 /** tf.customGrad with the argument list typed the way we call it. */
 function customGrad(f: (...args: never[]) => { value: Tensor; gradFunc: (dy: Tensor, saved: Tensor[]) => Tensor | Tensor[] }) {
@@ -35,6 +37,19 @@ function rawMatMul(a: Tensor, b: Tensor): Tensor {
     const k = a.shape[a.rank - 1]!;
     const y = tf.matMul(tf.reshape(a, [-1, k]) as tf.Tensor2D, b as tf.Tensor2D);
     return tf.reshape(y, [...lead, b.shape[1]!]);
+  }
+  if (a.rank > 2 && slicedMatMulAvailable()) {
+    const batch = a.shape.slice(0, -2);
+    const size = batch.reduce((x, y) => x * y, 1);
+    if (size > 1 && b.shape.slice(0, -2).join() === batch.join()) {
+      const [m, k] = a.shape.slice(-2) as [number, number];
+      const n = b.shape[b.rank - 1]!;
+      const y = tf.engine().runKernel(SLICED_MATMUL, {
+        a: tf.reshape(a, [size, m, k]),
+        b: tf.reshape(b, [size, k, n]),
+      }) as Tensor;
+      return tf.reshape(y, [...batch, m, n]);
+    }
   }
   return tf.matMul(a, b);
 }
@@ -72,9 +87,16 @@ const matMulWithGrad = customGrad((a: Tensor, b: Tensor, save: tf.GradSaveFunc) 
   };
 }) as unknown as (a: Tensor, b: Tensor) => Tensor;
 
+/** True while a gradient is being recorded (tf.grad & co.); false in plain inference. */
+function recordingGradients(): boolean {
+  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
+  return typeof engine.isTapeOn === 'function' ? engine.isTapeOn() : true;
+}
+
 /** a · b for a of shape [..., m, k] and b of shape [k, n] or [..., k, n] (same batch dims). */
 export function matMul(a: Tensor, b: Tensor): Tensor {
-  return matMulWithGrad(a, b);
+  // Outside gradient recording the custom-gradient wrapper is pure overhead (generation).
+  return recordingGradients() ? matMulWithGrad(a, b) : rawMatMul(a, b);
 }
 
 /** x · W (+ bias): W is stored [in, out], like GPT-2's Conv1D. */
@@ -87,33 +109,74 @@ const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 const geluWithGrad = customGrad((x: Tensor, save: tf.GradSaveFunc) => {
-  save([x]);
+  // Φ(x) = 0.5·(1 + erf(x/√2)), kept for the gradient so erf runs once.
+  const cdf = tf.tidy(() => tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5));
+  save([x, cdf]);
   return {
-    // 0.5·x·(1 + erf(x/√2)): the exact GELU, as torch.nn.GELU() computes it.
-    value: tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1))),
+    // x·Φ(x): the exact GELU, as torch.nn.GELU() computes it.
+    value: tf.mul(x, cdf),
     gradFunc: (dy: Tensor, saved: Tensor[]) =>
       tf.tidy(() => {
-        const [sx] = saved as [Tensor];
-        const cdf = tf.mul(tf.add(tf.erf(tf.mul(sx, SQRT1_2)), 1), 0.5);
+        const [sx, scdf] = saved as [Tensor, Tensor];
         const pdf = tf.mul(tf.exp(tf.mul(tf.square(sx), -0.5)), INV_SQRT_2PI);
-        return [tf.mul(dy, tf.add(cdf, tf.mul(sx, pdf)))];
+        return [tf.mul(dy, tf.add(scdf, tf.mul(sx, pdf)))];
       }),
   };
 }) as unknown as (x: Tensor) => Tensor;
 
 /** GELU (exact, erf form). */
 export function gelu(x: Tensor): Tensor {
-  return geluWithGrad(x);
+  return fusedAvailable(x.size) ? fusedGelu(x) : geluWithGrad(x);
 }
 
 /** LayerNorm over the last axis, with an optional bias (nanoGPT's `bias=False` drops it). */
 export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  if (fusedAvailable(x.size) && eps === 1e-5) return fusedLayerNorm(x, weight, bias);
+  return composedLayerNorm(x, weight, bias, eps);
+}
+
+function composedLayerNorm(x: Tensor, weight: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
   return tf.tidy(() => {
     const { mean, variance } = tf.moments(x, -1, true);
     const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
     const scaled = tf.mul(normed, weight);
     return bias ? tf.add(scaled, bias) : scaled;
   });
+}
+
+const maskCache = new Map<string, Tensor>();
+
+/** Additive causal mask [n, past + n]: query i (at position past + i) sees keys 0..past + i. */
+function causalMask(past: number, n: number): Tensor {
+  const key = `${tf.getBackend()}:${past}:${n}`;
+  let m = maskCache.get(key);
+  if (!m) {
+    const total = past + n;
+    const data = new Float32Array(n * total);
+    for (let i = 0; i < n; i++) for (let j = past + i + 1; j < total; j++) data[i * total + j] = -1e9;
+    m = tf.keep(tf.tensor2d(data, [n, total]));
+    if (maskCache.size > 256) {
+      for (const t of maskCache.values()) t.dispose();
+      maskCache.clear();
+    }
+    maskCache.set(key, m);
+  }
+  return m;
+}
+
+/**
+ * Attention weights: softmax over the last axis of scale · scores [..., T, past + T], where query
+ * i (at position past + i) only sees keys 0..past + i.
+ */
+export function causalSoftmax(scores: Tensor, scale: number, past: number): Tensor {
+  if (fusedAvailable(scores.size)) return fusedCausalSoftmax(scores, scale, past);
+  return composedCausalSoftmax(scores, scale, past);
+}
+
+function composedCausalSoftmax(scores: Tensor, scale: number, past: number): Tensor {
+  const T = scores.shape[scores.rank - 2]!;
+  const scaled = tf.mul(scores, scale);
+  return tf.softmax(T > 1 ? tf.add(scaled, causalMask(past, T)) : scaled);
 }
 
 /** Rows of `table` picked by integer `ids` (any shape); the gradient scatters back into the table. */
@@ -148,3 +211,10 @@ export function crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar {
   const t1 = targets.rank === 1 ? targets : tf.reshape(targets, [-1]);
   return crossEntropyWithGrad(l2, t1) as tf.Scalar;
 }
+
+/** The composed-op versions used where the fused kernels are not available (tfjs-node); for tests. */
+export const composedOps = {
+  gelu: (x: Tensor) => geluWithGrad(x),
+  layerNorm: composedLayerNorm,
+  causalSoftmax: composedCausalSoftmax,
+};

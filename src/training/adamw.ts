@@ -72,6 +72,8 @@ export class AdamW {
     options: Partial<AdamWOptions>,
     /** Which parameters get weight decay. */
     private readonly decays: (name: string) => boolean,
+    /** Use the fused kernel where the backend has it (default true). */
+    private readonly useFused = true,
   ) {
     this.options = { ...DEFAULT_ADAMW, ...options };
   }
@@ -85,7 +87,7 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.options;
     const bc1 = 1 - beta1 ** this.step;
     const bc2 = 1 - beta2 ** this.step;
-    const fused = tf.getKernel(KERNEL, tf.getBackend()) !== undefined;
+    const fused = this.useFused && tf.getKernel(KERNEL, tf.getBackend()) !== undefined;
     const next = new Map<string, Tensor>();
     for (const [name, p] of params) {
       const g = grads.get(name);

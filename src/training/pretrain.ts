@@ -107,6 +107,23 @@ export const PRETRAIN_PRESETS: Record<string, Partial<PretrainOptions>> = {
     evalIters: 20,
     finalEvalIters: 200,
   },
+  /** A first company model: BPE on the company's text, 10M-parameter GPT with a 512-token context. */
+  'company-small': {
+    tokenizer: 'bpe',
+    tokenizerVocabSize: 8192,
+    modelSize: 'gpt-10m',
+    model: { blockSize: 512, dropout: 0.1 },
+    batchSize: 8,
+    gradAccumSteps: 4,
+    maxIters: 5000,
+    learningRate: 6e-4,
+    minLearningRate: 6e-5,
+    warmupIters: 200,
+    beta2: 0.95,
+    evalInterval: 250,
+    evalIters: 20,
+    checkpointInterval: 250,
+  },
 };
 
 export interface PretrainProgress {

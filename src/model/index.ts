@@ -1,0 +1,36 @@
+/**
+ * The model layer: tensor backend, tokenizers, the GPT, generation, model files and the registry.
+ * Nothing here imports an adapter or the core.
+ */
+export { initBackend, ensureBackend, parseBackendName, BACKEND_NAMES, type BackendName, type InitBackendOptions } from './backend.ts';
+export {
+  type Tokenizer,
+  type TokenizerFile,
+  type EncodeOptions,
+  type StreamDecoder,
+  type SpecialTokenName,
+  SPECIAL_TOKEN_NAMES,
+  SPECIAL_TOKEN_TEXT,
+  CharTokenizer,
+  BpeTokenizer,
+  trainBpe,
+  loadTokenizer,
+  saveTokenizer,
+  tokenizerFromJSON,
+} from './tokenizer/index.ts';
+export { GPT, type Params, type KVCache, parameterSpecs } from './gpt.ts';
+export { type GPTConfig, MODEL_SIZES, type ModelSizeName, validateConfig, countParameters } from './config.ts';
+export {
+  generate,
+  generateAll,
+  type GenerateOptions,
+  type GeneratedToken,
+  type GenerationResult,
+  type FinishReason,
+} from './generate.ts';
+export { sampleToken, type SamplingOptions } from './sampling.ts';
+export { encodeChat, type ChatMessage, type ChatPromptOptions } from './chat-template.ts';
+export { LoadedModel, loadModel, type ModelInfoLike } from './loaded-model.ts';
+export { saveModelFiles, loadModelFiles, readModelConfig, type ModelConfigFile, MODEL_FORMAT } from './model-files.ts';
+export { ModelRegistry, type ModelVersion, type RegisterOptions } from './registry.ts';
+export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors } from './safetensors.ts';

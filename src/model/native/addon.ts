@@ -1,0 +1,204 @@
+/**
+ * Finds and loads the native addon (native/build/teamllm_native.node, built by
+ * scripts/build-native.mjs). Loading never throws: a missing or unusable addon is reported as a
+ * reason string, and the caller logs it once and stays on wasm.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's functions (see native/src/addon.cc for the argument order of each). */
+export interface NativeAddon {
+  info(): { threads: number; blas: string };
+  setThreads(n: number): void;
+  matmul(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    batchA: number,
+    batchB: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    bias: Float32Array | null,
+    activation: number,
+    alpha: number,
+  ): void;
+  unary(op: number, x: Float32Array, y: Float32Array): void;
+  binary(op: number, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], y: Float32Array, yShape: number[]): void;
+  transpose(x: Float32Array, shape: number[], perm: number[], y: Float32Array): void;
+  reduce(op: number, x: Float32Array, y: Float32Array, outer: number, mid: number, inner: number): void;
+  addN(xs: Float32Array[], y: Float32Array): void;
+  copyBlock(src: Float32Array, srcOffset: number, srcStride: number, dst: Float32Array, dstOffset: number, dstStride: number, rows: number, cols: number): void;
+  slice(x: Float32Array, shape: number[], begin: number[], size: number[], y: Float32Array): void;
+  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  logSoftmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, cols: number): void;
+  layerNorm(
+    x: Float32Array,
+    w: Float32Array,
+    b: Float32Array | null,
+    y: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  layerNormGrad(
+    x: Float32Array,
+    w: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    dy: Float32Array,
+    dx: Float32Array,
+    dw: Float32Array,
+    db: Float32Array | null,
+    rows: number,
+    cols: number,
+  ): void;
+  geluGrad(x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  attention(
+    q: Float32Array,
+    kT: Float32Array,
+    v: Float32Array,
+    y: Float32Array,
+    p: Float32Array,
+    bh: number,
+    t: number,
+    s: number,
+    d: number,
+    past: number,
+    scale: number,
+    causal: boolean,
+  ): void;
+  attentionGrad(
+    q: Float32Array,
+    kT: Float32Array,
+    v: Float32Array,
+    p: Float32Array,
+    dy: Float32Array,
+    dq: Float32Array,
+    dkT: Float32Array,
+    dv: Float32Array,
+    bh: number,
+    t: number,
+    s: number,
+    d: number,
+    scale: number,
+  ): void;
+  crossEntropy(logits: Float32Array, targets: Int32Array, probs: Float32Array, rows: number, vocab: number): [number, number];
+  crossEntropyGrad(probs: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number, scale: number): void;
+  adamw(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    pOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    bc1: number,
+    bc2: number,
+    gradScale: number,
+  ): void;
+  gatherRows(table: Float32Array, rows: number, inner: number, ids: Int32Array, count: number, out: Float32Array): void;
+  scatterAddRows(x: Float32Array, ids: Int32Array, count: number, inner: number, out: Float32Array, segments: number): void;
+  sgemmPeak(n: number, repeats: number): number;
+}
+
+export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
+
+const ADDON_FILE = path.join('native', 'build', 'teamllm_native.node');
+
+/** native/build/teamllm_native.node in this checkout (searched upward from this file), or $TEAMLLM_NATIVE_ADDON. */
+function findAddon(): string | undefined {
+  const fromEnv = process.env.TEAMLLM_NATIVE_ADDON;
+  if (fromEnv) return existsSync(fromEnv) ? path.resolve(fromEnv) : undefined;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = path.join(dir, ADDON_FILE);
+    if (existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return undefined;
+}
+
+/** Instruction-set flags that decide whether code compiled with -march=native runs here. */
+const ISA_FLAG = /^(sse|ssse|avx|fma|f16c|bmi|adx|sha|aes|vaes|pclmul|vpclmul|gfni|amx|popcnt|movbe|lzcnt|abm|cx16|clflushopt|clwb|asimd|sve|fp|neon)/;
+
+function cpuFlags(): Set<string> | undefined {
+  try {
+    const text = readFileSync('/proc/cpuinfo', 'utf8');
+    const line = text.split('\n').find((l) => /^(flags|Features)\s*:/.test(l));
+    return line ? new Set(line.split(':')[1]!.trim().split(/\s+/)) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A build made with -march=native on another CPU could hit an illegal instruction: refuse it. */
+function checkCpu(addonPath: string): string | undefined {
+  const infoFile = path.join(path.dirname(addonPath), 'build-info.json');
+  if (!existsSync(infoFile)) return undefined;
+  let required: string[] = [];
+  try {
+    required = (JSON.parse(readFileSync(infoFile, 'utf8')) as { cpuFlags?: string[] }).cpuFlags ?? [];
+  } catch {
+    return undefined;
+  }
+  const have = cpuFlags();
+  if (!have || required.length === 0) return undefined;
+  const missing = required.filter((f) => ISA_FLAG.test(f) && !have.has(f));
+  if (missing.length === 0) return undefined;
+  return (
+    `it was built for a CPU with ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', ...' : ''}, which this one lacks; ` +
+    'rebuild it here with `node scripts/build-native.mjs`'
+  );
+}
+
+let cached: AddonLoad | undefined;
+
+/** Loads the addon once per process (thread). */
+export function loadAddon(): AddonLoad {
+  if (cached) return cached;
+  cached = tryLoad();
+  return cached;
+}
+
+function tryLoad(): AddonLoad {
+  if (process.platform === 'win32') return { ok: false, reason: 'the native addon is not built on Windows' };
+  const addonPath = findAddon();
+  if (!addonPath) {
+    return {
+      ok: false,
+      reason: 'native/build/teamllm_native.node is not built (run `node scripts/build-native.mjs`; it needs g++ and libopenblas-dev)',
+    };
+  }
+  const cpuProblem = checkCpu(addonPath);
+  if (cpuProblem) return { ok: false, reason: `the native addon cannot run on this CPU: ${cpuProblem}` };
+  // We split products over our own threads; OpenBLAS's own would compete for the same cores.
+  // It reads this when the library loads (the addon also sets it to 1 thread at start).
+  if (process.env.OPENBLAS_NUM_THREADS === undefined) process.env.OPENBLAS_NUM_THREADS = '1';
+  try {
+    const require = createRequire(import.meta.url);
+    const addon = require(addonPath) as NativeAddon;
+    if (typeof addon.matmul !== 'function' || typeof addon.info !== 'function') {
+      return { ok: false, reason: `${addonPath} is not the teamllm addon (rebuild it)` };
+    }
+    addon.info();
+    return { ok: true, addon, path: addonPath };
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0] ?? String(err);
+    return { ok: false, reason: `loading ${addonPath} failed: ${msg}` };
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * GPT's forward pass written with the native fused ops: the same parameters, names and math as
+ * src/model/gpt.ts (`loss`, `forwardCached`), for the 'native' backend.
+ *
+ * This is what gpt.ts computes once it dispatches to ./ops.ts on the native backend (see
+ * docs/benchmarks-native.md, "Wiring"); the parity tests check it against GPT on the cpu backend,
+ * and the benchmarks measure it. Training without dropout only (fused attention has no dropout).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Tensor } from '@tensorflow/tfjs-core';
+import type { GPT, KVCache, LayerCache, Params } from '../gpt.ts';
+import { causalAttention, crossEntropy, gelu, layerNorm, linear } from './ops.ts';
+
+function resolve(model: GPT, params?: Params | Tensor[]): Params {
+  if (!params) return model.params;
+  if (params instanceof Map) return params;
+  const m: Params = new Map();
+  model.paramNames.forEach((n, i) => m.set(n, params[i]!));
+  return m;
+}
+
+function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past: LayerCache[]; out: LayerCache[] }): Tensor {
+  const { nLayer, nHead, nEmbd: C } = model.config;
+  const [B, T] = idx.shape as [number, number];
+  const hs = C / nHead;
+  const get = (name: string) => p.get(name);
+  const tok = tf.gather(get('transformer.wte.weight')!, idx);
+  const pos = tf.slice(get('transformer.wpe.weight')!, [past, 0], [T, -1]);
+  let x = tf.add(tok, pos);
+  for (let i = 0; i < nLayer; i++) {
+    const h = `transformer.h.${i}`;
+    const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
+    const qkv = linear(a, get(`${h}.attn.c_attn.weight`)!, get(`${h}.attn.c_attn.bias`));
+    const [q0, k0, v0] = tf.split(qkv, 3, 2) as [Tensor, Tensor, Tensor];
+    const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+    let kT = tf.transpose(tf.reshape(k0, [B, T, nHead, hs]), [0, 2, 3, 1]);
+    let v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+    if (cache) {
+      const prev = cache.past[i];
+      if (prev) {
+        kT = tf.concat([prev.kT, kT], 3);
+        v = tf.concat([prev.v, v], 2);
+      }
+      cache.out[i] = { kT, v };
+    }
+    const y = causalAttention(q, kT, v, past);
+    const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
+    x = tf.add(x, linear(merged, get(`${h}.attn.c_proj.weight`)!, get(`${h}.attn.c_proj.bias`)));
+    const m = layerNorm(x, get(`${h}.ln_2.weight`)!, get(`${h}.ln_2.bias`));
+    const up = gelu(linear(m, get(`${h}.mlp.c_fc.weight`)!, get(`${h}.mlp.c_fc.bias`)));
+    x = tf.add(x, linear(up, get(`${h}.mlp.c_proj.weight`)!, get(`${h}.mlp.c_proj.bias`)));
+  }
+  return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));
+}
+
+/** Tied output projection x · wteᵀ, with the transpose as a flag of the product. */
+function head(model: GPT, p: Params, x: Tensor): Tensor {
+  const C = model.config.nEmbd;
+  return tf.matMul(tf.reshape(x, [-1, C]) as tf.Tensor2D, p.get('transformer.wte.weight')! as tf.Tensor2D, false, true);
+}
+
+/** Same as GPT.loss (without dropout). */
+export function nativeLoss(model: GPT, idx: Tensor, targets: Tensor, params?: Params | Tensor[]): tf.Scalar {
+  const p = resolve(model, params);
+  const x = trunk(model, p, idx, 0);
+  return crossEntropy(head(model, p, x), tf.reshape(targets, [-1]));
+}
+
+/** Same as GPT.forward: logits [B, T, V]. */
+export function nativeForward(model: GPT, idx: Tensor, params?: Params | Tensor[]): Tensor {
+  const p = resolve(model, params);
+  const [B, T] = idx.shape as [number, number];
+  return tf.reshape(head(model, p, trunk(model, p, idx, 0)), [B, T, model.config.vocabSize]);
+}
+
+/** Same as GPT.forwardCached: logits of the last position [B, V]; updates the cache. */
+export function nativeForwardCached(model: GPT, idx: Tensor, cache: KVCache): Tensor {
+  const n = idx.shape[1]!;
+  if (cache.length + n > model.config.blockSize) {
+    throw new Error(`KV cache overflow: ${cache.length} + ${n} > block size ${model.config.blockSize}`);
+  }
+  const next: LayerCache[] = [];
+  const logits = tf.tidy(() => {
+    const x = trunk(model, model.params, idx, cache.length, { past: cache.layers, out: next });
+    const [B, T, C] = x.shape as [number, number, number];
+    const last = T === 1 ? tf.reshape(x, [B, C]) : tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]);
+    const out = head(model, model.params, last);
+    for (const l of next) {
+      tf.keep(l.kT);
+      tf.keep(l.v);
+    }
+    return out;
+  });
+  for (const l of cache.layers) {
+    l.kT.dispose();
+    l.v.dispose();
+  }
+  cache.layers = next;
+  cache.length += n;
+  return logits;
+}

@@ -1,0 +1,515 @@
+/**
+ * Kernels of the 'native' backend.
+ *
+ * Every kernel of the cpu backend is registered for 'native' too (same storage, so they just
+ * work); the hot ones are then replaced by calls into the addon. Each replacement handles the
+ * common float32 cases and hands anything else (other dtypes, rank > 8, exotic broadcasting) to
+ * the cpu kernel it replaced, so results never depend on which path ran.
+ *
+ * Besides TensorFlow.js's own kernel names, this registers:
+ * - `TeamllmAdamW` (the name src/training/adamw.ts dispatches to when the active backend has it),
+ * - `TeamllmNative*` fused kernels used by the ops in ./ops.ts (layer norm, GELU, attention,
+ *   cross-entropy, each with a backward kernel).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { backend_util, slice_util, util } from '@tensorflow/tfjs-core';
+import type { KernelBackend, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import type { NativeAddon } from './addon.ts';
+import { NativeBackend } from './backend.ts';
+import { profiler } from './profile.ts';
+
+export const NATIVE_BACKEND = 'native';
+
+interface Args {
+  inputs: NamedTensorInfoMap;
+  backend: KernelBackend;
+  attrs?: NamedAttrMap;
+}
+type Impl = (args: Args, nb: NativeBackend, fallback: KernelFunc) => TensorInfo | TensorInfo[];
+
+// Op codes shared with native/src/kernels.h.
+const UNARY = {
+  Exp: 0,
+  Log: 1,
+  Neg: 2,
+  Sqrt: 3,
+  Rsqrt: 4,
+  Square: 5,
+  Erf: 6,
+  Tanh: 7,
+  Sigmoid: 8,
+  Relu: 9,
+  Abs: 10,
+  Reciprocal: 11,
+} as const;
+export const UNARY_GELU = 12;
+const BINARY = {
+  Add: 0,
+  Sub: 1,
+  Multiply: 2,
+  RealDiv: 3,
+  Maximum: 4,
+  Minimum: 5,
+  SquaredDifference: 6,
+  Pow: 7,
+} as const;
+const REDUCE = { Sum: 0, Max: 1, Min: 2, Mean: 3, Prod: 4 } as const;
+const ACTIVATION: Record<string, number> = { linear: 0, relu: 1, relu6: 2, sigmoid: 3, leakyrelu: 4, elu: 5 };
+
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** A tensor's values as a Float32Array (a few cpu kernels store plain arrays: those are copied). */
+function f32(nb: NativeBackend, t: TensorInfo): Float32Array {
+  const v = nb.values(t);
+  return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
+}
+
+function i32(nb: NativeBackend, t: TensorInfo): Int32Array {
+  const v = nb.values(t);
+  return v instanceof Int32Array ? v : Int32Array.from(v as ArrayLike<number>);
+}
+
+function allFloat(...ts: (TensorInfo | undefined)[]): boolean {
+  return ts.every((t) => t === undefined || t.dtype === 'float32');
+}
+
+/** Output of a kernel: a fresh (pooled) float32 tensor filled by `fill`. */
+function produce(nb: NativeBackend, shape: number[], fill: (out: Float32Array) => void): TensorInfo {
+  const out = nb.alloc(size(shape));
+  fill(out);
+  return nb.output(shape, 'float32', out);
+}
+
+// ---- matrix products ---------------------------------------------------------------------------
+
+function matmulShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean) {
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  if (ra < 2 || rb < 2) return undefined;
+  const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+  const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+  const kb = transposeB ? b.shape[rb - 1]! : b.shape[rb - 2]!;
+  const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+  if (k !== kb) return undefined;
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const batchA = size(outerA);
+  const batchB = size(outerB);
+  let outer: number[];
+  try {
+    outer = backend_util.assertAndGetBroadcastShape(outerA, outerB);
+  } catch {
+    return undefined;
+  }
+  const batch = Math.max(batchA, batchB);
+  if (size(outer) !== batch || !(batchA === batchB || batchA === 1 || batchB === 1)) return undefined;
+  if (batchA === 0 || batchB === 0) return undefined;
+  return { m, n, k, batchA, batchB, outShape: [...outer, m, n] };
+}
+
+function makeBatchMatMul(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
+    const transposeA = Boolean(attrs?.transposeA);
+    const transposeB = Boolean(attrs?.transposeB);
+    const s = allFloat(a, b) ? matmulShapes(a, b, transposeA, transposeB) : undefined;
+    if (!s) return fallback({ inputs, backend: nb, attrs });
+    return produce(nb, s.outShape, (out) =>
+      addon.matmul(f32(nb, a), f32(nb, b), out, s.batchA, s.batchB, s.m, s.n, s.k, transposeA, transposeB, null, 0, 0),
+    );
+  };
+}
+
+function makeFusedMatMul(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const { a, b, bias, preluActivationWeights } = inputs as Record<string, TensorInfo | undefined>;
+    const transposeA = Boolean(attrs?.transposeA);
+    const transposeB = Boolean(attrs?.transposeB);
+    const act = ACTIVATION[String(attrs?.activation ?? 'linear')];
+    const s = allFloat(a, b, bias) ? matmulShapes(a!, b!, transposeA, transposeB) : undefined;
+    const biasSize = bias ? size(bias.shape) : 0;
+    const biasOk = !bias || biasSize === 1 || (biasSize === s?.n && bias.shape[bias.shape.length - 1] === s.n);
+    if (!s || act === undefined || preluActivationWeights || !biasOk) return fallback({ inputs, backend: nb, attrs });
+    const alpha = Number(attrs?.leakyreluAlpha ?? 0.2);
+    return produce(nb, s.outShape, (out) =>
+      addon.matmul(
+        f32(nb, a!),
+        f32(nb, b!),
+        out,
+        s.batchA,
+        s.batchB,
+        s.m,
+        s.n,
+        s.k,
+        transposeA,
+        transposeB,
+        bias ? f32(nb, bias) : null,
+        act,
+        alpha,
+      ),
+    );
+  };
+}
+
+// ---- elementwise -------------------------------------------------------------------------------
+
+function makeUnary(addon: NativeAddon, op: number): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const x = inputs.x as TensorInfo;
+    if (x.dtype !== 'float32') return fallback({ inputs, backend: nb, attrs });
+    return produce(nb, [...x.shape], (out) => addon.unary(op, f32(nb, x), out));
+  };
+}
+
+function alignShape(shape: readonly number[], rank: number): number[] {
+  return [...Array(rank - shape.length).fill(1), ...shape];
+}
+
+function makeBinary(addon: NativeAddon, op: number): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
+    if (!allFloat(a, b)) return fallback({ inputs, backend: nb, attrs });
+    const outShape = backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const rank = outShape.length;
+    if (rank > 8) return fallback({ inputs, backend: nb, attrs });
+    return produce(nb, outShape, (out) =>
+      addon.binary(op, f32(nb, a), alignShape(a.shape, rank), f32(nb, b), alignShape(b.shape, rank), out, outShape),
+    );
+  };
+}
+
+function makeAddN(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const list = inputs as unknown as TensorInfo[];
+    const first = list[0];
+    if (!first || list.length < 2 || !list.every((t) => t.dtype === 'float32' && util.arraysEqual(t.shape, first.shape))) {
+      return fallback({ inputs, backend: nb, attrs });
+    }
+    return produce(nb, [...first.shape], (out) =>
+      addon.addN(
+        list.map((t) => f32(nb, t)),
+        out,
+      ),
+    );
+  };
+}
+
+function makeTranspose(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const x = inputs.x as TensorInfo;
+    const perm = (attrs?.perm as number[] | undefined) ?? [];
+    if (x.dtype !== 'float32' || x.shape.length > 8 || perm.length !== x.shape.length) {
+      return fallback({ inputs, backend: nb, attrs });
+    }
+    const outShape = perm.map((p) => x.shape[p]!);
+    return produce(nb, outShape, (out) => addon.transpose(f32(nb, x), [...x.shape], perm, out));
+  };
+}
+
+function makeReduce(addon: NativeAddon, op: number, axisAttr: 'axis' | 'reductionIndices'): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const x = inputs.x as TensorInfo;
+    if (x.dtype !== 'float32') return fallback({ inputs, backend: nb, attrs });
+    const rank = x.shape.length;
+    const axes = [...new Set(util.parseAxisParam(attrs?.[axisAttr] as number | number[], x.shape))].sort((p, q) => p - q);
+    // The addon reduces one contiguous run of axes; others (rare) take the cpu path.
+    const contiguous = axes.length > 0 && axes[axes.length - 1]! - axes[0]! === axes.length - 1;
+    if (!contiguous || size(x.shape) === 0) return fallback({ inputs, backend: nb, attrs });
+    const first = axes[0]!;
+    const last = axes[axes.length - 1]!;
+    const outer = size(x.shape.slice(0, first));
+    const mid = size(x.shape.slice(first, last + 1));
+    const inner = size(x.shape.slice(last + 1));
+    const keepDims = Boolean(attrs?.keepDims);
+    const outShape: number[] = [];
+    for (let i = 0; i < rank; i++) {
+      if (i < first || i > last) outShape.push(x.shape[i]!);
+      else if (keepDims) outShape.push(1);
+    }
+    return produce(nb, outShape, (out) => addon.reduce(op, f32(nb, x), out, outer, mid, inner));
+  };
+}
+
+function makeSoftmax(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const logits = inputs.logits as TensorInfo;
+    const rank = logits.shape.length;
+    const dim = Number(attrs?.dim ?? -1);
+    if (logits.dtype !== 'float32' || rank === 0 || (dim !== -1 && dim !== rank - 1)) {
+      return fallback({ inputs, backend: nb, attrs });
+    }
+    const cols = logits.shape[rank - 1]!;
+    const rows = size(logits.shape) / Math.max(cols, 1);
+    return produce(nb, [...logits.shape], (out) => addon.softmax(f32(nb, logits), out, rows, cols));
+  };
+}
+
+// ---- copies: split, concat, slice -------------------------------------------------------------
+
+/** x viewed as [outer, dim, inner] around `axis`. */
+function around(shape: readonly number[], axis: number): { outer: number; dim: number; inner: number } {
+  return { outer: size(shape.slice(0, axis)), dim: shape[axis]!, inner: size(shape.slice(axis + 1)) };
+}
+
+function makeSplitV(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const x = inputs.x as TensorInfo;
+    if (x.dtype !== 'float32') return fallback({ inputs, backend: nb, attrs });
+    const axis = util.parseAxisParam(attrs?.axis as number, x.shape)[0]!;
+    const sizes = backend_util.prepareSplitSize(x, attrs?.numOrSizeSplits as number | number[], axis);
+    const { outer, dim, inner } = around(x.shape, axis);
+    const xv = f32(nb, x);
+    let start = 0;
+    return sizes.map((s) => {
+      const shape = [...x.shape];
+      shape[axis] = s;
+      const begin = start;
+      start += s;
+      return produce(nb, shape, (out) => addon.copyBlock(xv, begin * inner, dim * inner, out, 0, s * inner, outer, s * inner));
+    });
+  };
+}
+
+function makeConcat(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const list = inputs as unknown as TensorInfo[];
+    if (list.length < 2 || !list.every((t) => t.dtype === 'float32')) return fallback({ inputs, backend: nb, attrs });
+    const axis = util.parseAxisParam(attrs?.axis as number, list[0]!.shape)[0]!;
+    backend_util.assertParamsConsistent(
+      list.map((t) => t.shape),
+      axis,
+    );
+    const outShape = backend_util.computeOutShape(
+      list.map((t) => t.shape),
+      axis,
+    );
+    const { outer, dim, inner } = around(outShape, axis);
+    return produce(nb, outShape, (out) => {
+      let start = 0;
+      for (const t of list) {
+        const d = t.shape[axis]!;
+        if (d > 0 && outer > 0) addon.copyBlock(f32(nb, t), 0, d * inner, out, start * inner, dim * inner, outer, d * inner);
+        start += d;
+      }
+    });
+  };
+}
+
+function makeSlice(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const x = inputs.x as TensorInfo;
+    const [begin, sz] = slice_util.parseSliceParams(x, attrs?.begin as number[], attrs?.size as number[]) as [number[], number[]];
+    // Contiguous slices: the cpu kernel returns a view (no copy), which is better still.
+    if (x.dtype !== 'float32' || x.shape.length > 8 || slice_util.isSliceContinous(x.shape, begin, sz)) {
+      return fallback({ inputs, backend: nb, attrs });
+    }
+    slice_util.assertParamsValid(x, begin, sz);
+    return produce(nb, sz, (out) => addon.slice(f32(nb, x), [...x.shape], begin, sz, out));
+  };
+}
+
+// ---- embeddings --------------------------------------------------------------------------------
+
+function makeGather(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const { x, indices } = inputs as { x: TensorInfo; indices: TensorInfo };
+    const axis = Number(attrs?.axis ?? 0);
+    const batchDims = Number(attrs?.batchDims ?? 0);
+    if (x.dtype !== 'float32' || indices.dtype !== 'int32' || (axis !== 0 && axis !== -x.shape.length) || batchDims !== 0 || x.shape.length < 1) {
+      return fallback({ inputs, backend: nb, attrs });
+    }
+    const ids = i32(nb, indices);
+    const rows = x.shape[0]!;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (id < 0 || id >= rows) throw new Error(`GatherV2: the index value ${id} is not in [0, ${rows - 1}]`);
+    }
+    const inner = size(x.shape.slice(1));
+    const outShape = [...indices.shape, ...x.shape.slice(1)];
+    return produce(nb, outShape, (out) => addon.gatherRows(f32(nb, x), rows, inner, ids, ids.length, out));
+  };
+}
+
+function makeUnsortedSegmentSum(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
+    const numSegments = Number(attrs?.numSegments);
+    const idsRank = segmentIds.shape.length;
+    if (x.dtype !== 'float32' || segmentIds.dtype !== 'int32' || !util.arraysEqual(x.shape.slice(0, idsRank), segmentIds.shape)) {
+      return fallback({ inputs, backend: nb, attrs });
+    }
+    const inner = size(x.shape.slice(idsRank));
+    const count = size(segmentIds.shape);
+    const outShape = [numSegments, ...x.shape.slice(idsRank)];
+    return produce(nb, outShape, (out) => addon.scatterAddRows(f32(nb, x), i32(nb, segmentIds), count, inner, out, numSegments));
+  };
+}
+
+// ---- optimizer -----------------------------------------------------------------------------------
+
+/** Same inputs, attributes and outputs as the JavaScript kernel in src/training/adamw.ts. */
+function makeAdamW(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb) => {
+    const { p, g, m, v } = inputs as Record<'p' | 'g' | 'm' | 'v', TensorInfo>;
+    const a = attrs as Record<string, number>;
+    const n = size(p.shape);
+    const po = nb.alloc(n);
+    const mo = nb.alloc(n);
+    const vo = nb.alloc(n);
+    addon.adamw(f32(nb, p), f32(nb, g), f32(nb, m), f32(nb, v), po, mo, vo, a.lr!, a.beta1!, a.beta2!, a.eps!, a.weightDecay!, a.bc1!, a.bc2!, a.gradScale!);
+    const shape = [...p.shape];
+    return [nb.output(shape, 'float32', po), nb.output(shape, 'float32', mo), nb.output(shape, 'float32', vo)];
+  };
+}
+
+// ---- fused kernels (used by ./ops.ts) --------------------------------------------------------------
+
+export const FUSED = {
+  gelu: 'TeamllmNativeGelu',
+  geluGrad: 'TeamllmNativeGeluGrad',
+  layerNorm: 'TeamllmNativeLayerNorm',
+  layerNormGrad: 'TeamllmNativeLayerNormGrad',
+  attention: 'TeamllmNativeAttention',
+  attentionGrad: 'TeamllmNativeAttentionGrad',
+  crossEntropy: 'TeamllmNativeCrossEntropy',
+  crossEntropyGrad: 'TeamllmNativeCrossEntropyGrad',
+} as const;
+
+function fusedKernels(addon: NativeAddon): Record<string, Impl> {
+  return {
+    [FUSED.gelu]: ({ inputs }, nb) => {
+      const x = inputs.x as TensorInfo;
+      return produce(nb, [...x.shape], (out) => addon.unary(UNARY_GELU, f32(nb, x), out));
+    },
+    [FUSED.geluGrad]: ({ inputs }, nb) => {
+      const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+      return produce(nb, [...x.shape], (out) => addon.geluGrad(f32(nb, x), f32(nb, dy), out));
+    },
+    [FUSED.layerNorm]: ({ inputs, attrs }, nb) => {
+      const { x, w, b } = inputs as { x: TensorInfo; w: TensorInfo; b?: TensorInfo };
+      const cols = x.shape[x.shape.length - 1]!;
+      const rows = size(x.shape) / cols;
+      const y = nb.alloc(size(x.shape));
+      const mean = nb.alloc(rows);
+      const rstd = nb.alloc(rows);
+      addon.layerNorm(f32(nb, x), f32(nb, w), b ? f32(nb, b) : null, y, mean, rstd, rows, cols, Number(attrs?.eps ?? 1e-5));
+      return [nb.output([...x.shape], 'float32', y), nb.output([rows], 'float32', mean), nb.output([rows], 'float32', rstd)];
+    },
+    [FUSED.layerNormGrad]: ({ inputs, attrs }, nb) => {
+      const { x, w, mean, rstd, dy } = inputs as Record<string, TensorInfo>;
+      const cols = x!.shape[x!.shape.length - 1]!;
+      const rows = size(x!.shape) / cols;
+      const dx = nb.alloc(size(x!.shape));
+      const dw = nb.alloc(cols);
+      const db = attrs?.hasBias ? nb.alloc(cols) : null;
+      addon.layerNormGrad(f32(nb, x!), f32(nb, w!), f32(nb, mean!), f32(nb, rstd!), f32(nb, dy!), dx, dw, db, rows, cols);
+      const outs = [nb.output([...x!.shape], 'float32', dx), nb.output([cols], 'float32', dw)];
+      if (db) outs.push(nb.output([cols], 'float32', db));
+      return outs;
+    },
+    [FUSED.attention]: ({ inputs, attrs }, nb) => {
+      // q [..., t, d], kT [..., d, s], v [..., s, d] -> y [..., t, d], probabilities [..., t, s]
+      const { q, kT, v } = inputs as Record<'q' | 'kT' | 'v', TensorInfo>;
+      const r = q.shape.length;
+      const t = q.shape[r - 2]!;
+      const d = q.shape[r - 1]!;
+      const s = kT.shape[r - 1]!;
+      const bh = size(q.shape.slice(0, -2));
+      const y = nb.alloc(bh * t * d);
+      const p = nb.alloc(bh * t * s);
+      addon.attention(f32(nb, q), f32(nb, kT), f32(nb, v), y, p, bh, t, s, d, Number(attrs?.past ?? 0), Number(attrs?.scale), Boolean(attrs?.causal));
+      return [nb.output([...q.shape], 'float32', y), nb.output([...q.shape.slice(0, -1), s], 'float32', p)];
+    },
+    [FUSED.attentionGrad]: ({ inputs, attrs }, nb) => {
+      const { q, kT, v, p, dy } = inputs as Record<'q' | 'kT' | 'v' | 'p' | 'dy', TensorInfo>;
+      const r = q.shape.length;
+      const t = q.shape[r - 2]!;
+      const d = q.shape[r - 1]!;
+      const s = kT.shape[r - 1]!;
+      const bh = size(q.shape.slice(0, -2));
+      const dq = nb.alloc(bh * t * d);
+      const dkT = nb.alloc(bh * d * s);
+      const dv = nb.alloc(bh * s * d);
+      addon.attentionGrad(f32(nb, q), f32(nb, kT), f32(nb, v), f32(nb, p), f32(nb, dy), dq, dkT, dv, bh, t, s, d, Number(attrs?.scale));
+      return [nb.output([...q.shape], 'float32', dq), nb.output([...kT.shape], 'float32', dkT), nb.output([...v.shape], 'float32', dv)];
+    },
+    [FUSED.crossEntropy]: ({ inputs }, nb) => {
+      // logits [rows, vocab], targets int32 [rows] -> [mean loss, softmax probabilities, count]
+      const { logits, targets } = inputs as { logits: TensorInfo; targets: TensorInfo };
+      const [rows, vocab] = logits.shape as [number, number];
+      const probs = nb.alloc(rows * vocab);
+      const [loss, count] = addon.crossEntropy(f32(nb, logits), i32(nb, targets), probs, rows, vocab);
+      return [
+        nb.output([], 'float32', Float32Array.of(loss)),
+        nb.output([rows, vocab], 'float32', probs),
+        nb.output([], 'float32', Float32Array.of(count)),
+      ];
+    },
+    [FUSED.crossEntropyGrad]: ({ inputs }, nb) => {
+      const { probs, targets, dy, count } = inputs as Record<string, TensorInfo>;
+      const [rows, vocab] = probs!.shape as [number, number];
+      const scale = f32(nb, dy!)[0]! / Math.max(f32(nb, count!)[0]!, 1);
+      return produce(nb, [rows, vocab], (out) => addon.crossEntropyGrad(f32(nb, probs!), i32(nb, targets!), out, rows, vocab, scale));
+    },
+  };
+}
+
+// ---- registration ----------------------------------------------------------------------------------
+
+function overrides(addon: NativeAddon): Record<string, Impl> {
+  const table: Record<string, Impl> = {
+    BatchMatMul: makeBatchMatMul(addon),
+    _FusedMatMul: makeFusedMatMul(addon),
+    Transpose: makeTranspose(addon),
+    AddN: makeAddN(addon),
+    SplitV: makeSplitV(addon),
+    Concat: makeConcat(addon),
+    Slice: makeSlice(addon),
+    Softmax: makeSoftmax(addon),
+    GatherV2: makeGather(addon),
+    UnsortedSegmentSum: makeUnsortedSegmentSum(addon),
+    Sum: makeReduce(addon, REDUCE.Sum, 'axis'),
+    Mean: makeReduce(addon, REDUCE.Mean, 'axis'),
+    Max: makeReduce(addon, REDUCE.Max, 'reductionIndices'),
+    Min: makeReduce(addon, REDUCE.Min, 'axis'),
+    Prod: makeReduce(addon, REDUCE.Prod, 'axis'),
+    TeamllmAdamW: makeAdamW(addon),
+    ...fusedKernels(addon),
+  };
+  for (const [name, op] of Object.entries(UNARY)) table[name] = makeUnary(addon, op);
+  for (const [name, op] of Object.entries(BINARY)) table[name] = makeBinary(addon, op);
+  return table;
+}
+
+/** Kernel names the addon implements (for tests and the benchmark's report). */
+export function nativeKernelNames(addon: NativeAddon): string[] {
+  return Object.keys(overrides(addon)).sort();
+}
+
+const noFallback: KernelFunc = () => {
+  throw new Error('no cpu fallback for this kernel');
+};
+
+/**
+ * Registers every cpu kernel under 'native', then the addon's replacements. Safe to call again
+ * (kernels registered for 'cpu' since the last call are picked up).
+ */
+export function registerNativeKernels(addon: NativeAddon): void {
+  const cpuKernels = new Map<string, KernelFunc>();
+  for (const k of tf.getKernelsForBackend('cpu')) cpuKernels.set(k.kernelName, k.kernelFunc);
+  const table = overrides(addon);
+  for (const k of tf.getKernelsForBackend('cpu')) {
+    if (table[k.kernelName] || tf.getKernel(k.kernelName, NATIVE_BACKEND)) continue;
+    tf.registerKernel({ ...k, backendName: NATIVE_BACKEND, kernelFunc: profiler.wrap(k.kernelName, k.kernelFunc, false) });
+  }
+  for (const [name, impl] of Object.entries(table)) {
+    if (tf.getKernel(name, NATIVE_BACKEND)) continue;
+    const fallback = cpuKernels.get(name) ?? noFallback;
+    const kernelFunc: KernelFunc = (args) => {
+      const nb = args.backend;
+      if (!(nb instanceof NativeBackend)) return fallback(args);
+      return impl(args as Args, nb, fallback);
+    };
+    tf.registerKernel({ kernelName: name, backendName: NATIVE_BACKEND, kernelFunc: profiler.wrap(name, kernelFunc, true) });
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * The transformer's ops as fused kernels of the 'native' backend, each with its own gradient.
+ * Same signatures and semantics as src/model/ops.ts, so the model can call these instead when
+ * `tf.getBackend() === 'native'`:
+ *
+ * - matMul / linear: the batch is folded into the rows (one large product instead of one per
+ *   batch entry), and gradients use transposeA/transposeB, which the native product handles at
+ *   full speed (no explicit transposes, unlike the wasm-friendly version).
+ * - gelu, layerNorm, crossEntropy: one kernel forward and one backward, instead of 5-15 ops.
+ * - causalAttention: scores, mask, softmax and the product with v in one kernel per (batch, head),
+ *   with the probabilities saved for the backward kernel.
+ *
+ * They only run on the 'native' backend (the kernels exist nowhere else).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { NamedAttrMap, NamedTensorMap, Tensor } from '@tensorflow/tfjs-core';
+import { FUSED } from './kernels.ts';
+
+type GradFn = (dy: Tensor, saved: Tensor[]) => Tensor | Tensor[];
+
+/** tf.customGrad with the argument list typed the way we call it. */
+function customGrad(f: (...args: never[]) => { value: Tensor; gradFunc: GradFn }) {
+  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]);
+}
+
+function run(kernel: string, inputs: Record<string, Tensor>, attrs: Record<string, unknown> = {}): Tensor[] {
+  const out = tf.engine().runKernel(kernel, inputs as unknown as NamedTensorMap, attrs as NamedAttrMap);
+  return (Array.isArray(out) ? out : [out]) as Tensor[];
+}
+
+/** a · b for a [..., m, k] and b [k, n] or [..., k, n] (same batch dims). */
+export function matMul(a: Tensor, b: Tensor): Tensor {
+  if (b.rank === 2 && a.rank > 2) {
+    const lead = a.shape.slice(0, -1);
+    const k = a.shape[a.rank - 1]!;
+    const y = tf.matMul(tf.reshape(a, [-1, k]) as tf.Tensor2D, b as tf.Tensor2D);
+    return tf.reshape(y, [...lead, b.shape[1]!]);
+  }
+  return tf.matMul(a, b);
+}
+
+/** x · W (+ bias), W stored [in, out]. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const y = matMul(x, weight);
+  return bias ? tf.add(y, bias) : y;
+}
+
+const geluOp = customGrad((x: Tensor, save: tf.GradSaveFunc) => {
+  save([x]);
+  return {
+    value: run(FUSED.gelu, { x })[0]!,
+    gradFunc: (dy, saved) => run(FUSED.geluGrad, { x: saved[0]!, dy })[0]!,
+  };
+}) as unknown as (x: Tensor) => Tensor;
+
+/** GELU, exact (erf) form. */
+export function gelu(x: Tensor): Tensor {
+  return geluOp(x);
+}
+
+function layerNormOp(eps: number, withBias: boolean) {
+  return customGrad((...args: Tensor[]) => {
+    const save = args.pop() as unknown as tf.GradSaveFunc;
+    const [x, w, b] = args as [Tensor, Tensor, Tensor?];
+    const [y, mean, rstd] = run(FUSED.layerNorm, withBias ? { x, w, b: b! } : { x, w }, { eps }) as [Tensor, Tensor, Tensor];
+    save([x, w, mean, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy, saved) => {
+        const [sx, sw, sm, sr] = saved as [Tensor, Tensor, Tensor, Tensor];
+        return run(FUSED.layerNormGrad, { x: sx, w: sw, mean: sm, rstd: sr, dy }, { hasBias: withBias });
+      },
+    };
+  }) as unknown as (...t: Tensor[]) => Tensor;
+}
+
+const layerNormOps = new Map<string, (...t: Tensor[]) => Tensor>();
+
+/** LayerNorm over the last axis, with an optional bias. */
+export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  const key = `${eps}:${bias ? 1 : 0}`;
+  let op = layerNormOps.get(key);
+  if (!op) {
+    op = layerNormOp(eps, bias !== undefined);
+    layerNormOps.set(key, op);
+  }
+  return bias ? op(x, weight, bias) : op(x, weight);
+}
+
+const crossEntropyOp = customGrad((logits: Tensor, targets: Tensor, save: tf.GradSaveFunc) => {
+  const [loss, probs, count] = run(FUSED.crossEntropy, { logits, targets }) as [Tensor, Tensor, Tensor];
+  save([probs, targets, count]);
+  return {
+    value: loss,
+    gradFunc: (dy, saved) => {
+      const [p, t, n] = saved as [Tensor, Tensor, Tensor];
+      return [run(FUSED.crossEntropyGrad, { probs: p, targets: t, dy, count: n })[0]!, tf.zerosLike(t)];
+    },
+  };
+}) as unknown as (logits: Tensor, targets: Tensor) => Tensor;
+
+/**
+ * Mean negative log-likelihood of `targets` (int32, [N]) under `logits` ([N, V]); targets < 0
+ * are ignored and the mean is over the counted ones.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar {
+  const l2 = logits.rank === 2 ? logits : tf.reshape(logits, [-1, logits.shape[logits.rank - 1]!]);
+  const t1 = targets.rank === 1 ? targets : tf.reshape(targets, [-1]);
+  return crossEntropyOp(l2, t1.dtype === 'int32' ? t1 : tf.cast(t1, 'int32')) as tf.Scalar;
+}
+
+const attentionOps = new Map<string, (q: Tensor, kT: Tensor, v: Tensor) => Tensor>();
+
+function attentionOp(past: number, scale: number, causal: boolean) {
+  return customGrad((q: Tensor, kT: Tensor, v: Tensor, save: tf.GradSaveFunc) => {
+    const [y, p] = run(FUSED.attention, { q, kT, v }, { past, scale, causal }) as [Tensor, Tensor];
+    save([q, kT, v, p]);
+    return {
+      value: y,
+      gradFunc: (dy, saved) => {
+        const [sq, sk, sv, sp] = saved as [Tensor, Tensor, Tensor, Tensor];
+        return run(FUSED.attentionGrad, { q: sq, kT: sk, v: sv, p: sp, dy }, { scale });
+      },
+    };
+  }) as unknown as (q: Tensor, kT: Tensor, v: Tensor) => Tensor;
+}
+
+/**
+ * softmax(q·kT·scale + causal mask)·v, per (batch, head), in gpt.ts's layout: q [B, H, T, hs],
+ * keys transposed kT [B, H, hs, S], v [B, H, S, hs]; query i sits at position past + i and sees
+ * keys 0..past+i (S = past + T with a KV cache). `scale` defaults to 1/√hs. No dropout: use the
+ * unfused path when attention dropout is on.
+ */
+export function causalAttention(q: Tensor, kT: Tensor, v: Tensor, past = 0, scale?: number, causal = true): Tensor {
+  const hs = q.shape[q.rank - 1]!;
+  const s = scale ?? 1 / Math.sqrt(hs);
+  const key = `${past}:${s}:${causal ? 1 : 0}`;
+  let op = attentionOps.get(key);
+  if (!op) {
+    if (attentionOps.size > 1024) attentionOps.clear();
+    op = attentionOp(past, s, causal);
+    attentionOps.set(key, op);
+  }
+  return op(q, kT, v);
+}
