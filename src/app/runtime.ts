@@ -9,6 +9,9 @@ import { SqliteStore } from '../core/sqlite-store.ts';
 import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
 import { WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
 import { LocalKnowledgeBase, RetrievalOnlyAnswerer } from '../rag/index.ts';
+import { ChatTrainingService } from '../training/chat-training-service.ts';
+import { JobRunner } from '../training/jobs/job-runner.ts';
+import { TRAINING_STAGES } from '../training/stages/index.ts';
 import type { Config } from './config.ts';
 import { createHttpApp } from './http-app.ts';
 import { createLogger } from './logger.ts';
@@ -33,6 +36,8 @@ export interface Runtime {
   metrics: Metrics;
   http: Hono;
   adapters: PlatformAdapter[];
+  /** The training job queue (runs jobs in worker threads). */
+  jobs: JobRunner;
   /** The local terminal operator's id (`console:<user>`): they own the data folder, so they are an admin. */
   consoleUser: string;
   close(): Promise<void>;
@@ -46,6 +51,10 @@ export interface RuntimeOptions {
   defaultMetrics?: boolean;
   /** Create the enabled platform adapters (only `serve` talks to platforms). */
   platformAdapters?: boolean;
+  /** Start the job queue: mark jobs a dead process left running as interrupted, run queued ones. */
+  startJobs?: boolean;
+  /** Job kind -> stage module URL (tests add stand-in stages). */
+  stages?: Record<string, string>;
 }
 
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
@@ -68,11 +77,14 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     ...(config.adminToken ? [`web:${WEB_ADMIN_ID}`] : []),
   ]);
   const answerer = options.answerer ?? new RetrievalOnlyAnswerer(kb);
+  const jobs = new JobRunner({ store, home: config.home, stages: options.stages ?? TRAINING_STAGES, logger });
+  if (options.startJobs) await jobs.init();
   const bot = new Bot({
     store,
     answerer,
     admins,
     kb,
+    training: new ChatTrainingService(jobs, store, logger),
     rateLimit: config.rateLimit,
     memory: config.memory,
     logger,
@@ -102,12 +114,14 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     metrics,
     http,
     adapters,
+    jobs,
     consoleUser,
     async close() {
       if (closed) return;
       closed = true;
       // Adapters first: they refuse new deliveries (so platforms retry later) and flush their queues.
       await Promise.allSettled(adapters.map((a) => a.stop?.()));
+      await jobs.close();
       await bot.close();
       kb.close();
       await store.close();

@@ -1,7 +1,13 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig, type ConfigKey } from '../app/config.ts';
 import { createLogger } from '../app/logger.ts';
-import { createRuntime, startServer, type Runtime } from '../app/runtime.ts';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { createRuntime, startServer, type Runtime, type RuntimeOptions } from '../app/runtime.ts';
+import type { JobRecord } from '../core/index.ts';
+import { ChatTrainingService } from '../training/chat-training-service.ts';
+import { formatJob } from '../training/jobs/job-format.ts';
+import { jobProgressBar } from './job-progress-bar.ts';
 import { runConsoleChat } from '../adapters/console/index.ts';
 import { WebReplyChannel } from '../adapters/web/index.ts';
 import { EXPORT_KINDS, exportDataset, type ExportKind } from '../training/feedback-datasets.ts';
@@ -29,16 +35,39 @@ async function withRuntime<T>(
   overrides: Partial<Record<ConfigKey, string>>,
   fn: (runtime: Runtime) => Promise<T>,
   quiet = true,
+  runtimeOptions: RuntimeOptions = {},
 ): Promise<T> {
   const config = loadConfig({ file: program.opts<{ config?: string }>().config, overrides });
   // One-shot commands keep stderr quiet unless the user asked for a log level.
   const level = quiet && !config.values.TEAMLLM_LOG_LEVEL ? 'warn' : config.logLevel;
-  const runtime = await createRuntime(config, { logger: createLogger(level), defaultMetrics: !quiet });
+  const runtime = await createRuntime(config, { logger: createLogger(level), defaultMetrics: !quiet, ...runtimeOptions });
   try {
     return await fn(runtime);
   } finally {
     await runtime.close();
   }
+}
+
+/** Parameters from --config (YAML/JSON), --data and --set, as the key=value strings stages take. */
+function trainingParams(opts: { config?: string; data?: string; set?: string[] }): Record<string, string> {
+  const params: Record<string, string> = {};
+  if (opts.config) {
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(readFileSync(opts.config, 'utf8'));
+    } catch (err) {
+      throw new CliError(`cannot read the training config ${opts.config}: ${(err as Error).message}`);
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError(`${opts.config} must be a mapping of key: value`);
+    for (const [k, v] of Object.entries(parsed)) params[k] = String(v);
+  }
+  if (opts.data) params.data = opts.data;
+  for (const pair of opts.set ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new CliError(`--set takes key=value, got "${pair}"`);
+    params[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return params;
 }
 
 function notYet(what: string): never {
@@ -48,7 +77,9 @@ function notYet(what: string): never {
 export function buildProgram(): Command {
   const program = new Command('teamllm')
     .description("Your company's own language model in its team chat")
-    .option('-c, --config <file>', 'configuration file (YAML or JSON with the same keys as the environment)')
+    .option('-c, --config <file>', 'configuration file (YAML or JSON with the same keys as the environment); before the command')
+    // `train --config` is the training configuration: program options only count before the command.
+    .enablePositionalOptions()
     .showHelpAfterError();
 
   program
@@ -66,7 +97,7 @@ export function buildProgram(): Command {
           ...(opts.host ? { TEAMLLM_HOST: opts.host } : {}),
         },
       });
-      const runtime = await createRuntime(config, { platformAdapters: true });
+      const runtime = await createRuntime(config, { platformAdapters: true, startJobs: true });
       const server = await startServer(runtime);
       runtime.logger.info(
         { url: server.url, adapters: config.adapters, model: runtime.bot.serving.model.name, home: config.home },
@@ -183,14 +214,52 @@ export function buildProgram(): Command {
       });
     });
 
-  const train = program.command('train').description(`train a stage: ${TRAIN_KINDS.join(', ')}; or show the status`);
+  const train = program.command('train').description(`train a stage (${TRAIN_KINDS.join(', ')}), or: status, resume, tokenizer`);
   train
-    .argument('<stage>', `${TRAIN_KINDS.join('|')}|status`)
-    .option('--config <file>', 'training configuration')
-    .option('--data <path>', 'training data')
-    .action(async (stage: string) => {
-      if (stage !== 'status' && !TRAIN_KINDS.includes(stage)) throw new CliError(`unknown training stage "${stage}" (${TRAIN_KINDS.join(', ')}, status)`);
-      notYet(`teamllm train ${stage}`);
+    .argument('<stage>', `${TRAIN_KINDS.join('|')}|status|resume`)
+    .option('--config <file>', 'training parameters as YAML/JSON (key: value)')
+    .option('--data <path>', 'training data (file or folder; comma separated for several)')
+    .option('--set <key=value...>', 'training parameters, e.g. --set maxIters=500 preset=nanogpt-cpu')
+    .action(async (stage: string, opts: { config?: string; data?: string; set?: string[] }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };
+        if (stage === 'status') {
+          process.stdout.write(`${await new ChatTrainingService(runtime.jobs, runtime.store, runtime.logger).status()}\n`);
+          return;
+        }
+        let job: JobRecord;
+        if (stage === 'resume') {
+          const jobs = await runtime.store.listJobs(50);
+          const resumed = new Set(jobs.flatMap((j) => (j.resumes ? [j.resumes] : [])));
+          const last = jobs.find((j) => (j.status === 'interrupted' || j.status === 'stopped') && !resumed.has(j.id));
+          if (!last) throw new CliError('there is no stopped or interrupted job to resume');
+          job = await runtime.jobs.enqueue(last.kind, last.params, actor.id, last);
+          process.stderr.write(`Resuming job #${last.id} (${last.kind}) as job #${job.id}\n`);
+        } else {
+          if (!runtime.jobs.kinds.includes(stage)) {
+            throw new CliError(`"${stage}" cannot be trained in this version (available: ${runtime.jobs.kinds.join(', ')})`, 2);
+          }
+          job = await runtime.jobs.enqueue(stage, trainingParams(opts), actor.id);
+          await runtime.store.audit({ actor: actor.id, action: 'train', detail: { job: job.id, kind: stage, params: job.params } });
+          process.stderr.write(`Job #${job.id} (${stage}) in ${runtime.config.home}/runs — Ctrl+C stops it, keeping the last checkpoint\n`);
+        }
+        const bar = jobProgressBar();
+        runtime.jobs.on('progress', (j, p) => j.id === job.id && bar.update(p));
+        const onInterrupt = () => {
+          process.stderr.write('\nStopping: saving a checkpoint (teamllm train resume continues)…\n');
+          void runtime.jobs.stop();
+        };
+        process.once('SIGINT', onInterrupt);
+        await runtime.jobs.idle();
+        process.off('SIGINT', onInterrupt);
+        bar.stop();
+        const done = (await runtime.store.getJob(job.id))!;
+        process.stdout.write(`${formatJob(done)}\n`);
+        if (done.result?.files && typeof (done.result.files as Record<string, string>).lossChart === 'string') {
+          process.stdout.write(`loss curves: ${(done.result.files as Record<string, string>).lossChart}\n`);
+        }
+        if (done.status !== 'succeeded') process.exitCode = 1;
+      }, true, { startJobs: true });
     });
 
   program

@@ -96,7 +96,7 @@ describe('HTTP server', () => {
     const wrong = await post('/api/chat', { text: '/train sft' }, { authorization: 'Bearer wrong-token-wrong-token' });
     expect(((await wrong.json()) as { answer: string }).answer).toMatch(/only admins/);
     const admin = await post('/api/chat', { text: '/train sft' }, { authorization: `Bearer ${ADMIN_TOKEN}` });
-    expect(((await admin.json()) as { answer: string }).answer).toMatch(/not available in this version/);
+    expect(((await admin.json()) as { answer: string }).answer).toMatch(/There is no "sft" training here. Available: pretrain/);
   });
 
   it('serves the chat page, /healthz and Prometheus /metrics', async () => {

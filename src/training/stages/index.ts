@@ -1,0 +1,4 @@
+/** Training stages the job runner can run: job kind -> module exporting `runStage`. */
+export const TRAINING_STAGES: Record<string, string> = {
+  pretrain: new URL('./pretrain-stage.ts', import.meta.url).href,
+};

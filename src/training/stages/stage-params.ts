@@ -1,0 +1,20 @@
+import { z } from 'zod';
+
+/**
+ * Chat and CLI give training parameters as `key=value` strings; stages declare what they accept
+ * with a zod object of coercing fields, and get a clear message for anything else.
+ */
+export function parseStageParams<T extends z.ZodRawShape>(kind: string, params: Record<string, string>, shape: T): z.infer<z.ZodObject<T>> {
+  const schema = z.object(shape).strict();
+  const result = schema.safeParse(params);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) =>
+      i.code === 'unrecognized_keys' ? `unknown parameter${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${Object.keys(shape).join(', ')})` : `${i.path.join('.')}: ${i.message}`,
+    );
+    throw new Error(`${kind}: ${problems.join('; ')}`);
+  }
+  return result.data;
+}
+
+export const num = () => z.coerce.number().refine(Number.isFinite, 'must be a number');
+export const int = () => z.coerce.number().int('must be a whole number').nonnegative();

@@ -1,0 +1,174 @@
+/**
+ * Parity of the fused native ops (src/model/native/ops.ts) and the native AdamW kernel against
+ * their composite definitions on the cpu backend (src/model/ops.ts and src/training/adamw.ts),
+ * forward and gradient, on odd shapes.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ODD, Rng, expectClose, floatInput, hasNative, intInput, parity, setup, tf } from './helpers.ts';
+import * as ref from '../../src/model/ops.ts';
+import * as nat from '../../src/model/native/ops.ts';
+import { AdamW } from '../../src/training/adamw.ts';
+
+/** Reference attention in gpt.ts's formulation: scores, additive causal mask, softmax, product. */
+function referenceAttention(q: tf.Tensor, kT: tf.Tensor, v: tf.Tensor, past: number): tf.Tensor {
+  const t = q.shape[q.rank - 2]!;
+  const s = kT.shape[kT.rank - 1]!;
+  const hs = q.shape[q.rank - 1]!;
+  const mask = new Float32Array(t * s);
+  for (let i = 0; i < t; i++) for (let j = past + i + 1; j < s; j++) mask[i * s + j] = -1e9;
+  const att = tf.add(tf.mul(tf.matMul(q, kT), 1 / Math.sqrt(hs)), tf.tensor2d(mask, [t, s]));
+  return tf.matMul(tf.softmax(att), v);
+}
+
+/** Reference self-attention from qkv [B, T, 3C], as gpt.ts splits and merges heads. */
+function referenceSelfAttention(qkv: tf.Tensor, nHead: number): tf.Tensor {
+  const [B, T, C3] = qkv.shape as [number, number, number];
+  const C = C3 / 3;
+  const hs = C / nHead;
+  const [q0, k0, v0] = tf.split(qkv, 3, 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+  const kT = tf.transpose(tf.reshape(k0, [B, T, nHead, hs]), [0, 2, 3, 1]);
+  const v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+  const y = referenceAttention(q, kT, v, 0);
+  return tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
+}
+
+describe.skipIf(!hasNative)('fused native ops match their composite form on cpu', () => {
+  beforeAll(setup);
+
+  it('gelu', () => {
+    const rng = new Rng(21);
+    for (const shape of [[1], [3, 17], [12, 64, 65], [5, 512]]) {
+      parity(`gelu [${shape}]`, (x) => nat.gelu(x!), [floatInput(rng, shape, 2)], { reference: (x) => ref.gelu(x!) });
+    }
+  });
+
+  it('layerNorm with and without bias', () => {
+    const rng = new Rng(22);
+    for (const [rows, cols] of [
+      [1, 1],
+      [3, 17],
+      [17, 65],
+      [768, 128],
+      [65, 3],
+    ] as [number, number][]) {
+      const x = floatInput(rng, [rows, cols], 2, 0.5);
+      const w = floatInput(rng, [cols], 0.5, 1);
+      const b = floatInput(rng, [cols], 0.5);
+      // cols = 1 normalises to exactly 0; keep it for the forward only.
+      const grad = cols > 1;
+      parity(`layerNorm ${rows}x${cols} +bias`, (a, c, d) => nat.layerNorm(a!, c!, d), [x, w, b], { reference: (a, c, d) => ref.layerNorm(a!, c!, d), grad, rtol: 5e-4 });
+      parity(`layerNorm ${rows}x${cols}`, (a, c) => nat.layerNorm(a!, c!), [x, w], { reference: (a, c) => ref.layerNorm(a!, c!), grad, rtol: 5e-4 });
+    }
+    // rank 3 input, as in the model
+    parity('layerNorm [3, 17, 65]', (a, c) => nat.layerNorm(a!, c!), [floatInput(rng, [3, 17, 65]), floatInput(rng, [65], 0.3, 1)], {
+      reference: (a, c) => ref.layerNorm(a!, c!),
+      rtol: 5e-4,
+    });
+  });
+
+  it('crossEntropy, including ignored targets (< 0)', () => {
+    const rng = new Rng(23);
+    for (const [rows, vocab] of [
+      [1, 2], // the cpu reference's oneHot needs a vocabulary of 2 or more
+      [3, 17],
+      [768, 65],
+      [17, 3],
+      [65, 300],
+    ] as [number, number][]) {
+      const logits = floatInput(rng, [rows, vocab], 3);
+      const targets = Int32Array.from({ length: rows }, (_, i) => (i % 5 === 4 ? -1 : rng.int(vocab)));
+      parity(`crossEntropy ${rows}x${vocab}`, (l, t) => nat.crossEntropy(l!, t!), [logits, intInput([rows], targets)], {
+        reference: (l, t) => ref.crossEntropy(l!, t!),
+      });
+    }
+    // Every target ignored: loss 0, zero gradient (no division by zero).
+    parity('crossEntropy all ignored', (l, t) => nat.crossEntropy(l!, t!), [floatInput(rng, [3, 5]), intInput([3], Int32Array.from([-1, -1, -1]))], {
+      reference: (l, t) => ref.crossEntropy(l!, t!),
+    });
+  });
+
+  it('causalAttention (gpt.ts layout), with and without a KV-cache offset', () => {
+    const rng = new Rng(24);
+    for (const [bh, t, past, d] of [
+      [1, 1, 0, 1],
+      [3, 17, 0, 5],
+      [2, 1, 16, 8], // one new token against a cache of 16
+      [1, 3, 62, 32],
+      [48, 64, 0, 32],
+      [2, 65, 0, 3],
+    ] as [number, number, number, number][]) {
+      const s = past + t;
+      const q = floatInput(rng, [bh, 1, t, d]);
+      const kT = floatInput(rng, [bh, 1, d, s]);
+      const v = floatInput(rng, [bh, 1, s, d]);
+      parity(`attention bh=${bh} t=${t} past=${past} d=${d}`, (a, b, c) => nat.causalAttention(a!, b!, c!, past), [q, kT, v], {
+        reference: (a, b, c) => referenceAttention(a!, b!, c!, past),
+      });
+    }
+  });
+
+  it('selfAttention straight from qkv', () => {
+    const rng = new Rng(25);
+    for (const [b, t, heads, d] of [
+      [1, 1, 1, 1],
+      [3, 17, 2, 5],
+      [12, 64, 4, 32],
+      [2, 65, 3, 3],
+    ] as [number, number, number, number][]) {
+      const qkv = floatInput(rng, [b, t, 3 * heads * d]);
+      parity(`selfAttention b=${b} t=${t} heads=${heads} d=${d}`, (x) => nat.selfAttention(x!, heads), [qkv], {
+        reference: (x) => referenceSelfAttention(x!, heads),
+      });
+    }
+  });
+
+  it('matMul and linear (batch folded into rows; gradients through transpose flags)', () => {
+    const rng = new Rng(26);
+    for (const [lead, k, n] of [
+      [[3, 17], 5, 9],
+      [[1], 65, 1],
+      [[12, 64], 128, 384],
+    ] as [number[], number, number][]) {
+      const x = floatInput(rng, [...lead, k]);
+      const w = floatInput(rng, [k, n]);
+      const bias = floatInput(rng, [n]);
+      parity(`linear [${lead},${k}]x[${k},${n}]`, (a, b, c) => nat.linear(a!, b!, c), [x, w, bias], { reference: (a, b, c) => ref.linear(a!, b!, c) });
+      parity(`matMul [${lead},${k}]x[${k},${n}]`, (a, b) => nat.matMul(a!, b!), [x, w], { reference: (a, b) => ref.matMul(a!, b!) });
+    }
+    for (const m of ODD) {
+      const a = floatInput(rng, [2, m, 3]);
+      const b = floatInput(rng, [2, 3, m]);
+      parity(`batched matMul m=${m}`, (x, y) => nat.matMul(x!, y!), [a, b], { reference: (x, y) => ref.matMul(x!, y!) });
+    }
+  });
+
+  it('TeamllmAdamW: the native update equals the JavaScript kernel on cpu', async () => {
+    const rng = new Rng(27);
+    const shapes = [[1], [17, 3], [65, 128], [1000]];
+    const names = shapes.map((_, i) => `p${i}`);
+    const data = shapes.map((s) => ({ p: rng.array(s.reduce((a, b) => a * b, 1)), g: rng.array(s.reduce((a, b) => a * b, 1)) }));
+    const runOn = async (backend: string) => {
+      await tf.setBackend(backend);
+      const opt = new AdamW({ beta1: 0.9, beta2: 0.99, weightDecay: 0.1 }, (n) => n !== 'p0');
+      let params = new Map(names.map((n, i) => [n, tf.tensor(data[i]!.p.slice(), shapes[i]!)]));
+      for (let step = 0; step < 3; step++) {
+        const grads = new Map(names.map((n, i) => [n, tf.tensor(data[i]!.g.map((v) => v * (step + 1)), shapes[i]!)]));
+        const next = opt.apply(params, grads, 1e-2, 0.7);
+        for (const t of params.values()) t.dispose();
+        for (const t of grads.values()) t.dispose();
+        params = next;
+      }
+      const out = names.map((n) => Float32Array.from(params.get(n)!.dataSync()));
+      const moments = [...opt.stateTensors().values()].map((t) => Float32Array.from(t.dataSync()));
+      for (const t of params.values()) t.dispose();
+      opt.dispose();
+      return { out, moments };
+    };
+    const cpu = await runOn('cpu');
+    const native = await runOn('native');
+    expect(tf.getKernel('TeamllmAdamW', 'native')).toBeDefined();
+    cpu.out.forEach((v, i) => expectClose(native.out[i]!, v, `adamw param ${i}`, 1e-5, 1e-6));
+    cpu.moments.forEach((v, i) => expectClose(native.moments[i]!, v, `adamw moment ${i}`, 1e-5, 1e-7));
+  });
+});
