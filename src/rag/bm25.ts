@@ -38,7 +38,8 @@ export class Bm25Index<T> {
     this.totalLength += terms.length;
   }
 
-  search(query: string, k: number): Bm25Hit<T>[] {
+  /** The k best documents for the query; `accept`, when given, keeps only the documents it approves. */
+  search(query: string, k: number, accept?: (doc: T) => boolean): Bm25Hit<T>[] {
     const n = this.docs.length;
     if (n === 0) return [];
     const avgLength = this.totalLength / n;
@@ -48,6 +49,7 @@ export class Bm25Index<T> {
       if (!list) continue;
       const idf = Math.log(1 + (n - list.length + 0.5) / (list.length + 0.5));
       for (const { doc, tf } of list) {
+        if (accept && !accept(this.docs[doc]!.doc)) continue;
         const norm = tf + this.k1 * (1 - this.b + (this.b * this.docs[doc]!.length) / avgLength);
         scores.set(doc, (scores.get(doc) ?? 0) + (idf * tf * (this.k1 + 1)) / norm);
       }

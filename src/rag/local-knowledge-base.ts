@@ -1,45 +1,175 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, extname, join, relative, sep } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import Database from 'better-sqlite3';
+import { Document } from '@langchain/core/documents';
 import type { Attachment, KbAddReport, KbSourceInfo, KnowledgeBase, Source } from '../core/index.ts';
 import { Bm25Index } from './bm25.ts';
-import { splitMarkdown, type Chunk } from './markdown-splitter.ts';
+import { cosine } from './bag-encoder.ts';
+import type { ChromaVectorStore } from './chroma-vector-store.ts';
+import type { InMemoryVectorStore } from './in-memory-vector-store.ts';
+import { flatMetadata, matchesFilter, type FlatMetadata, type MetadataFilter } from './metadata.ts';
+import { fetchDocument, isUrl, loadDocument, type FetchedDocument } from './loaders.ts';
+import type { LocalEmbeddings } from './local-embeddings.ts';
+import { splitDocument } from './markdown-splitter.ts';
+import { reciprocalRankFusion } from './rank-fusion.ts';
 
-const SUPPORTED = new Set(['.md', '.markdown', '.txt']);
+/** The dense half of hybrid search: the trained encoder and the vector store holding its vectors. */
+export interface DenseIndex {
+  embeddings: LocalEmbeddings;
+  store: ChromaVectorStore | InMemoryVectorStore;
+}
 
-interface StoredChunk extends Chunk {
-  source: string;
+export type RetrievalMode = 'hybrid' | 'bm25' | 'dense';
+
+/** A search result with what each retriever said about it (evaluation and the "don't know" gate read these). */
+export interface RetrievedPassage extends Source {
+  id: string;
+  position: number;
+  page?: number;
+  metadata: FlatMetadata;
+  /** Rank from 0 in the BM25 list, when BM25 found it. */
+  bm25Rank?: number;
+  /** Rank from 0 in the dense list, when the dense search found it. */
+  denseRank?: number;
+  /** Cosine similarity between the query's and the passage's embeddings (when an encoder is trained). */
+  cosine?: number;
+}
+
+export interface SearchOptions {
+  /** Default 'hybrid' (which is BM25 alone until an encoder is trained). */
+  mode?: RetrievalMode;
+  /** Only passages whose metadata has these values (e.g. `{ folder: 'hr' }`, `{ team: 'sales' }`). */
+  filter?: MetadataFilter;
+  /** Passages of these sources are skipped (evaluation hides a question's own document with it). */
+  excludeSources?: string[];
+}
+
+export interface FusionOptions {
+  /** RRF's k: larger values flatten the difference between ranks. */
+  k: number;
+  /** How many results each retriever contributes before fusion. */
+  candidates: number;
+  /** Weight of the dense list against BM25's 1. */
+  denseWeight: number;
+}
+
+export const DEFAULT_FUSION: FusionOptions = { k: 60, candidates: 50, denseWeight: 1 };
+
+export interface KnowledgeBaseOptions {
+  /** The knowledge base's name, stored as `kb` in every passage's metadata. */
+  name?: string;
+  /** Passage size in characters. */
+  chunkSize?: number;
+  fusion?: Partial<FusionOptions>;
+  /** Downloads `kb add <url>` sources (tests serve pages from a local server). */
+  fetchUrl?: (url: string) => Promise<FetchedDocument>;
 }
 
 export interface AddOptions {
   /** Source names are paths relative to this folder (default: each folder given, or a file's own folder). */
   baseDir?: string;
+  /** Extra flat metadata for every passage of these sources, for search filters (e.g. `{ team: 'hr' }`). */
+  metadata?: FlatMetadata;
+}
+
+interface StoredChunk {
+  id: string;
+  source: string;
+  position: number;
+  title: string;
+  text: string;
+  page: number | null;
+  metadata: FlatMetadata;
+}
+
+interface PendingVectors {
+  sources: Set<string>;
+  chunks: StoredChunk[];
 }
 
 /**
- * The knowledge base kept in one SQLite file with a BM25 index in memory. Re-adding a file whose
- * content hash is unchanged is a no-op; a changed file replaces all its passages.
+ * A knowledge base: documents split into passages kept in SQLite (the record: what was indexed,
+ * when, from which content hash), a BM25 index in memory, and — once an encoder is trained —
+ * their embeddings in a vector store (Chroma in the app). Search fuses BM25 and dense results.
+ *
+ * Re-adding a file whose content hash is unchanged is a no-op; a changed file replaces all its
+ * passages; one unreadable file is reported by name and never stops the others.
  */
 export class LocalKnowledgeBase implements KnowledgeBase {
+  readonly name: string;
   private readonly db: Database.Database;
   private index = new Bm25Index<StoredChunk>();
+  private byId = new Map<string, StoredChunk>();
+  private dense: DenseIndex | undefined;
+  private readonly fusion: FusionOptions;
 
-  constructor(file: string) {
+  constructor(
+    file: string,
+    private readonly options: KnowledgeBaseOptions = {},
+  ) {
+    this.name = options.name ?? 'default';
+    this.fusion = { ...DEFAULT_FUSION, ...options.fusion };
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, title TEXT NOT NULL, hash TEXT NOT NULL, indexed_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS chunks (source TEXT NOT NULL REFERENCES sources(source) ON DELETE CASCADE,
-        position INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (source, position));`);
+        position INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (source, position));
+      CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);`);
+    // Columns added after the first release: older files gain them in place.
+    addColumnIfMissing(this.db, 'sources', 'format', "TEXT NOT NULL DEFAULT 'markdown'");
+    addColumnIfMissing(this.db, 'sources', 'metadata', "TEXT NOT NULL DEFAULT '{}'");
+    addColumnIfMissing(this.db, 'chunks', 'page', 'INTEGER');
     this.db.pragma('foreign_keys = ON');
     this.rebuildIndex();
   }
 
+  get chunkCount(): number {
+    return this.index.size;
+  }
+
+  /** The encoder the dense side uses, if any. */
+  get embeddings(): LocalEmbeddings | undefined {
+    return this.dense?.embeddings;
+  }
+
+  /**
+   * Attaches (or, with undefined, detaches) the dense index. Vectors made by another encoder, or a
+   * store that lost passages (a new CHROMA_URL, a wiped folder), are rebuilt from SQLite.
+   * Returns how many passages were embedded.
+   */
+  async useDense(dense: DenseIndex | undefined): Promise<number> {
+    this.dense = dense;
+    if (!dense) return 0;
+    const inStore = await dense.store.count();
+    if (this.setting('dense_model') === dense.embeddings.info.id && inStore === this.chunkCount) return 0;
+    await dense.store.clear();
+    const chunks = [...this.byId.values()];
+    await this.writeVectors(chunks);
+    this.setSetting('dense_model', dense.embeddings.info.id);
+    return chunks.length;
+  }
+
+  /** Every passage, in document order (what the encoder trains on). */
+  passages(): { source: string; title: string; text: string; position: number }[] {
+    return [...this.byId.values()].map(({ source, title, text, position }) => ({ source, title, text, position }));
+  }
+
   async addPaths(paths: string[], options: AddOptions = {}): Promise<KbAddReport> {
     const report: KbAddReport = { added: [], updated: [], unchanged: [], failed: [] };
+    const pending: PendingVectors = { sources: new Set(), chunks: [] };
     for (const path of paths) {
+      if (isUrl(path)) {
+        try {
+          const fetched = await (this.options.fetchUrl ?? fetchDocument)(path);
+          await this.ingest(path, fetched.content, fetched.contentType, report, pending, options.metadata);
+        } catch (err) {
+          report.failed.push({ source: path, reason: errorMessage(err) });
+        }
+        continue;
+      }
       let files: string[];
       let base: string;
       try {
@@ -53,55 +183,95 @@ export class LocalKnowledgeBase implements KnowledgeBase {
       for (const file of files) {
         const source = relative(base, file).split(sep).join('/');
         try {
-          await this.ingest(source, extname(file), readFileSync(file), report);
+          await this.ingest(source, readFileSync(file), undefined, report, pending, options.metadata);
         } catch (err) {
           report.failed.push({ source, reason: errorMessage(err) });
         }
       }
     }
-    if (report.added.length + report.updated.length > 0) this.rebuildIndex();
+    await this.finishAdding(report, pending);
     return report;
   }
 
-  async addAttachments(attachments: Attachment[]): Promise<KbAddReport> {
+  async addAttachments(attachments: Attachment[], options: Pick<AddOptions, 'metadata'> = {}): Promise<KbAddReport> {
     const report: KbAddReport = { added: [], updated: [], unchanged: [], failed: [] };
+    const pending: PendingVectors = { sources: new Set(), chunks: [] };
     for (const attachment of attachments) {
       const source = basename(attachment.name);
       try {
         if (!attachment.fetch) throw new Error('the platform gave no way to download this file');
-        await this.ingest(source, extname(source), Buffer.from(await attachment.fetch()), report);
+        await this.ingest(source, await attachment.fetch(), attachment.mimeType, report, pending, options.metadata);
       } catch (err) {
         report.failed.push({ source, reason: errorMessage(err) });
       }
     }
-    if (report.added.length + report.updated.length > 0) this.rebuildIndex();
+    await this.finishAdding(report, pending);
     return report;
   }
 
-  private async ingest(source: string, extension: string, content: Buffer, report: KbAddReport): Promise<void> {
-    const ext = extension.toLowerCase();
-    if (!SUPPORTED.has(ext)) {
-      report.failed.push({ source, reason: `unsupported file type "${ext || 'none'}" (supported: ${[...SUPPORTED].join(', ')})` });
-      return;
-    }
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(content);
-    const hash = createHash('sha256').update(content).digest('hex');
+  private async ingest(
+    source: string,
+    content: Uint8Array,
+    contentType: string | undefined,
+    report: KbAddReport,
+    pending: PendingVectors,
+    extra: FlatMetadata = {},
+  ): Promise<void> {
+    const extraJson = JSON.stringify(flatMetadata(extra));
+    // The metadata is part of the identity: re-adding a file with another tag re-indexes it.
+    const hash = createHash('sha256').update(content).update(extraJson === '{}' ? '' : extraJson).digest('hex');
     const existing = this.db.prepare('SELECT hash FROM sources WHERE source = ?').get(source) as { hash: string } | undefined;
     if (existing?.hash === hash) {
       report.unchanged.push(source);
       return;
     }
-    const title = /^#\s+(.+)$/m.exec(text)?.[1]?.trim() ?? basename(source, ext);
-    const chunks = await splitMarkdown(text, title);
+    const doc = await loadDocument(source, content, contentType);
+    const chunks = await splitDocument(doc, this.options.chunkSize);
+    if (chunks.length === 0) throw new Error('no text found in the document');
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM chunks WHERE source = ?').run(source);
       this.db
-        .prepare('INSERT INTO sources (source, title, hash, indexed_at) VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET title = excluded.title, hash = excluded.hash, indexed_at = excluded.indexed_at')
-        .run(source, title, hash, Date.now());
-      const insert = this.db.prepare('INSERT INTO chunks (source, position, title, text) VALUES (?, ?, ?, ?)');
-      for (const c of chunks) insert.run(source, c.position, c.title, c.text);
+        .prepare(
+          `INSERT INTO sources (source, title, hash, indexed_at, format, metadata) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT(source) DO UPDATE SET title = excluded.title, hash = excluded.hash, indexed_at = excluded.indexed_at,
+             format = excluded.format, metadata = excluded.metadata`,
+        )
+        .run(source, doc.title, hash, Date.now(), doc.format, extraJson);
+      const insert = this.db.prepare('INSERT INTO chunks (source, position, title, text, page) VALUES (?, ?, ?, ?, ?)');
+      for (const c of chunks) insert.run(source, c.position, c.title, c.text, c.page ?? null);
     })();
+    if (existing && this.dense) pending.sources.add(source);
+    const metadata = this.sourceMetadata(source, doc.format, extraJson);
+    for (const c of chunks) pending.chunks.push(this.toStored({ source, position: c.position, title: c.title, text: c.text, page: c.page ?? null }, metadata));
     (existing ? report.updated : report.added).push(source);
+  }
+
+  /** Writes the new passages' vectors and rebuilds BM25, once per add (not once per file). */
+  private async finishAdding(report: KbAddReport, pending: PendingVectors): Promise<void> {
+    if (report.added.length + report.updated.length === 0) return;
+    this.rebuildIndex();
+    if (!this.dense) return;
+    try {
+      for (const source of pending.sources) await this.dense.store.delete({ filter: { source } });
+      await this.writeVectors(pending.chunks);
+    } catch (err) {
+      // SQLite has the passages; forget which model the store matches so the next start re-embeds.
+      this.setSetting('dense_model', '');
+      for (const source of [...report.added, ...report.updated]) {
+        report.failed.push({ source, reason: `indexed for keyword search, but the vector store failed: ${errorMessage(err)}` });
+      }
+    }
+  }
+
+  private async writeVectors(chunks: StoredChunk[]): Promise<void> {
+    if (!this.dense || chunks.length === 0) return;
+    const batch = 1000;
+    for (let start = 0; start < chunks.length; start += batch) {
+      const slice = chunks.slice(start, start + batch);
+      const vectors = await this.dense.embeddings.embedDocuments(slice.map(passageText));
+      const documents = slice.map((c) => new Document({ id: c.id, pageContent: c.text, metadata: c.metadata }));
+      await this.dense.store.addVectors(vectors, documents, { ids: slice.map((c) => c.id) });
+    }
   }
 
   async list(): Promise<KbSourceInfo[]> {
@@ -119,29 +289,130 @@ export class LocalKnowledgeBase implements KnowledgeBase {
       this.db.prepare('DELETE FROM sources WHERE source = ?').run(source);
       return n;
     })();
-    if (removed > 0) this.rebuildIndex();
+    if (removed > 0) {
+      this.rebuildIndex();
+      if (this.dense) await this.dense.store.delete({ filter: { source } });
+    }
     return removed;
   }
 
-  async search(query: string, k: number): Promise<Source[]> {
-    return this.index.search(query, k).map(({ doc, score }) => ({ source: doc.source, title: doc.title, text: doc.text, score }));
+  async search(query: string, k: number, options: SearchOptions = {}): Promise<Source[]> {
+    return (await this.retrieve(query, k, options)).map(({ source, title, text, score }) => ({ source, title, text, score }));
   }
 
-  get chunkCount(): number {
-    return this.index.size;
+  /**
+   * Hybrid search: BM25 and dense candidates fused by reciprocal rank, duplicates (the same text
+   * under two names) dropped. `score` is the fused score scaled so that a passage ranked first by
+   * both retrievers gets 1; in 'bm25' mode it is the BM25 score, in 'dense' mode the cosine.
+   */
+  async retrieve(query: string, k: number, options: SearchOptions = {}): Promise<RetrievedPassage[]> {
+    const mode = options.mode ?? 'hybrid';
+    const { filter } = options;
+    const excluded = new Set(options.excludeSources ?? []);
+    const accept = filter || excluded.size > 0 ? (c: StoredChunk) => !excluded.has(c.source) && matchesFilter(c.metadata, filter) : undefined;
+    const n = Math.max(k, this.fusion.candidates);
+    const lexical = mode === 'dense' ? [] : this.index.search(query, n, accept);
+    let queryVector: number[] | undefined;
+    let semantic: { chunk: StoredChunk; cosine: number }[] = [];
+    if (mode !== 'bm25' && this.dense) {
+      queryVector = await this.dense.embeddings.embedQuery(query);
+      const found = await this.dense.store.similaritySearchVectorWithScore(queryVector, n, filter);
+      semantic = found.flatMap(([doc, score]) => {
+        const chunk = this.byId.get(doc.id ?? '');
+        return chunk && !excluded.has(chunk.source) ? [{ chunk, cosine: score }] : [];
+      });
+    }
+    const cosineOf = new Map(semantic.map((s) => [s.chunk.id, s.cosine]));
+    const bm25Score = new Map(lexical.map((h) => [h.doc.id, h.score]));
+    const fused = reciprocalRankFusion(
+      [
+        { items: lexical.map((h) => h.doc), weight: 1 },
+        { items: semantic.map((s) => s.chunk), weight: this.fusion.denseWeight },
+      ],
+      (c) => c.id,
+      this.fusion.k,
+    );
+    const best = (1 + (semantic.length > 0 ? this.fusion.denseWeight : 0)) / (this.fusion.k + 1);
+    const seen = new Set<string>();
+    const out: RetrievedPassage[] = [];
+    for (const { item: c, score, ranks } of fused) {
+      const key = c.text.replace(/\s+/g, ' ').trim();
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const cos = cosineOf.get(c.id) ?? (queryVector && this.dense ? cosine(queryVector, this.dense.embeddings.encoder.embed(passageText(c))) : undefined);
+      out.push({
+        id: c.id,
+        source: c.source,
+        title: c.title,
+        text: c.text,
+        score: mode === 'bm25' ? bm25Score.get(c.id)! : mode === 'dense' ? cos! : score / best,
+        position: c.position,
+        ...(c.page !== null ? { page: c.page } : {}),
+        metadata: c.metadata,
+        ...(ranks[0] !== undefined ? { bm25Rank: ranks[0] } : {}),
+        ...(ranks[1] !== undefined ? { denseRank: ranks[1] } : {}),
+        ...(cos !== undefined ? { cosine: cos } : {}),
+      });
+      if (out.length >= k) break;
+    }
+    return out;
   }
 
   close(): void {
     if (this.db.open) this.db.close();
   }
 
+  private sourceMetadata(source: string, format: string, extraJson: string): FlatMetadata {
+    const folder = source.includes('/') && !isUrl(source) ? source.slice(0, source.indexOf('/')) : '';
+    // Our own keys last: a user tag cannot pretend to be another source.
+    return { ...(JSON.parse(extraJson) as FlatMetadata), kb: this.name, format, folder, source };
+  }
+
+  private toStored(row: Omit<StoredChunk, 'id' | 'metadata'>, sourceMetadata: FlatMetadata): StoredChunk {
+    return {
+      ...row,
+      id: `${row.source}#${row.position}`,
+      metadata: { ...sourceMetadata, title: row.title, position: row.position, ...(row.page !== null ? { page: row.page } : {}) },
+    };
+  }
+
   private rebuildIndex(): void {
     const index = new Bm25Index<StoredChunk>();
-    const rows = this.db.prepare('SELECT source, position, title, text FROM chunks ORDER BY source, position').all() as StoredChunk[];
-    // The heading path is part of what a passage is about ("Sick leave" answers "sick days?").
-    for (const row of rows) index.add(row, `${row.title}\n${row.text}`);
+    const byId = new Map<string, StoredChunk>();
+    const sources = new Map(
+      (this.db.prepare('SELECT source, format, metadata FROM sources').all() as { source: string; format: string; metadata: string }[]).map((s) => [
+        s.source,
+        this.sourceMetadata(s.source, s.format, s.metadata),
+      ]),
+    );
+    const rows = this.db.prepare('SELECT source, position, title, text, page FROM chunks ORDER BY source, position').all() as Omit<StoredChunk, 'id' | 'metadata'>[];
+    for (const row of rows) {
+      const chunk = this.toStored(row, sources.get(row.source) ?? {});
+      // The heading path is part of what a passage is about ("Sick leave" answers "sick days?").
+      index.add(chunk, passageText(chunk));
+      byId.set(chunk.id, chunk);
+    }
     this.index = index;
+    this.byId = byId;
   }
+
+  private setting(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  private setSetting(key: string, value: string): void {
+    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+}
+
+/** What both retrievers read of a passage: its heading path and its text. */
+export function passageText(p: { title: string; text: string }): string {
+  return `${p.title}\n${p.text}`;
+}
+
+function addColumnIfMissing(db: Database.Database, table: string, column: string, definition: string): void {
+  const columns = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+  if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
 }
 
 function walk(dir: string): string[] {
@@ -156,6 +427,8 @@ function walk(dir: string): string[] {
 }
 
 function errorMessage(err: unknown): string {
-  if (err instanceof TypeError && /encoded data was not valid/i.test(err.message)) return 'not valid UTF-8 text';
-  return err instanceof Error ? err.message : String(err);
+  const message = err instanceof Error ? err.message : String(err);
+  // pdf.js reports a damaged file in its own words; say it plainly.
+  if (/Invalid PDF structure|InvalidPDFException/i.test(message)) return 'not a readable PDF file';
+  return message;
 }

@@ -1,4 +1,5 @@
 import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters';
+import type { LoadedDocument } from './loaders.ts';
 
 export interface Chunk {
   /** Heading path, e.g. "Leave and holidays > Sick leave". */
@@ -6,6 +7,8 @@ export interface Chunk {
   text: string;
   /** Position of the chunk within its document, from 0. */
   position: number;
+  /** PDF page the chunk comes from, from 1. */
+  page?: number;
 }
 
 /**
@@ -54,6 +57,16 @@ export async function splitMarkdown(markdown: string, fallbackTitle: string, chu
       const text = piece.trim();
       if (text) chunks.push({ title, text, position: chunks.length });
     }
+  }
+  return chunks;
+}
+
+/** Chunks of a loaded document: PDF page by page (each chunk knows its page), anything else as markdown. */
+export async function splitDocument(doc: LoadedDocument, chunkSize = 700): Promise<Chunk[]> {
+  if (!doc.pages) return splitMarkdown(doc.text, doc.title, chunkSize);
+  const chunks: Chunk[] = [];
+  for (const [i, page] of doc.pages.entries()) {
+    for (const c of await splitMarkdown(page, doc.title, chunkSize)) chunks.push({ ...c, position: chunks.length, page: i + 1 });
   }
   return chunks;
 }

@@ -1,46 +1,58 @@
 import type { AnswerEvent, AnswerRequest, Answerer, KnowledgeBase, ModelInfo, Source } from '../core/index.ts';
+import { dontKnow } from './answer-chain.ts';
+import { coverage, DEFAULT_ANSWERABILITY, isAnswerable, type AnswerabilityRule } from './answerability.ts';
+import type { MetadataFilter } from './metadata.ts';
+import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
 import { searchTerms } from './search-terms.ts';
 
 const CJK = /[\u3400-\u9fff]/;
 const SENTENCE = /[^。！？；.!?\n]+[。！？；.!?]*/g;
 
+/** A knowledge base that can also say how each passage was found (LocalKnowledgeBase can). */
+type Searchable = KnowledgeBase & { retrieve?(query: string, k: number, options?: SearchOptions): Promise<RetrievedPassage[]>; embeddings?: unknown };
+
 export interface RetrievalOnlyOptions {
   passages?: number;
-  /**
-   * Share of the question's terms the best passage must contain before it is quoted; below it
-   * the bot says it does not know. A coarse rule until retrieval evaluation sets a measured one.
-   */
-  minCoverage?: number;
+  /** Below this the bot says it does not know (default: the rule measured on the handbook, see answerability.ts). */
+  answerability?: AnswerabilityRule;
+  /** Restricts retrieval per request, e.g. to the knowledge base a channel is bound to. */
+  filterFor?: (request: AnswerRequest) => MetadataFilter | undefined;
 }
 
 /**
  * The answerer for "no model trained yet": it quotes the best-matching sentences of the best
- * passages found by BM25 and says plainly that no model wrote them.
+ * passages found by search (hybrid once an encoder is trained, BM25 before) and says plainly
+ * that no model wrote them. Also the fallback when the app has no language model to give the
+ * answer chain.
  */
 export class RetrievalOnlyAnswerer implements Answerer {
-  readonly model: ModelInfo = { name: 'retrieval-only (BM25)', version: 'none', kind: 'retrieval-only' };
-
   constructor(
-    private readonly kb: KnowledgeBase,
+    private readonly kb: Searchable,
     private readonly options: RetrievalOnlyOptions = {},
   ) {}
 
+  get model(): ModelInfo {
+    const how = this.kb.embeddings ? 'hybrid BM25 + trained embeddings' : 'BM25';
+    return { name: `retrieval-only (${how})`, version: 'none', kind: 'retrieval-only' };
+  }
+
   async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
     const chinese = CJK.test(request.question);
-    const hits = await this.kb.search(request.question, this.options.passages ?? 3);
+    const k = this.options.passages ?? 3;
+    const filter = this.options.filterFor?.(request);
+    const hits: (Source & { cosine?: number })[] = this.kb.retrieve
+      ? await this.kb.retrieve(request.question, k, filter ? { filter } : {})
+      : await this.kb.search(request.question, k);
     const queryTerms = new Set(searchTerms(request.question));
     const best = hits[0];
-    const relevant = best !== undefined && coverage(request.question, best) >= (this.options.minCoverage ?? 0.3);
-    const sources = relevant ? hits : [];
+    const rule = this.options.answerability ?? (this.kb.embeddings ? DEFAULT_ANSWERABILITY.withEncoder : DEFAULT_ANSWERABILITY.keywordsOnly);
+    const relevant =
+      best !== undefined && isAnswerable({ coverage: coverage(request.question, best), ...(best.cosine !== undefined ? { cosine: best.cosine } : {}) }, rule);
+    const sources = relevant ? hits.map(({ source, title, text, score }) => ({ source, title, text, score })) : [];
     yield { type: 'sources', sources };
     const prompt = `retrieval-only: ${request.question}`;
     if (!relevant) {
-      yield {
-        type: 'token',
-        text: chinese
-          ? '抱歉，我在知识库里没有找到相关内容。可以换个说法再问，或者联系相关负责人。'
-          : "Sorry, I couldn't find that in the knowledge base. Try rephrasing, or ask the team that owns the topic.",
-      };
+      yield { type: 'token', text: dontKnow(request.question) };
       yield { type: 'done', prompt };
       return;
     }
@@ -58,19 +70,6 @@ export class RetrievalOnlyAnswerer implements Answerer {
     }
     yield { type: 'done', prompt };
   }
-}
-
-/**
- * Share of the question's words found in the passage. Words, not the bigrams BM25 also uses:
- * bigrams spanning two Chinese words ("的具") are noise that would make every question look unanswered.
- */
-function coverage(question: string, hit: Source): number {
-  const queryTerms = new Set(searchTerms(question, { bigrams: false }));
-  if (queryTerms.size === 0) return 0;
-  const passage = new Set(searchTerms(`${hit.title} ${hit.text}`));
-  let found = 0;
-  for (const t of queryTerms) if (passage.has(t)) found++;
-  return found / queryTerms.size;
 }
 
 /** The sentences of a passage that share the most terms with the question, in document order, and their score. */

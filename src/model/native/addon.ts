@@ -90,6 +90,18 @@ export interface NativeAddon {
     d: number,
     scale: number,
   ): void;
+  selfAttention(qkv: Float32Array, y: Float32Array, p: Float32Array, b: number, t: number, heads: number, d: number, scale: number): void;
+  selfAttentionGrad(
+    qkv: Float32Array,
+    p: Float32Array,
+    dy: Float32Array,
+    dqkv: Float32Array,
+    b: number,
+    t: number,
+    heads: number,
+    d: number,
+    scale: number,
+  ): void;
   crossEntropy(logits: Float32Array, targets: Int32Array, probs: Float32Array, rows: number, vocab: number): [number, number];
   crossEntropyGrad(probs: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number, scale: number): void;
   adamw(

@@ -65,6 +65,8 @@ export interface TrainStepResult {
   mode: BenchMode;
   msMedian: number;
   msMean: number;
+  /** Median process CPU time (user + system, all threads) per step: robust to a busy machine. */
+  cpuMsMedian: number;
   loss: number;
   profile?: string;
 }
@@ -85,6 +87,7 @@ export async function benchTrainStep(mode: BenchMode, steps: number, options: { 
     fused ? nativeLoss(model, batch!.x, batch!.y, ps) : model.loss(batch!.x, batch!.y, { training: true }, ps),
   );
   const times: number[] = [];
+  const cpuTimes: number[] = [];
   let loss = NaN;
   const warmup = options.warmup ?? 3;
   for (let step = 0; step < warmup + steps; step++) {
@@ -97,6 +100,7 @@ export async function benchTrainStep(mode: BenchMode, steps: number, options: { 
       y.set(tokens.subarray(b * (T + 1) + 1, b * (T + 1) + T + 1), b * T);
     }
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     batch = { x: tf.tensor2d(x, [B, T], 'int32'), y: tf.tensor2d(y, [B, T], 'int32') };
     const res = tf.tidy(() => lossAndGrads(model.paramList()));
     batch.x.dispose();
@@ -107,9 +111,13 @@ export async function benchTrainStep(mode: BenchMode, steps: number, options: { 
     const scale = norm > 1 ? 1 / (norm + 1e-6) : 1;
     model.setParams(opt.apply(model.params, new Map(names.map((n, i) => [n, res.grads[i]!])), 1e-3, scale));
     res.grads.forEach((g) => g.dispose());
-    if (step >= warmup) times.push(performance.now() - t0);
+    if (step >= warmup) {
+      times.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpuTimes.push((c.user + c.system) / 1000);
+    }
   }
-  const result: TrainStepResult = { mode, msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length, loss };
+  const result: TrainStepResult = { mode, msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length, cpuMsMedian: median(cpuTimes), loss };
   if (options.profile) result.profile = formatProfile(profiler.stop(), steps);
   opt.dispose();
   model.dispose();
@@ -203,7 +211,7 @@ async function main(): Promise<void> {
   if (what.includes('train')) {
     for (const mode of modes) {
       const r = await benchTrainStep(mode, Number(values.steps), { profile: values.profile });
-      process.stderr.write(`${mode.padEnd(13)} train step: ${r.msMedian.toFixed(1)} ms median, ${r.msMean.toFixed(1)} ms mean (loss ${r.loss.toFixed(3)})\n`);
+      process.stderr.write(`${mode.padEnd(13)} train step: ${r.msMedian.toFixed(1)} ms median, ${r.msMean.toFixed(1)} ms mean, ${r.cpuMsMedian.toFixed(1)} ms CPU (loss ${r.loss.toFixed(3)})\n`);
       if (r.profile) process.stderr.write(`${r.profile}\n`);
       figures.push(`${mode}_ms_per_iter=${r.msMedian.toFixed(1)}`);
       // ~4.3 GFLOP per step for the baby GPT (6·N·tokens + attention).

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { GPT, KVCache, LayerCache, Params } from '../gpt.ts';
-import { causalAttention, crossEntropy, gelu, layerNorm, linear } from './ops.ts';
+import { causalAttention, crossEntropy, gelu, layerNorm, linear, selfAttention } from './ops.ts';
 
 function resolve(model: GPT, params?: Params | Tensor[]): Params {
   if (!params) return model.params;
@@ -20,9 +20,8 @@ function resolve(model: GPT, params?: Params | Tensor[]): Params {
 }
 
 function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past: LayerCache[]; out: LayerCache[] }): Tensor {
-  const { nLayer, nHead, nEmbd: C } = model.config;
-  const [B, T] = idx.shape as [number, number];
-  const hs = C / nHead;
+  const { nLayer, nHead } = model.config;
+  const T = idx.shape[1]!;
   const get = (name: string) => p.get(name);
   const tok = tf.gather(get('transformer.wte.weight')!, idx);
   const pos = tf.slice(get('transformer.wpe.weight')!, [past, 0], [T, -1]);
@@ -31,26 +30,46 @@ function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past:
     const h = `transformer.h.${i}`;
     const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
     const qkv = linear(a, get(`${h}.attn.c_attn.weight`)!, get(`${h}.attn.c_attn.bias`));
-    const [q0, k0, v0] = tf.split(qkv, 3, 2) as [Tensor, Tensor, Tensor];
-    const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
-    let kT = tf.transpose(tf.reshape(k0, [B, T, nHead, hs]), [0, 2, 3, 1]);
-    let v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
-    if (cache) {
-      const prev = cache.past[i];
-      if (prev) {
-        kT = tf.concat([prev.kT, kT], 3);
-        v = tf.concat([prev.v, v], 2);
-      }
-      cache.out[i] = { kT, v };
+    if (!cache) {
+      // Training and uncached forward: attention straight from qkv, heads merged in place.
+      const merged = selfAttention(qkv, nHead);
+      x = tf.add(x, linear(merged, get(`${h}.attn.c_proj.weight`)!, get(`${h}.attn.c_proj.bias`)));
+    } else {
+      x = tf.add(x, cachedAttention(model, p, h, qkv, i, past, cache));
     }
-    const y = causalAttention(q, kT, v, past);
-    const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
-    x = tf.add(x, linear(merged, get(`${h}.attn.c_proj.weight`)!, get(`${h}.attn.c_proj.bias`)));
     const m = layerNorm(x, get(`${h}.ln_2.weight`)!, get(`${h}.ln_2.bias`));
     const up = gelu(linear(m, get(`${h}.mlp.c_fc.weight`)!, get(`${h}.mlp.c_fc.bias`)));
     x = tf.add(x, linear(up, get(`${h}.mlp.c_proj.weight`)!, get(`${h}.mlp.c_proj.bias`)));
   }
   return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));
+}
+
+/** Attention with a KV cache (gpt.ts's layout: keys stored transposed [B, H, hs, S]). */
+function cachedAttention(
+  model: GPT,
+  p: Params,
+  h: string,
+  qkv: Tensor,
+  i: number,
+  past: number,
+  cache: { past: LayerCache[]; out: LayerCache[] },
+): Tensor {
+  const { nHead, nEmbd: C } = model.config;
+  const [B, T] = qkv.shape as [number, number, number];
+  const hs = C / nHead;
+  const [q0, k0, v0] = tf.split(qkv, 3, 2) as [Tensor, Tensor, Tensor];
+  const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+  let kT = tf.transpose(tf.reshape(k0, [B, T, nHead, hs]), [0, 2, 3, 1]);
+  let v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
+  const prev = cache.past[i];
+  if (prev) {
+    kT = tf.concat([prev.kT, kT], 3);
+    v = tf.concat([prev.v, v], 2);
+  }
+  cache.out[i] = { kT, v };
+  const y = causalAttention(q, kT, v, past);
+  const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
+  return linear(merged, p.get(`${h}.attn.c_proj.weight`)!, p.get(`${h}.attn.c_proj.bias`));
 }
 
 /** Tied output projection x · wteᵀ, with the transpose as a flag of the product. */

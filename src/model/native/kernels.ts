@@ -371,6 +371,8 @@ export const FUSED = {
   layerNormGrad: 'TeamllmNativeLayerNormGrad',
   attention: 'TeamllmNativeAttention',
   attentionGrad: 'TeamllmNativeAttentionGrad',
+  selfAttention: 'TeamllmNativeSelfAttention',
+  selfAttentionGrad: 'TeamllmNativeSelfAttentionGrad',
   crossEntropy: 'TeamllmNativeCrossEntropy',
   crossEntropyGrad: 'TeamllmNativeCrossEntropyGrad',
 } as const;
@@ -432,6 +434,25 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const dv = nb.alloc(bh * s * d);
       addon.attentionGrad(f32(nb, q), f32(nb, kT), f32(nb, v), f32(nb, p), f32(nb, dy), dq, dkT, dv, bh, t, s, d, Number(attrs?.scale));
       return [nb.output([...q.shape], 'float32', dq), nb.output([...kT.shape], 'float32', dkT), nb.output([...v.shape], 'float32', dv)];
+    },
+    [FUSED.selfAttention]: ({ inputs, attrs }, nb) => {
+      // qkv [b, t, 3c] -> y [b, t, c], probabilities [b, heads, t, t]
+      const qkv = inputs.qkv as TensorInfo;
+      const [b, t, c3] = qkv.shape as [number, number, number];
+      const heads = Number(attrs?.heads);
+      const c = c3 / 3;
+      const d = c / heads;
+      const y = nb.alloc(b * t * c);
+      const p = nb.alloc(b * heads * t * t);
+      addon.selfAttention(f32(nb, qkv), y, p, b, t, heads, d, Number(attrs?.scale));
+      return [nb.output([b, t, c], 'float32', y), nb.output([b, heads, t, t], 'float32', p)];
+    },
+    [FUSED.selfAttentionGrad]: ({ inputs, attrs }, nb) => {
+      const { qkv, p, dy } = inputs as Record<'qkv' | 'p' | 'dy', TensorInfo>;
+      const [b, t, c3] = qkv.shape as [number, number, number];
+      const heads = Number(attrs?.heads);
+      const d = c3 / 3 / heads;
+      return produce(nb, [b, t, c3], (out) => addon.selfAttentionGrad(f32(nb, qkv), f32(nb, p), f32(nb, dy), out, b, t, heads, d, Number(attrs?.scale)));
     },
     [FUSED.crossEntropy]: ({ inputs }, nb) => {
       // logits [rows, vocab], targets int32 [rows] -> [mean loss, softmax probabilities, count]

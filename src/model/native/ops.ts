@@ -143,3 +143,29 @@ export function causalAttention(q: Tensor, kT: Tensor, v: Tensor, past = 0, scal
   }
   return op(q, kT, v);
 }
+
+const selfAttentionOps = new Map<string, (qkv: Tensor) => Tensor>();
+
+/**
+ * Causal self-attention from the fused projection: qkv [B, T, 3C] (q, k, v side by side, as
+ * nanoGPT's c_attn produces them) -> y [B, T, C] with the heads merged, ready for c_proj. Same
+ * result as split + reshape/transpose per head + causalAttention + merge, without the copies.
+ */
+export function selfAttention(qkv: Tensor, nHead: number, scale?: number): Tensor {
+  const c = qkv.shape[2]! / 3;
+  const s = scale ?? 1 / Math.sqrt(c / nHead);
+  const key = `${nHead}:${s}`;
+  let op = selfAttentionOps.get(key);
+  if (!op) {
+    op = customGrad((x: Tensor, save: tf.GradSaveFunc) => {
+      const [y, p] = run(FUSED.selfAttention, { qkv: x }, { heads: nHead, scale: s }) as [Tensor, Tensor];
+      save([x, p]);
+      return {
+        value: y,
+        gradFunc: (dy, saved) => run(FUSED.selfAttentionGrad, { qkv: saved[0]!, p: saved[1]!, dy }, { heads: nHead, scale: s })[0]!,
+      };
+    }) as unknown as (qkv: Tensor) => Tensor;
+    selfAttentionOps.set(key, op);
+  }
+  return op(qkv);
+}
