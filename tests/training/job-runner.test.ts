@@ -73,9 +73,14 @@ describe('training jobs', () => {
     const home = mkdtempSync(join(tmpdir(), 'teamllm-jobs-kill-'));
     const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/run-job-and-wait.ts', import.meta.url).pathname, home, STAGE], { stdio: 'ignore' });
     const checkpoint = join(home, 'runs', '1-count', 'checkpoint.json');
-    await waitFor(() => existsSync(checkpoint) && (JSON.parse(readFileSync(checkpoint, 'utf8')) as { step: number }).step >= 3, 20_000);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      await waitFor(() => existsSync(checkpoint) && (JSON.parse(readFileSync(checkpoint, 'utf8')) as { step: number }).step >= 3, 20_000);
+    } finally {
+      // Killed whatever happens: a failed wait must not leave the child running.
+      child.kill('SIGKILL');
+      await exited;
+    }
 
     const { store, runner, service } = setup(home);
     expect((await store.getJob(1))!.status).toBe('running');
