@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- train --preset nanogpt-cpu [--backend wasm|cpu|tensorflow] [--iters N]
- *   [--data file] [--run-dir dir] [--final-eval-iters N]`
+ *   [--data file] [--run-dir dir] [--final-eval-iters N] [--seed N] [--keep]`
  *
  * nanoGPT's "baby GPT on CPU" on tinyshakespeare (characters as tokens, 90/10 split). Progress
  * goes to stderr; the last line on stdout is the key=value summary.
@@ -30,6 +30,7 @@ export async function run(argv: string[]): Promise<void> {
       data: { type: 'string' },
       'run-dir': { type: 'string' },
       'final-eval-iters': { type: 'string' },
+      seed: { type: 'string' },
       'log-every': { type: 'string', default: '50' },
       keep: { type: 'boolean', default: false },
     },
@@ -46,6 +47,7 @@ export async function run(argv: string[]): Promise<void> {
     options.warmupIters = Math.min(preset.warmupIters ?? 100, Math.floor(Number(values.iters) / 10));
   }
   if (values['final-eval-iters']) options.finalEvalIters = Number(values['final-eval-iters']);
+  if (values.seed) options.seed = Number(values.seed);
   const logEvery = Number(values['log-every']);
   const t0 = performance.now();
   const result = await pretrain(options, {

@@ -26,7 +26,7 @@ function niceStep(range: number, ticks: number): number {
 }
 
 function fmt(v: number): string {
-  if (Math.abs(v) >= 1000) return `${+(v / 1000).toFixed(1)}K`;
+  if (Math.abs(v) >= 1000) return `${+(v / 1000).toFixed(2)}K`;
   return `${+v.toFixed(2)}`;
 }
 
