@@ -34,6 +34,25 @@ export interface ForwardOptions {
   dropoutSeed?: number;
 }
 
+/** The linear projections of a block, by the names of their weights (`transformer.h.<i>.<site>.weight`). */
+export type ProjectionSite = 'attn.c_attn' | 'attn.c_proj' | 'mlp.c_fc' | 'mlp.c_proj';
+
+export interface ProjectionHookContext {
+  layer: number;
+  site: ProjectionSite;
+  /** The parameters of this forward pass (adapters read their own tensors from here when present). */
+  params: Params;
+  training: boolean;
+  /** Seeded dropout for an adapter's input (a separate stream from the model's own dropout). */
+  dropout(x: Tensor, rate: number): Tensor;
+}
+
+/**
+ * Adapters (LoRA, src/model/lora.ts) see every linear projection: `x` its input [.., in], `y` the
+ * base output x·W (+ b) [.., out]; the hook returns the output to use (y itself to change nothing).
+ */
+export type ProjectionHook = (x: Tensor, y: Tensor, ctx: ProjectionHookContext) => Tensor;
+
 export interface ParamSpec {
   name: string;
   shape: number[];
@@ -74,6 +93,8 @@ export class GPT {
   readonly config: GPTConfig;
   readonly specs: ParamSpec[];
   params: Params;
+  /** Optional adapter on the linear projections (LoRA); unset, the model is the plain GPT. */
+  projectionHook: ProjectionHook | undefined;
 
   constructor(config: GPTConfig, params: Params) {
     this.config = validateConfig(config);
@@ -86,6 +107,7 @@ export class GPT {
       }
     }
     this.params = params;
+    this.projectionHook = undefined;
   }
 
   /** A freshly initialised model: N(0, 0.02), residual projections N(0, 0.02/√(2·nLayer)). */
@@ -217,14 +239,14 @@ export class GPT {
     const get = (name: string) => p.get(name);
     const tokEmb = embedding(get('transformer.wte.weight')!, idx); // [B, T, C]
     const posEmb = tf.slice(get('transformer.wpe.weight')!, [past, 0], [T, -1]); // [T, C]
-    const dropout = new DropoutState(options.training ? this.config.dropout : 0, options.dropoutSeed ?? 0);
+    const dropout = new DropoutState(options.training ? this.config.dropout : 0, options.dropoutSeed ?? 0, options.training ?? false);
     let x = dropout.apply(tf.add(tokEmb, posEmb));
     for (let i = 0; i < nLayer; i++) {
       const h = `transformer.h.${i}`;
       const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
       x = tf.add(x, this.attention(p, h, a, past, cache, i, dropout));
       const m = layerNorm(x, get(`${h}.ln_2.weight`)!, get(`${h}.ln_2.bias`));
-      x = tf.add(x, this.mlp(p, h, m, dropout));
+      x = tf.add(x, this.mlp(p, h, m, dropout, i));
     }
     return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));
   }
@@ -247,7 +269,7 @@ export class GPT {
     const { nHead, nEmbd: C } = this.config;
     const [B, T] = x.shape as [number, number, number];
     const hs = C / nHead;
-    const qkv = linear(x, p.get(`${h}.attn.c_attn.weight`)!, p.get(`${h}.attn.c_attn.bias`)); // [B, T, 3C]
+    const qkv = this.project(p, h, layer, 'attn.c_attn', x, dropout); // [B, T, 3C]
     const [q0, k0, v0] = tf.split(qkv, 3, 2) as [Tensor, Tensor, Tensor];
     // [B, T, C] -> [B, H, T, hs]; keys go straight to [B, H, hs, T] for q · kᵀ.
     const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
@@ -264,26 +286,43 @@ export class GPT {
     const att = dropout.apply(causalSoftmax(matMul(q, kT), 1 / Math.sqrt(hs), past)); // [B, H, T, past + T]
     const y = matMul(att, v); // [B, H, T, hs]
     const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
-    return dropout.apply(linear(merged, p.get(`${h}.attn.c_proj.weight`)!, p.get(`${h}.attn.c_proj.bias`)));
+    return dropout.apply(this.project(p, h, layer, 'attn.c_proj', merged, dropout));
   }
 
-  private mlp(p: Params, h: string, x: Tensor, dropout: DropoutState): Tensor {
-    const up = gelu(linear(x, p.get(`${h}.mlp.c_fc.weight`)!, p.get(`${h}.mlp.c_fc.bias`)));
-    return dropout.apply(linear(up, p.get(`${h}.mlp.c_proj.weight`)!, p.get(`${h}.mlp.c_proj.bias`)));
+  private mlp(p: Params, h: string, x: Tensor, dropout: DropoutState, layer: number): Tensor {
+    const up = gelu(this.project(p, h, layer, 'mlp.c_fc', x, dropout));
+    return dropout.apply(this.project(p, h, layer, 'mlp.c_proj', up, dropout));
+  }
+
+  /** x · W (+ b) of one projection, through the adapter hook when one is set. */
+  private project(p: Params, h: string, layer: number, site: ProjectionSite, x: Tensor, dropout: DropoutState): Tensor {
+    const y = linear(x, p.get(`${h}.${site}.weight`)!, p.get(`${h}.${site}.bias`));
+    const hook = this.projectionHook;
+    if (!hook) return y;
+    return hook(x, y, { layer, site, params: p, training: dropout.training, dropout: (t, rate) => dropout.applyAdapter(t, rate) });
   }
 }
 
 /** Hands out dropout seeds in call order so a forward pass is reproducible from one seed. */
 class DropoutState {
   private counter = 0;
+  private adapterCounter = 0;
   constructor(
     private readonly rate: number,
     private readonly seed: number,
+    /** Training mode (adapter dropout applies only then, whatever the model's own rate). */
+    readonly training = false,
   ) {}
   apply(x: Tensor): Tensor {
     if (this.rate <= 0) return x;
     this.counter += 1;
     return tf.dropout(x, this.rate, undefined, this.seed * 1000 + this.counter);
+  }
+  /** Dropout of an adapter's input: its own seed stream, so the model's masks stay as they were. */
+  applyAdapter(x: Tensor, rate: number): Tensor {
+    if (!this.training || rate <= 0) return x;
+    this.adapterCounter += 1;
+    return tf.dropout(x, rate, undefined, this.seed * 1000 + 500 + this.adapterCounter);
   }
 }
 

@@ -40,8 +40,16 @@ export class Bm25Index<T> {
 
   /** The k best documents for the query; `accept`, when given, keeps only the documents it approves. */
   search(query: string, k: number, accept?: (doc: T) => boolean): Bm25Hit<T>[] {
+    return [...this.scoreAll(query, accept)]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, k)
+      .map(([doc, score]) => ({ doc, score }));
+  }
+
+  /** The score of every document sharing a term with the query (the others score 0). */
+  scoreAll(query: string, accept?: (doc: T) => boolean): Map<T, number> {
     const n = this.docs.length;
-    if (n === 0) return [];
+    if (n === 0) return new Map();
     const avgLength = this.totalLength / n;
     const scores = new Map<number, number>();
     for (const term of new Set(searchTerms(query))) {
@@ -54,9 +62,6 @@ export class Bm25Index<T> {
         scores.set(doc, (scores.get(doc) ?? 0) + (idf * tf * (this.k1 + 1)) / norm);
       }
     }
-    return [...scores]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, k)
-      .map(([doc, score]) => ({ doc: this.docs[doc]!.doc, score }));
+    return new Map([...scores].map(([doc, score]) => [this.docs[doc]!.doc, score]));
   }
 }

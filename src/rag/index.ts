@@ -1,5 +1,35 @@
+/**
+ * The knowledge base: loaders, splitting, a locally trained encoder, Chroma, hybrid retrieval,
+ * the LangChain answer chain and retrieval evaluation. The app's entry points are
+ * `openKnowledgeBase` and `evaluateRetrieval`; docs/knowledge-base.md explains the pieces.
+ */
+export { openKnowledgeBase, DEFAULT_KB_NAME, type OpenKnowledgeBaseOptions, type OpenedKnowledgeBases, type AnswererOptions, type TrainEmbeddingsOptions } from './open-knowledge-base.ts';
+export {
+  LocalKnowledgeBase,
+  passageText,
+  DEFAULT_FUSION,
+  type AddOptions,
+  type DenseIndex,
+  type FusionMethod,
+  type FusionOptions,
+  type KnowledgeBaseOptions,
+  type RetrievalMode,
+  type RetrievedPassage,
+  type SearchOptions,
+} from './local-knowledge-base.ts';
+export { evaluateRetrieval, formatEvaluation, measureAnswerability, readQuestions, type EvalQuestion, type EvaluateRetrievalOptions, type MetricsRow, type RetrievalEvaluation, type AnswerabilityMeasurement } from './retrieval-eval.ts';
+export { ChainAnswerer, createAnswerChain, formatPassages, ANSWER_PROMPT, type ChainAnswererOptions, type AnswerChainInput } from './answer-chain.ts';
+export { RetrievalOnlyAnswerer, type RetrievalOnlyOptions } from './retrieval-only-answerer.ts';
+export { HybridRetriever, type HybridRetrieverInput } from './hybrid-retriever.ts';
+export { DEFAULT_ANSWERABILITY, coverage, isAnswerable, type AnswerabilityRule, type AnswerabilitySignal } from './answerability.ts';
+export { LocalEmbeddings, type EmbeddingModelInfo } from './local-embeddings.ts';
+export { BagEncoder, EncoderEnsemble, DEFAULT_ENCODER_CONFIG, type EncoderConfig } from './bag-encoder.ts';
+export type { EncoderTrainingOptions, EncoderTrainingReport } from './encoder-training.ts';
+export { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
+export { InMemoryVectorStore } from './in-memory-vector-store.ts';
+export { startChromaServer, chromaClientFor, freePort, type ChromaServer } from './chroma-server.ts';
+export { type FlatMetadata, type MetadataFilter } from './metadata.ts';
+export { loadDocument, fetchDocument, SUPPORTED_EXTENSIONS, type LoadedDocument, type DocumentFormat } from './loaders.ts';
 export { Bm25Index, type Bm25Hit } from './bm25.ts';
 export { searchTerms } from './search-terms.ts';
-export { splitMarkdown, type Chunk } from './markdown-splitter.ts';
-export { LocalKnowledgeBase, type AddOptions } from './local-knowledge-base.ts';
-export { RetrievalOnlyAnswerer, type RetrievalOnlyOptions } from './retrieval-only-answerer.ts';
+export { splitMarkdown, splitDocument, type Chunk } from './markdown-splitter.ts';

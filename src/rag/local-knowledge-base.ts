@@ -13,6 +13,7 @@ import { fetchDocument, isUrl, loadDocument, type FetchedDocument } from './load
 import type { LocalEmbeddings } from './local-embeddings.ts';
 import { splitDocument } from './markdown-splitter.ts';
 import { reciprocalRankFusion } from './rank-fusion.ts';
+import { convexCombination } from './score-fusion.ts';
 
 /** The dense half of hybrid search: the trained encoder and the vector store holding its vectors. */
 export interface DenseIndex {
@@ -43,18 +44,23 @@ export interface SearchOptions {
   filter?: MetadataFilter;
   /** Passages of these sources are skipped (evaluation hides a question's own document with it). */
   excludeSources?: string[];
+  /** Overrides the knowledge base's fusion method (evaluation compares both). */
+  fusion?: FusionMethod;
 }
+
+export type FusionMethod = 'convex' | 'rrf';
 
 export interface FusionOptions {
+  method: FusionMethod;
+  /** Weight of the (normalised) cosine against BM25 in the convex combination; measured on the handbook. */
+  alpha: number;
   /** RRF's k: larger values flatten the difference between ranks. */
-  k: number;
+  rrfK: number;
   /** How many results each retriever contributes before fusion. */
   candidates: number;
-  /** Weight of the dense list against BM25's 1. */
-  denseWeight: number;
 }
 
-export const DEFAULT_FUSION: FusionOptions = { k: 60, candidates: 50, denseWeight: 1 };
+export const DEFAULT_FUSION: FusionOptions = { method: 'convex', alpha: 0.3, rrfK: 60, candidates: 50 };
 
 export interface KnowledgeBaseOptions {
   /** The knowledge base's name, stored as `kb` in every passage's metadata. */
@@ -301,9 +307,10 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   }
 
   /**
-   * Hybrid search: BM25 and dense candidates fused by reciprocal rank, duplicates (the same text
-   * under two names) dropped. `score` is the fused score scaled so that a passage ranked first by
-   * both retrievers gets 1; in 'bm25' mode it is the BM25 score, in 'dense' mode the cosine.
+   * Hybrid search: BM25 and dense candidates fused (score-fusion.ts; reciprocal rank fusion on
+   * request), duplicates (the same text under two names) dropped. `score` is the fused score in
+   * [0, 1]; in 'bm25' mode it is the BM25 score, in 'dense' mode the cosine. Without a trained
+   * encoder, 'hybrid' is BM25 alone.
    */
   async retrieve(query: string, k: number, options: SearchOptions = {}): Promise<RetrievedPassage[]> {
     const mode = options.mode ?? 'hybrid';
@@ -311,46 +318,59 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     const excluded = new Set(options.excludeSources ?? []);
     const accept = filter || excluded.size > 0 ? (c: StoredChunk) => !excluded.has(c.source) && matchesFilter(c.metadata, filter) : undefined;
     const n = Math.max(k, this.fusion.candidates);
-    const lexical = mode === 'dense' ? [] : this.index.search(query, n, accept);
-    let queryVector: number[] | undefined;
-    let semantic: { chunk: StoredChunk; cosine: number }[] = [];
-    if (mode !== 'bm25' && this.dense) {
-      queryVector = await this.dense.embeddings.embedQuery(query);
-      const found = await this.dense.store.similaritySearchVectorWithScore(queryVector, n, filter);
-      semantic = found.flatMap(([doc, score]) => {
+    const lexicalScores = mode === 'dense' ? new Map<StoredChunk, number>() : this.index.scoreAll(query, accept);
+    const lexical = [...lexicalScores].sort((a, b) => b[1] - a[1]).slice(0, n).map(([chunk]) => chunk);
+    const dense = this.dense && mode !== 'bm25' ? this.dense : undefined;
+    const queryVector = dense ? await dense.embeddings.embedQuery(query) : undefined;
+    const semantic: StoredChunk[] = [];
+    const cosines = new Map<StoredChunk, number>();
+    if (dense && queryVector) {
+      for (const [doc, score] of await dense.store.similaritySearchVectorWithScore(queryVector, n, filter)) {
         const chunk = this.byId.get(doc.id ?? '');
-        return chunk && !excluded.has(chunk.source) ? [{ chunk, cosine: score }] : [];
-      });
+        if (!chunk || excluded.has(chunk.source)) continue;
+        semantic.push(chunk);
+        cosines.set(chunk, score);
+      }
     }
-    const cosineOf = new Map(semantic.map((s) => [s.chunk.id, s.cosine]));
-    const bm25Score = new Map(lexical.map((h) => [h.doc.id, h.score]));
-    const fused = reciprocalRankFusion(
-      [
-        { items: lexical.map((h) => h.doc), weight: 1 },
-        { items: semantic.map((s) => s.chunk), weight: this.fusion.denseWeight },
-      ],
-      (c) => c.id,
-      this.fusion.k,
-    );
-    const best = (1 + (semantic.length > 0 ? this.fusion.denseWeight : 0)) / (this.fusion.k + 1);
+    const cosineOf = (c: StoredChunk): number | undefined => {
+      if (!dense || !queryVector) return undefined;
+      let value = cosines.get(c);
+      if (value === undefined) cosines.set(c, (value = cosine(queryVector, dense.embeddings.embedText(passageText(c)))));
+      return value;
+    };
+
+    let ranked: { chunk: StoredChunk; score: number }[];
+    if (mode === 'bm25' || !dense) ranked = lexical.map((chunk) => ({ chunk, score: lexicalScores.get(chunk)! }));
+    else if (mode === 'dense') ranked = semantic.map((chunk) => ({ chunk, score: cosines.get(chunk)! }));
+    else if ((options.fusion ?? this.fusion.method) === 'rrf') {
+      const fused = reciprocalRankFusion([{ items: lexical }, { items: semantic }], (c) => c.id, this.fusion.rrfK);
+      const best = 2 / (this.fusion.rrfK + 1);
+      ranked = fused.map(({ item, score }) => ({ chunk: item, score: score / best }));
+    } else {
+      const candidates = [...new Set([...lexical, ...semantic])].map((chunk) => ({ item: chunk, lexical: lexicalScores.get(chunk) ?? 0, cosine: cosineOf(chunk)! }));
+      ranked = convexCombination(candidates, this.fusion.alpha).map(({ item, score }) => ({ chunk: item, score }));
+    }
+
+    const lexicalRank = new Map(lexical.map((c, i) => [c, i]));
+    const denseRank = new Map(semantic.map((c, i) => [c, i]));
     const seen = new Set<string>();
     const out: RetrievedPassage[] = [];
-    for (const { item: c, score, ranks } of fused) {
+    for (const { chunk: c, score } of ranked) {
       const key = c.text.replace(/\s+/g, ' ').trim();
       if (seen.has(key)) continue;
       seen.add(key);
-      const cos = cosineOf.get(c.id) ?? (queryVector && this.dense ? cosine(queryVector, this.dense.embeddings.encoder.embed(passageText(c))) : undefined);
+      const cos = cosineOf(c);
       out.push({
         id: c.id,
         source: c.source,
         title: c.title,
         text: c.text,
-        score: mode === 'bm25' ? bm25Score.get(c.id)! : mode === 'dense' ? cos! : score / best,
+        score,
         position: c.position,
         ...(c.page !== null ? { page: c.page } : {}),
         metadata: c.metadata,
-        ...(ranks[0] !== undefined ? { bm25Rank: ranks[0] } : {}),
-        ...(ranks[1] !== undefined ? { denseRank: ranks[1] } : {}),
+        ...(lexicalRank.has(c) ? { bm25Rank: lexicalRank.get(c)! } : {}),
+        ...(denseRank.has(c) ? { denseRank: denseRank.get(c)! } : {}),
         ...(cos !== undefined ? { cosine: cos } : {}),
       });
       if (out.length >= k) break;
@@ -427,8 +447,5 @@ function walk(dir: string): string[] {
 }
 
 function errorMessage(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  // pdf.js reports a damaged file in its own words; say it plainly.
-  if (/Invalid PDF structure|InvalidPDFException/i.test(message)) return 'not a readable PDF file';
-  return message;
+  return err instanceof Error ? err.message : String(err);
 }

@@ -31,7 +31,12 @@ const SEPARATORS = ['\n\n', '\n', '。', '！', '？', '；', '. ', '! ', '? ', 
  * long sections at paragraph and sentence ends, Chinese punctuation included.
  */
 export async function splitMarkdown(markdown: string, fallbackTitle: string, chunkSize = 700): Promise<Chunk[]> {
-  const splitter = new SentenceEndSplitter({ chunkSize, chunkOverlap: 80, separators: SEPARATORS, keepSeparator: true });
+  const splitter = new SentenceEndSplitter({
+    chunkSize,
+    chunkOverlap: 80,
+    separators: SEPARATORS,
+    keepSeparator: true,
+  });
   const sections: { path: string[]; lines: string[] }[] = [];
   const path: string[] = [];
   let current = { path: [] as string[], lines: [] as string[] };

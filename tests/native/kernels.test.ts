@@ -250,6 +250,15 @@ describe.skipIf(!hasNative)('native kernels match the cpu backend', () => {
     ] as [number[], number[], number[]][]) {
       parity(`slice [${shape}] at [${begin}] size [${sz}]`, (x) => tf.slice(x!, begin, sz), [floatInput(rng, shape)]);
     }
+    // PadV2 is also the gradient of slice (checked above); direct cases with a constant:
+    for (const [shape, paddings] of [
+      [[3, 17], [[1, 2], [0, 3]]],
+      [[1], [[0, 0]]],
+      [[2, 3, 5], [[0, 1], [2, 0], [1, 1]]],
+      [[64, 128], [[0, 0], [0, 0]]],
+    ] as [number[], [number, number][]][]) {
+      parity(`pad [${shape}] ${JSON.stringify(paddings)}`, (x) => tf.pad(x!, paddings, 0.5), [floatInput(rng, shape)]);
+    }
   });
 
   it('AddN', () => {

@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { LocalKnowledgeBase, RetrievalOnlyAnswerer, searchTerms, splitMarkdown } from '../../src/rag/index.ts';
 import type { AnswerEvent } from '../../src/core/index.ts';
@@ -63,13 +64,15 @@ describe('LocalKnowledgeBase', () => {
       'policies/travel.txt': 'Book flights through Skyroute at least 14 days ahead.',
       'zh/报销.md': '# 报销\n\n发票须在30天内提交到报销系统。',
       'scan.pdf': '%PDF-1.4 binary',
+      'deck.pptx': 'binary',
       'broken.md': Buffer.from([0xff, 0xfe, 0x00, 0xd8]),
     });
     const kb = new LocalKnowledgeBase(':memory:');
     const first = await kb.addPaths([dir, join(dir, 'missing-folder')]);
     expect(first.added.sort()).toEqual(['policies/leave.md', 'policies/travel.txt', 'zh/报销.md']);
-    expect(first.failed.map((f) => f.source).sort()).toEqual(['broken.md', join(dir, 'missing-folder'), 'scan.pdf'].sort());
-    expect(first.failed.find((f) => f.source === 'scan.pdf')!.reason).toMatch(/unsupported file type "\.pdf"/);
+    expect(first.failed.map((f) => f.source).sort()).toEqual(['broken.md', 'deck.pptx', join(dir, 'missing-folder'), 'scan.pdf'].sort());
+    expect(first.failed.find((f) => f.source === 'deck.pptx')!.reason).toMatch(/unsupported file type "\.pptx"/);
+    expect(first.failed.find((f) => f.source === 'scan.pdf')!.reason).toMatch(/not a readable PDF/);
     expect(first.failed.find((f) => f.source === 'broken.md')!.reason).toMatch(/UTF-8/);
 
     const again = await kb.addPaths([dir]);
@@ -105,6 +108,38 @@ describe('LocalKnowledgeBase', () => {
     expect(report.added).toEqual(['faq.md']);
     expect(report.failed.map((f) => f.source)).toEqual(['deck.pptx', 'gone.md']);
     expect((await kb.search('wifi password', 1))[0]?.source).toBe('faq.md');
+  });
+
+  it('tags passages with metadata that search can filter on, and re-indexes a file whose tags change', async () => {
+    const dir = folder({ 'a.md': '# Parking\n\nVisitor parking is at gate P3.', 'b.md': '# Parking\n\n访客停车在 P3 门。' });
+    const kb = new LocalKnowledgeBase(':memory:', { name: 'facilities' });
+    await kb.addPaths([join(dir, 'a.md')], { metadata: { team: 'rotterdam' } });
+    await kb.addPaths([join(dir, 'b.md')], { metadata: { team: 'shanghai' } });
+    const [hit] = await kb.retrieve('parking P3', 5, { filter: { team: 'shanghai' } });
+    expect(hit).toMatchObject({ source: 'b.md', metadata: { team: 'shanghai', kb: 'facilities', format: 'markdown', title: 'Parking', position: 0 } });
+    expect((await kb.retrieve('parking P3', 5, { filter: { team: 'rotterdam' } })).map((h) => h.source)).toEqual(['a.md']);
+    expect((await kb.addPaths([join(dir, 'a.md')], { metadata: { team: 'rotterdam' } })).unchanged).toEqual(['a.md']);
+    expect((await kb.addPaths([join(dir, 'a.md')], { metadata: { team: 'all' } })).updated).toEqual(['a.md']);
+  });
+
+  it('drops a passage that is an exact copy of a better-ranked one', async () => {
+    const text = '# FAQ\n\nThe wifi password rotates monthly.';
+    const kb = new LocalKnowledgeBase(':memory:');
+    await kb.addPaths([folder({ 'faq.md': text, 'copy-of-faq.md': text })]);
+    expect(await kb.search('wifi password', 5)).toHaveLength(1);
+  });
+
+  it('upgrades a knowledge base file written by the first version in place', async () => {
+    const file = join(folder({}), 'old.db');
+    const old = new Database(file);
+    old.exec(`CREATE TABLE sources (source TEXT PRIMARY KEY, title TEXT NOT NULL, hash TEXT NOT NULL, indexed_at INTEGER NOT NULL);
+      CREATE TABLE chunks (source TEXT NOT NULL, position INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (source, position));
+      INSERT INTO sources VALUES ('a.md', 'A', 'h', 1);
+      INSERT INTO chunks VALUES ('a.md', 0, 'A', 'The canteen opens at 11:30.');`);
+    old.close();
+    const kb = new LocalKnowledgeBase(file);
+    expect((await kb.retrieve('canteen opens', 1))[0]).toMatchObject({ source: 'a.md', metadata: { format: 'markdown' } });
+    kb.close();
   });
 
   it('persists across reopening', async () => {

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 /** The addon's functions (see native/src/addon.cc for the argument order of each). */
 export interface NativeAddon {
+  /** Version of the function signatures (native/src/addon.cc). */
+  abi: number;
   info(): { threads: number; blas: string };
   setThreads(n: number): void;
   matmul(
@@ -34,6 +36,7 @@ export interface NativeAddon {
   addN(xs: Float32Array[], y: Float32Array): void;
   copyBlock(src: Float32Array, srcOffset: number, srcStride: number, dst: Float32Array, dstOffset: number, dstStride: number, rows: number, cols: number): void;
   slice(x: Float32Array, shape: number[], begin: number[], size: number[], y: Float32Array): void;
+  pad(x: Float32Array, xShape: number[], before: number[], yShape: number[], value: number, y: Float32Array): void;
   softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
   logSoftmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
   softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, cols: number): void;
@@ -102,6 +105,19 @@ export interface NativeAddon {
     d: number,
     scale: number,
   ): void;
+  decodeLayer(
+    x: Float32Array,
+    kT: Float32Array,
+    v: Float32Array,
+    weights: (Float32Array | null)[],
+    xOut: Float32Array,
+    kTOut: Float32Array,
+    vOut: Float32Array,
+    c: number,
+    heads: number,
+    past: number,
+    eps: number,
+  ): void;
   crossEntropy(logits: Float32Array, targets: Int32Array, probs: Float32Array, rows: number, vocab: number): [number, number];
   crossEntropyGrad(probs: Float32Array, targets: Int32Array, dlogits: Float32Array, rows: number, vocab: number, scale: number): void;
   adamw(
@@ -129,6 +145,8 @@ export interface NativeAddon {
 export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
 
 const ADDON_FILE = path.join('native', 'build', 'teamllm_native.node');
+/** The addon.cc `abi` these bindings are written for. */
+const ABI = 1;
 
 /** native/build/teamllm_native.node in this checkout (searched upward from this file), or $TEAMLLM_NATIVE_ADDON. */
 function findAddon(): string | undefined {
@@ -205,7 +223,10 @@ function tryLoad(): AddonLoad {
     const require = createRequire(import.meta.url);
     const addon = require(addonPath) as NativeAddon;
     if (typeof addon.matmul !== 'function' || typeof addon.info !== 'function') {
-      return { ok: false, reason: `${addonPath} is not the teamllm addon (rebuild it)` };
+      return { ok: false, reason: `${addonPath} is not the teamllm addon (rebuild it: node scripts/build-native.mjs)` };
+    }
+    if (addon.abi !== ABI) {
+      return { ok: false, reason: `${addonPath} was built from other sources (abi ${addon.abi}, expected ${ABI}); rebuild it: node scripts/build-native.mjs` };
     }
     addon.info();
     return { ok: true, addon, path: addonPath };

@@ -29,7 +29,21 @@ interface BufferRecord {
 /** Upper bound of memory held in the pool (bytes); $TEAMLLM_NATIVE_POOL_MB overrides it. */
 function poolLimitBytes(): number {
   const mb = Number(process.env.TEAMLLM_NATIVE_POOL_MB);
-  return (Number.isFinite(mb) && mb >= 0 ? mb : 1024) * 1024 * 1024;
+  return (Number.isFinite(mb) && mb >= 0 ? mb : 512) * 1024 * 1024;
+}
+
+/** Sizes from here on are rounded up to a size class (so that growing tensors reuse buffers). */
+const CLASS_FROM = 16 * 1024;
+
+/**
+ * The size class of n elements: n rounded up to one of 8 steps per power of two (at most 12.5%
+ * unused). A KV cache grows by one position per generated token; with exact sizes no buffer would
+ * ever be reused.
+ */
+export function sizeClass(n: number): number {
+  if (n < CLASS_FROM) return n;
+  const step = 2 ** (Math.floor(Math.log2(n)) - 3);
+  return Math.ceil(n / step) * step;
 }
 
 export class NativeBackend extends MathBackendCPU {
@@ -37,6 +51,8 @@ export class NativeBackend extends MathBackendCPU {
   private pooledBytes = 0;
   private readonly maxPooledBytes = poolLimitBytes();
   private readonly buffers = new Map<ArrayBufferLike, BufferRecord>();
+  /** Whole arrays behind the buffers alloc() made (a tensor may hold a shorter view of one). */
+  private readonly bases = new WeakMap<ArrayBufferLike, Float32Array>();
   private writingKernelOutput = false;
   /** Pool statistics (for benchmarks and tests). */
   readonly poolStats = { hits: 0, misses: 0, recycled: 0 };
@@ -47,17 +63,23 @@ export class NativeBackend extends MathBackendCPU {
     (this as unknown as { firstUse: boolean }).firstUse = false;
   }
 
-  /** A float32 array of `size` elements for a kernel output. Contents are NOT zeroed. */
+  /**
+   * A float32 array of `size` elements for a kernel output. Contents are NOT zeroed. Large sizes
+   * come as a view on a buffer of their size class.
+   */
   alloc(size: number): Float32Array {
-    const list = this.free.get(size);
-    const reused = list?.pop();
-    if (reused) {
-      this.pooledBytes -= reused.byteLength;
+    const cls = sizeClass(size);
+    const list = this.free.get(cls);
+    let base = list?.pop();
+    if (base) {
+      this.pooledBytes -= base.byteLength;
       this.poolStats.hits++;
-      return reused;
+    } else {
+      this.poolStats.misses++;
+      base = new Float32Array(cls);
+      this.bases.set(base.buffer, base);
     }
-    this.poolStats.misses++;
-    return new Float32Array(size);
+    return cls === size ? base : base.subarray(0, size);
   }
 
   /** A kernel output holding `values` (from alloc, or any array the kernel made). */
@@ -135,8 +157,12 @@ export class NativeBackend extends MathBackendCPU {
       if (!kernelOutput) rec.array = null;
       return;
     }
-    const whole = values instanceof Float32Array && values.byteOffset === 0 && values.byteLength === buffer.byteLength;
-    this.buffers.set(buffer, { refs: 1, array: kernelOutput && whole ? (values as Float32Array) : null });
+    let array: Float32Array | null = null;
+    if (kernelOutput && values instanceof Float32Array && values.byteOffset === 0) {
+      if (values.byteLength === buffer.byteLength) array = values;
+      else array = this.bases.get(buffer) ?? null; // a view from alloc(): recycle its whole buffer
+    }
+    this.buffers.set(buffer, { refs: 1, array });
   }
 
   private escape(values: backend_util.BackendValues): void {
@@ -153,15 +179,20 @@ export class NativeBackend extends MathBackendCPU {
     if (--rec.refs > 0) return;
     this.buffers.delete(buffer);
     const array = rec.array;
-    if (!array || this.pooledBytes + array.byteLength > this.maxPooledBytes) return;
-    let list = this.free.get(array.length);
-    if (!list) {
-      list = [];
-      this.free.set(array.length, list);
-    }
+    if (!array || array.byteLength > this.maxPooledBytes) return;
+    // The map's order is the sizes' recency: re-inserting moves this size to the end.
+    const list = this.free.get(array.length) ?? [];
+    this.free.delete(array.length);
+    this.free.set(array.length, list);
     list.push(array);
     this.pooledBytes += array.byteLength;
     this.poolStats.recycled++;
+    // Over the cap: drop buffers of the least recently freed sizes (e.g. a KV cache's old sizes).
+    for (const [len, old] of this.free) {
+      if (this.pooledBytes <= this.maxPooledBytes) break;
+      while (old.length > 0 && this.pooledBytes > this.maxPooledBytes) this.pooledBytes -= old.pop()!.byteLength;
+      if (old.length === 0) this.free.delete(len);
+    }
   }
 }
 

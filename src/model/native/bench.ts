@@ -2,14 +2,15 @@
  * Micro-benchmarks of the native backend, side by side with the other backends in one process
  * (the machine may be shared: compare ratios from one run, not absolute numbers across runs).
  *
- *   node --import tsx src/model/native/bench.ts [train] [generate] [matmul] [--steps N]
- *     [--backends wasm,native,native-fused] [--profile]
+ *   node --import tsx src/model/native/bench.ts [matmul] [train] [generate] [converge]
+ *     [--steps N] [--tokens N] [--iters N] [--backends wasm,native,native-fused] [--profile]
  *
  * - train: the nanoGPT baby-GPT training step (forward, backward, grad norm, AdamW) on random
  *   tokens; `native` runs src/model/gpt.ts unchanged on the native kernels, `native-fused` runs the
  *   same model through the fused ops (./gpt-native.ts, i.e. what the wiring gives).
  * - generate: tokens/s of the ~10M model (gpt-10m shape, 65-token vocabulary) with the KV cache.
  * - matmul: GFLOP/s of the baby GPT's products, and the machine's sgemm peak.
+ * - converge: the whole nanoGPT run (2000 iterations) and its final validation loss.
  * Ends with one key=value line.
  */
 import { parseArgs } from 'node:util';
@@ -25,6 +26,12 @@ import { initBackend } from '../backend.ts';
 import { loadNativeBackend, measureSgemmPeak, nativeInfo } from './index.ts';
 import { nativeForwardCached, nativeLoss } from './gpt-native.ts';
 import { formatProfile, profiler } from './profile.ts';
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { TokenDataset } from '../../training/dataset.ts';
+import { learningRateAt } from '../../training/schedule.ts';
+import { CharTokenizer } from '../tokenizer/char.ts';
+import { mixSeed } from '../random.ts';
 
 export const BABY_GPT: GPTConfig = { vocabSize: 65, blockSize: 64, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: false };
 export const GPT_10M: GPTConfig = { vocabSize: 65, blockSize: 256, nLayer: 6, nHead: 6, nEmbd: 384, dropout: 0, bias: false };
@@ -125,7 +132,12 @@ export async function benchTrainStep(mode: BenchMode, steps: number, options: { 
 }
 
 /** Tokens/s generating `tokens` tokens one at a time with the KV cache (greedy, no sampling cost). */
-export async function benchGenerate(mode: BenchMode, tokens: number, config: GPTConfig = GPT_10M): Promise<{ mode: BenchMode; tokensPerSec: number; firstTokenMs: number }> {
+export async function benchGenerate(
+  mode: BenchMode,
+  tokens: number,
+  config: GPTConfig = GPT_10M,
+  profile = false,
+): Promise<{ mode: BenchMode; tokensPerSec: number; firstTokenMs: number; profile?: string }> {
   await activate(mode);
   const model = GPT.create(config, 7);
   const fused = mode === 'native-fused';
@@ -150,9 +162,71 @@ export async function benchGenerate(mode: BenchMode, tokens: number, config: GPT
     return { first, total };
   };
   run(8); // warm up
+  if (profile) profiler.start();
   const { first, total } = run(tokens);
+  const table = profile ? formatProfile(profiler.stop(), tokens) : undefined;
   model.dispose();
-  return { mode, tokensPerSec: (tokens * 1000) / total, firstTokenMs: first };
+  return { mode, tokensPerSec: (tokens * 1000) / total, firstTokenMs: first, ...(table ? { profile: table } : {}) };
+}
+
+/**
+ * The full nanoGPT baby-GPT run (the `nanogpt-cpu` preset's hyper-parameters, tinyshakespeare,
+ * characters as tokens, same batches and seeds as src/training/pretrain.ts), for checking that
+ * the native path still reaches the reference validation loss. Returns the final val loss (over
+ * `evalIters` fixed batches) and the median ms per iteration.
+ */
+export async function trainNanoGpt(
+  mode: BenchMode,
+  iters: number,
+  options: { data?: string; evalIters?: number; log?: (line: string) => void } = {},
+): Promise<{ valLoss: number; msMedian: number; iters: number }> {
+  await activate(mode);
+  const data = options.data ?? ['../shared/data/tinyshakespeare.txt', '/work/shared/data/tinyshakespeare.txt'].find((p) => existsSync(p));
+  if (!data) throw new Error('tinyshakespeare.txt not found');
+  const text = await readFile(data, 'utf8');
+  const tokenizer = CharTokenizer.fromText(text);
+  const dataset = TokenDataset.fromTokens(tokenizer.encode(text), 0.9);
+  const seed = 1337;
+  const config: GPTConfig = { ...BABY_GPT, vocabSize: tokenizer.vocabSize };
+  const model = GPT.create(config, seed);
+  const names = model.paramNames;
+  const decays = new Set(model.specs.filter((s) => s.decay).map((s) => s.name));
+  const opt = new AdamW({ beta1: 0.9, beta2: 0.99, weightDecay: 0.1 }, (n) => decays.has(n));
+  const schedule = { learningRate: 1e-3, minLearningRate: 1e-4, warmupIters: Math.min(100, Math.floor(iters / 10)), decayIters: iters };
+  const fused = mode === 'native-fused';
+  const lossOf = (x: tf.Tensor, y: tf.Tensor, ps?: tf.Tensor[]) => (fused ? nativeLoss(model, x, y, ps) : model.loss(x, y, {}, ps));
+  let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
+  const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => lossOf(batch!.x, batch!.y, ps));
+  const times: number[] = [];
+  for (let step = 0; step < iters; step++) {
+    const t0 = performance.now();
+    batch = dataset.batch('train', 12, config.blockSize, seed, step, 0);
+    const res = tf.tidy(() => lossAndGrads(model.paramList()));
+    batch.x.dispose();
+    batch.y.dispose();
+    const loss = res.value.dataSync()[0]!;
+    res.value.dispose();
+    const norm = globalNorm(res.grads);
+    const scale = norm > 1 ? 1 / (norm + 1e-6) : 1;
+    model.setParams(opt.apply(model.params, new Map(names.map((n, i) => [n, res.grads[i]!])), learningRateAt(step, schedule), scale));
+    res.grads.forEach((g) => g.dispose());
+    times.push(performance.now() - t0);
+    if (!Number.isFinite(loss)) throw new Error(`diverged at step ${step}`);
+    if ((step + 1) % 250 === 0) options.log?.(`step ${step + 1}: loss ${loss.toFixed(4)}, ${median(times.slice(-250)).toFixed(1)} ms/iter`);
+  }
+  let total = 0;
+  const evalIters = options.evalIters ?? 200;
+  for (let i = 0; i < evalIters; i++) {
+    const v = tf.tidy(() => {
+      const { x, y } = dataset.batch('val', 12, config.blockSize, mixSeed(seed, 777), i);
+      return lossOf(x, y);
+    });
+    total += v.dataSync()[0]!;
+    v.dispose();
+  }
+  opt.dispose();
+  model.dispose();
+  return { valLoss: total / evalIters, msMedian: median(times), iters };
 }
 
 /** GFLOP/s of the baby GPT's matrix products on the active backend. */
@@ -190,6 +264,7 @@ async function main(): Promise<void> {
     options: {
       steps: { type: 'string', default: '20' },
       tokens: { type: 'string', default: '100' },
+      iters: { type: 'string', default: '2000' },
       backends: { type: 'string', default: 'wasm,native,native-fused' },
       profile: { type: 'boolean', default: false },
     },
@@ -218,10 +293,18 @@ async function main(): Promise<void> {
       figures.push(`${mode}_peak_share=${((4.3e9 / (r.msMedian / 1000) / 1e9 / peak) * 100).toFixed(1)}%`);
     }
   }
+  if (what.includes('converge')) {
+    for (const mode of modes) {
+      const r = await trainNanoGpt(mode, Number(values.iters), { log: (l) => process.stderr.write(`${mode} ${l}\n`) });
+      process.stderr.write(`${mode.padEnd(13)} nanogpt-cpu ${r.iters} iters: val loss ${r.valLoss.toFixed(4)}, ${r.msMedian.toFixed(1)} ms/iter median\n`);
+      figures.push(`${mode}_val_loss=${r.valLoss.toFixed(4)} ${mode}_train_ms_per_iter=${r.msMedian.toFixed(1)}`);
+    }
+  }
   if (what.includes('generate')) {
     for (const mode of modes) {
-      const r = await benchGenerate(mode, Number(values.tokens));
+      const r = await benchGenerate(mode, Number(values.tokens), GPT_10M, values.profile);
       process.stderr.write(`${mode.padEnd(13)} generate gpt-10m: ${r.tokensPerSec.toFixed(1)} tokens/s, first token ${r.firstTokenMs.toFixed(1)} ms\n`);
+      if (r.profile) process.stderr.write(`${r.profile}\n`);
       figures.push(`${mode}_gen_tokens_per_s=${r.tokensPerSec.toFixed(1)}`);
     }
   }

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { GPT, KVCache, LayerCache, Params } from '../gpt.ts';
-import { causalAttention, crossEntropy, gelu, layerNorm, linear, selfAttention } from './ops.ts';
+import { causalAttention, crossEntropy, decodeLayer, gelu, layerNorm, linear, selfAttention } from './ops.ts';
 
 function resolve(model: GPT, params?: Params | Tensor[]): Params {
   if (!params) return model.params;
@@ -72,6 +72,37 @@ function cachedAttention(
   return linear(merged, p.get(`${h}.attn.c_proj.weight`)!, p.get(`${h}.attn.c_proj.bias`));
 }
 
+/** The trunk for one token after the prompt: one fused kernel per block. */
+function decodeTrunk(model: GPT, idx: Tensor, cache: KVCache, out: LayerCache[]): Tensor {
+  const p = model.params;
+  const get = (name: string) => p.get(name);
+  const tok = tf.gather(get('transformer.wte.weight')!, idx);
+  const pos = tf.slice(get('transformer.wpe.weight')!, [cache.length, 0], [1, -1]);
+  let x = tf.add(tok, pos);
+  for (let i = 0; i < model.config.nLayer; i++) {
+    const h = `transformer.h.${i}`;
+    const w = {
+      ln1w: get(`${h}.ln_1.weight`)!,
+      ln1b: get(`${h}.ln_1.bias`),
+      attnw: get(`${h}.attn.c_attn.weight`)!,
+      attnb: get(`${h}.attn.c_attn.bias`),
+      projw: get(`${h}.attn.c_proj.weight`)!,
+      projb: get(`${h}.attn.c_proj.bias`),
+      ln2w: get(`${h}.ln_2.weight`)!,
+      ln2b: get(`${h}.ln_2.bias`),
+      fcw: get(`${h}.mlp.c_fc.weight`)!,
+      fcb: get(`${h}.mlp.c_fc.bias`),
+      fc2w: get(`${h}.mlp.c_proj.weight`)!,
+      fc2b: get(`${h}.mlp.c_proj.bias`),
+    };
+    const layer = cache.layers[i]!;
+    const [y, kT, v] = decodeLayer(x, layer.kT, layer.v, w);
+    out[i] = { kT, v };
+    x = y;
+  }
+  return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));
+}
+
 /** Tied output projection x · wteᵀ, with the transpose as a flag of the product. */
 function head(model: GPT, p: Params, x: Tensor): Tensor {
   const C = model.config.nEmbd;
@@ -100,7 +131,8 @@ export function nativeForwardCached(model: GPT, idx: Tensor, cache: KVCache): Te
   }
   const next: LayerCache[] = [];
   const logits = tf.tidy(() => {
-    const x = trunk(model, model.params, idx, cache.length, { past: cache.layers, out: next });
+    const single = idx.shape[0] === 1 && n === 1 && cache.length > 0 && cache.layers.length === model.config.nLayer;
+    const x = single ? decodeTrunk(model, idx, cache, next) : trunk(model, model.params, idx, cache.length, { past: cache.layers, out: next });
     const [B, T, C] = x.shape as [number, number, number];
     const last = T === 1 ? tf.reshape(x, [B, C]) : tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]);
     const out = head(model, model.params, last);

@@ -308,6 +308,19 @@ function makeSlice(addon: NativeAddon): Impl {
   };
 }
 
+function makePadV2(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb, fallback) => {
+    const x = inputs.x as TensorInfo;
+    const paddings = attrs?.paddings as [number, number][] | undefined;
+    if (x.dtype !== 'float32' || !paddings || paddings.length !== x.shape.length || x.shape.length > 8) {
+      return fallback({ inputs, backend: nb, attrs });
+    }
+    const outShape = x.shape.map((d, i) => paddings[i]![0] + d + paddings[i]![1]);
+    const before = paddings.map((p) => p[0]);
+    return produce(nb, outShape, (out) => addon.pad(f32(nb, x), [...x.shape], before, outShape, Number(attrs?.constantValue ?? 0), out));
+  };
+}
+
 // ---- embeddings --------------------------------------------------------------------------------
 
 function makeGather(addon: NativeAddon): Impl {
@@ -373,6 +386,7 @@ export const FUSED = {
   attentionGrad: 'TeamllmNativeAttentionGrad',
   selfAttention: 'TeamllmNativeSelfAttention',
   selfAttentionGrad: 'TeamllmNativeSelfAttentionGrad',
+  decodeLayer: 'TeamllmNativeDecodeLayer',
   crossEntropy: 'TeamllmNativeCrossEntropy',
   crossEntropyGrad: 'TeamllmNativeCrossEntropyGrad',
 } as const;
@@ -454,6 +468,24 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const d = c3 / 3 / heads;
       return produce(nb, [b, t, c3], (out) => addon.selfAttentionGrad(f32(nb, qkv), f32(nb, p), f32(nb, dy), out, b, t, heads, d, Number(attrs?.scale)));
     },
+    [FUSED.decodeLayer]: ({ inputs, attrs }, nb) => {
+      // x [1, 1, c], kT [1, heads, d, past], v [1, heads, past, d] + the block's weights
+      // -> x [1, 1, c], kT [1, heads, d, past + 1], v [1, heads, past + 1, d]
+      const t = inputs as Record<string, TensorInfo | undefined>;
+      const [, heads, d, past] = t.kT!.shape as [number, number, number, number];
+      const c = heads * d;
+      const names = ['ln1w', 'ln1b', 'attnw', 'attnb', 'projw', 'projb', 'ln2w', 'ln2b', 'fcw', 'fcb', 'fc2w', 'fc2b'];
+      const weights = names.map((n) => (t[n] ? f32(nb, t[n]) : null));
+      const x = nb.alloc(c);
+      const kT = nb.alloc(c * (past + 1));
+      const v = nb.alloc(c * (past + 1));
+      addon.decodeLayer(f32(nb, t.x!), f32(nb, t.kT!), f32(nb, t.v!), weights, x, kT, v, c, heads, past, Number(attrs?.eps ?? 1e-5));
+      return [
+        nb.output([1, 1, c], 'float32', x),
+        nb.output([1, heads, d, past + 1], 'float32', kT),
+        nb.output([1, heads, past + 1, d], 'float32', v),
+      ];
+    },
     [FUSED.crossEntropy]: ({ inputs }, nb) => {
       // logits [rows, vocab], targets int32 [rows] -> [mean loss, softmax probabilities, count]
       const { logits, targets } = inputs as { logits: TensorInfo; targets: TensorInfo };
@@ -486,6 +518,7 @@ function overrides(addon: NativeAddon): Record<string, Impl> {
     SplitV: makeSplitV(addon),
     Concat: makeConcat(addon),
     Slice: makeSlice(addon),
+    PadV2: makePadV2(addon),
     Softmax: makeSoftmax(addon),
     GatherV2: makeGather(addon),
     UnsortedSegmentSum: makeUnsortedSegmentSum(addon),

@@ -169,3 +169,30 @@ export function selfAttention(qkv: Tensor, nHead: number, scale?: number): Tenso
   }
   return op(qkv);
 }
+
+/** One transformer block's weights (biases optional), as named in gpt.ts. */
+export interface BlockWeights {
+  ln1w: Tensor;
+  ln1b?: Tensor;
+  attnw: Tensor;
+  attnb?: Tensor;
+  projw: Tensor;
+  projb?: Tensor;
+  ln2w: Tensor;
+  ln2b?: Tensor;
+  fcw: Tensor;
+  fcb?: Tensor;
+  fc2w: Tensor;
+  fc2b?: Tensor;
+}
+
+/**
+ * One block for one new token with a KV cache (batch 1, inference only, no gradient): x [1, 1, C]
+ * and the cache in gpt.ts's layout (kT [1, H, hs, past], v [1, H, past, hs], past >= 1) ->
+ * [x, kT, v] with the cache one position longer. Same result as the block in gpt.ts, in one kernel.
+ */
+export function decodeLayer(x: Tensor, kT: Tensor, v: Tensor, w: BlockWeights, eps = 1e-5): [Tensor, Tensor, Tensor] {
+  const inputs: Record<string, Tensor> = { x, kT, v };
+  for (const [k, t] of Object.entries(w)) if (t) inputs[k] = t;
+  return run(FUSED.decodeLayer, inputs, { eps }) as [Tensor, Tensor, Tensor];
+}

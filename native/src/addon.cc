@@ -1,0 +1,449 @@
+// Node-API bindings: thin wrappers that check their arguments and call the kernels.
+//
+// Every array argument is a typed array owned by JavaScript (the tfjs backend's tensor storage),
+// used in place: no copies. Sizes are checked here, before any kernel runs, because a kernel that
+// reads past an array would crash the whole process instead of throwing.
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "pool.h"
+
+namespace {
+
+using namespace teamllm;
+
+struct F32 {
+  float* data;
+  int64_t size;
+};
+
+[[noreturn]] void fail(const Napi::CallbackInfo& info, const std::string& msg) {
+  throw Napi::TypeError::New(info.Env(), "teamllm_native: " + msg);
+}
+
+F32 f32(const Napi::CallbackInfo& info, size_t i, int64_t min_size, bool optional = false) {
+  const Napi::Value v = info[i];
+  if (optional && (v.IsNull() || v.IsUndefined())) return {nullptr, 0};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    fail(info, "argument " + std::to_string(i) + " must be a Float32Array");
+  auto a = v.As<Napi::Float32Array>();
+  const int64_t n = static_cast<int64_t>(a.ElementLength());
+  if (n < min_size)
+    fail(info, "argument " + std::to_string(i) + " has " + std::to_string(n) +
+                   " elements, needs " + std::to_string(min_size));
+  return {a.Data(), n};
+}
+
+const int32_t* i32(const Napi::CallbackInfo& info, size_t i, int64_t min_size) {
+  const Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    fail(info, "argument " + std::to_string(i) + " must be an Int32Array");
+  auto a = v.As<Napi::Int32Array>();
+  if (static_cast<int64_t>(a.ElementLength()) < min_size)
+    fail(info, "argument " + std::to_string(i) + " is too short");
+  return a.Data();
+}
+
+int64_t num(const Napi::CallbackInfo& info, size_t i) {
+  const Napi::Value v = info[i];
+  if (!v.IsNumber()) fail(info, "argument " + std::to_string(i) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (d < 0) fail(info, "argument " + std::to_string(i) + " must not be negative");
+  return static_cast<int64_t>(d);
+}
+
+double real(const Napi::CallbackInfo& info, size_t i) {
+  const Napi::Value v = info[i];
+  if (!v.IsNumber()) fail(info, "argument " + std::to_string(i) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool flag(const Napi::CallbackInfo& info, size_t i) { return info[i].ToBoolean().Value(); }
+
+// A shape: a JS array of up to 8 non-negative integers.
+int shape(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
+  if (!info[i].IsArray()) fail(info, "argument " + std::to_string(i) + " must be a shape array");
+  auto a = info[i].As<Napi::Array>();
+  const uint32_t n = a.Length();
+  if (n > 8) fail(info, "rank above 8 is not supported");
+  for (uint32_t k = 0; k < n; k++) {
+    const Napi::Value d = a.Get(k);
+    if (!d.IsNumber()) fail(info, "shape entries must be numbers");
+    out[k] = static_cast<int64_t>(d.As<Napi::Number>().DoubleValue());
+    if (out[k] < 0) fail(info, "shape entries must not be negative");
+  }
+  return static_cast<int>(n);
+}
+
+int64_t product(const int64_t* s, int n) {
+  int64_t p = 1;
+  for (int i = 0; i < n; i++) p *= s[i];
+  return p;
+}
+
+// info(): {threads, blas}
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("threads", pool().size());
+  o.Set("blas", std::string(blas_config()));
+  return o;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  pool().resize(static_cast<int>(num(info, 0)));
+  return info.Env().Undefined();
+}
+
+// matmul(a, b, c, batchA, batchB, m, n, k, transA, transB, bias|null, activation, alpha)
+Napi::Value MatMul(const Napi::CallbackInfo& info) {
+  const int64_t ba = num(info, 3), bb = num(info, 4), m = num(info, 5), n = num(info, 6),
+                k = num(info, 7);
+  const int64_t batch = std::max(ba, bb);
+  if (ba < 1 || bb < 1 || (ba != bb && ba != 1 && bb != 1)) fail(info, "bad batch sizes");
+  F32 a = f32(info, 0, ba * m * k), b = f32(info, 1, bb * k * n), c = f32(info, 2, batch * m * n);
+  F32 bias = f32(info, 10, 1, true);
+  if (bias.data && bias.size != 1 && bias.size != n) fail(info, "bias must have 1 or n elements");
+  batch_matmul(a.data, b.data, c.data, ba, bb, m, n, k, flag(info, 8), flag(info, 9), bias.data,
+               bias.size, static_cast<int>(num(info, 11)), static_cast<float>(real(info, 12)));
+  return info.Env().Undefined();
+}
+
+// unary(op, x, y)
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  F32 x = f32(info, 1, 0);
+  F32 y = f32(info, 2, x.size);
+  unary(static_cast<int>(num(info, 0)), x.data, y.data, x.size);
+  return info.Env().Undefined();
+}
+
+// binary(op, a, aShape, b, bShape, y, yShape): shapes aligned to the same rank.
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  int64_t as[8], bs[8], ys[8];
+  const int ra = shape(info, 2, as), rb = shape(info, 4, bs), ry = shape(info, 6, ys);
+  if (ra != ry || rb != ry) fail(info, "binary: shapes must have the output's rank");
+  for (int i = 0; i < ry; i++) {
+    if ((as[i] != ys[i] && as[i] != 1) || (bs[i] != ys[i] && bs[i] != 1))
+      fail(info, "binary: shapes do not broadcast to the output");
+  }
+  F32 a = f32(info, 1, product(as, ra)), b = f32(info, 3, product(bs, rb)),
+      y = f32(info, 5, product(ys, ry));
+  if (product(ys, ry) == 0) return info.Env().Undefined();
+  binary(static_cast<int>(num(info, 0)), a.data, as, b.data, bs, y.data, ys, ry);
+  return info.Env().Undefined();
+}
+
+// transpose(x, shape, perm, y)
+Napi::Value Transpose(const Napi::CallbackInfo& info) {
+  int64_t s[8], p[8];
+  const int r = shape(info, 1, s);
+  if (shape(info, 2, p) != r) fail(info, "transpose: perm must have the input's rank");
+  bool seen[8] = {false, false, false, false, false, false, false, false};
+  for (int i = 0; i < r; i++) {
+    if (p[i] >= r || seen[p[i]]) fail(info, "transpose: bad permutation");
+    seen[p[i]] = true;
+  }
+  const int64_t total = product(s, r);
+  F32 x = f32(info, 0, total), y = f32(info, 3, total);
+  if (total == 0) return info.Env().Undefined();
+  transpose(x.data, s, p, r, y.data);
+  return info.Env().Undefined();
+}
+
+// reduce(op, x, y, outer, mid, inner)
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  const int64_t outer = num(info, 3), mid = num(info, 4), inner = num(info, 5);
+  F32 x = f32(info, 1, outer * mid * inner), y = f32(info, 2, outer * inner);
+  reduce(static_cast<int>(num(info, 0)), x.data, y.data, outer, mid, inner);
+  return info.Env().Undefined();
+}
+
+// copyBlock(src, srcOffset, srcStride, dst, dstOffset, dstStride, rows, cols)
+Napi::Value CopyBlock(const Napi::CallbackInfo& info) {
+  const int64_t so = num(info, 1), ss = num(info, 2), dof = num(info, 4), ds = num(info, 5),
+                rows = num(info, 6), cols = num(info, 7);
+  if (rows == 0 || cols == 0) return info.Env().Undefined();
+  if (cols > ss || cols > ds) fail(info, "copyBlock: rows overlap");
+  F32 src = f32(info, 0, so + (rows - 1) * ss + cols), dst = f32(info, 3, dof + (rows - 1) * ds + cols);
+  copy_block(src.data + so, ss, dst.data + dof, ds, rows, cols);
+  return info.Env().Undefined();
+}
+
+// slice(x, shape, begin, size, y)
+Napi::Value Slice(const Napi::CallbackInfo& info) {
+  int64_t s[8], b[8], z[8];
+  const int r = shape(info, 1, s);
+  if (shape(info, 2, b) != r || shape(info, 3, z) != r) fail(info, "slice: ranks differ");
+  for (int i = 0; i < r; i++)
+    if (b[i] + z[i] > s[i]) fail(info, "slice: out of bounds");
+  F32 x = f32(info, 0, product(s, r)), y = f32(info, 4, product(z, r));
+  slice(x.data, s, b, z, r, y.data);
+  return info.Env().Undefined();
+}
+
+// pad(x, xShape, before, yShape, value, y)
+Napi::Value Pad(const Napi::CallbackInfo& info) {
+  int64_t xs[8], bf[8], ys[8];
+  const int r = shape(info, 1, xs);
+  if (shape(info, 2, bf) != r || shape(info, 3, ys) != r) fail(info, "pad: ranks differ");
+  for (int i = 0; i < r; i++)
+    if (bf[i] + xs[i] > ys[i]) fail(info, "pad: x does not fit");
+  F32 x = f32(info, 0, product(xs, r)), y = f32(info, 5, product(ys, r));
+  pad(x.data, xs, bf, ys, r, static_cast<float>(real(info, 4)), y.data);
+  return info.Env().Undefined();
+}
+
+// addN([x...], y)
+Napi::Value AddN(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray()) fail(info, "addN: first argument must be an array");
+  auto list = info[0].As<Napi::Array>();
+  F32 y = f32(info, 1, 0);
+  std::vector<const float*> xs;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    const Napi::Value v = list.Get(i);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      fail(info, "addN: inputs must be Float32Arrays");
+    auto a = v.As<Napi::Float32Array>();
+    if (static_cast<int64_t>(a.ElementLength()) < y.size) fail(info, "addN: input too short");
+    xs.push_back(a.Data());
+  }
+  add_n(xs.data(), static_cast<int>(xs.size()), y.data, y.size);
+  return info.Env().Undefined();
+}
+
+// softmax(x, y, rows, cols) / logSoftmax(...)
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 2), cols = num(info, 3);
+  F32 x = f32(info, 0, rows * cols), y = f32(info, 1, rows * cols);
+  softmax(x.data, y.data, rows, cols);
+  return info.Env().Undefined();
+}
+
+Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 2), cols = num(info, 3);
+  F32 x = f32(info, 0, rows * cols), y = f32(info, 1, rows * cols);
+  log_softmax(x.data, y.data, rows, cols);
+  return info.Env().Undefined();
+}
+
+// softmaxGrad(y, dy, dx, rows, cols)
+Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 3), cols = num(info, 4);
+  const int64_t n = rows * cols;
+  F32 y = f32(info, 0, n), dy = f32(info, 1, n), dx = f32(info, 2, n);
+  softmax_grad(y.data, dy.data, dx.data, rows, cols);
+  return info.Env().Undefined();
+}
+
+// layerNorm(x, w, b|null, y, mean, rstd, rows, cols, eps)
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 6), cols = num(info, 7);
+  F32 x = f32(info, 0, rows * cols), w = f32(info, 1, cols), b = f32(info, 2, cols, true),
+      y = f32(info, 3, rows * cols), mean = f32(info, 4, rows), rstd = f32(info, 5, rows);
+  layer_norm(x.data, w.data, b.data, y.data, mean.data, rstd.data, rows, cols,
+             static_cast<float>(real(info, 8)));
+  return info.Env().Undefined();
+}
+
+// layerNormGrad(x, w, mean, rstd, dy, dx, dw, db|null, rows, cols)
+Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 8), cols = num(info, 9);
+  const int64_t n = rows * cols;
+  F32 x = f32(info, 0, n), w = f32(info, 1, cols), mean = f32(info, 2, rows),
+      rstd = f32(info, 3, rows), dy = f32(info, 4, n), dx = f32(info, 5, n),
+      dw = f32(info, 6, cols), db = f32(info, 7, cols, true);
+  layer_norm_grad(x.data, w.data, mean.data, rstd.data, dy.data, dx.data, dw.data, db.data, rows,
+                  cols);
+  return info.Env().Undefined();
+}
+
+// geluGrad(x, dy, dx)
+Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
+  F32 x = f32(info, 0, 0);
+  F32 dy = f32(info, 1, x.size), dx = f32(info, 2, x.size);
+  gelu_grad(x.data, dy.data, dx.data, x.size);
+  return info.Env().Undefined();
+}
+
+// attention(q, kT, v, y, p, bh, t, s, d, past, scale, causal)
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  const int64_t bh = num(info, 5), t = num(info, 6), s = num(info, 7), d = num(info, 8),
+                past = num(info, 9);
+  if (past + t > s) fail(info, "attention: past + t exceeds the key length");
+  F32 q = f32(info, 0, bh * t * d), kT = f32(info, 1, bh * d * s), v = f32(info, 2, bh * s * d),
+      y = f32(info, 3, bh * t * d), p = f32(info, 4, bh * t * s);
+  attention(q.data, kT.data, v.data, y.data, p.data, bh, t, s, d, past,
+            static_cast<float>(real(info, 10)), flag(info, 11));
+  return info.Env().Undefined();
+}
+
+// attentionGrad(q, kT, v, p, dy, dq, dkT, dv, bh, t, s, d, scale)
+Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
+  const int64_t bh = num(info, 8), t = num(info, 9), s = num(info, 10), d = num(info, 11);
+  F32 q = f32(info, 0, bh * t * d), kT = f32(info, 1, bh * d * s), v = f32(info, 2, bh * s * d),
+      p = f32(info, 3, bh * t * s), dy = f32(info, 4, bh * t * d), dq = f32(info, 5, bh * t * d),
+      dkT = f32(info, 6, bh * d * s), dv = f32(info, 7, bh * s * d);
+  attention_grad(q.data, kT.data, v.data, p.data, dy.data, dq.data, dkT.data, dv.data, bh, t, s,
+                 d, static_cast<float>(real(info, 12)));
+  return info.Env().Undefined();
+}
+
+// selfAttention(qkv, y, p, b, t, heads, d, scale)
+Napi::Value SelfAttention(const Napi::CallbackInfo& info) {
+  const int64_t b = num(info, 3), t = num(info, 4), h = num(info, 5), d = num(info, 6);
+  F32 qkv = f32(info, 0, b * t * 3 * h * d), y = f32(info, 1, b * t * h * d),
+      p = f32(info, 2, b * h * t * t);
+  self_attention(qkv.data, y.data, p.data, b, t, h, d, static_cast<float>(real(info, 7)));
+  return info.Env().Undefined();
+}
+
+// selfAttentionGrad(qkv, p, dy, dqkv, b, t, heads, d, scale)
+Napi::Value SelfAttentionGrad(const Napi::CallbackInfo& info) {
+  const int64_t b = num(info, 4), t = num(info, 5), h = num(info, 6), d = num(info, 7);
+  F32 qkv = f32(info, 0, b * t * 3 * h * d), p = f32(info, 1, b * h * t * t),
+      dy = f32(info, 2, b * t * h * d), dqkv = f32(info, 3, b * t * 3 * h * d);
+  self_attention_grad(qkv.data, p.data, dy.data, dqkv.data, b, t, h, d,
+                      static_cast<float>(real(info, 8)));
+  return info.Env().Undefined();
+}
+
+// decodeLayer(x, kT, v, [ln1w, ln1b, attnw, attnb, projw, projb, ln2w, ln2b, fcw, fcb, fc2w, fc2b],
+//             xOut, kTOut, vOut, c, heads, past, eps)   (biases may be null)
+Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
+  const int64_t c = num(info, 7), heads = num(info, 8), past = num(info, 9);
+  if (heads < 1 || c % heads != 0) fail(info, "decodeLayer: c must be a multiple of heads");
+  const int64_t s = past + 1;
+  F32 x = f32(info, 0, c), kT = f32(info, 1, c * past), v = f32(info, 2, c * past),
+      xo = f32(info, 4, c), kTo = f32(info, 5, c * s), vo = f32(info, 6, c * s);
+  if (!info[3].IsArray() || info[3].As<Napi::Array>().Length() != 12)
+    fail(info, "decodeLayer: weights must be an array of 12");
+  auto list = info[3].As<Napi::Array>();
+  // Expected sizes of each weight, in order; biases (odd positions) may be null.
+  const int64_t sizes[12] = {c, c, c * 3 * c, 3 * c, c * c, c, c, c, c * 4 * c, 4 * c, 4 * c * c, c};
+  const float* ptr[12];
+  for (uint32_t i = 0; i < 12; i++) {
+    const Napi::Value e = list.Get(i);
+    if ((i % 2 == 1) && (e.IsNull() || e.IsUndefined())) {
+      ptr[i] = nullptr;
+      continue;
+    }
+    if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      fail(info, "decodeLayer: weight " + std::to_string(i) + " must be a Float32Array");
+    auto a = e.As<Napi::Float32Array>();
+    if (static_cast<int64_t>(a.ElementLength()) < sizes[i])
+      fail(info, "decodeLayer: weight " + std::to_string(i) + " is too short");
+    ptr[i] = a.Data();
+  }
+  const DecodeWeights w{ptr[0], ptr[1], ptr[2], ptr[3], ptr[4],  ptr[5],
+                        ptr[6], ptr[7], ptr[8], ptr[9], ptr[10], ptr[11]};
+  decode_layer(x.data, w, kT.data, v.data, xo.data, kTo.data, vo.data, c, heads, past,
+               static_cast<float>(real(info, 10)));
+  return info.Env().Undefined();
+}
+
+// crossEntropy(logits, targets, probs, rows, vocab) -> [loss, count]
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 3), vocab = num(info, 4);
+  F32 logits = f32(info, 0, rows * vocab), probs = f32(info, 2, rows * vocab);
+  const int32_t* targets = i32(info, 1, rows);
+  int64_t count = 0;
+  const float loss = cross_entropy(logits.data, targets, probs.data, rows, vocab, &count);
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Number::New(info.Env(), loss));
+  out.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(count)));
+  return out;
+}
+
+// crossEntropyGrad(probs, targets, dlogits, rows, vocab, scale)
+Napi::Value CrossEntropyGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 3), vocab = num(info, 4);
+  F32 probs = f32(info, 0, rows * vocab), d = f32(info, 2, rows * vocab);
+  const int32_t* targets = i32(info, 1, rows);
+  cross_entropy_grad(probs.data, targets, d.data, rows, vocab, static_cast<float>(real(info, 5)));
+  return info.Env().Undefined();
+}
+
+// adamw(p, g, m, v, pOut, mOut, vOut, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale)
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  F32 p = f32(info, 0, 0);
+  const int64_t n = p.size;
+  F32 g = f32(info, 1, n), m = f32(info, 2, n), v = f32(info, 3, n), po = f32(info, 4, n),
+      mo = f32(info, 5, n), vo = f32(info, 6, n);
+  AdamWParams a;
+  a.lr = static_cast<float>(real(info, 7));
+  a.beta1 = static_cast<float>(real(info, 8));
+  a.beta2 = static_cast<float>(real(info, 9));
+  a.eps = static_cast<float>(real(info, 10));
+  a.weight_decay = static_cast<float>(real(info, 11));
+  a.bc1 = static_cast<float>(real(info, 12));
+  a.bc2 = static_cast<float>(real(info, 13));
+  a.grad_scale = static_cast<float>(real(info, 14));
+  adamw(p.data, g.data, m.data, v.data, po.data, mo.data, vo.data, n, a);
+  return info.Env().Undefined();
+}
+
+// gatherRows(table, rows, inner, ids, count, out)
+Napi::Value GatherRows(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 1), inner = num(info, 2), count = num(info, 4);
+  F32 table = f32(info, 0, rows * inner), out = f32(info, 5, count * inner);
+  const int32_t* ids = i32(info, 3, count);
+  gather_rows(table.data, rows, inner, ids, count, out.data);
+  return info.Env().Undefined();
+}
+
+// scatterAddRows(x, ids, count, inner, out, segments)
+Napi::Value ScatterAddRows(const Napi::CallbackInfo& info) {
+  const int64_t count = num(info, 2), inner = num(info, 3), segments = num(info, 5);
+  F32 x = f32(info, 0, count * inner), out = f32(info, 4, segments * inner);
+  const int32_t* ids = i32(info, 1, count);
+  scatter_add_rows(x.data, ids, count, inner, out.data, segments);
+  return info.Env().Undefined();
+}
+
+// sgemmPeak(n, repeats) -> GFLOP/s
+Napi::Value SgemmPeak(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(),
+                           sgemm_peak_gflops(num(info, 0), static_cast<int>(num(info, 1))));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  blas_init();
+  pool();  // start the workers now rather than inside the first kernel
+  // Bumped whenever a function's arguments change; src/model/native/addon.ts checks it.
+  exports.Set("abi", Napi::Number::New(env, 1));
+  exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("matmul", Napi::Function::New(env, MatMul));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("transpose", Napi::Function::New(env, Transpose));
+  exports.Set("reduce", Napi::Function::New(env, Reduce));
+  exports.Set("copyBlock", Napi::Function::New(env, CopyBlock));
+  exports.Set("slice", Napi::Function::New(env, Slice));
+  exports.Set("pad", Napi::Function::New(env, Pad));
+  exports.Set("addN", Napi::Function::New(env, AddN));
+  exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("logSoftmax", Napi::Function::New(env, LogSoftmax));
+  exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad));
+  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
+  exports.Set("layerNormGrad", Napi::Function::New(env, LayerNormGrad));
+  exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
+  exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("attentionGrad", Napi::Function::New(env, AttentionGrad));
+  exports.Set("selfAttention", Napi::Function::New(env, SelfAttention));
+  exports.Set("selfAttentionGrad", Napi::Function::New(env, SelfAttentionGrad));
+  exports.Set("decodeLayer", Napi::Function::New(env, DecodeLayer));
+  exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy));
+  exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad));
+  exports.Set("adamw", Napi::Function::New(env, AdamW));
+  exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
+  exports.Set("scatterAddRows", Napi::Function::New(env, ScatterAddRows));
+  exports.Set("sgemmPeak", Napi::Function::New(env, SgemmPeak));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(teamllm_native, Init)

@@ -1,0 +1,166 @@
+// The compute kernels, free of any Node-API type, so each can be read (and tested) on its own.
+// Every array is float32 unless its name says otherwise, row-major and contiguous.
+#pragma once
+
+#include <cstdint>
+
+namespace teamllm {
+
+// ---- gemm.cc -------------------------------------------------------------------------------
+
+// Sets OpenBLAS to a single thread (we split products ourselves, see gemm.cc).
+void blas_init();
+// Human-readable OpenBLAS configuration (build options, core type).
+const char* blas_config();
+
+enum Activation : int {
+  kLinear = 0,
+  kRelu = 1,
+  kRelu6 = 2,
+  kSigmoid = 3,
+  kLeakyRelu = 4,
+  kElu = 5,
+};
+
+// c[i] = act(op(a[i % batch_a]) · op(b[i % batch_b]) + bias) for i < max(batch_a, batch_b).
+// op(a) is [m, k] (stored [k, m] when trans_a), op(b) is [k, n] (stored [n, k] when trans_b).
+// bias (may be null) has `bias_size` elements: 1 (a scalar) or n (one per output column).
+void batch_matmul(const float* a, const float* b, float* c, int64_t batch_a, int64_t batch_b,
+                  int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b,
+                  const float* bias = nullptr, int64_t bias_size = 0, int activation = kLinear,
+                  float leaky_alpha = 0.2f);
+
+// One large sgemm ([n, n] x [n, n]) split over the pool: GFLOP/s of the machine's peak.
+double sgemm_peak_gflops(int64_t n, int repeats);
+
+// ---- elementwise.cc -------------------------------------------------------------------------
+
+enum UnaryOp : int {
+  kExp = 0,
+  kLog = 1,
+  kNeg = 2,
+  kSqrt = 3,
+  kRsqrt = 4,
+  kSquare = 5,
+  kErf = 6,
+  kTanh = 7,
+  kSigmoidOp = 8,
+  kReluOp = 9,
+  kAbs = 10,
+  kReciprocal = 11,
+  kGeluOp = 12,  // exact (erf) GELU
+};
+void unary(int op, const float* x, float* y, int64_t size);
+
+enum BinaryOp : int {
+  kAdd = 0,
+  kSub = 1,
+  kMul = 2,
+  kDiv = 3,
+  kMaximum = 4,
+  kMinimum = 5,
+  kSquaredDifference = 6,
+  kPow = 7,
+};
+// y = a op b with numpy broadcasting. Shapes are given already aligned to the output's rank
+// (leading 1s added); `rank` <= 8.
+void binary(int op, const float* a, const int64_t* a_shape, const float* b,
+            const int64_t* b_shape, float* y, const int64_t* y_shape, int rank);
+
+// y = transpose(x, perm), rank <= 8.
+void transpose(const float* x, const int64_t* x_shape, const int64_t* perm, int rank, float* y);
+
+enum ReduceOp : int { kSum = 0, kMax = 1, kMin = 2, kMean = 3, kProd = 4 };
+// x viewed as [outer, mid, inner]: reduces the middle axis, y is [outer, inner].
+void reduce(int op, const float* x, float* y, int64_t outer, int64_t mid, int64_t inner);
+
+// Copies a [rows, cols] block between two row-major matrices with the given row strides
+// (split and concat along an axis are such copies).
+void copy_block(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                int64_t cols);
+
+// y = x[begin : begin + size] over every axis (rank <= 8).
+void slice(const float* x, const int64_t* x_shape, const int64_t* begin, const int64_t* size,
+           int rank, float* y);
+
+// y [y_shape] = `value` everywhere, with x placed at offset `before` (constant padding).
+void pad(const float* x, const int64_t* x_shape, const int64_t* before, const int64_t* y_shape,
+         int rank, float value, float* y);
+
+// y = sum of `count` arrays.
+void add_n(const float* const* xs, int count, float* y, int64_t size);
+
+// ---- fused.cc -------------------------------------------------------------------------------
+
+// Softmax over the last axis of x [rows, cols].
+void softmax(const float* x, float* y, int64_t rows, int64_t cols);
+// dx = y ∘ (dy − Σ dy∘y) for softmax output y.
+void softmax_grad(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
+// log-softmax over the last axis.
+void log_softmax(const float* x, float* y, int64_t rows, int64_t cols);
+
+// LayerNorm over the last axis: y = (x − mean)·rstd·w + b. Saves mean and rstd per row.
+void layer_norm(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
+                int64_t rows, int64_t cols, float eps);
+// Gradients of layer_norm: dx, and dw, db summed over rows (db may be null).
+void layer_norm_grad(const float* x, const float* w, const float* mean, const float* rstd,
+                     const float* dy, float* dx, float* dw, float* db, int64_t rows, int64_t cols);
+
+// dx = dy · GELU'(x) (exact GELU).
+void gelu_grad(const float* x, const float* dy, float* dx, int64_t size);
+
+// Causal attention for q [bh, t, d], kT [bh, d, s], v [bh, s, d] where query i sits at position
+// past + i and sees keys 0..past+i. Writes y [bh, t, d] and the probabilities p [bh, t, s].
+void attention(const float* q, const float* kT, const float* v, float* y, float* p, int64_t bh,
+               int64_t t, int64_t s, int64_t d, int64_t past, float scale, bool causal);
+void attention_grad(const float* q, const float* kT, const float* v, const float* p,
+                    const float* dy, float* dq, float* dkT, float* dv, int64_t bh, int64_t t,
+                    int64_t s, int64_t d, float scale);
+
+// Causal self-attention straight from the fused projection qkv [b, t, 3c] (q, k, v side by side,
+// head h in columns h·d..(h+1)·d of each), as nanoGPT lays it out: no split, no transposes.
+// Writes y [b, t, c] (heads merged) and the probabilities p [b, heads, t, t].
+void self_attention(const float* qkv, float* y, float* p, int64_t b, int64_t t, int64_t heads,
+                    int64_t d, float scale);
+// Its gradient: dqkv [b, t, 3c] from dy [b, t, c].
+void self_attention_grad(const float* qkv, const float* p, const float* dy, float* dqkv, int64_t b,
+                         int64_t t, int64_t heads, int64_t d, float scale);
+
+// One transformer block for one new token (generation with a KV cache, batch 1), in one call:
+// pre-norm attention over the cache plus the new key/value, then the MLP, as gpt.ts computes it.
+// Weights are stored [in, out]; biases and LayerNorm biases may be null. The cache comes in
+// gpt.ts's layout, kT [heads, d, past] and v [heads, past, d], and goes out one position longer.
+struct DecodeWeights {
+  const float *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b;
+  const float *ln2_w, *ln2_b, *fc_w, *fc_b, *fc2_w, *fc2_b;
+};
+void decode_layer(const float* x, const DecodeWeights& w, const float* kT, const float* v,
+                  float* x_out, float* kT_out, float* v_out, int64_t c, int64_t heads, int64_t past,
+                  float eps);
+
+// Mean cross-entropy of integer targets (< 0: ignored) under logits [rows, vocab].
+// Saves the softmax probabilities in `probs`; returns the loss, `count` = counted rows.
+float cross_entropy(const float* logits, const int32_t* targets, float* probs, int64_t rows,
+                    int64_t vocab, int64_t* count);
+// dlogits = (probs − onehot) · scale on counted rows, 0 on ignored ones.
+void cross_entropy_grad(const float* probs, const int32_t* targets, float* dlogits, int64_t rows,
+                        int64_t vocab, float scale);
+
+// AdamW (decoupled weight decay), writing new p, m, v.
+struct AdamWParams {
+  float lr, beta1, beta2, eps, weight_decay, bc1, bc2, grad_scale;
+};
+void adamw(const float* p, const float* g, const float* m, const float* v, float* p_out,
+           float* m_out, float* v_out, int64_t size, const AdamWParams& a);
+
+// Σ x² (in double).
+double sum_squares(const float* x, int64_t size);
+
+// out[i] = table[ids[i]] rows of width `inner`; ids out of range give zeros.
+void gather_rows(const float* table, int64_t rows, int64_t inner, const int32_t* ids,
+                 int64_t count, float* out);
+// out[ids[i]] += x[i] rows (the gradient of gather_rows); out has `segments` rows.
+void scatter_add_rows(const float* x, const int32_t* ids, int64_t count, int64_t inner,
+                      float* out, int64_t segments);
+
+}  // namespace teamllm

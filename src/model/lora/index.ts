@@ -1,0 +1,16 @@
+/** LoRA adapters: configuration, the adapter (train, save, load, merge), serving several, storage. */
+export {
+  LORA_TARGETS,
+  DEFAULT_LORA_TARGETS,
+  TARGET_SITE,
+  TARGET_PATH,
+  LoraConfigSchema,
+  parseLoraTargets,
+  resolveLoraConfig,
+  type LoraTarget,
+  type LoraConfig,
+  type LoraConfigInput,
+} from './config.ts';
+export { LoraAdapter, LORA_FORMAT, modelFingerprint, assertSameBase, type BaseModelIdentity, type AdapterConfigFile } from './adapter.ts';
+export { AdapterSet, type AdapterInfo } from './serving.ts';
+export { AdapterStore, type StoredAdapter } from './store.ts';

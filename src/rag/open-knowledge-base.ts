@@ -1,0 +1,207 @@
+/**
+ * The knowledge bases of one data folder, wired for the app:
+ *
+ *   <home>/kb/local.db          the default knowledge base (SQLite: sources, passages)
+ *   <home>/kb/<collection>.db   any other named knowledge base
+ *   <home>/embeddings/          the encoder `teamllm train embeddings` trained
+ *   <home>/chroma/              the bundled Chroma server's data (when CHROMA_URL is unset)
+ *
+ * Chroma holds the dense vectors, one collection per knowledge base. It is only needed once an
+ * encoder is trained (there are no vectors before), so the bundled server starts then — at
+ * open, or right after training — and stops on close(). If Chroma cannot be reached, search
+ * falls back to BM25 alone and says so in the log rather than taking the bot down.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BaseLanguageModel } from '@langchain/core/language_models/base';
+import type { ChromaClient } from 'chromadb';
+import { silentLogger, type Answerer, type AnswerRequest, type Logger, type ModelInfo } from '../core/index.ts';
+import { ChainAnswerer } from './answer-chain.ts';
+import type { AnswerabilityRule } from './answerability.ts';
+import { chromaClientFor, startChromaServer, type ChromaServer } from './chroma-server.ts';
+import { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
+import type { EncoderTrainingOptions, EncoderTrainingReport } from './encoder-training.ts';
+import { LocalEmbeddings, type EmbeddingModelInfo } from './local-embeddings.ts';
+import { LocalKnowledgeBase, type KnowledgeBaseOptions } from './local-knowledge-base.ts';
+import type { MetadataFilter } from './metadata.ts';
+import { RetrievalOnlyAnswerer } from './retrieval-only-answerer.ts';
+
+export const DEFAULT_KB_NAME = 'default';
+
+export interface OpenKnowledgeBaseOptions {
+  /** The data folder ($TEAMLLM_HOME). */
+  home: string;
+  /** An external Chroma server (CHROMA_URL); unset: the bundled one, started when needed. */
+  chromaUrl?: string;
+  logger?: Logger;
+  /** Options for every knowledge base opened (chunk size, fusion weights, URL fetcher). */
+  knowledgeBase?: Omit<KnowledgeBaseOptions, 'name'>;
+}
+
+export interface AnswererOptions {
+  /** Any LangChain LLM or chat model; without one, answers quote passages (retrieval-only). */
+  llm?: BaseLanguageModel;
+  /** Describes `llm` in answer records (required with `llm`). */
+  model?: ModelInfo;
+  /** Which knowledge base and filter a request may search, e.g. from the channel it came from. */
+  scope?: (request: AnswerRequest) => { knowledgeBase?: string; filter?: MetadataFilter } | undefined;
+  passages?: number;
+  answerability?: AnswerabilityRule;
+}
+
+export interface TrainEmbeddingsOptions {
+  training?: EncoderTrainingOptions;
+  onProgress?: (progress: { step: number; steps: number; loss: number }) => void;
+  signal?: AbortSignal;
+}
+
+export interface OpenedKnowledgeBases {
+  /** The default knowledge base (what `kb add`, `/kb` and answers use unless scoped). */
+  kb: LocalKnowledgeBase;
+  /** A named knowledge base, with its own SQLite file and Chroma collection (opened once, then cached). */
+  get(name: string): Promise<LocalKnowledgeBase>;
+  /** The Bot's answerer: the LangChain chain with `llm`, else the retrieval-only fallback. */
+  answerer(options?: AnswererOptions): Answerer;
+  /** Trains the encoder on every knowledge base's passages, saves it, and re-embeds the open ones. */
+  trainEmbeddings(options?: TrainEmbeddingsOptions): Promise<{ info: EmbeddingModelInfo; report: EncoderTrainingReport; reembedded: number }>;
+  /** The trained encoder, if any. */
+  readonly embeddings: LocalEmbeddings | undefined;
+  /** Where the vectors live: undefined until an encoder is trained (or when Chroma is unreachable). */
+  readonly chroma: { url: string; bundled: boolean } | undefined;
+  close(): Promise<void>;
+}
+
+export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Promise<OpenedKnowledgeBases> {
+  const logger = options.logger ?? silentLogger;
+  const embeddingsDir = join(options.home, 'embeddings');
+  const open = new Map<string, LocalKnowledgeBase>();
+  let embeddings = LocalEmbeddings.load(embeddingsDir);
+  let server: ChromaServer | undefined;
+  let client: ChromaClient | undefined;
+  let chroma: { url: string; bundled: boolean } | undefined;
+
+  const connect = async (): Promise<ChromaClient | undefined> => {
+    if (client) return client;
+    try {
+      if (options.chromaUrl) {
+        client = chromaClientFor(options.chromaUrl);
+        await client.heartbeat();
+        chroma = { url: options.chromaUrl, bundled: false };
+      } else {
+        server = await startChromaServer({ path: join(options.home, 'chroma'), log: (m) => logger.info({}, m) });
+        client = chromaClientFor(server.url);
+        chroma = { url: server.url, bundled: true };
+      }
+      return client;
+    } catch (err) {
+      client = undefined;
+      logger.warn({ err: String(err), chromaUrl: options.chromaUrl ?? '(bundled)' }, 'Chroma is unavailable: searching with BM25 only');
+      return undefined;
+    }
+  };
+
+  const attachDense = async (kb: LocalKnowledgeBase): Promise<void> => {
+    if (!embeddings) return void (await kb.useDense(undefined));
+    const chromaClient = await connect();
+    if (!chromaClient) return void (await kb.useDense(undefined));
+    try {
+      const store = await ChromaVectorStore.open(chromaClient, collectionName(kb.name), embeddings, { kb: kb.name });
+      const reembedded = await kb.useDense({ embeddings, store });
+      if (reembedded > 0) logger.info({ kb: kb.name, passages: reembedded, encoder: embeddings.info.id }, 'embedded the knowledge base into Chroma');
+    } catch (err) {
+      logger.warn({ err: String(err), kb: kb.name }, 'could not use the Chroma collection: searching with BM25 only');
+      await kb.useDense(undefined);
+    }
+  };
+
+  const fileFor = (name: string) => join(options.home, 'kb', name === DEFAULT_KB_NAME ? 'local.db' : `${collectionName(name)}.db`);
+  const get = async (name: string): Promise<LocalKnowledgeBase> => {
+    let kb = open.get(name);
+    if (!kb) {
+      kb = new LocalKnowledgeBase(fileFor(name), { ...options.knowledgeBase, name });
+      open.set(name, kb);
+      await attachDense(kb);
+    }
+    return kb;
+  };
+
+  const kb = await get(DEFAULT_KB_NAME);
+
+  return {
+    kb,
+    get,
+    get embeddings() {
+      return embeddings;
+    },
+    get chroma() {
+      return chroma;
+    },
+    answerer(answerOptions: AnswererOptions = {}): Answerer {
+      // The scope may name another knowledge base; those are opened ahead of use by get().
+      const kbFor = (request: AnswerRequest) => {
+        const name = answerOptions.scope?.(request)?.knowledgeBase;
+        return (name && open.get(name)) || kb;
+      };
+      const filterFor = (request: AnswerRequest) => answerOptions.scope?.(request)?.filter;
+      if (answerOptions.llm) {
+        if (!answerOptions.model) throw new Error('answerer({ llm }) also needs { model } to describe it in answer records');
+        const { llm, model } = answerOptions;
+        return scopedAnswerer(model, (request) =>
+          new ChainAnswerer({ kb: kbFor(request), llm, model, filterFor, ...pick(answerOptions) }).answer(request),
+        );
+      }
+      return scopedAnswerer(new RetrievalOnlyAnswerer(kb).model, (request) =>
+        new RetrievalOnlyAnswerer(kbFor(request), { filterFor, ...pick(answerOptions) }).answer(request),
+      );
+    },
+    async trainEmbeddings(trainOptions: TrainEmbeddingsOptions = {}) {
+      const { trainEncoder } = await import('./encoder-training.ts');
+      const all = await allKnowledgeBases(options.home, open, fileFor);
+      const passages = all.flatMap((k) => k.passages());
+      const sources = (await Promise.all(all.map((k) => k.list()))).reduce((n, list) => n + list.length, 0);
+      for (const k of all) if (!open.has(k.name)) k.close();
+      const { encoder, report } = await trainEncoder(passages, {
+        ...trainOptions.training,
+        ...(trainOptions.onProgress ? { onProgress: trainOptions.onProgress } : {}),
+        ...(trainOptions.signal ? { signal: trainOptions.signal } : {}),
+      });
+      const trained = LocalEmbeddings.fromTraining(encoder, report, { sources, passages: passages.length });
+      trained.save(embeddingsDir);
+      embeddings = trained;
+      logger.info({ encoder: trained.info.id, passages: passages.length, seconds: report.seconds }, 'trained the embedding model');
+      let reembedded = 0;
+      for (const k of open.values()) {
+        await attachDense(k);
+        reembedded += k.chunkCount;
+      }
+      return { info: trained.info, report, reembedded };
+    },
+    async close() {
+      for (const k of open.values()) k.close();
+      open.clear();
+      await server?.stop();
+    },
+  };
+}
+
+function pick(o: AnswererOptions): { passages?: number; answerability?: AnswerabilityRule } {
+  return { ...(o.passages !== undefined ? { passages: o.passages } : {}), ...(o.answerability ? { answerability: o.answerability } : {}) };
+}
+
+function scopedAnswerer(model: ModelInfo, answer: Answerer['answer']): Answerer {
+  return { model, answer };
+}
+
+/** The open knowledge bases plus any others with a file under <home>/kb (opened read-only for training). */
+async function allKnowledgeBases(home: string, open: Map<string, LocalKnowledgeBase>, fileFor: (name: string) => string): Promise<LocalKnowledgeBase[]> {
+  const dir = join(home, 'kb');
+  const known = new Set([...open.keys()].map(fileFor));
+  const others = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.db'))
+        .map((f) => join(dir, f))
+        .filter((f) => !known.has(f))
+        .map((f) => new LocalKnowledgeBase(f))
+    : [];
+  return [...open.values(), ...others];
+}

@@ -1,0 +1,266 @@
+/**
+ * `teamllm eval retrieval --questions FILE --kb DIR`: indexes DIR into a throwaway knowledge base,
+ * trains the encoder on it (as `teamllm train embeddings` would on the user's documents), and
+ * scores BM25, dense and hybrid retrieval side by side per language: recall@1, recall@5 and MRR
+ * (a hit is a passage from the question's `source` file; MRR over the top 10).
+ *
+ * It also measures the "don't know" threshold (answerability.ts) on that corpus: each question
+ * once with its source indexed and once with it hidden.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { type AnswerabilityRule, type AnswerabilitySignal, type AnswerabilitySignals, coverage, signalValue } from './answerability.ts';
+import { InMemoryVectorStore } from './in-memory-vector-store.ts';
+import { LocalEmbeddings } from './local-embeddings.ts';
+import { LocalKnowledgeBase, type SearchOptions } from './local-knowledge-base.ts';
+import type { EncoderTrainingOptions } from './encoder-training.ts';
+
+const QuestionSchema = z.object({
+  id: z.string(),
+  lang: z.string(),
+  question: z.string().min(1),
+  source: z.string().min(1),
+  answer: z.string().optional(),
+  split: z.enum(['train', 'test']).optional(),
+});
+
+export type EvalQuestion = z.infer<typeof QuestionSchema>;
+
+export function readQuestions(file: string): EvalQuestion[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .map((line, i) => ({ line: line.trim(), n: i + 1 }))
+    .filter(({ line }) => line !== '')
+    .map(({ line, n }) => {
+      try {
+        return QuestionSchema.parse(JSON.parse(line));
+      } catch (err) {
+        throw new Error(`${file}:${n}: not a question record ({id, lang, question, source, answer?, split?}): ${err instanceof Error ? err.message.split('\n')[0] : err}`);
+      }
+    });
+}
+
+export type Retriever = 'bm25' | 'dense' | 'hybrid' | 'hybrid-rrf';
+
+export interface MetricsRow {
+  lang: string;
+  /** hybrid: convex score fusion (what search uses); hybrid-rrf: reciprocal rank fusion, for comparison. */
+  mode: Retriever;
+  questions: number;
+  recallAt1: number;
+  recallAt5: number;
+  mrr: number;
+}
+
+export interface AnswerabilityMeasurement {
+  signal: AnswerabilitySignal;
+  /** Area under the ROC curve over all questions: 1 separates perfectly, 0.5 is chance. */
+  auc: number;
+  /** The cut chosen on the train split (all questions when there is no split). */
+  threshold: number;
+  /** Balanced accuracy (mean of "answers when it can" and "declines when it cannot") where it was chosen... */
+  trainAccuracy: number;
+  /** ...and on the held-out test split (undefined without one). */
+  testAccuracy?: number;
+}
+
+export interface RetrievalEvaluation {
+  corpus: { sources: number; passages: number; failed: { source: string; reason: string }[] };
+  questions: number;
+  encoder: { trainedSeconds?: number; firstLoss?: number; lastLoss?: number; id: string } | undefined;
+  rows: MetricsRow[];
+  /** Per language: does hybrid beat BM25 alone? */
+  verdicts: { lang: string; helps: boolean; message: string }[];
+  answerability: { measurements: AnswerabilityMeasurement[]; recommended: AnswerabilityRule } | undefined;
+}
+
+export interface EvaluateRetrievalOptions {
+  questionsFile: string;
+  kbDir: string;
+  /** Use this encoder instead of training one on the folder. */
+  embeddings?: LocalEmbeddings;
+  training?: EncoderTrainingOptions;
+  /** Skip the answerability measurement (it doubles the number of searches). */
+  answerability?: boolean;
+  onProgress?: (message: string) => void;
+}
+
+const RETRIEVERS: { name: Retriever; search: SearchOptions }[] = [
+  { name: 'bm25', search: { mode: 'bm25' } },
+  { name: 'dense', search: { mode: 'dense' } },
+  { name: 'hybrid', search: { mode: 'hybrid', fusion: 'convex' } },
+  { name: 'hybrid-rrf', search: { mode: 'hybrid', fusion: 'rrf' } },
+];
+
+export async function evaluateRetrieval(options: EvaluateRetrievalOptions): Promise<RetrievalEvaluation> {
+  const questions = readQuestions(options.questionsFile);
+  const kb = new LocalKnowledgeBase(':memory:', { name: 'eval' });
+  try {
+    const report = await kb.addPaths([options.kbDir]);
+    if (kb.chunkCount === 0) throw new Error(`no passages could be indexed from ${options.kbDir}`);
+    options.onProgress?.(`indexed ${report.added.length} documents, ${kb.chunkCount} passages`);
+    let embeddings = options.embeddings;
+    let trained: { seconds: number; firstLoss: number; lastLoss: number } | undefined;
+    if (!embeddings) {
+      const { trainEncoder } = await import('./encoder-training.ts');
+      options.onProgress?.('training the encoder on this folder...');
+      const { encoder, report: training } = await trainEncoder(kb.passages(), options.training);
+      embeddings = LocalEmbeddings.fromTraining(encoder, training, { sources: report.added.length, passages: kb.chunkCount });
+      trained = { seconds: training.seconds, firstLoss: training.firstLoss, lastLoss: training.lastLoss };
+    }
+    await kb.useDense({ embeddings, store: new InMemoryVectorStore(embeddings) });
+
+    const rows: MetricsRow[] = [];
+    const langs = [...new Set(questions.map((q) => q.lang))].sort();
+    for (const lang of [...langs, ...(langs.length > 1 ? ['all'] : [])]) {
+      const mine = questions.filter((q) => lang === 'all' || q.lang === lang);
+      for (const r of RETRIEVERS) rows.push({ lang, mode: r.name, questions: mine.length, ...(await score(kb, mine, r.search)) });
+    }
+    const verdicts = langs.map((lang) => verdict(lang, rows));
+    const answerability = options.answerability === false ? undefined : await measureAnswerability(kb, questions);
+    return {
+      corpus: { sources: report.added.length, passages: kb.chunkCount, failed: report.failed },
+      questions: questions.length,
+      encoder: { id: embeddings.info.id, ...(trained ? { trainedSeconds: trained.seconds, firstLoss: trained.firstLoss, lastLoss: trained.lastLoss } : {}) },
+      rows,
+      verdicts,
+      answerability,
+    };
+  } finally {
+    kb.close();
+  }
+}
+
+async function score(kb: LocalKnowledgeBase, questions: EvalQuestion[], search: SearchOptions) {
+  let at1 = 0;
+  let at5 = 0;
+  let reciprocal = 0;
+  for (const q of questions) {
+    const rank = (await kb.retrieve(q.question, 10, search)).findIndex((p) => p.source === q.source);
+    if (rank === 0) at1++;
+    if (rank >= 0 && rank < 5) at5++;
+    if (rank >= 0) reciprocal += 1 / (rank + 1);
+  }
+  const n = Math.max(1, questions.length);
+  return { recallAt1: at1 / n, recallAt5: at5 / n, mrr: reciprocal / n };
+}
+
+function verdict(lang: string, rows: MetricsRow[]): { lang: string; helps: boolean; message: string } {
+  const bm25 = rows.find((r) => r.lang === lang && r.mode === 'bm25')!;
+  const hybrid = rows.find((r) => r.lang === lang && r.mode === 'hybrid')!;
+  const helps = hybrid.mrr > bm25.mrr && hybrid.recallAt5 >= bm25.recallAt5;
+  const figures = `hybrid MRR ${hybrid.mrr.toFixed(3)} / recall@5 ${hybrid.recallAt5.toFixed(2)} vs BM25 ${bm25.mrr.toFixed(3)} / ${bm25.recallAt5.toFixed(2)}`;
+  return {
+    lang,
+    helps,
+    message: helps
+      ? `${lang}: the trained encoder helps (${figures})`
+      : `${lang}: the trained encoder does NOT help on this corpus (${figures}); BM25 alone is as good — consider more documents or retraining`,
+  };
+}
+
+const SIGNALS: AnswerabilitySignal[] = ['coverage', 'cosine', 'mean'];
+
+/**
+ * Positives: the best passage when the question's source is indexed and ranked first (an answer
+ * exists and was found). Negatives: the best passage when that source is hidden (whatever comes
+ * first cannot hold the answer). The threshold maximises balanced accuracy on the train split.
+ */
+export async function measureAnswerability(
+  kb: LocalKnowledgeBase,
+  questions: EvalQuestion[],
+): Promise<{ measurements: AnswerabilityMeasurement[]; recommended: AnswerabilityRule }> {
+  const samples: { split: string; answerable: boolean; signals: AnswerabilitySignals }[] = [];
+  for (const q of questions) {
+    const [found] = await kb.retrieve(q.question, 1);
+    if (found && found.source === q.source) samples.push({ split: q.split ?? 'train', answerable: true, signals: signalsOf(q.question, found) });
+    const [other] = await kb.retrieve(q.question, 1, { excludeSources: [q.source] });
+    if (other) samples.push({ split: q.split ?? 'train', answerable: false, signals: signalsOf(q.question, other) });
+  }
+  const train = samples.filter((s) => s.split !== 'test');
+  const test = samples.filter((s) => s.split === 'test');
+  const signals = kb.embeddings ? SIGNALS : (['coverage'] as AnswerabilitySignal[]);
+  const measurements = signals.map((signal) => {
+    const value = (s: (typeof samples)[number]) => signalValue(s.signals, signal);
+    const threshold = bestThreshold(train.map((s) => ({ value: value(s), positive: s.answerable })));
+    const accuracy = (set: typeof samples) => balancedAccuracy(set.map((s) => ({ value: value(s), positive: s.answerable })), threshold);
+    return {
+      signal,
+      auc: auc(samples.map((s) => ({ value: value(s), positive: s.answerable }))),
+      threshold,
+      trainAccuracy: accuracy(train),
+      ...(test.length > 0 ? { testAccuracy: accuracy(test) } : {}),
+    };
+  });
+  const best = [...measurements].sort((a, b) => b.trainAccuracy - a.trainAccuracy || b.auc - a.auc)[0]!;
+  return { measurements, recommended: { signal: best.signal, threshold: best.threshold } };
+}
+
+function signalsOf(question: string, p: { title: string; text: string; cosine?: number }): AnswerabilitySignals {
+  return { coverage: coverage(question, p), ...(p.cosine !== undefined ? { cosine: p.cosine } : {}) };
+}
+
+interface Scored {
+  value: number;
+  positive: boolean;
+}
+
+function balancedAccuracy(samples: Scored[], threshold: number): number {
+  const pos = samples.filter((s) => s.positive);
+  const neg = samples.filter((s) => !s.positive);
+  const tpr = pos.length ? pos.filter((s) => s.value >= threshold).length / pos.length : 1;
+  const tnr = neg.length ? neg.filter((s) => s.value < threshold).length / neg.length : 1;
+  return (tpr + tnr) / 2;
+}
+
+/** The cut (midway between neighbouring observed values) with the best balanced accuracy; ties go to the lower cut (answer rather than decline). */
+function bestThreshold(samples: Scored[]): number {
+  const values = [...new Set(samples.map((s) => s.value))].sort((a, b) => a - b);
+  let best = { threshold: 0, accuracy: -1 };
+  for (let i = 0; i < values.length; i++) {
+    const threshold = i === 0 ? values[0]! : (values[i - 1]! + values[i]!) / 2;
+    const accuracy = balancedAccuracy(samples, threshold);
+    if (accuracy > best.accuracy) best = { threshold, accuracy };
+  }
+  return Math.round(best.threshold * 1000) / 1000;
+}
+
+/** Probability that a random positive scores above a random negative (ties count half). */
+function auc(samples: Scored[]): number {
+  const pos = samples.filter((s) => s.positive).map((s) => s.value);
+  const neg = samples.filter((s) => !s.positive).map((s) => s.value);
+  if (pos.length === 0 || neg.length === 0) return 0.5;
+  let wins = 0;
+  for (const p of pos) for (const n of neg) wins += p > n ? 1 : p === n ? 0.5 : 0;
+  return wins / (pos.length * neg.length);
+}
+
+/** The evaluation as the CLI prints it: one table, the verdicts, the measured threshold. */
+export function formatEvaluation(ev: RetrievalEvaluation): string {
+  const lines: string[] = [];
+  lines.push(`corpus: ${ev.corpus.sources} documents, ${ev.corpus.passages} passages; ${ev.questions} questions`);
+  for (const f of ev.corpus.failed) lines.push(`  skipped ${f.source}: ${f.reason}`);
+  if (ev.encoder?.trainedSeconds !== undefined) {
+    lines.push(`encoder: trained here in ${ev.encoder.trainedSeconds.toFixed(1)} s (loss ${ev.encoder.firstLoss?.toFixed(3)} -> ${ev.encoder.lastLoss?.toFixed(3)})`);
+  } else if (ev.encoder) lines.push(`encoder: ${ev.encoder.id}`);
+  lines.push('');
+  lines.push('lang  retriever   questions  recall@1  recall@5  MRR');
+  for (const r of ev.rows) {
+    lines.push(
+      `${r.lang.padEnd(5)} ${r.mode.padEnd(11)} ${String(r.questions).padStart(9)}  ${r.recallAt1.toFixed(3).padStart(8)}  ${r.recallAt5.toFixed(3).padStart(8)}  ${r.mrr.toFixed(3).padStart(5)}`,
+    );
+  }
+  lines.push('');
+  for (const v of ev.verdicts) lines.push(v.message);
+  if (ev.answerability) {
+    lines.push('');
+    lines.push("\"don't know\" threshold (question with its source indexed vs hidden):");
+    for (const m of ev.answerability.measurements) {
+      lines.push(
+        `  ${m.signal.padEnd(8)} AUC ${m.auc.toFixed(3)}  threshold ${m.threshold.toFixed(3)}  balanced accuracy train ${m.trainAccuracy.toFixed(3)}${m.testAccuracy !== undefined ? ` test ${m.testAccuracy.toFixed(3)}` : ''}`,
+      );
+    }
+    lines.push(`  recommended: ${ev.answerability.recommended.signal} >= ${ev.answerability.recommended.threshold}`);
+  }
+  return lines.join('\n');
+}
