@@ -213,27 +213,11 @@ Napi::Value AddN(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// softmax(x, y, rows, cols) / logSoftmax(...)
+// softmax(x, y, rows, cols)
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info, 2), cols = num(info, 3);
   F32 x = f32(info, 0, rows * cols), y = f32(info, 1, rows * cols);
   softmax(x.data, y.data, rows, cols);
-  return info.Env().Undefined();
-}
-
-Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
-  const int64_t rows = num(info, 2), cols = num(info, 3);
-  F32 x = f32(info, 0, rows * cols), y = f32(info, 1, rows * cols);
-  log_softmax(x.data, y.data, rows, cols);
-  return info.Env().Undefined();
-}
-
-// softmaxGrad(y, dy, dx, rows, cols)
-Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
-  const int64_t rows = num(info, 3), cols = num(info, 4);
-  const int64_t n = rows * cols;
-  F32 y = f32(info, 0, n), dy = f32(info, 1, n), dx = f32(info, 2, n);
-  softmax_grad(y.data, dy.data, dx.data, rows, cols);
   return info.Env().Undefined();
 }
 
@@ -425,8 +409,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pad", Napi::Function::New(env, Pad));
   exports.Set("addN", Napi::Function::New(env, AddN));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
-  exports.Set("logSoftmax", Napi::Function::New(env, LogSoftmax));
-  exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad));
   exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
   exports.Set("layerNormGrad", Napi::Function::New(env, LayerNormGrad));
   exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));

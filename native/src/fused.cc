@@ -47,35 +47,6 @@ void softmax(const float* x, float* y, int64_t rows, int64_t cols) {
   });
 }
 
-void softmax_grad(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
-  parallel_range(rows, row_grain(cols), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; r++) {
-      const float* yr = y + r * cols;
-      const float* gr = dy + r * cols;
-      float* out = dx + r * cols;
-      float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < cols; j++) dot += yr[j] * gr[j];
-      for (int64_t j = 0; j < cols; j++) out[j] = yr[j] * (gr[j] - dot);
-    }
-  });
-}
-
-void log_softmax(const float* x, float* y, int64_t rows, int64_t cols) {
-  parallel_range(rows, row_grain(cols), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; r++) {
-      const float* in = x + r * cols;
-      float* out = y + r * cols;
-      const float mx = row_max(in, cols);
-      float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < cols; j++) sum += exp_fast(in[j] - mx);
-      const float lse = mx + std::log(sum);
-      for (int64_t j = 0; j < cols; j++) out[j] = in[j] - lse;
-    }
-  });
-}
-
 void layer_norm(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
                 int64_t rows, int64_t cols, float eps) {
   parallel_range(rows, row_grain(cols), [&](int64_t lo, int64_t hi) {
@@ -509,12 +480,6 @@ void adamw(const float* p, const float* g, const float* m, const float* v, float
       p_out[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
     }
   });
-}
-
-double sum_squares(const float* x, int64_t size) {
-  double s = 0.0;
-  for (int64_t i = 0; i < size; i++) s += static_cast<double>(x[i]) * x[i];
-  return s;
 }
 
 // ---- embeddings ---------------------------------------------------------------------------------

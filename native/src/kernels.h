@@ -94,10 +94,6 @@ void add_n(const float* const* xs, int count, float* y, int64_t size);
 
 // Softmax over the last axis of x [rows, cols].
 void softmax(const float* x, float* y, int64_t rows, int64_t cols);
-// dx = y ∘ (dy − Σ dy∘y) for softmax output y.
-void softmax_grad(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
-// log-softmax over the last axis.
-void log_softmax(const float* x, float* y, int64_t rows, int64_t cols);
 
 // LayerNorm over the last axis: y = (x − mean)·rstd·w + b. Saves mean and rstd per row.
 void layer_norm(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
@@ -152,9 +148,6 @@ struct AdamWParams {
 };
 void adamw(const float* p, const float* g, const float* m, const float* v, float* p_out,
            float* m_out, float* v_out, int64_t size, const AdamWParams& a);
-
-// Σ x² (in double).
-double sum_squares(const float* x, int64_t size);
 
 // out[i] = table[ids[i]] rows of width `inner`; ids out of range give zeros.
 void gather_rows(const float* table, int64_t rows, int64_t inner, const int32_t* ids,

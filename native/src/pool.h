@@ -7,8 +7,9 @@
 //
 // Design: the calling thread (Node's main thread) always takes part. Work is cut into `n_tasks`
 // pieces that threads claim with an atomic counter, so a worker that the OS has descheduled (the
-// machine is shared) only delays the piece it already claimed. Idle workers spin briefly (kernels
-// come back to back during a training step) and then sleep on a condition variable.
+// machine is shared) only delays the piece it already claimed. Idle workers sleep on a condition
+// variable (optionally after spinning for TEAMLLM_NATIVE_SPIN_US; see pool.cc for why not by
+// default).
 #pragma once
 
 #include <atomic>

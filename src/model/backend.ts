@@ -5,7 +5,9 @@
  *   `@tensorflow/tfjs-node` (CPU). These are optional packages (their install script downloads
  *   libtensorflow), loaded by dynamic import only when asked for. When neither is installed we
  *   log one line and fall back to wasm.
- * - `wasm` (default): XNNPACK compiled to WebAssembly, SIMD, single-threaded in Node.
+ * - `native` (default when it loads): our OpenBLAS addon (native/, src/model/native), built at
+ *   install by scripts/build-native.mjs when the compiler and OpenBLAS headers are there.
+ * - `wasm` (default otherwise): XNNPACK compiled to WebAssembly, SIMD, single-threaded in Node.
  * - `cpu`: the pure-JavaScript reference backend (slow, but the most complete kernel set).
  *
  * `initBackend` also patches what the wasm backend lacks for training (see registerMissingKernels).
@@ -17,12 +19,14 @@ import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerMissingKernels } from './kernels.ts';
+import { loadNativeBackend } from './native/index.ts';
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+export type BackendName = 'native' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['native', 'tensorflow', 'wasm', 'cpu'];
 
 let tensorflowLoadError: string | undefined;
 let warnedFallback = false;
+let warnedNative = false;
 
 export interface InitBackendOptions {
   /** Where the one-line notice about a fallback goes (default console.warn). */
@@ -32,8 +36,8 @@ export interface InitBackendOptions {
 export function parseBackendName(value: string | undefined): BackendName | undefined {
   if (value === undefined || value === '') return undefined;
   const v = value.trim().toLowerCase();
-  if (v === 'tensorflow' || v === 'tfjs-node' || v === 'node' || v === 'native') return 'tensorflow';
-  if (v === 'wasm' || v === 'cpu') return v;
+  if (v === 'tensorflow' || v === 'tfjs-node' || v === 'node') return 'tensorflow';
+  if (v === 'native' || v === 'wasm' || v === 'cpu') return v;
   throw new Error(`Unknown tensor backend "${value}": use one of ${BACKEND_NAMES.join(', ')}`);
 }
 
@@ -96,7 +100,18 @@ async function activate(name: string): Promise<boolean> {
  */
 export async function initBackend(name?: BackendName, options: InitBackendOptions = {}): Promise<string> {
   const log = options.log ?? ((m: string) => console.warn(m));
-  const wanted: BackendName = name ?? parseBackendName(process.env.TEAMLLM_BACKEND) ?? 'wasm';
+  const asked = name ?? parseBackendName(process.env.TEAMLLM_BACKEND);
+  // Default: the native OpenBLAS backend when its addon was built and loads, else wasm.
+  if (asked === undefined || asked === 'native') {
+    if (tf.engine().backendName === 'native') return 'native';
+    const native = await loadNativeBackend();
+    if (native.ok && (await activate('native'))) return 'native';
+    if (!warnedNative) {
+      warnedNative = true;
+      log(`teamllm: native backend unavailable (${native.ok ? 'failed to initialise' : native.reason}); using wasm.`);
+    }
+  }
+  const wanted: BackendName = asked === undefined || asked === 'native' ? 'wasm' : asked;
   if (wanted === 'tensorflow') {
     const loaded = await loadTensorflowBinding();
     if (loaded && (await activate(loaded))) return tf.getBackend();
@@ -129,7 +144,7 @@ export async function initBackend(name?: BackendName, options: InitBackendOption
 /** The backend in use, initialising the default one first if none is. */
 export async function ensureBackend(): Promise<string> {
   const current = tf.engine().backendName;
-  if (current && (current === 'wasm' || current === 'cpu' || current === 'tensorflow')) return current;
+  if (current && (current === 'native' || current === 'wasm' || current === 'cpu' || current === 'tensorflow')) return current;
   return initBackend();
 }
 

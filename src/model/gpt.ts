@@ -12,6 +12,7 @@ import type { Tensor } from '@tensorflow/tfjs-core';
 import { type GPTConfig, validateConfig, countParameters } from './config.ts';
 import { causalSoftmax, embedding, gelu, layerNorm, linear, matMul, crossEntropy } from './ops.ts';
 import { Random } from './random.ts';
+import { nativeForward, nativeForwardCached, nativeLoss } from './native/gpt-native.ts';
 
 export type Params = Map<string, Tensor>;
 
@@ -155,6 +156,7 @@ export class GPT {
    * list in `paramNames` order to differentiate with respect to it.
    */
   forward(idx: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): Tensor {
+    if (this.fusedNative(options)) return nativeForward(this, idx, params);
     const p = this.resolve(params);
     const [B, T] = idx.shape as [number, number];
     if (T > this.config.blockSize) {
@@ -167,10 +169,20 @@ export class GPT {
 
   /** Mean cross-entropy of next-token `targets` [B, T] (int32; -1 = ignore). */
   loss(idx: Tensor, targets: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): tf.Scalar {
+    if (this.fusedNative(options)) return nativeLoss(this, idx, targets, params);
     const p = this.resolve(params);
     const x = this.trunk(p, idx, 0, undefined, options);
     const logits = this.head(p, x);
     return crossEntropy(tf.reshape(logits, [-1, this.config.vocabSize]), tf.reshape(targets, [-1]));
+  }
+
+  /**
+   * On the native backend the whole trunk runs as fused kernels (src/model/native/gpt-native.ts,
+   * parity-tested against this file). Not with dropout in training (the fused path has none) or
+   * with an adapter hook (LoRA sees the projections only here).
+   */
+  private fusedNative(options: ForwardOptions): boolean {
+    return tf.getBackend() === 'native' && this.projectionHook === undefined && !(options.training && this.config.dropout > 0);
   }
 
   /** An empty KV cache. */
@@ -183,6 +195,7 @@ export class GPT {
    * returns the logits of the last position [B, V]. The caller owns (and disposes) the cache.
    */
   forwardCached(idx: Tensor, cache: KVCache): Tensor {
+    if (this.fusedNative({})) return nativeForwardCached(this, idx, cache);
     const n = idx.shape[1]!;
     if (cache.length + n > this.config.blockSize) {
       throw new Error(`KV cache overflow: ${cache.length} + ${n} > block size ${this.config.blockSize}`);

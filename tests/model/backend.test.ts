@@ -1,15 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, parseBackendName } from '../../src/model/backend.ts';
+import { loadNativeBackend } from '../../src/model/native/index.ts';
 
 describe('initBackend', () => {
-  it('defaults to $TEAMLLM_BACKEND, else wasm', async () => {
+  it('defaults to $TEAMLLM_BACKEND, else native when the addon loads, else wasm', async () => {
     const saved = process.env.TEAMLLM_BACKEND;
     try {
       process.env.TEAMLLM_BACKEND = 'cpu';
       expect(await initBackend()).toBe('cpu');
       delete process.env.TEAMLLM_BACKEND;
-      expect(await initBackend()).toBe('wasm');
+      const native = await loadNativeBackend();
+      expect(await initBackend(undefined, { log: () => {} })).toBe(native.ok ? 'native' : 'wasm');
     } finally {
       if (saved === undefined) delete process.env.TEAMLLM_BACKEND;
       else process.env.TEAMLLM_BACKEND = saved;
@@ -29,6 +31,7 @@ describe('initBackend', () => {
     expect(() => parseBackendName('webgpu')).toThrow(/Unknown tensor backend/);
     expect(parseBackendName('WASM')).toBe('wasm');
     expect(parseBackendName(undefined)).toBeUndefined();
+    expect(parseBackendName('native')).toBe('native');
   });
 
   it('the wasm backend can train an embedding table (UnsortedSegmentSum is registered)', async () => {

@@ -38,8 +38,6 @@ export interface NativeAddon {
   slice(x: Float32Array, shape: number[], begin: number[], size: number[], y: Float32Array): void;
   pad(x: Float32Array, xShape: number[], before: number[], yShape: number[], value: number, y: Float32Array): void;
   softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
-  logSoftmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
-  softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, cols: number): void;
   layerNorm(
     x: Float32Array,
     w: Float32Array,

@@ -11,7 +11,8 @@
  * - generate: tokens/s of the ~10M model (gpt-10m shape, 65-token vocabulary) with the KV cache.
  * - matmul: GFLOP/s of the baby GPT's products, and the machine's sgemm peak.
  * - converge: the whole nanoGPT run (2000 iterations) and its final validation loss.
- * Ends with one key=value line.
+ * Ends with one key=value line. To run it as `npm run bench -- native ...`, add bench/native.ts:
+ * `export { run } from '../src/model/native/bench.ts';`
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -246,11 +247,9 @@ export async function benchMatmul(mode: BenchMode, repeats = 20): Promise<{ shap
     const b = tf.randomNormal(batch > 1 ? [batch, tb ? n : k, tb ? k : n] : [tb ? n : k, tb ? k : n]);
     tf.matMul(a, b, ta, tb).dispose();
     const t0 = performance.now();
-    for (let r = 0; r < repeats; r++) {
-      const c = tf.matMul(a, b, ta, tb);
-      c.dataSync();
-      c.dispose();
-    }
+    // The cpu-style backends compute synchronously, inside matMul; wasm likewise. Reading the
+    // result every time would add a copy (and, on native, keep the buffer out of the pool).
+    for (let r = 0; r < repeats; r++) tf.matMul(a, b, ta, tb).dispose();
     const s = (performance.now() - t0) / 1000;
     out.push({ shape: `${batch > 1 ? `${batch}x` : ''}${m}x${k}x${n}${ta ? ' tA' : ''}${tb ? ' tB' : ''}`, gflops: (2 * m * n * k * batch * repeats) / s / 1e9 });
     a.dispose();
@@ -259,8 +258,10 @@ export async function benchMatmul(mode: BenchMode, repeats = 20): Promise<{ shap
   return out;
 }
 
-async function main(): Promise<void> {
+/** Command-line entry (also the `run(argv)` that bench/index.ts expects of a benchmark). */
+export async function run(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
+    args: argv,
     options: {
       steps: { type: 'string', default: '20' },
       tokens: { type: 'string', default: '100' },
@@ -312,5 +313,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await main();
+  await run(process.argv.slice(2));
 }

@@ -9,7 +9,8 @@
  * Besides TensorFlow.js's own kernel names, this registers:
  * - `TeamllmAdamW` (the name src/training/adamw.ts dispatches to when the active backend has it),
  * - `TeamllmNative*` fused kernels used by the ops in ./ops.ts (layer norm, GELU, attention,
- *   cross-entropy, each with a backward kernel).
+ *   self-attention from qkv, cross-entropy, each with a backward kernel; and one-token decoding
+ *   of a whole block, inference only).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util, slice_util, util } from '@tensorflow/tfjs-core';
