@@ -49,7 +49,9 @@ export class ChromaVectorStore extends VectorStore {
 
   private constructor(
     embeddings: EmbeddingsInterface,
-    readonly collection: Collection,
+    private readonly client: ChromaClient,
+    private current: Collection,
+    private readonly metadata: FlatMetadata,
     private readonly maxBatch: number,
   ) {
     super(embeddings, {});
@@ -57,13 +59,21 @@ export class ChromaVectorStore extends VectorStore {
 
   /** Opens (creating if needed) the collection; `metadata` is set only when it is created. */
   static async open(client: ChromaClient, name: string, embeddings: EmbeddingsInterface, metadata: FlatMetadata = {}): Promise<ChromaVectorStore> {
-    const collection = await client.getOrCreateCollection({
+    const collection = await ChromaVectorStore.getOrCreate(client, name, metadata);
+    return new ChromaVectorStore(embeddings, client, collection, metadata, await client.getMaxBatchSize());
+  }
+
+  private static getOrCreate(client: ChromaClient, name: string, metadata: FlatMetadata): Promise<Collection> {
+    return client.getOrCreateCollection({
       name,
       embeddingFunction: null,
       configuration: { hnsw: { space: 'cosine' } },
-      metadata: { ...metadata, 'created_by': 'teamllm' },
+      metadata: { ...metadata, created_by: 'teamllm' },
     });
-    return new ChromaVectorStore(embeddings, collection, await client.getMaxBatchSize());
+  }
+
+  get collection(): Collection {
+    return this.current;
   }
 
   _vectorstoreType(): string {
@@ -74,7 +84,7 @@ export class ChromaVectorStore extends VectorStore {
     const ids = options?.ids ?? documents.map((d, i) => d.id ?? createHash('sha256').update(`${d.pageContent}\u0000${i}`).digest('hex'));
     for (let start = 0; start < vectors.length; start += this.maxBatch) {
       const end = start + this.maxBatch;
-      await this.collection.upsert({
+      await this.current.upsert({
         ids: ids.slice(start, end),
         embeddings: vectors.slice(start, end),
         documents: documents.slice(start, end).map((d) => d.pageContent),
@@ -90,7 +100,7 @@ export class ChromaVectorStore extends VectorStore {
 
   async similaritySearchVectorWithScore(query: number[], k: number, filter?: MetadataFilter): Promise<[DocumentInterface, number][]> {
     const where = toWhere(filter);
-    const result = await this.collection.query({
+    const result = await this.current.query({
       queryEmbeddings: [query],
       nResults: k,
       ...(where ? { where } : {}),
@@ -105,21 +115,29 @@ export class ChromaVectorStore extends VectorStore {
   }
 
   override async delete(params: { ids?: string[]; filter?: MetadataFilter } = {}): Promise<void> {
-    if (params.ids && params.ids.length > 0) await this.collection.delete({ ids: params.ids });
+    if (params.ids && params.ids.length > 0) await this.current.delete({ ids: params.ids });
     const where = toWhere(params.filter);
-    if (where) await this.collection.delete({ where });
+    if (where) await this.current.delete({ where });
+  }
+
+  /** The stored vectors of these ids (one round trip; missing ids are left out). */
+  async vectorsByIds(ids: string[]): Promise<Map<string, number[]>> {
+    if (ids.length === 0) return new Map();
+    const result = await this.current.get({ ids, include: ['embeddings'] as never });
+    return new Map(result.ids.map((id, i) => [id, Array.from(result.embeddings[i] ?? [])]));
   }
 
   async count(): Promise<number> {
-    return this.collection.count();
+    return this.current.count();
   }
 
-  /** Removes every vector (the collection itself stays, with its configuration). */
+  /**
+   * Removes every vector by dropping and recreating the collection: a collection keeps the
+   * dimension of its first vectors, and a retrained encoder may have another.
+   */
   async clear(): Promise<void> {
-    for (;;) {
-      const { ids } = await this.collection.get({ limit: this.maxBatch, include: [] as never });
-      if (ids.length === 0) return;
-      await this.collection.delete({ ids });
-    }
+    const name = this.current.name;
+    await this.client.deleteCollection({ name });
+    this.current = await ChromaVectorStore.getOrCreate(this.client, name, this.metadata);
   }
 }

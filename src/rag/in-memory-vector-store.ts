@@ -51,6 +51,10 @@ export class InMemoryVectorStore extends VectorStore {
     if (params.filter) for (const [id, row] of this.rows) if (matchesFilter(row.document.metadata, params.filter)) this.rows.delete(id);
   }
 
+  async vectorsByIds(ids: string[]): Promise<Map<string, number[]>> {
+    return new Map(ids.flatMap((id) => (this.rows.has(id) ? [[id, this.rows.get(id)!.vector] as const] : [])));
+  }
+
   async count(): Promise<number> {
     return this.rows.size;
   }

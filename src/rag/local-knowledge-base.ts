@@ -68,7 +68,7 @@ export interface KnowledgeBaseOptions {
   /** Passage size in characters. */
   chunkSize?: number;
   fusion?: Partial<FusionOptions>;
-  /** Downloads `kb add <url>` sources (tests serve pages from a local server). */
+  /** Downloads `kb add <url>` sources (default: fetchDocument, plain HTTP). */
   fetchUrl?: (url: string) => Promise<FetchedDocument>;
 }
 
@@ -330,6 +330,16 @@ export class LocalKnowledgeBase implements KnowledgeBase {
         if (!chunk || excluded.has(chunk.source)) continue;
         semantic.push(chunk);
         cosines.set(chunk, score);
+      }
+    }
+    // Passages BM25 found but the dense search did not rank: their cosine from the stored vectors
+    // (one round trip) rather than by re-embedding up to 50 passages per query.
+    if (dense && queryVector && mode === 'hybrid') {
+      const missing = lexical.filter((c) => !cosines.has(c));
+      const stored = await dense.store.vectorsByIds(missing.map((c) => c.id));
+      for (const c of missing) {
+        const vector = stored.get(c.id);
+        if (vector) cosines.set(c, cosine(queryVector, vector));
       }
     }
     const cosineOf = (c: StoredChunk): number | undefined => {

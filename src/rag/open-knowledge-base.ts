@@ -100,17 +100,18 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
     }
   };
 
-  const attachDense = async (kb: LocalKnowledgeBase): Promise<void> => {
-    if (!embeddings) return void (await kb.useDense(undefined));
-    const chromaClient = await connect();
-    if (!chromaClient) return void (await kb.useDense(undefined));
+  /** Connects a knowledge base to its Chroma collection; returns how many passages were (re-)embedded. */
+  const attachDense = async (kb: LocalKnowledgeBase): Promise<number> => {
+    const chromaClient = embeddings ? await connect() : undefined;
+    if (!embeddings || !chromaClient) return kb.useDense(undefined);
     try {
       const store = await ChromaVectorStore.open(chromaClient, collectionName(kb.name), embeddings, { kb: kb.name });
       const reembedded = await kb.useDense({ embeddings, store });
       if (reembedded > 0) logger.info({ kb: kb.name, passages: reembedded, encoder: embeddings.info.id }, 'embedded the knowledge base into Chroma');
+      return reembedded;
     } catch (err) {
       logger.warn({ err: String(err), kb: kb.name }, 'could not use the Chroma collection: searching with BM25 only');
-      await kb.useDense(undefined);
+      return kb.useDense(undefined);
     }
   };
 
@@ -150,9 +151,13 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
           new ChainAnswerer({ kb: kbFor(request), llm, model, filterFor, ...pick(answerOptions) }).answer(request),
         );
       }
-      return scopedAnswerer(new RetrievalOnlyAnswerer(kb).model, (request) =>
-        new RetrievalOnlyAnswerer(kbFor(request), { filterFor, ...pick(answerOptions) }).answer(request),
-      );
+      return {
+        // A getter: the name says whether an encoder is in use, which training can change.
+        get model() {
+          return new RetrievalOnlyAnswerer(kb).model;
+        },
+        answer: (request) => new RetrievalOnlyAnswerer(kbFor(request), { filterFor, ...pick(answerOptions) }).answer(request),
+      };
     },
     async trainEmbeddings(trainOptions: TrainEmbeddingsOptions = {}) {
       const { trainEncoder } = await import('./encoder-training.ts');
@@ -170,10 +175,7 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       embeddings = trained;
       logger.info({ encoder: trained.info.id, passages: passages.length, seconds: report.seconds }, 'trained the embedding model');
       let reembedded = 0;
-      for (const k of open.values()) {
-        await attachDense(k);
-        reembedded += k.chunkCount;
-      }
+      for (const k of open.values()) reembedded += await attachDense(k);
       return { info: trained.info, report, reembedded };
     },
     async close() {
@@ -204,4 +206,19 @@ async function allKnowledgeBases(home: string, open: Map<string, LocalKnowledgeB
         .map((f) => new LocalKnowledgeBase(f))
     : [];
   return [...open.values(), ...others];
+}
+
+/**
+ * `teamllm train embeddings` outside a running app: opens the home's knowledge bases, trains the
+ * encoder on all their passages, re-embeds them into Chroma, closes everything.
+ */
+export async function trainEmbeddings(
+  options: OpenKnowledgeBaseOptions & TrainEmbeddingsOptions,
+): Promise<{ info: EmbeddingModelInfo; report: EncoderTrainingReport; reembedded: number }> {
+  const opened = await openKnowledgeBase(options);
+  try {
+    return await opened.trainEmbeddings(options);
+  } finally {
+    await opened.close();
+  }
 }

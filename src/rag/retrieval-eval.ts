@@ -8,6 +8,7 @@
  * once with its source indexed and once with it hidden.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { type AnswerabilityRule, type AnswerabilitySignal, type AnswerabilitySignals, coverage, signalValue } from './answerability.ts';
 import { InMemoryVectorStore } from './in-memory-vector-store.ts';
@@ -52,17 +53,29 @@ export interface MetricsRow {
   mrr: number;
 }
 
+/** Share of answerable questions the gate lets through, and of unanswerable ones it declines. */
+export interface GateRates {
+  answered: number;
+  declined: number;
+}
+
 export interface AnswerabilityMeasurement {
   signal: AnswerabilitySignal;
   /** Area under the ROC curve over all questions: 1 separates perfectly, 0.5 is chance. */
   auc: number;
   /** The cut chosen on the train split (all questions when there is no split). */
   threshold: number;
-  /** Balanced accuracy (mean of "answers when it can" and "declines when it cannot") where it was chosen... */
-  trainAccuracy: number;
-  /** ...and on the held-out test split (undefined without one). */
-  testAccuracy?: number;
+  train: GateRates;
+  /** On the held-out test split (undefined without one). */
+  test?: GateRates;
 }
+
+/**
+ * The gate must let at least this share of answerable (train) questions through; among the cuts
+ * that do, the one that declines the most unanswerable ones wins. Declining a question the
+ * documents do answer costs more than quoting a weak passage with its source shown.
+ */
+export const MIN_ANSWER_RATE = 0.9;
 
 export interface RetrievalEvaluation {
   corpus: { sources: number; passages: number; failed: { source: string; reason: string }[] };
@@ -97,6 +110,8 @@ export async function evaluateRetrieval(options: EvaluateRetrievalOptions): Prom
   const kb = new LocalKnowledgeBase(':memory:', { name: 'eval' });
   try {
     const report = await kb.addPaths([options.kbDir]);
+    // The question file may live in the folder (examples/handbook does): not a document, not a failure.
+    report.failed = report.failed.filter((f) => resolve(options.kbDir, f.source) !== resolve(options.questionsFile));
     if (kb.chunkCount === 0) throw new Error(`no passages could be indexed from ${options.kbDir}`);
     options.onProgress?.(`indexed ${report.added.length} documents, ${kb.chunkCount} passages`);
     let embeddings = options.embeddings;
@@ -180,19 +195,18 @@ export async function measureAnswerability(
   const train = samples.filter((s) => s.split !== 'test');
   const test = samples.filter((s) => s.split === 'test');
   const signals = kb.embeddings ? SIGNALS : (['coverage'] as AnswerabilitySignal[]);
-  const measurements = signals.map((signal) => {
-    const value = (s: (typeof samples)[number]) => signalValue(s.signals, signal);
-    const threshold = bestThreshold(train.map((s) => ({ value: value(s), positive: s.answerable })));
-    const accuracy = (set: typeof samples) => balancedAccuracy(set.map((s) => ({ value: value(s), positive: s.answerable })), threshold);
+  const measurements = signals.map((signal): AnswerabilityMeasurement => {
+    const scored = (set: typeof samples) => set.map((s) => ({ value: signalValue(s.signals, signal), positive: s.answerable }));
+    const threshold = chooseThreshold(scored(train));
     return {
       signal,
-      auc: auc(samples.map((s) => ({ value: value(s), positive: s.answerable }))),
+      auc: auc(scored(samples)),
       threshold,
-      trainAccuracy: accuracy(train),
-      ...(test.length > 0 ? { testAccuracy: accuracy(test) } : {}),
+      train: gateRates(scored(train), threshold),
+      ...(test.length > 0 ? { test: gateRates(scored(test), threshold) } : {}),
     };
   });
-  const best = [...measurements].sort((a, b) => b.trainAccuracy - a.trainAccuracy || b.auc - a.auc)[0]!;
+  const best = [...measurements].sort((a, b) => b.train.declined - a.train.declined || b.auc - a.auc)[0]!;
   return { measurements, recommended: { signal: best.signal, threshold: best.threshold } };
 }
 
@@ -205,24 +219,24 @@ interface Scored {
   positive: boolean;
 }
 
-function balancedAccuracy(samples: Scored[], threshold: number): number {
+function gateRates(samples: Scored[], threshold: number): GateRates {
   const pos = samples.filter((s) => s.positive);
   const neg = samples.filter((s) => !s.positive);
-  const tpr = pos.length ? pos.filter((s) => s.value >= threshold).length / pos.length : 1;
-  const tnr = neg.length ? neg.filter((s) => s.value < threshold).length / neg.length : 1;
-  return (tpr + tnr) / 2;
+  return {
+    answered: pos.length ? pos.filter((s) => s.value >= threshold).length / pos.length : 1,
+    declined: neg.length ? neg.filter((s) => s.value < threshold).length / neg.length : 0,
+  };
 }
 
-/** The cut (midway between neighbouring observed values) with the best balanced accuracy; ties go to the lower cut (answer rather than decline). */
-function bestThreshold(samples: Scored[]): number {
+/** The highest cut (midway between observed values) that still answers MIN_ANSWER_RATE of the answerable questions. */
+function chooseThreshold(samples: Scored[]): number {
   const values = [...new Set(samples.map((s) => s.value))].sort((a, b) => a - b);
-  let best = { threshold: 0, accuracy: -1 };
-  for (let i = 0; i < values.length; i++) {
-    const threshold = i === 0 ? values[0]! : (values[i - 1]! + values[i]!) / 2;
-    const accuracy = balancedAccuracy(samples, threshold);
-    if (accuracy > best.accuracy) best = { threshold, accuracy };
+  let best = values[0] ?? 0;
+  for (let i = 1; i < values.length; i++) {
+    const threshold = (values[i - 1]! + values[i]!) / 2;
+    if (gateRates(samples, threshold).answered >= MIN_ANSWER_RATE) best = threshold;
   }
-  return Math.round(best.threshold * 1000) / 1000;
+  return Math.floor(best * 1000) / 1000;
 }
 
 /** Probability that a random positive scores above a random negative (ties count half). */
@@ -254,10 +268,11 @@ export function formatEvaluation(ev: RetrievalEvaluation): string {
   for (const v of ev.verdicts) lines.push(v.message);
   if (ev.answerability) {
     lines.push('');
-    lines.push("\"don't know\" threshold (question with its source indexed vs hidden):");
+    lines.push(`"don't know" threshold (each question with its source indexed vs hidden; cut answers >= ${MIN_ANSWER_RATE * 100}% of answerable train questions):`);
+    const rates = (r: GateRates) => `answers ${(r.answered * 100).toFixed(0)}%, declines ${(r.declined * 100).toFixed(0)}%`;
     for (const m of ev.answerability.measurements) {
       lines.push(
-        `  ${m.signal.padEnd(8)} AUC ${m.auc.toFixed(3)}  threshold ${m.threshold.toFixed(3)}  balanced accuracy train ${m.trainAccuracy.toFixed(3)}${m.testAccuracy !== undefined ? ` test ${m.testAccuracy.toFixed(3)}` : ''}`,
+        `  ${m.signal.padEnd(8)} AUC ${m.auc.toFixed(3)}  threshold ${m.threshold.toFixed(3)}  train: ${rates(m.train)}${m.test ? `  test: ${rates(m.test)}` : ''}`,
       );
     }
     lines.push(`  recommended: ${ev.answerability.recommended.signal} >= ${ev.answerability.recommended.threshold}`);

@@ -1,7 +1,8 @@
 /**
  * What the embedding encoder reads: a text turned into hashed feature ids. A vocabulary-free
- * "hashing trick" (as fastText and Vowpal Wabbit do) means a model trained on one corpus still
- * embeds words it never saw, and the model file does not carry a word list.
+ * "hashing trick" (as fastText and Vowpal Wabbit do) means the model file carries no word list,
+ * and a word the corpus never had is still embedded through the character trigrams it shares
+ * with words it did have.
  *
  * - Latin-script words give the word itself plus its character trigrams with boundary marks
  *   ("<re", "ref", ...), so "referred" and "referral" share most of their features.

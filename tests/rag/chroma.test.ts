@@ -11,6 +11,7 @@ import {
   LocalKnowledgeBase,
   openKnowledgeBase,
   startChromaServer,
+  trainEmbeddings,
   type ChromaServer,
 } from '../../src/rag/index.ts';
 import { trainEncoder } from '../../src/rag/encoder-training.ts';
@@ -106,6 +107,28 @@ describe('with a real local Chroma server', () => {
     expect((await reopened.retrieve('住宿标准', 1, { mode: 'dense' }))[0]?.source).toBe('zh/报销.md');
     reopened.close();
   });
+
+  it('uses the server CHROMA_URL points to, and falls back to BM25 with a warning when Chroma is unreachable', async () => {
+    const home = tempFolder();
+    const seed = new LocalKnowledgeBase(join(home, 'kb', 'local.db'));
+    await seed.addPaths([tempFolder(DOCS)]);
+    (await tinyEmbeddings(seed)).save(join(home, 'embeddings'));
+    seed.close();
+
+    const external = await openKnowledgeBase({ home, chromaUrl: server.url });
+    expect(external.chroma).toEqual({ url: server.url, bundled: false });
+    expect((await external.kb.retrieve('Tunnelbee', 1))[0]?.cosine).toBeDefined();
+    await external.close();
+    expect(await client.heartbeat()).toBeGreaterThan(0); // not ours to stop
+
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (_: object, msg?: string) => void warnings.push(msg ?? ''), child: () => logger };
+    const unreachable = await openKnowledgeBase({ home, chromaUrl: 'http://127.0.0.1:1', logger });
+    expect(unreachable.chroma).toBeUndefined();
+    expect(warnings.join()).toMatch(/Chroma is unavailable: searching with BM25 only/);
+    expect((await unreachable.kb.search('Tunnelbee', 1))[0]?.source).toBe('it/laptops.md');
+    await unreachable.close();
+  });
 });
 
 describe('openKnowledgeBase', () => {
@@ -126,6 +149,11 @@ describe('openKnowledgeBase', () => {
     expect(hit).toMatchObject({ source: 'it/laptops.md', title: 'IT > VPN' });
     expect(hit!.cosine).toBeDefined();
 
+    // Retraining with another shape: the collection is recreated for the new dimension.
+    const retrained = await opened.trainEmbeddings({ training: { config: { buckets: 4096, dim: 16, members: 3 }, steps: 10, batchSize: 8 } });
+    expect(retrained.reembedded).toBe(opened.kb.chunkCount);
+    expect((await opened.kb.retrieve('Tunnelbee VPN client', 1, { mode: 'dense' }))[0]?.cosine).toBeDefined();
+
     const hr = await opened.get('HR');
     expect(hr).not.toBe(opened.kb);
     expect(await hr.list()).toEqual([]);
@@ -134,8 +162,27 @@ describe('openKnowledgeBase', () => {
 
     // Reopening the same home: the encoder is loaded and the vectors are already in Chroma.
     const again = await openKnowledgeBase({ home });
-    expect(again.embeddings?.info.id).toBe(info.id);
+    expect(again.embeddings?.info.id).toBe(retrained.info.id);
+    expect(info.id).not.toBe(retrained.info.id);
     expect((await again.kb.retrieve('Tunnelbee VPN client', 1))[0]?.cosine).toBeDefined();
     await again.close();
+  });
+
+  it('trains embeddings for a home folder outside a running app (teamllm train embeddings)', async () => {
+    const home = tempFolder();
+    const kb = new LocalKnowledgeBase(join(home, 'kb', 'local.db'));
+    await kb.addPaths([tempFolder(DOCS)]);
+    const passages = kb.chunkCount;
+    kb.close();
+    const steps: number[] = [];
+    const result = await trainEmbeddings({
+      home,
+      training: { config: { buckets: 4096, dim: 16, members: 2 }, steps: 10, batchSize: 8 },
+      onProgress: (p) => steps.push(p.step),
+    });
+    expect(result.info.corpus).toEqual({ sources: 3, passages });
+    expect(result.reembedded).toBe(passages);
+    expect(steps.at(-1)).toBe(20);
+    expect(existsSync(join(home, 'embeddings', 'encoder.bin'))).toBe(true);
   });
 });

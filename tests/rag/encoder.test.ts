@@ -1,6 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Embeddings } from '@langchain/core/embeddings';
 import { describe, expect, it } from 'vitest';
 import { cosine } from '../../src/rag/bag-encoder.ts';
@@ -9,6 +6,7 @@ import { PairSampler, sentencesOf } from '../../src/rag/contrastive-pairs.ts';
 import { featureIds, featureStrings } from '../../src/rag/text-features.ts';
 import { LocalEmbeddings } from '../../src/rag/index.ts';
 import { Random } from '../../src/model/random.ts';
+import { tempFolder } from './fixtures.ts';
 
 /** Tiny settings: the tests check behaviour, not quality (the handbook test checks quality). */
 const TINY = { config: { buckets: 4096, dim: 24, members: 2 }, steps: 60, batchSize: 8 };
@@ -100,7 +98,7 @@ describe('LocalEmbeddings', () => {
     expect(doc).toHaveLength(48);
     expect(Math.hypot(...doc!)).toBeCloseTo(1, 5);
 
-    const dir = mkdtempSync(join(tmpdir(), 'teamllm-emb-'));
+    const dir = tempFolder();
     expect(LocalEmbeddings.load(dir)).toBeUndefined();
     embeddings.save(dir);
     const loaded = LocalEmbeddings.load(dir)!;

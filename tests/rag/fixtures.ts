@@ -2,13 +2,21 @@
  * Small, real documents built in code, so loader tests need no binary files in the repository
  * and no downloads: a PDF with a text layer, a DOCX with heading styles, and temp folders.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { afterAll } from 'vitest';
+
+const created: string[] = [];
+// Each test file gets its own copy of this module, so this removes that file's folders (Chroma data included).
+afterAll(() => {
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 export function tempFolder(files: Record<string, string | Uint8Array> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'teamllm-rag-'));
+  created.push(dir);
   for (const [name, content] of Object.entries(files)) {
     mkdirSync(join(dir, name, '..'), { recursive: true });
     writeFileSync(join(dir, name), content);
