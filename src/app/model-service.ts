@@ -5,7 +5,6 @@ import type { ModelRegistry, ModelVersion } from '../model/registry.ts';
 
 export interface RegistryModelServiceOptions {
   registry: ModelRegistry;
-  bot: Bot;
   store: BotStore;
   logger: Logger;
   /** Builds the answerer that serves a loaded model (retrieval + generation). */
@@ -29,11 +28,22 @@ function describe(v: ModelVersion): string {
  */
 export class RegistryModelService implements ModelService {
   private active: { version: string; model: LoadedModel } | undefined;
+  private bot: Bot | undefined;
 
   constructor(private readonly options: RegistryModelServiceOptions) {}
 
+  /** The Bot whose answerer this service swaps (the Bot also needs this service: built first, attached after). */
+  attach(bot: Bot): void {
+    this.bot = bot;
+  }
+
+  private get target(): Bot {
+    if (!this.bot) throw new Error('RegistryModelService used before attach(bot)');
+    return this.bot;
+  }
+
   serving() {
-    return this.options.bot.serving.model;
+    return this.target.serving.model;
   }
 
   async list(): Promise<string> {
@@ -68,12 +78,12 @@ export class RegistryModelService implements ModelService {
     const previous = this.active;
     if (!serving) {
       this.active = undefined;
-      this.options.bot.setAnswerer(this.options.fallback);
+      this.target.setAnswerer(this.options.fallback);
     } else {
       const model = await this.options.registry.loadServing();
       if (!model) return;
       this.active = { version: serving.version, model };
-      this.options.bot.setAnswerer(this.options.answererFor(model));
+      this.target.setAnswerer(this.options.answererFor(model));
     }
     this.options.logger.info({ version: serving?.version ?? 'retrieval-only', previous: previous?.version }, 'serving model changed');
     if (previous) setTimeout(() => previous.model.dispose(), this.options.disposeAfterMs ?? 180_000).unref();

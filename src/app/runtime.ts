@@ -8,7 +8,9 @@ import { AdminList, Bot, type Answerer, type Logger } from '../core/index.ts';
 import { SqliteStore } from '../core/sqlite-store.ts';
 import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
 import { WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
-import { LocalKnowledgeBase, RetrievalOnlyAnswerer } from '../rag/index.ts';
+import { LocalChatModel } from '../model/langchain-chat-model.ts';
+import { ModelRegistry } from '../model/registry.ts';
+import { CHAT_TEMPLATE_PROMPT, openKnowledgeBase, type LocalKnowledgeBase, type OpenedKnowledgeBases } from '../rag/index.ts';
 import { ChatTrainingService } from '../training/chat-training-service.ts';
 import { JobRunner } from '../training/jobs/job-runner.ts';
 import { TRAINING_STAGES } from '../training/stages/index.ts';
@@ -16,6 +18,7 @@ import type { Config } from './config.ts';
 import { createHttpApp } from './http-app.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
+import { RegistryModelService } from './model-service.ts';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const SAMPLE_KB_DIR = join(PACKAGE_ROOT, 'examples/handbook');
@@ -32,6 +35,8 @@ export interface Runtime {
   logger: Logger;
   store: SqliteStore;
   kb: LocalKnowledgeBase;
+  knowledge: OpenedKnowledgeBases;
+  models: RegistryModelService;
   bot: Bot;
   metrics: Metrics;
   http: Hono;
@@ -61,7 +66,8 @@ export interface RuntimeOptions {
 export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const store = new SqliteStore(join(config.home, 'teamllm.db'));
-  const kb = new LocalKnowledgeBase(join(config.home, 'kb', 'local.db'));
+  const knowledge = await openKnowledgeBase({ home: config.home, ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}), logger });
+  const kb = knowledge.kb;
   // Loaded once per data folder: after an admin removes the sample documents they stay removed.
   const sampleMarker = join(config.home, 'kb', 'sample-loaded');
   if (config.sampleKnowledgeBase && !existsSync(sampleMarker) && (await kb.list()).length === 0 && existsSync(SAMPLE_KB_DIR)) {
@@ -76,20 +82,36 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     `console:${consoleUser}`,
     ...(config.adminToken ? [`web:${WEB_ADMIN_ID}`] : []),
   ]);
-  const answerer = options.answerer ?? new RetrievalOnlyAnswerer(kb);
+  const fallback = options.answerer ?? knowledge.answerer();
   const jobs = new JobRunner({ store, home: config.home, stages: options.stages ?? TRAINING_STAGES, logger });
   if (options.startJobs) await jobs.init();
+  const models = new RegistryModelService({
+    registry: new ModelRegistry(config.home),
+    store,
+    logger,
+    fallback,
+    // The project's own model behind LangChain, fed the chat template it was fine-tuned on.
+    answererFor: (model) =>
+      knowledge.answerer({
+        llm: new LocalChatModel({ model }),
+        model: { name: 'teamllm', version: model.info.version, kind: 'language-model' },
+        messages: CHAT_TEMPLATE_PROMPT,
+      }),
+  });
   const bot = new Bot({
     store,
-    answerer,
+    answerer: fallback,
     admins,
     kb,
     training: new ChatTrainingService(jobs, store, logger),
+    models,
     rateLimit: config.rateLimit,
     memory: config.memory,
     logger,
     observer: metrics,
   });
+  models.attach(bot);
+  if (!options.answerer) await models.activate();
   const routes: Hono[] = [];
   if (config.adapters.includes('web')) {
     routes.push(webRoutes({ bot, logger, ...(config.adminToken ? { adminToken: config.adminToken } : {}) }));
@@ -110,6 +132,8 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     logger,
     store,
     kb,
+    knowledge,
+    models,
     bot,
     metrics,
     http,
@@ -123,7 +147,8 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
       await Promise.allSettled(adapters.map((a) => a.stop?.()));
       await jobs.close();
       await bot.close();
-      kb.close();
+      models.close();
+      await knowledge.close();
       await store.close();
     },
   };

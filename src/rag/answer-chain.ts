@@ -12,6 +12,7 @@
  */
 import type { DocumentInterface } from '@langchain/core/documents';
 import type { BaseLanguageModel } from '@langchain/core/language_models/base';
+import { AIMessage, HumanMessage, SystemMessage, type BaseMessage } from '@langchain/core/messages';
 import { StringOutputParser } from '@langchain/core/output_parsers';
 import { PromptTemplate } from '@langchain/core/prompts';
 import { RunnableLambda, RunnableSequence, type Runnable } from '@langchain/core/runnables';
@@ -81,6 +82,21 @@ export interface ChainAnswererOptions {
   answerability?: AnswerabilityRule;
   /** Restricts retrieval per request, e.g. to the knowledge base a channel is bound to. */
   filterFor?: (request: AnswerRequest) => MetadataFilter | undefined;
+  /**
+   * Builds the model's input as chat messages instead of ANSWER_PROMPT's one block of text. The
+   * project's own model uses CHAT_TEMPLATE_PROMPT: passages in the template's context block,
+   * earlier turns as turns, as SFT trained it.
+   */
+  messages?: (input: { question: string; history: ConversationTurn[]; passages: string }) => BaseMessage[];
+}
+
+/** Passages as a system message named "context" (LocalChatModel puts it in <|context|>), history as turns, the question last. */
+export function CHAT_TEMPLATE_PROMPT(input: { question: string; history: ConversationTurn[]; passages: string }): BaseMessage[] {
+  return [
+    new SystemMessage({ content: input.passages, name: 'context' }),
+    ...input.history.map((t) => (t.role === 'user' ? new HumanMessage(t.text) : new AIMessage(t.text))),
+    new HumanMessage(input.question),
+  ];
 }
 
 export class ChainAnswerer implements Answerer {
@@ -114,14 +130,14 @@ export class ChainAnswerer implements Answerer {
       yield { type: 'done', prompt: `(no passage passed the answerability threshold) ${request.question}` };
       return;
     }
-    const prompt = await ANSWER_PROMPT.invoke({
-      question: request.question,
-      history: formatHistory(request.history),
-      context: formatPassages(used),
-    });
+    const prompt = this.options.messages
+      ? this.options.messages({ question: request.question, history: request.history, passages: formatPassages(used) })
+      : await ANSWER_PROMPT.invoke({ question: request.question, history: formatHistory(request.history), context: formatPassages(used) });
     const stream = await this.generate.stream(prompt, { ...(request.signal ? { signal: request.signal } : {}) });
     for await (const text of stream) if (text) yield { type: 'token', text };
-    yield { type: 'done', prompt: prompt.toString() };
+    // Kept in the answer record: what the model saw, so votes can become training data.
+    const recorded = Array.isArray(prompt) ? JSON.stringify(prompt.map((m) => ({ role: m.getType(), ...(m.name ? { name: m.name } : {}), content: m.content }))) : prompt.toString();
+    yield { type: 'done', prompt: recorded };
   }
 }
 

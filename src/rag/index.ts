@@ -18,7 +18,7 @@ export {
   type SearchOptions,
 } from './local-knowledge-base.ts';
 export { evaluateRetrieval, formatEvaluation, measureAnswerability, readQuestions, type EvalQuestion, type EvaluateRetrievalOptions, type MetricsRow, type RetrievalEvaluation, type AnswerabilityMeasurement } from './retrieval-eval.ts';
-export { ChainAnswerer, createAnswerChain, formatPassages, ANSWER_PROMPT, type ChainAnswererOptions, type AnswerChainInput } from './answer-chain.ts';
+export { ChainAnswerer, createAnswerChain, formatPassages, ANSWER_PROMPT, CHAT_TEMPLATE_PROMPT, type ChainAnswererOptions, type AnswerChainInput } from './answer-chain.ts';
 export { RetrievalOnlyAnswerer, type RetrievalOnlyOptions } from './retrieval-only-answerer.ts';
 export { HybridRetriever, type HybridRetrieverInput } from './hybrid-retriever.ts';
 export { DEFAULT_ANSWERABILITY, coverage, isAnswerable, type AnswerabilityRule, type AnswerabilitySignal } from './answerability.ts';

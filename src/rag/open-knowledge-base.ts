@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { BaseLanguageModel } from '@langchain/core/language_models/base';
 import type { ChromaClient } from 'chromadb';
 import { silentLogger, type Answerer, type AnswerRequest, type Logger, type ModelInfo } from '../core/index.ts';
-import { ChainAnswerer } from './answer-chain.ts';
+import { ChainAnswerer, type ChainAnswererOptions } from './answer-chain.ts';
 import type { AnswerabilityRule } from './answerability.ts';
 import { chromaClientFor, startChromaServer, type ChromaServer } from './chroma-server.ts';
 import { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
@@ -47,6 +47,8 @@ export interface AnswererOptions {
   scope?: (request: AnswerRequest) => { knowledgeBase?: string; filter?: MetadataFilter } | undefined;
   passages?: number;
   answerability?: AnswerabilityRule;
+  /** Chat messages instead of the text prompt (CHAT_TEMPLATE_PROMPT for the project's own model). */
+  messages?: ChainAnswererOptions['messages'];
 }
 
 export interface TrainEmbeddingsOptions {
@@ -186,8 +188,12 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
   };
 }
 
-function pick(o: AnswererOptions): { passages?: number; answerability?: AnswerabilityRule } {
-  return { ...(o.passages !== undefined ? { passages: o.passages } : {}), ...(o.answerability ? { answerability: o.answerability } : {}) };
+function pick(o: AnswererOptions): { passages?: number; answerability?: AnswerabilityRule; messages?: ChainAnswererOptions['messages'] } {
+  return {
+    ...(o.passages !== undefined ? { passages: o.passages } : {}),
+    ...(o.answerability ? { answerability: o.answerability } : {}),
+    ...(o.messages ? { messages: o.messages } : {}),
+  };
 }
 
 function scopedAnswerer(model: ModelInfo, answer: Answerer['answer']): Answerer {

@@ -18,3 +18,23 @@ export { renderLossChart, writeLossChart, type LossPoint } from './loss-chart.ts
 export { readCorpus, listCorpusFiles } from './corpus.ts';
 export { createProgressBar } from './progress-bar.ts';
 export { pretrainInWorker } from './worker.ts';
+/** SFT with LoRA (issue 5): data formats, QA generation from documents, training, the `/train sft` job. */
+export * from './sft/index.ts';
+/** QA evaluation with retrieval in the loop: EM, token F1, contains-gold; before/after comparison. */
+export {
+  evaluateQa,
+  compareQa,
+  formatQaScores,
+  readQaQuestions,
+  normalizeAnswer,
+  answerTokens,
+  exactMatch,
+  tokenF1,
+  containsGold,
+  type EvaluateQaOptions,
+  type QaQuestion,
+  type QaRetriever,
+  type QaItem,
+  type QaScores,
+  type QaComparison,
+} from './eval/qa-eval.ts';

@@ -1,4 +1,5 @@
 /** Training stages the job runner can run: job kind -> module exporting `runStage`. */
 export const TRAINING_STAGES: Record<string, string> = {
   pretrain: new URL('./pretrain-stage.ts', import.meta.url).href,
+  sft: new URL('./sft-stage.ts', import.meta.url).href,
 };

@@ -1,0 +1,295 @@
+/**
+ * The whole fine-tuning job (`/train sft`, `teamllm train sft`): pick the base, gather SFT data
+ * (files, 👍 exports, examples generated from the documents, the train split of a question set)
+ * with retrieved passages as context, measure QA before, train the LoRA adapter, measure QA
+ * after, and only register (and, when asked, promote) an adapter that beats its base on the
+ * held-out questions.
+ */
+import { existsSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { ModelRegistry } from '../../model/registry.ts';
+import { LoadedModel } from '../../model/loaded-model.ts';
+import { writeJsonAtomic } from '../../model/files.ts';
+import { AdapterSet } from '../../model/lora/serving.ts';
+import { AdapterStore } from '../../model/lora/store.ts';
+import { LocalKnowledgeBase } from '../../rag/index.ts';
+import { compareQa, evaluateQa, formatQaScores, readQaQuestions, containsGold, type QaComparison, type QaScores } from '../eval/qa-eval.ts';
+import { formatContext, type SftExample } from './data.ts';
+import { generateQa, readDocuments, withRetrievedContext } from './qa-generator.ts';
+import { sft, type SftProgress, type SftResult } from './train.ts';
+
+const SAMPLE_HANDBOOK = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../examples/handbook');
+
+const bool = () => z.union([z.boolean(), z.enum(['true', 'false', 'yes', 'no', '1', '0'])]).transform((v) => v === true || v === 'true' || v === 'yes' || v === '1');
+const num = () => z.coerce.number().refine(Number.isFinite, 'must be a number');
+const int = () => z.coerce.number().int('must be a whole number').nonnegative();
+const list = () => z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
+
+/** Parameters of `/train sft key=value ...` (strings from chat or --set, or typed from code). */
+export const SftJobParamsSchema = z
+  .object({
+    /** Base model: a registry version (default: the serving one, else the newest) or a model folder. */
+    base: z.string().optional(),
+    /** SFT JSONL files or folders (alpaca, sharegpt, messages / 👍 export, question/answer). */
+    data: list().optional(),
+    /** Documents to index for retrieval and to generate QA from (default: $TEAMLLM_HOME/corpus, else the sample handbook). */
+    docs: list().optional(),
+    /** Generate QA examples from the documents (default: yes). */
+    generate: bool().optional(),
+    generateMax: int().optional(),
+    /** Questions JSONL ({question, answer, source, split}); the `evalSplit` part is held out for evaluation. */
+    questions: z.string().optional(),
+    evalSplit: z.string().default('test'),
+    /** Use the questions of the other splits as training examples (default: yes). */
+    trainOnQuestions: bool().default(true),
+    /** Passages retrieved per question, for training contexts and the evaluation. */
+    k: int().default(3),
+    rank: int().optional(),
+    alpha: num().optional(),
+    dropout: num().optional(),
+    targets: z.string().optional(),
+    epochs: num().optional(),
+    maxIters: int().optional(),
+    batchSize: int().optional(),
+    gradAccumSteps: int().optional(),
+    learningRate: num().optional(),
+    warmupIters: int().optional(),
+    evalInterval: int().optional(),
+    checkpointInterval: int().optional(),
+    maxContextTokens: int().optional(),
+    systemPrompt: z.string().optional(),
+    seed: z.coerce.number().int().optional(),
+    backend: z.string().optional(),
+    /** 'auto': promote when it beats its base and the base is serving; 'never': only register. */
+    promote: z.enum(['auto', 'never']).default('auto'),
+    /** Name in $TEAMLLM_HOME/adapters (default <base>-sft-<run folder>). */
+    name: z.string().optional(),
+    /** Answer tokens in the QA evaluation. */
+    answerTokens: int().default(32),
+    /** Skip the QA evaluation (then nothing is promoted). */
+    skipEval: bool().default(false),
+  })
+  .strict();
+
+export type SftJobParams = z.input<typeof SftJobParamsSchema>;
+
+export interface SftJobContext {
+  home: string;
+  runDir: string;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  progress?: (ev: SftProgress & { stage: 'sft' | 'evaluate' | 'prepare' }) => void;
+}
+
+export interface SftJobResult {
+  status: 'completed' | 'aborted';
+  summary: string;
+  training: SftResult;
+  baseVersion?: string;
+  before?: QaScores;
+  after?: QaScores;
+  comparison?: QaComparison;
+  /** Registry version of the merged model (only when it beat its base, or when not evaluated). */
+  modelVersion?: string;
+  promoted: boolean;
+  adapterName?: string;
+  report: string;
+}
+
+function commonParent(paths: string[]): string {
+  const abs = paths.map((p) => path.resolve(p));
+  const dirs = abs.map((p) => (existsSync(p) && !p.match(/\.(md|txt|markdown)$/i) ? p : path.dirname(p)));
+  if (dirs.length === 1) return dirs[0]!;
+  const parts = dirs.map((d) => d.split(path.sep));
+  const out: string[] = [];
+  for (let i = 0; ; i++) {
+    const seg = parts[0]![i];
+    if (seg === undefined || parts.some((p) => p[i] !== seg)) break;
+    out.push(seg);
+  }
+  return out.join(path.sep) || path.sep;
+}
+
+async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
+  const registry = new ModelRegistry(home);
+  if (base && !/^v\d+$/.test(base)) {
+    if (!existsSync(path.join(base, 'model.safetensors'))) throw new Error(`base "${base}" is neither a model version nor a model folder`);
+    return { dir: path.resolve(base) };
+  }
+  const version = base ?? (await registry.serving())?.version ?? (await registry.list()).at(-1)?.version;
+  if (!version) throw new Error('There is no base model to fine-tune: train one first (/train pretrain) or pass base=<model folder>');
+  if (!(await registry.get(version))) throw new Error(`No model version ${version}`);
+  return { dir: registry.dir(version), version };
+}
+
+export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promise<SftJobResult> {
+  const p = SftJobParamsSchema.parse(params);
+  const log = ctx.log ?? (() => {});
+  const { home, runDir } = ctx;
+  await fs.mkdir(runDir, { recursive: true });
+  const base = await resolveBase(home, p.base);
+  const homeCorpus = path.join(home, 'corpus');
+  const docs = p.docs ?? (existsSync(homeCorpus) ? [homeCorpus] : [path.join(SAMPLE_HANDBOOK, 'en'), path.join(SAMPLE_HANDBOOK, 'zh')]);
+  const docsBase = commonParent(docs);
+  const questionsFile =
+    p.questions ??
+    (existsSync(path.join(home, 'eval', 'questions.jsonl'))
+      ? path.join(home, 'eval', 'questions.jsonl')
+      : docs.every((d) => path.resolve(d).startsWith(SAMPLE_HANDBOOK))
+        ? path.join(SAMPLE_HANDBOOK, 'questions.jsonl')
+        : undefined);
+
+  // Retrieval over the documents, as the bot does it (BM25; hybrid once an encoder is trained).
+  const kb = new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
+  try {
+    const added = await kb.addPaths(docs, { baseDir: docsBase });
+    if (added.failed.length) log(`knowledge base: ${added.failed.length} files could not be read (${added.failed.map((f) => f.source).join(', ')})`);
+    const questions = questionsFile ? await readQaQuestions(questionsFile) : [];
+    const heldOut = questions.filter((q) => q.split === p.evalSplit);
+
+    const resumed = existsSync(path.join(runDir, 'data', 'train.json'));
+    const examples: SftExample[] = [];
+    if (!resumed) {
+      const generate = p.generate ?? true;
+      if (generate) {
+        const documents = await readDocuments(docs, docsBase);
+        const generated = generateQa(documents, { ...(p.generateMax !== undefined ? { max: p.generateMax } : {}), seed: p.seed ?? 7 });
+        examples.push(...(await withRetrievedContext(generated, kb, { k: p.k, seed: p.seed ?? 11 })));
+        log(`generated ${generated.length} question/answer examples from ${documents.length} documents`);
+      }
+      if (p.trainOnQuestions) {
+        let used = 0;
+        for (const q of questions.filter((x) => x.split !== p.evalSplit)) {
+          const passages = (await kb.search(q.question, p.k)).map((s) => ({ source: s.source, title: s.title, text: s.text }));
+          // Only examples answerable from their context: the model should learn to read, not to guess.
+          if (!containsGold(formatContext(passages), q.answer)) continue;
+          examples.push({ messages: [{ role: 'user', content: q.question }, { role: 'assistant', content: q.answer }], context: passages, format: 'qa', ...(q.id ? { id: q.id } : {}) });
+          used += 1;
+        }
+        if (questions.length) log(`${used} questions of ${path.basename(questionsFile!)} (not "${p.evalSplit}") used as training examples`);
+      }
+    }
+
+    const model = await LoadedModel.load(base.dir, base.version);
+    const evaluate = async (label: string, m: LoadedModel): Promise<QaScores> => {
+      const scores = await evaluateQa({
+        model: m,
+        kb,
+        questions: heldOut,
+        k: p.k,
+        maxTokens: p.answerTokens,
+        ...(p.maxContextTokens ? { maxContextTokens: p.maxContextTokens } : {}),
+        ...(p.systemPrompt ? { systemPrompt: p.systemPrompt } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        onQuestion: (done, total) => ctx.progress?.({ stage: 'evaluate', phase: 'eval', step: done, totalSteps: total, epoch: 0, loss: NaN, lr: 0, tokensPerSec: 0, etaSec: 0, msPerIter: 0 }),
+      });
+      log(`QA ${label}: EM ${(100 * scores.exactMatch).toFixed(1)}%, F1 ${(100 * scores.f1).toFixed(1)}%, contains gold ${(100 * scores.containsGold).toFixed(1)}% (n=${scores.n})`);
+      return scores;
+    };
+    const doEval = !p.skipEval && heldOut.length > 0;
+    let before: QaScores | undefined;
+    const beforeFile = path.join(runDir, 'qa-before.json');
+    if (doEval) {
+      before = existsSync(beforeFile) ? (JSON.parse(await fs.readFile(beforeFile, 'utf8')) as QaScores) : await evaluate('before (base)', model);
+      await writeJsonAtomic(beforeFile, before);
+    }
+
+    const lora = {
+      ...(p.rank !== undefined ? { rank: p.rank } : {}),
+      ...(p.alpha !== undefined ? { alpha: p.alpha } : {}),
+      ...(p.dropout !== undefined ? { dropout: p.dropout } : {}),
+      ...(p.targets !== undefined ? { targets: p.targets } : {}),
+    };
+    const optional = Object.fromEntries(
+      (['epochs', 'maxIters', 'batchSize', 'gradAccumSteps', 'learningRate', 'warmupIters', 'evalInterval', 'checkpointInterval', 'maxContextTokens', 'systemPrompt', 'seed', 'backend'] as const)
+        .filter((k) => p[k] !== undefined)
+        .map((k) => [k, p[k]]),
+    );
+    const training = await sft(
+      {
+        runDir,
+        base: base.dir,
+        ...(base.version ? { baseVersion: base.version } : {}),
+        ...(p.data ? { data: p.data } : {}),
+        ...(Object.keys(lora).length ? { lora } : {}),
+        ...optional,
+        examples,
+        resume: true,
+      },
+      {
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        log,
+        onProgress: (ev) => ctx.progress?.({ ...ev, stage: ev.phase === 'eval' ? 'evaluate' : 'sft' }),
+      },
+    );
+    const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
+    const trainedLine = `LoRA r=${training.lora.rank} alpha=${training.lora.alpha} on ${training.lora.targets.join(',')}: ${training.trainableParameters.toLocaleString('en-US')} trainable parameters (${pct(training.trainableShare)} of ${training.totalParameters.toLocaleString('en-US')}), ${training.step} steps = ${training.epochs.toFixed(2)} epochs, ${(training.msPerEpoch / 1000).toFixed(1)} s per epoch, val loss ${training.baseValLoss.toFixed(3)} → ${training.valLoss.toFixed(3)}`;
+    if (training.status === 'aborted') {
+      model.dispose();
+      return { status: 'aborted', summary: `SFT stopped at step ${training.step}; /train resume continues it.`, training, promoted: false, report: trainedLine, ...(base.version ? { baseVersion: base.version } : {}) };
+    }
+
+    let after: QaScores | undefined;
+    let comparison: QaComparison | undefined;
+    if (doEval && before) {
+      const set = new AdapterSet(model);
+      await set.load('candidate', training.adapterDir);
+      after = await evaluate('after (LoRA)', set.model('candidate'));
+      await writeJsonAtomic(path.join(runDir, 'qa-after.json'), after);
+      comparison = compareQa(before, after);
+      set.dispose();
+    } else model.dispose();
+
+    const registry = new ModelRegistry(home);
+    let modelVersion: string | undefined;
+    let promoted = false;
+    let adapterName: string | undefined;
+    const beats = comparison?.improved ?? !doEval;
+    if (beats && training.modelDir) {
+      const metrics: Record<string, number> = { sftValLoss: training.valLoss, trainableShare: training.trainableShare };
+      if (after && before) Object.assign(metrics, { qaExactMatch: after.exactMatch, qaF1: after.f1, qaContainsGold: after.containsGold, baseQaF1: before.f1 });
+      const registered = await registry.register(training.modelDir, {
+        source: 'sft',
+        metrics,
+        ...(base.version ? { parent: base.version } : {}),
+        notes: `LoRA adapter ${training.adapterDir}`,
+      });
+      modelVersion = registered.version;
+      adapterName = p.name ?? `${base.version ?? 'base'}-sft-${path.basename(runDir)}`.replace(/[^\w.-]/g, '-');
+      await new AdapterStore(home).import(adapterName, training.adapterDir);
+      const serving = (await registry.serving())?.version;
+      if (doEval && p.promote === 'auto' && (serving === undefined || serving === base.version)) {
+        await registry.promote(registered.version);
+        promoted = true;
+      }
+    }
+    const rows = [
+      ...(before ? [{ label: `base ${base.version ?? ''}`.trim(), scores: before }] : []),
+      ...(after ? [{ label: 'base + LoRA', scores: after }] : []),
+    ];
+    const report = [trainedLine, rows.length ? formatQaScores(rows) : 'QA not evaluated (no held-out questions).', comparison?.verdict ?? ''].filter(Boolean).join('\n');
+    await fs.writeFile(path.join(runDir, 'report.txt'), `${report}\n`);
+    const summary = comparison
+      ? comparison.improved
+        ? `${comparison.verdict} Registered ${modelVersion}${promoted ? ' and promoted it' : `; promote it with /model promote ${modelVersion}`}. Adapter "${adapterName}".`
+        : comparison.verdict
+      : `SFT done (no held-out questions to compare on): registered ${modelVersion} and adapter "${adapterName}", not promoted.`;
+    return {
+      status: 'completed',
+      summary: `${summary}\n${trainedLine}`,
+      training,
+      ...(base.version ? { baseVersion: base.version } : {}),
+      ...(before ? { before } : {}),
+      ...(after ? { after } : {}),
+      ...(comparison ? { comparison } : {}),
+      ...(modelVersion ? { modelVersion } : {}),
+      promoted,
+      ...(adapterName ? { adapterName } : {}),
+      report,
+    };
+  } finally {
+    kb.close();
+  }
+}

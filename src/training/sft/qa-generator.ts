@@ -1,0 +1,351 @@
+/**
+ * Question/answer examples built from the company's own documents, for a company that has no
+ * curated SFT data: the model learns to answer questions *from the passages in its context*.
+ *
+ * Rules (English and Chinese markdown):
+ * - facts: a sentence or list item holding a typed value (an amount of money, a percentage, a
+ *   date, a time of day, a count with its unit, a weekday, a year, a bold name) becomes a
+ *   question by putting the matching question word in the value's place
+ *   ("Carried-over days expire on **1 July**." -> "Carried-over days expire on what date?" / "1 July");
+ * - tables: each cell is asked for by its row and column ("What is the annual leave for 5–9 years?");
+ * - definitions: "**Term**: text", "Term is …", "X是…" -> "What is Term?" / "X是什么？";
+ * - headings: "What does the handbook say about <heading>?" -> the section's first sentence.
+ *
+ * Each example keeps the passage it came from (`evidence`), which becomes its context; with a
+ * knowledge base, `withRetrievedContext` puts it among the passages retrieval returns for the
+ * question, like at answer time.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Random } from '../../model/random.ts';
+import type { Passage, SftExample } from './data.ts';
+
+export type GeneratedKind = 'fact' | 'table' | 'definition' | 'heading';
+
+export interface GeneratedQa {
+  question: string;
+  answer: string;
+  kind: GeneratedKind;
+  lang: 'en' | 'zh';
+  /** The section the answer is in (source, heading path, section text). */
+  evidence: Passage & { source: string; title: string };
+  /** The sentence, row or line the answer was taken from. */
+  sentence: string;
+}
+
+export interface SourceDocument {
+  /** Name shown in citations, e.g. "en/leave-and-holidays.md". */
+  source: string;
+  text: string;
+  title?: string;
+}
+
+export interface GenerateQaOptions {
+  /** Which rules run (default all). */
+  kinds?: GeneratedKind[];
+  /** At most this many questions per section (default 12). */
+  maxPerSection?: number;
+  /** At most this many in all (default unlimited), picked at random (seeded). */
+  max?: number;
+  seed?: number;
+  /** 'span': the value itself ("25 days"); 'sentence': the sentence it is in (default 'span'). */
+  answerStyle?: 'span' | 'sentence';
+}
+
+const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
+const MONTHS = 'January|February|March|April|May|June|July|August|September|October|November|December';
+const UNITS_EN =
+  'working days|business days|calendar days|days|day|weeks|week|months|month|years|year|hours|hour|minutes|minute|seconds|employees|people|colleagues|persons|times|nights|members|offices|rooms|laptops|licences|licenses|sessions|steps|levels|kilometres|km|kg|GB|TB|MB';
+const UNITS_ZH = '个工作日|工作日|个月|月|天|日|周|星期|年|小时|分钟|次|人|名|个|份|家|元|公里|层|晚|倍';
+
+interface Entity {
+  start: number;
+  end: number;
+  text: string;
+  en: string;
+  zh: string;
+}
+
+/** Typed values in a sentence, earliest first, non-overlapping. */
+function findEntities(s: string): Entity[] {
+  const found: Entity[] = [];
+  const add = (re: RegExp, en: (m: RegExpExecArray) => string, zh: (m: RegExpExecArray) => string) => {
+    for (const m of s.matchAll(re)) {
+      const start = m.index!;
+      const end = start + m[0].length;
+      if (found.some((f) => start < f.end && end > f.start)) continue;
+      found.push({ start, end, text: m[0].trim(), en: en(m as RegExpExecArray), zh: zh(m as RegExpExecArray) });
+    }
+  };
+  add(/(?:[€$£¥]|EUR ?|USD ?|RMB ?|CNY ?)\d[\d,.]*(?: ?(?:million|billion|thousand|k|万))?(?: ?(?:per|a|\/) ?(?:month|year|day|night|person|week))?|\d[\d,.]*(?: ?(?:million|billion))? ?(?:euros?|dollars|元|块钱)/gu, () => 'how much', () => '多少钱');
+  add(/\d+(?:\.\d+)? ?%/g, () => 'what percentage', () => '百分之多少');
+  add(/\b\d{1,2}:\d{2}\b/g, () => 'what time', () => '几点');
+  add(new RegExp(`\\b\\d{1,2} (?:${MONTHS})(?: \\d{4})?\\b|\\b(?:${MONTHS}) \\d{1,2}(?:, \\d{4})?\\b`, 'g'), () => 'what date', () => '哪一天');
+  add(/(?:\d{4} ?年 ?)?\d{1,2} ?月 ?\d{1,2} ?[日号]/g, () => 'what date', () => '哪一天');
+  add(new RegExp(`\\b\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_EN})\\b`, 'g'), (m) => `how many ${m[0].replace(/^[\d,.–-]+ ?/, '').replace(/^(day|week|month|year|hour|minute|second)$/, '$1s')}`, () => '多少');
+  add(new RegExp(`\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_ZH})`, 'g'), () => 'how many', (m) => {
+    const unit = m[0].replace(/^[\d,.–-]+ ?/, '');
+    return /^(个月|天|周|年|小时|分钟|次|人|名|个|份|家|层|晚|倍|个工作日|工作日)$/.test(unit) ? `几${unit.replace(/^个(?!月|工)/, '个')}` : '多少';
+  });
+  add(/(?<![A-Z][a-z]+ )\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b(?!["”])/g, () => 'which day', () => '哪天');
+  add(/星期[一二三四五六日天]|周[一二三四五六日]/g, () => 'which day', () => '哪天');
+  add(/\b(?:19|20)\d{2}\b/g, () => 'what year', () => '哪一年');
+  return found.sort((a, b) => a.start - b.start);
+}
+
+/** Markdown inline syntax removed: bold, italics, code, links. */
+function plain(s: string): string {
+  return s
+    .replace(/\[([^\]]+)\]\([^)]*\)/g, '$1')
+    .replace(/\*\*([^*]+)\*\*/g, '$1')
+    .replace(/__([^_]+)__/g, '$1')
+    .replace(/(?<![\w*])\*([^*\n]+)\*(?![\w*])/g, '$1')
+    .replace(/`([^`]+)`/g, '$1')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+function stripListMarker(line: string): string {
+  return line.replace(/^\s*(?:[-*+]|\d+[.)])\s+/, '');
+}
+
+function sentencesOf(line: string): string[] {
+  return line
+    .split(/(?<=[.!?。！？；;])\s*(?=\S)/u)
+    .map((s) => s.trim())
+    .filter((s) => s.length >= 6);
+}
+
+function isZh(s: string): boolean {
+  return CJK.test(s);
+}
+
+function questionFrom(sentence: string, e: Entity, zh: boolean): string {
+  const before = sentence.slice(0, e.start).replace(/\s+$/, '');
+  const after = sentence.slice(e.end).replace(/^\s+/, '');
+  if (zh) {
+    const body = `${before}${e.zh}${after}`.replace(/[。！；;，,：:\s]+$/u, '');
+    return `${body}？`;
+  }
+  // Drop what follows a clause end after the value: "X on 1 July of that year. More" -> "X on what date of that year?"
+  const tail = after.replace(/[.;:!?]+$/, '').split(/[.;:](?:\s|$)/)[0] ?? '';
+  let body = `${before}${before ? ' ' : ''}${e.en}${tail ? (/^[,)]/.test(tail) ? '' : ' ') + tail : ''}`.trim();
+  body = body.replace(/[.,;:!]+$/, '');
+  return `${body.charAt(0).toUpperCase()}${body.slice(1)}?`;
+}
+
+interface Section {
+  title: string;
+  heading: string;
+  lines: string[];
+  body: string;
+}
+
+function sectionsOf(doc: SourceDocument): Section[] {
+  const sections: Section[] = [];
+  const pathParts: string[] = [];
+  let current: Section = { title: doc.title ?? doc.source, heading: '', lines: [], body: '' };
+  let inFence = false;
+  const flush = () => {
+    current.body = current.lines.join('\n').trim();
+    if (current.body) sections.push(current);
+  };
+  for (const line of doc.text.split(/\r?\n/)) {
+    if (/^\s*(```|~~~)/.test(line)) inFence = !inFence;
+    const h = inFence ? null : /^(#{1,6})\s+(.+?)\s*#*\s*$/.exec(line);
+    if (h) {
+      flush();
+      const level = h[1]!.length;
+      pathParts.length = Math.min(pathParts.length, level - 1);
+      pathParts[level - 1] = plain(h[2]!);
+      current = { title: pathParts.filter(Boolean).join(' > '), heading: plain(h[2]!), lines: [], body: '' };
+    } else current.lines.push(line);
+  }
+  flush();
+  return sections;
+}
+
+function tableCells(line: string): string[] | undefined {
+  const t = line.trim();
+  if (!t.startsWith('|')) return undefined;
+  return t
+    .replace(/^\||\|$/g, '')
+    .split('|')
+    .map((c) => plain(c.trim()));
+}
+
+function shorten(s: string, max = 220): string {
+  if (s.length <= max) return s;
+  const cut = s.slice(0, max);
+  const at = Math.max(cut.lastIndexOf('. '), cut.lastIndexOf('。'), cut.lastIndexOf('; '));
+  return at > 40 ? cut.slice(0, at + 1) : `${cut.replace(/\s+\S*$/, '')}…`;
+}
+
+/** Question/answer pairs from one document's sections. */
+export function generateQa(docs: SourceDocument[], options: GenerateQaOptions = {}): GeneratedQa[] {
+  const kinds = new Set(options.kinds ?? ['fact', 'table', 'definition', 'heading']);
+  const perSection = options.maxPerSection ?? 12;
+  const style = options.answerStyle ?? 'span';
+  const out: GeneratedQa[] = [];
+  const seen = new Set<string>();
+  for (const doc of docs) {
+    for (const section of sectionsOf(doc)) {
+      const evidence = { source: doc.source, title: section.title, text: section.body };
+      const local: GeneratedQa[] = [];
+      const push = (q: Omit<GeneratedQa, 'evidence' | 'lang'>) => {
+        const key = q.question.toLowerCase();
+        if (seen.has(key) || q.answer.length === 0 || q.question.length < 8) return;
+        seen.add(key);
+        local.push({ ...q, lang: isZh(q.question) ? 'zh' : 'en', evidence });
+      };
+      // Tables.
+      if (kinds.has('table')) {
+        const lines = section.lines;
+        for (let i = 0; i + 2 < lines.length; i++) {
+          const header = tableCells(lines[i]!);
+          if (!header || !/^\s*\|?\s*:?-{2,}/.test(lines[i + 1]!)) continue;
+          for (let r = i + 2; r < lines.length; r++) {
+            const row = tableCells(lines[r]!);
+            if (!row) break;
+            for (let j = 1; j < Math.min(row.length, header.length); j++) {
+              if (!row[0] || !row[j] || !header[j]) continue;
+              const zh = isZh(header[j]! + row[0]);
+              const question = zh ? `${row[0]}的${header[j]}是多少？` : `What is the ${header[j]!.replace(/^[A-Z](?![A-Z])/, (c) => c.toLowerCase())} for ${row[0]}?`;
+              push({ question, answer: row[j]!, kind: 'table', sentence: plain(lines[r]!) });
+            }
+          }
+        }
+      }
+      for (const rawLine of section.lines) {
+        if (!rawLine.trim() || tableCells(rawLine)) continue;
+        const line = stripListMarker(rawLine);
+        // Definitions: "**Term**: text" / "**Term** — text".
+        if (kinds.has('definition')) {
+          const d = /^\*\*([^*]{2,40})\*\*\s*(?:[:：—–-]|\s+[-–—])\s*(.{6,})$/.exec(line.trim());
+          if (d) {
+            const term = plain(d[1]!).replace(/[:：]$/, '');
+            const def = shorten(plain(d[2]!));
+            push({ question: isZh(term) ? `${term}是什么？` : `What is ${term}?`, answer: def, kind: 'definition', sentence: plain(line) });
+          }
+        }
+        for (const sentenceMd of sentencesOf(line)) {
+          const sentence = plain(sentenceMd);
+          if (kinds.has('definition')) {
+            const en = /^((?:The )?(?!(?:A|An|The|This|That|It|We|You|If|All|Each|Every)\b)[A-Z][\w&-]*(?: [A-Z][\w&-]*){0,2}) (?:is|are) ((?:the|our|a|an) .{6,120}?)[.]?$/.exec(sentence);
+            const zh = /^([\u3400-\u9fffA-Za-z0-9]{2,12})是([^，。；]{3,40})[。]?$/u.exec(sentence);
+            if (en && !findEntities(en[1]!).length) push({ question: `What is ${en[1]!.replace(/^The /, 'the ')}?`, answer: shorten(en[2]!), kind: 'definition', sentence });
+            else if (zh) push({ question: `${zh[1]}是什么？`, answer: zh[2]!, kind: 'definition', sentence });
+          }
+          if (kinds.has('fact')) {
+            const zh = isZh(sentence);
+            const entities = findEntities(sentence);
+            // Bold names and terms that are not typed values: "who" / "what".
+            for (const m of sentenceMd.matchAll(/\*\*([^*]{2,40})\*\*/g)) {
+              const text = plain(m[1]!);
+              const at = sentence.indexOf(text);
+              // A bold label at the start ("**Bike lease** through …") is a heading, not a fact.
+              if (at <= 0 || findEntities(text).length || /^[\s"“”'‘’(（]*$/.test(sentence.slice(0, at))) continue;
+              const person = /^[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2}$/.test(text);
+              entities.push({ start: at, end: at + text.length, text, en: person ? 'who' : 'what', zh: person ? '谁' : '什么' });
+            }
+            for (const e of entities.slice(0, 3)) {
+              const question = questionFrom(sentence, e, zh);
+              if (question.replace(/[?？]/g, '').trim().length < 12) continue;
+              push({ question, answer: style === 'sentence' ? sentence : e.text, kind: 'fact', sentence });
+            }
+          }
+        }
+      }
+      // Headings.
+      if (kinds.has('heading') && section.heading) {
+        const first = section.lines.map((l) => l.trim()).find((l) => l && !tableCells(l) && !/^[-*+]\s*$/.test(l));
+        if (first) {
+          const line = plain(stripListMarker(first));
+          const answer = shorten(sentencesOf(line)[0] ?? line);
+          const zh = isZh(section.heading);
+          push({ question: zh ? `关于“${section.heading}”，有什么规定？` : `What does the handbook say about ${section.heading.toLowerCase()}?`, answer, kind: 'heading', sentence: answer });
+        }
+      }
+      out.push(...local.slice(0, perSection));
+    }
+  }
+  if (options.max !== undefined && out.length > options.max) {
+    const rng = new Random(options.seed ?? 7);
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [out[i], out[j]] = [out[j]!, out[i]!];
+    }
+    out.length = options.max;
+  }
+  return out;
+}
+
+/** Markdown and text files of folders (recursively) as documents; `source` is relative to `baseDir`. */
+export async function readDocuments(paths: string | string[], baseDir?: string): Promise<SourceDocument[]> {
+  const docs: SourceDocument[] = [];
+  const walk = async (p: string, base: string) => {
+    const st = await fs.stat(p);
+    if (st.isDirectory()) {
+      for (const n of (await fs.readdir(p)).sort()) await walk(path.join(p, n), base);
+    } else if (/\.(md|markdown|txt)$/i.test(p)) {
+      docs.push({ source: path.relative(base, p).split(path.sep).join('/'), text: await fs.readFile(p, 'utf8') });
+    }
+  };
+  for (const p of [paths].flat()) {
+    const st = await fs.stat(p);
+    await walk(p, baseDir ?? (st.isDirectory() ? p : path.dirname(p)));
+  }
+  return docs;
+}
+
+/** Anything with the knowledge base's search (src/core/services.ts KnowledgeBase). */
+export interface PassageSearch {
+  search(query: string, k: number): Promise<{ source: string; title: string; text: string }[]>;
+}
+
+function norm(s: string): string {
+  return s.normalize('NFKC').toLowerCase().replace(/[\s*`_|]+/g, '');
+}
+
+/**
+ * SFT examples with the context the model will have at answer time: the top `k` passages
+ * retrieval finds for the question. When the evidence is not among them it replaces the last one
+ * (at a random position), so every example is answerable from its context. Without a knowledge
+ * base, the evidence goes with `k - 1` passages of other sections drawn at random.
+ */
+export async function withRetrievedContext(items: GeneratedQa[], kb: PassageSearch | undefined, options: { k?: number; seed?: number } = {}): Promise<SftExample[]> {
+  const k = options.k ?? 3;
+  const rng = new Random(options.seed ?? 11);
+  const sections = [...new Map(items.map((q) => [`${q.evidence.source}#${q.evidence.title}`, q.evidence])).values()];
+  const out: SftExample[] = [];
+  for (const q of items) {
+    let passages: Passage[];
+    // The passage that holds the answer's own sentence (or table row), not just the same value elsewhere.
+    const needle = norm(q.sentence).slice(0, 40);
+    if (kb) {
+      passages = (await kb.search(q.question, k)).map((p) => ({ source: p.source, title: p.title, text: p.text }));
+      if (!passages.some((p) => norm(p.text).includes(needle))) {
+        passages = passages.slice(0, Math.max(0, k - 1));
+        passages.splice(rng.int(passages.length + 1), 0, q.evidence);
+      }
+    } else {
+      passages = [q.evidence];
+      const others = sections.filter((s) => s !== q.evidence);
+      while (passages.length < k && others.length) passages.push(others.splice(rng.int(others.length), 1)[0]!);
+      for (let i = passages.length - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        [passages[i], passages[j]] = [passages[j]!, passages[i]!];
+      }
+    }
+    out.push({
+      messages: [
+        { role: 'user', content: q.question },
+        { role: 'assistant', content: q.answer },
+      ],
+      context: passages,
+      format: 'generated',
+      id: `gen:${q.evidence.source}:${q.kind}:${out.length}`,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,459 @@
+/**
+ * Supervised fine-tuning with LoRA: the base model stays frozen, a LoRA adapter learns to answer
+ * in the chat template (retrieved passages in the context block, loss on the assistant's tokens
+ * only). The loop has pretraining's qualities and reuses its pieces: AdamW, warmup + cosine
+ * schedule, global-norm clipping, gradient accumulation, validation loss, atomic checkpoints with
+ * exact resume, progress events, metrics.jsonl and loss.png.
+ *
+ * Run folder:
+ *   run.json                  options the run started with
+ *   data/train.json, val.json encoded examples ({ids, targets} per example)
+ *   checkpoints/step-N/       adapter.safetensors, adapter_config.json, optimizer.safetensors, state.json
+ *   adapter/                  the final adapter (what AdapterStore / AdapterSet load)
+ *   model/                    the base with the adapter merged (a model folder the registry takes)
+ *   metrics.jsonl, loss.png
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import * as tf from '@tensorflow/tfjs-core';
+import { ensureBackend, initBackend, parseBackendName } from '../../model/backend.ts';
+import type { GPT } from '../../model/gpt.ts';
+import { loadModelFiles, saveModelFiles, tensorsToArrays, arraysToTensors } from '../../model/model-files.ts';
+import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
+import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
+import { Random, mixSeed } from '../../model/random.ts';
+import type { Tokenizer } from '../../model/tokenizer/index.ts';
+import { LoraAdapter } from '../../model/lora/adapter.ts';
+import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
+import { AdamW, globalNorm } from '../adamw.ts';
+import { learningRateAt } from '../schedule.ts';
+import { checkpointDir, latestCheckpoint, type TrainerState } from '../checkpoint.ts';
+import { writeLossChart } from '../loss-chart.ts';
+import { encodeSftExample, readSftData, type SftExample } from './data.ts';
+
+export const SftOptionsSchema = z.object({
+  /** The run folder (created; an existing one with checkpoints is resumed). */
+  runDir: z.string(),
+  /** The base model folder (a registry version's folder, a run's `model/`, a checkpoint). */
+  base: z.string(),
+  /** The base's registry version, if it has one (recorded in the adapter and the merged model). */
+  baseVersion: z.string().optional(),
+  /** SFT JSONL files or folders (alpaca, sharegpt, messages / 👍 exports, question/answer). */
+  data: z.union([z.string(), z.array(z.string())]).optional(),
+  /** LoRA: rank, alpha, dropout, targets. */
+  lora: LoraConfigSchema.default({ rank: 8, alpha: 16, dropout: 0.05, targets: ['q', 'k', 'v', 'attn_out'] }),
+  /** System message added to examples without one (use the same at answer time). */
+  systemPrompt: z.string().optional(),
+  /** Upper bound on context-block tokens per example. */
+  maxContextTokens: z.number().int().positive().optional(),
+  batchSize: z.number().int().positive().default(8),
+  gradAccumSteps: z.number().int().positive().default(1),
+  /** Passes over the training examples (ignored when maxIters is set). */
+  epochs: z.number().positive().default(3),
+  maxIters: z.number().int().positive().optional(),
+  learningRate: z.number().positive().default(2e-3),
+  minLearningRate: z.number().nonnegative().default(2e-4),
+  warmupIters: z.number().int().nonnegative().default(20),
+  weightDecay: z.number().nonnegative().default(0),
+  beta1: z.number().min(0).max(1).default(0.9),
+  beta2: z.number().min(0).max(1).default(0.999),
+  gradClip: z.number().nonnegative().default(1.0),
+  /** Share of examples held out for validation (at least one example). */
+  valFraction: z.number().min(0).lt(1).default(0.05),
+  evalInterval: z.number().int().positive().default(50),
+  checkpointInterval: z.number().int().positive().default(100),
+  keepCheckpoints: z.number().int().positive().default(2),
+  chartInterval: z.number().int().positive().default(50),
+  seed: z.number().int().default(1337),
+  backend: z.string().optional(),
+  resume: z.boolean().default(true),
+  /** Also write the merged model folder `model/` (default true; the registry needs it). */
+  saveMerged: z.boolean().default(true),
+});
+
+export type SftOptions = z.input<typeof SftOptionsSchema> & {
+  /** Examples given in code (not saved in run.json; the encoded data is). */
+  examples?: SftExample[];
+};
+type Resolved = z.output<typeof SftOptionsSchema>;
+
+export interface SftProgress {
+  phase: 'train' | 'eval';
+  step: number;
+  totalSteps: number;
+  /** Passes over the training data so far (fractional). */
+  epoch: number;
+  loss: number;
+  valLoss?: number;
+  lr: number;
+  tokensPerSec: number;
+  etaSec: number;
+  msPerIter: number;
+}
+
+export interface SftHooks {
+  onProgress?: (ev: SftProgress) => void;
+  /** Stop after the current step; a checkpoint is written first and the run can be resumed. */
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+}
+
+export interface SftResult {
+  status: 'completed' | 'aborted';
+  runDir: string;
+  /** The final adapter folder (completed runs) or the last checkpoint (aborted ones). */
+  adapterDir: string;
+  /** The merged model folder (completed runs with saveMerged). */
+  modelDir?: string;
+  step: number;
+  totalSteps: number;
+  epochs: number;
+  trainLoss: number;
+  valLoss: number;
+  /** Validation loss of the untouched base (step 0). */
+  baseValLoss: number;
+  lora: LoraConfig;
+  trainableParameters: number;
+  totalParameters: number;
+  /** trainableParameters / totalParameters (0.03 = 3%). */
+  trainableShare: number;
+  examples: { train: number; val: number; truncated: number; dropped: number; assistantTokens: number };
+  msPerIter: number;
+  /** Measured time per pass over the training examples. */
+  msPerEpoch: number;
+  tokensPerSec: number;
+  backend: string;
+  resumedFrom?: number;
+}
+
+interface Encoded {
+  ids: number[];
+  targets: number[];
+}
+
+interface SftState extends TrainerState {
+  baseValLoss: number;
+}
+
+/** Seeded permutation of 0..n-1 for one epoch. */
+function permutation(n: number, seed: number, epoch: number): Uint32Array {
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  const rng = new Random(mixSeed(seed, 31, epoch));
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+/** Pads examples to one [B, T] batch: inputs padded with `pad`, targets with -1. */
+export function collate(examples: Encoded[], pad: number): { x: tf.Tensor2D; y: tf.Tensor2D; tokens: number; counted: number } {
+  const B = examples.length;
+  const T = Math.max(...examples.map((e) => e.ids.length));
+  const x = new Int32Array(B * T).fill(pad);
+  const y = new Int32Array(B * T).fill(-1);
+  let counted = 0;
+  examples.forEach((e, b) => {
+    x.set(e.ids, b * T);
+    y.set(e.targets, b * T);
+    for (const t of e.targets) if (t >= 0) counted += 1;
+  });
+  return { x: tf.tensor2d(x, [B, T], 'int32'), y: tf.tensor2d(y, [B, T], 'int32'), tokens: B * T, counted };
+}
+
+/** Mean loss per counted (assistant) token over `examples`, in batches. */
+export function sftLoss(model: GPT, examples: Encoded[], batchSize: number, pad: number): number {
+  let total = 0;
+  let count = 0;
+  for (let i = 0; i < examples.length; i += batchSize) {
+    const batch = collate(examples.slice(i, i + batchSize), pad);
+    if (batch.counted > 0) {
+      const v = tf.tidy(() => model.loss(batch.x, batch.y));
+      total += v.dataSync()[0]! * batch.counted;
+      count += batch.counted;
+      v.dispose();
+    }
+    batch.x.dispose();
+    batch.y.dispose();
+  }
+  return count ? total / count : NaN;
+}
+
+async function prepareData(o: Resolved, extra: SftExample[] | undefined, tokenizer: Tokenizer, blockSize: number, runDir: string, log: (l: string) => void) {
+  const examples: SftExample[] = [...(extra ?? [])];
+  if (o.data) examples.push(...(await readSftData(o.data)));
+  if (examples.length < 2) throw new Error(`SFT needs at least 2 examples (got ${examples.length}): give data files (alpaca, sharegpt, messages, question/answer JSONL) or generate them from documents`);
+  let truncated = 0;
+  let dropped = 0;
+  const encoded: Encoded[] = [];
+  for (const ex of examples) {
+    const e = encodeSftExample(tokenizer, ex, {
+      maxTokens: blockSize,
+      ...(o.systemPrompt ? { systemPrompt: o.systemPrompt } : {}),
+      ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}),
+    });
+    if (!e) {
+      dropped += 1;
+      continue;
+    }
+    if (e.truncated) truncated += 1;
+    encoded.push({ ids: Array.from(e.ids), targets: Array.from(e.targets) });
+  }
+  const order = permutation(encoded.length, o.seed, 999);
+  const nVal = o.valFraction > 0 ? Math.max(1, Math.round(encoded.length * o.valFraction)) : 0;
+  const val = [...order.slice(0, nVal)].map((i) => encoded[i]!);
+  const train = [...order.slice(nVal)].map((i) => encoded[i]!);
+  if (train.length === 0) throw new Error('No SFT example fits the model (all were dropped): the context or the answers are too long for its block size');
+  await writeJsonAtomic(path.join(runDir, 'data', 'train.json'), train);
+  await writeJsonAtomic(path.join(runDir, 'data', 'val.json'), val);
+  const stats = { train: train.length, val: val.length, truncated, dropped, assistantTokens: train.reduce((n, e) => n + e.targets.filter((t) => t >= 0).length, 0) };
+  await writeJsonAtomic(path.join(runDir, 'data', 'stats.json'), stats);
+  log(`${examples.length} SFT examples: ${train.length} train / ${val.length} validation (${truncated} cut to fit ${blockSize} tokens, ${dropped} dropped)`);
+  return { train, val, stats };
+}
+
+async function saveSftCheckpoint(runDir: string, adapter: LoraAdapter, opt: AdamW, state: SftState, keep: number): Promise<string> {
+  const dir = checkpointDir(runDir, state.step);
+  await writeDirAtomic(dir, async (tmp) => {
+    await adapter.save(tmp);
+    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
+    await writeJsonAtomic(path.join(tmp, 'state.json'), state);
+  });
+  const root = path.join(runDir, 'checkpoints');
+  const names = await fs.readdir(root);
+  const steps = names
+    .map((n) => /^step-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
+  for (const s of steps.slice(keep)) await fs.rm(checkpointDir(runDir, s), { recursive: true, force: true });
+  for (const n of names) if (n.includes('.tmp-')) await fs.rm(path.join(root, n), { recursive: true, force: true });
+  return dir;
+}
+
+export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<SftResult> {
+  const log = hooks.log ?? (() => {});
+  const { examples: extraExamples, ...plainOptions } = options;
+  let o = SftOptionsSchema.parse(plainOptions);
+  const runDir = path.resolve(o.runDir);
+  await fs.mkdir(runDir, { recursive: true });
+  const backend = o.backend ? await initBackend(parseBackendName(o.backend)) : await ensureBackend();
+  const runFile = path.join(runDir, 'run.json');
+  const latest = o.resume ? await latestCheckpoint(runDir) : undefined;
+  const resuming = latest !== undefined && (await exists(runFile));
+  if (resuming) {
+    const saved = await readJson<Resolved>(runFile);
+    o = SftOptionsSchema.parse({ ...saved, ...plainOptions, runDir: o.runDir });
+  }
+  const { model, tokenizer } = await loadModelFiles(o.base);
+  const pad = tokenizer.special.end ?? 0;
+  const opt = new AdamW({ beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay }, () => o.weightDecay > 0);
+  let adapter: LoraAdapter;
+  let state: SftState;
+  let train: Encoded[];
+  let val: Encoded[];
+  let stats: SftResult['examples'];
+  let resumedFrom: number | undefined;
+  if (resuming) {
+    adapter = await LoraAdapter.load(latest.dir, model, o.baseVersion); // refuses a different base
+    const st = await readSafetensors(path.join(latest.dir, 'optimizer.safetensors'));
+    opt.loadState(Number(st.metadata.step ?? 0), arraysToTensors(st.tensors));
+    state = await readJson<SftState>(path.join(latest.dir, 'state.json'));
+    train = await readJson<Encoded[]>(path.join(runDir, 'data', 'train.json'));
+    val = await readJson<Encoded[]>(path.join(runDir, 'data', 'val.json'));
+    stats = await readJson<SftResult['examples']>(path.join(runDir, 'data', 'stats.json'));
+    resumedFrom = state.step;
+    log(`resuming ${runDir} from step ${state.step}`);
+  } else {
+    ({ train, val, stats } = await prepareData(o, extraExamples, tokenizer, model.config.blockSize, runDir, log));
+    adapter = LoraAdapter.create(model, o.lora, { seed: o.seed, ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: 'sft', runDir } });
+    state = { step: 0, history: { train: [], val: [] }, elapsedSec: 0, tokensSeen: 0, baseValLoss: NaN };
+    await writeJsonAtomic(runFile, o);
+    await fs.rm(path.join(runDir, 'metrics.jsonl'), { force: true });
+  }
+  adapter.attach(model, o.baseVersion);
+  const trainable = adapter.numParameters;
+  const total = model.numParameters;
+  log(
+    `LoRA r=${adapter.config.rank} alpha=${adapter.config.alpha} dropout=${adapter.config.dropout} on ${adapter.config.targets.join(', ')}: ` +
+      `${trainable.toLocaleString('en-US')} trainable parameters = ${((100 * trainable) / total).toFixed(2)}% of the base's ${total.toLocaleString('en-US')}`,
+  );
+
+  const B = o.batchSize;
+  const accum = o.gradAccumSteps;
+  const perStep = B * accum;
+  const stepsPerEpoch = train.length / perStep;
+  const totalSteps = o.maxIters ?? Math.max(1, Math.ceil(o.epochs * stepsPerEpoch));
+  const schedule = { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps };
+  const names = adapter.paramNames;
+  const metrics = await fs.open(path.join(runDir, 'metrics.jsonl'), 'a');
+  const perms = new Map<number, Uint32Array>();
+  const exampleAt = (i: number): Encoded => {
+    const epoch = Math.floor(i / train.length);
+    let p = perms.get(epoch);
+    if (!p) {
+      perms.clear();
+      p = permutation(train.length, o.seed, epoch);
+      perms.set(epoch, p);
+    }
+    return train[p[i % train.length]!]!;
+  };
+  let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
+  let dropoutSeed = 0;
+  const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+    const p = new Map(model.params);
+    names.forEach((n, i) => p.set(n, ps[i]!));
+    const l = model.loss(batch!.x, batch!.y, { training: true, dropoutSeed }, p);
+    return accum > 1 ? tf.div(l, accum) : l;
+  });
+
+  let lastLoss = state.history.train.at(-1)?.loss ?? NaN;
+  let lastVal = state.history.val.at(-1)?.loss ?? NaN;
+  let trainMs = 0;
+  let trainSteps = 0;
+  let trainTokens = 0;
+  let emaMs = 0;
+  const sessionStart = performance.now();
+  const elapsedBefore = state.elapsedSec;
+  let status: SftResult['status'] = 'completed';
+  let lastCheckpoint: string | undefined;
+
+  const emit = (phase: 'train' | 'eval', lr: number, valLoss?: number) => {
+    const ms = emaMs || (trainSteps ? trainMs / trainSteps : 0);
+    const ev: SftProgress = {
+      phase,
+      step: state.step,
+      totalSteps,
+      epoch: (state.step * perStep) / train.length,
+      loss: lastLoss,
+      lr,
+      tokensPerSec: trainMs > 0 ? (trainTokens * 1000) / trainMs : 0,
+      etaSec: ms > 0 ? ((totalSteps - state.step) * ms) / 1000 : 0,
+      msPerIter: ms,
+    };
+    if (valLoss !== undefined) ev.valLoss = valLoss;
+    hooks.onProgress?.(ev);
+  };
+  const evaluate = async () => {
+    if (val.length === 0) return;
+    lastVal = sftLoss(model, val, B, pad);
+    if (state.step === 0) state.baseValLoss = lastVal;
+    const prev = state.history.val.at(-1);
+    if (prev && prev.step === state.step) prev.loss = lastVal;
+    else state.history.val.push({ step: state.step, loss: lastVal });
+    await metrics.appendFile(`${JSON.stringify({ step: state.step, val_loss: lastVal })}\n`);
+    emit('eval', learningRateAt(state.step, schedule), lastVal);
+  };
+  const chart = () => writeLossChart(path.join(runDir, 'loss.png'), { ...state.history, title: `SFT LORA R${adapter.config.rank} ${trainable} PARAMS` });
+  const checkpoint = async () => {
+    state.elapsedSec = elapsedBefore + (performance.now() - sessionStart) / 1000;
+    lastCheckpoint = await saveSftCheckpoint(runDir, adapter, opt, state, o.keepCheckpoints);
+  };
+
+  try {
+    while (state.step < totalSteps) {
+      if (state.step % o.evalInterval === 0 && state.history.val.at(-1)?.step !== state.step) await evaluate();
+      const lr = learningRateAt(state.step, schedule);
+      const t0 = performance.now();
+      let grads: tf.Tensor[] | undefined;
+      let lossSum = 0;
+      for (let micro = 0; micro < accum; micro++) {
+        const first = (state.step * accum + micro) * B;
+        const c = collate(Array.from({ length: B }, (_, b) => exampleAt(first + b)), pad);
+        batch = c;
+        trainTokens += c.tokens;
+        dropoutSeed = mixSeed(o.seed, 99, state.step, micro);
+        const res = tf.tidy(() => lossAndGrads(adapter.paramList()));
+        c.x.dispose();
+        c.y.dispose();
+        lossSum += res.value.dataSync()[0]!;
+        res.value.dispose();
+        if (!grads) grads = res.grads;
+        else {
+          const summed = grads.map((g, i) => tf.add(g, res.grads[i]!));
+          grads.forEach((g) => g.dispose());
+          res.grads.forEach((g) => g.dispose());
+          grads = summed;
+        }
+      }
+      const norm = globalNorm(grads!);
+      const scale = o.gradClip > 0 && norm > o.gradClip ? o.gradClip / (norm + 1e-6) : 1;
+      adapter.setParams(opt.apply(adapter.params, new Map(names.map((n, i) => [n, grads![i]!])), lr, scale));
+      grads!.forEach((g) => g.dispose());
+      lastLoss = lossSum;
+      if (!Number.isFinite(lastLoss)) throw new Error(`SFT diverged at step ${state.step} (loss ${lastLoss}); try a lower learningRate`);
+      const dt = performance.now() - t0;
+      trainMs += dt;
+      trainSteps += 1;
+      emaMs = trainSteps <= 2 ? dt : 0.9 * emaMs + 0.1 * dt;
+      state.step += 1;
+      state.history.train.push({ step: state.step, loss: lastLoss });
+      await metrics.appendFile(`${JSON.stringify({ step: state.step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
+      emit('train', lr);
+      const last = state.step >= totalSteps;
+      if (state.step % o.chartInterval === 0 && !last) await chart();
+      if (hooks.signal?.aborted) {
+        status = 'aborted';
+        await checkpoint();
+        break;
+      }
+      if (state.step % o.checkpointInterval === 0 && !last) await checkpoint();
+    }
+    if (status === 'completed') {
+      await evaluate();
+      await checkpoint();
+      adapter.meta = { ...adapter.meta, step: state.step, valLoss: lastVal, baseValLoss: state.baseValLoss, trainedAt: new Date().toISOString() };
+      await writeDirAtomic(path.join(runDir, 'adapter'), (tmp) => adapter.save(tmp));
+      if (o.saveMerged) {
+        const merged = adapter.mergedModel(model);
+        const meta = {
+          source: 'sft',
+          parent: o.baseVersion ?? null,
+          base: o.base,
+          adapter: path.join(runDir, 'adapter'),
+          lora: adapter.configFile(),
+          step: state.step,
+          metrics: { sftValLoss: lastVal, sftBaseValLoss: state.baseValLoss },
+          trainedAt: new Date().toISOString(),
+        };
+        await writeDirAtomic(path.join(runDir, 'model'), (tmp) => saveModelFiles(tmp, merged, tokenizer, meta));
+        merged.dispose();
+      }
+    }
+    await chart();
+  } finally {
+    await metrics.close();
+  }
+  const msPerIter = trainSteps ? trainMs / trainSteps : 0;
+  const result: SftResult = {
+    status,
+    runDir,
+    adapterDir: status === 'completed' ? path.join(runDir, 'adapter') : lastCheckpoint ?? runDir,
+    step: state.step,
+    totalSteps,
+    epochs: (state.step * perStep) / train.length,
+    trainLoss: lastLoss,
+    valLoss: lastVal,
+    baseValLoss: state.baseValLoss,
+    lora: adapter.config,
+    trainableParameters: trainable,
+    totalParameters: total,
+    trainableShare: trainable / total,
+    examples: stats,
+    msPerIter,
+    msPerEpoch: msPerIter * stepsPerEpoch,
+    tokensPerSec: trainMs > 0 ? (trainTokens * 1000) / trainMs : 0,
+    backend,
+  };
+  if (status === 'completed' && o.saveMerged) result.modelDir = path.join(runDir, 'model');
+  if (resumedFrom !== undefined) result.resumedFrom = resumedFrom;
+  LoraAdapter.detach(model);
+  adapter.dispose();
+  model.dispose();
+  opt.dispose();
+  return result;
+}

@@ -1,0 +1,53 @@
+import { join } from 'node:path';
+import type { RunStage } from '../jobs/stage.ts';
+import { runSftJob, SftJobParamsSchema } from '../sft/pipeline.ts';
+
+/**
+ * `/train sft [base=v3] [data=file.jsonl,...] [docs=folder,...] [questions=file.jsonl] [rank=8]
+ * [alpha=16] [targets=q,k,v,attn_out] [epochs=3] ...`: a LoRA adapter on the base model, trained on
+ * the given SFT data plus question/answer examples generated from the documents, evaluated on the
+ * held-out questions before and after. Only an adapter that beats its base is registered (and
+ * promoted when the base is the serving model and promote=auto).
+ */
+export const runStage: RunStage = async ({ params, home, runDir, signal, progress, log }) => {
+  const parsed = SftJobParamsSchema.safeParse(params);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) =>
+      i.code === 'unrecognized_keys' ? `unknown parameter${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${Object.keys(SftJobParamsSchema.shape).join(', ')})` : `${i.path.join('.')}: ${i.message}`,
+    );
+    throw new Error(`sft: ${problems.join('; ')}`);
+  }
+  const result = await runSftJob(params, {
+    home,
+    runDir,
+    signal,
+    log,
+    progress: (ev) =>
+      progress({
+        stage: ev.stage,
+        step: ev.step,
+        totalSteps: ev.totalSteps,
+        ...(Number.isFinite(ev.loss) ? { loss: ev.loss } : {}),
+        ...(ev.valLoss !== undefined ? { valLoss: ev.valLoss } : {}),
+        ...(ev.tokensPerSec ? { tokensPerSec: ev.tokensPerSec } : {}),
+        ...(ev.etaSec ? { etaSec: ev.etaSec } : {}),
+      }),
+  });
+  const t = result.training;
+  const metrics: Record<string, number> = {
+    trainableShare: t.trainableShare,
+    trainableParameters: t.trainableParameters,
+    valLoss: t.valLoss,
+    baseValLoss: t.baseValLoss,
+    steps: t.step,
+    secPerEpoch: t.msPerEpoch / 1000,
+  };
+  if (result.before) Object.assign(metrics, { baseExactMatch: result.before.exactMatch, baseF1: result.before.f1, baseContainsGold: result.before.containsGold });
+  if (result.after) Object.assign(metrics, { exactMatch: result.after.exactMatch, f1: result.after.f1, containsGold: result.after.containsGold });
+  return {
+    summary: result.summary,
+    metrics,
+    files: { lossChart: join(runDir, 'loss.png'), report: join(runDir, 'report.txt'), adapter: t.adapterDir },
+    ...(result.modelVersion ? { modelVersion: result.modelVersion } : {}),
+  };
+};

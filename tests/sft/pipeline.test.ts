@@ -1,0 +1,111 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { useBackend } from '../model/helpers.ts';
+import { saveModelFiles } from '../../src/model/model-files.ts';
+import { ModelRegistry } from '../../src/model/registry.ts';
+import { AdapterStore, AdapterSet } from '../../src/model/lora/index.ts';
+import { LoadedModel } from '../../src/model/loaded-model.ts';
+import { runSftJob } from '../../src/training/sft/pipeline.ts';
+import { generateQa } from '../../src/training/sft/qa-generator.ts';
+import { silentLogger } from '../../src/core/index.ts';
+import { SqliteStore } from '../../src/core/sqlite-store.ts';
+import { JobRunner } from '../../src/training/jobs/job-runner.ts';
+import { TRAINING_STAGES } from '../../src/training/stages/index.ts';
+import { charTokenizer, tinyChatModel, HANDBOOK_EN, HANDBOOK_ZH } from './helpers.ts';
+
+const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-sft-job-'));
+afterAll(() => fs.rm(tmpRoot, { recursive: true, force: true }));
+
+const docsDir = path.join(tmpRoot, 'docs');
+await fs.mkdir(path.join(docsDir, 'en'), { recursive: true });
+await fs.mkdir(path.join(docsDir, 'zh'), { recursive: true });
+await fs.writeFile(path.join(docsDir, 'en', 'leave.md'), HANDBOOK_EN);
+await fs.writeFile(path.join(docsDir, 'zh', 'leave.md'), HANDBOOK_ZH);
+const questions = [
+  { id: 'q1', question: 'Until when can I use carried-over days?', answer: '1 July', source: 'en/leave.md', split: 'train' },
+  { id: 'q2', question: 'How many days can I carry over?', answer: '5 days', source: 'en/leave.md', split: 'test' },
+  { id: 'q3', question: 'By what time must I report sick?', answer: '09:30', source: 'en/leave.md', split: 'test' },
+];
+const questionsFile = path.join(tmpRoot, 'questions.jsonl');
+await fs.writeFile(questionsFile, questions.map((q) => JSON.stringify(q)).join('\n'));
+const generated = generateQa([{ source: 'en/leave.md', text: HANDBOOK_EN }, { source: 'zh/leave.md', text: HANDBOOK_ZH }]);
+const tok = charTokenizer(generated.map((q) => q.question + q.answer).join('') + questions.map((q) => q.question).join(''));
+
+async function homeWithBase(name: string): Promise<string> {
+  await useBackend('wasm');
+  const home = path.join(tmpRoot, name);
+  const folder = path.join(tmpRoot, `${name}-base`);
+  const gpt = tinyChatModel(tok.vocabSize, { blockSize: 160 });
+  await saveModelFiles(folder, gpt, tok, { source: 'pretrain' });
+  gpt.dispose();
+  await new ModelRegistry(home).register(folder, { source: 'pretrain', promote: true });
+  return home;
+}
+
+const quick = { docs: [docsDir], questions: questionsFile, maxIters: 3, batchSize: 4, rank: 2, alpha: 4, answerTokens: 6, evalInterval: 3, k: 2 };
+
+describe('the sft job', () => {
+  it('measures QA before and after on the held-out split, and does not register an adapter that does not beat its base', async () => {
+    const home = await homeWithBase('home-a');
+    const lines: string[] = [];
+    const stages = new Set<string>();
+    const r = await runSftJob(quick, { home, runDir: path.join(home, 'runs', '1-sft'), log: (l) => lines.push(l), progress: (e) => stages.add(e.stage) });
+    expect(r.status).toBe('completed');
+    expect(r.before!.n).toBe(2);
+    expect(r.after!.n).toBe(2);
+    expect(r.before!.retrievalHit).toBe(1);
+    expect(r.comparison!.improved).toBe(false);
+    expect(r.summary).toMatch(/does NOT beat its base on the 2 held-out questions.*not promoted/);
+    expect(r.modelVersion).toBeUndefined();
+    expect(r.promoted).toBe(false);
+    expect((await new ModelRegistry(home).list()).map((v) => v.version)).toEqual(['v1']);
+    expect(await new AdapterStore(home).list()).toEqual([]);
+    expect(lines.some((l) => /generated \d+ question\/answer examples from 2 documents/.test(l))).toBe(true);
+    expect(lines.some((l) => /1 questions of questions\.jsonl \(not "test"\) used as training examples/.test(l))).toBe(true);
+    expect(lines.some((l) => /trainable parameters = /.test(l))).toBe(true);
+    expect([...stages].sort()).toEqual(['evaluate', 'sft']);
+    const report = await fs.readFile(path.join(home, 'runs', '1-sft', 'report.txt'), 'utf8');
+    expect(report).toMatch(/base v1 +2 /);
+    expect(report).toMatch(/base \+ LoRA +2 /);
+  });
+
+  it('without held-out questions it registers the merged model and the adapter, but promotes nothing', async () => {
+    const home = await homeWithBase('home-b');
+    const r = await runSftJob({ ...quick, skipEval: true, name: 'hr-answers' }, { home, runDir: path.join(home, 'runs', '2-sft') });
+    expect(r.modelVersion).toBe('v2');
+    expect(r.promoted).toBe(false);
+    const registry = new ModelRegistry(home);
+    expect(await registry.get('v2')).toMatchObject({ source: 'sft', parent: 'v1', serving: false });
+    expect((await registry.serving())!.version).toBe('v1');
+    const stored = await new AdapterStore(home).list();
+    expect(stored.map((s) => s.name)).toEqual(['hr-answers']);
+    expect(stored[0]!.config).toMatchObject({ r: 2, lora_alpha: 4, base: { version: 'v1' } });
+    // The bot can load the stored adapter over the serving base.
+    const set = new AdapterSet((await registry.loadServing())!);
+    const info = await set.load('hr-answers', stored[0]!.dir);
+    expect(info.share).toBeLessThan(0.05);
+    expect(set.use('hr-answers')).toBeInstanceOf(LoadedModel);
+    set.dispose();
+  });
+
+  it('runs as a training job in a worker thread (kind "sft")', async () => {
+    const home = await homeWithBase('home-c');
+    const store = new SqliteStore(path.join(home, 'teamllm.db'));
+    const runner = new JobRunner({ store, home, stages: { sft: TRAINING_STAGES.sft! }, logger: silentLogger, persistEveryMs: 0 });
+    await runner.init();
+    await runner.enqueue('sft', { docs: docsDir, questions: questionsFile, maxIters: '2', batchSize: '4', rank: '2', skipEval: 'true', name: 'from-job' }, 'console:admin');
+    await runner.enqueue('sft', { nonsense: '1' }, 'console:admin');
+    await runner.idle();
+    const [first, second] = [(await store.getJob(1))!, (await store.getJob(2))!];
+    expect(first.error).toBeUndefined();
+    expect(first).toMatchObject({ status: 'succeeded', result: { modelVersion: 'v2' } });
+    expect(String(first.result!.summary)).toMatch(/registered v2 and adapter "from-job", not promoted/);
+    expect(first.result!.metrics).toMatchObject({ steps: 2 });
+    expect(second.status).toBe('failed');
+    expect(second.error).toMatch(/sft: unknown parameter nonsense/);
+    await runner.close();
+    store.close?.();
+  }, 60_000);
+});
