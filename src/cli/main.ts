@@ -11,6 +11,7 @@ import { jobProgressBar } from './job-progress-bar.ts';
 import { runConsoleChat } from '../adapters/console/index.ts';
 import { WebReplyChannel } from '../adapters/web/index.ts';
 import { EXPORT_KINDS, exportDataset, type ExportKind } from '../training/feedback-datasets.ts';
+import { evaluateRetrieval, formatEvaluation } from '../rag/index.ts';
 
 /** Thrown for a user error the CLI should print plainly (no stack) and exit with `code`. */
 class CliError extends Error {
@@ -104,6 +105,9 @@ export function buildProgram(): Command {
         `teamllm is serving: open ${server.url} for the web chat`,
       );
       process.stderr.write(`\nteamllm is ready: web chat at ${server.url}  (Ctrl+C to stop)\n\n`);
+      // A promotion or rollback made with `teamllm model` (another process) reaches this bot here.
+      const follow = setInterval(() => void runtime.models.activate().catch((err: unknown) => runtime.logger.error({ err }, 'could not load the promoted model')), 5000);
+      follow.unref();
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
@@ -164,7 +168,7 @@ export function buildProgram(): Command {
 
   const kb = program.command('kb').description('the knowledge base');
   kb.command('add')
-    .description('add files or folders (markdown, text); changed files are re-indexed, unchanged ones skipped')
+    .description('add files, folders or URLs (md, txt, html, pdf, docx); changed files are re-indexed, unchanged ones skipped')
     .argument('<paths...>')
     .action(async (paths: string[]) => {
       await withRuntime(program, {}, async (runtime) => {
@@ -227,6 +231,15 @@ export function buildProgram(): Command {
           process.stdout.write(`${await new ChatTrainingService(runtime.jobs, runtime.store, runtime.logger).status()}\n`);
           return;
         }
+        if (stage === 'embeddings') {
+          // In-process: it re-embeds the knowledge base into this home's Chroma collections.
+          const bar = jobProgressBar();
+          const trained = await runtime.knowledge.trainEmbeddings({ onProgress: (p) => bar.update({ stage: 'encoder', step: p.step, totalSteps: p.steps, loss: p.loss }) });
+          bar.stop();
+          await runtime.store.audit({ actor: actor.id, action: 'train', detail: { kind: 'embeddings', encoder: trained.info.id } });
+          process.stdout.write(`Encoder ${trained.info.id} trained; ${trained.reembedded} passages re-embedded. Run teamllm eval retrieval to see whether it helps.\n`);
+          return;
+        }
         let job: JobRecord;
         if (stage === 'resume') {
           const jobs = await runtime.store.listJobs(50);
@@ -237,7 +250,7 @@ export function buildProgram(): Command {
           process.stderr.write(`Resuming job #${last.id} (${last.kind}) as job #${job.id}\n`);
         } else {
           if (!runtime.jobs.kinds.includes(stage)) {
-            throw new CliError(`"${stage}" cannot be trained in this version (available: ${runtime.jobs.kinds.join(', ')})`, 2);
+            throw new CliError(`"${stage}" cannot be trained in this version (available: ${[...runtime.jobs.kinds, 'embeddings'].join(', ')})`, 2);
           }
           job = await runtime.jobs.enqueue(stage, trainingParams(opts), actor.id);
           await runtime.store.audit({ actor: actor.id, action: 'train', detail: { job: job.id, kind: stage, params: job.params } });
@@ -264,17 +277,38 @@ export function buildProgram(): Command {
 
   program
     .command('model')
-    .description('model versions: list, promote <version>, rollback')
+    .description('model versions: list, promote <version>, rollback (a running bot follows within seconds)')
     .argument('<action>', 'list|promote|rollback')
     .argument('[version]')
-    .action(async () => notYet('Model management'));
+    .action(async (action: string, version: string | undefined) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };
+        if (action === 'list') process.stdout.write(`${await runtime.models.list()}\n`);
+        else if (action === 'promote') {
+          if (!version) throw new CliError('usage: teamllm model promote <version>');
+          process.stdout.write(`${await runtime.models.promote(version, actor).catch((e: Error) => Promise.reject(new CliError(e.message)))}\n`);
+        } else if (action === 'rollback') {
+          process.stdout.write(`${await runtime.models.rollback(actor).catch((e: Error) => Promise.reject(new CliError(e.message)))}\n`);
+        } else throw new CliError(`unknown model action "${action}" (list, promote, rollback)`);
+      });
+    });
 
-  program
-    .command('eval')
-    .description('evaluations: retrieval, qa')
-    .argument('<suite>')
+  const evaluate = program.command('eval').description('evaluations');
+  evaluate
+    .command('retrieval')
+    .description('recall@1, recall@5 and MRR of BM25, dense and hybrid retrieval on a question set')
+    .requiredOption('--questions <file>', 'JSONL: {question, source, lang?, ...} per line (examples/handbook/questions.jsonl format)')
+    .requiredOption('--kb <dir>', 'the documents the questions are about')
+    .option('--json', 'print the evaluation as JSON')
+    .action(async (opts: { questions: string; kb: string; json?: boolean }) => {
+      const evaluation = await evaluateRetrieval({ questionsFile: opts.questions, kbDir: opts.kb, onProgress: (m) => process.stderr.write(`${m}\n`) });
+      process.stdout.write(opts.json ? `${JSON.stringify(evaluation)}\n` : `${formatEvaluation(evaluation)}\n`);
+    });
+  evaluate
+    .command('qa')
+    .description('answer quality (exact match, token F1, gold fact) with retrieval in the loop')
     .allowUnknownOption()
-    .action(async () => notYet('Evaluation'));
+    .action(async () => notYet('teamllm eval qa'));
 
   const data = program.command('data').description('datasets from the answer and feedback records');
   data
