@@ -48,6 +48,18 @@ export const CONFIG_KEYS = {
   TEAMLLM_RATE_BURST: { schema: int(1, 10_000), help: 'questions a user may ask at once; default 5' },
   TEAMLLM_MEMORY_TURNS: { schema: int(0, 200), help: 'conversation turns remembered per thread; default 8' },
   TEAMLLM_MEMORY_CHARS: { schema: int(0, 1_000_000), help: 'characters of history given to the answerer; default 4000' },
+  TEAMLLM_CHANNEL_KB: {
+    schema: z.string().transform((s, ctx) => {
+      const bindings: Record<string, string> = {};
+      for (const entry of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const m = /^((?:slack|feishu|wecom|web|console):[^=\s]+)=([a-zA-Z0-9._-]{1,64})$/.exec(entry);
+        if (!m) ctx.addIssue({ code: 'custom', message: `"${entry}" is not platform:channel=knowledgeBase` });
+        else bindings[m[1]!] = m[2]!;
+      }
+      return bindings;
+    }),
+    help: 'comma list of platform:channel=name binding a channel to a named knowledge base (`teamllm kb add --kb name`); others use the default one',
+  },
   TEAMLLM_SAMPLE_KB: { schema: bool, help: 'load examples/handbook when the knowledge base is empty; default true' },
   TEAMLLM_BACKEND: { schema: z.enum(['tensorflow', 'wasm', 'cpu', 'native']), help: 'tensor backend; default: the fastest that loads' },
   CHROMA_URL: { schema: url, help: 'Chroma server to use; unset: the bundled local one' },
@@ -90,6 +102,8 @@ export interface Config {
   rateLimit: { perMinute: number; burst: number };
   memory: { maxTurns: number; maxChars: number };
   sampleKnowledgeBase: boolean;
+  /** `platform:channel` -> knowledge base name. */
+  channelKnowledgeBases: Record<string, string>;
   backend?: string;
   chromaUrl?: string;
   /** Every key as given, for adapters to read their own (SLACK_*, FEISHU_*, WECOM_*). */
@@ -192,6 +206,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxChars: (parsed.TEAMLLM_MEMORY_CHARS as number | undefined) ?? 4000,
     },
     sampleKnowledgeBase: (parsed.TEAMLLM_SAMPLE_KB as boolean | undefined) ?? true,
+    channelKnowledgeBases: (parsed.TEAMLLM_CHANNEL_KB as Record<string, string> | undefined) ?? {},
     ...(parsed.TEAMLLM_BACKEND ? { backend: parsed.TEAMLLM_BACKEND as string } : {}),
     ...(parsed.CHROMA_URL ? { chromaUrl: parsed.CHROMA_URL as string } : {}),
     values,

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
-import { AdminList, Bot, type Answerer, type Logger } from '../core/index.ts';
+import { AdminList, Bot, type AnswerRequest, type Answerer, type Logger } from '../core/index.ts';
 import { SqliteStore } from '../core/sqlite-store.ts';
 import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
 import { WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
@@ -82,7 +82,13 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     `console:${consoleUser}`,
     ...(config.adminToken ? [`web:${WEB_ADMIN_ID}`] : []),
   ]);
-  const fallback = options.answerer ?? knowledge.answerer();
+  // Channels bound to their own knowledge base search only that one (opened now, so answers never wait on it).
+  for (const name of new Set(Object.values(config.channelKnowledgeBases))) await knowledge.get(name);
+  const scope = (request: AnswerRequest) => {
+    const name = config.channelKnowledgeBases[`${request.user.platform}:${request.channel}`];
+    return name ? { knowledgeBase: name } : undefined;
+  };
+  const fallback = options.answerer ?? knowledge.answerer({ scope });
   const jobs = new JobRunner({ store, home: config.home, stages: options.stages ?? TRAINING_STAGES, logger });
   if (options.startJobs) await jobs.init();
   const models = new RegistryModelService({
@@ -96,6 +102,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
         llm: new LocalChatModel({ model }),
         model: { name: 'teamllm', version: model.info.version, kind: 'language-model' },
         messages: CHAT_TEMPLATE_PROMPT,
+        scope,
       }),
   });
   const bot = new Bot({

@@ -170,9 +170,12 @@ export function buildProgram(): Command {
   kb.command('add')
     .description('add files, folders or URLs (md, txt, html, pdf, docx); changed files are re-indexed, unchanged ones skipped')
     .argument('<paths...>')
-    .action(async (paths: string[]) => {
+    .option('--kb <name>', 'a named knowledge base (bind channels to it with TEAMLLM_CHANNEL_KB)')
+    .action(async (paths: string[], opts: { kb?: string }) => {
       await withRuntime(program, {}, async (runtime) => {
-        const report = await runtime.kb.addPaths(paths);
+        if (opts.kb !== undefined && !/^[a-zA-Z0-9._-]{1,64}$/.test(opts.kb)) throw new CliError('--kb takes a name of letters, digits, . _ -');
+        const target = opts.kb ? await runtime.knowledge.get(opts.kb) : runtime.kb;
+        const report = await target.addPaths(paths);
         for (const s of report.added) process.stdout.write(`added      ${s}\n`);
         for (const s of report.updated) process.stdout.write(`updated    ${s}\n`);
         for (const s of report.unchanged) process.stdout.write(`unchanged  ${s}\n`);

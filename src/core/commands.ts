@@ -89,7 +89,7 @@ const kb: CommandSpec = {
   usage: [
     { text: '/kb list — documents in the knowledge base', admin: false },
     { text: '/kb search <question> — the passages the bot would use', admin: false },
-    { text: '/kb add (with files attached) — add documents', admin: true },
+    { text: '/kb add (with files attached, or links) — add documents', admin: true },
     { text: '/kb remove <source> — remove a document', admin: true },
   ],
   requiresAdmin: (sub) => sub === 'add' || sub === 'remove',
@@ -112,9 +112,21 @@ const kb: CommandSpec = {
         return hits.map((h, i) => `[${i + 1}] ${h.title} (${h.source}, score ${h.score.toFixed(2)})\n${h.text.slice(0, 200)}`).join('\n\n');
       }
       case 'add': {
-        if (msg.attachments.length === 0)
-          return 'Attach the files to add (markdown or text) to the message with /kb add.';
-        const report = await base.addAttachments(msg.attachments);
+        // Platforms wrap links (<https://...|label> on Slack); only http(s) links are taken from chat,
+        // never server paths: those are for `teamllm kb add` on the server.
+        const words = command.rest.split(/\s+/).filter(Boolean).map((w) => w.replace(/^<|>$/g, '').split('|')[0]!);
+        const links = words.filter((w) => /^https?:\/\/\S+$/i.test(w));
+        if (words.length > links.length) return 'In chat, /kb add takes attached files or http(s) links; add server folders with `teamllm kb add` on the server.';
+        if (msg.attachments.length === 0 && links.length === 0)
+          return 'Attach the files to add (markdown, text, HTML, PDF, Word) to the message with /kb add, or give links.';
+        const fromFiles = msg.attachments.length > 0 ? await base.addAttachments(msg.attachments) : undefined;
+        const fromLinks = links.length > 0 ? await base.addPaths(links) : undefined;
+        const report = {
+          added: [...(fromFiles?.added ?? []), ...(fromLinks?.added ?? [])],
+          updated: [...(fromFiles?.updated ?? []), ...(fromLinks?.updated ?? [])],
+          unchanged: [...(fromFiles?.unchanged ?? []), ...(fromLinks?.unchanged ?? [])],
+          failed: [...(fromFiles?.failed ?? []), ...(fromLinks?.failed ?? [])],
+        };
         const lines = [
           `Added ${report.added.length}, updated ${report.updated.length}, unchanged ${report.unchanged.length}.`,
           ...report.failed.map((f) => `Skipped ${f.source}: ${f.reason}`),

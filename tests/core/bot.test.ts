@@ -278,3 +278,27 @@ describe('conditional withdrawal', () => {
     expect(await bot.voteOnReply('slack', 'reply-1', 'U1', 0, undefined, -1)).toMatchObject({ up: 0, down: 0 });
   });
 });
+
+describe('/kb add from chat', () => {
+  it('takes links and attachments from admins, never server paths', async () => {
+    const added: string[][] = [];
+    const empty = { added: [], updated: [], unchanged: [], failed: [] };
+    const kb = {
+      addPaths: async (p: string[]) => (added.push(p), { ...empty, added: p }),
+      addAttachments: async () => ({ ...empty, added: ['faq.md'] }),
+      list: async () => [],
+      remove: async () => 0,
+      search: async () => [],
+    };
+    const { bot } = makeBot({ kb });
+    const t = new RecordingTarget();
+    await bot.handle(message({ text: '/kb add <https://intranet.example/policy.html|policy> https://intranet.example/faq', user: { id: 'UADMIN' } }), t);
+    expect(added).toEqual([['https://intranet.example/policy.html', 'https://intranet.example/faq']]);
+    expect(t.last!.text).toMatch(/^Added 2, updated 0/);
+    await bot.handle(message({ text: '/kb add /etc/passwd', user: { id: 'UADMIN' } }), t);
+    expect(t.last!.text).toMatch(/takes attached files or http\(s\) links/);
+    expect(added).toHaveLength(1);
+    await bot.handle(message({ text: '/kb add', user: { id: 'UADMIN' }, attachments: [{ name: 'faq.md' }] }), t);
+    expect(t.last!.text).toMatch(/^Added 1/);
+  });
+});
