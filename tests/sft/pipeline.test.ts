@@ -81,13 +81,26 @@ describe('the sft job', () => {
     expect((await registry.serving())!.version).toBe('v1');
     const stored = await new AdapterStore(home).list();
     expect(stored.map((s) => s.name)).toEqual(['hr-answers']);
-    expect(stored[0]!.config).toMatchObject({ r: 2, lora_alpha: 4, base: { version: 'v1' } });
+    expect(stored[0]!.config).toMatchObject({ r: 2, lora_alpha: 4, base: { version: 'v1' }, meta: { retrievalK: 2, answerTokens: 6, prompt: {} } });
     // The bot can load the stored adapter over the serving base.
     const set = new AdapterSet((await registry.loadServing())!);
     const info = await set.load('hr-answers', stored[0]!.dir);
     expect(info.share).toBeLessThan(0.05);
     expect(set.use('hr-answers')).toBeInstanceOf(LoadedModel);
     set.dispose();
+  });
+
+  it('a stopped job resumes from its checkpoint with the examples it encoded', async () => {
+    const home = await homeWithBase('home-d');
+    const runDir = path.join(home, 'runs', '4-sft');
+    const controller = new AbortController();
+    const stopped = await runSftJob({ ...quick, maxIters: 4, skipEval: true }, { home, runDir, signal: controller.signal, progress: (e) => e.stage === 'sft' && e.step === 2 && controller.abort() });
+    expect(stopped.status).toBe('aborted');
+    expect(stopped.summary).toMatch(/stopped at step 2/);
+    const resumed = await runSftJob({ ...quick, maxIters: 4, skipEval: true }, { home, runDir });
+    expect(resumed.status).toBe('completed');
+    expect(resumed.training.resumedFrom).toBe(2);
+    expect(resumed.training.examples).toEqual(stopped.training.examples);
   });
 
   it('runs as a training job in a worker thread (kind "sft")', async () => {

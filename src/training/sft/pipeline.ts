@@ -19,6 +19,7 @@ import { compareQa, evaluateQa, formatQaScores, readQaQuestions, containsGold, t
 import { formatContext, type SftExample } from './data.ts';
 import { generateQa, readDocuments, withRetrievedContext } from './qa-generator.ts';
 import { sft, type SftProgress, type SftResult } from './train.ts';
+import { latestCheckpoint } from '../checkpoint.ts';
 
 const SAMPLE_HANDBOOK = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../examples/handbook');
 
@@ -149,7 +150,8 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
     const questions = questionsFile ? await readQaQuestions(questionsFile) : [];
     const heldOut = questions.filter((q) => q.split === p.evalSplit);
 
-    const resumed = existsSync(path.join(runDir, 'data', 'train.json'));
+    // A resumed job continues from its checkpoint with the examples it encoded then.
+    const resumed = (await latestCheckpoint(runDir)) !== undefined && existsSync(path.join(runDir, 'data', 'train.json'));
     const examples: SftExample[] = [];
     if (!resumed) {
       const generate = p.generate ?? true;
@@ -216,6 +218,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
         ...(Object.keys(lora).length ? { lora } : {}),
         ...optional,
         examples,
+        adapterMeta: { retrievalK: p.k, answerTokens: p.answerTokens },
         resume: true,
       },
       {

@@ -70,6 +70,8 @@ export const SftOptionsSchema = z.object({
   resume: z.boolean().default(true),
   /** Also write the merged model folder `model/` (default true; the registry needs it). */
   saveMerged: z.boolean().default(true),
+  /** Extra facts saved in the adapter's meta (e.g. how many passages retrieval gave it). */
+  adapterMeta: z.record(z.string(), z.unknown()).optional(),
 });
 
 export type SftOptions = z.input<typeof SftOptionsSchema> & {
@@ -406,7 +408,9 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
     if (status === 'completed') {
       await evaluate();
       await checkpoint();
-      adapter.meta = { ...adapter.meta, step: state.step, valLoss: lastVal, baseValLoss: state.baseValLoss, trainedAt: new Date().toISOString() };
+      // How it was prompted in training: answer-time prompts should match (encodeQaPrompt options).
+      const prompt = { ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}), ...(o.systemPrompt ? { systemPrompt: o.systemPrompt } : {}) };
+      adapter.meta = { ...adapter.meta, ...(o.adapterMeta ?? {}), prompt, step: state.step, valLoss: lastVal, baseValLoss: state.baseValLoss, trainedAt: new Date().toISOString() };
       await writeDirAtomic(path.join(runDir, 'adapter'), (tmp) => adapter.save(tmp));
       if (o.saveMerged) {
         const merged = adapter.mergedModel(model);
