@@ -13,6 +13,7 @@
  *   model/                    the base with the adapter merged (a model folder the registry takes)
  *   metrics.jsonl, loss.png
  */
+import type { PretrainHooks, PretrainProgress } from '../pretrain.ts';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -80,25 +81,14 @@ export type SftOptions = z.input<typeof SftOptionsSchema> & {
 };
 type Resolved = z.output<typeof SftOptionsSchema>;
 
-export interface SftProgress {
-  phase: 'train' | 'eval';
-  step: number;
-  totalSteps: number;
+/** Pretraining's progress event, plus how many passes over the examples were made. */
+export interface SftProgress extends PretrainProgress {
   /** Passes over the training data so far (fractional). */
   epoch: number;
-  loss: number;
-  valLoss?: number;
-  lr: number;
-  tokensPerSec: number;
-  etaSec: number;
-  msPerIter: number;
 }
 
-export interface SftHooks {
+export interface SftHooks extends Omit<PretrainHooks, 'onProgress'> {
   onProgress?: (ev: SftProgress) => void;
-  /** Stop after the current step; a checkpoint is written first and the run can be resumed. */
-  signal?: AbortSignal;
-  log?: (line: string) => void;
 }
 
 export interface SftResult {
