@@ -23,6 +23,11 @@ export interface StageResult {
   files?: Record<string, string>;
   /** The model version the stage registered, if any. */
   modelVersion?: string;
+  /**
+   * The stage's evaluation gate (QA not worse, reward up, KL bounded, better than chance...):
+   * only a result that passed may be promoted automatically; the reasons are shown either way.
+   */
+  gate?: { passed: boolean; reasons: string[] };
 }
 
 /** A stage module exports `runStage`; the job runner loads it by file URL inside a worker. */
