@@ -167,6 +167,19 @@ export class GPT {
     return tf.reshape(logits, [B, T, this.config.vocabSize]);
   }
 
+  /**
+   * The final hidden states [B, T, C] (after the last LayerNorm, before the tied output
+   * projection), for heads other than the language-model head (reward, value). Always the
+   * composed path, so adapter hooks apply; differentiable with respect to `params`.
+   */
+  hidden(idx: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): Tensor {
+    const T = idx.shape[1]!;
+    if (T > this.config.blockSize) {
+      throw new Error(`Cannot forward a sequence of length ${T}, block size is only ${this.config.blockSize}`);
+    }
+    return this.trunk(this.resolve(params), idx, 0, undefined, options);
+  }
+
   /** Mean cross-entropy of next-token `targets` [B, T] (int32; -1 = ignore). */
   loss(idx: Tensor, targets: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): tf.Scalar {
     if (this.fusedNative(options)) return nativeLoss(this, idx, targets, params);
