@@ -43,6 +43,10 @@ export const CONFIG_KEYS = {
     help: 'comma list of platform:userId who may train, promote, delete and ingest',
   },
   TEAMLLM_ADMIN_TOKEN: { schema: z.string().min(16, 'must be at least 16 characters'), secret: true, help: 'bearer token that makes a web/API caller an admin' },
+  TEAMLLM_PUBLIC_URL: {
+    schema: z.string().url().refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL').transform((u) => u.replace(/\/+$/, '')),
+    help: 'the URL people reach this server at (e.g. https://teamllm.example.com): chat links to the admin page (loss curves) on platforms that cannot take images',
+  },
   TEAMLLM_LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), help: 'default info' },
   TEAMLLM_RATE_PER_MINUTE: { schema: int(1, 10_000), help: 'questions a user may ask per minute; default 10' },
   TEAMLLM_RATE_BURST: { schema: int(1, 10_000), help: 'questions a user may ask at once; default 5' },
@@ -63,6 +67,14 @@ export const CONFIG_KEYS = {
   TEAMLLM_SAMPLE_KB: { schema: bool, help: 'load examples/handbook when the knowledge base is empty; default true' },
   TEAMLLM_BACKEND: { schema: z.enum(['tensorflow', 'wasm', 'cpu', 'native']), help: 'tensor backend; default: the fastest that loads' },
   CHROMA_URL: { schema: url, help: 'Chroma server to use; unset: the bundled local one' },
+  TEAMLLM_QUICKSTART: {
+    schema: z.enum(['auto', 'off']),
+    help: 'auto: `teamllm serve` first trains the quickstart model when no model is serving and none is cached (docs/quickstart.md); off: never (bring your own model, or retrieval-only); default auto',
+  },
+  TEAMLLM_QUICKSTART_RECIPE: {
+    schema: z.string().min(1),
+    help: 'the quickstart recipe: default, tiny (tests), or a YAML/JSON file of overrides (`extends: default`); a changed recipe trains again',
+  },
   SLACK_BOT_TOKEN: { schema: z.string().startsWith('xoxb-', 'must start with xoxb-'), secret: true, help: 'Slack bot token' },
   SLACK_SIGNING_SECRET: { schema: z.string().min(8), secret: true, help: 'Slack signing secret' },
   SLACK_APP_TOKEN: { schema: z.string().startsWith('xapp-', 'must start with xapp-'), secret: true, help: 'Slack app-level token: Socket Mode when set' },
@@ -98,6 +110,8 @@ export interface Config {
   adapters: AdapterName[];
   admins: string[];
   adminToken?: string;
+  /** Base URL for links to this server in chat (no trailing slash). */
+  publicUrl?: string;
   logLevel: string;
   rateLimit: { perMinute: number; burst: number };
   memory: { maxTurns: number; maxChars: number };
@@ -106,6 +120,8 @@ export interface Config {
   channelKnowledgeBases: Record<string, string>;
   backend?: string;
   chromaUrl?: string;
+  /** First-start training (src/app/quickstart.ts). */
+  quickstart: 'auto' | 'off';
   /** Every key as given, for adapters to read their own (SLACK_*, FEISHU_*, WECOM_*). */
   values: Partial<Record<ConfigKey, string>>;
   /** Where the file came from, when one was read. */
@@ -196,6 +212,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     adapters,
     admins: (parsed.TEAMLLM_ADMINS as string[] | undefined) ?? [],
     ...(parsed.TEAMLLM_ADMIN_TOKEN ? { adminToken: parsed.TEAMLLM_ADMIN_TOKEN as string } : {}),
+    ...(parsed.TEAMLLM_PUBLIC_URL ? { publicUrl: parsed.TEAMLLM_PUBLIC_URL as string } : {}),
     logLevel: (parsed.TEAMLLM_LOG_LEVEL as string | undefined) ?? 'info',
     rateLimit: {
       perMinute: (parsed.TEAMLLM_RATE_PER_MINUTE as number | undefined) ?? 10,
@@ -209,6 +226,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     channelKnowledgeBases: (parsed.TEAMLLM_CHANNEL_KB as Record<string, string> | undefined) ?? {},
     ...(parsed.TEAMLLM_BACKEND ? { backend: parsed.TEAMLLM_BACKEND as string } : {}),
     ...(parsed.CHROMA_URL ? { chromaUrl: parsed.CHROMA_URL as string } : {}),
+    quickstart: (parsed.TEAMLLM_QUICKSTART as 'auto' | 'off' | undefined) ?? 'auto',
     values,
     ...(file ? { file } : {}),
   };

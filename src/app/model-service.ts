@@ -2,6 +2,7 @@ import type { Actor, Answerer, BotStore, Logger, ModelService } from '../core/in
 import type { Bot } from '../core/index.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
 import type { ModelRegistry, ModelVersion } from '../model/registry.ts';
+import { ServedModels } from '../model/lora/served-models.ts';
 
 export interface RegistryModelServiceOptions {
   registry: ModelRegistry;
@@ -19,7 +20,16 @@ function describe(v: ModelVersion): string {
   const metrics = Object.entries(v.metrics)
     .map(([k, x]) => `${k} ${Number.isInteger(x) ? x : x.toFixed(3)}`)
     .join(', ');
-  return `${v.serving ? '▶' : '•'} ${v.version}${v.serving ? ' (serving)' : ''} — ${v.source}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.createdAt.slice(0, 16).replace('T', ' ')}${metrics ? ` — ${metrics}` : ''}${v.parent ? `, from ${v.parent}` : ''}`;
+  const gate = v.gate ? `\n    gate ${v.gate.passed ? 'passed' : 'NOT passed'}${v.gate.reasons.length ? `: ${v.gate.reasons.join('; ')}` : ''}` : '';
+  return `${v.serving ? '▶' : '•'} ${v.version}${v.serving ? ' (serving)' : ''} — ${v.source}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.createdAt.slice(0, 16).replace('T', ' ')}${metrics ? ` — ${metrics}` : ''}${v.parent ? `, from ${v.parent}` : ''}${gate}`;
+}
+
+/** How a promotion came about, for the audit log. */
+export interface PromotionContext {
+  /** Made by the job runner after the stage's evaluation gate passed (not by a person). */
+  auto?: boolean;
+  /** The training job whose model this is. */
+  job?: number;
 }
 
 /**
@@ -29,8 +39,15 @@ function describe(v: ModelVersion): string {
 export class RegistryModelService implements ModelService {
   private active: { version: string; model: LoadedModel } | undefined;
   private bot: Bot | undefined;
+  /** Loaded weights: LoRA versions are served over their base, so switching among them reloads no base. */
+  private readonly served: ServedModels;
 
-  constructor(private readonly options: RegistryModelServiceOptions) {}
+  constructor(private readonly options: RegistryModelServiceOptions) {
+    this.served = new ServedModels(options.registry, {
+      disposeAfterMs: options.disposeAfterMs ?? 180_000,
+      log: (message, detail) => options.logger.warn(detail, message),
+    });
+  }
 
   /** The Bot whose answerer this service swaps (the Bot also needs this service: built first, attached after). */
   attach(bot: Bot): void {
@@ -52,20 +69,41 @@ export class RegistryModelService implements ModelService {
     return versions.map(describe).join('\n');
   }
 
-  async promote(version: string, actor: Actor): Promise<string> {
+  async promote(version: string, actor: Actor, context: PromotionContext = {}): Promise<string> {
+    const candidate = await this.options.registry.get(version);
+    if (!candidate) throw new Error(`No model version ${version} (see /model list)`);
     const before = (await this.options.registry.serving())?.version;
     const promoted = await this.options.registry.promote(version);
     await this.activate();
-    await this.options.store.audit({ actor: actor.id, action: 'promote', detail: { version, previous: before ?? null } });
-    return `Now answering with ${promoted.version}${before ? ` (was ${before}; /model rollback returns to it)` : ''}.`;
+    // A version that did not pass its evaluation gate (or was never evaluated) is served only because an admin said so.
+    const override = !context.auto && !candidate.gate?.passed;
+    await this.options.store.audit({
+      actor: actor.id,
+      action: 'promote',
+      detail: {
+        version,
+        previous: before ?? null,
+        ...(context.auto ? { auto: true } : {}),
+        ...(context.job !== undefined ? { job: context.job } : {}),
+        ...(override ? { override: true, gate: candidate.gate ?? null } : {}),
+      },
+    });
+    const note = override
+      ? candidate.gate
+        ? ` It did not pass its evaluation gate (${candidate.gate.reasons.join('; ') || 'no reason given'}); promoted by hand, recorded in the audit log.`
+        : ' It has no evaluation gate result; promoted by hand, recorded in the audit log.'
+      : '';
+    return `Now answering with ${promoted.version}${before ? ` (was ${before}; /model rollback returns to it)` : ''}.${note}`;
   }
 
   async rollback(actor: Actor): Promise<string> {
     const before = (await this.options.registry.serving())?.version;
     const restored = await this.options.registry.rollback();
     await this.activate();
-    await this.options.store.audit({ actor: actor.id, action: 'rollback', detail: { from: before ?? null, to: restored.version } });
-    return `Rolled back: answering with ${restored.version} again (was ${before}).`;
+    await this.options.store.audit({ actor: actor.id, action: 'rollback', detail: { from: before ?? null, to: restored?.version ?? null } });
+    return restored
+      ? `Rolled back: answering with ${restored.version} again (was ${before}).`
+      : `Rolled back: no model version serves now (was ${before}); answers quote the knowledge base directly.`;
   }
 
   /**
@@ -76,21 +114,23 @@ export class RegistryModelService implements ModelService {
     const serving = await this.options.registry.serving();
     if (serving?.version === this.active?.version) return;
     const previous = this.active;
+    let how: Record<string, unknown> = {};
     if (!serving) {
       this.active = undefined;
       this.target.setAnswerer(this.options.fallback);
+      await this.served.activate(null);
     } else {
-      const model = await this.options.registry.loadServing();
-      if (!model) return;
-      this.active = { version: serving.version, model };
-      this.target.setAnswerer(this.options.answererFor(model));
+      // Bases nothing serves from any more are freed later, after answers in flight on them finish.
+      const served = (await this.served.activate(serving.version))!;
+      this.active = { version: serving.version, model: served.model };
+      this.target.setAnswerer(this.options.answererFor(served.model));
+      how = served.adapter ? { adapterOver: served.base, baseReloaded: served.reloaded } : { reloaded: served.reloaded };
     }
-    this.options.logger.info({ version: serving?.version ?? 'retrieval-only', previous: previous?.version }, 'serving model changed');
-    if (previous) setTimeout(() => previous.model.dispose(), this.options.disposeAfterMs ?? 180_000).unref();
+    this.options.logger.info({ version: serving?.version ?? 'retrieval-only', previous: previous?.version, ...how }, 'serving model changed');
   }
 
   close(): void {
-    this.active?.model.dispose();
+    this.served.close();
     this.active = undefined;
   }
 }

@@ -1,27 +1,27 @@
-import { existsSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AdminList, Bot, type AnswerRequest, type Answerer, type Logger } from '../core/index.ts';
 import { SqliteStore } from '../core/sqlite-store.ts';
 import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
-import { WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
+import { adminRoutes, WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
 import { LocalChatModel } from '../model/langchain-chat-model.ts';
 import { ModelRegistry } from '../model/registry.ts';
-import { CHAT_TEMPLATE_PROMPT, openKnowledgeBase, type LocalKnowledgeBase, type OpenedKnowledgeBases } from '../rag/index.ts';
-import { ChatTrainingService } from '../training/chat-training-service.ts';
+import { openKnowledgeBase, type LocalKnowledgeBase, type OpenedKnowledgeBases } from '../rag/index.ts';
+import { ChatTrainingService, jobLossChart } from '../training/chat-training-service.ts';
 import { JobRunner } from '../training/jobs/job-runner.ts';
 import { TRAINING_STAGES } from '../training/stages/index.ts';
 import type { Config } from './config.ts';
 import { createHttpApp } from './http-app.ts';
+import { installAutoPromotion } from './job-promotion.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { RegistryModelService } from './model-service.ts';
+import { loadSampleKnowledgeBase } from './sample-kb.ts';
+import { answerGeneration, answerSettings, qaPromptMessages } from './answer-settings.ts';
 
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const SAMPLE_KB_DIR = join(PACKAGE_ROOT, 'examples/handbook');
+export { PACKAGE_ROOT, SAMPLE_KB_DIR } from './sample-kb.ts';
 
 /** Platform adapters, loaded only when enabled (their SDKs are not needed otherwise). */
 const ADAPTER_FACTORIES: Record<'slack' | 'feishu' | 'wecom', (ctx: AdapterContext) => Promise<PlatformAdapter>> = {
@@ -68,13 +68,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   const store = new SqliteStore(join(config.home, 'teamllm.db'));
   const knowledge = await openKnowledgeBase({ home: config.home, ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}), logger });
   const kb = knowledge.kb;
-  // Loaded once per data folder: after an admin removes the sample documents they stay removed.
-  const sampleMarker = join(config.home, 'kb', 'sample-loaded');
-  if (config.sampleKnowledgeBase && !existsSync(sampleMarker) && (await kb.list()).length === 0 && existsSync(SAMPLE_KB_DIR)) {
-    const report = await kb.addPaths([join(SAMPLE_KB_DIR, 'en'), join(SAMPLE_KB_DIR, 'zh')], { baseDir: SAMPLE_KB_DIR });
-    writeFileSync(sampleMarker, new Date().toISOString());
-    logger.info({ documents: report.added.length, failed: report.failed }, 'loaded the sample knowledge base (examples/handbook)');
-  }
+  if (config.sampleKnowledgeBase) await loadSampleKnowledgeBase(kb, config.home, logger);
   const metrics = new Metrics(options.defaultMetrics ?? true);
   const consoleUser = userInfo().username || 'operator';
   const admins = new AdminList([
@@ -90,27 +84,31 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   };
   const fallback = options.answerer ?? knowledge.answerer({ scope });
   const jobs = new JobRunner({ store, home: config.home, stages: options.stages ?? TRAINING_STAGES, logger });
-  if (options.startJobs) await jobs.init();
+  const registry = new ModelRegistry(config.home);
   const models = new RegistryModelService({
-    registry: new ModelRegistry(config.home),
+    registry,
     store,
     logger,
     fallback,
     // The project's own model behind LangChain, fed the chat template it was fine-tuned on.
-    answererFor: (model) =>
-      knowledge.answerer({
-        llm: new LocalChatModel({ model }),
+    // Prompted as SFT trained it and the QA evaluation scored it (answer-settings.ts).
+    answererFor: (model) => {
+      const settings = answerSettings(model);
+      return knowledge.answerer({
+        llm: new LocalChatModel({ model, generation: answerGeneration(settings) }),
         model: { name: 'teamllm', version: model.info.version, kind: 'language-model' },
-        messages: CHAT_TEMPLATE_PROMPT,
+        passages: settings.passages,
+        messages: qaPromptMessages(model, settings),
         scope,
-      }),
+      });
+    },
   });
   const bot = new Bot({
     store,
     answerer: fallback,
     admins,
     kb,
-    training: new ChatTrainingService(jobs, store, logger),
+    training: new ChatTrainingService(jobs, store, logger, config.publicUrl ? { publicUrl: config.publicUrl } : {}),
     models,
     rateLimit: config.rateLimit,
     memory: config.memory,
@@ -119,9 +117,28 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   });
   models.attach(bot);
   if (!options.answerer) await models.activate();
+  // The one promotion rule: a finished job's model serves only if its evaluation gate passed.
+  installAutoPromotion(jobs, { registry, models, logger });
+  if (options.startJobs) await jobs.init();
   const routes: Hono[] = [];
   if (config.adapters.includes('web')) {
     routes.push(webRoutes({ bot, logger, ...(config.adminToken ? { adminToken: config.adminToken } : {}) }));
+  }
+  if (config.adminToken) {
+    routes.push(
+      adminRoutes({
+        adminToken: config.adminToken,
+        logger,
+        data: {
+          jobs: (limit) => store.listJobs(limit),
+          job: (id) => store.getJob(id),
+          lossChart: jobLossChart,
+          models: () => registry.list(),
+          feedbackByDay: (days) => store.feedbackByDay(days),
+          audit: (limit) => store.auditLog(limit),
+        },
+      }),
+    );
   }
   const adapters: PlatformAdapter[] = [];
   if (options.platformAdapters) {

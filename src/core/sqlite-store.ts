@@ -308,6 +308,22 @@ export class SqliteStore implements BotStore, JobStore {
     return { up: row.up, down: row.down };
   }
 
+  /** Votes per UTC day (by when they were last cast or changed), oldest first, for the admin page. */
+  async feedbackByDay(days: number): Promise<{ day: string; up: number; down: number; answers: number }[]> {
+    const since = Date.now() - days * 86_400_000;
+    const votes = this.sql(
+      `SELECT date(updated_at / 1000, 'unixepoch') AS day, sum(value = 1) AS up, sum(value = -1) AS down FROM feedback WHERE updated_at >= ? GROUP BY day`,
+    ).all(since) as { day: string; up: number; down: number }[];
+    const answers = this.sql(`SELECT date(created_at / 1000, 'unixepoch') AS day, count(*) AS n FROM answers WHERE created_at >= ? GROUP BY day`).all(since) as {
+      day: string;
+      n: number;
+    }[];
+    const byDay = new Map<string, { day: string; up: number; down: number; answers: number }>();
+    for (const v of votes) byDay.set(v.day, { day: v.day, up: v.up, down: v.down, answers: 0 });
+    for (const a of answers) byDay.set(a.day, { ...(byDay.get(a.day) ?? { day: a.day, up: 0, down: 0 }), answers: a.n });
+    return [...byDay.values()].sort((a, b) => a.day.localeCompare(b.day));
+  }
+
   async appendTurn(conversation: string, turn: ConversationTurn): Promise<void> {
     this.sql('INSERT INTO turns (conversation, role, text, at) VALUES (?, ?, ?, ?)').run(conversation, turn.role, turn.text, turn.at);
   }

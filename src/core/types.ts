@@ -78,6 +78,21 @@ export interface ReplyTarget {
    * streaming updates, only the placeholder and the final reply, which the target may drop or send.
    */
   readonly updatable?: boolean;
+  /**
+   * Present where the platform takes files: posts an image in the same conversation/thread (a
+   * finished training job's loss curves). Core never asks which platform it is: targets without
+   * it get a link to the admin web page instead.
+   */
+  uploadImage?(image: ReplyImage): Promise<void>;
+}
+
+/** An image to post beside a reply (PNG bytes). */
+export interface ReplyImage {
+  data: Uint8Array;
+  filename: string;
+  title: string;
+  /** Text for screen readers and clients that do not show images. */
+  altText: string;
 }
 
 export type Vote = 1 | -1;

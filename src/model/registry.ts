@@ -23,6 +23,13 @@ export interface ModelVersion {
   /** The version it was trained from, if any. */
   parent?: string;
   notes?: string;
+  /**
+   * The evaluation gate of the job that made it (QA not worse, reward up, KL bounded...): only a
+   * version that passed is promoted automatically; an admin may promote one that did not (audited).
+   */
+  gate?: { passed: boolean; reasons: string[] };
+  /** The training job that made it. */
+  job?: number;
   /** Set by list(): whether this version is the one serving. */
   serving?: boolean;
 }
@@ -144,16 +151,33 @@ export class ModelRegistry {
     });
   }
 
-  /** Goes back to the version that served before the current one. */
-  async rollback(): Promise<ModelVersion> {
+  /**
+   * Goes back to the version that served before the current one; rolling back the first version
+   * ever promoted leaves no model serving (answers quote the knowledge base): `undefined`.
+   */
+  async rollback(): Promise<ModelVersion | undefined> {
     return this.exclusive(async () => {
       const reg = await this.read();
+      if (!reg.serving) throw new Error('Nothing to roll back to: no model version is serving');
       let previous = reg.history.pop();
       while (previous && !reg.versions[previous]) previous = reg.history.pop();
-      if (!previous) throw new Error('Nothing to roll back to: no version served before the current one');
-      reg.serving = previous;
+      reg.serving = previous ?? null;
       await this.write(reg);
-      return { ...reg.versions[previous]!, serving: true };
+      return previous ? { ...reg.versions[previous]!, serving: true } : undefined;
+    });
+  }
+
+  /** Records what the evaluation gate (and the job that made it) said about a version. */
+  async annotate(version: string, note: { gate?: { passed: boolean; reasons: string[] }; job?: number; metrics?: Record<string, number> }): Promise<ModelVersion> {
+    return this.exclusive(async () => {
+      const reg = await this.read();
+      const entry = reg.versions[version];
+      if (!entry) throw new Error(`No model version ${version}`);
+      if (note.gate) entry.gate = { passed: note.gate.passed, reasons: [...note.gate.reasons] };
+      if (note.job !== undefined) entry.job = note.job;
+      if (note.metrics) entry.metrics = { ...entry.metrics, ...note.metrics };
+      await this.write(reg);
+      return { ...entry, serving: reg.serving === version };
     });
   }
 

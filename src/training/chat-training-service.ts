@@ -1,3 +1,5 @@
+import { readFile, realpath } from 'node:fs/promises';
+import { join, sep } from 'node:path';
 import type { Actor, BotStore, JobRecord, JobStore, Logger, ReplyTarget, TrainingService } from '../core/index.ts';
 import { StreamUpdater } from '../core/index.ts';
 import { formatJob } from './jobs/job-format.ts';
@@ -9,14 +11,36 @@ const PARAM = /^[a-zA-Z][\w.-]{0,40}$/;
  * /train from the chat: queues jobs on the JobRunner, keeps each job's message in the admin's
  * thread updated as it runs, and records who did what in the audit log.
  */
+export interface ChatTrainingOptions {
+  /** Pause between progress edits of a job message: platforms rate-limit message updates. */
+  updateEveryMs?: number;
+  /** TEAMLLM_PUBLIC_URL: where chat links to the admin page point (targets that cannot take images). */
+  publicUrl?: string;
+}
+
+/** The loss chart of a finished job: `loss.png` in its own run folder, nothing else. */
+export async function jobLossChart(job: JobRecord): Promise<string | undefined> {
+  if (!job.runDir) return undefined;
+  try {
+    const dir = await realpath(job.runDir);
+    const file = await realpath(join(dir, 'loss.png'));
+    return file === join(dir, 'loss.png') && file.startsWith(dir + sep) ? file : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class ChatTrainingService implements TrainingService {
+  private readonly updateEveryMs: number;
+
   constructor(
     private readonly runner: JobRunner,
     private readonly store: BotStore & JobStore,
     private readonly logger: Logger,
-    /** Pause between progress edits of a job message: platforms rate-limit message updates. */
-    private readonly updateEveryMs = 3000,
-  ) {}
+    private readonly options: ChatTrainingOptions = {},
+  ) {
+    this.updateEveryMs = options.updateEveryMs ?? 3000;
+  }
 
   async start(kind: string, params: Record<string, string>, actor: Actor, progress?: ReplyTarget): Promise<string> {
     if (!this.runner.kinds.includes(kind)) return `There is no "${kind}" training here. Available: ${this.runner.kinds.join(', ')}.`;
@@ -79,7 +103,7 @@ export class ChatTrainingService implements TrainingService {
       this.runner.off('progress', onProgress);
       this.runner.off('started', onProgress);
       this.runner.off('finished', onFinished);
-      void updater.finish({ phase: 'notice', text: formatJob(j) }).catch((err: unknown) => this.logger.warn({ err, job: j.id }, 'could not post the job result'));
+      void this.finish(j, target, updater).catch((err: unknown) => this.logger.warn({ err, job: j.id }, 'could not post the job result'));
     };
     this.runner.on('started', onProgress);
     this.runner.on('progress', onProgress);
@@ -87,5 +111,32 @@ export class ChatTrainingService implements TrainingService {
     // A short job may have ended before we subscribed.
     const now = await this.store.getJob(job.id);
     if (now && now.status !== 'queued' && now.status !== 'running') onFinished(now);
+  }
+
+  /** Where the admin page shows this job's curves, when the server has a public address. */
+  private chartLink(job: JobRecord): string {
+    return this.options.publicUrl
+      ? `Loss curves: ${this.options.publicUrl}/admin/jobs/${job.id}/loss.png (admin page: ${this.options.publicUrl}/admin)`
+      : 'Loss curves: on the admin page (/admin on this server; set TEAMLLM_PUBLIC_URL to get a link here).';
+  }
+
+  /** The final message (evaluation, gate, promotion), then the loss curves as an image or a link. */
+  private async finish(job: JobRecord, target: ReplyTarget, updater: StreamUpdater): Promise<void> {
+    const chart = await jobLossChart(job);
+    const canUpload = chart !== undefined && typeof target.uploadImage === 'function';
+    const text = formatJob(job) + (chart && !canUpload ? `\n${this.chartLink(job)}` : '');
+    await updater.finish({ phase: 'notice', text });
+    if (!canUpload) return;
+    try {
+      await target.uploadImage!({
+        data: await readFile(chart),
+        filename: `job-${job.id}-${job.kind}-loss.png`,
+        title: `Job #${job.id} (${job.kind}): loss curves`,
+        altText: `Training and validation loss of job #${job.id} (${job.kind})`,
+      });
+    } catch (err) {
+      this.logger.warn({ err, job: job.id }, 'could not upload the loss chart; linking to it instead');
+      await target.post({ phase: 'notice', text: this.chartLink(job) });
+    }
   }
 }

@@ -79,7 +79,7 @@ describe('model registry', () => {
     expect((await registry.serving())!.version).toBe('v2');
     await expect(registry.promote('v9')).rejects.toThrow(/No model version v9/);
     const back = await registry.rollback();
-    expect(back.version).toBe('v1');
+    expect(back?.version).toBe('v1');
     expect((await registry.serving())!.version).toBe('v1');
     await expect(registry.remove('v1')).rejects.toThrow(/serving/);
 

@@ -15,7 +15,7 @@ const ADMIN = { id: 'slack:UADMIN', isAdmin: true };
 function setup(home = mkdtempSync(join(tmpdir(), 'teamllm-jobs-'))) {
   const store = new SqliteStore(join(home, 'teamllm.db'));
   const runner = new JobRunner({ store, home, stages: { count: STAGE }, logger: silentLogger, persistEveryMs: 0 });
-  const service = new ChatTrainingService(runner, store, silentLogger, 20);
+  const service = new ChatTrainingService(runner, store, silentLogger, { updateEveryMs: 20 });
   return { home, store, runner, service };
 }
 

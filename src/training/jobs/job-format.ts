@@ -39,7 +39,43 @@ export function formatJob(job: JobRecord): string {
   if (job.startedAt && job.finishedAt) lines.push(`took ${formatDuration((job.finishedAt - job.startedAt) / 1000)}`);
   const summary = job.result?.summary;
   if (typeof summary === 'string') lines.push(summary);
+  if (job.result) lines.push(...formatOutcome(job.result));
   if (job.error) lines.push(`error: ${job.error}`);
   if (job.status === 'stopped' || job.status === 'interrupted') lines.push('Its last checkpoint is kept: /train resume continues it.');
   return lines.join('\n');
+}
+
+const fmt = (x: number) => (Number.isInteger(x) ? String(x) : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(3));
+
+/**
+ * The end of a job's message: the evaluation against the model it was compared with (every metric
+ * `m` with a `baseM` beside it, as "base → new"), the other metrics, the gate and the promotion.
+ */
+export function formatOutcome(result: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  const metrics = (result.metrics ?? {}) as Record<string, number>;
+  const compared: string[] = [];
+  const used = new Set<string>();
+  for (const [key, value] of Object.entries(metrics)) {
+    const baseKey = `base${key[0]!.toUpperCase()}${key.slice(1)}`;
+    if (typeof metrics[baseKey] === 'number' && typeof value === 'number') {
+      compared.push(`${key} ${fmt(metrics[baseKey])} → ${fmt(value)}`);
+      used.add(key).add(baseKey);
+    }
+  }
+  if (compared.length) lines.push(`Evaluation (before → after): ${compared.join(', ')}`);
+  const rest = Object.entries(metrics).filter(([k, v]) => !used.has(k) && typeof v === 'number' && Number.isFinite(v));
+  if (rest.length) lines.push(`Metrics: ${rest.map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);
+  const gate = result.gate as { passed: boolean; reasons: string[] } | undefined;
+  if (gate) lines.push(`Evaluation gate: ${gate.passed ? '✅ passed' : '❌ not passed'}${gate.reasons.length ? ` — ${gate.reasons.join('; ')}` : ''}`);
+  const promotion = result.promotion as { version: string; promoted: boolean; reason: string; previous?: string } | undefined;
+  if (promotion) {
+    lines.push(
+      promotion.promoted
+        ? `Promoted ${promotion.version}${promotion.previous ? ` (was ${promotion.previous}; /model rollback returns to it)` : ''}: ${promotion.reason}.`
+        : `Not promoted: ${promotion.reason}.`,
+    );
+  }
+  if (typeof result.afterError === 'string') lines.push(`After the job: ${result.afterError}`);
+  return lines;
 }

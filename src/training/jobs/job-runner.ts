@@ -21,6 +21,12 @@ export interface JobEvents {
   started: [job: JobRecord];
 }
 
+/**
+ * Runs in the main process when a job's stage has returned, before the job is saved and announced:
+ * what it returns is merged into the job's result (the promotion decision, for instance).
+ */
+export type JobFinalizer = (job: JobRecord) => Promise<Record<string, unknown> | undefined>;
+
 const BOOTSTRAP = new URL('./worker-bootstrap.mjs', import.meta.url);
 
 /**
@@ -31,6 +37,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
   private running: { job: JobRecord; worker: Worker; done: Promise<void> } | undefined;
   private pumping = false;
   private closed = false;
+  private finalizers: JobFinalizer[] = [];
 
   constructor(private readonly options: JobRunnerOptions) {
     super();
@@ -42,6 +49,11 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   get current(): JobRecord | undefined {
     return this.running?.job;
+  }
+
+  /** Adds a step run after every successful job, before 'finished' is emitted. */
+  onSucceeded(finalizer: JobFinalizer): void {
+    this.finalizers.push(finalizer);
   }
 
   /** Marks jobs that a dead process left "running" as interrupted, then starts any queued ones. */
@@ -144,6 +156,17 @@ export class JobRunner extends EventEmitter<JobEvents> {
                 ? { status: result.stopped ? 'stopped' : 'failed', error: result.error, finishedAt: Date.now() }
                 : {};
           if (job.progress) patch.progress = job.progress;
+          if (patch.status === 'succeeded') {
+            for (const finalize of this.finalizers) {
+              try {
+                const extra = await finalize({ ...job, ...patch });
+                if (extra) patch.result = { ...patch.result, ...extra };
+              } catch (err) {
+                log.error({ err }, 'a step after the training job failed');
+                patch.result = { ...patch.result, afterError: err instanceof Error ? err.message : String(err) };
+              }
+            }
+          }
           job = await store.updateJob(job.id, patch);
           log.info({ status: job.status, error: job.error }, 'training job finished');
           this.running = undefined;
