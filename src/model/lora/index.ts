@@ -14,3 +14,4 @@ export {
 export { LoraAdapter, LORA_FORMAT, modelFingerprint, assertSameBase, type BaseModelIdentity, type AdapterConfigFile } from './adapter.ts';
 export { AdapterSet, type AdapterInfo } from './serving.ts';
 export { AdapterStore, type StoredAdapter } from './store.ts';
+export { ServedModels, attachAdapterToVersion, versionAdapterDir, type ServedModel, type ServedModelsOptions } from './served-models.ts';

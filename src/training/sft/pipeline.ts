@@ -14,6 +14,7 @@ import { LoadedModel } from '../../model/loaded-model.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
 import { AdapterSet } from '../../model/lora/serving.ts';
 import { AdapterStore } from '../../model/lora/store.ts';
+import { attachAdapterToVersion } from '../../model/lora/served-models.ts';
 import { LocalKnowledgeBase } from '../../rag/index.ts';
 import { compareQa, evaluateQa, formatQaScores, readQaQuestions, containsGold, type QaComparison, type QaScores } from '../eval/qa-eval.ts';
 import { formatContext, type SftExample } from './data.ts';
@@ -260,6 +261,8 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
         notes: `LoRA adapter ${training.adapterDir}`,
       });
       modelVersion = registered.version;
+      // Kept with the version: promoted, it is served as its base + this adapter (src/model/lora/served-models.ts).
+      await attachAdapterToVersion(registry, registered.version, training.adapterDir);
       adapterName = p.name ?? `${base.version ?? 'base'}-sft-${path.basename(runDir)}`.replace(/[^\w.-]/g, '-');
       await new AdapterStore(home).import(adapterName, training.adapterDir);
       const serving = (await registry.serving())?.version;

@@ -16,6 +16,9 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
     preset: z.enum(Object.keys(PRETRAIN_PRESETS) as [string, ...string[]]).optional(),
     data: z.string().optional(),
     modelSize: z.string().optional(),
+    /** Context length and dropout on top of the named size (e.g. blockSize=256 for retrieved passages). */
+    blockSize: int().optional(),
+    dropout: num().optional(),
     tokenizer: z.string().optional(),
     tokenizerVocabSize: int().optional(),
     warmupIters: int().optional(),
@@ -28,10 +31,13 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
     checkpointInterval: int().optional(),
     backend: z.string().optional(),
   });
-  const { preset, data, ...overrides } = p;
+  const { preset, data, blockSize, dropout, ...overrides } = p;
+  const presetOptions = preset ? PRETRAIN_PRESETS[preset] : {};
+  const shape = { ...(blockSize !== undefined ? { blockSize } : {}), ...(dropout !== undefined ? { dropout } : {}) };
   const options: PretrainOptions = {
-    ...(preset ? PRETRAIN_PRESETS[preset] : {}),
+    ...presetOptions,
     ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
+    ...(Object.keys(shape).length ? { model: { ...presetOptions?.model, ...shape } } : {}),
     runDir,
     data: data ? data.split(',') : defaultCorpus(home),
     resume: true,
