@@ -11,6 +11,8 @@ export interface LossChartInput {
   train: LossPoint[];
   val: LossPoint[];
   title?: string;
+  /** Legend names of the two series (default TRAIN and VAL), e.g. LOSS and ACC. */
+  labels?: { train?: string; val?: string };
 }
 
 const TRAIN: RGB = [31, 119, 180];
@@ -97,9 +99,9 @@ export function renderLossChart(input: LossChartInput, width = 800, height = 500
   const lastVal = val.at(-1);
   const lx = width - right - 220;
   c.rect(lx, 12, 10, 10, TRAIN);
-  c.text(lx + 14, 14, `TRAIN ${lastTrain ? lastTrain.loss.toFixed(3) : '-'}`, AXIS);
+  c.text(lx + 14, 14, `${input.labels?.train ?? 'TRAIN'} ${lastTrain ? lastTrain.loss.toFixed(3) : '-'}`, AXIS);
   c.rect(lx + 110, 12, 10, 10, VAL);
-  c.text(lx + 124, 14, `VAL ${lastVal ? lastVal.loss.toFixed(3) : '-'}`, AXIS);
+  c.text(lx + 124, 14, `${input.labels?.val ?? 'VAL'} ${lastVal ? lastVal.loss.toFixed(3) : '-'}`, AXIS);
   return c.toPNG();
 }
 

@@ -1,0 +1,205 @@
+/**
+ * Reward models on disk, `$TEAMLLM_HOME/reward/<name>/`:
+ *
+ *   adapter.safetensors, adapter_config.json   the LoRA adapter (src/model/lora), with its base's identity
+ *   head.safetensors                           reward_head.weight [C, 1], reward_head.bias [1]
+ *   reward_config.json                         format, base (version, folder, fingerprint), how inputs
+ *                                              are encoded, held-out metrics, the gate and its reasons
+ *
+ * `$TEAMLLM_HOME/reward/current.json` names the reward model RLHF uses by default; only a model
+ * that passed its gate (better than chance on held-out questions) is made current.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Tensor } from '@tensorflow/tfjs-core';
+import { ensureBackend } from '../../model/backend.ts';
+import type { GPTConfig } from '../../model/config.ts';
+import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
+import type { GPT, Params } from '../../model/gpt.ts';
+import { LoraAdapter } from '../../model/lora/adapter.ts';
+import { arraysToTensors, loadModelFiles, tensorsToArrays } from '../../model/model-files.ts';
+import { ModelRegistry } from '../../model/registry.ts';
+import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
+import type { Tokenizer } from '../../model/tokenizer/index.ts';
+import type { RatedExample } from '../simulated-users.ts';
+import { encodeRewardInput, HEAD_BIAS, HEAD_WEIGHT, rewardBatch, rewardScores, type RewardEncodeOptions } from './model.ts';
+import type { RewardModel } from './reward-model.ts';
+
+export const REWARD_FORMAT = 'teamllm-reward/1';
+const NAME = /^[a-zA-Z0-9][\w.-]{0,63}$/;
+
+export interface RewardConfigFile {
+  format: string;
+  name: string;
+  /** The base model the adapter was trained on (the adapter files hold its fingerprint too). */
+  base: { version?: string; dir: string; fingerprint: string; config: GPTConfig };
+  encoding: RewardEncodeOptions;
+  /** Held-out measures: pairAccuracy, voteAuc (+ their CI bounds and counts), scoreMean, scoreStd... */
+  metrics: Record<string, number>;
+  gate: { passed: boolean; reasons: string[] };
+  data: Record<string, number>;
+  taste?: string;
+  runDir?: string;
+  trainedAt: string;
+}
+
+export function rewardRoot(home: string): string {
+  return path.join(home, 'reward');
+}
+
+export function rewardDir(home: string, name: string): string {
+  if (!NAME.test(name) || name === 'current.json') throw new Error(`Not a valid reward model name: "${name}" (letters, digits, . _ -)`);
+  return path.join(rewardRoot(home), name);
+}
+
+/** Writes a reward model folder atomically (adapter, head, config). */
+export async function saveRewardModel(dir: string, parts: { adapter: LoraAdapter; head: Map<string, Tensor>; config: RewardConfigFile }): Promise<void> {
+  await writeDirAtomic(dir, async (tmp) => {
+    await parts.adapter.save(tmp);
+    await writeSafetensors(path.join(tmp, 'head.safetensors'), tensorsToArrays([HEAD_WEIGHT, HEAD_BIAS].map((n) => [n, parts.head.get(n)!] as [string, Tensor])), { format: REWARD_FORMAT });
+    await writeJsonAtomic(path.join(tmp, 'reward_config.json'), parts.config);
+  });
+}
+
+export async function readRewardConfig(dir: string): Promise<RewardConfigFile> {
+  const file = path.join(dir, 'reward_config.json');
+  if (!(await exists(file))) throw new Error(`${dir} is not a reward model folder (no reward_config.json)`);
+  const config = await readJson<RewardConfigFile>(file);
+  if (config.format !== REWARD_FORMAT) throw new Error(`${dir}: reward model format "${config.format}", expected ${REWARD_FORMAT}`);
+  return config;
+}
+
+export async function listRewardModels(home: string): Promise<(RewardConfigFile & { dir: string; current: boolean })[]> {
+  const root = rewardRoot(home);
+  if (!(await exists(root))) return [];
+  const current = await currentRewardModel(home);
+  const out: (RewardConfigFile & { dir: string; current: boolean })[] = [];
+  for (const name of (await fs.readdir(root)).sort()) {
+    if (!NAME.test(name) || name.includes('.tmp-')) continue;
+    try {
+      const dir = path.join(root, name);
+      out.push({ ...(await readRewardConfig(dir)), dir, current: name === current });
+    } catch {
+      // not a reward model folder
+    }
+  }
+  return out;
+}
+
+/** The name of the reward model in use, if one passed its gate. */
+export async function currentRewardModel(home: string): Promise<string | undefined> {
+  const file = path.join(rewardRoot(home), 'current.json');
+  if (!(await exists(file))) return undefined;
+  return (await readJson<{ name: string }>(file)).name;
+}
+
+/** Makes `name` the reward model in use. Refuses one whose gate failed. */
+export async function setCurrentRewardModel(home: string, name: string): Promise<void> {
+  const config = await readRewardConfig(rewardDir(home, name));
+  if (!config.gate.passed) throw new Error(`Reward model "${name}" is not better than chance on held-out feedback and cannot be used: ${config.gate.reasons.join('; ')}`);
+  await writeJsonAtomic(path.join(rewardRoot(home), 'current.json'), { name, since: new Date().toISOString() });
+}
+
+/**
+ * Scores answers with a base GPT (adapter merged or hooked) and a head, in batches, without
+ * gradients. Shared by the trainer's evaluation and the loaded reward model.
+ */
+export class RewardScorer {
+  constructor(
+    readonly gpt: GPT,
+    readonly tokenizer: Tokenizer,
+    readonly head: Map<string, Tensor>,
+    readonly encoding: RewardEncodeOptions,
+    readonly batchSize = 16,
+  ) {}
+
+  encode(ex: RatedExample): number[] {
+    return encodeRewardInput(this.tokenizer, ex, this.encoding);
+  }
+
+  /** Scores of already-encoded sequences; `params` defaults to the model's own plus the head. */
+  scoreEncoded(sequences: readonly number[][], params?: Params): number[] {
+    const p: Params = params ?? new Map([...this.gpt.params, ...this.head]);
+    const pad = this.tokenizer.special.end ?? 0;
+    const out: number[] = [];
+    for (let i = 0; i < sequences.length; i += this.batchSize) {
+      const batch = rewardBatch(sequences.slice(i, i + this.batchSize), pad);
+      const s = tf.tidy(() => rewardScores(this.gpt, batch, p));
+      out.push(...(s.dataSync() as Float32Array));
+      s.dispose();
+      batch.x.dispose();
+      batch.last.dispose();
+    }
+    return out;
+  }
+
+  score(batch: readonly RatedExample[]): number[] {
+    return this.scoreEncoded(batch.map((ex) => this.encode(ex)));
+  }
+}
+
+export interface LoadRewardOptions {
+  /** Load onto this model folder instead of the recorded base (it must be that same base). */
+  baseDir?: string;
+  baseVersion?: string;
+}
+
+/**
+ * Loads a reward model (`name`, default the current one) with its own copy of the base model,
+ * the adapter merged in. Refuses a base whose weights differ from the one it was trained on.
+ */
+export async function loadRewardModel(home: string, name?: string, options: LoadRewardOptions = {}): Promise<RewardModel> {
+  const chosen = name ?? (await currentRewardModel(home));
+  if (!chosen) {
+    const all = await listRewardModels(home);
+    throw new Error(
+      all.length
+        ? `No reward model is in use: none of ${all.map((r) => `"${r.name}"`).join(', ')} passed its held-out check. Collect more 👍/👎 and run /train reward again.`
+        : 'There is no reward model yet: train one with /train reward (teamllm train reward) once users have rated enough answers.',
+    );
+  }
+  const dir = rewardDir(home, chosen);
+  const config = await readRewardConfig(dir);
+  let baseDir = options.baseDir;
+  let baseVersion = options.baseVersion ?? (options.baseDir ? undefined : config.base.version);
+  if (!baseDir) {
+    const registry = new ModelRegistry(home);
+    if (config.base.version && (await registry.get(config.base.version))) baseDir = registry.dir(config.base.version);
+    else if (await exists(path.join(config.base.dir, 'model.safetensors'))) baseDir = config.base.dir;
+    else throw new Error(`Reward model "${chosen}" was trained on base ${config.base.version ?? config.base.dir}, which is no longer there (deleted?). Train a new reward model on a current base.`);
+  }
+  await ensureBackend();
+  const { model, tokenizer } = await loadModelFiles(baseDir);
+  let adapter: LoraAdapter;
+  try {
+    adapter = await LoraAdapter.load(dir, model, baseVersion);
+  } catch (err) {
+    model.dispose();
+    throw new Error(`Reward model "${chosen}" cannot be used on ${baseVersion ?? baseDir}: ${(err as Error).message}`);
+  }
+  adapter.merge(model);
+  adapter.dispose();
+  const { tensors } = await readSafetensors(path.join(dir, 'head.safetensors'));
+  const head = arraysToTensors(tensors);
+  const w = head.get(HEAD_WEIGHT);
+  if (!w || !head.get(HEAD_BIAS) || w.shape[0] !== model.config.nEmbd) {
+    model.dispose();
+    throw new Error(`${dir}/head.safetensors does not fit the base (needs ${HEAD_WEIGHT} [${model.config.nEmbd}, 1] and ${HEAD_BIAS})`);
+  }
+  const scorer = new RewardScorer(model, tokenizer, head, config.encoding);
+  let disposed = false;
+  return {
+    info: { name: chosen, dir, baseVersion: config.base.version ?? baseDir, metrics: config.metrics },
+    score: async (batch) => {
+      if (disposed) throw new Error(`Reward model "${chosen}" was disposed`);
+      return scorer.score(batch);
+    },
+    dispose: () => {
+      if (disposed) return;
+      disposed = true;
+      for (const t of head.values()) t.dispose();
+      model.dispose();
+    },
+  };
+}

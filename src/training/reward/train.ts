@@ -1,0 +1,378 @@
+/**
+ * Training the reward model: base GPT frozen, LoRA adapter + scalar head trainable, on pairs
+ * (Bradley-Terry) and single votes (logistic) at once, each step taking `batchSize` pairs and
+ * `batchSize` votes. AdamW with warmup + cosine (the pretraining/SFT pieces), global-norm
+ * clipping. Held-out pair accuracy and vote AUC are measured before training (step 0: the
+ * untrained head, i.e. chance) and every `evalInterval` steps, logged to metrics.jsonl and drawn
+ * (reward.png: training loss and held-out accuracy).
+ *
+ * A run is short (minutes), so it has no mid-run checkpoints: a stopped run is trained again
+ * from the start.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Tensor } from '@tensorflow/tfjs-core';
+import { ensureBackend } from '../../model/backend.ts';
+import type { Params } from '../../model/gpt.ts';
+import { LoraAdapter } from '../../model/lora/adapter.ts';
+import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
+import { loadModelFiles } from '../../model/model-files.ts';
+import { Random, mixSeed } from '../../model/random.ts';
+import { writeJsonAtomic } from '../../model/files.ts';
+import { AdamW, globalNorm } from '../adamw.ts';
+import type { RewardData } from '../feedback-datasets.ts';
+import { writeLossChart } from '../loss-chart.ts';
+import { learningRateAt } from '../schedule.ts';
+import { combinedLoss, createHead, HEAD_BIAS, HEAD_WEIGHT, pairLoss, rewardBatch, rewardScores, voteLoss } from './model.ts';
+import { auc, DEFAULT_GATE, pairAccuracy, rewardGate, type Estimate, type GateOptions } from './metrics.ts';
+import { RewardScorer, saveRewardModel, type RewardConfigFile } from './store.ts';
+
+export const RewardTrainOptionsSchema = z.object({
+  /** Run folder: metrics.jsonl, reward.png, report. */
+  runDir: z.string(),
+  /** Where the finished reward model folder is written. */
+  outDir: z.string(),
+  name: z.string(),
+  /** Base model folder, and its registry version when it has one. */
+  base: z.string(),
+  baseVersion: z.string().optional(),
+  lora: LoraConfigSchema.default({ rank: 8, alpha: 16, dropout: 0, targets: ['q', 'k', 'v', 'attn_out'] }),
+  /** Passes over the training votes (or pairs, when there are more pairs). */
+  epochs: z.number().positive().default(4),
+  maxIters: z.number().int().positive().optional(),
+  /** Pairs per step, and votes per step. */
+  batchSize: z.number().int().positive().default(8),
+  learningRate: z.number().positive().default(2e-3),
+  minLearningRate: z.number().nonnegative().default(2e-4),
+  warmupIters: z.number().int().nonnegative().default(10),
+  weightDecay: z.number().nonnegative().default(0),
+  gradClip: z.number().nonnegative().default(1),
+  /** Weights of the Bradley-Terry (pairs) and logistic (votes) losses. */
+  pairWeight: z.number().nonnegative().default(1),
+  voteWeight: z.number().nonnegative().default(1),
+  evalInterval: z.number().int().positive().optional(),
+  maxContextTokens: z.number().int().positive().optional(),
+  seed: z.number().int().default(1337),
+  gate: z
+    .object({ minAccuracy: z.number(), minAuc: z.number(), minHeldOutPairs: z.number().int(), minHeldOutVotes: z.number().int() })
+    .partial()
+    .optional(),
+  /** Free text saved with the model (e.g. the simulated users' taste in tests and demos). */
+  taste: z.string().optional(),
+});
+
+export type RewardTrainOptions = z.input<typeof RewardTrainOptionsSchema>;
+
+export interface RewardProgress {
+  phase: 'train' | 'eval';
+  step: number;
+  totalSteps: number;
+  loss: number;
+  /** Held-out pair accuracy (NaN without held-out pairs). */
+  accuracy?: number;
+  /** Held-out vote AUC. */
+  auc?: number;
+  etaSec: number;
+  msPerStep: number;
+}
+
+export interface RewardHooks {
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  onProgress?: (ev: RewardProgress) => void;
+}
+
+export interface RewardEvaluation {
+  step: number;
+  accuracy: Estimate;
+  auc: Estimate;
+  /** Held-out losses (BT on pairs, logistic on votes). */
+  pairLoss: number;
+  voteLoss: number;
+}
+
+export interface RewardTrainResult {
+  status: 'completed' | 'aborted';
+  name: string;
+  dir?: string;
+  steps: number;
+  trainLoss: number;
+  before: RewardEvaluation;
+  after: RewardEvaluation;
+  trainAccuracy: Estimate;
+  trainAuc: Estimate;
+  gate: { passed: boolean; reasons: string[] };
+  metrics: Record<string, number>;
+  lora: LoraConfig;
+  trainableParameters: number;
+  msPerStep: number;
+  wallSec: number;
+  backend: string;
+}
+
+function permutation(n: number, seed: number, epoch: number): number[] {
+  const p = [...Array(n).keys()];
+  const rng = new Random(mixSeed(seed, 71, epoch));
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+/** Endless seeded shuffles of 0..n-1, one epoch after another. */
+function cursor(n: number, seed: number): (k: number) => number[] {
+  let epoch = 0;
+  let perm = n ? permutation(n, seed, 0) : [];
+  let at = 0;
+  return (k) => {
+    const out: number[] = [];
+    if (n === 0) return out;
+    while (out.length < k) {
+      if (at >= n) {
+        epoch += 1;
+        perm = permutation(n, seed, epoch);
+        at = 0;
+      }
+      out.push(perm[at++]!);
+    }
+    return out;
+  };
+}
+
+const logistic = (s: number, y: boolean) => {
+  const z = y ? -s : s;
+  return Math.max(z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
+};
+
+export async function trainRewardModel(options: RewardTrainOptions, data: Pick<RewardData, 'train' | 'heldOut'> & { stats?: RewardData['stats'] }, hooks: RewardHooks = {}): Promise<RewardTrainResult> {
+  const o = RewardTrainOptionsSchema.parse(options);
+  const log = hooks.log ?? (() => {});
+  const started = performance.now();
+  const backend = await ensureBackend();
+  const gateOptions: GateOptions = { ...DEFAULT_GATE, ...(o.gate ?? {}) };
+  await fs.mkdir(o.runDir, { recursive: true });
+
+  const { model, tokenizer } = await loadModelFiles(o.base);
+  const encoding = { maxTokens: model.config.blockSize, ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}) };
+  const head = createHead(model.config.nEmbd, mixSeed(o.seed, 5));
+  const scorer = new RewardScorer(model, tokenizer, head, encoding);
+  const enc = (ex: Parameters<RewardScorer['encode']>[0]) => scorer.encode(ex);
+  const train = {
+    votes: data.train.votes.map((v) => ({ ids: enc(v), label: v.label })),
+    pairs: data.train.pairs.map((p) => ({ chosen: enc(p.chosen), rejected: enc(p.rejected) })),
+  };
+  const held = {
+    votes: data.heldOut.votes.map((v) => ({ ids: enc(v), label: v.label })),
+    pairs: data.heldOut.pairs.map((p) => ({ chosen: enc(p.chosen), rejected: enc(p.rejected) })),
+  };
+  if (train.votes.length === 0 && train.pairs.length === 0) throw new Error('reward: no training feedback after the held-out split');
+
+  const adapter = LoraAdapter.create(model, o.lora, { seed: mixSeed(o.seed, 9), ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: 'reward', name: o.name } });
+  adapter.attach(model, o.baseVersion);
+  const names = [...adapter.paramNames, HEAD_WEIGHT, HEAD_BIAS];
+  const trainable = adapter.numParameters + model.config.nEmbd + 1;
+  log(
+    `reward model on ${o.baseVersion ?? path.basename(o.base)}: LoRA r=${adapter.config.rank} on ${adapter.config.targets.join(',')} + scalar head = ${trainable.toLocaleString('en-US')} trainable parameters; ` +
+      `train ${train.votes.length} votes / ${train.pairs.length} pairs, held out ${held.votes.length} votes / ${held.pairs.length} pairs`,
+  );
+
+  const pad = tokenizer.special.end ?? 0;
+  const B = o.batchSize;
+  const usePairs = train.pairs.length > 0 && o.pairWeight > 0;
+  const useVotes = train.votes.length > 0 && o.voteWeight > 0;
+  const unit = Math.max(usePairs ? train.pairs.length : 0, useVotes ? train.votes.length : 0);
+  const totalSteps = o.maxIters ?? Math.max(1, Math.ceil((o.epochs * unit) / B));
+  const evalInterval = o.evalInterval ?? Math.max(1, Math.ceil(totalSteps / 10));
+  const schedule = { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps };
+  const nextPairs = cursor(usePairs ? train.pairs.length : 0, mixSeed(o.seed, 1));
+  const nextVotes = cursor(useVotes ? train.votes.length : 0, mixSeed(o.seed, 2));
+  const opt = new AdamW({ beta1: 0.9, beta2: 0.999, weightDecay: o.weightDecay }, (n) => n !== HEAD_BIAS && o.weightDecay > 0);
+
+  const paramsWith = (trainables: Map<string, Tensor>): Params => new Map([...model.params, ...trainables]);
+  const current = () => new Map<string, Tensor>([...adapter.params, ...head]);
+
+  const evaluate = (step: number, votes: typeof held.votes, pairs: typeof held.pairs): RewardEvaluation => {
+    const p = paramsWith(current());
+    const seqs = [...pairs.map((x) => x.chosen), ...pairs.map((x) => x.rejected), ...votes.map((v) => v.ids)];
+    const s = seqs.length ? scorer.scoreEncoded(seqs, p) : [];
+    const n = pairs.length;
+    const c = s.slice(0, n);
+    const r = s.slice(n, 2 * n);
+    const vs = s.slice(2 * n);
+    const labels = votes.map((v) => v.label);
+    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+    return {
+      step,
+      accuracy: pairAccuracy(c, r),
+      auc: auc(vs, labels),
+      pairLoss: mean(c.map((ci, i) => logistic(ci - r[i]!, true))),
+      voteLoss: mean(vs.map((si, i) => logistic(si, labels[i]!))),
+    };
+  };
+
+  const metricsFile = await fs.open(path.join(o.runDir, 'metrics.jsonl'), 'w');
+  const history = { train: [] as { step: number; loss: number }[], val: [] as { step: number; loss: number }[] };
+  const heldLine = (e: RewardEvaluation) =>
+    `held-out pair accuracy ${Number.isFinite(e.accuracy.value) ? `${(100 * e.accuracy.value).toFixed(1)}% (n=${e.accuracy.n})` : '-'}, vote AUC ${Number.isFinite(e.auc.value) ? `${e.auc.value.toFixed(3)} (n=${e.auc.n})` : '-'}`;
+  const record = async (e: RewardEvaluation) => {
+    const shown = Number.isFinite(e.accuracy.value) ? e.accuracy.value : e.auc.value;
+    if (Number.isFinite(shown)) history.val.push({ step: e.step, loss: shown });
+    await metricsFile.appendFile(`${JSON.stringify({ step: e.step, heldout_accuracy: e.accuracy.value, heldout_auc: e.auc.value, heldout_pair_loss: e.pairLoss, heldout_vote_loss: e.voteLoss })}\n`);
+    hooks.onProgress?.({ phase: 'eval', step: e.step, totalSteps, loss: history.train.at(-1)?.loss ?? NaN, accuracy: e.accuracy.value, auc: e.auc.value, etaSec: 0, msPerStep: 0 });
+  };
+  const chart = () =>
+    writeLossChart(path.join(o.runDir, 'reward.png'), {
+      ...history,
+      title: `REWARD MODEL: LOSS, HELD-OUT ${held.pairs.length ? 'PAIR ACCURACY' : 'VOTE AUC'}`,
+      labels: { train: 'LOSS', val: held.pairs.length ? 'ACC' : 'AUC' },
+    });
+
+  let batchRef: { x: Tensor; last: Tensor; nPairs: number; labels: boolean[] } | undefined;
+  let dropoutSeed = 0;
+  const lossAndGrads = tf.valueAndGrads((...ps: Tensor[]) => {
+    const p = paramsWith(new Map(names.map((n, i) => [n, ps[i]!])));
+    const b = batchRef!;
+    const s = rewardScores(model, b, p, { training: true, dropoutSeed });
+    const parts: { pairs?: Tensor; votes?: Tensor } = {};
+    if (b.nPairs > 0) parts.pairs = pairLoss(tf.slice(s, [0], [b.nPairs]), tf.slice(s, [b.nPairs], [b.nPairs]));
+    if (b.labels.length > 0) parts.votes = voteLoss(tf.slice(s, [2 * b.nPairs], [b.labels.length]), b.labels);
+    return combinedLoss(parts, { pairs: o.pairWeight, votes: o.voteWeight }) as tf.Scalar;
+  });
+
+  let status: RewardTrainResult['status'] = 'completed';
+  let step = 0;
+  let lastLoss = NaN;
+  let emaMs = 0;
+  let trainMs = 0;
+  let before: RewardEvaluation;
+  let after: RewardEvaluation | undefined;
+  try {
+    before = evaluate(0, held.votes, held.pairs);
+    log(`before training (untrained head): ${heldLine(before)}`);
+    await record(before);
+    while (step < totalSteps) {
+      if (hooks.signal?.aborted) {
+        status = 'aborted';
+        break;
+      }
+      const t0 = performance.now();
+      const lr = learningRateAt(step, schedule);
+      const pi = usePairs ? nextPairs(B) : [];
+      const vi = useVotes ? nextVotes(B) : [];
+      const seqs = [...pi.map((i) => train.pairs[i]!.chosen), ...pi.map((i) => train.pairs[i]!.rejected), ...vi.map((i) => train.votes[i]!.ids)];
+      const batch = rewardBatch(seqs, pad);
+      batchRef = { ...batch, nPairs: pi.length, labels: vi.map((i) => train.votes[i]!.label) };
+      dropoutSeed = mixSeed(o.seed, 99, step);
+      const res = tf.tidy(() => lossAndGrads(names.map((n) => (n === HEAD_WEIGHT || n === HEAD_BIAS ? head.get(n)! : adapter.params.get(n)!))));
+      batch.x.dispose();
+      batch.last.dispose();
+      lastLoss = res.value.dataSync()[0]!;
+      res.value.dispose();
+      if (!Number.isFinite(lastLoss)) throw new Error(`reward model training diverged at step ${step} (loss ${lastLoss}); try a lower learningRate`);
+      const norm = globalNorm(res.grads);
+      const scale = o.gradClip > 0 && norm > o.gradClip ? o.gradClip / (norm + 1e-6) : 1;
+      const next = opt.apply(current(), new Map(names.map((n, i) => [n, res.grads[i]!])), lr, scale);
+      res.grads.forEach((g) => g.dispose());
+      adapter.setParams(new Map(adapter.paramNames.map((n) => [n, next.get(n)!])));
+      for (const n of [HEAD_WEIGHT, HEAD_BIAS]) {
+        head.get(n)!.dispose();
+        head.set(n, next.get(n)!);
+      }
+      const dt = performance.now() - t0;
+      trainMs += dt;
+      emaMs = step < 2 ? dt : 0.9 * emaMs + 0.1 * dt;
+      step += 1;
+      history.train.push({ step, loss: lastLoss });
+      await metricsFile.appendFile(`${JSON.stringify({ step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
+      hooks.onProgress?.({ phase: 'train', step, totalSteps, loss: lastLoss, etaSec: ((totalSteps - step) * emaMs) / 1000, msPerStep: emaMs });
+      if (step % evalInterval === 0 || step === totalSteps) {
+        after = evaluate(step, held.votes, held.pairs);
+        await record(after);
+        await chart();
+      }
+    }
+    after ??= evaluate(step, held.votes, held.pairs);
+    log(`after ${step} steps: ${heldLine(after)}`);
+    await chart();
+  } finally {
+    await metricsFile.close();
+  }
+
+  // How it does on what it was trained on (for spotting over- and under-fitting), and the scale
+  // of its scores (RLHF whitens rewards; these numbers say what to expect).
+  const sample = train.votes.slice(0, 256);
+  const trainEval = evaluate(step, sample, train.pairs.slice(0, 128));
+  const trainScores = scorer.scoreEncoded(sample.map((v) => v.ids), paramsWith(current()));
+  const scoreMean = trainScores.reduce((a, b) => a + b, 0) / Math.max(1, trainScores.length);
+  const scoreStd = Math.sqrt(trainScores.reduce((a, b) => a + (b - scoreMean) ** 2, 0) / Math.max(1, trainScores.length));
+  const gate = rewardGate(after.accuracy, after.auc, gateOptions);
+  const metrics: Record<string, number> = {
+    pairAccuracy: after.accuracy.value,
+    pairAccuracyLo: after.accuracy.lo,
+    pairAccuracyHi: after.accuracy.hi,
+    heldOutPairs: after.accuracy.n,
+    voteAuc: after.auc.value,
+    voteAucLo: after.auc.lo,
+    voteAucHi: after.auc.hi,
+    heldOutVotes: after.auc.n,
+    heldOutPairLoss: after.pairLoss,
+    heldOutVoteLoss: after.voteLoss,
+    baselinePairAccuracy: before.accuracy.value,
+    baselineVoteAuc: before.auc.value,
+    trainPairAccuracy: trainEval.accuracy.value,
+    trainVoteAuc: trainEval.auc.value,
+    trainLoss: lastLoss,
+    scoreMean,
+    scoreStd,
+    steps: step,
+  };
+  const msPerStep = step ? trainMs / step : 0;
+  const result: RewardTrainResult = {
+    status,
+    name: o.name,
+    steps: step,
+    trainLoss: lastLoss,
+    before,
+    after,
+    trainAccuracy: trainEval.accuracy,
+    trainAuc: trainEval.auc,
+    gate: status === 'completed' ? gate : { passed: false, reasons: ['stopped before the end of training', ...gate.reasons] },
+    metrics,
+    lora: adapter.config,
+    trainableParameters: trainable,
+    msPerStep,
+    wallSec: 0,
+    backend,
+  };
+  try {
+    if (status === 'completed') {
+      const config: RewardConfigFile = {
+        format: 'teamllm-reward/1',
+        name: o.name,
+        base: { ...(o.baseVersion ? { version: o.baseVersion } : {}), dir: path.resolve(o.base), fingerprint: adapter.base.fingerprint, config: model.config },
+        encoding,
+        metrics,
+        gate: result.gate,
+        data: { trainVotes: train.votes.length, trainPairs: train.pairs.length, heldOutVotes: held.votes.length, heldOutPairs: held.pairs.length, ...(data.stats ?? {}) },
+        ...(o.taste ? { taste: o.taste } : {}),
+        runDir: path.resolve(o.runDir),
+        trainedAt: new Date().toISOString(),
+      };
+      adapter.meta = { ...adapter.meta, steps: step, ...metrics };
+      await saveRewardModel(o.outDir, { adapter, head, config });
+      result.dir = o.outDir;
+    }
+    result.wallSec = (performance.now() - started) / 1000;
+    await writeJsonAtomic(path.join(o.runDir, 'result.json'), { ...result, metrics, msPerStep, wallSec: result.wallSec });
+  } finally {
+    LoraAdapter.detach(model);
+    adapter.dispose();
+    for (const t of head.values()) t.dispose();
+    opt.dispose();
+    model.dispose();
+  }
+  return result;
+}
