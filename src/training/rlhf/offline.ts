@@ -1,0 +1,209 @@
+/**
+ * The cheaper alternatives to PPO, trained straight from the feedback records (no sampling, no
+ * reward model in the loop): DPO on pairs (a liked and a disliked answer to one question) and KTO
+ * on unpaired 👍/👎, each with a trainable LoRA on the SFT model and the model without it as the
+ * frozen reference.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Tensor } from '@tensorflow/tfjs-core';
+import type { GPT } from '../../model/gpt.ts';
+import type { Tokenizer } from '../../model/tokenizer/index.ts';
+import { LoraAdapter } from '../../model/lora/adapter.ts';
+import type { LoraConfigInput } from '../../model/lora/config.ts';
+import { Random, mixSeed } from '../../model/random.ts';
+import { AdamW, globalNorm } from '../adamw.ts';
+import { dpoLoss, ktoLoss, ktoReferencePoint } from './losses.ts';
+import { collateEpisodes, sequenceLogProbs, withoutAdapter, type Episode } from './policy.ts';
+import { encodeEpisode, type PromptLayout, type RlhfPrompt } from './episodes.ts';
+
+export interface PreferencePair {
+  prompt: RlhfPrompt;
+  chosen: string;
+  rejected: string;
+}
+
+export interface Vote {
+  prompt: RlhfPrompt;
+  answer: string;
+  liked: boolean;
+}
+
+export interface OfflineOptions {
+  model: GPT;
+  tokenizer: Tokenizer;
+  layout: PromptLayout;
+  algo: 'dpo' | 'kto';
+  pairs?: readonly PreferencePair[];
+  votes?: readonly Vote[];
+  lora?: LoraConfigInput;
+  beta?: number;
+  /** KTO's λ_D and λ_U (default: 1 and 1, or balanced by the counts as the paper suggests). */
+  desirableWeight?: number;
+  undesirableWeight?: number;
+  steps: number;
+  batchSize?: number;
+  learningRate?: number;
+  gradClip?: number;
+  seed?: number;
+  signal?: AbortSignal;
+  onStep?: (stats: OfflineStepStats) => void | Promise<void>;
+}
+
+export interface OfflineStepStats {
+  step: number;
+  loss: number;
+  /** Mean implicit reward β·(log π − log π_ref) of liked / disliked answers in the batch. */
+  rewardLiked: number;
+  rewardDisliked: number;
+  /** DPO: share of pairs whose implicit reward prefers the chosen answer. KTO: the reference point z. */
+  accuracy?: number;
+  zRef?: number;
+  ms: number;
+}
+
+export interface OfflineResult {
+  adapter: LoraAdapter;
+  history: OfflineStepStats[];
+  status: 'completed' | 'aborted';
+}
+
+function refLogProbs(model: GPT, episodes: Episode[], pad: number, batchSize = 16): number[] {
+  return withoutAdapter(model, () => {
+    const out: number[] = [];
+    for (let i = 0; i < episodes.length; i += batchSize) {
+      const batch = collateEpisodes(episodes.slice(i, i + batchSize), pad);
+      const t = tf.tidy(() => sequenceLogProbs(model, batch));
+      out.push(...t.dataSync());
+      t.dispose();
+      batch.x.dispose();
+    }
+    return out;
+  });
+}
+
+export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
+  const { model, tokenizer, layout } = o;
+  const seed = o.seed ?? 1;
+  const rng = new Random(mixSeed(seed, 53));
+  const pad = tokenizer.special.end ?? 0;
+  const beta = o.beta ?? 0.1;
+  const B = o.batchSize ?? 8;
+  const lr = o.learningRate ?? 1e-3;
+  const gradClip = o.gradClip ?? 1;
+  const adapter = LoraAdapter.create(model, { dropout: 0, ...(o.lora ?? {}) }, { seed, meta: { source: `rlhf-${o.algo}` } });
+  adapter.attach(model);
+  const opt = new AdamW({ weightDecay: 0 }, () => false);
+  const names = adapter.paramNames;
+  const history: OfflineStepStats[] = [];
+  let status: OfflineResult['status'] = 'completed';
+
+  // Encoded examples with their reference log-probs (computed once: the reference is frozen).
+  let chosen: Episode[] = [];
+  let rejected: Episode[] = [];
+  let items: Episode[] = [];
+  let labels: number[] = [];
+  if (o.algo === 'dpo') {
+    const pairs = o.pairs ?? [];
+    if (pairs.length === 0) throw new Error('DPO needs pairs: questions with both a 👍 and a 👎 answer (e.g. after "regenerate")');
+    chosen = pairs.map((p) => encodeEpisode(tokenizer, p.prompt, p.chosen, layout));
+    rejected = pairs.map((p) => encodeEpisode(tokenizer, p.prompt, p.rejected, layout));
+  } else {
+    const votes = o.votes ?? [];
+    if (votes.length < 2) throw new Error('KTO needs at least 2 rated answers');
+    items = votes.map((v) => encodeEpisode(tokenizer, v.prompt, v.answer, layout));
+    labels = votes.map((v) => (v.liked ? 1 : 0));
+  }
+  const refChosen = chosen.length ? refLogProbs(model, chosen, pad) : [];
+  const refRejected = rejected.length ? refLogProbs(model, rejected, pad) : [];
+  const refItems = items.length ? refLogProbs(model, items, pad) : [];
+  const n = o.algo === 'dpo' ? chosen.length : items.length;
+  // KTO's λ: balance liked and disliked by their counts unless set (Ethayarajh et al., eq. 8's guidance).
+  const nLiked = labels.filter((l) => l === 1).length;
+  const nDisliked = labels.length - nLiked;
+  const lambdaD = o.desirableWeight ?? 1;
+  const lambdaU = o.undesirableWeight ?? (nLiked > 0 && nDisliked > 0 ? Math.min(4 / 3, Math.max(3 / 4, nLiked / nDisliked)) : 1);
+
+  let order: number[] = [];
+  const nextBatch = (): number[] => {
+    const out: number[] = [];
+    while (out.length < Math.min(B, n)) {
+      if (order.length === 0) order = Array.from({ length: n }, (_, i) => i).sort(() => rng.uniform() - 0.5);
+      out.push(order.pop()!);
+    }
+    return out;
+  };
+
+  for (let step = 0; step < o.steps; step++) {
+    if (o.signal?.aborted) {
+      status = 'aborted';
+      break;
+    }
+    const t0 = performance.now();
+    const pick = nextBatch();
+    let side: Tensor[] = [];
+    let stats: Omit<OfflineStepStats, 'loss' | 'ms' | 'step'>;
+    let lossFn: (...ps: Tensor[]) => tf.Scalar;
+    const paramsFrom = (ps: Tensor[]) => {
+      const p = new Map(model.params);
+      names.forEach((nm, i) => p.set(nm, ps[i]!));
+      return p;
+    };
+    const cleanup: { dispose(): void }[] = [];
+    if (o.algo === 'dpo') {
+      const batch = collateEpisodes([...pick.map((i) => chosen[i]!), ...pick.map((i) => rejected[i]!)], pad);
+      const rc = tf.tensor1d(pick.map((i) => refChosen[i]!));
+      const rr = tf.tensor1d(pick.map((i) => refRejected[i]!));
+      cleanup.push(batch.x, rc, rr);
+      lossFn = (...ps) => {
+        const lp = sequenceLogProbs(model, batch, paramsFrom(ps));
+        const [pc, pr] = tf.split(lp, 2);
+        side = [tf.keep(tf.mul(tf.sub(pc!, rc), beta)), tf.keep(tf.mul(tf.sub(pr!, rr), beta))];
+        return dpoLoss(pc!, pr!, rc, rr, beta);
+      };
+    } else {
+      // Reference point z from mismatched pairs: each answer with the next example's prompt.
+      const mismatched = pick.map((i, j) => ({ prompt: items[pick[(j + 1) % pick.length]!]!.prompt, answer: items[i]!.answer }));
+      const mb = collateEpisodes(mismatched, pad);
+      const pm = tf.tidy(() => sequenceLogProbs(model, mb));
+      const rm = withoutAdapter(model, () => tf.tidy(() => sequenceLogProbs(model, mb)));
+      const z = ktoReferencePoint(pm.dataSync(), rm.dataSync());
+      [pm, rm, mb.x].forEach((t) => t.dispose());
+      const batch = collateEpisodes(pick.map((i) => items[i]!), pad);
+      const ref = tf.tensor1d(pick.map((i) => refItems[i]!));
+      const lab = tf.tensor1d(pick.map((i) => labels[i]!));
+      cleanup.push(batch.x, ref, lab);
+      lossFn = (...ps) => {
+        const lp = sequenceLogProbs(model, batch, paramsFrom(ps));
+        side = [tf.keep(tf.mul(tf.sub(lp, ref), beta))];
+        return ktoLoss(lp, ref, lab, z, { beta, desirable: lambdaD, undesirable: lambdaU });
+      };
+      stats = { rewardLiked: NaN, rewardDisliked: NaN, zRef: z };
+    }
+    const f = tf.valueAndGrads(lossFn);
+    const res = tf.tidy(() => f(adapter.paramList()));
+    const loss = res.value.dataSync()[0]!;
+    res.value.dispose();
+    if (!Number.isFinite(loss)) throw new Error(`${o.algo.toUpperCase()} diverged at step ${step} (loss ${loss}); try a lower learningRate`);
+    const norm = globalNorm(res.grads);
+    const scale = gradClip > 0 && norm > gradClip ? gradClip / (norm + 1e-6) : 1;
+    adapter.setParams(opt.apply(adapter.params, new Map(names.map((nm, i) => [nm, res.grads[i]!])), lr, scale));
+    res.grads.forEach((g) => g.dispose());
+    const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
+    if (o.algo === 'dpo') {
+      const c = Array.from(side[0]!.dataSync());
+      const r = Array.from(side[1]!.dataSync());
+      stats = { rewardLiked: mean(c), rewardDisliked: mean(r), accuracy: c.filter((v, i) => v > r[i]!).length / c.length };
+    } else {
+      const rw = Array.from(side[0]!.dataSync());
+      const lab = pick.map((i) => labels[i]!);
+      stats = { ...stats!, rewardLiked: mean(rw.filter((_, i) => lab[i] === 1)), rewardDisliked: mean(rw.filter((_, i) => lab[i] === 0)) };
+    }
+    side.forEach((t) => t.dispose());
+    cleanup.forEach((t) => t.dispose());
+    const s: OfflineStepStats = { step: step + 1, loss, ...stats, ms: performance.now() - t0 };
+    history.push(s);
+    await o.onStep?.(s);
+  }
+  opt.dispose();
+  return { adapter, history, status };
+}
