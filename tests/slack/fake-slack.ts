@@ -30,6 +30,8 @@ export class FakeSlack {
   readonly calls: ApiCall[] = [];
   /** JSON bodies posted to response URLs, with the URL id. */
   readonly responses: { id: string; body: Record<string, unknown> }[] = [];
+  /** File bytes posted to the upload URLs that files.getUploadURLExternal handed out. */
+  readonly uploads: { fileId: string; bytes: Buffer }[] = [];
   /** Frames the Socket Mode client sent (acks), parsed. */
   readonly socketFrames: Record<string, unknown>[] = [];
   readonly sockets: WebSocket[] = [];
@@ -92,13 +94,17 @@ export class FakeSlack {
   }
 
   private async route(req: IncomingMessage): Promise<{ status: number; headers?: Record<string, string>; body: unknown }> {
-    const raw = await new Promise<string>((resolve) => {
-      let data = '';
-      req.setEncoding('utf8');
-      req.on('data', (chunk: string) => (data += chunk));
-      req.on('end', () => resolve(data));
+    const bytes = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => resolve(Buffer.concat(chunks)));
     });
+    const raw = bytes.toString('utf8');
     const url = new URL(req.url ?? '/', 'http://fake');
+    if (url.pathname.startsWith('/upload/')) {
+      this.uploads.push({ fileId: url.pathname.slice('/upload/'.length), bytes });
+      return { status: 200, body: { ok: true } };
+    }
     if (url.pathname.startsWith('/respond/')) {
       this.responses.push({ id: url.pathname.slice('/respond/'.length), body: JSON.parse(raw) as Record<string, unknown> });
       return { status: 200, body: { ok: true } };
@@ -130,6 +136,14 @@ export class FakeSlack {
         return { ok: true, channel: args.channel, ts: args.ts, text: args.text };
       case 'chat.delete':
         return { ok: true, channel: args.channel, ts: args.ts };
+      case 'files.getUploadURLExternal': {
+        const fileId = `F${String(this.callsTo('files.getUploadURLExternal').length).padStart(6, '0')}`;
+        return { ok: true, upload_url: `http://127.0.0.1:${this.port}/upload/${fileId}`, file_id: fileId };
+      }
+      case 'files.completeUploadExternal': {
+        const files = (typeof args.files === 'string' ? JSON.parse(args.files) : args.files) as { id: string; title?: string }[];
+        return { ok: true, files: files.map((f) => ({ id: f.id, title: f.title ?? '' })) };
+      }
       case 'apps.connections.open':
         return { ok: true, url: `ws://127.0.0.1:${this.port}/link/?ticket=t${this.callsTo('apps.connections.open').length}` };
       default:

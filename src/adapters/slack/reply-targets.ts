@@ -1,5 +1,5 @@
 import type { RespondFn, webApi } from '@slack/bolt';
-import type { Logger, PostedReply, ReplyContent, ReplyTarget } from '../../core/index.ts';
+import type { Logger, PostedReply, ReplyContent, ReplyImage, ReplyTarget } from '../../core/index.ts';
 import { TOO_LONG_ERRORS, describeSlackError, slackErrorOf } from './api-errors.ts';
 import { renderCompact, renderReply, type SlackMessage } from './message-blocks.ts';
 
@@ -39,6 +39,16 @@ export class SlackThreadTarget implements ReplyTarget {
     const reply = new SlackPostedReply(this, ts);
     await reply.syncOverflow(overflow);
     return reply;
+  }
+
+  /**
+   * Posts an image in the same thread with Slack's upload flow (files.getUploadURLExternal, the
+   * bytes to the upload URL, files.completeUploadExternal sharing it here). Needs the files:write scope.
+   */
+  async uploadImage(image: ReplyImage): Promise<void> {
+    const { client, channel, threadTs } = this.options;
+    const file = { file: Buffer.from(image.data), filename: image.filename, title: image.title, alt_text: image.altText };
+    await (threadTs ? client.filesUploadV2({ ...file, channel_id: channel, thread_ts: threadTs }) : client.filesUploadV2({ ...file, channel_id: channel }));
   }
 
   async postMessage(message: SlackMessage): Promise<string> {
