@@ -114,7 +114,7 @@ function commonParent(paths: string[]): string {
   return out.join(path.sep) || path.sep;
 }
 
-async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
+export async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
   const registry = new ModelRegistry(home);
   if (base && !/^v\d+$/.test(base)) {
     if (!existsSync(path.join(base, 'model.safetensors'))) throw new Error(`base "${base}" is neither a model version nor a model folder`);
