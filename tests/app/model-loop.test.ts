@@ -45,7 +45,7 @@ describe('train, promote and serve from the chat', () => {
 
     const promote = new RecordingTarget();
     await runtime.bot.handle(admin('/model promote v1'), promote);
-    expect(promote.last!.text).toBe('Now answering with v1.');
+    expect(promote.last!.text).toMatch(/^Now answering with v1\. It has no evaluation gate result; promoted by hand, recorded in the audit log\.$/);
     expect((await runtime.store.auditLog(5)).some((a) => a.action === 'promote' && a.detail.version === 'v1')).toBe(true);
 
     const after = new RecordingTarget();
