@@ -1,12 +1,14 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig, type ConfigKey } from '../app/config.ts';
+import { ConfigError, loadConfig, type Config, type ConfigKey } from '../app/config.ts';
+import { resolveRecipe, runQuickstart } from '../app/quickstart.ts';
+import { terminalQuickstartReporter } from './quickstart-reporter.ts';
 import { createLogger } from '../app/logger.ts';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { createRuntime, startServer, type Runtime, type RuntimeOptions } from '../app/runtime.ts';
 import type { JobRecord } from '../core/index.ts';
 import { ChatTrainingService } from '../training/chat-training-service.ts';
-import { formatJob } from '../training/jobs/job-format.ts';
+import { formatDuration, formatJob } from '../training/jobs/job-format.ts';
 import { jobProgressBar } from './job-progress-bar.ts';
 import { runConsoleChat } from '../adapters/console/index.ts';
 import { WebReplyChannel } from '../adapters/web/index.ts';
@@ -77,6 +79,57 @@ function notYet(what: string): never {
 
 export function buildProgram(): Command {
   const program = new Command('teamllm')
+/** First-start training with progress bars on stderr; Ctrl+C stops it (the next start resumes). */
+async function quickstart(config: Config, force: boolean): Promise<void> {
+  const logger = createLogger(config.values.TEAMLLM_LOG_LEVEL ? config.logLevel : 'warn');
+  let recipe;
+  try {
+    recipe = resolveRecipe(config.values.TEAMLLM_QUICKSTART_RECIPE);
+  } catch (err) {
+    throw new CliError((err as Error).message, 2);
+  }
+  const reporter = terminalQuickstartReporter();
+  const controller = new AbortController();
+  const onInterrupt = () => {
+    process.stderr.write('\nStopping the quickstart: saving a checkpoint (the next start resumes)…\n');
+    controller.abort();
+  };
+  process.once('SIGINT', onInterrupt);
+  const started = performance.now();
+  let announced = false;
+  try {
+    const outcome = await runQuickstart({
+      config,
+      logger,
+      recipe,
+      force,
+      signal: controller.signal,
+      reporter: {
+        ...reporter,
+        stage(name, cached) {
+          if (!announced) {
+            announced = true;
+            process.stderr.write(
+              `\nFirst start: training this bot's own model on the sample handbook (recipe "${recipe.name}"; about 15 minutes on 2 cores, once).\n` +
+                `Set TEAMLLM_QUICKSTART=off to skip it (retrieval-only answers, or your own model). Ctrl+C stops; the next start resumes.\n\n`,
+            );
+          }
+          reporter.stage(name, cached);
+        },
+      },
+    });
+    if (outcome.ran) process.stderr.write(`\nQuickstart done in ${formatDuration(outcome.seconds)}: ${outcome.state.summary}.\n`);
+    else logger.info({ reason: outcome.reason, ms: Math.round(performance.now() - started) }, 'quickstart: nothing to train');
+  } catch (err) {
+    reporter.stop();
+    if (controller.signal.aborted) throw new CliError((err as Error).message, 130);
+    throw err;
+  } finally {
+    reporter.stop();
+    process.off('SIGINT', onInterrupt);
+  }
+}
+
     .description("Your company's own language model in its team chat")
     .option('-c, --config <file>', 'configuration file (YAML or JSON with the same keys as the environment); before the command')
     // `train --config` is the training configuration: program options only count before the command.
@@ -100,6 +153,7 @@ export function buildProgram(): Command {
       });
       const runtime = await createRuntime(config, { platformAdapters: true, startJobs: true });
       const server = await startServer(runtime);
+      if (config.quickstart === 'auto') await quickstart(config, false);
       runtime.logger.info(
         { url: server.url, adapters: config.adapters, model: runtime.bot.serving.model.name, home: config.home },
         `teamllm is serving: open ${server.url} for the web chat`,
@@ -122,6 +176,15 @@ export function buildProgram(): Command {
 
   program
     .command('chat')
+  program
+    .command('quickstart')
+    .description('train the first model on the sample handbook (serve runs this first when no model is serving; TEAMLLM_QUICKSTART=off skips it)')
+    .option('--force', 'train even when a model is serving or the quickstart is cached')
+    .action(async (opts: { force?: boolean }) => {
+      const config = loadConfig({ file: program.opts<{ config?: string }>().config });
+      await quickstart(config, opts.force === true);
+    });
+
     .description('chat with the bot in the terminal (rate answers with + or -)')
     .action(async () => {
       await withRuntime(program, {}, async (runtime) => {

@@ -87,7 +87,7 @@ export interface ChainAnswererOptions {
    * project's own model uses CHAT_TEMPLATE_PROMPT: passages in the template's context block,
    * earlier turns as turns, as SFT trained it.
    */
-  messages?: (input: { question: string; history: ConversationTurn[]; passages: string }) => BaseMessage[];
+  messages?: (input: { question: string; history: ConversationTurn[]; passages: string; documents: Source[] }) => BaseMessage[];
 }
 
 /** Passages as a system message named "context" (LocalChatModel puts it in <|context|>), history as turns, the question last. */
@@ -131,7 +131,7 @@ export class ChainAnswerer implements Answerer {
       return;
     }
     const prompt = this.options.messages
-      ? this.options.messages({ question: request.question, history: request.history, passages: formatPassages(used) })
+      ? this.options.messages({ question: request.question, history: request.history, passages: formatPassages(used), documents: used.map(documentToSource) })
       : await ANSWER_PROMPT.invoke({ question: request.question, history: formatHistory(request.history), context: formatPassages(used) });
     const stream = await this.generate.stream(prompt, { ...(request.signal ? { signal: request.signal } : {}) });
     for await (const text of stream) if (text) yield { type: 'token', text };

@@ -48,6 +48,8 @@ export const PretrainOptionsSchema = z.object({
   data: z.union([z.string(), z.array(z.string())]).optional(),
   /** Or the corpus itself. */
   text: z.string().optional(),
+  /** Encode the chat template's special tokens written as text (`<|user|>`...) as their ids (corpora that mix in chat examples). */
+  allowSpecial: z.boolean().default(false),
   /** 'char' (vocabulary of the corpus' characters), 'bpe' (trained on the corpus), or a tokenizer.json path. */
   tokenizer: z.string().default('bpe'),
   /** Vocabulary size when the tokenizer is trained here. */
@@ -234,7 +236,7 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
     if (!text) throw new Error('pretrain needs `data` (files or folders) or `text`');
     tokenizer = await prepareTokenizer(o, text, runDir, log);
     await saveTokenizer(tokenizer, path.join(runDir, 'tokenizer.json'));
-    const ids = tokenizer.encode(text);
+    const ids = tokenizer.encode(text, { allowSpecial: o.allowSpecial });
     dataset = TokenDataset.fromTokens(ids, o.trainFraction);
     await fs.mkdir(path.join(runDir, 'data'), { recursive: true });
     await dataset.save(path.join(runDir, 'data', 'train.bin'), path.join(runDir, 'data', 'val.bin'));

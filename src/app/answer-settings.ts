@@ -1,0 +1,73 @@
+/**
+ * How the bot prompts the project's own model: exactly as SFT trained it and as the QA evaluation
+ * scored it (`encodeQaPrompt`): the same number of retrieved passages, fitted into the same room
+ * with `fitContext` (the lines sharing the most terms with the question), the same answer length,
+ * greedy decoding. The settings travel with the model: SFT writes them into the adapter's meta
+ * (`retrievalK`, `answerTokens`, `prompt.maxContextTokens`), which a served version carries either
+ * as `meta.adapter` (base + adapter) or `meta.lora.meta` (merged weights).
+ */
+import { HumanMessage, AIMessage, SystemMessage, type BaseMessage } from '@langchain/core/messages';
+import type { ConversationTurn, Source } from '../core/index.ts';
+import { encodeChat, type ChatMessage } from '../model/chat-template.ts';
+import type { GenerateOptions } from '../model/generate.ts';
+import type { LoadedModel } from '../model/loaded-model.ts';
+import { fitContext } from '../training/sft/data.ts';
+
+export interface AnswerSettings {
+  /** Passages retrieved into the prompt. */
+  passages: number;
+  /** Answer tokens at most (also the room kept free for the answer). */
+  maxTokens: number;
+  maxContextTokens?: number;
+  systemPrompt?: string;
+  /** True when the settings came from the model's SFT meta (false: defaults for a model without one). */
+  fromModel: boolean;
+}
+
+const DEFAULTS = { passages: 3, maxTokens: 64 };
+
+const record = (v: unknown): Record<string, unknown> | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+const positive = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined);
+
+export function answerSettings(model: LoadedModel): AnswerSettings {
+  const meta = model.info.meta;
+  const sft = record(meta.adapter) ?? record(record(meta.lora)?.meta);
+  const prompt = record(sft?.prompt);
+  const k = positive(sft?.retrievalK);
+  const tokens = positive(sft?.answerTokens);
+  const maxTokens = Math.min(tokens ?? DEFAULTS.maxTokens, Math.floor(model.blockSize / 2));
+  const maxContextTokens = positive(prompt?.maxContextTokens);
+  return {
+    passages: k ?? DEFAULTS.passages,
+    maxTokens,
+    ...(maxContextTokens ? { maxContextTokens } : {}),
+    ...(typeof prompt?.systemPrompt === 'string' ? { systemPrompt: prompt.systemPrompt } : {}),
+    fromModel: k !== undefined || tokens !== undefined,
+  };
+}
+
+/** Greedy, at most `maxTokens`: the decoding the QA evaluation scored. */
+export function answerGeneration(settings: AnswerSettings): GenerateOptions {
+  return { maxTokens: settings.maxTokens, temperature: 0 };
+}
+
+/**
+ * The chain's `messages`: the passages fitted into the room `encodeQaPrompt` gives them (so the
+ * tokens LocalChatModel encodes are the ones the evaluation used), earlier turns, the question.
+ */
+export function qaPromptMessages(model: LoadedModel, settings: AnswerSettings) {
+  return (input: { question: string; history: ConversationTurn[]; documents: Source[] }): BaseMessage[] => {
+    const history: ChatMessage[] = input.history.map((t) => ({ role: t.role === 'user' ? 'user' : 'assistant', content: t.text }));
+    const chat: ChatMessage[] = [...(settings.systemPrompt ? [{ role: 'system' as const, content: settings.systemPrompt }] : []), ...history, { role: 'user', content: input.question }];
+    const bare = encodeChat(model.tokenizer, chat).length;
+    const room = Math.min(model.blockSize - settings.maxTokens - bare - 2, settings.maxContextTokens ?? Infinity);
+    const passages = input.documents.map((d) => ({ source: d.source, title: d.title, text: d.text }));
+    const context = passages.length && room > 8 ? fitContext(model.tokenizer, passages, room, input.question) : '';
+    return [
+      ...(settings.systemPrompt ? [new SystemMessage(settings.systemPrompt)] : []),
+      ...(context ? [new SystemMessage({ content: context, name: 'context' })] : []),
+      ...input.history.map((t) => (t.role === 'user' ? new HumanMessage(t.text) : new AIMessage(t.text))),
+      new HumanMessage(input.question),
+    ];
+  };
+}

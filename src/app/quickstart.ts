@@ -1,0 +1,521 @@
+/**
+ * The first start: when no model serves and nothing is cached, train the quickstart model on the
+ * sample handbook (examples/handbook) with a fixed recipe, stage by stage, each one resumable:
+ *
+ *   1. tokenizer  byte-level BPE on the documents
+ *   2. pretrain   a small GPT from zero on the documents (plus, with `mixQa`, the question/answer
+ *                 examples generated from them, in the chat template: it learns to read its context)
+ *   3. sft        LoRA on the generated examples + the train split of questions.jsonl, evaluated on
+ *                 the test split; promoted only when it beats its base (src/training/sft/pipeline.ts)
+ *   4. ingest     the documents into the knowledge base, the retrieval encoder trained, the
+ *                 passages embedded into the bundled Chroma (or CHROMA_URL)
+ *
+ * Everything lives in `$TEAMLLM_HOME/quickstart/<key>/`, where the key is a hash of the inputs (the
+ * documents' and questions' bytes) and the recipe: a changed recipe or handbook trains again; a run
+ * that crashed resumes from its stage's last checkpoint; a finished one is skipped in milliseconds.
+ * `$TEAMLLM_HOME/quickstart/state.json` remembers the last finished run and the version it serves.
+ *
+ * Opt-out: TEAMLLM_QUICKSTART=off (bring your own model, or retrieval-only). A serving model that
+ * the quickstart did not make (imported, trained by an admin) is never replaced.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { JobProgress, Logger } from '../core/index.ts';
+import { ModelRegistry, type ModelVersion } from '../model/registry.ts';
+import { writeJsonAtomic } from '../model/files.ts';
+import { openKnowledgeBase } from '../rag/index.ts';
+import { LocalKnowledgeBase } from '../rag/local-knowledge-base.ts';
+import { listCorpusFiles } from '../training/corpus.ts';
+import { pretrain } from '../training/pretrain.ts';
+import { runSftJob } from '../training/sft/pipeline.ts';
+import { encodeSftExample } from '../training/sft/data.ts';
+import { generateQa, readDocuments, withRetrievedContext } from '../training/sft/qa-generator.ts';
+import { trainTokenizer } from '../training/train-tokenizer.ts';
+import { loadTokenizer } from '../model/tokenizer/index.ts';
+import type { Config } from './config.ts';
+import { loadSampleKnowledgeBase, SAMPLE_KB_DIR } from './sample-kb.ts';
+
+/** Bump when the code of a stage changes what it produces (part of the cache key). */
+const PIPELINE_VERSION = 1;
+
+const PretrainRecipe = z
+  .object({
+    nLayer: z.number().int().positive(),
+    nHead: z.number().int().positive(),
+    nEmbd: z.number().int().positive(),
+    blockSize: z.number().int().positive(),
+    dropout: z.number().min(0).max(1),
+    batchSize: z.number().int().positive(),
+    maxIters: z.number().int().positive(),
+    learningRate: z.number().positive(),
+    minLearningRate: z.number().nonnegative(),
+    warmupIters: z.number().int().nonnegative(),
+    evalInterval: z.number().int().positive(),
+    evalIters: z.number().int().positive(),
+    checkpointInterval: z.number().int().positive(),
+    /** Also pretrain on the QA examples generated from the documents, rendered in the chat template. */
+    mixQa: z.boolean(),
+  })
+  .strict();
+
+const SftRecipe = z
+  .object({
+    rank: z.number().int().positive(),
+    alpha: z.number().positive(),
+    targets: z.string(),
+    epochs: z.number().positive(),
+    batchSize: z.number().int().positive(),
+    learningRate: z.number().positive(),
+    k: z.number().int().positive(),
+    maxContextTokens: z.number().int().positive().optional(),
+    answerTokens: z.number().int().positive(),
+    generateMax: z.number().int().positive().optional(),
+    evalInterval: z.number().int().positive(),
+    checkpointInterval: z.number().int().positive(),
+    /** Skip the before/after QA evaluation: the adapter is then registered and served unconditionally (tests). */
+    skipEval: z.boolean().default(false),
+  })
+  .strict();
+
+export const QuickstartRecipeSchema = z
+  .object({
+    name: z.string(),
+    tokenizerVocabSize: z.number().int().min(300),
+    pretrain: PretrainRecipe,
+    sft: SftRecipe,
+    /** Train the retrieval encoder and embed the passages into Chroma (hybrid retrieval). */
+    embeddings: z.boolean(),
+    /** Encoder training steps per ensemble member (default: the encoder's own). */
+    embeddingSteps: z.number().int().positive().optional(),
+    seed: z.number().int(),
+  })
+  .strict();
+
+export type QuickstartRecipe = z.infer<typeof QuickstartRecipeSchema>;
+
+/**
+ * The recipes. `default` is the one measured to fit in 15 minutes on the 2-core development
+ * machine (README, docs/quickstart.md); `tiny` is for tests (seconds, answers are noise).
+ */
+export const QUICKSTART_RECIPES: Record<string, QuickstartRecipe> = {
+  default: {
+    name: 'default',
+    tokenizerVocabSize: 2048,
+    pretrain: {
+      nLayer: 4,
+      nHead: 4,
+      nEmbd: 128,
+      blockSize: 192,
+      dropout: 0.1,
+      batchSize: 8,
+      maxIters: 500,
+      learningRate: 1e-3,
+      minLearningRate: 1e-4,
+      warmupIters: 50,
+      evalInterval: 100,
+      evalIters: 10,
+      checkpointInterval: 100,
+      mixQa: true,
+    },
+    sft: {
+      rank: 8,
+      alpha: 16,
+      targets: 'q,k,v,attn_out',
+      epochs: 2,
+      batchSize: 8,
+      learningRate: 2e-3,
+      k: 2,
+      maxContextTokens: 128,
+      answerTokens: 24,
+      evalInterval: 50,
+      checkpointInterval: 50,
+      skipEval: false,
+    },
+    embeddings: true,
+    seed: 1337,
+  },
+  tiny: {
+    name: 'tiny',
+    tokenizerVocabSize: 300,
+    pretrain: {
+      nLayer: 1,
+      nHead: 2,
+      nEmbd: 16,
+      blockSize: 64,
+      dropout: 0,
+      batchSize: 2,
+      maxIters: 4,
+      learningRate: 1e-3,
+      minLearningRate: 1e-4,
+      warmupIters: 1,
+      evalInterval: 2,
+      evalIters: 1,
+      checkpointInterval: 2,
+      mixQa: true,
+    },
+    sft: {
+      rank: 2,
+      alpha: 4,
+      targets: 'q,v',
+      epochs: 0.02,
+      batchSize: 2,
+      learningRate: 2e-3,
+      k: 1,
+      maxContextTokens: 24,
+      answerTokens: 4,
+      generateMax: 40,
+      evalInterval: 2,
+      checkpointInterval: 2,
+      skipEval: true,
+    },
+    embeddings: true,
+    embeddingSteps: 5,
+    seed: 1337,
+  },
+};
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(base[k]) ? deepMerge(base[k] as Record<string, unknown>, v) : v;
+  return out;
+}
+
+/**
+ * TEAMLLM_QUICKSTART_RECIPE: a recipe name, or a YAML/JSON file of overrides on top of
+ * `extends:` (default: the `default` recipe), e.g. `{extends: default, pretrain: {maxIters: 900}}`.
+ */
+export function resolveRecipe(spec: string | undefined, cwd = process.cwd()): QuickstartRecipe {
+  const name = spec ?? 'default';
+  if (QUICKSTART_RECIPES[name]) return QUICKSTART_RECIPES[name]!;
+  const file = resolve(cwd, name);
+  if (!existsSync(file)) throw new Error(`TEAMLLM_QUICKSTART_RECIPE: "${name}" is neither a recipe (${Object.keys(QUICKSTART_RECIPES).join(', ')}) nor a file`);
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`TEAMLLM_QUICKSTART_RECIPE: ${file} is not valid YAML/JSON: ${(err as Error).message}`);
+  }
+  if (!isPlainObject(parsed)) throw new Error(`TEAMLLM_QUICKSTART_RECIPE: ${file} must be a mapping`);
+  const { extends: parent = 'default', ...overrides } = parsed as { extends?: string } & Record<string, unknown>;
+  const base = QUICKSTART_RECIPES[parent];
+  if (!base) throw new Error(`TEAMLLM_QUICKSTART_RECIPE: ${file} extends "${parent}", which is not a recipe (${Object.keys(QUICKSTART_RECIPES).join(', ')})`);
+  const result = QuickstartRecipeSchema.safeParse(deepMerge({ ...base, name: `${parent}+${file}` }, overrides));
+  if (!result.success) {
+    throw new Error(`TEAMLLM_QUICKSTART_RECIPE: ${file}: ${result.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}${i.code === 'unrecognized_keys' ? ` (${i.keys.join(', ')})` : ''}`).join('; ')}`);
+  }
+  return result.data;
+}
+
+/** What the quickstart trains on: the sample handbook's documents and its question set. */
+export interface QuickstartInputs {
+  docs: string[];
+  docsBase: string;
+  questions: string;
+}
+
+export function sampleInputs(dir = SAMPLE_KB_DIR): QuickstartInputs {
+  return { docs: [join(dir, 'en'), join(dir, 'zh')], docsBase: dir, questions: join(dir, 'questions.jsonl') };
+}
+
+/** sha256 over the recipe, the pipeline version and every input file's path and bytes. */
+export async function quickstartKey(recipe: QuickstartRecipe, inputs: QuickstartInputs): Promise<string> {
+  const h = createHash('sha256');
+  const { name: _name, ...shape } = recipe;
+  h.update(JSON.stringify({ PIPELINE_VERSION, recipe: shape }));
+  const files = [...(await listCorpusFiles(inputs.docs)), inputs.questions];
+  for (const f of files) {
+    h.update(`\0${f.slice(inputs.docsBase.length)}\0`);
+    h.update(await fs.readFile(f));
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+export interface QuickstartState {
+  key: string;
+  recipe: string;
+  finishedAt: string;
+  /** Registry version of the pretrained base. */
+  baseVersion: string;
+  /** The version the quickstart made serving (undefined when SFT did not beat its base). */
+  modelVersion?: string;
+  seconds: Record<string, number>;
+  summary: string;
+}
+
+export type QuickstartStage = 'tokenizer' | 'pretrain' | 'sft' | 'ingest';
+
+export interface QuickstartReporter {
+  /** A stage starts (`cached`: its result was already there). */
+  stage(name: QuickstartStage, cached: boolean): void;
+  progress(p: JobProgress): void;
+  /** A stage ended; `line` says what it made. */
+  done(name: QuickstartStage, line: string): void;
+  log(line: string): void;
+}
+
+export const silentReporter: QuickstartReporter = { stage() {}, progress() {}, done() {}, log() {} };
+
+export interface QuickstartOptions {
+  config: Config;
+  logger: Logger;
+  reporter?: QuickstartReporter;
+  recipe?: QuickstartRecipe;
+  inputs?: QuickstartInputs;
+  /** Train even when a model is serving or the run is cached (a finished run's stages are still reused). */
+  force?: boolean;
+  signal?: AbortSignal;
+}
+
+export type QuickstartOutcome =
+  | { ran: false; reason: string }
+  | { ran: true; state: QuickstartState; seconds: number };
+
+const stateFile = (home: string) => join(home, 'quickstart', 'state.json');
+
+export async function readQuickstartState(home: string): Promise<QuickstartState | undefined> {
+  const file = stateFile(home);
+  return existsSync(file) ? (JSON.parse(await fs.readFile(file, 'utf8')) as QuickstartState) : undefined;
+}
+
+/**
+ * Whether the first-start training should run: not when opted out, not when a model the
+ * quickstart did not make is serving, not when this key already finished.
+ */
+export async function quickstartNeeded(config: Config, key: string): Promise<{ needed: boolean; reason: string; serving?: ModelVersion }> {
+  if (config.quickstart === 'off') return { needed: false, reason: 'TEAMLLM_QUICKSTART=off' };
+  const serving = await new ModelRegistry(config.home).serving();
+  const state = await readQuickstartState(config.home);
+  if (serving && serving.version !== state?.modelVersion) return { needed: false, reason: `model ${serving.version} is serving (not made by the quickstart)`, serving };
+  if (state?.key === key) return { needed: false, reason: `the quickstart model for these inputs and this recipe is cached (${state.modelVersion ?? 'retrieval-only: SFT did not beat its base'})`, ...(serving ? { serving } : {}) };
+  return { needed: true, reason: state ? 'the recipe or the documents changed' : serving ? 'retraining' : 'no model is serving yet' };
+}
+
+const elapsed = (t0: number) => (performance.now() - t0) / 1000;
+
+/** Runs (or resumes, or skips) the quickstart. */
+export async function runQuickstart(options: QuickstartOptions): Promise<QuickstartOutcome> {
+  const { config, logger } = options;
+  const reporter = options.reporter ?? silentReporter;
+  const recipe = options.recipe ?? resolveRecipe(config.values.TEAMLLM_QUICKSTART_RECIPE);
+  const inputs = options.inputs ?? sampleInputs();
+  const key = await quickstartKey(recipe, inputs);
+  if (!options.force) {
+    const need = await quickstartNeeded(config, key);
+    if (!need.needed) return { ran: false, reason: need.reason };
+    logger.info({ key, recipe: recipe.name, reason: need.reason }, 'quickstart: training the first model');
+  }
+  const home = config.home;
+  const dir = join(home, 'quickstart', key);
+  await fs.mkdir(dir, { recursive: true });
+  const t0 = performance.now();
+  const seconds: Record<string, number> = {};
+  const signal = options.signal;
+  const aborted = () => signal?.aborted === true;
+  const registry = new ModelRegistry(home);
+  const progressFile = join(dir, 'progress.json');
+  const progress: { baseVersion?: string; sft?: { modelVersion?: string; summary: string } } = existsSync(progressFile)
+    ? JSON.parse(await fs.readFile(progressFile, 'utf8'))
+    : {};
+  const save = () => writeJsonAtomic(progressFile, progress);
+
+  // 1. Tokenizer.
+  const tokenizerFile = join(dir, 'tokenizer.json');
+  let t = performance.now();
+  if (existsSync(tokenizerFile)) reporter.stage('tokenizer', true);
+  else {
+    reporter.stage('tokenizer', false);
+    await trainTokenizer({
+      files: inputs.docs,
+      vocabSize: recipe.tokenizerVocabSize,
+      outFile: tokenizerFile,
+      onProgress: (p) => {
+        const merge = p as { phase: string; done?: number; total?: number };
+        reporter.progress({ stage: 'tokenizer', step: merge.done ?? 0, totalSteps: merge.total ?? 1 });
+      },
+    });
+  }
+  seconds.tokenizer = elapsed(t);
+  reporter.done('tokenizer', `byte-level BPE, ${recipe.tokenizerVocabSize} tokens`);
+  if (aborted()) throw new Error('quickstart stopped');
+
+  // 2. Pretraining (resumes from its last checkpoint).
+  t = performance.now();
+  const pretrainDir = join(dir, 'pretrain');
+  if (progress.baseVersion && (await registry.get(progress.baseVersion))) reporter.stage('pretrain', true);
+  else {
+    reporter.stage('pretrain', false);
+    const p = recipe.pretrain;
+    const text = await pretrainText(recipe, inputs, tokenizerFile, join(dir, 'qa-kb.sqlite'), reporter);
+    const result = await pretrain(
+      {
+        runDir: pretrainDir,
+        text,
+        allowSpecial: p.mixQa,
+        tokenizer: tokenizerFile,
+        modelSize: 'nanogpt-cpu',
+        model: { blockSize: p.blockSize, nLayer: p.nLayer, nHead: p.nHead, nEmbd: p.nEmbd, dropout: p.dropout, bias: false },
+        trainFraction: 0.95,
+        batchSize: p.batchSize,
+        maxIters: p.maxIters,
+        learningRate: p.learningRate,
+        minLearningRate: p.minLearningRate,
+        warmupIters: p.warmupIters,
+        evalInterval: p.evalInterval,
+        evalIters: p.evalIters,
+        checkpointInterval: p.checkpointInterval,
+        chartInterval: p.checkpointInterval,
+        seed: recipe.seed,
+        ...(config.backend ? { backend: config.backend } : {}),
+        resume: true,
+      },
+      {
+        ...(signal ? { signal } : {}),
+        log: (line) => reporter.log(line),
+        onProgress: (ev) =>
+          reporter.progress({ stage: 'pretrain', step: ev.step, totalSteps: ev.totalSteps, loss: ev.loss, ...(ev.valLoss !== undefined ? { valLoss: ev.valLoss } : {}), tokensPerSec: ev.tokensPerSec, etaSec: ev.etaSec }),
+      },
+    );
+    if (result.status === 'aborted') throw new Error(`quickstart stopped during pretraining at step ${result.step}; the next start resumes it`);
+    const version = await registry.register(result.modelDir, {
+      source: 'pretrain',
+      metrics: { valLoss: result.valLoss, perplexity: result.perplexity, trainLoss: result.trainLoss, steps: result.step },
+      notes: `quickstart ${key} (recipe ${recipe.name})`,
+    });
+    progress.baseVersion = version.version;
+    await save();
+  }
+  seconds.pretrain = elapsed(t);
+  const base = (await registry.get(progress.baseVersion!))!;
+  reporter.done('pretrain', `${base.version}: ${base.numParameters.toLocaleString('en-US')} parameters, val loss ${base.metrics.valLoss?.toFixed(3)}`);
+  if (aborted()) throw new Error('quickstart stopped');
+
+  // 3. LoRA SFT on the handbook (resumes; evaluates before and after; registers only a winner).
+  t = performance.now();
+  if (progress.sft) reporter.stage('sft', true);
+  else {
+    reporter.stage('sft', false);
+    const s = recipe.sft;
+    const result = await runSftJob(
+      {
+        base: base.version,
+        docs: inputs.docs,
+        questions: inputs.questions,
+        k: s.k,
+        rank: s.rank,
+        alpha: s.alpha,
+        targets: s.targets,
+        epochs: s.epochs,
+        batchSize: s.batchSize,
+        learningRate: s.learningRate,
+        answerTokens: s.answerTokens,
+        evalInterval: s.evalInterval,
+        checkpointInterval: s.checkpointInterval,
+        ...(s.maxContextTokens ? { maxContextTokens: s.maxContextTokens } : {}),
+        ...(s.generateMax ? { generateMax: s.generateMax } : {}),
+        seed: recipe.seed,
+        ...(config.backend ? { backend: config.backend } : {}),
+        promote: 'never',
+        skipEval: s.skipEval,
+        name: `quickstart-${key.slice(0, 8)}`,
+      },
+      {
+        home,
+        runDir: join(dir, 'sft'),
+        ...(signal ? { signal } : {}),
+        log: (line) => reporter.log(line),
+        progress: (ev) =>
+          reporter.progress({
+            stage: ev.stage,
+            step: ev.step,
+            totalSteps: ev.totalSteps,
+            ...(Number.isFinite(ev.loss) ? { loss: ev.loss } : {}),
+            ...(ev.valLoss !== undefined ? { valLoss: ev.valLoss } : {}),
+            ...(ev.tokensPerSec ? { tokensPerSec: ev.tokensPerSec } : {}),
+            ...(ev.etaSec ? { etaSec: ev.etaSec } : {}),
+          }),
+      },
+    );
+    if (result.status === 'aborted') throw new Error('quickstart stopped during SFT; the next start resumes it');
+    progress.sft = { ...(result.modelVersion ? { modelVersion: result.modelVersion } : {}), summary: result.report };
+    await save();
+  }
+  seconds.sft = elapsed(t);
+  reporter.done('sft', progress.sft.summary);
+
+  // 4. Ingestion: the documents into the knowledge base, the encoder, the vectors into Chroma.
+  t = performance.now();
+  const embeddingsReady = existsSync(join(home, 'embeddings'));
+  const kb = await openKnowledgeBase({ home, ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}), logger });
+  try {
+    const loaded = config.sampleKnowledgeBase ? await loadSampleKnowledgeBase(kb.kb, home, logger) : undefined;
+    const needEncoder = recipe.embeddings && !embeddingsReady;
+    reporter.stage('ingest', !loaded && !needEncoder);
+    let line = `${(await kb.kb.list()).length} documents in the knowledge base`;
+    if (needEncoder) {
+      const trained = await kb.trainEmbeddings({
+        ...(recipe.embeddingSteps ? { training: { steps: recipe.embeddingSteps } } : {}),
+        ...(signal ? { signal } : {}),
+        onProgress: (p) => reporter.progress({ stage: 'encoder', step: p.step, totalSteps: p.steps, loss: p.loss }),
+      });
+      line += `; encoder ${trained.info.id} trained, ${trained.reembedded} passages embedded into ${kb.chroma?.bundled === false ? 'Chroma at CHROMA_URL' : 'the bundled Chroma'}`;
+    }
+    reporter.done('ingest', line);
+  } finally {
+    await kb.close();
+  }
+  seconds.ingest = elapsed(t);
+
+  // Serve the fine-tuned model when it beat its base; otherwise answers stay retrieval-only.
+  const modelVersion = progress.sft.modelVersion;
+  if (modelVersion && (await registry.serving())?.version !== modelVersion) await registry.promote(modelVersion);
+  const total = elapsed(t0);
+  const state: QuickstartState = {
+    key,
+    recipe: recipe.name,
+    finishedAt: new Date().toISOString(),
+    baseVersion: base.version,
+    ...(modelVersion ? { modelVersion } : {}),
+    seconds: { ...seconds, total },
+    summary: modelVersion
+      ? `model ${modelVersion} (LoRA on ${base.version}) is serving`
+      : `the fine-tuned model did not beat its base, so answers stay retrieval-only (base ${base.version} is registered; see ${join(dir, 'sft', 'report.txt')})`,
+  };
+  await writeJsonAtomic(stateFile(home), state);
+  return { ran: true, state, seconds: total };
+}
+
+/**
+ * The pretraining text: the documents, plus (mixQa) every generated QA example in the chat
+ * template with its retrieved passages, so the small model sees many examples of answering from
+ * a context block before SFT. Special tokens are written as their text; pretrain encodes them
+ * as the special ids (allowSpecial).
+ */
+async function pretrainText(recipe: QuickstartRecipe, inputs: QuickstartInputs, tokenizerFile: string, kbFile: string, reporter: QuickstartReporter): Promise<string> {
+  const documents = await readDocuments(inputs.docs, inputs.docsBase);
+  const corpus = documents.map((d) => d.text).join('\n\n');
+  if (!recipe.pretrain.mixQa) return corpus;
+  const tokenizer = await loadTokenizer(tokenizerFile);
+  const kb = new LocalKnowledgeBase(kbFile);
+  try {
+    await kb.addPaths(inputs.docs, { baseDir: inputs.docsBase });
+    const generated = generateQa(documents, { ...(recipe.sft.generateMax !== undefined ? { max: recipe.sft.generateMax } : {}), seed: recipe.seed });
+    const examples = await withRetrievedContext(generated, kb, { k: recipe.sft.k, seed: recipe.seed + 1 });
+    const rendered: string[] = [];
+    for (const ex of examples) {
+      const encoded = encodeSftExample(tokenizer, ex, {
+        maxTokens: recipe.pretrain.blockSize,
+        ...(recipe.sft.maxContextTokens ? { maxContextTokens: recipe.sft.maxContextTokens } : {}),
+      });
+      if (encoded) rendered.push(tokenizer.decode(Array.from(encoded.ids)));
+    }
+    reporter.log(`pretraining text: ${documents.length} documents + ${rendered.length} generated question/answer examples in the chat template`);
+    return [corpus, ...rendered].join('\n\n');
+  } finally {
+    kb.close();
+  }
+}
