@@ -102,7 +102,7 @@ export class FakeSlack {
     const raw = bytes.toString('utf8');
     const url = new URL(req.url ?? '/', 'http://fake');
     if (url.pathname.startsWith('/upload/')) {
-      this.uploads.push({ fileId: url.pathname.slice('/upload/'.length), bytes });
+      this.uploads.push({ fileId: url.pathname.slice('/upload/'.length), bytes: uploadedFile(bytes, req.headers['content-type'] ?? '') });
       return { status: 200, body: { ok: true } };
     }
     if (url.pathname.startsWith('/respond/')) {
@@ -150,6 +150,17 @@ export class FakeSlack {
         return { ok: false, error: 'unknown_method' };
     }
   }
+}
+
+/** The file in an upload: the raw body, or the first part of a multipart/form-data body. */
+function uploadedFile(body: Buffer, contentType: string): Buffer {
+  const boundary = /boundary=(?:"([^"]+)"|([^;]+))/.exec(contentType);
+  if (!contentType.startsWith('multipart/form-data') || !boundary) return body;
+  const marker = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
+  const start = body.indexOf(marker);
+  const headersEnd = body.indexOf('\r\n\r\n', start);
+  const end = body.indexOf(Buffer.concat([Buffer.from('\r\n'), marker]), headersEnd);
+  return body.subarray(headersEnd + 4, end);
 }
 
 /** The WebClient posts form fields with nested values (blocks) as JSON strings. */

@@ -1,0 +1,139 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/app/config.ts';
+import { createRuntime, startServer, type RunningServer, type Runtime } from '../../src/app/runtime.ts';
+import { silentLogger } from '../../src/core/index.ts';
+import { waitFor } from '../helpers.ts';
+import { FakeSlack, type ApiCall } from '../slack/fake-slack.ts';
+import { appMention, eventCallback, nowSec, slackSignature } from '../slack/harness.ts';
+
+// The whole loop an admin runs from Slack, through Bolt against the local fake Slack: questions,
+// votes, training jobs with their message updated in the thread, the loss curves uploaded there,
+// promotion, an answer from the new version, rollback; non-admins refused.
+const SECRET = 'training-loop-signing-secret';
+let slack: FakeSlack;
+let runtime: Runtime;
+let server: RunningServer;
+
+beforeAll(async () => {
+  slack = await FakeSlack.start();
+  const home = mkdtempSync(join(tmpdir(), 'teamllm-slack-loop-'));
+  const env = {
+    TEAMLLM_HOME: home,
+    TEAMLLM_ADMINS: 'slack:UADMIN',
+    TEAMLLM_RATE_PER_MINUTE: '1000',
+    TEAMLLM_RATE_BURST: '1000',
+    SLACK_BOT_TOKEN: 'xoxb-training-loop',
+    SLACK_SIGNING_SECRET: SECRET,
+    SLACK_API_URL: slack.apiUrl,
+  };
+  runtime = await createRuntime(loadConfig({ env, cwd: home }), { logger: silentLogger, platformAdapters: true, startJobs: true, defaultMetrics: false });
+  server = await startServer(runtime, 0, '127.0.0.1');
+});
+
+afterAll(async () => {
+  await server?.close();
+  await runtime?.close();
+  await slack?.close();
+});
+
+async function deliver(event: Record<string, unknown>): Promise<void> {
+  const body = JSON.stringify(eventCallback(event));
+  const res = await fetch(`${server.url}/slack/events`, { method: 'POST', headers: { 'content-type': 'application/json', ...slackSignature(body, nowSec(), SECRET) }, body });
+  expect(res.status).toBe(200);
+}
+
+/** Every text the bot wrote into the thread rooted at `ts` (posts and edits, in order). */
+const threadTexts = (ts: string): string[] => {
+  const posted = new Set(slack.callsTo('chat.postMessage').filter((c) => c.args.thread_ts === ts).map((c) => (c.reply as { ts: string }).ts));
+  return slack.calls
+    .filter((c) => (c.method === 'chat.postMessage' && c.args.thread_ts === ts) || (c.method === 'chat.update' && posted.has(c.args.ts as string)))
+    .map(shownText);
+};
+
+/** What a message shows: its section blocks (the `text` field is only a truncated notification fallback). */
+function shownText(call: ApiCall): string {
+  const blocks = (call.args.blocks ?? []) as { type: string; text?: { text: string } }[];
+  const sections = blocks.filter((b) => b.type === 'section' && b.text).map((b) => b.text!.text);
+  const text = sections.length ? sections.join('\n') : String(call.args.text);
+  return text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+}
+
+/** Mentions the bot in channel C1 and waits for the bot's last word in that thread to match. */
+async function mention(user: string, text: string, until: RegExp, timeoutMs = 10_000): Promise<{ ts: string; texts: string[] }> {
+  const event = appMention(`<@UBOT> ${text}`, { user });
+  await deliver(event);
+  const ts = event.ts as string;
+  await waitFor(() => until.test(threadTexts(ts).at(-1) ?? ''), timeoutMs);
+  return { ts, texts: threadTexts(ts) };
+}
+
+const answerMessage = (ts: string): ApiCall => slack.callsTo('chat.postMessage').find((c) => c.args.thread_ts === ts)!;
+
+describe('the training loop from Slack', () => {
+  it('questions, votes, /train with progress and curves in the thread, promotion, an answer from the new version, rollback', { timeout: 60_000 }, async () => {
+    // A question, answered from the knowledge base (no model yet), and a 👍 reaction on it.
+    const q1 = await mention('U1', 'How many days of annual leave do I get?', /25 days/);
+    const answerTs = (answerMessage(q1.ts).reply as { ts: string }).ts;
+    const record = (await runtime.store.findAnswerByReply('slack', answerTs))!;
+    expect(record).toMatchObject({ modelVersion: expect.any(String), modelName: expect.stringMatching(/retrieval/) });
+    await deliver({ type: 'reaction_added', user: 'U2', reaction: '+1', item_user: 'UBOT', item: { type: 'message', channel: 'C1', ts: answerTs }, event_ts: `${nowSec()}.000300` });
+    await waitFor(async () => (await runtime.store.feedbackFor(record.id)).length === 1);
+
+    // Non-admins are refused, politely.
+    expect((await mention('U1', '/train sft', /only admins/)).texts.at(-1)).toMatch(/Sorry, only admins can run \/train/);
+    expect((await mention('U1', '/model rollback', /only admins/)).texts.at(-1)).toMatch(/only admins/);
+
+    // Pretrain a tiny base model: the job's message in the thread is edited as it runs.
+    const pre = await mention('UADMIN', '/train pretrain modelSize=tiny blockSize=256 maxIters=6 evalInterval=3 checkpointInterval=3 tokenizerVocabSize=400', /— (succeeded|failed)/, 30_000);
+    const preJob = pre.texts.filter((t) => /Job #1 pretrain/.test(t));
+    expect(preJob.at(-1)).toMatch(/— succeeded/);
+    expect(preJob.some((t) => /— running/.test(t))).toBe(true);
+    expect(preJob.at(-1)).toMatch(/New model v1: val loss \d/);
+    expect(preJob.at(-1)).toMatch(/Not promoted: this stage has no evaluation gate/);
+    // The loss curves, uploaded into the same thread (files upload v2).
+    await waitFor(() => slack.callsTo('files.completeUploadExternal').length === 1);
+    const upload = slack.callsTo('files.getUploadURLExternal')[0]!;
+    expect(upload.args).toMatchObject({ filename: 'job-1-pretrain-loss.png' });
+    expect(slack.uploads[0]!.bytes.subarray(1, 4).toString()).toBe('PNG');
+    expect(Number(upload.args.length)).toBe(slack.uploads[0]!.bytes.length);
+    const completed = slack.callsTo('files.completeUploadExternal')[0]!;
+    expect(completed.args).toMatchObject({ channel_id: 'C1', thread_ts: pre.ts });
+    expect(String(completed.args.files)).toContain(slack.uploads[0]!.fileId);
+
+    // No gate, so an admin promotes it by hand (recorded as an override); answers now come from v1.
+    expect((await mention('UADMIN', '/model promote v1', /Now answering/)).texts.at(-1)).toMatch(/Now answering with v1\. It has no evaluation gate result; promoted by hand/);
+    const q2 = await mention('U1', 'How many days of annual leave do I get?', /./);
+    await waitFor(async () => (await runtime.store.findAnswerByReply('slack', (answerMessage(q2.ts).reply as { ts: string }).ts)) !== undefined, 15_000);
+    expect(await runtime.store.findAnswerByReply('slack', (answerMessage(q2.ts).reply as { ts: string }).ts)).toMatchObject({ modelName: 'teamllm', modelVersion: 'v1' });
+
+    // Fine-tune it: evaluated against the serving v1 on held-out questions; the gate decides.
+    const sft = await mention('UADMIN', '/train sft maxIters=3 batchSize=4 rank=2 alpha=4 answerTokens=4 k=1 maxContextTokens=160 generateMax=24 evalInterval=3', /— (succeeded|failed)/, 40_000);
+    const sftFinal = sft.texts.filter((t) => /Job #2 sft/.test(t)).at(-1)!;
+    expect(sftFinal).toMatch(/— succeeded/);
+    expect(sftFinal).toMatch(/Evaluation \(before → after\): .*exactMatch [\d.]+ → [\d.]+, f1 [\d.]+ → [\d.]+, containsGold [\d.]+ → [\d.]+/);
+    const gatePassed = /Evaluation gate: ✅ passed/.test(sftFinal);
+    expect(sftFinal).toMatch(gatePassed ? /Promoted v2 \(was v1; \/model rollback returns to it\): it passed the evaluation gate against v1/ : /Evaluation gate: ❌ not passed/);
+    await waitFor(() => slack.callsTo('files.completeUploadExternal').length === 2);
+
+    // /train reward needs far more votes than this loop gives: a clear refusal in the job's message.
+    const reward = await mention('UADMIN', '/train reward', /— (succeeded|failed)/, 20_000);
+    expect(reward.texts.at(-1)).toMatch(/— failed[\s\S]*too little feedback to train a reward model/);
+
+    const serving = gatePassed ? 'v2' : 'v1';
+    expect(runtime.bot.serving.model.version).toBe(serving);
+    const q3 = await mention('U1', 'Who approves expenses?', /./);
+    await waitFor(async () => (await runtime.store.findAnswerByReply('slack', (answerMessage(q3.ts).reply as { ts: string }).ts)) !== undefined, 15_000);
+    expect(await runtime.store.findAnswerByReply('slack', (answerMessage(q3.ts).reply as { ts: string }).ts)).toMatchObject({ modelVersion: serving });
+
+    // Rollback, down to retrieval-only answers.
+    if (gatePassed) expect((await mention('UADMIN', '/model rollback', /Rolled back/)).texts.at(-1)).toBe('Rolled back: answering with v1 again (was v2).');
+    expect((await mention('UADMIN', '/model rollback', /Rolled back/)).texts.at(-1)).toMatch(/no model version serves now \(was v1\)/);
+    expect(runtime.bot.serving.model.kind).toBe('retrieval-only');
+
+    const audit = (await runtime.store.auditLog(100)).map((a) => `${a.actor} ${a.action}`);
+    expect(audit).toEqual(expect.arrayContaining(['slack:UADMIN train', 'slack:UADMIN promote', 'slack:UADMIN rollback']));
+  });
+});
