@@ -45,6 +45,12 @@ export function answerOf(kind: AnswerKind, fact: Fact, other: Fact, rng: Random)
   }
 }
 
+/** Every text the simulated answers and their passages can contain (e.g. to build a character vocabulary). */
+export function scenarioText(facts: readonly Fact[]): string {
+  const parts = facts.flatMap((f) => [f.question, f.answer, f.sentence, f.passage.text, f.passage.title, f.passage.source]);
+  return [...parts, ...HEDGES, 'According to the handbook: ', '[]()0123456789.,:\n'].join('\n');
+}
+
 export interface SimulateOptions {
   /** Answers per question (as if regenerated): these make the pairs. */
   answersPerQuestion?: number;

@@ -143,6 +143,8 @@ export interface LoadRewardOptions {
   /** Load onto this model folder instead of the recorded base (it must be that same base). */
   baseDir?: string;
   baseVersion?: string;
+  /** Load one whose gate failed (to inspect it; RLHF must not use it). */
+  allowFailedGate?: boolean;
 }
 
 /**
@@ -161,6 +163,9 @@ export async function loadRewardModel(home: string, name?: string, options: Load
   }
   const dir = rewardDir(home, chosen);
   const config = await readRewardConfig(dir);
+  if (!config.gate.passed && !options.allowFailedGate) {
+    throw new Error(`Reward model "${chosen}" did not pass its held-out check and is not used: ${config.gate.reasons.join('; ')}`);
+  }
   let baseDir = options.baseDir;
   let baseVersion = options.baseVersion ?? (options.baseDir ? undefined : config.base.version);
   if (!baseDir) {
