@@ -8,7 +8,10 @@
  * the simulated users (QUOTES_SOURCE: they like quotes) then have something to prefer, and RLHF
  * has variance to work with. A policy that never quotes would give every answer the same vote.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { loadModelFiles, saveModelFiles } from '../../model/model-files.ts';
 import { GPT } from '../../model/gpt.ts';
 import type { GPTConfig } from '../../model/config.ts';
 import { CharTokenizer, type Tokenizer } from '../../model/tokenizer/index.ts';
@@ -178,4 +181,19 @@ export async function answerAndRecord(
     }
   }
   return out;
+}
+
+/**
+ * The toy SFT policy from `dir` when it is there (tests keep one in tests/rlhf/fixtures), else
+ * trained now (about a minute on two cores) and saved there.
+ */
+export async function loadOrTrainToyPolicy(dir: string, options: ToySftOptions = {}): Promise<{ model: GPT; tokenizer: Tokenizer; trained: boolean }> {
+  if (existsSync(path.join(dir, 'model.safetensors'))) {
+    const { model, tokenizer } = await loadModelFiles(dir);
+    return { model, tokenizer, trained: false };
+  }
+  const tokenizer = toyTokenizer();
+  const model = trainToySftPolicy(tokenizer, toyQuestions(), { steps: 600, ...options });
+  await saveModelFiles(dir, model, tokenizer, { source: 'sft', toy: true, quoteShare: options.quoteShare ?? 0.5 });
+  return { model, tokenizer, trained: true };
 }
