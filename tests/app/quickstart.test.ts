@@ -11,6 +11,8 @@ import { ModelRegistry } from '../../src/model/registry.ts';
 import { encodeQaPrompt } from '../../src/training/sft/data.ts';
 
 const tiny = QUICKSTART_RECIPES.tiny!;
+/** The tiny recipe with the encoder stage on (5 steps): every stage runs. */
+const tinyAll = { ...tiny, embeddings: true };
 
 function recorder(abortAt?: { stage: string; step: number; controller: AbortController }) {
   const stages: { name: QuickstartStage; cached: boolean }[] = [];
@@ -57,12 +59,12 @@ describe('quickstart', () => {
     // A crash (here: a stop) in the middle of pretraining...
     const controller = new AbortController();
     const first = recorder({ stage: 'pretrain', step: 2, controller });
-    await expect(runQuickstart({ config, logger: silentLogger, recipe: tiny, reporter: first.reporter, signal: controller.signal })).rejects.toThrow(/stopped during pretraining at step 2/);
+    await expect(runQuickstart({ config, logger: silentLogger, recipe: tinyAll, reporter: first.reporter, signal: controller.signal })).rejects.toThrow(/stopped during pretraining at step 2/);
     expect(await new ModelRegistry(home).list()).toEqual([]);
 
     // ...is resumed from its checkpoint on the next start; then every stage runs.
     const second = recorder();
-    const outcome = await runQuickstart({ config, logger: silentLogger, recipe: tiny, reporter: second.reporter });
+    const outcome = await runQuickstart({ config, logger: silentLogger, recipe: tinyAll, reporter: second.reporter });
     expect(second.stages).toEqual([
       { name: 'tokenizer', cached: true },
       { name: 'pretrain', cached: false },
@@ -79,7 +81,7 @@ describe('quickstart', () => {
 
     // Cached: nothing to do, in well under a second.
     const t0 = performance.now();
-    const again = await runQuickstart({ config, logger: silentLogger, recipe: tiny });
+    const again = await runQuickstart({ config, logger: silentLogger, recipe: tinyAll });
     expect(again).toEqual({ ran: false, reason: expect.stringContaining('cached (v2)') });
     expect(performance.now() - t0).toBeLessThan(1000);
 

@@ -1,0 +1,111 @@
+/**
+ * The README's quickstart, end to end, on the tiny recipe: a fresh clone layout (no data folder,
+ * no environment), `npm start` (set-up: the quickstart trains tokenizer -> pretraining -> LoRA
+ * SFT -> ingestion, then serves the web chat), a question answered by the trained model with
+ * sources, a vote, the vote in `teamllm data export`, and a second start that trains nothing.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const REPO = join(import.meta.dirname, '../..');
+const run = promisify(execFile);
+
+/** The environment without anything teamllm reads: a new user's shell. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!/^(TEAMLLM_|CHROMA_|SLACK_|FEISHU_|WECOM_)/.test(k)) env[k] = v;
+  return env;
+}
+
+/** A clone's layout: the repository's files (sources linked, not copied), no .teamllm, no node_modules of its own to install. */
+function cloneLayout(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'teamllm-clone-'));
+  for (const name of ['bin', 'src', 'native', 'node_modules', 'examples']) symlinkSync(join(REPO, name), join(dir, name));
+  cpSync(join(REPO, 'package.json'), join(dir, 'package.json'));
+  // The one thing this test changes: the tiny recipe (seconds instead of minutes), through the config file.
+  writeFileSync(join(dir, 'teamllm.config.yaml'), 'TEAMLLM_QUICKSTART_RECIPE: tiny\nTEAMLLM_PORT: 0\nTEAMLLM_LOG_LEVEL: warn\n');
+  return dir;
+}
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+/** `npm start` in `dir`; resolves with the web chat's URL once the server says it is ready. */
+function npmStart(dir: string): Promise<{ url: string; stderr: () => string; child: ChildProcess; seconds: number }> {
+  const t0 = performance.now();
+  const child = spawn('npm', ['start', '--silent'], { cwd: dir, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      const m = /teamllm is ready: web chat at (http:\/\/\S+)/.exec(err);
+      if (m) resolve({ url: m[1]!, stderr: () => err, child, seconds: (performance.now() - t0) / 1000 });
+    });
+    child.on('exit', (code) => reject(new Error(`npm start exited with ${code} before serving:\n${err}`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+describe('quickstart from a fresh clone (README)', () => {
+  it('trains on first start, answers from its own model with sources, takes a vote, exports it, and starts again from cache', async () => {
+    const dir = cloneLayout();
+    const first = await npmStart(dir);
+    const log = first.stderr();
+    // Every stage, in order, then the server.
+    const order = ['1/4 tokenizer', '2/4 pretraining', '3/4 LoRA fine-tuning on the handbook', '4/4 knowledge base into Chroma', 'Quickstart done', 'teamllm is ready'].map((s) => log.indexOf(s));
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(log).toContain('model v2 (LoRA on v1) is serving');
+    const state = JSON.parse(readFileSync(join(dir, '.teamllm', 'quickstart', 'state.json'), 'utf8')) as { modelVersion: string; recipe: string };
+    expect(state).toMatchObject({ modelVersion: 'v2', recipe: 'tiny' });
+
+    // A question: the trained model answers, citing the handbook.
+    const res = await fetch(`${first.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'How many days of annual leave do I get?', user: 'newcomer' }),
+    });
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as { answerId: string; answer: string; sources: { source: string; title: string; text: string }[]; model: string; modelVersion: string };
+    expect(answer).toMatchObject({ model: 'teamllm', modelVersion: 'v2' });
+    expect(answer.sources.length).toBeGreaterThan(0);
+    expect(answer.sources.every((s) => /^(en|zh)\/[\w-]+\.md$/.test(s.source) && s.text.length > 0)).toBe(true);
+    expect(answer.sources.some((s) => s.source === 'en/leave-and-holidays.md')).toBe(true);
+
+    // A vote on it.
+    const vote = await fetch(`${first.url}/api/feedback`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ answerId: answer.answerId, value: 1, user: 'newcomer' }),
+    });
+    expect(vote.status).toBe(200);
+    await stop(first.child);
+
+    // The vote is in the training data export.
+    const exported = await run(process.execPath, [join(dir, 'bin/teamllm.js'), 'data', 'export', '--kind', 'kto'], { cwd: dir, env: cleanEnv() });
+    const rows = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows).toEqual([expect.objectContaining({ prompt: 'How many days of annual leave do I get?', label: true, answerId: answer.answerId })]);
+
+    // Second start: nothing is trained again.
+    const second = await npmStart(dir);
+    expect(second.stderr()).not.toContain('1/4 tokenizer');
+    expect(second.stderr()).not.toContain('First start');
+    expect(second.seconds).toBeLessThan(first.seconds);
+    const again = (await (await fetch(`${second.url}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Where is the head office?' }) })).json()) as { modelVersion: string };
+    expect(again.modelVersion).toBe('v2');
+    await stop(second.child);
+  }, 120_000);
+});
