@@ -1,3 +1,4 @@
+import { constants, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RunStage, WorkerInput, WorkerMessage } from './stage.ts';
 
@@ -6,6 +7,14 @@ const port = parentPort!;
 const input = workerData as WorkerInput;
 const controller = new AbortController();
 const send = (message: WorkerMessage) => port.postMessage(message);
+
+// Training yields the CPU to answering. On Linux the nice value belongs to a thread, so this lowers
+// only this worker thread and the native compute threads it starts, not the bot's main thread.
+try {
+  setPriority(constants.priority.PRIORITY_LOW);
+} catch {
+  // Not permitted or not supported here: the job runs at normal priority.
+}
 
 port.on('message', (message: { type: string }) => {
   if (message.type === 'stop') controller.abort(new Error('stopped by an admin'));
