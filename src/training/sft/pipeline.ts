@@ -196,7 +196,8 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
     const beforeFile = path.join(runDir, 'qa-before.json');
     if (doEval) {
       before = existsSync(beforeFile) ? (JSON.parse(await fs.readFile(beforeFile, 'utf8')) as QaScores) : await evaluate('before (base)', model);
-      await writeJsonAtomic(beforeFile, before);
+      // Scores cut short by a stop are not kept: a resumed job measures the base again.
+      if (!ctx.signal?.aborted) await writeJsonAtomic(beforeFile, before);
     }
 
     const lora = {
