@@ -1,0 +1,42 @@
+import type { RunStage } from '../jobs/stage.ts';
+import { RlhfJobParamsSchema, runRlhfJob } from '../rlhf/pipeline.ts';
+
+/**
+ * `/train rlhf algo=ppo|kto|dpo [base=v3] [reward=name] [steps=20] [maxKl=10] ...`
+ * (`teamllm train rlhf --algo kto`): improves the serving model from the users' 👍/👎 — PPO against
+ * the reward model, or KTO / DPO straight from the votes — and promotes the result only when the
+ * gate passes (reward up, KL under the bound, QA not worse); the report says why otherwise.
+ */
+export const runStage: RunStage = async ({ params, home, runDir, signal, progress, log }) => {
+  const parsed = RlhfJobParamsSchema.safeParse(params);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) =>
+      i.code === 'unrecognized_keys' ? `unknown parameter${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${Object.keys(RlhfJobParamsSchema.shape).join(', ')})` : `${i.path.join('.')}: ${i.message}`,
+    );
+    throw new Error(`rlhf: ${problems.join('; ')}`);
+  }
+  const r = await runRlhfJob(params, {
+    home,
+    runDir,
+    signal,
+    log,
+    progress: (ev) => progress({ stage: ev.stage, step: ev.step, totalSteps: ev.totalSteps, ...(ev.loss !== undefined && Number.isFinite(ev.loss) ? { loss: ev.loss } : {}) }),
+  });
+  const metrics: Record<string, number> = {
+    steps: r.steps,
+    wallSec: r.wallSec,
+    rewardBefore: r.before.reward,
+    rewardAfter: r.after.reward,
+    klAfter: r.after.kl,
+    entropyBefore: r.before.entropy,
+    entropyAfter: r.after.entropy,
+  };
+  if (r.before.qa && r.after.qa) Object.assign(metrics, { qaF1Before: r.before.qa.f1, qaF1After: r.after.qa.f1, containsGoldBefore: r.before.qa.containsGold, containsGoldAfter: r.after.qa.containsGold });
+  return {
+    summary: r.summary,
+    metrics,
+    files: { chart: r.files.chart, report: r.files.report, adapter: r.files.adapter },
+    ...(r.modelVersion ? { modelVersion: r.modelVersion } : {}),
+    gate: r.gate,
+  };
+};
