@@ -3,4 +3,5 @@ export const TRAINING_STAGES: Record<string, string> = {
   pretrain: new URL('./pretrain-stage.ts', import.meta.url).href,
   sft: new URL('./sft-stage.ts', import.meta.url).href,
   reward: new URL('./reward-stage.ts', import.meta.url).href,
+  rlhf: new URL('./rlhf-stage.ts', import.meta.url).href,
 };
