@@ -14,6 +14,7 @@ import { runConsoleChat } from '../adapters/console/index.ts';
 import { WebReplyChannel } from '../adapters/web/index.ts';
 import { EXPORT_KINDS, exportDataset, type ExportKind } from '../training/feedback-datasets.ts';
 import { evaluateRetrieval, formatEvaluation } from '../rag/index.ts';
+import { EvalQaError, evalQa } from './eval-qa.ts';
 
 /** Thrown for a user error the CLI should print plainly (no stack) and exit with `code`. */
 class CliError extends Error {
@@ -52,7 +53,7 @@ async function withRuntime<T>(
 }
 
 /** Parameters from --config (YAML/JSON), --data and --set, as the key=value strings stages take. */
-function trainingParams(opts: { config?: string; data?: string; set?: string[] }): Record<string, string> {
+function trainingParams(opts: { config?: string; data?: string; base?: string; set?: string[] }): Record<string, string> {
   const params: Record<string, string> = {};
   if (opts.config) {
     let parsed: unknown;
@@ -65,6 +66,7 @@ function trainingParams(opts: { config?: string; data?: string; set?: string[] }
     for (const [k, v] of Object.entries(parsed)) params[k] = String(v);
   }
   if (opts.data) params.data = opts.data;
+  if (opts.base) params.base = opts.base;
   for (const pair of opts.set ?? []) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new CliError(`--set takes key=value, got "${pair}"`);
@@ -289,8 +291,9 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
     .argument('<stage>', `${TRAIN_KINDS.join('|')}|status|resume`)
     .option('--config <file>', 'training parameters as YAML/JSON (key: value)')
     .option('--data <path>', 'training data (file or folder; comma separated for several)')
+    .option('--base <version>', 'sft: the model version to fine-tune (default: the serving one, else the newest)')
     .option('--set <key=value...>', 'training parameters, e.g. --set maxIters=500 preset=nanogpt-cpu')
-    .action(async (stage: string, opts: { config?: string; data?: string; set?: string[] }) => {
+    .action(async (stage: string, opts: { config?: string; data?: string; base?: string; set?: string[] }) => {
       await withRuntime(program, {}, async (runtime) => {
         const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };
         if (stage === 'status') {
@@ -372,9 +375,27 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
     });
   evaluate
     .command('qa')
-    .description('answer quality (exact match, token F1, gold fact) with retrieval in the loop')
-    .allowUnknownOption()
-    .action(async () => notYet('teamllm eval qa'));
+    .description('answer quality (exact match, token F1, gold fact) with retrieval in the loop; a fine-tuned model beside its base')
+    .requiredOption('--questions <file>', 'JSONL: {question, answer, source?, split?} per line (examples/handbook/questions.jsonl format)')
+    .option('--split <name>', 'only the questions of this split (e.g. test, the held-out part)')
+    .option('--model <version>', 'the model version to evaluate (default: the serving one)')
+    .option('--adapter <name>', 'a LoRA adapter of $TEAMLLM_HOME/adapters, loaded onto the model')
+    .option('--k <n>', 'passages retrieved per question (default: as fine-tuned, else 3)', positiveInt)
+    .option('--max-tokens <n>', 'answer tokens at most (default: as fine-tuned, else 32)', positiveInt)
+    .option('--no-compare', 'do not also evaluate the base of a fine-tuned model')
+    .option('--json', 'print the scores (and per-question answers) as JSON')
+    .action(async (opts: { questions: string; split?: string; model?: string; adapter?: string; k?: number; maxTokens?: number; compare: boolean; json?: boolean }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        await evalQa({
+          ...opts,
+          home: runtime.config.home,
+          kb: runtime.kb,
+          out: (text) => process.stdout.write(text),
+          progress: (text) => process.stderr.isTTY && process.stderr.write(`\r${text}   `),
+        }).catch((err: unknown) => Promise.reject(err instanceof EvalQaError ? new CliError(err.message) : err));
+        if (process.stderr.isTTY) process.stderr.write('\n');
+      });
+    });
 
   const data = program.command('data').description('datasets from the answer and feedback records');
   data
