@@ -111,7 +111,7 @@ export const QUICKSTART_RECIPES: Record<string, QuickstartRecipe> = {
       blockSize: 192,
       dropout: 0.1,
       batchSize: 8,
-      maxIters: 500,
+      maxIters: 200,
       learningRate: 1e-3,
       minLearningRate: 1e-4,
       warmupIters: 50,
@@ -124,7 +124,7 @@ export const QUICKSTART_RECIPES: Record<string, QuickstartRecipe> = {
       rank: 8,
       alpha: 16,
       targets: 'q,k,v,attn_out',
-      epochs: 2,
+      epochs: 0.5,
       batchSize: 8,
       learningRate: 2e-3,
       k: 2,
@@ -441,7 +441,8 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
           }),
       },
     );
-    if (result.status === 'aborted') throw new Error('quickstart stopped during SFT; the next start resumes it');
+    // Stopped during the evaluation after training: its scores are partial, so nothing is kept as done.
+    if (result.status === 'aborted' || aborted()) throw new Error('quickstart stopped during SFT; the next start resumes it');
     progress.sft = { ...(result.modelVersion ? { modelVersion: result.modelVersion } : {}), summary: result.report };
     await save();
   }
