@@ -32,11 +32,21 @@ export interface PostedCard {
   states: Record<string, unknown>[];
 }
 
+/** An image the bot uploaded (im/v1/images) and where it was sent. */
+export interface UploadedImage {
+  imageKey: string;
+  imageType: string;
+  bytes: Buffer;
+  /** The messages an image message with this key replied to. */
+  repliedTo: { questionId: string; messageId: string; replyInThread: boolean }[];
+}
+
 export const MAX_CARD_CONTENT_BYTES = 30 * 1024;
 
 export class FakeFeishu {
   readonly requests: RecordedRequest[] = [];
   readonly cards: PostedCard[] = [];
+  readonly images: UploadedImage[] = [];
   readonly botOpenId = 'ou_bot_0000000001';
   url = '';
   /** What POST /callback/ws/endpoint hands out (the long-connection test sets it). */
@@ -55,7 +65,8 @@ export class FakeFeishu {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
+        const raw = Buffer.concat(chunks);
+        const text = raw.toString('utf8');
         let body: Record<string, unknown> | undefined;
         try {
           body = text ? (JSON.parse(text) as Record<string, unknown>) : undefined;
@@ -63,6 +74,7 @@ export class FakeFeishu {
           body = undefined;
         }
         const path = (req.url ?? '/').split('?')[0]!;
+        if (path === '/open-apis/im/v1/images') body = multipartFields(raw, req.headers['content-type'] ?? '');
         const request: RecordedRequest = { method: req.method ?? 'GET', path, headers: req.headers, body };
         this.requests.push(request);
         const stall = this.stalls.find((f) => f.times > 0 && f.method === request.method && f.path.test(request.path));
@@ -154,6 +166,13 @@ export class FakeFeishu {
     if (req.method === 'GET' && req.path === '/open-apis/bot/v3/info') {
       return [200, { code: 0, msg: 'ok', bot: { activate_status: 2, app_name: 'teamllm', avatar_url: '', ip_white_list: [], open_id: this.botOpenId } }];
     }
+    if (req.method === 'POST' && req.path === '/open-apis/im/v1/images') {
+      const image = req.body?.image;
+      if (req.body?.image_type !== 'message' || !Buffer.isBuffer(image) || image.length === 0) return [400, { code: 234001, msg: 'invalid image' }];
+      const imageKey = `img_v3_fake_${this.images.length + 1}`;
+      this.images.push({ imageKey, imageType: 'message', bytes: image, repliedTo: [] });
+      return [200, { code: 0, msg: 'success', data: { image_key: imageKey } }];
+    }
     const reply = /^\/open-apis\/im\/v1\/messages\/([^/]+)\/reply$/.exec(req.path);
     if (req.method === 'POST' && reply) return this.reply(reply[1]!, req.body ?? {});
     const patch = /^\/open-apis\/im\/v1\/messages\/([^/]+)$/.exec(req.path);
@@ -162,6 +181,14 @@ export class FakeFeishu {
   }
 
   private reply(questionId: string, body: Record<string, unknown>): [number, Record<string, unknown>] {
+    if (body.msg_type === 'image') {
+      const key = typeof body.content === 'string' ? (JSON.parse(body.content) as { image_key?: string }).image_key : undefined;
+      const image = this.images.find((i) => i.imageKey === key);
+      if (!image) return [400, { code: 230001, msg: 'invalid image_key' }];
+      const messageId = `om_bot_image_${this.images.reduce((n, i) => n + i.repliedTo.length, 0) + 1}`;
+      image.repliedTo.push({ questionId, messageId, replyInThread: body.reply_in_thread === true });
+      return [200, okReply(messageId, questionId)];
+    }
     if (body.msg_type !== 'interactive' || typeof body.content !== 'string') return [400, { code: 230001, msg: 'invalid message content' }];
     const card = parseCard(body.content);
     if (!card) return [400, { code: 230001, msg: 'content is not a JSON card' }];
@@ -200,4 +227,25 @@ function parseCard(content: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The fields of a multipart/form-data body: file parts as Buffers, the others as strings. */
+function multipartFields(body: Buffer, contentType: string): Record<string, unknown> {
+  const boundary = /boundary=(?:"([^"]+)"|([^;]+))/.exec(contentType);
+  if (!boundary) return {};
+  const marker = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
+  const fields: Record<string, unknown> = {};
+  let at = body.indexOf(marker);
+  while (at >= 0) {
+    const headersStart = at + marker.length + 2;
+    const headersEnd = body.indexOf('\r\n\r\n', headersStart);
+    const next = body.indexOf(marker, headersEnd);
+    if (headersEnd < 0 || next < 0) break;
+    const headers = body.subarray(headersStart, headersEnd).toString('utf8');
+    const value = body.subarray(headersEnd + 4, next - 2);
+    const name = /name="([^"]+)"/.exec(headers)?.[1];
+    if (name) fields[name] = /filename=|content-type:/i.test(headers) ? Buffer.from(value) : value.toString('utf8');
+    at = next;
+  }
+  return fields;
 }

@@ -106,6 +106,35 @@ export class FeishuApi {
     return id;
   }
 
+  /** Uploads a PNG for an image message (POST im/v1/images, image_type "message"); returns its image_key. */
+  async uploadImage(png: Buffer): Promise<string> {
+    const res = await this.call('image upload', async () => {
+      // The SDK hands back the response body ({code, msg, data: {image_key}}), though its types
+      // promise the unwrapped `data`: accept both.
+      const out = (await this.client.im.v1.image.create({ data: { image_type: 'message', image: png } })) as
+        | { image_key?: string; code?: number; msg?: string; data?: { image_key?: string } }
+        | null;
+      const key = out?.image_key ?? out?.data?.image_key;
+      return { code: out?.code ?? 0, ...(out?.msg ? { msg: out.msg } : {}), ...(key ? { data: { image_key: key } } : {}) } as ApiResult & { data?: { image_key?: string } };
+    });
+    const key = res.data?.image_key;
+    if (!key) throw new FeishuApiError('image upload returned no image_key');
+    return key;
+  }
+
+  /** Replies to `messageId` with an image message (an image_key from uploadImage). */
+  async replyImage(messageId: string, imageKey: string, options: { inThread: boolean; uuid: string }): Promise<string> {
+    const res = await this.call('reply image', () =>
+      this.client.im.v1.message.reply({
+        path: { message_id: messageId },
+        data: { msg_type: 'image', content: JSON.stringify({ image_key: imageKey }), reply_in_thread: options.inThread, uuid: options.uuid },
+      }),
+    );
+    const id = res.data?.message_id;
+    if (!id) throw new FeishuApiError('reply returned no message_id');
+    return id;
+  }
+
   /** Replaces the content of a card the bot sent (it must have been sent with update_multi). */
   async patchCard(messageId: string, card: object): Promise<void> {
     await this.call('patch', () =>

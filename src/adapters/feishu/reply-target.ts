@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { PostedReply, ReplyContent, ReplyTarget } from '../../core/index.ts';
+import type { PostedReply, ReplyContent, ReplyImage, ReplyTarget } from '../../core/index.ts';
 import { answerCard } from './answer-card.ts';
 import type { AnswerCards } from './answer-cards.ts';
 import type { FeishuApi } from './feishu-api.ts';
@@ -36,6 +36,12 @@ export class FeishuReplyTarget implements ReplyTarget {
         this.answers.remember({ messageId: id, content: next, isDirect: this.question.isDirect });
       },
     };
+  }
+
+  /** Uploads the image (im/v1/images), then replies with an image message in the same thread. */
+  async uploadImage(image: ReplyImage): Promise<void> {
+    const key = await this.api.uploadImage(Buffer.from(image.data));
+    await this.api.replyImage(this.question.messageId, key, { inThread: this.question.inThread, uuid: replyUuid(this.question.messageId, ++this.posts) });
   }
 }
 
