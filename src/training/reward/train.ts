@@ -226,8 +226,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const chart = () =>
     writeLossChart(path.join(o.runDir, 'reward.png'), {
       ...history,
-      title: `REWARD MODEL: LOSS, HELD-OUT ${held.pairs.length ? 'PAIR ACCURACY' : 'VOTE AUC'}`,
-      labels: { train: 'LOSS', val: held.pairs.length ? 'ACC' : 'AUC' },
+      title: 'REWARD MODEL',
+      labels: { train: 'LOSS', val: held.pairs.length ? 'HELD-OUT ACC' : 'HELD-OUT AUC' },
     });
 
   let batchRef: { x: Tensor; last: Tensor; nPairs: number; labels: boolean[] } | undefined;
