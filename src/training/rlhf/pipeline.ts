@@ -26,6 +26,7 @@ import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LocalKnowledgeBase } from '../../rag/index.ts';
 import { evaluateQa, readQaQuestions, type QaRetriever, type QaScores } from '../eval/qa-eval.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
+import type { Taste } from '../simulated-users.ts';
 import { loadRewardModel } from '../reward/store.ts';
 import { rlhfData, type RlhfSplit } from './data.ts';
 import { evaluatePolicy, type PolicyEvaluation } from './evaluate.ts';
@@ -73,6 +74,8 @@ export const RlhfJobParamsSchema = z
     maxTokens: int().default(48),
     /** Share of questions held out (by question, never by row). */
     heldOutFraction: num().default(0.2),
+    /** Seed of the held-out split (the reward stage's `seed`, default 0: the same questions are held out). */
+    heldOutSeed: z.coerce.number().int().default(0),
     /** Answers sampled per held-out prompt to measure reward and KL. */
     evalSamples: int().default(4),
     /** Evaluate on held-out prompts every N steps (curves). */
@@ -113,6 +116,8 @@ export interface RlhfJobContext {
   rewardModel?: RewardModel;
   /** A retriever for the QA evaluation instead of indexing `docs` (tests, the demo). */
   retriever?: QaRetriever;
+  /** A known taste (simulated users): the measures then include how often answers follow it. */
+  taste?: Taste;
 }
 
 export interface RlhfMeasure {
@@ -196,7 +201,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const dbFile = path.join(home, 'teamllm.db');
   if (!existsSync(dbFile)) throw new Error(`No feedback store at ${dbFile}: RLHF learns from answers users rated 👍/👎`);
   const store = new SqliteStore(dbFile);
-  const data = await rlhfData(store, { heldOutFraction: p.heldOutFraction, seed: p.seed }).finally(() => store.close());
+  const data = await rlhfData(store, { heldOutFraction: p.heldOutFraction, seed: p.heldOutSeed }).finally(() => store.close());
   const s = data.stats;
   log(`feedback: ${s.votes} rated answers (${s.up} 👍, ${s.down} 👎), ${s.pairs} pairs, ${s.questions} questions of which ${s.heldOutQuestions} held out`);
   if (p.algo === 'dpo' && data.train.pairs.length === 0) throw new Error('DPO needs pairs: no question has both a 👍 and a 👎 answer yet (they come from "regenerate" or two model versions). Try algo=kto, which uses single votes.');
@@ -259,11 +264,11 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     return scores;
   };
   const measure = async (label: string, step: number): Promise<RlhfMeasure> => {
-    const policy = await evaluatePolicy(gpt, tokenizer, evalPrompts, { layout, samplesPerPrompt: p.evalSamples, seed: p.seed + 1000, ...(reward ? { reward } : {}) });
+    const policy = await evaluatePolicy(gpt, tokenizer, evalPrompts, { layout, samplesPerPrompt: p.evalSamples, seed: p.seed + 1000, ...(reward ? { reward } : {}), ...(ctx.taste ? { taste: ctx.taste } : {}) });
     const m: RlhfMeasure = reward
       ? { reward: policy.reward, rewardKind: 'reward-model', kl: policy.kl, entropy: policy.entropy, policy }
       : { reward: implicitMargin(loaded, data.heldOut.votes.length ? data.heldOut : data.train, layout), rewardKind: 'implicit-margin', kl: policy.kl, entropy: policy.entropy, policy };
-    log(`${label} (step ${step}): reward ${m.reward.toFixed(3)} (${m.rewardKind}), KL ${m.kl.toFixed(3)}, entropy ${m.entropy.toFixed(3)}`);
+    log(`${label} (step ${step}): reward ${m.reward.toFixed(3)} (${m.rewardKind}), KL ${m.kl.toFixed(3)}, entropy ${m.entropy.toFixed(3)}${ctx.taste ? `, ${ctx.taste.name} ${(100 * policy.preferredRate).toFixed(1)}%` : ''}`);
     return m;
   };
 
