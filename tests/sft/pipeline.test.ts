@@ -13,6 +13,9 @@ import { silentLogger } from '../../src/core/index.ts';
 import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { JobRunner } from '../../src/training/jobs/job-runner.ts';
 import { TRAINING_STAGES } from '../../src/training/stages/index.ts';
+import { runStage as runSftStage } from '../../src/training/stages/sft-stage.ts';
+import { ServedModels, versionAdapterDir } from '../../src/model/lora/index.ts';
+import { existsSync } from 'node:fs';
 import { charTokenizer, tinyChatModel, HANDBOOK_EN, HANDBOOK_ZH } from './helpers.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-sft-job-'));
@@ -71,6 +74,41 @@ describe('the sft job', () => {
     expect(report).toMatch(/base \+ LoRA +2 /);
   });
 
+  it("the stage's gate: an adapter that beats its base passes and is registered with its adapter; one that does not fails with the verdict", async () => {
+    // Every question has the same answer, so a few steps teach the adapter the answer the base never gives.
+    const sick = ['When must I report sick?', 'Report sick by what time?', 'What is the deadline to call in sick?', 'By when do I tell my manager I am sick?', 'Sick report time?', 'What time is the sick report due?'];
+    const qFile = path.join(tmpRoot, 'sick.jsonl');
+    await fs.writeFile(qFile, sick.map((q, i) => JSON.stringify({ id: `s${i}`, question: q, answer: '09:30', source: 'en/leave.md', split: i < 4 ? 'train' : 'test' })).join('\n'));
+    await useBackend('wasm');
+    const sickTok = charTokenizer(sick.join(''));
+    const home = path.join(tmpRoot, 'home-gate');
+    const gpt = tinyChatModel(sickTok.vocabSize, { blockSize: 160 });
+    await saveModelFiles(path.join(tmpRoot, 'gate-base'), gpt, sickTok, { source: 'pretrain' });
+    gpt.dispose();
+    const registry = new ModelRegistry(home);
+    await registry.register(path.join(tmpRoot, 'gate-base'), { source: 'pretrain', promote: true });
+    const stage = (run: string, params: Record<string, string>) =>
+      runSftStage({ params: { docs: docsDir, questions: qFile, generate: 'false', batchSize: '4', answerTokens: '6', k: '1', evalInterval: '100', ...params }, home, runDir: path.join(home, 'runs', run), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} });
+
+    const beats = await stage('1-sft', { maxIters: '40', rank: '4', alpha: '8', targets: 'all', learningRate: '0.01', warmupIters: '2', dropout: '0' });
+    expect(beats.gate).toEqual({ passed: true, reasons: [expect.stringMatching(/^The fine-tuned model beats its base on the 2 held-out questions: f1 0\.0% → [1-9]\d*\.\d%\.$/)] });
+    expect(beats.modelVersion).toBe('v2');
+    expect(beats.metrics!.f1).toBeGreaterThan(beats.metrics!.baseF1!);
+    expect(beats.metrics!.containsGold).toBeGreaterThanOrEqual(beats.metrics!.baseContainsGold!);
+    // Registered, not promoted by the stage (the job runner's rule does that), its adapter kept with the version.
+    expect(await registry.get('v2')).toMatchObject({ source: 'sft', parent: 'v1', serving: false });
+    expect(existsSync(path.join(versionAdapterDir(registry, 'v2'), 'adapter.safetensors'))).toBe(true);
+    const served = new ServedModels(registry);
+    expect(await served.load('v2')).toMatchObject({ adapter: true, base: 'v1' });
+    served.close();
+
+    const fails = await stage('2-sft', { maxIters: '2', rank: '2' });
+    expect(fails.gate!.passed).toBe(false);
+    expect(fails.gate!.reasons.join(' ')).toMatch(/does NOT beat its base on the 2 held-out questions/);
+    expect(fails.modelVersion).toBeUndefined();
+    expect((await registry.list()).map((v) => v.version)).toEqual(['v1', 'v2']);
+  }, 90_000);
+
   it('without held-out questions it registers the merged model and the adapter, but promotes nothing', async () => {
     const home = await homeWithBase('home-b');
     const r = await runSftJob({ ...quick, skipEval: true, name: 'hr-answers' }, { home, runDir: path.join(home, 'runs', '2-sft') });
@@ -120,5 +158,5 @@ describe('the sft job', () => {
     expect(second.error).toMatch(/sft: unknown parameter nonsense/);
     await runner.close();
     store.close?.();
-  }, 60_000);
+  }, 120_000);
 });
