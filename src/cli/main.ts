@@ -292,8 +292,9 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
     .option('--config <file>', 'training parameters as YAML/JSON (key: value)')
     .option('--data <path>', 'training data (file or folder; comma separated for several)')
     .option('--base <version>', 'sft: the model version to fine-tune (default: the serving one, else the newest)')
+    .option('--algo <name>', 'rlhf: ppo (against the reward model), kto (single 👍/👎) or dpo (pairs); default ppo')
     .option('--set <key=value...>', 'training parameters, e.g. --set maxIters=500 preset=nanogpt-cpu')
-    .action(async (stage: string, opts: { config?: string; data?: string; base?: string; set?: string[] }) => {
+    .action(async (stage: string, opts: { config?: string; data?: string; base?: string; algo?: string; set?: string[] }) => {
       await withRuntime(program, {}, async (runtime) => {
         const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };
         if (stage === 'status') {
@@ -321,7 +322,7 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
           if (!runtime.jobs.kinds.includes(stage)) {
             throw new CliError(`"${stage}" cannot be trained in this version (available: ${[...runtime.jobs.kinds, 'embeddings'].join(', ')})`, 2);
           }
-          job = await runtime.jobs.enqueue(stage, trainingParams(opts), actor.id);
+          job = await runtime.jobs.enqueue(stage, { ...trainingParams(opts), ...(opts.algo ? { algo: opts.algo } : {}) }, actor.id);
           await runtime.store.audit({ actor: actor.id, action: 'train', detail: { job: job.id, kind: stage, params: job.params } });
           process.stderr.write(`Job #${job.id} (${stage}) in ${runtime.config.home}/runs — Ctrl+C stops it, keeping the last checkpoint\n`);
         }
