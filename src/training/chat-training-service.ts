@@ -93,8 +93,9 @@ export class ChatTrainingService implements TrainingService {
   private async follow(job: JobRecord, target: ReplyTarget): Promise<void> {
     const posted = await target.post({ phase: 'notice', text: formatJob(job) });
     const updater = new StreamUpdater(posted, this.updateEveryMs, this.logger);
+    // Where a sent message cannot be edited (WeCom), every update would be a new message: only the first and the last.
     const onProgress = (j: JobRecord) => {
-      if (j.id === job.id) updater.push({ phase: 'notice', text: formatJob(j) });
+      if (j.id === job.id && target.updatable !== false) updater.push({ phase: 'notice', text: formatJob(j) });
     };
     let finished = false;
     const onFinished = (j: JobRecord) => {

@@ -12,6 +12,8 @@ import { JobRunner } from '../../src/training/jobs/job-runner.ts';
 import { FakeFeishu } from '../feishu/fake-feishu.ts';
 import { cardText, encryptLikeFeishu, messageEvent, signLikeFeishu } from '../feishu/feishu-harness.ts';
 import { RecordingTarget, waitFor } from '../helpers.ts';
+import { FakeWecom } from '../wecom/fake-wecom.ts';
+import { encryptedCallback, textMessageXml } from '../wecom/wecom-protocol.ts';
 
 // The loss curves of a finished job: uploaded where the reply target can take images (Feishu:
 // im/v1/images, then an image message in the thread), else a link to the admin page.
@@ -59,6 +61,55 @@ describe('loss curves in Feishu', () => {
     const final = cardText(card.states.at(-1));
     expect(final).toMatch(/— succeeded/);
     expect(final).not.toMatch(/Loss curves:/);
+  });
+});
+
+describe('loss curves in WeCom', () => {
+  const WECOM = { corpId: 'wwchart0001', agentId: '1000003', secret: 'wecom-chart-secret', token: 'wecomcharttoken', encodingAesKey: randomBytes(32).toString('base64').replace(/[^A-Za-z0-9]/g, 'a').slice(0, 43) };
+  let wecom: FakeWecom;
+  let runtime: Runtime;
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    wecom = await FakeWecom.start(WECOM.corpId, WECOM.secret);
+    const home = mkdtempSync(join(tmpdir(), 'teamllm-chart-wecom-'));
+    const env = {
+      TEAMLLM_HOME: home,
+      TEAMLLM_ADMINS: 'wecom:lisi',
+      WECOM_CORP_ID: WECOM.corpId,
+      WECOM_AGENT_ID: WECOM.agentId,
+      WECOM_SECRET: WECOM.secret,
+      WECOM_TOKEN: WECOM.token,
+      WECOM_ENCODING_AES_KEY: WECOM.encodingAesKey,
+      WECOM_API_BASE: wecom.url,
+    };
+    runtime = await createRuntime(loadConfig({ env, cwd: home }), { logger: silentLogger, platformAdapters: true, startJobs: true, defaultMetrics: false, stages: { count: STAGE } });
+    server = await startServer(runtime, 0, '127.0.0.1');
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await runtime?.close();
+    await wecom?.close();
+  });
+
+  it('uploads the chart as temporary media and sends it as an image message after the job result', async () => {
+    const callback = encryptedCallback(WECOM, textMessageXml({ corpId: WECOM.corpId, from: 'lisi', content: '/train count steps=3 delayMs=5 chart=true', msgId: '8001', agentId: WECOM.agentId }));
+    expect((await fetch(`${server.url}/wecom/callback?${callback.query}`, { method: 'POST', body: callback.body })).status).toBe(200);
+    await waitFor(() => wecom.sent.some((m) => m.body.msgtype === 'image'), 15_000);
+    expect(wecom.media).toHaveLength(1);
+    expect(wecom.media[0]).toMatchObject({ type: 'image', filename: 'job-1-count-loss.png' });
+    expect(wecom.media[0]!.bytes.subarray(1, 4).toString()).toBe('PNG');
+    const toLisi = wecom.sent.filter((m) => m.body.touser === 'lisi');
+    const image = toLisi.findIndex((m) => m.body.msgtype === 'image');
+    expect(toLisi[image]!.body.image).toEqual({ media_id: wecom.media[0]!.mediaId });
+    // The job's result came first (WeCom cannot edit messages: only final texts are sent), without a link.
+    const jobMessages = toLisi.slice(0, image).map((m) => m.body.text?.content ?? m.body.markdown?.content ?? '').filter((t) => /Job #1 count/.test(t));
+    // Progress edits are not sent where messages cannot be edited: the job's first message and its result only.
+    expect(jobMessages).toHaveLength(2);
+    const result = jobMessages.at(-1)!;
+    expect(result).toMatch(/— succeeded/);
+    expect(result).not.toMatch(/Loss curves:/);
   });
 });
 

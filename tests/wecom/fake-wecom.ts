@@ -11,6 +11,7 @@ export interface SentMessage {
     msgtype: string;
     text?: { content: string };
     markdown?: { content: string };
+    image?: { media_id: string };
     template_card?: {
       card_type: string;
       task_id: string;
@@ -39,6 +40,8 @@ export interface CardUpdate {
 export class FakeWecom {
   readonly tokenRequests: URLSearchParams[] = [];
   readonly sent: SentMessage[] = [];
+  /** Temporary media uploaded with media/upload: the file part of the multipart body. */
+  readonly media: { mediaId: string; type: string; filename: string; bytes: Buffer }[] = [];
   readonly updates: CardUpdate[] = [];
   /** Error codes to answer the next message/send calls with, in order. */
   readonly sendErrors: number[] = [];
@@ -109,8 +112,17 @@ export class FakeWecom {
     const token = url.searchParams.get('access_token') ?? '';
     if (this.expired.has(token)) return reply({ errcode: 42001, errmsg: 'access_token expired' });
     if (token !== this.validToken) return reply({ errcode: 40014, errmsg: 'invalid access_token' });
+    if (url.pathname === '/cgi-bin/media/upload') {
+      const part = mediaPart(Buffer.concat(chunks), req.headers['content-type'] ?? '');
+      const type = url.searchParams.get('type') ?? '';
+      if (!part || !['image', 'voice', 'video', 'file'].includes(type) || part.bytes.length < 5) return reply({ errcode: 40004, errmsg: 'invalid media type or empty media' });
+      const mediaId = `media-${this.media.length + 1}`;
+      this.media.push({ mediaId, type, ...part });
+      return reply({ errcode: 0, errmsg: 'ok', type, media_id: mediaId, created_at: String(Math.floor(Date.now() / 1000)) });
+    }
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     if (url.pathname === '/cgi-bin/message/send') {
+      if (body.msgtype === 'image' && !this.media.some((m) => m.mediaId === body.image?.media_id)) return reply({ errcode: 40007, errmsg: 'invalid media_id' });
       const error = this.sendErrors.shift();
       if (error !== undefined) return reply({ errcode: error, errmsg: `simulated error ${error}` });
       const content: string | undefined = body.text?.content ?? body.markdown?.content;
@@ -130,4 +142,18 @@ export class FakeWecom {
     }
     return reply({ errcode: 404, errmsg: 'unknown api' });
   }
+}
+
+/** The `media` part of a multipart/form-data upload, as WeCom's media/upload expects it. */
+function mediaPart(body: Buffer, contentType: string): { filename: string; bytes: Buffer } | undefined {
+  const boundary = /boundary=(?:"([^"]+)"|([^;]+))/.exec(contentType);
+  if (!contentType.startsWith('multipart/form-data') || !boundary) return undefined;
+  const marker = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
+  const start = body.indexOf(marker);
+  const headersEnd = body.indexOf('\r\n\r\n', start);
+  const end = body.indexOf(Buffer.concat([Buffer.from('\r\n'), marker]), headersEnd);
+  if (start < 0 || headersEnd < 0 || end < 0) return undefined;
+  const headers = body.subarray(start, headersEnd).toString('utf8');
+  if (!/name="media"/.test(headers)) return undefined;
+  return { filename: /filename="([^"]*)"/.exec(headers)?.[1] ?? '', bytes: Buffer.from(body.subarray(headersEnd + 4, end)) };
 }

@@ -8,7 +8,7 @@ function queueOnFakeClock(limits: { max: number; windowMs: number }[], failOn?: 
   const sent: { user: string; message: Outgoing; at: number }[] = [];
   const queue = new MemberSendQueue(
     async (user, message) => {
-      if (message.kind !== 'template_card' && message.content === failOn) throw new Error('errcode 60020');
+      if ('content' in message && message.content === failOn) throw new Error('errcode 60020');
       sent.push({ user, message, at: now });
     },
     { limits, logger: silentLogger, now: () => now, sleep: async (ms) => void (now += ms) },
@@ -17,7 +17,7 @@ function queueOnFakeClock(limits: { max: number; windowMs: number }[], failOn?: 
 }
 
 const text = (content: string, continues = false): Outgoing => ({ kind: 'text', content, ...(continues ? { continues } : {}) });
-const contents = (sent: { message: Outgoing }[]) => sent.map((s) => (s.message.kind === 'template_card' ? 'CARD' : s.message.content));
+const contents = (sent: { message: Outgoing }[]) => sent.map((s) => ('content' in s.message ? s.message.content : 'CARD'));
 
 describe('MemberSendQueue', () => {
   it('keeps each member within the window, in order, and merges the backlog into as few messages as fit', async () => {
@@ -64,6 +64,6 @@ describe('MemberSendQueue', () => {
     const { queue, sent } = queueOnFakeClock([{ max: 1, windowMs: 1000 }]);
     const big = '字'.repeat(600); // 1800 bytes
     await Promise.all([queue.enqueue('ann', [text('first')]), queue.enqueue('ann', [text(big), text(big), text('tail')])]);
-    expect(sent.map((s) => (s.message.kind === 'template_card' ? 0 : Buffer.byteLength(s.message.content)))).toEqual([5, 1800, 1806]);
+    expect(sent.map((s) => ('content' in s.message ? Buffer.byteLength(s.message.content) : 0))).toEqual([5, 1800, 1806]);
   });
 });

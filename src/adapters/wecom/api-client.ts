@@ -60,20 +60,35 @@ export class WecomApiClient {
     return this.call<SendResult>('message/send', body);
   }
 
+  /** Uploads temporary media (valid 3 days) with media/upload; returns its media_id. */
+  async uploadMedia(type: 'image' | 'file', filename: string, bytes: Uint8Array): Promise<string> {
+    const result = await this.call<WecomResponse & { media_id?: string }>('media/upload', () => {
+      const form = new FormData();
+      form.append('media', new Blob([new Uint8Array(bytes)], { type: type === 'image' ? 'image/png' : 'application/octet-stream' }), filename);
+      return { body: form, query: `&type=${type}` };
+    });
+    if (!result.media_id) throw new WecomApiError(-1, 'media/upload returned no media_id', 'media/upload');
+    return result.media_id;
+  }
+
   updateTemplateCard(body: Record<string, unknown>): Promise<WecomResponse> {
     return this.call<WecomResponse>('message/update_template_card', body);
   }
 
-  /** POSTs to /cgi-bin/<api>, refreshing the token once when WeCom says it is invalid or expired. */
+  /**
+   * POSTs to /cgi-bin/<api>, refreshing the token once when WeCom says it is invalid or expired.
+   * `body` is sent as JSON, or is a function building a multipart form (and extra query) per attempt.
+   */
   async call<T extends WecomResponse>(api: string, body: unknown): Promise<T> {
     const retries = this.options.busyRetries ?? 2;
     for (let attempt = 0, refreshed = false; ; attempt++) {
       const token = await this.token();
-      const result = await this.request<T>(api, `/cgi-bin/${api}?access_token=${encodeURIComponent(token)}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
+      const form = typeof body === 'function' ? (body as () => { body: FormData; query: string })() : undefined;
+      const result = await this.request<T>(
+        api,
+        `/cgi-bin/${api}?access_token=${encodeURIComponent(token)}${form?.query ?? ''}`,
+        form ? { method: 'POST', body: form.body } : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
+      );
       const code = result.errcode ?? 0;
       if (code === 0) return result;
       if (TOKEN_ERRORS.has(code) && !refreshed) {

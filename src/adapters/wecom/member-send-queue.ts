@@ -18,7 +18,9 @@ export const WECOM_MEMBER_LIMITS: SendLimit[] = [
 export type Outgoing =
   /** `continues` marks the second and later pieces of one split text: they rejoin without a separator. */
   | { kind: 'text' | 'markdown'; content: string; continues?: boolean }
-  | { kind: 'template_card'; card: Record<string, unknown> };
+  | { kind: 'template_card'; card: Record<string, unknown> }
+  /** An image uploaded as temporary media (media/upload). */
+  | { kind: 'image'; mediaId: string };
 
 interface Job {
   message: Outgoing;
@@ -137,11 +139,11 @@ export class MemberSendQueue {
   private takeMergeable(state: MemberState): Job[] {
     const head = state.jobs[0]!;
     const batch = [head];
-    if (head.message.kind === 'template_card') return batch;
+    if (head.message.kind !== 'text' && head.message.kind !== 'markdown') return batch;
     let bytes = utf8Length(head.message.content);
     for (const job of state.jobs.slice(1)) {
       const m = job.message;
-      if (m.kind !== head.message.kind) break;
+      if (m.kind !== head.message.kind || (m.kind !== 'text' && m.kind !== 'markdown')) break;
       const added = utf8Length(m.content) + (m.continues ? 0 : 2);
       if (bytes + added > this.maxBytes) break;
       bytes += added;
@@ -164,10 +166,10 @@ export class MemberSendQueue {
 
 function merge(messages: Outgoing[]): Outgoing {
   const first = messages[0]!;
-  if (first.kind === 'template_card') return first;
+  if (first.kind !== 'text' && first.kind !== 'markdown') return first;
   let content = '';
   for (const m of messages) {
-    if (m.kind === 'template_card') continue;
+    if (m.kind !== 'text' && m.kind !== 'markdown') continue;
     content += content && !m.continues ? `\n\n${m.content}` : m.content;
   }
   return { kind: first.kind, content };

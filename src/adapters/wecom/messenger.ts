@@ -37,6 +37,12 @@ export class WecomMessenger {
     return this.queue.enqueue(user, messages);
   }
 
+  /** An image (training loss curves): uploaded as temporary media, then sent in the member's queue. */
+  async sendImage(user: string, image: { data: Uint8Array; filename: string }): Promise<void> {
+    const mediaId = await this.options.client.uploadMedia('image', image.filename, image.data);
+    await this.queue.enqueue(user, [{ kind: 'image', mediaId }]);
+  }
+
   /** Shows the member's vote on the card they clicked (the response code is good for one update). */
   async showVote(user: string, responseCode: string, answerId: string, vote: Vote | undefined): Promise<void> {
     await this.options.client.updateTemplateCard({
@@ -52,7 +58,7 @@ export class WecomMessenger {
   }
 
   private async sendNow(user: string, message: Outgoing): Promise<void> {
-    const payload = message.kind === 'template_card' ? message.card : { content: message.content };
+    const payload = message.kind === 'template_card' ? message.card : message.kind === 'image' ? { media_id: message.mediaId } : { content: message.content };
     const result = await this.options.client.sendMessage({
       touser: user,
       agentid: this.options.agentId,

@@ -1,4 +1,4 @@
-import type { PostedReply, ReplyContent, ReplyTarget } from '../../core/index.ts';
+import type { PostedReply, ReplyContent, ReplyImage, ReplyTarget } from '../../core/index.ts';
 
 /**
  * A self-built app cannot edit a message it sent, so a placeholder and streamed updates would
@@ -12,7 +12,14 @@ export class WecomReplyTarget implements ReplyTarget {
     /** Stands in for a message id: nothing is sent when the Bot first posts, so WeCom has none yet. */
     private readonly replyId: string,
     private readonly deliver: (content: ReplyContent) => Promise<void>,
+    /** Sends an image message (media/upload, then message/send msgtype image). */
+    private readonly deliverImage?: (image: ReplyImage) => Promise<void>,
   ) {}
+
+  async uploadImage(image: ReplyImage): Promise<void> {
+    if (!this.deliverImage) throw new Error('this WeCom target cannot send images');
+    await this.deliverImage(image);
+  }
 
   async post(content: ReplyContent): Promise<PostedReply> {
     await this.sendIfFinal(content);

@@ -83,7 +83,11 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
       attachments: [],
       receivedAt: Number(m.CreateTime) * 1000,
     };
-    const target = new WecomReplyTarget(`wecom:${eventId}`, (content) => deliver(m.FromUserName, content));
+    const target = new WecomReplyTarget(
+      `wecom:${eventId}`,
+      (content) => deliver(m.FromUserName, content),
+      (image) => messenger.sendImage(m.FromUserName, image),
+    );
     const result = await bot.handle(msg, target);
     log.debug({ eventId, outcome: result.outcome }, 'message handled');
   };
