@@ -118,7 +118,7 @@ describe('PPO at the first step', () => {
     expect(first!.firstRatio).toBe(1);
     expect(first!.kl).toBe(0);
     expect(first!.approxKl).toBeGreaterThanOrEqual(0);
-    expect(first!.klCoef).toBeCloseTo(0.05, 12);
+    expect(first!.klCoef).toBeCloseTo(0.2, 12); // the default initial β
     // B moved away from zero during the first iteration: the second one samples from a different policy.
     const bNorm = r.adapter.paramNames.filter((n) => n.endsWith('lora_B')).reduce((s, n) => s + tf.sum(tf.square(r.adapter.params.get(n)!)).dataSync()[0]!, 0);
     expect(bNorm).toBeGreaterThan(0);

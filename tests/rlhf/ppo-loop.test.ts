@@ -41,6 +41,7 @@ describe('PPO on the simulated users\' taste', () => {
       ppoEpochs: 2,
       learningRate: 3e-3,
       lora: { rank: 4, alpha: 8 },
+      initKlCoef: 0.05,
       targetKl: 3,
       seed: 1,
       onStep: (s) => void steps.push(s),

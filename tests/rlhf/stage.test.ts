@@ -70,6 +70,14 @@ describe('the rlhf job', () => {
     expect((await registry.serving())?.version).toBe('v2');
   }, 120_000);
 
+  it('a stopped run saves and registers nothing', async () => {
+    const stop = new AbortController();
+    stop.abort();
+    const before = (await registry.list()).length;
+    await expect(runRlhfJob({ ...common, algo: 'kto', steps: 5, skipQa: true, evalSamples: 1 }, { home, runDir: path.join(home, 'runs', '4-rlhf'), signal: stop.signal })).rejects.toThrow(/stopped at step 0: nothing was saved/);
+    expect((await registry.list()).length).toBe(before);
+  });
+
   it('refuses bad requests clearly', async () => {
     const ctx = { home, runDir: path.join(home, 'runs', '3-rlhf'), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} };
     await expect(runStage({ ...ctx, params: { algo: 'sac' } })).rejects.toThrow(/algo/);

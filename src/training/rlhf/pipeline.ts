@@ -318,7 +318,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
         ...(p.ppoEpochs ? { ppoEpochs: p.ppoEpochs } : {}),
         ...(p.initKlCoef !== undefined ? { initKlCoef: p.initKlCoef } : {}),
         ...(p.targetKl !== undefined ? { targetKl: p.targetKl } : {}),
-        learningRate: p.learningRate ?? 2e-3,
+        learningRate: p.learningRate ?? 1e-3,
         onStep: async (st: PpoStepStats) => {
           curves.reward.push({ step: st.step, value: st.reward });
           curves.kl.push({ step: st.step, value: st.kl });
@@ -349,10 +349,19 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       adapter = r.adapter;
       status = r.status;
     }
+    if (status !== 'completed') {
+      throw new Error(`RLHF (${p.algo}) stopped at step ${steps}: nothing was saved (a run takes minutes; start it again)`);
+    }
     after = await measure('after', steps);
     after.qa = await qa('after');
     await writeJsonAtomic(path.join(runDir, 'after.json'), { ...after, policy: { ...after.policy, examples: after.policy?.examples.slice(0, 20) } });
     addEval(steps, after);
+  } catch (err) {
+    LoraAdapter.detach(gpt);
+    adapter?.dispose();
+    loaded.dispose();
+    if (ownReward) reward?.dispose();
+    throw err;
   } finally {
     await metrics.close();
     kb?.close();

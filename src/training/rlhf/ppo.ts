@@ -110,7 +110,7 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   adapter.attach(model);
   const head = new ValueHead(model.config.vocabSize);
   const opt = new AdamW({ weightDecay: 0 }, () => false);
-  const kl = new AdaptiveKlController(o.initKlCoef ?? 0.05, o.targetKl ?? 2, o.klHorizon ?? 200);
+  const kl = new AdaptiveKlController(o.initKlCoef ?? 0.2, o.targetKl ?? 1, o.klHorizon ?? 200);
   const promptsPerStep = Math.min(o.promptsPerStep ?? 4, o.prompts.length);
   const perPrompt = o.samplesPerPrompt ?? 4;
   const epochs = o.ppoEpochs ?? 4;
