@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,10 +16,16 @@ const SECRET = 'training-loop-signing-secret';
 let slack: FakeSlack;
 let runtime: Runtime;
 let server: RunningServer;
+let questions: string;
 
 beforeAll(async () => {
   slack = await FakeSlack.start();
   const home = mkdtempSync(join(tmpdir(), 'teamllm-slack-loop-'));
+  // A few of the handbook's questions keep the before/after QA evaluation short: 6 held out, 12 to train on.
+  const all = readFileSync(new URL('../../examples/handbook/questions.jsonl', import.meta.url), 'utf8').split('\n').filter(Boolean);
+  const bySplit = (split: string) => all.filter((l) => (JSON.parse(l) as { split?: string }).split === split);
+  questions = join(home, 'questions.jsonl');
+  writeFileSync(questions, [...bySplit('test').slice(0, 6), ...all.filter((l) => (JSON.parse(l) as { split?: string }).split !== 'test').slice(0, 12)].join('\n') + '\n');
   const env = {
     TEAMLLM_HOME: home,
     TEAMLLM_ADMINS: 'slack:UADMIN',
@@ -73,7 +79,7 @@ async function mention(user: string, text: string, until: RegExp, timeoutMs = 10
 const answerMessage = (ts: string): ApiCall => slack.callsTo('chat.postMessage').find((c) => c.args.thread_ts === ts)!;
 
 describe('the training loop from Slack', () => {
-  it('questions, votes, /train with progress and curves in the thread, promotion, an answer from the new version, rollback', { timeout: 60_000 }, async () => {
+  it('questions, votes, /train with progress and curves in the thread, promotion, an answer from the new version, rollback', { timeout: 120_000 }, async () => {
     // A question, answered from the knowledge base (no model yet), and a 👍 reaction on it.
     const q1 = await mention('U1', 'How many days of annual leave do I get?', /25 days/);
     const answerTs = (answerMessage(q1.ts).reply as { ts: string }).ts;
@@ -110,7 +116,7 @@ describe('the training loop from Slack', () => {
     expect(await runtime.store.findAnswerByReply('slack', (answerMessage(q2.ts).reply as { ts: string }).ts)).toMatchObject({ modelName: 'teamllm', modelVersion: 'v1' });
 
     // Fine-tune it: evaluated against the serving v1 on held-out questions; the gate decides.
-    const sft = await mention('UADMIN', '/train sft maxIters=3 batchSize=4 rank=2 alpha=4 answerTokens=4 k=1 maxContextTokens=160 generateMax=24 evalInterval=3', /— (succeeded|failed)/, 40_000);
+    const sft = await mention('UADMIN', `/train sft questions=${questions} maxIters=3 batchSize=4 rank=2 alpha=4 answerTokens=4 k=1 maxContextTokens=160 generateMax=24 evalInterval=3`, /— (succeeded|failed)/, 40_000);
     const sftFinal = sft.texts.filter((t) => /Job #2 sft/.test(t)).at(-1)!;
     expect(sftFinal).toMatch(/— succeeded/);
     expect(sftFinal).toMatch(/Evaluation \(before → after\): .*exactMatch [\d.]+ → [\d.]+, f1 [\d.]+ → [\d.]+, containsGold [\d.]+ → [\d.]+/);
