@@ -29,7 +29,7 @@ describe('train, promote and serve from the chat', () => {
     expect(before.last!.model?.kind).toBe('retrieval-only');
 
     const job = new RecordingTarget();
-    await runtime.bot.handle(admin('/train pretrain modelSize=tiny maxIters=6 evalInterval=3 checkpointInterval=3 tokenizerVocabSize=400'), job);
+    await runtime.bot.handle(admin('/train pretrain modelSize=tiny blockSize=256 maxIters=6 evalInterval=3 checkpointInterval=3 tokenizerVocabSize=400'), job);
     await runtime.jobs.idle();
     await waitFor(() => /succeeded/.test(job.events.map((e) => e.content.text).join('\n')), 20_000);
     const finished = job.events.map((e) => e.content.text).find((t) => t.includes('succeeded'))!;
@@ -49,12 +49,14 @@ describe('train, promote and serve from the chat', () => {
     expect((await runtime.store.auditLog(5)).some((a) => a.action === 'promote' && a.detail.version === 'v1')).toBe(true);
 
     const after = new RecordingTarget();
-    const result = await runtime.bot.handle(message({ text: 'How many days of annual leave do I get?' }), after);
+    // A fresh conversation: the earlier quoted answer in history would leave the tiny model's block no room for passages.
+    const result = await runtime.bot.handle(message({ text: 'How many days of annual leave do I get?', channel: 'D2' }), after);
     expect(result.outcome).toBe('answered');
     expect(after.last!.model).toEqual({ name: 'teamllm', version: 'v1', kind: 'language-model' });
     const record = await runtime.store.getAnswer(result.answerId!);
     expect(record).toMatchObject({ modelName: 'teamllm', modelVersion: 'v1' });
-    // The prompt kept for training is the chat the model saw: passages as context, then the question.
+    // The prompt kept for training is the chat the model saw: passages as context (a 256-token
+    // block leaves them room), then the question.
     const prompt = JSON.parse(record!.prompt) as { role: string; name?: string; content: string }[];
     expect(prompt[0]).toMatchObject({ role: 'system', name: 'context' });
     expect(prompt.at(-1)).toEqual({ role: 'human', content: 'How many days of annual leave do I get?' });
