@@ -46,6 +46,12 @@ export function installAutoPromotion(runner: JobRunner, deps: { registry: ModelR
     if (!version) return undefined;
     const candidate = await deps.registry.annotate(version, { job: job.id, ...(result.gate ? { gate: result.gate } : {}) });
     const serving = (await deps.registry.serving())?.version;
+    if (serving === version) {
+      // A stage that promoted its own result (it should leave that to this rule): serve it now and record it.
+      await deps.models.promote(version, { id: job.requestedBy, isAdmin: true }, { auto: true, job: job.id });
+      deps.logger.warn({ job: job.id, version }, 'a training stage promoted its own model; promotion belongs to the job runner (src/app/job-promotion.ts)');
+      return { promotion: { version, promoted: true, reason: `the stage promoted it itself${result.gate ? ` (evaluation gate ${result.gate.passed ? 'passed' : 'NOT passed'})` : ''}` } };
+    }
     const decision = decidePromotion({ result, params: job.params, parent: candidate.parent, serving });
     if (decision.promote) {
       await deps.models.promote(version, { id: job.requestedBy, isAdmin: true }, { auto: true, job: job.id });

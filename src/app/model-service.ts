@@ -72,7 +72,9 @@ export class RegistryModelService implements ModelService {
   async promote(version: string, actor: Actor, context: PromotionContext = {}): Promise<string> {
     const candidate = await this.options.registry.get(version);
     if (!candidate) throw new Error(`No model version ${version} (see /model list)`);
-    const before = (await this.options.registry.serving())?.version;
+    const current = (await this.options.registry.serving())?.version;
+    // Already serving (a stage promoted it): the version before it is the one rollback returns to.
+    const before = current === version ? await this.options.registry.previous() : current;
     const promoted = await this.options.registry.promote(version);
     await this.activate();
     // A version that did not pass its evaluation gate (or was never evaluated) is served only because an admin said so.

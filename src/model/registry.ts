@@ -181,6 +181,12 @@ export class ModelRegistry {
     });
   }
 
+  /** The version rollback() would return to (undefined: none, or nothing serves). */
+  async previous(): Promise<string | undefined> {
+    const reg = await this.read();
+    return [...reg.history].reverse().find((v) => reg.versions[v]);
+  }
+
   /** The serving version, if any. */
   async serving(): Promise<ModelVersion | undefined> {
     const reg = await this.read();

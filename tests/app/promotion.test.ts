@@ -154,4 +154,13 @@ describe('promotion from training jobs', () => {
     expect((await runtime.http.request('/admin', { headers: { cookie: cookie.split(';')[0]! } })).status).toBe(200);
     expect((await runtime.http.request('/admin/login', { method: 'POST', body: new URLSearchParams({ token: 'nope' }) })).status).toBe(401);
   });
+
+  it('serves at once, and records, a version a stage promoted by itself', async () => {
+    const before = (await runtime.store.listJobs(100)).length; // each gated job registered one version
+    const text = await train('pass=true parent=v1 selfPromote=true');
+    const version = `v${before + 1}`;
+    expect(text).toContain(`Promoted ${version}: the stage promoted it itself (evaluation gate passed).`);
+    expect(runtime.bot.serving.model.version).toBe(version);
+    expect((await runtime.store.auditLog(1))[0]).toMatchObject({ action: 'promote', detail: { version, auto: true } });
+  });
 });
