@@ -26,7 +26,7 @@ import { matMul } from '../../model/ops.ts';
 import { Random } from '../../model/random.ts';
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import type { RatedExample } from '../simulated-users.ts';
-import { fitContext, type Passage } from '../sft/data.ts';
+import { fitContext, formatContext, type Passage } from '../sft/data.ts';
 
 export const HEAD_WEIGHT = 'reward_head.weight';
 export const HEAD_BIAS = 'reward_head.bias';
@@ -46,24 +46,30 @@ export interface RewardEncodeOptions {
 
 /**
  * Tokens of one rated answer in the chat template: `<|context|>passages<|end|><|user|>question
- * <|end|><|assistant|>answer<|end|>`. What has to go when it does not fit: first context (the
- * lines sharing the most words with the question and the answer stay, so a quoted line is kept),
- * then the end of the question (to at most a quarter of the block), then the end of the answer.
- * The sequence always ends with the closing `<|end|>` the head reads.
+ * <|end|><|assistant|>answer<|end|>`. When it does not fit, the block is shared in this order of
+ * priority: the answer (what is judged) keeps at least half of it, the question at least a
+ * quarter, and the context gets the rest — cut to the lines sharing the most words with the
+ * question and the answer, so a line the answer quotes stays. Whatever one part does not need
+ * goes to the others. The sequence always ends with the closing `<|end|>` the head reads.
  */
 export function encodeRewardInput(tokenizer: Tokenizer, ex: RatedExample, options: RewardEncodeOptions): number[] {
   const end = special(tokenizer, 'end');
   const max = options.maxTokens;
   let question = tokenizer.encode(ex.question);
   let answer = tokenizer.encode(ex.answer);
-  const quarter = Math.max(4, Math.floor(max / 4));
-  if (question.length > quarter && 4 + question.length + answer.length > max) question = question.slice(0, Math.max(quarter, max - 4 - answer.length));
-  if (4 + question.length + answer.length > max) answer = answer.slice(0, Math.max(1, max - 4 - question.length));
+  const passages = ex.passages as Passage[];
+  // Context as a whole: its tokens plus <|context|> and <|end|> (capped by maxContextTokens).
+  const fullContext = passages.length ? Math.min(tokenizer.encode(formatContext(passages)).length, options.maxContextTokens ?? Infinity) + 2 : 0;
+  const quarter = Math.floor(max / 4);
+  const answerKeep = Math.min(answer.length, Math.max(Math.floor(max / 2), max - 4 - Math.min(question.length, quarter) - fullContext));
+  answer = answer.slice(0, Math.max(1, answerKeep));
+  const questionKeep = Math.min(question.length, Math.max(quarter, max - 4 - answer.length - fullContext));
+  question = question.slice(0, Math.max(1, Math.min(questionKeep, max - 4 - answer.length)));
   const turns = [special(tokenizer, 'user'), ...question, end, special(tokenizer, 'assistant'), ...answer, end];
   const room = Math.min(max - turns.length - 2, options.maxContextTokens ?? Infinity);
   let context: number[] = [];
-  if (ex.passages.length && room > 8) {
-    const text = fitContext(tokenizer, ex.passages as Passage[], room, `${ex.question}\n${ex.answer}`);
+  if (passages.length && room > 8) {
+    const text = fitContext(tokenizer, passages, room, `${ex.question}\n${ex.answer}`);
     if (text) context = [special(tokenizer, 'context'), ...tokenizer.encode(text), end];
     if (context.length + turns.length > max) context = [];
   }

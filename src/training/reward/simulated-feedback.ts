@@ -6,7 +6,8 @@
  *
  * Facts are {question, passage, answer}; `handbookFacts` builds them from the sample handbook's
  * questions (the passage is the document line holding the gold answer), `syntheticFacts` builds a
- * small, fixed world for fast tests (short sentences a character-level model can read).
+ * small, fixed world for fast tests: five- and six-word policy sentences, so that passage, question
+ * and answer fit a 128-character block together and a character-level model can read them.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -27,13 +28,16 @@ export interface Fact {
 export type AnswerKind = 'quote' | 'quote-bare' | 'short' | 'hedge' | 'wrong-quote';
 export const ANSWER_KINDS: readonly AnswerKind[] = ['quote', 'quote-bare', 'short', 'hedge', 'wrong-quote'];
 
-const HEDGES = ['I am not sure, please ask HR.', 'I could not find that in the documents.', 'Please check with your manager.', 'That depends on your team.'];
+const HEDGES = ['I am not sure, please ask HR.', 'I could not find that.', 'Ask your manager.', 'That depends on your team.'];
+
+/** How a quoting answer starts (the bot cites its source). */
+const LEAD = 'Handbook: ';
 
 /** One answer of a kind: the text, and the passages the bot had retrieved for it. */
 export function answerOf(kind: AnswerKind, fact: Fact, other: Fact, rng: Random): string {
   switch (kind) {
     case 'quote':
-      return `According to the handbook: ${fact.sentence}`;
+      return `${LEAD}${fact.sentence}`;
     case 'quote-bare':
       return fact.sentence;
     case 'short':
@@ -41,14 +45,14 @@ export function answerOf(kind: AnswerKind, fact: Fact, other: Fact, rng: Random)
     case 'hedge':
       return HEDGES[rng.int(HEDGES.length)]!;
     case 'wrong-quote':
-      return `According to the handbook: ${other.sentence}`;
+      return `${LEAD}${other.sentence}`;
   }
 }
 
 /** Every text the simulated answers and their passages can contain (e.g. to build a character vocabulary). */
 export function scenarioText(facts: readonly Fact[]): string {
   const parts = facts.flatMap((f) => [f.question, f.answer, f.sentence, f.passage.text, f.passage.title, f.passage.source]);
-  return [...parts, ...HEDGES, 'According to the handbook: ', '[]()0123456789.,:\n'].join('\n');
+  return [...parts, ...HEDGES, LEAD, '[]()0123456789.,:\n'].join('\n');
 }
 
 export interface SimulateOptions {
@@ -127,20 +131,19 @@ export async function simulateFeedback(
 }
 
 const SUBJECTS = [
-  'annual leave', 'sick leave', 'parental leave', 'travel costs', 'a new laptop', 'a badge', 'overtime', 'remote work',
-  'a training course', 'a desk move', 'a phone plan', 'a parking spot', 'a team dinner', 'a conference trip', 'a bike lease',
-  'a second screen', 'a gym pass', 'a language course', 'a sabbatical', 'a visa letter',
+  'leave', 'parking', 'laptop', 'badge', 'overtime', 'travel', 'phone', 'desk', 'training', 'bike',
+  'visa', 'screen', 'course', 'sabbatical', 'dinner', 'taxi', 'hotel', 'train', 'gym', 'lunch',
 ];
 
 const TEMPLATES: { sentence: (s: string, n: number) => string; question: (s: string) => string; answer: (n: number) => string }[] = [
   {
-    sentence: (s, n) => `Requests for ${s} are answered within ${n} working days.`,
-    question: (s) => `How fast is a request for ${s} answered?`,
-    answer: (n) => `${n} working days`,
+    sentence: (s, n) => `${s[0]!.toUpperCase()}${s.slice(1)} requests take ${n} days.`,
+    question: (s) => `How long do ${s} requests take?`,
+    answer: (n) => `${n} days`,
   },
   {
-    sentence: (s, n) => `The budget for ${s} is ${n * 50} euros per year.`,
-    question: (s) => `What is the yearly budget for ${s}?`,
+    sentence: (s, n) => `The ${s} budget is ${n * 50} euros.`,
+    question: (s) => `What is the ${s} budget?`,
     answer: (n) => `${n * 50} euros`,
   },
 ];
@@ -157,7 +160,7 @@ export function syntheticFacts(count = 40, seed = 3): Fact[] {
     const t = TEMPLATES[Math.floor(i / SUBJECTS.length)]!;
     const n = 2 + rng.int(9);
     const sentence = t.sentence(s, n);
-    out.push({ question: t.question(s), passage: { source: `policy/${i}.md`, title: `Policy ${i}`, text: sentence, score: 1 }, answer: t.answer(n), sentence });
+    out.push({ question: t.question(s), passage: { source: `p${i}`, title: '', text: sentence, score: 1 }, answer: t.answer(n), sentence });
   }
   return out;
 }
