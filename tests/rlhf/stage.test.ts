@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../model/helpers.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
+import { decidePromotion } from '../../src/app/job-promotion.ts';
 import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
 import { runStage } from '../../src/training/stages/rlhf-stage.ts';
 import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
@@ -31,7 +32,7 @@ const retriever = toyRetriever(setup.questions);
 const common = { questions: questionsFile, heldOutFraction: 0.3, evalSamples: 4, maxTokens: 40, beta: 0.5, learningRate: 1e-3, seed: 3 };
 
 describe('the rlhf job', () => {
-  it('KTO from the store: measures, draws, passes the gate, registers and promotes', async () => {
+  it('KTO from the store: measures, draws, passes the gate and registers a version the job runner will promote', async () => {
     const runDir = path.join(home, 'runs', '1-rlhf');
     const lines: string[] = [];
     const r = await runRlhfJob({ ...common, algo: 'kto', steps: 30, evalInterval: 15 }, { home, runDir, retriever, log: (l) => lines.push(l) });
@@ -45,9 +46,11 @@ describe('the rlhf job', () => {
     expect(r.gate.reasons.join('\n')).toMatch(/rose/);
     expect(r.gate.passed).toBe(true);
     expect(r.modelVersion).toBe('v2');
-    expect(r.promoted).toBe(true);
     const v2 = await registry.get('v2');
-    expect(v2).toMatchObject({ source: 'rlhf', parent: v1.version, serving: true, gate: { passed: true } });
+    expect(v2).toMatchObject({ source: 'rlhf', parent: v1.version, serving: false, gate: { passed: true } });
+    // Promotion is the job runner's rule: it would promote this one (trained from the serving v1).
+    expect(decidePromotion({ result: { modelVersion: 'v2', gate: r.gate }, params: {}, parent: v2!.parent, serving: 'v1' }).promote).toBe(true);
+    await registry.promote('v2');
     // Curves and logs.
     const png = await fs.readFile(r.files.chart);
     expect(png.subarray(1, 4).toString()).toBe('PNG');
@@ -64,8 +67,10 @@ describe('the rlhf job', () => {
     expect(r.before.rewardKind).toBe('reward-model');
     expect(r.gate.passed).toBe(false);
     expect(r.gate.reasons.some((x) => /KL to the SFT policy .* is over the bound 0\.000001/.test(x))).toBe(true);
-    expect(r.promoted).toBe(false);
-    expect(r.summary).toMatch(/kept back/);
+    expect(r.summary).toMatch(/kept back: .*KL to the SFT policy [\d.]+ is over the bound 0\.000001/);
+    const decision = decidePromotion({ result: { modelVersion: r.modelVersion!, gate: r.gate }, params: {}, parent: 'v2', serving: 'v2' });
+    expect(decision.promote).toBe(false);
+    expect(decision.reason).toMatch(/did not pass the evaluation gate .*KL to the SFT policy/);
     expect((await registry.get(r.modelVersion!))?.gate?.passed).toBe(false);
     expect((await registry.serving())?.version).toBe('v2');
   }, 120_000);

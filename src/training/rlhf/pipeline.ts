@@ -89,7 +89,7 @@ export const RlhfJobParamsSchema = z
     skipQa: bool().default(false),
     /** How far QA F1 / contains-gold may fall and still pass (default 0: not at all). */
     qaTolerance: num().default(0),
-    /** 'auto': promote when the gate passes and the base is serving; 'never': only register. */
+    /** Read by the job runner: 'auto' promotes a result that passed the gate and was trained from the serving model; 'never' only registers. */
     promote: z.enum(['auto', 'never']).default('auto'),
     seed: z.coerce.number().int().default(1),
   })
@@ -139,7 +139,6 @@ export interface RlhfJobResult {
   after: RlhfMeasure;
   gate: { passed: boolean; reasons: string[] };
   modelVersion?: string;
-  promoted: boolean;
   baseVersion?: string;
   wallSec: number;
   steps: number;
@@ -382,32 +381,34 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
 
   // The gate.
   const reasons: string[] = [];
+  const failed: string[] = [];
   let passed = status === 'completed';
-  if (status !== 'completed') reasons.push('training was stopped before the end');
+  const fail = (reason: string) => {
+    passed = false;
+    reasons.push(reason);
+    failed.push(reason);
+  };
   const what = before.rewardKind === 'reward-model' ? `reward (${reward?.info.name ?? 'reward model'})` : 'held-out implicit reward margin';
   if (after.reward > before.reward) reasons.push(`${what} rose: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
   else {
-    passed = false;
-    reasons.push(`${what} did not rise: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
+    fail(`${what} did not rise: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
   }
   if (after.kl <= p.maxKl) reasons.push(`KL to the SFT policy ${after.kl.toFixed(3)} ≤ bound ${p.maxKl}`);
   else {
-    passed = false;
-    reasons.push(`KL to the SFT policy ${after.kl.toFixed(3)} is over the bound ${p.maxKl}`);
+    fail(`KL to the SFT policy ${after.kl.toFixed(3)} is over the bound ${p.maxKl}`);
   }
   if (before.qa && after.qa) {
     const fell = (['f1', 'containsGold', 'exactMatch'] as const).filter((m) => after.qa![m] < before.qa![m] - p.qaTolerance);
     const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
     if (fell.length) {
-      passed = false;
-      reasons.push(`QA accuracy dropped: ${fell.map((m) => `${m} ${pct(before.qa![m])} → ${pct(after.qa![m])}`).join(', ')}`);
+      fail(`QA accuracy dropped: ${fell.map((m) => `${m} ${pct(before.qa![m])} → ${pct(after.qa![m])}`).join(', ')}`);
     } else reasons.push(`QA did not drop: F1 ${pct(before.qa.f1)} → ${pct(after.qa.f1)}, contains gold ${pct(before.qa.containsGold)} → ${pct(after.qa.containsGold)} (n=${after.qa.n})`);
   } else reasons.push('QA not evaluated (no held-out questions or skipQa)');
   const gate = { passed, reasons };
 
-  // Save, register, promote.
+  // Save and register; promotion is the job runner's (src/app/job-promotion.ts: gate passed, trained
+  // from the serving model, promote not 'never').
   let modelVersion: string | undefined;
-  let promoted = false;
   const adapterDir = path.join(runDir, 'adapter');
   if (adapter && status === 'completed') {
     const m = (x: RlhfMeasure, pre: string) => ({ [`${pre}Reward`]: x.reward, [`${pre}Kl`]: x.kl, [`${pre}Entropy`]: x.entropy, ...(x.qa ? { [`${pre}QaF1`]: x.qa.f1, [`${pre}QaContainsGold`]: x.qa.containsGold } : {}) });
@@ -422,11 +423,6 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     const registered = await registry.register(modelDir, { source: 'rlhf', metrics: metricsOut, ...(base.version ? { parent: base.version } : {}), notes: `${p.algo.toUpperCase()} LoRA adapter ${adapterDir}` });
     modelVersion = registered.version;
     await registry.annotate(modelVersion, { gate });
-    const serving = (await registry.serving())?.version;
-    if (passed && p.promote === 'auto' && (serving === undefined || serving === base.version)) {
-      await registry.promote(modelVersion);
-      promoted = true;
-    }
   }
   LoraAdapter.detach(gpt);
   adapter?.dispose();
@@ -442,7 +438,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     `after:  ${pref(after)}`,
     `gate: ${passed ? 'PASSED' : 'KEPT BACK'}`,
     ...reasons.map((r) => `  - ${r}`),
-    modelVersion ? `registered ${modelVersion}${promoted ? ' and promoted it' : passed ? ' (not promoted: promote=never or the base is not the serving model)' : ' but did not promote it'}` : 'nothing registered',
+    modelVersion ? `registered ${modelVersion} (from ${base.version ?? base.dir})${passed ? '' : ': not to be promoted automatically (an admin can still /model promote it)'}` : 'nothing registered',
   ].join('\n');
   const reportFile = path.join(runDir, 'report.txt');
   await fs.writeFile(reportFile, `${report}\n`);
@@ -450,8 +446,8 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const summary = status !== 'completed'
     ? `RLHF (${p.algo}) stopped at step ${steps}; nothing registered.`
     : passed
-      ? `RLHF (${p.algo}) improved the model: ${reasons[0]}. Registered ${modelVersion}${promoted ? ' and promoted it' : `; promote it with /model promote ${modelVersion}`}.`
-      : `RLHF (${p.algo}) result ${modelVersion} was kept back: ${reasons.filter((r) => /not|over|dropped|stopped/.test(r)).join('; ')}.`;
+      ? `RLHF (${p.algo}) improved the model: ${reasons[0]}; KL ${after.kl.toFixed(3)} ≤ ${p.maxKl}. Registered ${modelVersion}.`
+      : `RLHF (${p.algo}) result ${modelVersion} was kept back: ${failed.join('; ')}.`;
   return {
     status,
     algo: p.algo,
@@ -461,7 +457,6 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     after,
     gate,
     ...(modelVersion ? { modelVersion } : {}),
-    promoted,
     ...(base.version ? { baseVersion: base.version } : {}),
     wallSec,
     steps,
