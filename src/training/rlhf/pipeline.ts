@@ -146,6 +146,16 @@ export interface RlhfJobResult {
   data: { prompts: number; votes: number; pairs: number; heldOutPrompts: number };
 }
 
+/** The folder sources are named relative to (as the SFT job does): the folder itself, or the common parent. */
+function commonParent(paths: string[]): string {
+  const dirs = paths.map((p) => path.resolve(p)).map((p) => (existsSync(p) && !/\.(md|txt|markdown|html|pdf|docx)$/i.test(p) ? p : path.dirname(p)));
+  if (dirs.length === 1) return dirs[0]!;
+  const parts = dirs.map((d) => d.split(path.sep));
+  const out: string[] = [];
+  for (let i = 0; parts.every((p) => p[i] !== undefined && p[i] === parts[0]![i]); i++) out.push(parts[0]![i]!);
+  return out.join(path.sep) || path.sep;
+}
+
 async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
   const registry = new ModelRegistry(home);
   if (base && !/^v\d+$/.test(base)) {
@@ -245,7 +255,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const qaQuestions = !p.skipQa && questionsFile ? (await readQaQuestions(questionsFile)).filter((q) => q.split === p.evalSplit) : [];
   if (qaQuestions.length && !retriever) {
     kb = new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
-    await kb.addPaths(docs, { baseDir: path.dirname(path.resolve(docs[0]!)) });
+    await kb.addPaths(docs, { baseDir: commonParent(docs) });
     retriever = kb;
   }
   const qa = async (label: string): Promise<QaScores | undefined> => {
