@@ -38,3 +38,10 @@ export {
   type QaScores,
   type QaComparison,
 } from './eval/qa-eval.ts';
+/** RLHF (issue 7): PPO against the reward model, KTO on single votes, DPO on pairs; the `rlhf` job. */
+export { dpoLoss, ktoLoss, ktoReferencePoint, gae, whiten, tokenRewards, ppoLosses, AdaptiveKlController } from './rlhf/losses.ts';
+export { trainPpo, type PpoOptions, type PpoStepStats, type PpoResult } from './rlhf/ppo.ts';
+export { trainOffline, type OfflineOptions, type OfflineStepStats, type PreferencePair, type Vote as RlhfVote } from './rlhf/offline.ts';
+export { evaluatePolicy, type PolicyEvaluation } from './rlhf/evaluate.ts';
+export { rlhfData, type RlhfData } from './rlhf/data.ts';
+export { runRlhfJob, RlhfJobParamsSchema, RLHF_ALGOS, type RlhfAlgo, type RlhfJobParams, type RlhfJobResult } from './rlhf/pipeline.ts';
