@@ -20,6 +20,7 @@ const tokenizer = CharTokenizer.fromText('abcdefghij');
 const config = { ...tinyConfig, vocabSize: tokenizer.vocabSize };
 const x = () => tf.tensor2d(randomIds(2 * config.blockSize, config.vocabSize, 3), [2, config.blockSize], 'int32');
 const logits = (gpt: GPT) => tf.tidy(() => Float32Array.from(gpt.forward(x()).dataSync() as Float32Array));
+const WTE = 'transformer.wte.weight';
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
 function randomize(adapter: LoraAdapter, seed: number): void {
@@ -67,12 +68,17 @@ describe('serving LoRA versions over one base', () => {
       const s = (await served.activate(version))!;
       expect(s).toMatchObject({ version, base: 'v1', reloaded: false, adapter: version !== 'v1' });
       expect(s.model.info.version).toBe(version);
-      // The adapter view shares the base's weight tensors: nothing was copied.
-      expect(s.model.gpt.params).toBe(v1.model.gpt.params);
+      // Merged in memory: hook-free (the fused native path serves it), only the targeted projections copied.
+      expect(s.model.gpt.projectionHook).toBeUndefined();
+      expect(s.model.gpt.params.get(WTE)).toBe(v1.model.gpt.params.get(WTE));
       expect(maxDiff(logits(s.model.gpt), expected[version]!)).toBeLessThan(1e-4);
     }
     expect(served.loads).toBe(1);
     expect(served.loadedAdapters().sort()).toEqual(['v2', 'v3']);
+    // v2 stopped serving: its merged copy is freed after the delay; v3's (serving) stays usable.
+    await new Promise((r) => setTimeout(r, 30));
+    const v3 = served.serving!;
+    expect(maxDiff(logits(v3.model.gpt), expected.v3!)).toBeLessThan(1e-4);
     // Nothing serving: the base is freed after the delay; promoted again before that, it is taken back.
     await served.activate(null);
     expect((await served.activate('v2'))!.reloaded).toBe(false);
@@ -140,7 +146,7 @@ describe('serving LoRA versions over one base', () => {
     await service.promote('v3', admin);
     await service.rollback(admin);
     expect(models.map((m) => m.info.version)).toEqual(['v1', 'v2', 'v3', 'v2']);
-    expect(new Set(models.map((m) => m.gpt.params)).size).toBe(1);
+    expect(new Set(models.map((m) => m.gpt.params.get(WTE))).size).toBe(1);
     expect((await registry.serving())!.version).toBe('v2');
     expect(audits).toHaveLength(4);
     service.close();

@@ -4,11 +4,13 @@
  *
  * A fine-tuned version (`teamllm train sft`) is registered as a merged model folder (self-contained:
  * it can be exported, trained on, or loaded with no adapter machinery) and keeps its adapter beside
- * it in `models/<version>/adapter/`. When such a version is promoted, it is served as its parent base
- * plus the adapter through an AdapterSet (unmerged): the base is read from disk once, the adapters
- * of every version trained on it are loaded next to each other, and promoting or rolling back among
- * them (or to the base itself) swaps only the small adapter. Answers streaming on the previous
- * version keep their view and finish on it. A version whose adapter cannot be served that way (no
+ * it in `models/<version>/adapter/`. When such a version is promoted, it is served from its parent
+ * base through an AdapterSet: the base is read from disk once, the adapters of every version trained
+ * on it are loaded next to each other, and the serving one is merged in memory into copies of the
+ * projections it targets (AdapterSet.merged: hook-free, so the native backend's fused path serves
+ * it; the other weights stay shared with the base). Promoting or rolling back among them (or to
+ * the base itself) reads no base again. Answers streaming on the previous version keep their model
+ * and finish on it; its merged copy is freed after the delay. A version whose adapter cannot be served that way (no
  * adapter folder, the parent version removed, a fingerprint that does not match the parent's
  * weights) is loaded from its merged weights instead — same logits to 1e-4, tested.
  *
@@ -39,7 +41,7 @@ export interface ServedModel {
   version: string;
   /** The version whose weights are in memory under it (the version itself when not an adapter). */
   base: string;
-  /** Served as base + LoRA adapter (unmerged). */
+  /** Served from the parent base + its LoRA adapter (merged in memory). */
   adapter: boolean;
   /** The base had to be read from disk for this. */
   reloaded: boolean;
@@ -62,6 +64,8 @@ export class ServedModels {
   private readonly sets = new Map<string, Entry>();
   private readonly retiring = new Map<string, { entry: Entry; timer: NodeJS.Timeout }>();
   private current: ServedModel | undefined;
+  private currentAdapter: { set: AdapterSet; name: string } | undefined;
+  private lastAdapter: { set: AdapterSet; name: string } | undefined;
   /** How many times a model was read from disk (tests and logs). */
   loads = 0;
 
@@ -103,8 +107,9 @@ export class ServedModels {
         const { set, reloaded } = await this.baseSet(parent.version, parent.createdAt);
         const name = `${version}@${entry.createdAt}`;
         if (!set.has(name)) await set.load(name, adapterDir);
-        const view = set.model(name);
-        const model = new LoadedModel(view.gpt, view.tokenizer, { ...view.info, version, dir: this.registry.dir(version) });
+        const merged = set.merged(name);
+        const model = new LoadedModel(merged.gpt, merged.tokenizer, { ...merged.info, version, dir: this.registry.dir(version) });
+        this.lastAdapter = { set, name };
         return { model, version, base: parent.version, adapter: true, reloaded };
       } catch (err) {
         this.options.log?.(`${version} cannot be served as an adapter over ${parent.version}; loading its merged weights`, { version, error: (err as Error).message });
@@ -116,8 +121,17 @@ export class ServedModels {
 
   /** Makes `version` the served one (`null`: none) and schedules freeing the bases nothing serves from. */
   async activate(version: string | null): Promise<ServedModel | undefined> {
+    const previousAdapter = this.currentAdapter;
+    this.lastAdapter = undefined;
     const served = version === null ? undefined : await this.load(version);
     this.current = served;
+    this.currentAdapter = served?.adapter ? (this.lastAdapter as { set: AdapterSet; name: string } | undefined) : undefined;
+    if (previousAdapter && (previousAdapter.set !== this.currentAdapter?.set || previousAdapter.name !== this.currentAdapter.name)) {
+      // Its merged copy goes once answers on it have finished, unless it serves again by then.
+      setTimeout(() => {
+        if (this.currentAdapter?.set !== previousAdapter.set || this.currentAdapter.name !== previousAdapter.name) previousAdapter.set.dropMerged(previousAdapter.name);
+      }, this.options.disposeAfterMs ?? 180_000).unref();
+    }
     const keep = served ? await this.keyOf(served.base) : undefined;
     for (const [key, entry] of this.sets) {
       if (key === keep) continue;
