@@ -71,7 +71,8 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
   log(`feedback: ${have}; held out ${s.heldOutQuestions} questions (${h.votes.length} votes, ${h.pairs.length} pairs)`);
 
   const base = await resolveBase(home, p.base);
-  const name = p.name ?? `${base.version ?? 'base'}-reward-${basename(runDir)}`.replace(/[^\w.-]/g, '-');
+  // Run folders are named <job>-<kind> ("7-reward"): the default name is "<base>-reward-<job>".
+  const name = p.name ?? `${base.version ?? 'base'}-reward-${basename(runDir).replace(/-reward$/, '')}`.replace(/[^\w.-]/g, '-');
   const outDir = rewardDir(home, name);
   const lora = {
     ...(p.rank !== undefined ? { rank: p.rank } : {}),
