@@ -98,7 +98,7 @@ export type QuickstartRecipe = z.infer<typeof QuickstartRecipeSchema>;
 
 /**
  * The recipes. `default` was picked by measurement on the 2-core development machine (README,
- * docs/quickstart.md, tmp/notes/issue12.md): about 10.6 CPU-minutes in all; mixing the generated QA
+ * docs/quickstart.md): about 10.7 CPU-minutes in all; mixing the generated QA
  * into pretraining and two SFT epochs scored best of the variants measured. `tiny` is for tests
  * (seconds; its answers are noise).
  */
