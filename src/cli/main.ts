@@ -79,8 +79,6 @@ function notYet(what: string): never {
   throw new CliError(`${what} is not available in this version of teamllm yet.`, 2);
 }
 
-export function buildProgram(): Command {
-  const program = new Command('teamllm')
 /** First-start training with progress bars on stderr; Ctrl+C stops it (the next start resumes). */
 async function quickstart(config: Config, force: boolean): Promise<void> {
   const logger = createLogger(config.values.TEAMLLM_LOG_LEVEL ? config.logLevel : 'warn');
@@ -132,6 +130,8 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
   }
 }
 
+export function buildProgram(): Command {
+  const program = new Command('teamllm')
     .description("Your company's own language model in its team chat")
     .option('-c, --config <file>', 'configuration file (YAML or JSON with the same keys as the environment); before the command')
     // `train --config` is the training configuration: program options only count before the command.
@@ -153,9 +153,9 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
           ...(opts.host ? { TEAMLLM_HOST: opts.host } : {}),
         },
       });
+      if (config.quickstart === 'auto') await quickstart(config, false);
       const runtime = await createRuntime(config, { platformAdapters: true, startJobs: true });
       const server = await startServer(runtime);
-      if (config.quickstart === 'auto') await quickstart(config, false);
       runtime.logger.info(
         { url: server.url, adapters: config.adapters, model: runtime.bot.serving.model.name, home: config.home },
         `teamllm is serving: open ${server.url} for the web chat`,
@@ -177,8 +177,6 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
     });
 
   program
-    .command('chat')
-  program
     .command('quickstart')
     .description('train the first model on the sample handbook (serve runs this first when no model is serving; TEAMLLM_QUICKSTART=off skips it)')
     .option('--force', 'train even when a model is serving or the quickstart is cached')
@@ -187,6 +185,8 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
       await quickstart(config, opts.force === true);
     });
 
+  program
+    .command('chat')
     .description('chat with the bot in the terminal (rate answers with + or -)')
     .action(async () => {
       await withRuntime(program, {}, async (runtime) => {
