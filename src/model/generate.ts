@@ -6,7 +6,7 @@
  * The cache holds at most blockSize positions. When it is full, the oldest half of the window is
  * dropped and the newest half re-encoded (positions are absolute, so they must be recomputed).
  * Within the block size, cached and uncached generation compute the same logits and pick the same
- * tokens.
+ * tokens (with or without an `allowedTokens` mask).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { GPT, type KVCache } from './gpt.ts';
@@ -29,6 +29,13 @@ export interface GenerateOptions extends SamplingOptions {
   useCache?: boolean;
   /** Let special tokens other than stop tokens be generated (default false). */
   allowSpecial?: boolean;
+  /**
+   * A logits mask applied before sampling, the same way with and without the cache: given the
+   * tokens generated so far, the ids that may come next (all others get probability 0), or null
+   * for no constraint at this step. An empty set ends the generation ('stop'). Extractive
+   * decoding (src/model/extractive.ts) uses it.
+   */
+  allowedTokens?: (generated: readonly number[]) => Iterable<number> | null;
 }
 
 export interface GeneratedToken {
@@ -122,6 +129,18 @@ function logitsCached(model: GPT, cache: KVCache, tokens: number[]): Float32Arra
   return out;
 }
 
+/** Logits with every token but the allowed ones at -Infinity; undefined when none is allowed. */
+function maskLogits(logits: Float32Array, allowed: Iterable<number>, banned: ReadonlySet<number>): Float32Array | undefined {
+  const out = new Float32Array(logits.length).fill(-Infinity);
+  let any = false;
+  for (const id of allowed) {
+    if (id < 0 || id >= logits.length || banned.has(id)) continue;
+    out[id] = logits[id]!;
+    any = true;
+  }
+  return any ? out : undefined;
+}
+
 /**
  * Streams generated tokens after `promptTokens`. The generator's return value is the full result.
  * `onToken` is called for each token too (handy when not iterating).
@@ -145,6 +164,7 @@ export async function* generate(
     for (const id of Object.values(tokenizer.special)) if (!stopIds.has(id)) banned.push(id);
   }
   for (let id = tokenizer.vocabSize; id < model.config.vocabSize; id++) banned.push(id); // padding rows
+  const bannedSet = new Set(banned);
   if (promptTokens.length === 0) throw new Error('generate needs at least one prompt token');
 
   const all = [...promptTokens];
@@ -165,6 +185,17 @@ export async function* generate(
         break;
       }
       if (!cache) logits = logitsUncached(model, all.slice(-blockSize));
+      if (options.allowedTokens) {
+        const allowed = options.allowedTokens(generated);
+        if (allowed) {
+          const masked = maskLogits(logits!, allowed, bannedSet);
+          if (!masked) {
+            finishReason = 'stop';
+            break;
+          }
+          logits = masked;
+        }
+      }
       const id = sampleToken(logits!, options, rng, all, banned);
       if (i === 0) firstTokenMs = performance.now() - start;
       if (stopIds.has(id)) {

@@ -17,6 +17,11 @@ import type { LoadedModel } from './loaded-model.ts';
 export interface LocalChatModelParams extends BaseChatModelParams {
   model: LoadedModel;
   generation?: GenerateOptions;
+  /**
+   * A decoding constraint for each prompt (its tokens as encoded here), e.g. extractive decoding's
+   * `extractiveHook`; undefined for a prompt means free decoding.
+   */
+  constrain?: ((promptTokens: readonly number[]) => GenerateOptions['allowedTokens'] | undefined) | undefined;
 }
 
 export const CONTEXT_MESSAGE_NAME = 'context';
@@ -38,10 +43,12 @@ export function toTemplate(messages: BaseMessage[]): { messages: ChatMessage[]; 
 export class LocalChatModel extends BaseChatModel<BaseChatModelCallOptions> {
   private readonly local: LoadedModel;
   private readonly generation: GenerateOptions;
+  private readonly constrain: LocalChatModelParams['constrain'];
 
   constructor(params: LocalChatModelParams) {
     super(params);
     this.local = params.model;
+    this.constrain = params.constrain;
     this.generation = params.generation ?? { maxTokens: 200, temperature: 0.7, topK: 40, repetitionPenalty: 1.1 };
   }
 
@@ -60,7 +67,13 @@ export class LocalChatModel extends BaseChatModel<BaseChatModelCallOptions> {
       reserve: Math.min(this.generation.maxTokens ?? 200, Math.floor(this.local.blockSize / 2)),
     });
     const stop = [...(this.generation.stop ?? []), ...(options.stop ?? [])];
-    const stream = this.local.generate(prompt, { ...this.generation, ...(stop.length ? { stop } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    const allowedTokens = this.constrain?.(prompt);
+    const stream = this.local.generate(prompt, {
+      ...this.generation,
+      ...(stop.length ? { stop } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(allowedTokens ? { allowedTokens } : {}),
+    });
     for await (const token of stream) {
       if (!token.text) continue;
       yield new ChatGenerationChunk({ text: token.text, message: new AIMessageChunk({ content: token.text }) });

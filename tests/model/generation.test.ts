@@ -5,6 +5,8 @@ import { CharTokenizer } from '../../src/model/tokenizer/char.ts';
 import { sampleToken, applyRepetitionPenalty } from '../../src/model/sampling.ts';
 import { Random } from '../../src/model/random.ts';
 import { GPT } from '../../src/model/gpt.ts';
+import { encodeChat } from '../../src/model/chat-template.ts';
+import { extractiveHook } from '../../src/model/extractive.ts';
 
 const tokenizer = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz .', { specialTokens: true });
 const config = { vocabSize: tokenizer.vocabSize, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 16, dropout: 0, bias: true };
@@ -21,6 +23,28 @@ describe.each(['wasm', 'cpu'] as const)('generation on %s', (backend) => {
       expect(cached.tokens.length).toBe(common.maxTokens);
       expect(cached.tokens).toEqual(uncached.tokens);
     }
+    model.dispose();
+  });
+
+  it('cached and uncached generation produce the same tokens under an allowedTokens mask (extractive decoding)', async () => {
+    await useBackend(backend);
+    const chat = CharTokenizer.fromText('abcdefghijklmnopqrstuvwxyz .?[]()1\n', { specialTokens: true });
+    const cfg = { ...config, vocabSize: chat.vocabSize, blockSize: 96 };
+    const model = tinyModel(cfg, 21, 0.4);
+    const context = '[1] t (s)\nthe cat sat on a mat. a dog ran far.\nbirds fly high';
+    const prompt = encodeChat(chat, [{ role: 'user', content: 'who sat?' }], { context });
+    let masked = 0;
+    for (const opts of [{ temperature: 0 }, { temperature: 1.5, topK: 10, seed: 5 }, { temperature: 1, repetitionPenalty: 1.3, seed: 9 }]) {
+      const common = { maxTokens: 30, ...opts };
+      const cached = await generateAll(model, chat, prompt, { ...common, useCache: true, allowedTokens: extractiveHook(chat, prompt)! });
+      const uncached = await generateAll(model, chat, prompt, { ...common, useCache: false, allowedTokens: extractiveHook(chat, prompt)! });
+      expect(cached.tokens).toEqual(uncached.tokens);
+      expect(cached.tokens.length).toBeGreaterThan(0);
+      expect(context.split('\n').slice(1).join('\n')).toContain(cached.text);
+      const free = await generateAll(model, chat, prompt, { ...common, useCache: true });
+      if (free.text !== cached.text) masked += 1;
+    }
+    expect(masked).toBeGreaterThan(0); // the mask changed what was generated
     model.dispose();
   });
 
