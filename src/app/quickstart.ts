@@ -77,6 +77,11 @@ const SftRecipe = z
     checkpointInterval: z.number().int().positive(),
     /** Skip the before/after QA evaluation: the adapter is then registered and served unconditionally (tests). */
     skipEval: z.boolean().default(false),
+    /**
+     * How the bot decodes answers (and the before/after evaluation scores them): 'extractive' copies
+     * verbatim spans of the retrieved passages (src/model/extractive.ts), 'free' writes anything.
+     */
+    decoding: z.enum(['extractive', 'free']).default('free'),
   })
   .strict();
 
@@ -135,6 +140,9 @@ export const QUICKSTART_RECIPES: Record<string, QuickstartRecipe> = {
       evalInterval: 50,
       checkpointInterval: 50,
       skipEval: false,
+      // Measured (tmp/notes/extractive.md): free decoding's answers are noise, extractive ones are
+      // sentences of the retrieved passages.
+      decoding: 'extractive',
     },
     embeddings: true,
     seed: 1337,
@@ -172,6 +180,7 @@ export const QUICKSTART_RECIPES: Record<string, QuickstartRecipe> = {
       evalInterval: 2,
       checkpointInterval: 2,
       skipEval: true,
+      decoding: 'extractive',
     },
     // A few-step encoder would rank passages by noise; tests of that stage turn it on.
     embeddings: false,
@@ -424,6 +433,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
         ...(config.backend ? { backend: config.backend } : {}),
         promote: 'never',
         skipEval: s.skipEval,
+        decoding: s.decoding,
         name: `quickstart-${key.slice(0, 8)}`,
       },
       {

@@ -19,7 +19,7 @@ import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { RegistryModelService } from './model-service.ts';
 import { loadSampleKnowledgeBase } from './sample-kb.ts';
-import { answerGeneration, answerSettings, qaPromptMessages } from './answer-settings.ts';
+import { answerConstraint, answerGeneration, answerSettings, qaPromptMessages } from './answer-settings.ts';
 
 export { PACKAGE_ROOT, SAMPLE_KB_DIR } from './sample-kb.ts';
 
@@ -95,7 +95,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     answererFor: (model) => {
       const settings = answerSettings(model);
       return knowledge.answerer({
-        llm: new LocalChatModel({ model, generation: answerGeneration(settings) }),
+        llm: new LocalChatModel({ model, generation: answerGeneration(settings), constrain: answerConstraint(model, settings) }),
         model: { name: 'teamllm', version: model.info.version, kind: 'language-model' },
         passages: settings.passages,
         messages: qaPromptMessages(model, settings),

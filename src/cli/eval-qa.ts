@@ -1,8 +1,10 @@
 /**
  * `teamllm eval qa --questions file.jsonl [--split test] [--model v3] [--adapter name] [--k 3]
- * [--max-tokens 32] [--no-compare] [--json]`: answer quality with retrieval in the loop — each
- * question's passages come from this home's knowledge base (as the bot retrieves them), the model
- * answers greedily, and exact match, token F1 and "contains the gold fact" are printed.
+ * [--max-tokens 32] [--decoding extractive|free] [--no-compare] [--json]`: answer quality with
+ * retrieval in the loop — each question's passages come from this home's knowledge base (as the
+ * bot retrieves them), the model answers greedily with the decoding the bot serves it with (the
+ * model's meta `decoding`, see src/app/answer-settings.ts; `--decoding` overrides), and exact
+ * match, token F1 and "contains the gold fact" are printed.
  *
  * A fine-tuned model is printed beside its base (the version it was trained from, or the model an
  * `--adapter` is loaded onto) with the same prompts, and the verdict of the promotion rule
@@ -14,6 +16,8 @@ import { ModelRegistry } from '../model/registry.ts';
 import { AdapterSet } from '../model/lora/serving.ts';
 import { AdapterStore } from '../model/lora/store.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
+import { DECODING_MODES, type DecodingMode } from '../model/extractive.ts';
+import { decodingOf } from '../app/answer-settings.ts';
 import { compareQa, evaluateQa, formatQaScores, readQaQuestions, type QaComparison, type QaRetriever, type QaScores } from '../training/eval/qa-eval.ts';
 
 /** A user error: printed plainly by the CLI. */
@@ -32,6 +36,8 @@ export interface EvalQaOptions {
   k?: number;
   /** Answer tokens at most (default: what the model was fine-tuned with, else 32). */
   maxTokens?: number;
+  /** 'extractive' or 'free' (default: the evaluated model's, as the bot serves it). The base row uses the same. */
+  decoding?: string;
   /** Also evaluate the base of a fine-tuned model (default true). */
   compare?: boolean;
   json?: boolean;
@@ -44,12 +50,13 @@ export interface EvalQaReport {
   split: string | null;
   k: number;
   maxTokens: number;
+  decoding: DecodingMode;
   rows: { label: string; scores: QaScores }[];
   comparison?: Pick<QaComparison, 'delta' | 'improved' | 'metric' | 'verdict'>;
 }
 
 /** How the model was prompted in fine-tuning (adapter meta, or the merged model's LoRA record). */
-function trainedPrompt(model: LoadedModel): { k?: number; maxTokens?: number; maxContextTokens?: number; systemPrompt?: string } {
+function trainedPrompt(model: LoadedModel): { k?: number; maxTokens?: number; maxContextTokens?: number; systemPrompt?: string; decoding: DecodingMode } {
   const meta = model.info.meta as { adapter?: Record<string, unknown>; lora?: { meta?: Record<string, unknown> } };
   const m = meta.adapter ?? meta.lora?.meta ?? {};
   const prompt = (m.prompt ?? {}) as { maxContextTokens?: number; systemPrompt?: string };
@@ -58,10 +65,12 @@ function trainedPrompt(model: LoadedModel): { k?: number; maxTokens?: number; ma
     ...(typeof m.answerTokens === 'number' ? { maxTokens: m.answerTokens } : {}),
     ...(typeof prompt.maxContextTokens === 'number' ? { maxContextTokens: prompt.maxContextTokens } : {}),
     ...(typeof prompt.systemPrompt === 'string' ? { systemPrompt: prompt.systemPrompt } : {}),
+    decoding: decodingOf(m),
   };
 }
 
 export async function evalQa(o: EvalQaOptions): Promise<EvalQaReport> {
+  if (o.decoding !== undefined && !DECODING_MODES.includes(o.decoding as DecodingMode)) throw new EvalQaError(`--decoding must be ${DECODING_MODES.join(' or ')} (got "${o.decoding}")`);
   if (!existsSync(o.questions)) throw new EvalQaError(`no questions file ${o.questions}`);
   let all;
   try {
@@ -109,6 +118,7 @@ export async function evalQa(o: EvalQaOptions): Promise<EvalQaReport> {
     const trained = trainedPrompt(target);
     const k = o.k ?? trained.k ?? 3;
     const maxTokens = o.maxTokens ?? trained.maxTokens ?? 32;
+    const decoding = (o.decoding as DecodingMode | undefined) ?? trained.decoding;
     const scored: { label: string; scores: QaScores }[] = [];
     for (const row of rows) {
       const scores = await evaluateQa({
@@ -119,6 +129,7 @@ export async function evalQa(o: EvalQaOptions): Promise<EvalQaReport> {
         maxTokens,
         ...(trained.maxContextTokens ? { maxContextTokens: trained.maxContextTokens } : {}),
         ...(trained.systemPrompt ? { systemPrompt: trained.systemPrompt } : {}),
+        decoding,
         onQuestion: (done, total) => o.progress?.(`QA ${row.label}: ${done}/${total}`),
       });
       scored.push({ label: row.label, scores: { ...scores, model: row.label } });
@@ -129,12 +140,13 @@ export async function evalQa(o: EvalQaOptions): Promise<EvalQaReport> {
       split: o.split ?? null,
       k,
       maxTokens,
+      decoding,
       rows: scored,
       ...(comparison ? { comparison: { delta: comparison.delta, improved: comparison.improved, metric: comparison.metric, verdict: comparison.verdict } } : {}),
     };
     if (o.json) o.out(`${JSON.stringify(report)}\n`);
     else {
-      o.out(`${questions.length} questions${o.split ? ` (split "${o.split}")` : ''} from ${o.questions}; ${k} passages each from the knowledge base; answers of at most ${maxTokens} tokens\n`);
+      o.out(`${questions.length} questions${o.split ? ` (split "${o.split}")` : ''} from ${o.questions}; ${k} passages each from the knowledge base; answers of at most ${maxTokens} tokens, ${decoding} decoding\n`);
       o.out(`${formatQaScores(scored)}\n`);
       if (comparison) o.out(`${comparison.verdict.replace(/: it is not promoted\.$/, '.')}\n`);
     }

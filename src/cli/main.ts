@@ -384,8 +384,9 @@ export function buildProgram(): Command {
     .option('--k <n>', 'passages retrieved per question (default: as fine-tuned, else 3)', positiveInt)
     .option('--max-tokens <n>', 'answer tokens at most (default: as fine-tuned, else 32)', positiveInt)
     .option('--no-compare', 'do not also evaluate the base of a fine-tuned model')
+    .option('--decoding <mode>', 'extractive (answers copied from the retrieved passages) or free (default: as the model is served)')
     .option('--json', 'print the scores (and per-question answers) as JSON')
-    .action(async (opts: { questions: string; split?: string; model?: string; adapter?: string; k?: number; maxTokens?: number; compare: boolean; json?: boolean }) => {
+    .action(async (opts: { questions: string; split?: string; model?: string; adapter?: string; k?: number; maxTokens?: number; compare: boolean; decoding?: string; json?: boolean }) => {
       await withRuntime(program, {}, async (runtime) => {
         await evalQa({
           ...opts,

@@ -14,7 +14,8 @@
  *
  * State: the set of context positions the text generated so far ends at. Allowed next tokens are
  * the tokens after those positions; a step costs O(matches). When no position continues, only the
- * end token is allowed; with no start at all (no context) nothing is, and generation ends.
+ * end token is allowed; with no start at all (a context of headers only) nothing is, and generation
+ * ends. A prompt without a context block gets no constraint (extractiveHook returns undefined).
  */
 import type { Tokenizer } from './tokenizer/index.ts';
 
@@ -42,8 +43,18 @@ const utf8 = new TextEncoder();
 const HEADER = /^\[(\d+)\](?: |$)/;
 const CJK_SENTENCE_END = new Set(['。', '！', '？']);
 const LATIN_SENTENCE_END = new Set(['.', '!', '?']);
-const CLAUSE_END = /^[\s*_`]*(?:[,;:.!?。！？，；：、)）\]|]|\n|$)/u;
-const ENDS_CLAUSE = /[,;:.!?。！？，；：、)）\]|][*_`]*\s*$/u;
+// A clause ends before (or after) punctuation: Latin , ; : . ! ? only when a space or the end
+// follows ("4,000" and "3.5" go on), CJK punctuation, closing brackets and table bars always.
+const CLAUSE_END = /^[ \t*_`]*(?:[,;:.!?](?=[\s*_`)\]]|$)|[。！？，；：、)）\]|]|\n|$)/u;
+const ENDS_LATIN_CLAUSE = /[,;:.!?][*_`]*$/u;
+const ENDS_CJK_CLAUSE = /[。！？，；：、)）\]|][*_`]*$/u;
+
+/** Whether an answer may end at character `c` of `text` (see ExtractiveConstraintOptions.ends). */
+export function isClauseEnd(text: string, c: number): boolean {
+  const before = text.slice(Math.max(0, c - 8), c);
+  const after = text.slice(c, c + 16);
+  return CLAUSE_END.test(after) || ENDS_CJK_CLAUSE.test(before) || (ENDS_LATIN_CLAUSE.test(before) && /^(?:\s|$)/u.test(after));
+}
 
 function tokenByteLength(tokenizer: Tokenizer, id: number): number {
   const t = tokenizer as Tokenizer & { tokenBytes?: (id: number) => Uint8Array };
@@ -149,7 +160,7 @@ export class ExtractiveConstraint {
       byte += len;
     }
     const clauseEnd = (j: number) =>
-      j + 1 >= this.tokens.length || !copyable[j + 1] || CLAUSE_END.test(text.slice(endAfter[j]!, endAfter[j]! + 16)) || ENDS_CLAUSE.test(text.slice(Math.max(0, endAfter[j]! - 8), endAfter[j]!));
+      j + 1 >= this.tokens.length || !copyable[j + 1] || isClauseEnd(text, endAfter[j]!);
     this.end = this.tokens.map((_, j) => options.ends === 'any' || clauseEnd(j));
     this.copyable = copyable;
     this.start = start;
@@ -164,7 +175,8 @@ export class ExtractiveConstraint {
 
   /**
    * The constraint of a chat prompt: its `<|context|> … <|end|>` block (the last one). Undefined
-   * when the prompt has no context (then there is nothing to copy from: decode freely).
+   * when the prompt has no context block (no passage was retrieved: decode freely); a block with
+   * nothing to copy (headers only) allows nothing, so the answer is empty.
    */
   static fromPrompt(tokenizer: Tokenizer, promptTokens: readonly number[], options: Omit<ExtractiveConstraintOptions, 'endToken'> = {}): ExtractiveConstraint | undefined {
     const ctx = tokenizer.special.context;
@@ -174,8 +186,7 @@ export class ExtractiveConstraint {
     if (open < 0) return undefined;
     let close = promptTokens.indexOf(end, open + 1);
     if (close < 0) close = promptTokens.length;
-    const constraint = new ExtractiveConstraint(tokenizer, promptTokens.slice(open + 1, close), { ...options, endToken: end });
-    return constraint.startsByToken.size > 0 ? constraint : undefined;
+    return new ExtractiveConstraint(tokenizer, promptTokens.slice(open + 1, close), { ...options, endToken: end });
   }
 
   /** Positions of the context the generated tokens end at (each a verbatim copy from a span start). */

@@ -2,13 +2,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { answerSettings, qaPromptMessages } from '../../src/app/answer-settings.ts';
+import { answerConstraint, answerGeneration, answerSettings, qaPromptMessages } from '../../src/app/answer-settings.ts';
 import { loadConfig } from '../../src/app/config.ts';
 import { QUICKSTART_RECIPES, quickstartKey, quickstartNeeded, resolveRecipe, runQuickstart, sampleInputs, type QuickstartReporter, type QuickstartStage } from '../../src/app/quickstart.ts';
 import { silentLogger } from '../../src/core/index.ts';
-import { toTemplate } from '../../src/model/langchain-chat-model.ts';
+import { LocalChatModel, toTemplate } from '../../src/model/langchain-chat-model.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
-import { encodeQaPrompt } from '../../src/training/sft/data.ts';
+import { encodeQaPrompt, formatContext } from '../../src/training/sft/data.ts';
+import { HumanMessage, SystemMessage } from '@langchain/core/messages';
 
 const tiny = QUICKSTART_RECIPES.tiny!;
 /** The tiny recipe with the encoder stage on (5 steps): every stage runs. */
@@ -96,7 +97,7 @@ describe('quickstart', () => {
     await registry.promote('v2');
     const served = (await registry.loadServing())!;
     const settings = answerSettings(served);
-    expect(settings).toMatchObject({ passages: tiny.sft.k, maxTokens: tiny.sft.answerTokens, maxContextTokens: tiny.sft.maxContextTokens, fromModel: true });
+    expect(settings).toMatchObject({ passages: tiny.sft.k, maxTokens: tiny.sft.answerTokens, maxContextTokens: tiny.sft.maxContextTokens, decoding: 'extractive', fromModel: true });
     const passages = [
       { source: 'en/leave.md', title: 'Leave', text: 'Annual leave is 25 days.\nCarried-over days expire on 1 July.\nSick leave needs a note after 3 days.' },
       { source: 'en/it.md', title: 'IT', text: 'Guests use the Harbor-Guest network; the password changes every Monday.' },
@@ -106,6 +107,19 @@ describe('quickstart', () => {
     const bot = served.encodeChat(messages, { ...(context.length ? { context } : {}), reserve: settings.maxTokens });
     const evaluated = encodeQaPrompt(served.tokenizer, { question, passages }, { blockSize: served.blockSize, reserve: settings.maxTokens, maxContextTokens: settings.maxContextTokens! });
     expect(bot).toEqual(evaluated);
+    // ... and decodes as it did: extractive (the recipe's setting), a span of the passages. (The
+    // tiny recipe's prompt has no room for context, so a short one is given here.)
+    const constrain = answerConstraint(served, settings)!;
+    expect(constrain(bot)).toBeUndefined(); // no context in the prompt: nothing to copy, decoded freely
+    const ctx = formatContext([{ title: 'Leave', text: 'Days expire on 1 July.' }]);
+    const answer = await new LocalChatModel({ model: served, generation: { ...answerGeneration(settings), maxTokens: 12 }, constrain }).invoke([
+      new SystemMessage({ content: ctx, name: 'context' }),
+      new HumanMessage(question),
+    ]);
+    const text = String(answer.content).trim();
+    expect(text.length).toBeGreaterThan(0);
+    expect('Days expire on 1 July.').toContain(text);
+    expect(answerConstraint(served, { decoding: 'free' })).toBeUndefined();
     served.dispose();
   }, 60_000);
 });

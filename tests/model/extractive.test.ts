@@ -95,6 +95,9 @@ describe('extractive constraint', () => {
     const c = ExtractiveConstraint.fromPrompt(chars, prompt, { ends: 'any' })!;
     expect(c.allowed(chars.encode('Th')).has(chars.special.end!)).toBe(true);
     expect(extractiveHook(chars, encodeChat(chars, [{ role: 'user', content: 'when?' }]))).toBeUndefined();
+    // A context of headers only: nothing may be generated.
+    const headersOnly = ExtractiveConstraint.fromPrompt(chars, encodeChat(chars, [{ role: 'user', content: 'when?' }], { context: '[1] Office (en/office.md)' }))!;
+    expect(headersOnly.allowed([]).size).toBe(0);
   });
 
   it('every constrained generation is a verbatim span of the context, from a span start, never header text', async () => {

@@ -89,6 +89,18 @@ describe('teamllm eval qa', () => {
     // The adapter changes the answers (its B is not zero).
     expect(answers(tuned, 1)).not.toEqual(answers(tuned, 0));
     expect((await evalQa(opts({ split: 'test', model: 'v2', compare: false }))).rows.map((r) => r.label)).toEqual(['v2 (fine-tuned)']);
+    // Decoding: as the model is served (its meta names none: free), or --decoding; both rows alike.
+    expect(tuned.decoding).toBe('free');
+    const extractive = await evalQa(opts({ split: 'test', model: 'v2', decoding: 'extractive' }));
+    expect(extractive.rows.map((r) => r.scores.decoding)).toEqual(['extractive', 'extractive']);
+    expect(lines.at(-3)).toMatch(/extractive decoding/);
+    // Where the prompt has passages, answers are spans of them (a prompt left without any, as q3's
+    // here where none fits, is decoded freely).
+    const withContext = extractive.rows.flatMap((r) => r.scores.items).filter((i) => i.goldInContext);
+    expect(withContext.length).toBeGreaterThan(0);
+    for (const item of withContext) expect(HANDBOOK_EN).toContain(item.prediction);
+    expect(withContext.some((i) => i.prediction.length > 0)).toBe(true);
+    await expect(evalQa(opts({ split: 'test', decoding: 'copy' }))).rejects.toThrow('--decoding must be extractive or free (got "copy")');
 
     // The same adapter from the adapter store over v1: the same answers as v2 serves.
     const adapter = await evalQa(opts({ split: 'test', model: 'v1', adapter: 'tone' }));

@@ -71,6 +71,15 @@ describe('evaluateQa', () => {
       expect(i.f1).toBeLessThanOrEqual(1);
     }
     await expect(evaluateQa({ model, kb, questions, split: 'dev' })).rejects.toThrow(/No questions in split "dev"/);
+    expect(r.decoding).toBe('free');
+    // Extractive decoding: every answer is a verbatim span of the retrieved passages' text.
+    const x = await evaluateQa({ model, kb, questions, split: 'test', k: 2, maxTokens: 12, decoding: 'extractive' });
+    expect(x.decoding).toBe('extractive');
+    for (const i of x.items) {
+      expect(i.prediction.length).toBeGreaterThan(0);
+      expect(['Carried-over days expire on 1 July.', 'Nothing here.'].some((t) => t.includes(i.prediction))).toBe(true);
+    }
+    expect(x.items.map((i) => i.prediction)).not.toEqual(r.items.map((i) => i.prediction));
     gpt.dispose();
   });
 });

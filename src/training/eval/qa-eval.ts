@@ -1,7 +1,9 @@
 /**
  * Question answering with retrieval in the loop: for each question, the knowledge base's top
  * passages go into the prompt's context block (the layout SFT trains on), the model answers
- * greedily, and the answer is scored against the gold one:
+ * greedily — freely, or copy-constrained to verbatim spans of that context (`decoding:
+ * 'extractive'`, src/model/extractive.ts, as the bot answers with a model whose meta says so) —
+ * and the answer is scored against the gold one:
  *
  * - exact match: equal after normalisation (case, punctuation and symbols, English articles,
  *   spacing; NFKC);
@@ -15,6 +17,7 @@
 import { promises as fs } from 'node:fs';
 import type { LoadedModel } from '../../model/loaded-model.ts';
 import { generateAll } from '../../model/generate.ts';
+import { extractiveHook, type DecodingMode, type ExtractiveConstraintOptions } from '../../model/extractive.ts';
 import { encodeQaPrompt, type Passage } from '../sft/data.ts';
 
 export interface QaQuestion {
@@ -49,6 +52,10 @@ export interface EvaluateQaOptions {
   /** Same as SFT's option of that name, if it was set there. */
   maxContextTokens?: number;
   systemPrompt?: string;
+  /** 'free' (default) or 'extractive' (answers copied from the prompt's context). */
+  decoding?: DecodingMode;
+  /** Options of the extractive constraint (experiments: where spans may start). */
+  extractive?: ExtractiveConstraintOptions;
   /** Called after each question (progress). */
   onQuestion?: (done: number, total: number) => void;
   signal?: AbortSignal;
@@ -77,6 +84,8 @@ export interface QaScores {
   retrievalHit: number;
   goldInContext: number;
   model: string;
+  /** How the answers were decoded. */
+  decoding?: DecodingMode;
   items: QaItem[];
 }
 
@@ -180,7 +189,13 @@ export async function evaluateQa(options: EvaluateQaOptions): Promise<QaScores> 
       { blockSize: model.blockSize, reserve: maxTokens, ...(options.maxContextTokens ? { maxContextTokens: options.maxContextTokens } : {}) },
     );
     const promptText = model.tokenizer.decode(prompt);
-    const result = await generateAll(model.gpt, model.tokenizer, prompt, { maxTokens, temperature: 0, ...(options.signal ? { signal: options.signal } : {}) });
+    const allowedTokens = options.decoding === 'extractive' ? extractiveHook(model.tokenizer, prompt, options.extractive) : undefined;
+    const result = await generateAll(model.gpt, model.tokenizer, prompt, {
+      maxTokens,
+      temperature: 0,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(allowedTokens ? { allowedTokens } : {}),
+    });
     const prediction = result.text.trim();
     items.push({
       id: q.id ?? String(i + 1),
@@ -205,6 +220,7 @@ export async function evaluateQa(options: EvaluateQaOptions): Promise<QaScores> 
     retrievalHit: mean((x) => (x.retrievalHit ? 1 : 0)),
     goldInContext: mean((x) => (x.goldInContext ? 1 : 0)),
     model: model.info.version,
+    decoding: options.decoding ?? 'free',
     items,
   };
 }

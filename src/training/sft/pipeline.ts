@@ -70,6 +70,12 @@ export const SftJobParamsSchema = z
     name: z.string().optional(),
     /** Answer tokens in the QA evaluation. */
     answerTokens: int().default(32),
+    /**
+     * How answers are decoded, in the before/after evaluation and then by the bot (written into the
+     * adapter's meta, read by src/app/answer-settings.ts): 'extractive' copies verbatim spans of
+     * the retrieved passages (src/model/extractive.ts), 'free' lets the model write anything.
+     */
+    decoding: z.enum(['extractive', 'free']).default('free'),
     /** Skip the QA evaluation (then nothing is promoted). */
     skipEval: bool().default(false),
   })
@@ -186,6 +192,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
         ...(p.maxContextTokens ? { maxContextTokens: p.maxContextTokens } : {}),
         ...(p.systemPrompt ? { systemPrompt: p.systemPrompt } : {}),
         ...(ctx.signal ? { signal: ctx.signal } : {}),
+        decoding: p.decoding,
         onQuestion: (done, total) => ctx.progress?.({ stage: 'evaluate', phase: 'eval', step: done, totalSteps: total, epoch: 0, loss: NaN, lr: 0, tokensPerSec: 0, etaSec: 0, msPerIter: 0 }),
       });
       log(`QA ${label}: EM ${(100 * scores.exactMatch).toFixed(1)}%, F1 ${(100 * scores.f1).toFixed(1)}%, contains gold ${(100 * scores.containsGold).toFixed(1)}% (n=${scores.n})`);
@@ -195,7 +202,9 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
     let before: QaScores | undefined;
     const beforeFile = path.join(runDir, 'qa-before.json');
     if (doEval) {
-      before = existsSync(beforeFile) ? (JSON.parse(await fs.readFile(beforeFile, 'utf8')) as QaScores) : await evaluate('before (base)', model);
+      const cached = existsSync(beforeFile) ? (JSON.parse(await fs.readFile(beforeFile, 'utf8')) as QaScores) : undefined;
+      // Scores of another decoding (older files: free) are measured again.
+      before = cached && (cached.decoding ?? 'free') === p.decoding ? cached : await evaluate('before (base)', model);
       // Scores cut short by a stop are not kept: a resumed job measures the base again.
       if (!ctx.signal?.aborted) await writeJsonAtomic(beforeFile, before);
     }
@@ -220,7 +229,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
         ...(Object.keys(lora).length ? { lora } : {}),
         ...optional,
         examples,
-        adapterMeta: { retrievalK: p.k, answerTokens: p.answerTokens },
+        adapterMeta: { retrievalK: p.k, answerTokens: p.answerTokens, decoding: p.decoding },
         resume: true,
       },
       {
@@ -276,7 +285,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
       ...(before ? [{ label: `base ${base.version ?? ''}`.trim(), scores: before }] : []),
       ...(after ? [{ label: 'base + LoRA', scores: after }] : []),
     ];
-    const report = [trainedLine, rows.length ? formatQaScores(rows) : 'QA not evaluated (no held-out questions).', comparison?.verdict ?? ''].filter(Boolean).join('\n');
+    const report = [trainedLine, rows.length ? `Held-out QA, ${p.decoding} decoding (as the bot answers with this model):\n${formatQaScores(rows)}` : 'QA not evaluated (no held-out questions).', comparison?.verdict ?? ''].filter(Boolean).join('\n');
     await fs.writeFile(path.join(runDir, 'report.txt'), `${report}\n`);
     const summary = comparison
       ? comparison.improved
