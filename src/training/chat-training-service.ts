@@ -1,5 +1,5 @@
 import { readFile, realpath } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { basename, join, sep } from 'node:path';
 import type { Actor, BotStore, JobRecord, JobStore, Logger, ReplyTarget, TrainingService } from '../core/index.ts';
 import { StreamUpdater } from '../core/index.ts';
 import { formatJob } from './jobs/job-format.ts';
@@ -18,13 +18,19 @@ export interface ChatTrainingOptions {
   publicUrl?: string;
 }
 
-/** The loss chart of a finished job: `loss.png` in its own run folder, nothing else. */
+/**
+ * The chart of a finished job: the PNG its stage declared as `files.lossChart` (loss.png,
+ * reward.png, rlhf.png...), else `loss.png` — and only a file directly inside the job's own run
+ * folder (symlinks resolved), so a job record can never point the admin page or an upload elsewhere.
+ */
 export async function jobLossChart(job: JobRecord): Promise<string | undefined> {
   if (!job.runDir) return undefined;
+  const files = (job.result as { files?: Record<string, unknown> } | undefined)?.files;
+  const declared = typeof files?.lossChart === 'string' && files.lossChart.endsWith('.png') ? basename(files.lossChart) : 'loss.png';
   try {
     const dir = await realpath(job.runDir);
-    const file = await realpath(join(dir, 'loss.png'));
-    return file === join(dir, 'loss.png') && file.startsWith(dir + sep) ? file : undefined;
+    const file = await realpath(join(dir, declared));
+    return file === join(dir, declared) && file.startsWith(dir + sep) ? file : undefined;
   } catch {
     return undefined;
   }

@@ -7,6 +7,8 @@ import { createRuntime, startServer, type RunningServer, type Runtime } from '..
 import { silentLogger } from '../../src/core/index.ts';
 import { waitFor } from '../helpers.ts';
 import { FakeSlack, type ApiCall } from '../slack/fake-slack.ts';
+import { simulateFeedback, syntheticFacts } from '../../src/training/reward/simulated-feedback.ts';
+import { SimulatedUsers } from '../../src/training/simulated-users.ts';
 import { appMention, eventCallback, nowSec, slackSignature } from '../slack/harness.ts';
 
 // The whole loop an admin runs from Slack, through Bolt against the local fake Slack: questions,
@@ -124,9 +126,24 @@ describe('the training loop from Slack', () => {
     expect(sftFinal).toMatch(gatePassed ? /Promoted v2 \(was v1; \/model rollback returns to it\): it passed the evaluation gate against v1/ : /Evaluation gate: ❌ not passed/);
     await waitFor(() => slack.callsTo('files.completeUploadExternal').length === 2);
 
-    // /train reward needs far more votes than this loop gives: a clear refusal in the job's message.
-    const reward = await mention('UADMIN', '/train reward', /— (succeeded|failed)/, 20_000);
-    expect(reward.texts.at(-1)).toMatch(/— failed[\s\S]*too little feedback to train a reward model/);
+    // /train reward with one vote: a clear refusal in the job's message.
+    const tooFew = await mention('UADMIN', '/train reward', /— (succeeded|failed)/, 20_000);
+    expect(tooFew.texts.at(-1)).toMatch(/— failed[\s\S]*too little feedback to train a reward model/);
+
+    // A team's worth of votes (simulated users who like quotes, through the store's feedback path),
+    // then /train reward trains on them and reports its held-out check against chance.
+    const sim = await simulateFeedback(runtime.store, syntheticFacts(40), new SimulatedUsers({ seed: 5 }), { answersPerQuestion: 3, distractors: 0 });
+    expect(sim.up).toBeGreaterThan(20);
+    expect(sim.down).toBeGreaterThan(20);
+    const reward = await mention('UADMIN', '/train reward maxIters=4 batchSize=8 evalInterval=4 rank=2', /— (succeeded|failed)/, 60_000);
+    const rewardFinal = reward.texts.at(-1)!;
+    expect(rewardFinal).toMatch(/Job #\d+ reward \(maxIters=4.*\) — succeeded/);
+    expect(rewardFinal).toMatch(/held-out pair accuracy [\d.]+%, vote AUC [\d.]+/);
+    // Four steps on a tiny model rarely beat chance; either way the message says what happens to it.
+    const rewardGate = /Evaluation gate: ✅ passed/.test(rewardFinal);
+    expect(rewardFinal).toMatch(rewardGate ? /is now the one RLHF uses/ : /Evaluation gate: ❌ not passed/);
+    if (!rewardGate) expect(rewardFinal).toMatch(/is not used: it is no better than chance on held-out questions/);
+    await waitFor(() => slack.callsTo('files.completeUploadExternal').length === 3);
 
     const serving = gatePassed ? 'v2' : 'v1';
     expect(runtime.bot.serving.model.version).toBe(serving);

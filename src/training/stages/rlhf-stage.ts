@@ -35,7 +35,7 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
   return {
     summary: r.summary,
     metrics,
-    files: { chart: r.files.chart, report: r.files.report, adapter: r.files.adapter },
+    files: { lossChart: r.files.chart, report: r.files.report, adapter: r.files.adapter },
     ...(r.modelVersion ? { modelVersion: r.modelVersion } : {}),
     gate: r.gate,
   };
