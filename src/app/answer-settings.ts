@@ -41,7 +41,8 @@ export function decodingOf(meta: Record<string, unknown> | undefined): AnswerDec
 const record = (v: unknown): Record<string, unknown> | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
 const positive = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined);
 
-export function answerSettings(model: LoadedModel): AnswerSettings {
+/** `decoding`: TEAMLLM_ANSWER_DECODING ('model', the default, keeps what the model's meta says). */
+export function answerSettings(model: LoadedModel, decoding: AnswerDecoding | 'model' = 'model'): AnswerSettings {
   const meta = model.info.meta;
   const sft = record(meta.adapter) ?? record(record(meta.lora)?.meta);
   const prompt = record(sft?.prompt);
@@ -54,7 +55,7 @@ export function answerSettings(model: LoadedModel): AnswerSettings {
     maxTokens,
     ...(maxContextTokens ? { maxContextTokens } : {}),
     ...(typeof prompt?.systemPrompt === 'string' ? { systemPrompt: prompt.systemPrompt } : {}),
-    decoding: decodingOf(sft),
+    decoding: decoding === 'model' ? decodingOf(sft) : decoding,
     fromModel: k !== undefined || tokens !== undefined,
   };
 }

@@ -93,7 +93,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     // The project's own model behind LangChain, fed the chat template it was fine-tuned on.
     // Prompted as SFT trained it and the QA evaluation scored it (answer-settings.ts).
     answererFor: (model) => {
-      const settings = answerSettings(model);
+      const settings = answerSettings(model, config.answerDecoding);
       return knowledge.answerer({
         llm: new LocalChatModel({ model, generation: answerGeneration(settings), constrain: answerConstraint(model, settings) }),
         model: { name: 'teamllm', version: model.info.version, kind: 'language-model' },

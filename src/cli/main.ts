@@ -384,12 +384,15 @@ export function buildProgram(): Command {
     .option('--k <n>', 'passages retrieved per question (default: as fine-tuned, else 3)', positiveInt)
     .option('--max-tokens <n>', 'answer tokens at most (default: as fine-tuned, else 32)', positiveInt)
     .option('--no-compare', 'do not also evaluate the base of a fine-tuned model')
-    .option('--decoding <mode>', 'extractive (answers copied from the retrieved passages) or free (default: as the model is served)')
+    .option('--decoding <mode>', 'extractive (answers copied from the retrieved passages) or free (default: as the bot serves it: TEAMLLM_ANSWER_DECODING, else the model\'s meta)')
     .option('--json', 'print the scores (and per-question answers) as JSON')
     .action(async (opts: { questions: string; split?: string; model?: string; adapter?: string; k?: number; maxTokens?: number; compare: boolean; decoding?: string; json?: boolean }) => {
       await withRuntime(program, {}, async (runtime) => {
+        const served = runtime.config.answerDecoding;
         await evalQa({
           ...opts,
+          // Scores what users get: --decoding, else TEAMLLM_ANSWER_DECODING, else the model's meta.
+          ...(opts.decoding === undefined && served !== 'model' ? { decoding: served } : {}),
           home: runtime.config.home,
           kb: runtime.kb,
           out: (text) => process.stdout.write(text),

@@ -74,6 +74,19 @@ describe('the sft job', () => {
     expect(report).toMatch(/base \+ LoRA +2 /);
   });
 
+  it('decodes its before/after evaluation as asked (extractive: answers copied from the passages) and re-measures a base scored another way', async () => {
+    const home = await homeWithBase('home-x');
+    const runDir = path.join(home, 'runs', '1-sft');
+    const r = await runSftJob({ ...quick, decoding: 'extractive' }, { home, runDir });
+    expect(r.before!.decoding).toBe('extractive');
+    expect(r.after!.decoding).toBe('extractive');
+    for (const item of [...r.before!.items, ...r.after!.items]) if (item.goldInContext) expect([HANDBOOK_EN, HANDBOOK_ZH].some((d) => d.includes(item.prediction))).toBe(true);
+    expect(await fs.readFile(path.join(runDir, 'report.txt'), 'utf8')).toMatch(/Held-out QA, extractive decoding/);
+    // The cached base scores were extractive: a free-decoding job measures the base again.
+    const again = await runSftJob({ ...quick, decoding: 'free' }, { home, runDir });
+    expect(again.before!.decoding).toBe('free');
+  });
+
   it("the stage's gate: an adapter that beats its base passes and is registered with its adapter; one that does not fails with the verdict", async () => {
     // Every question has the same answer, so a few steps teach the adapter the answer the base never gives.
     const sick = ['When must I report sick?', 'Report sick by what time?', 'What is the deadline to call in sick?', 'By when do I tell my manager I am sick?', 'Sick report time?', 'What time is the sick report due?'];
@@ -119,7 +132,7 @@ describe('the sft job', () => {
     expect((await registry.serving())!.version).toBe('v1');
     const stored = await new AdapterStore(home).list();
     expect(stored.map((s) => s.name)).toEqual(['hr-answers']);
-    expect(stored[0]!.config).toMatchObject({ r: 2, lora_alpha: 4, base: { version: 'v1' }, meta: { retrievalK: 2, answerTokens: 6, prompt: {} } });
+    expect(stored[0]!.config).toMatchObject({ r: 2, lora_alpha: 4, base: { version: 'v1' }, meta: { retrievalK: 2, answerTokens: 6, decoding: 'free', prompt: {} } });
     // The bot can load the stored adapter over the serving base.
     const set = new AdapterSet((await registry.loadServing())!);
     const info = await set.load('hr-answers', stored[0]!.dir);
