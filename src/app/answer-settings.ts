@@ -55,7 +55,8 @@ export function answerSettings(model: LoadedModel, decoding: AnswerDecoding | 'm
     maxTokens,
     ...(maxContextTokens ? { maxContextTokens } : {}),
     ...(typeof prompt?.systemPrompt === 'string' ? { systemPrompt: prompt.systemPrompt } : {}),
-    decoding: decoding === 'model' ? decodingOf(sft) : decoding,
+    // An SFT model's meta names its decoding; a base model's own meta may too (the quickstart's does).
+    decoding: decoding === 'model' ? decodingOf(sft ?? meta) : decoding,
     fromModel: k !== undefined || tokens !== undefined,
   };
 }

@@ -6,7 +6,8 @@
  *   2. pretrain   a small GPT from zero on the documents (plus, with `mixQa`, the question/answer
  *                 examples generated from them, in the chat template: it learns to read its context)
  *   3. sft        LoRA on the generated examples + the train split of questions.jsonl, evaluated on
- *                 the test split; promoted only when it beats its base (src/training/sft/pipeline.ts)
+ *                 the test split; serves only when it beats its base (src/training/sft/pipeline.ts),
+ *                 otherwise the pretrained base serves
  *   4. ingest     the documents into the knowledge base, the retrieval encoder trained, the
  *                 passages embedded into the bundled Chroma (or CHROMA_URL)
  *
@@ -303,7 +304,7 @@ export async function quickstartNeeded(config: Config, key: string): Promise<{ n
   const serving = await new ModelRegistry(config.home).serving();
   const state = await readQuickstartState(config.home);
   if (serving && serving.version !== state?.modelVersion) return { needed: false, reason: `model ${serving.version} is serving (not made by the quickstart)`, serving };
-  if (state?.key === key) return { needed: false, reason: `the quickstart model for these inputs and this recipe is cached (${state.modelVersion ?? 'retrieval-only: SFT did not beat its base'})`, ...(serving ? { serving } : {}) };
+  if (state?.key === key) return { needed: false, reason: `the quickstart model for these inputs and this recipe is cached (${state.modelVersion ?? `${state.baseVersion}: SFT did not beat its base`})`, ...(serving ? { serving } : {}) };
   return { needed: true, reason: state ? 'the recipe or the documents changed' : serving ? 'retraining' : 'no model is serving yet' };
 }
 
@@ -368,6 +369,8 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
         runDir: pretrainDir,
         text,
         allowSpecial: p.mixQa,
+        // Served as SFT would serve it: if the fine-tuned model does not beat this base, the base serves.
+        meta: { decoding: recipe.sft.decoding },
         tokenizer: tokenizerFile,
         modelSize: 'nanogpt-cpu',
         model: { blockSize: p.blockSize, nLayer: p.nLayer, nHead: p.nHead, nEmbd: p.nEmbd, dropout: p.dropout, bias: false },
@@ -484,9 +487,11 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
   }
   seconds.ingest = elapsed(t);
 
-  // Serve the fine-tuned model when it beat its base; otherwise answers stay retrieval-only.
+  // Serve the fine-tuned model when it beat its base; otherwise the base this machine pretrained
+  // serves (with the recipe's decoding): the quickstart always ends with a model of its own.
   const modelVersion = progress.sft.modelVersion;
-  if (modelVersion && (await registry.serving())?.version !== modelVersion) await registry.promote(modelVersion);
+  const serveVersion = modelVersion ?? base.version;
+  if ((await registry.serving())?.version !== serveVersion) await registry.promote(serveVersion);
   const total = elapsed(t0);
   const state: QuickstartState = {
     key,
@@ -497,7 +502,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
     seconds: { ...seconds, total },
     summary: modelVersion
       ? `model ${modelVersion} (LoRA on ${base.version}) is serving`
-      : `the fine-tuned model did not beat its base, so answers stay retrieval-only (base ${base.version} is registered; see ${join(dir, 'sft', 'report.txt')})`,
+      : `model ${base.version} (pretrained here) is serving: the LoRA fine-tuned model did not beat it on the held-out questions (see ${join(dir, 'sft', 'report.txt')})`,
   };
   await writeJsonAtomic(stateFile(home), state);
   return { ran: true, state, seconds: total };

@@ -50,6 +50,8 @@ export const PretrainOptionsSchema = z.object({
   text: z.string().optional(),
   /** Encode the chat template's special tokens written as text (`<|user|>`...) as their ids (corpora that mix in chat examples). */
   allowSpecial: z.boolean().default(false),
+  /** Extra entries for the saved model's meta (e.g. how it should answer: `decoding`). */
+  meta: z.record(z.string(), z.unknown()).default({}),
   /** 'char' (vocabulary of the corpus' characters), 'bpe' (trained on the corpus), or a tokenizer.json path. */
   tokenizer: z.string().default('bpe'),
   /** Vocabulary size when the tokenizer is trained here. */
@@ -260,7 +262,7 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
     decayIters: o.decayIters ?? o.maxIters,
   };
   const tokensPerStep = B * T * accum;
-  const meta = { source: 'pretrain', runDir, backend, tokenizer: tokenizer.kind };
+  const meta = { ...o.meta, source: 'pretrain', runDir, backend, tokenizer: tokenizer.kind };
   const metrics = await fs.open(path.join(runDir, 'metrics.jsonl'), 'a');
   const names = model.paramNames;
   // The step's batch and dropout seed, read by the differentiated function below.

@@ -22,12 +22,15 @@ describe('answer decoding', () => {
     expect(answerSettings(withMeta({ adapter: { retrievalK: 2, decoding: 'extractive' } }), 'free').decoding).toBe('free');
     expect(answerSettings(withMeta({}), 'extractive').decoding).toBe('extractive');
     expect(answerSettings(withMeta({ adapter: { decoding: 'extractive' } }), 'model').decoding).toBe('extractive');
+    // A base model's own meta (the quickstart's pretrained base) names its decoding too; an SFT meta wins.
+    expect(answerSettings(withMeta({ decoding: 'extractive' })).decoding).toBe('extractive');
+    expect(answerSettings(withMeta({ decoding: 'extractive', adapter: { decoding: 'free' } })).decoding).toBe('free');
 
-    // The constraint of an extractive model allows only the context's span starts first.
+    // The constraint of an extractive model allows only the starts of the context's words first (never its header).
     const model = withMeta({ adapter: { decoding: 'extractive' } });
     const prompt = encodeChat(tok, [{ role: 'user', content: 'How many days?' }], { context: '[1] Leave (leave.md)\nYou get 25 days.' });
     const hook = answerConstraint(model, answerSettings(model))!(prompt)!;
-    expect([...hook([])!].map((id) => tok.decode([id]))).toEqual(['Y']);
+    expect([...hook([])!].map((id) => tok.decode([id])).sort()).toEqual(['2', 'Y', 'd', 'g']);
     expect(answerConstraint(model, answerSettings(model, 'free'))).toBeUndefined();
     gpt.dispose();
   });

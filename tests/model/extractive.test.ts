@@ -50,7 +50,7 @@ describe('extractive constraint', () => {
   ] as const) {
     it(`allows exactly the tokens at span starts, never header tokens (${name} tokenizer, Latin and CJK)`, () => {
       const prompt = encodeChat(tok, [{ role: 'user', content: 'When does the office open?' }], { context: contextText });
-      const c = ExtractiveConstraint.fromPrompt(tok, prompt)!;
+      const c = ExtractiveConstraint.fromPrompt(tok, prompt, { starts: 'sentence' })!;
       expect(tok.decode(c.tokens as number[])).toBe(contextText); // the prompt's own tokens
       const decode = (ids: number[]) => tok.decode(ids);
       // Starts: each line / sentence, list markup skipped; nothing from the headers.
@@ -75,6 +75,21 @@ describe('extractive constraint', () => {
       expect(c.allowed([...tok.encode('The office'), tok.encode('?')[0]!])).toEqual(new Set([tok.special.end]));
       // Header text is never a start, even where it matches a line of text.
       expect([...first].some((id) => decode([id]).startsWith('['))).toBe(false);
+    });
+
+    it(`by default also starts at any word, still never in a header (${name} tokenizer)`, () => {
+      const prompt = encodeChat(tok, [{ role: 'user', content: 'When does the office open?' }], { context: contextText });
+      const c = ExtractiveConstraint.fromPrompt(tok, prompt)!;
+      const sentenceOnly = ExtractiveConstraint.fromPrompt(tok, prompt, { starts: 'sentence' })!;
+      const decode = (ids: number[]) => tok.decode(ids);
+      const starts = startTexts(c, decode).map((s) => s.trimStart());
+      // Every sentence start is still one, and mid-sentence words now are too ("5 euros per day", "opens at 9").
+      for (const s of startTexts(sentenceOnly, decode).map((x) => x.trimStart())) expect(starts).toContain(s);
+      expect(starts.some((s) => s.startsWith('opens at 9'))).toBe(true);
+      expect(starts.some((s) => s.startsWith('5 euros'))).toBe(true);
+      for (let j = 0; j < c.tokens.length; j++) if (c.start[j]) expect(c.copyable[j]).toBe(true);
+      // "opens at 9." is a verbatim span and may end at the clause end.
+      expect(c.allowed(tok.encode(' opens at 9.')).has(tok.special.end!)).toBe(true);
     });
   }
 
