@@ -31,7 +31,7 @@ import { openKnowledgeBase } from '../rag/index.ts';
 import { LocalKnowledgeBase } from '../rag/local-knowledge-base.ts';
 import { listCorpusFiles } from '../training/corpus.ts';
 import { pretrain } from '../training/pretrain.ts';
-import { runSftJob } from '../training/sft/pipeline.ts';
+import { runSftJob, sftJobProgress } from '../training/sft/pipeline.ts';
 import { encodeSftExample } from '../training/sft/data.ts';
 import { generateQa, readDocuments, withRetrievedContext } from '../training/sft/qa-generator.ts';
 import { trainTokenizer } from '../training/train-tokenizer.ts';
@@ -444,16 +444,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
         runDir: join(dir, 'sft'),
         ...(signal ? { signal } : {}),
         log: (line) => reporter.log(line),
-        progress: (ev) =>
-          reporter.progress({
-            stage: ev.stage,
-            step: ev.step,
-            totalSteps: ev.totalSteps,
-            ...(Number.isFinite(ev.loss) ? { loss: ev.loss } : {}),
-            ...(ev.valLoss !== undefined ? { valLoss: ev.valLoss } : {}),
-            ...(ev.tokensPerSec ? { tokensPerSec: ev.tokensPerSec } : {}),
-            ...(ev.etaSec ? { etaSec: ev.etaSec } : {}),
-          }),
+        progress: (ev) => reporter.progress(sftJobProgress(ev)),
       },
     );
     // Stopped during the evaluation after training: its scores are partial, so nothing is kept as done.

@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import type { JobProgress } from '../../core/index.ts';
 import { ModelRegistry } from '../../model/registry.ts';
 import { LoadedModel } from '../../model/loaded-model.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
@@ -30,6 +31,19 @@ const int = () => z.coerce.number().int('must be a whole number').nonnegative();
 const list = () => z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
 /** Parameters of `/train sft key=value ...` (strings from chat or --set, or typed from code). */
+/** A progress event of the SFT job as a job's progress (the chat message, the CLI bar, the quickstart). */
+export function sftJobProgress(ev: SftProgress & { stage: string }): JobProgress {
+  return {
+    stage: ev.stage,
+    step: ev.step,
+    totalSteps: ev.totalSteps,
+    ...(Number.isFinite(ev.loss) ? { loss: ev.loss } : {}),
+    ...(ev.valLoss !== undefined ? { valLoss: ev.valLoss } : {}),
+    ...(ev.tokensPerSec ? { tokensPerSec: ev.tokensPerSec } : {}),
+    ...(ev.etaSec ? { etaSec: ev.etaSec } : {}),
+  };
+}
+
 export const SftJobParamsSchema = z
   .object({
     /** Base model: a registry version (default: the serving one, else the newest) or a model folder. */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { RunStage } from '../jobs/stage.ts';
-import { runSftJob, SftJobParamsSchema } from '../sft/pipeline.ts';
+import { runSftJob, sftJobProgress, SftJobParamsSchema } from '../sft/pipeline.ts';
 
 /**
  * `/train sft [base=v3] [data=file.jsonl,...] [docs=folder,...] [questions=file.jsonl] [rank=8]
@@ -23,16 +23,7 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
     runDir,
     signal,
     log,
-    progress: (ev) =>
-      progress({
-        stage: ev.stage,
-        step: ev.step,
-        totalSteps: ev.totalSteps,
-        ...(Number.isFinite(ev.loss) ? { loss: ev.loss } : {}),
-        ...(ev.valLoss !== undefined ? { valLoss: ev.valLoss } : {}),
-        ...(ev.tokensPerSec ? { tokensPerSec: ev.tokensPerSec } : {}),
-        ...(ev.etaSec ? { etaSec: ev.etaSec } : {}),
-      }),
+    progress: (ev) => progress(sftJobProgress(ev)),
   });
   const t = result.training;
   const metrics: Record<string, number> = {

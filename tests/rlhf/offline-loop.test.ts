@@ -1,8 +1,8 @@
 /**
- * Proof that DPO works from the feedback store: the toy SFT policy answers the users' questions,
- * simulated users (they like answers that quote the passage) rate them, and DPO on pairs (a liked and a disliked answer to one question)
- * makes the policy quote clearly more often on questions nobody rated, at a small KL to the SFT
- * policy.
+ * Proof that DPO and KTO work from the feedback store: the toy SFT policy answers the users'
+ * questions, simulated users (they like answers that quote the passage) rate them, and DPO on pairs
+ * (a liked and a disliked answer to one question) or KTO on the unpaired 👍/👎 makes the policy
+ * quote clearly more often on questions nobody rated, at a small KL to the SFT policy.
  */
 import { promises as fs } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -23,13 +23,14 @@ afterAll(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
 
-describe('DPO from simulated 👍/👎', () => {
+describe.each(['dpo', 'kto'] as const)('%s from simulated 👍/👎', (algo) => {
   it('raises the preferred-behaviour rate on held-out questions at bounded KL', async () => {
     expect(votes.rated).toBe(120);
     expect(votes.up).toBeGreaterThan(20); // both kinds of answers were given and rated
     expect(votes.down).toBeGreaterThan(20);
     const data = await rlhfData(store, { heldOutFraction: 0 });
-    expect(data.train.pairs.length).toBeGreaterThan(100);
+    if (algo === 'dpo') expect(data.train.pairs.length).toBeGreaterThan(100);
+    else expect(data.train.votes.length).toBe(120);
     const heldOut = questions.filter((q) => q.split === 'test');
     const evaluate = () => evaluatePolicy(model, tokenizer, heldOut, { layout, taste: QUOTES_SOURCE, samplesPerPrompt: 8, seed: 9 });
     const before = await evaluate();
@@ -38,7 +39,7 @@ describe('DPO from simulated 👍/👎', () => {
       model,
       tokenizer,
       layout,
-      algo: 'dpo',
+      algo,
       pairs: data.train.pairs,
       votes: data.train.votes,
       steps: 30,
