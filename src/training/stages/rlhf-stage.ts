@@ -2,7 +2,7 @@ import type { RunStage } from '../jobs/stage.ts';
 import { RlhfJobParamsSchema, runRlhfJob } from '../rlhf/pipeline.ts';
 
 /**
- * `/train rlhf algo=ppo|kto|dpo [base=v3] [reward=name] [steps=20] [maxKl=10] ...`
+ * `/train rlhf algo=ppo|kto|dpo [base=v3] [reward=name] [steps=20] [maxKl=2] ...`
  * (`teamllm train rlhf --algo kto`): improves the serving model from the users' 👍/👎 — PPO against
  * the reward model, or KTO / DPO straight from the votes — and promotes the result only when the
  * gate passes (reward up, KL under the bound, QA not worse); the report says why otherwise.
