@@ -61,7 +61,8 @@ export interface CommandSpec {
 const NOT_YET = (what: string) =>
   `${what} is not available in this version of teamllm yet; nothing was changed.`;
 
-const TRAIN_KINDS = ['tokenizer', 'pretrain', 'sft', 'embeddings', 'reward', 'rlhf'];
+// The stages a chat job can run (the tokenizer and the retrieval encoder are trained from the CLI).
+const TRAIN_KINDS = ['pretrain', 'sft', 'reward', 'rlhf'];
 
 const train: CommandSpec = {
   name: 'train',

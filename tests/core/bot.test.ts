@@ -1,3 +1,4 @@
+import { TRAINING_STAGES } from '../../src/training/stages/index.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,6 +161,9 @@ describe('Bot commands and rights', () => {
     expect(user.last!.text).not.toContain('/train status');
     expect(admin.last!.text).toContain('/train status');
     expect(admin.last!.text).toContain('/model promote');
+    // Every stage /help offers is one a chat job can run.
+    const offered = /\/train ([a-z|]+) \[key=value/.exec(admin.last!.text)![1]!.split('|');
+    expect(offered.sort()).toEqual(Object.keys(TRAINING_STAGES).sort());
   });
 
   it('routes /kb to the knowledge base: search for everyone, remove for admins only', async () => {
