@@ -6,8 +6,11 @@
  * untrained head, i.e. chance) and every `evalInterval` steps, logged to metrics.jsonl and drawn
  * (reward.png: training loss and held-out accuracy).
  *
- * A run is short (minutes), so it has no mid-run checkpoints: a stopped run is trained again
- * from the start.
+ * Checkpoints: every `checkpointInterval` steps and when stopped, the trainables (LoRA adapter +
+ * head), the AdamW moments and step, the data order (each shuffle's epoch and position) and the
+ * curves so far are written atomically under `<runDir>/checkpoints/step-NNNNNNNN/` (only the
+ * newest is kept). A run whose runDir holds a checkpoint continues from it (the job's resume), and
+ * ends with the same weights as an uninterrupted run of the same seed.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -20,7 +23,10 @@ import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
 import { loadModelFiles } from '../../model/model-files.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { writeJsonAtomic } from '../../model/files.ts';
+import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
+import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
+import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
+import { checkpointDir, latestCheckpoint } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import type { RewardData } from '../feedback-datasets.ts';
 import { writeLossChart } from '../loss-chart.ts';
@@ -53,6 +59,8 @@ export const RewardTrainOptionsSchema = z.object({
   pairWeight: z.number().nonnegative().default(1),
   voteWeight: z.number().nonnegative().default(1),
   evalInterval: z.number().int().positive().optional(),
+  /** Steps between checkpoints (one is also written when the run is stopped). */
+  checkpointInterval: z.number().int().positive().default(50),
   maxContextTokens: z.number().int().positive().optional(),
   seed: z.number().int().default(1337),
   gate: z
@@ -95,6 +103,10 @@ export interface RewardEvaluation {
 
 export interface RewardTrainResult {
   status: 'completed' | 'aborted';
+  /** Step of the newest checkpoint in runDir (a stopped run continues from it). */
+  checkpointStep?: number;
+  /** Step the run continued from, when it resumed from a checkpoint. */
+  resumedFrom?: number;
   name: string;
   dir?: string;
   steps: number;
@@ -122,24 +134,53 @@ function permutation(n: number, seed: number, epoch: number): number[] {
   return p;
 }
 
-/** Endless seeded shuffles of 0..n-1, one epoch after another. */
-function cursor(n: number, seed: number): (k: number) => number[] {
-  let epoch = 0;
+interface CursorState {
+  epoch: number;
+  at: number;
+}
+
+/** Endless seeded shuffles of 0..n-1, one epoch after another; its position can be saved and restored. */
+function cursor(n: number, seed: number) {
+  const s: CursorState = { epoch: 0, at: 0 };
   let perm = n ? permutation(n, seed, 0) : [];
-  let at = 0;
-  return (k) => {
-    const out: number[] = [];
-    if (n === 0) return out;
-    while (out.length < k) {
-      if (at >= n) {
-        epoch += 1;
-        perm = permutation(n, seed, epoch);
-        at = 0;
+  return {
+    next(k: number): number[] {
+      const out: number[] = [];
+      if (n === 0) return out;
+      while (out.length < k) {
+        if (s.at >= n) {
+          s.epoch += 1;
+          perm = permutation(n, seed, s.epoch);
+          s.at = 0;
+        }
+        out.push(perm[s.at++]!);
       }
-      out.push(perm[at++]!);
-    }
-    return out;
+      return out;
+    },
+    get state(): CursorState {
+      return { ...s };
+    },
+    restore(to: CursorState): void {
+      s.epoch = to.epoch;
+      s.at = to.at;
+      perm = n ? permutation(n, seed, s.epoch) : [];
+    },
   };
+}
+
+/** What a reward checkpoint's state.json holds besides the tensors. */
+interface RewardCheckpointState {
+  format: 'teamllm-reward-checkpoint/1';
+  step: number;
+  /** The settings that decide the trajectory: a checkpoint made with others is refused. */
+  run: Record<string, unknown>;
+  pairs: CursorState;
+  votes: CursorState;
+  lastLoss: number;
+  trainMs: number;
+  history: { train: { step: number; loss: number }[]; val: { step: number; loss: number }[] };
+  before: RewardEvaluation;
+  after?: RewardEvaluation;
 }
 
 const logistic = (s: number, y: boolean) => {
@@ -187,9 +228,14 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const totalSteps = o.maxIters ?? Math.max(1, Math.ceil((o.epochs * unit) / B));
   const evalInterval = o.evalInterval ?? Math.max(1, Math.ceil(totalSteps / 10));
   const schedule = { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps };
-  const nextPairs = cursor(usePairs ? train.pairs.length : 0, mixSeed(o.seed, 1));
-  const nextVotes = cursor(useVotes ? train.votes.length : 0, mixSeed(o.seed, 2));
+  const pairCursor = cursor(usePairs ? train.pairs.length : 0, mixSeed(o.seed, 1));
+  const voteCursor = cursor(useVotes ? train.votes.length : 0, mixSeed(o.seed, 2));
   const opt = new AdamW({ beta1: 0.9, beta2: 0.999, weightDecay: o.weightDecay }, (n) => n !== HEAD_BIAS && o.weightDecay > 0);
+  const run = {
+    seed: o.seed, totalSteps, batchSize: B, learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: o.warmupIters,
+    weightDecay: o.weightDecay, gradClip: o.gradClip, pairWeight: o.pairWeight, voteWeight: o.voteWeight, lora: adapter.config,
+    base: adapter.base.fingerprint, trainVotes: train.votes.length, trainPairs: train.pairs.length, heldOutVotes: held.votes.length, heldOutPairs: held.pairs.length,
+  };
 
   const paramsWith = (trainables: Map<string, Tensor>): Params => new Map([...model.params, ...trainables]);
   const current = () => new Map<string, Tensor>([...adapter.params, ...head]);
@@ -213,8 +259,48 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
     };
   };
 
-  const metricsFile = await fs.open(path.join(o.runDir, 'metrics.jsonl'), 'w');
-  const history = { train: [] as { step: number; loss: number }[], val: [] as { step: number; loss: number }[] };
+  // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
+  const found = await latestCheckpoint(o.runDir);
+  let resumed: RewardCheckpointState | undefined;
+  if (found) {
+    const st = await readJson<RewardCheckpointState>(path.join(found.dir, 'state.json'));
+    if (st.format !== 'teamllm-reward-checkpoint/1') throw new Error(`reward: ${found.dir} is not a reward model checkpoint`);
+    const differs = Object.keys(run).filter((k) => JSON.stringify(st.run[k]) !== JSON.stringify(run[k as keyof typeof run]));
+    if (differs.length) {
+      throw new Error(`reward: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`);
+    }
+    const saved = arraysToTensors((await readSafetensors(path.join(found.dir, 'trainables.safetensors'))).tensors);
+    adapter.setParams(new Map(adapter.paramNames.map((n) => [n, saved.get(n)!])));
+    for (const n of [HEAD_WEIGHT, HEAD_BIAS]) {
+      head.get(n)!.dispose();
+      head.set(n, saved.get(n)!);
+    }
+    const optFile = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
+    opt.loadState(Number(optFile.metadata.step ?? 0), arraysToTensors(optFile.tensors));
+    pairCursor.restore(st.pairs);
+    voteCursor.restore(st.votes);
+    resumed = st;
+    log(`resuming from the checkpoint at step ${st.step} of ${totalSteps}`);
+  }
+  let lastCheckpoint = resumed?.step;
+
+  // metrics.jsonl: a resumed run keeps the lines up to its checkpoint and appends after them.
+  const metricsPath = path.join(o.runDir, 'metrics.jsonl');
+  let keptLines = '';
+  if (resumed) {
+    const old = await fs.readFile(metricsPath, 'utf8').catch(() => '');
+    const stepOf = (l: string) => {
+      try {
+        return (JSON.parse(l) as { step: number }).step;
+      } catch {
+        return Infinity; // a line cut short by a kill
+      }
+    };
+    keptLines = old.split('\n').filter((l) => l.trim() && stepOf(l) <= resumed!.step).map((l) => `${l}\n`).join('');
+  }
+  const metricsFile = await fs.open(metricsPath, 'w');
+  if (keptLines) await metricsFile.appendFile(keptLines);
+  const history = resumed?.history ?? { train: [] as { step: number; loss: number }[], val: [] as { step: number; loss: number }[] };
   const heldLine = (e: RewardEvaluation) =>
     `held-out pair accuracy ${Number.isFinite(e.accuracy.value) ? `${(100 * e.accuracy.value).toFixed(1)}% (n=${e.accuracy.n})` : '-'}, vote AUC ${Number.isFinite(e.auc.value) ? `${e.auc.value.toFixed(3)} (n=${e.auc.n})` : '-'}`;
   const record = async (e: RewardEvaluation) => {
@@ -243,25 +329,47 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   });
 
   let status: RewardTrainResult['status'] = 'completed';
-  let step = 0;
-  let lastLoss = NaN;
+  let step = resumed?.step ?? 0;
+  let lastLoss = resumed?.lastLoss ?? NaN;
   let emaMs = 0;
-  let trainMs = 0;
+  let trainMs = resumed?.trainMs ?? 0;
   let before: RewardEvaluation;
-  let after: RewardEvaluation | undefined;
+  let after: RewardEvaluation | undefined = resumed?.after;
+  const checkpoint = async () => {
+    const state: RewardCheckpointState = {
+      format: 'teamllm-reward-checkpoint/1', step, run, pairs: pairCursor.state, votes: voteCursor.state,
+      lastLoss, trainMs, history, before, ...(after ? { after } : {}),
+    };
+    const dir = checkpointDir(o.runDir, step);
+    await writeDirAtomic(dir, async (tmp) => {
+      await writeSafetensors(path.join(tmp, 'trainables.safetensors'), tensorsToArrays(current()), { step: String(step) });
+      await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
+      await writeJsonAtomic(path.join(tmp, 'state.json'), state);
+    });
+    // Only the newest is kept (and no temporary folder of a killed save).
+    const root = path.join(o.runDir, 'checkpoints');
+    for (const n of await fs.readdir(root)) if (path.join(root, n) !== dir) await fs.rm(path.join(root, n), { recursive: true, force: true });
+    lastCheckpoint = step;
+  };
   try {
-    before = evaluate(0, held.votes, held.pairs);
-    log(`before training (untrained head): ${heldLine(before)}`);
-    await record(before);
+    if (resumed) {
+      before = resumed.before;
+    } else {
+      before = evaluate(0, held.votes, held.pairs);
+      log(`before training (untrained head): ${heldLine(before)}`);
+      await record(before);
+    }
     while (step < totalSteps) {
       if (hooks.signal?.aborted) {
         status = 'aborted';
+        if (step > 0 && lastCheckpoint !== step) await checkpoint();
+        log(`stopped at step ${step}; checkpoint saved at step ${lastCheckpoint ?? 0}`);
         break;
       }
       const t0 = performance.now();
       const lr = learningRateAt(step, schedule);
-      const pi = usePairs ? nextPairs(B) : [];
-      const vi = useVotes ? nextVotes(B) : [];
+      const pi = usePairs ? pairCursor.next(B) : [];
+      const vi = useVotes ? voteCursor.next(B) : [];
       const seqs = [...pi.map((i) => train.pairs[i]!.chosen), ...pi.map((i) => train.pairs[i]!.rejected), ...vi.map((i) => train.votes[i]!.ids)];
       const batch = rewardBatch(seqs, pad);
       batchRef = { ...batch, nPairs: pi.length, labels: vi.map((i) => train.votes[i]!.label) };
@@ -283,7 +391,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
       }
       const dt = performance.now() - t0;
       trainMs += dt;
-      emaMs = step < 2 ? dt : 0.9 * emaMs + 0.1 * dt;
+      emaMs = emaMs === 0 ? dt : 0.9 * emaMs + 0.1 * dt;
       step += 1;
       history.train.push({ step, loss: lastLoss });
       await metricsFile.appendFile(`${JSON.stringify({ step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
@@ -293,6 +401,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
         await record(after);
         await chart();
       }
+      if (step % o.checkpointInterval === 0 && step < totalSteps) await checkpoint();
     }
     after ??= evaluate(step, held.votes, held.pairs);
     log(`after ${step} steps: ${heldLine(after)}`);
@@ -332,6 +441,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const msPerStep = step ? trainMs / step : 0;
   const result: RewardTrainResult = {
     status,
+    ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}),
+    ...(resumed ? { resumedFrom: resumed.step } : {}),
     name: o.name,
     steps: step,
     trainLoss: lastLoss,

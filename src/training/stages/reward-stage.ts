@@ -20,9 +20,10 @@ export const MIN_EACH = 20;
  * (base frozen + LoRA + scalar head) trained on the 👍/👎 in the records — pairs of answers to one
  * question (Bradley-Terry) and single votes (logistic) — and measured on held-out questions. It
  * is saved under $TEAMLLM_HOME/reward/<name> either way, but made the one RLHF uses only when it
- * is better than chance there (the gate).
+ * is better than chance there (the gate). It checkpoints every 50 steps and when stopped; a resumed
+ * job (or a rerun in the same run folder) continues from the newest checkpoint.
  */
-export const runStage: RunStage = async ({ params, home, runDir, signal, progress, log }) => {
+export const runStage: RunStage = async ({ params, home, runDir, resume, signal, progress, log }) => {
   const p = parseStageParams('reward', params, {
     base: z.string().optional(),
     name: z.string().optional(),
@@ -40,6 +41,7 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
     minAccuracy: num().optional(),
     minAuc: num().optional(),
     evalInterval: int().optional(),
+    checkpointInterval: int().optional(),
     maxContextTokens: int().optional(),
     seed: int().optional(),
     backend: z.string().optional(),
@@ -79,6 +81,8 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
     ...(p.alpha !== undefined ? { alpha: p.alpha } : {}),
     ...(p.targets !== undefined ? { targets: p.targets } : {}),
   };
+  // A checkpoint in the run folder (a stopped or crashed run) is continued from in any case.
+  if (resume && !existsSync(join(runDir, 'checkpoints'))) log('resume: no reward checkpoint in this run yet; training from the start');
   const result = await trainRewardModel(
     {
       runDir,
@@ -87,7 +91,7 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
       base: base.dir,
       ...(base.version ? { baseVersion: base.version } : {}),
       ...(Object.keys(lora).length ? { lora: { dropout: 0, ...lora } } : {}),
-      ...Object.fromEntries((['epochs', 'maxIters', 'batchSize', 'learningRate', 'pairWeight', 'voteWeight', 'evalInterval', 'maxContextTokens', 'seed'] as const).filter((k) => p[k] !== undefined).map((k) => [k, p[k]])),
+      ...Object.fromEntries((['epochs', 'maxIters', 'batchSize', 'learningRate', 'pairWeight', 'voteWeight', 'evalInterval', 'checkpointInterval', 'maxContextTokens', 'seed'] as const).filter((k) => p[k] !== undefined).map((k) => [k, p[k]])),
       gate: { ...(p.minAccuracy !== undefined ? { minAccuracy: p.minAccuracy } : {}), ...(p.minAuc !== undefined ? { minAuc: p.minAuc } : {}) },
     },
     data,
@@ -124,7 +128,11 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
   if (Number.isFinite(m.voteAuc)) Object.assign(metrics, { voteAuc: m.voteAuc, baseVoteAuc: m.baselineVoteAuc, voteAucLo: m.voteAucLo, voteAucHi: m.voteAucHi });
   const files = { lossChart: join(runDir, 'reward.png'), metrics: join(runDir, 'metrics.jsonl'), ...(result.dir ? { rewardModel: result.dir } : {}) };
   if (result.status === 'aborted') {
-    return { summary: `Reward model training stopped at step ${result.steps}; nothing was saved (a run takes minutes: start it again with /train reward).`, metrics, files, gate: result.gate };
+    const saved =
+      result.checkpointStep !== undefined
+        ? `checkpoint saved at step ${result.checkpointStep}: /train resume continues from it`
+        : 'no checkpoint yet (it stopped before the first step): start it again with /train reward';
+    return { summary: `Reward model training stopped at step ${result.steps}; ${saved}.`, metrics, files, gate: result.gate };
   }
   const measured = [
     Number.isFinite(m.pairAccuracy) ? `held-out pair accuracy ${(100 * m.pairAccuracy!).toFixed(1)}% (95% CI ${(100 * m.pairAccuracyLo!).toFixed(1)}–${(100 * m.pairAccuracyHi!).toFixed(1)}%, ${m.heldOutPairs} pairs)` : undefined,
