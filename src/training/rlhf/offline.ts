@@ -3,7 +3,15 @@
  * reward model in the loop): DPO on pairs (a liked and a disliked answer to one question) and KTO
  * on unpaired 👍/👎, each with a trainable LoRA on the SFT model and the model without it as the
  * frozen reference.
+ *
+ * Checkpoints (when `runDir` is given): every `checkpointInterval` steps and when stopped, the LoRA
+ * tensors, the AdamW moments and step, the data position (the step: the seeded batch order is
+ * replayed up to it) and the logged stats so far are written atomically under
+ * `<runDir>/checkpoints/step-NNNNNNNN/` (only the newest is kept). A run whose runDir holds one
+ * continues from it and ends with the same weights as an uninterrupted run of the same seed.
  */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { GPT } from '../../model/gpt.ts';
@@ -11,6 +19,10 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
+import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
+import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
+import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
+import { checkpointDir, latestCheckpoint } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import { dpoLoss, ktoLoss, ktoReferencePoint } from './losses.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter, type Episode } from './policy.ts';
@@ -46,7 +58,31 @@ export interface OfflineOptions {
   gradClip?: number;
   seed?: number;
   signal?: AbortSignal;
+  /** Where checkpoints go (and are resumed from); without it the run keeps none. */
+  runDir?: string;
+  /** Steps between checkpoints (one is also written when the run is stopped). Default 20. */
+  checkpointInterval?: number;
+  /** The caller's own state to keep in each checkpoint (curves, evaluations): read back with readOfflineCheckpointExtra. */
+  checkpointExtra?: () => unknown;
   onStep?: (stats: OfflineStepStats) => void | Promise<void>;
+}
+
+/** What an offline RLHF checkpoint's state.json holds besides the tensors. */
+interface OfflineCheckpointState {
+  format: 'teamllm-rlhf-offline-checkpoint/1';
+  step: number;
+  /** The settings that decide the trajectory: a checkpoint made with others is refused. */
+  run: Record<string, unknown>;
+  history: OfflineStepStats[];
+  extra?: unknown;
+}
+
+/** The newest DPO/KTO checkpoint in runDir: its step and the caller's extra state, if any. */
+export async function readOfflineCheckpointExtra(runDir: string): Promise<{ step: number; extra: unknown } | undefined> {
+  const found = await latestCheckpoint(runDir);
+  if (!found) return undefined;
+  const st = await readJson<OfflineCheckpointState>(path.join(found.dir, 'state.json'));
+  return st.format === 'teamllm-rlhf-offline-checkpoint/1' ? { step: st.step, extra: st.extra } : undefined;
 }
 
 export interface OfflineStepStats {
@@ -65,6 +101,10 @@ export interface OfflineResult {
   adapter: LoraAdapter;
   history: OfflineStepStats[];
   status: 'completed' | 'aborted';
+  /** Step of the newest checkpoint in runDir (a stopped run continues from it). */
+  checkpointStep?: number;
+  /** Step the run continued from, when it resumed from a checkpoint. */
+  resumedFrom?: number;
 }
 
 function refLogProbs(model: GPT, episodes: Episode[], pad: number, batchSize = 16): number[] {
@@ -133,9 +173,55 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
     return out;
   };
 
-  for (let step = 0; step < o.steps; step++) {
+  const interval = o.checkpointInterval ?? 20;
+  const run = {
+    algo: o.algo, seed, beta, batchSize: B, learningRate: lr, gradClip, steps: o.steps, lora: adapter.config, lambdaD, lambdaU,
+    pairs: chosen.length, votes: items.length, liked: nLiked,
+  };
+  // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
+  let start = 0;
+  let resumedFrom: number | undefined;
+  const found = o.runDir ? await latestCheckpoint(o.runDir) : undefined;
+  if (found) {
+    const st = await readJson<OfflineCheckpointState>(path.join(found.dir, 'state.json'));
+    if (st.format !== 'teamllm-rlhf-offline-checkpoint/1') throw new Error(`${o.algo}: ${found.dir} is not a DPO/KTO checkpoint`);
+    const differs = Object.keys(run).filter((k) => JSON.stringify(st.run[k]) !== JSON.stringify(run[k as keyof typeof run]));
+    if (differs.length) {
+      LoraAdapter.detach(model);
+      adapter.dispose();
+      opt.dispose();
+      throw new Error(`${o.algo}: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`);
+    }
+    const saved = arraysToTensors((await readSafetensors(path.join(found.dir, 'adapter.safetensors'))).tensors);
+    adapter.setParams(new Map(names.map((nm) => [nm, saved.get(nm)!])));
+    const optFile = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
+    opt.loadState(Number(optFile.metadata.step ?? 0), arraysToTensors(optFile.tensors));
+    // Data position: replay the seeded batch order up to the checkpoint.
+    for (let i = 0; i < st.step; i++) nextBatch();
+    history.push(...st.history);
+    start = st.step;
+    resumedFrom = st.step;
+  }
+  let lastCheckpoint = resumedFrom;
+  const checkpoint = async (step: number) => {
+    if (!o.runDir) return;
+    const dir = checkpointDir(o.runDir, step);
+    const state: OfflineCheckpointState = { format: 'teamllm-rlhf-offline-checkpoint/1', step, run, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
+    await writeDirAtomic(dir, async (tmp) => {
+      await writeSafetensors(path.join(tmp, 'adapter.safetensors'), tensorsToArrays(adapter.params), { step: String(step) });
+      await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
+      await writeJsonAtomic(path.join(tmp, 'state.json'), state);
+    });
+    // Only the newest is kept (and no temporary folder of a killed save).
+    const root = path.join(o.runDir, 'checkpoints');
+    for (const nm of await fs.readdir(root)) if (path.join(root, nm) !== dir) await fs.rm(path.join(root, nm), { recursive: true, force: true });
+    lastCheckpoint = step;
+  };
+
+  for (let step = start; step < o.steps; step++) {
     if (o.signal?.aborted) {
       status = 'aborted';
+      if (step > 0 && lastCheckpoint !== step) await checkpoint(step);
       break;
     }
     const t0 = performance.now();
@@ -203,7 +289,8 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
     const s: OfflineStepStats = { step: step + 1, loss, ...stats, ms: performance.now() - t0 };
     history.push(s);
     await o.onStep?.(s);
+    if ((step + 1) % interval === 0 && step + 1 < o.steps) await checkpoint(step + 1);
   }
   opt.dispose();
-  return { adapter, history, status };
+  return { adapter, history, status, ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}), ...(resumedFrom !== undefined ? { resumedFrom } : {}) };
 }

@@ -12,7 +12,8 @@
  * 5. the gate: the new policy is promoted only if its reward rises, its KL stays under `maxKl` and
  *    QA accuracy does not drop; otherwise it is registered but kept back, and the report says why.
  *
- * Run folder: metrics.jsonl, rlhf.png (curves), report.txt, adapter/, model/ (merged), before.json, after.json.
+ * Run folder: metrics.jsonl, rlhf.png (curves), report.txt, adapter/, model/ (merged), before.json, after.json,
+ * checkpoints/ (DPO/KTO: the newest checkpoint; a job whose run folder holds one continues from it).
  */
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -30,7 +31,7 @@ import type { Taste } from '../simulated-users.ts';
 import { loadRewardModel } from '../reward/store.ts';
 import { rlhfData, type RlhfSplit } from './data.ts';
 import { evaluatePolicy, type PolicyEvaluation } from './evaluate.ts';
-import { trainOffline, type OfflineStepStats } from './offline.ts';
+import { readOfflineCheckpointExtra, trainOffline, type OfflineStepStats } from './offline.ts';
 import { trainPpo, type PpoStepStats } from './ppo.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter } from './policy.ts';
 import { encodeEpisode, type PromptLayout } from './episodes.ts';
@@ -85,6 +86,8 @@ export const RlhfJobParamsSchema = z
     evalSamples: int().default(4),
     /** Evaluate on held-out prompts every N steps (curves). */
     evalInterval: int().optional(),
+    /** DPO/KTO: steps between checkpoints (default 20; one is also written when stopped). A job whose run folder holds one continues from it. */
+    checkpointInterval: int().optional(),
     /** QA evaluation: questions JSONL, its held-out split, documents for retrieval, passages per question. */
     questions: z.string().optional(),
     evalSplit: z.string().default('test'),
@@ -286,11 +289,35 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     return m;
   };
 
+  // Resume (DPO/KTO): the newest checkpoint in runDir carries the before-measure and the curves so
+  // far, so a resumed job neither re-measures the start nor loses its curves.
+  interface PipelineExtra {
+    before: RlhfMeasure;
+    curves: Record<'reward' | 'kl' | 'entropy' | 'loss', ChartPoint[]>;
+    evals: Record<'reward' | 'kl' | 'entropy', ChartPoint[]>;
+  }
+  const resumed = p.algo === 'ppo' ? undefined : await readOfflineCheckpointExtra(runDir);
+  const resumedExtra = resumed?.extra as PipelineExtra | undefined;
+  if (resumed) log(`resuming from the checkpoint at step ${resumed.step}`);
   const metricsFile = path.join(runDir, 'metrics.jsonl');
+  // metrics.jsonl: a resumed run keeps the lines up to its checkpoint and appends after them.
+  let keptLines = '';
+  if (resumed) {
+    const old = await fs.readFile(metricsFile, 'utf8').catch(() => '');
+    const stepOf = (l: string) => {
+      try {
+        return (JSON.parse(l) as { step: number }).step;
+      } catch {
+        return Infinity; // a line cut short by a kill
+      }
+    };
+    keptLines = old.split('\n').filter((l) => l.trim() && stepOf(l) <= resumed.step).map((l) => `${l}\n`).join('');
+  }
   await fs.rm(metricsFile, { force: true });
   const metrics = await fs.open(metricsFile, 'a');
-  const curves = { reward: [] as ChartPoint[], kl: [] as ChartPoint[], entropy: [] as ChartPoint[], loss: [] as ChartPoint[] };
-  const evals = { reward: [] as ChartPoint[], kl: [] as ChartPoint[], entropy: [] as ChartPoint[] };
+  if (keptLines) await metrics.appendFile(keptLines);
+  const curves = resumedExtra?.curves ?? { reward: [] as ChartPoint[], kl: [] as ChartPoint[], entropy: [] as ChartPoint[], loss: [] as ChartPoint[] };
+  const evals = resumedExtra?.evals ?? { reward: [] as ChartPoint[], kl: [] as ChartPoint[], entropy: [] as ChartPoint[] };
   const addEval = (step: number, m: RlhfMeasure) => {
     evals.reward.push({ step, value: m.reward });
     evals.kl.push({ step, value: m.kl });
@@ -303,10 +330,16 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   let after: RlhfMeasure;
   try {
     ctx.progress?.({ stage: 'prepare', step: 0, totalSteps: 1 });
-    before = await measure('before', 0);
-    before.qa = await qa('before');
-    await writeJsonAtomic(path.join(runDir, 'before.json'), { ...before, policy: { ...before.policy, examples: before.policy?.examples.slice(0, 20) } });
-    addEval(0, before);
+    if (resumedExtra) {
+      before = resumedExtra.before;
+      steps = resumed!.step;
+    } else {
+      before = await measure('before', 0);
+      before.qa = await qa('before');
+      await writeJsonAtomic(path.join(runDir, 'before.json'), { ...before, policy: { ...before.policy, examples: before.policy?.examples.slice(0, 20) } });
+      addEval(0, before);
+    }
+    let checkpointStep: number | undefined;
     const lora = { ...(p.rank ? { rank: p.rank } : { rank: 4 }), ...(p.alpha ? { alpha: p.alpha } : { alpha: 8 }), ...(p.targets ? { targets: p.targets } : {}) };
     const totalSteps = p.steps ?? (p.algo === 'ppo' ? 20 : 60);
     const evalInterval = p.evalInterval ?? Math.max(1, Math.ceil(totalSteps / 4));
@@ -354,6 +387,9 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
         beta: p.beta ?? 0.1,
         learningRate: p.learningRate ?? 1e-3,
         ...(p.batchSize ? { batchSize: p.batchSize } : {}),
+        runDir,
+        ...(p.checkpointInterval ? { checkpointInterval: p.checkpointInterval } : {}),
+        checkpointExtra: (): PipelineExtra => ({ before, curves, evals }),
         onStep: async (st: OfflineStepStats) => {
           curves.loss.push({ step: st.step, value: st.loss });
           curves.reward.push({ step: st.step, value: st.rewardLiked - st.rewardDisliked });
@@ -362,9 +398,14 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       });
       adapter = r.adapter;
       status = r.status;
+      checkpointStep = r.checkpointStep;
     }
     if (status !== 'completed') {
-      throw new Error(`RLHF (${p.algo}) stopped at step ${steps}: nothing was saved (a run takes minutes; start it again)`);
+      throw new Error(
+        checkpointStep !== undefined
+          ? `RLHF (${p.algo}) stopped at step ${steps}: checkpoint saved at step ${checkpointStep}; /train resume continues from it`
+          : `RLHF (${p.algo}) stopped at step ${steps}: nothing was saved (${p.algo === 'ppo' ? 'PPO keeps no checkpoints' : 'no step was finished'}; start it again)`,
+      );
     }
     after = await measure('after', steps);
     after.qa = await qa('after');

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { RunStage } from '../jobs/stage.ts';
 import { RlhfJobParamsSchema, runRlhfJob } from '../rlhf/pipeline.ts';
 
@@ -7,7 +9,7 @@ import { RlhfJobParamsSchema, runRlhfJob } from '../rlhf/pipeline.ts';
  * the reward model, or KTO / DPO straight from the votes — and promotes the result only when the
  * gate passes (reward up, KL under the bound, QA not worse); the report says why otherwise.
  */
-export const runStage: RunStage = async ({ params, home, runDir, signal, progress, log }) => {
+export const runStage: RunStage = async ({ params, home, runDir, resume, signal, progress, log }) => {
   const parsed = RlhfJobParamsSchema.safeParse(params);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) =>
@@ -15,6 +17,7 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
     );
     throw new Error(`rlhf: ${problems.join('; ')}`);
   }
+  if (resume && !existsSync(join(runDir, 'checkpoints'))) log(`resume: no RLHF checkpoint in this run yet${parsed.data.algo === 'ppo' ? ' (PPO keeps none)' : ''}; training from the start`);
   const r = await runRlhfJob(params, {
     home,
     runDir,
