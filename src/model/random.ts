@@ -36,6 +36,16 @@ export class Random {
     for (let i = 0; i < 12; i++) this.nextUint32();
   }
 
+  /** The generator's position, to save in a checkpoint and restore with setState. */
+  getState(): number[] {
+    return [this.a, this.b, this.c, this.d, this.spare ?? NaN];
+  }
+
+  setState(s: readonly number[]): void {
+    [this.a, this.b, this.c, this.d] = s as [number, number, number, number];
+    this.spare = s[4] === undefined || s[4] === null || Number.isNaN(s[4]) ? undefined : s[4];
+  }
+
   nextUint32(): number {
     const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
     this.d = (this.d + 1) >>> 0;

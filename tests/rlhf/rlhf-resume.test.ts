@@ -1,5 +1,5 @@
 /**
- * DPO/KTO checkpoints: a run stopped at step N and resumed from its run folder ends with exactly
+ * PPO, DPO and KTO checkpoints: a run stopped at step N and resumed from its run folder ends with exactly
  * the same LoRA weights (and the same per-step losses) as an uninterrupted run of the same seed; a
  * checkpoint made with other settings is refused with a clear error.
  */
@@ -13,6 +13,9 @@ import { latestCheckpoint } from '../../src/training/checkpoint.ts';
 import { rlhfData } from '../../src/training/rlhf/data.ts';
 import { trainOffline, type OfflineOptions, type OfflineResult } from '../../src/training/rlhf/offline.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
+import { trainPpo, type PpoOptions, type PpoResult } from '../../src/training/rlhf/ppo.ts';
+import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
+import { QUOTES_SOURCE } from '../../src/training/simulated-users.ts';
 import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
 import { ratedStore, toySetup, TOY_FIXTURE } from './helpers.ts';
 
@@ -102,6 +105,45 @@ describe('the rlhf job', () => {
       expect(r.modelVersion).toBe('v2');
     } finally {
       await fs.rm(home, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('ppo checkpoints', () => {
+  it('a run stopped at iteration N and resumed ends with the same LoRA, value head and β as an uninterrupted one', async () => {
+    const reward = tasteReward(QUOTES_SOURCE);
+    const run = async (extra: Partial<PpoOptions>) => {
+      const r = await trainPpo({
+        model, tokenizer, layout, prompts: setup.questions.filter((q) => q.split === 'train'), reward,
+        steps: 4, promptsPerStep: 2, samplesPerPrompt: 2, ppoEpochs: 2, learningRate: 5e-3, initKlCoef: 0.2, targetKl: 0.01, klHorizon: 10,
+        lora: { rank: 2, alpha: 4 }, seed: 5, checkpointInterval: 2, ...extra,
+      });
+      LoraAdapter.detach(model);
+      return r;
+    };
+    const all = (r: PpoResult) => ({ ...weights(r as unknown as OfflineResult), w: Array.from(r.valueHead.w.dataSync()), b: Array.from(r.valueHead.b.dataSync()) });
+    const full = await run({});
+    const runDir = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-rlhf-resume-ppo-'));
+    try {
+      const ac = new AbortController();
+      const first = await run({ runDir, signal: ac.signal, onStep: (s) => void (s.step === 3 && ac.abort()) });
+      expect(first.status).toBe('aborted');
+      expect(first.checkpointStep).toBe(3);
+      expect(all(first)).not.toEqual(all(full));
+      first.adapter.dispose();
+      first.valueHead.dispose();
+      const second = await run({ runDir });
+      expect(second.resumedFrom).toBe(3);
+      expect(second.history.map((h) => [h.reward, h.klCoef, h.nextKlCoef, h.policyLoss])).toEqual(full.history.map((h) => [h.reward, h.klCoef, h.nextKlCoef, h.policyLoss]));
+      expect(new Set(full.history.map((h) => h.klCoef)).size).toBeGreaterThan(1); // β adapted, so restoring it matters
+      expect(all(second)).toEqual(all(full));
+      second.adapter.dispose();
+      second.valueHead.dispose();
+      await expect(run({ runDir, ppoEpochs: 3 })).rejects.toThrow(/other settings \(epochs\)/);
+    } finally {
+      full.adapter.dispose();
+      full.valueHead.dispose();
+      await fs.rm(runDir, { recursive: true, force: true });
     }
   }, 60_000);
 });

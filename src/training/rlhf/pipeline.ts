@@ -13,7 +13,7 @@
  *    QA accuracy does not drop; otherwise it is registered but kept back, and the report says why.
  *
  * Run folder: metrics.jsonl, rlhf.png (curves), report.txt, adapter/, model/ (merged), before.json, after.json,
- * checkpoints/ (DPO/KTO: the newest checkpoint; a job whose run folder holds one continues from it).
+ * checkpoints/ (the newest checkpoint; a job whose run folder holds one continues from it).
  */
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -32,7 +32,7 @@ import { loadRewardModel } from '../reward/store.ts';
 import { rlhfData, type RlhfSplit } from './data.ts';
 import { evaluatePolicy, type PolicyEvaluation } from './evaluate.ts';
 import { readOfflineCheckpointExtra, trainOffline, type OfflineStepStats } from './offline.ts';
-import { trainPpo, type PpoStepStats } from './ppo.ts';
+import { readPpoCheckpointExtra, trainPpo, type PpoStepStats } from './ppo.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter } from './policy.ts';
 import { encodeEpisode, type PromptLayout } from './episodes.ts';
 import { writePanels, type ChartPoint, type Panel } from './chart.ts';
@@ -86,7 +86,7 @@ export const RlhfJobParamsSchema = z
     evalSamples: int().default(4),
     /** Evaluate on held-out prompts every N steps (curves). */
     evalInterval: int().optional(),
-    /** DPO/KTO: steps between checkpoints (default 20; one is also written when stopped). A job whose run folder holds one continues from it. */
+    /** Steps between checkpoints (default PPO 10, KTO/DPO 20; one is also written when stopped). A job whose run folder holds one continues from it. */
     checkpointInterval: int().optional(),
     /** QA evaluation: questions JSONL, its held-out split, documents for retrieval, passages per question. */
     questions: z.string().optional(),
@@ -289,14 +289,14 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     return m;
   };
 
-  // Resume (DPO/KTO): the newest checkpoint in runDir carries the before-measure and the curves so
+  // Resume: the newest checkpoint in runDir carries the before-measure and the curves so
   // far, so a resumed job neither re-measures the start nor loses its curves.
   interface PipelineExtra {
     before: RlhfMeasure;
     curves: Record<'reward' | 'kl' | 'entropy' | 'loss', ChartPoint[]>;
     evals: Record<'reward' | 'kl' | 'entropy', ChartPoint[]>;
   }
-  const resumed = p.algo === 'ppo' ? undefined : await readOfflineCheckpointExtra(runDir);
+  const resumed = p.algo === 'ppo' ? await readPpoCheckpointExtra(runDir) : await readOfflineCheckpointExtra(runDir);
   const resumedExtra = resumed?.extra as PipelineExtra | undefined;
   if (resumed) log(`resuming from the checkpoint at step ${resumed.step}`);
   const metricsFile = path.join(runDir, 'metrics.jsonl');
@@ -366,6 +366,9 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
         ...(p.initKlCoef !== undefined ? { initKlCoef: p.initKlCoef } : {}),
         ...(p.targetKl !== undefined ? { targetKl: p.targetKl } : {}),
         learningRate: p.learningRate ?? 1e-3,
+        runDir,
+        ...(p.checkpointInterval ? { checkpointInterval: p.checkpointInterval } : {}),
+        checkpointExtra: (): PipelineExtra => ({ before, curves, evals }),
         onStep: async (st: PpoStepStats) => {
           curves.reward.push({ step: st.step, value: st.reward });
           curves.kl.push({ step: st.step, value: st.kl });
@@ -377,6 +380,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       adapter = r.adapter;
       r.valueHead.dispose();
       status = r.status;
+      checkpointStep = r.checkpointStep;
     } else {
       const r = await trainOffline({
         ...common,
@@ -404,7 +408,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       throw new Error(
         checkpointStep !== undefined
           ? `RLHF (${p.algo}) stopped at step ${steps}: checkpoint saved at step ${checkpointStep}; /train resume continues from it`
-          : `RLHF (${p.algo}) stopped at step ${steps}: nothing was saved (${p.algo === 'ppo' ? 'PPO keeps no checkpoints' : 'no step was finished'}; start it again)`,
+          : `RLHF (${p.algo}) stopped at step ${steps}: nothing was saved (no step was finished; start it again)`,
       );
     }
     after = await measure('after', steps);

@@ -20,6 +20,12 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
+import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
+import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
+import { checkpointDir, latestCheckpoint } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import { AdaptiveKlController, gae, ppoLosses, tokenRewards, whiten } from './losses.ts';
@@ -58,7 +64,34 @@ export interface PpoOptions {
   gradClip?: number;
   seed?: number;
   signal?: AbortSignal;
+  /** Where checkpoints go (and are resumed from); without it the run keeps none. */
+  runDir?: string;
+  /** Iterations between checkpoints (one is also written when the run is stopped). Default 10. */
+  checkpointInterval?: number;
+  /** The caller's own state to keep in each checkpoint: read back with readPpoCheckpointExtra. */
+  checkpointExtra?: () => unknown;
   onStep?: (stats: PpoStepStats) => void | Promise<void>;
+}
+
+/** What a PPO checkpoint's state.json holds besides the tensors (LoRA, value head, AdamW moments). */
+interface PpoCheckpointState {
+  format: 'teamllm-rlhf-ppo-checkpoint/1';
+  step: number;
+  /** The settings that decide the trajectory: a checkpoint made with others is refused. */
+  run: Record<string, unknown>;
+  rng: number[];
+  order: number[];
+  klCoef: number;
+  history: PpoStepStats[];
+  extra?: unknown;
+}
+
+/** The newest PPO checkpoint in runDir: its step and the caller's extra state, if any. */
+export async function readPpoCheckpointExtra(runDir: string): Promise<{ step: number; extra: unknown } | undefined> {
+  const found = await latestCheckpoint(runDir);
+  if (!found) return undefined;
+  const st = await readJson<PpoCheckpointState>(path.join(found.dir, 'state.json'));
+  return st.format === 'teamllm-rlhf-ppo-checkpoint/1' ? { step: st.step, extra: st.extra } : undefined;
 }
 
 export interface PpoStepStats {
@@ -87,6 +120,10 @@ export interface PpoResult {
   valueHead: ValueHead;
   history: PpoStepStats[];
   status: 'completed' | 'aborted';
+  /** Step of the newest checkpoint in runDir (a stopped run continues from it). */
+  checkpointStep?: number;
+  /** Step the run continued from, when it resumed from a checkpoint. */
+  resumedFrom?: number;
 }
 
 interface Rollout {
@@ -124,9 +161,60 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   let order: number[] = [];
   let status: PpoResult['status'] = 'completed';
 
-  for (let step = 0; step < o.steps; step++) {
+  const interval = o.checkpointInterval ?? 10;
+  const run = {
+    seed, steps: o.steps, promptsPerStep, perPrompt, epochs, clip, clipValue, vfCoef, lr, gradClip, lora: adapter.config, prompts: o.prompts.length,
+    minibatchSize: o.minibatchSize ?? null, gamma: o.gamma ?? 1, lambda: o.lambda ?? 0.95, initKlCoef: o.initKlCoef ?? 0.2, targetKl: o.targetKl ?? 1,
+    klHorizon: o.klHorizon ?? 200, adaptiveKl: o.adaptiveKl !== false, whitenRewards: o.whitenRewards !== false,
+  };
+  let start = 0;
+  let resumedFrom: number | undefined;
+  const found = o.runDir ? await latestCheckpoint(o.runDir) : undefined;
+  if (found) {
+    const st = await readJson<PpoCheckpointState>(path.join(found.dir, 'state.json'));
+    const differs = st.format === 'teamllm-rlhf-ppo-checkpoint/1' ? Object.keys(run).filter((k) => JSON.stringify(st.run[k]) !== JSON.stringify(run[k as keyof typeof run])) : [];
+    if (st.format !== 'teamllm-rlhf-ppo-checkpoint/1' || differs.length) {
+      LoraAdapter.detach(model);
+      if (!o.adapter) adapter.dispose();
+      head.dispose();
+      opt.dispose();
+      throw new Error(
+        st.format !== 'teamllm-rlhf-ppo-checkpoint/1'
+          ? `ppo: ${found.dir} is not a PPO checkpoint`
+          : `ppo: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`,
+      );
+    }
+    const saved = arraysToTensors((await readSafetensors(path.join(found.dir, 'trainables.safetensors'))).tensors);
+    adapter.setParams(new Map(adapter.paramNames.map((nm) => [nm, saved.get(nm)!])));
+    head.setParams(saved);
+    const optFile = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
+    opt.loadState(Number(optFile.metadata.step ?? 0), arraysToTensors(optFile.tensors));
+    rng.setState(st.rng);
+    order = [...st.order];
+    kl.value = st.klCoef;
+    history.push(...st.history);
+    start = st.step;
+    resumedFrom = st.step;
+  }
+  let lastCheckpoint = resumedFrom;
+  const checkpoint = async (step: number) => {
+    if (!o.runDir) return;
+    const dir = checkpointDir(o.runDir, step);
+    const state: PpoCheckpointState = { format: 'teamllm-rlhf-ppo-checkpoint/1', step, run, rng: rng.getState(), order, klCoef: kl.value, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
+    await writeDirAtomic(dir, async (tmp) => {
+      await writeSafetensors(path.join(tmp, 'trainables.safetensors'), tensorsToArrays([...adapter.params, ...head.params]), { step: String(step) });
+      await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
+      await writeJsonAtomic(path.join(tmp, 'state.json'), state);
+    });
+    const root = path.join(o.runDir, 'checkpoints');
+    for (const nm of await fs.readdir(root)) if (path.join(root, nm) !== dir) await fs.rm(path.join(root, nm), { recursive: true, force: true });
+    lastCheckpoint = step;
+  };
+
+  for (let step = start; step < o.steps; step++) {
     if (o.signal?.aborted) {
       status = 'aborted';
+      if (step > 0 && lastCheckpoint !== step) await checkpoint(step);
       break;
     }
     const t0 = performance.now();
@@ -193,9 +281,10 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     };
     history.push(stats);
     await o.onStep?.(stats);
+    if ((step + 1) % interval === 0 && step + 1 < o.steps) await checkpoint(step + 1);
   }
   opt.dispose();
-  return { adapter, valueHead: head, history, status };
+  return { adapter, valueHead: head, history, status, ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}), ...(resumedFrom !== undefined ? { resumedFrom } : {}) };
 }
 
 function shuffle(n: number, rng: Random): number[] {

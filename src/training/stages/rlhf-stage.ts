@@ -17,7 +17,7 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
     );
     throw new Error(`rlhf: ${problems.join('; ')}`);
   }
-  if (resume && !existsSync(join(runDir, 'checkpoints'))) log(`resume: no RLHF checkpoint in this run yet${parsed.data.algo === 'ppo' ? ' (PPO keeps none)' : ''}; training from the start`);
+  if (resume && !existsSync(join(runDir, 'checkpoints'))) log('resume: no RLHF checkpoint in this run yet; training from the start');
   const r = await runRlhfJob(params, {
     home,
     runDir,
