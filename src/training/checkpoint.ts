@@ -100,3 +100,14 @@ export async function loadCheckpoint(dir: string, optimizer: AdamW): Promise<{ m
   const state = await readJson<TrainerState>(path.join(dir, 'state.json'));
   return { model, tokenizer, state };
 }
+
+/**
+ * The step and the caller's extra state (curves, evaluations) of the newest checkpoint in runDir
+ * whose state.json has the given format — how a job that drives a trainer resumes its own state.
+ */
+export async function latestCheckpointExtra(runDir: string, format: string): Promise<{ step: number; extra: unknown } | undefined> {
+  const found = await latestCheckpoint(runDir);
+  if (!found) return undefined;
+  const st = await readJson<{ format?: string; step: number; extra?: unknown }>(path.join(found.dir, 'state.json'));
+  return st.format === format ? { step: st.step, extra: st.extra } : undefined;
+}

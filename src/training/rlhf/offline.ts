@@ -22,7 +22,7 @@ import { Random, mixSeed } from '../../model/random.ts';
 import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
 import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
-import { checkpointDir, latestCheckpoint } from '../checkpoint.ts';
+import { checkpointDir, latestCheckpoint, latestCheckpointExtra } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import { dpoLoss, ktoLoss, ktoReferencePoint } from './losses.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter, type Episode } from './policy.ts';
@@ -77,13 +77,8 @@ interface OfflineCheckpointState {
   extra?: unknown;
 }
 
-/** The newest DPO/KTO checkpoint in runDir: its step and the caller's extra state, if any. */
-export async function readOfflineCheckpointExtra(runDir: string): Promise<{ step: number; extra: unknown } | undefined> {
-  const found = await latestCheckpoint(runDir);
-  if (!found) return undefined;
-  const st = await readJson<OfflineCheckpointState>(path.join(found.dir, 'state.json'));
-  return st.format === 'teamllm-rlhf-offline-checkpoint/1' ? { step: st.step, extra: st.extra } : undefined;
-}
+/** The newest checkpoint of this trainer in runDir: its step and the caller's extra state, if any. */
+export const readOfflineCheckpointExtra = (runDir: string) => latestCheckpointExtra(runDir, 'teamllm-rlhf-offline-checkpoint/1');
 
 export interface OfflineStepStats {
   step: number;

@@ -25,7 +25,7 @@ import path from 'node:path';
 import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
 import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
-import { checkpointDir, latestCheckpoint } from '../checkpoint.ts';
+import { checkpointDir, latestCheckpoint, latestCheckpointExtra } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import { AdaptiveKlController, gae, ppoLosses, tokenRewards, whiten } from './losses.ts';
@@ -86,13 +86,8 @@ interface PpoCheckpointState {
   extra?: unknown;
 }
 
-/** The newest PPO checkpoint in runDir: its step and the caller's extra state, if any. */
-export async function readPpoCheckpointExtra(runDir: string): Promise<{ step: number; extra: unknown } | undefined> {
-  const found = await latestCheckpoint(runDir);
-  if (!found) return undefined;
-  const st = await readJson<PpoCheckpointState>(path.join(found.dir, 'state.json'));
-  return st.format === 'teamllm-rlhf-ppo-checkpoint/1' ? { step: st.step, extra: st.extra } : undefined;
-}
+/** The newest checkpoint of this trainer in runDir: its step and the caller's extra state, if any. */
+export const readPpoCheckpointExtra = (runDir: string) => latestCheckpointExtra(runDir, 'teamllm-rlhf-ppo-checkpoint/1');
 
 export interface PpoStepStats {
   step: number;
