@@ -33,13 +33,26 @@ function cloneLayout(): string {
 
 const children: ChildProcess[] = [];
 afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of children.splice(0)) signalGroup(c, 'SIGKILL');
 });
+
+/**
+ * npm does not pass signals on to the `node … serve` it starts: the server runs in its own process
+ * group (detached) and the whole group is signalled, so no server outlives the test.
+ */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-child.pid!, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: the group is gone
+  }
+}
 
 /** `npm start` in `dir`; resolves with the web chat's URL once the server says it is ready. */
 function npmStart(dir: string): Promise<{ url: string; stderr: () => string; child: ChildProcess; seconds: number }> {
   const t0 = performance.now();
-  const child = spawn('npm', ['start', '--silent'], { cwd: dir, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('npm', ['start', '--silent'], { cwd: dir, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.push(child);
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (err += d.toString()));
@@ -53,10 +66,16 @@ function npmStart(dir: string): Promise<{ url: string; stderr: () => string; chi
   });
 }
 
+/** Ctrl+C as a terminal sends it (to the whole group); resolves once npm and the server are both gone. */
 async function stop(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
+  const exited = child.exitCode === null ? new Promise((r) => child.once('exit', r)) : Promise.resolve();
+  signalGroup(child, 'SIGINT');
   await exited;
+  const deadline = Date.now() + 10_000;
+  while (signalGroup(child, 0)) {
+    if (Date.now() > deadline) throw new Error('the server outlived npm start: still running 10 s after Ctrl+C');
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 describe('quickstart from a fresh clone (README)', () => {

@@ -81,7 +81,7 @@ async function mention(user: string, text: string, until: RegExp, timeoutMs = 10
 const answerMessage = (ts: string): ApiCall => slack.callsTo('chat.postMessage').find((c) => c.args.thread_ts === ts)!;
 
 describe('the training loop from Slack', () => {
-  it('questions, votes, /train with progress and curves in the thread, promotion, an answer from the new version, rollback', { timeout: 120_000 }, async () => {
+  it('questions, votes, /train with progress and curves in the thread, promotion, an answer from the new version, rollback', { timeout: 400_000 }, async () => {
     // A question, answered from the knowledge base (no model yet), and a 👍 reaction on it.
     const q1 = await mention('U1', 'How many days of annual leave do I get?', /25 days/);
     const answerTs = (answerMessage(q1.ts).reply as { ts: string }).ts;
@@ -95,7 +95,7 @@ describe('the training loop from Slack', () => {
     expect((await mention('U1', '/model rollback', /only admins/)).texts.at(-1)).toMatch(/only admins/);
 
     // Pretrain a tiny base model: the job's message in the thread is edited as it runs.
-    const pre = await mention('UADMIN', '/train pretrain modelSize=tiny blockSize=256 maxIters=6 evalInterval=3 checkpointInterval=3 tokenizerVocabSize=400', /— (succeeded|failed)/, 30_000);
+    const pre = await mention('UADMIN', '/train pretrain modelSize=tiny blockSize=256 maxIters=6 evalInterval=3 checkpointInterval=3 tokenizerVocabSize=400', /— (succeeded|failed)/, 90_000);
     const preJob = pre.texts.filter((t) => /Job #1 pretrain/.test(t));
     expect(preJob.at(-1)).toMatch(/— succeeded/);
     expect(preJob.some((t) => /— running/.test(t))).toBe(true);
@@ -118,7 +118,7 @@ describe('the training loop from Slack', () => {
     expect(await runtime.store.findAnswerByReply('slack', (answerMessage(q2.ts).reply as { ts: string }).ts)).toMatchObject({ modelName: 'teamllm', modelVersion: 'v1' });
 
     // Fine-tune it: evaluated against the serving v1 on held-out questions; the gate decides.
-    const sft = await mention('UADMIN', `/train sft questions=${questions} maxIters=3 batchSize=4 rank=2 alpha=4 answerTokens=4 k=1 maxContextTokens=160 generateMax=24 evalInterval=3`, /— (succeeded|failed)/, 40_000);
+    const sft = await mention('UADMIN', `/train sft questions=${questions} maxIters=3 batchSize=4 rank=2 alpha=4 answerTokens=4 k=1 maxContextTokens=160 generateMax=24 evalInterval=3`, /— (succeeded|failed)/, 120_000);
     const sftFinal = sft.texts.filter((t) => /Job #2 sft/.test(t)).at(-1)!;
     expect(sftFinal).toMatch(/— succeeded/);
     expect(sftFinal).toMatch(/Evaluation \(before → after\): .*exactMatch [\d.]+ → [\d.]+, f1 [\d.]+ → [\d.]+, containsGold [\d.]+ → [\d.]+/);
@@ -127,7 +127,7 @@ describe('the training loop from Slack', () => {
     await waitFor(() => slack.callsTo('files.completeUploadExternal').length === 2);
 
     // /train reward with one vote: a clear refusal in the job's message.
-    const tooFew = await mention('UADMIN', '/train reward', /— (succeeded|failed)/, 20_000);
+    const tooFew = await mention('UADMIN', '/train reward', /— (succeeded|failed)/, 60_000);
     expect(tooFew.texts.at(-1)).toMatch(/— failed[\s\S]*too little feedback to train a reward model/);
 
     // A team's worth of votes (simulated users who like quotes, through the store's feedback path),
@@ -135,7 +135,7 @@ describe('the training loop from Slack', () => {
     const sim = await simulateFeedback(runtime.store, syntheticFacts(40), new SimulatedUsers({ seed: 5 }), { answersPerQuestion: 3, distractors: 0 });
     expect(sim.up).toBeGreaterThan(20);
     expect(sim.down).toBeGreaterThan(20);
-    const reward = await mention('UADMIN', '/train reward maxIters=4 batchSize=8 evalInterval=4 rank=2', /— (succeeded|failed)/, 60_000);
+    const reward = await mention('UADMIN', '/train reward maxIters=4 batchSize=8 evalInterval=4 rank=2', /— (succeeded|failed)/, 150_000);
     const rewardFinal = reward.texts.at(-1)!;
     expect(rewardFinal).toMatch(/Job #\d+ reward \(maxIters=4.*\) — succeeded/);
     expect(rewardFinal).toMatch(/held-out pair accuracy [\d.]+%, vote AUC [\d.]+/);
