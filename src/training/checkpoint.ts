@@ -111,3 +111,51 @@ export async function latestCheckpointExtra(runDir: string, format: string): Pro
   const st = await readJson<{ format?: string; step: number; extra?: unknown }>(path.join(found.dir, 'state.json'));
   return st.format === format ? { step: st.step, extra: st.extra } : undefined;
 }
+
+/** What an adapter trainer (reward model, DPO/KTO, PPO) keeps in a checkpoint's state.json. */
+export interface TrainerCheckpointState {
+  format: string;
+  step: number;
+  /** The settings that decide the trajectory: a checkpoint made with others is refused. */
+  run: Record<string, unknown>;
+}
+
+/**
+ * Saves an adapter trainer's checkpoint — its trainable tensors, the AdamW state and `state` — as
+ * one folder written atomically, and drops every older one (and any temporary folder of a killed
+ * save): these trainers keep only the newest.
+ */
+export async function saveTrainerCheckpoint(runDir: string, state: TrainerCheckpointState, trainables: Iterable<[string, tf.Tensor]>, optimizer: AdamW): Promise<void> {
+  const dir = checkpointDir(runDir, state.step);
+  await writeDirAtomic(dir, async (tmp) => {
+    await writeSafetensors(path.join(tmp, 'trainables.safetensors'), tensorsToArrays(new Map(trainables)), { step: String(state.step) });
+    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(optimizer.stateTensors()), { step: String(optimizer.step) });
+    await writeJsonAtomic(path.join(tmp, 'state.json'), state);
+  });
+  const root = path.join(runDir, 'checkpoints');
+  for (const n of await fs.readdir(root)) if (path.join(root, n) !== dir) await fs.rm(path.join(root, n), { recursive: true, force: true });
+}
+
+/**
+ * The newest checkpoint of an adapter trainer in runDir, or undefined: its state, its trainable
+ * tensors, and the optimizer restored into `optimizer`. Throws (saying which) when the checkpoint
+ * is of another kind or was made with other `run` settings.
+ */
+export async function loadTrainerCheckpoint<S extends TrainerCheckpointState>(
+  runDir: string,
+  expected: { format: string; run: Record<string, unknown>; what: string },
+  optimizer: AdamW,
+): Promise<{ dir: string; state: S; trainables: Map<string, tf.Tensor> } | undefined> {
+  const found = await latestCheckpoint(runDir);
+  if (!found) return undefined;
+  const state = await readJson<S>(path.join(found.dir, 'state.json'));
+  if (state.format !== expected.format) throw new Error(`${expected.what}: ${found.dir} is not a ${expected.what} checkpoint`);
+  const differs = Object.keys(expected.run).filter((k) => JSON.stringify(state.run[k]) !== JSON.stringify(expected.run[k]));
+  if (differs.length) {
+    throw new Error(`${expected.what}: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`);
+  }
+  const trainables = arraysToTensors((await readSafetensors(path.join(found.dir, 'trainables.safetensors'))).tensors);
+  const opt = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
+  optimizer.loadState(Number(opt.metadata.step ?? 0), arraysToTensors(opt.tensors));
+  return { dir: found.dir, state, trainables };
+}

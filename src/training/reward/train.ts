@@ -23,10 +23,8 @@ import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
 import { loadModelFiles } from '../../model/model-files.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
-import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
-import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
-import { checkpointDir, latestCheckpoint } from '../checkpoint.ts';
+import { writeJsonAtomic } from '../../model/files.ts';
+import { loadTrainerCheckpoint, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import type { RewardData } from '../feedback-datasets.ts';
 import { writeLossChart } from '../loss-chart.ts';
@@ -168,12 +166,10 @@ function cursor(n: number, seed: number) {
   };
 }
 
+const REWARD_FORMAT = 'teamllm-reward-checkpoint/1';
+
 /** What a reward checkpoint's state.json holds besides the tensors. */
-interface RewardCheckpointState {
-  format: 'teamllm-reward-checkpoint/1';
-  step: number;
-  /** The settings that decide the trajectory: a checkpoint made with others is refused. */
-  run: Record<string, unknown>;
+interface RewardCheckpointState extends TrainerCheckpointState {
   pairs: CursorState;
   votes: CursorState;
   lastLoss: number;
@@ -260,23 +256,15 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   };
 
   // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
-  const found = await latestCheckpoint(o.runDir);
+  const found = await loadTrainerCheckpoint<RewardCheckpointState>(o.runDir, { format: REWARD_FORMAT, run, what: 'reward' }, opt);
   let resumed: RewardCheckpointState | undefined;
   if (found) {
-    const st = await readJson<RewardCheckpointState>(path.join(found.dir, 'state.json'));
-    if (st.format !== 'teamllm-reward-checkpoint/1') throw new Error(`reward: ${found.dir} is not a reward model checkpoint`);
-    const differs = Object.keys(run).filter((k) => JSON.stringify(st.run[k]) !== JSON.stringify(run[k as keyof typeof run]));
-    if (differs.length) {
-      throw new Error(`reward: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`);
-    }
-    const saved = arraysToTensors((await readSafetensors(path.join(found.dir, 'trainables.safetensors'))).tensors);
-    adapter.setParams(new Map(adapter.paramNames.map((n) => [n, saved.get(n)!])));
+    const st = found.state;
+    adapter.setParams(new Map(adapter.paramNames.map((n) => [n, found.trainables.get(n)!])));
     for (const n of [HEAD_WEIGHT, HEAD_BIAS]) {
       head.get(n)!.dispose();
-      head.set(n, saved.get(n)!);
+      head.set(n, found.trainables.get(n)!);
     }
-    const optFile = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
-    opt.loadState(Number(optFile.metadata.step ?? 0), arraysToTensors(optFile.tensors));
     pairCursor.restore(st.pairs);
     voteCursor.restore(st.votes);
     resumed = st;
@@ -337,18 +325,10 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   let after: RewardEvaluation | undefined = resumed?.after;
   const checkpoint = async () => {
     const state: RewardCheckpointState = {
-      format: 'teamllm-reward-checkpoint/1', step, run, pairs: pairCursor.state, votes: voteCursor.state,
+      format: REWARD_FORMAT, step, run, pairs: pairCursor.state, votes: voteCursor.state,
       lastLoss, trainMs, history, before, ...(after ? { after } : {}),
     };
-    const dir = checkpointDir(o.runDir, step);
-    await writeDirAtomic(dir, async (tmp) => {
-      await writeSafetensors(path.join(tmp, 'trainables.safetensors'), tensorsToArrays(current()), { step: String(step) });
-      await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
-      await writeJsonAtomic(path.join(tmp, 'state.json'), state);
-    });
-    // Only the newest is kept (and no temporary folder of a killed save).
-    const root = path.join(o.runDir, 'checkpoints');
-    for (const n of await fs.readdir(root)) if (path.join(root, n) !== dir) await fs.rm(path.join(root, n), { recursive: true, force: true });
+    await saveTrainerCheckpoint(o.runDir, state, current(), opt);
     lastCheckpoint = step;
   };
   try {

@@ -10,8 +10,6 @@
  * `<runDir>/checkpoints/step-NNNNNNNN/` (only the newest is kept). A run whose runDir holds one
  * continues from it and ends with the same weights as an uninterrupted run of the same seed.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { GPT } from '../../model/gpt.ts';
@@ -19,10 +17,7 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
-import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
-import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
-import { checkpointDir, latestCheckpoint, latestCheckpointExtra } from '../checkpoint.ts';
+import { latestCheckpointExtra, loadTrainerCheckpoint, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import { dpoLoss, ktoLoss, ktoReferencePoint } from './losses.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter, type Episode } from './policy.ts';
@@ -67,18 +62,16 @@ export interface OfflineOptions {
   onStep?: (stats: OfflineStepStats) => void | Promise<void>;
 }
 
+const OFFLINE_FORMAT = 'teamllm-rlhf-offline-checkpoint/1';
+
 /** What an offline RLHF checkpoint's state.json holds besides the tensors. */
-interface OfflineCheckpointState {
-  format: 'teamllm-rlhf-offline-checkpoint/1';
-  step: number;
-  /** The settings that decide the trajectory: a checkpoint made with others is refused. */
-  run: Record<string, unknown>;
+interface OfflineCheckpointState extends TrainerCheckpointState {
   history: OfflineStepStats[];
   extra?: unknown;
 }
 
 /** The newest checkpoint of this trainer in runDir: its step and the caller's extra state, if any. */
-export const readOfflineCheckpointExtra = (runDir: string) => latestCheckpointExtra(runDir, 'teamllm-rlhf-offline-checkpoint/1');
+export const readOfflineCheckpointExtra = (runDir: string) => latestCheckpointExtra(runDir, OFFLINE_FORMAT);
 
 export interface OfflineStepStats {
   step: number;
@@ -176,21 +169,18 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
   // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
   let start = 0;
   let resumedFrom: number | undefined;
-  const found = o.runDir ? await latestCheckpoint(o.runDir) : undefined;
+  let found: Awaited<ReturnType<typeof loadTrainerCheckpoint<OfflineCheckpointState>>>;
+  try {
+    found = o.runDir ? await loadTrainerCheckpoint<OfflineCheckpointState>(o.runDir, { format: OFFLINE_FORMAT, run, what: o.algo }, opt) : undefined;
+  } catch (e) {
+    LoraAdapter.detach(model);
+    adapter.dispose();
+    opt.dispose();
+    throw e;
+  }
   if (found) {
-    const st = await readJson<OfflineCheckpointState>(path.join(found.dir, 'state.json'));
-    if (st.format !== 'teamllm-rlhf-offline-checkpoint/1') throw new Error(`${o.algo}: ${found.dir} is not a DPO/KTO checkpoint`);
-    const differs = Object.keys(run).filter((k) => JSON.stringify(st.run[k]) !== JSON.stringify(run[k as keyof typeof run]));
-    if (differs.length) {
-      LoraAdapter.detach(model);
-      adapter.dispose();
-      opt.dispose();
-      throw new Error(`${o.algo}: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`);
-    }
-    const saved = arraysToTensors((await readSafetensors(path.join(found.dir, 'adapter.safetensors'))).tensors);
-    adapter.setParams(new Map(names.map((nm) => [nm, saved.get(nm)!])));
-    const optFile = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
-    opt.loadState(Number(optFile.metadata.step ?? 0), arraysToTensors(optFile.tensors));
+    const st = found.state;
+    adapter.setParams(new Map(names.map((nm) => [nm, found.trainables.get(nm)!])));
     // Data position: replay the seeded batch order up to the checkpoint.
     for (let i = 0; i < st.step; i++) nextBatch();
     history.push(...st.history);
@@ -200,16 +190,8 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
   let lastCheckpoint = resumedFrom;
   const checkpoint = async (step: number) => {
     if (!o.runDir) return;
-    const dir = checkpointDir(o.runDir, step);
-    const state: OfflineCheckpointState = { format: 'teamllm-rlhf-offline-checkpoint/1', step, run, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
-    await writeDirAtomic(dir, async (tmp) => {
-      await writeSafetensors(path.join(tmp, 'adapter.safetensors'), tensorsToArrays(adapter.params), { step: String(step) });
-      await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
-      await writeJsonAtomic(path.join(tmp, 'state.json'), state);
-    });
-    // Only the newest is kept (and no temporary folder of a killed save).
-    const root = path.join(o.runDir, 'checkpoints');
-    for (const nm of await fs.readdir(root)) if (path.join(root, nm) !== dir) await fs.rm(path.join(root, nm), { recursive: true, force: true });
+    const state: OfflineCheckpointState = { format: OFFLINE_FORMAT, step, run, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
+    await saveTrainerCheckpoint(o.runDir, state, adapter.params, opt);
     lastCheckpoint = step;
   };
 

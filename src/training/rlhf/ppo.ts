@@ -20,12 +20,7 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
-import { arraysToTensors, tensorsToArrays } from '../../model/model-files.ts';
-import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
-import { checkpointDir, latestCheckpoint, latestCheckpointExtra } from '../checkpoint.ts';
+import { latestCheckpointExtra, loadTrainerCheckpoint, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import { AdaptiveKlController, gae, ppoLosses, tokenRewards, whiten } from './losses.ts';
@@ -73,12 +68,10 @@ export interface PpoOptions {
   onStep?: (stats: PpoStepStats) => void | Promise<void>;
 }
 
+const PPO_FORMAT = 'teamllm-rlhf-ppo-checkpoint/1';
+
 /** What a PPO checkpoint's state.json holds besides the tensors (LoRA, value head, AdamW moments). */
-interface PpoCheckpointState {
-  format: 'teamllm-rlhf-ppo-checkpoint/1';
-  step: number;
-  /** The settings that decide the trajectory: a checkpoint made with others is refused. */
-  run: Record<string, unknown>;
+interface PpoCheckpointState extends TrainerCheckpointState {
   rng: number[];
   order: number[];
   klCoef: number;
@@ -87,7 +80,7 @@ interface PpoCheckpointState {
 }
 
 /** The newest checkpoint of this trainer in runDir: its step and the caller's extra state, if any. */
-export const readPpoCheckpointExtra = (runDir: string) => latestCheckpointExtra(runDir, 'teamllm-rlhf-ppo-checkpoint/1');
+export const readPpoCheckpointExtra = (runDir: string) => latestCheckpointExtra(runDir, PPO_FORMAT);
 
 export interface PpoStepStats {
   step: number;
@@ -164,26 +157,20 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   };
   let start = 0;
   let resumedFrom: number | undefined;
-  const found = o.runDir ? await latestCheckpoint(o.runDir) : undefined;
+  let found: Awaited<ReturnType<typeof loadTrainerCheckpoint<PpoCheckpointState>>>;
+  try {
+    found = o.runDir ? await loadTrainerCheckpoint<PpoCheckpointState>(o.runDir, { format: PPO_FORMAT, run, what: 'ppo' }, opt) : undefined;
+  } catch (e) {
+    LoraAdapter.detach(model);
+    if (!o.adapter) adapter.dispose();
+    head.dispose();
+    opt.dispose();
+    throw e;
+  }
   if (found) {
-    const st = await readJson<PpoCheckpointState>(path.join(found.dir, 'state.json'));
-    const differs = st.format === 'teamllm-rlhf-ppo-checkpoint/1' ? Object.keys(run).filter((k) => JSON.stringify(st.run[k]) !== JSON.stringify(run[k as keyof typeof run])) : [];
-    if (st.format !== 'teamllm-rlhf-ppo-checkpoint/1' || differs.length) {
-      LoraAdapter.detach(model);
-      if (!o.adapter) adapter.dispose();
-      head.dispose();
-      opt.dispose();
-      throw new Error(
-        st.format !== 'teamllm-rlhf-ppo-checkpoint/1'
-          ? `ppo: ${found.dir} is not a PPO checkpoint`
-          : `ppo: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`,
-      );
-    }
-    const saved = arraysToTensors((await readSafetensors(path.join(found.dir, 'trainables.safetensors'))).tensors);
-    adapter.setParams(new Map(adapter.paramNames.map((nm) => [nm, saved.get(nm)!])));
-    head.setParams(saved);
-    const optFile = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
-    opt.loadState(Number(optFile.metadata.step ?? 0), arraysToTensors(optFile.tensors));
+    const st = found.state;
+    adapter.setParams(new Map(adapter.paramNames.map((nm) => [nm, found.trainables.get(nm)!])));
+    head.setParams(found.trainables);
     rng.setState(st.rng);
     order = [...st.order];
     kl.value = st.klCoef;
@@ -194,15 +181,8 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   let lastCheckpoint = resumedFrom;
   const checkpoint = async (step: number) => {
     if (!o.runDir) return;
-    const dir = checkpointDir(o.runDir, step);
-    const state: PpoCheckpointState = { format: 'teamllm-rlhf-ppo-checkpoint/1', step, run, rng: rng.getState(), order, klCoef: kl.value, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
-    await writeDirAtomic(dir, async (tmp) => {
-      await writeSafetensors(path.join(tmp, 'trainables.safetensors'), tensorsToArrays([...adapter.params, ...head.params]), { step: String(step) });
-      await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
-      await writeJsonAtomic(path.join(tmp, 'state.json'), state);
-    });
-    const root = path.join(o.runDir, 'checkpoints');
-    for (const nm of await fs.readdir(root)) if (path.join(root, nm) !== dir) await fs.rm(path.join(root, nm), { recursive: true, force: true });
+    const state: PpoCheckpointState = { format: PPO_FORMAT, step, run, rng: rng.getState(), order, klCoef: kl.value, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
+    await saveTrainerCheckpoint(o.runDir, state, [...adapter.params, ...head.params], opt);
     lastCheckpoint = step;
   };
 
