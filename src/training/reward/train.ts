@@ -24,7 +24,7 @@ import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
 import { loadModelFiles } from '../../model/model-files.ts';
 import { Random, mixSeed } from '../../model/random.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
-import { loadTrainerCheckpoint, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
+import { loadTrainerCheckpoint, openMetricsLog, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
 import { AdamW, globalNorm } from '../adamw.ts';
 import type { RewardData } from '../feedback-datasets.ts';
 import { writeLossChart } from '../loss-chart.ts';
@@ -272,22 +272,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   }
   let lastCheckpoint = resumed?.step;
 
-  // metrics.jsonl: a resumed run keeps the lines up to its checkpoint and appends after them.
   const metricsPath = path.join(o.runDir, 'metrics.jsonl');
-  let keptLines = '';
-  if (resumed) {
-    const old = await fs.readFile(metricsPath, 'utf8').catch(() => '');
-    const stepOf = (l: string) => {
-      try {
-        return (JSON.parse(l) as { step: number }).step;
-      } catch {
-        return Infinity; // a line cut short by a kill
-      }
-    };
-    keptLines = old.split('\n').filter((l) => l.trim() && stepOf(l) <= resumed!.step).map((l) => `${l}\n`).join('');
-  }
-  const metricsFile = await fs.open(metricsPath, 'w');
-  if (keptLines) await metricsFile.appendFile(keptLines);
+  const metricsFile = await openMetricsLog(metricsPath, resumed?.step);
   const history = resumed?.history ?? { train: [] as { step: number; loss: number }[], val: [] as { step: number; loss: number }[] };
   const heldLine = (e: RewardEvaluation) =>
     `held-out pair accuracy ${Number.isFinite(e.accuracy.value) ? `${(100 * e.accuracy.value).toFixed(1)}% (n=${e.accuracy.n})` : '-'}, vote AUC ${Number.isFinite(e.auc.value) ? `${e.auc.value.toFixed(3)} (n=${e.auc.n})` : '-'}`;

@@ -25,6 +25,7 @@ import { saveModelFiles } from '../../model/model-files.ts';
 import { writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LocalKnowledgeBase } from '../../rag/index.ts';
+import { openMetricsLog } from '../checkpoint.ts';
 import { evaluateQa, readQaQuestions, type QaRetriever, type QaScores } from '../eval/qa-eval.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import type { Taste } from '../simulated-users.ts';
@@ -300,22 +301,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const resumedExtra = resumed?.extra as PipelineExtra | undefined;
   if (resumed) log(`resuming from the checkpoint at step ${resumed.step}`);
   const metricsFile = path.join(runDir, 'metrics.jsonl');
-  // metrics.jsonl: a resumed run keeps the lines up to its checkpoint and appends after them.
-  let keptLines = '';
-  if (resumed) {
-    const old = await fs.readFile(metricsFile, 'utf8').catch(() => '');
-    const stepOf = (l: string) => {
-      try {
-        return (JSON.parse(l) as { step: number }).step;
-      } catch {
-        return Infinity; // a line cut short by a kill
-      }
-    };
-    keptLines = old.split('\n').filter((l) => l.trim() && stepOf(l) <= resumed.step).map((l) => `${l}\n`).join('');
-  }
-  await fs.rm(metricsFile, { force: true });
-  const metrics = await fs.open(metricsFile, 'a');
-  if (keptLines) await metrics.appendFile(keptLines);
+  const metrics = await openMetricsLog(metricsFile, resumed?.step);
   const curves = resumedExtra?.curves ?? { reward: [] as ChartPoint[], kl: [] as ChartPoint[], entropy: [] as ChartPoint[], loss: [] as ChartPoint[] };
   const evals = resumedExtra?.evals ?? { reward: [] as ChartPoint[], kl: [] as ChartPoint[], entropy: [] as ChartPoint[] };
   const addEval = (step: number, m: RlhfMeasure) => {
