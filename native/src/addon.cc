@@ -368,6 +368,85 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// linearGrad(x, w, dy, dx, dw, m, k, n, geluPre|null)
+Napi::Value LinearGrad(const Napi::CallbackInfo& info) {
+  const int64_t m = num(info, 5), k = num(info, 6), n = num(info, 7);
+  F32 x = f32(info, 0, m * k), w = f32(info, 1, k * n), dy = f32(info, 2, m * n),
+      dx = f32(info, 3, m * k), dw = f32(info, 4, k * n), pre = f32(info, 8, m * n, true);
+  linear_grad(x.data, w.data, dy.data, dx.data, dw.data, m, k, n, pre.data);
+  return info.Env().Undefined();
+}
+
+// linearGelu(x, w, h, y, m, k, n)
+Napi::Value LinearGelu(const Napi::CallbackInfo& info) {
+  const int64_t m = num(info, 4), k = num(info, 5), n = num(info, 6);
+  F32 x = f32(info, 0, m * k), w = f32(info, 1, k * n), h = f32(info, 2, m * n),
+      y = f32(info, 3, m * n);
+  linear_gelu(x.data, w.data, h.data, y.data, m, k, n);
+  return info.Env().Undefined();
+}
+
+// A JS array argument of Float32Arrays.
+std::vector<F32> f32_list(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsArray()) fail(info, "argument " + std::to_string(i) + " must be an array of Float32Arrays");
+  auto a = info[i].As<Napi::Array>();
+  std::vector<F32> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    const Napi::Value v = a.Get(k);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      fail(info, "argument " + std::to_string(i) + " must hold only Float32Arrays");
+    auto t = v.As<Napi::Float32Array>();
+    out.push_back({t.Data(), static_cast<int64_t>(t.ElementLength())});
+  }
+  return out;
+}
+
+// adamwMulti(arrays, weightDecays, lr, beta1, beta2, eps, bc1, bc2, gradScale): arrays holds 7
+// Float32Arrays per parameter (p, g, m, v, pOut, mOut, vOut), weightDecays one number per parameter.
+Napi::Value AdamWMulti(const Napi::CallbackInfo& info) {
+  const std::vector<F32> arrays = f32_list(info, 0);
+  if (arrays.size() % 7 != 0) fail(info, "adamwMulti: arrays must come 7 per parameter");
+  if (!info[1].IsArray()) fail(info, "argument 1 must be an array of numbers");
+  auto decays = info[1].As<Napi::Array>();
+  const int64_t count = static_cast<int64_t>(arrays.size() / 7);
+  if (static_cast<int64_t>(decays.Length()) != count) fail(info, "adamwMulti: one weight decay per parameter");
+  std::vector<AdamWTensor> ts(count);
+  for (int64_t t = 0; t < count; t++) {
+    const F32* a = &arrays[t * 7];
+    const int64_t n = a[0].size;
+    for (int j = 1; j < 7; j++)
+      if (a[j].size < n) fail(info, "adamwMulti: parameter " + std::to_string(t) + " has a short array");
+    const Napi::Value d = decays.Get(static_cast<uint32_t>(t));
+    if (!d.IsNumber()) fail(info, "adamwMulti: weight decays must be numbers");
+    ts[t] = {a[0].data, a[1].data, a[2].data, a[3].data, a[4].data, a[5].data, a[6].data, n,
+             static_cast<float>(d.As<Napi::Number>().DoubleValue())};
+  }
+  AdamWParams p;
+  p.lr = static_cast<float>(real(info, 2));
+  p.beta1 = static_cast<float>(real(info, 3));
+  p.beta2 = static_cast<float>(real(info, 4));
+  p.eps = static_cast<float>(real(info, 5));
+  p.weight_decay = 0.f;
+  p.bc1 = static_cast<float>(real(info, 6));
+  p.bc2 = static_cast<float>(real(info, 7));
+  p.grad_scale = static_cast<float>(real(info, 8));
+  adamw_multi(ts.data(), count, p);
+  return info.Env().Undefined();
+}
+
+// sumSquares(arrays) -> Σ x² over all of them
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  const std::vector<F32> arrays = f32_list(info, 0);
+  std::vector<const float*> ptrs;
+  std::vector<int64_t> sizes;
+  for (const F32& a : arrays) {
+    ptrs.push_back(a.data);
+    sizes.push_back(a.size);
+  }
+  return Napi::Number::New(info.Env(), sum_squares(ptrs.data(), sizes.data(), static_cast<int64_t>(arrays.size())));
+}
+
 // gatherRows(table, rows, inner, ids, count, out)
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info, 1), inner = num(info, 2), count = num(info, 4);
@@ -396,7 +475,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   blas_init();
   pool();  // start the workers now rather than inside the first kernel
   // Bumped whenever a function's arguments change; src/model/native/addon.ts checks it.
-  exports.Set("abi", Napi::Number::New(env, 1));
+  exports.Set("abi", Napi::Number::New(env, 2));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("matmul", Napi::Function::New(env, MatMul));
@@ -420,6 +499,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy));
   exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad));
   exports.Set("adamw", Napi::Function::New(env, AdamW));
+  exports.Set("adamwMulti", Napi::Function::New(env, AdamWMulti));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares));
+  exports.Set("linearGrad", Napi::Function::New(env, LinearGrad));
+  exports.Set("linearGelu", Napi::Function::New(env, LinearGelu));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
   exports.Set("scatterAddRows", Napi::Function::New(env, ScatterAddRows));
   exports.Set("sgemmPeak", Napi::Function::New(env, SgemmPeak));

@@ -464,22 +464,78 @@ void cross_entropy_grad(const float* probs, const int32_t* targets, float* dlogi
 
 // ---- optimizer ---------------------------------------------------------------------------------
 
-void adamw(const float* p, const float* g, const float* m, const float* v, float* p_out,
-           float* m_out, float* v_out, int64_t size, const AdamWParams& a) {
+namespace {
+
+// Elements [lo, hi) of one AdamW update.
+inline void adamw_range(const float* p, const float* g, const float* m, const float* v,
+                        float* p_out, float* m_out, float* v_out, int64_t lo, int64_t hi,
+                        const AdamWParams& a, float weight_decay) {
   const float b1 = a.beta1, b2 = a.beta2, eps = a.eps, scale = a.grad_scale;
-  const float decay = 1.0f - a.lr * a.weight_decay;
+  const float decay = 1.0f - a.lr * weight_decay;
   const float step_size = a.lr / a.bc1;
   const float inv_sqrt_bc2 = 1.0f / std::sqrt(a.bc2);
+  for (int64_t i = lo; i < hi; i++) {
+    const float gi = g[i] * scale;
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m_out[i] = mi;
+    v_out[i] = vi;
+    p_out[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+// A list of (array, lo, hi) chunks of at most `chunk` elements covering several arrays.
+struct Chunk {
+  int64_t index, lo, hi;
+};
+std::vector<Chunk> chunks_of(const int64_t* sizes, int64_t count, int64_t chunk) {
+  std::vector<Chunk> out;
+  for (int64_t t = 0; t < count; t++) {
+    for (int64_t lo = 0; lo < sizes[t]; lo += chunk) out.push_back({t, lo, std::min(sizes[t], lo + chunk)});
+  }
+  return out;
+}
+
+}  // namespace
+
+void adamw(const float* p, const float* g, const float* m, const float* v, float* p_out,
+           float* m_out, float* v_out, int64_t size, const AdamWParams& a) {
   parallel_range(size, 32 * 1024, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; i++) {
-      const float gi = g[i] * scale;
-      const float mi = b1 * m[i] + (1.0f - b1) * gi;
-      const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-      m_out[i] = mi;
-      v_out[i] = vi;
-      p_out[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
-    }
+    adamw_range(p, g, m, v, p_out, m_out, v_out, lo, hi, a, a.weight_decay);
   });
+}
+
+void adamw_multi(const AdamWTensor* tensors, int64_t count, const AdamWParams& a) {
+  std::vector<int64_t> sizes(count);
+  for (int64_t t = 0; t < count; t++) sizes[t] = tensors[t].size;
+  const std::vector<Chunk> chunks = chunks_of(sizes.data(), count, 32 * 1024);
+  pool().parallel_for(static_cast<int64_t>(chunks.size()), [&](int64_t c) {
+    const Chunk& ch = chunks[c];
+    const AdamWTensor& t = tensors[ch.index];
+    adamw_range(t.p, t.g, t.m, t.v, t.p_out, t.m_out, t.v_out, ch.lo, ch.hi, a, t.weight_decay);
+  });
+}
+
+double sum_squares(const float* const* xs, const int64_t* sizes, int64_t count) {
+  const std::vector<Chunk> chunks = chunks_of(sizes, count, 64 * 1024);
+  std::vector<double> partial(chunks.size(), 0.0);
+  pool().parallel_for(static_cast<int64_t>(chunks.size()), [&](int64_t c) {
+    const Chunk& ch = chunks[c];
+    const float* x = xs[ch.index];
+    // Float lanes within a short run, double across runs: exact enough for a norm, and vectorized.
+    double total = 0.0;
+    for (int64_t lo = ch.lo; lo < ch.hi; lo += 1024) {
+      const int64_t hi = std::min(ch.hi, lo + 1024);
+      float s = 0.f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = lo; i < hi; i++) s += x[i] * x[i];
+      total += s;
+    }
+    partial[c] = total;
+  });
+  double sum = 0.0;
+  for (double v : partial) sum += v;
+  return sum;
 }
 
 // ---- embeddings ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "mathfun.h"
 #include "pool.h"
 #include "simd.h"
 
@@ -191,6 +192,70 @@ void batch_matmul(const float* a, const float* b, float* c, int64_t batch_a, int
       one(i, lo, hi, 0, n);
     } else {
       one(i, 0, m, lo, hi);
+    }
+  });
+}
+
+void linear_gelu(const float* x, const float* w, float* h, float* y, int64_t m, int64_t k,
+                 int64_t n) {
+  // Row blocks small enough that a block of h is still in cache when GELU reads it back.
+  const int64_t rows_per_block = std::max<int64_t>(16, (64 * 1024 / std::max<int64_t>(n, 1)) / 16 * 16);
+  const int64_t blocks = (m + rows_per_block - 1) / rows_per_block;
+  auto block = [&](int64_t b) {
+    const int64_t r0 = b * rows_per_block, r1 = std::min(m, r0 + rows_per_block);
+    gemm_block(x, w, h, m, n, k, false, false, r0, r1, 0, n);
+    const float* hb = h + r0 * n;
+    float* yb = y + r0 * n;
+    const int64_t len = (r1 - r0) * n;
+    for (int64_t i = 0; i < len; i++) yb[i] = gelu_fast(hb[i]);
+  };
+  if (pool().size() == 1 || 2.0 * m * n * k < kParallelFlops) {
+    for (int64_t b = 0; b < blocks; b++) block(b);
+    return;
+  }
+  pool().parallel_for(blocks, block);
+}
+
+void linear_grad(const float* x, const float* w, const float* dy_in, float* dx, float* dw, int64_t m,
+                 int64_t k, int64_t n, const float* gelu_pre) {
+  // With a GELU after the product, the gradient reaching the product is dy · GELU'(h).
+  static thread_local std::vector<float> scratch;
+  const float* dy = dy_in;
+  if (gelu_pre) {
+    scratch.resize(static_cast<size_t>(m * n));
+    float* d = scratch.data();
+    parallel_range(m * n, 16 * 1024, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; i++) d[i] = dy_in[i] * gelu_deriv(gelu_pre[i]);
+    });
+    dy = d;
+  }
+  if (m == 0 || k == 0 || n == 0) {
+    std::fill(dx, dx + m * k, 0.f);
+    std::fill(dw, dw + k * n, 0.f);
+    return;
+  }
+  // dx [m, k] = dy [m, n] · wᵀ (w stored [k, n]); dw [k, n] = xᵀ (x stored [m, k]) · dy.
+  auto dx_rows = [&](int64_t r0, int64_t r1) { gemm_block(dy, w, dx, m, k, n, false, true, r0, r1, 0, k); };
+  auto dw_rows = [&](int64_t r0, int64_t r1) { gemm_block(x, dy, dw, k, n, m, true, false, r0, r1, 0, n); };
+  const int threads = pool().size();
+  if (threads == 1 || 4.0 * m * n * k < kParallelFlops) {
+    dx_rows(0, m);
+    dw_rows(0, k);
+    return;
+  }
+  // The two products are independent and cost the same, so each gets half the threads; with two
+  // threads each runs whole on its own core instead of being cut in half (no operand packed
+  // twice, one wake-up for the pair). Measured in docs/benchmarks-native.md.
+  const int64_t per = std::max(1, threads / 2);
+  auto blocks = [per](int64_t len) { return std::max<int64_t>(16, ((len + per - 1) / per + 15) / 16 * 16); };
+  const int64_t step_x = blocks(m), step_w = blocks(k);
+  const int64_t pieces_x = (m + step_x - 1) / step_x, pieces_w = (k + step_w - 1) / step_w;
+  pool().parallel_for(pieces_x + pieces_w, [&](int64_t t) {
+    if (t < pieces_x) {
+      dx_rows(t * step_x, std::min(m, (t + 1) * step_x));
+    } else {
+      const int64_t p = t - pieces_x;
+      dw_rows(p * step_w, std::min(k, (p + 1) * step_w));
     }
   });
 }

@@ -30,6 +30,17 @@ void batch_matmul(const float* a, const float* b, float* c, int64_t batch_a, int
                   const float* bias = nullptr, int64_t bias_size = 0, int activation = kLinear,
                   float leaky_alpha = 0.2f);
 
+// Both gradients of y = x · w for x [m, k], w [k, n], dy [m, n]: dx = dy · wᵀ [m, k] and
+// dw = xᵀ · dy [k, n], computed side by side on the pool. With `gelu_pre` (h [m, n]), the
+// gradients of y = GELU(h), h = x · w: dy is first multiplied by GELU'(h).
+void linear_grad(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t m,
+                 int64_t k, int64_t n, const float* gelu_pre = nullptr);
+
+// h = x · w and y = GELU(h) (exact GELU) for x [m, k], w [k, n]: the MLP's up-projection, with
+// GELU applied to each block of rows while it is still in cache. h is kept for the gradient.
+void linear_gelu(const float* x, const float* w, float* h, float* y, int64_t m, int64_t k,
+                 int64_t n);
+
 // One large sgemm ([n, n] x [n, n]) split over the pool: GFLOP/s of the machine's peak.
 double sgemm_peak_gflops(int64_t n, int repeats);
 
@@ -148,6 +159,21 @@ struct AdamWParams {
 };
 void adamw(const float* p, const float* g, const float* m, const float* v, float* p_out,
            float* m_out, float* v_out, int64_t size, const AdamWParams& a);
+
+// One parameter tensor of a multi-tensor update; weight_decay is its own (0 for norms and biases).
+struct AdamWTensor {
+  const float *p, *g, *m, *v;
+  float *p_out, *m_out, *v_out;
+  int64_t size;
+  float weight_decay;
+};
+// The AdamW update of every tensor in one call (a.weight_decay is ignored): the same arithmetic
+// as adamw() per element, the work spread over the pool in equal chunks across tensors.
+void adamw_multi(const AdamWTensor* tensors, int64_t count, const AdamWParams& a);
+
+// Σ x² over several arrays, accumulated in double in a fixed chunk order (the same result for
+// any number of threads): the global gradient norm for clipping, in one call.
+double sum_squares(const float* const* xs, const int64_t* sizes, int64_t count);
 
 // out[i] = table[ids[i]] rows of width `inner`; ids out of range give zeros.
 void gather_rows(const float* table, int64_t rows, int64_t inner, const int32_t* ids,

@@ -5,7 +5,7 @@
  * both moments in a single pass; other backends use tf ops.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Tensor, NamedTensorInfoMap, NamedAttrMap, KernelBackend, TensorInfo } from '@tensorflow/tfjs-core';
+import type { Tensor, NamedTensorInfoMap, NamedTensorMap, NamedAttrMap, KernelBackend, TensorInfo } from '@tensorflow/tfjs-core';
 import { jsKernel } from '../model/kernels.ts';
 
 export interface AdamWOptions {
@@ -24,6 +24,10 @@ export interface AdamWState {
 }
 
 const KERNEL = 'TeamllmAdamW';
+/** One call updating every parameter (the native backend has it): fewer kernel launches per step. */
+const MULTI_KERNEL = 'TeamllmAdamWMulti';
+/** Σ g² over every gradient in one call (the native backend has it). */
+const SUM_SQUARES_KERNEL = 'TeamllmSumSquares';
 
 function adamwKernel(args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }): TensorInfo[] {
   const { p, g, m, v } = args.inputs as Record<'p' | 'g' | 'm' | 'v', TensorInfo>;
@@ -88,6 +92,7 @@ export class AdamW {
     const bc1 = 1 - beta1 ** this.step;
     const bc2 = 1 - beta2 ** this.step;
     const fused = this.useFused && tf.getKernel(KERNEL, tf.getBackend()) !== undefined;
+    if (this.useFused && tf.getKernel(MULTI_KERNEL, tf.getBackend()) !== undefined) return this.applyMulti(params, grads, lr, gradScale, bc1, bc2);
     const next = new Map<string, Tensor>();
     for (const [name, p] of params) {
       const g = grads.get(name);
@@ -122,6 +127,41 @@ export class AdamW {
     return next;
   }
 
+  /** The same update as one kernel call for all parameters (backends with TeamllmAdamWMulti). */
+  private applyMulti(params: Map<string, Tensor>, grads: Map<string, Tensor>, lr: number, gradScale: number, bc1: number, bc2: number): Map<string, Tensor> {
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    const next = new Map<string, Tensor>();
+    const inputs: Record<string, Tensor> = {};
+    const names: string[] = [];
+    const weightDecays: number[] = [];
+    for (const [name, p] of params) {
+      const g = grads.get(name);
+      if (!g) {
+        next.set(name, p);
+        continue;
+      }
+      const i = names.length;
+      names.push(name);
+      weightDecays.push(this.decays(name) ? weightDecay : 0);
+      inputs[`p${i}`] = p;
+      inputs[`g${i}`] = g;
+      inputs[`m${i}`] = this.m.get(name) ?? tf.keep(tf.zerosLike(p));
+      inputs[`v${i}`] = this.v.get(name) ?? tf.keep(tf.zerosLike(p));
+    }
+    if (names.length === 0) return next;
+    const out = tf.engine().runKernel(MULTI_KERNEL, inputs as NamedTensorMap, {
+      lr, beta1, beta2, eps, bc1, bc2, gradScale, weightDecays,
+    } as unknown as NamedAttrMap) as unknown as Tensor[];
+    names.forEach((name, i) => {
+      inputs[`m${i}`]!.dispose();
+      inputs[`v${i}`]!.dispose();
+      next.set(name, tf.keep(out[3 * i]!));
+      this.m.set(name, tf.keep(out[3 * i + 1]!));
+      this.v.set(name, tf.keep(out[3 * i + 2]!));
+    });
+    return next;
+  }
+
   /** Moments as named arrays for a checkpoint ("m.<param>", "v.<param>"). */
   stateTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
@@ -151,6 +191,13 @@ export class AdamW {
 export function globalNorm(grads: Iterable<Tensor>): number {
   const list = [...grads];
   if (list.length === 0) return 0;
+  if (tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) !== undefined) {
+    const inputs = Object.fromEntries(list.map((g, i) => [`x${i}`, g]));
+    const sq = tf.engine().runKernel(SUM_SQUARES_KERNEL, inputs as NamedTensorMap, {}) as Tensor;
+    const v = sq.dataSync()[0]!;
+    sq.dispose();
+    return Math.sqrt(v);
+  }
   const sq = tf.tidy(() => tf.addN(list.map((g) => tf.sum(tf.square(g)))));
   const v = sq.dataSync()[0]!;
   sq.dispose();

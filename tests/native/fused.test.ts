@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ODD, Rng, expectClose, floatInput, hasNative, intInput, parity, setup, tf } from './helpers.ts';
 import * as ref from '../../src/model/ops.ts';
 import * as nat from '../../src/model/native/ops.ts';
-import { AdamW } from '../../src/training/adamw.ts';
+import { AdamW, globalNorm } from '../../src/training/adamw.ts';
+import { nativeInfo, setNativeThreads } from '../../src/model/native/index.ts';
 
 /** Reference attention in gpt.ts's formulation: scores, additive causal mask, softmax, product. */
 function referenceAttention(q: tf.Tensor, kT: tf.Tensor, v: tf.Tensor, past: number): tf.Tensor {
@@ -141,6 +142,82 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
       const b = floatInput(rng, [2, 3, m]);
       parity(`batched matMul m=${m}`, (x, y) => nat.matMul(x!, y!), [a, b], { reference: (x, y) => ref.matMul(x!, y!) });
     }
+  });
+
+  it('linear and linearGelu: one kernel per direction (gradients dx and dw side by side) match on 1-4 threads', () => {
+    const rng = new Rng(28);
+    const threads = nativeInfo()!.threads;
+    try {
+      for (const n of [1, 2, 3, 4]) {
+        setNativeThreads(n);
+        for (const [lead, k, out] of [
+          [[12, 64], 128, 384], // the benchmark's shapes: the two products on different threads
+          [[65], 17, 33], // odd: row blocks of 16 leave a remainder
+          [[3, 1], 1, 65],
+        ] as [number[], number, number][]) {
+          const x = floatInput(rng, [...lead, k]);
+          const w = floatInput(rng, [k, out]);
+          parity(`linear ${n} threads [${lead},${k}]x[${k},${out}]`, (a, b) => nat.linear(a!, b!), [x, w], { reference: (a, b) => ref.linear(a!, b!) });
+          parity(`linearGelu ${n} threads [${lead},${k}]x[${k},${out}]`, (a, b) => nat.linearGelu(a!, b!), [x, w], {
+            reference: (a, b) => ref.gelu(ref.linear(a!, b!)),
+          });
+        }
+      }
+    } finally {
+      setNativeThreads(threads);
+    }
+  });
+
+  it('TeamllmAdamWMulti (one call for all parameters) equals TeamllmAdamW per parameter, bit for bit', async () => {
+    await tf.setBackend('native');
+    expect(tf.getKernel('TeamllmAdamWMulti', 'native')).toBeDefined();
+    const rng = new Rng(29);
+    const shapes = [[1], [17, 3], [65, 128], [100_003]]; // the last spans several 32K chunks
+    const names = shapes.map((_, i) => `p${i}`);
+    const make = () => new Map(names.map((n, i) => [n, tf.tensor(rng.array(shapes[i]!.reduce((a, b) => a * b, 1)), shapes[i]!)]));
+    const params = make();
+    const moments1 = make();
+    const moments2 = make();
+    const grads = make();
+    const v = new Map([...moments2].map(([n, t]) => [n, tf.abs(t)]));
+    const attrs = { lr: 3e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, bc1: 0.19, bc2: 0.0297, gradScale: 0.7 };
+    const decayOf = (n: string) => (n === 'p1' ? 0 : 0.1);
+    const single = names.map((n) =>
+      (tf.engine().runKernel('TeamllmAdamW', { p: params.get(n)!, g: grads.get(n)!, m: moments1.get(n)!, v: v.get(n)! }, { ...attrs, weightDecay: decayOf(n) }) as tf.Tensor[]).map((t) =>
+        t.dataSync(),
+      ),
+    );
+    const inputs: Record<string, tf.Tensor> = {};
+    names.forEach((n, i) => Object.assign(inputs, { [`p${i}`]: params.get(n)!, [`g${i}`]: grads.get(n)!, [`m${i}`]: moments1.get(n)!, [`v${i}`]: v.get(n)! }));
+    const multi = tf.engine().runKernel('TeamllmAdamWMulti', inputs, { ...attrs, weightDecays: names.map(decayOf) } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    expect(multi.length).toBe(3 * names.length);
+    names.forEach((n, i) => {
+      for (let j = 0; j < 3; j++) {
+        const got = multi[3 * i + j]!;
+        expect(got.shape, `${n} output ${j} shape`).toEqual(shapes[i]);
+        expect(Buffer.from(got.dataSync().buffer).equals(Buffer.from(single[i]![j]!.buffer)), `${n} output ${j}`).toBe(true);
+      }
+    });
+    // The update really moved every parameter (a kernel that wrote nothing would fail above too).
+    expect(multi[0]!.dataSync()[0]).not.toBe(params.get('p0')!.dataSync()[0]);
+  });
+
+  it('TeamllmSumSquares: the global gradient norm equals the composite form on cpu', async () => {
+    const rng = new Rng(30);
+    const shapes = [[1], [17, 3], [65, 128], [200_001]];
+    const data = shapes.map((s) => rng.array(s.reduce((a, b) => a * b, 1)));
+    const norms: number[] = [];
+    for (const backend of ['cpu', 'native']) {
+      await tf.setBackend(backend);
+      const ts = data.map((d, i) => tf.tensor(d, shapes[i]!));
+      norms.push(globalNorm(ts));
+      ts.forEach((t) => t.dispose());
+    }
+    expect(tf.getKernel('TeamllmSumSquares', 'native')).toBeDefined();
+    let exact = 0;
+    for (const d of data) for (const x of d) exact += x * x;
+    expect(Math.abs(norms[1]! - Math.sqrt(exact)) / Math.sqrt(exact)).toBeLessThan(1e-6);
+    expect(Math.abs(norms[0]! - norms[1]!) / norms[0]!).toBeLessThan(1e-4);
   });
 
   it('TeamllmAdamW: the native update equals the JavaScript kernel on cpu', async () => {

@@ -135,6 +135,27 @@ export interface NativeAddon {
     bc2: number,
     gradScale: number,
   ): void;
+  /** One call for all parameters: `arrays` holds p, g, m, v, pOut, mOut, vOut per parameter. */
+  adamwMulti(
+    arrays: Float32Array[],
+    weightDecays: number[],
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    bc1: number,
+    bc2: number,
+    gradScale: number,
+  ): void;
+  /** Σ x² over all the arrays. */
+  sumSquares(arrays: Float32Array[]): number;
+  /**
+   * dx = dy·wᵀ [m, k] and dw = xᵀ·dy [k, n] for x [m, k], w [k, n], dy [m, n]; with geluPre (h
+   * [m, n]) the gradients through GELU(h), h = x·w.
+   */
+  linearGrad(x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array, m: number, k: number, n: number, geluPre: Float32Array | null): void;
+  /** h = x·w and y = GELU(h) for x [m, k], w [k, n]. */
+  linearGelu(x: Float32Array, w: Float32Array, h: Float32Array, y: Float32Array, m: number, k: number, n: number): void;
   gatherRows(table: Float32Array, rows: number, inner: number, ids: Int32Array, count: number, out: Float32Array): void;
   scatterAddRows(x: Float32Array, ids: Int32Array, count: number, inner: number, out: Float32Array, segments: number): void;
   sgemmPeak(n: number, repeats: number): number;
@@ -144,7 +165,7 @@ export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: f
 
 const ADDON_FILE = path.join('native', 'build', 'teamllm_native.node');
 /** The addon.cc `abi` these bindings are written for. */
-const ABI = 1;
+const ABI = 2;
 
 /** native/build/teamllm_native.node in this checkout (searched upward from this file), or $TEAMLLM_NATIVE_ADDON. */
 function findAddon(): string | undefined {

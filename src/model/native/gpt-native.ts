@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { GPT, KVCache, LayerCache, Params } from '../gpt.ts';
-import { causalAttention, crossEntropy, decodeLayer, gelu, layerNorm, linear, selfAttention } from './ops.ts';
+import { causalAttention, crossEntropy, decodeLayer, layerNorm, linear, linearGelu, selfAttention } from './ops.ts';
 
 function resolve(model: GPT, params?: Params | Tensor[]): Params {
   if (!params) return model.params;
@@ -38,7 +38,7 @@ function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past:
       x = tf.add(x, cachedAttention(model, p, h, qkv, i, past, cache));
     }
     const m = layerNorm(x, get(`${h}.ln_2.weight`)!, get(`${h}.ln_2.bias`));
-    const up = gelu(linear(m, get(`${h}.mlp.c_fc.weight`)!, get(`${h}.mlp.c_fc.bias`)));
+    const up = linearGelu(m, get(`${h}.mlp.c_fc.weight`)!, get(`${h}.mlp.c_fc.bias`));
     x = tf.add(x, linear(up, get(`${h}.mlp.c_proj.weight`)!, get(`${h}.mlp.c_proj.bias`)));
   }
   return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));

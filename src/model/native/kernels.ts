@@ -376,6 +376,40 @@ function makeAdamW(addon: NativeAddon): Impl {
   };
 }
 
+/**
+ * `TeamllmAdamWMulti`: the AdamW update of every parameter in one call. Inputs p0, g0, m0, v0,
+ * p1, ...; attrs as TeamllmAdamW plus `weightDecays` (one per parameter). Outputs p, m, v per
+ * parameter, in input order. Same arithmetic per element as TeamllmAdamW.
+ */
+function makeAdamWMulti(addon: NativeAddon): Impl {
+  return ({ inputs, attrs }, nb) => {
+    const a = attrs as Record<string, number> & { weightDecays: number[] };
+    const count = a.weightDecays.length;
+    const arrays: Float32Array[] = [];
+    const outs: TensorInfo[] = [];
+    for (let i = 0; i < count; i++) {
+      const [p, g, m, v] = (['p', 'g', 'm', 'v'] as const).map((k) => inputs[`${k}${i}`] as TensorInfo);
+      const n = size(p!.shape);
+      const po = nb.alloc(n);
+      const mo = nb.alloc(n);
+      const vo = nb.alloc(n);
+      arrays.push(f32(nb, p!), f32(nb, g!), f32(nb, m!), f32(nb, v!), po, mo, vo);
+      const shape = [...p!.shape];
+      outs.push(nb.output(shape, 'float32', po), nb.output(shape, 'float32', mo), nb.output(shape, 'float32', vo));
+    }
+    addon.adamwMulti(arrays, a.weightDecays, a.lr!, a.beta1!, a.beta2!, a.eps!, a.bc1!, a.bc2!, a.gradScale!);
+    return outs;
+  };
+}
+
+/** `TeamllmSumSquares`: inputs x0, x1, ... -> scalar Σ x² over all of them (gradient clipping). */
+function makeSumSquares(addon: NativeAddon): Impl {
+  return ({ inputs }, nb) => {
+    const list = Object.values(inputs) as TensorInfo[];
+    return nb.output([], 'float32', Float32Array.of(addon.sumSquares(list.map((t) => f32(nb, t)))));
+  };
+}
+
 // ---- fused kernels (used by ./ops.ts) --------------------------------------------------------------
 
 export const FUSED = {
@@ -390,6 +424,8 @@ export const FUSED = {
   decodeLayer: 'TeamllmNativeDecodeLayer',
   crossEntropy: 'TeamllmNativeCrossEntropy',
   crossEntropyGrad: 'TeamllmNativeCrossEntropyGrad',
+  linearGrad: 'TeamllmNativeLinearGrad',
+  linearGelu: 'TeamllmNativeLinearGelu',
 } as const;
 
 function fusedKernels(addon: NativeAddon): Record<string, Impl> {
@@ -499,6 +535,26 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
         nb.output([], 'float32', Float32Array.of(count)),
       ];
     },
+    [FUSED.linearGrad]: ({ inputs }, nb) => {
+      // x [m, k], w [k, n], dy [m, n] (+ h [m, n] when a GELU followed) -> dx [m, k], dw [k, n]
+      const { x, w, dy, h } = inputs as Record<'x' | 'w' | 'dy', TensorInfo> & { h?: TensorInfo };
+      const [m, k] = x.shape as [number, number];
+      const n = w.shape[1]!;
+      const dx = nb.alloc(m * k);
+      const dw = nb.alloc(k * n);
+      addon.linearGrad(f32(nb, x), f32(nb, w), f32(nb, dy), dx, dw, m, k, n, h ? f32(nb, h) : null);
+      return [nb.output([m, k], 'float32', dx), nb.output([k, n], 'float32', dw)];
+    },
+    [FUSED.linearGelu]: ({ inputs }, nb) => {
+      // x [m, k], w [k, n] -> y = GELU(x·w) [m, n], h = x·w [m, n]
+      const { x, w } = inputs as Record<'x' | 'w', TensorInfo>;
+      const [m, k] = x.shape as [number, number];
+      const n = w.shape[1]!;
+      const h = nb.alloc(m * n);
+      const y = nb.alloc(m * n);
+      addon.linearGelu(f32(nb, x), f32(nb, w), h, y, m, k, n);
+      return [nb.output([m, n], 'float32', y), nb.output([m, n], 'float32', h)];
+    },
     [FUSED.crossEntropyGrad]: ({ inputs }, nb) => {
       const { probs, targets, dy, count } = inputs as Record<string, TensorInfo>;
       const [rows, vocab] = probs!.shape as [number, number];
@@ -529,6 +585,8 @@ function overrides(addon: NativeAddon): Record<string, Impl> {
     Min: makeReduce(addon, REDUCE.Min, 'axis'),
     Prod: makeReduce(addon, REDUCE.Prod, 'axis'),
     TeamllmAdamW: makeAdamW(addon),
+    TeamllmAdamWMulti: makeAdamWMulti(addon),
+    TeamllmSumSquares: makeSumSquares(addon),
     ...fusedKernels(addon),
   };
   for (const [name, op] of Object.entries(UNARY)) table[name] = makeUnary(addon, op);

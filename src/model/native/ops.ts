@@ -5,7 +5,8 @@
  *
  * - matMul / linear: the batch is folded into the rows (one large product instead of one per
  *   batch entry), and gradients use transposeA/transposeB, which the native product handles at
- *   full speed (no explicit transposes, unlike the wasm-friendly version).
+ *   full speed (no explicit transposes, unlike the wasm-friendly version); linear's two gradient
+ *   products run side by side in one kernel.
  * - gelu, layerNorm, crossEntropy: one kernel forward and one backward, instead of 5-15 ops.
  * - causalAttention: scores, mask, softmax and the product with v in one kernel per (batch, head),
  *   with the probabilities saved for the backward kernel.
@@ -39,9 +40,49 @@ export function matMul(a: Tensor, b: Tensor): Tensor {
   return tf.matMul(a, b);
 }
 
+/**
+ * x2 [m, k] · w [k, n] whose gradient is one kernel computing dx and dw side by side (each on its
+ * own core with two threads) instead of two products each cut in half.
+ */
+const linear2dOp = customGrad((x: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
+  save([x, w]);
+  return {
+    value: tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
+    gradFunc: (dy, saved) => run(FUSED.linearGrad, { x: saved[0]!, w: saved[1]!, dy }),
+  };
+}) as unknown as (x: Tensor, w: Tensor) => Tensor;
+
+const linearGeluOp = customGrad((x: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
+  const [y, h] = run(FUSED.linearGelu, { x, w }) as [Tensor, Tensor];
+  save([x, w, h]);
+  return {
+    value: y,
+    gradFunc: (dy, saved) => run(FUSED.linearGrad, { x: saved[0]!, w: saved[1]!, dy, h: saved[2]! }),
+  };
+}) as unknown as (x: Tensor, w: Tensor) => Tensor;
+
+/**
+ * GELU(x · W (+ bias)): the MLP's up-projection. Without a bias, one kernel forward (GELU applied
+ * to each block of the product while it is in cache) and one backward.
+ */
+export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  if (bias || weight.rank !== 2) return gelu(linear(x, weight, bias));
+  const k = x.shape[x.rank - 1]!;
+  const y = linearGeluOp(x.rank === 2 ? x : tf.reshape(x, [-1, k]), weight);
+  return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[1]!]);
+}
+
 /** x · W (+ bias), W stored [in, out]. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
-  const y = matMul(x, weight);
+  let y: Tensor;
+  if (weight.rank === 2) {
+    const k = x.shape[x.rank - 1]!;
+    const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, k]);
+    y = linear2dOp(x2, weight);
+    if (x.rank !== 2) y = tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[1]!]);
+  } else {
+    y = matMul(x, weight);
+  }
   return bias ? tf.add(y, bias) : y;
 }
 
