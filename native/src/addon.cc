@@ -447,6 +447,55 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), sum_squares(ptrs.data(), sizes.data(), static_cast<int64_t>(arrays.size())));
 }
 
+// The block's six weights (ln1, attn, proj, ln2, fc, fc2) from a JS array, sizes checked.
+std::vector<F32> block_weights(const Napi::CallbackInfo& info, size_t i, int64_t c) {
+  std::vector<F32> w = f32_list(info, i);
+  const int64_t need[6] = {c, c * 3 * c, c * c, c, c * 4 * c, 4 * c * c};
+  if (w.size() != 6) fail(info, "block: 6 weights expected (ln1, attn, proj, ln2, fc, fc2)");
+  for (int j = 0; j < 6; j++)
+    if (w[j].size < need[j]) fail(info, "block: weight " + std::to_string(j) + " is too small");
+  return w;
+}
+
+// The 12 saved activations (a, mean1, rstd1, qkv, y, p, x1, m, mean2, rstd2, h, g), sizes checked.
+BlockActivations block_activations(const Napi::CallbackInfo& info, size_t i, int64_t b, int64_t t,
+                                   int64_t c, int64_t heads) {
+  std::vector<F32> a = f32_list(info, i);
+  const int64_t m = b * t;
+  const int64_t need[12] = {m * c, m, m, m * 3 * c, m * c, b * heads * t * t, m * c, m * c, m, m, m * 4 * c, m * 4 * c};
+  if (a.size() != 12) fail(info, "block: 12 activation arrays expected");
+  for (int j = 0; j < 12; j++)
+    if (a[j].size < need[j]) fail(info, "block: activation " + std::to_string(j) + " is too small");
+  return {a[0].data, a[1].data, a[2].data, a[3].data, a[4].data, a[5].data,
+          a[6].data, a[7].data, a[8].data, a[9].data, a[10].data, a[11].data};
+}
+
+// blockForward(x, weights[6], activations[12], x2, b, t, c, heads, eps)
+Napi::Value BlockForward(const Napi::CallbackInfo& info) {
+  const int64_t b = num(info, 4), t = num(info, 5), c = num(info, 6), heads = num(info, 7);
+  if (heads < 1 || c % heads != 0) fail(info, "block: c must be a multiple of heads");
+  F32 x = f32(info, 0, b * t * c), x2 = f32(info, 3, b * t * c);
+  const std::vector<F32> w = block_weights(info, 1, c);
+  const BlockActivations s = block_activations(info, 2, b, t, c, heads);
+  block_forward(x.data, {w[0].data, w[1].data, w[2].data, w[3].data, w[4].data, w[5].data}, s,
+                x2.data, b, t, c, heads, static_cast<float>(real(info, 8)));
+  return info.Env().Undefined();
+}
+
+// blockBackward(dx2, x, weights[6], activations[12], dx, grads[6], b, t, c, heads)
+Napi::Value BlockBackward(const Napi::CallbackInfo& info) {
+  const int64_t b = num(info, 6), t = num(info, 7), c = num(info, 8), heads = num(info, 9);
+  if (heads < 1 || c % heads != 0) fail(info, "block: c must be a multiple of heads");
+  F32 dx2 = f32(info, 0, b * t * c), x = f32(info, 1, b * t * c), dx = f32(info, 4, b * t * c);
+  const std::vector<F32> w = block_weights(info, 2, c);
+  const BlockActivations s = block_activations(info, 3, b, t, c, heads);
+  const std::vector<F32> g = block_weights(info, 5, c);
+  block_backward(dx2.data, x.data, {w[0].data, w[1].data, w[2].data, w[3].data, w[4].data, w[5].data},
+                 s, dx.data, {g[0].data, g[1].data, g[2].data, g[3].data, g[4].data, g[5].data}, b,
+                 t, c, heads);
+  return info.Env().Undefined();
+}
+
 // gatherRows(table, rows, inner, ids, count, out)
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info, 1), inner = num(info, 2), count = num(info, 4);
@@ -503,6 +552,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sumSquares", Napi::Function::New(env, SumSquares));
   exports.Set("linearGrad", Napi::Function::New(env, LinearGrad));
   exports.Set("linearGelu", Napi::Function::New(env, LinearGelu));
+  exports.Set("blockForward", Napi::Function::New(env, BlockForward));
+  exports.Set("blockBackward", Napi::Function::New(env, BlockBackward));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
   exports.Set("scatterAddRows", Napi::Function::New(env, ScatterAddRows));
   exports.Set("sgemmPeak", Napi::Function::New(env, SgemmPeak));

@@ -73,7 +73,8 @@ void layer_norm(const float* x, const float* w, const float* b, float* y, float*
 }
 
 void layer_norm_grad(const float* x, const float* w, const float* mean, const float* rstd,
-                     const float* dy, float* dx, float* dw, float* db, int64_t rows, int64_t cols) {
+                     const float* dy, float* dx, float* dw, float* db, int64_t rows, int64_t cols,
+                     const float* add) {
   // dw and db are sums over rows: each task accumulates its own partial sums, added at the end.
   const int64_t grain = row_grain(cols);
   const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(pool().size() * 2, rows / grain));
@@ -102,9 +103,17 @@ void layer_norm_grad(const float* x, const float* w, const float* mean, const fl
       const float inv_n = 1.0f / static_cast<float>(cols);
       sg *= inv_n;
       sgx *= inv_n;
-      for (int64_t j = 0; j < cols; j++) {
-        const float xh = (xr[j] - mu) * rs;
-        out[j] = rs * (gr[j] * w[j] - sg - xh * sgx);
+      if (add) {
+        const float* ar = add + r * cols;
+        for (int64_t j = 0; j < cols; j++) {
+          const float xh = (xr[j] - mu) * rs;
+          out[j] = rs * (gr[j] * w[j] - sg - xh * sgx) + ar[j];
+        }
+      } else {
+        for (int64_t j = 0; j < cols; j++) {
+          const float xh = (xr[j] - mu) * rs;
+          out[j] = rs * (gr[j] * w[j] - sg - xh * sgx);
+        }
       }
     }
   });

@@ -109,9 +109,11 @@ void softmax(const float* x, float* y, int64_t rows, int64_t cols);
 // LayerNorm over the last axis: y = (x − mean)·rstd·w + b. Saves mean and rstd per row.
 void layer_norm(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
                 int64_t rows, int64_t cols, float eps);
-// Gradients of layer_norm: dx, and dw, db summed over rows (db may be null).
+// Gradients of layer_norm: dx, and dw, db summed over rows (db may be null). With `add`, dx gets
+// add[..] added (a residual stream's gradient, summed in the same pass).
 void layer_norm_grad(const float* x, const float* w, const float* mean, const float* rstd,
-                     const float* dy, float* dx, float* dw, float* db, int64_t rows, int64_t cols);
+                     const float* dy, float* dx, float* dw, float* db, int64_t rows, int64_t cols,
+                     const float* add = nullptr);
 
 // dx = dy · GELU'(x) (exact GELU).
 void gelu_grad(const float* x, const float* dy, float* dx, int64_t size);
@@ -181,5 +183,29 @@ void gather_rows(const float* table, int64_t rows, int64_t inner, const int32_t*
 // out[ids[i]] += x[i] rows (the gradient of gather_rows); out has `segments` rows.
 void scatter_add_rows(const float* x, const int32_t* ids, int64_t count, int64_t inner,
                       float* out, int64_t segments);
+
+// ---- block.cc -------------------------------------------------------------------------------
+// One transformer block (nanoGPT's, no biases, no dropout) for training, forward and backward in
+// one call each. Weights in gpt.ts's layout: ln [c], attn [c, 3c], proj [c, c], fc [c, 4c],
+// fc2 [4c, c].
+struct BlockParams {
+  const float *ln1, *attn, *proj, *ln2, *fc, *fc2;
+};
+struct BlockGrads {
+  float *ln1, *attn, *proj, *ln2, *fc, *fc2;
+};
+// What the forward pass keeps for the backward one (m = b·t rows): a, m [m, c] (the normed
+// inputs), mean/rstd [m] of both norms, qkv [m, 3c], y [m, c] (attention output, heads merged),
+// p [b, heads, t, t], x1 [m, c] (after the attention residual), h, g [m, 4c] (before and after GELU).
+struct BlockActivations {
+  float *a, *mean1, *rstd1, *qkv, *y, *p, *x1, *m, *mean2, *rstd2, *h, *g;
+};
+// x, x2 [b, t, c]: x2 = the block applied to x; fills `s`.
+void block_forward(const float* x, const BlockParams& w, const BlockActivations& s, float* x2,
+                   int64_t b, int64_t t, int64_t c, int64_t heads, float eps);
+// From dx2 = ∂loss/∂x2: dx and every weight's gradient (written, not accumulated).
+void block_backward(const float* dx2, const float* x, const BlockParams& w,
+                    const BlockActivations& s, float* dx, const BlockGrads& dw, int64_t b,
+                    int64_t t, int64_t c, int64_t heads);
 
 }  // namespace teamllm

@@ -168,6 +168,46 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
     }
   });
 
+  it('block: one kernel forward and one backward equal the composite block (x and every weight), 1 and 2 threads', () => {
+    const rng = new Rng(31);
+    const threads = nativeInfo()!.threads;
+    const refBlock = (heads: number) => (x: tf.Tensor, ln1: tf.Tensor, attn: tf.Tensor, proj: tf.Tensor, ln2: tf.Tensor, fc: tf.Tensor, fc2: tf.Tensor) => {
+      const x1 = tf.add(x, ref.linear(referenceSelfAttention(ref.linear(ref.layerNorm(x, ln1), attn), heads), proj));
+      return tf.add(x1, ref.linear(ref.gelu(ref.linear(ref.layerNorm(x1, ln2), fc)), fc2));
+    };
+    try {
+      for (const n of [1, 2]) {
+        setNativeThreads(n);
+        for (const [b, t, heads, d] of [
+          [2, 17, 3, 8],
+          [1, 1, 2, 4],
+          [3, 64, 4, 32], // the benchmark's block, a smaller batch
+        ] as [number, number, number, number][]) {
+          const c = heads * d;
+          // Weights scaled by 1/√fan-in, as trained ones are: activations stay O(1).
+          const s = 1 / Math.sqrt(c);
+          const inputs = [
+            floatInput(rng, [b, t, c]),
+            floatInput(rng, [c], 0.3, 1),
+            floatInput(rng, [c, 3 * c], s),
+            floatInput(rng, [c, c], s),
+            floatInput(rng, [c], 0.3, 1),
+            floatInput(rng, [c, 4 * c], s),
+            floatInput(rng, [4 * c, c], s / 2),
+          ];
+          parity(
+            `block ${n} threads b=${b} t=${t} heads=${heads} d=${d}`,
+            (x, ln1w, attnw, projw, ln2w, fcw, fc2w) => nat.block(x!, { ln1w: ln1w!, attnw: attnw!, projw: projw!, ln2w: ln2w!, fcw: fcw!, fc2w: fc2w! }, heads),
+            inputs,
+            { reference: (...xs) => refBlock(heads)(...(xs as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])), rtol: 5e-4 },
+          );
+        }
+      }
+    } finally {
+      setNativeThreads(threads);
+    }
+  });
+
   it('TeamllmAdamWMulti (one call for all parameters) equals TeamllmAdamW per parameter, bit for bit', async () => {
     await tf.setBackend('native');
     expect(tf.getKernel('TeamllmAdamWMulti', 'native')).toBeDefined();

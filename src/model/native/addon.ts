@@ -156,6 +156,24 @@ export interface NativeAddon {
   linearGrad(x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array, m: number, k: number, n: number, geluPre: Float32Array | null): void;
   /** h = x·w and y = GELU(h) for x [m, k], w [k, n]. */
   linearGelu(x: Float32Array, w: Float32Array, h: Float32Array, y: Float32Array, m: number, k: number, n: number): void;
+  /**
+   * A transformer block (no biases) for training: weights [ln1, attn, proj, ln2, fc, fc2];
+   * activations [a, mean1, rstd1, qkv, y, p, x1, m, mean2, rstd2, h, g] are filled for the backward.
+   */
+  blockForward(x: Float32Array, weights: Float32Array[], activations: Float32Array[], x2: Float32Array, b: number, t: number, c: number, heads: number, eps: number): void;
+  /** The block's gradients: dx and grads (same order as the weights) from dx2. */
+  blockBackward(
+    dx2: Float32Array,
+    x: Float32Array,
+    weights: Float32Array[],
+    activations: Float32Array[],
+    dx: Float32Array,
+    grads: Float32Array[],
+    b: number,
+    t: number,
+    c: number,
+    heads: number,
+  ): void;
   gatherRows(table: Float32Array, rows: number, inner: number, ids: Int32Array, count: number, out: Float32Array): void;
   scatterAddRows(x: Float32Array, ids: Int32Array, count: number, inner: number, out: Float32Array, segments: number): void;
   sgemmPeak(n: number, repeats: number): number;

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { GPT, KVCache, LayerCache, Params } from '../gpt.ts';
-import { causalAttention, crossEntropy, decodeLayer, layerNorm, linear, linearGelu, selfAttention } from './ops.ts';
+import { block, blockFits, causalAttention, crossEntropy, decodeLayer, layerNorm, linear, linearGelu, selfAttention, type BlockWeights } from './ops.ts';
 
 function resolve(model: GPT, params?: Params | Tensor[]): Params {
   if (!params) return model.params;
@@ -28,6 +28,11 @@ function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past:
   let x = tf.add(tok, pos);
   for (let i = 0; i < nLayer; i++) {
     const h = `transformer.h.${i}`;
+    const w = blockWeights(p, h);
+    if (!cache && blockFits(w)) {
+      x = block(x, w, nHead);
+      continue;
+    }
     const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
     const qkv = linear(a, get(`${h}.attn.c_attn.weight`)!, get(`${h}.attn.c_attn.bias`));
     if (!cache) {
@@ -72,6 +77,25 @@ function cachedAttention(
   return linear(merged, p.get(`${h}.attn.c_proj.weight`)!, p.get(`${h}.attn.c_proj.bias`));
 }
 
+/** Block i's weights by gpt.ts's parameter names (h = `transformer.h.${i}`). */
+function blockWeights(p: Params, h: string): BlockWeights {
+  const get = (name: string) => p.get(`${h}.${name}`);
+  return {
+    ln1w: get('ln_1.weight')!,
+    ln1b: get('ln_1.bias'),
+    attnw: get('attn.c_attn.weight')!,
+    attnb: get('attn.c_attn.bias'),
+    projw: get('attn.c_proj.weight')!,
+    projb: get('attn.c_proj.bias'),
+    ln2w: get('ln_2.weight')!,
+    ln2b: get('ln_2.bias'),
+    fcw: get('mlp.c_fc.weight')!,
+    fcb: get('mlp.c_fc.bias'),
+    fc2w: get('mlp.c_proj.weight')!,
+    fc2b: get('mlp.c_proj.bias'),
+  };
+}
+
 /** The trunk for one token after the prompt: one fused kernel per block. */
 function decodeTrunk(model: GPT, idx: Tensor, cache: KVCache, out: LayerCache[]): Tensor {
   const p = model.params;
@@ -81,22 +105,8 @@ function decodeTrunk(model: GPT, idx: Tensor, cache: KVCache, out: LayerCache[])
   let x = tf.add(tok, pos);
   for (let i = 0; i < model.config.nLayer; i++) {
     const h = `transformer.h.${i}`;
-    const w = {
-      ln1w: get(`${h}.ln_1.weight`)!,
-      ln1b: get(`${h}.ln_1.bias`),
-      attnw: get(`${h}.attn.c_attn.weight`)!,
-      attnb: get(`${h}.attn.c_attn.bias`),
-      projw: get(`${h}.attn.c_proj.weight`)!,
-      projb: get(`${h}.attn.c_proj.bias`),
-      ln2w: get(`${h}.ln_2.weight`)!,
-      ln2b: get(`${h}.ln_2.bias`),
-      fcw: get(`${h}.mlp.c_fc.weight`)!,
-      fcb: get(`${h}.mlp.c_fc.bias`),
-      fc2w: get(`${h}.mlp.c_proj.weight`)!,
-      fc2b: get(`${h}.mlp.c_proj.bias`),
-    };
     const layer = cache.layers[i]!;
-    const [y, kT, v] = decodeLayer(x, layer.kT, layer.v, w);
+    const [y, kT, v] = decodeLayer(x, layer.kT, layer.v, blockWeights(p, h));
     out[i] = { kT, v };
     x = y;
   }

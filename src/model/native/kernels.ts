@@ -426,7 +426,12 @@ export const FUSED = {
   crossEntropyGrad: 'TeamllmNativeCrossEntropyGrad',
   linearGrad: 'TeamllmNativeLinearGrad',
   linearGelu: 'TeamllmNativeLinearGelu',
+  block: 'TeamllmNativeBlock',
+  blockGrad: 'TeamllmNativeBlockGrad',
 } as const;
+
+/** The block kernels' weight inputs, in the addon's order. */
+export const BLOCK_WEIGHTS = ['ln1', 'attn', 'proj', 'ln2', 'fc', 'fc2'] as const;
 
 function fusedKernels(addon: NativeAddon): Record<string, Impl> {
   return {
@@ -554,6 +559,30 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const y = nb.alloc(m * n);
       addon.linearGelu(f32(nb, x), f32(nb, w), h, y, m, k, n);
       return [nb.output([m, n], 'float32', y), nb.output([m, n], 'float32', h)];
+    },
+    [FUSED.block]: ({ inputs, attrs }, nb) => {
+      // x [b, t, c] + weights -> [x2, a, mean1, rstd1, qkv, y, p, x1, m, mean2, rstd2, h, g]
+      const x = inputs.x as TensorInfo;
+      const [b, t, c] = x.shape as [number, number, number];
+      const heads = Number(attrs?.heads);
+      const rows = b * t;
+      const shapes = [[b, t, c], [rows], [rows], [b, t, 3 * c], [b, t, c], [b, heads, t, t], [b, t, c], [b, t, c], [rows], [rows], [b, t, 4 * c], [b, t, 4 * c]];
+      const acts = shapes.map((s) => nb.alloc(size(s)));
+      const x2 = nb.alloc(rows * c);
+      const weights = BLOCK_WEIGHTS.map((n) => f32(nb, inputs[n] as TensorInfo));
+      addon.blockForward(f32(nb, x), weights, acts, x2, b, t, c, heads, Number(attrs?.eps ?? 1e-5));
+      return [nb.output([b, t, c], 'float32', x2), ...acts.map((a, i) => nb.output(shapes[i]!, 'float32', a))];
+    },
+    [FUSED.blockGrad]: ({ inputs, attrs }, nb) => {
+      // dy = ∂loss/∂x2, x, weights, s0..s11 (the forward's activations) -> [dx, one per weight]
+      const x = inputs.x as TensorInfo;
+      const [b, t, c] = x.shape as [number, number, number];
+      const acts = Array.from({ length: 12 }, (_, i) => f32(nb, inputs[`s${i}`] as TensorInfo));
+      const weightInfos = BLOCK_WEIGHTS.map((n) => inputs[n] as TensorInfo);
+      const grads = weightInfos.map((w) => nb.alloc(size(w.shape)));
+      const dx = nb.alloc(b * t * c);
+      addon.blockBackward(f32(nb, inputs.dy as TensorInfo), f32(nb, x), weightInfos.map((w) => f32(nb, w)), acts, dx, grads, b, t, c, Number(attrs?.heads));
+      return [nb.output([b, t, c], 'float32', dx), ...grads.map((g, i) => nb.output([...weightInfos[i]!.shape], 'float32', g))];
     },
     [FUSED.crossEntropyGrad]: ({ inputs }, nb) => {
       const { probs, targets, dy, count } = inputs as Record<string, TensorInfo>;

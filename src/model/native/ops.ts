@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedAttrMap, NamedTensorMap, Tensor } from '@tensorflow/tfjs-core';
-import { FUSED } from './kernels.ts';
+import { BLOCK_WEIGHTS, FUSED } from './kernels.ts';
 
 type GradFn = (dy: Tensor, saved: Tensor[]) => Tensor | Tensor[];
 
@@ -209,6 +209,44 @@ export function selfAttention(qkv: Tensor, nHead: number, scale?: number): Tenso
     selfAttentionOps.set(key, op);
   }
   return op(qkv);
+}
+
+const blockOps = new Map<string, (...t: Tensor[]) => Tensor>();
+
+/**
+ * One transformer block for training and uncached forward passes, without biases or dropout:
+ * x [B, T, C] -> x + attention(LN1(x)) then + MLP(LN2(.)), nanoGPT's block. One kernel forward
+ * (keeping what the backward needs) and one backward, instead of ~25 ops: same arithmetic as the
+ * per-op path, fewer passes over memory (see native/src/block.cc).
+ */
+export function block(x: Tensor, w: BlockWeights, nHead: number, eps = 1e-5): Tensor {
+  const key = `${nHead}:${eps}`;
+  let op = blockOps.get(key);
+  if (!op) {
+    op = customGrad((...args: Tensor[]) => {
+      const save = args.pop() as unknown as tf.GradSaveFunc;
+      const [input, ...weights] = args as [Tensor, ...Tensor[]];
+      const named = Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, weights[i]!]));
+      const [x2, ...acts] = run(FUSED.block, { x: input, ...named }, { heads: nHead, eps }) as [Tensor, ...Tensor[]];
+      save([input, ...weights, ...acts]);
+      return {
+        value: x2,
+        gradFunc: (dy, saved) => {
+          const [sx, ...rest] = saved as [Tensor, ...Tensor[]];
+          const ws = Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, rest[i]!]));
+          const as = Object.fromEntries(rest.slice(BLOCK_WEIGHTS.length).map((t, i) => [`s${i}`, t]));
+          return run(FUSED.blockGrad, { dy, x: sx, ...ws, ...as }, { heads: nHead });
+        },
+      };
+    }) as unknown as (...t: Tensor[]) => Tensor;
+    blockOps.set(key, op);
+  }
+  return op(x, w.ln1w, w.attnw, w.projw, w.ln2w, w.fcw, w.fc2w);
+}
+
+/** Whether `block` can run these weights (it has no biases). */
+export function blockFits(w: BlockWeights): boolean {
+  return !w.ln1b && !w.attnb && !w.projb && !w.ln2b && !w.fcb && !w.fc2b;
 }
 
 /** One transformer block's weights (biases optional), as named in gpt.ts. */
