@@ -470,7 +470,28 @@ BlockActivations block_activations(const Napi::CallbackInfo& info, size_t i, int
           a[6].data, a[7].data, a[8].data, a[9].data, a[10].data, a[11].data};
 }
 
-// blockForward(x, weights[6], activations[12], x2, b, t, c, heads, eps)
+// A dropout seed: a JS number taken as an unsigned 32-bit integer (wrapping).
+uint32_t seed32(const Napi::CallbackInfo& info, size_t i) {
+  const Napi::Value v = info[i];
+  if (!v.IsNumber()) fail(info, "argument " + std::to_string(i) + " must be a number");
+  return v.As<Napi::Number>().Uint32Value();
+}
+
+float rate(const Napi::CallbackInfo& info, size_t i) {
+  const double r = real(info, i);
+  if (!(r >= 0.0 && r < 1.0)) fail(info, "a dropout rate must be in [0, 1)");
+  return static_cast<float>(r);
+}
+
+// dropout(x, y, rate, seed, site)
+Napi::Value DropoutOp(const Napi::CallbackInfo& info) {
+  F32 x = f32(info, 0, 0);
+  F32 y = f32(info, 1, x.size);
+  dropout(x.data, y.data, x.size, rate(info, 2), seed32(info, 3), seed32(info, 4));
+  return info.Env().Undefined();
+}
+
+// blockForward(x, weights[6], activations[12], x2, b, t, c, heads, eps, dropRate, dropSeed)
 Napi::Value BlockForward(const Napi::CallbackInfo& info) {
   const int64_t b = num(info, 4), t = num(info, 5), c = num(info, 6), heads = num(info, 7);
   if (heads < 1 || c % heads != 0) fail(info, "block: c must be a multiple of heads");
@@ -478,11 +499,12 @@ Napi::Value BlockForward(const Napi::CallbackInfo& info) {
   const std::vector<F32> w = block_weights(info, 1, c);
   const BlockActivations s = block_activations(info, 2, b, t, c, heads);
   block_forward(x.data, {w[0].data, w[1].data, w[2].data, w[3].data, w[4].data, w[5].data}, s,
-                x2.data, b, t, c, heads, static_cast<float>(real(info, 8)));
+                x2.data, b, t, c, heads, static_cast<float>(real(info, 8)), rate(info, 9),
+                seed32(info, 10));
   return info.Env().Undefined();
 }
 
-// blockBackward(dx2, x, weights[6], activations[12], dx, grads[6], b, t, c, heads)
+// blockBackward(dx2, x, weights[6], activations[12], dx, grads[6], b, t, c, heads, dropRate, dropSeed)
 Napi::Value BlockBackward(const Napi::CallbackInfo& info) {
   const int64_t b = num(info, 6), t = num(info, 7), c = num(info, 8), heads = num(info, 9);
   if (heads < 1 || c % heads != 0) fail(info, "block: c must be a multiple of heads");
@@ -492,7 +514,7 @@ Napi::Value BlockBackward(const Napi::CallbackInfo& info) {
   const std::vector<F32> g = block_weights(info, 5, c);
   block_backward(dx2.data, x.data, {w[0].data, w[1].data, w[2].data, w[3].data, w[4].data, w[5].data},
                  s, dx.data, {g[0].data, g[1].data, g[2].data, g[3].data, g[4].data, g[5].data}, b,
-                 t, c, heads);
+                 t, c, heads, rate(info, 10), seed32(info, 11));
   return info.Env().Undefined();
 }
 
@@ -524,7 +546,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   blas_init();
   pool();  // start the workers now rather than inside the first kernel
   // Bumped whenever a function's arguments change; src/model/native/addon.ts checks it.
-  exports.Set("abi", Napi::Number::New(env, 2));
+  exports.Set("abi", Napi::Number::New(env, 3));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("matmul", Napi::Function::New(env, MatMul));
@@ -554,6 +576,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearGelu", Napi::Function::New(env, LinearGelu));
   exports.Set("blockForward", Napi::Function::New(env, BlockForward));
   exports.Set("blockBackward", Napi::Function::New(env, BlockBackward));
+  exports.Set("dropout", Napi::Function::New(env, DropoutOp));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
   exports.Set("scatterAddRows", Napi::Function::New(env, ScatterAddRows));
   exports.Set("sgemmPeak", Napi::Function::New(env, SgemmPeak));

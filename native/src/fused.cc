@@ -257,7 +257,8 @@ float* scratch(std::vector<float>& buf, int64_t n) {
 }  // namespace
 
 void self_attention(const float* qkv, float* y, float* p, int64_t b, int64_t t, int64_t heads,
-                    int64_t d, float scale) {
+                    int64_t d, float scale, float drop_rate, uint32_t drop_seed) {
+  const Dropout drop = make_dropout(drop_rate, drop_seed, kAttentionSite);
   const int64_t c = heads * d, ld = 3 * c;
   const int64_t tp = round_up(t), dp = round_up(d);
   pool().parallel_for(b * heads, [&](int64_t task) {
@@ -284,6 +285,12 @@ void self_attention(const float* qkv, float* y, float* p, int64_t b, int64_t t, 
       float* pr = ph + i * t;
       std::memcpy(pr, row, n * sizeof(float));
       for (int64_t j = n; j < t; j++) pr[j] = 0.f;
+      // p keeps the probabilities before dropout (the softmax's gradient needs them); the
+      // product with v uses the dropped ones.
+      if (drop.on()) {
+        const uint32_t base = static_cast<uint32_t>((task * t + i) * t);
+        for (int64_t j = 0; j < n; j++) row[j] *= drop.at(base + static_cast<uint32_t>(j));
+      }
       // y_i = Σ_j p_ij · v_j, a block of head columns at a time.
       float* yi = yb + i * c;
       for (int64_t e0 = 0; e0 < dp; e0 += kLanes) {
@@ -297,17 +304,20 @@ void self_attention(const float* qkv, float* y, float* p, int64_t b, int64_t t, 
 }
 
 void self_attention_grad(const float* qkv, const float* p, const float* dy, float* dqkv, int64_t b,
-                         int64_t t, int64_t heads, int64_t d, float scale) {
+                         int64_t t, int64_t heads, int64_t d, float scale, float drop_rate,
+                         uint32_t drop_seed) {
+  const Dropout drop = make_dropout(drop_rate, drop_seed, kAttentionSite);
   const int64_t c = heads * d, ld = 3 * c;
   const int64_t tp = round_up(t), dp = round_up(d);
   pool().parallel_for(b * heads, [&](int64_t task) {
     thread_local std::vector<float> buf;
-    // vᵀ [d, tp]; k, q, dy [t, dp]; the score gradients ds [t, tp]
-    float* vt = scratch(buf, d * tp + 3 * t * dp + t * tp);
+    // vᵀ [d, tp]; k, q, dy [t, dp]; the score gradients ds [t, tp]; one column of the dropout mask
+    float* vt = scratch(buf, d * tp + 3 * t * dp + t * tp + tp);
     float* kl = vt + d * tp;
     float* ql = kl + t * dp;
     float* gl = ql + t * dp;
     float* ds = gl + t * dp;
+    float* keep = ds + t * tp;
     const int64_t bi = task / heads, h = task % heads;
     const float* q = qkv + bi * t * ld + h * d;
     const float* k = q + c;
@@ -328,8 +338,12 @@ void self_attention_grad(const float* qkv, const float* p, const float* dy, floa
       const int64_t n = i + 1;
       const float* pr = ph + i * t;
       float* dsr = ds + i * tp;
-      // dp_ij = dy_i · v_j
+      // dp_ij = dy_i · v_j (through the dropout, when on)
       for (int64_t j0 = 0; j0 < n; j0 += kLanes) dot_block(gl + i * dp, d, vt + j0, tp, dsr + j0);
+      if (drop.on()) {
+        const uint32_t base = static_cast<uint32_t>((task * t + i) * t);
+        for (int64_t j = 0; j < n; j++) dsr[j] *= drop.at(base + static_cast<uint32_t>(j));
+      }
       // Through the softmax, with the score scale folded in.
       float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
@@ -346,10 +360,18 @@ void self_attention_grad(const float* qkv, const float* p, const float* dy, floa
     // Pass 2, over keys j (queries i >= j see key j): dv_j = Σ_i p_ij·dy_i, dk_j = Σ_i ds_ij·q_i,
     // summed in registers.
     for (int64_t j = 0; j < t; j++) {
+      // dv uses the probabilities after dropout: p_ij times the mask's column j.
+      if (drop.on()) {
+        for (int64_t i = j; i < t; i++) {
+          keep[i] = ph[i * t + j] * drop.at(static_cast<uint32_t>((task * t + i) * t + j));
+        }
+      } else {
+        for (int64_t i = j; i < t; i++) keep[i] = ph[i * t + j];
+      }
       for (int64_t e0 = 0; e0 < dp; e0 += kLanes) {
         vf16 av = {}, ak = {};
         for (int64_t i = j; i < t; i++) {
-          av += ph[i * t + j] * load16(gl + i * dp + e0);
+          av += keep[i] * load16(gl + i * dp + e0);
           ak += ds[i * tp + j] * load16(ql + i * dp + e0);
         }
         float tv[kLanes], tk[kLanes];
@@ -360,6 +382,17 @@ void self_attention_grad(const float* qkv, const float* p, const float* dy, floa
         std::memcpy(dk + j * ld + e0, tk, w * sizeof(float));
       }
     }
+  });
+}
+
+void dropout(const float* x, float* y, int64_t size, float rate, uint32_t seed, uint32_t site) {
+  const Dropout drop = make_dropout(rate, seed, site);
+  parallel_range(size, 32 * 1024, [&](int64_t lo, int64_t hi) {
+    if (!drop.on()) {
+      std::memcpy(y + lo, x + lo, (hi - lo) * sizeof(float));
+      return;
+    }
+    for (int64_t i = lo; i < hi; i++) y[i] = x[i] * drop.at(static_cast<uint32_t>(i));
   });
 }
 

@@ -129,11 +129,24 @@ void attention_grad(const float* q, const float* kT, const float* v, const float
 // Causal self-attention straight from the fused projection qkv [b, t, 3c] (q, k, v side by side,
 // head h in columns h·d..(h+1)·d of each), as nanoGPT lays it out: no split, no transposes.
 // Writes y [b, t, c] (heads merged) and the probabilities p [b, heads, t, t].
+// With drop_rate > 0, dropout on the probabilities (nanoGPT's attn_dropout), mask from
+// drop_seed (see Dropout in mathfun.h); p keeps the probabilities before dropout.
 void self_attention(const float* qkv, float* y, float* p, int64_t b, int64_t t, int64_t heads,
-                    int64_t d, float scale);
-// Its gradient: dqkv [b, t, 3c] from dy [b, t, c].
+                    int64_t d, float scale, float drop_rate = 0.f, uint32_t drop_seed = 0);
+// Its gradient: dqkv [b, t, 3c] from dy [b, t, c] (the same dropout settings as the forward).
 void self_attention_grad(const float* qkv, const float* p, const float* dy, float* dqkv, int64_t b,
-                         int64_t t, int64_t heads, int64_t d, float scale);
+                         int64_t t, int64_t heads, int64_t d, float scale, float drop_rate = 0.f,
+                         uint32_t drop_seed = 0);
+
+// Dropout mask sites: the masks drawn from one seed differ per site. The attention mask's element
+// index is its flat index in [b, heads, t, t]; the residual ones index [b, t, c].
+enum DropoutSite : uint32_t {
+  kAttentionSite = 0,
+  kResidAttentionSite = 1,
+  kResidMlpSite = 2,
+};
+// y = x · mask, mask from (rate, seed, site) as in the block (the gradient is the same call on dy).
+void dropout(const float* x, float* y, int64_t size, float rate, uint32_t seed, uint32_t site);
 
 // One transformer block for one new token (generation with a KV cache, batch 1), in one call:
 // pre-norm attention over the cache plus the new key/value, then the MLP, as gpt.ts computes it.
@@ -201,11 +214,15 @@ struct BlockActivations {
   float *a, *mean1, *rstd1, *qkv, *y, *p, *x1, *m, *mean2, *rstd2, *h, *g;
 };
 // x, x2 [b, t, c]: x2 = the block applied to x; fills `s`.
+// With drop_rate > 0: nanoGPT's dropouts on the attention probabilities and on both residual
+// branches, masks from drop_seed (sites above); the backward must get the same rate and seed.
 void block_forward(const float* x, const BlockParams& w, const BlockActivations& s, float* x2,
-                   int64_t b, int64_t t, int64_t c, int64_t heads, float eps);
+                   int64_t b, int64_t t, int64_t c, int64_t heads, float eps,
+                   float drop_rate = 0.f, uint32_t drop_seed = 0);
 // From dx2 = ∂loss/∂x2: dx and every weight's gradient (written, not accumulated).
 void block_backward(const float* dx2, const float* x, const BlockParams& w,
                     const BlockActivations& s, float* dx, const BlockGrads& dw, int64_t b,
-                    int64_t t, int64_t c, int64_t heads);
+                    int64_t t, int64_t c, int64_t heads, float drop_rate = 0.f,
+                    uint32_t drop_seed = 0);
 
 }  // namespace teamllm

@@ -75,4 +75,40 @@ inline float tanh_fast(float x) {
 
 inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 
+// ---- dropout masks ------------------------------------------------------------------------------
+// A keep/drop decision is a hash of (seed, element index): no RNG state, so the backward pass
+// recomputes the forward's mask instead of storing it, and the result does not depend on how the
+// work was split over threads. 32-bit integer arithmetic only, so the loops vectorize.
+
+// Chris Wellons' "lowbias32" integer hash.
+inline uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+// Dropout with probability `rate`: kept elements are scaled by 1/(1−rate), as tf.dropout does.
+struct Dropout {
+  uint32_t seed = 0;
+  uint32_t threshold = 0;  // keep when hash >= threshold; 0 = dropout off
+  float scale = 1.f;
+  bool on() const { return threshold != 0; }
+  // The multiplier of element `index`: 0 or 1/(1−rate).
+  float at(uint32_t index) const { return hash32(index * 0x9E3779B9U ^ seed) >= threshold ? scale : 0.f; }
+};
+
+// `site` tells apart the masks drawn from one seed (attention, the two residual branches, ...).
+inline Dropout make_dropout(float rate, uint32_t seed, uint32_t site) {
+  Dropout d;
+  if (!(rate > 0.f)) return d;
+  d.seed = hash32(seed ^ hash32(site + 0x632be5abU));
+  const double t = static_cast<double>(rate) * 4294967296.0;
+  d.threshold = t >= 4294967295.0 ? 4294967295U : (t < 1.0 ? 1U : static_cast<uint32_t>(t));
+  d.scale = 1.0f / (1.0f - rate);
+  return d;
+}
+
 }  // namespace teamllm

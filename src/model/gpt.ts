@@ -156,7 +156,7 @@ export class GPT {
    * list in `paramNames` order to differentiate with respect to it.
    */
   forward(idx: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): Tensor {
-    if (this.fusedNative(options)) return nativeForward(this, idx, params);
+    if (this.fusedNative(options)) return nativeForward(this, idx, params, options);
     const p = this.resolve(params);
     const [B, T] = idx.shape as [number, number];
     if (T > this.config.blockSize) {
@@ -182,7 +182,7 @@ export class GPT {
 
   /** Mean cross-entropy of next-token `targets` [B, T] (int32; -1 = ignore). */
   loss(idx: Tensor, targets: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): tf.Scalar {
-    if (this.fusedNative(options)) return nativeLoss(this, idx, targets, params);
+    if (this.fusedNative(options)) return nativeLoss(this, idx, targets, params, options);
     const p = this.resolve(params);
     const x = this.trunk(p, idx, 0, undefined, options);
     const logits = this.head(p, x);
@@ -191,11 +191,12 @@ export class GPT {
 
   /**
    * On the native backend the whole trunk runs as fused kernels (src/model/native/gpt-native.ts,
-   * parity-tested against this file). Not with dropout in training (the fused path has none) or
-   * with an adapter hook (LoRA sees the projections only here).
+   * parity-tested against this file). Not with an adapter hook (LoRA sees the projections only
+   * here), nor for training with dropout when the model has biases (only the bias-free block
+   * kernel has dropout; its masks are its own, not tf.dropout's).
    */
   private fusedNative(options: ForwardOptions): boolean {
-    return tf.getBackend() === 'native' && this.projectionHook === undefined && !(options.training && this.config.dropout > 0);
+    return tf.getBackend() === 'native' && this.projectionHook === undefined && !(options.training && this.config.dropout > 0 && this.config.bias);
   }
 
   /** An empty KV cache. */

@@ -156,7 +156,7 @@ describe.skipIf(!hasNative)('the native backend', () => {
         'Abs', 'Add', 'AddN', 'BatchMatMul', 'Concat', 'Erf', 'Exp', 'GatherV2', 'Log', 'Max', 'Maximum', 'Mean', 'Min',
         'Minimum', 'Multiply', 'Neg', 'PadV2', 'Pow', 'Prod', 'RealDiv', 'Reciprocal', 'Relu', 'Rsqrt', 'Sigmoid', 'Slice',
         'Softmax', 'SplitV', 'Sqrt', 'Square', 'SquaredDifference', 'Sub', 'Sum', 'Tanh', 'TeamllmAdamW',
-        'TeamllmAdamWMulti', 'TeamllmSumSquares', 'TeamllmNativeBlock', 'TeamllmNativeBlockGrad', 'TeamllmNativeLinearGelu', 'TeamllmNativeLinearGrad',
+        'TeamllmAdamWMulti', 'TeamllmSumSquares', 'TeamllmNativeBlock', 'TeamllmNativeBlockGrad', 'TeamllmNativeDropout', 'TeamllmNativeLinearGelu', 'TeamllmNativeLinearGrad',
         'TeamllmNativeAttention', 'TeamllmNativeAttentionGrad', 'TeamllmNativeCrossEntropy', 'TeamllmNativeCrossEntropyGrad',
         'TeamllmNativeDecodeLayer',
         'TeamllmNativeGelu', 'TeamllmNativeGeluGrad', 'TeamllmNativeLayerNorm', 'TeamllmNativeLayerNormGrad',

@@ -10,19 +10,23 @@ import * as nat from '../../src/model/native/ops.ts';
 import { AdamW, globalNorm } from '../../src/training/adamw.ts';
 import { nativeInfo, setNativeThreads } from '../../src/model/native/index.ts';
 
-/** Reference attention in gpt.ts's formulation: scores, additive causal mask, softmax, product. */
-function referenceAttention(q: tf.Tensor, kT: tf.Tensor, v: tf.Tensor, past: number): tf.Tensor {
+/**
+ * Reference attention in gpt.ts's formulation: scores, additive causal mask, softmax, product;
+ * `dropMask` (the probabilities' dropout multipliers) applied after the softmax, as nanoGPT does.
+ */
+function referenceAttention(q: tf.Tensor, kT: tf.Tensor, v: tf.Tensor, past: number, dropMask?: tf.Tensor): tf.Tensor {
   const t = q.shape[q.rank - 2]!;
   const s = kT.shape[kT.rank - 1]!;
   const hs = q.shape[q.rank - 1]!;
   const mask = new Float32Array(t * s);
   for (let i = 0; i < t; i++) for (let j = past + i + 1; j < s; j++) mask[i * s + j] = -1e9;
   const att = tf.add(tf.mul(tf.matMul(q, kT), 1 / Math.sqrt(hs)), tf.tensor2d(mask, [t, s]));
-  return tf.matMul(tf.softmax(att), v);
+  const probs = tf.softmax(att);
+  return tf.matMul(dropMask ? tf.mul(probs, dropMask) : probs, v);
 }
 
 /** Reference self-attention from qkv [B, T, 3C], as gpt.ts splits and merges heads. */
-function referenceSelfAttention(qkv: tf.Tensor, nHead: number): tf.Tensor {
+function referenceSelfAttention(qkv: tf.Tensor, nHead: number, dropMask?: tf.Tensor): tf.Tensor {
   const [B, T, C3] = qkv.shape as [number, number, number];
   const C = C3 / 3;
   const hs = C / nHead;
@@ -30,7 +34,7 @@ function referenceSelfAttention(qkv: tf.Tensor, nHead: number): tf.Tensor {
   const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
   const kT = tf.transpose(tf.reshape(k0, [B, T, nHead, hs]), [0, 2, 3, 1]);
   const v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
-  const y = referenceAttention(q, kT, v, 0);
+  const y = referenceAttention(q, kT, v, 0, dropMask);
   return tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
 }
 
@@ -206,6 +210,70 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
     } finally {
       setNativeThreads(threads);
     }
+  });
+
+  it('dropout: masks of 0 or 1/(1-rate) at the right rate, fixed by (seed, site), the same mask in the gradient, any thread count', async () => {
+    await tf.setBackend('native');
+    const threads = nativeInfo()!.threads;
+    const n = 100_003;
+    const maskOf = (rate: number, seed: number, site: number) => nat.dropout(tf.ones([n]), { rate, seed }, site).dataSync() as Float32Array;
+    try {
+      for (const rate of [0.1, 0.5]) {
+        const m = maskOf(rate, 7, 1);
+        const kept = m.filter((v) => v !== 0).length;
+        const sd = Math.sqrt(n * rate * (1 - rate));
+        expect(Math.abs(kept - n * (1 - rate)), `rate ${rate}: kept ${kept} of ${n}`).toBeLessThan(5 * sd);
+        expect(m.every((v) => v === 0 || Math.abs(v - 1 / (1 - rate)) < 1e-6)).toBe(true);
+        setNativeThreads(1);
+        expect(Buffer.from(maskOf(rate, 7, 1).buffer).equals(Buffer.from(m.buffer)), 'one thread draws the same mask').toBe(true);
+        setNativeThreads(threads);
+        const other = [maskOf(rate, 8, 1), maskOf(rate, 7, 2)];
+        for (const o of other) expect(o.some((v, i) => (v === 0) !== (m[i] === 0))).toBe(true);
+        // The gradient multiplies by the same mask.
+        const dy = tf.tensor(Float32Array.from({ length: n }, (_, i) => (i % 13) - 6));
+        const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(nat.dropout(x, { rate, seed: 7 }, 1), dy)))(tf.zeros([n])).dataSync();
+        const dyv = dy.dataSync();
+        for (let i = 0; i < n; i += 97) expect(g[i]).toBeCloseTo(dyv[i]! * m[i]!, 5);
+      }
+      expect(nat.dropout(tf.ones([5]), { rate: 0, seed: 1 }, 0).dataSync()).toEqual(Float32Array.of(1, 1, 1, 1, 1));
+    } finally {
+      setNativeThreads(threads);
+    }
+  });
+
+  it('block with dropout equals the composite block with the same masks (attention probabilities and both residual branches)', async () => {
+    const rng = new Rng(32);
+    const rate = 0.2;
+    const seed = 12345;
+    const [b, t, heads, d] = [2, 17, 3, 8];
+    const c = heads * d;
+    await tf.setBackend('native');
+    const mask = (shape: number[], site: number) => nat.dropout(tf.ones(shape), { rate, seed }, site).dataSync().slice() as Float32Array;
+    const m0 = mask([b, heads, t, t], nat.DROPOUT_SITE.attention);
+    const m1 = mask([b, t, c], nat.DROPOUT_SITE.residualAttention);
+    const m2 = mask([b, t, c], nat.DROPOUT_SITE.residualMlp);
+    expect(m0.some((v) => v === 0) && m1.some((v) => v === 0) && m2.some((v) => v === 0)).toBe(true);
+    const s = 1 / Math.sqrt(c);
+    const inputs = [
+      floatInput(rng, [b, t, c]),
+      floatInput(rng, [c], 0.3, 1),
+      floatInput(rng, [c, 3 * c], s),
+      floatInput(rng, [c, c], s),
+      floatInput(rng, [c], 0.3, 1),
+      floatInput(rng, [c, 4 * c], s),
+      floatInput(rng, [4 * c, c], s / 2),
+    ];
+    const reference = (x: tf.Tensor, ln1: tf.Tensor, attn: tf.Tensor, proj: tf.Tensor, ln2: tf.Tensor, fc: tf.Tensor, fc2: tf.Tensor) => {
+      const att = referenceSelfAttention(ref.linear(ref.layerNorm(x, ln1), attn), heads, tf.tensor(m0, [b, heads, t, t]));
+      const x1 = tf.add(x, tf.mul(ref.linear(att, proj), tf.tensor(m1, [b, t, c])));
+      return tf.add(x1, tf.mul(ref.linear(ref.gelu(ref.linear(ref.layerNorm(x1, ln2), fc)), fc2), tf.tensor(m2, [b, t, c])));
+    };
+    parity(
+      'block with dropout',
+      (x, ln1w, attnw, projw, ln2w, fcw, fc2w) => nat.block(x!, { ln1w: ln1w!, attnw: attnw!, projw: projw!, ln2w: ln2w!, fcw: fcw!, fc2w: fc2w! }, heads, 1e-5, { rate, seed }),
+      inputs,
+      { reference: (...xs) => reference(...(xs as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])), rtol: 5e-4 },
+    );
   });
 
   it('TeamllmAdamWMulti (one call for all parameters) equals TeamllmAdamW per parameter, bit for bit', async () => {

@@ -160,7 +160,19 @@ export interface NativeAddon {
    * A transformer block (no biases) for training: weights [ln1, attn, proj, ln2, fc, fc2];
    * activations [a, mean1, rstd1, qkv, y, p, x1, m, mean2, rstd2, h, g] are filled for the backward.
    */
-  blockForward(x: Float32Array, weights: Float32Array[], activations: Float32Array[], x2: Float32Array, b: number, t: number, c: number, heads: number, eps: number): void;
+  blockForward(
+    x: Float32Array,
+    weights: Float32Array[],
+    activations: Float32Array[],
+    x2: Float32Array,
+    b: number,
+    t: number,
+    c: number,
+    heads: number,
+    eps: number,
+    dropRate: number,
+    dropSeed: number,
+  ): void;
   /** The block's gradients: dx and grads (same order as the weights) from dx2. */
   blockBackward(
     dx2: Float32Array,
@@ -173,7 +185,11 @@ export interface NativeAddon {
     t: number,
     c: number,
     heads: number,
+    dropRate: number,
+    dropSeed: number,
   ): void;
+  /** y = x · mask, the mask drawn from (rate, seed, site) as the block draws its own (native/src/mathfun.h). */
+  dropout(x: Float32Array, y: Float32Array, rate: number, seed: number, site: number): void;
   gatherRows(table: Float32Array, rows: number, inner: number, ids: Int32Array, count: number, out: Float32Array): void;
   scatterAddRows(x: Float32Array, ids: Int32Array, count: number, inner: number, out: Float32Array, segments: number): void;
   sgemmPeak(n: number, repeats: number): number;
@@ -183,7 +199,7 @@ export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: f
 
 const ADDON_FILE = path.join('native', 'build', 'teamllm_native.node');
 /** The addon.cc `abi` these bindings are written for. */
-const ABI = 2;
+const ABI = 3;
 
 /** native/build/teamllm_native.node in this checkout (searched upward from this file), or $TEAMLLM_NATIVE_ADDON. */
 function findAddon(): string | undefined {

@@ -4,12 +4,13 @@
  *
  * This is what gpt.ts computes once it dispatches to ./ops.ts on the native backend (see
  * docs/benchmarks-native.md, "Wiring"); the parity tests check it against GPT on the cpu backend,
- * and the benchmarks measure it. Training without dropout only (fused attention has no dropout).
+ * and the benchmarks measure it. Training with dropout runs through the block kernel, so it needs a
+ * bias-free model (GPT checks).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
-import type { GPT, KVCache, LayerCache, Params } from '../gpt.ts';
-import { block, blockFits, causalAttention, crossEntropy, decodeLayer, layerNorm, linear, linearGelu, selfAttention, type BlockWeights } from './ops.ts';
+import type { ForwardOptions, GPT, KVCache, LayerCache, Params } from '../gpt.ts';
+import { block, blockFits, causalAttention, crossEntropy, decodeLayer, dropout, DROPOUT_SITE, layerNorm, linear, linearGelu, selfAttention, type BlockWeights, type NativeDropout } from './ops.ts';
 
 function resolve(model: GPT, params?: Params | Tensor[]): Params {
   if (!params) return model.params;
@@ -19,20 +20,30 @@ function resolve(model: GPT, params?: Params | Tensor[]): Params {
   return m;
 }
 
-function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past: LayerCache[]; out: LayerCache[] }): Tensor {
+/** Dropout settings of one training forward pass: the model's rate, a seed for this step. */
+function dropoutOf(model: GPT, options: ForwardOptions): NativeDropout {
+  return options.training && model.config.dropout > 0 ? { rate: model.config.dropout, seed: options.dropoutSeed ?? 0 } : { rate: 0, seed: 0 };
+}
+
+/** The seed of layer i's masks (the embeddings' mask uses the step's seed itself). */
+const layerSeed = (seed: number, layer: number) => (Math.imul(seed >>> 0, 0x9e3779b1) + layer + 1) >>> 0;
+
+function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past: LayerCache[]; out: LayerCache[] }, drop: NativeDropout = { rate: 0, seed: 0 }): Tensor {
   const { nLayer, nHead } = model.config;
   const T = idx.shape[1]!;
   const get = (name: string) => p.get(name);
   const tok = tf.gather(get('transformer.wte.weight')!, idx);
   const pos = tf.slice(get('transformer.wpe.weight')!, [past, 0], [T, -1]);
-  let x = tf.add(tok, pos);
+  let x = dropout(tf.add(tok, pos), drop, DROPOUT_SITE.embeddings);
   for (let i = 0; i < nLayer; i++) {
     const h = `transformer.h.${i}`;
     const w = blockWeights(p, h);
     if (!cache && blockFits(w)) {
-      x = block(x, w, nHead);
+      x = block(x, w, nHead, 1e-5, { rate: drop.rate, seed: layerSeed(drop.seed, i) });
       continue;
     }
+    // The per-op path has no dropout: GPT does not come here when training with dropout and biases.
+    if (drop.rate > 0) throw new Error('native per-op path: dropout needs a bias-free model (use the unfused GPT)');
     const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
     const qkv = linear(a, get(`${h}.attn.c_attn.weight`)!, get(`${h}.attn.c_attn.bias`));
     if (!cache) {
@@ -119,18 +130,21 @@ function head(model: GPT, p: Params, x: Tensor): Tensor {
   return tf.matMul(tf.reshape(x, [-1, C]) as tf.Tensor2D, p.get('transformer.wte.weight')! as tf.Tensor2D, false, true);
 }
 
-/** Same as GPT.loss (without dropout). */
-export function nativeLoss(model: GPT, idx: Tensor, targets: Tensor, params?: Params | Tensor[]): tf.Scalar {
+/**
+ * Same as GPT.loss. With dropout in training (bias-free models only), the masks are the native
+ * backend's own (see `dropout` in ./ops.ts), not tf.dropout's.
+ */
+export function nativeLoss(model: GPT, idx: Tensor, targets: Tensor, params?: Params | Tensor[], options: ForwardOptions = {}): tf.Scalar {
   const p = resolve(model, params);
-  const x = trunk(model, p, idx, 0);
+  const x = trunk(model, p, idx, 0, undefined, dropoutOf(model, options));
   return crossEntropy(head(model, p, x), tf.reshape(targets, [-1]));
 }
 
 /** Same as GPT.forward: logits [B, T, V]. */
-export function nativeForward(model: GPT, idx: Tensor, params?: Params | Tensor[]): Tensor {
+export function nativeForward(model: GPT, idx: Tensor, params?: Params | Tensor[], options: ForwardOptions = {}): Tensor {
   const p = resolve(model, params);
   const [B, T] = idx.shape as [number, number];
-  return tf.reshape(head(model, p, trunk(model, p, idx, 0)), [B, T, model.config.vocabSize]);
+  return tf.reshape(head(model, p, trunk(model, p, idx, 0, undefined, dropoutOf(model, options))), [B, T, model.config.vocabSize]);
 }
 
 /** Same as GPT.forwardCached: logits of the last position [B, V]; updates the cache. */

@@ -428,6 +428,7 @@ export const FUSED = {
   linearGelu: 'TeamllmNativeLinearGelu',
   block: 'TeamllmNativeBlock',
   blockGrad: 'TeamllmNativeBlockGrad',
+  dropout: 'TeamllmNativeDropout',
 } as const;
 
 /** The block kernels' weight inputs, in the addon's order. */
@@ -570,7 +571,7 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const acts = shapes.map((s) => nb.alloc(size(s)));
       const x2 = nb.alloc(rows * c);
       const weights = BLOCK_WEIGHTS.map((n) => f32(nb, inputs[n] as TensorInfo));
-      addon.blockForward(f32(nb, x), weights, acts, x2, b, t, c, heads, Number(attrs?.eps ?? 1e-5));
+      addon.blockForward(f32(nb, x), weights, acts, x2, b, t, c, heads, Number(attrs?.eps ?? 1e-5), Number(attrs?.dropRate ?? 0), Number(attrs?.dropSeed ?? 0));
       return [nb.output([b, t, c], 'float32', x2), ...acts.map((a, i) => nb.output(shapes[i]!, 'float32', a))];
     },
     [FUSED.blockGrad]: ({ inputs, attrs }, nb) => {
@@ -581,8 +582,26 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const weightInfos = BLOCK_WEIGHTS.map((n) => inputs[n] as TensorInfo);
       const grads = weightInfos.map((w) => nb.alloc(size(w.shape)));
       const dx = nb.alloc(b * t * c);
-      addon.blockBackward(f32(nb, inputs.dy as TensorInfo), f32(nb, x), weightInfos.map((w) => f32(nb, w)), acts, dx, grads, b, t, c, Number(attrs?.heads));
+      addon.blockBackward(
+        f32(nb, inputs.dy as TensorInfo),
+        f32(nb, x),
+        weightInfos.map((w) => f32(nb, w)),
+        acts,
+        dx,
+        grads,
+        b,
+        t,
+        c,
+        Number(attrs?.heads),
+        Number(attrs?.dropRate ?? 0),
+        Number(attrs?.dropSeed ?? 0),
+      );
       return [nb.output([b, t, c], 'float32', dx), ...grads.map((g, i) => nb.output([...weightInfos[i]!.shape], 'float32', g))];
+    },
+    [FUSED.dropout]: ({ inputs, attrs }, nb) => {
+      // x -> x · mask (0 or 1/(1 − rate)), the mask a hash of (seed, site, element index)
+      const x = inputs.x as TensorInfo;
+      return produce(nb, [...x.shape], (out) => addon.dropout(f32(nb, x), out, Number(attrs?.rate), Number(attrs?.seed), Number(attrs?.site)));
     },
     [FUSED.crossEntropyGrad]: ({ inputs }, nb) => {
       const { probs, targets, dy, count } = inputs as Record<string, TensorInfo>;

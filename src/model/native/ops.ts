@@ -211,34 +211,68 @@ export function selfAttention(qkv: Tensor, nHead: number, scale?: number): Tenso
   return op(qkv);
 }
 
+/**
+ * Dropout on the native backend. The mask is a hash of (seed, site, element index) rather than
+ * tf.dropout's JavaScript random stream: the backward recomputes it instead of storing it, and
+ * the block kernel draws its own masks the same way. So native training with dropout is as
+ * random as elsewhere, but not the same random numbers as on wasm or cpu.
+ */
+export interface NativeDropout {
+  rate: number;
+  /** Any integer; taken modulo 2^32. */
+  seed: number;
+}
+
+/** Mask sites shared with native/src/kernels.h (the block uses 0-2 internally). */
+export const DROPOUT_SITE = { attention: 0, residualAttention: 1, residualMlp: 2, embeddings: 3 } as const;
+
+/** x · mask with mask elements 0 (probability `rate`) or 1/(1 − rate). */
+export function dropout(x: Tensor, d: NativeDropout, site: number): Tensor {
+  if (!(d.rate > 0)) return x;
+  const attrs = { rate: d.rate, seed: d.seed >>> 0, site };
+  const op = customGrad((input: Tensor, _save: tf.GradSaveFunc) => ({
+    value: run(FUSED.dropout, { x: input }, attrs)[0]!,
+    gradFunc: (dy) => run(FUSED.dropout, { x: dy }, attrs)[0]!,
+  })) as unknown as (x: Tensor) => Tensor;
+  return op(x);
+}
+
+function blockOp(nHead: number, eps: number, drop: NativeDropout) {
+  const attrs = { heads: nHead, eps, dropRate: drop.rate, dropSeed: drop.seed >>> 0 };
+  return customGrad((...args: Tensor[]) => {
+    const save = args.pop() as unknown as tf.GradSaveFunc;
+    const [input, ...weights] = args as [Tensor, ...Tensor[]];
+    const named = Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, weights[i]!]));
+    const [x2, ...acts] = run(FUSED.block, { x: input, ...named }, attrs) as [Tensor, ...Tensor[]];
+    save([input, ...weights, ...acts]);
+    return {
+      value: x2,
+      gradFunc: (dy, saved) => {
+        const [sx, ...rest] = saved as [Tensor, ...Tensor[]];
+        const ws = Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, rest[i]!]));
+        const as = Object.fromEntries(rest.slice(BLOCK_WEIGHTS.length).map((t, i) => [`s${i}`, t]));
+        return run(FUSED.blockGrad, { dy, x: sx, ...ws, ...as }, attrs);
+      },
+    };
+  }) as unknown as (...t: Tensor[]) => Tensor;
+}
+
 const blockOps = new Map<string, (...t: Tensor[]) => Tensor>();
 
 /**
- * One transformer block for training and uncached forward passes, without biases or dropout:
- * x [B, T, C] -> x + attention(LN1(x)) then + MLP(LN2(.)), nanoGPT's block. One kernel forward
+ * One transformer block for training and uncached forward passes, without biases:
+ * x [B, T, C] -> x + attention(LN1(x)) then + MLP(LN2(.)), nanoGPT's block, with its dropouts
+ * (attention probabilities, both residual branches) when `drop.rate` > 0. One kernel forward
  * (keeping what the backward needs) and one backward, instead of ~25 ops: same arithmetic as the
  * per-op path, fewer passes over memory (see native/src/block.cc).
  */
-export function block(x: Tensor, w: BlockWeights, nHead: number, eps = 1e-5): Tensor {
-  const key = `${nHead}:${eps}`;
-  let op = blockOps.get(key);
-  if (!op) {
-    op = customGrad((...args: Tensor[]) => {
-      const save = args.pop() as unknown as tf.GradSaveFunc;
-      const [input, ...weights] = args as [Tensor, ...Tensor[]];
-      const named = Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, weights[i]!]));
-      const [x2, ...acts] = run(FUSED.block, { x: input, ...named }, { heads: nHead, eps }) as [Tensor, ...Tensor[]];
-      save([input, ...weights, ...acts]);
-      return {
-        value: x2,
-        gradFunc: (dy, saved) => {
-          const [sx, ...rest] = saved as [Tensor, ...Tensor[]];
-          const ws = Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, rest[i]!]));
-          const as = Object.fromEntries(rest.slice(BLOCK_WEIGHTS.length).map((t, i) => [`s${i}`, t]));
-          return run(FUSED.blockGrad, { dy, x: sx, ...ws, ...as }, { heads: nHead });
-        },
-      };
-    }) as unknown as (...t: Tensor[]) => Tensor;
+export function block(x: Tensor, w: BlockWeights, nHead: number, eps = 1e-5, drop: NativeDropout = { rate: 0, seed: 0 }): Tensor {
+  let op: (...t: Tensor[]) => Tensor;
+  if (drop.rate > 0) {
+    op = blockOp(nHead, eps, drop); // a fresh seed every step: not worth caching
+  } else {
+    const key = `${nHead}:${eps}`;
+    op = blockOps.get(key) ?? blockOp(nHead, eps, drop);
     blockOps.set(key, op);
   }
   return op(x, w.ln1w, w.attnw, w.projw, w.ln2w, w.fcw, w.fc2w);
