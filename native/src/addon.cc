@@ -63,6 +63,19 @@ double real(const Napi::CallbackInfo& info, size_t i) {
 
 bool flag(const Napi::CallbackInfo& info, size_t i) { return info[i].ToBoolean().Value(); }
 
+// A dropout seed: a JS number taken as an unsigned 32-bit integer (wrapping).
+uint32_t seed32(const Napi::CallbackInfo& info, size_t i) {
+  const Napi::Value v = info[i];
+  if (!v.IsNumber()) fail(info, "argument " + std::to_string(i) + " must be a number");
+  return v.As<Napi::Number>().Uint32Value();
+}
+
+float rate(const Napi::CallbackInfo& info, size_t i) {
+  const double r = real(info, i);
+  if (!(r >= 0.0 && r < 1.0)) fail(info, "a dropout rate must be in [0, 1)");
+  return static_cast<float>(r);
+}
+
 // A shape: a JS array of up to 8 non-negative integers.
 int shape(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
   if (!info[i].IsArray()) fail(info, "argument " + std::to_string(i) + " must be a shape array");
@@ -274,22 +287,23 @@ Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// selfAttention(qkv, y, p, b, t, heads, d, scale)
+// selfAttention(qkv, y, p, b, t, heads, d, scale, dropRate, dropSeed)
 Napi::Value SelfAttention(const Napi::CallbackInfo& info) {
   const int64_t b = num(info, 3), t = num(info, 4), h = num(info, 5), d = num(info, 6);
   F32 qkv = f32(info, 0, b * t * 3 * h * d), y = f32(info, 1, b * t * h * d),
       p = f32(info, 2, b * h * t * t);
-  self_attention(qkv.data, y.data, p.data, b, t, h, d, static_cast<float>(real(info, 7)));
+  self_attention(qkv.data, y.data, p.data, b, t, h, d, static_cast<float>(real(info, 7)),
+                 rate(info, 8), seed32(info, 9));
   return info.Env().Undefined();
 }
 
-// selfAttentionGrad(qkv, p, dy, dqkv, b, t, heads, d, scale)
+// selfAttentionGrad(qkv, p, dy, dqkv, b, t, heads, d, scale, dropRate, dropSeed)
 Napi::Value SelfAttentionGrad(const Napi::CallbackInfo& info) {
   const int64_t b = num(info, 4), t = num(info, 5), h = num(info, 6), d = num(info, 7);
   F32 qkv = f32(info, 0, b * t * 3 * h * d), p = f32(info, 1, b * h * t * t),
       dy = f32(info, 2, b * t * h * d), dqkv = f32(info, 3, b * t * 3 * h * d);
   self_attention_grad(qkv.data, p.data, dy.data, dqkv.data, b, t, h, d,
-                      static_cast<float>(real(info, 8)));
+                      static_cast<float>(real(info, 8)), rate(info, 9), seed32(info, 10));
   return info.Env().Undefined();
 }
 
@@ -470,19 +484,6 @@ BlockActivations block_activations(const Napi::CallbackInfo& info, size_t i, int
           a[6].data, a[7].data, a[8].data, a[9].data, a[10].data, a[11].data};
 }
 
-// A dropout seed: a JS number taken as an unsigned 32-bit integer (wrapping).
-uint32_t seed32(const Napi::CallbackInfo& info, size_t i) {
-  const Napi::Value v = info[i];
-  if (!v.IsNumber()) fail(info, "argument " + std::to_string(i) + " must be a number");
-  return v.As<Napi::Number>().Uint32Value();
-}
-
-float rate(const Napi::CallbackInfo& info, size_t i) {
-  const double r = real(info, i);
-  if (!(r >= 0.0 && r < 1.0)) fail(info, "a dropout rate must be in [0, 1)");
-  return static_cast<float>(r);
-}
-
 // dropout(x, y, rate, seed, site)
 Napi::Value DropoutOp(const Napi::CallbackInfo& info) {
   F32 x = f32(info, 0, 0);
@@ -546,7 +547,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   blas_init();
   pool();  // start the workers now rather than inside the first kernel
   // Bumped whenever a function's arguments change; src/model/native/addon.ts checks it.
-  exports.Set("abi", Napi::Number::New(env, 3));
+  exports.Set("abi", Napi::Number::New(env, 4));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("matmul", Napi::Function::New(env, MatMul));

@@ -191,12 +191,12 @@ export class GPT {
 
   /**
    * On the native backend the whole trunk runs as fused kernels (src/model/native/gpt-native.ts,
-   * parity-tested against this file). Not with an adapter hook (LoRA sees the projections only
-   * here), nor for training with dropout when the model has biases (only the bias-free block
-   * kernel has dropout; its masks are its own, not tf.dropout's).
+   * parity-tested against this file), adapter hooks included. In training with dropout the
+   * model's own masks there are the native backend's (a hash of the step seed), not tf.dropout's;
+   * adapters' dropout is drawn exactly as here.
    */
-  private fusedNative(options: ForwardOptions): boolean {
-    return tf.getBackend() === 'native' && this.projectionHook === undefined && !(options.training && this.config.dropout > 0 && this.config.bias);
+  private fusedNative(_options: ForwardOptions): boolean {
+    return tf.getBackend() === 'native';
   }
 
   /** An empty KV cache. */
@@ -330,8 +330,11 @@ export class GPT {
   }
 }
 
-/** Hands out dropout seeds in call order so a forward pass is reproducible from one seed. */
-class DropoutState {
+/**
+ * Hands out dropout seeds in call order so a forward pass is reproducible from one seed. Exported
+ * for the native fused path, which draws the adapters' dropout exactly as here.
+ */
+export class DropoutState {
   private counter = 0;
   private adapterCounter = 0;
   constructor(

@@ -9,6 +9,7 @@ import { Rng, expectClose, hasNative, setup, tf } from './helpers.ts';
 import { GPT } from '../../src/model/gpt.ts';
 import type { GPTConfig } from '../../src/model/config.ts';
 import { nativeForwardCached, nativeLoss } from '../../src/model/native/gpt-native.ts';
+import { LoraAdapter } from '../../src/model/lora/adapter.ts';
 
 const configs: GPTConfig[] = [
   { vocabSize: 11, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 8, dropout: 0, bias: true },
@@ -84,8 +85,82 @@ describe.skipIf(!hasNative)('GPT on the native backend matches the cpu backend',
     ys.dispose();
   });
 
+  it('per-op path and block kernel draw the same dropout masks (an identity adapter hook forces the per-op path)', async () => {
+    await tf.setBackend('native');
+    const config: GPTConfig = { vocabSize: 65, blockSize: 17, nLayer: 2, nHead: 3, nEmbd: 24, dropout: 0.25, bias: false };
+    const model = build(config, makeParams(config, 42));
+    const rng = new Rng(43);
+    const B = 2;
+    const T = config.blockSize;
+    const x = Int32Array.from({ length: B * T }, () => rng.int(65));
+    const y = Int32Array.from({ length: B * T }, () => rng.int(65));
+    const run = () =>
+      tf.tidy(() => {
+        const f = tf.valueAndGrads((...ps: tf.Tensor[]) => model.loss(tf.tensor2d(x, [B, T], 'int32'), tf.tensor2d(y, [B, T], 'int32'), { training: true, dropoutSeed: 9 }, ps));
+        const { value, grads } = f(model.paramList());
+        return [Float32Array.of(value.dataSync()[0]!), ...grads.map((g) => Float32Array.from(g.dataSync()))];
+      }) as unknown as Float32Array[];
+    const viaBlock = run();
+    model.projectionHook = (_x, out) => out;
+    const viaOps = run();
+    model.projectionHook = undefined;
+    const names = ['loss', ...model.paramNames];
+    viaBlock.forEach((v, i) => expectClose(viaOps[i]!, v, `per-op vs block: ${names[i]}`, 1e-4, 1e-6));
+    model.dispose();
+  });
+
   for (const [ci, config] of configs.entries()) {
-    it(`loss and all gradients, unfused and fused (config ${ci})`, async () => {
+    it(`a LoRA adapter on the fused path: loss and gradients (base and adapter, adapter dropout on) and cached logits match cpu (config ${ci})`, async () => {
+      const values = makeParams(config, 50 + ci);
+      const rng = new Rng(60 + ci);
+      const B = 2;
+      const T = config.blockSize;
+      const x = Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize));
+      const y = Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize));
+      const ids = Array.from({ length: T }, () => rng.int(config.vocabSize));
+      const measure = async (backend: string) => {
+        await tf.setBackend(backend);
+        const model = build(config, values);
+        const adapter = LoraAdapter.create(model, { rank: 2, alpha: 4, dropout: 0.3, targets: ['q', 'v', 'attn_out', 'mlp_in', 'mlp_out'] }, { seed: 7 });
+        // B starts at 0 (the adapter changes nothing); give it values so the updates count.
+        for (const n of adapter.paramNames) {
+          const t = adapter.params.get(n)!;
+          adapter.params.set(n, tf.keep(tf.add(t, tf.mul(tf.randomNormal(t.shape, 0, 1, 'float32', 3), 0.3))));
+          t.dispose();
+        }
+        adapter.attach(model);
+        const names = [...model.paramNames, ...adapter.paramNames];
+        const out = tf.tidy(() => {
+          const f = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+            const p = new Map(names.map((n, i) => [n, ps[i]!]));
+            return model.loss(tf.tensor2d(x, [B, T], 'int32'), tf.tensor2d(y, [B, T], 'int32'), { training: true, dropoutSeed: 4 }, p);
+          });
+          const { value, grads } = f([...model.paramList(), ...adapter.paramList()]);
+          return [Float32Array.of(value.dataSync()[0]!), ...grads.map((g) => Float32Array.from(g.dataSync()))];
+        }) as unknown as Float32Array[];
+        // Cached generation through the hook: a 3-token prompt, then one token at a time.
+        const cache = model.emptyCache();
+        const cached: number[] = [];
+        for (const chunk of [ids.slice(0, 3), ...ids.slice(3).map((t) => [t])]) {
+          const logits = model.forwardCached(tf.tensor2d(Int32Array.from(chunk), [1, chunk.length], 'int32'), cache);
+          cached.push(...logits.dataSync());
+          logits.dispose();
+        }
+        for (const l of cache.layers) {
+          l.kT.dispose();
+          l.v.dispose();
+        }
+        model.dispose();
+        return { out, cached: Float32Array.from(cached), names };
+      };
+      const ref = await measure('cpu');
+      const got = await measure('native');
+      const labels = ['loss', ...ref.names];
+      ref.out.forEach((r, i) => expectClose(got.out[i]!, r, `LoRA ${labels[i]}`, 1e-3, 1e-5));
+      expectClose(got.cached, ref.cached, 'LoRA cached logits', 1e-3, 1e-4);
+    });
+
+    it(`loss and all gradients, GPT.loss and nativeLoss (config ${ci})`, async () => {
       const values = makeParams(config, 10 + ci);
       const rng = new Rng(ci);
       const B = 3;
@@ -106,7 +181,7 @@ describe.skipIf(!hasNative)('GPT on the native backend matches the cpu backend',
 
       const names = ['loss', ...model.paramNames];
       ref.forEach((r, i) => {
-        expectClose(unfused[i]!, r, `unfused ${names[i]}`, 1e-3, 1e-5);
+        expectClose(unfused[i]!, r, `GPT.loss ${names[i]}`, 1e-3, 1e-5);
         expectClose(fused[i]!, r, `fused ${names[i]}`, 1e-3, 1e-5);
       });
     });

@@ -91,7 +91,8 @@ export interface NativeAddon {
     d: number,
     scale: number,
   ): void;
-  selfAttention(qkv: Float32Array, y: Float32Array, p: Float32Array, b: number, t: number, heads: number, d: number, scale: number): void;
+  /** dropRate > 0: dropout on the probabilities, mask from dropSeed as in the block. */
+  selfAttention(qkv: Float32Array, y: Float32Array, p: Float32Array, b: number, t: number, heads: number, d: number, scale: number, dropRate: number, dropSeed: number): void;
   selfAttentionGrad(
     qkv: Float32Array,
     p: Float32Array,
@@ -102,6 +103,8 @@ export interface NativeAddon {
     heads: number,
     d: number,
     scale: number,
+    dropRate: number,
+    dropSeed: number,
   ): void;
   decodeLayer(
     x: Float32Array,
@@ -199,7 +202,7 @@ export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: f
 
 const ADDON_FILE = path.join('native', 'build', 'teamllm_native.node');
 /** The addon.cc `abi` these bindings are written for. */
-const ABI = 3;
+const ABI = 4;
 
 /** native/build/teamllm_native.node in this checkout (searched upward from this file), or $TEAMLLM_NATIVE_ADDON. */
 function findAddon(): string | undefined {

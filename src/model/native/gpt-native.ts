@@ -4,13 +4,14 @@
  *
  * This is what gpt.ts computes once it dispatches to ./ops.ts on the native backend (see
  * docs/benchmarks-native.md, "Wiring"); the parity tests check it against GPT on the cpu backend,
- * and the benchmarks measure it. Training with dropout runs through the block kernel, so it needs a
- * bias-free model (GPT checks).
+ * and the benchmarks measure it. Adapter hooks (LoRA) see every projection as in gpt.ts. The
+ * model's own dropout masks are the native backend's (the same in the block kernel and the per-op
+ * path); adapters' dropout is tf.dropout with gpt.ts's seeds.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
-import type { ForwardOptions, GPT, KVCache, LayerCache, Params } from '../gpt.ts';
-import { block, blockFits, causalAttention, crossEntropy, decodeLayer, dropout, DROPOUT_SITE, layerNorm, linear, linearGelu, selfAttention, type BlockWeights, type NativeDropout } from './ops.ts';
+import { DropoutState, type ForwardOptions, type GPT, type KVCache, type LayerCache, type Params, type ProjectionSite } from '../gpt.ts';
+import { block, blockFits, causalAttention, crossEntropy, decodeLayer, dropout, DROPOUT_SITE, gelu, layerNorm, linear, linearGelu, NO_DROPOUT, selfAttention, type BlockWeights, type NativeDropout } from './ops.ts';
 
 function resolve(model: GPT, params?: Params | Tensor[]): Params {
   if (!params) return model.params;
@@ -28,34 +29,54 @@ function dropoutOf(model: GPT, options: ForwardOptions): NativeDropout {
 /** The seed of layer i's masks (the embeddings' mask uses the step's seed itself). */
 const layerSeed = (seed: number, layer: number) => (Math.imul(seed >>> 0, 0x9e3779b1) + layer + 1) >>> 0;
 
-function trunk(model: GPT, p: Params, idx: Tensor, past: number, cache?: { past: LayerCache[]; out: LayerCache[] }, drop: NativeDropout = { rate: 0, seed: 0 }): Tensor {
+function trunk(
+  model: GPT,
+  p: Params,
+  idx: Tensor,
+  past: number,
+  cache?: { past: LayerCache[]; out: LayerCache[] },
+  drop: NativeDropout = NO_DROPOUT,
+  options: ForwardOptions = {},
+): Tensor {
   const { nLayer, nHead } = model.config;
   const T = idx.shape[1]!;
   const get = (name: string) => p.get(name);
+  const hook = model.projectionHook;
+  // Adapters' dropout, drawn in the same order and with the same seeds as gpt.ts draws it.
+  const adapterDropout = new DropoutState(0, options.dropoutSeed ?? 0, options.training ?? false);
+  /** x · W (+ b) of one projection, through the adapter hook when one is set (as gpt.ts's project). */
+  const project = (layer: number, site: ProjectionSite, x: Tensor): Tensor => {
+    const h = `transformer.h.${layer}`;
+    const y = linear(x, get(`${h}.${site}.weight`)!, get(`${h}.${site}.bias`));
+    if (!hook) return y;
+    return hook(x, y, { layer, site, params: p, training: adapterDropout.training, dropout: (t, rate) => adapterDropout.applyAdapter(t, rate) });
+  };
   const tok = tf.gather(get('transformer.wte.weight')!, idx);
   const pos = tf.slice(get('transformer.wpe.weight')!, [past, 0], [T, -1]);
   let x = dropout(tf.add(tok, pos), drop, DROPOUT_SITE.embeddings);
   for (let i = 0; i < nLayer; i++) {
     const h = `transformer.h.${i}`;
     const w = blockWeights(p, h);
-    if (!cache && blockFits(w)) {
-      x = block(x, w, nHead, 1e-5, { rate: drop.rate, seed: layerSeed(drop.seed, i) });
+    // The layer's masks: the same in the block kernel and in the per-op path below.
+    const layerDrop = { rate: drop.rate, seed: layerSeed(drop.seed, i) };
+    if (!cache && !hook && blockFits(w)) {
+      x = block(x, w, nHead, 1e-5, layerDrop);
       continue;
     }
-    // The per-op path has no dropout: GPT does not come here when training with dropout and biases.
-    if (drop.rate > 0) throw new Error('native per-op path: dropout needs a bias-free model (use the unfused GPT)');
-    const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
-    const qkv = linear(a, get(`${h}.attn.c_attn.weight`)!, get(`${h}.attn.c_attn.bias`));
+    const a = layerNorm(x, w.ln1w, w.ln1b);
+    const qkv = project(i, 'attn.c_attn', a);
     if (!cache) {
       // Training and uncached forward: attention straight from qkv, heads merged in place.
-      const merged = selfAttention(qkv, nHead);
-      x = tf.add(x, linear(merged, get(`${h}.attn.c_proj.weight`)!, get(`${h}.attn.c_proj.bias`)));
+      const merged = selfAttention(qkv, nHead, undefined, layerDrop);
+      x = tf.add(x, dropout(project(i, 'attn.c_proj', merged), layerDrop, DROPOUT_SITE.residualAttention));
     } else {
-      x = tf.add(x, cachedAttention(model, p, h, qkv, i, past, cache));
+      if (drop.rate > 0) throw new Error('the KV-cache forward does not train: no dropout there');
+      x = tf.add(x, cachedAttention(model, p, h, qkv, i, past, cache, project));
     }
-    const m = layerNorm(x, get(`${h}.ln_2.weight`)!, get(`${h}.ln_2.bias`));
-    const up = linearGelu(m, get(`${h}.mlp.c_fc.weight`)!, get(`${h}.mlp.c_fc.bias`));
-    x = tf.add(x, linear(up, get(`${h}.mlp.c_proj.weight`)!, get(`${h}.mlp.c_proj.bias`)));
+    const m = layerNorm(x, w.ln2w, w.ln2b);
+    // With a hook, c_fc's output must pass through it before GELU: no fused GELU then.
+    const up = hook ? gelu(project(i, 'mlp.c_fc', m)) : linearGelu(m, w.fcw, w.fcb);
+    x = tf.add(x, dropout(project(i, 'mlp.c_proj', up), layerDrop, DROPOUT_SITE.residualMlp));
   }
   return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));
 }
@@ -69,6 +90,7 @@ function cachedAttention(
   i: number,
   past: number,
   cache: { past: LayerCache[]; out: LayerCache[] },
+  project: (layer: number, site: ProjectionSite, x: Tensor) => Tensor,
 ): Tensor {
   const { nHead, nEmbd: C } = model.config;
   const [B, T] = qkv.shape as [number, number, number];
@@ -85,7 +107,7 @@ function cachedAttention(
   cache.out[i] = { kT, v };
   const y = causalAttention(q, kT, v, past);
   const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
-  return linear(merged, p.get(`${h}.attn.c_proj.weight`)!, p.get(`${h}.attn.c_proj.bias`));
+  return project(i, 'attn.c_proj', merged);
 }
 
 /** Block i's weights by gpt.ts's parameter names (h = `transformer.h.${i}`). */
@@ -136,7 +158,7 @@ function head(model: GPT, p: Params, x: Tensor): Tensor {
  */
 export function nativeLoss(model: GPT, idx: Tensor, targets: Tensor, params?: Params | Tensor[], options: ForwardOptions = {}): tf.Scalar {
   const p = resolve(model, params);
-  const x = trunk(model, p, idx, 0, undefined, dropoutOf(model, options));
+  const x = trunk(model, p, idx, 0, undefined, dropoutOf(model, options), options);
   return crossEntropy(head(model, p, x), tf.reshape(targets, [-1]));
 }
 
@@ -144,7 +166,7 @@ export function nativeLoss(model: GPT, idx: Tensor, targets: Tensor, params?: Pa
 export function nativeForward(model: GPT, idx: Tensor, params?: Params | Tensor[], options: ForwardOptions = {}): Tensor {
   const p = resolve(model, params);
   const [B, T] = idx.shape as [number, number];
-  return tf.reshape(head(model, p, trunk(model, p, idx, 0, undefined, dropoutOf(model, options))), [B, T, model.config.vocabSize]);
+  return tf.reshape(head(model, p, trunk(model, p, idx, 0, undefined, dropoutOf(model, options), options)), [B, T, model.config.vocabSize]);
 }
 
 /** Same as GPT.forwardCached: logits of the last position [B, V]; updates the cache. */
@@ -155,7 +177,8 @@ export function nativeForwardCached(model: GPT, idx: Tensor, cache: KVCache): Te
   }
   const next: LayerCache[] = [];
   const logits = tf.tidy(() => {
-    const single = idx.shape[0] === 1 && n === 1 && cache.length > 0 && cache.layers.length === model.config.nLayer;
+    // One kernel per block for a single new token, unless an adapter must see the projections.
+    const single = idx.shape[0] === 1 && n === 1 && cache.length > 0 && cache.layers.length === model.config.nLayer && !model.projectionHook;
     const x = single ? decodeTrunk(model, idx, cache, next) : trunk(model, model.params, idx, cache.length, { past: cache.layers, out: next });
     const [B, T, C] = x.shape as [number, number, number];
     const last = T === 1 ? tf.reshape(x, [B, C]) : tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]);

@@ -501,7 +501,7 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const d = c / heads;
       const y = nb.alloc(b * t * c);
       const p = nb.alloc(b * heads * t * t);
-      addon.selfAttention(f32(nb, qkv), y, p, b, t, heads, d, Number(attrs?.scale));
+      addon.selfAttention(f32(nb, qkv), y, p, b, t, heads, d, Number(attrs?.scale), Number(attrs?.dropRate ?? 0), Number(attrs?.dropSeed ?? 0));
       return [nb.output([b, t, c], 'float32', y), nb.output([b, heads, t, t], 'float32', p)];
     },
     [FUSED.selfAttentionGrad]: ({ inputs, attrs }, nb) => {
@@ -509,7 +509,9 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const [b, t, c3] = qkv.shape as [number, number, number];
       const heads = Number(attrs?.heads);
       const d = c3 / 3 / heads;
-      return produce(nb, [b, t, c3], (out) => addon.selfAttentionGrad(f32(nb, qkv), f32(nb, p), f32(nb, dy), out, b, t, heads, d, Number(attrs?.scale)));
+      return produce(nb, [b, t, c3], (out) =>
+        addon.selfAttentionGrad(f32(nb, qkv), f32(nb, p), f32(nb, dy), out, b, t, heads, d, Number(attrs?.scale), Number(attrs?.dropRate ?? 0), Number(attrs?.dropSeed ?? 0)),
+      );
     },
     [FUSED.decodeLayer]: ({ inputs, attrs }, nb) => {
       // x [1, 1, c], kT [1, heads, d, past], v [1, heads, past, d] + the block's weights

@@ -169,8 +169,8 @@ function attentionOp(past: number, scale: number, causal: boolean) {
 /**
  * softmax(q·kT·scale + causal mask)·v, per (batch, head), in gpt.ts's layout: q [B, H, T, hs],
  * keys transposed kT [B, H, hs, S], v [B, H, S, hs]; query i sits at position past + i and sees
- * keys 0..past+i (S = past + T with a KV cache). `scale` defaults to 1/√hs. No dropout: use the
- * unfused path when attention dropout is on.
+ * keys 0..past+i (S = past + T with a KV cache). `scale` defaults to 1/√hs. No dropout (it serves
+ * the KV-cache path, which never trains).
  */
 export function causalAttention(q: Tensor, kT: Tensor, v: Tensor, past = 0, scale?: number, causal = true): Tensor {
   const hs = q.shape[q.rank - 1]!;
@@ -191,21 +191,27 @@ const selfAttentionOps = new Map<string, (qkv: Tensor) => Tensor>();
  * Causal self-attention from the fused projection: qkv [B, T, 3C] (q, k, v side by side, as
  * nanoGPT's c_attn produces them) -> y [B, T, C] with the heads merged, ready for c_proj. Same
  * result as split + reshape/transpose per head + causalAttention + merge, without the copies.
+ * With `drop.rate` > 0, dropout on the probabilities: the same mask as `block` draws from that seed.
  */
-export function selfAttention(qkv: Tensor, nHead: number, scale?: number): Tensor {
+export function selfAttention(qkv: Tensor, nHead: number, scale?: number, drop: NativeDropout = NO_DROPOUT): Tensor {
   const c = qkv.shape[2]! / 3;
   const s = scale ?? 1 / Math.sqrt(c / nHead);
-  const key = `${nHead}:${s}`;
-  let op = selfAttentionOps.get(key);
-  if (!op) {
-    op = customGrad((x: Tensor, save: tf.GradSaveFunc) => {
-      const [y, p] = run(FUSED.selfAttention, { qkv: x }, { heads: nHead, scale: s }) as [Tensor, Tensor];
+  const make = () => {
+    const attrs = { heads: nHead, scale: s, dropRate: drop.rate, dropSeed: drop.seed >>> 0 };
+    return customGrad((x: Tensor, save: tf.GradSaveFunc) => {
+      const [y, p] = run(FUSED.selfAttention, { qkv: x }, attrs) as [Tensor, Tensor];
       save([x, p]);
       return {
         value: y,
-        gradFunc: (dy, saved) => run(FUSED.selfAttentionGrad, { qkv: saved[0]!, p: saved[1]!, dy }, { heads: nHead, scale: s })[0]!,
+        gradFunc: (dy, saved) => run(FUSED.selfAttentionGrad, { qkv: saved[0]!, p: saved[1]!, dy }, attrs)[0]!,
       };
     }) as unknown as (qkv: Tensor) => Tensor;
+  };
+  if (drop.rate > 0) return make()(qkv); // a fresh seed every step: not worth caching
+  const key = `${nHead}:${s}`;
+  let op = selfAttentionOps.get(key);
+  if (!op) {
+    op = make();
     selfAttentionOps.set(key, op);
   }
   return op(qkv);
@@ -222,6 +228,8 @@ export interface NativeDropout {
   /** Any integer; taken modulo 2^32. */
   seed: number;
 }
+
+export const NO_DROPOUT: NativeDropout = { rate: 0, seed: 0 };
 
 /** Mask sites shared with native/src/kernels.h (the block uses 0-2 internally). */
 export const DROPOUT_SITE = { attention: 0, residualAttention: 1, residualMlp: 2, embeddings: 3 } as const;
@@ -266,7 +274,7 @@ const blockOps = new Map<string, (...t: Tensor[]) => Tensor>();
  * (keeping what the backward needs) and one backward, instead of ~25 ops: same arithmetic as the
  * per-op path, fewer passes over memory (see native/src/block.cc).
  */
-export function block(x: Tensor, w: BlockWeights, nHead: number, eps = 1e-5, drop: NativeDropout = { rate: 0, seed: 0 }): Tensor {
+export function block(x: Tensor, w: BlockWeights, nHead: number, eps = 1e-5, drop: NativeDropout = NO_DROPOUT): Tensor {
   let op: (...t: Tensor[]) => Tensor;
   if (drop.rate > 0) {
     op = blockOp(nHead, eps, drop); // a fresh seed every step: not worth caching
