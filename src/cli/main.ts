@@ -110,7 +110,7 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
           if (!announced) {
             announced = true;
             process.stderr.write(
-              `\nFirst start: training this bot's own model on the sample handbook (recipe "${recipe.name}"; about 5 minutes on 2 quiet cores, once).\n` +
+              `\nFirst start: training this bot's own model on the sample handbook (recipe "${recipe.name}"; about 3 minutes on 2 quiet cores, once).\n` +
                 `Set TEAMLLM_QUICKSTART=off to skip it (retrieval-only answers, or your own model). Ctrl+C stops; the next start resumes.\n\n`,
             );
           }
