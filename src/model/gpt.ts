@@ -215,25 +215,11 @@ export class GPT {
       throw new Error(`KV cache overflow: ${cache.length} + ${n} > block size ${this.config.blockSize}`);
     }
     const p = this.params;
-    const next: LayerCache[] = [];
-    const logits = tf.tidy(() => {
+    return advanceCache(cache, n, (next) => {
       const x = this.trunk(p, idx, cache.length, { past: cache.layers, out: next }, {});
       const [B, T, C] = x.shape as [number, number, number];
-      const last = tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]);
-      const out = this.head(p, last);
-      for (const l of next) {
-        tf.keep(l.kT);
-        tf.keep(l.v);
-      }
-      return out;
+      return this.head(p, tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]));
     });
-    for (const l of cache.layers) {
-      l.kT.dispose();
-      l.v.dispose();
-    }
-    cache.layers = next;
-    cache.length += n;
-    return logits;
   }
 
   static disposeCache(cache: KVCache): void {
@@ -328,6 +314,30 @@ export class GPT {
     if (!hook) return y;
     return hook(x, y, { layer, site, params: p, training: dropout.training, dropout: (t, rate) => dropout.applyAdapter(t, rate) });
   }
+}
+
+/**
+ * Runs `step` (which fills `next` with every layer's longer keys and values and returns the last
+ * position's logits) in a tidy scope, then swaps `cache` to the new layers and frees the old ones.
+ * The one way both GPT and the native path advance a KV cache by `n` tokens.
+ */
+export function advanceCache(cache: KVCache, n: number, step: (next: LayerCache[]) => Tensor): Tensor {
+  const next: LayerCache[] = [];
+  const logits = tf.tidy(() => {
+    const out = step(next);
+    for (const l of next) {
+      tf.keep(l.kT);
+      tf.keep(l.v);
+    }
+    return out;
+  });
+  for (const l of cache.layers) {
+    l.kT.dispose();
+    l.v.dispose();
+  }
+  cache.layers = next;
+  cache.length += n;
+  return logits;
 }
 
 /**

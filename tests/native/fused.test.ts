@@ -4,7 +4,7 @@
  * forward and gradient, on odd shapes.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ODD, Rng, expectClose, floatInput, hasNative, intInput, parity, setup, tf } from './helpers.ts';
+import { ODD, Rng, expectClose, floatInput, hasNative, intInput, parity, setup, tf, type Input } from './helpers.ts';
 import * as ref from '../../src/model/ops.ts';
 import * as nat from '../../src/model/native/ops.ts';
 import { AdamW, globalNorm } from '../../src/training/adamw.ts';
@@ -36,6 +36,20 @@ function referenceSelfAttention(qkv: tf.Tensor, nHead: number, dropMask?: tf.Ten
   const v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
   const y = referenceAttention(q, kT, v, 0, dropMask);
   return tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
+}
+
+/** x and a block's six weights, scaled by 1/√fan-in as trained ones are (activations stay O(1)). */
+function blockInputs(rng: Rng, b: number, t: number, c: number): Input[] {
+  const s = 1 / Math.sqrt(c);
+  return [
+    floatInput(rng, [b, t, c]),
+    floatInput(rng, [c], 0.3, 1),
+    floatInput(rng, [c, 3 * c], s),
+    floatInput(rng, [c, c], s),
+    floatInput(rng, [c], 0.3, 1),
+    floatInput(rng, [c, 4 * c], s),
+    floatInput(rng, [4 * c, c], s / 2),
+  ];
 }
 
 describe.skipIf(!hasNative)('fused native ops match their composite form on cpu', () => {
@@ -187,18 +201,7 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
           [1, 1, 2, 4],
           [3, 64, 4, 32], // the benchmark's block, a smaller batch
         ] as [number, number, number, number][]) {
-          const c = heads * d;
-          // Weights scaled by 1/√fan-in, as trained ones are: activations stay O(1).
-          const s = 1 / Math.sqrt(c);
-          const inputs = [
-            floatInput(rng, [b, t, c]),
-            floatInput(rng, [c], 0.3, 1),
-            floatInput(rng, [c, 3 * c], s),
-            floatInput(rng, [c, c], s),
-            floatInput(rng, [c], 0.3, 1),
-            floatInput(rng, [c, 4 * c], s),
-            floatInput(rng, [4 * c, c], s / 2),
-          ];
+          const inputs = blockInputs(rng, b, t, heads * d);
           parity(
             `block ${n} threads b=${b} t=${t} heads=${heads} d=${d}`,
             (x, ln1w, attnw, projw, ln2w, fcw, fc2w) => nat.block(x!, { ln1w: ln1w!, attnw: attnw!, projw: projw!, ln2w: ln2w!, fcw: fcw!, fc2w: fc2w! }, heads),
@@ -253,16 +256,7 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
     const m1 = mask([b, t, c], nat.DROPOUT_SITE.residualAttention);
     const m2 = mask([b, t, c], nat.DROPOUT_SITE.residualMlp);
     expect(m0.some((v) => v === 0) && m1.some((v) => v === 0) && m2.some((v) => v === 0)).toBe(true);
-    const s = 1 / Math.sqrt(c);
-    const inputs = [
-      floatInput(rng, [b, t, c]),
-      floatInput(rng, [c], 0.3, 1),
-      floatInput(rng, [c, 3 * c], s),
-      floatInput(rng, [c, c], s),
-      floatInput(rng, [c], 0.3, 1),
-      floatInput(rng, [c, 4 * c], s),
-      floatInput(rng, [4 * c, c], s / 2),
-    ];
+    const inputs = blockInputs(rng, b, t, c);
     const reference = (x: tf.Tensor, ln1: tf.Tensor, attn: tf.Tensor, proj: tf.Tensor, ln2: tf.Tensor, fc: tf.Tensor, fc2: tf.Tensor) => {
       const att = referenceSelfAttention(ref.linear(ref.layerNorm(x, ln1), attn), heads, tf.tensor(m0, [b, heads, t, t]));
       const x1 = tf.add(x, tf.mul(ref.linear(att, proj), tf.tensor(m1, [b, t, c])));

@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
-import { DropoutState, type ForwardOptions, type GPT, type KVCache, type LayerCache, type Params, type ProjectionSite } from '../gpt.ts';
+import { advanceCache, DropoutState, type ForwardOptions, type GPT, type KVCache, type LayerCache, type Params, type ProjectionSite } from '../gpt.ts';
 import { block, blockFits, causalAttention, crossEntropy, decodeLayer, dropout, DROPOUT_SITE, gelu, layerNorm, linear, linearGelu, NO_DROPOUT, selfAttention, type BlockWeights, type NativeDropout } from './ops.ts';
 
 function resolve(model: GPT, params?: Params | Tensor[]): Params {
@@ -175,25 +175,12 @@ export function nativeForwardCached(model: GPT, idx: Tensor, cache: KVCache): Te
   if (cache.length + n > model.config.blockSize) {
     throw new Error(`KV cache overflow: ${cache.length} + ${n} > block size ${model.config.blockSize}`);
   }
-  const next: LayerCache[] = [];
-  const logits = tf.tidy(() => {
+  return advanceCache(cache, n, (next) => {
     // One kernel per block for a single new token, unless an adapter must see the projections.
     const single = idx.shape[0] === 1 && n === 1 && cache.length > 0 && cache.layers.length === model.config.nLayer && !model.projectionHook;
     const x = single ? decodeTrunk(model, idx, cache, next) : trunk(model, model.params, idx, cache.length, { past: cache.layers, out: next });
     const [B, T, C] = x.shape as [number, number, number];
     const last = T === 1 ? tf.reshape(x, [B, C]) : tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]);
-    const out = head(model, model.params, last);
-    for (const l of next) {
-      tf.keep(l.kT);
-      tf.keep(l.v);
-    }
-    return out;
+    return head(model, model.params, last);
   });
-  for (const l of cache.layers) {
-    l.kT.dispose();
-    l.v.dispose();
-  }
-  cache.layers = next;
-  cache.length += n;
-  return logits;
 }
