@@ -96,6 +96,11 @@ export class GPT {
   params: Params;
   /** Optional adapter on the linear projections (LoRA); unset, the model is the plain GPT. */
   projectionHook: ProjectionHook | undefined;
+  /**
+   * On the native backend, run the fused kernels (default) or this file's own ops on the native
+   * kernels (false: for the benchmarks' side-by-side rows and the tests that compare the two).
+   */
+  fusedOnNative = true;
 
   constructor(config: GPTConfig, params: Params) {
     this.config = validateConfig(config);
@@ -196,7 +201,7 @@ export class GPT {
    * adapters' dropout is drawn exactly as here.
    */
   private fusedNative(_options: ForwardOptions): boolean {
-    return tf.getBackend() === 'native';
+    return tf.getBackend() === 'native' && this.fusedOnNative;
   }
 
   /** An empty KV cache. */

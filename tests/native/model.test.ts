@@ -43,6 +43,7 @@ function lossAndGrads(model: GPT, x: Int32Array, y: Int32Array, B: number, T: nu
   return tf.tidy(() => {
     const xs = tf.tensor2d(x, [B, T], 'int32');
     const ys = tf.tensor2d(y, [B, T], 'int32');
+    model.fusedOnNative = fused; // false: gpt.ts's own ops on the native kernels
     const f = tf.valueAndGrads((...ps: tf.Tensor[]) => (fused ? nativeLoss(model, xs, ys, ps) : model.loss(xs, ys, {}, ps)));
     const { value, grads } = f(model.paramList());
     return [Float32Array.of(value.dataSync()[0]!), ...grads.map((g) => Float32Array.from(g.dataSync()))];
@@ -160,7 +161,7 @@ describe.skipIf(!hasNative)('GPT on the native backend matches the cpu backend',
       expectClose(got.cached, ref.cached, 'LoRA cached logits', 1e-3, 1e-4);
     });
 
-    it(`loss and all gradients, GPT.loss and nativeLoss (config ${ci})`, async () => {
+    it(`loss and all gradients, unfused (gpt.ts's ops on native kernels) and fused (config ${ci})`, async () => {
       const values = makeParams(config, 10 + ci);
       const rng = new Rng(ci);
       const B = 3;
@@ -181,7 +182,7 @@ describe.skipIf(!hasNative)('GPT on the native backend matches the cpu backend',
 
       const names = ['loss', ...model.paramNames];
       ref.forEach((r, i) => {
-        expectClose(unfused[i]!, r, `GPT.loss ${names[i]}`, 1e-3, 1e-5);
+        expectClose(unfused[i]!, r, `unfused ${names[i]}`, 1e-3, 1e-5);
         expectClose(fused[i]!, r, `fused ${names[i]}`, 1e-3, 1e-5);
       });
     });
@@ -201,6 +202,7 @@ describe.skipIf(!hasNative)('GPT on the native backend matches the cpu backend',
       await tf.setBackend('native');
       const model = build(config, values);
       for (const fused of [false, true]) {
+        model.fusedOnNative = fused;
         const cache = model.emptyCache();
         // A prompt of 3 tokens, then one token at a time.
         const steps: number[][] = [ids.slice(0, 3), ...ids.slice(3).map((t) => [t])];

@@ -6,7 +6,7 @@
  *     [--steps N] [--tokens N] [--iters N] [--backends wasm,native,native-fused] [--profile]
  *
  * - train: the nanoGPT baby-GPT training step (forward, backward, grad norm, AdamW) on random
- *   tokens; `native` runs src/model/gpt.ts unchanged on the native kernels, `native-fused` runs the
+ *   tokens; `native` runs src/model/gpt.ts's own ops on the native kernels (GPT.fusedOnNative = false), `native-fused` runs the
  *   same model through the fused ops (./gpt-native.ts, i.e. what the wiring gives).
  * - generate: tokens/s of the ~10M model (gpt-10m shape, 65-token vocabulary) with the KV cache.
  * - matmul: GFLOP/s of the baby GPT's products, and the machine's sgemm peak.
@@ -91,6 +91,7 @@ export async function benchTrainStep(mode: BenchMode, steps: number, options: { 
   const opt = new AdamW({ beta1: 0.9, beta2: 0.99, weightDecay: 0.1 }, (n) => decays.has(n));
   let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
   const fused = mode === 'native-fused';
+  model.fusedOnNative = fused;
   const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) =>
     fused ? nativeLoss(model, batch!.x, batch!.y, ps) : model.loss(batch!.x, batch!.y, { training: true }, ps),
   );
@@ -142,6 +143,7 @@ export async function benchGenerate(
   await activate(mode);
   const model = GPT.create(config, 7);
   const fused = mode === 'native-fused';
+  model.fusedOnNative = fused;
   const step = (ids: number[], cache: KVCache) => {
     const idx = tf.tensor2d(Int32Array.from(ids), [1, ids.length], 'int32');
     const logits = fused ? nativeForwardCached(model, idx, cache) : model.forwardCached(idx, cache);
@@ -195,6 +197,7 @@ export async function trainNanoGpt(
   const opt = new AdamW({ beta1: 0.9, beta2: 0.99, weightDecay: 0.1 }, (n) => decays.has(n));
   const schedule = { learningRate: 1e-3, minLearningRate: 1e-4, warmupIters: Math.min(100, Math.floor(iters / 10)), decayIters: iters };
   const fused = mode === 'native-fused';
+  model.fusedOnNative = fused;
   const lossOf = (x: tf.Tensor, y: tf.Tensor, ps?: tf.Tensor[]) => (fused ? nativeLoss(model, x, y, ps) : model.loss(x, y, {}, ps));
   let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
   const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => lossOf(batch!.x, batch!.y, ps));
