@@ -60,7 +60,9 @@ describe('serving LoRA versions over one base', () => {
   it('switches among the adapters of one base without reading the base again, with the merged logits', async () => {
     await useBackend('cpu');
     const { registry, expected } = await homeWithVersions('switch');
-    const served = new ServedModels(registry, { disposeAfterMs: 10 });
+    // The delay must outlast a promotion's own work on a loaded machine (10 ms did not in CI).
+    const delay = 500;
+    const served = new ServedModels(registry, { disposeAfterMs: delay });
     const v1 = (await served.activate('v1'))!;
     expect(v1).toMatchObject({ version: 'v1', adapter: false, reloaded: true });
     expect(maxDiff(logits(v1.model.gpt), expected.v1!)).toBeLessThan(1e-6);
@@ -76,14 +78,14 @@ describe('serving LoRA versions over one base', () => {
     expect(served.loads).toBe(1);
     expect(served.loadedAdapters().sort()).toEqual(['v2', 'v3']);
     // v2 stopped serving: its merged copy is freed after the delay; v3's (serving) stays usable.
-    await new Promise((r) => setTimeout(r, 30));
+    await new Promise((r) => setTimeout(r, delay + 200));
     const v3 = served.serving!;
     expect(maxDiff(logits(v3.model.gpt), expected.v3!)).toBeLessThan(1e-4);
     // Nothing serving: the base is freed after the delay; promoted again before that, it is taken back.
     await served.activate(null);
     expect((await served.activate('v2'))!.reloaded).toBe(false);
     await served.activate(null);
-    await new Promise((r) => setTimeout(r, 30));
+    await new Promise((r) => setTimeout(r, delay + 200));
     expect((await served.activate('v2'))!.reloaded).toBe(true);
     expect(served.loads).toBe(2);
     served.close();
