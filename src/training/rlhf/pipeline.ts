@@ -9,8 +9,10 @@
  *    measure the policy when there is one, otherwise the held-out implicit reward is the measure;
  * 4. before and after: reward on held-out prompts, KL to the reference, entropy, and the QA
  *    evaluation (retrieval in the loop) of the SFT issue;
- * 5. the gate: the new policy is promoted only if its reward rises, its KL stays under `maxKl` and
- *    QA accuracy does not drop; otherwise it is registered but kept back, and the report says why.
+ * 5. the gate (`rlhfGate`): the new policy is promoted only if its reward rises, its KL stays under
+ *    `maxKl`, the users' own held-out votes do not turn against it (when a reward model judged the
+ *    reward) and QA accuracy does not drop; otherwise it is registered but kept back, and the
+ *    report says why.
  *
  * Run folder: metrics.jsonl, rlhf.png (curves), report.txt, adapter/, model/ (merged), before.json, after.json,
  * checkpoints/ (the newest checkpoint; a job whose run folder holds one continues from it).
@@ -77,6 +79,11 @@ export const RlhfJobParamsSchema = z
      * 0.18–1.2, over-optimised ones (reward up, users' preferred rate down) reached 3.0–12.1.
      */
     maxKl: num().default(2),
+    /**
+     * How far the users' held-out votes may turn against the policy (liked − disliked implicit
+     * reward, nats) before the gate fails it; checked when a reward model judges the run.
+     */
+    marginTolerance: num().default(0),
     /** Answer tokens at most. */
     maxTokens: int().default(48),
     /** Share of questions held out (by question, never by row). */
@@ -133,10 +140,53 @@ export interface RlhfMeasure {
   /** Reward-model score (mean over sampled answers) or, without one, the held-out implicit reward margin. */
   reward: number;
   rewardKind: 'reward-model' | 'implicit-margin';
+  /**
+   * With a reward model: the held-out implicit reward margin as well (liked − disliked log π/π_ref
+   * on the users' own held-out votes), a check of the users' taste independent of the reward model.
+   */
+  heldOutMargin?: number;
   kl: number;
   entropy: number;
   policy?: PolicyEvaluation;
   qa?: QaScores;
+}
+
+/**
+ * The promotion gate of an RLHF run: reward up, KL to the SFT policy within `maxKl`, the users'
+ * own held-out votes not turned against (when a reward model was the judge: it is the model the
+ * policy was optimised against, so it cannot be the only judge), QA not down.
+ */
+export function rlhfGate(
+  before: RlhfMeasure,
+  after: RlhfMeasure,
+  o: { completed: boolean; maxKl: number; qaTolerance: number; marginTolerance: number; rewardName?: string },
+): { passed: boolean; reasons: string[]; failed: string[] } {
+  const reasons: string[] = [];
+  const failed: string[] = [];
+  let passed = o.completed;
+  const fail = (reason: string) => {
+    passed = false;
+    reasons.push(reason);
+    failed.push(reason);
+  };
+  const what = before.rewardKind === 'reward-model' ? `reward (${o.rewardName ?? 'reward model'})` : 'held-out implicit reward margin';
+  if (after.reward > before.reward) reasons.push(`${what} rose: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
+  else fail(`${what} did not rise: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
+  if (after.kl <= o.maxKl) reasons.push(`KL to the SFT policy ${after.kl.toFixed(3)} ≤ bound ${o.maxKl}`);
+  else fail(`KL to the SFT policy ${after.kl.toFixed(3)} is over the bound ${o.maxKl}`);
+  if (before.heldOutMargin !== undefined && after.heldOutMargin !== undefined && Number.isFinite(before.heldOutMargin) && Number.isFinite(after.heldOutMargin)) {
+    const m = `${before.heldOutMargin.toFixed(3)} → ${after.heldOutMargin.toFixed(3)}`;
+    if (after.heldOutMargin >= before.heldOutMargin - o.marginTolerance) reasons.push(`the users' held-out votes agree (liked − disliked implicit reward ${m})`);
+    else fail(`the users' held-out votes disagree with the reward model: liked − disliked implicit reward fell ${m}`);
+  }
+  if (before.qa && after.qa) {
+    const fell = (['f1', 'containsGold', 'exactMatch'] as const).filter((m) => after.qa![m] < before.qa![m] - o.qaTolerance);
+    const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+    if (fell.length) {
+      fail(`QA accuracy dropped: ${fell.map((m) => `${m} ${pct(before.qa![m])} → ${pct(after.qa![m])}`).join(', ')}`);
+    } else reasons.push(`QA did not drop: F1 ${pct(before.qa.f1)} → ${pct(after.qa.f1)}, contains gold ${pct(before.qa.containsGold)} → ${pct(after.qa.containsGold)} (n=${after.qa.n})`);
+  } else reasons.push('QA not evaluated (no held-out questions or skipQa)');
+  return { passed, reasons, failed };
 }
 
 export interface RlhfJobResult {
@@ -286,7 +336,10 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     const m: RlhfMeasure = reward
       ? { reward: policy.reward, rewardKind: 'reward-model', kl: policy.kl, entropy: policy.entropy, policy }
       : { reward: implicitMargin(loaded, data.heldOut.votes.length ? data.heldOut : data.train, layout), rewardKind: 'implicit-margin', kl: policy.kl, entropy: policy.entropy, policy };
-    log(`${label} (step ${step}): reward ${m.reward.toFixed(3)} (${m.rewardKind}), KL ${m.kl.toFixed(3)}, entropy ${m.entropy.toFixed(3)}${ctx.taste ? `, ${ctx.taste.name} ${(100 * policy.preferredRate).toFixed(1)}%` : ''}`);
+    // The users' own held-out votes, independent of the reward model (only when there are some).
+    if (reward && data.heldOut.votes.length) m.heldOutMargin = implicitMargin(loaded, data.heldOut, layout);
+    const margin = m.heldOutMargin !== undefined ? `, held-out votes margin ${m.heldOutMargin.toFixed(3)}` : '';
+    log(`${label} (step ${step}): reward ${m.reward.toFixed(3)} (${m.rewardKind})${margin}, KL ${m.kl.toFixed(3)}, entropy ${m.entropy.toFixed(3)}${ctx.taste ? `, ${ctx.taste.name} ${(100 * policy.preferredRate).toFixed(1)}%` : ''}`);
     return m;
   };
 
@@ -426,30 +479,13 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   await writePanels(chartFile, `RLHF ${p.algo.toUpperCase()} ${base.version ?? path.basename(base.dir)}`, panels);
 
   // The gate.
-  const reasons: string[] = [];
-  const failed: string[] = [];
-  let passed = status === 'completed';
-  const fail = (reason: string) => {
-    passed = false;
-    reasons.push(reason);
-    failed.push(reason);
-  };
-  const what = before.rewardKind === 'reward-model' ? `reward (${reward?.info.name ?? 'reward model'})` : 'held-out implicit reward margin';
-  if (after.reward > before.reward) reasons.push(`${what} rose: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
-  else {
-    fail(`${what} did not rise: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
-  }
-  if (after.kl <= p.maxKl) reasons.push(`KL to the SFT policy ${after.kl.toFixed(3)} ≤ bound ${p.maxKl}`);
-  else {
-    fail(`KL to the SFT policy ${after.kl.toFixed(3)} is over the bound ${p.maxKl}`);
-  }
-  if (before.qa && after.qa) {
-    const fell = (['f1', 'containsGold', 'exactMatch'] as const).filter((m) => after.qa![m] < before.qa![m] - p.qaTolerance);
-    const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
-    if (fell.length) {
-      fail(`QA accuracy dropped: ${fell.map((m) => `${m} ${pct(before.qa![m])} → ${pct(after.qa![m])}`).join(', ')}`);
-    } else reasons.push(`QA did not drop: F1 ${pct(before.qa.f1)} → ${pct(after.qa.f1)}, contains gold ${pct(before.qa.containsGold)} → ${pct(after.qa.containsGold)} (n=${after.qa.n})`);
-  } else reasons.push('QA not evaluated (no held-out questions or skipQa)');
+  const { passed, reasons, failed } = rlhfGate(before, after, {
+    completed: status === 'completed',
+    maxKl: p.maxKl,
+    qaTolerance: p.qaTolerance,
+    marginTolerance: p.marginTolerance,
+    ...(reward ? { rewardName: reward.info.name } : {}),
+  });
   const gate = { passed, reasons };
 
   // Save and register; promotion is the job runner's (src/app/job-promotion.ts: gate passed, trained
