@@ -71,7 +71,7 @@ function trunk(
       x = tf.add(x, dropout(project(i, 'attn.c_proj', merged), layerDrop, DROPOUT_SITE.residualAttention));
     } else {
       if (drop.rate > 0) throw new Error('the KV-cache forward does not train: no dropout there');
-      x = tf.add(x, cachedAttention(model, p, h, qkv, i, past, cache, project));
+      x = tf.add(x, cachedAttention(model, qkv, i, past, cache, project));
     }
     const m = layerNorm(x, w.ln2w, w.ln2b);
     // With a hook, c_fc's output must pass through it before GELU: no fused GELU then.
@@ -84,8 +84,6 @@ function trunk(
 /** Attention with a KV cache (gpt.ts's layout: keys stored transposed [B, H, hs, S]). */
 function cachedAttention(
   model: GPT,
-  p: Params,
-  h: string,
   qkv: Tensor,
   i: number,
   past: number,
