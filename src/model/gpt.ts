@@ -161,7 +161,7 @@ export class GPT {
    * list in `paramNames` order to differentiate with respect to it.
    */
   forward(idx: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): Tensor {
-    if (this.fusedNative(options)) return nativeForward(this, idx, params, options);
+    if (this.fusedNative) return nativeForward(this, idx, params, options);
     const p = this.resolve(params);
     const [B, T] = idx.shape as [number, number];
     if (T > this.config.blockSize) {
@@ -187,7 +187,7 @@ export class GPT {
 
   /** Mean cross-entropy of next-token `targets` [B, T] (int32; -1 = ignore). */
   loss(idx: Tensor, targets: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): tf.Scalar {
-    if (this.fusedNative(options)) return nativeLoss(this, idx, targets, params, options);
+    if (this.fusedNative) return nativeLoss(this, idx, targets, params, options);
     const p = this.resolve(params);
     const x = this.trunk(p, idx, 0, undefined, options);
     const logits = this.head(p, x);
@@ -200,7 +200,7 @@ export class GPT {
    * model's own masks there are the native backend's (a hash of the step seed), not tf.dropout's;
    * adapters' dropout is drawn exactly as here.
    */
-  private fusedNative(_options: ForwardOptions): boolean {
+  private get fusedNative(): boolean {
     return tf.getBackend() === 'native' && this.fusedOnNative;
   }
 
@@ -214,7 +214,7 @@ export class GPT {
    * returns the logits of the last position [B, V]. The caller owns (and disposes) the cache.
    */
   forwardCached(idx: Tensor, cache: KVCache): Tensor {
-    if (this.fusedNative({})) return nativeForwardCached(this, idx, cache);
+    if (this.fusedNative) return nativeForwardCached(this, idx, cache);
     const n = idx.shape[1]!;
     if (cache.length + n > this.config.blockSize) {
       throw new Error(`KV cache overflow: ${cache.length} + ${n} > block size ${this.config.blockSize}`);

@@ -91,8 +91,8 @@ export class AdamW {
     const { beta1, beta2, eps, weightDecay } = this.options;
     const bc1 = 1 - beta1 ** this.step;
     const bc2 = 1 - beta2 ** this.step;
-    const fused = this.useFused && tf.getKernel(KERNEL, tf.getBackend()) !== undefined;
     if (this.useFused && tf.getKernel(MULTI_KERNEL, tf.getBackend()) !== undefined) return this.applyMulti(params, grads, lr, gradScale, bc1, bc2);
+    const fused = this.useFused && tf.getKernel(KERNEL, tf.getBackend()) !== undefined;
     const next = new Map<string, Tensor>();
     for (const [name, p] of params) {
       const g = grads.get(name);

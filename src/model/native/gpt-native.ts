@@ -23,7 +23,7 @@ function resolve(model: GPT, params?: Params | Tensor[]): Params {
 
 /** Dropout settings of one training forward pass: the model's rate, a seed for this step. */
 function dropoutOf(model: GPT, options: ForwardOptions): NativeDropout {
-  return options.training && model.config.dropout > 0 ? { rate: model.config.dropout, seed: options.dropoutSeed ?? 0 } : { rate: 0, seed: 0 };
+  return options.training && model.config.dropout > 0 ? { rate: model.config.dropout, seed: options.dropoutSeed ?? 0 } : NO_DROPOUT;
 }
 
 /** The seed of layer i's masks (the embeddings' mask uses the step's seed itself). */

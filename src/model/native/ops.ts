@@ -29,14 +29,16 @@ function run(kernel: string, inputs: Record<string, Tensor>, attrs: Record<strin
   return (Array.isArray(out) ? out : [out]) as Tensor[];
 }
 
+/** `op` on x [..., k] with the leading dimensions folded into rows ([rows, k] -> [rows, cols]), unfolded after. */
+function onRows(x: Tensor, cols: number, op: (x2: Tensor) => Tensor): Tensor {
+  if (x.rank === 2) return op(x);
+  const y = op(tf.reshape(x, [-1, x.shape[x.rank - 1]!]));
+  return tf.reshape(y, [...x.shape.slice(0, -1), cols]);
+}
+
 /** a · b for a [..., m, k] and b [k, n] or [..., k, n] (same batch dims). */
 export function matMul(a: Tensor, b: Tensor): Tensor {
-  if (b.rank === 2 && a.rank > 2) {
-    const lead = a.shape.slice(0, -1);
-    const k = a.shape[a.rank - 1]!;
-    const y = tf.matMul(tf.reshape(a, [-1, k]) as tf.Tensor2D, b as tf.Tensor2D);
-    return tf.reshape(y, [...lead, b.shape[1]!]);
-  }
+  if (b.rank === 2 && a.rank > 2) return onRows(a, b.shape[1]!, (a2) => tf.matMul(a2 as tf.Tensor2D, b as tf.Tensor2D));
   return tf.matMul(a, b);
 }
 
@@ -67,22 +69,12 @@ const linearGeluOp = customGrad((x: Tensor, w: Tensor, save: tf.GradSaveFunc) =>
  */
 export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   if (bias || weight.rank !== 2) return gelu(linear(x, weight, bias));
-  const k = x.shape[x.rank - 1]!;
-  const y = linearGeluOp(x.rank === 2 ? x : tf.reshape(x, [-1, k]), weight);
-  return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[1]!]);
+  return onRows(x, weight.shape[1]!, (x2) => linearGeluOp(x2, weight));
 }
 
 /** x · W (+ bias), W stored [in, out]. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
-  let y: Tensor;
-  if (weight.rank === 2) {
-    const k = x.shape[x.rank - 1]!;
-    const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, k]);
-    y = linear2dOp(x2, weight);
-    if (x.rank !== 2) y = tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[1]!]);
-  } else {
-    y = matMul(x, weight);
-  }
+  const y = weight.rank === 2 ? onRows(x, weight.shape[1]!, (x2) => linear2dOp(x2, weight)) : matMul(x, weight);
   return bias ? tf.add(y, bias) : y;
 }
 
