@@ -198,7 +198,7 @@ export function buildProgram(): Command {
     .command('ask')
     .description('ask one question and print the answer')
     .argument('<question...>')
-    .option('--json', 'print {answer, sources, model} as JSON')
+    .option('--json', 'print {answer, direct, sources, model} as JSON')
     .action(async (words: string[], opts: { json?: boolean }) => {
       await withRuntime(program, {}, async (runtime) => {
         const channel = new WebReplyChannel(() => {});
@@ -221,7 +221,7 @@ export function buildProgram(): Command {
         const reply = channel.latest;
         if (opts.json) {
           process.stdout.write(
-            `${JSON.stringify({ answer: reply?.text ?? '', sources: reply?.sources ?? [], model: runtime.bot.serving.model.name, answerId: result.answerId ?? null })}\n`,
+            `${JSON.stringify({ answer: reply?.text ?? '', direct: reply?.direct ?? '', sources: reply?.sources ?? [], model: runtime.bot.serving.model.name, answerId: result.answerId ?? null })}\n`,
           );
         } else {
           process.stdout.write(`${reply?.text ?? ''}\n`);

@@ -11,12 +11,13 @@ export interface AnswerRequest {
 
 /**
  * What an answerer emits, in order: the passages it will use (at most once), tokens as they are
- * produced, then `done` with the exact prompt it used (kept in the answer record for training).
+ * produced, then `done` with the exact prompt it used (kept in the answer record for training) and,
+ * when the answerer can tell it, the direct answer alone (`direct`: '' when it does not know).
  */
 export type AnswerEvent =
   | { type: 'sources'; sources: Source[] }
   | { type: 'token'; text: string }
-  | { type: 'done'; prompt: string };
+  | { type: 'done'; prompt: string; direct?: string };
 
 /** Turns a question into a streamed answer. Implemented by rag/model layers; the Bot only sees this. */
 export interface Answerer {

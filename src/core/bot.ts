@@ -237,13 +237,17 @@ export class Bot {
       let text = '';
       let sources: Source[] = [];
       let prompt = '';
+      let direct: string | undefined;
       const user = { platform: msg.platform, id: msg.user.id, ...(msg.user.name ? { name: msg.user.name } : {}) };
       for await (const event of answerer.answer({ question: msg.text.trim(), history, user, channel: msg.channel, signal })) {
         if (event.type === 'sources') sources = event.sources;
         else if (event.type === 'token') {
           text += event.text;
           if (target.updatable !== false) updater.push({ phase: 'streaming', text, model });
-        } else prompt = event.prompt;
+        } else {
+          prompt = event.prompt;
+          direct = event.direct;
+        }
         if (signal.aborted) break;
       }
       if (signal.aborted) throw signal.reason ?? new Error('cancelled');
@@ -268,7 +272,7 @@ export class Bot {
       const now = Date.now();
       await this.store.appendTurn(conversation, { role: 'user', text: msg.text.trim(), at: now });
       await this.store.appendTurn(conversation, { role: 'assistant', text, at: now });
-      await updater.finish({ phase: 'final', text, sources, answerId: record.id, model });
+      await updater.finish({ phase: 'final', text, sources, ...(direct !== undefined ? { direct } : {}), answerId: record.id, model });
       outcome = sources.length > 0 ? 'answered' : 'no_answer';
     } catch (err) {
       outcome = signal.aborted ? 'cancelled' : 'error';

@@ -54,6 +54,8 @@ export interface ReplyContent {
   phase: ReplyPhase;
   text: string;
   sources?: Source[];
+  /** Set on final answers whose answerer names it: the direct answer alone ('' when the bot does not know). */
+  direct?: string;
   /** Set on final answers: the record that 👍/👎 controls refer to. */
   answerId?: string;
   /** Which model produced it (shown small under answers). */

@@ -38,6 +38,13 @@ export class Bm25Index<T> {
     this.totalLength += terms.length;
   }
 
+  /** Inverse document frequency of a term (as scoring uses it); a term no document has gets the highest. */
+  idf(term: string): number {
+    const n = this.docs.length;
+    const df = this.postings.get(term)?.length ?? 0;
+    return Math.log(1 + (n - df + 0.5) / (df + 0.5));
+  }
+
   /** The k best documents for the query; `accept`, when given, keeps only the documents it approves. */
   search(query: string, k: number, accept?: (doc: T) => boolean): Bm25Hit<T>[] {
     return [...this.scoreAll(query, accept)]

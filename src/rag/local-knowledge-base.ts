@@ -136,6 +136,9 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     return this.index.size;
   }
 
+  /** How much a search term says about a passage: its BM25 idf over this knowledge base. */
+  readonly termWeight = (term: string): number => this.index.idf(term);
+
   /** The encoder the dense side uses, if any. */
   get embeddings(): LocalEmbeddings | undefined {
     return this.dense?.embeddings;

@@ -161,6 +161,7 @@ function updatePayload(content: ReplyContent) {
     phase: content.phase,
     text: content.text,
     ...(content.sources ? { sources: content.sources } : {}),
+    ...(content.direct !== undefined ? { direct: content.direct } : {}),
     ...(content.answerId ? { answerId: content.answerId } : {}),
     ...(content.model ? { model: content.model.name, modelKind: content.model.kind } : {}),
   };
@@ -170,6 +171,7 @@ function chatResponse(result: HandleResult, latest: ReplyContent | undefined) {
   return {
     answerId: result.answerId ?? null,
     answer: latest?.text ?? '',
+    direct: latest?.direct ?? '',
     sources: latest?.sources ?? [],
     model: latest?.model?.name ?? null,
     modelVersion: latest?.model?.version ?? null,

@@ -28,6 +28,8 @@ export interface QaQuestion {
   /** The document the answer is in (for the retrieval hit rate). */
   source?: string;
   split?: string;
+  /** Strings that must all appear in a right answer (the dev sets' rows); `answer` is then a reference sentence. */
+  must_contain?: string[];
 }
 
 /** The part of the knowledge base the evaluation needs (src/core/services.ts KnowledgeBase.search). */

@@ -19,6 +19,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Random } from '../../model/random.ts';
 import type { Passage, SftExample } from './data.ts';
+import { typedValues, type TypedValue } from '../../rag/typed-values.ts';
 
 export type GeneratedKind = 'fact' | 'table' | 'definition' | 'heading';
 
@@ -53,11 +54,6 @@ export interface GenerateQaOptions {
 }
 
 const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
-const MONTHS = 'January|February|March|April|May|June|July|August|September|October|November|December';
-const UNITS_EN =
-  'working days|business days|calendar days|days|day|weeks|week|months|month|years|year|hours|hour|minutes|minute|seconds|employees|people|colleagues|persons|times|nights|members|offices|rooms|laptops|licences|licenses|sessions|steps|levels|kilometres|km|kg|GB|TB|MB';
-const UNITS_ZH = '个工作日|工作日|个月|月|天|日|周|星期|年|小时|分钟|次|人|名|个|份|家|元|公里|层|晚|倍';
-
 interface Entity {
   start: number;
   end: number;
@@ -66,31 +62,34 @@ interface Entity {
   zh: string;
 }
 
-/** Typed values in a sentence, earliest first, non-overlapping. */
-function findEntities(s: string): Entity[] {
-  const found: Entity[] = [];
-  const add = (re: RegExp, en: (m: RegExpExecArray) => string, zh: (m: RegExpExecArray) => string) => {
-    for (const m of s.matchAll(re)) {
-      const start = m.index!;
-      const end = start + m[0].length;
-      if (found.some((f) => start < f.end && end > f.start)) continue;
-      found.push({ start, end, text: m[0].trim(), en: en(m as RegExpExecArray), zh: zh(m as RegExpExecArray) });
+const ZH_COUNT_WORD = /^(个月|天|周|年|小时|分钟|次|人|名|个|份|家|层|晚|倍|个工作日|工作日)$/;
+
+/** The question words that ask for a typed value, in English and Chinese. */
+function questionWords(v: TypedValue): { en: string; zh: string } {
+  switch (v.kind) {
+    case 'money':
+      return { en: 'how much', zh: '多少钱' };
+    case 'percent':
+      return { en: 'what percentage', zh: '百分之多少' };
+    case 'time':
+      return { en: 'what time', zh: '几点' };
+    case 'date':
+      return { en: 'what date', zh: '哪一天' };
+    case 'weekday':
+      return { en: 'which day', zh: '哪天' };
+    case 'year':
+      return { en: 'what year', zh: '哪一年' };
+    case 'count': {
+      const unit = v.unit ?? '';
+      const en = /[\u3400-\u9fff]/.test(unit) ? 'how many' : `how many ${unit.replace(/^(day|week|month|year|hour|minute|second)$/, '$1s')}`;
+      return { en, zh: ZH_COUNT_WORD.test(unit) ? `几${unit}` : '多少' };
     }
-  };
-  add(/(?:[€$£¥]|EUR ?|USD ?|RMB ?|CNY ?)\d[\d,.]*(?: ?(?:million|billion|thousand|k|万))?(?: ?(?:per|a|\/) ?(?:month|year|day|night|person|week))?|\d[\d,.]*(?: ?(?:million|billion))? ?(?:euros?|dollars|元|块钱)/gu, () => 'how much', () => '多少钱');
-  add(/\d+(?:\.\d+)? ?%/g, () => 'what percentage', () => '百分之多少');
-  add(/\b\d{1,2}:\d{2}\b/g, () => 'what time', () => '几点');
-  add(new RegExp(`\\b\\d{1,2} (?:${MONTHS})(?: \\d{4})?\\b|\\b(?:${MONTHS}) \\d{1,2}(?:, \\d{4})?\\b`, 'g'), () => 'what date', () => '哪一天');
-  add(/(?:\d{4} ?年 ?)?\d{1,2} ?月 ?\d{1,2} ?[日号]/g, () => 'what date', () => '哪一天');
-  add(new RegExp(`\\b\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_EN})\\b`, 'g'), (m) => `how many ${m[0].replace(/^[\d,.–-]+ ?/, '').replace(/^(day|week|month|year|hour|minute|second)$/, '$1s')}`, () => '多少');
-  add(new RegExp(`\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_ZH})`, 'g'), () => 'how many', (m) => {
-    const unit = m[0].replace(/^[\d,.–-]+ ?/, '');
-    return /^(个月|天|周|年|小时|分钟|次|人|名|个|份|家|层|晚|倍|个工作日|工作日)$/.test(unit) ? `几${unit.replace(/^个(?!月|工)/, '个')}` : '多少';
-  });
-  add(/(?<![A-Z][a-z]+ )\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b(?!["”])/g, () => 'which day', () => '哪天');
-  add(/星期[一二三四五六日天]|周[一二三四五六日]/g, () => 'which day', () => '哪天');
-  add(/\b(?:19|20)\d{2}\b/g, () => 'what year', () => '哪一年');
-  return found.sort((a, b) => a.start - b.start);
+  }
+}
+
+/** Typed values in a sentence, earliest first, non-overlapping, with the words that ask for them. */
+function findEntities(s: string): Entity[] {
+  return typedValues(s).map((v) => ({ start: v.start, end: v.end, text: v.text, ...questionWords(v) }));
 }
 
 /** Markdown inline syntax removed: bold, italics, code, links. */

@@ -1,0 +1,236 @@
+/**
+ * Candidate answers proposed from the retrieved passages, before any model looks at them:
+ *
+ * 1. the passages are cut into answer units — sentences, list items, and table rows read with
+ *    their header ("Years of service: 5–9 years; Annual leave: 27 days"), markdown removed;
+ * 2. each unit is scored against the question: the idf-weighted share of the question's terms it
+ *    holds (terms of its heading path count half), whether it holds a value of the kind the
+ *    question asks for (question-intent.ts), and the rank of its passage;
+ * 3. each of the best units proposes direct answers: the typed values the question asks for
+ *    ("25 days"), its clauses, and the unit itself.
+ *
+ * `prior` is this rule-based score. The answerer adds the model's score (answer-selection.ts): the
+ * model chooses among the candidates, the rules only propose them.
+ */
+import type { Source } from '../core/index.ts';
+import { questionIntent, type QuestionIntent } from './question-intent.ts';
+import { searchTerms } from './search-terms.ts';
+import { isChinese } from './text-features.ts';
+import { typedValues, type TypedValue } from './typed-values.ts';
+
+export interface AnswerUnit {
+  /** Index of the passage (0-based) the unit comes from: cited as [passage + 1]. */
+  passage: number;
+  /** Plain text: no markdown emphasis, list markers, table bars or heading marks. */
+  text: string;
+  /** Idf-weighted share of the question's terms in the unit (heading terms count half), 0..1. */
+  match: number;
+  /** The unit holds a value of a kind the question asks for. */
+  typed: boolean;
+  /** Rule score: match, type, passage rank. */
+  score: number;
+}
+
+export interface AnswerCandidate {
+  /** The direct answer: a value, a clause or the whole unit. */
+  text: string;
+  unit: AnswerUnit;
+  kind: 'value' | 'clause' | 'unit';
+  /** Rule score (the unit's score plus how well this span fits what the question asks). */
+  prior: number;
+}
+
+/** How much a term is worth: inverse document frequency in the knowledge base (1 when unknown). */
+export type TermWeight = (term: string) => number;
+
+/** Markdown inline syntax removed: links, emphasis, code, HTML tags. */
+export function plainText(s: string): string {
+  return s
+    .replace(/!\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/\[([^\]]+)\]\([^)]*\)/g, '$1')
+    .replace(/<[^>]+>/g, ' ')
+    .replace(/\*\*([^*]+)\*\*/g, '$1')
+    .replace(/__([^_]+)__/g, '$1')
+    .replace(/(?<![\w*])\*([^*\n]+)\*(?![\w*])/g, '$1')
+    .replace(/`([^`]+)`/g, '$1')
+    .replace(/\*\*|__/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+function tableCells(line: string): string[] | undefined {
+  const t = line.trim();
+  if (!t.startsWith('|')) return undefined;
+  return t
+    .replace(/^\||\|$/g, '')
+    .split('|')
+    .map((c) => plainText(c.trim()));
+}
+
+const SENTENCE_SPLIT = /(?<=[.!?。！？；;])\s*(?=\S)/u;
+
+/** A passage's units in reading order: sentences, list items, table rows with their header. */
+export function answerUnits(text: string): string[] {
+  const out: string[] = [];
+  const lines = text.split(/\r?\n/);
+  let header: string[] | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const cells = tableCells(line);
+    if (cells) {
+      if (/^\s*\|?\s*:?-{2,}/.test(line)) continue;
+      const isHeader = /^\s*\|?\s*:?-{2,}/.test(lines[i + 1] ?? '');
+      if (isHeader) {
+        header = cells;
+        continue;
+      }
+      const row = cells.map((c, j) => (header?.[j] && c ? `${header[j]}: ${c}` : c)).filter(Boolean);
+      if (row.length) out.push(row.join('; '));
+      continue;
+    }
+    header = undefined;
+    const body = plainText(line.replace(/^\s*(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)/, ''));
+    if (!body) continue;
+    for (const s of body.split(SENTENCE_SPLIT)) if (s.trim().length >= 2) out.push(s.trim());
+  }
+  return out;
+}
+
+/** Clauses of a unit: cut at commas, semicolons, colons and dashes (CJK forms too). */
+function clauses(unit: string): string[] {
+  return unit
+    .split(/(?<=[,;:，；：])\s*|\s+[—–]\s+/u)
+    .map((c) => c.replace(/[,;:，；：。.]+$/u, '').trim())
+    .filter((c) => c.length >= 2);
+}
+
+function termSet(text: string): Set<string> {
+  return new Set(searchTerms(text));
+}
+
+/** Idf-weighted share of `query` terms found in `own` (and, at half weight, in `heading`). */
+function weightedMatch(query: string[], own: Set<string>, heading: Set<string>, weight: TermWeight): number {
+  let total = 0;
+  let found = 0;
+  for (const t of query) {
+    const w = weight(t);
+    total += w;
+    if (own.has(t)) found += w;
+    else if (heading.has(t)) found += w / 2;
+  }
+  return total > 0 ? found / total : 0;
+}
+
+/** Similarity of the question to each unit (the trained encoder's cosine), when an encoder is trained. */
+export type UnitSimilarity = (question: string, units: string[]) => number[];
+
+export interface ProposeOptions {
+  /** Term weights (default 1 for every term). */
+  weight?: TermWeight;
+  similarity?: UnitSimilarity;
+  /** Units per question that propose candidates (default 4). */
+  units?: number;
+}
+
+/** Characters too common in Chinese questions to say anything about a sentence. */
+const COMMON_HAN = new Set([...'的了是在我你他她它们吗呢吧啊么什怎多少几个有没不能可以要会就都也和与或及对把被给让从到上下中这那哪谁']);
+
+/** Share of the question's Han characters (common ones left out) in the unit: Chinese paraphrases keep characters, not words. */
+function hanMatch(question: string, unit: string): number {
+  const q = new Set([...question].filter((c) => /\p{Script=Han}/u.test(c) && !COMMON_HAN.has(c)));
+  if (q.size === 0) return 0;
+  const own = new Set(unit);
+  let n = 0;
+  for (const c of q) if (own.has(c)) n++;
+  return n / q.size;
+}
+
+/** Scores every unit of the passages against the question, best first. */
+export function scoreUnits(
+  question: string,
+  passages: Pick<Source, 'title' | 'text'>[],
+  weight: TermWeight = () => 1,
+  intent = questionIntent(question),
+  similarity?: UnitSimilarity,
+): AnswerUnit[] {
+  const query = [...new Set(searchTerms(question))];
+  const zh = isChinese(question);
+  const units: AnswerUnit[] = [];
+  const texts = passages.map((p) => answerUnits(p.text));
+  const cosines = similarity ? similarity(question, texts.flat()) : undefined;
+  let at = 0;
+  passages.forEach((p, passage) => {
+    const heading = termSet(p.title);
+    for (const text of texts[passage]!) {
+      const lexical = weightedMatch(query, termSet(text), heading, weight);
+      const cos = cosines?.[at++];
+      const match = (zh ? 0.6 * lexical + 0.4 * hanMatch(question, `${p.title} ${text}`) : lexical) * (cos === undefined ? 1 : 0.6) + (cos === undefined ? 0 : 0.4 * Math.max(0, cos));
+      const fit = Math.max(0, ...typedValues(text).map((v) => fits(v, intent)));
+      const typed = fit > 0;
+      // The passage's rank says what retrieval thought of its whole context; a little of it breaks ties.
+      const score = match + 0.125 * fit - 0.04 * passage;
+      units.push({ passage, text, match, typed, score });
+    }
+  });
+  return units.sort((a, b) => b.score - a.score);
+}
+
+/** How well a value answers the intent: 2 when its kind and unit are asked for, 1 for the kind alone, 0 not at all. */
+function fits(v: TypedValue, intent: QuestionIntent): number {
+  if (!intent.kinds.includes(v.kind)) return 0;
+  if (v.kind !== 'count' || intent.units.length === 0) return intent.kinds[0] === v.kind ? 2 : 1;
+  const unit = (v.unit ?? '').replace(/^(?:working|business|calendar) /, '').replace(/s$/, '');
+  return intent.units.some((u) => unit === u || unit.endsWith(u) || u.endsWith(unit)) ? 2 : 0.5;
+}
+
+/**
+ * How close a value sits to the question's words in its unit (1 when adjacent, towards 0 far
+ * away): "employees pay 4%, the company adds 8%" — "what do I pay" wants the value next to "pay".
+ */
+function nearness(text: string, v: TypedValue, query: string[]): number {
+  const lower = text.normalize('NFKC').toLowerCase();
+  let best = 0;
+  for (const t of query) {
+    for (let at = lower.indexOf(t); at >= 0; at = lower.indexOf(t, at + 1)) {
+      const gap = at >= v.end ? at - v.end : v.start >= at + t.length ? v.start - (at + t.length) : 0;
+      best = Math.max(best, 1 / (1 + gap / 12));
+    }
+  }
+  return best;
+}
+
+/** Candidate direct answers, best prior first. */
+export function proposeCandidates(question: string, passages: Pick<Source, 'title' | 'text'>[], options: ProposeOptions = {}): AnswerCandidate[] {
+  const intent = questionIntent(question);
+  const units = scoreUnits(question, passages, options.weight, intent, options.similarity).slice(0, options.units ?? 4);
+  const asked = question.normalize('NFKC').toLowerCase();
+  const zh = isChinese(question);
+  const out: AnswerCandidate[] = [];
+  const seen = new Set<string>();
+  const push = (c: AnswerCandidate) => {
+    const key = c.text.toLowerCase();
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push(c);
+  };
+  const query = [...new Set(searchTerms(question))];
+  for (const unit of units) {
+    for (const v of typedValues(unit.text)) {
+      const fit = fits(v, intent);
+      // A value the question itself states ("I have worked here 5 years") is not its answer.
+      if (fit === 0 || asked.includes(v.text.toLowerCase())) continue;
+      push({ text: v.text, unit, kind: 'value', prior: unit.score + 0.1 * fit + 0.1 * nearness(unit.text, v, query) });
+    }
+    const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;
+    const parts = clauses(unit.text);
+    if (parts.length > 1) {
+      for (const c of parts) {
+        const m = weightedMatch(query, termSet(c), new Set(), options.weight ?? (() => 1));
+        // A clause alone is a good direct answer when it carries the unit's match; the unit stays the fallback.
+        push({ text: c, unit, kind: 'clause', prior: unit.score - 0.15 + 0.15 * m });
+      }
+    }
+    push({ text: unit.text, unit, kind: 'unit', prior: unit.score - (words > 30 ? 0.1 : 0) });
+  }
+  return out.sort((a, b) => b.prior - a.prior);
+}

@@ -1,0 +1,142 @@
+/**
+ * The answer users see: the direct answer first (a value, a clause or one sentence, in the
+ * passages' words), then the sentence that supports it, quoted with its [n] citation; the sources
+ * follow in every platform's own layout.
+ *
+ *   retrieve -> answerability gate -> candidates proposed by rules (answer-candidates.ts)
+ *            -> the model scores each candidate (CandidateScorer) -> the best one, composed
+ *
+ * The model decides: each candidate's score is its rule prior plus `modelWeight` times the
+ * model's own score for it (the mean log-probability of the candidate as the answer to the
+ * question, given the passages, as SFT trained it). Fine-tuning, DPO/KTO and PPO change that
+ * probability, so the 👍/👎 loop moves which candidate is chosen. Every word of the answer is a
+ * verbatim piece of a retrieved passage: the answer never says what the passages do not.
+ */
+import type { AnswerEvent, AnswerRequest, Answerer, ConversationTurn, ModelInfo, Source } from '../core/index.ts';
+import { dontKnow } from './answer-chain.ts';
+import { proposeCandidates, type AnswerCandidate, type TermWeight, type UnitSimilarity } from './answer-candidates.ts';
+import { coverage, DEFAULT_ANSWERABILITY, isAnswerable, type AnswerabilityRule } from './answerability.ts';
+import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
+import type { MetadataFilter } from './metadata.ts';
+import { cosine } from './bag-encoder.ts';
+import { isChinese } from './text-features.ts';
+
+/** The model's view of the candidates: higher means the model finds it the likelier answer. */
+export interface CandidateScorer {
+  /** Shown under answers and stored with each answer record. */
+  readonly model: ModelInfo;
+  score(input: { question: string; history: ConversationTurn[]; passages: Source[]; answers: string[]; signal?: AbortSignal }): Promise<number[]>;
+  /** The prompt the scores were computed for, as stored in the answer record (votes become training data). */
+  prompt(input: { question: string; history: ConversationTurn[]; passages: Source[] }): string;
+}
+
+/** What the answerer needs of a knowledge base: hybrid retrieval with each retriever's signals, and term weights. */
+export interface CandidateKnowledgeBase {
+  retrieve(query: string, k: number, options?: SearchOptions): Promise<RetrievedPassage[]>;
+  readonly embeddings?: { embedText(text: string): number[] } | undefined;
+  termWeight?: TermWeight;
+}
+
+/** The encoder's cosine between the question and each unit (a bag-of-features encoder: cheap per sentence). */
+function encoderSimilarity(embeddings: { embedText(text: string): number[] }): UnitSimilarity {
+  return (question, units) => {
+    const q = embeddings.embedText(question);
+    return units.map((u) => cosine(q, embeddings.embedText(u)));
+  };
+}
+
+export interface CandidateAnswererOptions {
+  kb: CandidateKnowledgeBase;
+  /** The model that chooses; without one the rule prior alone chooses (model: retrieval-only). */
+  scorer?: CandidateScorer;
+  /** Passages retrieved (default 4). */
+  passages?: number;
+  /** Weight of the model's score against the rule prior (default: MODEL_WEIGHT). */
+  modelWeight?: number;
+  /** Candidates the model scores (default 12): the best by prior. */
+  candidates?: number;
+  answerability?: AnswerabilityRule;
+  filterFor?: (request: AnswerRequest) => MetadataFilter | undefined;
+  /** Score units by the encoder's similarity too (default true when an encoder is trained). */
+  unitSimilarity?: boolean;
+}
+
+/** Measured on the dev questions (docs/fine-tuning.md, "Choosing the answer"). */
+export const MODEL_WEIGHT = 0.05;
+
+export interface ChosenAnswer {
+  direct: string;
+  /** The supporting unit and the passage number it is cited by (1-based). */
+  support: string;
+  citation: number;
+  candidate: AnswerCandidate;
+}
+
+/** "25 days [1]" then the quoted supporting sentence, unless the direct answer is that sentence. */
+export function composeAnswer(chosen: Pick<ChosenAnswer, 'direct' | 'support' | 'citation'>): string {
+  const cite = `[${chosen.citation}]`;
+  if (chosen.direct === chosen.support) return `${chosen.direct} ${cite}`;
+  return `${chosen.direct}\n\n> ${chosen.support} ${cite}`;
+}
+
+export class CandidateAnswerer implements Answerer {
+  constructor(private readonly options: CandidateAnswererOptions) {}
+
+  get model(): ModelInfo {
+    if (this.options.scorer) return this.options.scorer.model;
+    const how = this.options.kb.embeddings ? 'hybrid BM25 + trained embeddings' : 'BM25';
+    return { name: `retrieval-only (${how})`, version: 'none', kind: 'retrieval-only' };
+  }
+
+  async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
+    const filter = this.options.filterFor?.(request);
+    const hits = await this.options.kb.retrieve(request.question, this.options.passages ?? 4, filter ? { filter } : {});
+    const rule = this.options.answerability ?? (this.options.kb.embeddings ? DEFAULT_ANSWERABILITY.withEncoder : DEFAULT_ANSWERABILITY.keywordsOnly);
+    const top = hits[0];
+    const answerable = top !== undefined && isAnswerable({ coverage: coverage(request.question, top), ...(top.cosine !== undefined ? { cosine: top.cosine } : {}) }, rule);
+    const sources: Source[] = answerable ? hits.map(({ source, title, text, score }) => ({ source, title, text, score })) : [];
+    const chosen = answerable ? await this.choose(request, sources) : undefined;
+    yield { type: 'sources', sources: chosen ? sources : [] };
+    if (!chosen) {
+      yield { type: 'token', text: dontKnow(request.question) };
+      yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };
+      return;
+    }
+    yield { type: 'token', text: composeAnswer(chosen) };
+    const prompt = this.options.scorer?.prompt({ question: request.question, history: request.history, passages: sources }) ?? `retrieval-only: ${request.question}`;
+    yield { type: 'done', prompt, direct: chosen.direct };
+  }
+
+  /** The best candidate by prior + model score; undefined when the passages propose none. */
+  async choose(request: Pick<AnswerRequest, 'question' | 'history' | 'signal'>, passages: Source[]): Promise<ChosenAnswer | undefined> {
+    const { termWeight, embeddings } = this.options.kb;
+    const all = proposeCandidates(request.question, passages, {
+      ...(termWeight ? { weight: termWeight } : {}),
+      ...(embeddings && this.options.unitSimilarity !== false ? { similarity: encoderSimilarity(embeddings) } : {}),
+    });
+    const pool = all.slice(0, this.options.candidates ?? 12);
+    if (pool.length === 0) return undefined;
+    let scores = pool.map((c) => c.prior);
+    if (this.options.scorer) {
+      const model = await this.options.scorer.score({
+        question: request.question,
+        history: request.history,
+        passages,
+        answers: pool.map((c) => c.text),
+        ...(request.signal ? { signal: request.signal } : {}),
+      });
+      const w = this.options.modelWeight ?? MODEL_WEIGHT;
+      scores = scores.map((s, i) => s + w * model[i]!);
+    }
+    let best = 0;
+    for (let i = 1; i < pool.length; i++) if (scores[i]! > scores[best]!) best = i;
+    const candidate = pool[best]!;
+    return { direct: tidy(candidate.text, isChinese(request.question)), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
+  }
+}
+
+/** A direct answer reads as a phrase: no trailing colon or comma, a sentence keeps its full stop. */
+function tidy(text: string, zh: boolean): string {
+  const t = text.replace(/[,;:，；：\s]+$/u, '').trim();
+  return zh ? t : t.charAt(0).toUpperCase() + t.slice(1);
+}

@@ -1,0 +1,88 @@
+/**
+ * What kind of answer a question asks for: "how many days" wants a count of days, "when" a date
+ * or a weekday, "多少钱" an amount of money, "can I …" a yes or no with its reason. The answerer
+ * uses it to propose typed values as direct answers and to prefer sentences that hold one.
+ * Rules, not a model: the model then chooses among the candidates (answer-candidates.ts).
+ */
+import type { ValueKind } from './typed-values.ts';
+
+export interface QuestionIntent {
+  /** Value kinds that answer the question, most likely first (empty: a phrase or sentence answers it). */
+  kinds: ValueKind[];
+  /** Units the question names ("hours", "天"): a count in one of them is the answer. */
+  units: string[];
+  /** Asks for a person, team or way to reach them. */
+  who: boolean;
+  /** A yes/no question: the direct answer is the rule that decides it. */
+  yesNo: boolean;
+}
+
+const TIME_UNITS_EN = ['hours', 'days', 'weeks', 'months', 'years', 'minutes'];
+const UNIT_WORDS_EN: [RegExp, string][] = [
+  [/\bhours?\b/, 'hour'],
+  [/\b(?:days?|business days?|working days?)\b/, 'day'],
+  [/\bweeks?\b/, 'week'],
+  [/\bmonths?\b/, 'month'],
+  [/\byears?\b/, 'year'],
+  [/\bminutes?\b/, 'minute'],
+  [/\b(?:people|persons|employees|colleagues)\b/, 'people'],
+  [/\btimes\b/, 'time'],
+  [/\bnights?\b/, 'night'],
+];
+const UNIT_WORDS_ZH: [RegExp, string][] = [
+  [/(?:几|多少)(?:个)?小时/u, '小时'],
+  [/(?:几|多少)(?:个)?(?:工作日|天|日)/u, '天'],
+  [/(?:几|多少)(?:个)?(?:周|星期)/u, '周'],
+  [/(?:几|多少)个?月/u, '月'],
+  [/(?:几|多少)年/u, '年'],
+  [/(?:几|多少)分钟/u, '分钟'],
+  [/(?:几|多少)(?:个)?(?:人|名)/u, '人'],
+  [/(?:几|多少)次/u, '次'],
+];
+/** A duration asked for without its unit ("how long", "多久"): any unit of time answers it. */
+const DURATION_EN = /\bhow (?:long|fast|quickly|soon|late|early)\b|\bwithin how\b|\bafter how long\b/;
+const DURATION_ZH = /多久|多长时间|多长|多少时间|几天内|多少天内/u;
+const DURATION_UNITS_ZH = ['天', '日', '工作日', '周', '星期', '月', '年', '小时', '分钟'];
+/** Verbs and nouns of money: "how much do I pay", "能报多少", "奖励多少". */
+const MONEY_EN = /\b(?:cost|costs|pay|paid|money|budget|allowance|reimburs\w*|spend|spent|price|fee|fees|worth|salary|per diem|refund\w*|cover\w*|get back|claim|expense\w*|charge\w*|bonus|stipend|subsidy|compensat\w*)\b/;
+const MONEY_ZH = /钱|元|费|补贴|报销|能报|可报|报多少|付多少|交多少|花多少|拿多少|赔|补偿|奖励|工资|薪|津贴|标准/u;
+/** "What is the limit / maximum / budget …": an amount, a count or a share. */
+const AMOUNT_NOUN_EN = /\b(?:limit|maximum|max|minimum|cap|budget|allowance|amount|rate|threshold|ceiling)\b/;
+
+export function questionIntent(question: string): QuestionIntent {
+  const q = question.normalize('NFKC').toLowerCase();
+  const kinds: ValueKind[] = [];
+  const units: string[] = [];
+  const add = (...k: ValueKind[]) => {
+    for (const x of k) if (!kinds.includes(x)) kinds.push(x);
+  };
+  // English.
+  if (/\bwhat (?:percentage|percent|share|portion|fraction)\b|\bhow much (?:of|percent)\b|%/.test(q)) add('percent');
+  const howMuch = /\bhow much\b/.test(q);
+  if (howMuch && !/\bhow much (?:time|leave|vacation|notice|holiday)\b/.test(q) && (MONEY_EN.test(q) || /\bhow much (?:money|cash)\b/.test(q))) add('money', 'percent');
+  if (/\bhow (?:many|long)\b|\bhow much (?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q)) add('count');
+  if (/\bhow much\b/.test(q)) add('money', 'percent');
+  if (/\bwhat time\b|\bby when\b|\bwhat hours?\b|\bopening hours\b|\bwhen does\b.*\b(?:open|close|start|end)\b/.test(q)) add('time');
+  if (/\bwhen\b|\bwhat date\b|\bwhich date\b|\bdeadline\b|\bby what date\b|\bwhat day\b/.test(q)) add('date', 'weekday', 'time', 'year');
+  if (/\bwhich day\b|\bwhat day of the week\b/.test(q)) add('weekday');
+  if (/\bwhat year\b|\bwhich year\b|\bsince when\b|\bfounded\b/.test(q)) add('year', 'date');
+  if (DURATION_EN.test(q) || /\bhow much (?:time|leave|vacation|notice|holiday)\b/.test(q)) for (const u of TIME_UNITS_EN) units.push(u.replace(/s$/, ''));
+  if (kinds.length === 0 && /^(?:what|which)\b|\bwhat(?:'s| is| are)\b/.test(q) && AMOUNT_NOUN_EN.test(q)) add(MONEY_EN.test(q) || /\bspending|card\b/.test(q) ? 'money' : 'count', 'money', 'percent', 'count');
+  for (const [re, unit] of UNIT_WORDS_EN) if (/\bhow (?:many|much|long)\b/.test(q) && re.test(q) && !units.includes(unit)) units.unshift(unit);
+  // Chinese.
+  if (/多少|几块|几千|几万/u.test(q) && MONEY_ZH.test(q)) add('money', 'percent');
+  if (/百分之|比例|几成|多少比例|打几折/u.test(q)) add('percent');
+  if (/多少|几[个天周月年次人名小分日]/u.test(q) || DURATION_ZH.test(q)) add('count');
+  if (DURATION_ZH.test(q)) for (const u of DURATION_UNITS_ZH) if (!units.includes(u)) units.push(u);
+  if (/几点|什么时间|几时/u.test(q)) add('time');
+  if (/什么时候|何时|哪天|哪一天|几号|截止|日期/u.test(q)) add('date', 'weekday', 'time');
+  if (/星期几|周几/u.test(q)) add('weekday');
+  if (/哪一?年/u.test(q)) add('year');
+  for (const [re, unit] of UNIT_WORDS_ZH) if (re.test(q) && !units.includes(unit)) units.push(unit);
+  const who = /\bwho\b|\bwhom\b|\bcontact\b|\breach out\b|\bwhich team\b|\bask\b.*\bwho\b|找谁|联系谁|谁|哪个部门|找哪/u.test(q);
+  const yesNo =
+    kinds.length === 0 &&
+    !who &&
+    (/^(?:can|could|may|am|is|are|do|does|did|should|will|would|have|has|must)\b/.test(q.trim()) || /吗[？?]?$|能不能|可不可以|是不是|是否|有没有|可以.*吗/u.test(q));
+  return { kinds, units, who, yesNo };
+}
