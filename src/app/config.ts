@@ -53,8 +53,8 @@ export const CONFIG_KEYS = {
   TEAMLLM_MEMORY_TURNS: { schema: int(0, 200), help: 'conversation turns remembered per thread; default 8' },
   TEAMLLM_MEMORY_CHARS: { schema: int(0, 1_000_000), help: 'characters of history given to the answerer; default 4000' },
   TEAMLLM_ANSWER_DECODING: {
-    schema: z.enum(['model', 'extractive', 'free']),
-    help: "how the bot's own model decodes answers: model (default: as its fine-tuning meta says, else free), extractive (only verbatim spans of the retrieved passages) or free",
+    schema: z.enum(['candidates', 'model', 'extractive', 'free']),
+    help: "how the bot's own model answers: candidates (default: it chooses among answers proposed from the retrieved passages), or it generates: model (as its fine-tuning meta says), extractive (only verbatim spans of the passages) or free",
   },
   TEAMLLM_CHANNEL_KB: {
     schema: z.string().transform((s, ctx) => {
@@ -120,7 +120,7 @@ export interface Config {
   rateLimit: { perMinute: number; burst: number };
   memory: { maxTurns: number; maxChars: number };
   /** How the bot's own model decodes answers ('model': as its SFT meta says; src/app/answer-settings.ts). */
-  answerDecoding: 'model' | 'extractive' | 'free';
+  answerDecoding: 'candidates' | 'model' | 'extractive' | 'free';
   sampleKnowledgeBase: boolean;
   /** `platform:channel` -> knowledge base name. */
   channelKnowledgeBases: Record<string, string>;
@@ -228,7 +228,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxTurns: (parsed.TEAMLLM_MEMORY_TURNS as number | undefined) ?? 8,
       maxChars: (parsed.TEAMLLM_MEMORY_CHARS as number | undefined) ?? 4000,
     },
-    answerDecoding: (parsed.TEAMLLM_ANSWER_DECODING as 'model' | 'extractive' | 'free' | undefined) ?? 'model',
+    answerDecoding: (parsed.TEAMLLM_ANSWER_DECODING as Config['answerDecoding'] | undefined) ?? 'candidates',
     sampleKnowledgeBase: (parsed.TEAMLLM_SAMPLE_KB as boolean | undefined) ?? true,
     channelKnowledgeBases: (parsed.TEAMLLM_CHANNEL_KB as Record<string, string> | undefined) ?? {},
     ...(parsed.TEAMLLM_BACKEND ? { backend: parsed.TEAMLLM_BACKEND as string } : {}),

@@ -20,6 +20,7 @@ import { Metrics } from './metrics.ts';
 import { RegistryModelService } from './model-service.ts';
 import { loadSampleKnowledgeBase } from './sample-kb.ts';
 import { answerConstraint, answerGeneration, answerSettings, qaPromptMessages } from './answer-settings.ts';
+import { ModelCandidateScorer } from './model-candidate-scorer.ts';
 
 export { PACKAGE_ROOT, SAMPLE_KB_DIR } from './sample-kb.ts';
 
@@ -93,6 +94,10 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     // The project's own model behind LangChain, fed the chat template it was fine-tuned on.
     // Prompted as SFT trained it and the QA evaluation scored it (answer-settings.ts).
     answererFor: (model) => {
+      if (config.answerDecoding === 'candidates') {
+        // The model chooses among answers proposed from the passages (rag/candidate-answerer.ts).
+        return knowledge.answerer({ scorer: new ModelCandidateScorer(model, answerSettings(model)), scope });
+      }
       const settings = answerSettings(model, config.answerDecoding);
       return knowledge.answerer({
         llm: new LocalChatModel({ model, generation: answerGeneration(settings), constrain: answerConstraint(model, settings) }),

@@ -36,6 +36,8 @@ export interface AnswerCandidate {
   text: string;
   unit: AnswerUnit;
   kind: 'value' | 'clause' | 'unit';
+  /** For values: how well its kind and unit fit what the question asks (2 both, 1 kind, 0.5 kind in another unit). */
+  fit?: number;
   /** Rule score (the unit's score plus how well this span fits what the question asks). */
   prior: number;
 }
@@ -161,14 +163,15 @@ export function scoreUnits(
   let at = 0;
   passages.forEach((p, passage) => {
     const heading = termSet(p.title);
-    for (const text of texts[passage]!) {
+    for (const [order, text] of texts[passage]!.entries()) {
       const lexical = weightedMatch(query, termSet(text), heading, weight);
       const cos = cosines?.[at++];
       const match = (zh ? 0.6 * lexical + 0.4 * hanMatch(question, `${p.title} ${text}`) : lexical) * (cos === undefined ? 1 : 0.6) + (cos === undefined ? 0 : 0.4 * Math.max(0, cos));
       const fit = Math.max(0, ...typedValues(text).map((v) => fits(v, intent)));
       const typed = fit > 0;
       // The passage's rank says what retrieval thought of its whole context; a little of it breaks ties.
-      const score = match + 0.125 * fit - 0.04 * passage;
+      // Earlier units win ties: a table's first row and a section's first rule are the general case.
+      const score = match + 0.125 * fit - 0.04 * passage - 0.003 * Math.min(order, 10);
       units.push({ passage, text, match, typed, score });
     }
   });
@@ -219,7 +222,7 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       const fit = fits(v, intent);
       // A value the question itself states ("I have worked here 5 years") is not its answer.
       if (fit === 0 || asked.includes(v.text.toLowerCase())) continue;
-      push({ text: v.text, unit, kind: 'value', prior: unit.score + 0.1 * fit + 0.1 * nearness(unit.text, v, query) });
+      push({ text: v.text, unit, kind: 'value', fit, prior: unit.score + 0.1 * fit + 0.1 * nearness(unit.text, v, query) });
     }
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;
     const parts = clauses(unit.text);
@@ -232,5 +235,8 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
     }
     push({ text: unit.text, unit, kind: 'unit', prior: unit.score - (words > 30 ? 0.1 : 0) });
   }
-  return out.sort((a, b) => b.prior - a.prior);
+  // A value in the unit the question names ("how many days" → "25 days") makes values in other
+  // units ("0–4 years") wrong answers, not weaker ones.
+  const unitFit = out.some((c) => c.kind === 'value' && c.fit === 2);
+  return out.filter((c) => !unitFit || c.kind !== 'value' || c.fit === 2).sort((a, b) => b.prior - a.prior);
 }

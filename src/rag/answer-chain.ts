@@ -133,6 +133,13 @@ export class ChainAnswerer implements Answerer {
     const prompt = this.options.messages
       ? this.options.messages({ question: request.question, history: request.history, passages: formatPassages(used), documents: used.map(documentToSource) })
       : await ANSWER_PROMPT.invoke({ question: request.question, history: formatHistory(request.history), context: formatPassages(used) });
+    // Messages that carry no passages (none fitted the model's context) would let the model answer
+    // from nothing: an answer must come from the passages, so the bot says it does not know.
+    if (Array.isArray(prompt) && !prompt.some((m) => m.getType() === 'system' && m.name === 'context')) {
+      yield { type: 'token', text: dontKnow(request.question) };
+      yield { type: 'done', prompt: `(no passage fitted the model's context) ${request.question}`, direct: '' };
+      return;
+    }
     const stream = await this.generate.stream(prompt, { ...(request.signal ? { signal: request.signal } : {}) });
     for await (const text of stream) if (text) yield { type: 'token', text };
     // Kept in the answer record: what the model saw, so votes can become training data.

@@ -15,7 +15,6 @@
 import type { AnswerEvent, AnswerRequest, Answerer, ConversationTurn, ModelInfo, Source } from '../core/index.ts';
 import { dontKnow } from './answer-chain.ts';
 import { proposeCandidates, type AnswerCandidate, type TermWeight, type UnitSimilarity } from './answer-candidates.ts';
-import { coverage, DEFAULT_ANSWERABILITY, isAnswerable, type AnswerabilityRule } from './answerability.ts';
 import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
 import type { MetadataFilter } from './metadata.ts';
 import { cosine } from './bag-encoder.ts';
@@ -55,7 +54,8 @@ export interface CandidateAnswererOptions {
   modelWeight?: number;
   /** Candidates the model scores (default 12): the best by prior. */
   candidates?: number;
-  answerability?: AnswerabilityRule;
+  /** The "don't know" gate: the chosen sentence's score below this refuses (default MIN_SUPPORT). */
+  minSupport?: number;
   filterFor?: (request: AnswerRequest) => MetadataFilter | undefined;
   /** Score units by the encoder's similarity too (default true when an encoder is trained). */
   unitSimilarity?: boolean;
@@ -63,6 +63,8 @@ export interface CandidateAnswererOptions {
 
 /** Measured on the dev questions (docs/fine-tuning.md, "Choosing the answer"). */
 export const MODEL_WEIGHT = 0.05;
+/** Measured on the dev questions: below it, answers were wrong far more often than right (docs/fine-tuning.md). */
+export const MIN_SUPPORT = 0.3;
 
 export interface ChosenAnswer {
   direct: string;
@@ -75,7 +77,8 @@ export interface ChosenAnswer {
 /** "25 days [1]" then the quoted supporting sentence, unless the direct answer is that sentence. */
 export function composeAnswer(chosen: Pick<ChosenAnswer, 'direct' | 'support' | 'citation'>): string {
   const cite = `[${chosen.citation}]`;
-  if (chosen.direct === chosen.support) return `${chosen.direct} ${cite}`;
+  const bare = (t: string) => t.replace(/[\s,;:.，；：。]+$/u, '').toLowerCase();
+  if (bare(chosen.direct) === bare(chosen.support)) return `${chosen.support.replace(/[,;:，；：]+$/u, '')} ${cite}`;
   return `${chosen.direct}\n\n> ${chosen.support} ${cite}`;
 }
 
@@ -91,13 +94,13 @@ export class CandidateAnswerer implements Answerer {
   async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
     const filter = this.options.filterFor?.(request);
     const hits = await this.options.kb.retrieve(request.question, this.options.passages ?? 4, filter ? { filter } : {});
-    const rule = this.options.answerability ?? (this.options.kb.embeddings ? DEFAULT_ANSWERABILITY.withEncoder : DEFAULT_ANSWERABILITY.keywordsOnly);
-    const top = hits[0];
-    const answerable = top !== undefined && isAnswerable({ coverage: coverage(request.question, top), ...(top.cosine !== undefined ? { cosine: top.cosine } : {}) }, rule);
-    const sources: Source[] = answerable ? hits.map(({ source, title, text, score }) => ({ source, title, text, score })) : [];
-    const chosen = answerable ? await this.choose(request, sources) : undefined;
-    yield { type: 'sources', sources: chosen ? sources : [] };
-    if (!chosen) {
+    const sources: Source[] = hits.map(({ source, title, text, score }) => ({ source, title, text, score }));
+    const chosen = sources.length ? await this.choose(request, sources) : undefined;
+    // The "don't know" gate: a best supporting sentence that matches the question this weakly is
+    // more often the wrong fact than the right one (measured, docs/fine-tuning.md).
+    const confident = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
+    yield { type: 'sources', sources: confident ? sources : [] };
+    if (!confident) {
       yield { type: 'token', text: dontKnow(request.question) };
       yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };
       return;

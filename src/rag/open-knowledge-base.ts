@@ -17,6 +17,7 @@ import type { BaseLanguageModel } from '@langchain/core/language_models/base';
 import type { ChromaClient } from 'chromadb';
 import { silentLogger, type Answerer, type AnswerRequest, type Logger, type ModelInfo } from '../core/index.ts';
 import { ChainAnswerer, type ChainAnswererOptions } from './answer-chain.ts';
+import { CandidateAnswerer, type CandidateScorer } from './candidate-answerer.ts';
 import type { AnswerabilityRule } from './answerability.ts';
 import { chromaClientFor, startChromaServer, type ChromaServer } from './chroma-server.ts';
 import { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
@@ -49,6 +50,8 @@ export interface AnswererOptions {
   answerability?: AnswerabilityRule;
   /** Chat messages instead of the text prompt (CHAT_TEMPLATE_PROMPT for the project's own model). */
   messages?: ChainAnswererOptions['messages'];
+  /** A model that chooses among candidate answers (CandidateAnswerer) instead of generating one. */
+  scorer?: CandidateScorer;
 }
 
 export interface TrainEmbeddingsOptions {
@@ -146,6 +149,12 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
         return (name && open.get(name)) || kb;
       };
       const filterFor = (request: AnswerRequest) => answerOptions.scope?.(request)?.filter;
+      if (answerOptions.scorer) {
+        const { scorer } = answerOptions;
+        return scopedAnswerer(scorer.model, (request) =>
+          new CandidateAnswerer({ kb: kbFor(request), scorer, filterFor, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) }).answer(request),
+        );
+      }
       if (answerOptions.llm) {
         if (!answerOptions.model) throw new Error('answerer({ llm }) also needs { model } to describe it in answer records');
         const { llm, model } = answerOptions;
