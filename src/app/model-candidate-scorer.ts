@@ -6,22 +6,27 @@
  * value just for being long. DPO, KTO and PPO optimise exactly these log-probabilities, which is
  * how votes move the choice.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ConversationTurn, ModelInfo, Source } from '../core/index.ts';
 import type { ChatMessage } from '../model/chat-template.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
 import type { CandidateScorer } from '../rag/candidate-answerer.ts';
+import { parseSelector, type SelectorWeights } from '../rag/answer-selector.ts';
 import { encodeQaPrompt } from '../training/sft/data.ts';
 import { answerLogProbs } from '../training/rlhf/policy.ts';
 import type { AnswerSettings } from './answer-settings.ts';
 
 export class ModelCandidateScorer implements CandidateScorer {
   readonly model: ModelInfo;
+  readonly selector: SelectorWeights | undefined;
 
   constructor(
     private readonly local: LoadedModel,
     private readonly settings: Pick<AnswerSettings, 'maxTokens' | 'maxContextTokens' | 'systemPrompt'>,
   ) {
     this.model = { name: 'teamllm', version: local.info.version, kind: 'language-model' };
+    this.selector = readSelector(local.info.dir);
   }
 
   private promptTokens(input: { question: string; history: ConversationTurn[]; passages: Source[] }): number[] {
@@ -55,5 +60,19 @@ export class ModelCandidateScorer implements CandidateScorer {
 
   prompt(input: { question: string; history: ConversationTurn[]; passages: Source[] }): string {
     return this.local.tokenizer.decode(this.promptTokens(input));
+  }
+}
+
+/** The file a model version keeps its trained answer selector in. */
+export const SELECTOR_FILE = 'answer-selector.json';
+
+/** The selector trained with a model (in its folder), if any; a damaged file is ignored (the default weighs instead). */
+export function readSelector(dir: string): SelectorWeights | undefined {
+  const file = join(dir, SELECTOR_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    return parseSelector(JSON.parse(readFileSync(file, 'utf8')));
+  } catch {
+    return undefined;
   }
 }

@@ -23,8 +23,14 @@ export interface AnswerUnit {
   passage: number;
   /** Plain text: no markdown emphasis, list markers, table bars or heading marks. */
   text: string;
-  /** Idf-weighted share of the question's terms in the unit (heading terms count half), 0..1. */
+  /** How well the unit matches the question, 0..1: `lexical` and `cosine` combined. */
   match: number;
+  /** Idf-weighted share of the question's terms in the unit (heading terms count half; Chinese: characters too). */
+  lexical: number;
+  /** The encoder's cosine between question and unit (0 without an encoder). */
+  cosine: number;
+  /** Position of the unit in its passage, from 0. */
+  order: number;
   /** The unit holds a value of a kind the question asks for. */
   typed: boolean;
   /** Rule score: match, type, passage rank. */
@@ -40,6 +46,28 @@ export interface AnswerCandidate {
   fit?: number;
   /** Rule score (the unit's score plus how well this span fits what the question asks). */
   prior: number;
+  /** What a learned selector weighs (answer-selector.ts); `model` is filled in by the answerer. */
+  features: CandidateFeatures;
+}
+
+export const CANDIDATE_FEATURES = ['prior', 'lexical', 'cosine', 'fit', 'near', 'value', 'clause', 'unit', 'long', 'passage', 'model'] as const;
+export type CandidateFeature = (typeof CANDIDATE_FEATURES)[number];
+export type CandidateFeatures = Record<CandidateFeature, number>;
+
+function featuresOf(unit: AnswerUnit, kind: AnswerCandidate['kind'], prior: number, extra: { fit?: number; near?: number; long?: boolean } = {}): CandidateFeatures {
+  return {
+    prior,
+    lexical: unit.lexical,
+    cosine: unit.cosine,
+    fit: (extra.fit ?? 0) / 2,
+    near: extra.near ?? 0,
+    value: kind === 'value' ? 1 : 0,
+    clause: kind === 'clause' ? 1 : 0,
+    unit: kind === 'unit' ? 1 : 0,
+    long: extra.long ? 1 : 0,
+    passage: unit.passage,
+    model: 0,
+  };
 }
 
 /** How much a term is worth: inverse document frequency in the knowledge base (1 when unknown). */
@@ -164,15 +192,16 @@ export function scoreUnits(
   passages.forEach((p, passage) => {
     const heading = termSet(p.title);
     for (const [order, text] of texts[passage]!.entries()) {
-      const lexical = weightedMatch(query, termSet(text), heading, weight);
+      const words = weightedMatch(query, termSet(text), heading, weight);
+      const lexical = zh ? 0.6 * words + 0.4 * hanMatch(question, `${p.title} ${text}`) : words;
       const cos = cosines?.[at++];
-      const match = (zh ? 0.6 * lexical + 0.4 * hanMatch(question, `${p.title} ${text}`) : lexical) * (cos === undefined ? 1 : 0.6) + (cos === undefined ? 0 : 0.4 * Math.max(0, cos));
+      const match = cos === undefined ? lexical : 0.6 * lexical + 0.4 * Math.max(0, cos);
       const fit = Math.max(0, ...typedValues(text).map((v) => fits(v, intent)));
       const typed = fit > 0;
       // The passage's rank says what retrieval thought of its whole context; a little of it breaks ties.
       // Earlier units win ties: a table's first row and a section's first rule are the general case.
       const score = match + 0.125 * fit - 0.04 * passage - 0.003 * Math.min(order, 10);
-      units.push({ passage, text, match, typed, score });
+      units.push({ passage, text, match, lexical, cosine: Math.max(0, cos ?? 0), order, typed, score });
     }
   });
   return units.sort((a, b) => b.score - a.score);
@@ -222,7 +251,9 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       const fit = fits(v, intent);
       // A value the question itself states ("I have worked here 5 years") is not its answer.
       if (fit === 0 || asked.includes(v.text.toLowerCase())) continue;
-      push({ text: v.text, unit, kind: 'value', fit, prior: unit.score + 0.1 * fit + 0.1 * nearness(unit.text, v, query) });
+      const near = nearness(unit.text, v, query);
+      const prior = unit.score + 0.1 * fit + 0.1 * near;
+      push({ text: v.text, unit, kind: 'value', fit, prior, features: featuresOf(unit, 'value', prior, { fit, near }) });
     }
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;
     const parts = clauses(unit.text);
@@ -230,10 +261,12 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       for (const c of parts) {
         const m = weightedMatch(query, termSet(c), new Set(), options.weight ?? (() => 1));
         // A clause alone is a good direct answer when it carries the unit's match; the unit stays the fallback.
-        push({ text: c, unit, kind: 'clause', prior: unit.score - 0.15 + 0.15 * m });
+        const prior = unit.score - 0.15 + 0.15 * m;
+        push({ text: c, unit, kind: 'clause', prior, features: featuresOf(unit, 'clause', prior) });
       }
     }
-    push({ text: unit.text, unit, kind: 'unit', prior: unit.score - (words > 30 ? 0.1 : 0) });
+    const prior = unit.score - (words > 30 ? 0.1 : 0);
+    push({ text: unit.text, unit, kind: 'unit', prior, features: featuresOf(unit, 'unit', prior, { long: words > 30 }) });
   }
   // A value in the unit the question names ("how many days" → "25 days") makes values in other
   // units ("0–4 years") wrong answers, not weaker ones.

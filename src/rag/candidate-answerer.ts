@@ -6,10 +6,10 @@
  *   retrieve -> answerability gate -> candidates proposed by rules (answer-candidates.ts)
  *            -> the model scores each candidate (CandidateScorer) -> the best one, composed
  *
- * The model decides: each candidate's score is its rule prior plus `modelWeight` times the
- * model's own score for it (the mean log-probability of the candidate as the answer to the
+ * The model decides: a learned selector (answer-selector.ts) weighs each candidate's rule features
+ * and the model's own score for it (the mean log-probability of the candidate as the answer to the
  * question, given the passages, as SFT trained it). Fine-tuning, DPO/KTO and PPO change that
- * probability, so the 👍/👎 loop moves which candidate is chosen. Every word of the answer is a
+ * probability and votes retrain the selector, so the 👍/👎 loop moves which candidate is chosen. Every word of the answer is a
  * verbatim piece of a retrieved passage: the answer never says what the passages do not.
  */
 import type { AnswerEvent, AnswerRequest, Answerer, ConversationTurn, ModelInfo, Source } from '../core/index.ts';
@@ -17,6 +17,7 @@ import { dontKnow } from './answer-chain.ts';
 import { proposeCandidates, type AnswerCandidate, type TermWeight, type UnitSimilarity } from './answer-candidates.ts';
 import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
 import type { MetadataFilter } from './metadata.ts';
+import { DEFAULT_SELECTOR, selectorScore, type SelectorWeights } from './answer-selector.ts';
 import { cosine } from './bag-encoder.ts';
 import { isChinese } from './text-features.ts';
 
@@ -25,6 +26,8 @@ export interface CandidateScorer {
   /** Shown under answers and stored with each answer record. */
   readonly model: ModelInfo;
   score(input: { question: string; history: ConversationTurn[]; passages: Source[]; answers: string[]; signal?: AbortSignal }): Promise<number[]>;
+  /** How its scores and the rules' features are weighed (trained with the model; DEFAULT_SELECTOR when not). */
+  readonly selector?: SelectorWeights;
   /** The prompt the scores were computed for, as stored in the answer record (votes become training data). */
   prompt(input: { question: string; history: ConversationTurn[]; passages: Source[] }): string;
 }
@@ -50,8 +53,8 @@ export interface CandidateAnswererOptions {
   scorer?: CandidateScorer;
   /** Passages retrieved (default 4). */
   passages?: number;
-  /** Weight of the model's score against the rule prior (default: MODEL_WEIGHT). */
-  modelWeight?: number;
+  /** Overrides the scorer's selector (evaluations compare weightings). */
+  selector?: SelectorWeights;
   /** Candidates the model scores (default 12): the best by prior. */
   candidates?: number;
   /** The "don't know" gate: the chosen sentence's score below this refuses (default MIN_SUPPORT). */
@@ -61,8 +64,6 @@ export interface CandidateAnswererOptions {
   unitSimilarity?: boolean;
 }
 
-/** Measured on the dev questions (docs/fine-tuning.md, "Choosing the answer"). */
-export const MODEL_WEIGHT = 0.05;
 /** Measured on the dev questions: below it, answers were wrong far more often than right (docs/fine-tuning.md). */
 export const MIN_SUPPORT = 0.3;
 
@@ -110,17 +111,15 @@ export class CandidateAnswerer implements Answerer {
     yield { type: 'done', prompt, direct: chosen.direct };
   }
 
-  /** The best candidate by prior + model score; undefined when the passages propose none. */
-  async choose(request: Pick<AnswerRequest, 'question' | 'history' | 'signal'>, passages: Source[]): Promise<ChosenAnswer | undefined> {
+  /** The candidates the selector weighs (the best by prior), with the model's feature filled in. */
+  async rank(request: Pick<AnswerRequest, 'question' | 'history' | 'signal'>, passages: Source[]): Promise<AnswerCandidate[]> {
     const { termWeight, embeddings } = this.options.kb;
     const all = proposeCandidates(request.question, passages, {
       ...(termWeight ? { weight: termWeight } : {}),
       ...(embeddings && this.options.unitSimilarity !== false ? { similarity: encoderSimilarity(embeddings) } : {}),
     });
     const pool = all.slice(0, this.options.candidates ?? 12);
-    if (pool.length === 0) return undefined;
-    let scores = pool.map((c) => c.prior);
-    if (this.options.scorer) {
+    if (pool.length && this.options.scorer) {
       const model = await this.options.scorer.score({
         question: request.question,
         history: request.history,
@@ -128,9 +127,19 @@ export class CandidateAnswerer implements Answerer {
         answers: pool.map((c) => c.text),
         ...(request.signal ? { signal: request.signal } : {}),
       });
-      const w = this.options.modelWeight ?? MODEL_WEIGHT;
-      scores = scores.map((s, i) => s + w * model[i]!);
+      // Relative to the model's favourite: the selector weighs how far below it a candidate is.
+      const top = Math.max(...model.filter(Number.isFinite));
+      pool.forEach((c, i) => (c.features.model = Number.isFinite(model[i]!) ? model[i]! - top : -20));
     }
+    return pool;
+  }
+
+  /** The candidate the selector scores best; undefined when the passages propose none. */
+  async choose(request: Pick<AnswerRequest, 'question' | 'history' | 'signal'>, passages: Source[]): Promise<ChosenAnswer | undefined> {
+    const pool = await this.rank(request, passages);
+    if (pool.length === 0) return undefined;
+    const selector = this.options.selector ?? this.options.scorer?.selector ?? DEFAULT_SELECTOR;
+    const scores = pool.map((c) => selectorScore(selector, c.features));
     let best = 0;
     for (let i = 1; i < pool.length; i++) if (scores[i]! > scores[best]!) best = i;
     const candidate = pool[best]!;

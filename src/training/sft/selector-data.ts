@@ -1,0 +1,63 @@
+/**
+ * Training data for the answer selector (rag/answer-selector.ts): questions whose right answer is
+ * known — generated from the knowledge base's own documents (qa-generator.ts), or answers people
+ * voted on — asked through the same retrieval and candidate proposal as the bot, each candidate
+ * labelled right when it holds the known answer.
+ */
+import type { Source } from '../../core/index.ts';
+import { CandidateAnswerer, type CandidateKnowledgeBase, type CandidateScorer } from '../../rag/candidate-answerer.ts';
+import { DEFAULT_SELECTOR, selectorAccuracy, trainSelector, type SelectorGroup, type SelectorWeights } from '../../rag/answer-selector.ts';
+import { answerTokens } from '../eval/qa-eval.ts';
+
+export interface KnownAnswer {
+  question: string;
+  answer: string;
+}
+
+/** A candidate is right when it holds the known answer — or, for a long answer (a sentence), is most of it. */
+export function isRightCandidate(candidate: string, answer: string): boolean {
+  const c = answerTokens(candidate).join(' ');
+  const a = answerTokens(answer).join(' ');
+  if (!c || !a) return false;
+  if (c.includes(a)) return true;
+  return a.length >= 24 && a.includes(c) && c.length >= 0.6 * a.length;
+}
+
+export interface SelectorDataOptions {
+  kb: CandidateKnowledgeBase;
+  scorer?: CandidateScorer;
+  /** Passages per question (as the bot retrieves them; default 4). */
+  passages?: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export async function selectorGroups(items: KnownAnswer[], options: SelectorDataOptions): Promise<SelectorGroup[]> {
+  const answerer = new CandidateAnswerer({ kb: options.kb, ...(options.scorer ? { scorer: options.scorer } : {}) });
+  const groups: SelectorGroup[] = [];
+  for (const [i, item] of items.entries()) {
+    options.signal?.throwIfAborted();
+    const hits = await options.kb.retrieve(item.question, options.passages ?? 4);
+    const passages: Source[] = hits.map(({ source, title, text, score }) => ({ source, title, text, score }));
+    const pool = await answerer.rank({ question: item.question, history: [] }, passages);
+    // The direct answer should be the most specific right candidate ("25 days", not the whole row).
+    const holds = pool.map((c) => isRightCandidate(c.text, item.answer));
+    const shortest = Math.min(...pool.filter((_, j) => holds[j]).map((c) => c.text.length));
+    const right = pool.map((c, j) => holds[j]! && c.text.length <= 1.5 * shortest);
+    if (pool.length > 1) groups.push({ features: pool.map((c) => c.features), right });
+    options.onProgress?.(i + 1, items.length);
+  }
+  return groups;
+}
+
+/**
+ * Trains a selector on `train` and keeps it only if it chooses the right candidate at least as
+ * often as the default weighting on `heldOut` (otherwise the default, with the comparison recorded).
+ */
+export function fitSelector(train: SelectorGroup[], heldOut: SelectorGroup[]): SelectorWeights {
+  const trained = trainSelector(train);
+  const accuracy = selectorAccuracy(trained, heldOut);
+  const baseline = selectorAccuracy(DEFAULT_SELECTOR, heldOut);
+  const record = { questions: train.length, heldOut: heldOut.length, heldOutAccuracy: accuracy, defaultHeldOutAccuracy: baseline };
+  return accuracy >= baseline ? { ...trained, trained: record } : { ...DEFAULT_SELECTOR, trained: { ...record, heldOutAccuracy: baseline } };
+}
