@@ -222,18 +222,16 @@ export class BackgroundQuickstart extends EventEmitter<{ finished: [status: Back
     this.current = { ...rest, ...patch, finishedAt: new Date().toISOString() };
   }
 
-  /** "2/4 pretraining, 45%, about 1 min left" */
+  /** "2/4 pretraining: 45%, about 1 min left in this stage" */
   private where(lang: 'en' | 'zh'): string {
     const { stage, progress } = this.current;
     if (!stage) return '';
     const titles = TITLES[lang];
     const part = progress && progress.part !== stage.name && titles[progress.part] !== titles[stage.name] ? titles[progress.part] ?? progress.part : undefined;
-    const parts = [`${stage.number}/${stage.of} ${titles[stage.name]}${part ? (lang === 'zh' ? `（${part}）` : ` (${part})`) : ''}`];
-    if (progress) {
-      parts.push(`${progress.percent}%`);
-      if (progress.etaSeconds !== undefined) parts.push(eta(progress.etaSeconds, lang));
-    }
-    return parts.join(lang === 'zh' ? '，' : ', ');
+    const name = `${stage.number}/${stage.of} ${titles[stage.name]}${part ? (lang === 'zh' ? `（${part}）` : ` (${part})`) : ''}`;
+    if (!progress) return name;
+    const left = progress.etaSeconds !== undefined ? eta(progress.etaSeconds, lang) : '';
+    return lang === 'zh' ? `${name}：${progress.percent}%${left ? `，本阶段${left}` : ''}` : `${name}: ${progress.percent}%${left ? `, ${left} in this stage` : ''}`;
   }
 
   private describe(lang: 'en' | 'zh'): string {

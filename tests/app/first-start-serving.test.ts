@@ -154,7 +154,7 @@ describe('the first start serves at once', () => {
     expect(during.body.model.kind).toBe('retrieval-only');
     expect(during.body.quickstart).toMatchObject({ state: 'training', stage: { name: 'pretrain', number: 2, of: 4 }, progress: { percent: 45, etaSeconds: 95 } });
     expect(during.body.quickstart!.message).toBe(
-      "the bot's own model is being trained (2/4 pretraining, 45%, about 2 min left); until it is ready, answers are retrieval-only (quoted from the knowledge base)",
+      "the bot's own model is being trained (2/4 pretraining: 45%, about 2 min left in this stage); until it is ready, answers are retrieval-only (quoted from the knowledge base)",
     );
 
     // The web chat: quotes from the handbook (ingested before the server started), and the training line.
@@ -162,10 +162,10 @@ describe('the first start serves at once', () => {
     expect(en).toMatchObject({ modelVersion: 'none', outcome: 'answered' });
     expect(en.sources.some((s) => s.source === 'en/leave-and-holidays.md')).toBe(true);
     expect(en.answer).toContain('25 days');
-    expect(en.answer).toMatch(/\n\n⏳ This bot's own model is being trained \(2\/4 pretraining, 45%, about 2 min left\)\. Until it is ready, answers are quoted from the knowledge base; the model takes over by itself when it is done\.$/);
+    expect(en.answer).toMatch(/\n\n⏳ This bot's own model is being trained \(2\/4 pretraining: 45%, about 2 min left in this stage\)\. Until it is ready, answers are quoted from the knowledge base; the model takes over by itself when it is done\.$/);
     const zh = await ask(serving, '年假有多少天？');
     expect(zh.sources.some((s) => s.source === 'zh/annual-leave-and-holidays.md')).toBe(true);
-    expect(zh.answer).toContain('⏳ 本机器人自己的模型正在训练中（2/4 预训练，45%，约剩 2 分钟）。训练完成前，回答直接摘自知识库；完成后模型会自动接替，无需重启。');
+    expect(zh.answer).toContain('⏳ 本机器人自己的模型正在训练中（2/4 预训练：45%，本阶段约剩 2 分钟）。训练完成前，回答直接摘自知识库；完成后模型会自动接替，无需重启。');
     expect(zh.answer).not.toContain('being trained');
 
     // Platforms can register their callback URLs while the model trains.
@@ -281,8 +281,8 @@ describe('the training line', () => {
     );
     const finished = quickstart.start(async () => ({ name: 'retrieval-only (BM25)', version: 'none', kind: 'retrieval-only' }));
     await reached.promise;
-    expect(quickstart.notice({ question: 'Hi?' })).toContain('(3/4 LoRA fine-tuning (evaluating), 40%, about 30 s left)');
-    expect(quickstart.notice({ question: '你好？' })).toContain('（3/4 LoRA 微调（评估），40%，约剩 30 秒）');
+    expect(quickstart.notice({ question: 'Hi?' })).toContain('(3/4 LoRA fine-tuning (evaluating): 40%, about 30 s left in this stage)');
+    expect(quickstart.notice({ question: '你好？' })).toContain('（3/4 LoRA 微调（评估）：40%，本阶段约剩 30 秒）');
 
     // The line goes after the answer, on its own paragraph; nothing is added once training ended.
     const answerer = withNotice(new ScriptedAnswerer(['You get ', '25 days.']), (r) => quickstart.notice(r));
