@@ -12,13 +12,13 @@
  * runs end to end in quickstart-e2e.test.ts (`npm start`).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackgroundQuickstart, withNotice, type QuickstartRunner } from '../../src/app/background-quickstart.ts';
 import { loadConfig } from '../../src/app/config.ts';
-import type { QuickstartOutcome } from '../../src/app/quickstart.ts';
+import { quickstartNeeded, type QuickstartOutcome } from '../../src/app/quickstart.ts';
 import { startServing, type Serving } from '../../src/app/serve.ts';
 import { silentLogger } from '../../src/core/index.ts';
 import { saveModelFiles } from '../../src/model/model-files.ts';
@@ -257,6 +257,24 @@ describe('the first start serves at once', () => {
     const reply = await ask(serving, 'How many days of annual leave do I get?');
     expect(reply.answer).toContain('25 days');
     expect(reply.answer).not.toContain('⏳');
+  });
+});
+
+describe('later starts', () => {
+  it('count the base the quickstart left serving (SFT did not beat it) as its own: cached for the same inputs, retrained for changed ones', async () => {
+    const config = freshConfig();
+    const registry = new ModelRegistry(config.home);
+    const base = await registry.register(modelDir, { source: 'pretrain' });
+    await registry.promote(base.version);
+    // What the default recipe leaves today: no fine-tuned version, its base serving.
+    mkdirSync(join(config.home, 'quickstart'), { recursive: true });
+    writeFileSync(join(config.home, 'quickstart', 'state.json'), JSON.stringify({ key: 'k1', recipe: 'default', finishedAt: new Date().toISOString(), baseVersion: base.version, seconds: {}, summary: 'model v1 (pretrained here) is serving' }));
+    expect(await quickstartNeeded(config, 'k1')).toMatchObject({ needed: false, reason: expect.stringContaining('cached (v1: SFT did not beat its base)') });
+    expect(await quickstartNeeded(config, 'k2')).toMatchObject({ needed: true, reason: 'the recipe or the documents changed' });
+    // A model the quickstart did not leave serving is never replaced.
+    const other = await registry.register(modelDir, { source: 'import' });
+    await registry.promote(other.version);
+    expect(await quickstartNeeded(config, 'k2')).toMatchObject({ needed: false, reason: 'model v2 is serving (not made by the quickstart)' });
   });
 });
 
