@@ -56,10 +56,11 @@ export async function startServing(config: Config, options: ServeOptions = {}): 
     throw err;
   }
   // A promotion or rollback made with `teamllm model` (another process) reaches this bot here.
-  const follow = setInterval(
-    () => void runtime.models.activate().catch((err: unknown) => runtime.logger.error({ err }, 'could not load the promoted model')),
-    options.followMs ?? 5000,
-  );
+  // Not while the first start trains: its hand-over loads the encoder first, then whatever serves.
+  const follow = setInterval(() => {
+    if (quickstart?.training) return;
+    void runtime.models.activate().catch((err: unknown) => runtime.logger.error({ err }, 'could not load the promoted model'));
+  }, options.followMs ?? 5000);
   follow.unref();
   // The hand-over: the encoder the quickstart trained, then its model (answers in flight finish on retrieval-only).
   void quickstart?.start(async () => {
