@@ -73,7 +73,7 @@ export const CONFIG_KEYS = {
   CHROMA_URL: { schema: url, help: 'Chroma server to use; unset: the bundled local one' },
   TEAMLLM_QUICKSTART: {
     schema: z.enum(['auto', 'off']),
-    help: 'auto: `teamllm serve` first trains the quickstart model when no model is serving and none is cached (docs/quickstart.md); off: never (bring your own model, or retrieval-only); default auto',
+    help: 'auto: when no model is serving and none is cached, `teamllm serve` trains the quickstart model in the background while it already answers retrieval-only, then hands over to it (docs/quickstart.md); off: never (bring your own model, or retrieval-only); default auto',
   },
   TEAMLLM_QUICKSTART_RECIPE: {
     schema: z.string().min(1),

@@ -9,6 +9,8 @@ export interface HttpAppOptions {
   serving: () => ModelInfo;
   /** Routes each enabled adapter contributes, mounted at `/`. */
   routes: Hono[];
+  /** More fields for /healthz (e.g. the first start's training progress). */
+  health?: () => Record<string, unknown>;
 }
 
 /** The one HTTP server: adapters' routes plus /healthz and /metrics. */
@@ -25,7 +27,7 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   });
 
   app.get('/healthz', (c) =>
-    c.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000), model: options.serving() }),
+    c.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000), model: options.serving(), ...options.health?.() }),
   );
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
 

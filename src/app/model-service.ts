@@ -41,6 +41,7 @@ export class RegistryModelService implements ModelService {
   private bot: Bot | undefined;
   /** Loaded weights: LoRA versions are served over their base, so switching among them reloads no base. */
   private readonly served: ServedModels;
+  private activating: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: RegistryModelServiceOptions) {
     this.served = new ServedModels(options.registry, {
@@ -112,7 +113,15 @@ export class RegistryModelService implements ModelService {
    * Makes the Bot serve whatever the registry says serves. Also called periodically by `serve`,
    * so a promotion made from the CLI reaches a running bot.
    */
-  async activate(): Promise<void> {
+  activate(): Promise<void> {
+    // One at a time: `serve` calls this every few seconds, the first start's hand-over and
+    // promotions call it too; two loads of the same version at once would waste a model's memory.
+    const next = this.activating.then(() => this.activateNow());
+    this.activating = next.catch(() => {});
+    return next;
+  }
+
+  private async activateNow(): Promise<void> {
     const serving = await this.options.registry.serving();
     if (serving?.version === this.active?.version) return;
     const previous = this.active;

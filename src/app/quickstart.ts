@@ -303,7 +303,9 @@ export async function quickstartNeeded(config: Config, key: string): Promise<{ n
   if (config.quickstart === 'off') return { needed: false, reason: 'TEAMLLM_QUICKSTART=off' };
   const serving = await new ModelRegistry(config.home).serving();
   const state = await readQuickstartState(config.home);
-  if (serving && serving.version !== state?.modelVersion) return { needed: false, reason: `model ${serving.version} is serving (not made by the quickstart)`, serving };
+  // What the quickstart left serving: its fine-tuned model, or its base when SFT did not beat it.
+  const ours = state?.modelVersion ?? state?.baseVersion;
+  if (serving && serving.version !== ours) return { needed: false, reason: `model ${serving.version} is serving (not made by the quickstart)`, serving };
   if (state?.key === key) return { needed: false, reason: `the quickstart model for these inputs and this recipe is cached (${state.modelVersion ?? `${state.baseVersion}: SFT did not beat its base`})`, ...(serving ? { serving } : {}) };
   return { needed: true, reason: state ? 'the recipe or the documents changed' : serving ? 'retraining' : 'no model is serving yet' };
 }

@@ -13,6 +13,7 @@ import { ChatTrainingService, jobLossChart } from '../training/chat-training-ser
 import { JobRunner } from '../training/jobs/job-runner.ts';
 import { TRAINING_STAGES } from '../training/stages/index.ts';
 import type { Config } from './config.ts';
+import { withNotice } from './background-quickstart.ts';
 import { createHttpApp } from './http-app.ts';
 import { installAutoPromotion } from './job-promotion.ts';
 import { createLogger } from './logger.ts';
@@ -61,6 +62,13 @@ export interface RuntimeOptions {
   startJobs?: boolean;
   /** Job kind -> stage module URL (tests add stand-in stages). */
   stages?: Record<string, string>;
+  /**
+   * A line added to the answers of the retrieval-only fallback while it returns one (while the
+   * first start's quickstart trains the bot's model: src/app/background-quickstart.ts).
+   */
+  fallbackNotice?: (request: AnswerRequest) => string | undefined;
+  /** More fields for the body of GET /healthz (the background quickstart's status). */
+  health?: () => Record<string, unknown>;
 }
 
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
@@ -83,7 +91,8 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
     const name = config.channelKnowledgeBases[`${request.user.platform}:${request.channel}`];
     return name ? { knowledgeBase: name } : undefined;
   };
-  const fallback = options.answerer ?? knowledge.answerer({ scope });
+  const retrievalOnly = options.answerer ?? knowledge.answerer({ scope });
+  const fallback = options.fallbackNotice ? withNotice(retrievalOnly, options.fallbackNotice) : retrievalOnly;
   const jobs = new JobRunner({ store, home: config.home, stages: options.stages ?? TRAINING_STAGES, logger });
   const registry = new ModelRegistry(config.home);
   const models = new RegistryModelService({
@@ -154,7 +163,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
       if (adapter.routes) routes.push(adapter.routes);
     }
   }
-  const http = createHttpApp({ logger, metrics, serving: () => bot.serving.model, routes });
+  const http = createHttpApp({ logger, metrics, serving: () => bot.serving.model, routes, ...(options.health ? { health: options.health } : {}) });
   let closed = false;
   return {
     config,

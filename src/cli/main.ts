@@ -5,7 +5,9 @@ import { terminalQuickstartReporter } from './quickstart-reporter.ts';
 import { createLogger } from '../app/logger.ts';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { createRuntime, startServer, type Runtime, type RuntimeOptions } from '../app/runtime.ts';
+import { createRuntime, type Runtime, type RuntimeOptions } from '../app/runtime.ts';
+import { startServing, type Serving } from '../app/serve.ts';
+import type { BackgroundQuickstart } from '../app/background-quickstart.ts';
 import type { JobRecord } from '../core/index.ts';
 import { ChatTrainingService } from '../training/chat-training-service.ts';
 import { formatDuration, formatJob } from '../training/jobs/job-format.ts';
@@ -130,6 +132,19 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
   }
 }
 
+/** The end of a first start's background training, on the terminal. */
+function announceBackgroundQuickstart(quickstart: BackgroundQuickstart, reporter: { stop(): void }): void {
+  const started = performance.now();
+  quickstart.once('finished', (status) => {
+    reporter.stop();
+    const took = formatDuration((performance.now() - started) / 1000);
+    if (status.state === 'done') process.stderr.write(`\nQuickstart done in ${took}: ${status.summary}. It answers from now on (no restart needed).\n\n`);
+    else if (status.state === 'failed') {
+      process.stderr.write(`\nThe quickstart failed after ${took}: ${status.error}\nThe bot keeps answering with quotes from the knowledge base (/healthz says why); the next start retries, resuming from its checkpoints.\n\n`);
+    }
+  });
+}
+
 export function buildProgram(): Command {
   const program = new Command('teamllm')
     .description("Your company's own language model in its team chat")
@@ -153,23 +168,36 @@ export function buildProgram(): Command {
           ...(opts.host ? { TEAMLLM_HOST: opts.host } : {}),
         },
       });
-      if (config.quickstart === 'auto') await quickstart(config, false);
-      const runtime = await createRuntime(config, { platformAdapters: true, startJobs: true });
-      const server = await startServer(runtime);
+      // The server listens at once; a first start trains the model in the background (src/app/serve.ts).
+      const reporter = terminalQuickstartReporter();
+      let serving: Serving;
+      try {
+        serving = await startServing(config, { reporter, onQuickstart: (q) => announceBackgroundQuickstart(q, reporter) });
+      } catch (err) {
+        if (/TEAMLLM_QUICKSTART_RECIPE/.test((err as Error).message)) throw new CliError((err as Error).message, 2);
+        throw err;
+      }
+      const { runtime, server } = serving;
       runtime.logger.info(
         { url: server.url, adapters: config.adapters, model: runtime.bot.serving.model.name, home: config.home },
         `teamllm is serving: open ${server.url} for the web chat`,
       );
-      process.stderr.write(`\nteamllm is ready: web chat at ${server.url}  (Ctrl+C to stop)\n\n`);
-      // A promotion or rollback made with `teamllm model` (another process) reaches this bot here.
-      const follow = setInterval(() => void runtime.models.activate().catch((err: unknown) => runtime.logger.error({ err }, 'could not load the promoted model')), 5000);
-      follow.unref();
+      process.stderr.write(`\nteamllm is ready: web chat at ${server.url}  (Ctrl+C to stop)\n`);
+      if (serving.quickstart) {
+        process.stderr.write(
+          `\nFirst start: training this bot's own model on the sample handbook in the background (recipe "${serving.quickstart.status.recipe}"; about 3 minutes on 2 quiet cores, once).\n` +
+            `Until it is ready the bot answers with quotes from the knowledge base and says how far the training is (also at ${server.url}/healthz);\n` +
+            `then the trained model takes over, no restart needed. TEAMLLM_QUICKSTART=off skips the training. Ctrl+C stops; the next start resumes.\n\n`,
+        );
+      } else process.stderr.write('\n');
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
         stopping = true;
+        if (serving.quickstart?.training) process.stderr.write('\nStopping the quickstart: saving a checkpoint (the next start resumes)…\n');
         runtime.logger.info({ signal }, 'shutting down: finishing answers in flight');
-        await Promise.all([server.close(), runtime.close()]);
+        reporter.stop();
+        await serving.close();
         process.exit(0);
       };
       process.on('SIGINT', () => void stop('SIGINT'));

@@ -69,6 +69,12 @@ export interface OpenedKnowledgeBases {
   answerer(options?: AnswererOptions): Answerer;
   /** Trains the encoder on every knowledge base's passages, saves it, and re-embeds the open ones. */
   trainEmbeddings(options?: TrainEmbeddingsOptions): Promise<{ info: EmbeddingModelInfo; report: EncoderTrainingReport; reembedded: number }>;
+  /**
+   * Picks up an encoder trained into `<home>/embeddings` by another thread or process (the first
+   * start's quickstart trains it in a worker): loads it and connects the open knowledge bases to
+   * their Chroma collections. False when there is none or it is the one in use.
+   */
+  reloadEmbeddings(): Promise<boolean>;
   /** The trained encoder, if any. */
   readonly embeddings: LocalEmbeddings | undefined;
   /** Where the vectors live: undefined until an encoder is trained (or when Chroma is unreachable). */
@@ -188,6 +194,14 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       let reembedded = 0;
       for (const k of open.values()) reembedded += await attachDense(k);
       return { info: trained.info, report, reembedded };
+    },
+    async reloadEmbeddings() {
+      const found = LocalEmbeddings.load(embeddingsDir);
+      if (!found || found.info.id === embeddings?.info.id) return false;
+      embeddings = found;
+      for (const k of open.values()) await attachDense(k);
+      logger.info({ encoder: found.info.id }, 'using the newly trained embedding model');
+      return true;
     },
     async close() {
       for (const k of open.values()) k.close();
