@@ -15,7 +15,8 @@ import type { CandidateScorer } from '../rag/candidate-answerer.ts';
 import { parseSelector, type SelectorWeights } from '../rag/answer-selector.ts';
 import { encodeQaPrompt } from '../training/sft/data.ts';
 import { answerLogProbs } from '../training/rlhf/policy.ts';
-import type { AnswerSettings } from './answer-settings.ts';
+import { answerSettings, qaPromptMessages, type AnswerSettings } from './answer-settings.ts';
+import { recordedMessages } from '../rag/answer-chain.ts';
 
 export class ModelCandidateScorer implements CandidateScorer {
   readonly model: ModelInfo;
@@ -58,8 +59,9 @@ export class ModelCandidateScorer implements CandidateScorer {
     return logp.map((l) => (l.length ? l.reduce((a, b) => a + b, 0) / l.length : -Infinity));
   }
 
+  /** The chat the scores were computed after (context, earlier turns, question), as the answer record keeps prompts. */
   prompt(input: { question: string; history: ConversationTurn[]; passages: Source[] }): string {
-    return this.local.tokenizer.decode(this.promptTokens(input));
+    return recordedMessages(qaPromptMessages(this.local, { ...answerSettings(this.local), ...this.settings })({ question: input.question, history: input.history, documents: input.passages }));
   }
 }
 

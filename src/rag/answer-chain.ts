@@ -143,9 +143,14 @@ export class ChainAnswerer implements Answerer {
     const stream = await this.generate.stream(prompt, { ...(request.signal ? { signal: request.signal } : {}) });
     for await (const text of stream) if (text) yield { type: 'token', text };
     // Kept in the answer record: what the model saw, so votes can become training data.
-    const recorded = Array.isArray(prompt) ? JSON.stringify(prompt.map((m) => ({ role: m.getType(), ...(m.name ? { name: m.name } : {}), content: m.content }))) : prompt.toString();
+    const recorded = Array.isArray(prompt) ? recordedMessages(prompt) : prompt.toString();
     yield { type: 'done', prompt: recorded };
   }
+}
+
+/** Chat messages as the answer record keeps them: `[{role, name?, content}]` JSON. */
+export function recordedMessages(messages: BaseMessage[]): string {
+  return JSON.stringify(messages.map((m) => ({ role: m.getType(), ...(m.name ? { name: m.name } : {}), content: m.content })));
 }
 
 export function documentToSource(d: DocumentInterface): Source {

@@ -8,7 +8,8 @@
  *
  * Trained on questions generated from the company's own documents (their right answers are known),
  * and, once people vote, on the answers they rated (training/sft/selector-data.ts). Untrained, the
- * weights are the rule prior plus a small weight on the model (DEFAULT_SELECTOR).
+ * weights are the rule prior alone (DEFAULT_SELECTOR): measured, an untrained weight on the
+ * quickstart model's score made answers worse (docs/fine-tuning.md).
  */
 import { CANDIDATE_FEATURES, type CandidateFeature, type CandidateFeatures } from './answer-candidates.ts';
 
@@ -21,7 +22,7 @@ export interface SelectorWeights {
 
 export const DEFAULT_SELECTOR: SelectorWeights = {
   format: 'teamllm-answer-selector/1',
-  weights: { prior: 1, lexical: 0, cosine: 0, fit: 0, near: 0, value: 0, clause: 0, unit: 0, long: 0, passage: 0, model: 0.02 },
+  weights: { prior: 1, lexical: 0, cosine: 0, fit: 0, near: 0, value: 0, clause: 0, unit: 0, long: 0, passage: 0, model: 0 },
 };
 
 export function selectorScore(selector: SelectorWeights, f: CandidateFeatures): number {

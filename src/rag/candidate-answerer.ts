@@ -12,7 +12,7 @@
  * probability and votes retrain the selector, so the 👍/👎 loop moves which candidate is chosen. Every word of the answer is a
  * verbatim piece of a retrieved passage: the answer never says what the passages do not.
  */
-import type { AnswerEvent, AnswerRequest, Answerer, ConversationTurn, ModelInfo, Source } from '../core/index.ts';
+import type { AnswerEvent, AnswerRequest, Answerer, ConversationTurn, Logger, ModelInfo, Source } from '../core/index.ts';
 import { dontKnow } from './answer-chain.ts';
 import { proposeCandidates, type AnswerCandidate, type TermWeight, type UnitSimilarity } from './answer-candidates.ts';
 import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
@@ -60,6 +60,7 @@ export interface CandidateAnswererOptions {
   /** The "don't know" gate: the chosen sentence's score below this refuses (default MIN_SUPPORT). */
   minSupport?: number;
   filterFor?: (request: AnswerRequest) => MetadataFilter | undefined;
+  logger?: Logger;
   /** Score units by the encoder's similarity too (default true when an encoder is trained). */
   unitSimilarity?: boolean;
 }
@@ -107,8 +108,16 @@ export class CandidateAnswerer implements Answerer {
       return;
     }
     yield { type: 'token', text: composeAnswer(chosen) };
-    const prompt = this.options.scorer?.prompt({ question: request.question, history: request.history, passages: sources }) ?? `retrieval-only: ${request.question}`;
+    const prompt = this.recordedPrompt(request, sources);
     yield { type: 'done', prompt, direct: chosen.direct };
+  }
+
+  private recordedPrompt(request: AnswerRequest, passages: Source[]): string {
+    try {
+      return this.options.scorer?.prompt({ question: request.question, history: request.history, passages }) ?? `retrieval-only: ${request.question}`;
+    } catch {
+      return `(the model could not encode the passages) ${request.question}`;
+    }
   }
 
   /** The candidates the selector weighs (the best by prior), with the model's feature filled in. */
@@ -120,13 +129,22 @@ export class CandidateAnswerer implements Answerer {
     });
     const pool = all.slice(0, this.options.candidates ?? 12);
     if (pool.length && this.options.scorer) {
-      const model = await this.options.scorer.score({
-        question: request.question,
-        history: request.history,
-        passages,
-        answers: pool.map((c) => c.text),
-        ...(request.signal ? { signal: request.signal } : {}),
-      });
+      let model: number[];
+      try {
+        model = await this.options.scorer.score({
+          question: request.question,
+          history: request.history,
+          passages,
+          answers: pool.map((c) => c.text),
+          ...(request.signal ? { signal: request.signal } : {}),
+        });
+      } catch (err) {
+        if (request.signal?.aborted) throw err;
+        // A model that cannot read these passages (a character its tokenizer lacks, a broken file)
+        // degrades the answer to the rules' choice; it never stops the bot from answering.
+        this.options.logger?.warn({ err: String(err) }, 'the model could not score the candidate answers: the rules chose alone');
+        return pool;
+      }
       // Relative to the model's favourite: the selector weighs how far below it a candidate is.
       const top = Math.max(...model.filter(Number.isFinite));
       pool.forEach((c, i) => (c.features.model = Number.isFinite(model[i]!) ? model[i]! - top : -20));

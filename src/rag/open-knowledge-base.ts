@@ -158,7 +158,7 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       if (answerOptions.scorer) {
         const { scorer } = answerOptions;
         return scopedAnswerer(scorer.model, (request) =>
-          new CandidateAnswerer({ kb: kbFor(request), scorer, filterFor, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) }).answer(request),
+          new CandidateAnswerer({ kb: kbFor(request), scorer, filterFor, logger, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) }).answer(request),
         );
       }
       if (answerOptions.llm) {

@@ -35,9 +35,10 @@ describe('answer decoding', () => {
     gpt.dispose();
   });
 
-  it('TEAMLLM_ANSWER_DECODING: model (default), extractive or free; anything else is a clear error', () => {
+  it('TEAMLLM_ANSWER_DECODING: candidates (default), model, extractive or free; anything else is a clear error', () => {
     const cwd = mkdtempSync(join(tmpdir(), 'teamllm-decoding-'));
-    expect(loadConfig({ env: {}, cwd }).answerDecoding).toBe('model');
+    expect(loadConfig({ env: {}, cwd }).answerDecoding).toBe('candidates');
+    expect(loadConfig({ env: { TEAMLLM_ANSWER_DECODING: 'model' }, cwd }).answerDecoding).toBe('model');
     expect(loadConfig({ env: { TEAMLLM_ANSWER_DECODING: 'extractive' }, cwd }).answerDecoding).toBe('extractive');
     expect(loadConfig({ env: { TEAMLLM_ANSWER_DECODING: 'free' }, cwd }).answerDecoding).toBe('free');
     let problems: string[] = [];

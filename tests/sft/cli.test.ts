@@ -127,10 +127,24 @@ describe('teamllm eval qa', () => {
     await fs.writeFile(config, 'base: v8\nrank: 2\n');
     await fs.writeFile(path.join(empty, 'q.jsonl'), JSON.stringify(questions[0]));
     const [none, table, sft] = await Promise.all([
-      teamllm(empty, ['eval', 'qa', '--questions', path.join(empty, 'q.jsonl')]),
-      teamllm(home, ['kb', 'add', path.join(home, 'leave.md')]).then(() => teamllm(home, ['eval', 'qa', '--questions', qFile, '--split', 'test', '--model', 'v2'])),
+      teamllm(empty, ['eval', 'qa', '--questions', path.join(empty, 'q.jsonl'), '--decoding', 'extractive']),
+      teamllm(home, ['kb', 'add', path.join(home, 'leave.md')]).then(() => teamllm(home, ['eval', 'qa', '--questions', qFile, '--split', 'test', '--model', 'v2', '--decoding', 'extractive'])),
       teamllm(empty, ['train', 'sft', '--config', config, '--base', 'v9']),
     ]);
+    // The default: answers as users see them, the served answerer beside the no-model one.
+    const [users, usersEmpty] = await Promise.all([
+      teamllm(home, ['eval', 'qa', '--questions', qFile, '--split', 'test', '--model', 'v2', '--ablation']),
+      teamllm(empty, ['eval', 'qa', '--questions', path.join(empty, 'q.jsonl')]),
+    ]);
+    expect(users.code).toBe(0);
+    expect(users.stdout).toContain('2 questions (split "test")');
+    expect(users.stdout).toMatch(/\| answerer \| gold fact in answer \| direct EM \|/);
+    expect(users.stdout).toMatch(/^\| no model: retrieval-only quotes \| \d+\.\d% \(\d\/2\)/m);
+    expect(users.stdout).toMatch(/^\| candidates, rules alone \(no learning\) \|/m);
+    expect(users.stdout).toMatch(/^\| served: v2 \| \d+\.\d% \(\d\/2\)/m);
+    expect(usersEmpty.code).toBe(0);
+    expect(usersEmpty.stdout).toMatch(/^\| no model: retrieval-only quotes \|/m);
+    expect(usersEmpty.stdout).toContain('No model version serves');
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('teamllm: no model is trained yet');
     expect(none.stderr).not.toMatch(/\n\s+at /);

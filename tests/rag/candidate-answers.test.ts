@@ -1,0 +1,212 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { AnswerEvent, AnswerRequest, ConversationTurn, Source } from '../../src/core/index.ts';
+import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
+import { answerUnits, plainText, proposeCandidates } from '../../src/rag/answer-candidates.ts';
+import { CandidateAnswerer, composeAnswer, type CandidateScorer } from '../../src/rag/candidate-answerer.ts';
+import { DEFAULT_SELECTOR, selectorAccuracy, selectorScore, trainSelector, type SelectorGroup } from '../../src/rag/answer-selector.ts';
+import { CANDIDATE_FEATURES, type CandidateFeatures } from '../../src/rag/answer-candidates.ts';
+import { questionIntent } from '../../src/rag/question-intent.ts';
+import { typedValues } from '../../src/rag/typed-values.ts';
+import { answerLength, evaluateAnswers } from '../../src/training/eval/answer-eval.ts';
+import { isRightCandidate } from '../../src/training/sft/selector-data.ts';
+import { tempFolder } from './fixtures.ts';
+
+const LEAVE = `# Leave
+
+## Annual leave
+
+Everyone on a full-time contract gets annual leave by years of service:
+
+| Years of service | Annual leave |
+|---|---|
+| 0–4 years | **25 days** |
+| 5–9 years | 26 days |
+
+You may carry over at most 5 days into the next year. Carried-over days expire on **1 July**.
+
+## Sick leave
+
+Report sick to your manager before 09:30 on the first day. The company pays 70% of your salary from the second year of illness.
+`;
+const IT = `# IT
+
+## Lost devices
+
+Report a lost or stolen laptop in Beacon within 1 hour of noticing. If it was stolen, file a police report.
+`;
+const ZH = `# 年假
+
+## 年假天数
+
+| 累计工作年限 | 法定年假 |
+|---|---|
+| 满 1 年不满 10 年 | 5 天 |
+| 满 10 年不满 20 年 | 10 天 |
+
+试用期员工的年假在转正后生效。报销须在费用发生后 30 天内提交，逾期不予报销。
+`;
+
+function ask(question: string, history: ConversationTurn[] = []): AnswerRequest {
+  return { question, history, user: { platform: 'web', id: 'u' }, channel: 'c' };
+}
+
+async function collect(events: AsyncIterable<AnswerEvent>) {
+  let text = '';
+  let sources: Source[] = [];
+  let direct: string | undefined;
+  let prompt = '';
+  const order: string[] = [];
+  for await (const e of events) {
+    if (order.at(-1) !== e.type) order.push(e.type);
+    if (e.type === 'token') text += e.text;
+    else if (e.type === 'sources') sources = e.sources;
+    else {
+      direct = e.direct;
+      prompt = e.prompt;
+    }
+  }
+  return { text, sources, direct, prompt, order };
+}
+
+describe('typed values and question intent', () => {
+  it('finds amounts, percentages, times, dates and counts with their unit, Chinese numerals included', () => {
+    const found = typedValues('Pay 70% from 1 July, at 09:30, for 25 days, €40 per month; 试用期不得超过二个月，第二份合同');
+    expect(found.map((v) => [v.kind, v.text, v.unit ?? ''])).toEqual([
+      ['percent', '70%', ''],
+      ['date', '1 July', ''],
+      ['time', '09:30', ''],
+      ['count', '25 days', 'days'],
+      ['money', '€40 per month', ''],
+      ['count', '二个月', '个月'],
+    ]);
+  });
+
+  it('reads what a question asks for', () => {
+    expect(questionIntent('How many days of annual leave do I get?')).toMatchObject({ kinds: ['count'], units: ['day'], yesNo: false });
+    expect(questionIntent('How long before my laptop locks itself?').units).toContain('minute');
+    expect(questionIntent('How much can I spend on a client dinner?').kinds).toContain('money');
+    expect(questionIntent('When do carried-over days expire?').kinds[0]).toBe('date');
+    expect(questionIntent('Who do I contact if my laptop is stolen?').who).toBe(true);
+    expect(questionIntent('Can I work from the beach for a month?').yesNo).toBe(true);
+    expect(questionIntent('酒店一晚最多能报多少？').kinds[0]).toBe('money');
+    expect(questionIntent('试用期是多长？').units).toEqual(expect.arrayContaining(['天', '月']));
+  });
+});
+
+describe('answer units and candidates', () => {
+  it('reads table rows with their header, drops markdown, and splits sentences', () => {
+    const units = answerUnits(LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]!);
+    expect(units).toEqual([
+      'Everyone on a full-time contract gets annual leave by years of service:',
+      'Years of service: 0–4 years; Annual leave: 25 days',
+      'Years of service: 5–9 years; Annual leave: 26 days',
+      'You may carry over at most 5 days into the next year.',
+      'Carried-over days expire on 1 July.',
+    ]);
+    expect(plainText('See the **[portal](https://x.example)** and `vpn`.')).toBe('See the portal and vpn.');
+  });
+
+  it('proposes the value the question asks for, in its unit, first; the first table row wins a tie', () => {
+    const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
+    const candidates = proposeCandidates('How many days of annual leave do I get?', passages);
+    expect(candidates[0]).toMatchObject({ text: '25 days', kind: 'value' });
+    // Values in another unit ("0–4 years") are not answers to "how many days".
+    expect(candidates.map((c) => c.text)).not.toContain('0–4 years');
+    expect(proposeCandidates('Until when can I use carried-over days?', passages)[0]!.text).toBe('1 July');
+  });
+});
+
+describe('the candidate answerer', () => {
+  const kb = new LocalKnowledgeBase(':memory:');
+  beforeAll(async () => {
+    await kb.addPaths([tempFolder({ 'leave.md': LEAVE, 'it.md': IT, 'zh/leave.md': ZH })]);
+  });
+
+  it('answers with the direct answer first, then the supporting sentence quoted with its citation, then done with direct', async () => {
+    const result = await collect(new CandidateAnswerer({ kb }).answer(ask('How many days of annual leave do I get?')));
+    expect(result.order).toEqual(['sources', 'token', 'done']);
+    expect(result.direct).toBe('25 days');
+    expect(result.text).toBe('25 days\n\n> Years of service: 0–4 years; Annual leave: 25 days [1]');
+    expect(result.sources[0]!.source).toBe('leave.md');
+    expect(result.text).not.toMatch(/\*\*|\|/);
+  });
+
+  it('answers Chinese questions from the Chinese passage, numbers and units intact', async () => {
+    const result = await collect(new CandidateAnswerer({ kb }).answer(ask('报销要在多少天内提交？')));
+    expect(result.direct).toBe('30 天');
+    expect(answerLength(result.direct!)).toBeLessThanOrEqual(30);
+    expect(result.text).toContain('> 报销须在费用发生后 30 天内提交，逾期不予报销。 [1]');
+  });
+
+  it('says it does not know, with an empty direct answer and no sources, when nothing matches', async () => {
+    const result = await collect(new CandidateAnswerer({ kb }).answer(ask('Is there a gym subsidy for the Rotterdam office?')));
+    expect(result.direct).toBe('');
+    expect(result.sources).toEqual([]);
+    expect(result.text).toMatch(/couldn't find that/);
+    const zh = await collect(new CandidateAnswerer({ kb }).answer(ask('公司有健身房补贴吗？')));
+    expect(zh.direct).toBe('');
+    expect(zh.text).toMatch(/没有找到/);
+  });
+
+  it('lets the model decide among the candidates through the selector, and records its prompt', async () => {
+    const question = 'How many days of annual leave do I get?';
+    // A model that prefers "26 days": with a selector that weighs the model heavily, its choice wins.
+    const scorer: CandidateScorer = {
+      model: { name: 'fake', version: 'v9', kind: 'language-model' },
+      selector: { ...DEFAULT_SELECTOR, weights: { ...DEFAULT_SELECTOR.weights, model: 1 } },
+      score: async ({ answers }) => answers.map((a) => (a === '26 days' ? -0.5 : -3)),
+      prompt: ({ question: q }) => `PROMPT ${q}`,
+    };
+    const result = await collect(new CandidateAnswerer({ kb, scorer }).answer(ask(question)));
+    expect(result.direct).toBe('26 days');
+    expect(result.prompt).toBe(`PROMPT ${question}`);
+    // With the default selector the model's small weight does not overturn a clear rule preference.
+    const quiet = await collect(new CandidateAnswerer({ kb, scorer: { ...scorer, selector: DEFAULT_SELECTOR } }).answer(ask(question)));
+    expect(quiet.direct).toBe('25 days');
+  });
+
+  it('composes one line when the direct answer is the whole supporting sentence', () => {
+    expect(composeAnswer({ direct: 'Report it in Beacon within 1 hour', support: 'Report it in Beacon within 1 hour:', citation: 2 })).toBe('Report it in Beacon within 1 hour [2]');
+  });
+});
+
+describe('the answer selector', () => {
+  const f = (over: Partial<CandidateFeatures>): CandidateFeatures => ({ ...(Object.fromEntries(CANDIDATE_FEATURES.map((n) => [n, 0])) as CandidateFeatures), ...over });
+
+  it('learns from labelled candidate sets to prefer what was right, and scores linearly', () => {
+    // The rule prior prefers the wrong candidate; the right one is always the value that the model likes.
+    const groups: SelectorGroup[] = Array.from({ length: 40 }, (_, i) => ({
+      features: [f({ prior: 0.6 + (i % 3) * 0.01, unit: 1 }), f({ prior: 0.5, value: 1, model: 0 }), f({ prior: 0.55, clause: 1, model: -2 })],
+      right: [false, true, false],
+    }));
+    expect(selectorAccuracy(DEFAULT_SELECTOR, groups)).toBe(0);
+    const trained = trainSelector(groups);
+    expect(selectorAccuracy(trained, groups)).toBe(1);
+    expect(selectorScore(trained, f({ value: 1 }))).toBeGreaterThan(selectorScore(trained, f({ unit: 1 })));
+  });
+
+  it('labels a candidate right when it holds the known answer or is most of a long one', () => {
+    expect(isRightCandidate('25 days', '25 days')).toBe(true);
+    expect(isRightCandidate('Years of service: 0–4 years; Annual leave: 25 days', '25 days')).toBe(true);
+    expect(isRightCandidate('26 days', '25 days')).toBe(false);
+    expect(isRightCandidate('Report a lost or stolen laptop in Beacon within 1 hour', 'Report a lost or stolen laptop in Beacon within 1 hour of noticing.')).toBe(true);
+  });
+});
+
+describe('answer evaluation', () => {
+  it('counts the gold fact, exact direct answers, lengths and refusals of both kinds', async () => {
+    const kb = new LocalKnowledgeBase(':memory:');
+    await kb.addPaths([tempFolder({ 'leave.md': LEAVE, 'it.md': IT })]);
+    const scores = await evaluateAnswers({
+      answerer: new CandidateAnswerer({ kb }),
+      questions: [
+        { question: 'How many days of annual leave do I get?', answer: '25 days', source: 'leave.md' },
+        { question: 'Until when can I use carried-over days?', answer: 'From the reference', must_contain: ['1 July'], source: 'leave.md' },
+        { question: 'Is there a gym subsidy for the office?', answer: 'UNANSWERABLE' },
+      ],
+    });
+    expect(scores).toMatchObject({ answerable: 2, unanswerable: 1, containsGold: 1, directExact: 1, answerableRefused: 0, unanswerableRefused: 1, goldDocRetrieved: 1 });
+    expect(scores.items[1]).toMatchObject({ direct: '1 July', containsGold: true });
+    expect(answerLength('年假 5 天')).toBe(2.5);
+  });
+});
