@@ -213,11 +213,14 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
     const generate = p.generate ?? true;
     let generated = generate ? generateQa(documents, { ...(p.generateMax !== undefined ? { max: p.generateMax } : {}), seed: p.seed ?? 7 }) : [];
     if (generate) log(`generated ${generated.length} question/answer examples from ${documents.length} documents`);
+    const passageOf = (q: { evidence: { source: string; title: string } }) => `${q.evidence.source}#${q.evidence.title}`;
+    let heldOutPassages: string[] = [];
     if (heldOut.length === 0 && p.holdOut > 0 && generated.length > 0) {
       const split = holdOutBySection(generated, { fraction: p.holdOut, maxQuestions: p.holdOutMax, seed: p.seed ?? 7 });
       generated = split.train;
       heldOut = split.heldOut.map((q, i) => ({ id: `held-out-${i + 1}`, question: q.question, answer: q.answer, source: q.evidence.source, lang: q.lang, split: 'held-out' }));
-      const sections = new Set(split.heldOut.map((q) => `${q.evidence.source}#${q.evidence.title}`));
+      heldOutPassages = split.heldOut.map((q) => passageOf(q));
+      const sections = new Set(heldOutPassages);
       if (heldOut.length) log(`${heldOut.length} generated questions of ${sections.size} held-out passages kept for the evaluation (none of their passages is trained on)`);
     }
 
@@ -241,9 +244,24 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
       await fs.mkdir(path.join(runDir, 'data'), { recursive: true });
       await fs.writeFile(
         path.join(runDir, 'data', 'examples.jsonl'),
-        examples.map((e) => JSON.stringify({ id: e.id, format: e.format, question: e.messages.find((m) => m.role === 'user')?.content, answer: e.messages.find((m) => m.role === 'assistant')?.content, sources: (e.context ?? []).map((c) => c.source) })).join('\n') + (examples.length ? '\n' : ''),
+        examples
+          .map((e, i) =>
+            JSON.stringify({
+              id: e.id,
+              format: e.format,
+              question: e.messages.find((m) => m.role === 'user')?.content,
+              answer: e.messages.find((m) => m.role === 'assistant')?.content,
+              // A generated example's own passage (the first examples are the generated ones, in order).
+              ...(i < generated.length ? { passage: passageOf(generated[i]!) } : {}),
+              sources: (e.context ?? []).map((c) => c.source),
+            }),
+          )
+          .join('\n') + (examples.length ? '\n' : ''),
       );
-      await fs.writeFile(path.join(runDir, 'data', 'held-out.jsonl'), heldOut.map((q) => JSON.stringify(q)).join('\n') + (heldOut.length ? '\n' : ''));
+      await fs.writeFile(
+        path.join(runDir, 'data', 'held-out.jsonl'),
+        heldOut.map((q, i) => JSON.stringify({ ...q, ...(heldOutPassages[i] ? { passage: heldOutPassages[i] } : {}) })).join('\n') + (heldOut.length ? '\n' : ''),
+      );
     }
 
     const model = await LoadedModel.load(base.dir, base.version);
