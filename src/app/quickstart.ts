@@ -39,7 +39,7 @@ import type { Config } from './config.ts';
 import { loadSampleKnowledgeBase, SAMPLE_KB_DIR } from './sample-kb.ts';
 
 /** Bump when the code of a stage changes what it produces (part of the cache key). */
-const PIPELINE_VERSION = 2;
+const PIPELINE_VERSION = 3;
 
 const PretrainRecipe = z
   .object({
@@ -431,6 +431,10 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
     reporter.stage('pretrain', false);
     const p = recipe.pretrain;
     const text = await pretrainText(recipe, inputs, tokenizerFile, join(dir, 'qa-kb.sqlite'), reporter);
+    // A small folder: the validation split still needs a whole block (and training more than one).
+    const tokens = (await loadTokenizer(tokenizerFile)).encode(text, { allowSpecial: p.mixQa }).length;
+    if (tokens < 3 * (p.blockSize + 1)) throw new Error(`too little text to pretrain on: ${tokens} tokens in ${describeInputs(inputs)}, at least ${3 * (p.blockSize + 1)} are needed (add documents)`);
+    const trainFraction = Math.min(0.95, 1 - (p.blockSize + 1) / tokens);
     const result = await pretrain(
       {
         runDir: pretrainDir,
@@ -441,7 +445,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
         tokenizer: tokenizerFile,
         modelSize: 'nanogpt-cpu',
         model: { blockSize: p.blockSize, nLayer: p.nLayer, nHead: p.nHead, nEmbd: p.nEmbd, dropout: p.dropout, bias: false },
-        trainFraction: 0.95,
+        trainFraction,
         batchSize: p.batchSize,
         maxIters: p.maxIters,
         learningRate: p.learningRate,

@@ -71,8 +71,9 @@ export const SftJobParamsSchema = z
     questions: z.string().optional(),
     evalSplit: z.string().default('test'),
     /**
-     * Without held-out questions, this share of the generated questions' sections (whole passages,
-     * so nothing trained on shares a passage with them) is held out for the evaluation; 0: none.
+     * Without held-out questions, this share of the generated questions (at least 20 when there are
+     * 80, by whole sections: nothing trained on shares a passage with them) is held out for the
+     * evaluation (`holdOutBySection`); 0: none.
      */
     holdOut: num().pipe(z.number().min(0).max(0.5)).default(0.1),
     /** At most this many held-out generated questions are asked. */

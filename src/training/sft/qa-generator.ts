@@ -45,7 +45,7 @@ export interface SourceDocument {
 export interface GenerateQaOptions {
   /** Which rules run (default all). */
   kinds?: GeneratedKind[];
-  /** At most this many questions per section (default 12). */
+  /** At most this many questions per section, per 1,500 characters of it (default 12). */
   maxPerSection?: number;
   /** At most this many in all (default unlimited), picked at random (seeded). */
   max?: number;
@@ -59,6 +59,8 @@ const MONTHS = 'January|February|March|April|May|June|July|August|September|Octo
 const UNITS_EN =
   'working days|business days|calendar days|days|day|weeks|week|months|month|years|year|hours|hour|minutes|minute|seconds|employees|people|colleagues|persons|times|nights|members|offices|rooms|laptops|licences|licenses|sessions|steps|levels|kilometres|km|kg|GB|TB|MB';
 const UNITS_ZH = '个工作日|工作日|个月|月|天|日|周|星期|年|小时|分钟|次|人|名|个|份|家|元|公里|层|晚|倍';
+/** Units after a Chinese numeral (not 个 or 名 alone: 一个, 一名 are usually not amounts). */
+const ZH_NUMERAL_UNITS = '个工作日|工作日|个月|周岁|小时|天|日|周|年|次|倍|元';
 
 interface Entity {
   start: number;
@@ -88,6 +90,13 @@ function findEntities(s: string): Entity[] {
   add(new RegExp(`\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_ZH})`, 'g'), () => 'how many', (m) => {
     const unit = m[0].replace(/^[\d,.–-]+ ?/, '');
     return /^(个月|天|周|年|小时|分钟|次|人|名|个|份|家|层|晚|倍|个工作日|工作日)$/.test(unit) ? `几${unit.replace(/^个(?!月|工)/, '个')}` : '多少';
+  });
+  // Chinese numerals, as laws and formal texts write them: 百分之五十, 二个月, 三十日, 十六周岁, 三倍.
+  add(/百分之[零〇一二两三四五六七八九十百]+/gu, () => 'what percentage', () => '百分之多少');
+  // Not ordinals or references (第一年, 上一年度, 这一天, 同一天) nor 一次性.
+  add(new RegExp(`(?<![第上下这同])[零〇一二两三四五六七八九十百千万]+(?:${ZH_NUMERAL_UNITS})(?![性])`, 'gu'), () => 'how many', (m) => {
+    const unit = m[0].replace(/^[零〇一二两三四五六七八九十百千万]+/, '');
+    return /^(个月|天|周|年|小时|次|人|倍|个工作日|工作日|周岁)$/.test(unit) ? `几${unit}` : '多少';
   });
   add(/(?<![A-Z][a-z]+ )\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b(?!["”])/g, () => 'which day', () => '哪天');
   add(/星期[一二三四五六日天]|周[一二三四五六日]/g, () => 'which day', () => '哪天');
@@ -268,7 +277,8 @@ export function generateQa(docs: SourceDocument[], options: GenerateQaOptions = 
           push({ question: zh ? `关于“${section.heading}”，有什么规定？` : `What does the handbook say about ${section.heading.toLowerCase()}?`, answer, kind: 'heading', sentence: answer });
         }
       }
-      out.push(...local.slice(0, perSection));
+      // A long section (a law's chapter, a page without subheadings) gets its share per 1,500 characters.
+      out.push(...local.slice(0, perSection * Math.max(1, Math.ceil(section.body.length / 1500))));
     }
   }
   if (options.max !== undefined && out.length > options.max) {
@@ -370,8 +380,10 @@ function withoutOverlap(previous: string, next: string): string {
 }
 
 export interface HoldOutOptions {
-  /** Share of the sections (passages with questions) held out (default 0.1). */
+  /** Share of the questions held out (default 0.1), by whole sections. */
   fraction?: number;
+  /** At least this many held-out questions when there are enough (default 20; never over a quarter of them). */
+  minQuestions?: number;
   /** At most this many held-out questions (default 50), picked at random among the held-out sections'. */
   maxQuestions?: number;
   seed?: number;
@@ -380,17 +392,27 @@ export interface HoldOutOptions {
 /**
  * Generated questions split for a promotion gate without a question set: whole sections (the
  * passage a question's answer is in) are held out, so no training example shares its passage
- * with a held-out question. Deterministic: a section is held out by a seeded hash of its source
- * and heading path, independent of the order or number of the questions.
+ * with a held-out question. Sections are taken in the order of a seeded hash of their source and
+ * heading path (deterministic, independent of the questions' order) until `fraction` of the
+ * questions — at least `minQuestions`, at most a quarter of them — are held out; at most
+ * `maxQuestions` of those are asked. A document with few, long sections (a law's chapters) still
+ * gives a gate of a useful size; at least one section is always left to train on.
  */
 export function holdOutBySection(items: GeneratedQa[], options: HoldOutOptions = {}): { train: GeneratedQa[]; heldOut: GeneratedQa[] } {
   const fraction = options.fraction ?? 0.1;
   const seed = options.seed ?? 7;
   const sectionOf = (q: GeneratedQa) => `${q.evidence.source}\0${q.evidence.title}`;
-  const sections = [...new Set(items.map(sectionOf))];
-  const count = fraction <= 0 || sections.length < 2 ? 0 : Math.min(sections.length - 1, Math.max(1, Math.round(fraction * sections.length)));
+  const sizes = new Map<string, number>();
+  for (const q of items) sizes.set(sectionOf(q), (sizes.get(sectionOf(q)) ?? 0) + 1);
+  const target = fraction <= 0 ? 0 : Math.max(1, Math.min(Math.max(Math.round(fraction * items.length), options.minQuestions ?? 20), Math.floor(items.length / 4)));
   const rank = (s: string) => createHash('sha256').update(`${seed}\0${s}`).digest('hex');
-  const held = new Set([...sections].sort((a, b) => (rank(a) < rank(b) ? -1 : 1)).slice(0, count));
+  const held = new Set<string>();
+  let count = 0;
+  for (const s of [...sizes.keys()].sort((a, b) => (rank(a) < rank(b) ? -1 : 1))) {
+    if (count >= target || held.size >= sizes.size - 1) break;
+    held.add(s);
+    count += sizes.get(s)!;
+  }
   const train = items.filter((q) => !held.has(sectionOf(q)));
   let heldOut = items.filter((q) => held.has(sectionOf(q)));
   const max = options.maxQuestions ?? 50;
