@@ -173,7 +173,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
   await fs.mkdir(runDir, { recursive: true });
   const base = await resolveBase(home, p.base);
   const homeCorpus = path.join(home, 'corpus');
-  // No documents named: learn the ones in the knowledge base, searched as the bot searches them.
+  // No documents named: learn the ones in the knowledge base, retrieving from its passages (BM25; the job runs without Chroma).
   const kbFile = knowledgeBaseFile(home, p.kb);
   const homeKb = !p.docs && existsSync(kbFile) ? new LocalKnowledgeBase(kbFile, { name: p.kb ?? 'default' }) : undefined;
   if (homeKb && homeKb.chunkCount === 0) homeKb.close();
