@@ -79,6 +79,14 @@ export const CONFIG_KEYS = {
     schema: z.string().min(1),
     help: 'the quickstart recipe: default, tiny (tests), or a YAML/JSON file of overrides (`extends: default`); a changed recipe trains again',
   },
+  TEAMLLM_QUICKSTART_DOCS: {
+    schema: z.string().min(1),
+    help: "a folder of the company's own documents (md, txt, html, pdf, docx; recursively) that the quickstart trains on and puts into the knowledge base instead of the sample handbook (`teamllm quickstart --docs DIR` sets it for one run; `serve` keeps the documents of the last such run); a changed folder trains again",
+  },
+  TEAMLLM_QUICKSTART_QUESTIONS: {
+    schema: z.string().min(1),
+    help: 'a question set (JSONL: question, answer or must_contain, split) for the quickstart\'s promotion gate: its `test` split, else all of it ("UNANSWERABLE" rows skipped); unset with TEAMLLM_QUICKSTART_DOCS: generated questions of held-out passages',
+  },
   SLACK_BOT_TOKEN: { schema: z.string().startsWith('xoxb-', 'must start with xoxb-'), secret: true, help: 'Slack bot token' },
   SLACK_SIGNING_SECRET: { schema: z.string().min(8), secret: true, help: 'Slack signing secret' },
   SLACK_APP_TOKEN: { schema: z.string().startsWith('xapp-', 'must start with xapp-'), secret: true, help: 'Slack app-level token: Socket Mode when set' },
@@ -128,6 +136,10 @@ export interface Config {
   chromaUrl?: string;
   /** First-start training (src/app/quickstart.ts). */
   quickstart: 'auto' | 'off';
+  /** The company's documents the quickstart trains on instead of the sample handbook (absolute). */
+  quickstartDocs?: string;
+  /** The quickstart's question set for its gate (absolute). */
+  quickstartQuestions?: string;
   /** Every key as given, for adapters to read their own (SLACK_*, FEISHU_*, WECOM_*). */
   values: Partial<Record<ConfigKey, string>>;
   /** Where the file came from, when one was read. */
@@ -229,11 +241,14 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxChars: (parsed.TEAMLLM_MEMORY_CHARS as number | undefined) ?? 4000,
     },
     answerDecoding: (parsed.TEAMLLM_ANSWER_DECODING as Config['answerDecoding'] | undefined) ?? 'candidates',
-    sampleKnowledgeBase: (parsed.TEAMLLM_SAMPLE_KB as boolean | undefined) ?? true,
+    // A company's own documents replace the sample handbook.
+    sampleKnowledgeBase: (parsed.TEAMLLM_SAMPLE_KB as boolean | undefined) ?? !parsed.TEAMLLM_QUICKSTART_DOCS,
     channelKnowledgeBases: (parsed.TEAMLLM_CHANNEL_KB as Record<string, string> | undefined) ?? {},
     ...(parsed.TEAMLLM_BACKEND ? { backend: parsed.TEAMLLM_BACKEND as string } : {}),
     ...(parsed.CHROMA_URL ? { chromaUrl: parsed.CHROMA_URL as string } : {}),
     quickstart: (parsed.TEAMLLM_QUICKSTART as 'auto' | 'off' | undefined) ?? 'auto',
+    ...(parsed.TEAMLLM_QUICKSTART_DOCS ? { quickstartDocs: resolve(cwd, parsed.TEAMLLM_QUICKSTART_DOCS as string) } : {}),
+    ...(parsed.TEAMLLM_QUICKSTART_QUESTIONS ? { quickstartQuestions: resolve(cwd, parsed.TEAMLLM_QUICKSTART_QUESTIONS as string) } : {}),
     values,
     ...(file ? { file } : {}),
   };

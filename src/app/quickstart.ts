@@ -1,6 +1,9 @@
 /**
  * The first start: when no model serves and nothing is cached, train the quickstart model on the
- * sample handbook (examples/handbook) with a fixed recipe, stage by stage, each one resumable:
+ * sample handbook (examples/handbook) — or on a company's own documents (`teamllm quickstart --docs
+ * DIR`, TEAMLLM_QUICKSTART_DOCS: then the knowledge base holds exactly those, and without a question
+ * set the gate asks generated questions of held-out passages) — with a fixed recipe, stage by
+ * stage, each one resumable:
  *
  *   1. tokenizer  byte-level BPE on the documents
  *   2. pretrain   a small GPT from zero on the documents (plus, with `mixQa`, the question/answer
@@ -20,8 +23,8 @@
  * the quickstart did not make (imported, trained by an admin) is never replaced.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, promises as fs, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { JobProgress, Logger } from '../core/index.ts';
@@ -29,18 +32,17 @@ import { ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { writeJsonAtomic } from '../model/files.ts';
 import { openKnowledgeBase } from '../rag/index.ts';
 import { LocalKnowledgeBase } from '../rag/local-knowledge-base.ts';
-import { listCorpusFiles } from '../training/corpus.ts';
 import { pretrain } from '../training/pretrain.ts';
 import { runSftJob, sftJobProgress } from '../training/sft/pipeline.ts';
 import { encodeSftExample } from '../training/sft/data.ts';
-import { generateQa, readDocuments, withRetrievedContext } from '../training/sft/qa-generator.ts';
+import { generateQa, holdOutBySection, readDocuments, withRetrievedContext, type SourceDocument } from '../training/sft/qa-generator.ts';
 import { trainTokenizer } from '../training/train-tokenizer.ts';
 import { loadTokenizer } from '../model/tokenizer/index.ts';
 import type { Config } from './config.ts';
 import { loadSampleKnowledgeBase, SAMPLE_KB_DIR } from './sample-kb.ts';
 
 /** Bump when the code of a stage changes what it produces (part of the cache key). */
-const PIPELINE_VERSION = 2;
+const PIPELINE_VERSION = 3;
 
 const PretrainRecipe = z
   .object({
@@ -224,23 +226,86 @@ export function resolveRecipe(spec: string | undefined, cwd = process.cwd()): Qu
   return result.data;
 }
 
-/** What the quickstart trains on: the sample handbook's documents and its question set. */
+/**
+ * What the quickstart trains on: the sample handbook's documents and its question set, or a
+ * company's own documents (`teamllm quickstart --docs DIR [--questions FILE]`).
+ */
 export interface QuickstartInputs {
+  /** Folders (read recursively, as `kb add` reads them) or files. */
   docs: string[];
+  /** Sources are named relative to this folder. */
   docsBase: string;
-  questions: string;
+  /**
+   * The question set of the promotion gate (its `test` split, else all of it; the other splits are
+   * trained on). Without one, the gate asks generated questions of held-out passages.
+   */
+  questions?: string;
+  /** The built-in sample handbook: its documents go into the knowledge base the sample way. */
+  sample?: boolean;
 }
 
 export function sampleInputs(dir = SAMPLE_KB_DIR): QuickstartInputs {
-  return { docs: [join(dir, 'en'), join(dir, 'zh')], docsBase: dir, questions: join(dir, 'questions.jsonl') };
+  return { docs: [join(dir, 'en'), join(dir, 'zh')], docsBase: dir, questions: join(dir, 'questions.jsonl'), sample: true };
 }
+
+/** A company's own documents: a folder (or one file) and, optionally, its question set. */
+export function docsInputs(docs: string, questions?: string): QuickstartInputs {
+  const dir = resolve(docs);
+  if (!existsSync(dir)) throw new Error(`the documents folder ${dir} does not exist`);
+  if (questions !== undefined && !existsSync(resolve(questions))) throw new Error(`the questions file ${resolve(questions)} does not exist`);
+  const isFile = !statSync(dir).isDirectory();
+  return { docs: [dir], docsBase: isFile ? dirname(dir) : dir, ...(questions !== undefined ? { questions: resolve(questions) } : {}), sample: false };
+}
+
+/**
+ * Which documents the quickstart (and so `serve`) trains on: TEAMLLM_QUICKSTART_DOCS (with
+ * TEAMLLM_QUICKSTART_QUESTIONS), else the documents of the last quickstart run here when those were
+ * a company's own (`teamllm quickstart --docs DIR` then `teamllm serve`: serve keeps them, and
+ * trains again only when they changed), else the sample handbook.
+ */
+export async function quickstartInputs(config: Config): Promise<QuickstartInputs> {
+  if (config.quickstartDocs) return docsInputs(config.quickstartDocs, config.quickstartQuestions);
+  const last = (await readQuickstartState(config.home))?.inputs;
+  if (last && !last.sample && last.docs.every((d) => existsSync(d)) && (!last.questions || existsSync(last.questions))) return last;
+  const sample = sampleInputs();
+  return config.quickstartQuestions ? { ...sample, questions: resolve(config.quickstartQuestions) } : sample;
+}
+
+/** "the sample handbook" or "the documents in /srv/handbook". */
+export function describeInputs(inputs: QuickstartInputs): string {
+  return inputs.sample ? 'the sample handbook' : `the documents in ${inputs.docs.join(', ')}`;
+}
+
+/** The document files of the inputs: what `readDocuments` and `kb add` read. */
+async function documentFiles(paths: string[]): Promise<string[]> {
+  const out: string[] = [];
+  const visit = async (p: string, explicit: boolean) => {
+    const st = await fs.stat(p);
+    if (st.isDirectory()) {
+      for (const n of (await fs.readdir(p)).filter((n) => !n.startsWith('.')).sort()) await visit(join(p, n), false);
+    } else if (explicit || DOCUMENT_FILE.test(p)) out.push(p);
+  };
+  for (const p of paths) await visit(p, true);
+  return out;
+}
+const DOCUMENT_FILE = /\.(md|markdown|txt|text|html?|pdf|docx)$/i;
+
+/**
+ * At most this many generated examples (pretraining mix and SFT) when the recipe sets no
+ * `sft.generateMax`: SFT's time grows with them (the sample handbook gives 1,051, the 16 pages of
+ * the 18F handbook 393; a bigger folder's are drawn at random from all of its passages).
+ */
+export const QUICKSTART_MAX_GENERATED = 1500;
 
 /** sha256 over the recipe, the pipeline version and every input file's path and bytes. */
 export async function quickstartKey(recipe: QuickstartRecipe, inputs: QuickstartInputs): Promise<string> {
   const h = createHash('sha256');
   const { name: _name, ...shape } = recipe;
   h.update(JSON.stringify({ PIPELINE_VERSION, recipe: shape }));
-  const files = [...(await listCorpusFiles(inputs.docs)), inputs.questions];
+  // Held-out generated questions (no question set) and a company's own knowledge base make another run.
+  if (!inputs.questions) h.update('\0gate:held-out-generated');
+  if (!inputs.sample) h.update('\0kb:docs');
+  const files = [...(await documentFiles(inputs.docs)), ...(inputs.questions ? [inputs.questions] : [])];
   for (const f of files) {
     h.update(`\0${f.slice(inputs.docsBase.length)}\0`);
     h.update(await fs.readFile(f));
@@ -258,6 +323,8 @@ export interface QuickstartState {
   modelVersion?: string;
   seconds: Record<string, number>;
   summary: string;
+  /** What it trained on (a later `serve` without TEAMLLM_QUICKSTART_DOCS keeps a company's own documents). */
+  inputs?: QuickstartInputs;
 }
 
 export type QuickstartStage = 'tokenizer' | 'pretrain' | 'sft' | 'ingest';
@@ -317,7 +384,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
   const { config, logger } = options;
   const reporter = options.reporter ?? silentReporter;
   const recipe = options.recipe ?? resolveRecipe(config.values.TEAMLLM_QUICKSTART_RECIPE);
-  const inputs = options.inputs ?? sampleInputs();
+  const inputs = options.inputs ?? (await quickstartInputs(config));
   const key = await quickstartKey(recipe, inputs);
   if (!options.force) {
     const need = await quickstartNeeded(config, key);
@@ -344,8 +411,10 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
   if (existsSync(tokenizerFile)) reporter.stage('tokenizer', true);
   else {
     reporter.stage('tokenizer', false);
+    const documents = await readInputDocuments(inputs, reporter);
     await trainTokenizer({
-      files: inputs.docs,
+      // Each document counted on its own, as files are (HTML, PDF, DOCX as the loaders read them).
+      text: documents.map((d) => d.text),
       vocabSize: recipe.tokenizerVocabSize,
       outFile: tokenizerFile,
       onProgress: (p) => {
@@ -366,6 +435,10 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
     reporter.stage('pretrain', false);
     const p = recipe.pretrain;
     const text = await pretrainText(recipe, inputs, tokenizerFile, join(dir, 'qa-kb.sqlite'), reporter);
+    // A small folder: the validation split still needs a whole block (and training more than one).
+    const tokens = (await loadTokenizer(tokenizerFile)).encode(text, { allowSpecial: p.mixQa }).length;
+    if (tokens < 3 * (p.blockSize + 1)) throw new Error(`too little text to pretrain on: ${tokens} tokens in ${describeInputs(inputs)}, at least ${3 * (p.blockSize + 1)} are needed (add documents)`);
+    const trainFraction = Math.min(0.95, 1 - (p.blockSize + 1) / tokens);
     const result = await pretrain(
       {
         runDir: pretrainDir,
@@ -376,7 +449,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
         tokenizer: tokenizerFile,
         modelSize: 'nanogpt-cpu',
         model: { blockSize: p.blockSize, nLayer: p.nLayer, nHead: p.nHead, nEmbd: p.nEmbd, dropout: p.dropout, bias: false },
-        trainFraction: 0.95,
+        trainFraction,
         batchSize: p.batchSize,
         maxIters: p.maxIters,
         learningRate: p.learningRate,
@@ -421,7 +494,10 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
       {
         base: base.version,
         docs: inputs.docs,
-        questions: inputs.questions,
+        // No question set: generated questions of held-out passages are the gate (pretrainText held the same ones out).
+        questions: inputs.questions ?? 'none',
+        holdOut: HOLD_OUT.fraction,
+        holdOutMax: HOLD_OUT.maxQuestions,
         k: s.k,
         rank: s.rank,
         alpha: s.alpha,
@@ -433,7 +509,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
         evalInterval: s.evalInterval,
         checkpointInterval: s.checkpointInterval,
         ...(s.maxContextTokens ? { maxContextTokens: s.maxContextTokens } : {}),
-        ...(s.generateMax ? { generateMax: s.generateMax } : {}),
+        generateMax: s.generateMax ?? QUICKSTART_MAX_GENERATED,
         seed: recipe.seed,
         ...(config.backend ? { backend: config.backend } : {}),
         promote: 'never',
@@ -462,10 +538,20 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
   const embeddingsReady = existsSync(join(home, 'embeddings'));
   const kb = await openKnowledgeBase({ home, ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}), logger });
   try {
-    const loaded = config.sampleKnowledgeBase ? await loadSampleKnowledgeBase(kb.kb, home, logger) : undefined;
-    const needEncoder = recipe.embeddings && !embeddingsReady;
-    reporter.stage('ingest', !loaded && !needEncoder);
-    let line = `${(await kb.kb.list()).length} documents in the knowledge base`;
+    // The sample handbook (once per data folder), or exactly the company's documents: never both.
+    let changed = false;
+    let line = '';
+    if (inputs.sample) changed = (config.sampleKnowledgeBase ? await loadSampleKnowledgeBase(kb.kb, home, logger) : undefined) !== undefined;
+    else {
+      const report = await kb.kb.addPaths(inputs.docs, { baseDir: inputs.docsBase });
+      const removed = await removeSampleDocuments(kb.kb, home, new Set([...report.added, ...report.updated, ...report.unchanged]));
+      changed = report.added.length + report.updated.length + removed.length > 0;
+      line = `${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged${report.failed.length ? `, ${report.failed.length} unreadable (${report.failed.map((f) => f.source).join(', ')})` : ''}${removed.length ? `, ${removed.length} sample documents removed` : ''}: `;
+    }
+    // A changed knowledge base gets an encoder trained on it (the sample's is trained once).
+    const needEncoder = recipe.embeddings && (!embeddingsReady || (!inputs.sample && changed));
+    reporter.stage('ingest', !changed && !needEncoder);
+    line += `${(await kb.kb.list()).length} documents in the knowledge base`;
     if (needEncoder) {
       const trained = await kb.trainEmbeddings({
         ...(recipe.embeddingSteps ? { training: { steps: recipe.embeddingSteps } } : {}),
@@ -493,6 +579,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
     baseVersion: base.version,
     ...(modelVersion ? { modelVersion } : {}),
     seconds: { ...seconds, total },
+    inputs,
     summary: modelVersion
       ? `model ${modelVersion} (LoRA on ${base.version}) is serving`
       : `model ${base.version} (pretrained here) is serving: the LoRA fine-tuned model did not beat it on the held-out questions (see ${join(dir, 'sft', 'report.txt')})`,
@@ -508,14 +595,21 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
  * as the special ids (allowSpecial).
  */
 async function pretrainText(recipe: QuickstartRecipe, inputs: QuickstartInputs, tokenizerFile: string, kbFile: string, reporter: QuickstartReporter): Promise<string> {
-  const documents = await readDocuments(inputs.docs, inputs.docsBase);
+  const documents = await readInputDocuments(inputs, reporter);
   const corpus = documents.map((d) => d.text).join('\n\n');
   if (!recipe.pretrain.mixQa) return corpus;
   const tokenizer = await loadTokenizer(tokenizerFile);
   const kb = new LocalKnowledgeBase(kbFile);
   try {
     await kb.addPaths(inputs.docs, { baseDir: inputs.docsBase });
-    const generated = generateQa(documents, { ...(recipe.sft.generateMax !== undefined ? { max: recipe.sft.generateMax } : {}), seed: recipe.seed });
+    let generated = generateQa(documents, { max: recipe.sft.generateMax ?? QUICKSTART_MAX_GENERATED, seed: recipe.seed });
+    // The questions SFT holds out for its gate (no question set) are not pretrained on either.
+    let heldOut = 0;
+    if (!inputs.questions) {
+      const split = holdOutBySection(generated, { fraction: HOLD_OUT.fraction, maxQuestions: HOLD_OUT.maxQuestions, seed: recipe.seed });
+      heldOut = generated.length - split.train.length;
+      generated = split.train;
+    }
     const examples = await withRetrievedContext(generated, kb, { k: recipe.sft.k, seed: recipe.seed + 1 });
     const rendered: string[] = [];
     for (const ex of examples) {
@@ -525,9 +619,39 @@ async function pretrainText(recipe: QuickstartRecipe, inputs: QuickstartInputs, 
       });
       if (encoded) rendered.push(tokenizer.decode(Array.from(encoded.ids)));
     }
-    reporter.log(`pretraining text: ${documents.length} documents + ${rendered.length} generated question/answer examples in the chat template`);
+    reporter.log(`pretraining text: ${documents.length} documents + ${rendered.length} generated question/answer examples in the chat template${heldOut ? ` (${heldOut} of held-out passages left out for the gate)` : ''}`);
     return [corpus, ...rendered].join('\n\n');
   } finally {
     kb.close();
   }
+}
+
+/** Held-out generated questions for the gate when there is no question set (SFT and pretraining agree on them). */
+const HOLD_OUT = { fraction: 0.1, maxQuestions: 50 };
+
+async function readInputDocuments(inputs: QuickstartInputs, reporter: QuickstartReporter): Promise<SourceDocument[]> {
+  const documents = await readDocuments(inputs.docs, inputs.docsBase, (source, reason) => reporter.log(`${source}: skipped (${reason})`));
+  if (documents.length === 0) throw new Error(`no documents to train on in ${inputs.docs.join(', ')} (md, txt, html, pdf, docx)`);
+  return documents;
+}
+
+/**
+ * A company's own documents replace the sample handbook: the sample's documents that a data folder
+ * got at its first start (TEAMLLM_SAMPLE_KB) are removed, unless one of the new documents has the same
+ * name; and the sample is never loaded into it again. Returns the sources removed.
+ */
+async function removeSampleDocuments(kb: LocalKnowledgeBase, home: string, keep: Set<string>): Promise<string[]> {
+  const marker = join(home, 'kb', 'sample-loaded');
+  const removed: string[] = [];
+  if (existsSync(marker) && existsSync(SAMPLE_KB_DIR)) {
+    const sample = new Set((await readDocuments(sampleInputs().docs, SAMPLE_KB_DIR)).map((d) => d.source));
+    for (const { source } of await kb.list()) {
+      if (sample.has(source) && !keep.has(source)) {
+        await kb.remove(source);
+        removed.push(source);
+      }
+    }
+  }
+  writeFileSync(marker, `${new Date().toISOString()} (not loaded: the quickstart trained on a company's own documents)\n`);
+  return removed;
 }

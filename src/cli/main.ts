@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig, type Config, type ConfigKey } from '../app/config.ts';
-import { resolveRecipe, runQuickstart } from '../app/quickstart.ts';
+import { describeInputs, quickstartInputs, resolveRecipe, runQuickstart } from '../app/quickstart.ts';
 import { terminalQuickstartReporter } from './quickstart-reporter.ts';
 import { createLogger } from '../app/logger.ts';
 import { readFileSync } from 'node:fs';
@@ -86,8 +86,10 @@ function notYet(what: string): never {
 async function quickstart(config: Config, force: boolean): Promise<void> {
   const logger = createLogger(config.values.TEAMLLM_LOG_LEVEL ? config.logLevel : 'warn');
   let recipe;
+  let inputs;
   try {
     recipe = resolveRecipe(config.values.TEAMLLM_QUICKSTART_RECIPE);
+    inputs = await quickstartInputs(config);
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
@@ -105,6 +107,7 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
       config,
       logger,
       recipe,
+      inputs,
       force,
       signal: controller.signal,
       reporter: {
@@ -113,7 +116,7 @@ async function quickstart(config: Config, force: boolean): Promise<void> {
           if (!announced) {
             announced = true;
             process.stderr.write(
-              `\nFirst start: training this bot's own model on the sample handbook (recipe "${recipe.name}"; about 3 minutes on 2 quiet cores, once).\n` +
+              `\n${inputs.sample ? 'First start: training' : 'Training'} this bot's own model on ${describeInputs(inputs)} (recipe "${recipe.name}"; ${inputs.sample ? 'about 3 minutes' : 'a few minutes for 20 documents'} on 2 quiet cores, once).\n` +
                 `Set TEAMLLM_QUICKSTART=off to skip it (retrieval-only answers, or your own model). Ctrl+C stops; the next start resumes.\n\n`,
             );
           }
@@ -207,10 +210,18 @@ export function buildProgram(): Command {
 
   program
     .command('quickstart')
-    .description('train the first model on the sample handbook (serve runs this first when no model is serving; TEAMLLM_QUICKSTART=off skips it)')
+    .description("train the bot's first model on the sample handbook, or on a folder of your documents (serve runs this first when no model is serving; TEAMLLM_QUICKSTART=off skips it)")
+    .option('--docs <dir>', "the company's documents (md, txt, html, pdf, docx; recursively) instead of the sample handbook: trained on, and the knowledge base holds them (TEAMLLM_QUICKSTART_DOCS)")
+    .option('--questions <file>', 'JSONL question set for the promotion gate (question + answer or must_contain; its test split, else all); default: generated questions of held-out passages')
     .option('--force', 'train even when a model is serving or the quickstart is cached')
-    .action(async (opts: { force?: boolean }) => {
-      const config = loadConfig({ file: program.opts<{ config?: string }>().config });
+    .action(async (opts: { docs?: string; questions?: string; force?: boolean }) => {
+      const config = loadConfig({
+        file: program.opts<{ config?: string }>().config,
+        overrides: {
+          ...(opts.docs ? { TEAMLLM_QUICKSTART_DOCS: opts.docs } : {}),
+          ...(opts.questions ? { TEAMLLM_QUICKSTART_QUESTIONS: opts.questions } : {}),
+        },
+      });
       await quickstart(config, opts.force === true);
     });
 

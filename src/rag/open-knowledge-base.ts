@@ -29,6 +29,11 @@ import { RetrievalOnlyAnswerer } from './retrieval-only-answerer.ts';
 
 export const DEFAULT_KB_NAME = 'default';
 
+/** The SQLite file of a knowledge base of a data folder (what `openKnowledgeBase` opens for that name). */
+export function knowledgeBaseFile(home: string, name: string = DEFAULT_KB_NAME): string {
+  return join(home, 'kb', name === DEFAULT_KB_NAME ? 'local.db' : `${collectionName(name)}.db`);
+}
+
 export interface OpenKnowledgeBaseOptions {
   /** The data folder ($TEAMLLM_HOME). */
   home: string;
@@ -126,7 +131,7 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
     }
   };
 
-  const fileFor = (name: string) => join(options.home, 'kb', name === DEFAULT_KB_NAME ? 'local.db' : `${collectionName(name)}.db`);
+  const fileFor = (name: string) => knowledgeBaseFile(options.home, name);
   const get = async (name: string): Promise<LocalKnowledgeBase> => {
     let kb = open.get(name);
     if (!kb) {

@@ -19,26 +19,29 @@ export const MONTHS = 'January|February|March|April|May|June|July|August|Septemb
 export const UNITS_EN =
   'working days|business days|calendar days|days|day|weeks|week|months|month|years|year|hours|hour|minutes|minute|seconds|employees|people|colleagues|persons|times|nights|members|offices|rooms|laptops|licences|licenses|sessions|steps|levels|kilometres|km|kg|GB|TB|MB';
 export const UNITS_ZH = '个工作日|工作日|个月|月|天|日|周|星期|年|小时|分钟|次|人|名|个|份|家|元|公里|层|晚|倍';
-/** Chinese numerals as laws write them ("二个月", "十五日", "九十八天"). */
-const ZH_NUMERAL = '[一二三四五六七八九十百千两半]+';
+/** Units after a Chinese numeral as laws write them ("二个月", "三十日", "十六周岁"); not 个 or 名 alone: 一个, 一名 are rarely amounts. */
+const ZH_NUMERAL_UNITS = '个工作日|工作日|个月|周岁|小时|天|日|周|年|次|倍|元';
+const ZH_NUMERAL = '[零〇一二两三四五六七八九十百千万]+';
 
 const RULES: { kind: ValueKind; re: RegExp }[] = [
   {
     kind: 'money',
     re: /(?:[€$£¥]|EUR ?|USD ?|RMB ?|CNY ?)\d[\d,.]*(?: ?(?:million|billion|thousand|k|万))?(?: ?(?:per|a|\/) ?(?:month|year|day|night|person|week))?|\d[\d,.]*(?: ?(?:million|billion))? ?(?:euros?|dollars|元|块钱)/gu,
   },
-  { kind: 'percent', re: /\d+(?:\.\d+)? ?%|百分之[一二三四五六七八九十百\d.]+/gu },
+  { kind: 'percent', re: /\d+(?:\.\d+)? ?%|百分之[零〇一二两三四五六七八九十百\d.]+/gu },
   { kind: 'time', re: /\b\d{1,2}:\d{2}\b/g },
   { kind: 'date', re: new RegExp(`\\b\\d{1,2} (?:${MONTHS})(?: \\d{4})?\\b|\\b(?:${MONTHS}) \\d{1,2}(?:, \\d{4})?\\b`, 'g') },
   { kind: 'date', re: /(?:\d{4} ?年 ?)?\d{1,2} ?月 ?\d{1,2} ?[日号]/g },
   { kind: 'count', re: new RegExp(`\\b\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_EN})\\b`, 'g') },
-  { kind: 'count', re: new RegExp(`(?:\\d[\\d,.]*(?:[–-]\\d+)?|${ZH_NUMERAL}) ?(?:${UNITS_ZH})`, 'g') },
+  { kind: 'count', re: new RegExp(`\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_ZH})`, 'g') },
+  // Not ordinals or references (第一年, 上一年度, 这一天, 同一天) nor 一次性.
+  { kind: 'count', re: new RegExp(`(?<![第上下这同])${ZH_NUMERAL}(?:${ZH_NUMERAL_UNITS})(?![性])`, 'gu') },
   { kind: 'weekday', re: /(?<![A-Z][a-z]+ )\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b(?!["”])/g },
   { kind: 'weekday', re: /星期[一二三四五六日天]|周[一二三四五六日]/g },
   { kind: 'year', re: /\b(?:19|20)\d{2}\b/g },
 ];
 
-const LEADING_NUMBER = /^(?:[\d,.–-]+|[一二三四五六七八九十百千两半]+) ?/u;
+const LEADING_NUMBER = /^(?:[\d,.–-]+|[零〇一二两三四五六七八九十百千万]+) ?/u;
 
 /** Typed values in a sentence, earliest first, non-overlapping (the first rule that claims a span keeps it). */
 export function typedValues(s: string): TypedValue[] {
@@ -48,8 +51,6 @@ export function typedValues(s: string): TypedValue[] {
       const start = m.index!;
       const end = start + m[0].length;
       if (found.some((f) => start < f.end && end > f.start)) continue;
-      // A Chinese numeral alone before a unit that is also a common word ("一个", "一名") is not a count.
-      if (kind === 'count' && /^[一两] ?(?:个|名|人|家|份|次)$/u.test(m[0])) continue;
       // An ordinal ("第二份合同", "第3年") counts nothing.
       if (kind === 'count' && s[start - 1] === '第') continue;
       const value: TypedValue = { start, end, text: m[0].trim(), kind };

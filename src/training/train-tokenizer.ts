@@ -7,8 +7,8 @@ import { listCorpusFiles } from './corpus.ts';
 export interface TrainTokenizerOptions {
   /** Text files or folders. */
   files?: string | string[];
-  /** Or the text itself. */
-  text?: string;
+  /** Or the text itself (several documents: counted one by one, as files are). */
+  text?: string | string[];
   /** Vocabulary size including the special tokens (default 8192). */
   vocabSize?: number;
   /** Where to write tokenizer.json (optional). */
@@ -19,7 +19,13 @@ export interface TrainTokenizerOptions {
 
 export async function trainTokenizer(options: TrainTokenizerOptions): Promise<BpeTokenizer> {
   const counts = new Map<string, number>();
-  if (options.text !== undefined) countChunks([options.text], DEFAULT_PATTERN, counts);
+  if (options.text !== undefined) {
+    const texts = [options.text].flat();
+    for (let i = 0; i < texts.length; i++) {
+      if (texts.length > 1) options.onProgress?.({ phase: 'count', done: i, total: texts.length });
+      countChunks([texts[i]!], DEFAULT_PATTERN, counts);
+    }
+  }
   if (options.files !== undefined) {
     const files = await listCorpusFiles(options.files);
     if (files.length === 0) throw new Error(`No text files found in ${[options.files].flat().join(', ')}`);

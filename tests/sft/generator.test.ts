@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { generateQa, withRetrievedContext } from '../../src/training/sft/qa-generator.ts';
+import { documentsFromPassages, generateQa, holdOutBySection, readDocuments, withRetrievedContext } from '../../src/training/sft/qa-generator.ts';
+import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { HANDBOOK_EN, HANDBOOK_ZH } from './helpers.ts';
 
 const docs = [
@@ -58,5 +62,41 @@ describe('QA generator', () => {
     kept.forEach((e) => expect(e.context!.map((p) => p.text.slice(0, 5))).toEqual(['Unrel', 'intro']));
     const offline = await withRetrievedContext(items, undefined, { k: 2 });
     expect(offline.every((e) => e.context!.length === 2 && e.context!.some((p) => p.text.length > 0))).toBe(true);
+  });
+
+  it('holds out whole passages: no training question shares a passage with a held-out one, the same ones every time', () => {
+    const { train, heldOut } = holdOutBySection(qa, { fraction: 0.3, seed: 4 });
+    expect(train.length + heldOut.length).toBe(qa.length);
+    expect(heldOut.length).toBeGreaterThan(0);
+    const passage = (q: (typeof qa)[number]) => `${q.evidence.source}#${q.evidence.title}`;
+    const held = new Set(heldOut.map(passage));
+    expect(train.some((q) => held.has(passage(q)))).toBe(false);
+    // Deterministic, and independent of the questions' order.
+    expect(holdOutBySection([...qa].reverse(), { fraction: 0.3, seed: 4 }).heldOut.map((q) => q.question).sort()).toEqual(heldOut.map((q) => q.question).sort());
+    expect(holdOutBySection(qa, { fraction: 0.3, seed: 4, maxQuestions: 2 }).heldOut).toHaveLength(Math.min(2, heldOut.length));
+    expect(holdOutBySection(qa, { fraction: 0 }).heldOut).toEqual([]);
+  });
+
+  it('rebuilds the documents of a knowledge base from its passages, with the same sections and questions', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'teamllm-kbdocs-'));
+    mkdirSync(join(dir, 'en'));
+    mkdirSync(join(dir, 'zh'));
+    writeFileSync(join(dir, 'en', 'leave.md'), HANDBOOK_EN);
+    writeFileSync(join(dir, 'zh', 'leave.md'), HANDBOOK_ZH);
+    writeFileSync(join(dir, 'parking.html'), '<html><head><title>Parking</title></head><body><h1>Parking</h1><p>A parking permit costs €40 per month.</p></body></html>');
+    // Small passages, so sections are cut in several (with the splitter's overlap) and rebuilt.
+    const kb = new LocalKnowledgeBase(':memory:', { chunkSize: 120 });
+    await kb.addPaths([dir]);
+    const rebuilt = documentsFromPassages(kb.passages());
+    expect(rebuilt.map((d) => d.source)).toEqual(['en/leave.md', 'parking.html', 'zh/leave.md']);
+    const fromKb = generateQa(rebuilt);
+    const fromFiles = generateQa(await readDocuments(dir));
+    const byQuestion = new Map(fromKb.map((q) => [q.question, q]));
+    // Every question the files give, the knowledge base gives too, from the same section.
+    for (const q of fromFiles.filter((x) => x.kind !== 'heading')) {
+      expect(byQuestion.get(q.question), q.question).toMatchObject({ answer: q.answer, evidence: { source: q.evidence.source, title: q.evidence.title } });
+    }
+    expect(byQuestion.get('A parking permit costs how much?')).toMatchObject({ answer: '€40 per month', evidence: { source: 'parking.html' } });
+    kb.close();
   });
 });

@@ -16,6 +16,7 @@ import { TRAINING_STAGES } from '../../src/training/stages/index.ts';
 import { runStage as runSftStage } from '../../src/training/stages/sft-stage.ts';
 import { ServedModels, versionAdapterDir } from '../../src/model/lora/index.ts';
 import { existsSync } from 'node:fs';
+import { knowledgeBaseFile, LocalKnowledgeBase } from '../../src/rag/index.ts';
 import { charTokenizer, tinyChatModel, HANDBOOK_EN, HANDBOOK_ZH } from './helpers.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-sft-job-'));
@@ -169,6 +170,43 @@ describe('the sft job', () => {
     expect(first.result!.metrics).toMatchObject({ steps: 2 });
     expect(second.status).toBe('failed');
     expect(second.error).toMatch(/sft: unknown parameter nonsense/);
+    await runner.close();
+    store.close?.();
+  }, 120_000);
+
+  it('/train sft with no arguments learns the documents of the knowledge base, and gates on questions of held-out passages', async () => {
+    const home = await homeWithBase('home-kb');
+    // The knowledge base the bot answers from: the two leave documents (not the sample handbook, not a corpus).
+    const kb = new LocalKnowledgeBase(knowledgeBaseFile(home));
+    await kb.addPaths([docsDir]);
+    const kbSources = (await kb.list()).map((s) => s.source);
+    expect(kbSources).toEqual(['en/leave.md', 'zh/leave.md']);
+    kb.close();
+    const store = new SqliteStore(path.join(home, 'teamllm.db'));
+    const runner = new JobRunner({ store, home, stages: { sft: TRAINING_STAGES.sft! }, logger: silentLogger, persistEveryMs: 0 });
+    await runner.init();
+    // What the bot's `/train sft` (no arguments) enqueues.
+    await runner.enqueue('sft', {}, 'slack:UADMIN');
+    await runner.idle();
+    const job = (await store.getJob(1))!;
+    expect(job.error).toBeUndefined();
+    expect(job.status).toBe('succeeded');
+    const runDir = path.dirname(String((job.result!.files as Record<string, string>).report));
+    const read = async (name: string) => (await fs.readFile(path.join(runDir, 'data', name), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const examples = await read('examples.jsonl');
+    const heldOut = await read('held-out.jsonl');
+    // The dataset it trained on: questions generated from the knowledge base's passages, from both of its documents.
+    expect(examples.length).toBeGreaterThan(5);
+    expect(examples.every((e) => e.format === 'generated')).toBe(true);
+    expect(new Set(examples.map((e) => String(e.passage).split('#')[0]))).toEqual(new Set(kbSources));
+    expect(examples.every((e) => (e.sources as string[]).length > 0 && (e.sources as string[]).every((s) => kbSources.includes(s)))).toBe(true);
+    expect(examples.some((e) => e.question === 'Carried-over days expire on what date of that year?' && e.answer === '1 July') || heldOut.some((q) => q.answer === '1 July')).toBe(true);
+    // Its gate: generated questions of passages it did not train on, asked before and after.
+    expect(heldOut.length).toBeGreaterThan(0);
+    const held = new Set(heldOut.map((q) => q.passage));
+    expect(examples.some((e) => held.has(e.passage))).toBe(false);
+    expect(job.result!.metrics).toMatchObject({ baseF1: expect.any(Number), f1: expect.any(Number) });
+    expect(String(job.result!.summary)).toMatch(new RegExp(`on the ${heldOut.length} held-out questions`));
     await runner.close();
     store.close?.();
   }, 120_000);

@@ -16,10 +16,11 @@ import { writeJsonAtomic } from '../../model/files.ts';
 import { AdapterSet } from '../../model/lora/serving.ts';
 import { AdapterStore } from '../../model/lora/store.ts';
 import { attachAdapterToVersion } from '../../model/lora/served-models.ts';
-import { LocalKnowledgeBase } from '../../rag/index.ts';
-import { compareQa, evaluateQa, formatQaScores, readQaQuestions, containsGold, type QaComparison, type QaScores } from '../eval/qa-eval.ts';
+import { LocalKnowledgeBase, knowledgeBaseFile } from '../../rag/index.ts';
+import { compareQa, evaluateQa, formatQaScores, containsGold, type QaComparison, type QaQuestion, type QaScores } from '../eval/qa-eval.ts';
 import { formatContext, type SftExample } from './data.ts';
-import { generateQa, readDocuments, withRetrievedContext } from './qa-generator.ts';
+import { documentsFromPassages, generateQa, holdOutBySection, readDocuments, withRetrievedContext, type SourceDocument } from './qa-generator.ts';
+import { readGateQuestions } from './question-sets.ts';
 import { sft, type SftProgress, type SftResult } from './train.ts';
 import { latestCheckpoint } from '../checkpoint.ts';
 
@@ -50,14 +51,33 @@ export const SftJobParamsSchema = z
     base: z.string().optional(),
     /** SFT JSONL files or folders (alpaca, sharegpt, messages / 👍 export, question/answer). */
     data: list().optional(),
-    /** Documents to index for retrieval and to generate QA from (default: $TEAMLLM_HOME/corpus, else the sample handbook). */
+    /**
+     * Documents to index for retrieval and to generate QA from. Default: the documents in the
+     * knowledge base (`kb`), retrieved as the bot retrieves them; when it is empty,
+     * $TEAMLLM_HOME/corpus, else the sample handbook.
+     */
     docs: list().optional(),
+    /** The knowledge base whose documents are learnt when no `docs` are given (default: the default one). */
+    kb: z.string().regex(/^[a-zA-Z0-9._-]{1,64}$/, 'a knowledge base name (letters, digits, . _ -)').optional(),
     /** Generate QA examples from the documents (default: yes). */
     generate: bool().optional(),
     generateMax: int().optional(),
-    /** Questions JSONL ({question, answer, source, split}); the `evalSplit` part is held out for evaluation. */
+    /**
+     * Questions JSONL ({question, answer | must_contain, source?, split?}; "UNANSWERABLE" rows are
+     * skipped); the `evalSplit` part is held out for evaluation — all of them when no row has that split.
+     * Default: $TEAMLLM_HOME/eval/questions.jsonl, or the sample's with the sample handbook; `none`: no
+     * question set (the evaluation then asks held-out generated questions, `holdOut`).
+     */
     questions: z.string().optional(),
     evalSplit: z.string().default('test'),
+    /**
+     * Without held-out questions, this share of the generated questions (at least 20 when there are
+     * 80, by whole sections: nothing trained on shares a passage with them) is held out for the
+     * evaluation (`holdOutBySection`); 0: none.
+     */
+    holdOut: num().pipe(z.number().min(0).max(0.5)).default(0.1),
+    /** At most this many held-out generated questions are asked. */
+    holdOutMax: int().default(50),
     /** Use the questions of the other splits as training examples (default: yes). */
     trainOnQuestions: bool().default(true),
     /** Passages retrieved per question, for training contexts and the evaluation. */
@@ -153,46 +173,96 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
   await fs.mkdir(runDir, { recursive: true });
   const base = await resolveBase(home, p.base);
   const homeCorpus = path.join(home, 'corpus');
-  const docs = p.docs ?? (existsSync(homeCorpus) ? [homeCorpus] : [path.join(SAMPLE_HANDBOOK, 'en'), path.join(SAMPLE_HANDBOOK, 'zh')]);
-  const docsBase = commonParent(docs);
+  // No documents named: learn the ones in the knowledge base, retrieving from its passages (BM25; the job runs without Chroma).
+  const kbFile = knowledgeBaseFile(home, p.kb);
+  const homeKb = !p.docs && existsSync(kbFile) ? new LocalKnowledgeBase(kbFile, { name: p.kb ?? 'default' }) : undefined;
+  if (homeKb && homeKb.chunkCount === 0) homeKb.close();
+  const fromKb = homeKb !== undefined && homeKb.chunkCount > 0;
+  if (p.kb && !fromKb && !p.docs) throw new Error(`the knowledge base "${p.kb}" has no documents (add some with /kb add --kb ${p.kb}, or pass docs=)`);
+  const docs = fromKb ? [] : (p.docs ?? (existsSync(homeCorpus) ? [homeCorpus] : [path.join(SAMPLE_HANDBOOK, 'en'), path.join(SAMPLE_HANDBOOK, 'zh')]));
+  const docsBase = fromKb ? '' : commonParent(docs);
   const questionsFile =
-    p.questions ??
+    p.questions === 'none'
+      ? undefined
+      : p.questions ??
     (existsSync(path.join(home, 'eval', 'questions.jsonl'))
       ? path.join(home, 'eval', 'questions.jsonl')
-      : docs.every((d) => path.resolve(d).startsWith(SAMPLE_HANDBOOK))
+      : !fromKb && docs.every((d) => path.resolve(d).startsWith(SAMPLE_HANDBOOK))
         ? path.join(SAMPLE_HANDBOOK, 'questions.jsonl')
         : undefined);
 
   // Retrieval over the documents, as the bot does it (BM25; hybrid once an encoder is trained).
-  const kb = new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
+  const kb = fromKb ? homeKb! : new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
   try {
-    const added = await kb.addPaths(docs, { baseDir: docsBase });
-    if (added.failed.length) log(`knowledge base: ${added.failed.length} files could not be read (${added.failed.map((f) => f.source).join(', ')})`);
-    const questions = questionsFile ? await readQaQuestions(questionsFile) : [];
-    const heldOut = questions.filter((q) => q.split === p.evalSplit);
+    let documents: SourceDocument[];
+    if (fromKb) {
+      documents = documentsFromPassages(kb.passages());
+      log(`learning the ${documents.length} documents of the knowledge base${p.kb ? ` "${p.kb}"` : ''} (${kb.chunkCount} passages)`);
+    } else {
+      const added = await kb.addPaths(docs, { baseDir: docsBase });
+      if (added.failed.length) log(`knowledge base: ${added.failed.length} files could not be read (${added.failed.map((f) => f.source).join(', ')})`);
+      documents = await readDocuments(docs, docsBase);
+    }
+    const questionSet = questionsFile ? await readGateQuestions(questionsFile) : { questions: [], unanswerable: 0 };
+    const questions = questionSet.questions;
+    // A file without the evaluation split is all held out.
+    const evalSplit = questions.some((q) => q.split === p.evalSplit) ? p.evalSplit : undefined;
+    let heldOut: QaQuestion[] = questions.filter((q) => evalSplit === undefined || q.split === evalSplit);
+    if (questionSet.unanswerable) log(`${questionSet.unanswerable} unanswerable questions of ${path.basename(questionsFile!)} left out of the QA evaluation`);
+
+    // Generated examples; without a question set, whole sections of them are held out for the gate.
+    const generate = p.generate ?? true;
+    let generated = generate ? generateQa(documents, { ...(p.generateMax !== undefined ? { max: p.generateMax } : {}), seed: p.seed ?? 7 }) : [];
+    if (generate) log(`generated ${generated.length} question/answer examples from ${documents.length} documents`);
+    const passageOf = (q: { evidence: { source: string; title: string } }) => `${q.evidence.source}#${q.evidence.title}`;
+    let heldOutPassages: string[] = [];
+    if (heldOut.length === 0 && p.holdOut > 0 && generated.length > 0) {
+      const split = holdOutBySection(generated, { fraction: p.holdOut, maxQuestions: p.holdOutMax, seed: p.seed ?? 7 });
+      generated = split.train;
+      heldOut = split.heldOut.map((q, i) => ({ id: `held-out-${i + 1}`, question: q.question, answer: q.answer, source: q.evidence.source, lang: q.lang, split: 'held-out' }));
+      heldOutPassages = split.heldOut.map((q) => passageOf(q));
+      const sections = new Set(heldOutPassages);
+      if (heldOut.length) log(`${heldOut.length} generated questions of ${sections.size} held-out passages kept for the evaluation (none of their passages is trained on)`);
+    }
 
     // A resumed job continues from its checkpoint with the examples it encoded then.
     const resumed = (await latestCheckpoint(runDir)) !== undefined && existsSync(path.join(runDir, 'data', 'train.json'));
     const examples: SftExample[] = [];
     if (!resumed) {
-      const generate = p.generate ?? true;
-      if (generate) {
-        const documents = await readDocuments(docs, docsBase);
-        const generated = generateQa(documents, { ...(p.generateMax !== undefined ? { max: p.generateMax } : {}), seed: p.seed ?? 7 });
-        examples.push(...(await withRetrievedContext(generated, kb, { k: p.k, seed: p.seed ?? 11 })));
-        log(`generated ${generated.length} question/answer examples from ${documents.length} documents`);
-      }
-      if (p.trainOnQuestions) {
+      examples.push(...(await withRetrievedContext(generated, kb, { k: p.k, seed: p.seed ?? 11 })));
+      if (p.trainOnQuestions && evalSplit !== undefined) {
         let used = 0;
-        for (const q of questions.filter((x) => x.split !== p.evalSplit)) {
+        for (const q of questions.filter((x) => x.split !== evalSplit)) {
           const passages = (await kb.search(q.question, p.k)).map((s) => ({ source: s.source, title: s.title, text: s.text }));
           // Only examples answerable from their context: the model should learn to read, not to guess.
           if (!containsGold(formatContext(passages), q.answer)) continue;
           examples.push({ messages: [{ role: 'user', content: q.question }, { role: 'assistant', content: q.answer }], context: passages, format: 'qa', ...(q.id ? { id: q.id } : {}) });
           used += 1;
         }
-        if (questions.length) log(`${used} questions of ${path.basename(questionsFile!)} (not "${p.evalSplit}") used as training examples`);
+        if (questions.length) log(`${used} questions of ${path.basename(questionsFile!)} (not "${evalSplit}") used as training examples`);
       }
+      // What this run learns from and is judged on, for whoever wants to look (and the tests).
+      await fs.mkdir(path.join(runDir, 'data'), { recursive: true });
+      await fs.writeFile(
+        path.join(runDir, 'data', 'examples.jsonl'),
+        examples
+          .map((e, i) =>
+            JSON.stringify({
+              id: e.id,
+              format: e.format,
+              question: e.messages.find((m) => m.role === 'user')?.content,
+              answer: e.messages.find((m) => m.role === 'assistant')?.content,
+              // A generated example's own passage (the first examples are the generated ones, in order).
+              ...(i < generated.length ? { passage: passageOf(generated[i]!) } : {}),
+              sources: (e.context ?? []).map((c) => c.source),
+            }),
+          )
+          .join('\n') + (examples.length ? '\n' : ''),
+      );
+      await fs.writeFile(
+        path.join(runDir, 'data', 'held-out.jsonl'),
+        heldOut.map((q, i) => JSON.stringify({ ...q, ...(heldOutPassages[i] ? { passage: heldOutPassages[i] } : {}) })).join('\n') + (heldOut.length ? '\n' : ''),
+      );
     }
 
     const model = await LoadedModel.load(base.dir, base.version);

@@ -15,9 +15,11 @@
  * knowledge base, `withRetrievedContext` puts it among the passages retrieval returns for the
  * question, like at answer time.
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Random } from '../../model/random.ts';
+import { loadDocument } from '../../rag/loaders.ts';
 import type { Passage, SftExample } from './data.ts';
 import { typedValues, type TypedValue } from '../../rag/typed-values.ts';
 
@@ -44,7 +46,7 @@ export interface SourceDocument {
 export interface GenerateQaOptions {
   /** Which rules run (default all). */
   kinds?: GeneratedKind[];
-  /** At most this many questions per section (default 12). */
+  /** At most this many questions per section, per 1,500 characters of it (default 12). */
   maxPerSection?: number;
   /** At most this many in all (default unlimited), picked at random (seeded). */
   max?: number;
@@ -62,7 +64,7 @@ interface Entity {
   zh: string;
 }
 
-const ZH_COUNT_WORD = /^(个月|天|周|年|小时|分钟|次|人|名|个|份|家|层|晚|倍|个工作日|工作日)$/;
+const ZH_COUNT_WORD = /^(个月|天|周|年|小时|分钟|次|人|名|个|份|家|层|晚|倍|个工作日|工作日|周岁)$/;
 
 /** The question words that ask for a typed value, in English and Chinese. */
 function questionWords(v: TypedValue): { en: string; zh: string } {
@@ -265,7 +267,8 @@ export function generateQa(docs: SourceDocument[], options: GenerateQaOptions = 
           push({ question: zh ? `关于“${section.heading}”，有什么规定？` : `What does the handbook say about ${section.heading.toLowerCase()}?`, answer, kind: 'heading', sentence: answer });
         }
       }
-      out.push(...local.slice(0, perSection));
+      // A long section (a law's chapter, a page without subheadings) gets its share per 1,500 characters.
+      out.push(...local.slice(0, perSection * Math.max(1, Math.ceil(section.body.length / 1500))));
     }
   }
   if (options.max !== undefined && out.length > options.max) {
@@ -279,15 +282,31 @@ export function generateQa(docs: SourceDocument[], options: GenerateQaOptions = 
   return out;
 }
 
-/** Markdown and text files of folders (recursively) as documents; `source` is relative to `baseDir`. */
-export async function readDocuments(paths: string | string[], baseDir?: string): Promise<SourceDocument[]> {
+/** The document formats `readDocuments` reads (those `kb add` reads: src/rag/loaders.ts). */
+const DOCUMENT_FILE = /\.(md|markdown|txt|text|html?|pdf|docx)$/i;
+
+/**
+ * The documents of files and folders (recursively, hidden files skipped) as `kb add` reads them:
+ * Markdown and text as they are, HTML and DOCX as markdown (headings kept), PDF as its text;
+ * `source` is relative to `baseDir`. Other files are skipped; `onSkip` hears about unreadable ones.
+ */
+export async function readDocuments(paths: string | string[], baseDir?: string, onSkip?: (file: string, reason: string) => void): Promise<SourceDocument[]> {
   const docs: SourceDocument[] = [];
   const walk = async (p: string, base: string) => {
     const st = await fs.stat(p);
     if (st.isDirectory()) {
-      for (const n of (await fs.readdir(p)).sort()) await walk(path.join(p, n), base);
-    } else if (/\.(md|markdown|txt)$/i.test(p)) {
-      docs.push({ source: path.relative(base, p).split(path.sep).join('/'), text: await fs.readFile(p, 'utf8') });
+      for (const n of (await fs.readdir(p)).sort()) if (!n.startsWith('.')) await walk(path.join(p, n), base);
+    } else if (DOCUMENT_FILE.test(p)) {
+      const source = path.relative(base, p).split(path.sep).join('/');
+      if (/\.(md|markdown|txt|text)$/i.test(p)) docs.push({ source, text: (await fs.readFile(p, 'utf8')).replace(/^\uFEFF/, '') });
+      else {
+        try {
+          const loaded = await loadDocument(source, await fs.readFile(p));
+          docs.push({ source, text: loaded.text, title: loaded.title });
+        } catch (err) {
+          onSkip?.(source, err instanceof Error ? err.message : String(err));
+        }
+      }
     }
   };
   for (const p of [paths].flat()) {
@@ -295,6 +314,108 @@ export async function readDocuments(paths: string | string[], baseDir?: string):
     await walk(p, baseDir ?? (st.isDirectory() ? p : path.dirname(p)));
   }
   return docs;
+}
+
+/** A passage of a knowledge base as `LocalKnowledgeBase.passages()` lists it. */
+export interface KbPassage {
+  source: string;
+  /** Heading path, "Leave > Sick leave". */
+  title: string;
+  text: string;
+  position: number;
+}
+
+/**
+ * The documents of a knowledge base, rebuilt from its passages: per source, in passage order, each
+ * heading path written back as markdown headings and the splitter's overlap between consecutive
+ * passages of one section removed, so `generateQa` sees the sections (and titles) retrieval has.
+ */
+export function documentsFromPassages(passages: KbPassage[]): SourceDocument[] {
+  const bySource = new Map<string, KbPassage[]>();
+  for (const p of passages) {
+    const list = bySource.get(p.source) ?? [];
+    list.push(p);
+    bySource.set(p.source, list);
+  }
+  const docs: SourceDocument[] = [];
+  for (const [source, list] of [...bySource].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    list.sort((a, b) => a.position - b.position);
+    const lines: string[] = [];
+    let previous: KbPassage | undefined;
+    for (const p of list) {
+      let text = p.text;
+      if (previous && previous.title === p.title) text = withoutOverlap(previous.text, text);
+      else {
+        const parts = p.title.split(' > ');
+        const before = previous?.title.split(' > ') ?? [];
+        // Only the headings that changed: "A > B" after "A > C" writes "## B".
+        let same = 0;
+        while (same < parts.length - 1 && parts[same] === before[same]) same++;
+        for (let i = same; i < parts.length; i++) lines.push(`${'#'.repeat(Math.min(i + 1, 6))} ${parts[i]}`, '');
+      }
+      lines.push(text, '');
+      previous = p;
+    }
+    docs.push({ source, text: lines.join('\n') });
+  }
+  return docs;
+}
+
+/** `next` without the start it repeats from the end of `previous` (the splitter's chunk overlap). */
+function withoutOverlap(previous: string, next: string): string {
+  for (let k = Math.min(previous.length, next.length, 200); k >= 12; k--) {
+    if (previous.endsWith(next.slice(0, k))) return next.slice(k).trimStart();
+  }
+  return next;
+}
+
+export interface HoldOutOptions {
+  /** Share of the questions held out (default 0.1), by whole sections. */
+  fraction?: number;
+  /** At least this many held-out questions when there are enough (default 20; never over a quarter of them). */
+  minQuestions?: number;
+  /** At most this many held-out questions (default 50), picked at random among the held-out sections'. */
+  maxQuestions?: number;
+  seed?: number;
+}
+
+/**
+ * Generated questions split for a promotion gate without a question set: whole sections (the
+ * passage a question's answer is in) are held out, so no training example shares its passage
+ * with a held-out question. Sections are taken in the order of a seeded hash of their source and
+ * heading path (deterministic, independent of the questions' order) until `fraction` of the
+ * questions — at least `minQuestions`, at most a quarter of them — are held out; at most
+ * `maxQuestions` of those are asked. A document with few, long sections (a law's chapters) still
+ * gives a gate of a useful size; at least one section is always left to train on.
+ */
+export function holdOutBySection(items: GeneratedQa[], options: HoldOutOptions = {}): { train: GeneratedQa[]; heldOut: GeneratedQa[] } {
+  const fraction = options.fraction ?? 0.1;
+  const seed = options.seed ?? 7;
+  const sectionOf = (q: GeneratedQa) => `${q.evidence.source}\0${q.evidence.title}`;
+  const sizes = new Map<string, number>();
+  for (const q of items) sizes.set(sectionOf(q), (sizes.get(sectionOf(q)) ?? 0) + 1);
+  const target = fraction <= 0 ? 0 : Math.max(1, Math.min(Math.max(Math.round(fraction * items.length), options.minQuestions ?? 20), Math.floor(items.length / 4)));
+  const rank = (s: string) => createHash('sha256').update(`${seed}\0${s}`).digest('hex');
+  const held = new Set<string>();
+  let count = 0;
+  for (const s of [...sizes.keys()].sort((a, b) => (rank(a) < rank(b) ? -1 : 1))) {
+    if (count >= target || held.size >= sizes.size - 1) break;
+    held.add(s);
+    count += sizes.get(s)!;
+  }
+  const train = items.filter((q) => !held.has(sectionOf(q)));
+  let heldOut = items.filter((q) => held.has(sectionOf(q)));
+  const max = options.maxQuestions ?? 50;
+  if (heldOut.length > max) {
+    const rng = new Random(seed);
+    heldOut = [...heldOut];
+    for (let i = heldOut.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [heldOut[i], heldOut[j]] = [heldOut[j]!, heldOut[i]!];
+    }
+    heldOut = heldOut.slice(0, max);
+  }
+  return { train, heldOut };
 }
 
 /** Anything with the knowledge base's search (src/core/services.ts KnowledgeBase). */
