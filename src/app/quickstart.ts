@@ -37,6 +37,10 @@ import { runSftJob, sftJobProgress } from '../training/sft/pipeline.ts';
 import { encodeSftExample } from '../training/sft/data.ts';
 import { generateQa, holdOutBySection, readDocuments, withRetrievedContext, type SourceDocument } from '../training/sft/qa-generator.ts';
 import { trainTokenizer } from '../training/train-tokenizer.ts';
+import { trainAnswerSelector } from '../training/sft/selector-data.ts';
+import { LoadedModel } from '../model/loaded-model.ts';
+import { answerSettings } from './answer-settings.ts';
+import { ModelCandidateScorer, SELECTOR_FILE } from './model-candidate-scorer.ts';
 import { loadTokenizer } from '../model/tokenizer/index.ts';
 import type { Config } from './config.ts';
 import { loadSampleKnowledgeBase, SAMPLE_KB_DIR } from './sample-kb.ts';
@@ -98,6 +102,8 @@ export const QuickstartRecipeSchema = z
     embeddings: z.boolean(),
     /** Encoder training steps per ensemble member (default: the encoder's own). */
     embeddingSteps: z.number().int().positive().optional(),
+    /** Generated questions the answer selector is trained on (0: the untrained selector, rules alone). */
+    selectorQuestions: z.number().int().min(0).default(0),
     seed: z.number().int(),
   })
   .strict();
@@ -148,6 +154,7 @@ export const QUICKSTART_RECIPES: Record<string, QuickstartRecipe> = {
       decoding: 'extractive',
     },
     embeddings: true,
+    selectorQuestions: 300,
     seed: 1337,
   },
   tiny: {
@@ -188,6 +195,7 @@ export const QUICKSTART_RECIPES: Record<string, QuickstartRecipe> = {
     // A few-step encoder would rank passages by noise; tests of that stage turn it on.
     embeddings: false,
     embeddingSteps: 5,
+    selectorQuestions: 0,
     seed: 1337,
   },
 };
@@ -533,7 +541,13 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
   seconds.sft = elapsed(t);
   reporter.done('sft', progress.sft.summary);
 
-  // 4. Ingestion: the documents into the knowledge base, the encoder, the vectors into Chroma.
+  // Serve the fine-tuned model when it beat its base; otherwise the base this machine pretrained
+  // serves (with the recipe's decoding): the quickstart always ends with a model of its own.
+  const modelVersion = progress.sft.modelVersion;
+  const serveVersion = modelVersion ?? base.version;
+
+  // 4. Ingestion: the documents into the knowledge base, the encoder, the vectors into Chroma,
+  // and the serving model's answer selector.
   t = performance.now();
   const embeddingsReady = existsSync(join(home, 'embeddings'));
   const kb = await openKnowledgeBase({ home, ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}), logger });
@@ -560,16 +574,34 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
       });
       line += `; encoder ${trained.info.id} trained, ${trained.reembedded} passages embedded into ${kb.chroma?.bundled === false ? 'Chroma at CHROMA_URL' : 'the bundled Chroma'}`;
     }
+    // The answer selector of the model that will serve, trained on questions generated from these
+    // documents through this knowledge base (its encoder included): how much the model's score
+    // counts against the rules is learned, not guessed (src/rag/answer-selector.ts).
+    const selectorFile = join(registry.dir(serveVersion), SELECTOR_FILE);
+    if (recipe.selectorQuestions > 0 && (changed || needEncoder || !existsSync(selectorFile))) {
+      const questions = generateQa(await readInputDocuments(inputs, reporter), { max: recipe.selectorQuestions, seed: recipe.seed + 2 });
+      const model = await LoadedModel.load(registry.dir(serveVersion), serveVersion);
+      try {
+        const selector = await trainAnswerSelector({
+          kb: kb.kb,
+          scorer: new ModelCandidateScorer(model, answerSettings(model)),
+          questions,
+          ...(signal ? { signal } : {}),
+          onProgress: (step, totalSteps) => reporter.progress({ stage: 'answer selector', step, totalSteps }),
+        });
+        await writeJsonAtomic(selectorFile, selector);
+        const s = selector.trained;
+        if (s) line += `; answer selector: ${(100 * s.defaultHeldOutAccuracy).toFixed(1)}% → ${(100 * s.heldOutAccuracy).toFixed(1)}% right on ${s.heldOut} held-out generated questions (model weight ${selector.weights.model.toFixed(2)})`;
+      } finally {
+        model.dispose();
+      }
+    }
     reporter.done('ingest', line);
   } finally {
     await kb.close();
   }
   seconds.ingest = elapsed(t);
 
-  // Serve the fine-tuned model when it beat its base; otherwise the base this machine pretrained
-  // serves (with the recipe's decoding): the quickstart always ends with a model of its own.
-  const modelVersion = progress.sft.modelVersion;
-  const serveVersion = modelVersion ?? base.version;
   if ((await registry.serving())?.version !== serveVersion) await registry.promote(serveVersion);
   const total = elapsed(t0);
   const state: QuickstartState = {

@@ -61,3 +61,15 @@ export function fitSelector(train: SelectorGroup[], heldOut: SelectorGroup[]): S
   const record = { questions: train.length, heldOut: heldOut.length, heldOutAccuracy: accuracy, defaultHeldOutAccuracy: baseline };
   return accuracy >= baseline ? { ...trained, trained: record } : { ...DEFAULT_SELECTOR, trained: { ...record, heldOutAccuracy: baseline } };
 }
+
+export interface TrainAnswerSelectorOptions extends SelectorDataOptions {
+  /** Questions with known answers (generated from the documents); the last fifth is held out. */
+  questions: KnownAnswer[];
+}
+
+/** The whole step the quickstart runs: candidate sets for the questions, a fit, the held-out check. */
+export async function trainAnswerSelector(options: TrainAnswerSelectorOptions): Promise<SelectorWeights> {
+  const groups = await selectorGroups(options.questions, options);
+  const cut = Math.floor(groups.length * 0.8);
+  return fitSelector(groups.slice(0, cut), groups.slice(cut));
+}
