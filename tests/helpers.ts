@@ -8,6 +8,8 @@ export const SAMPLE_SOURCE: Source = { source: 'en/leave.md', title: 'Leave', te
 export class ScriptedAnswerer implements Answerer {
   readonly model = { name: 'scripted', version: 't1', kind: 'language-model' as const };
   readonly requests: AnswerRequest[] = [];
+  /** The direct answer `done` names, when set. */
+  direct: string | undefined;
   constructor(
     public tokens: string[] = ['You get ', '25 days ', 'of leave.'],
     public sources: Source[] = [SAMPLE_SOURCE],
@@ -23,7 +25,7 @@ export class ScriptedAnswerer implements Answerer {
       if (this.failWith) throw this.failWith;
       yield { type: 'token', text };
     }
-    yield { type: 'done', prompt: `Q: ${request.question}` };
+    yield { type: 'done', prompt: `Q: ${request.question}`, ...(this.direct !== undefined ? { direct: this.direct } : {}) };
   }
 }
 

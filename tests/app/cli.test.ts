@@ -24,7 +24,7 @@ describe('teamllm CLI', () => {
     const home = mkdtempSync(join(tmpdir(), 'teamllm-cli-'));
     const ask = await teamllm(home, ['ask', '--json', 'What is the Wi-Fi password policy for guests?']);
     expect(ask.code).toBe(0);
-    const answer = JSON.parse(ask.stdout) as { answer: string; sources: { source: string; title: string; text: string; score: number }[]; model: string; answerId: string };
+    const answer = JSON.parse(ask.stdout) as { answer: string; direct: string; sources: { source: string; title: string; text: string; score: number }[]; model: string; answerId: string };
     expect(answer.model).toBe('retrieval-only (BM25)');
     expect(answer.sources.length).toBeGreaterThan(0);
     expect(answer.sources[0]).toEqual({ source: expect.stringMatching(/^(en|zh)\/.+\.md$/), title: expect.any(String), text: expect.any(String), score: expect.any(Number) });

@@ -16,7 +16,9 @@ let server: RunningServer;
 beforeAll(async () => {
   const home = mkdtempSync(join(tmpdir(), 'teamllm-http-'));
   const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_ADMIN_TOKEN: ADMIN_TOKEN, TEAMLLM_RATE_BURST: '3', TEAMLLM_RATE_PER_MINUTE: '1' }, cwd: home });
-  runtime = await createRuntime(config, { logger: silentLogger, answerer: new ScriptedAnswerer(['Hello ', 'there.']), defaultMetrics: false });
+  const answerer = new ScriptedAnswerer(['Hello ', 'there.']);
+  answerer.direct = 'Hello';
+  runtime = await createRuntime(config, { logger: silentLogger, answerer, defaultMetrics: false });
   server = await startServer(runtime, 0, '127.0.0.1');
 });
 
@@ -33,7 +35,7 @@ describe('HTTP server', () => {
     const res = await post('/api/chat', { text: 'Hi?', user: 'ann', conversation: 'conv-1' });
     expect(res.status).toBe(200);
     const body = (await res.json()) as Record<string, unknown>;
-    expect(body).toMatchObject({ answer: 'Hello there.', model: 'scripted', outcome: 'answered' });
+    expect(body).toMatchObject({ answer: 'Hello there.', direct: 'Hello', model: 'scripted', outcome: 'answered' });
     expect(body.sources).toEqual([{ source: 'en/leave.md', title: 'Leave', text: 'Everyone gets 25 days of leave.', score: 3.2 }]);
     expect(typeof body.answerId).toBe('string');
 
@@ -80,8 +82,8 @@ describe('HTTP server', () => {
     }));
     expect(events[0]).toMatchObject({ event: 'update', data: { phase: 'thinking' } });
     const final = events.find((e) => e.data.phase === 'final')!;
-    expect(final.data).toMatchObject({ text: 'Hello there.', model: 'scripted' });
-    expect(events.at(-1)).toMatchObject({ event: 'done', data: { answer: 'Hello there.', answerId: final.data.answerId } });
+    expect(final.data).toMatchObject({ text: 'Hello there.', direct: 'Hello', model: 'scripted' });
+    expect(events.at(-1)).toMatchObject({ event: 'done', data: { answer: 'Hello there.', direct: 'Hello', answerId: final.data.answerId } });
   });
 
   it('rate-limits with 429 and a polite message', async () => {
