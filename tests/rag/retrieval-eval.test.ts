@@ -60,8 +60,10 @@ describe('evaluateRetrieval', () => {
     expect(text).toContain('recommended:');
     expect(progress[0]).toMatch(/indexed 5 documents, 10 passages/);
 
-    const held = await evaluateRetrieval({ questionsFile, kbDir, split: 'test', answerability: false, training: { config: { buckets: 4096, dim: 16, members: 1 }, steps: 5, batchSize: 8 } });
+    const held = await evaluateRetrieval({ questionsFile, kbDir, split: 'test', training: { config: { buckets: 4096, dim: 16, members: 1 }, steps: 5, batchSize: 8 } });
     expect(held.questions).toBe(2);
+    // The "don't know" cut is still chosen on the other split's rows and checked on test.
+    expect(held.answerability!.measurements[0]!.test).toBeDefined();
     expect(held.rows.filter((r) => r.mode === 'bm25').map((r) => [r.lang, r.questions])).toEqual([['en', 1], ['zh', 1], ['all', 2]]);
     await expect(evaluateRetrieval({ questionsFile, kbDir, split: 'dev' })).rejects.toThrow(/no questions of split "dev"/);
   });
