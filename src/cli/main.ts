@@ -407,11 +407,17 @@ export function buildProgram(): Command {
   evaluate
     .command('retrieval')
     .description('recall@1, recall@5 and MRR of BM25, dense and hybrid retrieval on a question set')
-    .requiredOption('--questions <file>', 'JSONL: {question, source, lang?, ...} per line (examples/handbook/questions.jsonl format)')
+    .requiredOption('--questions <file>', 'JSONL: {id, question, source, lang?, answer?, evidence?, must_contain?, split?} per line (examples/handbook/questions.jsonl or the dev sets\' format)')
     .requiredOption('--kb <dir>', 'the documents the questions are about')
+    .option('--split <name>', 'only the questions of this split (e.g. test)')
     .option('--json', 'print the evaluation as JSON')
-    .action(async (opts: { questions: string; kb: string; json?: boolean }) => {
-      const evaluation = await evaluateRetrieval({ questionsFile: opts.questions, kbDir: opts.kb, onProgress: (m) => process.stderr.write(`${m}\n`) });
+    .action(async (opts: { questions: string; kb: string; split?: string; json?: boolean }) => {
+      const evaluation = await evaluateRetrieval({
+        questionsFile: opts.questions,
+        kbDir: opts.kb,
+        ...(opts.split !== undefined ? { split: opts.split } : {}),
+        onProgress: (m) => process.stderr.write(`${m}\n`),
+      });
       process.stdout.write(opts.json ? `${JSON.stringify(evaluation)}\n` : `${formatEvaluation(evaluation)}\n`);
     });
   evaluate

@@ -156,12 +156,14 @@ function sumFeatures(table: Float32Array, bags: Bag[], dim: number): Float32Arra
  * Symmetric InfoNCE: query i must pick passage i among the batch's passages, and passage i
  * must pick query i. Returns the loss and its gradient with respect to each text's feature sum.
  */
-function lossAndGradient(sums: Float32Array, texts: number, temperature: number): { loss: number; grad: Float32Array } {
+export function lossAndGradient(sums: Float32Array, texts: number, temperature: number): { loss: number; grad: Float32Array } {
   const pairs = texts / 2;
   return tf.tidy(() => {
     const labels = tf.oneHot(tf.range(0, pairs, 1, 'int32'), pairs);
     const f = (summed: tf.Tensor) => {
-      const unit = tf.div(summed, tf.add(tf.norm(summed, 'euclidean', 1, true), 1e-6));
+      // sqrt(|x|² + ε) rather than |x| + ε: the norm's gradient is 0/0 at a zero vector, which a
+      // text whose features all have idf 0 (words the corpus never had as words) sums to.
+      const unit = tf.div(summed, tf.sqrt(tf.add(tf.sum(tf.square(summed), 1, true), 1e-12)));
       const [queries, positives] = tf.split(unit, 2, 0) as [tf.Tensor2D, tf.Tensor2D];
       const logits = tf.div(tf.matMul(queries, tf.transpose(positives)), temperature);
       const forward = tf.losses.softmaxCrossEntropy(labels, logits);

@@ -13,11 +13,13 @@ export {
   type FusionMethod,
   type FusionOptions,
   type KnowledgeBaseOptions,
+  type LexicalOptions,
+  DEFAULT_LEXICAL,
   type RetrievalMode,
   type RetrievedPassage,
   type SearchOptions,
 } from './local-knowledge-base.ts';
-export { evaluateRetrieval, formatEvaluation, measureAnswerability, readQuestions, type EvalQuestion, type EvaluateRetrievalOptions, type MetricsRow, type RetrievalEvaluation, type AnswerabilityMeasurement } from './retrieval-eval.ts';
+export { evaluateRetrieval, formatEvaluation, measureAnswerability, readQuestions, passageAnswers, isAnswerableQuestion, type EvalQuestion, type EvaluateRetrievalOptions, type MetricsRow, type RetrievalEvaluation, type AnswerabilityMeasurement } from './retrieval-eval.ts';
 export { ChainAnswerer, createAnswerChain, formatPassages, ANSWER_PROMPT, CHAT_TEMPLATE_PROMPT, type ChainAnswererOptions, type AnswerChainInput } from './answer-chain.ts';
 export { RetrievalOnlyAnswerer, type RetrievalOnlyOptions } from './retrieval-only-answerer.ts';
 export { HybridRetriever, type HybridRetrieverInput } from './hybrid-retriever.ts';
@@ -30,6 +32,6 @@ export { InMemoryVectorStore } from './in-memory-vector-store.ts';
 export { startChromaServer, chromaClientFor, freePort, type ChromaServer } from './chroma-server.ts';
 export { type FlatMetadata, type MetadataFilter } from './metadata.ts';
 export { loadDocument, fetchDocument, SUPPORTED_EXTENSIONS, type LoadedDocument, type DocumentFormat } from './loaders.ts';
-export { Bm25Index, type Bm25Hit } from './bm25.ts';
+export { Bm25Index, weightedQuery, type Bm25Hit, type Bm25Field, type WeightedTerms } from './bm25.ts';
 export { searchTerms } from './search-terms.ts';
 export { splitMarkdown, splitDocument, type Chunk } from './markdown-splitter.ts';

@@ -4,7 +4,7 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import { Document } from '@langchain/core/documents';
 import type { Attachment, KbAddReport, KbSourceInfo, KnowledgeBase, Source } from '../core/index.ts';
-import { Bm25Index } from './bm25.ts';
+import { Bm25Index, weightedQuery } from './bm25.ts';
 import { cosine } from './bag-encoder.ts';
 import type { ChromaVectorStore } from './chroma-vector-store.ts';
 import type { InMemoryVectorStore } from './in-memory-vector-store.ts';
@@ -12,6 +12,7 @@ import { flatMetadata, matchesFilter, type FlatMetadata, type MetadataFilter } f
 import { fetchDocument, isUrl, loadDocument, type FetchedDocument } from './loaders.ts';
 import type { LocalEmbeddings } from './local-embeddings.ts';
 import { splitDocument } from './markdown-splitter.ts';
+import type { TermOptions } from './search-terms.ts';
 import { reciprocalRankFusion } from './rank-fusion.ts';
 import { convexCombination } from './score-fusion.ts';
 
@@ -46,6 +47,8 @@ export interface SearchOptions {
   excludeSources?: string[];
   /** Overrides the knowledge base's fusion method (evaluation compares both). */
   fusion?: FusionMethod;
+  /** Overrides the weight of the cosine in the convex combination (evaluation tunes it). */
+  alpha?: number;
 }
 
 export type FusionMethod = 'convex' | 'rrf';
@@ -62,11 +65,35 @@ export interface FusionOptions {
 
 export const DEFAULT_FUSION: FusionOptions = { method: 'convex', alpha: 0.3, rrfK: 60, candidates: 50 };
 
+/** How BM25 reads passages and queries (measured on the dev sets: docs/knowledge-base.md). */
+export interface LexicalOptions {
+  terms: TermOptions;
+  /** BM25's term-frequency saturation and length normalisation. */
+  k1: number;
+  b: number;
+  /** Weight of the heading path against the passage text (BM25F field weight). */
+  titleWeight: number;
+  /**
+   * Weight of a query's single Chinese characters (`cjkUnigrams`) against its words and bigrams:
+   * they let a paraphrase that shares only characters find its passage, without outranking one
+   * that shares words.
+   */
+  unigramWeight: number;
+}
+
+/**
+ * Measured on the dev splits (docs/knowledge-base.md): Porter stems and a heading path counting
+ * twice helped English; single Chinese characters at half weight helped Chinese (a paraphrase
+ * often shares characters, not words, with the text: 生孩子 / 生育).
+ */
+export const DEFAULT_LEXICAL: LexicalOptions = { terms: { stem: true, cjkUnigrams: true }, k1: 1.2, b: 0.75, titleWeight: 2, unigramWeight: 0.5 };
+
 export interface KnowledgeBaseOptions {
   /** The knowledge base's name, stored as `kb` in every passage's metadata. */
   name?: string;
   /** Passage size in characters. */
   chunkSize?: number;
+  lexical?: Partial<LexicalOptions>;
   fusion?: Partial<FusionOptions>;
   /** Downloads `kb add <url>` sources (default: fetchDocument, plain HTTP). */
   fetchUrl?: (url: string) => Promise<FetchedDocument>;
@@ -105,10 +132,11 @@ interface PendingVectors {
 export class LocalKnowledgeBase implements KnowledgeBase {
   readonly name: string;
   private readonly db: Database.Database;
-  private index = new Bm25Index<StoredChunk>();
+  private index: Bm25Index<StoredChunk>;
   private byId = new Map<string, StoredChunk>();
   private dense: DenseIndex | undefined;
   private readonly fusion: FusionOptions;
+  private readonly lexical: LexicalOptions;
 
   constructor(
     file: string,
@@ -116,6 +144,8 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   ) {
     this.name = options.name ?? 'default';
     this.fusion = { ...DEFAULT_FUSION, ...options.fusion };
+    this.lexical = { ...DEFAULT_LEXICAL, ...options.lexical };
+    this.index = new Bm25Index({ terms: this.lexical.terms, k1: this.lexical.k1, b: this.lexical.b });
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
@@ -321,7 +351,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     const excluded = new Set(options.excludeSources ?? []);
     const accept = filter || excluded.size > 0 ? (c: StoredChunk) => !excluded.has(c.source) && matchesFilter(c.metadata, filter) : undefined;
     const n = Math.max(k, this.fusion.candidates);
-    const lexicalScores = mode === 'dense' ? new Map<StoredChunk, number>() : this.index.scoreAll(query, accept);
+    const lexicalScores = mode === 'dense' ? new Map<StoredChunk, number>() : this.lexicalScores(query, accept);
     const lexical = [...lexicalScores].sort((a, b) => b[1] - a[1]).slice(0, n).map(([chunk]) => chunk);
     const dense = this.dense && mode !== 'bm25' ? this.dense : undefined;
     const queryVector = dense ? await dense.embeddings.embedQuery(query) : undefined;
@@ -361,7 +391,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
       ranked = fused.map(({ item, score }) => ({ chunk: item, score: score / best }));
     } else {
       const candidates = [...new Set([...lexical, ...semantic])].map((chunk) => ({ item: chunk, lexical: lexicalScores.get(chunk) ?? 0, cosine: cosineOf(chunk)! }));
-      ranked = convexCombination(candidates, this.fusion.alpha).map(({ item, score }) => ({ chunk: item, score }));
+      ranked = convexCombination(candidates, options.alpha ?? this.fusion.alpha).map(({ item, score }) => ({ chunk: item, score }));
     }
 
     const lexicalRank = new Map(lexical.map((c, i) => [c, i]));
@@ -391,6 +421,11 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     return out;
   }
 
+  /** BM25 over the query's terms, each once; single Chinese characters count `unigramWeight`. */
+  private lexicalScores(query: string, accept?: (c: StoredChunk) => boolean): Map<StoredChunk, number> {
+    return this.index.scoreAll(weightedQuery(this.index.terms(query), this.lexical.unigramWeight), accept);
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
@@ -410,7 +445,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   }
 
   private rebuildIndex(): void {
-    const index = new Bm25Index<StoredChunk>();
+    const index = new Bm25Index<StoredChunk>({ terms: this.lexical.terms, k1: this.lexical.k1, b: this.lexical.b });
     const byId = new Map<string, StoredChunk>();
     const sources = new Map(
       (this.db.prepare('SELECT source, format, metadata FROM sources').all() as { source: string; format: string; metadata: string }[]).map((s) => [
@@ -422,7 +457,10 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     for (const row of rows) {
       const chunk = this.toStored(row, sources.get(row.source) ?? {});
       // The heading path is part of what a passage is about ("Sick leave" answers "sick days?").
-      index.add(chunk, passageText(chunk));
+      index.add(chunk, [
+        { text: chunk.title, weight: this.lexical.titleWeight },
+        { text: chunk.text, weight: 1 },
+      ]);
       byId.set(chunk.id, chunk);
     }
     this.index = index;

@@ -15,15 +15,32 @@ import { InMemoryVectorStore } from './in-memory-vector-store.ts';
 import { LocalEmbeddings } from './local-embeddings.ts';
 import { LocalKnowledgeBase, type SearchOptions } from './local-knowledge-base.ts';
 import type { EncoderTrainingOptions } from './encoder-training.ts';
+import { isChinese } from './text-features.ts';
 
-const QuestionSchema = z.object({
-  id: z.string(),
-  lang: z.string(),
-  question: z.string().min(1),
-  source: z.string().min(1),
-  answer: z.string().optional(),
-  split: z.enum(['train', 'test']).optional(),
-});
+/**
+ * Two row formats are read: the sample handbook's `{id, lang, question, answer, source, split}`
+ * (`answer` is a verbatim span of the source) and the dev sets' `{id, question, answer,
+ * must_contain, source, evidence, type, split}` (`evidence` is a verbatim span, `lang` is
+ * optional and guessed from the question's script). Rows without a source (`answer`
+ * "UNANSWERABLE") have nothing to retrieve: they are left out of recall and serve as negatives of
+ * the "don't know" measurement.
+ */
+const QuestionSchema = z
+  .object({
+    id: z.string(),
+    lang: z.string().optional(),
+    question: z.string().min(1),
+    source: z.string().default(''),
+    answer: z.string().optional(),
+    evidence: z.string().optional(),
+    must_contain: z.array(z.string()).optional(),
+    split: z.string().optional(),
+  })
+  .transform(({ must_contain, ...q }) => ({
+    ...q,
+    lang: q.lang ?? (isChinese(q.question) ? 'zh' : 'en'),
+    ...(must_contain ? { mustContain: must_contain } : {}),
+  }));
 
 export type EvalQuestion = z.infer<typeof QuestionSchema>;
 
@@ -36,9 +53,31 @@ export function readQuestions(file: string): EvalQuestion[] {
       try {
         return QuestionSchema.parse(JSON.parse(line));
       } catch (err) {
-        throw new Error(`${file}:${n}: not a question record ({id, lang, question, source, answer?, split?}): ${err instanceof Error ? err.message.split('\n')[0] : err}`);
+        throw new Error(`${file}:${n}: not a question record ({id, lang?, question, source, answer?, evidence?, must_contain?, split?}): ${err instanceof Error ? err.message.split('\n')[0] : err}`);
       }
     });
+}
+
+/** A question the documents answer: it has a source to find. */
+export function isAnswerableQuestion(q: EvalQuestion): boolean {
+  return q.source !== '' && q.answer !== 'UNANSWERABLE';
+}
+
+const collapse = (text: string) => text.replace(/\s+/g, ' ').trim();
+
+/**
+ * Whether a passage holds what the answer needs, not merely comes from the right document: it
+ * contains the evidence span, or else every must_contain string (an evidence span may straddle
+ * two passages), or, for rows with neither, the answer itself. A row with none of these counts
+ * any passage of its source.
+ */
+export function passageAnswers(q: EvalQuestion, passage: { source: string; text: string }): boolean {
+  if (passage.source !== q.source) return false;
+  const text = collapse(passage.text);
+  if (q.evidence && text.includes(collapse(q.evidence))) return true;
+  if (q.mustContain && q.mustContain.length > 0) return q.mustContain.every((m) => text.includes(collapse(m)));
+  if (q.evidence) return false;
+  return q.answer ? text.includes(collapse(q.answer)) : true;
 }
 
 export type Retriever = 'bm25' | 'dense' | 'hybrid' | 'hybrid-rrf';
@@ -48,9 +87,12 @@ export interface MetricsRow {
   /** hybrid: convex score fusion (what search uses); hybrid-rrf: reciprocal rank fusion, for comparison. */
   mode: Retriever;
   questions: number;
+  /** A hit is any passage of the question's source document. */
   recallAt1: number;
   recallAt5: number;
   mrr: number;
+  /** A hit is a passage of that document holding the answer (passageAnswers). */
+  passage: { recallAt1: number; recallAt5: number; mrr: number };
 }
 
 /** Share of answerable questions the gate lets through, and of unanswerable ones it declines. */
@@ -81,6 +123,8 @@ export interface RetrievalEvaluation {
   corpus: { sources: number; passages: number; failed: { source: string; reason: string }[] };
   questions: number;
   encoder: { trainedSeconds?: number; firstLoss?: number; lastLoss?: number; id: string } | undefined;
+  /** Questions left out of recall because the documents do not answer them. */
+  unanswerable: number;
   rows: MetricsRow[];
   /** Per language: does hybrid beat BM25 alone? */
   verdicts: { lang: string; helps: boolean; message: string }[];
@@ -93,6 +137,8 @@ export interface EvaluateRetrievalOptions {
   /** Use this encoder instead of training one on the folder. */
   embeddings?: LocalEmbeddings;
   training?: EncoderTrainingOptions;
+  /** Only the questions of this split (e.g. `test`, the held-out part; the dev sets call the other `dev`). */
+  split?: string;
   /** Skip the answerability measurement (it doubles the number of searches). */
   answerability?: boolean;
   onProgress?: (message: string) => void;
@@ -106,7 +152,10 @@ const RETRIEVERS: { name: Retriever; search: SearchOptions }[] = [
 ];
 
 export async function evaluateRetrieval(options: EvaluateRetrievalOptions): Promise<RetrievalEvaluation> {
-  const questions = readQuestions(options.questionsFile);
+  const everyRow = readQuestions(options.questionsFile);
+  const all = everyRow.filter((q) => options.split === undefined || q.split === options.split);
+  if (all.length === 0) throw new Error(`no questions${options.split !== undefined ? ` of split "${options.split}"` : ''} in ${options.questionsFile}`);
+  const questions = all.filter(isAnswerableQuestion);
   const kb = new LocalKnowledgeBase(':memory:', { name: 'eval' });
   try {
     const report = await kb.addPaths([options.kbDir]);
@@ -132,10 +181,11 @@ export async function evaluateRetrieval(options: EvaluateRetrievalOptions): Prom
       for (const r of RETRIEVERS) rows.push({ lang, mode: r.name, questions: mine.length, ...(await score(kb, mine, r.search)) });
     }
     const verdicts = langs.map((lang) => verdict(lang, rows));
-    const answerability = options.answerability === false ? undefined : await measureAnswerability(kb, questions);
+    const answerability = options.answerability === false ? undefined : await measureAnswerability(kb, everyRow); // every split: the cut is chosen on the others and checked on test
     return {
       corpus: { sources: report.added.length, passages: kb.chunkCount, failed: report.failed },
       questions: questions.length,
+      unanswerable: all.length - questions.length,
       encoder: { id: embeddings.info.id, ...(trained ? { trainedSeconds: trained.seconds, firstLoss: trained.firstLoss, lastLoss: trained.lastLoss } : {}) },
       rows,
       verdicts,
@@ -146,25 +196,37 @@ export async function evaluateRetrieval(options: EvaluateRetrievalOptions): Prom
   }
 }
 
-async function score(kb: LocalKnowledgeBase, questions: EvalQuestion[], search: SearchOptions) {
-  let at1 = 0;
-  let at5 = 0;
-  let reciprocal = 0;
+/** Recall@1, recall@5 and MRR over the top 10, for document hits and for answer-holding passage hits. */
+export async function score(
+  kb: Pick<LocalKnowledgeBase, 'retrieve'>,
+  questions: EvalQuestion[],
+  search: SearchOptions,
+): Promise<Omit<MetricsRow, 'lang' | 'mode' | 'questions'>> {
+  const docRanks: number[] = [];
+  const passageRanks: number[] = [];
   for (const q of questions) {
-    const rank = (await kb.retrieve(q.question, 10, search)).findIndex((p) => p.source === q.source);
-    if (rank === 0) at1++;
-    if (rank >= 0 && rank < 5) at5++;
-    if (rank >= 0) reciprocal += 1 / (rank + 1);
+    const found = await kb.retrieve(q.question, 10, search);
+    docRanks.push(found.findIndex((p) => p.source === q.source));
+    passageRanks.push(found.findIndex((p) => passageAnswers(q, p)));
   }
-  const n = Math.max(1, questions.length);
-  return { recallAt1: at1 / n, recallAt5: at5 / n, mrr: reciprocal / n };
+  return { ...rankMetrics(docRanks), passage: rankMetrics(passageRanks) };
+}
+
+function rankMetrics(ranks: number[]): { recallAt1: number; recallAt5: number; mrr: number } {
+  const n = Math.max(1, ranks.length);
+  return {
+    recallAt1: ranks.filter((r) => r === 0).length / n,
+    recallAt5: ranks.filter((r) => r >= 0 && r < 5).length / n,
+    mrr: ranks.reduce((sum, r) => sum + (r >= 0 ? 1 / (r + 1) : 0), 0) / n,
+  };
 }
 
 function verdict(lang: string, rows: MetricsRow[]): { lang: string; helps: boolean; message: string } {
   const bm25 = rows.find((r) => r.lang === lang && r.mode === 'bm25')!;
   const hybrid = rows.find((r) => r.lang === lang && r.mode === 'hybrid')!;
-  const helps = hybrid.mrr > bm25.mrr && hybrid.recallAt5 >= bm25.recallAt5;
-  const figures = `hybrid MRR ${hybrid.mrr.toFixed(3)} / recall@5 ${hybrid.recallAt5.toFixed(2)} vs BM25 ${bm25.mrr.toFixed(3)} / ${bm25.recallAt5.toFixed(2)}`;
+  // Passage hits: what an answer needs is the passage holding the fact, not just its document.
+  const helps = hybrid.passage.mrr > bm25.passage.mrr && hybrid.passage.recallAt5 >= bm25.passage.recallAt5;
+  const figures = `passage hits: hybrid MRR ${hybrid.passage.mrr.toFixed(3)} / recall@5 ${hybrid.passage.recallAt5.toFixed(2)} vs BM25 ${bm25.passage.mrr.toFixed(3)} / ${bm25.passage.recallAt5.toFixed(2)}`;
   return {
     lang,
     helps,
@@ -188,6 +250,11 @@ export async function measureAnswerability(
   const samples: { split: string; answerable: boolean; signals: AnswerabilitySignals }[] = [];
   for (const q of questions) {
     const [found] = await kb.retrieve(q.question, 1);
+    // A question the documents do not answer: whatever comes first cannot hold the answer.
+    if (!isAnswerableQuestion(q)) {
+      if (found) samples.push({ split: q.split ?? 'train', answerable: false, signals: signalsOf(q.question, found) });
+      continue;
+    }
     if (found && found.source === q.source) samples.push({ split: q.split ?? 'train', answerable: true, signals: signalsOf(q.question, found) });
     const [other] = await kb.retrieve(q.question, 1, { excludeSources: [q.source] });
     if (other) samples.push({ split: q.split ?? 'train', answerable: false, signals: signalsOf(q.question, other) });
@@ -252,16 +319,18 @@ function auc(samples: Scored[]): number {
 /** The evaluation as the CLI prints it: one table, the verdicts, the measured threshold. */
 export function formatEvaluation(ev: RetrievalEvaluation): string {
   const lines: string[] = [];
-  lines.push(`corpus: ${ev.corpus.sources} documents, ${ev.corpus.passages} passages; ${ev.questions} questions`);
+  lines.push(`corpus: ${ev.corpus.sources} documents, ${ev.corpus.passages} passages; ${ev.questions} questions${ev.unanswerable > 0 ? ` (+${ev.unanswerable} unanswerable, used only for the "don't know" cut)` : ''}`);
   for (const f of ev.corpus.failed) lines.push(`  skipped ${f.source}: ${f.reason}`);
   if (ev.encoder?.trainedSeconds !== undefined) {
     lines.push(`encoder: trained here in ${ev.encoder.trainedSeconds.toFixed(1)} s (loss ${ev.encoder.firstLoss?.toFixed(3)} -> ${ev.encoder.lastLoss?.toFixed(3)})`);
   } else if (ev.encoder) lines.push(`encoder: ${ev.encoder.id}`);
   lines.push('');
-  lines.push('lang  retriever   questions  recall@1  recall@5  MRR');
+  lines.push('                            document hit (any passage)   passage hit (holds the answer)');
+  lines.push('lang  retriever   questions  recall@1  recall@5  MRR    recall@1  recall@5  MRR');
+  const f = (v: number, width: number) => v.toFixed(3).padStart(width);
   for (const r of ev.rows) {
     lines.push(
-      `${r.lang.padEnd(5)} ${r.mode.padEnd(11)} ${String(r.questions).padStart(9)}  ${r.recallAt1.toFixed(3).padStart(8)}  ${r.recallAt5.toFixed(3).padStart(8)}  ${r.mrr.toFixed(3).padStart(5)}`,
+      `${r.lang.padEnd(5)} ${r.mode.padEnd(11)} ${String(r.questions).padStart(9)}  ${f(r.recallAt1, 8)}  ${f(r.recallAt5, 8)}  ${f(r.mrr, 5)}  ${f(r.passage.recallAt1, 8)}  ${f(r.passage.recallAt5, 8)}  ${f(r.passage.mrr, 5)}`,
     );
   }
   lines.push('');

@@ -3,28 +3,58 @@
  * finds word boundaries in space-separated languages and many Chinese words; because ICU often
  * splits a Chinese term differently in a question than in a document (公积金 vs 公/积/金), each
  * run of CJK characters also yields all its character bigrams, which match whatever the split.
+ *
+ * Options (off by default, so the plain call stays what the answerers' word overlap reads; BM25
+ * turns both on, local-knowledge-base.ts DEFAULT_LEXICAL):
+ * - `stem`: English words are reduced to their Porter stem (npm `stemmer`, MIT): "donors" and
+ *   "donor" match, and so do "reimbursed" and "reimbursement";
+ * - `cjkUnigrams`: single Chinese characters too, marked `#` (生孩子 shares 生 with 生育 but no
+ *   bigram); the query side weights them below words (query-expansion.ts).
+ *
+ * jieba (`@node-rs/jieba` cutForSearch) was measured in place of ICU and did not help
+ * (docs/knowledge-base.md).
  */
+import { stemmer } from 'stemmer';
+
 const segmenter = new Intl.Segmenter('zh', { granularity: 'word' });
 const CJK_RUN = /[\u3400-\u9fff\uf900-\ufaff]+/g;
 const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
+const LATIN_WORD = /^[a-z][a-z'-]*$/;
 const STOPWORDS = new Set(
   'a an and are as at be by can do does for from has have how i if in is it me my of on or our should the their there this to us was we what when where which who why will with you your 的 了 是 在 和 吗 呢 吧 我 我们 你 要 有 什么 怎么 如何 多少 几 哪 哪些 请问 可以 需要'.split(' '),
 );
 
-export function searchTerms(text: string, options: { bigrams?: boolean } = {}): string[] {
+export interface TermOptions {
+  /** CJK character bigrams (default true). */
+  bigrams?: boolean;
+  /** Porter stems of English words (default false). */
+  stem?: boolean;
+  /** Single Chinese characters, after the other terms (default false). */
+  cjkUnigrams?: boolean;
+}
+
+/** An English word's Porter stem; other words unchanged. */
+export function stem(word: string): string {
+  return LATIN_WORD.test(word) && word.length > 3 ? stemmer(word.replace(/'s$/, '')) : word;
+}
+
+export function searchTerms(text: string, options: TermOptions = {}): string[] {
   const normalized = text.normalize('NFKC').toLowerCase();
   const terms: string[] = [];
   for (const { segment, isWordLike } of segmenter.segment(normalized)) {
     if (!isWordLike || STOPWORDS.has(segment)) continue;
     // Single Chinese characters are too common to rank by; the bigrams below carry them.
     if (CJK.test(segment) && [...segment].length < 2) continue;
-    terms.push(segment);
+    terms.push(options.stem ? stem(segment) : segment);
   }
-  if (options.bigrams === false) return terms;
-  for (const [run] of normalized.matchAll(CJK_RUN)) {
-    const chars = [...run];
-    if (chars.length === 1) terms.push(run);
-    for (let i = 0; i + 1 < chars.length; i++) terms.push(chars[i]! + chars[i + 1]!);
+  const runs = [...normalized.matchAll(CJK_RUN)].map(([run]) => run);
+  if (options.bigrams !== false) {
+    for (const run of runs) {
+      const chars = [...run];
+      if (chars.length === 1) terms.push(run);
+      for (let i = 0; i + 1 < chars.length; i++) terms.push(chars[i]! + chars[i + 1]!);
+    }
   }
+  if (options.cjkUnigrams) for (const run of runs) for (const c of run) if (!STOPWORDS.has(c)) terms.push(`#${c}`);
   return terms;
 }

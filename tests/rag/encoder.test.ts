@@ -1,7 +1,7 @@
 import { Embeddings } from '@langchain/core/embeddings';
 import { describe, expect, it } from 'vitest';
 import { cosine } from '../../src/rag/bag-encoder.ts';
-import { trainEncoder } from '../../src/rag/encoder-training.ts';
+import { lossAndGradient, trainEncoder } from '../../src/rag/encoder-training.ts';
 import { PairSampler, sentencesOf } from '../../src/rag/contrastive-pairs.ts';
 import { featureIds, featureStrings } from '../../src/rag/text-features.ts';
 import { LocalEmbeddings } from '../../src/rag/index.ts';
@@ -80,6 +80,17 @@ describe('trainEncoder', () => {
     };
     expect(accuracy((t) => encoder.embed(t))).toBeGreaterThan(accuracy((t) => untrained.embed(t)));
     expect(accuracy((t) => encoder.embed(t))).toBeGreaterThanOrEqual(6);
+  });
+
+  it('keeps the gradient finite for a text whose features sum to zero', () => {
+    // Such a text (every feature unknown to the corpus, so idf 0) once turned a whole ensemble
+    // member into NaN: the gradient of |x| is 0/0 at x = 0.
+    const dim = 4;
+    const sums = new Float32Array([0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]);
+    const { loss, grad } = lossAndGradient(sums, 4, 0.05);
+    expect(Number.isFinite(loss)).toBe(true);
+    expect(grad.every(Number.isFinite)).toBe(true);
+    expect(grad.slice(0, dim).every((g) => g === 0)).toBe(false);
   });
 
   it('can be cancelled', async () => {

