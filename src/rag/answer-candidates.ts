@@ -134,8 +134,11 @@ function clauses(unit: string): string[] {
     .filter((c) => c.length >= 2);
 }
 
+/** Stemmed like BM25 reads passages (search-terms.ts), so "donors" meets "donor" and the term weights look up the index's own terms. */
+const TERMS = { stem: true } as const;
+
 function termSet(text: string): Set<string> {
-  return new Set(searchTerms(text));
+  return new Set(searchTerms(text, TERMS));
 }
 
 /** Idf-weighted share of `query` terms found in `own` (and, at half weight, in `heading`). */
@@ -183,7 +186,7 @@ export function scoreUnits(
   intent = questionIntent(question),
   similarity?: UnitSimilarity,
 ): AnswerUnit[] {
-  const query = [...new Set(searchTerms(question))];
+  const query = [...new Set(searchTerms(question, TERMS))];
   const zh = isChinese(question);
   const units: AnswerUnit[] = [];
   const texts = passages.map((p) => answerUnits(p.text));
@@ -245,7 +248,7 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
     seen.add(key);
     out.push(c);
   };
-  const query = [...new Set(searchTerms(question))];
+  const query = [...new Set(searchTerms(question, TERMS))];
   for (const unit of units) {
     for (const v of typedValues(unit.text)) {
       const fit = fits(v, intent);
