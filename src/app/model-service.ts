@@ -1,3 +1,4 @@
+import { formatMetrics } from '../training/jobs/job-format.ts';
 import type { Actor, Answerer, BotStore, Logger, ModelService } from '../core/index.ts';
 import type { Bot } from '../core/index.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
@@ -17,9 +18,7 @@ export interface RegistryModelServiceOptions {
 }
 
 function describe(v: ModelVersion): string {
-  const metrics = Object.entries(v.metrics)
-    .map(([k, x]) => `${k} ${Number.isInteger(x) ? x : x.toFixed(3)}`)
-    .join(', ');
+  const metrics = formatMetrics(v.metrics);
   const gate = v.gate ? `\n    gate ${v.gate.passed ? 'passed' : 'NOT passed'}${v.gate.reasons.length ? `: ${v.gate.reasons.join('; ')}` : ''}` : '';
   return `${v.serving ? '▶' : '•'} ${v.version}${v.serving ? ' (serving)' : ''} — ${v.source}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.createdAt.slice(0, 16).replace('T', ' ')}${metrics ? ` — ${metrics}` : ''}${v.parent ? `, from ${v.parent}` : ''}${gate}`;
 }

@@ -6,7 +6,7 @@ export interface ParsedCommand {
   sub?: string;
   /** Positional words after the subcommand. */
   args: string[];
-  /** `key=value` words, for training parameters. */
+  /** Options: `key=value`, `--key value` and `--key=value` words alike (`--max-iters` → `maxIters`). */
   params: Record<string, string>;
   /** Everything after the subcommand, untouched (for search queries). */
   rest: string;
@@ -14,23 +14,51 @@ export interface ParsedCommand {
 
 const COMMAND_RE = /^\/([a-z][a-z0-9_-]*)(?:\s+([\s\S]*))?$/i;
 
-/** `/train sft lr=3e-4 notes` -> {name:'train', sub:'sft', params:{lr:'3e-4'}, args:['notes']}. */
+/** `--max-iters` → `maxIters`: the CLI's spelling of an option, as the stages name their parameters. */
+const camel = (flag: string) => flag.replace(/-+([a-z0-9])/gi, (_, c: string) => c.toUpperCase());
+
+/**
+ * `/train rlhf algo=kto notes` and `/train rlhf --algo kto notes` ->
+ * {name:'train', sub:'rlhf', params:{algo:'kto'}, args:['notes']}. Admins type what the CLI's help
+ * shows, so both spellings mean the same; a `--flag` with no value is `true`.
+ */
 export function parseCommand(text: string): ParsedCommand | undefined {
   const match = COMMAND_RE.exec(text.trim());
   if (!match) return undefined;
   const name = match[1]!.toLowerCase();
   const body = (match[2] ?? '').trim();
   const words = body ? body.split(/\s+/) : [];
-  const sub = words[0]?.includes('=') ? undefined : words.shift()?.toLowerCase();
+  const sub = words[0] === undefined || words[0].includes('=') || words[0].startsWith('--') ? undefined : words.shift()!.toLowerCase();
   const rest = sub === undefined ? body : body.slice(body.toLowerCase().indexOf(sub) + sub.length).trim();
   const args: string[] = [];
   const params: Record<string, string> = {};
-  for (const word of words) {
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    if (word.startsWith('--') && word.length > 2) {
+      const eq = word.indexOf('=');
+      if (eq > 0) params[camel(word.slice(2, eq))] = word.slice(eq + 1);
+      else {
+        const next = words[i + 1];
+        const hasValue = next !== undefined && !next.startsWith('--') && !next.includes('=');
+        params[camel(word.slice(2))] = hasValue ? next : 'true';
+        if (hasValue) i++;
+      }
+      continue;
+    }
     const eq = word.indexOf('=');
     if (eq > 0) params[word.slice(0, eq)] = word.slice(eq + 1);
     else args.push(word);
   }
   return { name, ...(sub === undefined ? {} : { sub }), args, params, rest };
+}
+
+/** A refusal naming what a subcommand does not take (an option ignored would run something else than asked). */
+function unexpected(usage: string, command: ParsedCommand, allowArgs = 0): string | undefined {
+  const options = Object.keys(command.params);
+  const extra = command.args.slice(allowArgs);
+  if (options.length === 0 && extra.length === 0) return undefined;
+  const what = [...options.map((o) => `option "${o}"`), ...extra.map((a) => `"${a}"`)].join(', ');
+  return `${usage} does not take ${what}; nothing was changed. Usage: ${usage}`;
 }
 
 export interface CommandServices {
@@ -68,7 +96,7 @@ const train: CommandSpec = {
   name: 'train',
   usage: [
     { text: '/train status — the training queue and the running job', admin: true },
-    { text: `/train ${TRAIN_KINDS.join('|')} [key=value ...] — start a training job`, admin: true },
+    { text: `/train ${TRAIN_KINDS.join('|')} [key=value or --key value ...] — start a training job`, admin: true },
     { text: '/train stop — stop the running job, keeping its last checkpoint', admin: true },
     { text: '/train resume — continue an interrupted job from its checkpoint', admin: true },
   ],
@@ -77,9 +105,16 @@ const train: CommandSpec = {
     const training = services.training;
     if (!training) return NOT_YET('Training from the chat');
     const sub = command.sub ?? 'status';
-    if (sub === 'status') return training.status();
-    if (sub === 'stop') return training.stop(actor);
-    if (sub === 'resume') return training.resume(actor, target);
+    if (sub === 'status' || sub === 'stop' || sub === 'resume') {
+      const refused = unexpected(`/train ${sub}`, command);
+      if (refused) return refused;
+      if (sub === 'status') return training.status();
+      if (sub === 'stop') return training.stop(actor);
+      return training.resume(actor, target);
+    }
+    // Every option is a stage parameter (the stage refuses unknown ones by name); a bare word is none.
+    if (command.args.length > 0)
+      return `/train ${sub} takes options as key=value or --key value; "${command.args.join(' ')}" is neither. Nothing was started.`;
     // The training service knows which stages it can run and answers for unknown ones.
     return training.start(sub, command.params, actor, target);
   },
@@ -97,7 +132,11 @@ const kb: CommandSpec = {
   async run({ command, services, msg }) {
     const base = services.kb;
     if (!base) return NOT_YET('The knowledge base');
-    switch (command.sub ?? 'list') {
+    const sub = command.sub ?? 'list';
+    // search, add and remove take free text (a question, links that may hold `=`, a source name).
+    const refused = sub === 'list' ? unexpected('/kb list', command) : undefined;
+    if (refused) return refused;
+    switch (sub) {
       case 'list': {
         const sources = await base.list();
         if (sources.length === 0) return 'The knowledge base is empty.';
@@ -164,6 +203,9 @@ const model: CommandSpec = {
     }
     const models = services.models;
     if (!models) return NOT_YET('Model management');
+    const usage = { list: '/model list', promote: '/model promote <version>', rollback: '/model rollback' }[command.sub];
+    const refused = usage ? unexpected(usage, command, command.sub === 'promote' ? 1 : 0) : undefined;
+    if (refused) return refused;
     switch (command.sub) {
       case 'list':
         return models.list();

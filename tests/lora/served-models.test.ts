@@ -151,6 +151,10 @@ describe('serving LoRA versions over one base', () => {
     expect(new Set(models.map((m) => m.gpt.params.get(WTE))).size).toBe(1);
     expect((await registry.serving())!.version).toBe('v2');
     expect(audits).toHaveLength(4);
+    // A metric a job could not measure is stored as null (JSON has no NaN): /model list says n/a, never crashes.
+    await registry.annotate('v3', { metrics: { pairAccuracy: Number.NaN, voteAuc: 0.5 } });
+    expect((await registry.get('v3'))!.metrics.pairAccuracy).toBeNull();
+    expect(await service.list()).toMatch(/v3 .*pairAccuracy n\/a, voteAuc 0\.500/);
     service.close();
   });
 });

@@ -48,6 +48,17 @@ export function formatJob(job: JobRecord): string {
 const fmt = (x: number) => (Number.isInteger(x) ? String(x) : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(3));
 
 /**
+ * `key value, ...` for a stored metrics object. A metric that could not be measured (a reward model
+ * trained without pairs has no pair accuracy) is NaN in memory and null once saved as JSON: it
+ * reads "n/a", never crashes a report.
+ */
+export function formatMetrics(metrics: Record<string, unknown> | undefined): string {
+  return Object.entries(metrics ?? {})
+    .map(([k, v]) => `${k} ${typeof v === 'number' && Number.isFinite(v) ? fmt(v) : 'n/a'}`)
+    .join(', ');
+}
+
+/**
  * The end of a job's message: the evaluation against the model it was compared with (every metric
  * `m` with a `baseM` beside it, as "base → new"), the other metrics, the gate and the promotion.
  */

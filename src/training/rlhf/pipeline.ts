@@ -17,6 +17,7 @@
  * Run folder: metrics.jsonl, rlhf.png (curves), report.txt, adapter/, model/ (merged), before.json, after.json,
  * checkpoints/ (the newest checkpoint; a job whose run folder holds one continues from it).
  */
+import { formatMetrics } from '../jobs/job-format.ts';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -288,7 +289,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     try {
       reward = await loadRewardModel(home, p.reward);
       ownReward = true;
-      log(`reward model "${reward.info.name}" (${Object.entries(reward.info.metrics).map(([k, v]) => `${k} ${+v.toFixed(3)}`).join(', ')})`);
+      log(`reward model "${reward.info.name}" (${formatMetrics(reward.info.metrics)})`);
     } catch (err) {
       if (p.algo === 'ppo') throw new Error(`PPO needs a usable reward model: ${(err as Error).message}`);
       log(`no reward model (${(err as Error).message}): the held-out implicit reward margin is the measure`);
