@@ -42,7 +42,7 @@ function harness() {
     rollback: async () => 'rolled back',
   } as unknown as ModelService;
   const kb = { list: async () => [] } as unknown as NonNullable<CommandServices['kb']>;
-  const services: CommandServices = { training, models, kb, serving: () => ({ name: 'm', version: 'v1', kind: 'gpt' }), resetConversation: async () => {} };
+  const services: CommandServices = { training, models, kb, serving: () => ({ name: 'm', version: 'v1', kind: 'language-model' }), resetConversation: async () => {} };
   const actor: Actor = { id: 'slack:U1', isAdmin: true };
   const run = (text: string) => {
     const command = parseCommand(text)!;

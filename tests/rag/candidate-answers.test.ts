@@ -3,7 +3,7 @@ import type { AnswerEvent, AnswerRequest, ConversationTurn, Source } from '../..
 import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
 import { answerUnits, plainText, proposeCandidates } from '../../src/rag/answer-candidates.ts';
 import { CandidateAnswerer, composeAnswer, type CandidateScorer } from '../../src/rag/candidate-answerer.ts';
-import { DEFAULT_SELECTOR, selectorAccuracy, selectorScore, trainSelector, type SelectorGroup } from '../../src/rag/answer-selector.ts';
+import { DEFAULT_SELECTOR, selectorAccuracy, selectorLossAndGradient, selectorScore, trainSelector, type SelectorGroup } from '../../src/rag/answer-selector.ts';
 import { CANDIDATE_FEATURES, type CandidateFeatures } from '../../src/rag/answer-candidates.ts';
 import { questionIntent } from '../../src/rag/question-intent.ts';
 import { typedValues } from '../../src/rag/typed-values.ts';
@@ -183,6 +183,41 @@ describe('the answer selector', () => {
     const trained = trainSelector(groups);
     expect(selectorAccuracy(trained, groups)).toBe(1);
     expect(selectorScore(trained, f({ value: 1 }))).toBeGreaterThan(selectorScore(trained, f({ unit: 1 })));
+  });
+
+  it('learns from rejected answers (👎) to rank that kind of candidate lower, and keeps what was liked', () => {
+    // The rules choose the whole sentence; people reject it whenever a value was there to give.
+    const rejected: SelectorGroup[] = Array.from({ length: 30 }, () => ({
+      features: [f({ prior: 0.7, unit: 1 }), f({ prior: 0.6, value: 1 })],
+      right: [false, false],
+      rejected: 0,
+    }));
+    // ... and liked a value when the rules gave one.
+    const liked: SelectorGroup[] = Array.from({ length: 10 }, () => ({ features: [f({ prior: 0.7, value: 1 }), f({ prior: 0.6, unit: 1 })], right: [true, false] }));
+    expect(selectorAccuracy(DEFAULT_SELECTOR, rejected)).toBe(0);
+    const trained = trainSelector([...rejected, ...liked]);
+    expect(selectorAccuracy(trained, rejected)).toBe(1);
+    expect(selectorAccuracy(trained, liked)).toBe(1);
+  });
+
+  it('has the gradient of its loss (finite differences), for right and rejected groups', () => {
+    const groups: SelectorGroup[] = [
+      { features: [f({ prior: 0.7, unit: 1, model: -0.3 }), f({ prior: 0.4, value: 1, lexical: 0.5 }), f({ prior: 0.2, clause: 1, cosine: 0.9 })], right: [false, true, true] },
+      { features: [f({ prior: 0.9, near: 0.2, long: 1 }), f({ prior: 0.5, fit: 1, passage: 0.3 })], right: [false, false], rejected: 0, weight: 2 },
+      { features: [f({ prior: 0.3, model: -1 }), f({ prior: 0.35, unit: 1, cosine: 0.2 })], right: [false, true] },
+    ];
+    const w = CANDIDATE_FEATURES.map((_, j) => 0.3 * Math.sin(j + 1));
+    const { grad } = selectorLossAndGradient(w, groups);
+    const h = 1e-6;
+    CANDIDATE_FEATURES.forEach((_, j) => {
+      const plus = [...w];
+      const minus = [...w];
+      plus[j]! += h;
+      minus[j]! -= h;
+      const numeric = (selectorLossAndGradient(plus, groups).loss - selectorLossAndGradient(minus, groups).loss) / (2 * h);
+      expect(grad[j]).toBeCloseTo(numeric, 6);
+    });
+    expect(grad.some((g) => Math.abs(g) > 1e-3)).toBe(true);
   });
 
   it('labels a candidate right when it holds the known answer or is most of a long one', () => {
