@@ -29,7 +29,7 @@ class CliError extends Error {
   }
 }
 
-const TRAIN_KINDS = ['tokenizer', 'pretrain', 'sft', 'embeddings', 'reward', 'rlhf'];
+const TRAIN_KINDS = ['tokenizer', 'pretrain', 'sft', 'embeddings', 'reward', 'rlhf', 'selector'];
 
 function positiveInt(value: string): number {
   const n = Number(value);

@@ -90,7 +90,7 @@ const NOT_YET = (what: string) =>
   `${what} is not available in this version of teamllm yet; nothing was changed.`;
 
 // The stages a chat job can run (the tokenizer and the retrieval encoder are trained from the CLI).
-const TRAIN_KINDS = ['pretrain', 'sft', 'reward', 'rlhf'];
+const TRAIN_KINDS = ['pretrain', 'sft', 'reward', 'rlhf', 'selector'];
 
 const train: CommandSpec = {
   name: 'train',

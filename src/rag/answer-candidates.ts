@@ -126,10 +126,10 @@ export function answerUnits(text: string): string[] {
   return out;
 }
 
-/** Clauses of a unit: cut at commas, semicolons, colons and dashes (CJK forms too). */
+/** Clauses of a unit: cut at commas, semicolons, colons and dashes (CJK forms too), never inside a number (09:30, 4,000). */
 function clauses(unit: string): string[] {
   return unit
-    .split(/(?<=[,;:，；：])\s*|\s+[—–]\s+/u)
+    .split(/(?<=[,;:，；：])(?!\d)\s*|\s+[—–]\s+/u)
     .map((c) => c.replace(/[,;:，；：。.]+$/u, '').trim())
     .filter((c) => c.length >= 2);
 }

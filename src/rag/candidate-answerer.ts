@@ -84,6 +84,12 @@ export function composeAnswer(chosen: Pick<ChosenAnswer, 'direct' | 'support' | 
   return `${chosen.direct}\n\n> ${chosen.support} ${cite}`;
 }
 
+/** The direct answer in an answer `composeAnswer` wrote (what a vote on a stored answer judged). */
+export function directAnswerOf(output: string): string {
+  const cut = output.indexOf('\n\n> ');
+  return (cut >= 0 ? output.slice(0, cut) : output.replace(/\s*\[\d+\]\s*$/u, '')).trim();
+}
+
 export class CandidateAnswerer implements Answerer {
   constructor(private readonly options: CandidateAnswererOptions) {}
 
@@ -161,12 +167,12 @@ export class CandidateAnswerer implements Answerer {
     let best = 0;
     for (let i = 1; i < pool.length; i++) if (scores[i]! > scores[best]!) best = i;
     const candidate = pool[best]!;
-    return { direct: tidy(candidate.text, isChinese(request.question)), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
+    return { direct: directAnswerText(candidate.text, isChinese(request.question)), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
   }
 }
 
-/** A direct answer reads as a phrase: no trailing colon or comma, a sentence keeps its full stop. */
-function tidy(text: string, zh: boolean): string {
+/** A candidate as a direct answer: a phrase, no trailing colon or comma, a sentence keeps its full stop. */
+export function directAnswerText(text: string, zh: boolean): string {
   const t = text.replace(/[,;:，；：\s]+$/u, '').trim();
   return zh ? t : t.charAt(0).toUpperCase() + t.slice(1);
 }

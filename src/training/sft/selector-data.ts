@@ -4,8 +4,9 @@
  * voted on — asked through the same retrieval and candidate proposal as the bot, each candidate
  * labelled right when it holds the known answer.
  */
-import type { Source } from '../../core/index.ts';
-import { CandidateAnswerer, type CandidateKnowledgeBase, type CandidateScorer } from '../../rag/candidate-answerer.ts';
+import type { RatedAnswer, Source } from '../../core/index.ts';
+import { CandidateAnswerer, directAnswerOf, directAnswerText, type CandidateKnowledgeBase, type CandidateScorer } from '../../rag/candidate-answerer.ts';
+import { isChinese } from '../../rag/text-features.ts';
 import { DEFAULT_SELECTOR, selectorAccuracy, trainSelector, type SelectorGroup, type SelectorWeights } from '../../rag/answer-selector.ts';
 import { answerTokens } from '../eval/qa-eval.ts';
 
@@ -72,4 +73,45 @@ export async function trainAnswerSelector(options: TrainAnswerSelectorOptions): 
   const groups = await selectorGroups(options.questions, options);
   const cut = Math.floor(groups.length * 0.8);
   return fitSelector(groups.slice(0, cut), groups.slice(cut));
+}
+
+export interface VoteGroups {
+  groups: (SelectorGroup & { question: string })[];
+  /** Rated answers that teach the selector nothing: refusals (no candidates), ties, or answers not chosen from candidates (another answerer wrote them). */
+  skipped: { refused: number; tied: number; notCandidates: number };
+}
+
+const bare = (t: string) => t.replace(/[\s,;:.，；：。]+$/u, '').trim().toLowerCase();
+
+/**
+ * Selector examples from the answers people rated: each rated answer's question and the passages it
+ * was answered from are proposed again, the candidate it gave is found, and a net 👍 makes it the
+ * right one, a net 👎 the rejected one (which other candidate was right is unknown).
+ */
+export async function voteGroups(rated: RatedAnswer[], options: SelectorDataOptions): Promise<VoteGroups> {
+  const answerer = new CandidateAnswerer({ kb: options.kb, ...(options.scorer ? { scorer: options.scorer } : {}) });
+  const out: VoteGroups = { groups: [], skipped: { refused: 0, tied: 0, notCandidates: 0 } };
+  for (const [i, r] of rated.entries()) {
+    options.signal?.throwIfAborted();
+    const net = r.up - r.down;
+    if (net === 0) out.skipped.tied++;
+    else if (r.answer.passages.length === 0) out.skipped.refused++;
+    else {
+      const { question, passages } = r.answer;
+      const pool = await answerer.rank({ question, history: [] }, passages);
+      const given = bare(directAnswerOf(r.answer.output));
+      const zh = isChinese(question);
+      const chosen = pool.findIndex((c) => bare(directAnswerText(c.text, zh)) === given);
+      if (chosen < 0 || pool.length < 2) out.skipped.notCandidates++;
+      else
+        out.groups.push({
+          question,
+          features: pool.map((c) => c.features),
+          right: pool.map((_, j) => net > 0 && j === chosen),
+          ...(net < 0 ? { rejected: chosen } : {}),
+        });
+    }
+    options.onProgress?.(i + 1, rated.length);
+  }
+  return out;
 }

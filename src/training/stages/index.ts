@@ -4,4 +4,5 @@ export const TRAINING_STAGES: Record<string, string> = {
   sft: new URL('./sft-stage.ts', import.meta.url).href,
   reward: new URL('./reward-stage.ts', import.meta.url).href,
   rlhf: new URL('./rlhf-stage.ts', import.meta.url).href,
+  selector: new URL('./selector-stage.ts', import.meta.url).href,
 };
