@@ -10,17 +10,41 @@ export function tempPath(target: string): string {
   return `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
+/**
+ * A write that failed (ENOSPC on a full disk, EDQUOT, EIO...), said with the file it was for and
+ * that what was there before is untouched; `code` is kept for callers that branch on it.
+ */
+export class WriteFailedError extends Error {
+  readonly code: string | undefined;
+  constructor(
+    readonly target: string,
+    cause: unknown,
+  ) {
+    const code = (cause as { code?: string } | undefined)?.code;
+    const why = code === 'ENOSPC' ? 'no space left on device (ENOSPC)' : code === 'EDQUOT' ? 'disk quota exceeded (EDQUOT)' : cause instanceof Error ? cause.message : String(cause);
+    super(`could not write ${target}: ${why}; the previous version of it is unchanged`, { cause });
+    this.name = 'WriteFailedError';
+    this.code = code;
+  }
+}
+
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = tempPath(file);
-  const handle = await fs.open(tmp, 'w');
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await fs.open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    // A half-written temporary file on a full disk would only take more of the space that is missing.
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err instanceof WriteFailedError ? err : new WriteFailedError(file, err);
   }
-  await fs.rename(tmp, file);
 }
 
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
@@ -59,7 +83,7 @@ export async function writeDirAtomic(dir: string, fill: (tmpDir: string) => Prom
       await fs.rename(tmp, dir);
     }
   } catch (err) {
-    await fs.rm(tmp, { recursive: true, force: true });
-    throw err;
+    await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw err instanceof WriteFailedError ? new WriteFailedError(dir, err.cause) : new WriteFailedError(dir, err);
   }
 }
