@@ -28,6 +28,11 @@ export class WriteFailedError extends Error {
   }
 }
 
+/** Errors of the disk itself (full, over quota, read-only, failing), as opposed to a wrong path. */
+function isDiskError(err: unknown): boolean {
+  return ['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG'].includes(String((err as { code?: unknown } | undefined)?.code));
+}
+
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = tempPath(file);
@@ -43,7 +48,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   } catch (err) {
     // A half-written temporary file on a full disk would only take more of the space that is missing.
     await fs.rm(tmp, { force: true }).catch(() => undefined);
-    throw err instanceof WriteFailedError ? err : new WriteFailedError(file, err);
+    throw err instanceof WriteFailedError || !isDiskError(err) ? err : new WriteFailedError(file, err);
   }
 }
 
@@ -77,13 +82,20 @@ export async function writeDirAtomic(dir: string, fill: (tmpDir: string) => Prom
     if (await exists(dir)) {
       const old = tempPath(`${dir}.old`);
       await fs.rename(dir, old);
-      await fs.rename(tmp, dir);
+      try {
+        await fs.rename(tmp, dir);
+      } catch (err) {
+        // Put the previous folder back: a failed replace must leave what was there.
+        await fs.rename(old, dir);
+        throw err;
+      }
       await fs.rm(old, { recursive: true, force: true });
     } else {
       await fs.rename(tmp, dir);
     }
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    throw err instanceof WriteFailedError ? new WriteFailedError(dir, err.cause) : new WriteFailedError(dir, err);
+    if (err instanceof WriteFailedError) throw new WriteFailedError(dir, err.cause);
+    throw isDiskError(err) ? new WriteFailedError(dir, err) : err;
   }
 }
