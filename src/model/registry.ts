@@ -123,7 +123,12 @@ export class ModelRegistry {
 
   private async read(): Promise<RegistryFile> {
     if (!(await exists(this.file))) return { serving: null, history: [], versions: {} };
-    return readJson<RegistryFile>(this.file);
+    try {
+      return await readJson<RegistryFile>(this.file);
+    } catch (err) {
+      // Say which file and what it means, not just a JSON parser's position.
+      throw new Error(`the model registry ${this.file} cannot be read (${(err as Error).message}); restore it from a backup, or move it aside to start with no model versions`);
+    }
   }
 
   private async write(reg: RegistryFile): Promise<void> {
