@@ -103,6 +103,11 @@ export interface KnowledgeBaseOptions {
    * the store and does that when it answers).
    */
   onDenseFailure?: (err: unknown) => void;
+  /**
+   * How long a search waits for the vector store before answering with BM25 alone (default 5 s):
+   * a hung server (stopped, overloaded, a half-open connection) must not hold every answer.
+   */
+  denseTimeoutMs?: number;
 }
 
 export interface AddOptions {
@@ -410,7 +415,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     const wanted = options.mode ?? 'hybrid';
     if (this.dense && this.denseDown === undefined && wanted !== 'bm25') {
       try {
-        return await this.retrieveWith(query, k, options, this.dense);
+        return await withTimeout(this.retrieveWith(query, k, options, this.dense), this.options.denseTimeoutMs ?? 5_000, 'the vector store did not answer');
       } catch (err) {
         // Chroma died or cannot be reached: this question and the next ones are answered by
         // BM25 alone (it needs nothing but SQLite), not with an error.
@@ -574,6 +579,16 @@ function walk(dir: string): string[] {
     else if (entry.isFile()) out.push(full);
   }
   return out;
+}
+
+/** `promise`, or a rejection after `ms` (its timer does not keep the process alive). */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function errorMessage(err: unknown): string {

@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from '../../src/core/index.ts';
 import { saveModelFiles } from '../../src/model/model-files.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
 import { CharTokenizer } from '../../src/model/tokenizer/index.ts';
-import { chromaClientFor, LocalEmbeddings, LocalKnowledgeBase, startChromaServer, type ChromaServer } from '../../src/rag/index.ts';
+import { chromaClientFor, InMemoryVectorStore, LocalEmbeddings, LocalKnowledgeBase, startChromaServer, type ChromaServer } from '../../src/rag/index.ts';
 import { trainEncoder } from '../../src/rag/encoder-training.ts';
 import { latestCheckpoint, saveCheckpoint } from '../../src/training/checkpoint.ts';
 import { AdamW } from '../../src/training/adamw.ts';
@@ -130,6 +130,43 @@ describe('the vector store dies while the bot serves', () => {
     expect((await runtime.kb.retrieve('Quillpad receipts', 1, { mode: 'dense' }))[0]?.source).toBe('fin/expenses.md');
     expect(logger.lines.filter((l) => /vector store \(Chroma\) is back/.test(l.msg))).toHaveLength(1);
   }, 90_000);
+});
+
+describe('a vector store that hangs or fails inside one knowledge base', () => {
+  it('answers with BM25 after the timeout, defers the vectors of what is added meanwhile, and writes only those when a store is attached again', async () => {
+    const failures: unknown[] = [];
+    const kb = new LocalKnowledgeBase(':memory:', { denseTimeoutMs: 50, onDenseFailure: (err) => failures.push(err) });
+    await kb.addPaths([tempDir('docs', DOCS)]);
+    const { encoder, report } = await trainEncoder(kb.passages(), { config: { buckets: 4096, dim: 16, members: 2 }, steps: 10, batchSize: 8 });
+    const embeddings = LocalEmbeddings.fromTraining(encoder, report, { sources: 2, passages: kb.chunkCount });
+    const store = new InMemoryVectorStore(embeddings);
+    expect(await kb.useDense({ embeddings, store })).toBe(kb.chunkCount);
+    // The server stops answering (a stopped process, a half-open connection): queries never settle.
+    const hang = vi.spyOn(store, 'similaritySearchVectorWithScore').mockReturnValue(new Promise(() => {}));
+    const [hit] = await kb.retrieve('Tunnelbee', 1);
+    expect(hit).toMatchObject({ source: 'it/laptops.md' });
+    expect(hit!.cosine).toBeUndefined();
+    expect(String(failures[0])).toMatch(/the vector store did not answer within 50 ms/);
+    expect(kb.denseUnavailable).toBe(true);
+    expect(kb.lexicalOnlySearches).toBe(1);
+
+    // Added and removed while it is down: in SQLite and BM25 now, in the store later.
+    const write = vi.spyOn(store, 'addVectors');
+    const report2 = await kb.addPaths([tempDir('more', { 'fin/expenses.md': '# Expenses\n\nReceipts go to Quillpad within thirty days.' })]);
+    expect(report2.failed).toEqual([]);
+    expect(await kb.remove('hr/leave.md')).toBeGreaterThan(0);
+    expect(write).not.toHaveBeenCalled();
+    expect((await kb.search('Quillpad', 1))[0]?.source).toBe('fin/expenses.md');
+
+    hang.mockRestore();
+    const written = await kb.useDense({ embeddings, store });
+    expect(written).toBe(1); // the one new passage, not the whole knowledge base
+    expect(kb.denseUnavailable).toBe(false);
+    expect(await store.count()).toBe(kb.chunkCount);
+    expect((await kb.retrieve('Quillpad receipts', 1, { mode: 'dense' }))[0]?.source).toBe('fin/expenses.md');
+    expect((await kb.retrieve('vacation days', 5, { mode: 'dense' })).some((h) => h.source === 'hr/leave.md')).toBe(false);
+    kb.close();
+  });
 });
 
 describe('the bundled Chroma server is supervised', () => {
