@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { routePath } from 'hono/route';
-import type { Logger, ModelInfo } from '../core/index.ts';
+import { isStoreBusy, type Logger, type ModelInfo } from '../core/index.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface HttpAppOptions {
@@ -26,6 +26,8 @@ export function createHttpApp(options: HttpAppOptions): Hono {
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
   });
 
+  // Always 200 while the process answers (load balancers keep sending traffic): a degraded part
+  // (the vector store down, the promoted model refused) shows as status "degraded" plus details.
   app.get('/healthz', (c) =>
     c.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000), model: options.serving(), ...options.health?.() }),
   );
@@ -35,6 +37,11 @@ export function createHttpApp(options: HttpAppOptions): Hono {
 
   app.notFound((c) => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => {
+    if (isStoreBusy(err)) {
+      // Another process holds the database past the busy timeout: this request fails, clearly; the server goes on.
+      logger.error({ err, path: c.req.path }, 'the database stayed locked past its busy timeout');
+      return c.json({ error: 'the database is locked by another process (still busy after its timeout); try again in a moment' }, 503);
+    }
     logger.error({ err, path: c.req.path }, 'request failed');
     return c.json({ error: 'internal error' }, 500);
   });

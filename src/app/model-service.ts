@@ -2,7 +2,7 @@ import { formatMetrics } from '../training/jobs/job-format.ts';
 import type { Actor, Answerer, BotStore, Logger, ModelService } from '../core/index.ts';
 import type { Bot } from '../core/index.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
-import type { ModelRegistry, ModelVersion } from '../model/registry.ts';
+import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
 
 export interface RegistryModelServiceOptions {
@@ -31,6 +31,18 @@ export interface PromotionContext {
   job?: number;
 }
 
+/** The serving version could not be loaded: what serves instead, for /healthz and the admin page. */
+export interface ModelFallback {
+  /** The version the registry says serves. */
+  wanted: string;
+  /** The file found missing or damaged (or the one that failed to load). */
+  file: string;
+  reason: string;
+  /** What answers instead: an earlier version, or null for retrieval-only answers. */
+  serving: string | null;
+  since: number;
+}
+
 /**
  * /model and `teamllm model`: versions from the registry; promote and rollback swap the Bot's
  * answerer without a restart (answers in flight finish on the old model) and are audited.
@@ -41,6 +53,8 @@ export class RegistryModelService implements ModelService {
   /** Loaded weights: LoRA versions are served over their base, so switching among them reloads no base. */
   private readonly served: ServedModels;
   private activating: Promise<void> = Promise.resolve();
+  /** Set while the serving version is refused (damaged files) and another one, or none, answers. */
+  private refused: (ModelFallback & { createdAt: string }) | undefined;
 
   constructor(private readonly options: RegistryModelServiceOptions) {
     this.served = new ServedModels(options.registry, {
@@ -72,6 +86,8 @@ export class RegistryModelService implements ModelService {
   async promote(version: string, actor: Actor, context: PromotionContext = {}): Promise<string> {
     const candidate = await this.options.registry.get(version);
     if (!candidate) throw new Error(`No model version ${version} (see /model list)`);
+    // A damaged version is refused here, not after it became the serving one.
+    await this.options.registry.assertIntact(version);
     const current = (await this.options.registry.serving())?.version;
     // Already serving (a stage promoted it): the version before it is the one rollback returns to.
     const before = current === version ? await this.options.registry.previous() : current;
@@ -98,6 +114,29 @@ export class RegistryModelService implements ModelService {
     return `Now answering with ${promoted.version}${before ? ` (was ${before}; /model rollback returns to it)` : ''}.${note}`;
   }
 
+  /**
+   * `teamllm model verify [version]`: each version's files against the hashes recorded at
+   * registration. `ok` is false when one is damaged.
+   */
+  async verify(version?: string): Promise<{ ok: boolean; text: string }> {
+    const versions = version ? [version] : (await this.options.registry.list()).map((v) => v.version);
+    if (versions.length === 0) return { ok: true, text: 'No model versions yet.' };
+    const serving = (await this.options.registry.serving())?.version;
+    const lines: string[] = [];
+    let ok = true;
+    for (const v of versions) {
+      const check = await this.options.registry.verify(v);
+      const tag = v === serving ? ' (serving)' : '';
+      if (check.status === 'ok') lines.push(`✓ ${v}${tag}: files match the sha256 recorded at registration`);
+      else if (check.status === 'unverified') lines.push(`? ${v}${tag}: unverified (registered before hashes were recorded; they are recorded after its next good load)`);
+      else {
+        ok = false;
+        lines.push(`✗ ${ModelFilesError.from(check, this.options.registry.dir(v)).message}`);
+      }
+    }
+    return { ok, text: lines.join('\n') };
+  }
+
   async rollback(actor: Actor): Promise<string> {
     const before = (await this.options.registry.serving())?.version;
     const restored = await this.options.registry.rollback();
@@ -120,23 +159,78 @@ export class RegistryModelService implements ModelService {
     return next;
   }
 
+  /** Set while the promoted version cannot be served (its files are damaged or missing). */
+  get fallback(): ModelFallback | undefined {
+    if (!this.refused) return undefined;
+    const { createdAt: _, ...fallback } = this.refused;
+    return fallback;
+  }
+
   private async activateNow(): Promise<void> {
     const serving = await this.options.registry.serving();
-    if (serving?.version === this.active?.version) return;
+    if (this.refused) {
+      // Still the refused version: keep the fallback (its files are not hashed again every few seconds).
+      if (serving && serving.version === this.refused.wanted && serving.createdAt === this.refused.createdAt) return;
+    } else if (serving?.version === this.active?.version) return;
     const previous = this.active;
     let how: Record<string, unknown> = {};
     if (!serving) {
       this.active = undefined;
+      this.refused = undefined;
       this.target.setAnswerer(this.options.fallback);
       await this.served.activate(null);
     } else {
-      // Bases nothing serves from any more are freed later, after answers in flight on them finish.
-      const served = (await this.served.activate(serving.version))!;
-      this.active = { version: serving.version, model: served.model };
-      this.target.setAnswerer(this.options.answererFor(served.model));
-      how = served.adapter ? { adapterOver: served.base, baseReloaded: served.reloaded } : { reloaded: served.reloaded };
+      try {
+        how = await this.serve(serving.version);
+        this.refused = undefined;
+      } catch (err) {
+        await this.fallBack(serving, err);
+        return;
+      }
     }
     this.options.logger.info({ version: serving?.version ?? 'retrieval-only', previous: previous?.version, ...how }, 'serving model changed');
+  }
+
+  /** Loads a version and makes the Bot answer with it. */
+  private async serve(version: string): Promise<Record<string, unknown>> {
+    // Bases nothing serves from any more are freed later, after answers in flight on them finish.
+    const served = (await this.served.activate(version))!;
+    this.active = { version, model: served.model };
+    this.target.setAnswerer(this.options.answererFor(served.model));
+    return served.adapter ? { adapterOver: served.base, baseReloaded: served.reloaded } : { reloaded: served.reloaded };
+  }
+
+  /**
+   * The promoted version cannot be loaded: the bot keeps answering with the most recent earlier
+   * version that loads, else retrieval-only, and says so (log, audit log, /healthz, admin page).
+   * The registry is left as it is: rollback, promote or a new version is the operator's decision.
+   */
+  private async fallBack(wanted: ModelVersion, err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err);
+    const file = err instanceof ModelFilesError ? err.file : 'model.safetensors';
+    let instead: string | null = null;
+    for (const version of await this.options.registry.history()) {
+      try {
+        await this.serve(version);
+        instead = version;
+        break;
+      } catch (next) {
+        this.options.logger.warn({ version, err: next instanceof Error ? next.message : String(next) }, 'earlier model version cannot serve either');
+      }
+    }
+    if (instead === null) {
+      this.active = undefined;
+      this.target.setAnswerer(this.options.fallback);
+      await this.served.activate(null).catch(() => undefined);
+    }
+    this.refused = { wanted: wanted.version, file, reason, serving: instead, since: Date.now(), createdAt: wanted.createdAt };
+    this.options.logger.error(
+      { version: wanted.version, file, servingInstead: instead ?? 'retrieval-only' },
+      `${reason} Answering with ${instead ?? 'retrieval-only answers (quotes from the knowledge base)'} meanwhile.`,
+    );
+    await this.options.store
+      .audit({ actor: 'system', action: 'model-fallback', detail: { version: wanted.version, file, reason, servingInstead: instead } })
+      .catch((auditErr: unknown) => this.options.logger.error({ err: auditErr }, 'could not write the model fallback to the audit log'));
   }
 
   close(): void {

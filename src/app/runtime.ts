@@ -8,7 +8,7 @@ import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapt
 import { adminRoutes, WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
 import { LocalChatModel } from '../model/langchain-chat-model.ts';
 import { ModelRegistry } from '../model/registry.ts';
-import { openKnowledgeBase, type LocalKnowledgeBase, type OpenedKnowledgeBases } from '../rag/index.ts';
+import { openKnowledgeBase, type LocalKnowledgeBase, type OpenedKnowledgeBases, type OpenKnowledgeBaseOptions } from '../rag/index.ts';
 import { ChatTrainingService, jobLossChart } from '../training/chat-training-service.ts';
 import { JobRunner } from '../training/jobs/job-runner.ts';
 import { TRAINING_STAGES } from '../training/stages/index.ts';
@@ -69,16 +69,38 @@ export interface RuntimeOptions {
   fallbackNotice?: (request: AnswerRequest) => string | undefined;
   /** More fields for the body of GET /healthz (the background quickstart's status). */
   health?: () => Record<string, unknown>;
+  /** How long a write waits for a locked SQLite database before its request fails (default 5 s). */
+  busyTimeoutMs?: number;
+  /** Knowledge-base options (tests shorten the vector store's probe and restart delays). */
+  knowledge?: Pick<OpenKnowledgeBaseOptions, 'probe' | 'bundledChroma'>;
 }
 
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
 export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const store = new SqliteStore(join(config.home, 'teamllm.db'));
-  const knowledge = await openKnowledgeBase({ home: config.home, ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}), logger });
+  const store = new SqliteStore(join(config.home, 'teamllm.db'), options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {});
+  const metrics = new Metrics(options.defaultMetrics ?? true);
+  let knowledge: OpenedKnowledgeBases | undefined;
+  try {
+    knowledge = await openKnowledgeBase({
+      home: config.home,
+      ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}),
+      logger,
+      observer: { vectorStoreDown: () => metrics.vectorStoreDown() },
+      ...(options.knowledge ?? {}),
+    });
+    return await assemble(config, options, logger, store, metrics, knowledge);
+  } catch (err) {
+    // A start that fails leaves nothing running: the Chroma child and the databases are closed.
+    await knowledge?.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function assemble(config: Config, options: RuntimeOptions, logger: Logger, store: SqliteStore, metrics: Metrics, knowledge: OpenedKnowledgeBases): Promise<Runtime> {
   const kb = knowledge.kb;
   if (config.sampleKnowledgeBase) await loadSampleKnowledgeBase(kb, config.home, logger);
-  const metrics = new Metrics(options.defaultMetrics ?? true);
   const consoleUser = userInfo().username || 'operator';
   const admins = new AdminList([
     ...config.admins,
@@ -134,6 +156,25 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   // The one promotion rule: a finished job's model serves only if its evaluation gate passed.
   installAutoPromotion(jobs, { registry, models, logger });
   if (options.startJobs) await jobs.init();
+  /**
+   * The parts running degraded, for /healthz (still 200: the bot answers) and the admin page:
+   * `status` becomes "degraded" and `degraded` names them; details beside (docs/operations.md).
+   */
+  const degradedHealth = () => {
+    const vectorStore = knowledge.vectorStore;
+    const modelFallback = models.fallback;
+    const degraded = [...(vectorStore.state === 'down' ? ['vector_store'] : []), ...(modelFallback ? ['model'] : [])];
+    return { ...(degraded.length > 0 ? { status: 'degraded' } : {}), degraded, vectorStore, ...(modelFallback ? { modelFallback } : {}) };
+  };
+  metrics.watch(() => {
+    const vectorStore = knowledge.vectorStore;
+    return {
+      vectorStoreDown: vectorStore.state === 'down',
+      modelFallback: models.fallback !== undefined,
+      lexicalOnlySearches: vectorStore.lexicalOnlySearches,
+      chromaRestarts: vectorStore.restarts,
+    };
+  });
   const routes: Hono[] = [];
   if (config.adapters.includes('web')) {
     routes.push(webRoutes({ bot, logger, ...(config.adminToken ? { adminToken: config.adminToken } : {}) }));
@@ -150,6 +191,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
           models: () => registry.list(),
           feedbackByDay: (days) => store.feedbackByDay(days),
           audit: (limit) => store.auditLog(limit),
+          health: () => degradedHealth(),
         },
       }),
     );
@@ -163,7 +205,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
       if (adapter.routes) routes.push(adapter.routes);
     }
   }
-  const http = createHttpApp({ logger, metrics, serving: () => bot.serving.model, routes, ...(options.health ? { health: options.health } : {}) });
+  const http = createHttpApp({ logger, metrics, serving: () => bot.serving.model, routes, health: () => ({ ...degradedHealth(), ...options.health?.() }) });
   let closed = false;
   return {
     config,

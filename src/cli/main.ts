@@ -178,8 +178,13 @@ export function buildProgram(): Command {
       try {
         serving = await startServing(config, { reporter, onQuickstart: (q) => announceBackgroundQuickstart(q, reporter) });
       } catch (err) {
-        if (/TEAMLLM_QUICKSTART_RECIPE/.test((err as Error).message)) throw new CliError((err as Error).message, 2);
-        throw err;
+        // Whatever stopped the start ends the process: one clear line, a non-zero status, and no
+        // child left behind (the bundled Chroma is killed on exit: rag/chroma-server.ts).
+        reporter.stop();
+        const message = err instanceof Error ? err.message : String(err);
+        process.stderr.write(`teamllm serve: could not start: ${message.split('\n')[0]}\n`);
+        if (process.env.TEAMLLM_LOG_LEVEL === 'debug' && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+        process.exit(/TEAMLLM_QUICKSTART_RECIPE/.test(message) ? 2 : 1);
       }
       const { runtime, server } = serving;
       runtime.logger.info(
@@ -387,8 +392,8 @@ export function buildProgram(): Command {
 
   program
     .command('model')
-    .description('model versions: list, promote <version>, rollback (a running bot follows within seconds)')
-    .argument('<action>', 'list|promote|rollback')
+    .description('model versions: list, promote <version>, rollback (a running bot follows within seconds), verify [version] (files against their recorded sha256)')
+    .argument('<action>', 'list|promote|rollback|verify')
     .argument('[version]')
     .action(async (action: string, version: string | undefined) => {
       await withRuntime(program, {}, async (runtime) => {
@@ -399,7 +404,11 @@ export function buildProgram(): Command {
           process.stdout.write(`${await runtime.models.promote(version, actor).catch((e: Error) => Promise.reject(new CliError(e.message)))}\n`);
         } else if (action === 'rollback') {
           process.stdout.write(`${await runtime.models.rollback(actor).catch((e: Error) => Promise.reject(new CliError(e.message)))}\n`);
-        } else throw new CliError(`unknown model action "${action}" (list, promote, rollback)`);
+        } else if (action === 'verify') {
+          const result = await runtime.models.verify(version).catch((e: Error) => Promise.reject(new CliError(e.message)));
+          process.stdout.write(`${result.text}\n`);
+          if (!result.ok) process.exitCode = 1;
+        } else throw new CliError(`unknown model action "${action}" (list, promote, rollback, verify)`);
       });
     });
 

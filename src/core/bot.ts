@@ -35,7 +35,23 @@ export type HandleOutcome =
   | 'denied'
   | 'greeting'
   | 'shutting_down'
+  /** The database stayed locked (by another process) past its busy timeout: this request failed, nothing else. */
+  | 'store_busy'
   | AnswerOutcome;
+
+/** What the user is told when the database stays locked past its busy timeout. */
+export const STORE_BUSY_REPLY =
+  'Sorry — the bot\'s database is locked by another process right now (still busy after waiting for it), so I could not answer this. Please ask again in a moment.';
+
+/**
+ * A store error that means "locked by someone else, try later" (SQLite's SQLITE_BUSY after its
+ * busy timeout, PostgreSQL's lock_not_available): a clear reply for that request, not a crash.
+ */
+export function isStoreBusy(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED') || code === '55P03' || /database is locked/i.test(String(e?.message ?? ''));
+}
 
 export interface HandleResult {
   outcome: HandleOutcome;
@@ -118,7 +134,12 @@ export class Bot {
 
   /** Handles one platform event. Adapters acknowledge the platform first, then call this. */
   handle(msg: IncomingMessage, target: ReplyTarget): Promise<HandleResult> {
-    const work = this.handleInner(msg, target);
+    const work = this.handleInner(msg, target).catch(async (err: unknown): Promise<HandleResult> => {
+      if (!isStoreBusy(err)) throw err;
+      this.logger.error({ err, platform: msg.platform, eventId: msg.eventId }, 'the database stayed locked past its busy timeout: this request failed');
+      await target.post({ phase: 'notice', text: STORE_BUSY_REPLY }).catch((e: unknown) => this.logger.error({ err: e }, 'could not post the busy reply'));
+      return { outcome: 'store_busy' };
+    });
     this.inFlight.add(work);
     void work.finally(() => this.inFlight.delete(work)).catch(() => {});
     return work;
@@ -221,6 +242,7 @@ export class Bot {
     const model = answerer.model;
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.options.answerTimeoutMs ?? 120_000)]);
     let outcome: AnswerOutcome = 'error';
+    let busy = false;
     let answerId: string | undefined;
     let posted: PostedReply;
     try {
@@ -276,19 +298,22 @@ export class Bot {
       outcome = sources.length > 0 ? 'answered' : 'no_answer';
     } catch (err) {
       outcome = signal.aborted ? 'cancelled' : 'error';
-      log.error({ err, outcome }, 'answering failed');
+      busy = outcome === 'error' && isStoreBusy(err);
+      log.error({ err, outcome, ...(busy ? { storeBusy: true } : {}) }, 'answering failed');
       await updater
         .finish({
           phase: 'error',
           text:
             outcome === 'cancelled'
               ? 'Sorry — I had to stop before finishing this answer. Please ask again.'
-              : 'Sorry — something went wrong while answering. The error was logged; please try again.',
+              : busy
+                ? STORE_BUSY_REPLY
+                : 'Sorry — something went wrong while answering. The error was logged; please try again.',
         })
         .catch((e: unknown) => log.error({ err: e }, 'could not post the error reply'));
     }
     this.observer.answer(msg.platform, outcome, (performance.now() - started) / 1000);
-    return { outcome, ...(answerId ? { answerId } : {}) };
+    return { outcome: busy ? 'store_busy' : outcome, ...(answerId ? { answerId } : {}) };
   }
 
   /** Records (or withdraws, with 0) a user's vote on an answer. */

@@ -10,4 +10,4 @@ export { RateLimiter } from './rate-limiter.ts';
 export { conversationKey, fitToBudget, type MemoryBudget } from './conversation.ts';
 export { parseCommand, helpText, BUILTIN_COMMANDS, type CommandSpec, type ParsedCommand } from './commands.ts';
 export { StreamUpdater } from './stream-updater.ts';
-export { Bot, type BotOptions, type HandleOutcome, type HandleResult, type VoteInput, type VoteResult } from './bot.ts';
+export { Bot, isStoreBusy, STORE_BUSY_REPLY, type BotOptions, type HandleOutcome, type HandleResult, type VoteInput, type VoteResult } from './bot.ts';

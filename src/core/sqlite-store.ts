@@ -190,6 +190,8 @@ function toFeedback(row: FeedbackRow): FeedbackRecord {
 export interface SqliteStoreOptions {
   /** How long processed event ids are kept; platforms stop redelivering after hours, not weeks. */
   eventRetentionMs?: number;
+  /** How long a statement waits for a lock another connection holds before failing SQLITE_BUSY (default 5 s). */
+  busyTimeoutMs?: number;
 }
 
 /** The default BotStore: one SQLite file in WAL mode, safe for one writer process. */
@@ -204,7 +206,7 @@ export class SqliteStore implements BotStore, JobStore {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     this.eventRetentionMs = options.eventRetentionMs ?? 7 * 24 * 3600 * 1000;
     this.migrate();
   }

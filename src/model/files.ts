@@ -10,17 +10,46 @@ export function tempPath(target: string): string {
   return `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
+/**
+ * A write that failed (ENOSPC on a full disk, EDQUOT, EIO...), said with the file it was for and
+ * that what was there before is untouched; `code` is kept for callers that branch on it.
+ */
+export class WriteFailedError extends Error {
+  readonly code: string | undefined;
+  constructor(
+    readonly target: string,
+    cause: unknown,
+  ) {
+    const code = (cause as { code?: string } | undefined)?.code;
+    const why = code === 'ENOSPC' ? 'no space left on device (ENOSPC)' : code === 'EDQUOT' ? 'disk quota exceeded (EDQUOT)' : cause instanceof Error ? cause.message : String(cause);
+    super(`could not write ${target}: ${why}; the previous version of it is unchanged`, { cause });
+    this.name = 'WriteFailedError';
+    this.code = code;
+  }
+}
+
+/** Errors of the disk itself (full, over quota, read-only, failing), as opposed to a wrong path. */
+function isDiskError(err: unknown): boolean {
+  return ['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG'].includes(String((err as { code?: unknown } | undefined)?.code));
+}
+
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = tempPath(file);
-  const handle = await fs.open(tmp, 'w');
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await fs.open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    // A half-written temporary file on a full disk would only take more of the space that is missing.
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err instanceof WriteFailedError || !isDiskError(err) ? err : new WriteFailedError(file, err);
   }
-  await fs.rename(tmp, file);
 }
 
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
@@ -53,13 +82,20 @@ export async function writeDirAtomic(dir: string, fill: (tmpDir: string) => Prom
     if (await exists(dir)) {
       const old = tempPath(`${dir}.old`);
       await fs.rename(dir, old);
-      await fs.rename(tmp, dir);
+      try {
+        await fs.rename(tmp, dir);
+      } catch (err) {
+        // Put the previous folder back: a failed replace must leave what was there.
+        await fs.rename(old, dir);
+        throw err;
+      }
       await fs.rm(old, { recursive: true, force: true });
     } else {
       await fs.rename(tmp, dir);
     }
   } catch (err) {
-    await fs.rm(tmp, { recursive: true, force: true });
-    throw err;
+    await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    if (err instanceof WriteFailedError) throw new WriteFailedError(dir, err.cause);
+    throw isDiskError(err) ? new WriteFailedError(dir, err) : err;
   }
 }

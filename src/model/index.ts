@@ -32,7 +32,7 @@ export { sampleToken, type SamplingOptions } from './sampling.ts';
 export { encodeChat, type ChatMessage, type ChatPromptOptions } from './chat-template.ts';
 export { LoadedModel, loadModel, type ModelInfoLike } from './loaded-model.ts';
 export { saveModelFiles, loadModelFiles, readModelConfig, type ModelConfigFile, MODEL_FORMAT } from './model-files.ts';
-export { ModelRegistry, type ModelVersion, type RegisterOptions } from './registry.ts';
+export { ModelRegistry, ModelFilesError, hashFile, type ModelCheck, type ModelVersion, type RegisterOptions } from './registry.ts';
 export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors } from './safetensors.ts';
 export { type ProjectionHook, type ProjectionHookContext, type ProjectionSite } from './gpt.ts';
 export * from './lora/index.ts';

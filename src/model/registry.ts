@@ -4,8 +4,15 @@
  *
  *   models/registry.json   { serving, history, versions: { v1: {...}, ... } }
  *   models/v1/             model.safetensors, config.json, tokenizer.json
+ *
+ * Every version records the sha256 and size of its files at registration (`files`), and they
+ * are checked before it is loaded: a truncated or replaced file (a full disk, an interrupted
+ * copy) is refused with a message naming the version, the file and what to do, rather than
+ * failing deep inside the tensor code. Versions registered before hashes were recorded are
+ * "unverified": they load as before, and their hashes are recorded after their first good load.
  */
-import { promises as fs } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { exists, readJson, writeDirAtomic, writeJsonAtomic } from './files.ts';
 import { readModelConfig } from './model-files.ts';
@@ -32,6 +39,56 @@ export interface ModelVersion {
   job?: number;
   /** Set by list(): whether this version is the one serving. */
   serving?: boolean;
+  /** The files of the version folder (relative paths) as registered; absent on older registries. */
+  files?: Record<string, RecordedFile>;
+}
+
+export interface RecordedFile {
+  sha256: string;
+  bytes: number;
+}
+
+/** The files every version folder has (what register() copies in). */
+export const MODEL_VERSION_FILES = ['model.safetensors', 'config.json', 'tokenizer.json'] as const;
+
+/** What `verify` found: ok (hashes match), unverified (none recorded; files present) or damaged. */
+export interface ModelCheck {
+  version: string;
+  status: 'ok' | 'unverified' | 'damaged';
+  problems: { file: string; reason: string }[];
+}
+
+/** A version whose files are missing or do not match what was recorded: not loaded. */
+export class ModelFilesError extends Error {
+  constructor(
+    readonly version: string,
+    readonly file: string,
+    detail: string,
+  ) {
+    super(
+      `model version ${version} cannot be served: ${detail}. ` +
+        'Serve the previous version with `teamllm model rollback` (or `teamllm model promote <version>`), ' +
+        'or train it again (`teamllm quickstart --force`, `teamllm train ...`); `teamllm model verify` checks every version.',
+    );
+    this.name = 'ModelFilesError';
+  }
+
+  static from(check: ModelCheck, dir: string): ModelFilesError {
+    const first = check.problems[0]!;
+    const detail = check.problems.map((p) => `${path.join(dir, p.file)} ${p.reason}`).join('; ');
+    return new ModelFilesError(check.version, first.file, detail);
+  }
+}
+
+/** sha256 and size of a file, read as a stream (model files can be large). */
+export async function hashFile(file: string): Promise<RecordedFile> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
 }
 
 interface RegistryFile {
@@ -66,7 +123,12 @@ export class ModelRegistry {
 
   private async read(): Promise<RegistryFile> {
     if (!(await exists(this.file))) return { serving: null, history: [], versions: {} };
-    return readJson<RegistryFile>(this.file);
+    try {
+      return await readJson<RegistryFile>(this.file);
+    } catch (err) {
+      // Say which file and what it means, not just a JSON parser's position.
+      throw new Error(`the model registry ${this.file} cannot be read (${(err as Error).message}); restore it from a backup, or move it aside to start with no model versions`);
+    }
   }
 
   private async write(reg: RegistryFile): Promise<void> {
@@ -112,9 +174,12 @@ export class ModelRegistry {
         for (const name of await fs.readdir(this.root)) n = Math.max(n, Number(VERSION.exec(name)?.[1] ?? 0));
       }
       const version = `v${n + 1}`;
+      const files: Record<string, RecordedFile> = {};
       await writeDirAtomic(this.dir(version), async (tmp) => {
-        for (const f of ['model.safetensors', 'config.json', 'tokenizer.json']) {
+        for (const f of MODEL_VERSION_FILES) {
           await fs.copyFile(path.join(modelDir, f), path.join(tmp, f));
+          // Hashed as copied, so what is recorded is what the version folder holds.
+          files[f] = await hashFile(path.join(tmp, f));
         }
       });
       const metaMetrics = (config.meta?.metrics ?? {}) as Record<string, number>;
@@ -124,6 +189,7 @@ export class ModelRegistry {
         source: options.source ?? String(config.meta?.source ?? 'unknown'),
         metrics: { ...metaMetrics, ...(options.metrics ?? {}) },
         numParameters: countParameters(gpt),
+        files,
       };
       if (options.parent) entry.parent = options.parent;
       if (options.notes) entry.notes = options.notes;
@@ -181,6 +247,56 @@ export class ModelRegistry {
     });
   }
 
+  /**
+   * Checks a version's files against the hashes recorded at registration (missing, truncated,
+   * changed). A version without recorded hashes is 'unverified' when its files are present.
+   */
+  async verify(version: string): Promise<ModelCheck> {
+    const entry = await this.get(version);
+    if (!entry) throw new Error(`No model version ${version}`);
+    const dir = this.dir(version);
+    const problems: ModelCheck['problems'] = [];
+    const recorded = entry.files;
+    for (const file of recorded ? Object.keys(recorded) : MODEL_VERSION_FILES) {
+      const full = path.join(dir, file);
+      const stat = await fs.stat(full).catch(() => undefined);
+      const want = recorded?.[file];
+      if (!stat) problems.push({ file, reason: 'is missing' });
+      else if (want && stat.size !== want.bytes) problems.push({ file, reason: `is ${stat.size} bytes, ${want.bytes} were recorded at registration (truncated or replaced)` });
+      else if (want && (await hashFile(full)).sha256 !== want.sha256) problems.push({ file, reason: 'does not match the sha256 recorded at registration (changed or damaged)' });
+    }
+    return { version, status: problems.length > 0 ? 'damaged' : recorded ? 'ok' : 'unverified', problems };
+  }
+
+  /** Throws ModelFilesError when the version is damaged; returns the check otherwise. */
+  async assertIntact(version: string): Promise<ModelCheck> {
+    const check = await this.verify(version);
+    if (check.status === 'damaged') throw ModelFilesError.from(check, this.dir(version));
+    return check;
+  }
+
+  /**
+   * Records the hashes of files of a version folder (relative paths): files added after
+   * registration (a LoRA adapter), or every file of an older, unverified version after it loaded.
+   */
+  async recordFiles(version: string, files: readonly string[] = MODEL_VERSION_FILES): Promise<void> {
+    const hashed: Record<string, RecordedFile> = {};
+    for (const f of files) hashed[f] = await hashFile(path.join(this.dir(version), f));
+    await this.exclusive(async () => {
+      const reg = await this.read();
+      const entry = reg.versions[version];
+      if (!entry) return;
+      entry.files = { ...entry.files, ...hashed };
+      await this.write(reg);
+    });
+  }
+
+  /** Versions promoted before the serving one, most recent first (where a fallback looks). */
+  async history(): Promise<string[]> {
+    const reg = await this.read();
+    return [...reg.history].reverse().filter((v, i, all) => reg.versions[v] && v !== reg.serving && all.indexOf(v) === i);
+  }
+
   /** The version rollback() would return to (undefined: none, or nothing serves). */
   async previous(): Promise<string | undefined> {
     const reg = await this.read();
@@ -210,6 +326,7 @@ export class ModelRegistry {
   async loadServing(): Promise<LoadedModel | undefined> {
     const v = await this.serving();
     if (!v) return undefined;
+    await this.assertIntact(v.version);
     const { LoadedModel } = await import('./loaded-model.ts');
     return LoadedModel.load(this.dir(v.version), v.version);
   }

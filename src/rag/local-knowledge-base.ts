@@ -97,6 +97,17 @@ export interface KnowledgeBaseOptions {
   fusion?: Partial<FusionOptions>;
   /** Downloads `kb add <url>` sources (default: fetchDocument, plain HTTP). */
   fetchUrl?: (url: string) => Promise<FetchedDocument>;
+  /**
+   * Told when the vector store fails (a search, a write): the knowledge base has already switched
+   * to BM25 alone and stays so until `useDense` is called again (open-knowledge-base.ts probes
+   * the store and does that when it answers).
+   */
+  onDenseFailure?: (err: unknown) => void;
+  /**
+   * How long a search waits for the vector store before answering with BM25 alone (default 5 s):
+   * a hung server (stopped, overloaded, a half-open connection) must not hold every answer.
+   */
+  denseTimeoutMs?: number;
 }
 
 export interface AddOptions {
@@ -135,6 +146,10 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   private index: Bm25Index<StoredChunk>;
   private byId = new Map<string, StoredChunk>();
   private dense: DenseIndex | undefined;
+  /** Set while the vector store is unreachable: searches are BM25 alone, writes are deferred. */
+  private denseDown: unknown;
+  /** Searches answered by BM25 alone because the vector store was unreachable. */
+  lexicalOnlySearches = 0;
   private readonly fusion: FusionOptions;
   private readonly lexical: LexicalOptions;
 
@@ -181,14 +196,53 @@ export class LocalKnowledgeBase implements KnowledgeBase {
    */
   async useDense(dense: DenseIndex | undefined): Promise<number> {
     this.dense = dense;
+    this.denseDown = undefined;
     if (!dense) return 0;
-    const inStore = await dense.store.count();
-    if (this.setting('dense_model') === dense.embeddings.info.id && inStore === this.chunkCount) return 0;
-    await dense.store.clear();
-    const chunks = [...this.byId.values()];
-    await this.writeVectors(chunks);
-    this.setSetting('dense_model', dense.embeddings.info.id);
-    return chunks.length;
+    try {
+      const sameModel = this.setting('dense_model') === dense.embeddings.info.id;
+      // Sources added, changed or removed while the store was unreachable: only theirs are redone.
+      const pending = sameModel ? this.pendingSources() : [];
+      let written = 0;
+      for (const source of pending) {
+        await dense.store.delete({ filter: { source } });
+        const chunks = [...this.byId.values()].filter((c) => c.source === source);
+        await this.writeVectors(chunks);
+        written += chunks.length;
+      }
+      if (pending.length > 0) this.setSetting('dense_pending', '[]');
+      const inStore = await dense.store.count();
+      if (sameModel && inStore === this.chunkCount) return written;
+      await dense.store.clear();
+      const chunks = [...this.byId.values()];
+      await this.writeVectors(chunks);
+      this.setSetting('dense_model', dense.embeddings.info.id);
+      this.setSetting('dense_pending', '[]');
+      return chunks.length;
+    } catch (err) {
+      this.dense = undefined;
+      throw err;
+    }
+  }
+
+  /** Whether searches are BM25 alone because the vector store failed (until `useDense` again). */
+  get denseUnavailable(): boolean {
+    return this.denseDown !== undefined;
+  }
+
+  /** The dense side failed: BM25 alone from now on, until the store is attached again. */
+  private denseFailed(err: unknown): void {
+    if (this.denseDown !== undefined) return;
+    this.denseDown = err;
+    this.options.onDenseFailure?.(err);
+  }
+
+  /** Sources whose vectors could not be written (kept in SQLite: a restart still catches up). */
+  private pendingSources(): string[] {
+    return JSON.parse(this.setting('dense_pending') ?? '[]') as string[];
+  }
+
+  private addPending(sources: Iterable<string>): void {
+    this.setSetting('dense_pending', JSON.stringify([...new Set([...this.pendingSources(), ...sources])]));
   }
 
   /** Every passage, in document order (what the encoder trains on). */
@@ -290,15 +344,19 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     if (report.added.length + report.updated.length === 0) return;
     this.rebuildIndex();
     if (!this.dense) return;
+    const sources = [...report.added, ...report.updated];
+    if (this.denseDown !== undefined) {
+      // The store is unreachable: searchable by keyword now, embedded when the store is back.
+      this.addPending(sources);
+      return;
+    }
     try {
       for (const source of pending.sources) await this.dense.store.delete({ filter: { source } });
       await this.writeVectors(pending.chunks);
     } catch (err) {
-      // SQLite has the passages; forget which model the store matches so the next start re-embeds.
-      this.setSetting('dense_model', '');
-      for (const source of [...report.added, ...report.updated]) {
-        report.failed.push({ source, reason: `indexed for keyword search, but the vector store failed: ${errorMessage(err)}` });
-      }
+      // SQLite has the passages; their vectors are written when the store answers again.
+      this.addPending(sources);
+      this.denseFailed(err);
     }
   }
 
@@ -330,7 +388,15 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     })();
     if (removed > 0) {
       this.rebuildIndex();
-      if (this.dense) await this.dense.store.delete({ filter: { source } });
+      if (this.dense && this.denseDown !== undefined) this.addPending([source]);
+      else if (this.dense) {
+        try {
+          await this.dense.store.delete({ filter: { source } });
+        } catch (err) {
+          this.addPending([source]);
+          this.denseFailed(err);
+        }
+      }
     }
     return removed;
   }
@@ -346,6 +412,24 @@ export class LocalKnowledgeBase implements KnowledgeBase {
    * encoder, 'hybrid' is BM25 alone.
    */
   async retrieve(query: string, k: number, options: SearchOptions = {}): Promise<RetrievedPassage[]> {
+    const wanted = options.mode ?? 'hybrid';
+    if (this.dense && this.denseDown === undefined && wanted !== 'bm25') {
+      try {
+        return await withTimeout(this.retrieveWith(query, k, options, this.dense), this.options.denseTimeoutMs ?? 5_000, 'the vector store did not answer');
+      } catch (err) {
+        // Chroma died or cannot be reached: this question and the next ones are answered by
+        // BM25 alone (it needs nothing but SQLite), not with an error.
+        this.denseFailed(err);
+      }
+    }
+    if (this.dense && this.denseDown !== undefined && wanted !== 'bm25') {
+      this.lexicalOnlySearches += 1;
+      return this.retrieveWith(query, k, { ...options, mode: 'bm25' }, undefined);
+    }
+    return this.retrieveWith(query, k, options, undefined);
+  }
+
+  private async retrieveWith(query: string, k: number, options: SearchOptions, denseIndex: DenseIndex | undefined): Promise<RetrievedPassage[]> {
     const mode = options.mode ?? 'hybrid';
     const { filter } = options;
     const excluded = new Set(options.excludeSources ?? []);
@@ -353,7 +437,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     const n = Math.max(k, this.fusion.candidates);
     const lexicalScores = mode === 'dense' ? new Map<StoredChunk, number>() : this.lexicalScores(query, accept);
     const lexical = [...lexicalScores].sort((a, b) => b[1] - a[1]).slice(0, n).map(([chunk]) => chunk);
-    const dense = this.dense && mode !== 'bm25' ? this.dense : undefined;
+    const dense = denseIndex && mode !== 'bm25' ? denseIndex : undefined;
     const queryVector = dense ? await dense.embeddings.embedQuery(query) : undefined;
     const semantic: StoredChunk[] = [];
     const cosines = new Map<StoredChunk, number>();
@@ -495,6 +579,16 @@ function walk(dir: string): string[] {
     else if (entry.isFile()) out.push(full);
   }
   return out;
+}
+
+/** `promise`, or a rejection after `ms` (its timer does not keep the process alive). */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function errorMessage(err: unknown): string {

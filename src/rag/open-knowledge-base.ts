@@ -8,8 +8,10 @@
  *
  * Chroma holds the dense vectors, one collection per knowledge base. It is only needed once an
  * encoder is trained (there are no vectors before), so the bundled server starts then — at
- * open, or right after training — and stops on close(). If Chroma cannot be reached, search
- * falls back to BM25 alone and says so in the log rather than taking the bot down.
+ * open, or right after training — and stops on close(). If Chroma cannot be reached (at start, or
+ * because it died: a failed query tells), search falls back to BM25 alone at once, the log says
+ * so once, and a probe with backoff reattaches the collections when Chroma answers again,
+ * writing the vectors of passages added meanwhile (`vectorStore` reports the state for /healthz).
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +21,7 @@ import { silentLogger, type Answerer, type AnswerRequest, type Logger, type Mode
 import { ChainAnswerer, type ChainAnswererOptions } from './answer-chain.ts';
 import { CandidateAnswerer, type CandidateScorer } from './candidate-answerer.ts';
 import type { AnswerabilityRule } from './answerability.ts';
-import { chromaClientFor, startChromaServer, type ChromaServer } from './chroma-server.ts';
+import { chromaClientFor, startChromaServer, type ChromaServer, type StartChromaOptions } from './chroma-server.ts';
 import { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
 import type { EncoderTrainingOptions, EncoderTrainingReport } from './encoder-training.ts';
 import { LocalEmbeddings, type EmbeddingModelInfo } from './local-embeddings.ts';
@@ -41,7 +43,36 @@ export interface OpenKnowledgeBaseOptions {
   chromaUrl?: string;
   logger?: Logger;
   /** Options for every knowledge base opened (chunk size, fusion weights, URL fetcher). */
-  knowledgeBase?: Omit<KnowledgeBaseOptions, 'name'>;
+  knowledgeBase?: Omit<KnowledgeBaseOptions, 'name' | 'onDenseFailure'>;
+  /** Told when the vector store becomes unreachable and when it is back (metrics). */
+  observer?: VectorStoreObserver;
+  /** How often an unreachable vector store is probed: first after `initialMs`, doubling up to `maxMs`. */
+  probe?: { initialMs?: number; maxMs?: number };
+  /** Passed to the bundled Chroma server (tests shorten its restart delay). */
+  bundledChroma?: Pick<StartChromaOptions, 'restartDelayMs' | 'maxRestartDelayMs'>;
+}
+
+/** The vector store's state as /healthz reports it. */
+export interface VectorStoreStatus {
+  /** unused: no encoder trained (BM25 is all there is); ok: hybrid search; down: BM25 alone until it is back. */
+  state: 'unused' | 'ok' | 'down';
+  url?: string;
+  bundled?: boolean;
+  /** When the state last changed (ms since the epoch). */
+  since: number;
+  /** Why it is down. */
+  reason?: string;
+  /** Times it went down since the app started. */
+  outages: number;
+  /** Times the supervisor restarted the bundled server. */
+  restarts: number;
+  /** Searches answered by BM25 alone because it was down. */
+  lexicalOnlySearches: number;
+}
+
+export interface VectorStoreObserver {
+  vectorStoreDown?(reason: string): void;
+  vectorStoreUp?(downMs: number): void;
 }
 
 export interface AnswererOptions {
@@ -84,6 +115,8 @@ export interface OpenedKnowledgeBases {
   readonly embeddings: LocalEmbeddings | undefined;
   /** Where the vectors live: undefined until an encoder is trained (or when Chroma is unreachable). */
   readonly chroma: { url: string; bundled: boolean } | undefined;
+  /** Whether hybrid search works now, or BM25 answers alone because the vector store is down. */
+  readonly vectorStore: VectorStoreStatus;
   close(): Promise<void>;
 }
 
@@ -96,38 +129,91 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
   let client: ChromaClient | undefined;
   let chroma: { url: string; bundled: boolean } | undefined;
 
-  const connect = async (): Promise<ChromaClient | undefined> => {
+  let status: { state: VectorStoreStatus['state']; since: number; reason?: string } = { state: 'unused', since: Date.now() };
+  let outages = 0;
+  let probeTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const probeInitial = options.probe?.initialMs ?? 250;
+  const probeMax = options.probe?.maxMs ?? 5_000;
+
+  const connect = async (): Promise<ChromaClient> => {
     if (client) return client;
-    try {
-      if (options.chromaUrl) {
-        client = chromaClientFor(options.chromaUrl);
-        await client.heartbeat();
-        chroma = { url: options.chromaUrl, bundled: false };
-      } else {
-        server = await startChromaServer({ path: join(options.home, 'chroma'), log: (m) => logger.info({}, m) });
-        client = chromaClientFor(server.url);
-        chroma = { url: server.url, bundled: true };
-      }
-      return client;
-    } catch (err) {
-      client = undefined;
-      logger.warn({ err: String(err), chromaUrl: options.chromaUrl ?? '(bundled)' }, 'Chroma is unavailable: searching with BM25 only');
-      return undefined;
+    if (options.chromaUrl) {
+      const candidate = chromaClientFor(options.chromaUrl);
+      await candidate.heartbeat();
+      client = candidate;
+      chroma = { url: options.chromaUrl, bundled: false };
+    } else {
+      server = await startChromaServer({
+        path: join(options.home, 'chroma'),
+        log: (m) => logger.info({}, m),
+        ...options.bundledChroma,
+      });
+      chroma = { url: server.url, bundled: true };
+      client = chromaClientFor(server.url);
     }
+    return client;
   };
 
-  /** Connects a knowledge base to its Chroma collection; returns how many passages were (re-)embedded. */
-  const attachDense = async (kb: LocalKnowledgeBase): Promise<number> => {
-    const chromaClient = embeddings ? await connect() : undefined;
-    if (!embeddings || !chromaClient) return kb.useDense(undefined);
+  /** The vector store failed: BM25 alone everywhere, said once, and probed until it answers. */
+  const markDown = (err: unknown) => {
+    if (closed) return;
+    if (status.state !== 'down') {
+      status = { state: 'down', since: Date.now(), reason: errorText(err) };
+      outages += 1;
+      logger.warn(
+        { err: status.reason, chroma: chroma?.url ?? options.chromaUrl ?? '(bundled)' },
+        'the vector store (Chroma) is unreachable: answering with BM25 alone until it is back',
+      );
+      options.observer?.vectorStoreDown?.(status.reason!);
+    }
+    scheduleProbe(probeInitial);
+  };
+
+  const scheduleProbe = (delay: number) => {
+    if (probeTimer || closed) return;
+    probeTimer = setTimeout(() => {
+      void (async () => {
+        let back = false;
+        try {
+          await (await connect()).heartbeat();
+          back = true;
+          let embedded = 0;
+          for (const k of open.values()) embedded += await attachDense(k, false);
+          const downMs = Date.now() - status.since;
+          status = { state: 'ok', since: Date.now() };
+          logger.info({ chroma: chroma?.url, downMs, embedded }, 'the vector store (Chroma) is back: hybrid retrieval resumed');
+          options.observer?.vectorStoreUp?.(downMs);
+        } catch (err) {
+          if (back) status.reason = errorText(err);
+          probeTimer = undefined;
+          scheduleProbe(Math.min(delay * 2, probeMax));
+          return;
+        }
+        probeTimer = undefined;
+      })();
+    }, delay);
+    probeTimer.unref();
+  };
+
+  /**
+   * Connects a knowledge base to its Chroma collection; returns how many passages were (re-)embedded.
+   * `tolerate`: a failure marks the store down (BM25 alone, probed) instead of throwing.
+   */
+  const attachDense = async (kb: LocalKnowledgeBase, tolerate = true): Promise<number> => {
+    if (!embeddings) return kb.useDense(undefined);
+    if (status.state === 'down' && tolerate) return 0;
     try {
+      const chromaClient = await connect();
       const store = await ChromaVectorStore.open(chromaClient, collectionName(kb.name), embeddings, { kb: kb.name });
       const reembedded = await kb.useDense({ embeddings, store });
       if (reembedded > 0) logger.info({ kb: kb.name, passages: reembedded, encoder: embeddings.info.id }, 'embedded the knowledge base into Chroma');
+      if (status.state === 'unused') status = { state: 'ok', since: Date.now() };
       return reembedded;
     } catch (err) {
-      logger.warn({ err: String(err), kb: kb.name }, 'could not use the Chroma collection: searching with BM25 only');
-      return kb.useDense(undefined);
+      if (!tolerate) throw err;
+      markDown(err);
+      return 0;
     }
   };
 
@@ -135,7 +221,7 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
   const get = async (name: string): Promise<LocalKnowledgeBase> => {
     let kb = open.get(name);
     if (!kb) {
-      kb = new LocalKnowledgeBase(fileFor(name), { ...options.knowledgeBase, name });
+      kb = new LocalKnowledgeBase(fileFor(name), { ...options.knowledgeBase, name, onDenseFailure: markDown });
       open.set(name, kb);
       await attachDense(kb);
     }
@@ -152,6 +238,17 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
     },
     get chroma() {
       return chroma;
+    },
+    get vectorStore(): VectorStoreStatus {
+      let lexicalOnlySearches = 0;
+      for (const k of open.values()) lexicalOnlySearches += k.lexicalOnlySearches;
+      return {
+        ...status,
+        ...(chroma ? { url: chroma.url, bundled: chroma.bundled } : {}),
+        outages,
+        restarts: server?.restarts ?? 0,
+        lexicalOnlySearches,
+      };
     },
     answerer(answerOptions: AnswererOptions = {}): Answerer {
       // The scope may name another knowledge base; those are opened ahead of use by get().
@@ -209,6 +306,8 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       return true;
     },
     async close() {
+      closed = true;
+      if (probeTimer) clearTimeout(probeTimer);
       for (const k of open.values()) k.close();
       open.clear();
       await server?.stop();
@@ -255,4 +354,8 @@ export async function trainEmbeddings(
   } finally {
     await opened.close();
   }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -125,7 +125,7 @@ describe('with a real local Chroma server', () => {
     const logger = { debug() {}, info() {}, error() {}, warn: (_: object, msg?: string) => void warnings.push(msg ?? ''), child: () => logger };
     const unreachable = await openKnowledgeBase({ home, chromaUrl: 'http://127.0.0.1:1', logger });
     expect(unreachable.chroma).toBeUndefined();
-    expect(warnings.join()).toMatch(/Chroma is unavailable: searching with BM25 only/);
+    expect(warnings.join()).toMatch(/vector store \(Chroma\) is unreachable: answering with BM25 alone/);
     expect((await unreachable.kb.search('Tunnelbee', 1))[0]?.source).toBe('it/laptops.md');
     await unreachable.close();
   });

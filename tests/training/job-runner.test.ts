@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -112,4 +112,23 @@ describe('training jobs', () => {
     expect(status.last!.text).toMatch(/Job #1 count .* — running/);
     await runner.close();
   });
+});
+
+describe('a training job whose disk fills up', () => {
+  it('fails with the reason (ENOSPC, which checkpoint) and leaves the previous checkpoint intact', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'teamllm-jobs-enospc-'));
+    const store = new SqliteStore(join(home, 'teamllm.db'));
+    const runner = new JobRunner({ store, home, stages: { full: new URL('./fixtures/disk-full-stage.ts', import.meta.url).href }, logger: silentLogger, persistEveryMs: 0 });
+    await runner.init();
+    const job = await runner.enqueue('full', {}, 'slack:UADMIN');
+    await runner.idle();
+    const done = (await store.getJob(job.id))!;
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatch(/could not write .*checkpoints\/step-00000020: no space left on device \(ENOSPC\); the previous version of it is unchanged/);
+    const { latestCheckpoint } = await import('../../src/training/checkpoint.ts');
+    expect(await latestCheckpoint(done.runDir!)).toMatchObject({ step: 10 });
+    expect(readdirSync(join(done.runDir!, 'checkpoints'))).toEqual(['step-00000010']);
+    await runner.close();
+    await store.close();
+  }, 60_000);
 });

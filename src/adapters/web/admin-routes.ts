@@ -26,6 +26,15 @@ export interface AdminData {
   models(): Promise<AdminModelVersion[]>;
   feedbackByDay(days: number): Promise<{ day: string; up: number; down: number; answers: number }[]>;
   audit(limit: number): Promise<AuditEntry[]>;
+  /** Parts running degraded (the vector store down, the promoted model refused), shown as a banner. */
+  health?(): AdminHealth;
+}
+
+/** What /healthz says about degraded parts (src/app/runtime.ts). */
+export interface AdminHealth {
+  degraded: string[];
+  vectorStore?: { state: string; url?: string; since: number; reason?: string };
+  modelFallback?: { wanted: string; file: string; reason: string; serving: string | null; since: number };
 }
 
 export interface AdminRoutesOptions {
@@ -82,6 +91,7 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
     models: await data.models(),
     feedback: await data.feedbackByDay(30),
     audit: await data.audit(50),
+    health: data.health?.() ?? { degraded: [] },
   });
 
   app.get('/admin/api/summary', async (c) => c.json(await summary()));
@@ -113,7 +123,10 @@ function loginPage(error?: string): string {
 <form method="post" action="/admin/login"><label>Admin token (TEAMLLM_ADMIN_TOKEN)<br><input name="token" type="password" autocomplete="current-password" required style="width:100%"></label><p><button>Open</button></p></form></body></html>`;
 }
 
-function adminPage(s: { jobs: JobRecord[]; models: AdminModelVersion[]; feedback: { day: string; up: number; down: number; answers: number }[]; audit: AuditEntry[] }, charts: Set<number>): string {
+function adminPage(
+  s: { jobs: JobRecord[]; models: AdminModelVersion[]; feedback: { day: string; up: number; down: number; answers: number }[]; audit: AuditEntry[]; health: AdminHealth },
+  charts: Set<number>,
+): string {
   const e = escapeHtml;
   const gate = (g: { passed: boolean; reasons: string[] } | undefined) =>
     g ? `<span class="${g.passed ? 'ok' : 'bad'}">${g.passed ? 'passed' : 'not passed'}</span> ${e(g.reasons.join('; '))}` : '<span class="muted">none</span>';
@@ -144,12 +157,24 @@ function adminPage(s: { jobs: JobRecord[]; models: AdminModelVersion[]; feedback
         `<tr><td>${e(f.day)}</td><td>${f.answers}</td><td>${f.up}</td><td>${f.down}</td><td><span class="bar up" style="width:${Math.round((120 * f.up) / peak)}px"></span><span class="bar down" style="width:${Math.round((120 * f.down) / peak)}px"></span></td></tr>`,
     )
     .join('\n');
+  const banners: string[] = [];
+  const fb = s.health.modelFallback;
+  if (fb) {
+    banners.push(
+      `<p role="alert" class="alert">Model ${e(fb.wanted)} is refused since ${when(fb.since)}: ${e(fb.file)} — ${e(fb.reason)} Answering with ${fb.serving ? e(fb.serving) : 'retrieval-only answers'} meanwhile.</p>`,
+    );
+  }
+  const vs = s.health.vectorStore;
+  if (vs?.state === 'down') {
+    banners.push(`<p role="alert" class="alert">The vector store (Chroma${vs.url ? ` at ${e(vs.url)}` : ''}) is unreachable since ${when(vs.since)}: answers use BM25 alone until it is back (${e(vs.reason ?? '')}).</p>`);
+  }
   const audit = s.audit.map((a) => `<tr><td>${when(a.at)}</td><td>${e(a.actor)}</td><td>${e(a.action)}</td><td class="small">${e(JSON.stringify(a.detail))}</td></tr>`).join('\n');
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>teamllm admin</title><style>
 body{font-family:system-ui;margin:2rem;color:#222}table{border-collapse:collapse;margin-bottom:2rem}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 .small{font-size:.85em;color:#444}.muted{color:#888}.ok{color:#070;font-weight:600}.bad{color:#b00;font-weight:600}.bar{display:inline-block;height:.8rem}.up{background:#3a3}.down{background:#c33}
-.st-failed{color:#b00}.st-succeeded{color:#070}.st-running{color:#06c}</style></head><body>
+.alert{background:#fee;border:1px solid #c33;padding:.5rem}.st-failed{color:#b00}.st-succeeded{color:#070}.st-running{color:#06c}</style></head><body>
 <h1>teamllm admin</h1>
+${banners.join('\n')}
 <h2>Training jobs</h2>
 ${s.jobs.length ? `<table><thead><tr><th>Job</th><th>Kind</th><th>Status</th><th>By</th><th>Started</th><th>Progress</th><th>Outcome</th><th>Loss curves</th></tr></thead><tbody>${jobs}</tbody></table>` : '<p class="muted">No training jobs yet.</p>'}
 <h2>Model versions</h2>

@@ -148,6 +148,8 @@ function statusFor(result: HandleResult): { status: 409 | 429 | 503 | 500; error
       return { status: 429, error: 'too many questions; wait a little' };
     case 'shutting_down':
       return { status: 503, error: 'the bot is shutting down' };
+    case 'store_busy':
+      return { status: 503, error: 'the database is locked by another process (still busy after its timeout); try again in a moment' };
     case 'error':
     case 'cancelled':
       return { status: 500, error: 'the answer failed; see the server log' };

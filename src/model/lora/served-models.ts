@@ -21,7 +21,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { exists, writeDirAtomic } from '../files.ts';
 import { LoadedModel } from '../loaded-model.ts';
-import type { ModelRegistry } from '../registry.ts';
+import { ModelFilesError, type ModelCheck, type ModelRegistry } from '../registry.ts';
 import { AdapterSet } from './serving.ts';
 
 /** The adapter of a registered fine-tuned version (its merged weights are the version itself). */
@@ -31,9 +31,12 @@ export function versionAdapterDir(registry: ModelRegistry, version: string): str
 
 /** Stores the LoRA adapter a registered (merged) version was made with, so it can be served over its parent. */
 export async function attachAdapterToVersion(registry: ModelRegistry, version: string, adapterDir: string): Promise<void> {
+  const files = ['adapter.safetensors', 'adapter_config.json'];
   await writeDirAtomic(versionAdapterDir(registry, version), async (tmp) => {
-    for (const f of ['adapter.safetensors', 'adapter_config.json']) await fs.copyFile(path.join(adapterDir, f), path.join(tmp, f));
+    for (const f of files) await fs.copyFile(path.join(adapterDir, f), path.join(tmp, f));
   });
+  // Checked at load like the version's own files.
+  await registry.recordFiles(version, files.map((f) => `adapter/${f}`));
 }
 
 export interface ServedModel {
@@ -78,7 +81,7 @@ export class ServedModels {
     return this.current;
   }
 
-  private async baseSet(version: string, createdAt: string): Promise<{ set: AdapterSet; reloaded: boolean }> {
+  private async baseSet(version: string, createdAt: string, checked?: ModelCheck): Promise<{ set: AdapterSet; reloaded: boolean }> {
     const key = `${version}@${createdAt}`;
     const live = this.sets.get(key);
     if (live) return { set: live.set, reloaded: false };
@@ -89,17 +92,39 @@ export class ServedModels {
       this.sets.set(key, retired.entry);
       return { set: retired.entry.set, reloaded: false };
     }
-    const model = await LoadedModel.load(this.registry.dir(version), version);
+    const model = await this.loadChecked(version, checked);
     this.loads += 1;
     const set = new AdapterSet(model);
     this.sets.set(key, { key, set });
     return { set, reloaded: true };
   }
 
+  /**
+   * Reads a version's weights after checking its files against the recorded hashes. A load error
+   * of an unverified (older) version names the version and its folder; after a good load its
+   * hashes are recorded, so later damage is caught by name.
+   */
+  private async loadChecked(version: string, checked?: ModelCheck): Promise<LoadedModel> {
+    const check = checked ?? (await this.registry.assertIntact(version));
+    const dir = this.registry.dir(version);
+    let model: LoadedModel;
+    try {
+      model = await LoadedModel.load(dir, version);
+    } catch (err) {
+      throw new ModelFilesError(version, 'model.safetensors', `its files in ${dir} could not be loaded (${(err as Error).message})`);
+    }
+    if (check.status === 'unverified') {
+      await this.registry.recordFiles(version).catch((err: unknown) => this.options.log?.(`could not record the hashes of ${version}`, { version, error: (err as Error).message }));
+    }
+    return model;
+  }
+
   /** The model for `version` (loading what is missing); does not change what serves. */
   async load(version: string): Promise<ServedModel> {
     const entry = await this.registry.get(version);
     if (!entry) throw new Error(`No model version ${version}`);
+    // The version's own files (merged weights, adapter) are checked whichever way it is served.
+    const check = await this.registry.assertIntact(version);
     const adapterDir = versionAdapterDir(this.registry, version);
     const parent = entry.parent ? await this.registry.get(entry.parent) : undefined;
     if (parent && (await exists(path.join(adapterDir, 'adapter.safetensors')))) {
@@ -115,7 +140,7 @@ export class ServedModels {
         this.options.log?.(`${version} cannot be served as an adapter over ${parent.version}; loading its merged weights`, { version, error: (err as Error).message });
       }
     }
-    const { set, reloaded } = await this.baseSet(version, entry.createdAt);
+    const { set, reloaded } = await this.baseSet(version, entry.createdAt, check);
     return { model: set.base, version, base: version, adapter: false, reloaded };
   }
 
