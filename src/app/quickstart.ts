@@ -590,6 +590,8 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
           onProgress: (step, totalSteps) => reporter.progress({ stage: 'answer selector', step, totalSteps }),
         });
         await writeJsonAtomic(selectorFile, selector);
+        // Its hash joins the version's (a selector changed behind the registry's back is a damaged version).
+        await registry.recordFiles(serveVersion, [SELECTOR_FILE]);
         const s = selector.trained;
         if (s) line += `; answer selector: ${(100 * s.defaultHeldOutAccuracy).toFixed(1)}% → ${(100 * s.heldOutAccuracy).toFixed(1)}% right on ${s.heldOut} held-out generated questions (model weight ${selector.weights.model.toFixed(2)})`;
       } finally {

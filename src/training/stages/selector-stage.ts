@@ -127,6 +127,7 @@ export const runStage: RunStage = async ({ params, home, signal, progress, log }
       notes: `${version}'s weights with an answer selector trained on ${votes.groups.length} rated answers`,
     });
     await writeJsonAtomic(join(registry.dir(registered.version), SELECTOR_FILE), selector);
+    await registry.recordFiles(registered.version, [SELECTOR_FILE]);
     await registry.annotate(registered.version, { gate });
     log(`registered ${registered.version}: ${version}'s weights with the new answer selector`);
     return { ...result, modelVersion: registered.version };
