@@ -4,8 +4,10 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
   AnswerRecord,
+  AuditDenial,
   AuditEntry,
   BotStore,
+  ClaimOptions,
   FeedbackInput,
   FeedbackRecord,
   NewAnswerRecord,
@@ -87,6 +89,19 @@ const MIGRATIONS: string[] = [
      resumes INTEGER REFERENCES jobs(id)
    );
    CREATE INDEX jobs_status ON jobs(status);`,
+  // A claim is a lease until the Bot confirms it (an answer or a command reply exists): a claim
+  // left by a refused or crashed attempt expires, so the client's retry is answered, not 409'd.
+  // Refused commands are counted per actor, command and hour instead of one audit row each,
+  // so a flood of them cannot push real admin actions out of view or grow the table unbounded.
+  `ALTER TABLE processed_events ADD COLUMN done INTEGER NOT NULL DEFAULT 1;
+   CREATE TABLE audit_denials (
+     hour INTEGER NOT NULL,
+     actor TEXT NOT NULL,
+     command TEXT NOT NULL,
+     count INTEGER NOT NULL,
+     last_at INTEGER NOT NULL,
+     PRIMARY KEY (hour, actor, command)
+   );`,
 ];
 
 interface AnswerRow {
@@ -190,13 +205,17 @@ function toFeedback(row: FeedbackRow): FeedbackRecord {
 export interface SqliteStoreOptions {
   /** How long processed event ids are kept; platforms stop redelivering after hours, not weeks. */
   eventRetentionMs?: number;
+  /** How long audit entries and denial counts are kept (TEAMLLM_AUDIT_RETENTION_DAYS); default 365 days. */
+  auditRetentionMs?: number;
 }
 
 /** The default BotStore: one SQLite file in WAL mode, safe for one writer process. */
 export class SqliteStore implements BotStore, JobStore {
   readonly db: Database.Database;
   private readonly eventRetentionMs: number;
+  private readonly auditRetentionMs: number;
   private claims = 0;
+  private audits = 0;
   private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
@@ -206,7 +225,9 @@ export class SqliteStore implements BotStore, JobStore {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.eventRetentionMs = options.eventRetentionMs ?? 7 * 24 * 3600 * 1000;
+    this.auditRetentionMs = options.auditRetentionMs ?? 365 * 24 * 3600 * 1000;
     this.migrate();
+    this.pruneAudit();
   }
 
   /** Prepared once per SQL text: preparing on every call costs more than most of these queries. */
@@ -230,14 +251,27 @@ export class SqliteStore implements BotStore, JobStore {
     }
   }
 
-  async claimEvent(platform: Platform, eventId: string): Promise<boolean> {
+  async claimEvent(platform: Platform, eventId: string, options: ClaimOptions = {}): Promise<boolean> {
     const now = Date.now();
-    const result = this.sql('INSERT OR IGNORE INTO processed_events (platform, event_id, at) VALUES (?, ?, ?)')
-      .run(platform, eventId, now);
+    const lease = options.leaseMs !== undefined;
+    const result = this.sql('INSERT OR IGNORE INTO processed_events (platform, event_id, at, done) VALUES (?, ?, ?, ?)')
+      .run(platform, eventId, now, lease ? 0 : 1);
     if (++this.claims % 1000 === 0) {
       this.sql('DELETE FROM processed_events WHERE at < ?').run(now - this.eventRetentionMs);
     }
-    return result.changes === 1;
+    if (result.changes === 1) return true;
+    if (!lease) return false;
+    // An unconfirmed claim older than its lease was left by an attempt that never answered (a crash).
+    return this.sql('UPDATE processed_events SET at = ? WHERE platform = ? AND event_id = ? AND done = 0 AND at < ?')
+      .run(now, platform, eventId, now - options.leaseMs!).changes === 1;
+  }
+
+  async confirmEvent(platform: Platform, eventId: string): Promise<void> {
+    this.sql('UPDATE processed_events SET done = 1 WHERE platform = ? AND event_id = ?').run(platform, eventId);
+  }
+
+  async releaseEvent(platform: Platform, eventId: string): Promise<void> {
+    this.sql('DELETE FROM processed_events WHERE platform = ? AND event_id = ? AND done = 0').run(platform, eventId);
   }
 
   async saveAnswer(record: NewAnswerRecord): Promise<AnswerRecord> {
@@ -341,6 +375,7 @@ export class SqliteStore implements BotStore, JobStore {
   async audit(entry: Omit<AuditEntry, 'at'>): Promise<void> {
     this.sql('INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)')
       .run(Date.now(), entry.actor, entry.action, JSON.stringify(entry.detail));
+    if (++this.audits % 1000 === 0) this.pruneAudit();
   }
 
   async auditLog(limit: number): Promise<AuditEntry[]> {
@@ -351,6 +386,26 @@ export class SqliteStore implements BotStore, JobStore {
       detail: string;
     }[];
     return rows.map((r) => ({ ...r, detail: JSON.parse(r.detail) as Record<string, unknown> }));
+  }
+
+  async auditDenial(actor: string, command: string): Promise<void> {
+    const now = Date.now();
+    this.sql(
+      `INSERT INTO audit_denials (hour, actor, command, count, last_at) VALUES (?, ?, ?, 1, ?)
+       ON CONFLICT (hour, actor, command) DO UPDATE SET count = count + 1, last_at = excluded.last_at`,
+    ).run(Math.floor(now / 3_600_000) * 3_600_000, actor, command, now);
+    if (++this.audits % 1000 === 0) this.pruneAudit();
+  }
+
+  async auditDenials(limit: number): Promise<AuditDenial[]> {
+    return this.sql('SELECT hour, actor, command, count, last_at AS lastAt FROM audit_denials ORDER BY last_at DESC LIMIT ?').all(limit) as AuditDenial[];
+  }
+
+  /** Drops audit entries and denial counts older than the retention setting. */
+  pruneAudit(now = Date.now()): void {
+    const before = now - this.auditRetentionMs;
+    this.sql('DELETE FROM audit_log WHERE at < ?').run(before);
+    this.sql('DELETE FROM audit_denials WHERE last_at < ?').run(before);
   }
 
   async *ratedAnswers(): AsyncIterable<RatedAnswer> {

@@ -1,7 +1,7 @@
 import { ReceiverMultipleAckError, verifySlackRequest, type App, type Receiver, type ReceiverEvent } from '@slack/bolt';
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../../core/index.ts';
+import { limitBody } from '../http/body-limit.ts';
 
 export interface HttpReceiverOptions {
   signingSecret: string;
@@ -10,11 +10,15 @@ export interface HttpReceiverOptions {
   path?: string;
   /** Answer Slack by then even if no listener acknowledged: Slack gives up at 3 s and retries. */
   ackTimeoutMs?: number;
+  /** The clock (tests move it). */
+  now?: () => number;
 }
 
 type Outcome = { kind: 'ack'; body: unknown } | { kind: 'done' } | { kind: 'failed'; err: unknown } | { kind: 'timeout' };
 
 const MAX_BODY_BYTES = 1024 * 1024;
+/** Slack's own window: requests signed more than 5 minutes away from now are refused. */
+const MAX_CLOCK_SKEW_S = 5 * 60;
 
 /**
  * A Bolt receiver living on the shared Hono server: it checks Slack's signature on the raw body
@@ -29,13 +33,20 @@ export class HonoReceiver implements Receiver {
     const path = options.path ?? '/slack/events';
     this.routes.post(
       path,
-      bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ error: 'request body too large (1 MB max)' }, 413) }),
+      limitBody(MAX_BODY_BYTES),
       async (c) => {
         const raw = await c.req.text();
         const isForm = (c.req.header('content-type') ?? '').startsWith('application/x-www-form-urlencoded');
         // Slack's certificate check carries no signature and no event: acknowledge and read nothing.
         if (isForm && new URLSearchParams(raw).get('ssl_check') === '1') return c.body(null, 200);
 
+        // Bolt's check refuses only timestamps more than 5 minutes old; one from the future would
+        // stay replayable until then, so it is refused too.
+        const timestamp = Number(c.req.header('x-slack-request-timestamp'));
+        if (Number.isFinite(timestamp) && timestamp - (options.now?.() ?? Date.now()) / 1000 > MAX_CLOCK_SKEW_S) {
+          options.logger.warn({ timestamp }, 'refused a Slack request: timestamp in the future');
+          return c.json({ error: 'invalid or stale Slack signature' }, 401);
+        }
         try {
           verifySlackRequest({
             signingSecret: options.signingSecret,
