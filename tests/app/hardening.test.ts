@@ -226,7 +226,7 @@ describe('admin sessions (finding 5)', () => {
     const first = cookieOf(await login(app, ADMIN_TOKEN))!;
     const second = cookieOf(await login(app, ADMIN_TOKEN))!;
     expect(first).not.toBe(second);
-    const page = (cookie: string) => app.request('/admin', { headers: { cookie } }).then((r) => r.status);
+    const page = (cookie: string) => Promise.resolve(app.request('/admin', { headers: { cookie } })).then((r: Response) => r.status);
     expect(await page(first)).toBe(200);
     const out = await app.request('/admin/logout', { method: 'POST', headers: { cookie: first } });
     expect(out.status).toBe(303);
