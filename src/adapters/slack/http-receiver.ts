@@ -73,6 +73,8 @@ export class HonoReceiver implements Receiver {
           if (typeof payload.challenge !== 'string') return c.json({ error: 'url_verification without a challenge' }, 400);
           return c.json({ challenge: payload.challenge });
         }
+        const malformed = malformedPayload(payload);
+        if (malformed) return c.json({ error: malformed }, 400);
         if (!this.app) return c.json({ error: 'Slack app not ready' }, 503);
 
         const retryNum = Number.parseInt(c.req.header('x-slack-retry-num') ?? '', 10);
@@ -135,6 +137,20 @@ export class HonoReceiver implements Receiver {
       );
     });
   }
+}
+
+/**
+ * Shapes Bolt's routing reads without checking (it throws on them, which would be a 500 and a
+ * retry from Slack): a signed body is Slack's, but its fields are still checked before use.
+ */
+function malformedPayload(payload: Record<string, unknown>): string | undefined {
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if ('event' in payload && !(isObject(payload.event) && typeof (payload.event as Record<string, unknown>).type === 'string')) return 'event must be an object with a type';
+  if ('actions' in payload && !Array.isArray(payload.actions)) return 'actions must be a list';
+  for (const key of ['user', 'channel', 'team', 'container', 'message', 'view'] as const) {
+    if (key in payload && payload[key] !== null && typeof payload[key] !== 'string' && !isObject(payload[key])) return `${key} must be an object`;
+  }
+  return undefined;
 }
 
 /** Slash commands arrive as plain form fields; interactivity as a form field `payload` holding JSON. */
