@@ -12,7 +12,9 @@ import type {
   FeedbackRecord,
   NewAnswerRecord,
   RatedAnswer,
+  RatedAnswersOptions,
 } from './store.ts';
+import { ANONYMOUS_WEB_USER_PREFIX } from './store.ts';
 import type { JobRecord, JobStore } from './jobs.ts';
 import type { ConversationTurn, Platform, Source, Vote } from './types.ts';
 
@@ -408,9 +410,11 @@ export class SqliteStore implements BotStore, JobStore {
     this.sql('DELETE FROM audit_denials WHERE last_at < ?').run(before);
   }
 
-  async *ratedAnswers(): AsyncIterable<RatedAnswer> {
-    const votes = this.sql('SELECT value, comment FROM feedback WHERE answer_id = ?');
-    const rows = this.sql('SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback) ORDER BY created_at, rowid')
+  async *ratedAnswers(options: RatedAnswersOptions = {}): AsyncIterable<RatedAnswer> {
+    // Anonymous web sessions' votes are left out on request (RatedAnswersOptions.anonymousVotes).
+    const counted = options.anonymousVotes === false ? `NOT (platform = 'web' AND user_id LIKE '${ANONYMOUS_WEB_USER_PREFIX}%')` : '1';
+    const votes = this.sql(`SELECT value, comment FROM feedback WHERE answer_id = ? AND ${counted}`);
+    const rows = this.sql(`SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback WHERE ${counted}) ORDER BY created_at, rowid`)
       .iterate() as IterableIterator<AnswerRow>;
     // Collect first: a live better-sqlite3 iterator blocks other statements on the connection.
     const answers = [...rows];

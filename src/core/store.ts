@@ -62,6 +62,18 @@ export interface ClaimOptions {
   leaseMs?: number;
 }
 
+export interface RatedAnswersOptions {
+  /**
+   * Count votes of anonymous web sessions (user ids `anon:…`); default true. Such a session can
+   * vote only on an answer it was given, once, so its vote is the asker's own verdict; false
+   * keeps only votes of identities someone vouches for (platform users, single sign-on, services).
+   */
+  anonymousVotes?: boolean;
+}
+
+/** Web sessions nobody vouches for (src/adapters/web): their user ids start with this. */
+export const ANONYMOUS_WEB_USER_PREFIX = 'anon:';
+
 /** One answer with the current votes on it, as the dataset exporters read it. */
 export interface RatedAnswer {
   answer: AnswerRecord;
@@ -104,6 +116,6 @@ export interface BotStore {
   auditDenial(actor: string, command: string): Promise<void>;
   auditDenials(limit: number): Promise<AuditDenial[]>;
 
-  ratedAnswers(): AsyncIterable<RatedAnswer>;
+  ratedAnswers(options?: RatedAnswersOptions): AsyncIterable<RatedAnswer>;
   close(): Promise<void>;
 }

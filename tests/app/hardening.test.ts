@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/app/config.ts';
 import { createRuntime, type Runtime } from '../../src/app/runtime.ts';
 import { silentLogger } from '../../src/core/index.ts';
 import { SqliteStore } from '../../src/core/sqlite-store.ts';
+import { exportDataset } from '../../src/training/feedback-datasets.ts';
 import { makeBot, message, RecordingTarget, ScriptedAnswerer } from '../helpers.ts';
 
 // Issue 21 (hardening): each test here failed on the code before it.
@@ -279,6 +280,26 @@ describe('audit log (finding 3)', () => {
     store.pruneAudit();
     expect((await store.auditLog(10)).map((a) => a.action)).toEqual(['rollback']);
     expect(await store.auditDenials(10)).toEqual([]);
+    await store.close();
+  });
+});
+
+describe('votes that feed training (attribution)', () => {
+  it('counts anonymous sessions\' votes by default and leaves them out on request', async () => {
+    const store = new SqliteStore(':memory:');
+    const answer = (question: string, userId: string) =>
+      store.saveAnswer({ platform: 'web', workspace: '', channel: userId, messageId: question, userId, question, passages: [], prompt: '', output: 'x', modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
+    const byAnon = await answer('Anonymous asks?', 'anon:abc');
+    const bySso = await answer('Signed-in asks?', 'sso:alice@example.com');
+    await store.recordFeedback({ answerId: byAnon.id, platform: 'web', userId: 'anon:abc', value: 1 });
+    await store.recordFeedback({ answerId: bySso.id, platform: 'web', userId: 'sso:alice@example.com', value: -1 });
+    const rows = async (votes = {}) => {
+      const out: Record<string, unknown>[] = [];
+      for await (const row of exportDataset(store, 'kto', votes)) out.push(row);
+      return out.map((r) => [r.prompt, r.label]);
+    };
+    expect(await rows()).toEqual([['Anonymous asks?', true], ['Signed-in asks?', false]]);
+    expect(await rows({ anonymousVotes: false })).toEqual([['Signed-in asks?', false]]);
     await store.close();
   });
 });
