@@ -223,9 +223,10 @@ export class SqliteStore implements BotStore, JobStore {
   constructor(file: string, options: SqliteStoreOptions = {}) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
+    // Wait for another process's lock rather than fail (set first: switching to WAL needs one too).
+    this.db.pragma('busy_timeout = 5000');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
     this.eventRetentionMs = options.eventRetentionMs ?? 7 * 24 * 3600 * 1000;
     this.auditRetentionMs = options.auditRetentionMs ?? 365 * 24 * 3600 * 1000;
     this.migrate();
@@ -244,12 +245,18 @@ export class SqliteStore implements BotStore, JobStore {
   }
 
   private migrate(): void {
-    const current = this.schemaVersion;
-    for (let version = current; version < MIGRATIONS.length; version++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[version]!);
-        this.db.pragma(`user_version = ${version + 1}`);
-      })();
+    // Several processes may open a new database at once (CLI commands beside `serve`): each step
+    // takes the write lock first (BEGIN IMMEDIATE) and re-reads how far the file has come, so no
+    // migration runs twice.
+    const step = this.db.transaction(() => {
+      const version = this.schemaVersion;
+      if (version >= MIGRATIONS.length) return false;
+      this.db.exec(MIGRATIONS[version]!);
+      this.db.pragma(`user_version = ${version + 1}`);
+      return true;
+    });
+    while (step.immediate()) {
+      // next migration
     }
   }
 
