@@ -1,5 +1,6 @@
 import type { Hono } from 'hono';
 import type { Bot, Logger } from '../core/index.ts';
+import type { TrustedProxies } from './http/client-address.ts';
 
 /**
  * What a platform adapter gives the composition root: HTTP routes for the shared server
@@ -18,4 +19,6 @@ export interface AdapterContext {
   logger: Logger;
   /** The adapter's configuration keys as given (SLACK_*, FEISHU_*, WECOM_*), already validated. */
   env: Record<string, string | undefined>;
+  /** TEAMLLM_TRUSTED_PROXIES, for logging a refused callback's client address. */
+  proxies?: TrustedProxies;
 }

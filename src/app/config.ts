@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -47,6 +48,41 @@ export const CONFIG_KEYS = {
     schema: z.string().url().refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL').transform((u) => u.replace(/\/+$/, '')),
     help: 'the URL people reach this server at (e.g. https://teamllm.example.com): chat links to the admin page (loss curves) on platforms that cannot take images',
   },
+  TEAMLLM_TRUSTED_PROXIES: {
+    schema: z.string().transform((s, ctx) => {
+      const list = s.split(',').map((x) => x.trim()).filter(Boolean);
+      for (const a of list) if (!isIP(a)) ctx.addIssue({ code: 'custom', message: `"${a}" is not an IP address` });
+      return list;
+    }),
+    help: 'comma list of the reverse proxies\' IP addresses: only from them is X-Forwarded-For read for the client address, and the single sign-on user header believed; default none',
+  },
+  TEAMLLM_AUTH_USER_HEADER: {
+    schema: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a header name').transform((h) => h.toLowerCase()),
+    help: 'header an authenticating proxy (single sign-on) sets to the signed-in user, e.g. X-Auth-Request-Email; believed only from TEAMLLM_TRUSTED_PROXIES; unset: web users are anonymous sessions',
+  },
+  TEAMLLM_SERVICE_TOKENS: {
+    schema: z.string().transform((s, ctx) => {
+      const tokens: Record<string, string> = {};
+      for (const entry of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const m = /^([a-zA-Z0-9._-]{1,64})=(\S{16,})$/.exec(entry);
+        if (!m) ctx.addIssue({ code: 'custom', message: 'each entry must be name=token with a token of at least 16 characters' });
+        else tokens[m[1]!] = m[2]!;
+      }
+      return tokens;
+    }),
+    secret: true,
+    help: 'comma list of name=token: a caller sending Authorization: Bearer <token> is the service <name> and may say which `user` it asks for',
+  },
+  TEAMLLM_ALLOWED_ORIGINS: {
+    schema: z.string().transform((s, ctx) => {
+      const list = s.split(',').map((x) => x.trim().replace(/\/+$/, '')).filter(Boolean);
+      for (const o of list) if (!/^https?:\/\/[^/\s]+$/.test(o)) ctx.addIssue({ code: 'custom', message: `"${o}" is not an origin (scheme://host[:port])` });
+      return list;
+    }),
+    help: 'comma list of other origins whose pages may post to /api/* (a browser request from any other origin is refused); default: this host only',
+  },
+  TEAMLLM_ADMIN_SESSION_HOURS: { schema: z.coerce.number().positive().max(24 * 365), help: 'how long an admin page login lasts; default 12' },
+  TEAMLLM_AUDIT_RETENTION_DAYS: { schema: int(1, 36_500), help: 'how long audit entries and refused-command counts are kept; default 365' },
   TEAMLLM_LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), help: 'default info' },
   TEAMLLM_RATE_PER_MINUTE: { schema: int(1, 10_000), help: 'questions a user may ask per minute; default 10' },
   TEAMLLM_RATE_BURST: { schema: int(1, 10_000), help: 'questions a user may ask at once; default 5' },
@@ -102,6 +138,8 @@ export const CONFIG_KEYS = {
   WECOM_SECRET: { schema: z.string().min(1), secret: true, help: 'WeCom app secret' },
   WECOM_TOKEN: { schema: z.string().min(1), secret: true, help: 'callback token' },
   WECOM_ENCODING_AES_KEY: { schema: z.string().regex(/^[A-Za-z0-9]{43}$/, 'must be the 43-character EncodingAESKey'), secret: true, help: 'callback EncodingAESKey' },
+  FEISHU_REQUEST_WINDOW_SECONDS: { schema: int(10, 86_400), help: 'callbacks whose X-Lark-Request-Timestamp is further than this from now (either way) are refused; default 300' },
+  WECOM_REQUEST_WINDOW_SECONDS: { schema: int(10, 86_400), help: 'callbacks whose signed timestamp is further than this from now (either way) are refused; default 300' },
   WECOM_API_BASE: { schema: url, help: 'WeCom API base; default https://qyapi.weixin.qq.com' },
   WECOM_MESSAGE_FORMAT: { schema: z.enum(['markdown', 'text']), help: 'markdown (WeCom app) or text (members on the WeChat plug-in, which cannot show markdown); default markdown' },
 } satisfies Record<string, KeySpec>;
@@ -125,6 +163,15 @@ export interface Config {
   /** Base URL for links to this server in chat (no trailing slash). */
   publicUrl?: string;
   logLevel: string;
+  /** Web identity and request checks (docs/configuration.md "Web identity"). */
+  web: {
+    trustedProxies: string[];
+    authUserHeader?: string;
+    serviceTokens: Record<string, string>;
+    allowedOrigins: string[];
+    adminSessionMs: number;
+  };
+  auditRetentionDays: number;
   rateLimit: { perMinute: number; burst: number };
   memory: { maxTurns: number; maxChars: number };
   /** How the bot's own model decodes answers ('model': as its SFT meta says; src/app/answer-settings.ts). */
@@ -232,6 +279,14 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     ...(parsed.TEAMLLM_ADMIN_TOKEN ? { adminToken: parsed.TEAMLLM_ADMIN_TOKEN as string } : {}),
     ...(parsed.TEAMLLM_PUBLIC_URL ? { publicUrl: parsed.TEAMLLM_PUBLIC_URL as string } : {}),
     logLevel: (parsed.TEAMLLM_LOG_LEVEL as string | undefined) ?? 'info',
+    web: {
+      trustedProxies: (parsed.TEAMLLM_TRUSTED_PROXIES as string[] | undefined) ?? [],
+      ...(parsed.TEAMLLM_AUTH_USER_HEADER ? { authUserHeader: parsed.TEAMLLM_AUTH_USER_HEADER as string } : {}),
+      serviceTokens: (parsed.TEAMLLM_SERVICE_TOKENS as Record<string, string> | undefined) ?? {},
+      allowedOrigins: (parsed.TEAMLLM_ALLOWED_ORIGINS as string[] | undefined) ?? [],
+      adminSessionMs: ((parsed.TEAMLLM_ADMIN_SESSION_HOURS as number | undefined) ?? 12) * 3600 * 1000,
+    },
+    auditRetentionDays: (parsed.TEAMLLM_AUDIT_RETENTION_DAYS as number | undefined) ?? 365,
     rateLimit: {
       perMinute: (parsed.TEAMLLM_RATE_PER_MINUTE as number | undefined) ?? 10,
       burst: (parsed.TEAMLLM_RATE_BURST as number | undefined) ?? 5,

@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { routePath } from 'hono/route';
 import { isStoreBusy, type Logger, type ModelInfo } from '../core/index.ts';
 import type { Metrics } from './metrics.ts';
+import { DEFAULT_MAX_BODY_BYTES, limitBody } from '../adapters/http/body-limit.ts';
 
 export interface HttpAppOptions {
   logger: Logger;
@@ -25,6 +26,9 @@ export function createHttpApp(options: HttpAppOptions): Hono {
     const route = c.res.status === 404 ? 'unmatched' : routePath(c);
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
   });
+
+  // A ceiling for every route, before any handler reads a byte; routes set tighter limits of their own.
+  app.use(limitBody(DEFAULT_MAX_BODY_BYTES));
 
   // Always 200 while the process answers (load balancers keep sending traffic): a degraded part
   // (the vector store down, the promoted model refused) shows as status "degraded" plus details.

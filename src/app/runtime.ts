@@ -6,6 +6,8 @@ import { AdminList, Bot, type AnswerRequest, type Answerer, type Logger } from '
 import { SqliteStore } from '../core/sqlite-store.ts';
 import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
 import { adminRoutes, WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
+import { TrustedProxies } from '../adapters/http/client-address.ts';
+import { sessionSecret } from './session-secret.ts';
 import { LocalChatModel } from '../model/langchain-chat-model.ts';
 import { ModelRegistry } from '../model/registry.ts';
 import { openKnowledgeBase, type LocalKnowledgeBase, type OpenedKnowledgeBases, type OpenKnowledgeBaseOptions } from '../rag/index.ts';
@@ -78,7 +80,10 @@ export interface RuntimeOptions {
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
 export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const store = new SqliteStore(join(config.home, 'teamllm.db'), options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {});
+  const store = new SqliteStore(join(config.home, 'teamllm.db'), {
+    auditRetentionMs: config.auditRetentionDays * 86_400_000,
+    ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+  });
   const metrics = new Metrics(options.defaultMetrics ?? true);
   let knowledge: OpenedKnowledgeBases | undefined;
   try {
@@ -99,6 +104,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
 }
 
 async function assemble(config: Config, options: RuntimeOptions, logger: Logger, store: SqliteStore, metrics: Metrics, knowledge: OpenedKnowledgeBases): Promise<Runtime> {
+  const proxies = new TrustedProxies(config.web.trustedProxies);
   const kb = knowledge.kb;
   if (config.sampleKnowledgeBase) await loadSampleKnowledgeBase(kb, config.home, logger);
   const consoleUser = userInfo().username || 'operator';
@@ -177,13 +183,26 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
   });
   const routes: Hono[] = [];
   if (config.adapters.includes('web')) {
-    routes.push(webRoutes({ bot, logger, ...(config.adminToken ? { adminToken: config.adminToken } : {}) }));
+    routes.push(
+      webRoutes({
+        bot,
+        logger,
+        ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+        sessionSecret: sessionSecret(config.home),
+        serviceTokens: config.web.serviceTokens,
+        proxies,
+        ...(config.web.authUserHeader ? { authUserHeader: config.web.authUserHeader } : {}),
+        allowedOrigins: config.web.allowedOrigins,
+      }),
+    );
   }
   if (config.adminToken) {
     routes.push(
       adminRoutes({
         adminToken: config.adminToken,
         logger,
+        sessionTtlMs: config.web.adminSessionMs,
+        proxies,
         data: {
           jobs: (limit) => store.listJobs(limit),
           job: (id) => store.getJob(id),
@@ -192,6 +211,7 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
           feedbackByDay: (days) => store.feedbackByDay(days),
           audit: (limit) => store.auditLog(limit),
           health: () => degradedHealth(),
+          denials: (limit) => store.auditDenials(limit),
         },
       }),
     );
@@ -200,7 +220,7 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
   if (options.platformAdapters) {
     for (const name of config.adapters) {
       if (name === 'web') continue;
-      const adapter = await ADAPTER_FACTORIES[name]({ bot, logger: logger.child({ adapter: name }), env: config.values });
+      const adapter = await ADAPTER_FACTORIES[name]({ bot, logger: logger.child({ adapter: name }), env: config.values, proxies });
       adapters.push(adapter);
       if (adapter.routes) routes.push(adapter.routes);
     }

@@ -22,6 +22,11 @@ export interface BotOptions {
   /** Default pause between streaming updates when the target does not say. */
   streamIntervalMs?: number;
   answerTimeoutMs?: number;
+  /**
+   * How long a message's claim lasts without an answer before a retry may take it over (the
+   * process died mid-answer); default the answer timeout plus a minute.
+   */
+  claimLeaseMs?: number;
   logger?: Logger;
   observer?: BotObserver;
   commands?: CommandSpec[];
@@ -67,6 +72,8 @@ export interface VoteInput {
   comment?: string;
   /** Withdraw only if the user's current vote is this one (removing a 👍 reaction must not undo a 👎 click). */
   onlyIf?: Vote;
+  /** Refuse unless the answer was given to this very user (anonymous web sessions). */
+  onlyOwnAnswer?: boolean;
 }
 
 export type VoteResult =
@@ -80,7 +87,7 @@ export type VoteResult =
       /** The user's vote before this one, if any: clicking the same button again can withdraw it. */
       previous?: Vote;
     }
-  | { ok: false; reason: 'unknown_answer' };
+  | { ok: false; reason: 'unknown_answer' | 'not_own_answer' };
 
 /**
  * The platform-agnostic bot: deduplicates deliveries, routes commands, answers questions with
@@ -153,20 +160,35 @@ export class Bot {
       const inThread = msg.thread !== undefined && (await this.store.recentTurns(conversation, 1)).length > 0;
       if (!inThread) return { outcome: 'ignored' };
     }
-    if (!(await this.store.claimEvent(msg.platform, msg.eventId))) {
+    const leaseMs = this.options.claimLeaseMs ?? (this.options.answerTimeoutMs ?? 120_000) + 60_000;
+    if (!(await this.store.claimEvent(msg.platform, msg.eventId, { leaseMs }))) {
       this.observer.duplicate(msg.platform);
       this.logger.info({ platform: msg.platform, eventId: msg.eventId }, 'duplicate delivery dropped');
       return { outcome: 'duplicate' };
     }
+    let result: HandleResult = { outcome: 'error' };
+    try {
+      result = await this.route(msg, target, conversation);
+      return result;
+    } finally {
+      // The id is used up only once something was answered; otherwise the client's retry is handled.
+      const answered = result.answerId !== undefined || ['command', 'denied', 'greeting', 'ignored'].includes(result.outcome);
+      await (answered ? this.store.confirmEvent(msg.platform, msg.eventId) : this.store.releaseEvent(msg.platform, msg.eventId)).catch((err: unknown) =>
+        this.logger.error({ err, eventId: msg.eventId }, 'could not settle the message claim'),
+      );
+    }
+  }
+
+  private async route(msg: IncomingMessage, target: ReplyTarget, conversation: string): Promise<HandleResult> {
     const log = this.logger.child({ platform: msg.platform, eventId: msg.eventId, user: msg.user.id });
     const text = msg.text.trim();
-    const command = parseCommand(text);
-    if (command) return this.runCommand(msg, target, command, conversation, log);
     if (!text) {
       await target.post({ phase: 'notice', text: 'Hi! Ask me a question about the company, or type /help.' });
       return { outcome: 'greeting' };
     }
-    const waitSeconds = this.limiter.take(`${msg.platform}:${msg.user.id}`);
+    // Commands count too (`/kb search` costs a retrieval like a question, and a refused `/train`
+    // an audit write); admins are configured, vouched-for people and are not throttled.
+    const waitSeconds = this.isAdmin(msg.platform, msg.user.id) ? 0 : this.limiter.take(msg.rateLimitKey ?? `${msg.platform}:${msg.user.id}`);
     if (waitSeconds > 0) {
       this.observer.rateLimited(msg.platform);
       await target.post({
@@ -175,6 +197,8 @@ export class Bot {
       });
       return { outcome: 'rate_limited' };
     }
+    const command = parseCommand(text);
+    if (command) return this.runCommand(msg, target, command, conversation, log);
     return this.answer(msg, target, conversation, log);
   }
 
@@ -200,7 +224,7 @@ export class Bot {
     if (spec.requiresAdmin(command.sub) && !actor.isAdmin) {
       this.observer.command(msg.platform, spec.name, false);
       log.warn({ command: label }, 'non-admin command refused');
-      await this.store.audit({ actor: actor.id, action: 'denied', detail: { command: label } });
+      await this.store.auditDenial(actor.id, label);
       await target.post({ phase: 'notice', text: `Sorry, only admins can run ${label}. Ask one of your teamllm admins.` });
       return { outcome: 'denied' };
     }
@@ -320,6 +344,7 @@ export class Bot {
   async vote(input: VoteInput): Promise<VoteResult> {
     const answer = await this.store.getAnswer(input.answerId);
     if (!answer) return { ok: false, reason: 'unknown_answer' };
+    if (input.onlyOwnAnswer && (answer.platform !== input.platform || answer.userId !== input.userId)) return { ok: false, reason: 'not_own_answer' };
     const previous = (await this.store.feedbackFor(input.answerId)).find((f) => f.platform === input.platform && f.userId === input.userId)?.value;
     let feedback: FeedbackRecord | undefined;
     if (input.value === 0) {

@@ -5,7 +5,8 @@ export class RateLimiter {
   constructor(
     private readonly perMinute: number,
     private readonly burst: number,
-    private readonly now: () => number = Date.now,
+    // Read Date.now at each call (not a reference taken once), so a test's moved clock is seen.
+    private readonly now: () => number = () => Date.now(),
   ) {}
 
   /** Takes one token; returns 0 when allowed, else the seconds until the next token. */

@@ -4,13 +4,17 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
   AnswerRecord,
+  AuditDenial,
   AuditEntry,
   BotStore,
+  ClaimOptions,
   FeedbackInput,
   FeedbackRecord,
   NewAnswerRecord,
   RatedAnswer,
+  RatedAnswersOptions,
 } from './store.ts';
+import { ANONYMOUS_WEB_USER_PREFIX } from './store.ts';
 import type { JobRecord, JobStore } from './jobs.ts';
 import type { ConversationTurn, Platform, Source, Vote } from './types.ts';
 
@@ -87,6 +91,19 @@ const MIGRATIONS: string[] = [
      resumes INTEGER REFERENCES jobs(id)
    );
    CREATE INDEX jobs_status ON jobs(status);`,
+  // A claim is a lease until the Bot confirms it (an answer or a command reply exists): a claim
+  // left by a refused or crashed attempt expires, so the client's retry is answered, not 409'd.
+  // Refused commands are counted per actor, command and hour instead of one audit row each,
+  // so a flood of them cannot push real admin actions out of view or grow the table unbounded.
+  `ALTER TABLE processed_events ADD COLUMN done INTEGER NOT NULL DEFAULT 1;
+   CREATE TABLE audit_denials (
+     hour INTEGER NOT NULL,
+     actor TEXT NOT NULL,
+     command TEXT NOT NULL,
+     count INTEGER NOT NULL,
+     last_at INTEGER NOT NULL,
+     PRIMARY KEY (hour, actor, command)
+   );`,
 ];
 
 interface AnswerRow {
@@ -192,23 +209,30 @@ export interface SqliteStoreOptions {
   eventRetentionMs?: number;
   /** How long a statement waits for a lock another connection holds before failing SQLITE_BUSY (default 5 s). */
   busyTimeoutMs?: number;
+  /** How long audit entries and denial counts are kept (TEAMLLM_AUDIT_RETENTION_DAYS); default 365 days. */
+  auditRetentionMs?: number;
 }
 
 /** The default BotStore: one SQLite file in WAL mode, safe for one writer process. */
 export class SqliteStore implements BotStore, JobStore {
   readonly db: Database.Database;
   private readonly eventRetentionMs: number;
+  private readonly auditRetentionMs: number;
   private claims = 0;
+  private audits = 0;
   private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
+    // Wait for another process's lock rather than fail (set first: switching to WAL needs one too).
+    this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('foreign_keys = ON');
-    this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     this.eventRetentionMs = options.eventRetentionMs ?? 7 * 24 * 3600 * 1000;
+    this.auditRetentionMs = options.auditRetentionMs ?? 365 * 24 * 3600 * 1000;
     this.migrate();
+    this.pruneAudit();
   }
 
   /** Prepared once per SQL text: preparing on every call costs more than most of these queries. */
@@ -223,23 +247,42 @@ export class SqliteStore implements BotStore, JobStore {
   }
 
   private migrate(): void {
-    const current = this.schemaVersion;
-    for (let version = current; version < MIGRATIONS.length; version++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[version]!);
-        this.db.pragma(`user_version = ${version + 1}`);
-      })();
+    // Several processes may open a new database at once (CLI commands beside `serve`): each step
+    // takes the write lock first (BEGIN IMMEDIATE) and re-reads how far the file has come, so no
+    // migration runs twice.
+    const step = this.db.transaction(() => {
+      const version = this.schemaVersion;
+      if (version >= MIGRATIONS.length) return false;
+      this.db.exec(MIGRATIONS[version]!);
+      this.db.pragma(`user_version = ${version + 1}`);
+      return true;
+    });
+    while (step.immediate()) {
+      // next migration
     }
   }
 
-  async claimEvent(platform: Platform, eventId: string): Promise<boolean> {
+  async claimEvent(platform: Platform, eventId: string, options: ClaimOptions = {}): Promise<boolean> {
     const now = Date.now();
-    const result = this.sql('INSERT OR IGNORE INTO processed_events (platform, event_id, at) VALUES (?, ?, ?)')
-      .run(platform, eventId, now);
+    const lease = options.leaseMs !== undefined;
+    const result = this.sql('INSERT OR IGNORE INTO processed_events (platform, event_id, at, done) VALUES (?, ?, ?, ?)')
+      .run(platform, eventId, now, lease ? 0 : 1);
     if (++this.claims % 1000 === 0) {
       this.sql('DELETE FROM processed_events WHERE at < ?').run(now - this.eventRetentionMs);
     }
-    return result.changes === 1;
+    if (result.changes === 1) return true;
+    if (!lease) return false;
+    // An unconfirmed claim older than its lease was left by an attempt that never answered (a crash).
+    return this.sql('UPDATE processed_events SET at = ? WHERE platform = ? AND event_id = ? AND done = 0 AND at < ?')
+      .run(now, platform, eventId, now - options.leaseMs!).changes === 1;
+  }
+
+  async confirmEvent(platform: Platform, eventId: string): Promise<void> {
+    this.sql('UPDATE processed_events SET done = 1 WHERE platform = ? AND event_id = ?').run(platform, eventId);
+  }
+
+  async releaseEvent(platform: Platform, eventId: string): Promise<void> {
+    this.sql('DELETE FROM processed_events WHERE platform = ? AND event_id = ? AND done = 0').run(platform, eventId);
   }
 
   async saveAnswer(record: NewAnswerRecord): Promise<AnswerRecord> {
@@ -343,6 +386,7 @@ export class SqliteStore implements BotStore, JobStore {
   async audit(entry: Omit<AuditEntry, 'at'>): Promise<void> {
     this.sql('INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)')
       .run(Date.now(), entry.actor, entry.action, JSON.stringify(entry.detail));
+    if (++this.audits % 1000 === 0) this.pruneAudit();
   }
 
   async auditLog(limit: number): Promise<AuditEntry[]> {
@@ -355,9 +399,31 @@ export class SqliteStore implements BotStore, JobStore {
     return rows.map((r) => ({ ...r, detail: JSON.parse(r.detail) as Record<string, unknown> }));
   }
 
-  async *ratedAnswers(): AsyncIterable<RatedAnswer> {
-    const votes = this.sql('SELECT value, comment FROM feedback WHERE answer_id = ?');
-    const rows = this.sql('SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback) ORDER BY created_at, rowid')
+  async auditDenial(actor: string, command: string): Promise<void> {
+    const now = Date.now();
+    this.sql(
+      `INSERT INTO audit_denials (hour, actor, command, count, last_at) VALUES (?, ?, ?, 1, ?)
+       ON CONFLICT (hour, actor, command) DO UPDATE SET count = count + 1, last_at = excluded.last_at`,
+    ).run(Math.floor(now / 3_600_000) * 3_600_000, actor, command, now);
+    if (++this.audits % 1000 === 0) this.pruneAudit();
+  }
+
+  async auditDenials(limit: number): Promise<AuditDenial[]> {
+    return this.sql('SELECT hour, actor, command, count, last_at AS lastAt FROM audit_denials ORDER BY last_at DESC LIMIT ?').all(limit) as AuditDenial[];
+  }
+
+  /** Drops audit entries and denial counts older than the retention setting. */
+  pruneAudit(now = Date.now()): void {
+    const before = now - this.auditRetentionMs;
+    this.sql('DELETE FROM audit_log WHERE at < ?').run(before);
+    this.sql('DELETE FROM audit_denials WHERE last_at < ?').run(before);
+  }
+
+  async *ratedAnswers(options: RatedAnswersOptions = {}): AsyncIterable<RatedAnswer> {
+    // Anonymous web sessions' votes are left out on request (RatedAnswersOptions.anonymousVotes).
+    const counted = options.anonymousVotes === false ? `NOT (platform = 'web' AND user_id LIKE '${ANONYMOUS_WEB_USER_PREFIX}%')` : '1';
+    const votes = this.sql(`SELECT value, comment FROM feedback WHERE answer_id = ? AND ${counted}`);
+    const rows = this.sql(`SELECT * FROM answers WHERE id IN (SELECT answer_id FROM feedback WHERE ${counted}) ORDER BY created_at, rowid`)
       .iterate() as IterableIterator<AnswerRow>;
     // Collect first: a live better-sqlite3 iterator blocks other statements on the connection.
     const answers = [...rows];

@@ -44,6 +44,36 @@ export interface AuditEntry {
   detail: Record<string, unknown>;
 }
 
+/** Refused commands, counted per actor, command and hour (a flood of them is one row). */
+export interface AuditDenial {
+  /** Start of the hour (ms since the epoch, UTC). */
+  hour: number;
+  actor: string;
+  command: string;
+  count: number;
+  lastAt: number;
+}
+
+export interface ClaimOptions {
+  /**
+   * Claim as a lease: unless confirmed (confirmEvent) it may be claimed again after this many ms,
+   * so an attempt that died before answering does not use the id up for good.
+   */
+  leaseMs?: number;
+}
+
+export interface RatedAnswersOptions {
+  /**
+   * Count votes of anonymous web sessions (user ids `anon:…`); default true. Such a session can
+   * vote only on an answer it was given, once, so its vote is the asker's own verdict; false
+   * keeps only votes of identities someone vouches for (platform users, single sign-on, services).
+   */
+  anonymousVotes?: boolean;
+}
+
+/** Web sessions nobody vouches for (src/adapters/web): their user ids start with this. */
+export const ANONYMOUS_WEB_USER_PREFIX = 'anon:';
+
 /** One answer with the current votes on it, as the dataset exporters read it. */
 export interface RatedAnswer {
   answer: AnswerRecord;
@@ -58,7 +88,11 @@ export interface RatedAnswer {
  */
 export interface BotStore {
   /** Records the event id; false when it was seen before (a redelivery). */
-  claimEvent(platform: Platform, eventId: string): Promise<boolean>;
+  claimEvent(platform: Platform, eventId: string, options?: ClaimOptions): Promise<boolean>;
+  /** Makes a leased claim permanent: the event has its answer (or command reply). */
+  confirmEvent(platform: Platform, eventId: string): Promise<void>;
+  /** Drops an unconfirmed claim (nothing was answered), so a retry is handled. */
+  releaseEvent(platform: Platform, eventId: string): Promise<void>;
 
   saveAnswer(record: NewAnswerRecord): Promise<AnswerRecord>;
   getAnswer(id: string): Promise<AnswerRecord | undefined>;
@@ -78,7 +112,10 @@ export interface BotStore {
 
   audit(entry: Omit<AuditEntry, 'at'>): Promise<void>;
   auditLog(limit: number): Promise<AuditEntry[]>;
+  /** Counts a refused command (aggregated per actor, command and hour; not an audit_log row). */
+  auditDenial(actor: string, command: string): Promise<void>;
+  auditDenials(limit: number): Promise<AuditDenial[]>;
 
-  ratedAnswers(): AsyncIterable<RatedAnswer>;
+  ratedAnswers(options?: RatedAnswersOptions): AsyncIterable<RatedAnswer>;
   close(): Promise<void>;
 }

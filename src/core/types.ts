@@ -32,6 +32,11 @@ export interface IncomingMessage {
   mentionsBot: boolean;
   attachments: Attachment[];
   receivedAt?: number;
+  /**
+   * Whom the rate limit counts this message against, when not `platform:user.id`: anonymous web
+   * sessions cost nothing to make, so they share their client address's bucket.
+   */
+  rateLimitKey?: string;
 }
 
 export interface UserRef {

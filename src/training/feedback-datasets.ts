@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { BotStore, RatedAnswer, Source } from '../core/index.ts';
+import type { BotStore, RatedAnswer, RatedAnswersOptions, Source } from '../core/index.ts';
 
 export type ExportKind = 'sft' | 'preference' | 'kto';
 export const EXPORT_KINDS: ExportKind[] = ['sft', 'preference', 'kto'];
@@ -25,8 +25,8 @@ function net(r: RatedAnswer): number {
  * - `preference`: for a question with both a liked and a disliked answer, `{prompt, chosen, rejected}`.
  * Each line names the model that wrote the answer, so a trainer can filter (e.g. retrieval-only quotes).
  */
-export async function* exportDataset(store: BotStore, kind: ExportKind): AsyncIterable<Record<string, unknown>> {
-  const rated = await votedAnswers(store);
+export async function* exportDataset(store: BotStore, kind: ExportKind, votes: RatedAnswersOptions = {}): AsyncIterable<Record<string, unknown>> {
+  const rated = await votedAnswers(store, votes);
   if (kind === 'sft') {
     for (const r of rated.filter((x) => net(x) > 0)) {
       yield {
@@ -68,9 +68,9 @@ export async function* exportDataset(store: BotStore, kind: ExportKind): AsyncIt
 }
 
 /** Answers with a net vote (more 👍 than 👎 or the reverse), oldest first; ties carry no label. */
-export async function votedAnswers(store: BotStore): Promise<RatedAnswer[]> {
+export async function votedAnswers(store: BotStore, votes: RatedAnswersOptions = {}): Promise<RatedAnswer[]> {
   const rated: RatedAnswer[] = [];
-  for await (const r of store.ratedAnswers()) {
+  for await (const r of store.ratedAnswers(votes)) {
     if (net(r) !== 0) rated.push(r);
   }
   return rated;
@@ -170,10 +170,10 @@ function rewardExample(r: RatedAnswer): RewardExample {
  * every liked/disliked pair of answers to one question, split into train and held-out by
  * question (never by row), `heldOutFraction` of the questions held out.
  */
-export async function rewardData(store: BotStore, options: { heldOutFraction?: number; seed?: number } = {}): Promise<RewardData> {
+export async function rewardData(store: BotStore, options: { heldOutFraction?: number; seed?: number; anonymousVotes?: boolean } = {}): Promise<RewardData> {
   const fraction = options.heldOutFraction ?? 0.2;
   const seed = options.seed ?? 0;
-  const rated = await votedAnswers(store);
+  const rated = await votedAnswers(store, options.anonymousVotes === false ? { anonymousVotes: false } : {});
   const train: RewardSplit = { votes: [], pairs: [] };
   const heldOut: RewardSplit = { votes: [], pairs: [] };
   const questions = new Set<string>();

@@ -10,12 +10,15 @@ import { silentLogger } from '../../src/core/index.ts';
 import { ScriptedAnswerer } from '../helpers.ts';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
+/** A service that may name the user it asks for (TEAMLLM_SERVICE_TOKENS): only such callers' `user` is believed. */
+const SERVICE_TOKEN = 'test-service-token-0123456789';
+const asService = { authorization: `Bearer ${SERVICE_TOKEN}` };
 let runtime: Runtime;
 let server: RunningServer;
 
 beforeAll(async () => {
   const home = mkdtempSync(join(tmpdir(), 'teamllm-http-'));
-  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_ADMIN_TOKEN: ADMIN_TOKEN, TEAMLLM_RATE_BURST: '3', TEAMLLM_RATE_PER_MINUTE: '1' }, cwd: home });
+  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_ADMIN_TOKEN: ADMIN_TOKEN, TEAMLLM_SERVICE_TOKENS: `portal=${SERVICE_TOKEN}`, TEAMLLM_RATE_BURST: '3', TEAMLLM_RATE_PER_MINUTE: '1' }, cwd: home });
   const answerer = new ScriptedAnswerer(['Hello ', 'there.']);
   answerer.direct = 'Hello';
   runtime = await createRuntime(config, { logger: silentLogger, answerer, defaultMetrics: false });
@@ -32,14 +35,14 @@ const post = (path: string, body: unknown, headers: Record<string, string> = {})
 
 describe('HTTP server', () => {
   it('answers POST /api/chat with the contract shape and accepts a vote on it', async () => {
-    const res = await post('/api/chat', { text: 'Hi?', user: 'ann', conversation: 'conv-1' });
+    const res = await post('/api/chat', { text: 'Hi?', user: 'ann', conversation: 'conv-1' }, asService);
     expect(res.status).toBe(200);
     const body = (await res.json()) as Record<string, unknown>;
     expect(body).toMatchObject({ answer: 'Hello there.', direct: 'Hello', model: 'scripted', outcome: 'answered' });
     expect(body.sources).toEqual([{ source: 'en/leave.md', title: 'Leave', text: 'Everyone gets 25 days of leave.', score: 3.2 }]);
     expect(typeof body.answerId).toBe('string');
 
-    const vote = await post('/api/feedback', { answerId: body.answerId, value: -1, comment: 'too short', user: 'ann' });
+    const vote = await post('/api/feedback', { answerId: body.answerId, value: -1, comment: 'too short', user: 'ann' }, asService);
     expect(vote.status).toBe(200);
     expect(await vote.json()).toEqual({ ok: true, up: 0, down: 1 });
     const record = await runtime.store.feedbackFor(body.answerId as string);
@@ -66,14 +69,14 @@ describe('HTTP server', () => {
   });
 
   it('does not answer a retried messageId twice', async () => {
-    const first = await post('/api/chat', { text: 'Once?', user: 'retry', messageId: 'client-msg-1' });
+    const first = await post('/api/chat', { text: 'Once?', user: 'retry', messageId: 'client-msg-1' }, asService);
     expect(first.status).toBe(200);
-    const again = await post('/api/chat', { text: 'Once?', user: 'retry', messageId: 'client-msg-1' });
+    const again = await post('/api/chat', { text: 'Once?', user: 'retry', messageId: 'client-msg-1' }, asService);
     expect(again.status).toBe(409);
   });
 
   it('streams updates then a done event over SSE', async () => {
-    const res = await post('/api/chat/stream', { text: 'Stream?', user: 'sse' });
+    const res = await post('/api/chat/stream', { text: 'Stream?', user: 'sse' }, asService);
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
     const raw = await res.text();
     const events = raw.split('\n\n').filter(Boolean).map((frame) => ({
@@ -88,7 +91,7 @@ describe('HTTP server', () => {
 
   it('rate-limits with 429 and a polite message', async () => {
     const statuses: number[] = [];
-    for (let i = 0; i < 4; i++) statuses.push((await post('/api/chat', { text: `q${i}`, user: 'eager' })).status);
+    for (let i = 0; i < 4; i++) statuses.push((await post('/api/chat', { text: `q${i}`, user: 'eager' }, asService)).status);
     expect(statuses).toEqual([200, 200, 200, 429]);
   });
 

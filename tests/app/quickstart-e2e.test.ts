@@ -80,9 +80,16 @@ function npmStart(dir: string): Promise<{ url: string; stderr: () => string; chi
   });
 }
 
+/** The newcomer's web session: the cookie the first answer sets (as a browser keeps it); its votes count on its own answers. */
+let session: string | undefined;
 const chat = async (url: string, text: string) => {
-  const res = await fetch(`${url}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text, user: 'newcomer' }) });
+  const res = await fetch(`${url}/api/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(session ? { cookie: session } : {}) },
+    body: JSON.stringify({ text }),
+  });
   expect(res.status).toBe(200);
+  session ??= res.headers.get('set-cookie')?.split(';')[0];
   return (await res.json()) as { answerId: string; answer: string; sources: { source: string; title: string; text: string }[]; model: string; modelVersion: string };
 };
 
@@ -136,8 +143,8 @@ describe('quickstart from a fresh clone (README)', () => {
     // A vote on it.
     const vote = await fetch(`${first.url}/api/feedback`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ answerId: answer.answerId, value: 1, user: 'newcomer' }),
+      headers: { 'content-type': 'application/json', cookie: session! },
+      body: JSON.stringify({ answerId: answer.answerId, value: 1 }),
     });
     expect(vote.status).toBe(200);
     await stop(first.child);

@@ -143,8 +143,9 @@ describe('Bot commands and rights', () => {
     const user = new RecordingTarget();
     expect((await bot.handle(message({ text: '/train sft lr=1e-4' }), user)).outcome).toBe('denied');
     expect(user.last!.text).toMatch(/only admins can run \/train sft/);
-    const audit = await store.auditLog(5);
-    expect(audit[0]).toMatchObject({ actor: 'slack:U1', action: 'denied', detail: { command: '/train sft' } });
+    // Refusals are counted per actor, command and hour, apart from the admin actions in auditLog.
+    expect(await store.auditDenials(5)).toEqual([expect.objectContaining({ actor: 'slack:U1', command: '/train sft', count: 1 })]);
+    expect(await store.auditLog(5)).toEqual([]);
 
     const admin = new RecordingTarget();
     expect((await bot.handle(message({ text: '/train sft lr=1e-4', user: { id: 'UADMIN' } }), admin)).outcome).toBe('command');

@@ -25,12 +25,12 @@ describe('SqliteStore', () => {
   it('migrates a new file to the latest schema in WAL mode and reopens it without re-running migrations', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'teamllm-store-')), 'x.db');
     const store = new SqliteStore(file);
-    expect(store.schemaVersion).toBe(2);
+    expect(store.schemaVersion).toBe(3);
     expect(store.db.pragma('journal_mode', { simple: true })).toBe('wal');
     await store.saveAnswer(answer('q', 'a'));
     await store.close();
     const raw = new Database(file);
-    expect(raw.pragma("user_version", { simple: true })).toBe(2);
+    expect(raw.pragma("user_version", { simple: true })).toBe(3);
     raw.close();
     const reopened = new SqliteStore(file);
     expect((await collect(reopened.ratedAnswers())).length).toBe(0);

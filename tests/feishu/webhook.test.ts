@@ -81,6 +81,23 @@ describe('Feishu webhook: request checks', () => {
     expect(h.fake.cards).toHaveLength(0);
   });
 
+  it('refuses correctly signed requests dated outside the window (default 5 minutes), either way', async () => {
+    const h = await start();
+    const signedAt = (timestamp: number) => {
+      const body = JSON.stringify({ encrypt: encryptLikeFeishu(ENCRYPT_KEY, JSON.stringify(messageEvent())) });
+      const headers = { 'X-Lark-Request-Timestamp': String(timestamp), 'X-Lark-Request-Nonce': 'n2', 'X-Lark-Signature': signLikeFeishu(String(timestamp), 'n2', ENCRYPT_KEY, body) };
+      return h.postRaw(body, headers);
+    };
+    const now = Math.floor(Date.now() / 1000);
+    const dayOld = await signedAt(now - 86_400);
+    expect(dayOld.status).toBe(401);
+    expect(dayOld.body.error).toMatch(/window/);
+    expect((await signedAt(now + 10 * 60)).status).toBe(401);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(h.fake.cards).toHaveLength(0);
+    expect((await signedAt(now - 30)).status).toBe(200);
+  });
+
   it('answers malformed input with 400', async () => {
     const h = await start();
     expect((await h.postRaw('{not json')).status).toBe(400);

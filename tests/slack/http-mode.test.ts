@@ -85,6 +85,17 @@ describe('Slack HTTP mode: verification', () => {
     expect(h.slack.calls.some((c) => JSON.stringify(c.args).includes('sneaky'))).toBe(false);
   });
 
+  it('refuses a correctly signed request dated more than 5 minutes in the future', async () => {
+    const body = JSON.stringify(eventCallback(directMessage('from the future')));
+    const send = (ts: number) => fetch(`${h.url}/slack/events`, { method: 'POST', headers: { 'content-type': 'application/json', ...slackSignature(body, ts) }, body });
+    expect((await send(nowSec() + 10 * 60)).status).toBe(401);
+    expect((await send(nowSec() + 6 * 60)).status).toBe(401);
+    await barrier();
+    expect(h.slack.calls.some((c) => JSON.stringify(c.args).includes('from the future'))).toBe(false);
+    // A little clock skew is fine.
+    expect((await send(nowSec() + 30)).status).toBe(200);
+  });
+
   it('answers malformed signed bodies with 400 and ssl_check with 200', async () => {
     expect((await h.postEvent('{"type": ')).status).toBe(400);
     expect((await h.postEvent('[1,2]')).status).toBe(400);

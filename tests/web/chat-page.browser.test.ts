@@ -68,7 +68,11 @@ describe('web chat in a real browser', () => {
     }
     const conversation = await page.evaluate(() => sessionStorage.getItem('teamllmConversation'));
     expect(conversation).toBeTruthy();
-    const turns = await runtime.store.recentTurns(`web::guest:${await page.evaluate(() => localStorage.getItem('teamllmUser'))}:${conversation}`, 10);
+    // The page asks as its anonymous session: the id in the signed HttpOnly cookie the server set.
+    const cookie = (await page.context().cookies()).find((c) => c.name === 'teamllm_session')!;
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
+    const sessionId = cookie.value.slice(0, cookie.value.lastIndexOf('.'));
+    const turns = await runtime.store.recentTurns(`web::anon:${sessionId}:${conversation}`, 10);
     expect(turns.map((t) => t.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
     await page.getByText('New conversation').click();
     expect(await page.locator('.msg').count()).toBe(0);

@@ -125,6 +125,21 @@ describe('WeCom messages', () => {
     expect(h.answerer.requests).toHaveLength(0);
   });
 
+  it('refuses correctly signed callbacks dated outside the window (a day old, 10 minutes ahead), and drops a replay inside it', async () => {
+    h = await startHarness();
+    const now = Math.floor(Date.now() / 1000);
+    expect((await h.post(question('Old?'), { timestamp: now - 86_400 })).status).toBe(401);
+    expect((await h.post(question('Ahead?'), { timestamp: now + 600 })).status).toBe(401);
+    const refusals = h.logger.entries.filter((e) => e.level === 'warn' && e.msg === 'WeCom callback refused');
+    expect(refusals.map((e) => e.obj.reason)).toEqual(['stale_timestamp', 'stale_timestamp']);
+    // Inside the window: answered once; the identical request sent again is dropped as a duplicate.
+    const fresh = encryptedCallback(SECRETS, question('Fresh?'), { timestamp: now - 60 });
+    expect((await h.postRaw(fresh.query, fresh.body)).status).toBe(200);
+    expect((await h.postRaw(fresh.query, fresh.body)).status).toBe(200);
+    await h.adapter.stop!();
+    expect(h.answerer.requests.map((r) => r.question)).toEqual(['Fresh?']);
+  });
+
   it('refuses a message encrypted for another corp (wrong receive id) with 403', async () => {
     h = await startHarness();
     const xml = question('Hello?');
@@ -253,7 +268,7 @@ describe('WeCom messages', () => {
     expect(h.fake.textsTo('UADMIN')[0]!.content).toMatch(/not available in this version/);
     expect(h.fake.textsTo(USER)[0]!.content).toMatch(/Sorry, only admins can run \/train sft/);
     expect(h.fake.cardsTo(USER)).toHaveLength(0);
-    expect((await h.store.auditLog(5)).find((a) => a.action === 'denied')).toMatchObject({ actor: `wecom:${USER}` });
+    expect((await h.store.auditDenials(5)).find((d) => d.command === '/train sft')).toMatchObject({ actor: `wecom:${USER}`, count: 1 });
     expect(h.answerer.requests).toHaveLength(0);
   });
 

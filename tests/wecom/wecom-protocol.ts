@@ -74,10 +74,10 @@ export function cardEventXml(o: {
 export function encryptedCallback(
   secrets: { token: string; encodingAesKey: string; corpId: string; agentId: string },
   innerXml: string,
-  overrides: { receiveId?: string; encodingAesKey?: string; signature?: string; nonce?: string } = {},
+  overrides: { receiveId?: string; encodingAesKey?: string; signature?: string; nonce?: string; timestamp?: number } = {},
 ): { query: string; body: string; encrypted: string } {
   const encrypted = wecomEncrypt(overrides.encodingAesKey ?? secrets.encodingAesKey, innerXml, overrides.receiveId ?? secrets.corpId);
-  const timestamp = String(Math.floor(Date.now() / 1000));
+  const timestamp = String(overrides.timestamp ?? Math.floor(Date.now() / 1000));
   const nonce = overrides.nonce ?? randomBytes(6).toString('hex');
   const signature = overrides.signature ?? wecomSignature(secrets.token, timestamp, nonce, encrypted);
   const query = new URLSearchParams({ msg_signature: signature, timestamp, nonce }).toString();

@@ -22,6 +22,8 @@ export interface FeishuAdapterOptions {
   retry?: RetryPolicy;
   /** How long start() waits for the long connection before going on (it keeps retrying). */
   connectTimeoutMs?: number;
+  /** The clock callbacks' timestamps are checked against (tests move it). */
+  now?: () => number;
 }
 
 /**
@@ -120,6 +122,8 @@ export async function createFeishuAdapter(ctx: AdapterContext, options: FeishuAd
   const verifier = new FeishuRequestVerifier({
     ...(settings.encryptKey ? { encryptKey: settings.encryptKey } : {}),
     ...(settings.verificationToken ? { verificationToken: settings.verificationToken } : {}),
+    windowSeconds: Number(ctx.env.FEISHU_REQUEST_WINDOW_SECONDS ?? 300),
+    ...(options.now ? { now: options.now } : {}),
   });
   return {
     name: 'feishu',

@@ -8,6 +8,9 @@ export type Verified =
 export interface VerifierOptions {
   verificationToken?: string;
   encryptKey?: string;
+  /** FEISHU_REQUEST_WINDOW_SECONDS: how far a request's timestamp may be from now, either way; default 300. */
+  windowSeconds?: number;
+  now?: () => number;
 }
 
 /**
@@ -20,14 +23,27 @@ export interface VerifierOptions {
  * verification token inside the (decrypted) payload is checked too. Legacy card callbacks without
  * an encrypt key are signed with sha1(timestamp + nonce + verificationToken + body) instead.
  *
- * No freshness window on the timestamp: Feishu itself redelivers the same event for hours, and
- * redeliveries are dropped by event and message id.
+ * Freshness: a request whose X-Lark-Request-Timestamp (signed, with an encrypt key) is more than
+ * the window away from now is refused, so a captured request cannot be replayed later. Feishu
+ * stamps each delivery anew, so its own redeliveries (15 s, 5 min, 1 h, 6 h later) still arrive
+ * and are dropped as duplicates by event and message id. A request without that header is judged
+ * by the event's own `header.create_time`.
  */
 export class FeishuRequestVerifier {
   private readonly cipher: AESCipher | undefined;
 
   constructor(private readonly options: VerifierOptions) {
     this.cipher = options.encryptKey ? new AESCipher(options.encryptKey) : undefined;
+  }
+
+  private fresh(timestamp: string | undefined, payload: Record<string, unknown>): boolean {
+    const created = isObject(payload.header) ? payload.header.create_time : undefined;
+    const given = timestamp ?? (typeof created === 'string' || typeof created === 'number' ? String(created) : undefined);
+    if (given === undefined) return true; // nothing to judge by (legacy card actions: their signature is the proof)
+    const at = Number(given);
+    if (!Number.isFinite(at)) return false;
+    const now = (this.options.now?.() ?? Date.now()) / 1000;
+    return Math.abs(now - toSeconds(at)) <= (this.options.windowSeconds ?? 300);
   }
 
   verify(raw: string, header: (name: string) => string | undefined): Verified {
@@ -70,6 +86,7 @@ export class FeishuRequestVerifier {
     }
 
     if (encryptKey && !signed) return { ok: false, status: 401, error: 'missing X-Lark-Signature headers' };
+    if (!this.fresh(timestamp, payload)) return { ok: false, status: 401, error: 'request timestamp outside the allowed window' };
 
     if (isLegacyCardAction(payload)) {
       // Its `token` is a card-update token, not the verification token; the sha1 signature is the proof.
@@ -91,6 +108,11 @@ export class FeishuRequestVerifier {
     }
     return { ok: true, payload };
   }
+}
+
+/** Feishu's timestamps come in seconds (request headers), milliseconds (events) or microseconds (card actions). */
+function toSeconds(value: number): number {
+  return value > 1e14 ? value / 1e6 : value > 1e11 ? value / 1e3 : value;
 }
 
 /** The old "message card request URL" format: no schema and header, the action at the top level. */

@@ -1,7 +1,7 @@
 import type { CardActionHandler, EventDispatcher } from '@larksuiteoapi/node-sdk';
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../../core/index.ts';
+import { limitBody } from '../http/body-limit.ts';
 import { MalformedEventError } from './incoming-messages.ts';
 import { isLegacyCardAction, type FeishuRequestVerifier } from './request-verifier.ts';
 
@@ -25,7 +25,7 @@ export function feishuRoutes(deps: WebhookDeps): Hono {
 
   app.post(
     FEISHU_EVENTS_PATH,
-    bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json({ error: 'request body too large (1 MB max)' }, 413) }),
+    limitBody(1024 * 1024),
     async (c) => {
       const raw = await c.req.text();
       const verified = verifier.verify(raw, (name) => c.req.header(name));

@@ -1,7 +1,7 @@
 import { ReceiverMultipleAckError, verifySlackRequest, type App, type Receiver, type ReceiverEvent } from '@slack/bolt';
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../../core/index.ts';
+import { limitBody } from '../http/body-limit.ts';
 
 export interface HttpReceiverOptions {
   signingSecret: string;
@@ -10,11 +10,15 @@ export interface HttpReceiverOptions {
   path?: string;
   /** Answer Slack by then even if no listener acknowledged: Slack gives up at 3 s and retries. */
   ackTimeoutMs?: number;
+  /** The clock (tests move it). */
+  now?: () => number;
 }
 
 type Outcome = { kind: 'ack'; body: unknown } | { kind: 'done' } | { kind: 'failed'; err: unknown } | { kind: 'timeout' };
 
 const MAX_BODY_BYTES = 1024 * 1024;
+/** Slack's own window: requests signed more than 5 minutes away from now are refused. */
+const MAX_CLOCK_SKEW_S = 5 * 60;
 
 /**
  * A Bolt receiver living on the shared Hono server: it checks Slack's signature on the raw body
@@ -29,13 +33,20 @@ export class HonoReceiver implements Receiver {
     const path = options.path ?? '/slack/events';
     this.routes.post(
       path,
-      bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ error: 'request body too large (1 MB max)' }, 413) }),
+      limitBody(MAX_BODY_BYTES),
       async (c) => {
         const raw = await c.req.text();
         const isForm = (c.req.header('content-type') ?? '').startsWith('application/x-www-form-urlencoded');
         // Slack's certificate check carries no signature and no event: acknowledge and read nothing.
         if (isForm && new URLSearchParams(raw).get('ssl_check') === '1') return c.body(null, 200);
 
+        // Bolt's check refuses only timestamps more than 5 minutes old; one from the future would
+        // stay replayable until then, so it is refused too.
+        const timestamp = Number(c.req.header('x-slack-request-timestamp'));
+        if (Number.isFinite(timestamp) && timestamp - (options.now?.() ?? Date.now()) / 1000 > MAX_CLOCK_SKEW_S) {
+          options.logger.warn({ timestamp }, 'refused a Slack request: timestamp in the future');
+          return c.json({ error: 'invalid or stale Slack signature' }, 401);
+        }
         try {
           verifySlackRequest({
             signingSecret: options.signingSecret,
@@ -62,6 +73,8 @@ export class HonoReceiver implements Receiver {
           if (typeof payload.challenge !== 'string') return c.json({ error: 'url_verification without a challenge' }, 400);
           return c.json({ challenge: payload.challenge });
         }
+        const malformed = malformedPayload(payload);
+        if (malformed) return c.json({ error: malformed }, 400);
         if (!this.app) return c.json({ error: 'Slack app not ready' }, 503);
 
         const retryNum = Number.parseInt(c.req.header('x-slack-retry-num') ?? '', 10);
@@ -124,6 +137,20 @@ export class HonoReceiver implements Receiver {
       );
     });
   }
+}
+
+/**
+ * Shapes Bolt's routing reads without checking (it throws on them, which would be a 500 and a
+ * retry from Slack): a signed body is Slack's, but its fields are still checked before use.
+ */
+function malformedPayload(payload: Record<string, unknown>): string | undefined {
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if ('event' in payload && !(isObject(payload.event) && typeof (payload.event as Record<string, unknown>).type === 'string')) return 'event must be an object with a type';
+  if ('actions' in payload && !Array.isArray(payload.actions)) return 'actions must be a list';
+  for (const key of ['user', 'channel', 'team', 'container', 'message', 'view'] as const) {
+    if (key in payload && payload[key] !== null && typeof payload[key] !== 'string' && !isObject(payload[key])) return `${key} must be an object`;
+  }
+  return undefined;
 }
 
 /** Slash commands arrive as plain form fields; interactivity as a form field `payload` holding JSON. */

@@ -51,7 +51,7 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
   const input = document.getElementById('q');
   const send = document.getElementById('send');
   const rid = () => (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2));
-  const user = localStorage.teamllmUser || (localStorage.teamllmUser = 'browser-' + rid().slice(0, 8));
+  // Who asks is the server's to say (a signed session cookie, or the single sign-on proxy's user), not the page's.
   let conversation = sessionStorage.teamllmConversation || (sessionStorage.teamllmConversation = rid());
   document.getElementById('new').onclick = () => { conversation = sessionStorage.teamllmConversation = rid(); log.innerHTML = ''; input.focus(); };
 
@@ -105,7 +105,7 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
       b.onclick = async () => {
         const again = b.classList.contains('chosen');
         const res = await fetch('/api/feedback', { method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ answerId, value: again ? 0 : value, user }) });
+          body: JSON.stringify({ answerId, value: again ? 0 : value }) });
         if (!res.ok) { status.textContent = 'Could not record the vote'; return; }
         row.querySelectorAll('button').forEach((x) => x.classList.remove('chosen'));
         if (!again) b.classList.add('chosen');
@@ -123,7 +123,7 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
     send.disabled = true;
     try {
       const res = await fetch('/api/chat/stream', { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ text, user, conversation, messageId: rid() }) });
+        body: JSON.stringify({ text, conversation, messageId: rid() }) });
       if (!res.ok || !res.body) {
         const err = await res.json().catch(() => ({}));
         render(el, { phase: 'error', text: 'Error: ' + (err.error || res.status) });

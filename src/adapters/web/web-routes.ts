@@ -1,17 +1,30 @@
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import type { Bot, HandleResult, IncomingMessage, Logger, ReplyContent } from '../../core/index.ts';
 import { WebReplyChannel } from './reply-channel.ts';
 import { CHAT_PAGE } from './chat-page.ts';
+import { limitBody } from '../http/body-limit.ts';
+import { TrustedProxies } from '../http/client-address.ts';
+import { WebSessions } from './web-session.ts';
+import { requireJsonFromAllowedOrigin } from './request-guards.ts';
 
 export interface WebAdapterOptions {
   bot: Bot;
   logger: Logger;
   /** Bearer token that makes a caller the `web:admin` user. */
   adminToken?: string;
+  /** Signs anonymous session cookies (the runtime keeps one per data folder). */
+  sessionSecret: string;
+  /** TEAMLLM_SERVICE_TOKENS: name -> bearer token of a service that may name the user it asks for. */
+  serviceTokens?: Record<string, string>;
+  /** TEAMLLM_TRUSTED_PROXIES: the only peers whose X-Forwarded-For and user header are believed. */
+  proxies?: TrustedProxies;
+  /** TEAMLLM_AUTH_USER_HEADER: the header an authenticating proxy sets (e.g. x-auth-request-email). */
+  authUserHeader?: string;
+  /** TEAMLLM_ALLOWED_ORIGINS: other origins whose pages may post to /api/* (same host always may). */
+  allowedOrigins?: string[];
 }
 
 const MAX_QUESTION_CHARS = 4000;
@@ -32,27 +45,49 @@ const FeedbackBody = z.object({
   user: ID.optional(),
 });
 
-type Identity = { id: string; admin: boolean };
+/**
+ * Who is asking. `kind` says what vouches for the id: the admin token, a service token (which may
+ * name the user it asks for), the authenticating proxy (single sign-on), or only our own cookie.
+ */
+export type Identity = { id: string; admin: boolean; kind: 'admin' | 'service' | 'sso' | 'anonymous'; rateLimitKey?: string };
+
+const SSO_USER = /^[\w.+@-]{1,254}$/;
 
 export const WEB_ADMIN_ID = 'admin';
 
 /**
  * The web front end: the chat page at `/`, `POST /api/chat` (JSON), `POST /api/chat/stream`
- * (server-sent events) and `POST /api/feedback`. Web callers name themselves, so a name never
- * grants rights: they are `guest:<name>`, and only the admin token makes a caller `admin`.
+ * (server-sent events) and `POST /api/feedback`. Identity comes from what can vouch for it
+ * (docs/configuration.md "Web identity"): the admin token, a service token, the single sign-on
+ * proxy's user header, else an anonymous signed-cookie session. A name never grants rights.
  */
 export function webRoutes(options: WebAdapterOptions): Hono {
   const { bot, logger } = options;
   const app = new Hono();
-  const expectedToken = options.adminToken ? createHash('sha256').update(options.adminToken).digest() : undefined;
+  const digest = (token: string) => createHash('sha256').update(token).digest();
+  const expectedToken = options.adminToken ? digest(options.adminToken) : undefined;
+  const services = Object.entries(options.serviceTokens ?? {}).map(([name, token]) => ({ name, digest: digest(token) }));
+  const proxies = options.proxies ?? new TrustedProxies();
+  const sessions = new WebSessions(options.sessionSecret);
 
+  /** `user` in a body is believed only from the admin or a service: anyone else could type any name. */
   const identify = (c: Context, declared: string | undefined): Identity => {
     const header = c.req.header('authorization');
-    if (expectedToken && header?.startsWith('Bearer ')) {
-      const given = createHash('sha256').update(header.slice(7)).digest();
-      if (timingSafeEqual(given, expectedToken)) return { id: WEB_ADMIN_ID, admin: true };
+    if (header?.startsWith('Bearer ')) {
+      const given = digest(header.slice(7));
+      if (expectedToken && timingSafeEqual(given, expectedToken)) {
+        // The admin asking on someone's behalf speaks as them, without admin rights.
+        return declared ? { id: `guest:${declared}`, admin: false, kind: 'service' } : { id: WEB_ADMIN_ID, admin: true, kind: 'admin' };
+      }
+      const service = services.find((s) => timingSafeEqual(given, s.digest));
+      if (service) return { id: declared ? `guest:${declared}` : `service:${service.name}`, admin: false, kind: 'service' };
     }
-    return { id: `guest:${declared ?? 'anonymous'}`, admin: false };
+    if (options.authUserHeader && proxies.fromProxy(c)) {
+      const user = c.req.header(options.authUserHeader)?.trim().toLowerCase();
+      if (user && SSO_USER.test(user)) return { id: `sso:${user}`, admin: false, kind: 'sso' };
+    }
+    // A fresh cookie costs nothing, so anonymous sessions share their address's rate limit.
+    return { id: `anon:${sessions.sessionId(c)}`, admin: false, kind: 'anonymous', rateLimitKey: `web:anonymous@${proxies.clientAddress(c)}` };
   };
 
   const toMessage = (body: z.infer<typeof ChatBody>, who: Identity): IncomingMessage => {
@@ -65,7 +100,8 @@ export function webRoutes(options: WebAdapterOptions): Hono {
       // Without a conversation id every API call stands alone.
       thread: body.conversation ?? messageId,
       messageId,
-      user: { id: who.id, name: body.user ?? who.id },
+      user: { id: who.id, name: who.kind === 'service' && body.user ? body.user : who.id },
+      ...(who.rateLimitKey ? { rateLimitKey: who.rateLimitKey } : {}),
       text: body.text,
       isDirect: true,
       mentionsBot: true,
@@ -76,7 +112,8 @@ export function webRoutes(options: WebAdapterOptions): Hono {
 
   app.get('/', (c) => c.html(CHAT_PAGE));
 
-  app.use('/api/*', bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.json({ error: 'request body too large (64 KB max)' }, 413) }));
+  app.use('/api/*', limitBody(64 * 1024));
+  app.use('/api/*', requireJsonFromAllowedOrigin(options.allowedOrigins ?? []));
 
   app.post('/api/chat', async (c) => {
     const body = await parseBody(c, ChatBody);
@@ -115,7 +152,12 @@ export function webRoutes(options: WebAdapterOptions): Hono {
       userId: who.id,
       value: body.value.value,
       ...(body.value.comment ? { comment: body.value.comment } : {}),
+      // Anyone can mint a session, so a session's vote counts only on an answer it was given.
+      ...(who.kind === 'anonymous' ? { onlyOwnAnswer: true } : {}),
     });
+    if (!result.ok && result.reason === 'not_own_answer') {
+      return c.json({ error: 'an anonymous session may vote only on answers it received; sign in to vote on others' }, 403);
+    }
     if (!result.ok) {
       logger.warn({ answerId: body.value.answerId }, 'vote for an unknown answer refused');
       return c.json({ error: `no answer with id ${body.value.answerId}` }, 404);

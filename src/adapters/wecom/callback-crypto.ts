@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { decrypt, getSignature } from '@wecom/crypto';
 
 /** Why a callback was refused; each maps to one HTTP status. */
-export type CallbackRejection = 'bad_signature' | 'undecryptable' | 'wrong_receive_id';
+export type CallbackRejection = 'bad_signature' | 'undecryptable' | 'wrong_receive_id' | 'stale_timestamp';
 
 export class CallbackRejected extends Error {
   constructor(readonly reason: CallbackRejection) {
@@ -15,6 +15,12 @@ export interface CallbackSecrets {
   encodingAesKey: string;
   /** The receive id WeCom appends to every plaintext: the CorpID for a self-built app. */
   receiveId: string;
+  /**
+   * Refuse callbacks whose signed timestamp is further than this from now, either way (default
+   * 300 s): a captured callback cannot be replayed later. Redeliveries carry a new timestamp.
+   */
+  windowSeconds?: number;
+  now?: () => number;
 }
 
 /**
@@ -28,6 +34,10 @@ export function openCallback(
 ): string {
   const expected = getSignature(secrets.token, query.timestamp, query.nonce, ciphertext);
   if (!sameText(expected, query.signature.toLowerCase())) throw new CallbackRejected('bad_signature');
+  // Checked after the signature, which covers the timestamp: before it, the timestamp proves nothing.
+  const at = Number(query.timestamp);
+  const skew = Math.abs((secrets.now?.() ?? Date.now()) / 1000 - at);
+  if (!Number.isFinite(at) || skew > (secrets.windowSeconds ?? 300)) throw new CallbackRejected('stale_timestamp');
   let opened: { message: string; id: string };
   try {
     opened = decrypt(secrets.encodingAesKey, ciphertext);

@@ -1,7 +1,8 @@
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { IncomingMessage, ReplyContent } from '../../core/index.ts';
 import type { AdapterContext, PlatformAdapter } from '../platform-adapter.ts';
+import { limitBody } from '../http/body-limit.ts';
+import { TrustedProxies } from '../http/client-address.ts';
 import { WecomApiClient } from './api-client.ts';
 import { CallbackRejected, openCallback, type CallbackSecrets } from './callback-crypto.ts';
 import { MalformedXml, parseEnvelope, parseInbound, type WecomInbound } from './callback-xml.ts';
@@ -23,9 +24,11 @@ export interface WecomAdapterOptions {
   retryDelayMs?: number;
   /** How long stop() waits for answers in flight and queued messages. */
   stopGraceMs?: number;
+  /** The clock callbacks' timestamps are checked against (tests move it). */
+  now?: () => number;
 }
 
-const REFUSAL_STATUS = { bad_signature: 401, undecryptable: 400, wrong_receive_id: 403 } as const;
+const REFUSAL_STATUS = { bad_signature: 401, undecryptable: 400, wrong_receive_id: 403, stale_timestamp: 401 } as const;
 const UNSUPPORTED = 'I can only read text messages for now — please type your question.';
 
 /**
@@ -38,7 +41,13 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
   const config = readWecomConfig(ctx.env);
   const { bot } = ctx;
   const log = ctx.logger.child({ adapter: 'wecom' });
-  const secrets: CallbackSecrets = { token: config.token, encodingAesKey: config.encodingAesKey, receiveId: config.corpId };
+  const secrets: CallbackSecrets = {
+    token: config.token,
+    encodingAesKey: config.encodingAesKey,
+    receiveId: config.corpId,
+    windowSeconds: Number(ctx.env.WECOM_REQUEST_WINDOW_SECONDS ?? 300),
+    ...(options.now ? { now: options.now } : {}),
+  };
   const client = new WecomApiClient({
     corpId: config.corpId,
     secret: config.secret,
@@ -156,7 +165,7 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
 
   const refuse = (c: Context, err: unknown) => {
     if (err instanceof CallbackRejected) {
-      log.warn({ reason: err.reason, ip: c.req.header('x-forwarded-for') }, 'WeCom callback refused');
+      log.warn({ reason: err.reason, ip: (ctx.proxies ?? new TrustedProxies()).clientAddress(c) }, 'WeCom callback refused');
       return c.text(err.reason.replace(/_/g, ' '), REFUSAL_STATUS[err.reason]);
     }
     if (err instanceof MalformedXml) {
@@ -167,7 +176,7 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
   };
 
   const routes = new Hono();
-  routes.use('/wecom/*', bodyLimit({ maxSize: 256 * 1024, onError: (c) => c.text('request body too large', 413) }));
+  routes.use('/wecom/*', limitBody(256 * 1024, 'text'));
 
   routes.get('/wecom/callback', (c) => {
     const query = signedQuery(c, true);

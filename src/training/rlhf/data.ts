@@ -37,7 +37,7 @@ function convert(split: RewardSplit): RlhfSplit {
   };
 }
 
-export async function rlhfData(store: BotStore, options: { heldOutFraction?: number; seed?: number } = {}): Promise<RlhfData> {
+export async function rlhfData(store: BotStore, options: { heldOutFraction?: number; seed?: number; anonymousVotes?: boolean } = {}): Promise<RlhfData> {
   const d = await rewardData(store, options);
   return { train: convert(d.train), heldOut: convert(d.heldOut), stats: d.stats };
 }

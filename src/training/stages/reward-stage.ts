@@ -38,6 +38,8 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
     targets: z.string().optional(),
     pairWeight: num().optional(),
     voteWeight: num().optional(),
+    /** `anonymousVotes=false`: train only on votes of identities someone vouches for (docs/feedback-loop.md). */
+    anonymousVotes: z.enum(['true', 'false']).optional(),
     minAccuracy: num().optional(),
     minAuc: num().optional(),
     evalInterval: int().optional(),
@@ -51,7 +53,7 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
   const dbFile = join(home, 'teamllm.db');
   if (!existsSync(dbFile)) throw new Error(`reward: no feedback recorded yet (no ${dbFile}); users rate answers with 👍/👎 first`);
   const store = new SqliteStore(dbFile);
-  const data = await rewardData(store, { heldOutFraction: heldOut, seed: p.seed ?? 0 }).finally(() => store.close());
+  const data = await rewardData(store, { heldOutFraction: heldOut, seed: p.seed ?? 0, ...(p.anonymousVotes === 'false' ? { anonymousVotes: false } : {}) }).finally(() => store.close());
   const s = data.stats;
   const minVotes = Math.max(p.minVotes ?? MIN_VOTES, Math.ceil(DEFAULT_GATE.minHeldOutVotes / heldOut));
   const minEach = Math.min(MIN_EACH, Math.ceil(minVotes / 5));
