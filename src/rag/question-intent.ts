@@ -30,7 +30,7 @@ const UNIT_WORDS_EN: [RegExp, string][] = [
   [/\bnights?\b/, 'night'],
 ];
 const UNIT_WORDS_ZH: [RegExp, string][] = [
-  [/(?:几|多少)(?:个)?小时/u, '小时'],
+  [/(?:几|多少)(?:个)?(?:小时|钟头)/u, '小时'],
   [/(?:几|多少)(?:个)?(?:工作日|天|日)/u, '天'],
   [/(?:几|多少)(?:个)?(?:周|星期)/u, '周'],
   [/(?:几|多少)个?月/u, '月'],
@@ -44,7 +44,7 @@ const DURATION_EN = /\bhow (?:long|fast|quickly|soon|late|early)\b|\bwithin how\
 const DURATION_ZH = /多久|多长时间|多长|多少时间|几天内|多少天内/u;
 const DURATION_UNITS_ZH = ['天', '日', '工作日', '周', '星期', '月', '年', '小时', '分钟'];
 /** Verbs and nouns of money: "how much do I pay", "能报多少", "奖励多少". */
-const MONEY_EN = /\b(?:cost|costs|pay|paid|money|budget|allowance|reimburs\w*|spend|spent|price|fee|fees|worth|salary|per diem|refund\w*|cover\w*|get back|claim|expense\w*|charge\w*|bonus|stipend|subsidy|compensat\w*)\b/;
+const MONEY_EN = /\b(?:cost|costs|pay|paid|earn|earns|earning|earnings|raise|money|budget|allowance|reimburs\w*|spend|spent|price|fee|fees|worth|salary|per diem|refund\w*|cover\w*|get back|claim|expense\w*|charge\w*|bonus|stipend|subsidy|compensat\w*)\b/;
 const MONEY_ZH = /钱|元|费|补贴|报销|能报|可报|报多少|付多少|交多少|花多少|拿多少|赔|补偿|奖励|工资|薪|津贴|标准/u;
 /** "What is the limit / maximum / budget …": an amount, a count or a share. */
 const AMOUNT_NOUN_EN = /\b(?:limit|maximum|max|minimum|cap|budget|allowance|amount|rate|threshold|ceiling)\b/;

@@ -79,6 +79,8 @@ describe('typed values and question intent', () => {
       ['money', '€40 per month', ''],
       ['count', '二个月', '个月'],
     ]);
+    // A range is one value; a colloquial unit is a unit.
+    expect(typedValues('a salary increase of typically 8–12%, or 3 个钟头').map((v) => v.text)).toEqual(['8–12%', '3 个钟头']);
   });
 
   it('reads what a question asks for', () => {
@@ -90,6 +92,8 @@ describe('typed values and question intent', () => {
     expect(questionIntent('Can I work from the beach for a month?').yesNo).toBe(true);
     expect(questionIntent('酒店一晚最多能报多少？').kinds[0]).toBe('money');
     expect(questionIntent('试用期是多长？').units).toEqual(expect.arrayContaining(['天', '月']));
+    expect(questionIntent('How much more will I earn if I move up a level?').kinds[0]).toBe('money');
+    expect(questionIntent('一个月最多能加多少个钟头的班？').units).toEqual(['小时']);
   });
 });
 
