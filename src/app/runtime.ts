@@ -119,7 +119,9 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
     const name = config.channelKnowledgeBases[`${request.user.platform}:${request.channel}`];
     return name ? { knowledgeBase: name } : undefined;
   };
-  const retrievalOnly = options.answerer ?? knowledge.answerer({ scope });
+  // No model (none trained yet, or the serving one refused): the rules choose the answer among the
+  // passages' spans, as the served answerer does without its model's score.
+  const retrievalOnly = options.answerer ?? knowledge.answerer({ scope, candidates: config.answerDecoding === 'candidates' });
   const fallback = options.fallbackNotice ? withNotice(retrievalOnly, options.fallbackNotice) : retrievalOnly;
   const jobs = new JobRunner({ store, home: config.home, stages: options.stages ?? TRAINING_STAGES, logger });
   const registry = new ModelRegistry(config.home);

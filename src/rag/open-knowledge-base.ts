@@ -88,6 +88,11 @@ export interface AnswererOptions {
   messages?: ChainAnswererOptions['messages'];
   /** A model that chooses among candidate answers (CandidateAnswerer) instead of generating one. */
   scorer?: CandidateScorer;
+  /**
+   * Without a model: choose among the candidate answers by the rules (the direct answer, then its
+   * sentence quoted) instead of quoting the best sentences (RetrievalOnlyAnswerer).
+   */
+  candidates?: boolean;
 }
 
 export interface TrainEmbeddingsOptions {
@@ -262,6 +267,15 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
         return scopedAnswerer(scorer.model, (request) =>
           new CandidateAnswerer({ kb: kbFor(request), scorer, filterFor, logger, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) }).answer(request),
         );
+      }
+      if (answerOptions.candidates && !answerOptions.llm) {
+        return {
+          // A getter: the name says whether an encoder is in use, which training can change.
+          get model() {
+            return new CandidateAnswerer({ kb }).model;
+          },
+          answer: (request) => new CandidateAnswerer({ kb: kbFor(request), filterFor, logger, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) }).answer(request),
+        };
       }
       if (answerOptions.llm) {
         if (!answerOptions.model) throw new Error('answerer({ llm }) also needs { model } to describe it in answer records');
