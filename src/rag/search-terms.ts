@@ -20,6 +20,7 @@ const segmenter = new Intl.Segmenter('zh', { granularity: 'word' });
 const CJK_RUN = /[\u3400-\u9fff\uf900-\ufaff]+/g;
 const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
 const LATIN_WORD = /^[a-z][a-z'-]*$/;
+const HYPHENATED = /\b[a-z]+(?:-[a-z]+)+\b/g;
 const STOPWORDS = new Set(
   'a an and are as at be by can do does for from get got has have how i if in is it many me much my of on or our should the their there this to us was we what when where which who why will with you your 的 了 是 在 和 吗 呢 吧 我 我们 你 要 有 什么 怎么 如何 多少 几 哪 哪些 请问 可以 需要'.split(' '),
 );
@@ -46,6 +47,11 @@ export function searchTerms(text: string, options: TermOptions = {}): string[] {
     // Single Chinese characters are too common to rank by; the bigrams below carry them.
     if (CJK.test(segment) && [...segment].length < 2) continue;
     terms.push(options.stem ? stem(segment) : segment);
+  }
+  // A hyphenated word is also one word ("Wi-Fi" → wifi, "e-mail" → email): askers often write it joined.
+  for (const [word] of normalized.matchAll(HYPHENATED)) {
+    const joined = word.replace(/-/g, '');
+    if (!STOPWORDS.has(joined)) terms.push(options.stem ? stem(joined) : joined);
   }
   const runs = [...normalized.matchAll(CJK_RUN)].map(([run]) => run);
   if (options.bigrams !== false) {

@@ -21,6 +21,12 @@ describe('search terms', () => {
     expect(searchTerms('Organ donors are reimbursed')).toEqual(['organ', 'donors', 'reimbursed']);
   });
 
+  it('reads a hyphenated word joined too, and question words as stop words', () => {
+    expect(searchTerms('Wi-Fi for guests, by e-mail')).toEqual(['wi', 'fi', 'guests', 'e', 'mail', 'wifi', 'email']);
+    expect(searchTerms('the wifi')).toEqual(['wifi']);
+    expect(searchTerms('How many vacation days do I get? How much?')).toEqual(['vacation', 'days']);
+  });
+
   it('adds single Chinese characters, marked #, after the words and bigrams', () => {
     expect(searchTerms('生孩子休假', { cjkUnigrams: true })).toEqual(['孩子', '休假', '生孩', '孩子', '子休', '休假', '#生', '#孩', '#子', '#休', '#假']);
   });
