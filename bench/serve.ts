@@ -26,6 +26,8 @@ const instantAnswerer: Answerer = {
   },
 };
 
+const BENCH_TOKEN = 'bench-service-token-0123456789';
+
 const QUESTIONS = [
   'How many days of annual leave do I get?',
   'Who approves my expense claims?',
@@ -56,8 +58,9 @@ async function measure(server: RunningServer, total: number, concurrency: number
     const started = performance.now();
     const res = await fetch(`${server.url}/api/chat`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      // 50 users so the per-user paths (rate limiter, conversation memory) see realistic keys.
+      // As a service (web identity: only a service or an admin may name the user), so that 50 users
+      // give the per-user paths (rate limiter, conversation memory) realistic keys.
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${BENCH_TOKEN}` },
       body: JSON.stringify({ text: question(i), user: `u${i % 50}`, conversation: `c${offset}-${i % 200}` }),
     });
     await res.arrayBuffer();
@@ -92,7 +95,7 @@ export async function run(argv: string[]): Promise<void> {
   const total = Number(values.messages ?? 3000);
   const concurrency = Number(values.concurrency ?? 16);
   const home = mkdtempSync(join(tmpdir(), 'teamllm-bench-serve-'));
-  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_RATE_PER_MINUTE: '10000', TEAMLLM_RATE_BURST: '10000' }, cwd: home });
+  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_RATE_PER_MINUTE: '10000', TEAMLLM_RATE_BURST: '10000', TEAMLLM_SERVICE_TOKENS: `bench=${BENCH_TOKEN}` }, cwd: home });
   const runtime = await createRuntime(config, { logger: silentLogger, answerer: instantAnswerer, defaultMetrics: false });
   const server = await startServer(runtime, 0, '127.0.0.1');
   const m = await measure(server, total, concurrency, 0, 200, (i) => `question number ${i}?`);
@@ -112,7 +115,7 @@ export async function run(argv: string[]): Promise<void> {
 
 async function whileTraining(total: number, concurrency: number, trainParams: string): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'teamllm-bench-serve-train-'));
-  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_RATE_PER_MINUTE: '10000', TEAMLLM_RATE_BURST: '10000' }, cwd: home });
+  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_RATE_PER_MINUTE: '10000', TEAMLLM_RATE_BURST: '10000', TEAMLLM_SERVICE_TOKENS: `bench=${BENCH_TOKEN}` }, cwd: home });
   // The real answerer: retrieval over the sample handbook (loaded into this home's knowledge base).
   const runtime = await createRuntime(config, { logger: silentLogger, defaultMetrics: false, startJobs: true });
   const server = await startServer(runtime, 0, '127.0.0.1');
