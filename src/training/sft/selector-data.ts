@@ -52,15 +52,16 @@ export async function selectorGroups(items: KnownAnswer[], options: SelectorData
 }
 
 /**
- * Trains a selector on `train` and keeps it only if it chooses the right candidate at least as
- * often as the default weighting on `heldOut` (otherwise the default, with the comparison recorded).
+ * Trains a selector on `train` and keeps it only if it chooses the right candidate more often than
+ * the default weighting on `heldOut` (otherwise the default, with the comparison recorded): on a tie
+ * the rules stay, since a weight on the model's score was measured to hurt on real questions.
  */
 export function fitSelector(train: SelectorGroup[], heldOut: SelectorGroup[]): SelectorWeights {
   const trained = trainSelector(train);
   const accuracy = selectorAccuracy(trained, heldOut);
   const baseline = selectorAccuracy(DEFAULT_SELECTOR, heldOut);
   const record = { questions: train.length, heldOut: heldOut.length, heldOutAccuracy: accuracy, defaultHeldOutAccuracy: baseline };
-  return accuracy >= baseline ? { ...trained, trained: record } : { ...DEFAULT_SELECTOR, trained: { ...record, heldOutAccuracy: baseline } };
+  return accuracy > baseline ? { ...trained, trained: record } : { ...DEFAULT_SELECTOR, trained: { ...record, heldOutAccuracy: baseline } };
 }
 
 export interface TrainAnswerSelectorOptions extends SelectorDataOptions {
