@@ -99,10 +99,32 @@ function tableCells(line: string): string[] | undefined {
 
 const SENTENCE_SPLIT = /(?<=[.!?。！？；;])\s*(?=\S)/u;
 
+const BLOCK_START = /^\s*(?:#{1,6}\s|>|[-*+]\s|\d+[.)]\s|\|)/;
+
+/**
+ * Markdown lines as blocks: a hard-wrapped paragraph or list item continues on lines that start no
+ * block of their own, and is one text (a sentence, or a link, may run over the line break).
+ */
+function blockLines(text: string): string[] {
+  const out: string[] = [];
+  let open = false;
+  for (const line of text.split(/\r?\n/)) {
+    if (!line.trim()) {
+      open = false;
+      continue;
+    }
+    if (open && !BLOCK_START.test(line)) out[out.length - 1] += ` ${line.trim()}`;
+    else out.push(line);
+    // Headings and table rows end where their line ends.
+    open = !/^\s*(?:#{1,6}\s|\|)/.test(line) || (open && !BLOCK_START.test(line));
+  }
+  return out;
+}
+
 /** A passage's units in reading order: sentences, list items, table rows with their header. */
 export function answerUnits(text: string): string[] {
   const out: string[] = [];
-  const lines = text.split(/\r?\n/);
+  const lines = blockLines(text);
   let header: string[] | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;

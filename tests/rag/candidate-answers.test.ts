@@ -110,6 +110,20 @@ describe('answer units and candidates', () => {
     expect(plainText('See the **[portal](https://x.example)** and `vpn`.')).toBe('See the portal and vpn.');
   });
 
+  it('joins hard-wrapped lines of a paragraph or list item, so a sentence or a link may cross a line break', () => {
+    const wrapped = '### Issues\n\nIf the card is lost, follow [these\ninstructions](https://x.example/lost).\n\nAll employees who take transit to work are eligible for transit\nsubsidies. Enroll below.\n\n- one item that wraps\n  onto a second line.\n- item two\n\n| a | b |\n|---|---|\n| 1 | 2 |\nAfter the table.';
+    expect(answerUnits(wrapped)).toEqual([
+      'Issues',
+      'If the card is lost, follow these instructions.',
+      'All employees who take transit to work are eligible for transit subsidies.',
+      'Enroll below.',
+      'one item that wraps onto a second line.',
+      'item two',
+      'a: 1; b: 2',
+      'After the table.',
+    ]);
+  });
+
   it('proposes the value the question asks for, in its unit, first; the first table row wins a tie', () => {
     const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
     const candidates = proposeCandidates('How many days of annual leave do I get?', passages);
