@@ -15,14 +15,11 @@
  * (docs/knowledge-base.md).
  */
 import { stemmer } from 'stemmer';
+import { CJK, CJK_RUN } from '../model/text/cjk.ts';
+import { STOPWORDS } from '../model/text/stopwords.ts';
 
 const segmenter = new Intl.Segmenter('zh', { granularity: 'word' });
-const CJK_RUN = /[\u3400-\u9fff\uf900-\ufaff]+/g;
-const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
 const LATIN_WORD = /^[a-z][a-z'-]*$/;
-const STOPWORDS = new Set(
-  'a an and are as at be by can do does for from has have how i if in is it me my of on or our should the their there this to us was we what when where which who why will with you your 的 了 是 在 和 吗 呢 吧 我 我们 你 要 有 什么 怎么 如何 多少 几 哪 哪些 请问 可以 需要'.split(' '),
-);
 
 export interface TermOptions {
   /** CJK character bigrams (default true). */

@@ -29,6 +29,8 @@ import { writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LocalKnowledgeBase } from '../../rag/index.ts';
 import { openMetricsLog } from '../checkpoint.ts';
+import { resolveBase } from '../base-model.ts';
+import { bool, int, list, num } from '../stages/stage-params.ts';
 import { evaluateQa, readQaQuestions, type QaRetriever, type QaScores } from '../eval/qa-eval.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import type { Taste } from '../simulated-users.ts';
@@ -44,10 +46,6 @@ import * as tf from '@tensorflow/tfjs-core';
 
 const SAMPLE_HANDBOOK = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../examples/handbook');
 
-const bool = () => z.union([z.boolean(), z.enum(['true', 'false', 'yes', 'no', '1', '0'])]).transform((v) => v === true || v === 'true' || v === 'yes' || v === '1');
-const num = () => z.coerce.number().refine(Number.isFinite, 'must be a number');
-const int = () => z.coerce.number().int('must be a whole number').nonnegative();
-const list = () => z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
 export const RLHF_ALGOS = ['ppo', 'kto', 'dpo'] as const;
 export type RlhfAlgo = (typeof RLHF_ALGOS)[number];
@@ -216,17 +214,7 @@ function commonParent(paths: string[]): string {
   return out.join(path.sep) || path.sep;
 }
 
-async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
-  const registry = new ModelRegistry(home);
-  if (base && !/^v\d+$/.test(base)) {
-    if (!existsSync(path.join(base, 'model.safetensors'))) throw new Error(`base "${base}" is neither a model version nor a model folder`);
-    return { dir: path.resolve(base) };
-  }
-  const version = base ?? (await registry.serving())?.version ?? (await registry.list()).at(-1)?.version;
-  if (!version) throw new Error('There is no model to improve: train one first (/train pretrain, then /train sft) or pass base=<model folder>');
-  if (!(await registry.get(version))) throw new Error(`No model version ${version}`);
-  return { dir: registry.dir(version), version };
-}
+const NO_POLICY = 'There is no model to improve: train one first (/train pretrain, then /train sft) or pass base=<model folder>';
 
 /** Mean (liked − disliked) implicit reward log π/π_ref on held-out votes or pairs: 0 while policy = reference. */
 function implicitMargin(loaded: LoadedModel, split: RlhfSplit, layout: PromptLayout): number {
@@ -264,7 +252,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const { home, runDir } = ctx;
   const t0 = performance.now();
   await fs.mkdir(runDir, { recursive: true });
-  const base = await resolveBase(home, p.base);
+  const base = await resolveBase(home, p.base, NO_POLICY);
 
   // Data from the feedback store.
   const dbFile = path.join(home, 'teamllm.db');

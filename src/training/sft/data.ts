@@ -23,6 +23,8 @@ import path from 'node:path';
 import type { ChatMessage } from '../../model/chat-template.ts';
 import { encodeChat } from '../../model/chat-template.ts';
 import type { SpecialTokenName, Tokenizer } from '../../model/tokenizer/index.ts';
+import { CJK } from '../../model/text/cjk.ts';
+import { STOPWORDS } from '../../model/text/stopwords.ts';
 
 export interface Passage {
   source?: string;
@@ -195,10 +197,10 @@ function passageHeader(p: Passage, i: number): string {
   return `[${i + 1}]${title ? ` ${title}` : ''}${source ? ` (${source})` : ''}`;
 }
 
-const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
-const STOP = new Set(
-  'a an and are as at be by can do does did for from has have how i if in is it me my of on or our should the their there this to us was we what when where which who whom why will with you your much many long'.split(' '),
-);
+// The shared list plus question words that only ask for a length or amount ("how much/many/long"):
+// they pick no line, while retrieval's terms keep them (adding them there would change rankings).
+// The list's Chinese words never reach this check (Chinese is matched by character bigrams).
+const STOP = new Set([...STOPWORDS, 'did', 'whom', 'much', 'many', 'long']);
 
 /** Words (Latin) and character bigrams (CJK) of a text, lower-cased, without stop words. */
 export function queryTerms(text: string): Set<string> {

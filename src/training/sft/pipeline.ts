@@ -23,13 +23,11 @@ import { documentsFromPassages, generateQa, holdOutBySection, readDocuments, wit
 import { readGateQuestions } from './question-sets.ts';
 import { sft, type SftProgress, type SftResult } from './train.ts';
 import { latestCheckpoint } from '../checkpoint.ts';
+import { resolveBase } from '../base-model.ts';
+import { bool, int, list, num } from '../stages/stage-params.ts';
 
 const SAMPLE_HANDBOOK = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../examples/handbook');
 
-const bool = () => z.union([z.boolean(), z.enum(['true', 'false', 'yes', 'no', '1', '0'])]).transform((v) => v === true || v === 'true' || v === 'yes' || v === '1');
-const num = () => z.coerce.number().refine(Number.isFinite, 'must be a number');
-const int = () => z.coerce.number().int('must be a whole number').nonnegative();
-const list = () => z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
 /** Parameters of `/train sft key=value ...` (strings from chat or --set, or typed from code). */
 /** A progress event of the SFT job as a job's progress (the chat message, the CLI bar, the quickstart). */
@@ -154,24 +152,15 @@ function commonParent(paths: string[]): string {
   return out.join(path.sep) || path.sep;
 }
 
-export async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
-  const registry = new ModelRegistry(home);
-  if (base && !/^v\d+$/.test(base)) {
-    if (!existsSync(path.join(base, 'model.safetensors'))) throw new Error(`base "${base}" is neither a model version nor a model folder`);
-    return { dir: path.resolve(base) };
-  }
-  const version = base ?? (await registry.serving())?.version ?? (await registry.list()).at(-1)?.version;
-  if (!version) throw new Error('There is no base model to fine-tune: train one first (/train pretrain) or pass base=<model folder>');
-  if (!(await registry.get(version))) throw new Error(`No model version ${version}`);
-  return { dir: registry.dir(version), version };
-}
+/** What to do when there is no model to tune yet (the reward stage says the same). */
+export const NO_BASE_TO_TUNE = 'There is no base model to fine-tune: train one first (/train pretrain) or pass base=<model folder>';
 
 export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promise<SftJobResult> {
   const p = SftJobParamsSchema.parse(params);
   const log = ctx.log ?? (() => {});
   const { home, runDir } = ctx;
   await fs.mkdir(runDir, { recursive: true });
-  const base = await resolveBase(home, p.base);
+  const base = await resolveBase(home, p.base, NO_BASE_TO_TUNE);
   const homeCorpus = path.join(home, 'corpus');
   // No documents named: learn the ones in the knowledge base, retrieving from its passages (BM25; the job runs without Chroma).
   const kbFile = knowledgeBaseFile(home, p.kb);

@@ -8,7 +8,8 @@ import type { RunStage } from '../jobs/stage.ts';
 import { DEFAULT_GATE } from '../reward/metrics.ts';
 import { rewardDir, setCurrentRewardModel } from '../reward/store.ts';
 import { trainRewardModel } from '../reward/train.ts';
-import { resolveBase } from '../sft/pipeline.ts';
+import { resolveBase } from '../base-model.ts';
+import { NO_BASE_TO_TUNE } from '../sft/pipeline.ts';
 import { int, num, parseStageParams } from './stage-params.ts';
 
 /** Least feedback a reward model is trained on: answers with a net vote, and of each kind. */
@@ -72,7 +73,7 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
   }
   log(`feedback: ${have}; held out ${s.heldOutQuestions} questions (${h.votes.length} votes, ${h.pairs.length} pairs)`);
 
-  const base = await resolveBase(home, p.base);
+  const base = await resolveBase(home, p.base, NO_BASE_TO_TUNE);
   // Run folders are named <job>-<kind> ("7-reward"): the default name is "<base>-reward-<job>".
   const name = p.name ?? `${base.version ?? 'base'}-reward-${basename(runDir).replace(/-reward$/, '')}`.replace(/[^\w.-]/g, '-');
   const outDir = rewardDir(home, name);

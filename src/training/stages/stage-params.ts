@@ -16,5 +16,10 @@ export function parseStageParams<T extends z.ZodRawShape>(kind: string, params: 
   return result.data;
 }
 
+// Field helpers every stage's schema uses, so a parameter reads and fails the same in each stage.
+/** true/false, also as the strings true|false|yes|no|1|0 (chat and --set give strings). */
+export const bool = () => z.union([z.boolean(), z.enum(['true', 'false', 'yes', 'no', '1', '0'])]).transform((v) => v === true || v === 'true' || v === 'yes' || v === '1');
 export const num = () => z.coerce.number().refine(Number.isFinite, 'must be a number');
 export const int = () => z.coerce.number().int('must be a whole number').nonnegative();
+/** A list, also as one comma-separated string. */
+export const list = () => z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
