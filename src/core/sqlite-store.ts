@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
   AnswerRecord,
@@ -10,6 +10,7 @@ import type {
   FeedbackRecord,
   NewAnswerRecord,
   RatedAnswer,
+  StoreOpener,
 } from './store.ts';
 import type { JobRecord, JobStore } from './jobs.ts';
 import type { ConversationTurn, Platform, Source, Vote } from './types.ts';
@@ -192,6 +193,17 @@ export interface SqliteStoreOptions {
   eventRetentionMs?: number;
   /** How long a statement waits for a lock another connection holds before failing SQLITE_BUSY (default 5 s). */
   busyTimeoutMs?: number;
+}
+
+/** The store's file under $TEAMLLM_HOME: the one place that names it. */
+export function storeFile(home: string): string {
+  return join(home, 'teamllm.db');
+}
+
+/** The home's SQLite store, opened on demand (training jobs read the votes through this). */
+export function sqliteStoreIn(home: string): StoreOpener {
+  const file = storeFile(home);
+  return { location: file, open: () => (existsSync(file) ? new SqliteStore(file) : undefined) };
 }
 
 /** The default BotStore: one SQLite file in WAL mode, safe for one writer process. */

@@ -21,13 +21,13 @@ import { formatMetrics } from '../jobs/job-format.ts';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { SqliteStore } from '../../core/sqlite-store.ts';
+import type { StoreOpener } from '../../core/index.ts';
 import { ModelRegistry } from '../../model/registry.ts';
 import { LoadedModel } from '../../model/loaded-model.ts';
 import { saveModelFiles } from '../../model/model-files.ts';
 import { writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
-import { LocalKnowledgeBase } from '../../rag/index.ts';
+import type { KnowledgeBaseOpener, TrainingKnowledgeBase } from '../../rag/knowledge-base-opener.ts';
 import { openMetricsLog } from '../checkpoint.ts';
 import { resolveBase } from '../base-model.ts';
 import { bool, int, list, num } from '../stages/stage-params.ts';
@@ -124,6 +124,10 @@ export interface RlhfProgress {
 export interface RlhfJobContext {
   home: string;
   runDir: string;
+  /** The answers and votes to learn from. */
+  store: StoreOpener;
+  /** Where the QA evaluation's documents are indexed (a scratch knowledge base in the run folder). */
+  knowledgeBases: KnowledgeBaseOpener;
   signal?: AbortSignal;
   log?: (line: string) => void;
   progress?: (ev: RlhfProgress) => void;
@@ -255,9 +259,8 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const base = await resolveBase(home, p.base, NO_POLICY);
 
   // Data from the feedback store.
-  const dbFile = path.join(home, 'teamllm.db');
-  if (!existsSync(dbFile)) throw new Error(`No feedback store at ${dbFile}: RLHF learns from answers users rated 👍/👎`);
-  const store = new SqliteStore(dbFile);
+  const store = ctx.store.open();
+  if (!store) throw new Error(`No feedback store at ${ctx.store.location}: RLHF learns from answers users rated 👍/👎`);
   const data = await rlhfData(store, { heldOutFraction: p.heldOutFraction, seed: p.heldOutSeed }).finally(() => store.close());
   const s = data.stats;
   log(`feedback: ${s.votes} rated answers (${s.up} 👍, ${s.down} 👎), ${s.pairs} pairs, ${s.questions} questions of which ${s.heldOutQuestions} held out`);
@@ -298,11 +301,11 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       : docs.every((d) => path.resolve(d).startsWith(SAMPLE_HANDBOOK))
         ? path.join(SAMPLE_HANDBOOK, 'questions.jsonl')
         : undefined);
-  let kb: LocalKnowledgeBase | undefined;
+  let kb: TrainingKnowledgeBase | undefined;
   let retriever = ctx.retriever;
   const qaQuestions = !p.skipQa && questionsFile ? (await readQaQuestions(questionsFile)).filter((q) => q.split === p.evalSplit) : [];
   if (qaQuestions.length && !retriever) {
-    kb = new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
+    kb = ctx.knowledgeBases.scratch(path.join(runDir, 'kb.sqlite'));
     await kb.addPaths(docs, { baseDir: commonParent(docs) });
     retriever = kb;
   }

@@ -16,7 +16,7 @@ import { writeJsonAtomic } from '../../model/files.ts';
 import { AdapterSet } from '../../model/lora/serving.ts';
 import { AdapterStore } from '../../model/lora/store.ts';
 import { attachAdapterToVersion } from '../../model/lora/served-models.ts';
-import { LocalKnowledgeBase, knowledgeBaseFile } from '../../rag/index.ts';
+import type { KnowledgeBaseOpener } from '../../rag/knowledge-base-opener.ts';
 import { compareQa, evaluateQa, formatQaScores, containsGold, type QaComparison, type QaQuestion, type QaScores } from '../eval/qa-eval.ts';
 import { formatContext, type SftExample } from './data.ts';
 import { documentsFromPassages, generateQa, holdOutBySection, readDocuments, withRetrievedContext, type SourceDocument } from './qa-generator.ts';
@@ -118,6 +118,8 @@ export type SftJobParams = z.input<typeof SftJobParamsSchema>;
 export interface SftJobContext {
   home: string;
   runDir: string;
+  /** The home's knowledge base to learn from, or a scratch one in the run folder for `docs`. */
+  knowledgeBases: KnowledgeBaseOpener;
   signal?: AbortSignal;
   log?: (line: string) => void;
   progress?: (ev: SftProgress & { stage: 'sft' | 'evaluate' | 'prepare' }) => void;
@@ -163,8 +165,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
   const base = await resolveBase(home, p.base, NO_BASE_TO_TUNE);
   const homeCorpus = path.join(home, 'corpus');
   // No documents named: learn the ones in the knowledge base, retrieving from its passages (BM25; the job runs without Chroma).
-  const kbFile = knowledgeBaseFile(home, p.kb);
-  const homeKb = !p.docs && existsSync(kbFile) ? new LocalKnowledgeBase(kbFile, { name: p.kb ?? 'default' }) : undefined;
+  const homeKb = !p.docs && ctx.knowledgeBases.exists(p.kb) ? ctx.knowledgeBases.open(p.kb) : undefined;
   if (homeKb && homeKb.chunkCount === 0) homeKb.close();
   const fromKb = homeKb !== undefined && homeKb.chunkCount > 0;
   if (p.kb && !fromKb && !p.docs) throw new Error(`the knowledge base "${p.kb}" has no documents (add some with /kb add --kb ${p.kb}, or pass docs=)`);
@@ -181,7 +182,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
         : undefined);
 
   // Retrieval over the documents, as the bot does it (BM25; hybrid once an encoder is trained).
-  const kb = fromKb ? homeKb! : new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
+  const kb = fromKb ? homeKb! : ctx.knowledgeBases.scratch(path.join(runDir, 'kb.sqlite'));
   try {
     let documents: SourceDocument[];
     if (fromKb) {

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
-import { SqliteStore } from '../../core/sqlite-store.ts';
 import { initBackend, parseBackendName } from '../../model/backend.ts';
 import { rewardData } from '../feedback-datasets.ts';
 import type { RunStage } from '../jobs/stage.ts';
@@ -24,7 +23,8 @@ export const MIN_EACH = 20;
  * is better than chance there (the gate). It checkpoints every 50 steps and when stopped; a resumed
  * job (or a rerun in the same run folder) continues from the newest checkpoint.
  */
-export const runStage: RunStage = async ({ params, home, runDir, resume, signal, progress, log }) => {
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, runDir, resume, signal, progress, log } = ctx;
   const p = parseStageParams('reward', params, {
     base: z.string().optional(),
     name: z.string().optional(),
@@ -49,9 +49,8 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
   });
   if (p.backend) await initBackend(parseBackendName(p.backend));
   const heldOut = p.heldOut ?? 0.2;
-  const dbFile = join(home, 'teamllm.db');
-  if (!existsSync(dbFile)) throw new Error(`reward: no feedback recorded yet (no ${dbFile}); users rate answers with 👍/👎 first`);
-  const store = new SqliteStore(dbFile);
+  const store = ctx.store.open();
+  if (!store) throw new Error(`reward: no feedback recorded yet (no ${ctx.store.location}); users rate answers with 👍/👎 first`);
   const data = await rewardData(store, { heldOutFraction: heldOut, seed: p.seed ?? 0 }).finally(() => store.close());
   const s = data.stats;
   const minVotes = Math.max(p.minVotes ?? MIN_VOTES, Math.ceil(DEFAULT_GATE.minHeldOutVotes / heldOut));

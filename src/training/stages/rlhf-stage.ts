@@ -9,7 +9,8 @@ import { RlhfJobParamsSchema, runRlhfJob } from '../rlhf/pipeline.ts';
  * the reward model, or KTO / DPO straight from the votes — and promotes the result only when the
  * gate passes (reward up, KL under the bound, QA not worse); the report says why otherwise.
  */
-export const runStage: RunStage = async ({ params, home, runDir, resume, signal, progress, log }) => {
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, runDir, resume, signal, progress, log } = ctx;
   const parsed = RlhfJobParamsSchema.safeParse(params);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) =>
@@ -20,6 +21,8 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
   if (resume && !existsSync(join(runDir, 'checkpoints'))) log('resume: no RLHF checkpoint in this run yet; training from the start');
   const r = await runRlhfJob(params, {
     home,
+    store: ctx.store,
+    knowledgeBases: ctx.knowledgeBases,
     runDir,
     signal,
     log,

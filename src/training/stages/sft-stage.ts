@@ -10,7 +10,8 @@ import { runSftJob, sftJobProgress, SftJobParamsSchema } from '../sft/pipeline.t
  * comparison is the evaluation gate, and the job runner's one promotion rule (src/app/job-promotion.ts)
  * promotes it when the gate passed and its base is serving — the pipeline itself promotes nothing here.
  */
-export const runStage: RunStage = async ({ params, home, runDir, signal, progress, log }) => {
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, runDir, signal, progress, log } = ctx;
   const parsed = SftJobParamsSchema.safeParse(params);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) =>
@@ -20,6 +21,7 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
   }
   const result = await runSftJob({ ...params, promote: 'never' }, {
     home,
+    knowledgeBases: ctx.knowledgeBases,
     runDir,
     signal,
     log,
