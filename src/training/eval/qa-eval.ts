@@ -18,7 +18,7 @@ import { promises as fs } from 'node:fs';
 import type { LoadedModel } from '../../model/loaded-model.ts';
 import { generateAll } from '../../model/generate.ts';
 import { extractiveHook, type DecodingMode, type ExtractiveConstraintOptions } from '../../model/extractive.ts';
-import { encodeQaPrompt, type Passage } from '../sft/data.ts';
+import { encodeQaPrompt, type Passage } from '../../model/qa-prompt.ts';
 import { CJK_RANGES } from '../../model/text/cjk.ts';
 
 export interface QaQuestion {

@@ -20,7 +20,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Random } from '../../model/random.ts';
 import { loadDocument } from '../../rag/loaders.ts';
-import type { Passage, SftExample } from './data.ts';
+import type { Passage } from '../../model/qa-prompt.ts';
+import type { SftExample } from './data.ts';
 import { typedValues, type TypedValue } from '../../rag/typed-values.ts';
 import { CJK } from '../../model/text/cjk.ts';
 
