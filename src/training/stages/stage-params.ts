@@ -5,11 +5,16 @@ import { z } from 'zod';
  * with a zod object of coercing fields, and get a clear message for anything else.
  */
 export function parseStageParams<T extends z.ZodRawShape>(kind: string, params: Record<string, string>, shape: T): z.infer<z.ZodObject<T>> {
-  const schema = z.object(shape).strict();
+  return parseStageParamsWith(kind, params, z.object(shape).strict());
+}
+
+/** The same check with a stage's own strict schema (the SFT and RLHF jobs export theirs). */
+export function parseStageParamsWith<S extends z.ZodObject>(kind: string, params: Record<string, string>, schema: S): z.infer<S> {
   const result = schema.safeParse(params);
   if (!result.success) {
+    const known = Object.keys(schema.shape).join(', ');
     const problems = result.error.issues.map((i) =>
-      i.code === 'unrecognized_keys' ? `unknown parameter${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${Object.keys(shape).join(', ')})` : `${i.path.join('.')}: ${i.message}`,
+      i.code === 'unrecognized_keys' ? `unknown parameter${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${known})` : `${i.path.join('.')}: ${i.message}`,
     );
     throw new Error(`${kind}: ${problems.join('; ')}`);
   }
