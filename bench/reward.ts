@@ -15,7 +15,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { SqliteStore } from '../src/core/sqlite-store.ts';
+import { SqliteStore, storeFile } from '../src/core/sqlite-store.ts';
 import { ensureBackend } from '../src/model/backend.ts';
 import { GPT } from '../src/model/gpt.ts';
 import { saveModelFiles } from '../src/model/model-files.ts';
@@ -27,6 +27,7 @@ import { handbookFacts, scenarioText, simulateFeedback, syntheticFacts, type Fac
 import { loadRewardModel } from '../src/training/reward/store.ts';
 import { QUOTES_SOURCE, SimulatedUsers } from '../src/training/simulated-users.ts';
 import { runStage } from '../src/training/stages/reward-stage.ts';
+import { stageServices } from '../src/training/jobs/stage-services.ts';
 
 const HANDBOOK = path.resolve(import.meta.dirname, '../examples/handbook');
 
@@ -58,12 +59,13 @@ export async function run(argv: string[]): Promise<void> {
     await saveModelFiles(path.join(home, 'base'), gpt, tok);
     gpt.dispose();
     await new ModelRegistry(home).register(path.join(home, 'base'), { source: 'bench', promote: true });
-    const store = new SqliteStore(path.join(home, 'teamllm.db'));
+    const store = new SqliteStore(storeFile(home));
     const sim = await simulateFeedback(store, facts, new SimulatedUsers({ seed, noise: Number(values.noise) }), { answersPerQuestion: Number(values.per), distractors: 0, seed: seed + 100 });
     const t0 = performance.now();
     const result = await runStage({
       params: { maxIters: values.iters!, batchSize: values.batch!, learningRate: values.lr!, targets: 'all', heldOut: values['held-out']!, seed: String(seed), name: 'rm', evalInterval: String(Math.max(1, Math.floor(Number(values.iters) / 4))) },
       home,
+      ...stageServices(home),
       runDir: path.join(home, 'runs', 'reward'),
       resume: false,
       signal: new AbortController().signal,

@@ -21,7 +21,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { SqliteStore } from '../src/core/sqlite-store.ts';
+import { SqliteStore, storeFile } from '../src/core/sqlite-store.ts';
 import { ensureBackend } from '../src/model/backend.ts';
 import { saveModelFiles } from '../src/model/model-files.ts';
 import { ModelRegistry } from '../src/model/registry.ts';
@@ -29,6 +29,7 @@ import { runRlhfJob, type RlhfAlgo, type RlhfJobResult } from '../src/training/r
 import { tasteReward } from '../src/training/rlhf/taste-reward.ts';
 import { answerAndRecord, loadOrTrainToyPolicy, toyQaQuestions, toyQuestions, toyRetriever, toyTokenizer, trainToySftPolicy } from '../src/training/rlhf/toy-world.ts';
 import { QUOTES_SOURCE, SimulatedUsers } from '../src/training/simulated-users.ts';
+import { stageServices } from '../src/training/jobs/stage-services.ts';
 
 const FIXTURE = path.resolve(import.meta.dirname, '../tests/rlhf/fixtures/toy-sft');
 
@@ -76,7 +77,7 @@ export async function run(argv: string[]): Promise<void> {
 
   // 2. Answers and votes, through the store.
   const questions = toyQuestions().map((q) => ({ ...q, split: 'train' as const }));
-  const store = new SqliteStore(path.join(home, 'teamllm.db'));
+  const store = new SqliteStore(storeFile(home));
   const { model, tokenizer } = await loadOrTrainToyPolicy(sftDir);
   const answers = await answerAndRecord(store, model, tokenizer, questions, { perQuestion: Number(values.per), seed: seed + 10, modelVersion: v1.version });
   model.dispose();
@@ -93,6 +94,7 @@ export async function run(argv: string[]): Promise<void> {
     const r = await runStage({
       params: { maxIters: values['reward-iters']!, batchSize: '8', learningRate: '0.005', targets: 'all', heldOut: values['held-out']!, seed: values['split-seed']!, name: 'rm' },
       home,
+      ...stageServices(home),
       runDir: path.join(home, 'runs', 'reward'),
       resume: false,
       signal: new AbortController().signal,
@@ -131,6 +133,7 @@ export async function run(argv: string[]): Promise<void> {
     say(`\n== ${algo.toUpperCase()} ==`);
     const r = await runRlhfJob(params, {
       home,
+      ...stageServices(home),
       runDir: path.join(home, 'runs', algo),
       retriever,
       taste: QUOTES_SOURCE,

@@ -14,7 +14,7 @@ import { encodeChat, type ChatMessage } from '../model/chat-template.ts';
 import type { GenerateOptions } from '../model/generate.ts';
 import { extractiveHook, type DecodingMode } from '../model/extractive.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
-import { fitContext } from '../training/sft/data.ts';
+import { fitContext } from '../model/qa-prompt.ts';
 
 export interface AnswerSettings {
   /** Passages retrieved into the prompt. */

@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type { AnswerEvent, AnswerRequest, Answerer, JobProgress, Logger, ModelInfo } from '../core/index.ts';
 import type { Config } from './config.ts';
 import { silentReporter, type QuickstartInputs, type QuickstartOutcome, type QuickstartRecipe, type QuickstartReporter, type QuickstartStage } from './quickstart.ts';
+import { hasCjk } from '../model/text/cjk.ts';
 
 /** What the quickstart worker is given (structured-cloned into the worker thread). */
 export interface QuickstartWorkerInput {
@@ -83,7 +84,6 @@ const TITLES: Record<'en' | 'zh', Record<string, string>> = {
   en: { tokenizer: 'tokenizer', pretrain: 'pretraining', sft: 'LoRA fine-tuning', ingest: 'retrieval encoder', evaluate: 'evaluating', encoder: 'retrieval encoder' },
   zh: { tokenizer: '分词器', pretrain: '预训练', sft: 'LoRA 微调', ingest: '检索编码器', evaluate: '评估', encoder: '检索编码器' },
 };
-const CJK = /[\u3400-\u9fff]/;
 
 export interface BackgroundQuickstartStatus {
   state: 'training' | 'done' | 'failed' | 'stopped';
@@ -165,7 +165,7 @@ export class BackgroundQuickstart extends EventEmitter<{ finished: [status: Back
    */
   notice(request: Pick<AnswerRequest, 'question'>): string | undefined {
     if (this.current.state !== 'training') return undefined;
-    const zh = CJK.test(request.question);
+    const zh = hasCjk(request.question);
     const where = this.where(zh ? 'zh' : 'en');
     return zh
       ? `⏳ 本机器人自己的模型正在训练中${where ? `（${where}）` : ''}。训练完成前，回答直接摘自知识库；完成后模型会自动接替，无需重启。`

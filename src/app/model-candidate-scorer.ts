@@ -13,7 +13,7 @@ import type { ChatMessage } from '../model/chat-template.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
 import type { CandidateScorer } from '../rag/candidate-answerer.ts';
 import { parseSelector, type SelectorWeights } from '../rag/answer-selector.ts';
-import { encodeQaPrompt } from '../training/sft/data.ts';
+import { encodeQaPrompt } from '../model/qa-prompt.ts';
 import { answerLogProbs } from '../training/rlhf/policy.ts';
 import { answerSettings, qaPromptMessages, type AnswerSettings } from './answer-settings.ts';
 import { recordedMessages } from '../rag/answer-chain.ts';

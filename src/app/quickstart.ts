@@ -30,7 +30,7 @@ import { z } from 'zod';
 import type { JobProgress, Logger } from '../core/index.ts';
 import { ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { writeJsonAtomic } from '../model/files.ts';
-import { openKnowledgeBase } from '../rag/index.ts';
+import { localKnowledgeBases, openKnowledgeBase } from '../rag/index.ts';
 import { LocalKnowledgeBase } from '../rag/local-knowledge-base.ts';
 import { pretrain } from '../training/pretrain.ts';
 import { runSftJob, sftJobProgress } from '../training/sft/pipeline.ts';
@@ -527,6 +527,7 @@ export async function runQuickstart(options: QuickstartOptions): Promise<Quickst
       },
       {
         home,
+        knowledgeBases: localKnowledgeBases(home),
         runDir: join(dir, 'sft'),
         ...(signal ? { signal } : {}),
         log: (line) => reporter.log(line),

@@ -1,9 +1,8 @@
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AdminList, Bot, type AnswerRequest, type Answerer, type Logger } from '../core/index.ts';
-import { SqliteStore } from '../core/sqlite-store.ts';
+import { SqliteStore, storeFile } from '../core/sqlite-store.ts';
 import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
 import { adminRoutes, WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
 import { TrustedProxies } from '../adapters/http/client-address.ts';
@@ -80,7 +79,7 @@ export interface RuntimeOptions {
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
 export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const store = new SqliteStore(join(config.home, 'teamllm.db'), {
+  const store = new SqliteStore(storeFile(config.home), {
     auditRetentionMs: config.auditRetentionDays * 86_400_000,
     ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
   });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
   AnswerRecord,
@@ -13,6 +13,7 @@ import type {
   NewAnswerRecord,
   RatedAnswer,
   RatedAnswersOptions,
+  StoreOpener,
 } from './store.ts';
 import { ANONYMOUS_WEB_USER_PREFIX } from './store.ts';
 import type { JobRecord, JobStore } from './jobs.ts';
@@ -211,6 +212,17 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** How long audit entries and denial counts are kept (TEAMLLM_AUDIT_RETENTION_DAYS); default 365 days. */
   auditRetentionMs?: number;
+}
+
+/** The store's file under $TEAMLLM_HOME: the one place that names it. */
+export function storeFile(home: string): string {
+  return join(home, 'teamllm.db');
+}
+
+/** The home's SQLite store, opened on demand (training jobs read the votes through this). */
+export function sqliteStoreIn(home: string): StoreOpener {
+  const file = storeFile(home);
+  return { location: file, open: () => (existsSync(file) ? new SqliteStore(file) : undefined) };
 }
 
 /** The default BotStore: one SQLite file in WAL mode, safe for one writer process. */

@@ -83,6 +83,18 @@ export interface RatedAnswer {
 }
 
 /**
+ * How code outside the serving process (a training job in its worker thread) reaches the store of
+ * answers and votes: it opens a connection of its own, as one cannot cross threads. Stages get
+ * this from their context and never name the store's file.
+ */
+export interface StoreOpener {
+  /** Where the store is, for messages ("no feedback recorded yet (no …)"). */
+  readonly location: string;
+  /** The store, or undefined while nothing was ever recorded there. The caller closes it. */
+  open(): BotStore | undefined;
+}
+
+/**
  * Persistence the Bot needs. Async so that a networked store (PostgreSQL) can implement it;
  * the SQLite one answers synchronously underneath.
  */

@@ -8,7 +8,7 @@
  * BPE boundaries are exactly those the model saw. Spans may only start at a line start (after a
  * newline, or the start of a passage's text) or a sentence start (after 。！？ or after . ! ? and a
  * space; list, table and heading markup at the line start skipped), and never copy a passage
- * header line (`[n] title (source)`, see formatContext in src/training/sft/data.ts). They may end
+ * header line (`[n] title (source)`, see formatContext in src/model/qa-prompt.ts). They may end
  * at a clause end (before punctuation, a newline or the end of the passage): allowing the end token
  * after any token, the quickstart model stopped after one or two words (tmp/notes/extractive.md).
  *

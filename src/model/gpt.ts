@@ -49,7 +49,7 @@ export interface ProjectionHookContext {
 }
 
 /**
- * Adapters (LoRA, src/model/lora.ts) see every linear projection: `x` its input [.., in], `y` the
+ * Adapters (LoRA, src/model/lora/adapter.ts) see every linear projection: `x` its input [.., in], `y` the
  * base output x·W (+ b) [.., out]; the hook returns the output to use (y itself to change nothing).
  */
 export type ProjectionHook = (x: Tensor, y: Tensor, ctx: ProjectionHookContext) => Tensor;

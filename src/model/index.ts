@@ -30,6 +30,7 @@ export {
 } from './generate.ts';
 export { sampleToken, type SamplingOptions } from './sampling.ts';
 export { encodeChat, type ChatMessage, type ChatPromptOptions } from './chat-template.ts';
+export { encodeQaPrompt, fitContext, formatContext, queryTerms, type Passage } from './qa-prompt.ts';
 export { LoadedModel, loadModel, type ModelInfoLike } from './loaded-model.ts';
 export { saveModelFiles, loadModelFiles, readModelConfig, type ModelConfigFile, MODEL_FORMAT } from './model-files.ts';
 export { ModelRegistry, ModelFilesError, hashFile, type ModelCheck, type ModelVersion, type RegisterOptions } from './registry.ts';

@@ -81,6 +81,20 @@ export class Random {
     return r * Math.cos(2 * Math.PI * v);
   }
 
+  /** Shuffles `items` in place (Fisher-Yates, last index first) and returns them. */
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [items[i], items[j]] = [items[j]!, items[i]!];
+    }
+    return items;
+  }
+
+  /** 0..n-1 in shuffled order (the draws `shuffle` makes, so seeded orders stay what they were). */
+  permutation(n: number): number[] {
+    return this.shuffle(Array.from({ length: n }, (_, i) => i));
+  }
+
   /** A Float32Array of normal draws with the given standard deviation. */
   normalArray(size: number, std: number): Float32Array {
     const out = new Float32Array(size);

@@ -15,7 +15,7 @@
 import type { Source } from '../core/index.ts';
 import { questionIntent, type QuestionIntent } from './question-intent.ts';
 import { searchTerms } from './search-terms.ts';
-import { isChinese } from './text-features.ts';
+import { hasCjk } from '../model/text/cjk.ts';
 import { typedValues, type TypedValue } from './typed-values.ts';
 
 export interface AnswerUnit {
@@ -209,7 +209,7 @@ export function scoreUnits(
   similarity?: UnitSimilarity,
 ): AnswerUnit[] {
   const query = [...new Set(searchTerms(question, TERMS))];
-  const zh = isChinese(question);
+  const zh = hasCjk(question);
   const units: AnswerUnit[] = [];
   const texts = passages.map((p) => answerUnits(p.text));
   const cosines = similarity ? similarity(question, texts.flat()) : undefined;
@@ -261,7 +261,7 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
   const intent = questionIntent(question);
   const units = scoreUnits(question, passages, options.weight, intent, options.similarity).slice(0, options.units ?? 4);
   const asked = question.normalize('NFKC').toLowerCase();
-  const zh = isChinese(question);
+  const zh = hasCjk(question);
   const out: AnswerCandidate[] = [];
   const seen = new Set<string>();
   const push = (c: AnswerCandidate) => {

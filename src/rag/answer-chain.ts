@@ -21,7 +21,7 @@ import { coverage, DEFAULT_ANSWERABILITY, isAnswerable, type AnswerabilityRule }
 import { HybridRetriever } from './hybrid-retriever.ts';
 import type { LocalKnowledgeBase } from './local-knowledge-base.ts';
 import type { MetadataFilter } from './metadata.ts';
-import { isChinese } from './text-features.ts';
+import { hasCjk } from '../model/text/cjk.ts';
 
 export const ANSWER_PROMPT = PromptTemplate.fromTemplate(
   `You are the company's internal assistant. Answer the question using only the numbered passages from the company's documents below.
@@ -163,7 +163,7 @@ export function documentToSource(d: DocumentInterface): Source {
 }
 
 export function dontKnow(question: string): string {
-  return isChinese(question)
+  return hasCjk(question)
     ? '抱歉，我在知识库里没有找到相关内容。可以换个说法再问，或者联系相关负责人。'
     : "Sorry, I couldn't find that in the knowledge base. Try rephrasing, or ask the team that owns the topic.";
 }

@@ -19,7 +19,7 @@ import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts'
 import type { MetadataFilter } from './metadata.ts';
 import { DEFAULT_SELECTOR, selectorScore, type SelectorWeights } from './answer-selector.ts';
 import { cosine } from './bag-encoder.ts';
-import { isChinese } from './text-features.ts';
+import { hasCjk } from '../model/text/cjk.ts';
 
 /** The model's view of the candidates: higher means the model finds it the likelier answer. */
 export interface CandidateScorer {
@@ -167,7 +167,7 @@ export class CandidateAnswerer implements Answerer {
     let best = 0;
     for (let i = 1; i < pool.length; i++) if (scores[i]! > scores[best]!) best = i;
     const candidate = pool[best]!;
-    return { direct: directAnswerText(candidate.text, isChinese(request.question)), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
+    return { direct: directAnswerText(candidate.text, hasCjk(request.question)), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Random } from '../model/random.ts';
+import { hasCjk } from '../model/text/cjk.ts';
 
 /** A passage of the corpus as the encoder's training sees it. */
 export interface TrainingPassage {
@@ -25,7 +26,7 @@ const SENTENCE = /[^。！？；.!?\n]+[。！？；.!?]*/g;
 export function sentencesOf(text: string): string[] {
   return (text.match(SENTENCE) ?? [])
     .map((s) => s.replace(/^[\s>*#|-]+/, '').replace(/\*\*|__|\|/g, ' ').trim())
-    .filter((s) => (/[\u3400-\u9fff]/.test(s) ? s.length >= 6 : s.split(/\s+/).length >= 4));
+    .filter((s) => (hasCjk(s) ? s.length >= 6 : s.split(/\s+/).length >= 4));
 }
 
 /**

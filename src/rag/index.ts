@@ -4,6 +4,7 @@
  * `openKnowledgeBase` and `evaluateRetrieval`; docs/knowledge-base.md explains the pieces.
  */
 export { openKnowledgeBase, trainEmbeddings, knowledgeBaseFile, DEFAULT_KB_NAME, type OpenKnowledgeBaseOptions, type OpenedKnowledgeBases, type VectorStoreStatus, type VectorStoreObserver, type AnswererOptions, type TrainEmbeddingsOptions } from './open-knowledge-base.ts';
+export { localKnowledgeBases, type KnowledgeBaseOpener, type TrainingKnowledgeBase } from './knowledge-base-opener.ts';
 export {
   LocalKnowledgeBase,
   passageText,

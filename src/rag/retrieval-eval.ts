@@ -15,7 +15,7 @@ import { InMemoryVectorStore } from './in-memory-vector-store.ts';
 import { LocalEmbeddings } from './local-embeddings.ts';
 import { LocalKnowledgeBase, type SearchOptions } from './local-knowledge-base.ts';
 import type { EncoderTrainingOptions } from './encoder-training.ts';
-import { isChinese } from './text-features.ts';
+import { hasCjk } from '../model/text/cjk.ts';
 
 /**
  * Two row formats are read: the sample handbook's `{id, lang, question, answer, source, split}`
@@ -38,7 +38,7 @@ const QuestionSchema = z
   })
   .transform(({ must_contain, ...q }) => ({
     ...q,
-    lang: q.lang ?? (isChinese(q.question) ? 'zh' : 'en'),
+    lang: q.lang ?? (hasCjk(q.question) ? 'zh' : 'en'),
     ...(must_contain ? { mustContain: must_contain } : {}),
   }));
 

@@ -4,8 +4,8 @@ import { coverage, DEFAULT_ANSWERABILITY, isAnswerable, type AnswerabilityRule }
 import type { MetadataFilter } from './metadata.ts';
 import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
 import { searchTerms } from './search-terms.ts';
+import { hasCjk } from '../model/text/cjk.ts';
 
-const CJK = /[\u3400-\u9fff]/;
 const SENTENCE = /[^。！？；.!?\n]+[。！？；.!?]*/g;
 
 /** A knowledge base that can also say how each passage was found (LocalKnowledgeBase can). */
@@ -37,7 +37,7 @@ export class RetrievalOnlyAnswerer implements Answerer {
   }
 
   async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
-    const chinese = CJK.test(request.question);
+    const chinese = hasCjk(request.question);
     const k = this.options.passages ?? 3;
     const filter = this.options.filterFor?.(request);
     const hits: (Source & { cosine?: number })[] = this.kb.retrieve

@@ -15,15 +15,17 @@
  * (docs/knowledge-base.md).
  */
 import { stemmer } from 'stemmer';
+import { CJK, CJK_RUN } from '../model/text/cjk.ts';
+import { STOPWORDS } from '../model/text/stopwords.ts';
 
 const segmenter = new Intl.Segmenter('zh', { granularity: 'word' });
-const CJK_RUN = /[\u3400-\u9fff\uf900-\ufaff]+/g;
-const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
 const LATIN_WORD = /^[a-z][a-z'-]*$/;
 const HYPHENATED = /\b[a-z]+(?:-[a-z]+)+\b/g;
-const STOPWORDS = new Set(
-  'a an and are as at be by can do does for from get got has have how i if in is it many me much my of on or our should the their there this to us was we what when where which who why will with you your 的 了 是 在 和 吗 呢 吧 我 我们 你 要 有 什么 怎么 如何 多少 几 哪 哪些 请问 可以 需要'.split(' '),
-);
+/**
+ * Search skips the question words too: in a small knowledge base "many" or "get" is absent, so its
+ * idf is the highest and a sentence answering "How many days do I get?" matched it too little.
+ */
+const SKIP = new Set([...STOPWORDS, 'get', 'got', 'many', 'much']);
 
 export interface TermOptions {
   /** CJK character bigrams (default true). */
@@ -43,7 +45,7 @@ export function searchTerms(text: string, options: TermOptions = {}): string[] {
   const normalized = text.normalize('NFKC').toLowerCase();
   const terms: string[] = [];
   for (const { segment, isWordLike } of segmenter.segment(normalized)) {
-    if (!isWordLike || STOPWORDS.has(segment)) continue;
+    if (!isWordLike || SKIP.has(segment)) continue;
     // Single Chinese characters are too common to rank by; the bigrams below carry them.
     if (CJK.test(segment) && [...segment].length < 2) continue;
     terms.push(options.stem ? stem(segment) : segment);
@@ -51,7 +53,7 @@ export function searchTerms(text: string, options: TermOptions = {}): string[] {
   // A hyphenated word is also one word ("Wi-Fi" → wifi, "e-mail" → email): askers often write it joined.
   for (const [word] of normalized.matchAll(HYPHENATED)) {
     const joined = word.replace(/-/g, '');
-    if (!STOPWORDS.has(joined)) terms.push(options.stem ? stem(joined) : joined);
+    if (!SKIP.has(joined)) terms.push(options.stem ? stem(joined) : joined);
   }
   const runs = [...normalized.matchAll(CJK_RUN)].map(([run]) => run);
   if (options.bigrams !== false) {
@@ -61,6 +63,6 @@ export function searchTerms(text: string, options: TermOptions = {}): string[] {
       for (let i = 0; i + 1 < chars.length; i++) terms.push(chars[i]! + chars[i + 1]!);
     }
   }
-  if (options.cjkUnigrams) for (const run of runs) for (const c of run) if (!STOPWORDS.has(c)) terms.push(`#${c}`);
+  if (options.cjkUnigrams) for (const run of runs) for (const c of run) if (!SKIP.has(c)) terms.push(`#${c}`);
   return terms;
 }

@@ -9,9 +9,9 @@
  * - Chinese gives each character and each character bigram: no word segmenter has to agree
  *   between how a question and a document are cut.
  */
+import { CJK_RUN } from '../model/text/cjk.ts';
+
 const segmenter = new Intl.Segmenter('en', { granularity: 'word' });
-const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
-const CJK_RUN = /[\u3400-\u9fff\uf900-\ufaff]+/g;
 
 /** Feature id 0 is padding; real features hash into 1..buckets-1. */
 export const PADDING = 0;
@@ -66,8 +66,4 @@ export function featureIds(text: string, options: FeatureOptions, maxFeatures = 
     ids.push(bucket(f, options.buckets));
   }
   return ids;
-}
-
-export function isChinese(text: string): boolean {
-  return CJK.test(text);
 }

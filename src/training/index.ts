@@ -17,7 +17,6 @@ export { latestCheckpoint, checkpointDir, type TrainerState } from './checkpoint
 export { renderLossChart, writeLossChart, type LossPoint } from './loss-chart.ts';
 export { readCorpus, listCorpusFiles } from './corpus.ts';
 export { createProgressBar } from './progress-bar.ts';
-export { pretrainInWorker } from './worker.ts';
 /** SFT with LoRA (issue 5): data formats, QA generation from documents, training, the `/train sft` job. */
 export * from './sft/index.ts';
 /** QA evaluation with retrieval in the loop: EM, token F1, contains-gold; before/after comparison. */

@@ -9,6 +9,7 @@
  */
 import type { AnswerRecord, BotStore, Platform, Vote } from '../core/index.ts';
 import { Random, mixSeed } from '../model/random.ts';
+import { CJK } from '../model/text/cjk.ts';
 
 /** What a user sees when rating: the question, the passages the bot retrieved, the answer. */
 export interface RatedExample {
@@ -25,7 +26,6 @@ export interface Taste {
   likes(example: RatedExample): boolean;
 }
 
-const CJK = /[\u3400-\u9fff\uf900-\ufaff]/u;
 
 /** Words for Latin text, single characters for CJK (so a quote is measured the same in both). */
 function units(text: string): string[] {

@@ -8,7 +8,7 @@ import { QUICKSTART_RECIPES, quickstartKey, quickstartNeeded, resolveRecipe, run
 import { silentLogger } from '../../src/core/index.ts';
 import { LocalChatModel, toTemplate } from '../../src/model/langchain-chat-model.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
-import { encodeQaPrompt, formatContext } from '../../src/training/sft/data.ts';
+import { encodeQaPrompt, formatContext } from '../../src/model/qa-prompt.ts';
 import { HumanMessage, SystemMessage } from '@langchain/core/messages';
 
 const tiny = QUICKSTART_RECIPES.tiny!;

@@ -5,7 +5,7 @@ import { generateAll } from '../../src/model/generate.ts';
 import { encodeChat } from '../../src/model/chat-template.ts';
 import { CharTokenizer } from '../../src/model/tokenizer/char.ts';
 import { trainBpe } from '../../src/model/tokenizer/index.ts';
-import { formatContext, encodeQaPrompt } from '../../src/training/sft/data.ts';
+import { formatContext, encodeQaPrompt } from '../../src/model/qa-prompt.ts';
 
 const LATIN = 'The office opens at 9. Lunch is at noon!\n- Parking costs **5 euros** per day.\nAsk Anna first';
 const CJK = '年假每年二十天。病假需要证明！\n出差报销在三十天内提交';

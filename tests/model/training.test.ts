@@ -160,24 +160,3 @@ describe('pretrain', () => {
     expect(second.trainLoss).toBe(full.trainLoss);
   });
 });
-
-describe('pretrainInWorker', () => {
-  it('trains in a worker thread with progress events and cancellation', async () => {
-    const { pretrainInWorker } = await import('../../src/training/worker.ts');
-    const runDir = path.join(tmpRoot, 'worker');
-    const controller = new AbortController();
-    const steps: number[] = [];
-    const result = await pretrainInWorker({ ...base(runDir), backend: 'wasm', maxIters: 50 }, {
-      signal: controller.signal,
-      onProgress: (e) => {
-        if (e.phase !== 'train') return;
-        steps.push(e.step);
-        if (e.step === 3) controller.abort();
-      },
-    });
-    expect(result.status).toBe('aborted');
-    expect(steps[0]).toBe(1);
-    expect(result.step).toBeGreaterThanOrEqual(3);
-    expect((await latestCheckpoint(runDir))!.step).toBe(result.step);
-  });
-});

@@ -9,6 +9,7 @@ import { currentRewardModel, loadRewardModel, readRewardConfig, rewardDir } from
 import { runStage } from '../../src/training/stages/reward-stage.ts';
 import { QUOTES_SOURCE } from '../../src/training/simulated-users.ts';
 import { simulatedHome, tinyBase } from './helpers.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 /**
  * The proof that the reward model learns what users like: simulated users who like answers that
@@ -34,6 +35,7 @@ describe('reward model on simulated feedback', () => {
     const result = await runStage({
       params: { maxIters: '150', batchSize: '4', learningRate: '0.005', targets: 'all', evalInterval: '75', name: 'rm' },
       home,
+      ...stageServices(home),
       runDir,
       resume: false,
       signal: new AbortController().signal,

@@ -18,6 +18,7 @@ import { currentRewardModel, loadRewardModel, readRewardConfig, rewardDir } from
 import { TRAINING_STAGES } from '../../src/training/stages/index.ts';
 import { runStage } from '../../src/training/stages/reward-stage.ts';
 import { FACTS, simulatedHome, tokenizer } from './helpers.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 const answer = (question: string, output: string) => ({
   platform: 'web' as const,
@@ -37,6 +38,7 @@ const answer = (question: string, output: string) => ({
 const stageContext = (home: string, params: Record<string, string>) => ({
   params,
   home,
+  ...stageServices(home),
   runDir: join(home, 'runs', 'r'),
   resume: false,
   signal: new AbortController().signal,

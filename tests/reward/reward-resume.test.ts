@@ -6,6 +6,7 @@ import { rewardData } from '../../src/training/feedback-datasets.ts';
 import { trainRewardModel, type RewardTrainOptions } from '../../src/training/reward/train.ts';
 import { runStage } from '../../src/training/stages/reward-stage.ts';
 import { simulatedHome } from './helpers.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 /**
  * A reward model run stopped mid-way leaves a checkpoint (adapter + head, AdamW moments and step,
@@ -99,6 +100,7 @@ describe('reward model checkpoints', () => {
     const result = await runStage({
       params: { maxIters: '6', batchSize: '2', rank: '2', targets: 'q', checkpointInterval: '100', name: 'rm' },
       home,
+      ...stageServices(home),
       runDir: join(home, 'runs', '3-reward'),
       resume: false,
       signal: stop.signal,

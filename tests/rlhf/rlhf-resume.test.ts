@@ -18,6 +18,7 @@ import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
 import { QUOTES_SOURCE } from '../../src/training/simulated-users.ts';
 import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
 import { ratedStore, toySetup, TOY_FIXTURE } from './helpers.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 await useBackend('wasm');
 const setup = await toySetup();
@@ -89,11 +90,11 @@ describe('the rlhf job', () => {
       const params = { algo: 'kto' as const, steps: 6, checkpointInterval: 2, evalInterval: 3, skipQa: true, evalSamples: 1, maxTokens: 40, beta: 0.5, seed: 3 };
       const stop = new AbortController();
       await expect(
-        runRlhfJob(params, { home, runDir, signal: stop.signal, progress: (ev) => void (ev.stage === 'rlhf' && ev.step === 5 && stop.abort()) }),
+        runRlhfJob(params, { home, ...stageServices(home), runDir, signal: stop.signal, progress: (ev) => void (ev.stage === 'rlhf' && ev.step === 5 && stop.abort()) }),
       ).rejects.toThrow(/stopped at step 5: checkpoint saved at step 5; \/train resume continues from it/);
       const beforeJson = JSON.parse(await fs.readFile(path.join(runDir, 'before.json'), 'utf8')) as { reward: number };
       const lines: string[] = [];
-      const r = await runRlhfJob(params, { home, runDir, log: (l) => lines.push(l) });
+      const r = await runRlhfJob(params, { home, ...stageServices(home), runDir, log: (l) => lines.push(l) });
       expect(r.status).toBe('completed');
       expect(r.steps).toBe(6);
       expect(lines.some((l) => /resuming from the checkpoint at step 5/.test(l))).toBe(true);

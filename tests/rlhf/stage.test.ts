@@ -16,6 +16,7 @@ import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
 import { toyQaQuestions, toyRetriever } from '../../src/training/rlhf/toy-world.ts';
 import { QUOTES_SOURCE } from '../../src/training/simulated-users.ts';
 import { ratedStore, toySetup, TOY_FIXTURE } from './helpers.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 await useBackend('wasm');
 const home = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-rlhf-home-'));
@@ -35,7 +36,7 @@ describe('the rlhf job', () => {
   it('KTO from the store: measures, draws, passes the gate and registers a version the job runner will promote', async () => {
     const runDir = path.join(home, 'runs', '1-rlhf');
     const lines: string[] = [];
-    const r = await runRlhfJob({ ...common, algo: 'kto', steps: 30, evalInterval: 15 }, { home, runDir, retriever, log: (l) => lines.push(l) });
+    const r = await runRlhfJob({ ...common, algo: 'kto', steps: 30, evalInterval: 15 }, { home, ...stageServices(home), runDir, retriever, log: (l) => lines.push(l) });
     expect(r.status).toBe('completed');
     expect(r.data.votes + r.data.heldOutPrompts).toBeGreaterThan(0);
     expect(r.data.heldOutPrompts).toBeGreaterThan(0);
@@ -63,7 +64,7 @@ describe('the rlhf job', () => {
 
   it('keeps a policy back when KL is over the bound, and says why', async () => {
     const runDir = path.join(home, 'runs', '2-rlhf');
-    const r = await runRlhfJob({ ...common, algo: 'ppo', steps: 3, promptsPerStep: 2, samplesPerPrompt: 4, learningRate: 5e-3, maxKl: 1e-6, skipQa: true }, { home, runDir, rewardModel: tasteReward(QUOTES_SOURCE) });
+    const r = await runRlhfJob({ ...common, algo: 'ppo', steps: 3, promptsPerStep: 2, samplesPerPrompt: 4, learningRate: 5e-3, maxKl: 1e-6, skipQa: true }, { home, ...stageServices(home), runDir, rewardModel: tasteReward(QUOTES_SOURCE) });
     expect(r.before.rewardKind).toBe('reward-model');
     expect(r.gate.passed).toBe(false);
     expect(r.gate.reasons.some((x) => /KL to the SFT policy .* is over the bound 0\.000001/.test(x))).toBe(true);
@@ -79,12 +80,12 @@ describe('the rlhf job', () => {
     const stop = new AbortController();
     stop.abort();
     const before = (await registry.list()).length;
-    await expect(runRlhfJob({ ...common, algo: 'kto', steps: 5, skipQa: true, evalSamples: 1 }, { home, runDir: path.join(home, 'runs', '4-rlhf'), signal: stop.signal })).rejects.toThrow(/stopped at step 0: nothing was saved/);
+    await expect(runRlhfJob({ ...common, algo: 'kto', steps: 5, skipQa: true, evalSamples: 1 }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '4-rlhf'), signal: stop.signal })).rejects.toThrow(/stopped at step 0: nothing was saved/);
     expect((await registry.list()).length).toBe(before);
   });
 
   it('refuses bad requests clearly', async () => {
-    const ctx = { home, runDir: path.join(home, 'runs', '3-rlhf'), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} };
+    const ctx = { home, ...stageServices(home), runDir: path.join(home, 'runs', '3-rlhf'), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} };
     await expect(runStage({ ...ctx, params: { algo: 'sac' } })).rejects.toThrow(/algo/);
     await expect(runStage({ ...ctx, params: { algo: 'kto', stepz: '3' } })).rejects.toThrow(/unknown parameter stepz/);
     // PPO without a reward model in the home.

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tf, useBackend } from '../model/helpers.ts';
 import { encodeChat } from '../../src/model/chat-template.ts';
-import { encodeQaPrompt, encodeSftExample, fitContext, formatContext, parseSftRecord, readSftData, type SftExample } from '../../src/training/sft/data.ts';
+import { encodeQaPrompt, fitContext, formatContext } from '../../src/model/qa-prompt.ts';
+import { encodeSftExample, parseSftRecord, readSftData, type SftExample } from '../../src/training/sft/data.ts';
 import { collate } from '../../src/training/sft/train.ts';
 import { charTokenizer, tinyChatModel } from './helpers.ts';
 

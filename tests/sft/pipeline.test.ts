@@ -18,6 +18,7 @@ import { ServedModels, versionAdapterDir } from '../../src/model/lora/index.ts';
 import { existsSync } from 'node:fs';
 import { knowledgeBaseFile, LocalKnowledgeBase } from '../../src/rag/index.ts';
 import { charTokenizer, tinyChatModel, HANDBOOK_EN, HANDBOOK_ZH } from './helpers.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-sft-job-'));
 afterAll(() => fs.rm(tmpRoot, { recursive: true, force: true }));
@@ -55,7 +56,7 @@ describe('the sft job', () => {
     const home = await homeWithBase('home-a');
     const lines: string[] = [];
     const stages = new Set<string>();
-    const r = await runSftJob(quick, { home, runDir: path.join(home, 'runs', '1-sft'), log: (l) => lines.push(l), progress: (e) => stages.add(e.stage) });
+    const r = await runSftJob(quick, { home, ...stageServices(home), runDir: path.join(home, 'runs', '1-sft'), log: (l) => lines.push(l), progress: (e) => stages.add(e.stage) });
     expect(r.status).toBe('completed');
     expect(r.before!.n).toBe(2);
     expect(r.after!.n).toBe(2);
@@ -78,13 +79,13 @@ describe('the sft job', () => {
   it('decodes its before/after evaluation as asked (extractive: answers copied from the passages) and re-measures a base scored another way', async () => {
     const home = await homeWithBase('home-x');
     const runDir = path.join(home, 'runs', '1-sft');
-    const r = await runSftJob({ ...quick, decoding: 'extractive' }, { home, runDir });
+    const r = await runSftJob({ ...quick, decoding: 'extractive' }, { home, ...stageServices(home), runDir });
     expect(r.before!.decoding).toBe('extractive');
     expect(r.after!.decoding).toBe('extractive');
     for (const item of [...r.before!.items, ...r.after!.items]) if (item.goldInContext) expect([HANDBOOK_EN, HANDBOOK_ZH].some((d) => d.includes(item.prediction))).toBe(true);
     expect(await fs.readFile(path.join(runDir, 'report.txt'), 'utf8')).toMatch(/Held-out QA, extractive decoding/);
     // The cached base scores were extractive: a free-decoding job measures the base again.
-    const again = await runSftJob({ ...quick, decoding: 'free' }, { home, runDir });
+    const again = await runSftJob({ ...quick, decoding: 'free' }, { home, ...stageServices(home), runDir });
     expect(again.before!.decoding).toBe('free');
   });
 
@@ -102,7 +103,7 @@ describe('the sft job', () => {
     const registry = new ModelRegistry(home);
     await registry.register(path.join(tmpRoot, 'gate-base'), { source: 'pretrain', promote: true });
     const stage = (run: string, params: Record<string, string>) =>
-      runSftStage({ params: { docs: docsDir, questions: qFile, generate: 'false', batchSize: '4', answerTokens: '6', k: '1', evalInterval: '100', ...params }, home, runDir: path.join(home, 'runs', run), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} });
+      runSftStage({ params: { docs: docsDir, questions: qFile, generate: 'false', batchSize: '4', answerTokens: '6', k: '1', evalInterval: '100', ...params }, home, ...stageServices(home), runDir: path.join(home, 'runs', run), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} });
 
     const beats = await stage('1-sft', { maxIters: '40', rank: '4', alpha: '8', targets: 'all', learningRate: '0.01', warmupIters: '2', dropout: '0' });
     expect(beats.gate).toEqual({ passed: true, reasons: [expect.stringMatching(/^The fine-tuned model beats its base on the 2 held-out questions: f1 0\.0% → [1-9]\d*\.\d%\.$/)] });
@@ -125,7 +126,7 @@ describe('the sft job', () => {
 
   it('without held-out questions it registers the merged model and the adapter, but promotes nothing', async () => {
     const home = await homeWithBase('home-b');
-    const r = await runSftJob({ ...quick, skipEval: true, name: 'hr-answers' }, { home, runDir: path.join(home, 'runs', '2-sft') });
+    const r = await runSftJob({ ...quick, skipEval: true, name: 'hr-answers' }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '2-sft') });
     expect(r.modelVersion).toBe('v2');
     expect(r.promoted).toBe(false);
     const registry = new ModelRegistry(home);
@@ -146,10 +147,10 @@ describe('the sft job', () => {
     const home = await homeWithBase('home-d');
     const runDir = path.join(home, 'runs', '4-sft');
     const controller = new AbortController();
-    const stopped = await runSftJob({ ...quick, maxIters: 4, skipEval: true }, { home, runDir, signal: controller.signal, progress: (e) => e.stage === 'sft' && e.step === 2 && controller.abort() });
+    const stopped = await runSftJob({ ...quick, maxIters: 4, skipEval: true }, { home, ...stageServices(home), runDir, signal: controller.signal, progress: (e) => e.stage === 'sft' && e.step === 2 && controller.abort() });
     expect(stopped.status).toBe('aborted');
     expect(stopped.summary).toMatch(/stopped at step 2/);
-    const resumed = await runSftJob({ ...quick, maxIters: 4, skipEval: true }, { home, runDir });
+    const resumed = await runSftJob({ ...quick, maxIters: 4, skipEval: true }, { home, ...stageServices(home), runDir });
     expect(resumed.status).toBe('completed');
     expect(resumed.training.resumedFrom).toBe(2);
     expect(resumed.training.examples).toEqual(stopped.training.examples);

@@ -16,6 +16,7 @@ import { CandidateAnswerer, composeAnswer, directAnswerOf } from '../../src/rag/
 import { DEFAULT_SELECTOR, selectorAccuracy, trainSelector } from '../../src/rag/answer-selector.ts';
 import { voteGroups } from '../../src/training/sft/selector-data.ts';
 import { tempFolder } from '../rag/fixtures.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 const DOCS = {
   'leave.md': `# Leave
@@ -129,7 +130,7 @@ describe('/train selector', () => {
       const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: 'm1', userId: 'u', question: 'q?', passages: [], prompt: '', output: 'a', modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
       await store.recordFeedback({ answerId: saved.id, platform: 'web', userId: 'u2', value: 1 });
       store.close();
-      const ctx = { params: {}, home, runDir: path.join(home, 'runs', '1-selector'), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} };
+      const ctx = { params: {}, home, ...stageServices(home), runDir: path.join(home, 'runs', '1-selector'), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} };
       await expect(runStage(ctx)).rejects.toThrow(/too little feedback: 1 answers with a net vote; it needs 20/);
       await expect(runStage({ ...ctx, params: { algo: 'x' } })).rejects.toThrow(/unknown parameter algo/);
       expect((await registry.list()).map((v) => v.version)).toEqual(['v1']);

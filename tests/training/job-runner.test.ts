@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { silentLogger } from '../../src/core/index.ts';
 import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { ChatTrainingService } from '../../src/training/chat-training-service.ts';
 import { JobRunner } from '../../src/training/jobs/job-runner.ts';
+import { latestCheckpoint } from '../../src/training/checkpoint.ts';
 import { makeBot, message, RecordingTarget, waitFor } from '../helpers.ts';
 
 const STAGE = new URL('./fixtures/counting-stage.ts', import.meta.url).href;
@@ -68,6 +69,31 @@ describe('training jobs', () => {
     expect(await store.getJob(2)).toMatchObject({ status: 'succeeded', resumes: 1, runDir: stopped.runDir, result: { summary: `counted to ${at + 4} (started at ${at})` } });
     expect(await service.resume(ADMIN)).toBe('There is no stopped or interrupted job to resume.');
   });
+
+  // The product's one worker path (JobRunner + stage-worker) running the real pretrain stage:
+  // progress crosses the thread, /train stop aborts it, and it checkpoints where it stopped.
+  it('stops a real pretraining job in its worker thread at a checkpoint', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'teamllm-jobs-'));
+    const data = join(home, 'corpus.txt');
+    writeFileSync(data, 'The quick brown fox jumps over the lazy dog. '.repeat(200));
+    const store = new SqliteStore(join(home, 'teamllm.db'));
+    const stages = { pretrain: new URL('../../src/training/stages/pretrain-stage.ts', import.meta.url).href };
+    const runner = new JobRunner({ store, home, stages, logger: silentLogger, persistEveryMs: 0 });
+    const service = new ChatTrainingService(runner, store, silentLogger, { updateEveryMs: 20 });
+    await runner.init();
+    await service.start('pretrain', { data, tokenizer: 'char', modelSize: 'tiny', backend: 'wasm', maxIters: '5000', evalInterval: '1000', batchSize: '4' }, ADMIN);
+    await waitFor(() => runner.current?.progress?.stage === 'pretrain' && (runner.current.progress.step ?? 0) >= 3, 60_000);
+    expect(await service.stop(ADMIN)).toMatch(/Stopped job #1 \(pretrain\): stopped/);
+    const job = (await store.getJob(1))!;
+    expect(job.status).toBe('stopped');
+    expect(job.error).toBe('stopped by an admin');
+    // The stage saved where it stopped: at or after the last step the worker reported.
+    const reported = job.progress!.step!;
+    expect(reported).toBeGreaterThanOrEqual(3);
+    const saved = (await latestCheckpoint(job.runDir!))!.step;
+    expect(saved).toBeGreaterThanOrEqual(reported);
+    expect(saved).toBeLessThan(5000);
+  }, 90_000);
 
   it('marks a job interrupted when its process is killed, and resumes it from the checkpoint after restart', async () => {
     const home = mkdtempSync(join(tmpdir(), 'teamllm-jobs-kill-'));

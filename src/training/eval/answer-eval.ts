@@ -11,6 +11,7 @@
  */
 import type { Answerer, AnswerRequest } from '../../core/index.ts';
 import { containsGold, exactMatch, type QaQuestion } from './qa-eval.ts';
+import { CJK, CJK_RUN } from '../../model/text/cjk.ts';
 
 export const UNANSWERABLE = 'UNANSWERABLE';
 
@@ -56,8 +57,8 @@ export function goldStrings(q: QaQuestion): string[] {
 
 /** Words of a direct answer; a Chinese character counts half (30 words ≈ 60 characters). */
 export function answerLength(text: string): number {
-  const cjk = (text.match(/[\u3400-\u9fff\uf900-\ufaff]/gu) ?? []).length;
-  const latin = text.replace(/[\u3400-\u9fff\uf900-\ufaff]/gu, ' ').split(/\s+/).filter((w) => /[\p{L}\p{N}]/u.test(w)).length;
+  const cjk = [...text].filter((c) => CJK.test(c)).length;
+  const latin = text.replace(CJK_RUN, ' ').split(/\s+/).filter((w) => /[\p{L}\p{N}]/u.test(w)).length;
   return latin + cjk / 2;
 }
 

@@ -18,7 +18,8 @@ import { promises as fs } from 'node:fs';
 import type { LoadedModel } from '../../model/loaded-model.ts';
 import { generateAll } from '../../model/generate.ts';
 import { extractiveHook, type DecodingMode, type ExtractiveConstraintOptions } from '../../model/extractive.ts';
-import { encodeQaPrompt, type Passage } from '../sft/data.ts';
+import { encodeQaPrompt, type Passage } from '../../model/qa-prompt.ts';
+import { CJK_RANGES } from '../../model/text/cjk.ts';
 
 export interface QaQuestion {
   id?: string;
@@ -92,7 +93,8 @@ export interface QaScores {
 }
 
 const ARTICLES = /\b(a|an|the)\b/g;
-const CJK_CHAR = /[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff]/u;
+// Kana too: a Japanese answer is compared character by character like a Chinese one.
+const CJK_CHAR = new RegExp(`[${CJK_RANGES}\\u3040-\\u30ff]`, 'u');
 
 /** SQuAD's normalisation, Unicode-aware: NFKC, lower case, no punctuation or symbols, no English articles. */
 export function normalizeAnswer(s: string): string {

@@ -1,6 +1,7 @@
 import { constants, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RunStage, WorkerInput, WorkerMessage } from './stage.ts';
+import { stageServices } from './stage-services.ts';
 
 /** Runs one stage in this worker thread and reports to the job runner over the message port. */
 const port = parentPort!;
@@ -25,6 +26,7 @@ try {
   const result = await runStage({
     params: input.params,
     home: input.home,
+    ...stageServices(input.home),
     runDir: input.runDir,
     resume: input.resume,
     signal: controller.signal,

@@ -1,10 +1,15 @@
-import type { JobProgress } from '../../core/index.ts';
+import type { JobProgress, StoreOpener } from '../../core/index.ts';
+import type { KnowledgeBaseOpener } from '../../rag/knowledge-base-opener.ts';
 
 /** What a training stage gets when it runs inside a job's worker thread. */
 export interface StageContext {
   params: Record<string, string>;
-  /** $TEAMLLM_HOME: models, knowledge base, records. */
+  /** $TEAMLLM_HOME: models, corpus, evaluation questions. */
   home: string;
+  /** The answers and votes (the feedback store); a stage never names its file. */
+  store: StoreOpener;
+  /** The home's knowledge bases and scratch ones in the run folder. */
+  knowledgeBases: KnowledgeBaseOpener;
   /** The job's own folder: checkpoints, logs, charts. A resumed job gets the same folder. */
   runDir: string;
   /** True when this job continues an interrupted or stopped one: load the latest checkpoint. */

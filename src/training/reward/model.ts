@@ -26,7 +26,7 @@ import { matMul } from '../../model/ops.ts';
 import { Random } from '../../model/random.ts';
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import type { RatedExample } from '../simulated-users.ts';
-import { fitContext, formatContext, type Passage } from '../sft/data.ts';
+import { fitContext, formatContext, type Passage } from '../../model/qa-prompt.ts';
 
 export const HEAD_WEIGHT = 'reward_head.weight';
 export const HEAD_BIAS = 'reward_head.bias';

@@ -122,14 +122,9 @@ export interface RewardTrainResult {
   backend: string;
 }
 
+/** The shuffle of one epoch of a cursor. */
 function permutation(n: number, seed: number, epoch: number): number[] {
-  const p = [...Array(n).keys()];
-  const rng = new Random(mixSeed(seed, 71, epoch));
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
+  return new Random(mixSeed(seed, 71, epoch)).permutation(n);
 }
 
 interface CursorState {

@@ -1,6 +1,6 @@
 /** Prompts and answers of RLHF as token ids, laid out exactly as the bot prompts at answer time. */
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
-import { encodeQaPrompt, type Passage } from '../sft/data.ts';
+import { encodeQaPrompt, type Passage } from '../../model/qa-prompt.ts';
 import type { Episode } from './policy.ts';
 
 /** A real question from the answer records, with the passages retrieval gave it. */

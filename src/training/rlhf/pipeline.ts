@@ -21,14 +21,16 @@ import { formatMetrics } from '../jobs/job-format.ts';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { SqliteStore } from '../../core/sqlite-store.ts';
+import type { StoreOpener } from '../../core/index.ts';
 import { ModelRegistry } from '../../model/registry.ts';
 import { LoadedModel } from '../../model/loaded-model.ts';
 import { saveModelFiles } from '../../model/model-files.ts';
 import { writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
-import { LocalKnowledgeBase } from '../../rag/index.ts';
+import type { KnowledgeBaseOpener, TrainingKnowledgeBase } from '../../rag/knowledge-base-opener.ts';
 import { openMetricsLog } from '../checkpoint.ts';
+import { resolveBase } from '../base-model.ts';
+import { bool, int, list, num } from '../stages/stage-params.ts';
 import { evaluateQa, readQaQuestions, type QaRetriever, type QaScores } from '../eval/qa-eval.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import type { Taste } from '../simulated-users.ts';
@@ -44,10 +46,6 @@ import * as tf from '@tensorflow/tfjs-core';
 
 const SAMPLE_HANDBOOK = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../examples/handbook');
 
-const bool = () => z.union([z.boolean(), z.enum(['true', 'false', 'yes', 'no', '1', '0'])]).transform((v) => v === true || v === 'true' || v === 'yes' || v === '1');
-const num = () => z.coerce.number().refine(Number.isFinite, 'must be a number');
-const int = () => z.coerce.number().int('must be a whole number').nonnegative();
-const list = () => z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
 export const RLHF_ALGOS = ['ppo', 'kto', 'dpo'] as const;
 export type RlhfAlgo = (typeof RLHF_ALGOS)[number];
@@ -126,6 +124,10 @@ export interface RlhfProgress {
 export interface RlhfJobContext {
   home: string;
   runDir: string;
+  /** The answers and votes to learn from. */
+  store: StoreOpener;
+  /** Where the QA evaluation's documents are indexed (a scratch knowledge base in the run folder). */
+  knowledgeBases: KnowledgeBaseOpener;
   signal?: AbortSignal;
   log?: (line: string) => void;
   progress?: (ev: RlhfProgress) => void;
@@ -216,17 +218,7 @@ function commonParent(paths: string[]): string {
   return out.join(path.sep) || path.sep;
 }
 
-async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
-  const registry = new ModelRegistry(home);
-  if (base && !/^v\d+$/.test(base)) {
-    if (!existsSync(path.join(base, 'model.safetensors'))) throw new Error(`base "${base}" is neither a model version nor a model folder`);
-    return { dir: path.resolve(base) };
-  }
-  const version = base ?? (await registry.serving())?.version ?? (await registry.list()).at(-1)?.version;
-  if (!version) throw new Error('There is no model to improve: train one first (/train pretrain, then /train sft) or pass base=<model folder>');
-  if (!(await registry.get(version))) throw new Error(`No model version ${version}`);
-  return { dir: registry.dir(version), version };
-}
+const NO_POLICY = 'There is no model to improve: train one first (/train pretrain, then /train sft) or pass base=<model folder>';
 
 /** Mean (liked − disliked) implicit reward log π/π_ref on held-out votes or pairs: 0 while policy = reference. */
 function implicitMargin(loaded: LoadedModel, split: RlhfSplit, layout: PromptLayout): number {
@@ -264,12 +256,11 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const { home, runDir } = ctx;
   const t0 = performance.now();
   await fs.mkdir(runDir, { recursive: true });
-  const base = await resolveBase(home, p.base);
+  const base = await resolveBase(home, p.base, NO_POLICY);
 
   // Data from the feedback store.
-  const dbFile = path.join(home, 'teamllm.db');
-  if (!existsSync(dbFile)) throw new Error(`No feedback store at ${dbFile}: RLHF learns from answers users rated 👍/👎`);
-  const store = new SqliteStore(dbFile);
+  const store = ctx.store.open();
+  if (!store) throw new Error(`No feedback store at ${ctx.store.location}: RLHF learns from answers users rated 👍/👎`);
   const data = await rlhfData(store, { heldOutFraction: p.heldOutFraction, seed: p.heldOutSeed }).finally(() => store.close());
   const s = data.stats;
   log(`feedback: ${s.votes} rated answers (${s.up} 👍, ${s.down} 👎), ${s.pairs} pairs, ${s.questions} questions of which ${s.heldOutQuestions} held out`);
@@ -310,11 +301,11 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       : docs.every((d) => path.resolve(d).startsWith(SAMPLE_HANDBOOK))
         ? path.join(SAMPLE_HANDBOOK, 'questions.jsonl')
         : undefined);
-  let kb: LocalKnowledgeBase | undefined;
+  let kb: TrainingKnowledgeBase | undefined;
   let retriever = ctx.retriever;
   const qaQuestions = !p.skipQa && questionsFile ? (await readQaQuestions(questionsFile)).filter((q) => q.split === p.evalSplit) : [];
   if (qaQuestions.length && !retriever) {
-    kb = new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
+    kb = ctx.knowledgeBases.scratch(path.join(runDir, 'kb.sqlite'));
     await kb.addPaths(docs, { baseDir: commonParent(docs) });
     retriever = kb;
   }

@@ -197,7 +197,7 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     const episodes: Episode[] = [];
     const texts: { question: string; passages: RlhfPrompt['passages']; answer: string }[] = [];
     for (let i = 0; i < promptsPerStep; i++) {
-      if (order.length === 0) order = shuffle(o.prompts.length, rng);
+      if (order.length === 0) order = rng.permutation(o.prompts.length);
       const pi = order.pop()!;
       for (const a of sampleAnswers(model, encoded[pi]!, perPrompt, { maxTokens: o.layout.maxTokens, stopIds, rng })) {
         episodes.push({ prompt: encoded[pi]!, answer: a.tokens });
@@ -226,7 +226,7 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     let firstRatio = NaN;
     let last = { policyLoss: NaN, valueLoss: NaN, clipFraction: NaN, approxKl: NaN };
     for (let epoch = 0; epoch < epochs; epoch++) {
-      const idx = shuffle(episodes.length, rng);
+      const idx = rng.permutation(episodes.length);
       for (let s = 0; s + mb <= idx.length; s += mb) {
         const pick = idx.slice(s, s + mb);
         const stats = updateMinibatch(model, adapter, head, opt, rollout, pick, pad, { clip, clipValue, vfCoef, lr, gradClip });
@@ -260,15 +260,6 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   }
   opt.dispose();
   return { adapter, valueHead: head, history, status, ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}), ...(resumedFrom !== undefined ? { resumedFrom } : {}) };
-}
-
-function shuffle(n: number, rng: Random): number[] {
-  const p = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
 }
 
 /** Old log-probs (teacher forcing, the numbers the ratio is taken against), values and entropies. */

@@ -18,7 +18,7 @@ import { CharTokenizer, type Tokenizer } from '../../model/tokenizer/index.ts';
 import { Random, mixSeed } from '../../model/random.ts';
 import type { AnswerRecord, BotStore, Source } from '../../core/index.ts';
 import { AdamW } from '../adamw.ts';
-import { encodeQaPrompt } from '../sft/data.ts';
+import { encodeQaPrompt } from '../../model/qa-prompt.ts';
 import { collate } from '../sft/train.ts';
 import type { QaQuestion, QaRetriever } from '../eval/qa-eval.ts';
 import { answerText, sampleAnswers, stopIdsFor } from './policy.ts';

@@ -16,20 +16,19 @@ import { writeJsonAtomic } from '../../model/files.ts';
 import { AdapterSet } from '../../model/lora/serving.ts';
 import { AdapterStore } from '../../model/lora/store.ts';
 import { attachAdapterToVersion } from '../../model/lora/served-models.ts';
-import { LocalKnowledgeBase, knowledgeBaseFile } from '../../rag/index.ts';
+import type { KnowledgeBaseOpener } from '../../rag/knowledge-base-opener.ts';
 import { compareQa, evaluateQa, formatQaScores, containsGold, type QaComparison, type QaQuestion, type QaScores } from '../eval/qa-eval.ts';
-import { formatContext, type SftExample } from './data.ts';
+import { formatContext } from '../../model/qa-prompt.ts';
+import type { SftExample } from './data.ts';
 import { documentsFromPassages, generateQa, holdOutBySection, readDocuments, withRetrievedContext, type SourceDocument } from './qa-generator.ts';
 import { readGateQuestions } from './question-sets.ts';
 import { sft, type SftProgress, type SftResult } from './train.ts';
 import { latestCheckpoint } from '../checkpoint.ts';
+import { resolveBase } from '../base-model.ts';
+import { bool, int, list, num } from '../stages/stage-params.ts';
 
 const SAMPLE_HANDBOOK = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../examples/handbook');
 
-const bool = () => z.union([z.boolean(), z.enum(['true', 'false', 'yes', 'no', '1', '0'])]).transform((v) => v === true || v === 'true' || v === 'yes' || v === '1');
-const num = () => z.coerce.number().refine(Number.isFinite, 'must be a number');
-const int = () => z.coerce.number().int('must be a whole number').nonnegative();
-const list = () => z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
 
 /** Parameters of `/train sft key=value ...` (strings from chat or --set, or typed from code). */
 /** A progress event of the SFT job as a job's progress (the chat message, the CLI bar, the quickstart). */
@@ -120,6 +119,8 @@ export type SftJobParams = z.input<typeof SftJobParamsSchema>;
 export interface SftJobContext {
   home: string;
   runDir: string;
+  /** The home's knowledge base to learn from, or a scratch one in the run folder for `docs`. */
+  knowledgeBases: KnowledgeBaseOpener;
   signal?: AbortSignal;
   log?: (line: string) => void;
   progress?: (ev: SftProgress & { stage: 'sft' | 'evaluate' | 'prepare' }) => void;
@@ -154,28 +155,18 @@ function commonParent(paths: string[]): string {
   return out.join(path.sep) || path.sep;
 }
 
-export async function resolveBase(home: string, base: string | undefined): Promise<{ dir: string; version?: string }> {
-  const registry = new ModelRegistry(home);
-  if (base && !/^v\d+$/.test(base)) {
-    if (!existsSync(path.join(base, 'model.safetensors'))) throw new Error(`base "${base}" is neither a model version nor a model folder`);
-    return { dir: path.resolve(base) };
-  }
-  const version = base ?? (await registry.serving())?.version ?? (await registry.list()).at(-1)?.version;
-  if (!version) throw new Error('There is no base model to fine-tune: train one first (/train pretrain) or pass base=<model folder>');
-  if (!(await registry.get(version))) throw new Error(`No model version ${version}`);
-  return { dir: registry.dir(version), version };
-}
+/** What to do when there is no model to tune yet (the reward stage says the same). */
+export const NO_BASE_TO_TUNE = 'There is no base model to fine-tune: train one first (/train pretrain) or pass base=<model folder>';
 
 export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promise<SftJobResult> {
   const p = SftJobParamsSchema.parse(params);
   const log = ctx.log ?? (() => {});
   const { home, runDir } = ctx;
   await fs.mkdir(runDir, { recursive: true });
-  const base = await resolveBase(home, p.base);
+  const base = await resolveBase(home, p.base, NO_BASE_TO_TUNE);
   const homeCorpus = path.join(home, 'corpus');
   // No documents named: learn the ones in the knowledge base, retrieving from its passages (BM25; the job runs without Chroma).
-  const kbFile = knowledgeBaseFile(home, p.kb);
-  const homeKb = !p.docs && existsSync(kbFile) ? new LocalKnowledgeBase(kbFile, { name: p.kb ?? 'default' }) : undefined;
+  const homeKb = !p.docs && ctx.knowledgeBases.exists(p.kb) ? ctx.knowledgeBases.open(p.kb) : undefined;
   if (homeKb && homeKb.chunkCount === 0) homeKb.close();
   const fromKb = homeKb !== undefined && homeKb.chunkCount > 0;
   if (p.kb && !fromKb && !p.docs) throw new Error(`the knowledge base "${p.kb}" has no documents (add some with /kb add --kb ${p.kb}, or pass docs=)`);
@@ -192,7 +183,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
         : undefined);
 
   // Retrieval over the documents, as the bot does it (BM25; hybrid once an encoder is trained).
-  const kb = fromKb ? homeKb! : new LocalKnowledgeBase(path.join(runDir, 'kb.sqlite'));
+  const kb = fromKb ? homeKb! : ctx.knowledgeBases.scratch(path.join(runDir, 'kb.sqlite'));
   try {
     let documents: SourceDocument[];
     if (fromKb) {

@@ -20,8 +20,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Random } from '../../model/random.ts';
 import { loadDocument } from '../../rag/loaders.ts';
-import type { Passage, SftExample } from './data.ts';
+import type { Passage } from '../../model/qa-prompt.ts';
+import type { SftExample } from './data.ts';
 import { typedValues, type TypedValue } from '../../rag/typed-values.ts';
+import { CJK } from '../../model/text/cjk.ts';
 
 export type GeneratedKind = 'fact' | 'table' | 'definition' | 'heading';
 
@@ -55,7 +57,6 @@ export interface GenerateQaOptions {
   answerStyle?: 'span' | 'sentence';
 }
 
-const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
 interface Entity {
   start: number;
   end: number;
@@ -83,7 +84,7 @@ function questionWords(v: TypedValue): { en: string; zh: string } {
       return { en: 'what year', zh: '哪一年' };
     case 'count': {
       const unit = v.unit ?? '';
-      const en = /[\u3400-\u9fff]/.test(unit) ? 'how many' : `how many ${unit.replace(/^(day|week|month|year|hour|minute|second)$/, '$1s')}`;
+      const en = CJK.test(unit) ? 'how many' : `how many ${unit.replace(/^(day|week|month|year|hour|minute|second)$/, '$1s')}`;
       return { en, zh: ZH_COUNT_WORD.test(unit) ? `几${unit}` : '多少' };
     }
   }
@@ -272,11 +273,7 @@ export function generateQa(docs: SourceDocument[], options: GenerateQaOptions = 
     }
   }
   if (options.max !== undefined && out.length > options.max) {
-    const rng = new Random(options.seed ?? 7);
-    for (let i = out.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [out[i], out[j]] = [out[j]!, out[i]!];
-    }
+    new Random(options.seed ?? 7).shuffle(out);
     out.length = options.max;
   }
   return out;
@@ -407,13 +404,7 @@ export function holdOutBySection(items: GeneratedQa[], options: HoldOutOptions =
   let heldOut = items.filter((q) => held.has(sectionOf(q)));
   const max = options.maxQuestions ?? 50;
   if (heldOut.length > max) {
-    const rng = new Random(seed);
-    heldOut = [...heldOut];
-    for (let i = heldOut.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [heldOut[i], heldOut[j]] = [heldOut[j]!, heldOut[i]!];
-    }
-    heldOut = heldOut.slice(0, max);
+    heldOut = new Random(seed).shuffle([...heldOut]).slice(0, max);
   }
   return { train, heldOut };
 }
@@ -452,10 +443,7 @@ export async function withRetrievedContext(items: GeneratedQa[], kb: PassageSear
       passages = [q.evidence];
       const others = sections.filter((s) => s !== q.evidence);
       while (passages.length < k && others.length) passages.push(others.splice(rng.int(others.length), 1)[0]!);
-      for (let i = passages.length - 1; i > 0; i--) {
-        const j = rng.int(i + 1);
-        [passages[i], passages[j]] = [passages[j]!, passages[i]!];
-      }
+      rng.shuffle(passages);
     }
     out.push({
       messages: [

@@ -6,7 +6,7 @@
  */
 import type { RatedAnswer, Source } from '../../core/index.ts';
 import { CandidateAnswerer, directAnswerOf, directAnswerText, type CandidateKnowledgeBase, type CandidateScorer } from '../../rag/candidate-answerer.ts';
-import { isChinese } from '../../rag/text-features.ts';
+import { hasCjk } from '../../model/text/cjk.ts';
 import { DEFAULT_SELECTOR, selectorAccuracy, trainSelector, type SelectorGroup, type SelectorWeights } from '../../rag/answer-selector.ts';
 import { answerTokens } from '../eval/qa-eval.ts';
 
@@ -101,7 +101,7 @@ export async function voteGroups(rated: RatedAnswer[], options: SelectorDataOpti
       const { question, passages } = r.answer;
       const pool = await answerer.rank({ question, history: [] }, passages);
       const given = bare(directAnswerOf(r.answer.output));
-      const zh = isChinese(question);
+      const zh = hasCjk(question);
       const chosen = pool.findIndex((c) => bare(directAnswerText(c.text, zh)) === given);
       if (chosen < 0 || pool.length < 2) out.skipped.notCandidates++;
       else

@@ -129,17 +129,8 @@ interface SftState extends TrainerState {
 }
 
 /** Seeded permutation of 0..n-1 for one epoch. */
-function permutation(n: number, seed: number, epoch: number): Uint32Array {
-  const p = new Uint32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  const rng = new Random(mixSeed(seed, 31, epoch));
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = p[i]!;
-    p[i] = p[j]!;
-    p[j] = t;
-  }
-  return p;
+function permutation(n: number, seed: number, epoch: number): number[] {
+  return new Random(mixSeed(seed, 31, epoch)).permutation(n);
 }
 
 /** Pads examples to one [B, T] batch: inputs padded with `pad`, targets with -1. */
@@ -283,7 +274,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const schedule = { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps };
   const names = adapter.paramNames;
   const metrics = await fs.open(path.join(runDir, 'metrics.jsonl'), 'a');
-  const perms = new Map<number, Uint32Array>();
+  const perms = new Map<number, number[]>();
   const exampleAt = (i: number): Encoded => {
     const epoch = Math.floor(i / train.length);
     let p = perms.get(epoch);

@@ -1,14 +1,14 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
-import { SqliteStore } from '../../core/sqlite-store.ts';
 import { initBackend, parseBackendName } from '../../model/backend.ts';
 import { rewardData } from '../feedback-datasets.ts';
 import type { RunStage } from '../jobs/stage.ts';
 import { DEFAULT_GATE } from '../reward/metrics.ts';
 import { rewardDir, setCurrentRewardModel } from '../reward/store.ts';
 import { trainRewardModel } from '../reward/train.ts';
-import { resolveBase } from '../sft/pipeline.ts';
+import { resolveBase } from '../base-model.ts';
+import { NO_BASE_TO_TUNE } from '../sft/pipeline.ts';
 import { int, num, parseStageParams } from './stage-params.ts';
 
 /** Least feedback a reward model is trained on: answers with a net vote, and of each kind. */
@@ -23,7 +23,8 @@ export const MIN_EACH = 20;
  * is better than chance there (the gate). It checkpoints every 50 steps and when stopped; a resumed
  * job (or a rerun in the same run folder) continues from the newest checkpoint.
  */
-export const runStage: RunStage = async ({ params, home, runDir, resume, signal, progress, log }) => {
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, runDir, resume, signal, progress, log } = ctx;
   const p = parseStageParams('reward', params, {
     base: z.string().optional(),
     name: z.string().optional(),
@@ -50,9 +51,8 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
   });
   if (p.backend) await initBackend(parseBackendName(p.backend));
   const heldOut = p.heldOut ?? 0.2;
-  const dbFile = join(home, 'teamllm.db');
-  if (!existsSync(dbFile)) throw new Error(`reward: no feedback recorded yet (no ${dbFile}); users rate answers with 👍/👎 first`);
-  const store = new SqliteStore(dbFile);
+  const store = ctx.store.open();
+  if (!store) throw new Error(`reward: no feedback recorded yet (no ${ctx.store.location}); users rate answers with 👍/👎 first`);
   const data = await rewardData(store, { heldOutFraction: heldOut, seed: p.seed ?? 0, ...(p.anonymousVotes === 'false' ? { anonymousVotes: false } : {}) }).finally(() => store.close());
   const s = data.stats;
   const minVotes = Math.max(p.minVotes ?? MIN_VOTES, Math.ceil(DEFAULT_GATE.minHeldOutVotes / heldOut));
@@ -74,7 +74,7 @@ export const runStage: RunStage = async ({ params, home, runDir, resume, signal,
   }
   log(`feedback: ${have}; held out ${s.heldOutQuestions} questions (${h.votes.length} votes, ${h.pairs.length} pairs)`);
 
-  const base = await resolveBase(home, p.base);
+  const base = await resolveBase(home, p.base, NO_BASE_TO_TUNE);
   // Run folders are named <job>-<kind> ("7-reward"): the default name is "<base>-reward-<job>".
   const name = p.name ?? `${base.version ?? 'base'}-reward-${basename(runDir).replace(/-reward$/, '')}`.replace(/[^\w.-]/g, '-');
   const outDir = rewardDir(home, name);

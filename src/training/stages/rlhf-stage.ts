@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunStage } from '../jobs/stage.ts';
+import { parseStageParamsWith } from './stage-params.ts';
 import { RlhfJobParamsSchema, runRlhfJob } from '../rlhf/pipeline.ts';
 
 /**
@@ -9,17 +10,14 @@ import { RlhfJobParamsSchema, runRlhfJob } from '../rlhf/pipeline.ts';
  * the reward model, or KTO / DPO straight from the votes — and promotes the result only when the
  * gate passes (reward up, KL under the bound, QA not worse); the report says why otherwise.
  */
-export const runStage: RunStage = async ({ params, home, runDir, resume, signal, progress, log }) => {
-  const parsed = RlhfJobParamsSchema.safeParse(params);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) =>
-      i.code === 'unrecognized_keys' ? `unknown parameter${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${Object.keys(RlhfJobParamsSchema.shape).join(', ')})` : `${i.path.join('.')}: ${i.message}`,
-    );
-    throw new Error(`rlhf: ${problems.join('; ')}`);
-  }
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, runDir, resume, signal, progress, log } = ctx;
+  parseStageParamsWith('rlhf', params, RlhfJobParamsSchema);
   if (resume && !existsSync(join(runDir, 'checkpoints'))) log('resume: no RLHF checkpoint in this run yet; training from the start');
   const r = await runRlhfJob(params, {
     home,
+    store: ctx.store,
+    knowledgeBases: ctx.knowledgeBases,
     runDir,
     signal,
     log,

@@ -1,7 +1,5 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { SqliteStore } from '../../core/sqlite-store.ts';
 import { LoadedModel } from '../../model/loaded-model.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
 import { ModelRegistry } from '../../model/registry.ts';
@@ -9,8 +7,6 @@ import { answerSettings } from '../../app/answer-settings.ts';
 import { ModelCandidateScorer, SELECTOR_FILE } from '../../app/model-candidate-scorer.ts';
 import { DEFAULT_SELECTOR, selectorAccuracy, trainSelector, type SelectorGroup, type SelectorWeights } from '../../rag/answer-selector.ts';
 import { LocalEmbeddings } from '../../rag/local-embeddings.ts';
-import { LocalKnowledgeBase } from '../../rag/local-knowledge-base.ts';
-import { knowledgeBaseFile } from '../../rag/open-knowledge-base.ts';
 import { isHeldOutQuestion, questionKey, votedAnswers } from '../feedback-datasets.ts';
 import type { RunStage, StageResult } from '../jobs/stage.ts';
 import { documentsFromPassages, generateQa } from '../sft/qa-generator.ts';
@@ -36,7 +32,8 @@ export const MIN_SELECTOR_VOTES = 20;
  * Retrieval for the generated questions is BM25 (the job runs without Chroma); every candidate's
  * features, the encoder's cosine and the model's score included, are computed as when serving.
  */
-export const runStage: RunStage = async ({ params, home, signal, progress, log }) => {
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, signal, progress, log } = ctx;
   const p = parseStageParams('selector', params, {
     base: z.string().regex(/^v\d+$/, 'a model version (v3)').optional(),
     questions: int().optional(),
@@ -51,14 +48,13 @@ export const runStage: RunStage = async ({ params, home, signal, progress, log }
   const version = p.base ?? (await registry.serving())?.version;
   if (!version) throw new Error('selector: no model is serving: the selector chooses among answers for a model (train or import one first)');
   if (!(await registry.get(version))) throw new Error(`selector: no model version ${version}`);
-  const dbFile = join(home, 'teamllm.db');
-  if (!existsSync(dbFile)) throw new Error(`selector: no feedback recorded yet (no ${dbFile}); users rate answers with 👍/👎 first`);
-  const store = new SqliteStore(dbFile);
+  const store = ctx.store.open();
+  if (!store) throw new Error(`selector: no feedback recorded yet (no ${ctx.store.location}); users rate answers with 👍/👎 first`);
   const rated = await votedAnswers(store).finally(() => store.close());
   const minVotes = p.minVotes ?? MIN_SELECTOR_VOTES;
   if (rated.length < minVotes) throw new Error(`selector: too little feedback: ${rated.length} answers with a net vote; it needs ${minVotes} (👍/👎 on the bot's answers)`);
 
-  const kb = new LocalKnowledgeBase(knowledgeBaseFile(home));
+  const kb = ctx.knowledgeBases.open();
   const model = await LoadedModel.load(registry.dir(version), version);
   try {
     const scorer = new ModelCandidateScorer(model, answerSettings(model));

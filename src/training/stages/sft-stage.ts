@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { RunStage } from '../jobs/stage.ts';
+import { parseStageParamsWith } from './stage-params.ts';
 import { runSftJob, sftJobProgress, SftJobParamsSchema } from '../sft/pipeline.ts';
 
 /**
@@ -10,16 +11,12 @@ import { runSftJob, sftJobProgress, SftJobParamsSchema } from '../sft/pipeline.t
  * comparison is the evaluation gate, and the job runner's one promotion rule (src/app/job-promotion.ts)
  * promotes it when the gate passed and its base is serving — the pipeline itself promotes nothing here.
  */
-export const runStage: RunStage = async ({ params, home, runDir, signal, progress, log }) => {
-  const parsed = SftJobParamsSchema.safeParse(params);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) =>
-      i.code === 'unrecognized_keys' ? `unknown parameter${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${Object.keys(SftJobParamsSchema.shape).join(', ')})` : `${i.path.join('.')}: ${i.message}`,
-    );
-    throw new Error(`sft: ${problems.join('; ')}`);
-  }
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, runDir, signal, progress, log } = ctx;
+  parseStageParamsWith('sft', params, SftJobParamsSchema);
   const result = await runSftJob({ ...params, promote: 'never' }, {
     home,
+    knowledgeBases: ctx.knowledgeBases,
     runDir,
     signal,
     log,
