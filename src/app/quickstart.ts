@@ -46,7 +46,7 @@ import type { Config } from './config.ts';
 import { loadSampleKnowledgeBase, SAMPLE_KB_DIR } from './sample-kb.ts';
 
 /** Bump when the code of a stage changes what it produces (part of the cache key). */
-const PIPELINE_VERSION = 3;
+const PIPELINE_VERSION = 4;
 
 const PretrainRecipe = z
   .object({

@@ -15,6 +15,7 @@
 import type { Source } from '../core/index.ts';
 import { questionIntent, type QuestionIntent } from './question-intent.ts';
 import { searchTerms } from './search-terms.ts';
+import { unwrapMarkdown } from './markdown-lines.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { typedValues, type TypedValue } from './typed-values.ts';
 
@@ -99,32 +100,10 @@ function tableCells(line: string): string[] | undefined {
 
 const SENTENCE_SPLIT = /(?<=[.!?。！？；;])\s*(?=\S)/u;
 
-const BLOCK_START = /^\s*(?:#{1,6}\s|>|[-*+]\s|\d+[.)]\s|\|)/;
-
-/**
- * Markdown lines as blocks: a hard-wrapped paragraph or list item continues on lines that start no
- * block of their own, and is one text (a sentence, or a link, may run over the line break).
- */
-function blockLines(text: string): string[] {
-  const out: string[] = [];
-  let open = false;
-  for (const line of text.split(/\r?\n/)) {
-    if (!line.trim()) {
-      open = false;
-      continue;
-    }
-    if (open && !BLOCK_START.test(line)) out[out.length - 1] += ` ${line.trim()}`;
-    else out.push(line);
-    // Headings and table rows end where their line ends.
-    open = !/^\s*(?:#{1,6}\s|\|)/.test(line) || (open && !BLOCK_START.test(line));
-  }
-  return out;
-}
-
 /** A passage's units in reading order: sentences, list items, table rows with their header. */
 export function answerUnits(text: string): string[] {
   const out: string[] = [];
-  const lines = blockLines(text);
+  const lines = unwrapMarkdown(text).split('\n');
   let header: string[] | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;

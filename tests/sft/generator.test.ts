@@ -24,6 +24,18 @@ describe('QA generator', () => {
     expect(qa.find((x) => x.lang === 'zh' && x.answer === '6 天')?.question).toBe('应届毕业生入职当年享有几天福利年假？');
   });
 
+  it('reads a hard-wrapped paragraph as one text (handbooks wrapped at 80 columns), code blocks untouched', () => {
+    const wrapped = generateQa([
+      {
+        source: 'transit.md',
+        text: '# Transit\n\n## Subsidy\n\nAll employees who take public transit to work are eligible for a transit\nsubsidy of up to $325 per month. Enroll through the\n[benefits portal](https://x.example).\n\n```\nkeep\nthese lines\n```\n',
+      },
+    ]);
+    const fact = wrapped.find((q) => q.answer === '$325 per month');
+    expect(fact?.sentence).toBe('All employees who take public transit to work are eligible for a transit subsidy of up to $325 per month.');
+    expect(wrapped.every((q) => !q.sentence.includes('keep these lines'))).toBe(true);
+  });
+
   it('asks for table cells, definitions and headings', () => {
     expect(find('What is the annual leave for 5–9 years?')).toMatchObject({ answer: '26 days', kind: 'table' });
     expect(find('满 1 年不满 10 年的合计是多少？')).toMatchObject({ answer: '12 天', kind: 'table' });

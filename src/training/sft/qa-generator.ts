@@ -20,6 +20,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Random } from '../../model/random.ts';
 import { loadDocument } from '../../rag/loaders.ts';
+import { unwrapMarkdown } from '../../rag/markdown-lines.ts';
 import type { Passage } from '../../model/qa-prompt.ts';
 import type { SftExample } from './data.ts';
 import { typedValues, type TypedValue } from '../../rag/typed-values.ts';
@@ -152,7 +153,8 @@ function sectionsOf(doc: SourceDocument): Section[] {
     current.body = current.lines.join('\n').trim();
     if (current.body) sections.push(current);
   };
-  for (const line of doc.text.split(/\r?\n/)) {
+  // Hard-wrapped paragraphs as one line each: facts are read a line at a time.
+  for (const line of unwrapMarkdown(doc.text).split('\n')) {
     if (/^\s*(```|~~~)/.test(line)) inFence = !inFence;
     const h = inFence ? null : /^(#{1,6})\s+(.+?)\s*#*\s*$/.exec(line);
     if (h) {
