@@ -3,8 +3,11 @@
  * Builds the optional native backend (native/src/*.cc -> native/build/teamllm_native.node).
  *
  * Run by `npm install` (package.json `install`) and by hand: `node scripts/build-native.mjs`.
- * It NEVER fails the install: whatever goes wrong, it prints one line saying why and exits 0,
+ * It does not fail the install: whatever goes wrong, it prints one line saying why and exits 0,
  * and teamllm then runs on its wasm backend. Compiler output goes to native/build/build.log.
+ * The one exception is this project's own CI (CI=true, and not installed as a dependency under
+ * node_modules): .ci/run installs the compiler and OpenBLAS, so a build that fails there is a bug
+ * and exits 1 (TEAMLLM_NATIVE_BUILD=0 still skips it on purpose).
  *
  * Why not node-gyp: node-gyp downloads Node's headers unless told where they are, needs Python,
  * and npm runs it implicitly for any package with a root binding.gyp (which must not happen here:
@@ -13,6 +16,7 @@
  *
  * Environment:
  *   TEAMLLM_NATIVE_BUILD=0   skip the build (and remove an earlier one: teamllm runs on wasm)
+ *   CI=true                  a failed build exits 1 (see above)
  *   CXX                      the C++ compiler (default g++, then c++, then clang++)
  *   TEAMLLM_NATIVE_MARCH     -march value (default "native": the build machine's own CPU; the
  *                            loader refuses a build made for a CPU with features this one lacks)
@@ -31,10 +35,12 @@ const buildDir = path.join(root, 'native', 'build');
 const output = path.join(buildDir, 'teamllm_native.node');
 const logFile = path.join(buildDir, 'build.log');
 const PREFIX = 'teamllm native backend:';
+/** This project's CI, where the build must succeed (a package installed under node_modules never fails its user's install). */
+const strict = process.env.CI === 'true' && !root.split(path.sep).includes('node_modules');
 
 let log = '';
 
-function done(line) {
+function done(line, code = 0) {
   console.log(`${PREFIX} ${line}`);
   try {
     mkdirSync(buildDir, { recursive: true });
@@ -42,16 +48,21 @@ function done(line) {
   } catch {
     // the one line above is what matters
   }
-  process.exit(0);
+  process.exit(code);
 }
 
-function skip(reason) {
+/** `failed`: something went wrong (exit 1 under CI=true); otherwise the build was skipped on purpose. */
+function skip(reason, failed = true) {
   // An addon left from an earlier build would not match these sources: remove it, so that what
   // this line says (wasm) is what happens.
   try {
     rmSync(output, { force: true });
   } catch {
     // nothing to remove
+  }
+  if (failed && strict) {
+    console.error(`${PREFIX} CI=true requires the native backend (.ci/run installs g++ and libopenblas-dev); failing the install.`);
+    done(`not built (${reason}). Details: native/build/build.log`, 1);
   }
   done(`not built (${reason}); teamllm will use the wasm backend. Details: native/build/build.log`);
 }
@@ -136,7 +147,7 @@ function run(cmd, args) {
 
 async function main() {
   const flag = (process.env.TEAMLLM_NATIVE_BUILD ?? '').toLowerCase();
-  if (['0', 'false', 'no', 'off', 'skip'].includes(flag)) skip('TEAMLLM_NATIVE_BUILD is off');
+  if (['0', 'false', 'no', 'off', 'skip'].includes(flag)) skip('TEAMLLM_NATIVE_BUILD is off', false);
   if (process.platform === 'win32') skip('Windows builds are not supported');
   if (!existsSync(srcDir)) skip('native/src is missing');
 

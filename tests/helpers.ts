@@ -10,6 +10,7 @@ export class ScriptedAnswerer implements Answerer {
   readonly requests: AnswerRequest[] = [];
   /** The direct answer `done` names, when set. */
   direct: string | undefined;
+  private held: Promise<void> | undefined;
   constructor(
     public tokens: string[] = ['You get ', '25 days ', 'of leave.'],
     public sources: Source[] = [SAMPLE_SOURCE],
@@ -17,8 +18,23 @@ export class ScriptedAnswerer implements Answerer {
     public failWith?: Error,
   ) {}
 
+  /**
+   * Holds every answer, once asked (in `requests`), before its first event until the returned
+   * function is called: what a test observes meanwhile happened before the answer, whatever the
+   * machine's speed.
+   */
+  hold(): () => void {
+    let release!: () => void;
+    this.held = new Promise((resolve) => (release = resolve));
+    return () => {
+      this.held = undefined;
+      release();
+    };
+  }
+
   async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
     this.requests.push(request);
+    if (this.held) await this.held;
     yield { type: 'sources', sources: this.sources };
     for (const text of this.tokens) {
       if (this.tokenDelayMs) await new Promise((r) => setTimeout(r, this.tokenDelayMs));

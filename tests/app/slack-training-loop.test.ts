@@ -117,13 +117,16 @@ describe('the training loop from Slack', () => {
     await waitFor(async () => (await runtime.store.findAnswerByReply('slack', (answerMessage(q2.ts).reply as { ts: string }).ts)) !== undefined, 15_000);
     expect(await runtime.store.findAnswerByReply('slack', (answerMessage(q2.ts).reply as { ts: string }).ts)).toMatchObject({ modelName: 'teamllm', modelVersion: 'v1' });
 
-    // Fine-tune it: evaluated against the serving v1 on held-out questions; the gate decides.
-    const sft = await mention('UADMIN', `/train sft questions=${questions} maxIters=3 batchSize=4 rank=2 alpha=4 answerTokens=4 k=1 maxContextTokens=160 generateMax=24 evalInterval=3`, /— (succeeded|failed)/, 120_000);
+    // Fine-tune it: evaluated against the serving v1 on held-out questions; the gate decides. With
+    // answerTokens=0 both models answer the held-out questions with nothing, so the adapter cannot
+    // beat its base whatever the training did: the gate refuses it and v1 keeps serving. (A passed
+    // gate's promotion message and the rollback from v2 are tests/app/promotion.test.ts's.)
+    const sft = await mention('UADMIN', `/train sft questions=${questions} maxIters=3 batchSize=4 rank=2 alpha=4 answerTokens=0 k=1 maxContextTokens=160 generateMax=24 evalInterval=3`, /— (succeeded|failed)/, 120_000);
     const sftFinal = sft.texts.filter((t) => /Job #2 sft/.test(t)).at(-1)!;
     expect(sftFinal).toMatch(/— succeeded/);
-    expect(sftFinal).toMatch(/Evaluation \(before → after\): .*exactMatch [\d.]+ → [\d.]+, f1 [\d.]+ → [\d.]+, containsGold [\d.]+ → [\d.]+/);
-    const gatePassed = /Evaluation gate: ✅ passed/.test(sftFinal);
-    expect(sftFinal).toMatch(gatePassed ? /Promoted v2 \(was v1; \/model rollback returns to it\): it passed the evaluation gate against v1/ : /Evaluation gate: ❌ not passed/);
+    expect(sftFinal).toMatch(/Evaluation \(before → after\): .*exactMatch 0 → 0, f1 0 → 0, containsGold 0 → 0/);
+    expect(sftFinal).toMatch(/Evaluation gate: ❌ not passed — The fine-tuned model does NOT beat its base on the 6 held-out questions \(f1 0\.0% → 0\.0%\): it is not promoted\./);
+    expect(sftFinal).not.toMatch(/Promoted v2/);
     await waitFor(() => slack.callsTo('files.completeUploadExternal').length === 2);
 
     // /train reward with one vote: a clear refusal in the job's message.
@@ -135,24 +138,23 @@ describe('the training loop from Slack', () => {
     const sim = await simulateFeedback(runtime.store, syntheticFacts(40), new SimulatedUsers({ seed: 5 }), { answersPerQuestion: 3, distractors: 0 });
     expect(sim.up).toBeGreaterThan(20);
     expect(sim.down).toBeGreaterThan(20);
-    const reward = await mention('UADMIN', '/train reward maxIters=4 batchSize=8 evalInterval=4 rank=2', /— (succeeded|failed)/, 150_000);
+    // The gate's bar is set above any possible score (an accuracy or AUC over 1), so that the
+    // outcome does not hang on four steps of a tiny model: refused, and the message says so.
+    const reward = await mention('UADMIN', '/train reward maxIters=4 batchSize=8 evalInterval=4 rank=2 minAccuracy=1.01 minAuc=1.01', /— (succeeded|failed)/, 150_000);
     const rewardFinal = reward.texts.at(-1)!;
     expect(rewardFinal).toMatch(/Job #\d+ reward \(maxIters=4.*\) — succeeded/);
     expect(rewardFinal).toMatch(/held-out pair accuracy [\d.]+%, vote AUC [\d.]+/);
-    // Four steps on a tiny model rarely beat chance; either way the message says what happens to it.
-    const rewardGate = /Evaluation gate: ✅ passed/.test(rewardFinal);
-    expect(rewardFinal).toMatch(rewardGate ? /is now the one RLHF uses/ : /Evaluation gate: ❌ not passed/);
-    if (!rewardGate) expect(rewardFinal).toMatch(/is not used: it is no better than chance on held-out questions/);
+    expect(rewardFinal).toMatch(/Evaluation gate: ❌ not passed/);
+    expect(rewardFinal).toMatch(/Reward model "v1-reward-\d+" is not used: it is no better than chance on held-out questions/);
+    expect(rewardFinal).not.toMatch(/is now the one RLHF uses/);
     await waitFor(() => slack.callsTo('files.completeUploadExternal').length === 3);
 
-    const serving = gatePassed ? 'v2' : 'v1';
-    expect(runtime.bot.serving.model.version).toBe(serving);
+    expect(runtime.bot.serving.model.version).toBe('v1');
     const q3 = await mention('U1', 'Who approves expenses?', /./);
     await waitFor(async () => (await runtime.store.findAnswerByReply('slack', (answerMessage(q3.ts).reply as { ts: string }).ts)) !== undefined, 15_000);
-    expect(await runtime.store.findAnswerByReply('slack', (answerMessage(q3.ts).reply as { ts: string }).ts)).toMatchObject({ modelVersion: serving });
+    expect(await runtime.store.findAnswerByReply('slack', (answerMessage(q3.ts).reply as { ts: string }).ts)).toMatchObject({ modelVersion: 'v1' });
 
     // Rollback, down to retrieval-only answers.
-    if (gatePassed) expect((await mention('UADMIN', '/model rollback', /Rolled back/)).texts.at(-1)).toBe('Rolled back: answering with v1 again (was v2).');
     expect((await mention('UADMIN', '/model rollback', /Rolled back/)).texts.at(-1)).toMatch(/no model version serves now \(was v1\)/);
     expect(runtime.bot.serving.model.kind).toBe('retrieval-only');
 

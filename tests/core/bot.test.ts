@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdminList, Bot } from '../../src/core/index.ts';
 import { SqliteStore } from '../../src/core/sqlite-store.ts';
-import { makeBot, message, RecordingTarget, ScriptedAnswerer } from '../helpers.ts';
+import { makeBot, message, RecordingTarget, ScriptedAnswerer, waitFor } from '../helpers.ts';
 
 describe('Bot answering', () => {
   it('posts a placeholder, streams, and finishes with sources and an answer id that is stored', async () => {
@@ -109,7 +109,7 @@ describe('Bot answering', () => {
     const { bot } = makeBot({ answerer: slow });
     const t1 = new RecordingTarget();
     const inFlight = bot.handle(message(), t1);
-    await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => slow.requests.length === 1);
     const fresh = new ScriptedAnswerer(['new answer']);
     bot.setAnswerer(fresh);
     const t2 = new RecordingTarget();
@@ -120,10 +120,10 @@ describe('Bot answering', () => {
   });
 
   it('drains answers in flight on close and refuses new work', async () => {
-    const { bot } = makeBot({ answerer: new ScriptedAnswerer(['a', 'b', 'c'], undefined, 20) });
+    const { bot, answerer } = makeBot({ answerer: new ScriptedAnswerer(['a', 'b', 'c'], undefined, 20) });
     const target = new RecordingTarget();
     const inFlight = bot.handle(message(), target);
-    await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => answerer.requests.length === 1);
     await bot.close(5000);
     expect((await inFlight).outcome).toBe('answered');
     expect((await bot.handle(message(), new RecordingTarget())).outcome).toBe('shutting_down');

@@ -45,6 +45,8 @@ export const MAX_CARD_CONTENT_BYTES = 30 * 1024;
 
 export class FakeFeishu {
   readonly requests: RecordedRequest[] = [];
+  /** How many of `requests` have been answered (a stalled one only after its stall). */
+  answered = 0;
   readonly cards: PostedCard[] = [];
   readonly images: UploadedImage[] = [];
   readonly botOpenId = 'ou_bot_0000000001';
@@ -83,6 +85,7 @@ export class FakeFeishu {
           const [status, answer] = this.answer(request);
           res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
           res.end(JSON.stringify(answer));
+          this.answered++;
         }, stall?.ms ?? 0);
       });
     });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tf, useBackend as useTestBackend, tinyModel, tinyConfig, randomIds } from '../model/helpers.ts';
 import { initBackend } from '../../src/model/backend.ts';
-import { loadNativeBackend } from '../../src/model/native/index.ts';
+import { nativeReady } from '../native/helpers.ts';
 import { GPT } from '../../src/model/gpt.ts';
 import { Random } from '../../src/model/random.ts';
 import { LoadedModel } from '../../src/model/loaded-model.ts';
@@ -12,8 +12,8 @@ import { CharTokenizer } from '../../src/model/tokenizer/index.ts';
 import { AdamW } from '../../src/training/adamw.ts';
 import { AdapterSet, AdapterStore, LoraAdapter, modelFingerprint, parseLoraTargets, resolveLoraConfig } from '../../src/model/lora/index.ts';
 
-/** The native OpenBLAS backend joins the backends under test where its addon is built. */
-const hasNative = (await loadNativeBackend()).ok;
+/** The native OpenBLAS backend joins the backends under test where its addon is built (always under CI=true). */
+const hasNative = (await nativeReady()).ok;
 const BACKENDS = ['cpu', 'wasm', ...(hasNative ? ['native' as const] : [])] as const;
 type TestBackend = 'cpu' | 'wasm' | 'native';
 async function useBackend(name: TestBackend): Promise<void> {

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { tf, useBackend, tinyModel, tinyConfig, randomIds } from '../model/helpers.ts';
 import { GPT } from '../../src/model/gpt.ts';
 import { Random } from '../../src/model/random.ts';
@@ -60,7 +60,10 @@ describe('serving LoRA versions over one base', () => {
   it('switches among the adapters of one base without reading the base again, with the merged logits', async () => {
     await useBackend('cpu');
     const { registry, expected } = await homeWithVersions('switch');
-    // The delay must outlast a promotion's own work on a loaded machine (10 ms did not in CI).
+    // The disposal timers run on a fake clock, moved by hand: "before the delay" and "after it" do
+    // not depend on how fast the machine does a promotion's own work.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    onTestFinished(() => void vi.useRealTimers());
     const delay = 500;
     const served = new ServedModels(registry, { disposeAfterMs: delay });
     const v1 = (await served.activate('v1'))!;
@@ -78,14 +81,14 @@ describe('serving LoRA versions over one base', () => {
     expect(served.loads).toBe(1);
     expect(served.loadedAdapters().sort()).toEqual(['v2', 'v3']);
     // v2 stopped serving: its merged copy is freed after the delay; v3's (serving) stays usable.
-    await new Promise((r) => setTimeout(r, delay + 200));
+    vi.advanceTimersByTime(delay);
     const v3 = served.serving!;
     expect(maxDiff(logits(v3.model.gpt), expected.v3!)).toBeLessThan(1e-4);
     // Nothing serving: the base is freed after the delay; promoted again before that, it is taken back.
     await served.activate(null);
     expect((await served.activate('v2'))!.reloaded).toBe(false);
     await served.activate(null);
-    await new Promise((r) => setTimeout(r, delay + 200));
+    vi.advanceTimersByTime(delay);
     expect((await served.activate('v2'))!.reloaded).toBe(true);
     expect(served.loads).toBe(2);
     served.close();

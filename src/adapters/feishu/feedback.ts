@@ -87,7 +87,10 @@ export class Feedback {
   private async recordReaction(messageId: string, userId: string, value: Vote | 0, emojiVote: Vote): Promise<void> {
     // A removed reaction withdraws only the vote it gave, not a different one clicked since.
     const result = await this.deps.bot.voteOnReply('feishu', messageId, userId, value, undefined, value === 0 ? emojiVote : undefined);
-    if (!result?.ok) return; // a reaction on some other message
+    if (!result?.ok) {
+      this.deps.logger.debug({ messageId }, 'Feishu reaction on a message that is not an answer; ignored');
+      return;
+    }
     this.deps.logger.info({ answerId: result.answerId, vote: value, via: 'reaction' }, 'Feishu vote recorded');
     const posted = this.deps.answers.get(result.answerId);
     if (!posted) return;

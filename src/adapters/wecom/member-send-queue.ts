@@ -33,11 +33,15 @@ interface MemberState {
   running: boolean;
 }
 
-export interface MemberSendQueueOptions {
+/** Where the queue reads the time and waits for a window to pass. */
+export interface SendClock {
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+export interface MemberSendQueueOptions extends Partial<SendClock> {
   limits?: SendLimit[];
   maxBytes?: number;
-  now?: () => number;
-  sleep?: (ms: number) => Promise<void>;
   logger: Logger;
 }
 

@@ -1,6 +1,6 @@
 import type { Logger, ReplyContent, Vote } from '../../core/index.ts';
 import type { WecomApiClient } from './api-client.ts';
-import { MemberSendQueue, type Outgoing, type SendLimit } from './member-send-queue.ts';
+import { MemberSendQueue, type Outgoing, type SendClock, type SendLimit } from './member-send-queue.ts';
 import { feedbackCard, formatAnswer, modelLine, textMessages, type WecomFormat } from './message-format.ts';
 
 export interface WecomMessengerOptions {
@@ -9,6 +9,8 @@ export interface WecomMessengerOptions {
   format: WecomFormat;
   logger: Logger;
   memberLimits?: SendLimit[];
+  /** The per-member queue's clock (tests pace it by hand); default Date.now and setTimeout. */
+  sendClock?: SendClock;
 }
 
 /** Everything the adapter sends to a member, paced per member by one queue. */
@@ -19,6 +21,7 @@ export class WecomMessenger {
     this.queue = new MemberSendQueue((user, message) => this.sendNow(user, message), {
       logger: options.logger,
       ...(options.memberLimits ? { limits: options.memberLimits } : {}),
+      ...(options.sendClock ? { now: options.sendClock.now, sleep: options.sendClock.sleep } : {}),
     });
   }
 

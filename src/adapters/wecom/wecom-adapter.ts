@@ -6,7 +6,7 @@ import { TrustedProxies } from '../http/client-address.ts';
 import { WecomApiClient } from './api-client.ts';
 import { CallbackRejected, openCallback, type CallbackSecrets } from './callback-crypto.ts';
 import { MalformedXml, parseEnvelope, parseInbound, type WecomInbound } from './callback-xml.ts';
-import type { SendLimit } from './member-send-queue.ts';
+import type { SendClock, SendLimit } from './member-send-queue.ts';
 import { actionValue, parseButtonKey, type WecomFormat } from './message-format.ts';
 import { WecomMessenger } from './messenger.ts';
 import { WecomReplyTarget } from './reply-target.ts';
@@ -26,6 +26,8 @@ export interface WecomAdapterOptions {
   stopGraceMs?: number;
   /** The clock callbacks' timestamps are checked against (tests move it). */
   now?: () => number;
+  /** The clock of the per-member send limits (tests pace it by hand). */
+  sendClock?: SendClock;
 }
 
 const REFUSAL_STATUS = { bad_signature: 401, undecryptable: 400, wrong_receive_id: 403, stale_timestamp: 401 } as const;
@@ -61,6 +63,7 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
     format: options.format ?? (ctx.env.WECOM_MESSAGE_FORMAT === 'text' ? 'text' : 'markdown'),
     logger: log,
     ...(options.memberLimits ? { memberLimits: options.memberLimits } : {}),
+    ...(options.sendClock ? { sendClock: options.sendClock } : {}),
   });
   const lastAnswers = new LastAnswers(options.voteReplyWindowMs);
   const handledIds = new RecentIds();
