@@ -235,6 +235,8 @@ function nearness(text: string, v: TypedValue, query: string[]): number {
   return best;
 }
 
+const TOTAL_LABEL = /(?:合计|总计|共计|总共|\btotal)\s*[:：]\s*$/iu;
+
 /** Candidate direct answers, best prior first. */
 export function proposeCandidates(question: string, passages: Pick<Source, 'title' | 'text'>[], options: ProposeOptions = {}): AnswerCandidate[] {
   const intent = questionIntent(question);
@@ -256,7 +258,9 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       // A value the question itself states ("I have worked here 5 years") is not its answer.
       if (fit === 0 || asked.includes(v.text.toLowerCase())) continue;
       const near = nearness(unit.text, v, query);
-      const prior = unit.score + 0.1 * fit + 0.1 * near;
+      // A total answers "how many" better than its parts (法定 5 天 + 福利 7 天; 合计 12 天).
+      const total = TOTAL_LABEL.test(unit.text.slice(0, v.start)) ? 0.05 : 0;
+      const prior = unit.score + 0.1 * fit + 0.1 * near + total;
       push({ text: v.text, unit, kind: 'value', fit, prior, features: featuresOf(unit, 'value', prior, { fit, near }) });
     }
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;

@@ -124,6 +124,11 @@ describe('answer units and candidates', () => {
     ]);
   });
 
+  it('prefers a total to its parts', () => {
+    const text = '| 累计工作年限 | 法定年假 | 福利年假 | 合计 |\n|---|---|---|---|\n| 满 1 年不满 10 年 | 5 天 | 7 天 | 12 天 |';
+    expect(proposeCandidates('年假有多少天？', [{ title: '年假 > 年假天数', text }])[0]!.text).toBe('12 天');
+  });
+
   it('proposes the value the question asks for, in its unit, first; the first table row wins a tie', () => {
     const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
     const candidates = proposeCandidates('How many days of annual leave do I get?', passages);
