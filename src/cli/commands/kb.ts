@@ -1,0 +1,60 @@
+import type { Command } from 'commander';
+import { CliError, positiveInt, withRuntime } from '../shared.ts';
+
+/** `teamllm kb add|list|remove|search`. */
+export function registerKb(program: Command): void {
+  const kb = program.command('kb').description('the knowledge base');
+  kb.command('add')
+    .description('add files, folders or URLs (md, txt, html, pdf, docx); changed files are re-indexed, unchanged ones skipped')
+    .argument('<paths...>')
+    .option('--kb <name>', 'a named knowledge base (bind channels to it with TEAMLLM_CHANNEL_KB)')
+    .action(async (paths: string[], opts: { kb?: string }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        if (opts.kb !== undefined && !/^[a-zA-Z0-9._-]{1,64}$/.test(opts.kb)) throw new CliError('--kb takes a name of letters, digits, . _ -');
+        const target = opts.kb ? await runtime.knowledge.get(opts.kb) : runtime.kb;
+        const report = await target.addPaths(paths);
+        for (const s of report.added) process.stdout.write(`added      ${s}\n`);
+        for (const s of report.updated) process.stdout.write(`updated    ${s}\n`);
+        for (const s of report.unchanged) process.stdout.write(`unchanged  ${s}\n`);
+        for (const f of report.failed) process.stderr.write(`skipped    ${f.source}: ${f.reason}\n`);
+        const ok = report.added.length + report.updated.length + report.unchanged.length;
+        process.stdout.write(`${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.failed.length} skipped\n`);
+        if (ok === 0 && report.failed.length > 0) throw new CliError('nothing could be added');
+      });
+    });
+  kb.command('list')
+    .description('documents with their passage counts and when they were indexed')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const sources = await runtime.kb.list();
+        if (opts.json) process.stdout.write(`${JSON.stringify({ sources })}\n`);
+        else for (const s of sources) process.stdout.write(`${s.source}\t${s.chunks} passages\t${new Date(s.indexedAt).toISOString()}\t${s.title}\n`);
+      });
+    });
+  kb.command('remove')
+    .description("remove a document's passages")
+    .argument('<source>')
+    .action(async (source: string) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const removed = await runtime.kb.remove(source);
+        if (removed === 0) throw new CliError(`no document named ${source} in the knowledge base (see teamllm kb list)`);
+        process.stdout.write(`removed ${source} (${removed} passages)\n`);
+      });
+    });
+  kb.command('search')
+    .description('the passages the bot would use for a question')
+    .argument('<query...>')
+    .option('--json', 'print {results:[{source, title, text, score}]}')
+    .option('--k <n>', 'number of results', positiveInt, 5)
+    .action(async (words: string[], opts: { json?: boolean; k: number }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const results = await runtime.kb.search(words.join(' '), opts.k);
+        if (opts.json) process.stdout.write(`${JSON.stringify({ results })}\n`);
+        else
+          results.forEach((r, i) =>
+            process.stdout.write(`[${i + 1}] ${r.score.toFixed(3)}  ${r.title} — ${r.source}\n    ${r.text.replace(/\s+/g, ' ').slice(0, 160)}\n`),
+          );
+      });
+    });
+}

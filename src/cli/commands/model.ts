@@ -1,0 +1,27 @@
+import type { Command } from 'commander';
+import { CliError, withRuntime } from '../shared.ts';
+
+/** `teamllm model list|promote|rollback|verify`. */
+export function registerModel(program: Command): void {
+  program
+    .command('model')
+    .description('model versions: list, promote <version>, rollback (a running bot follows within seconds), verify [version] (files against their recorded sha256)')
+    .argument('<action>', 'list|promote|rollback|verify')
+    .argument('[version]')
+    .action(async (action: string, version: string | undefined) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };
+        if (action === 'list') process.stdout.write(`${await runtime.models.list()}\n`);
+        else if (action === 'promote') {
+          if (!version) throw new CliError('usage: teamllm model promote <version>');
+          process.stdout.write(`${await runtime.models.promote(version, actor).catch((e: Error) => Promise.reject(new CliError(e.message)))}\n`);
+        } else if (action === 'rollback') {
+          process.stdout.write(`${await runtime.models.rollback(actor).catch((e: Error) => Promise.reject(new CliError(e.message)))}\n`);
+        } else if (action === 'verify') {
+          const result = await runtime.models.verify(version).catch((e: Error) => Promise.reject(new CliError(e.message)));
+          process.stdout.write(`${result.text}\n`);
+          if (!result.ok) process.exitCode = 1;
+        } else throw new CliError(`unknown model action "${action}" (list, promote, rollback, verify)`);
+      });
+    });
+}
