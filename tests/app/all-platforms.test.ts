@@ -9,6 +9,7 @@ import { silentLogger } from '../../src/core/index.ts';
 import { FakeFeishu } from '../feishu/fake-feishu.ts';
 import { encryptLikeFeishu, messageEvent, signLikeFeishu } from '../feishu/feishu-harness.ts';
 import { ScriptedAnswerer, waitFor } from '../helpers.ts';
+import { startFakePlatforms } from './fake-platforms.ts';
 import { FakeSlack } from '../slack/fake-slack.ts';
 import { directMessage, eventCallback, slackSignature, nowSec } from '../slack/harness.ts';
 import { FakeWecom } from '../wecom/fake-wecom.ts';
@@ -26,26 +27,10 @@ let runtime: Runtime;
 let server: RunningServer;
 
 beforeAll(async () => {
-  slack = await FakeSlack.start();
-  feishu = await FakeFeishu.start(`cli_${randomBytes(8).toString('hex')}`, 'feishu-secret');
-  wecom = await FakeWecom.start(WECOM.corpId, WECOM.secret);
+  let platformEnv: Record<string, string>;
+  ({ slack, feishu, wecom, env: platformEnv } = await startFakePlatforms({ slackSecret: SLACK_SECRET, feishuKey: FEISHU_KEY, wecom: WECOM }, 'xoxb-all-platforms'));
   const home = mkdtempSync(join(tmpdir(), 'teamllm-all-'));
-  const env = {
-    TEAMLLM_HOME: home,
-    SLACK_BOT_TOKEN: 'xoxb-all-platforms',
-    SLACK_SIGNING_SECRET: SLACK_SECRET,
-    SLACK_API_URL: slack.apiUrl,
-    FEISHU_APP_ID: feishu.appId,
-    FEISHU_APP_SECRET: feishu.appSecret,
-    FEISHU_ENCRYPT_KEY: FEISHU_KEY,
-    FEISHU_DOMAIN: feishu.url,
-    WECOM_CORP_ID: WECOM.corpId,
-    WECOM_AGENT_ID: WECOM.agentId,
-    WECOM_SECRET: WECOM.secret,
-    WECOM_TOKEN: WECOM.token,
-    WECOM_ENCODING_AES_KEY: WECOM.encodingAesKey,
-    WECOM_API_BASE: wecom.url,
-  };
+  const env = { TEAMLLM_HOME: home, ...platformEnv };
   const config = loadConfig({ env, cwd: home });
   expect(config.adapters).toEqual(['web', 'slack', 'feishu', 'wecom']);
   runtime = await createRuntime(config, { logger: silentLogger, answerer: new ScriptedAnswerer(), platformAdapters: true, defaultMetrics: false });

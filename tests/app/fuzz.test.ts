@@ -9,6 +9,7 @@ import { silentLogger } from '../../src/core/index.ts';
 import { FakeFeishu } from '../feishu/fake-feishu.ts';
 import { cardActionEvent, encryptLikeFeishu, messageEvent, reactionEvent, signLikeFeishu } from '../feishu/feishu-harness.ts';
 import { ScriptedAnswerer } from '../helpers.ts';
+import { startFakePlatforms } from './fake-platforms.ts';
 import { FakeSlack } from '../slack/fake-slack.ts';
 import { directMessage, eventCallback, nowSec, slackSignature } from '../slack/harness.ts';
 import { FakeWecom } from '../wecom/fake-wecom.ts';
@@ -26,11 +27,10 @@ let slack: FakeSlack;
 let feishu: FakeFeishu;
 let wecom: FakeWecom;
 let runtime: Runtime;
+let platformEnv: Record<string, string>;
 
 beforeAll(async () => {
-  slack = await FakeSlack.start();
-  feishu = await FakeFeishu.start(`cli_${randomBytes(8).toString('hex')}`, 'feishu-secret');
-  wecom = await FakeWecom.start(WECOM.corpId, WECOM.secret);
+  ({ slack, feishu, wecom, env: platformEnv } = await startFakePlatforms({ slackSecret: SLACK_SECRET, feishuKey: FEISHU_KEY, wecom: WECOM }, 'xoxb-fuzz'));
   const home = mkdtempSync(join(tmpdir(), 'teamllm-fuzz-'));
   const config = loadConfig({
     env: {
@@ -39,19 +39,7 @@ beforeAll(async () => {
       TEAMLLM_SAMPLE_KB: 'false',
       TEAMLLM_TRUSTED_PROXIES: '10.0.0.5',
       TEAMLLM_AUTH_USER_HEADER: 'X-Auth-Request-Email',
-      SLACK_BOT_TOKEN: 'xoxb-fuzz',
-      SLACK_SIGNING_SECRET: SLACK_SECRET,
-      SLACK_API_URL: slack.apiUrl,
-      FEISHU_APP_ID: feishu.appId,
-      FEISHU_APP_SECRET: feishu.appSecret,
-      FEISHU_ENCRYPT_KEY: FEISHU_KEY,
-      FEISHU_DOMAIN: feishu.url,
-      WECOM_CORP_ID: WECOM.corpId,
-      WECOM_AGENT_ID: WECOM.agentId,
-      WECOM_SECRET: WECOM.secret,
-      WECOM_TOKEN: WECOM.token,
-      WECOM_ENCODING_AES_KEY: WECOM.encodingAesKey,
-      WECOM_API_BASE: wecom.url,
+      ...platformEnv,
     },
     cwd: home,
   });
