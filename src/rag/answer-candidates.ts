@@ -89,7 +89,8 @@ export function plainText(s: string): string {
     .trim();
 }
 
-function tableCells(line: string): string[] | undefined {
+/** The cells of a markdown table row, as plain text; undefined for a line that is not one. */
+export function tableCells(line: string): string[] | undefined {
   const t = line.trim();
   if (!t.startsWith('|')) return undefined;
   return t
@@ -98,7 +99,8 @@ function tableCells(line: string): string[] | undefined {
     .map((c) => plainText(c.trim()));
 }
 
-const SENTENCE_SPLIT = /(?<=[.!?。！？；;])\s*(?=\S)/u;
+/** Sentence ends: Chinese punctuation at once, Latin only before a space (so 0.23 and 4.5% stay whole). */
+export const SENTENCE_SPLIT = /(?<=[。！？；])\s*(?=\S)|(?<=[.!?;])\s+(?=\S)/u;
 
 /** A passage's units in reading order: sentences, list items, table rows with their header. */
 export function answerUnits(text: string): string[] {

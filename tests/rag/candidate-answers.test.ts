@@ -124,6 +124,15 @@ describe('answer units and candidates', () => {
     ]);
   });
 
+  it('ends a sentence at a full stop before a space, never inside a number, an address or a name', () => {
+    expect(answerUnits('Private car use is reimbursed at **€0.23 per km**. Mail invoices@lumenharbor.com. 年假 5 天。病假 10 天')).toEqual([
+      'Private car use is reimbursed at €0.23 per km.',
+      'Mail invoices@lumenharbor.com.',
+      '年假 5 天。',
+      '病假 10 天',
+    ]);
+  });
+
   it('prefers a total to its parts', () => {
     const text = '| 累计工作年限 | 法定年假 | 福利年假 | 合计 |\n|---|---|---|---|\n| 满 1 年不满 10 年 | 5 天 | 7 天 | 12 天 |';
     expect(proposeCandidates('年假有多少天？', [{ title: '年假 > 年假天数', text }])[0]!.text).toBe('12 天');

@@ -34,6 +34,10 @@ describe('QA generator', () => {
     const fact = wrapped.find((q) => q.answer === '$325 per month');
     expect(fact?.sentence).toBe('All employees who take public transit to work are eligible for a transit subsidy of up to $325 per month.');
     expect(wrapped.every((q) => !q.sentence.includes('keep these lines'))).toBe(true);
+    // Decimals and leftover emphasis: 'reimbursed at €0.' and '** of total' were generated before.
+    const car = generateQa([{ source: 'car.md', text: '## Car\n\n- Private car use for business is reimbursed at **€0.23 per km**.\n- **5%** of total base salary.' }]);
+    expect(car.find((q) => q.answer === '€0.23')?.question).toBe('Private car use for business is reimbursed at how much per km?');
+    expect(car.every((q) => !q.question.includes('**') && !q.sentence.includes('**'))).toBe(true);
   });
 
   it('asks for table cells, definitions and headings', () => {

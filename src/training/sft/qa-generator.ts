@@ -21,6 +21,7 @@ import path from 'node:path';
 import { Random } from '../../model/random.ts';
 import { loadDocument } from '../../rag/loaders.ts';
 import { unwrapMarkdown } from '../../rag/markdown-lines.ts';
+import { plainText as plain, SENTENCE_SPLIT, tableCells } from '../../rag/answer-candidates.ts';
 import type { Passage } from '../../model/qa-prompt.ts';
 import type { SftExample } from './data.ts';
 import { typedValues, type TypedValue } from '../../rag/typed-values.ts';
@@ -97,24 +98,13 @@ function findEntities(s: string): Entity[] {
 }
 
 /** Markdown inline syntax removed: bold, italics, code, links. */
-function plain(s: string): string {
-  return s
-    .replace(/\[([^\]]+)\]\([^)]*\)/g, '$1')
-    .replace(/\*\*([^*]+)\*\*/g, '$1')
-    .replace(/__([^_]+)__/g, '$1')
-    .replace(/(?<![\w*])\*([^*\n]+)\*(?![\w*])/g, '$1')
-    .replace(/`([^`]+)`/g, '$1')
-    .replace(/\s+/g, ' ')
-    .trim();
-}
-
 function stripListMarker(line: string): string {
   return line.replace(/^\s*(?:[-*+]|\d+[.)])\s+/, '');
 }
 
 function sentencesOf(line: string): string[] {
   return line
-    .split(/(?<=[.!?。！？；;])\s*(?=\S)/u)
+    .split(SENTENCE_SPLIT)
     .map((s) => s.trim())
     .filter((s) => s.length >= 6);
 }
@@ -167,15 +157,6 @@ function sectionsOf(doc: SourceDocument): Section[] {
   }
   flush();
   return sections;
-}
-
-function tableCells(line: string): string[] | undefined {
-  const t = line.trim();
-  if (!t.startsWith('|')) return undefined;
-  return t
-    .replace(/^\||\|$/g, '')
-    .split('|')
-    .map((c) => plain(c.trim()));
 }
 
 function shorten(s: string, max = 220): string {
