@@ -262,19 +262,17 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
         return (name && open.get(name)) || kb;
       };
       const filterFor = (request: AnswerRequest) => answerOptions.scope?.(request)?.filter;
-      if (answerOptions.scorer) {
+      // Chosen among the passages' spans: by the model's scorer and its selector, or by the rules alone.
+      if (answerOptions.scorer || (answerOptions.candidates && !answerOptions.llm)) {
         const { scorer } = answerOptions;
-        return scopedAnswerer(scorer.model, (request) =>
-          new CandidateAnswerer({ kb: kbFor(request), scorer, filterFor, logger, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) }).answer(request),
-        );
-      }
-      if (answerOptions.candidates && !answerOptions.llm) {
+        const answerer = (base: LocalKnowledgeBase) =>
+          new CandidateAnswerer({ kb: base, ...(scorer ? { scorer } : {}), filterFor, logger, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) });
         return {
-          // A getter: the name says whether an encoder is in use, which training can change.
+          // A getter: without a scorer the name says whether an encoder is in use, which training can change.
           get model() {
-            return new CandidateAnswerer({ kb }).model;
+            return answerer(kb).model;
           },
-          answer: (request) => new CandidateAnswerer({ kb: kbFor(request), filterFor, logger, ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}) }).answer(request),
+          answer: (request) => answerer(kbFor(request)).answer(request),
         };
       }
       if (answerOptions.llm) {
