@@ -18,6 +18,7 @@ import { searchTerms } from './search-terms.ts';
 import { unwrapMarkdown } from './markdown-lines.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { typedValues, type TypedValue } from './typed-values.ts';
+import { statedQuantities, tierFit } from './stated-ranges.ts';
 
 export interface AnswerUnit {
   /** Index of the passage (0-based) the unit comes from: cited as [passage + 1]. */
@@ -213,12 +214,16 @@ export function scoreUnits(
   return units.sort((a, b) => b.score - a.score);
 }
 
+/** Chinese writes one unit several ways: laws count 日 where people ask 天, 星期 for 周, 钟头 for 小时. */
+const UNIT_SYNONYMS: Record<string, string> = { 日: '天', 工作日: '天', 个工作日: '天', 星期: '周', 钟头: '小时', 个钟头: '小时', 个月: '月' };
+const sameUnit = (unit: string) => UNIT_SYNONYMS[unit] ?? unit;
+
 /** How well a value answers the intent: 2 when its kind and unit are asked for, 1 for the kind alone, 0 not at all. */
 function fits(v: TypedValue, intent: QuestionIntent): number {
   if (!intent.kinds.includes(v.kind)) return 0;
   if (v.kind !== 'count' || intent.units.length === 0) return intent.kinds[0] === v.kind ? 2 : 1;
-  const unit = (v.unit ?? '').replace(/^(?:working|business|calendar) /, '').replace(/s$/, '');
-  return intent.units.some((u) => unit === u || unit.endsWith(u) || u.endsWith(unit)) ? 2 : 0.5;
+  const unit = sameUnit((v.unit ?? '').replace(/^(?:working|business|calendar) /, '').replace(/s$/, ''));
+  return intent.units.map(sameUnit).some((u) => unit === u || unit.endsWith(u) || u.endsWith(unit)) ? 2 : 0.5;
 }
 
 /**
@@ -254,6 +259,7 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
     out.push(c);
   };
   const query = [...new Set(searchTerms(question, TERMS))];
+  const stated = statedQuantities(question);
   for (const unit of units) {
     for (const v of typedValues(unit.text)) {
       const fit = fits(v, intent);
@@ -262,7 +268,9 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       const near = nearness(unit.text, v, query);
       // A total answers "how many" better than its parts (法定 5 天 + 福利 7 天; 合计 12 天).
       const total = TOTAL_LABEL.test(unit.text.slice(0, v.start)) ? 0.05 : 0;
-      const prior = unit.score + 0.1 * fit + 0.1 * near + total;
+      // The tier that governs the value holds the asker's case ("已满10年不满20年的，年休假10天" for 12 years).
+      const tier = tierFit(unit.text, v.start, stated);
+      const prior = unit.score + 0.1 * fit + 0.1 * near + total + 0.2 * tier;
       push({ text: v.text, unit, kind: 'value', fit, prior, features: featuresOf(unit, 'value', prior, { fit, near }) });
     }
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;

@@ -79,6 +79,10 @@ export function questionIntent(question: string): QuestionIntent {
   if (/星期几|周几/u.test(q)) add('weekday');
   if (/哪一?年/u.test(q)) add('year');
   for (const [re, unit] of UNIT_WORDS_ZH) if (re.test(q) && !units.includes(unit)) units.push(unit);
+  // "多少天", "how many days": the unit is named right after the question word, so a count in it is
+  // the answer even when the question also speaks of pay ("工资最长多少天结一次" wants 十五日, not 1000元).
+  const countFirst = /\bhow many (?:working |business |calendar )?(?:hours?|days?|weeks?|months?|years?|minutes?|nights?|times)\b/.test(q) || /(?:几|多少)(?:个)?(?:小时|钟头|工作日|天|周|星期|月|年|分钟|次)/u.test(q);
+  if (countFirst && kinds.includes('count') && !/多少钱|\bhow much money\b/u.test(q)) kinds.unshift(...kinds.splice(kinds.indexOf('count'), 1));
   const who = /\bwho\b|\bwhom\b|\bcontact\b|\breach out\b|\bwhich team\b|\bask\b.*\bwho\b|找谁|联系谁|谁|哪个部门|找哪/u.test(q);
   const yesNo =
     kinds.length === 0 &&

@@ -7,6 +7,7 @@ import { DEFAULT_SELECTOR, selectorAccuracy, selectorLossAndGradient, selectorSc
 import { CANDIDATE_FEATURES, type CandidateFeatures } from '../../src/rag/answer-candidates.ts';
 import { questionIntent } from '../../src/rag/question-intent.ts';
 import { typedValues } from '../../src/rag/typed-values.ts';
+import { parseNumber, statedQuantities, statedRanges, tierFit } from '../../src/rag/stated-ranges.ts';
 import { answerLength, evaluateAnswers } from '../../src/training/eval/answer-eval.ts';
 import { isRightCandidate } from '../../src/training/sft/selector-data.ts';
 import { tempFolder } from './fixtures.ts';
@@ -145,6 +146,43 @@ describe('answer units and candidates', () => {
     // Values in another unit ("0–4 years") are not answers to "how many days".
     expect(candidates.map((c) => c.text)).not.toContain('0–4 years');
     expect(proposeCandidates('Until when can I use carried-over days?', passages)[0]!.text).toBe('1 July');
+  });
+
+  it("answers a tiered rule with the tier that holds the asker's case, in any unit of time", () => {
+    const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
+    expect(proposeCandidates("I've been here 6 years. How many days of annual leave do I get?", passages)[0]!.text).toBe('26 days');
+    expect(proposeCandidates("I've been here 3 years. How many days of annual leave do I get?", passages)[0]!.text).toBe('25 days');
+    const law = '劳动合同期限三个月以上不满一年的，试用期不得超过一个月；劳动合同期限一年以上不满三年的，试用期不得超过二个月；三年以上固定期限和无固定期限的劳动合同，试用期不得超过六个月。';
+    // 两年 is 730 days: inside "一年以上不满三年", outside the tiers counted in months and the open one from three years.
+    expect(proposeCandidates('签了两年合同，试用期最多能有多久？', [{ title: '劳动合同法 > 试用期', text: law }])[0]!.text).toBe('二个月');
+    expect(proposeCandidates('签了五年合同，试用期最多能有多久？', [{ title: '劳动合同法 > 试用期', text: law }])[0]!.text).toBe('六个月');
+    const leave = '职工累计工作已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天；已满20年的，年休假15天。';
+    expect(proposeCandidates('我工作已经12年了，每年有几天年假？', [{ title: '年休假', text: leave }])[0]!.text).toBe('10天');
+  });
+
+  it('reads the unit a question names after its question word before the pay it speaks of, and 日 as 天', () => {
+    const text = '非全日制用工小时计酬标准不得低于当地最低小时工资标准，例如 1000元。非全日制用工劳动报酬结算支付周期最长不得超过十五日。';
+    expect(questionIntent('我做小时工，工资最长多少天得结一次？').kinds[0]).toBe('count');
+    expect(questionIntent('加班工资是多少钱？').kinds[0]).toBe('money');
+    expect(proposeCandidates('我做小时工，工资最长多少天得结一次？', [{ title: '非全日制用工', text }])[0]!.text).toBe('十五日');
+  });
+});
+
+describe('tiers and stated cases', () => {
+  it('parses Arabic and Chinese numerals, the quantities a question states and the ranges a rule states', () => {
+    expect([parseNumber('12'), parseNumber('十二'), parseNumber('二十'), parseNumber('两'), parseNumber('一百零五'), parseNumber('x')]).toEqual([12, 12, 20, 2, 105, NaN]);
+    expect(statedQuantities('我工作已经12年了，每年有几天年假？')).toEqual([12 * 365]);
+    // A period ("一个月最多…", "每年") and the unit asked for ("多少小时") are not the asker's case.
+    expect(statedQuantities('一个月最多能加多少小时班？')).toEqual([]);
+    expect(statedQuantities('5月1日上班有加班费吗？')).toEqual([]);
+    expect(statedQuantities('I have worked here for 6 years; how many days do I get?')).toEqual([6 * 365]);
+    expect(statedRanges('已满10年不满20年的').map(({ min, max }) => [min, max])).toEqual([[3650, 7300]]);
+    expect(statedRanges('怀孕未满4个月流产的').map(({ min, max }) => [min, max])).toEqual([[0, 120]]);
+    expect(statedRanges('Years of service: 5–9; Annual leave: 26 days').map(({ min, max }) => [min, max])).toEqual([[5 * 365, 10 * 365]]);
+    expect(statedRanges('at least 3 years of service').map(({ min, max }) => [min, max])).toEqual([[3 * 365, Infinity]]);
+    expect(tierFit('已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天', 14, [12 * 365])).toBe(-1);
+    expect(tierFit('已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天', 33, [12 * 365])).toBe(1);
+    expect(tierFit('年休假5天', 3, [12 * 365])).toBe(0);
   });
 });
 
