@@ -76,7 +76,8 @@ export interface StatedRange {
 
 /**
  * The ranges of time a text states: "已满10年不满20年", "三个月以上不满一年", "不满一年", "1年以上",
- * "0–4 years", "5-9 years", "10+ years", "less than 2 years", "at least 3 years", "2 or more years".
+ * "0–4 years", "5-9 years", "10+ years", "between 3 and 15 years", "fewer than 3 years", "at least 3
+ * years", "2 or more years".
  * A bare "5–9" counts in years when the text names years before it (a table row read with its
  * header: "Years of service: 5–9; …").
  */
@@ -110,6 +111,10 @@ export function statedRanges(text: string): StatedRange[] {
     const per = unit ? daysPer(unit) : yearsNamed(m.index!) ? 365 : undefined;
     if (per !== undefined) add(m.index!, m.index! + m[0].length, Number(m[1] ?? m[3]) * per, Infinity);
   }
+  for (const m of t.matchAll(/\bbetween\s+(\d+(?:\.\d+)?)\s+and\s+(\d+(?:\.\d+)?)\s*(years?|months?|weeks?|days?)/giu)) {
+    const per = daysPer(m[3]!)!;
+    add(m.index!, m.index! + m[0].length, Number(m[1]) * per, (Number(m[2]) + 1) * per);
+  }
   for (const m of t.matchAll(/\b(?:less than|under|fewer than|up to)\s+(\d+(?:\.\d+)?)\s*(years?|months?|weeks?|days?)/giu)) {
     const per = daysPer(m[2]!);
     if (per !== undefined) add(m.index!, m.index! + m[0].length, 0, Number(m[1]) * per);
@@ -125,8 +130,13 @@ export function statedRanges(text: string): StatedRange[] {
  */
 export function tierFit(text: string, at: number, stated: number[]): number {
   if (stated.length === 0) return 0;
-  const before = statedRanges(text).filter((r) => r.end <= at && !/[。.!?！？]\s/u.test(text.slice(r.end, at)));
+  const ranges = statedRanges(text);
+  const holds = (r: StatedRange) => stated.some((d) => d >= r.min && d < r.max);
+  // A value that is itself a bound ("less than 1 year") is a condition, wrong when it excludes the case.
+  const own = ranges.find((r) => r.start <= at && at < r.end);
+  if (own) return holds(own) ? 0 : -1;
+  const before = ranges.filter((r) => r.end <= at && !/[。.!?！？]\s/u.test(text.slice(r.end, at)));
   const range = before.at(-1);
   if (!range) return 0;
-  return stated.some((d) => d >= range.min && d < range.max) ? 1 : -1;
+  return holds(range) ? 1 : -1;
 }

@@ -183,6 +183,11 @@ describe('tiers and stated cases', () => {
     expect(tierFit('已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天', 14, [12 * 365])).toBe(-1);
     expect(tierFit('已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天', 33, [12 * 365])).toBe(1);
     expect(tierFit('年休假5天', 3, [12 * 365])).toBe(0);
+    const accrual = 'Fewer than 3 years: 4 hours per pay period; Between 3 and 15 years: 6 hours per pay period; 15+ years: 8 hours per pay period';
+    expect(statedRanges(accrual).map(({ min, max }) => [min / 365, max / 365])).toEqual([[0, 3], [3, 16], [15, Infinity]]);
+    expect(tierFit(accrual, accrual.indexOf('6 hours'), [5 * 365])).toBe(1);
+    // A value that is the bound of a tier excluding the case is wrong, not a weaker answer.
+    expect(tierFit('those with less than 1 year of service', 'those with less than '.length, [5 * 365])).toBe(-1);
   });
 });
 
