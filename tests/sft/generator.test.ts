@@ -36,7 +36,8 @@ describe('QA generator', () => {
     expect(wrapped.every((q) => !q.sentence.includes('keep these lines'))).toBe(true);
     // Decimals and leftover emphasis: 'reimbursed at €0.' and '** of total' were generated before.
     const car = generateQa([{ source: 'car.md', text: '## Car\n\n- Private car use for business is reimbursed at **€0.23 per km**.\n- **5%** of total base salary.' }]);
-    expect(car.find((q) => q.answer === '€0.23')?.question).toBe('Private car use for business is reimbursed at how much per km?');
+    // The rate keeps its unit, as '$325 per month' does: '€0.23' alone would be a wrong answer.
+    expect(car.find((q) => q.answer === '€0.23 per km')?.question).toBe('Private car use for business is reimbursed at how much?');
     expect(car.every((q) => !q.question.includes('**') && !q.sentence.includes('**'))).toBe(true);
   });
 
