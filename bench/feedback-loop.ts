@@ -1,0 +1,190 @@
+/**
+ * `npm run bench -- feedback-loop --home <quickstarted home> --questions <file.jsonl>
+ *   [--ask train] [--held-out test] [--repeat 4] [--commands "/train reward;/train rlhf algo=kto"]
+ *   [--timeout-min 60] [--keep]`
+ *
+ * The feedback loop as a company runs it, black-box, on a real `teamllm serve` process:
+ *
+ * 1. the home (a finished quickstart: its serving model, knowledge base and encoder) is copied to
+ *    a temporary folder, so the loop never changes the one given;
+ * 2. the held-out questions are asked once through `POST /api/chat`: the share of answers that
+ *    contain the gold fact (every `must_contain` string, else `answer`) is "before";
+ * 3. simulated employees ask the `--ask` questions `--repeat` times each, one user per ask, and
+ *    vote 👍 when the answer holds the gold fact, 👎 otherwise (a service token names the users,
+ *    as a company's single sign-on would);
+ * 4. an admin types each of `--commands` into the web chat (the admin token) and the bench waits
+ *    for its job through `/admin/api/summary`, printing its outcome (metrics, the gate's decision);
+ * 5. the held-out questions are asked again: "after", beside the model version that answered.
+ *
+ * The last stdout line is key=value.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readQaQuestions, containsGold, type QaQuestion } from '../src/training/eval/qa-eval.ts';
+import { goldStrings, UNANSWERABLE } from '../src/training/eval/answer-eval.ts';
+
+const ADMIN = 'feedback-loop-admin-token-0123456789';
+const SERVICE = 'feedback-loop-service-token-0123456789';
+
+interface Chat {
+  answerId: string;
+  answer: string;
+  modelVersion: string | null;
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      home: { type: 'string' },
+      questions: { type: 'string' },
+      ask: { type: 'string', default: 'train' },
+      'held-out': { type: 'string', default: 'test' },
+      repeat: { type: 'string', default: '4' },
+      commands: { type: 'string', default: '/train reward;/train rlhf algo=kto' },
+      'timeout-min': { type: 'string', default: '60' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.home || !values.questions) throw new Error('--home <a quickstarted TEAMLLM_HOME> and --questions <file.jsonl> are required');
+  if (!existsSync(join(values.home, 'teamllm.db'))) throw new Error(`${values.home} holds no teamllm.db: run the quickstart there first`);
+  const all = await readQaQuestions(resolve(values.questions));
+  const answerable = all.filter((q) => q.answer !== UNANSWERABLE);
+  const askSplits = new Set(values.ask.split(','));
+  const asked = answerable.filter((q) => askSplits.has(q.split ?? ''));
+  const heldOut = answerable.filter((q) => q.split === values['held-out']);
+  if (asked.length === 0 || heldOut.length === 0) throw new Error(`no answerable questions in split(s) ${values.ask} or ${values['held-out']}`);
+
+  const home = mkdtempSync(join(tmpdir(), 'teamllm-loop-'));
+  cpSync(values.home, home, { recursive: true });
+  const port = 3800 + Math.floor(Math.random() * 90);
+  const base = `http://127.0.0.1:${port}`;
+  const server: ChildProcess = spawn(process.execPath, ['bin/teamllm.js', 'serve'], {
+    env: {
+      ...process.env,
+      TEAMLLM_HOME: home,
+      TEAMLLM_PORT: String(port),
+      TEAMLLM_ADMIN_TOKEN: ADMIN,
+      TEAMLLM_SERVICE_TOKENS: `employees=${SERVICE}`,
+      // Many employees, one process: the per-user limit is not what this measures.
+      TEAMLLM_RATE_PER_MINUTE: '10000',
+      TEAMLLM_RATE_BURST: '10000',
+      TEAMLLM_LOG_LEVEL: 'warn',
+      // The model measured is the one the home serves: a quickstart re-run would swap it mid-loop.
+      TEAMLLM_QUICKSTART: 'off',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  // Ctrl+C or a kill of the bench must not leave a server running on the copied home.
+  const stop = () => {
+    server.kill('SIGTERM');
+    process.exit(130);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  server.on('exit', (code) => (exited = `serve exited with code ${code}`));
+  const t0 = performance.now();
+  try {
+    await until(async () => (await fetch(`${base}/healthz`)).ok, 120_000, 'serve did not answer /healthz in 120 s');
+    await until(async () => (await chat(base, 'ping', 'warmup')).modelVersion?.startsWith('v'), 120_000, `${values.home} serves no trained model: finish its quickstart first`);
+
+    const before = await measure(base, heldOut, 'before');
+    console.log(`before: ${before.right}/${heldOut.length} held-out answers hold the gold fact (model ${before.version})`);
+
+    let up = 0;
+    let down = 0;
+    for (let round = 0; round < Number(values.repeat); round++) {
+      for (const [i, q] of asked.entries()) {
+        const user = `employee${round}-${i}`;
+        const answer = await chat(base, q.question, user);
+        const right = holdsGold(answer.answer, q);
+        right ? up++ : down++;
+        await post(base, '/api/feedback', { answerId: answer.answerId, value: right ? 1 : -1, user }, SERVICE);
+      }
+    }
+    console.log(`votes: ${up} up, ${down} down on ${asked.length} questions asked ${values.repeat} times`);
+
+    const outcomes: string[] = [];
+    for (const command of values.commands.split(';').map((c) => c.trim()).filter(Boolean)) {
+      const known = new Set((await summary(base)).jobs.map((j) => j.id));
+      const reply = await chat(base, command, undefined, ADMIN);
+      console.log(`admin: ${command}\n  bot: ${reply.answer.split('\n')[0]}`);
+      const job = await until(
+        async () => (await summary(base)).jobs.find((j) => !known.has(j.id) && ['succeeded', 'failed', 'stopped', 'interrupted'].includes(j.status)),
+        Number(values['timeout-min']) * 60_000,
+        `${command}: no job finished within ${values['timeout-min']} minutes`,
+      );
+      const result = JSON.stringify(job.result ?? {});
+      console.log(`  job ${job.id} ${job.kind}: ${job.status}${job.error ? ` — ${job.error}` : ''}\n  result: ${result.slice(0, 600)}`);
+      outcomes.push(`${job.kind}:${job.status}`);
+    }
+
+    const after = await measure(base, heldOut, 'after');
+    console.log(`after: ${after.right}/${heldOut.length} held-out answers hold the gold fact (model ${after.version})`);
+    const pct = (n: number) => ((100 * n) / heldOut.length).toFixed(1);
+    console.log(
+      `held_out=${heldOut.length} before_pct=${pct(before.right)} after_pct=${pct(after.right)} delta_points=${(Number(pct(after.right)) - Number(pct(before.right))).toFixed(1)} ` +
+        `votes_up=${up} votes_down=${down} jobs=${outcomes.join(',')} model_before=${before.version} model_after=${after.version} minutes=${((performance.now() - t0) / 60_000).toFixed(1)}`,
+    );
+  } finally {
+    server.kill('SIGTERM');
+    if (!values.keep) rmSync(home, { recursive: true, force: true });
+    else console.log(`home kept at ${home}`);
+  }
+}
+
+function holdsGold(answer: string, q: QaQuestion): boolean {
+  return goldStrings(q).every((g) => containsGold(answer, g) === 1);
+}
+
+async function measure(base: string, questions: QaQuestion[], tag: string): Promise<{ right: number; version: string }> {
+  let right = 0;
+  let version = '?';
+  for (const [i, q] of questions.entries()) {
+    const a = await chat(base, q.question, `${tag}-${i}`);
+    version = a.modelVersion ?? version;
+    if (holdsGold(a.answer, q)) right++;
+  }
+  return { right, version };
+}
+
+async function post(base: string, path: string, body: unknown, token: string): Promise<unknown> {
+  const res = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  const json = (await res.json()) as unknown;
+  if (!res.ok) throw new Error(`${path} ${res.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function chat(base: string, text: string, user: string | undefined, token = SERVICE): Promise<Chat> {
+  return (await post(base, '/api/chat', user ? { text, user } : { text }, token)) as Chat;
+}
+
+async function summary(base: string): Promise<{ jobs: { id: number; kind: string; status: string; error?: string; result?: unknown }[] }> {
+  const res = await fetch(`${base}/admin/api/summary`, { headers: { authorization: `Bearer ${ADMIN}` } });
+  if (!res.ok) throw new Error(`/admin/api/summary ${res.status}`);
+  return (await res.json()) as { jobs: { id: number; kind: string; status: string; error?: string; result?: unknown }[] };
+}
+
+let exited: string | undefined;
+
+async function until<T>(probe: () => Promise<T | undefined | false>, ms: number, failure: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (exited) throw new Error(exited);
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch {
+      /* not ready yet */
+    }
+    if (Date.now() > end) throw new Error(failure);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
