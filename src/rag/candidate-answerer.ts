@@ -109,7 +109,7 @@ export class CandidateAnswerer implements Answerer {
     const confident = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
     yield { type: 'sources', sources: confident ? sources : [] };
     if (!confident) {
-      yield { type: 'token', text: dontKnow(request.question) };
+      yield { type: 'token', text: dontKnow(request.question, sources) };
       yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };
       return;
     }

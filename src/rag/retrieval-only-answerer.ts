@@ -52,7 +52,7 @@ export class RetrievalOnlyAnswerer implements Answerer {
     yield { type: 'sources', sources };
     const prompt = `retrieval-only: ${request.question}`;
     if (!relevant) {
-      yield { type: 'token', text: dontKnow(request.question) };
+      yield { type: 'token', text: dontKnow(request.question, hits) };
       yield { type: 'done', prompt };
       return;
     }

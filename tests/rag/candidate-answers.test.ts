@@ -218,9 +218,23 @@ describe('the candidate answerer', () => {
     expect(result.direct).toBe('');
     expect(result.sources).toEqual([]);
     expect(result.text).toMatch(/couldn't find that/);
+    expect(result.text).not.toMatch(/closest sections/);
     const zh = await collect(new CandidateAnswerer({ kb }).answer(ask('公司有健身房补贴吗？')));
     expect(zh.direct).toBe('');
     expect(zh.text).toMatch(/没有找到/);
+  });
+
+  it('names the closest sections it retrieved when its gate refuses, quoting none of them', async () => {
+    // A gate no sentence can pass: the passages were found, but nothing is stated from them.
+    const strict = new CandidateAnswerer({ kb, minSupport: 2 });
+    const result = await collect(strict.answer(ask('How many days of annual leave do I get?')));
+    expect(result.direct).toBe('');
+    expect(result.sources).toEqual([]);
+    expect(result.text).toMatch(/^Sorry, I couldn't find that in the knowledge base\. The closest sections I found: "Leave › Annual leave"/);
+    expect(result.text).not.toMatch(/25 days|\[\d\]|> /);
+    const zh = await collect(strict.answer(ask('报销要在多少天内提交？')));
+    expect(zh.text).toMatch(/^抱歉，我在知识库里没有找到相关内容。最接近的章节：《年假 › 年假天数》/);
+    expect(zh.text).not.toMatch(/30 天/);
   });
 
   it('lets the model decide among the candidates through the selector, and records its prompt', async () => {
