@@ -7,8 +7,9 @@
  *     [--steps N] [--tokens N] [--iters N] [--backends wasm,native,native-fused] [--profile]
  *
  * - train: the nanoGPT baby-GPT training step (forward, backward, grad norm, AdamW) on random
- *   tokens; `native` runs src/model/gpt.ts's own ops on the native kernels (GPT.fusedOnNative = false), `native-fused` runs the
- *   same model through the fused ops (src/model/native/gpt-native.ts, i.e. what the wiring gives).
+ *   tokens; `native` runs the portable op set (src/model/portable-forward-ops.ts) on the native
+ *   kernels (GPT.fusedOnNative = false), `native-fused` runs the same model on the native op set
+ *   (src/model/native/forward-ops.ts, i.e. what the wiring gives).
  * - generate: tokens/s of the ~10M model (gpt-10m shape, 65-token vocabulary) with the KV cache.
  * - matmul: GFLOP/s of the baby GPT's products, and the machine's sgemm peak.
  * - converge: the whole nanoGPT run (2000 iterations) and its final validation loss.
@@ -26,7 +27,6 @@ import type { GPTConfig } from '../src/model/config.ts';
 import { AdamW, globalNorm } from '../src/training/adamw.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { loadNativeBackend, measureSgemmPeak, nativeInfo } from '../src/model/native/index.ts';
-import { nativeForwardCached, nativeLoss } from '../src/model/native/gpt-native.ts';
 import { formatProfile, profiler } from '../src/model/native/profile.ts';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -91,11 +91,8 @@ export async function benchTrainStep(mode: BenchMode, steps: number, options: { 
   const decays = new Set(model.specs.filter((s) => s.decay).map((s) => s.name));
   const opt = new AdamW({ beta1: 0.9, beta2: 0.99, weightDecay: 0.1 }, (n) => decays.has(n));
   let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
-  const fused = mode === 'native-fused';
-  model.fusedOnNative = fused;
-  const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) =>
-    fused ? nativeLoss(model, batch!.x, batch!.y, ps) : model.loss(batch!.x, batch!.y, { training: true }, ps),
-  );
+  model.fusedOnNative = mode === 'native-fused';
+  const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => model.loss(batch!.x, batch!.y, { training: true }, ps));
   const times: number[] = [];
   const cpuTimes: number[] = [];
   let loss = NaN;
@@ -143,11 +140,10 @@ export async function benchGenerate(
 ): Promise<{ mode: BenchMode; tokensPerSec: number; firstTokenMs: number; profile?: string }> {
   await activate(mode);
   const model = GPT.create(config, 7);
-  const fused = mode === 'native-fused';
-  model.fusedOnNative = fused;
+  model.fusedOnNative = mode === 'native-fused';
   const step = (ids: number[], cache: KVCache) => {
     const idx = tf.tensor2d(Int32Array.from(ids), [1, ids.length], 'int32');
-    const logits = fused ? nativeForwardCached(model, idx, cache) : model.forwardCached(idx, cache);
+    const logits = model.forwardCached(idx, cache);
     idx.dispose();
     const v = logits.dataSync();
     logits.dispose();
@@ -197,9 +193,8 @@ export async function trainNanoGpt(
   const decays = new Set(model.specs.filter((s) => s.decay).map((s) => s.name));
   const opt = new AdamW({ beta1: 0.9, beta2: 0.99, weightDecay: 0.1 }, (n) => decays.has(n));
   const schedule = { learningRate: 1e-3, minLearningRate: 1e-4, warmupIters: Math.min(100, Math.floor(iters / 10)), decayIters: iters };
-  const fused = mode === 'native-fused';
-  model.fusedOnNative = fused;
-  const lossOf = (x: tf.Tensor, y: tf.Tensor, ps?: tf.Tensor[]) => (fused ? nativeLoss(model, x, y, ps) : model.loss(x, y, {}, ps));
+  model.fusedOnNative = mode === 'native-fused';
+  const lossOf = (x: tf.Tensor, y: tf.Tensor, ps?: tf.Tensor[]) => model.loss(x, y, {}, ps);
   let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
   const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => lossOf(batch!.x, batch!.y, ps));
   const times: number[] = [];

@@ -174,7 +174,7 @@ export interface Config {
   auditRetentionDays: number;
   rateLimit: { perMinute: number; burst: number };
   memory: { maxTurns: number; maxChars: number };
-  /** How the bot's own model decodes answers ('model': as its SFT meta says; src/app/answer-settings.ts). */
+  /** How the bot's own model decodes answers ('model': as its SFT meta says; src/model/answer-settings.ts). */
   answerDecoding: 'candidates' | 'model' | 'extractive' | 'free';
   sampleKnowledgeBase: boolean;
   /** `platform:channel` -> knowledge base name. */

@@ -38,8 +38,8 @@ import { generateQa, holdOutBySection, readDocuments, withRetrievedContext, type
 import { trainTokenizer } from '../training/train-tokenizer.ts';
 import { trainAnswerSelector } from '../training/sft/selector-data.ts';
 import { LoadedModel } from '../model/loaded-model.ts';
-import { answerSettings } from './answer-settings.ts';
-import { ModelCandidateScorer, SELECTOR_FILE } from './model-candidate-scorer.ts';
+import { answerSettings } from '../model/answer-settings.ts';
+import { ModelCandidateScorer, SELECTOR_FILE } from '../rag/model-candidate-scorer.ts';
 import { loadTokenizer } from '../model/tokenizer/index.ts';
 import type { Config } from './config.ts';
 import { loadSampleKnowledgeBase, SAMPLE_KB_DIR } from './sample-kb.ts';

@@ -21,8 +21,9 @@ import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { RegistryModelService } from './model-service.ts';
 import { loadSampleKnowledgeBase } from './sample-kb.ts';
-import { answerConstraint, answerGeneration, answerSettings, qaPromptMessages } from './answer-settings.ts';
-import { ModelCandidateScorer } from './model-candidate-scorer.ts';
+import { answerConstraint, answerGeneration, answerSettings } from '../model/answer-settings.ts';
+import { qaPromptMessages } from '../rag/qa-prompt-messages.ts';
+import { ModelCandidateScorer } from '../rag/model-candidate-scorer.ts';
 
 export { PACKAGE_ROOT, SAMPLE_KB_DIR } from './sample-kb.ts';
 

@@ -1,6 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { JobProgress } from '../core/index.ts';
-import { formatDuration } from '../training/jobs/job-format.ts';
+import { formatDuration, type JobProgress } from '../app/training-jobs.ts';
 
 /** A terminal progress bar for any training job: stage, step, loss, val loss, tokens/s, ETA. */
 export function jobProgressBar(stream: NodeJS.WritableStream = process.stderr): { update(p: JobProgress): void; stop(): void } {

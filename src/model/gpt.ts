@@ -10,49 +10,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { type GPTConfig, validateConfig, countParameters } from './config.ts';
-import { causalSoftmax, embedding, gelu, layerNorm, linear, matMul, crossEntropy } from './ops.ts';
 import { Random } from './random.ts';
-import { nativeForward, nativeForwardCached, nativeLoss } from './native/gpt-native.ts';
+import { SeededDropout, splitHeads, mergeHeads, type BlockWeights, type ForwardOps, type ForwardOptions, type KVCache, type LayerCache, type Params, type ProjectionHook, type ProjectionSite } from './forward-ops.ts';
+import { PORTABLE_FORWARD_OPS } from './portable-forward-ops.ts';
+import { NATIVE_FORWARD_OPS } from './native/forward-ops.ts';
 
-export type Params = Map<string, Tensor>;
-
-/** Per-layer attention keys (stored transposed, [B, H, hs, T]) and values ([B, H, T, hs]). */
-export interface LayerCache {
-  kT: Tensor;
-  v: Tensor;
-}
-
-/** The KV cache of one generation: positions already processed and their keys and values. */
-export interface KVCache {
-  length: number;
-  layers: LayerCache[];
-}
-
-export interface ForwardOptions {
-  /** Training mode applies dropout. */
-  training?: boolean;
-  /** Seed for dropout masks (derive it from the step for reproducible runs). */
-  dropoutSeed?: number;
-}
-
-/** The linear projections of a block, by the names of their weights (`transformer.h.<i>.<site>.weight`). */
-export type ProjectionSite = 'attn.c_attn' | 'attn.c_proj' | 'mlp.c_fc' | 'mlp.c_proj';
-
-export interface ProjectionHookContext {
-  layer: number;
-  site: ProjectionSite;
-  /** The parameters of this forward pass (adapters read their own tensors from here when present). */
-  params: Params;
-  training: boolean;
-  /** Seeded dropout for an adapter's input (a separate stream from the model's own dropout). */
-  dropout(x: Tensor, rate: number): Tensor;
-}
-
-/**
- * Adapters (LoRA, src/model/lora/adapter.ts) see every linear projection: `x` its input [.., in], `y` the
- * base output x·W (+ b) [.., out]; the hook returns the output to use (y itself to change nothing).
- */
-export type ProjectionHook = (x: Tensor, y: Tensor, ctx: ProjectionHookContext) => Tensor;
+export type { ForwardOptions, KVCache, LayerCache, Params, ProjectionHook, ProjectionHookContext, ProjectionSite } from './forward-ops.ts';
 
 export interface ParamSpec {
   name: string;
@@ -97,7 +60,7 @@ export class GPT {
   /** Optional adapter on the linear projections (LoRA); unset, the model is the plain GPT. */
   projectionHook: ProjectionHook | undefined;
   /**
-   * On the native backend, run the fused kernels (default) or this file's own ops on the native
+   * On the native backend, run the native op set (default) or the portable one on the native
    * kernels (false: for the benchmarks' side-by-side rows and the tests that compare the two).
    */
   fusedOnNative = true;
@@ -161,47 +124,38 @@ export class GPT {
    * list in `paramNames` order to differentiate with respect to it.
    */
   forward(idx: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): Tensor {
-    if (this.fusedNative) return nativeForward(this, idx, params, options);
-    const p = this.resolve(params);
     const [B, T] = idx.shape as [number, number];
-    if (T > this.config.blockSize) {
-      throw new Error(`Cannot forward a sequence of length ${T}, block size is only ${this.config.blockSize}`);
-    }
-    const x = this.trunk(p, idx, 0, undefined, options);
-    const logits = this.head(p, x);
-    return tf.reshape(logits, [B, T, this.config.vocabSize]);
+    this.checkLength(T);
+    const ops = this.ops;
+    const p = this.resolve(params);
+    return tf.reshape(this.head(ops, p, this.trunk(ops, p, idx, options)), [B, T, this.config.vocabSize]);
   }
 
   /**
    * The final hidden states [B, T, C] (after the last LayerNorm, before the tied output
-   * projection), for heads other than the language-model head (reward, value). Always the
-   * composed path, so adapter hooks apply; differentiable with respect to `params`.
+   * projection), for heads other than the language-model head (reward, value); differentiable
+   * with respect to `params`. Always on the portable ops: the reward and value models were
+   * trained and gated on their numerics, and the fused kernels would shift them on native.
    */
   hidden(idx: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): Tensor {
-    const T = idx.shape[1]!;
-    if (T > this.config.blockSize) {
-      throw new Error(`Cannot forward a sequence of length ${T}, block size is only ${this.config.blockSize}`);
-    }
-    return this.trunk(this.resolve(params), idx, 0, undefined, options);
+    this.checkLength(idx.shape[1]!);
+    return this.trunk(PORTABLE_FORWARD_OPS, this.resolve(params), idx, options);
   }
 
   /** Mean cross-entropy of next-token `targets` [B, T] (int32; -1 = ignore). */
   loss(idx: Tensor, targets: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): tf.Scalar {
-    if (this.fusedNative) return nativeLoss(this, idx, targets, params, options);
+    const ops = this.ops;
     const p = this.resolve(params);
-    const x = this.trunk(p, idx, 0, undefined, options);
-    const logits = this.head(p, x);
-    return crossEntropy(tf.reshape(logits, [-1, this.config.vocabSize]), tf.reshape(targets, [-1]));
+    return ops.crossEntropy(this.head(ops, p, this.trunk(ops, p, idx, options)), tf.reshape(targets, [-1]));
   }
 
   /**
-   * On the native backend the whole trunk runs as fused kernels (src/model/native/gpt-native.ts,
-   * parity-tested against this file), adapter hooks included. In training with dropout the
-   * model's own masks there are the native backend's (a hash of the step seed), not tf.dropout's;
-   * adapters' dropout is drawn exactly as here.
+   * The op set, chosen by backend: the native kernels on 'native' (unless `fusedOnNative` is
+   * off), the portable ops everywhere else. In training with dropout the model's own masks on
+   * native are that backend's (a hash of the step seed), not tf.dropout's.
    */
-  private get fusedNative(): boolean {
-    return tf.getBackend() === 'native' && this.fusedOnNative;
+  private get ops(): ForwardOps {
+    return this.fusedOnNative && tf.getBackend() === 'native' ? NATIVE_FORWARD_OPS : PORTABLE_FORWARD_OPS;
   }
 
   /** An empty KV cache. */
@@ -214,16 +168,17 @@ export class GPT {
    * returns the logits of the last position [B, V]. The caller owns (and disposes) the cache.
    */
   forwardCached(idx: Tensor, cache: KVCache): Tensor {
-    if (this.fusedNative) return nativeForwardCached(this, idx, cache);
     const n = idx.shape[1]!;
     if (cache.length + n > this.config.blockSize) {
       throw new Error(`KV cache overflow: ${cache.length} + ${n} > block size ${this.config.blockSize}`);
     }
+    const ops = this.ops;
     const p = this.params;
     return advanceCache(cache, n, (next) => {
-      const x = this.trunk(p, idx, cache.length, { past: cache.layers, out: next }, {});
+      const x = this.trunk(ops, p, idx, {}, { length: cache.length, past: cache.layers, out: next });
       const [B, T, C] = x.shape as [number, number, number];
-      return this.head(p, tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]));
+      const last = T === 1 ? tf.reshape(x, [B, C]) : tf.reshape(tf.slice(x, [0, T - 1, 0], [B, 1, C]), [B, C]);
+      return this.head(ops, p, last);
     });
   }
 
@@ -236,6 +191,12 @@ export class GPT {
     cache.length = 0;
   }
 
+  private checkLength(T: number): void {
+    if (T > this.config.blockSize) {
+      throw new Error(`Cannot forward a sequence of length ${T}, block size is only ${this.config.blockSize}`);
+    }
+  }
+
   private resolve(params?: Params | Tensor[]): Params {
     if (!params) return this.params;
     if (params instanceof Map) return params;
@@ -244,89 +205,104 @@ export class GPT {
     return m;
   }
 
-  /** Embeddings + blocks + final norm: [B, T, C]. */
-  private trunk(
-    p: Params,
-    idx: Tensor,
-    past: number,
-    cache: { past: LayerCache[]; out: LayerCache[] } | undefined,
-    options: ForwardOptions,
-  ): Tensor {
-    const { nLayer } = this.config;
-    const T = idx.shape[1]!;
-    const get = (name: string) => p.get(name);
-    const tokEmb = embedding(get('transformer.wte.weight')!, idx); // [B, T, C]
-    const posEmb = tf.slice(get('transformer.wpe.weight')!, [past, 0], [T, -1]); // [T, C]
-    const dropout = new DropoutState(options.training ? this.config.dropout : 0, options.dropoutSeed ?? 0, options.training ?? false);
-    let x = dropout.apply(tf.add(tokEmb, posEmb));
-    for (let i = 0; i < nLayer; i++) {
-      const h = `transformer.h.${i}`;
-      const a = layerNorm(x, get(`${h}.ln_1.weight`)!, get(`${h}.ln_1.bias`));
-      x = tf.add(x, this.attention(p, h, a, past, cache, i, dropout));
-      const m = layerNorm(x, get(`${h}.ln_2.weight`)!, get(`${h}.ln_2.bias`));
-      x = tf.add(x, this.mlp(p, h, m, dropout, i));
-    }
-    return layerNorm(x, get('transformer.ln_f.weight')!, get('transformer.ln_f.bias'));
-  }
-
-  /** Tied output projection: x · wteᵀ. */
-  private head(p: Params, x: Tensor): Tensor {
-    const C = this.config.nEmbd;
-    return matMul(tf.reshape(x, [-1, C]), tf.transpose(p.get('transformer.wte.weight')!));
-  }
-
-  private attention(
-    p: Params,
-    h: string,
-    x: Tensor,
-    past: number,
-    cache: { past: LayerCache[]; out: LayerCache[] } | undefined,
-    layer: number,
-    dropout: DropoutState,
-  ): Tensor {
-    const { nHead, nEmbd: C } = this.config;
-    const [B, T] = x.shape as [number, number, number];
-    const hs = C / nHead;
-    const qkv = this.project(p, h, layer, 'attn.c_attn', x, dropout); // [B, T, 3C]
-    const [q0, k0, v0] = tf.split(qkv, 3, 2) as [Tensor, Tensor, Tensor];
-    // [B, T, C] -> [B, H, T, hs]; keys go straight to [B, H, hs, T] for q · kᵀ.
-    const q = tf.transpose(tf.reshape(q0, [B, T, nHead, hs]), [0, 2, 1, 3]);
-    let kT = tf.transpose(tf.reshape(k0, [B, T, nHead, hs]), [0, 2, 3, 1]);
-    let v = tf.transpose(tf.reshape(v0, [B, T, nHead, hs]), [0, 2, 1, 3]);
-    if (cache) {
-      const prev = cache.past[layer];
-      if (prev) {
-        kT = tf.concat([prev.kT, kT], 3);
-        v = tf.concat([prev.v, v], 2);
-      }
-      cache.out[layer] = { kT, v };
-    }
-    const att = dropout.apply(causalSoftmax(matMul(q, kT), 1 / Math.sqrt(hs), past)); // [B, H, T, past + T]
-    const y = matMul(att, v); // [B, H, T, hs]
-    const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
-    return dropout.apply(this.project(p, h, layer, 'attn.c_proj', merged, dropout));
-  }
-
-  private mlp(p: Params, h: string, x: Tensor, dropout: DropoutState, layer: number): Tensor {
-    const up = gelu(this.project(p, h, layer, 'mlp.c_fc', x, dropout));
-    return dropout.apply(this.project(p, h, layer, 'mlp.c_proj', up, dropout));
-  }
-
-  /** x · W (+ b) of one projection, through the adapter hook when one is set. */
-  private project(p: Params, h: string, layer: number, site: ProjectionSite, x: Tensor, dropout: DropoutState): Tensor {
-    const y = linear(x, p.get(`${h}.${site}.weight`)!, p.get(`${h}.${site}.bias`));
+  /**
+   * Embeddings + blocks + final norm: [B, T, C]. The one layer loop of every backend; it leaves
+   * the op set's generic path only for the native kernels that do a whole block at once, and
+   * only where nothing has to see inside the block (an adapter hook, the cache being written).
+   */
+  private trunk(ops: ForwardOps, p: Params, idx: Tensor, options: ForwardOptions, cache?: CacheStep): Tensor {
+    const { nLayer, nHead } = this.config;
+    const [B, T] = idx.shape as [number, number];
+    const past = cache?.length ?? 0;
+    const training = options.training ?? false;
+    const seed = options.dropoutSeed ?? 0;
+    const pass = ops.pass(nHead, training ? this.config.dropout : 0, seed);
     const hook = this.projectionHook;
-    if (!hook) return y;
-    return hook(x, y, { layer, site, params: p, training: dropout.training, dropout: (t, rate) => dropout.applyAdapter(t, rate) });
+    // Adapters' own stream, so attaching one leaves the model's masks as they were.
+    const adapterMasks = new SeededDropout(seed * 1000 + 500);
+    const adapterDropout = (x: Tensor, rate: number) => (training ? adapterMasks.apply(x, rate) : x);
+    const project = (layer: number, site: ProjectionSite, x: Tensor): Tensor => {
+      const h = `transformer.h.${layer}`;
+      const y = ops.linear(x, p.get(`${h}.${site}.weight`)!, p.get(`${h}.${site}.bias`));
+      return hook ? hook(x, y, { layer, site, params: p, training, dropout: adapterDropout }) : y;
+    };
+    const decode = ops.decodeLayer && cache && B === 1 && T === 1 && past > 0 && cache.past.length === nLayer && !hook;
+    const tok = tf.gather(p.get('transformer.wte.weight')!, idx); // [B, T, C]
+    const pos = tf.slice(p.get('transformer.wpe.weight')!, [past, 0], [T, -1]); // [T, C]
+    let x = pass.dropEmbeddings(tf.add(tok, pos));
+    for (let i = 0; i < nLayer; i++) {
+      const w = blockWeights(p, i);
+      if (decode) {
+        const [y, kT, v] = ops.decodeLayer!(x, cache.past[i]!.kT, cache.past[i]!.v, w);
+        cache.out[i] = { kT, v };
+        x = y;
+        continue;
+      }
+      const fused = !cache && !hook ? pass.block?.(x, w, i) : undefined;
+      if (fused) {
+        x = fused;
+        continue;
+      }
+      const qkv = project(i, 'attn.c_attn', ops.layerNorm(x, w.ln1w, w.ln1b));
+      const attended = cache ? cachedAttention(ops, qkv, nHead, i, cache) : pass.selfAttention(qkv, i);
+      x = tf.add(x, pass.dropResidual(project(i, 'attn.c_proj', attended), i, 'attention'));
+      const m = ops.layerNorm(x, w.ln2w, w.ln2b);
+      // An adapter on c_fc must see its output before GELU: no fused up-projection then.
+      const up = hook ? ops.gelu(project(i, 'mlp.c_fc', m)) : ops.linearGelu(m, w.fcw, w.fcb);
+      x = tf.add(x, pass.dropResidual(project(i, 'mlp.c_proj', up), i, 'mlp'));
+    }
+    return ops.layerNorm(x, p.get('transformer.ln_f.weight')!, p.get('transformer.ln_f.bias'));
   }
+
+  /** The tied output projection of x [.., C]: logits [N, V]. */
+  private head(ops: ForwardOps, p: Params, x: Tensor): Tensor {
+    return ops.head(tf.reshape(x, [-1, this.config.nEmbd]), p.get('transformer.wte.weight')!);
+  }
+}
+
+/** A cached forward's view of the cache: positions already in it, their layers, the layers it writes. */
+interface CacheStep {
+  length: number;
+  past: LayerCache[];
+  out: LayerCache[];
+}
+
+/** Attention of the new positions over the cached ones and themselves; appends their keys and values. */
+function cachedAttention(ops: ForwardOps, qkv: Tensor, nHead: number, layer: number, cache: CacheStep): Tensor {
+  let { q, kT, v } = splitHeads(qkv, nHead);
+  const prev = cache.past[layer];
+  if (prev) {
+    kT = tf.concat([prev.kT, kT], 3);
+    v = tf.concat([prev.v, v], 2);
+  }
+  cache.out[layer] = { kT, v };
+  return mergeHeads(ops.causalAttention(q, kT, v, cache.length));
+}
+
+/** Block i's weights by their GPT-2 names. */
+function blockWeights(p: Params, i: number): BlockWeights {
+  const get = (name: string) => p.get(`transformer.h.${i}.${name}`);
+  return {
+    ln1w: get('ln_1.weight')!,
+    ln1b: get('ln_1.bias'),
+    attnw: get('attn.c_attn.weight')!,
+    attnb: get('attn.c_attn.bias'),
+    projw: get('attn.c_proj.weight')!,
+    projb: get('attn.c_proj.bias'),
+    ln2w: get('ln_2.weight')!,
+    ln2b: get('ln_2.bias'),
+    fcw: get('mlp.c_fc.weight')!,
+    fcb: get('mlp.c_fc.bias'),
+    fc2w: get('mlp.c_proj.weight')!,
+    fc2b: get('mlp.c_proj.bias'),
+  };
 }
 
 /**
  * Runs `step` (which fills `next` with every layer's longer keys and values and returns the last
  * position's logits) in a tidy scope, then swaps `cache` to the new layers and frees the old ones.
- * The one way both GPT and the native path advance a KV cache by `n` tokens.
  */
-export function advanceCache(cache: KVCache, n: number, step: (next: LayerCache[]) => Tensor): Tensor {
+function advanceCache(cache: KVCache, n: number, step: (next: LayerCache[]) => Tensor): Tensor {
   const next: LayerCache[] = [];
   const logits = tf.tidy(() => {
     const out = step(next);
@@ -344,30 +320,3 @@ export function advanceCache(cache: KVCache, n: number, step: (next: LayerCache[
   cache.length += n;
   return logits;
 }
-
-/**
- * Hands out dropout seeds in call order so a forward pass is reproducible from one seed. Exported
- * for the native fused path, which draws the adapters' dropout exactly as here.
- */
-export class DropoutState {
-  private counter = 0;
-  private adapterCounter = 0;
-  constructor(
-    private readonly rate: number,
-    private readonly seed: number,
-    /** Training mode (adapter dropout applies only then, whatever the model's own rate). */
-    readonly training = false,
-  ) {}
-  apply(x: Tensor): Tensor {
-    if (this.rate <= 0) return x;
-    this.counter += 1;
-    return tf.dropout(x, this.rate, undefined, this.seed * 1000 + this.counter);
-  }
-  /** Dropout of an adapter's input: its own seed stream, so the model's masks stay as they were. */
-  applyAdapter(x: Tensor, rate: number): Tensor {
-    if (!this.training || rate <= 0) return x;
-    this.adapterCounter += 1;
-    return tf.dropout(x, rate, undefined, this.seed * 1000 + 500 + this.adapterCounter);
-  }
-}
-

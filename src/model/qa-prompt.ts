@@ -1,6 +1,6 @@
 /**
  * The QA prompt layout: how retrieved passages and a question become the model's prompt. Serving
- * (app/answer-settings.ts, app/model-candidate-scorer.ts), the QA evaluation, RLHF and SFT all use
+ * (model/answer-settings.ts, rag/model-candidate-scorer.ts), the QA evaluation, RLHF and SFT all use
  * this one layout, so a model is trained on the prompts it is asked with. It needs only the
  * tokenizer and the chat template, so it lives beside them in the model layer.
  *

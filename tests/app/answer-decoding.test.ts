@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { answerConstraint, answerSettings } from '../../src/app/answer-settings.ts';
+import { answerConstraint, answerSettings } from '../../src/model/answer-settings.ts';
 import { ConfigError, loadConfig } from '../../src/app/config.ts';
 import { encodeChat } from '../../src/model/chat-template.ts';
 import { LoadedModel } from '../../src/model/loaded-model.ts';

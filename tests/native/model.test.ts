@@ -1,14 +1,14 @@
 /**
- * The whole model on the native backend against the cpu backend: GPT.loss as gpt.ts computes it
- * (every kernel underneath native), and the fused path (src/model/native/gpt-native.ts, what the
- * wiring selects), loss and every parameter's gradient; and cached generation logits (the fused
- * path decodes each token after the prompt with one TeamllmNativeDecodeLayer kernel per block).
+ * The whole model on the native backend against the cpu backend: GPT.loss on the portable op set
+ * (every kernel underneath native) and on the native op set (src/model/native/forward-ops.ts,
+ * what the wiring selects), loss and every parameter's gradient; and cached generation logits (the
+ * native op set decodes each token after the prompt with one TeamllmNativeDecodeLayer kernel per block).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Rng, expectClose, hasNative, setup, tf } from './helpers.ts';
 import { GPT } from '../../src/model/gpt.ts';
 import type { GPTConfig } from '../../src/model/config.ts';
-import { nativeForwardCached, nativeLoss } from '../../src/model/native/gpt-native.ts';
+import { profiler } from '../../src/model/native/profile.ts';
 import { LoraAdapter } from '../../src/model/lora/adapter.ts';
 
 const configs: GPTConfig[] = [
@@ -43,8 +43,8 @@ function lossAndGrads(model: GPT, x: Int32Array, y: Int32Array, B: number, T: nu
   return tf.tidy(() => {
     const xs = tf.tensor2d(x, [B, T], 'int32');
     const ys = tf.tensor2d(y, [B, T], 'int32');
-    model.fusedOnNative = fused; // false: gpt.ts's own ops on the native kernels
-    const f = tf.valueAndGrads((...ps: tf.Tensor[]) => (fused ? nativeLoss(model, xs, ys, ps) : model.loss(xs, ys, {}, ps)));
+    model.fusedOnNative = fused; // false: the portable op set on the native kernels
+    const f = tf.valueAndGrads((...ps: tf.Tensor[]) => model.loss(xs, ys, {}, ps));
     const { value, grads } = f(model.paramList());
     return [Float32Array.of(value.dataSync()[0]!), ...grads.map((g) => Float32Array.from(g.dataSync()))];
   }) as unknown as Float32Array[];
@@ -68,8 +68,10 @@ describe.skipIf(!hasNative)('GPT on the native backend matches the cpu backend',
     expect(lossAt({ training: true, dropoutSeed: 5 })).toBe(a); // same step, same masks
     expect(lossAt({ training: true, dropoutSeed: 6 })).not.toBe(a);
     expect(a).not.toBe(evalLoss); // dropout is on in training only
-    // GPT.loss went through the fused kernels: the same value as nativeLoss with the same options.
-    expect(tf.tidy(() => nativeLoss(model, xs, ys, undefined, { training: true, dropoutSeed: 5 }).dataSync()[0]!)).toBe(a);
+    // GPT.loss went through the fused block kernel, one call per layer.
+    profiler.start();
+    lossAt({ training: true, dropoutSeed: 5 });
+    expect(profiler.stop().find((s) => s.kernel === 'TeamllmNativeBlock')?.calls).toBe(config.nLayer);
     // Training steps with fresh masks each step lower the (dropout-free) loss on this batch.
     const f = tf.valueAndGrads((...ps: tf.Tensor[]) => model.loss(xs, ys, { training: true, dropoutSeed: step }, ps));
     let step = 0;
@@ -207,15 +209,19 @@ describe.skipIf(!hasNative)('GPT on the native backend matches the cpu backend',
         // A prompt of 3 tokens, then one token at a time.
         const steps: number[][] = [ids.slice(0, 3), ...ids.slice(3).map((t) => [t])];
         let pos = 0;
+        profiler.start();
         for (const chunk of steps) {
           const idx = tf.tensor2d(Int32Array.from(chunk), [1, chunk.length], 'int32');
-          const logits = fused ? nativeForwardCached(model, idx, cache) : model.forwardCached(idx, cache);
+          const logits = model.forwardCached(idx, cache);
           pos += chunk.length;
           const V = config.vocabSize;
           expectClose(Float32Array.from(logits.dataSync()), refLogits.slice((pos - 1) * V, pos * V), `${fused ? 'fused' : 'unfused'} logits at ${pos}`, 1e-3, 1e-5);
           idx.dispose();
           logits.dispose();
         }
+        // The native op set decodes every token after the prompt with one kernel per block.
+        const decodes = profiler.stop().find((k) => k.kernel === 'TeamllmNativeDecodeLayer')?.calls ?? 0;
+        expect(decodes).toBe(fused ? (steps.length - 1) * config.nLayer : 0);
         GPT.disposeCache(cache);
       }
       model.dispose();

@@ -10,7 +10,7 @@ import { saveModelFiles } from '../../src/model/model-files.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
 import { AdapterStore, LoraAdapter, attachAdapterToVersion } from '../../src/model/lora/index.ts';
 import { LocalKnowledgeBase } from '../../src/rag/index.ts';
-import { evalQa, type EvalQaOptions } from '../../src/cli/eval-qa.ts';
+import { evalQa, type EvalQaOptions } from '../../src/app/eval-qa.ts';
 import { charTokenizer, tinyChatModel, HANDBOOK_EN } from './helpers.ts';
 
 const run = promisify(execFile);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { WebReplyChannel } from '../../adapters/web/index.ts';
+import { askOnce } from '../../app/ask.ts';
 import { CliError, withRuntime } from '../shared.ts';
 
 /** `teamllm ask`. */
@@ -11,33 +11,14 @@ export function registerAsk(program: Command): void {
     .option('--json', 'print {answer, direct, sources, model} as JSON')
     .action(async (words: string[], opts: { json?: boolean }) => {
       await withRuntime(program, {}, async (runtime) => {
-        const channel = new WebReplyChannel(() => {});
-        const question = words.join(' ');
-        const result = await runtime.bot.handle(
-          {
-            platform: 'console',
-            eventId: `ask-${process.pid}-${Date.now()}`,
-            workspace: '',
-            channel: 'cli',
-            messageId: `ask-${Date.now()}`,
-            user: { id: runtime.consoleUser },
-            text: question,
-            isDirect: true,
-            mentionsBot: true,
-            attachments: [],
-          },
-          channel,
-        );
-        const reply = channel.latest;
+        const { failed, ...reply } = await askOnce(runtime, words.join(' '));
         if (opts.json) {
-          process.stdout.write(
-            `${JSON.stringify({ answer: reply?.text ?? '', direct: reply?.direct ?? '', sources: reply?.sources ?? [], model: runtime.bot.serving.model.name, answerId: result.answerId ?? null })}\n`,
-          );
+          process.stdout.write(`${JSON.stringify({ answer: reply.answer, direct: reply.direct, sources: reply.sources, model: reply.model, answerId: reply.answerId })}\n`);
         } else {
-          process.stdout.write(`${reply?.text ?? ''}\n`);
-          reply?.sources?.forEach((s, i) => process.stdout.write(`[${i + 1}] ${s.title} — ${s.source}\n`));
+          process.stdout.write(`${reply.answer}\n`);
+          reply.sources.forEach((s, i) => process.stdout.write(`[${i + 1}] ${s.title} — ${s.source}\n`));
         }
-        if (result.outcome === 'error' || result.outcome === 'cancelled') throw new CliError('the answer failed; see the log above');
+        if (failed) throw new CliError('the answer failed; see the log above');
       });
     });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { runConsoleChat } from '../../adapters/console/index.ts';
+import { chatInTerminal } from '../../app/terminal-chat.ts';
 import { withRuntime } from '../shared.ts';
 
 /** `teamllm chat`. */
@@ -9,7 +9,7 @@ export function registerChat(program: Command): void {
     .description('chat with the bot in the terminal (rate answers with + or -)')
     .action(async () => {
       await withRuntime(program, {}, async (runtime) => {
-        await runConsoleChat({ bot: runtime.bot, input: process.stdin, output: process.stdout, user: runtime.consoleUser });
+        await chatInTerminal(runtime, process.stdin, process.stdout);
       });
     });
 }

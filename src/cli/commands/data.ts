@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { EXPORT_KINDS, exportDataset, type ExportKind } from '../../training/feedback-datasets.ts';
+import { DATASET_KINDS, datasetRows } from '../../app/dataset-export.ts';
 import { CliError, withRuntime } from '../shared.ts';
 
 /** `teamllm data export`. */
@@ -8,13 +8,13 @@ export function registerData(program: Command): void {
   data
     .command('export')
     .description('write a JSONL dataset to stdout')
-    .requiredOption('--kind <kind>', EXPORT_KINDS.join('|'))
+    .requiredOption('--kind <kind>', DATASET_KINDS.join('|'))
     .option('--no-anonymous-votes', 'leave out votes of anonymous web sessions (docs/feedback-loop.md)')
     .action(async (opts: { kind: string; anonymousVotes: boolean }) => {
-      if (!EXPORT_KINDS.includes(opts.kind as ExportKind)) throw new CliError(`--kind must be one of ${EXPORT_KINDS.join(', ')}`);
+      if (!DATASET_KINDS.includes(opts.kind)) throw new CliError(`--kind must be one of ${DATASET_KINDS.join(', ')}`);
       await withRuntime(program, { TEAMLLM_SAMPLE_KB: 'false' }, async (runtime) => {
         let n = 0;
-        for await (const row of exportDataset(runtime.store, opts.kind as ExportKind, opts.anonymousVotes ? {} : { anonymousVotes: false })) {
+        for await (const row of datasetRows(runtime, opts.kind, { anonymousVotes: opts.anonymousVotes })) {
           process.stdout.write(`${JSON.stringify(row)}\n`);
           n++;
         }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { evaluateRetrieval, formatEvaluation } from '../../rag/index.ts';
-import { EvalQaError, evalQa } from '../eval-qa.ts';
-import { evalAnswers } from '../eval-answers.ts';
+import { evalRetrieval } from '../../app/eval-retrieval.ts';
+import { EvalQaError, evalQa } from '../../app/eval-qa.ts';
+import { evalAnswers } from '../../app/eval-answers.ts';
 import { CliError, positiveInt, withRuntime } from '../shared.ts';
 
 /** `teamllm eval retrieval|qa`. */
@@ -15,13 +15,8 @@ export function registerEval(program: Command): void {
     .option('--split <name>', 'only the questions of this split (e.g. test)')
     .option('--json', 'print the evaluation as JSON')
     .action(async (opts: { questions: string; kb: string; split?: string; json?: boolean }) => {
-      const evaluation = await evaluateRetrieval({
-        questionsFile: opts.questions,
-        kbDir: opts.kb,
-        ...(opts.split !== undefined ? { split: opts.split } : {}),
-        onProgress: (m) => process.stderr.write(`${m}\n`),
-      });
-      process.stdout.write(opts.json ? `${JSON.stringify(evaluation)}\n` : `${formatEvaluation(evaluation)}\n`);
+      const text = await evalRetrieval({ ...opts, progress: (m) => process.stderr.write(`${m}\n`) });
+      process.stdout.write(`${text}\n`);
     });
   evaluate
     .command('qa')

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig, type Config } from '../../app/config.ts';
 import { describeInputs, quickstartInputs, resolveRecipe, runQuickstart } from '../../app/quickstart.ts';
 import { createLogger } from '../../app/logger.ts';
-import { formatDuration } from '../../training/jobs/job-format.ts';
+import { formatDuration } from '../../app/training-jobs.ts';
 import { terminalQuickstartReporter } from '../quickstart-reporter.ts';
 import { CliError } from '../shared.ts';
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../app/config.ts';
 import { startServing, type Serving } from '../../app/serve.ts';
 import type { BackgroundQuickstart } from '../../app/background-quickstart.ts';
-import { formatDuration } from '../../training/jobs/job-format.ts';
+import { formatDuration } from '../../app/training-jobs.ts';
 import { terminalQuickstartReporter } from '../quickstart-reporter.ts';
 
 /** The end of a first start's background training, on the terminal. */

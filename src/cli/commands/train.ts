@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import type { JobRecord } from '../../core/index.ts';
-import { ChatTrainingService } from '../../training/chat-training-service.ts';
-import { formatJob } from '../../training/jobs/job-format.ts';
+import { finishedJob, queueTrainingJob, resumeLastJob, trainEmbeddingsHere, trainingStatus } from '../../app/training-jobs.ts';
 import { jobProgressBar } from '../job-progress-bar.ts';
 import { CliError, trainingParams, withRuntime } from '../shared.ts';
 
@@ -21,32 +19,28 @@ export function registerTrain(program: Command): void {
       await withRuntime(program, {}, async (runtime) => {
         const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };
         if (stage === 'status') {
-          process.stdout.write(`${await new ChatTrainingService(runtime.jobs, runtime.store, runtime.logger).status()}\n`);
+          process.stdout.write(`${await trainingStatus(runtime)}\n`);
           return;
         }
         if (stage === 'embeddings') {
           // In-process: it re-embeds the knowledge base into this home's Chroma collections.
           const bar = jobProgressBar();
-          const trained = await runtime.knowledge.trainEmbeddings({ onProgress: (p) => bar.update({ stage: 'encoder', step: p.step, totalSteps: p.steps, loss: p.loss }) });
+          const trained = await trainEmbeddingsHere(runtime, actor.id, (p) => bar.update(p));
           bar.stop();
-          await runtime.store.audit({ actor: actor.id, action: 'train', detail: { kind: 'embeddings', encoder: trained.info.id } });
-          process.stdout.write(`Encoder ${trained.info.id} trained; ${trained.reembedded} passages re-embedded. Run teamllm eval retrieval to see whether it helps.\n`);
+          process.stdout.write(`Encoder ${trained.encoder} trained; ${trained.reembedded} passages re-embedded. Run teamllm eval retrieval to see whether it helps.\n`);
           return;
         }
-        let job: JobRecord;
+        let job: { id: number };
         if (stage === 'resume') {
-          const jobs = await runtime.store.listJobs(50);
-          const resumed = new Set(jobs.flatMap((j) => (j.resumes ? [j.resumes] : [])));
-          const last = jobs.find((j) => (j.status === 'interrupted' || j.status === 'stopped') && !resumed.has(j.id));
-          if (!last) throw new CliError('there is no stopped or interrupted job to resume');
-          job = await runtime.jobs.enqueue(last.kind, last.params, actor.id, last);
-          process.stderr.write(`Resuming job #${last.id} (${last.kind}) as job #${job.id}\n`);
+          const resumed = await resumeLastJob(runtime, actor.id);
+          if (!resumed) throw new CliError('there is no stopped or interrupted job to resume');
+          job = resumed.job;
+          process.stderr.write(`Resuming job #${resumed.resumes.id} (${resumed.resumes.kind}) as job #${job.id}\n`);
         } else {
           if (!runtime.jobs.kinds.includes(stage)) {
             throw new CliError(`"${stage}" cannot be trained in this version (available: ${[...runtime.jobs.kinds, 'embeddings'].join(', ')})`, 2);
           }
-          job = await runtime.jobs.enqueue(stage, { ...trainingParams(opts), ...(opts.algo ? { algo: opts.algo } : {}) }, actor.id);
-          await runtime.store.audit({ actor: actor.id, action: 'train', detail: { job: job.id, kind: stage, params: job.params } });
+          job = await queueTrainingJob(runtime, stage, { ...trainingParams(opts), ...(opts.algo ? { algo: opts.algo } : {}) }, actor.id);
           process.stderr.write(`Job #${job.id} (${stage}) in ${runtime.config.home}/runs — Ctrl+C stops it, keeping the last checkpoint\n`);
         }
         const bar = jobProgressBar();
@@ -59,12 +53,10 @@ export function registerTrain(program: Command): void {
         await runtime.jobs.idle();
         process.off('SIGINT', onInterrupt);
         bar.stop();
-        const done = (await runtime.store.getJob(job.id))!;
-        process.stdout.write(`${formatJob(done)}\n`);
-        if (done.result?.files && typeof (done.result.files as Record<string, string>).lossChart === 'string') {
-          process.stdout.write(`loss curves: ${(done.result.files as Record<string, string>).lossChart}\n`);
-        }
-        if (done.status !== 'succeeded') process.exitCode = 1;
+        const done = await finishedJob(runtime, job.id);
+        process.stdout.write(`${done.text}\n`);
+        if (done.lossChart) process.stdout.write(`loss curves: ${done.lossChart}\n`);
+        if (!done.succeeded) process.exitCode = 1;
       }, true, { startJobs: true });
     });
 }

@@ -20,7 +20,6 @@ export { NATIVE_BACKEND } from './kernels.ts';
 export { NativeBackend, activeNativeBackend } from './backend.ts';
 export { profiler, formatProfile, type KernelStat } from './profile.ts';
 export * as nativeOps from './ops.ts';
-export { nativeForward, nativeForwardCached, nativeLoss } from './gpt-native.ts';
 
 export type NativeLoadResult = { ok: true } | { ok: false; reason: string };
 

@@ -105,7 +105,7 @@ export const SftJobParamsSchema = z
     answerTokens: int().default(32),
     /**
      * How answers are decoded, in the before/after evaluation and then by the bot (written into the
-     * adapter's meta, read by src/app/answer-settings.ts): 'extractive' copies verbatim spans of
+     * adapter's meta, read by src/model/answer-settings.ts): 'extractive' copies verbatim spans of
      * the retrieved passages (src/model/extractive.ts), 'free' lets the model write anything.
      */
     decoding: z.enum(['extractive', 'free']).default('free'),

@@ -11,12 +11,13 @@ import { join } from 'node:path';
 import type { ConversationTurn, ModelInfo, Source } from '../core/index.ts';
 import type { ChatMessage } from '../model/chat-template.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
-import type { CandidateScorer } from '../rag/candidate-answerer.ts';
-import { parseSelector, type SelectorWeights } from '../rag/answer-selector.ts';
+import type { CandidateScorer } from './candidate-answerer.ts';
+import { parseSelector, type SelectorWeights } from './answer-selector.ts';
 import { encodeQaPrompt } from '../model/qa-prompt.ts';
-import { answerLogProbs } from '../training/rlhf/policy.ts';
-import { answerSettings, qaPromptMessages, type AnswerSettings } from './answer-settings.ts';
-import { recordedMessages } from '../rag/answer-chain.ts';
+import { answerLogProbs } from '../model/answer-log-probs.ts';
+import { answerSettings, type AnswerSettings } from '../model/answer-settings.ts';
+import { qaPromptMessages } from './qa-prompt-messages.ts';
+import { recordedMessages } from './answer-chain.ts';
 
 export class ModelCandidateScorer implements CandidateScorer {
   readonly model: ModelInfo;

@@ -8,13 +8,9 @@
  * served version carries either as `meta.adapter` (base + adapter) or `meta.lora.meta` (merged
  * weights). A model whose meta does not name a decoding decodes freely.
  */
-import { HumanMessage, AIMessage, SystemMessage, type BaseMessage } from '@langchain/core/messages';
-import type { ConversationTurn, Source } from '../core/index.ts';
-import { encodeChat, type ChatMessage } from '../model/chat-template.ts';
-import type { GenerateOptions } from '../model/generate.ts';
-import { extractiveHook, type DecodingMode } from '../model/extractive.ts';
-import type { LoadedModel } from '../model/loaded-model.ts';
-import { fitContext } from '../model/qa-prompt.ts';
+import type { GenerateOptions } from './generate.ts';
+import { extractiveHook, type DecodingMode } from './extractive.ts';
+import type { LoadedModel } from './loaded-model.ts';
 
 export interface AnswerSettings {
   /** Passages retrieved into the prompt. */
@@ -72,25 +68,4 @@ export function answerGeneration(settings: AnswerSettings): GenerateOptions {
  */
 export function answerConstraint(model: LoadedModel, settings: Pick<AnswerSettings, 'decoding'>) {
   return settings.decoding === 'extractive' ? (prompt: readonly number[]) => extractiveHook(model.tokenizer, prompt) : undefined;
-}
-
-/**
- * The chain's `messages`: the passages fitted into the room `encodeQaPrompt` gives them (so the
- * tokens LocalChatModel encodes are the ones the evaluation used), earlier turns, the question.
- */
-export function qaPromptMessages(model: LoadedModel, settings: AnswerSettings) {
-  return (input: { question: string; history: ConversationTurn[]; documents: Source[] }): BaseMessage[] => {
-    const history: ChatMessage[] = input.history.map((t) => ({ role: t.role === 'user' ? 'user' : 'assistant', content: t.text }));
-    const chat: ChatMessage[] = [...(settings.systemPrompt ? [{ role: 'system' as const, content: settings.systemPrompt }] : []), ...history, { role: 'user', content: input.question }];
-    const bare = encodeChat(model.tokenizer, chat).length;
-    const room = Math.min(model.blockSize - settings.maxTokens - bare - 2, settings.maxContextTokens ?? Infinity);
-    const passages = input.documents.map((d) => ({ source: d.source, title: d.title, text: d.text }));
-    const context = passages.length && room > 8 ? fitContext(model.tokenizer, passages, room, input.question) : '';
-    return [
-      ...(settings.systemPrompt ? [new SystemMessage(settings.systemPrompt)] : []),
-      ...(context ? [new SystemMessage({ content: context, name: 'context' })] : []),
-      ...input.history.map((t) => (t.role === 'user' ? new HumanMessage(t.text) : new AIMessage(t.text))),
-      new HumanMessage(input.question),
-    ];
-  };
 }

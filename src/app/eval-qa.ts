@@ -3,7 +3,7 @@
  * [--max-tokens 32] [--decoding extractive|free] [--no-compare] [--json]`: answer quality with
  * retrieval in the loop — each question's passages come from this home's knowledge base (as the
  * bot retrieves them), the model answers greedily with the decoding the bot serves it with (the
- * model's meta `decoding`, see src/app/answer-settings.ts; `--decoding` overrides), and exact
+ * model's meta `decoding`, see src/model/answer-settings.ts; `--decoding` overrides), and exact
  * match, token F1 and "contains the gold fact" are printed.
  *
  * A fine-tuned model is printed beside its base (the version it was trained from, or the model an
@@ -17,7 +17,7 @@ import { AdapterSet } from '../model/lora/serving.ts';
 import { AdapterStore } from '../model/lora/store.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
 import { DECODING_MODES, type DecodingMode } from '../model/extractive.ts';
-import { decodingOf } from '../app/answer-settings.ts';
+import { decodingOf } from '../model/answer-settings.ts';
 import { compareQa, evaluateQa, formatQaScores, readQaQuestions, type QaComparison, type QaRetriever, type QaScores } from '../training/eval/qa-eval.ts';
 
 /** A user error: printed plainly by the CLI. */
