@@ -7,6 +7,11 @@ export interface AnswerRequest {
   user: UserRef;
   channel: string;
   signal?: AbortSignal;
+  /**
+   * Answers already given to this question in this conversation ("Another answer" was asked):
+   * an answerer that chooses among candidates skips those; one that cannot may answer alike.
+   */
+  avoid?: string[];
 }
 
 /**

@@ -8,7 +8,7 @@ import { RateLimiter } from './rate-limiter.ts';
 import type { Actor, KnowledgeBase, ModelService, TrainingService } from './services.ts';
 import type { AnswerRecord, BotStore, FeedbackRecord } from './store.ts';
 import { StreamUpdater } from './stream-updater.ts';
-import type { IncomingMessage, Platform, PostedReply, ReplyTarget, Source, Vote } from './types.ts';
+import type { ConversationTurn, IncomingMessage, Platform, PostedReply, ReplyTarget, Source, Vote } from './types.ts';
 
 export interface BotOptions {
   store: BotStore;
@@ -182,7 +182,7 @@ export class Bot {
   private async route(msg: IncomingMessage, target: ReplyTarget, conversation: string): Promise<HandleResult> {
     const log = this.logger.child({ platform: msg.platform, eventId: msg.eventId, user: msg.user.id });
     const text = msg.text.trim();
-    if (!text) {
+    if (!text && !msg.regenerate) {
       await target.post({ phase: 'notice', text: 'Hi! Ask me a question about the company, or type /help.' });
       return { outcome: 'greeting' };
     }
@@ -197,9 +197,40 @@ export class Bot {
       });
       return { outcome: 'rate_limited' };
     }
+    if (msg.regenerate) return this.regenerate(msg, msg.regenerate, target, log);
     const command = parseCommand(text);
     if (command) return this.runCommand(msg, target, command, conversation, log);
     return this.answer(msg, target, conversation, log);
+  }
+
+  /**
+   * "Another answer": the question of answer `answerId` again, in its conversation, with the
+   * answers already given to it there to avoid. A 👍 on one and a 👎 on the other make the
+   * preference pairs the reward model learns most from (training/feedback-datasets.ts).
+   */
+  private async regenerate(msg: IncomingMessage, answerId: string, target: ReplyTarget, log: Logger): Promise<HandleResult> {
+    const original = await this.store.getAnswer(answerId);
+    // Someone who could not see the answer cannot ask for another: same platform, same channel.
+    if (!original || original.platform !== msg.platform || original.channel !== msg.channel || original.workspace !== msg.workspace) {
+      await target.post({ phase: 'notice', text: 'That answer is not one I gave in this conversation, so I cannot give another one for it.' });
+      return { outcome: 'denied' };
+    }
+    // The conversation the answer was given in (not where the click came from: a DM's button is in no thread).
+    const { thread: _clickedIn, ...rest } = msg;
+    const conversation = conversationKey({ ...rest, ...(original.thread ? { thread: original.thread } : {}), messageId: original.messageId });
+    const turns = await this.store.recentTurns(conversation, this.memory.maxTurns + 16);
+    // The turns since the question was last asked are its answers so far; what came before is its history.
+    let asked = turns.length;
+    for (let i = turns.length - 1; i >= 0; i--) {
+      if (turns[i]!.role === 'user' && turns[i]!.text === original.question) {
+        asked = i;
+        break;
+      }
+    }
+    const given = turns.slice(asked + 1).filter((t) => t.role === 'assistant').map((t) => t.text);
+    const avoid = [...new Set([original.output, ...given])];
+    const history = fitToBudget(turns.slice(0, asked), this.memory);
+    return this.answer({ ...msg, text: original.question }, target, conversation, log, { history, avoid, askedAgain: asked < turns.length });
   }
 
   private async runCommand(
@@ -260,6 +291,7 @@ export class Bot {
     target: ReplyTarget,
     conversation: string,
     log: Logger,
+    again?: { history: ConversationTurn[]; avoid: string[]; askedAgain: boolean },
   ): Promise<HandleResult> {
     const started = performance.now();
     const answerer = this.answerer;
@@ -279,13 +311,14 @@ export class Bot {
     }
     const updater = new StreamUpdater(posted, target.streamIntervalMs ?? this.options.streamIntervalMs ?? 400, log);
     try {
-      const history = fitToBudget(await this.store.recentTurns(conversation, this.memory.maxTurns), this.memory);
+      const history = again?.history ?? fitToBudget(await this.store.recentTurns(conversation, this.memory.maxTurns), this.memory);
       let text = '';
       let sources: Source[] = [];
       let prompt = '';
       let direct: string | undefined;
       const user = { platform: msg.platform, id: msg.user.id, ...(msg.user.name ? { name: msg.user.name } : {}) };
-      for await (const event of answerer.answer({ question: msg.text.trim(), history, user, channel: msg.channel, signal })) {
+      const request = { question: msg.text.trim(), history, user, channel: msg.channel, signal, ...(again ? { avoid: again.avoid } : {}) };
+      for await (const event of answerer.answer(request)) {
         if (event.type === 'sources') sources = event.sources;
         else if (event.type === 'token') {
           text += event.text;
@@ -316,7 +349,8 @@ export class Bot {
       answerId = record.id;
       await this.store.setAnswerReply(record.id, posted.id);
       const now = Date.now();
-      await this.store.appendTurn(conversation, { role: 'user', text: msg.text.trim(), at: now });
+      // Another answer continues the question's turn: its user turn is already there.
+      if (!again?.askedAgain) await this.store.appendTurn(conversation, { role: 'user', text: msg.text.trim(), at: now });
       await this.store.appendTurn(conversation, { role: 'assistant', text, at: now });
       await updater.finish({ phase: 'final', text, sources, ...(direct !== undefined ? { direct } : {}), answerId: record.id, model });
       outcome = sources.length > 0 ? 'answered' : 'no_answer';

@@ -37,6 +37,12 @@ export interface IncomingMessage {
    * sessions cost nothing to make, so they share their client address's bucket.
    */
   rateLimitKey?: string;
+  /**
+   * "Another answer" for this answer id (a button under an answer): the bot answers the same
+   * question again, in the same conversation, avoiding the answers it already gave there. Only
+   * from the channel the answer was given in; `text` is then ignored.
+   */
+  regenerate?: string;
 }
 
 export interface UserRef {

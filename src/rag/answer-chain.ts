@@ -162,14 +162,14 @@ export function documentToSource(d: DocumentInterface): Source {
   };
 }
 
-export function dontKnow(question: string, near: readonly Pick<Source, 'title' | 'source'>[] = []): string {
+export function dontKnow(question: string, near: readonly Pick<Source, 'title' | 'source'>[] = [], again = false): string {
   // The sections retrieval ranked first, named but not quoted: an employee whose words missed the
   // answer can open them, and the bot states nothing they do not support.
   const titles = [...new Set(near.map((p) => (p.title || p.source).replace(/ > /g, ' › ').trim()).filter(Boolean))].slice(0, 2);
   if (hasCjk(question)) {
     const leads = titles.length ? `最接近的章节：${titles.map((t) => `《${t}》`).join('、')}。` : '';
-    return `抱歉，我在知识库里没有找到相关内容。${leads}可以换个说法再问，或者联系相关负责人。`;
+    return `${again ? '知识库里没有找到别的答案。' : '抱歉，我在知识库里没有找到相关内容。'}${leads}可以换个说法再问，或者联系相关负责人。`;
   }
   const leads = titles.length ? ` The closest sections I found: ${titles.map((t) => `"${t}"`).join(', ')}.` : '';
-  return `Sorry, I couldn't find that in the knowledge base.${leads} Try rephrasing, or ask the team that owns the topic.`;
+  return `${again ? 'I found no other answer to that in the knowledge base.' : "Sorry, I couldn't find that in the knowledge base."}${leads} Try rephrasing, or ask the team that owns the topic.`;
 }

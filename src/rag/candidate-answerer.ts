@@ -109,7 +109,7 @@ export class CandidateAnswerer implements Answerer {
     const confident = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
     yield { type: 'sources', sources: confident ? sources : [] };
     if (!confident) {
-      yield { type: 'token', text: dontKnow(request.question, sources) };
+      yield { type: 'token', text: dontKnow(request.question, sources, (request.avoid?.length ?? 0) > 0) };
       yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };
       return;
     }
@@ -158,17 +158,24 @@ export class CandidateAnswerer implements Answerer {
     return pool;
   }
 
-  /** The candidate the selector scores best; undefined when the passages propose none. */
-  async choose(request: Pick<AnswerRequest, 'question' | 'history' | 'signal'>, passages: Source[]): Promise<ChosenAnswer | undefined> {
-    const pool = await this.rank(request, passages);
+  /** The candidate the selector scores best, not one of `avoid`; undefined when the passages propose none. */
+  async choose(request: Pick<AnswerRequest, 'question' | 'history' | 'signal' | 'avoid'>, passages: Source[]): Promise<ChosenAnswer | undefined> {
+    const zh = hasCjk(request.question);
+    const given = new Set((request.avoid ?? []).map((output) => sameAnswer(directAnswerOf(output))));
+    const pool = (await this.rank(request, passages)).filter((c) => !given.has(sameAnswer(directAnswerText(c.text, zh))));
     if (pool.length === 0) return undefined;
     const selector = this.options.selector ?? this.options.scorer?.selector ?? DEFAULT_SELECTOR;
     const scores = pool.map((c) => selectorScore(selector, c.features));
     let best = 0;
     for (let i = 1; i < pool.length; i++) if (scores[i]! > scores[best]!) best = i;
     const candidate = pool[best]!;
-    return { direct: directAnswerText(candidate.text, hasCjk(request.question)), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
+    return { direct: directAnswerText(candidate.text, zh), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
   }
+}
+
+/** Two direct answers are the same answer when they differ only in case, spacing or end punctuation. */
+function sameAnswer(direct: string): string {
+  return direct.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ').replace(/[\s,;:.，；：。]+$/u, '').trim();
 }
 
 /** A candidate as a direct answer: a phrase, no trailing colon or comma, a sentence keeps its full stop. */

@@ -160,10 +160,10 @@ export function slashCommand(slack: FakeSlack, command: string, text: string, us
   };
 }
 
-/** A block_actions payload for a click on one of the vote buttons of a posted answer. */
+/** A block_actions payload for a click on one of the buttons under a posted answer (👍, 👎, another answer). */
 export function voteClick(
   slack: FakeSlack,
-  input: { actionId: string; answerId: string; userId: string; channel: string; message: { ts: string; text: string; blocks: unknown[] } },
+  input: { actionId: string; answerId: string; userId: string; channel: string; message: { ts: string; text: string; blocks: unknown[]; thread_ts?: string } },
 ): Record<string, unknown> {
   const trigger = `trig.${++eventCounter}`;
   return {
@@ -177,7 +177,7 @@ export function voteClick(
     enterprise: null,
     is_enterprise_install: false,
     channel: { id: input.channel, name: 'general' },
-    message: { type: 'message', user: 'UBOT', bot_id: 'BBOT', ts: input.message.ts, text: input.message.text, blocks: input.message.blocks },
+    message: { type: 'message', user: 'UBOT', bot_id: 'BBOT', ts: input.message.ts, ...(input.message.thread_ts ? { thread_ts: input.message.thread_ts } : {}), text: input.message.text, blocks: input.message.blocks },
     state: { values: {} },
     response_url: slack.responseUrl(trigger),
     actions: [

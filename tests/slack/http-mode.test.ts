@@ -132,7 +132,36 @@ describe('Slack HTTP mode: conversations', () => {
     expect(buttons.map((b) => [b.action_id, b.value])).toEqual([
       ['teamllm_vote_up', record!.id],
       ['teamllm_vote_down', record!.id],
+      ['teamllm_another_answer', record!.id],
     ]);
+  });
+
+  it('answers the question again in its thread when "Another answer" is clicked, avoiding what it already said', async () => {
+    const mention = appMention('<@UBOT> How many days of leave do I get?', { user: 'UAGAIN' });
+    const posts = h.slack.callsTo('chat.postMessage').length;
+    await h.postEvent(eventCallback(mention));
+    const first = await answerAt(posts);
+    const record = (await h.store.findAnswerByReply('slack', first.ts))!;
+    h.answerer.tokens = ['Part-timers get ', 'a pro-rata share.'];
+    const click = voteClick(h.slack, {
+      actionId: 'teamllm_another_answer',
+      answerId: record.id,
+      userId: 'UOTHER',
+      channel: 'C1',
+      message: { ts: first.ts, thread_ts: mention.ts as string, text: 'You get 25 days of leave.', blocks: first.final.args.blocks as unknown[] },
+    });
+    expect((await h.postForm({ payload: JSON.stringify(click) })).status).toBe(200);
+    const second = await answerAt(posts + 1);
+    expect(second.placeholder.args).toMatchObject({ channel: 'C1', thread_ts: mention.ts });
+    expect(sectionText(second.final)[0]).toBe('Part-timers get a pro-rata share.');
+    const request = h.answerer.requests.at(-1)!;
+    expect(request.question).toBe('How many days of leave do I get?');
+    expect(request.avoid).toEqual(['You get 25 days of leave.']);
+    // The question's earlier answer is what to avoid, not history the answer builds on.
+    expect(request.history).toEqual([]);
+    const again = (await h.store.findAnswerByReply('slack', second.ts))!;
+    expect(again).toMatchObject({ question: 'How many days of leave do I get?', channel: 'C1', userId: 'UOTHER' });
+    expect(again.id).not.toBe(record.id);
   });
 
   it('throttles streaming updates to the configured interval', async () => {
@@ -275,7 +304,7 @@ describe('Slack HTTP mode: feedback', () => {
     const shown = h.slack.callsTo('chat.update').at(-1)!;
     expect(shown.args.ts).toBe(ts);
     const buttons = blocksOf(shown).find((b) => b.block_id === 'teamllm_votes')!.elements!;
-    expect(buttons.map((b) => b.text!.text)).toEqual(['👍', '👎 1']);
+    expect(buttons.map((b) => b.text!.text)).toEqual(['👍', '👎 1', '↻ Another answer']);
     expect(JSON.stringify(shown.args.blocks)).toContain('Thanks <@U2>, your 👎 is recorded');
     // The answer text and sources are kept.
     expect(sectionText(shown)[0]).toBe('You get 25 days of leave.');

@@ -47,7 +47,10 @@ describe('Block Kit rendering', () => {
     expect(sections(blocks)[1]).toContain('…and 4 more');
     expect(sections(blocks)[1]!.length).toBeLessThanOrEqual(3000);
     expect(JSON.stringify(blocks[2])).toContain('Answered by tiny-gpt v3');
-    expect(blocks[3]).toMatchObject({ block_id: 'teamllm_votes', elements: [{ action_id: 'teamllm_vote_up', value: 'ans-1' }, { action_id: 'teamllm_vote_down', value: 'ans-1' }] });
+    expect(blocks[3]).toMatchObject({
+      block_id: 'teamllm_votes',
+      elements: [{ action_id: 'teamllm_vote_up', value: 'ans-1' }, { action_id: 'teamllm_vote_down', value: 'ans-1' }, { action_id: 'teamllm_another_answer', value: 'ans-1' }],
+    });
     const retrieval = renderReply({ phase: 'final', text: 'Quote.', answerId: 'a', model: { ...model, kind: 'retrieval-only' } });
     expect(JSON.stringify(retrieval[0]!.blocks)).toContain('no model trained yet');
   });
@@ -89,7 +92,7 @@ describe('Block Kit rendering', () => {
     const twice = withVoteTally(once, 'ans-1', { up: 1, down: 2 }, 'U2', -1) as AnyBlock[];
     expect(twice.filter((b) => b.block_id === 'teamllm_feedback')).toHaveLength(1);
     const buttons = twice.find((b) => b.block_id === 'teamllm_votes')!.elements!.map((e) => (e.text as { text: string }).text);
-    expect(buttons).toEqual(['👍 1', '👎 2']);
+    expect(buttons).toEqual(['👍 1', '👎 2', '↻ Another answer']);
     expect(JSON.stringify(twice)).toContain('Thanks <@U2>, your 👎 is recorded');
     expect(sections(twice)[0]).toBe('Answer.');
   });

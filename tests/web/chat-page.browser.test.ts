@@ -55,6 +55,16 @@ describe('web chat in a real browser', () => {
     await answer.getByTitle('Not helpful', { exact: true }).click();
     await expect.poll(async () => (await runtime.store.feedbackCounts()).down).toBe(1);
     expect(await runtime.store.feedbackCounts()).toEqual({ up: 0, down: 1 });
+
+    // "Another answer": a second answer to the same question, under it, with its own buttons.
+    const first = await answer.locator('.text').textContent();
+    await answer.getByText('↻ Another answer').click();
+    await expect.poll(() => page.locator('.msg.bot .votes').count(), { timeout: 15_000 }).toBe(2);
+    expect(await page.locator('.msg.user').count()).toBe(1);
+    const second = await page.locator('.msg.bot').last().locator('.text').textContent();
+    expect(second).not.toBe(first);
+    // (`answer` is the last bubble, now the new one; the first keeps its used button disabled.)
+    expect(await page.locator('.msg.bot').first().getByText('↻ Another answer').isDisabled()).toBe(true);
     await page.screenshot({ path: join(tmpdir(), 'teamllm-web-chat.png') });
   });
 

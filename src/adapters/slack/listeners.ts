@@ -2,7 +2,7 @@ import type { App, BlockButtonAction, webApi } from '@slack/bolt';
 import type { Bot, IncomingMessage, Logger, ReplyTarget } from '../../core/index.ts';
 import { describeSlackError } from './api-errors.ts';
 import { commandText, fromAppMention, fromMessageEvent, reactionVote, type SlackMessageEvent, type Skip } from './inbound.ts';
-import { VOTE_BLOCK_ID, VOTE_DOWN_ACTION, VOTE_UP_ACTION, withVoteTally } from './message-blocks.ts';
+import { ANOTHER_ANSWER_ACTION, VOTE_BLOCK_ID, VOTE_DOWN_ACTION, VOTE_UP_ACTION, withVoteTally } from './message-blocks.ts';
 import { ResponseUrlTarget, SlackThreadTarget } from './reply-targets.ts';
 
 export interface ListenerDeps {
@@ -93,6 +93,32 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
 
   app.action<BlockButtonAction>({ block_id: VOTE_BLOCK_ID }, async ({ ack, action, body, respond }) => {
     await ack();
+    if (action.action_id === ANOTHER_ANSWER_ACTION) {
+      if (!action.value || !body.channel || !body.message) return;
+      const message = body.message as { ts: string; thread_ts?: string };
+      const channel = body.channel.id;
+      await handle(
+        {
+          platform: 'slack',
+          // One click, one answer: a redelivered click carries the same action_ts.
+          eventId: `another:${channel}:${message.ts}:${action.action_ts}:${body.user.id}`,
+          workspace: body.team?.id ?? '',
+          channel,
+          // The answer's thread: where its question was asked and where the next answer goes.
+          thread: message.thread_ts ?? message.ts,
+          messageId: `another:${action.action_ts}`,
+          user: { id: body.user.id, ...(body.user.name ? { name: body.user.name } : {}) },
+          text: '',
+          regenerate: action.value,
+          isDirect: channel.startsWith('D'),
+          mentionsBot: true,
+          attachments: [],
+          receivedAt: Date.now(),
+        },
+        threadTarget,
+      );
+      return;
+    }
     const value = action.action_id === VOTE_UP_ACTION ? 1 : action.action_id === VOTE_DOWN_ACTION ? -1 : undefined;
     if (value === undefined || !action.value) return;
     const result = await bot.vote({ answerId: action.value, platform: 'slack', userId: body.user.id, value });

@@ -19,6 +19,8 @@ const MAX_SOURCES_SHOWN = 10;
 export const VOTE_BLOCK_ID = 'teamllm_votes';
 export const VOTE_UP_ACTION = 'teamllm_vote_up';
 export const VOTE_DOWN_ACTION = 'teamllm_vote_down';
+/** "↻ Another answer": the same question answered again in the thread (core Bot, `regenerate`). */
+export const ANOTHER_ANSWER_ACTION = 'teamllm_another_answer';
 const FEEDBACK_BLOCK_ID = 'teamllm_feedback';
 
 export interface SlackMessage {
@@ -143,6 +145,7 @@ function voteActions(answerId: string, up: number, down: number): KnownBlock {
     elements: [
       button(VOTE_UP_ACTION, '👍', up, 'This answer was helpful'),
       button(VOTE_DOWN_ACTION, '👎', down, 'This answer was not helpful'),
+      { ...button(ANOTHER_ANSWER_ACTION, '↻ Another answer', 0, 'Answer the same question differently') },
     ],
   };
 }

@@ -1,6 +1,7 @@
 /**
  * The web chat: one self-contained page (no build step, no CDN: nothing leaves the company).
- * It streams answers from POST /api/chat/stream and sends votes to POST /api/feedback.
+ * It streams answers from POST /api/chat/stream (a question, or "Another answer" for an answer id)
+ * and sends votes to POST /api/feedback.
  */
 export const CHAT_PAGE = /* html */ `<!doctype html>
 <html lang="en">
@@ -113,17 +114,20 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
       };
       return b;
     };
-    row.append(make('👍', 1, 'Helpful'), make('👎', -1, 'Not helpful'), status);
+    const another = document.createElement('button');
+    another.type = 'button'; another.textContent = '↻ Another answer'; another.title = 'Answer the same question differently';
+    another.onclick = () => { another.disabled = true; ask(null, answerId); };
+    row.append(make('👍', 1, 'Helpful'), make('👎', -1, 'Not helpful'), another, status);
     return row;
   }
 
-  async function ask(text) {
-    bubble('user', text);
+  async function ask(text, regenerate) {
+    if (text) bubble('user', text);
     const el = bubble('bot', '…');
     send.disabled = true;
     try {
       const res = await fetch('/api/chat/stream', { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ text, conversation, messageId: rid() }) });
+        body: JSON.stringify(text ? { text, conversation, messageId: rid() } : { regenerate, conversation, messageId: rid() }) });
       if (!res.ok || !res.body) {
         const err = await res.json().catch(() => ({}));
         render(el, { phase: 'error', text: 'Error: ' + (err.error || res.status) });

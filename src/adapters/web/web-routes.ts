@@ -30,13 +30,17 @@ export interface WebAdapterOptions {
 const MAX_QUESTION_CHARS = 4000;
 const ID = z.string().regex(/^[\w.:@-]{1,128}$/, 'letters, digits and . : @ _ - only, at most 128');
 
-const ChatBody = z.object({
-  text: z.string().trim().min(1, 'must not be empty').max(MAX_QUESTION_CHARS, `at most ${MAX_QUESTION_CHARS} characters`),
-  user: ID.optional(),
-  conversation: ID.optional(),
-  /** Client-chosen id: a retried POST with the same id is not answered twice. */
-  messageId: ID.optional(),
-});
+const ChatBody = z
+  .object({
+    text: z.string().trim().min(1, 'must not be empty').max(MAX_QUESTION_CHARS, `at most ${MAX_QUESTION_CHARS} characters`).optional(),
+    /** "Another answer": the id of an answer given in this conversation; its question is asked again. */
+    regenerate: z.string().min(1).max(128).optional(),
+    user: ID.optional(),
+    conversation: ID.optional(),
+    /** Client-chosen id: a retried POST with the same id is not answered twice. */
+    messageId: ID.optional(),
+  })
+  .refine((b) => (b.text === undefined) !== (b.regenerate === undefined), { message: 'give either text (a question) or regenerate (an answer id)', path: ['text'] });
 
 const FeedbackBody = z.object({
   answerId: z.string().min(1).max(128),
@@ -102,7 +106,8 @@ export function webRoutes(options: WebAdapterOptions): Hono {
       messageId,
       user: { id: who.id, name: who.kind === 'service' && body.user ? body.user : who.id },
       ...(who.rateLimitKey ? { rateLimitKey: who.rateLimitKey } : {}),
-      text: body.text,
+      text: body.text ?? '',
+      ...(body.regenerate ? { regenerate: body.regenerate } : {}),
       isDirect: true,
       mentionsBot: true,
       attachments: [],
