@@ -11,7 +11,8 @@
  *    contain the gold fact (every `must_contain` string, else `answer`) is "before";
  * 3. simulated employees ask the `--ask` questions `--repeat` times each, one user per ask, and
  *    vote 👍 when the answer holds the gold fact, 👎 otherwise (a service token names the users,
- *    as a company's single sign-on would);
+ *    as a company's single sign-on would); after a 👎 they click "Another answer" once and vote
+ *    on that one too (`--no-regenerate`: not), which makes preference pairs;
  * 4. an admin types each of `--commands` into the web chat (the admin token) and the bench waits
  *    for its job through `/admin/api/summary`, printing its outcome (metrics, the gate's decision);
  * 5. the held-out questions are asked again: "after", beside the model version that answered.
@@ -47,6 +48,8 @@ export async function run(argv: string[]): Promise<void> {
       commands: { type: 'string', default: '/train reward;/train rlhf algo=kto' },
       'timeout-min': { type: 'string', default: '60' },
       keep: { type: 'boolean', default: false },
+      // After a 👎 the employee clicks "Another answer" once and votes on it too: the pairs.
+      regenerate: { type: 'boolean', default: true },
     },
   });
   if (!values.home || !values.questions) throw new Error('--home <a quickstarted TEAMLLM_HOME> and --questions <file.jsonl> are required');
@@ -96,16 +99,25 @@ export async function run(argv: string[]): Promise<void> {
 
     let up = 0;
     let down = 0;
+    let regeneratedRight = 0;
     for (let round = 0; round < Number(values.repeat); round++) {
       for (const [i, q] of asked.entries()) {
         const user = `employee${round}-${i}`;
-        const answer = await chat(base, q.question, user);
+        const conversation = `loop-${round}-${i}`;
+        const answer = await chat(base, q.question, user, SERVICE, conversation);
         const right = holdsGold(answer.answer, q);
         right ? up++ : down++;
         await post(base, '/api/feedback', { answerId: answer.answerId, value: right ? 1 : -1, user }, SERVICE);
+        if (right || !values.regenerate) continue;
+        const another = (await post(base, '/api/chat', { regenerate: answer.answerId, user, conversation }, SERVICE)) as Chat;
+        if (!another.answerId) continue;
+        const better = holdsGold(another.answer, q);
+        better ? up++ : down++;
+        if (better) regeneratedRight++;
+        await post(base, '/api/feedback', { answerId: another.answerId, value: better ? 1 : -1, user }, SERVICE);
       }
     }
-    console.log(`votes: ${up} up, ${down} down on ${asked.length} questions asked ${values.repeat} times`);
+    console.log(`votes: ${up} up, ${down} down on ${asked.length} questions asked ${values.repeat} times${values.regenerate ? ` (another answer after each 👎: right ${regeneratedRight} times)` : ''}`);
 
     const outcomes: string[] = [];
     for (const command of values.commands.split(';').map((c) => c.trim()).filter(Boolean)) {
@@ -127,7 +139,7 @@ export async function run(argv: string[]): Promise<void> {
     const pct = (n: number) => ((100 * n) / heldOut.length).toFixed(1);
     console.log(
       `held_out=${heldOut.length} before_pct=${pct(before.right)} after_pct=${pct(after.right)} delta_points=${(Number(pct(after.right)) - Number(pct(before.right))).toFixed(1)} ` +
-        `votes_up=${up} votes_down=${down} jobs=${outcomes.join(',')} model_before=${before.version} model_after=${after.version} minutes=${((performance.now() - t0) / 60_000).toFixed(1)}`,
+        `votes_up=${up} votes_down=${down} regenerated_right=${regeneratedRight} jobs=${outcomes.join(',')} model_before=${before.version} model_after=${after.version} minutes=${((performance.now() - t0) / 60_000).toFixed(1)}`,
     );
   } finally {
     server.kill('SIGTERM');
@@ -162,8 +174,8 @@ async function post(base: string, path: string, body: unknown, token: string): P
   return json;
 }
 
-async function chat(base: string, text: string, user: string | undefined, token = SERVICE): Promise<Chat> {
-  return (await post(base, '/api/chat', user ? { text, user } : { text }, token)) as Chat;
+async function chat(base: string, text: string, user: string | undefined, token = SERVICE, conversation?: string): Promise<Chat> {
+  return (await post(base, '/api/chat', { text, ...(user ? { user } : {}), ...(conversation ? { conversation } : {}) }, token)) as Chat;
 }
 
 async function summary(base: string): Promise<{ jobs: { id: number; kind: string; status: string; error?: string; result?: unknown }[] }> {
