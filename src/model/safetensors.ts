@@ -82,7 +82,8 @@ export function decodeSafetensors(buf: Uint8Array): SafetensorsContent {
     const size = info.shape.reduce((a, b) => a * b, 1);
     if (!(info.dtype in BYTES)) throw new Error(`Tensor ${name}: unsupported dtype ${info.dtype}`);
     if (end - start !== size * BYTES[info.dtype]) throw new Error(`Tensor ${name}: byte range does not match its shape`);
-    const bytes = buf.slice(base + start, base + end); // copy: aligned and owned
+    // A copy, aligned and owned (Buffer#slice would be a view into a shared pool).
+    const bytes = Uint8Array.prototype.slice.call(buf, base + start, base + end);
     const dv = new DataView(bytes.buffer);
     let data: Float32Array | Int32Array;
     let dtype: 'F32' | 'I32' = 'F32';

@@ -5,7 +5,7 @@
  *
  * Error measure: ‖ours − llama.cpp‖ / ‖llama.cpp‖ over the pooled vector (ours before its L2
  * normalisation; llama.cpp does not normalise). Bounds:
- * *   F32   1e-3  — measured 2.1-2.7e-4, nearly all of it llama.cpp's GELU: ggml_gelu is the tanh
+ *   F32   1e-3  — measured 2.1-2.7e-4, nearly all of it llama.cpp's GELU: ggml_gelu is the tanh
  *                 approximation read from an F16 table, ours the exact erf GELU that BERT's config
  *                 declares (with llama.cpp's GELU emulated the difference is ~1.6e-6).
  *   F16   2e-3  — the same weights on both sides; llama.cpp's F16 dot products also round the
