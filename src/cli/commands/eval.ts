@@ -3,6 +3,8 @@ import { evaluateRetrieval, formatEvaluation } from '../../rag/index.ts';
 import { EvalQaError, evalQa } from '../eval-qa.ts';
 import { evalAnswers } from '../eval-answers.ts';
 import { CliError, positiveInt, withRuntime } from '../shared.ts';
+import { importedEmbeddings } from '../../app/encoders.ts';
+import { loadConfig } from '../../app/config.ts';
 
 /** `teamllm eval retrieval|qa`. */
 export function registerEval(program: Command): void {
@@ -14,8 +16,13 @@ export function registerEval(program: Command): void {
     .requiredOption('--kb <dir>', 'the documents the questions are about')
     .option('--split <name>', 'only the questions of this split (e.g. test)')
     .option('--json', 'print the evaluation as JSON')
-    .action(async (opts: { questions: string; kb: string; split?: string; json?: boolean }) => {
+    .option('--encoder <version>', 'an imported encoder of $TEAMLLM_HOME (teamllm model import) for the dense side, instead of training one on the folder')
+    .action(async (opts: { questions: string; kb: string; split?: string; json?: boolean; encoder?: string }) => {
+      const embeddings = opts.encoder
+        ? await importedEmbeddings(loadConfig({ file: program.opts<{ config?: string }>().config }).home, opts.encoder).catch((e: Error) => Promise.reject(new CliError(e.message)))
+        : undefined;
       const evaluation = await evaluateRetrieval({
+        ...(embeddings ? { embeddings } : {}),
         questionsFile: opts.questions,
         kbDir: opts.kb,
         ...(opts.split !== undefined ? { split: opts.split } : {}),
