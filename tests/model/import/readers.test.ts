@@ -10,6 +10,7 @@ import { inspectEncoder, inspectHfEncoder, loadHfEncoder } from '../../../src/mo
 import { encoderConfigFromHf, expectedTensors, ImportError } from '../../../src/model/import/encoder-config.ts';
 import { EncoderTokenizer } from '../../../src/model/import/encoder-tokenizer.ts';
 import { BertEncoder } from '../../../src/model/import/bert.ts';
+import { ensureDiskSpace } from '../../../src/model/registry.ts';
 import { hfConfigJson, tinyBert, writeHfFolder, writeTinyGguf } from './tiny-bert.ts';
 
 let dir: string;
@@ -143,6 +144,11 @@ describe('Hugging Face encoder folders', () => {
     rmSync(path.join(noTok, 'tokenizer.json'));
     expect(() => inspectHfEncoder(noTok)).toThrow(/missing tokenizer\.json/);
     expect(() => encoderConfigFromHf({ ...hfConfigJson(model.config), hidden_act: 'relu' })).toThrow(/hidden_act "relu"/);
+  });
+
+  it('are refused when the disk has no room for them, before anything is copied', async () => {
+    await expect(ensureDiskSpace(path.join(dir, 'not', 'yet', 'made'), 2 ** 60)).rejects.toThrow(/not enough disk space under .*nothing was copied/);
+    await expect(ensureDiskSpace(dir, 1024)).resolves.toBeUndefined();
   });
 
   it('read the sentence-transformers pooling, and the licence from the README', () => {
