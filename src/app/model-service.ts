@@ -4,6 +4,7 @@ import type { Bot } from '../core/index.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
 import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
+import { inspectEncoder } from '../model/import/encoder-checkpoint.ts';
 
 export interface RegistryModelServiceOptions {
   registry: ModelRegistry;
@@ -18,6 +19,9 @@ export interface RegistryModelServiceOptions {
 }
 
 function describe(v: ModelVersion): string {
+  if (v.kind === 'encoder') {
+    return `• ${v.version}${v.name ? ` "${v.name}"` : ''} — imported encoder ${v.architecture ?? ''}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.dtype ?? ''}, licence ${v.licence ?? 'unknown'}, ${v.createdAt.slice(0, 16).replace('T', ' ')} (retrieval: teamllm kb reindex --encoder ${v.version})`;
+  }
   const metrics = formatMetrics(v.metrics);
   const gate = v.gate ? `\n    gate ${v.gate.passed ? 'passed' : 'NOT passed'}${v.gate.reasons.length ? `: ${v.gate.reasons.join('; ')}` : ''}` : '';
   return `${v.serving ? '▶' : '•'} ${v.version}${v.serving ? ' (serving)' : ''} — ${v.source}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.createdAt.slice(0, 16).replace('T', ' ')}${metrics ? ` — ${metrics}` : ''}${v.parent ? `, from ${v.parent}` : ''}${gate}`;
@@ -81,6 +85,27 @@ export class RegistryModelService implements ModelService {
     const versions = await this.options.registry.list();
     if (versions.length === 0) return 'No model versions yet: train one with /train pretrain.';
     return versions.map(describe).join('\n');
+  }
+
+  /**
+   * `teamllm model import <folder|file.gguf>`: an open encoder registered as a version. Everything
+   * is checked before a byte is copied (architecture, files, shapes, pooling, disk space).
+   */
+  async importModel(location: string, options: { name?: string }, actor: Actor): Promise<string> {
+    const description = inspectEncoder(location);
+    const v = await this.options.registry.registerEncoder(description, options);
+    await this.options.store.audit({
+      actor: actor.id,
+      action: 'model-import',
+      detail: { version: v.version, origin: v.origin ?? location, architecture: v.architecture ?? null, dtype: v.dtype ?? null, licence: v.licence ?? null, parameters: v.numParameters },
+    });
+    const mib = description.files.reduce((n, f) => n + f.bytes, 0) / 2 ** 20;
+    return [
+      `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: ${description.config.architecture}, ${v.numParameters.toLocaleString('en-US')} parameters, ${description.dtype}, ${description.config.hidden}-dimensional vectors, ${mib.toFixed(1)} MiB copied.`,
+      `Pooling: ${description.poolingSource}.`,
+      `Licence: ${description.licence}${description.licence === 'unknown' ? ' (no README front matter or LICENSE file: check the model card before using it)' : ''}.`,
+      `Use it for retrieval: teamllm kb reindex --encoder ${v.version}; compare with teamllm eval retrieval --encoder ${v.version}.`,
+    ].join('\n');
   }
 
   async promote(version: string, actor: Actor, context: PromotionContext = {}): Promise<string> {

@@ -37,3 +37,9 @@ export { ModelRegistry, ModelFilesError, hashFile, type ModelCheck, type ModelVe
 export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors } from './safetensors.ts';
 export { type ProjectionHook, type ProjectionHookContext, type ProjectionSite } from './gpt.ts';
 export * from './lora/index.ts';
+export { GgufFile, encodeGguf, writeGguf, quantizeQ8_0, type GgufTensorToWrite, type GgufTyped, type GgufValue } from './import/gguf.ts';
+export { BertEncoder, type EncoderInput } from './import/bert.ts';
+export { EncoderTokenizer, wordPieceTokenizerJson } from './import/encoder-tokenizer.ts';
+export { ImportError, SUPPORTED_ENCODERS, type EncoderConfig, type Pooling } from './import/encoder-config.ts';
+export { inspectEncoder, loadEncoder, type EncoderDescription, type LoadedEncoder } from './import/encoder-checkpoint.ts';
+export { loadEncoderVersion, type EncoderManifest } from './import/encoder-manifest.ts';

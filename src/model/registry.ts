@@ -18,6 +18,21 @@ import { exists, readJson, writeDirAtomic, writeJsonAtomic } from './files.ts';
 import { readModelConfig } from './model-files.ts';
 import { countParameters, validateConfig } from './config.ts';
 import type { LoadedModel } from './loaded-model.ts';
+import type { EncoderDescription } from './import/encoder-checkpoint.ts';
+import { ENCODER_MANIFEST, ENCODER_MANIFEST_FORMAT, type EncoderManifest } from './import/encoder-manifest.ts';
+
+/** Refuses a copy of `bytes` that would not fit (with 5% and 64 MiB to spare) on the disk of `dir`. */
+export async function ensureDiskSpace(dir: string, bytes: number): Promise<void> {
+  let probe = path.resolve(dir);
+  while (!(await exists(probe)) && path.dirname(probe) !== probe) probe = path.dirname(probe);
+  const stats = await fs.statfs(probe);
+  const free = Number(stats.bavail) * Number(stats.bsize);
+  const want = Math.ceil(bytes * 1.05) + 64 * 2 ** 20;
+  if (free < want) {
+    const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+    throw new Error(`not enough disk space under ${probe}: the import needs ${mib(want)} (${mib(bytes)} of model files and a margin), ${mib(free)} are free; nothing was copied`);
+  }
+}
 
 export interface ModelVersion {
   version: string;
@@ -41,6 +56,15 @@ export interface ModelVersion {
   serving?: boolean;
   /** The files of the version folder (relative paths) as registered; absent on older registries. */
   files?: Record<string, RecordedFile>;
+  /** 'encoder': an imported sentence encoder (retrieval, not answers); absent: a language model. */
+  kind?: 'encoder';
+  /** A name given at import (`--name`). */
+  name?: string;
+  /** Imported versions: the architecture (BertModel, XLMRobertaModel), stored tensor types, licence, where it came from. */
+  architecture?: string;
+  dtype?: string;
+  licence?: string;
+  origin?: string;
 }
 
 export interface RecordedFile {
@@ -200,8 +224,77 @@ export class ModelRegistry {
     });
   }
 
+  /**
+   * Copies an imported encoder in as the next version: the files its description lists (checked
+   * before: see inspectEncoder), plus `encoder.json`, the manifest its loader reads. The disk is
+   * checked for room first; nothing is left behind when a copy fails.
+   */
+  async registerEncoder(description: EncoderDescription, options: { name?: string; notes?: string } = {}): Promise<ModelVersion> {
+    const needed = description.files.reduce((n, f) => n + f.bytes, 0);
+    await ensureDiskSpace(this.root, needed);
+    const sourceDir = description.format === 'gguf' ? path.dirname(description.location) : description.location;
+    const manifest: EncoderManifest = {
+      format: ENCODER_MANIFEST_FORMAT,
+      from: description.format,
+      ...(description.format === 'gguf' ? { file: description.files[0]!.file } : {}),
+      architecture: description.config.architecture,
+      pooling: description.pooling,
+      poolingSource: description.poolingSource,
+      dtype: description.dtype,
+      numParameters: description.numParameters,
+      dimensions: description.config.hidden,
+      licence: description.licence,
+      origin: path.resolve(description.location),
+    };
+    return this.exclusive(async () => {
+      const reg = await this.read();
+      const version = `v${(await this.highestNumber(reg)) + 1}`;
+      const files: Record<string, RecordedFile> = {};
+      await writeDirAtomic(this.dir(version), async (tmp) => {
+        for (const { file } of description.files) {
+          await fs.mkdir(path.dirname(path.join(tmp, file)), { recursive: true });
+          await fs.copyFile(path.join(sourceDir, file), path.join(tmp, file));
+          files[file] = await hashFile(path.join(tmp, file));
+        }
+        await fs.writeFile(path.join(tmp, ENCODER_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+        files[ENCODER_MANIFEST] = await hashFile(path.join(tmp, ENCODER_MANIFEST));
+      });
+      const entry: ModelVersion = {
+        version,
+        createdAt: new Date().toISOString(),
+        source: 'import',
+        metrics: {},
+        numParameters: description.numParameters,
+        files,
+        kind: 'encoder',
+        architecture: description.config.architecture,
+        dtype: description.dtype,
+        licence: description.licence,
+        origin: manifest.origin,
+        ...(options.name ? { name: options.name } : {}),
+        ...(options.notes ? { notes: options.notes } : {}),
+      };
+      reg.versions[version] = entry;
+      await this.write(reg);
+      return { ...entry, serving: false };
+    });
+  }
+
+  /** The highest version number in the registry or among the folders (a crashed import's folder is never reused). */
+  private async highestNumber(reg: RegistryFile): Promise<number> {
+    let n = 0;
+    for (const name of Object.keys(reg.versions)) n = Math.max(n, Number(VERSION.exec(name)?.[1] ?? 0));
+    if (await exists(this.root)) {
+      for (const name of await fs.readdir(this.root)) n = Math.max(n, Number(VERSION.exec(name)?.[1] ?? 0));
+    }
+    return n;
+  }
+
   private promoteIn(reg: RegistryFile, version: string): void {
     if (!reg.versions[version]) throw new Error(`No model version ${version}`);
+    if (reg.versions[version].kind === 'encoder') {
+      throw new Error(`${version} is an imported encoder: it serves retrieval, not answers; use it with \`teamllm kb reindex --encoder ${version}\``);
+    }
     if (reg.serving === version) return;
     if (reg.serving) reg.history.push(reg.serving);
     reg.serving = version;

@@ -3,8 +3,10 @@
  * header length, a JSON header naming each tensor's dtype, shape and byte range, then the raw
  * little-endian data. Readable by Python's `safetensors` and by our loader.
  */
-import { promises as fs } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, promises as fs, readFileSync, readSync } from 'node:fs';
+import path from 'node:path';
 import { writeFileAtomic } from './files.ts';
+import { decode16, encode16 } from './import/dtypes.ts';
 
 export type SafetensorsDType = 'F32' | 'I32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'U8';
 
@@ -12,6 +14,8 @@ export interface NamedArray {
   dtype: 'F32' | 'I32';
   shape: number[];
   data: Float32Array | Int32Array;
+  /** The dtype the file stores it as: read, what it held; written, F32 data may be stored as F16 or BF16. */
+  stored?: SafetensorsDType;
 }
 
 export interface SafetensorsContent {
@@ -28,8 +32,8 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
   for (const [name, t] of tensors) {
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (size !== t.data.length) throw new Error(`Tensor ${name}: shape [${t.shape}] does not match ${t.data.length} values`);
-    const bytes = size * 4;
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    const bytes = size * (half(t) ? 2 : 4);
+    header[name] = { dtype: half(t) ?? t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
@@ -43,22 +47,21 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
   out.set(jsonBuf, 8);
   let pos = 8 + jsonBuf.length;
   for (const t of tensors.values()) {
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    const as16 = half(t);
+    const bytes = as16 ? encode16(t.data, as16) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     out.set(bytes, pos); // typed arrays are little-endian on every platform Node runs on
     pos += bytes.length;
   }
   return out;
 }
 
-function halfToFloat(h: number): number {
-  const s = (h & 0x8000) >> 15;
-  const e = (h & 0x7c00) >> 10;
-  const f = h & 0x03ff;
-  let v: number;
-  if (e === 0) v = (f / 1024) * 2 ** -14;
-  else if (e === 31) v = f ? NaN : Infinity;
-  else v = (1 + f / 1024) * 2 ** (e - 15);
-  return s ? -v : v;
+/** F32 data written as F16 or BF16 (`stored`), else undefined. */
+function half(t: NamedArray): 'F16' | 'BF16' | undefined {
+  if (t.stored === 'F16' || t.stored === 'BF16') {
+    if (t.dtype !== 'F32') throw new Error(`only F32 data can be stored as ${t.stored}`);
+    return t.stored;
+  }
+  return undefined;
 }
 
 export function decodeSafetensors(buf: Uint8Array): SafetensorsContent {
@@ -79,7 +82,8 @@ export function decodeSafetensors(buf: Uint8Array): SafetensorsContent {
     const size = info.shape.reduce((a, b) => a * b, 1);
     if (!(info.dtype in BYTES)) throw new Error(`Tensor ${name}: unsupported dtype ${info.dtype}`);
     if (end - start !== size * BYTES[info.dtype]) throw new Error(`Tensor ${name}: byte range does not match its shape`);
-    const bytes = buf.slice(base + start, base + end); // copy: aligned and owned
+    // A copy, aligned and owned (Buffer#slice would be a view into a shared pool).
+    const bytes = Uint8Array.prototype.slice.call(buf, base + start, base + end);
     const dv = new DataView(bytes.buffer);
     let data: Float32Array | Int32Array;
     let dtype: 'F32' | 'I32' = 'F32';
@@ -92,14 +96,8 @@ export function decodeSafetensors(buf: Uint8Array): SafetensorsContent {
         dtype = 'I32';
         break;
       case 'F16':
-        data = new Float32Array(size).map((_, i) => halfToFloat(dv.getUint16(i * 2, true)));
-        break;
       case 'BF16':
-        data = new Float32Array(size).map((_, i) => {
-          const b = new DataView(new ArrayBuffer(4));
-          b.setUint32(0, dv.getUint16(i * 2, true) << 16, true);
-          return b.getFloat32(0, true);
-        });
+        data = decode16(bytes, size, info.dtype);
         break;
       case 'F64':
         data = new Float32Array(size).map((_, i) => dv.getFloat64(i * 8, true));
@@ -113,7 +111,7 @@ export function decodeSafetensors(buf: Uint8Array): SafetensorsContent {
         dtype = 'I32';
         break;
     }
-    tensors.set(name, { dtype, shape: info.shape, data });
+    tensors.set(name, { dtype, shape: info.shape, data, stored: info.dtype });
   }
   return { tensors, metadata };
 }
@@ -128,4 +126,90 @@ export async function writeSafetensors(
 
 export async function readSafetensors(file: string): Promise<SafetensorsContent> {
   return decodeSafetensors(new Uint8Array(await fs.readFile(file)));
+}
+
+/** A tensor as a safetensors header describes it (no data read). */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: SafetensorsDType | string;
+  shape: number[];
+  /** The file that holds it (shards: one of several). */
+  file: string;
+  /** Absolute byte range in that file. */
+  start: number;
+  end: number;
+}
+
+/** Reads only the JSON header of a safetensors file: names, dtypes, shapes, byte ranges. */
+export function readSafetensorsHeader(file: string): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
+  const fd = openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    if (readSync(fd, head, 0, 8, 0) !== 8) throw new Error(`${file} is not a safetensors file (shorter than 8 bytes)`);
+    const n = Number(head.readBigUInt64LE(0));
+    const size = fstatSync(fd).size;
+    if (n <= 0 || 8 + n > size) throw new Error(`${file} is not a safetensors file (bad header length)`);
+    const json = Buffer.alloc(n);
+    readSync(fd, json, 0, n, 8);
+    const header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
+    const entries: SafetensorsEntry[] = [];
+    let metadata: Record<string, string> = {};
+    for (const [name, raw] of Object.entries(header)) {
+      if (name === '__metadata__') {
+        metadata = raw as Record<string, string>;
+        continue;
+      }
+      const info = raw as { dtype: string; shape: number[]; data_offsets: [number, number] };
+      const start = 8 + n + info.data_offsets[0];
+      const end = 8 + n + info.data_offsets[1];
+      if (end > size) throw new Error(`${file}: tensor ${name} runs past the end of the file (truncated?)`);
+      entries.push({ name, dtype: info.dtype, shape: info.shape, file, start, end });
+    }
+    return { entries, metadata };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The tensors of a Hugging Face folder: model.safetensors, or the shards that
+ * model.safetensors.index.json names (its weight_map). Headers only; see readSafetensorsTensor.
+ */
+export function readSafetensorsFolder(dir: string): SafetensorsEntry[] {
+  const single = path.join(dir, 'model.safetensors');
+  const index = path.join(dir, 'model.safetensors.index.json');
+  if (existsSync(index)) {
+    const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map;
+    if (!map) throw new Error(`${index} has no weight_map`);
+    const shards = [...new Set(Object.values(map))];
+    const entries: SafetensorsEntry[] = [];
+    for (const shard of shards) {
+      const file = path.join(dir, shard);
+      if (!existsSync(file)) throw new Error(`${index} names the shard ${shard}, which is missing from ${dir}`);
+      entries.push(...readSafetensorsHeader(file).entries);
+    }
+    return entries;
+  }
+  if (existsSync(single)) return readSafetensorsHeader(single).entries;
+  throw new Error(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
+}
+
+/** One tensor's values as float32 (F32, F16, BF16, F64) from its file. */
+export function readSafetensorsTensor(entry: SafetensorsEntry): Float32Array {
+  const count = entry.shape.reduce((a, b) => a * b, 1);
+  const width = entry.dtype === 'F32' ? 4 : entry.dtype === 'F16' || entry.dtype === 'BF16' ? 2 : entry.dtype === 'F64' ? 8 : 0;
+  if (!width) throw new Error(`${entry.file}: tensor ${entry.name} is ${entry.dtype}; floating-point tensors (F32, F16, BF16) are supported`);
+  if (entry.end - entry.start !== count * width) throw new Error(`${entry.file}: tensor ${entry.name}: byte range does not match its shape`);
+  const raw = Buffer.alloc(entry.end - entry.start);
+  const fd = openSync(entry.file, 'r');
+  try {
+    readSync(fd, raw, 0, raw.length, entry.start);
+  } finally {
+    closeSync(fd);
+  }
+  if (entry.dtype === 'F16' || entry.dtype === 'BF16') return decode16(raw, count, entry.dtype);
+  if (entry.dtype === 'F64') return Float32Array.from({ length: count }, (_, i) => raw.readDoubleLE(i * 8));
+  const out = new Float32Array(count);
+  new Uint8Array(out.buffer).set(raw);
+  return out;
 }

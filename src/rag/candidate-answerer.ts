@@ -14,6 +14,7 @@
  */
 import type { AnswerEvent, AnswerRequest, Answerer, ConversationTurn, Logger, ModelInfo, Source } from '../core/index.ts';
 import { dontKnow } from './answer-chain.ts';
+import { denseLabel } from './dense-embeddings.ts';
 import { proposeCandidates, type AnswerCandidate, type TermWeight, type UnitSimilarity } from './answer-candidates.ts';
 import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
 import type { MetadataFilter } from './metadata.ts';
@@ -95,7 +96,7 @@ export class CandidateAnswerer implements Answerer {
 
   get model(): ModelInfo {
     if (this.options.scorer) return this.options.scorer.model;
-    const how = this.options.kb.embeddings ? 'hybrid BM25 + trained embeddings' : 'BM25';
+    const how = denseLabel(this.options.kb.embeddings);
     return { name: `retrieval-only (${how})`, version: 'none', kind: 'retrieval-only' };
   }
 

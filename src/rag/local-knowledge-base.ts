@@ -10,7 +10,7 @@ import type { ChromaVectorStore } from './chroma-vector-store.ts';
 import type { InMemoryVectorStore } from './in-memory-vector-store.ts';
 import { flatMetadata, matchesFilter, type FlatMetadata, type MetadataFilter } from './metadata.ts';
 import { fetchDocument, isUrl, loadDocument, type FetchedDocument } from './loaders.ts';
-import type { LocalEmbeddings } from './local-embeddings.ts';
+import type { DenseEmbeddings } from './dense-embeddings.ts';
 import { splitDocument } from './markdown-splitter.ts';
 import type { TermOptions } from './search-terms.ts';
 import { reciprocalRankFusion } from './rank-fusion.ts';
@@ -18,7 +18,7 @@ import { convexCombination } from './score-fusion.ts';
 
 /** The dense half of hybrid search: the trained encoder and the vector store holding its vectors. */
 export interface DenseIndex {
-  embeddings: LocalEmbeddings;
+  embeddings: DenseEmbeddings;
   store: ChromaVectorStore | InMemoryVectorStore;
 }
 
@@ -185,7 +185,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   readonly termWeight = (term: string): number => this.index.idf(term);
 
   /** The encoder the dense side uses, if any. */
-  get embeddings(): LocalEmbeddings | undefined {
+  get embeddings(): DenseEmbeddings | undefined {
     return this.dense?.embeddings;
   }
 

@@ -3,7 +3,8 @@
  *
  *   <home>/kb/local.db          the default knowledge base (SQLite: sources, passages)
  *   <home>/kb/<collection>.db   any other named knowledge base
- *   <home>/embeddings/          the encoder `teamllm train embeddings` trained
+ *   <home>/embeddings/          the encoder `teamllm train embeddings` trained, and selected.json
+ *                               when an imported encoder (`teamllm model import`) is used instead
  *   <home>/chroma/              the bundled Chroma server's data (when CHROMA_URL is unset)
  *
  * Chroma holds the dense vectors, one collection per knowledge base. It is only needed once an
@@ -25,6 +26,9 @@ import { chromaClientFor, startChromaServer, type ChromaServer, type StartChroma
 import { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
 import type { EncoderTrainingOptions, EncoderTrainingReport } from './encoder-training.ts';
 import { LocalEmbeddings, type EmbeddingModelInfo } from './local-embeddings.ts';
+import type { DenseEmbeddings } from './dense-embeddings.ts';
+import { ImportedEmbeddings, selectedEncoder, selectEncoder } from './imported-embeddings.ts';
+import { ModelRegistry } from '../model/registry.ts';
 import { LocalKnowledgeBase, type KnowledgeBaseOptions } from './local-knowledge-base.ts';
 import type { MetadataFilter } from './metadata.ts';
 import { RetrievalOnlyAnswerer } from './retrieval-only-answerer.ts';
@@ -116,8 +120,14 @@ export interface OpenedKnowledgeBases {
    * their Chroma collections. False when there is none or it is the one in use.
    */
   reloadEmbeddings(): Promise<boolean>;
-  /** The trained encoder, if any. */
-  readonly embeddings: LocalEmbeddings | undefined;
+  /**
+   * Makes the knowledge bases use an imported encoder (a registry version), or with undefined the
+   * trained one again; records the choice and re-embeds the open knowledge bases (others are
+   * re-embedded when next opened: their vectors name another encoder).
+   */
+  useEncoder(version: string | undefined): Promise<{ encoder: string; reembedded: number }>;
+  /** The encoder of the dense side (imported or trained), if any. */
+  readonly embeddings: DenseEmbeddings | undefined;
   /** Where the vectors live: undefined until an encoder is trained (or when Chroma is unreachable). */
   readonly chroma: { url: string; bundled: boolean } | undefined;
   /** Whether hybrid search works now, or BM25 answers alone because the vector store is down. */
@@ -129,7 +139,20 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
   const logger = options.logger ?? silentLogger;
   const embeddingsDir = join(options.home, 'embeddings');
   const open = new Map<string, LocalKnowledgeBase>();
-  let embeddings = LocalEmbeddings.load(embeddingsDir);
+  const registry = new ModelRegistry(options.home);
+  /** The selected imported encoder, else the trained one; an imported one that cannot load is said once and the trained one used. */
+  const loadEmbeddings = async (): Promise<DenseEmbeddings | undefined> => {
+    const selected = selectedEncoder(embeddingsDir);
+    if (selected) {
+      try {
+        return await ImportedEmbeddings.load(registry, selected);
+      } catch (err) {
+        logger.warn({ encoder: selected, err: errorText(err) }, 'the imported encoder selected for retrieval cannot be loaded: using the trained one (teamllm kb reindex --encoder <version> chooses another)');
+      }
+    }
+    return LocalEmbeddings.load(embeddingsDir);
+  };
+  let embeddings = await loadEmbeddings();
   let server: ChromaServer | undefined;
   let client: ChromaClient | undefined;
   let chroma: { url: string; bundled: boolean } | undefined;
@@ -303,14 +326,26 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       });
       const trained = LocalEmbeddings.fromTraining(encoder, report, { sources, passages: passages.length });
       trained.save(embeddingsDir);
+      // Training an encoder means using it: an imported one selected before is set aside.
+      selectEncoder(embeddingsDir, undefined);
       embeddings = trained;
       logger.info({ encoder: trained.info.id, passages: passages.length, seconds: report.seconds }, 'trained the embedding model');
       let reembedded = 0;
       for (const k of open.values()) reembedded += await attachDense(k);
       return { info: trained.info, report, reembedded };
     },
+    async useEncoder(version: string | undefined) {
+      const next = version === undefined ? LocalEmbeddings.load(embeddingsDir) : await ImportedEmbeddings.load(registry, version);
+      if (!next) throw new Error('no trained encoder in this home: train one with `teamllm train embeddings`, or name an imported version');
+      selectEncoder(embeddingsDir, version);
+      embeddings = next;
+      let reembedded = 0;
+      for (const k of open.values()) reembedded += await attachDense(k, false);
+      logger.info({ encoder: next.info.id, reembedded }, 'knowledge bases re-embedded with the chosen encoder');
+      return { encoder: next.info.id, reembedded };
+    },
     async reloadEmbeddings() {
-      const found = LocalEmbeddings.load(embeddingsDir);
+      const found = await loadEmbeddings();
       if (!found || found.info.id === embeddings?.info.id) return false;
       embeddings = found;
       for (const k of open.values()) await attachDense(k);

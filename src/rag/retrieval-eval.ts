@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { type AnswerabilityRule, type AnswerabilitySignal, type AnswerabilitySignals, coverage, signalValue } from './answerability.ts';
 import { InMemoryVectorStore } from './in-memory-vector-store.ts';
 import { LocalEmbeddings } from './local-embeddings.ts';
+import type { DenseEmbeddings } from './dense-embeddings.ts';
 import { LocalKnowledgeBase, type SearchOptions } from './local-knowledge-base.ts';
 import type { EncoderTrainingOptions } from './encoder-training.ts';
 import { hasCjk } from '../model/text/cjk.ts';
@@ -134,8 +135,8 @@ export interface RetrievalEvaluation {
 export interface EvaluateRetrievalOptions {
   questionsFile: string;
   kbDir: string;
-  /** Use this encoder instead of training one on the folder. */
-  embeddings?: LocalEmbeddings;
+  /** Use this encoder (an imported one, or one trained before) instead of training one on the folder. */
+  embeddings?: DenseEmbeddings;
   training?: EncoderTrainingOptions;
   /** Only the questions of this split (e.g. `test`, the held-out part; the dev sets call the other `dev`). */
   split?: string;

@@ -1,5 +1,6 @@
 import type { AnswerEvent, AnswerRequest, Answerer, KnowledgeBase, ModelInfo, Source } from '../core/index.ts';
 import { dontKnow } from './answer-chain.ts';
+import { denseLabel } from './dense-embeddings.ts';
 import { coverage, DEFAULT_ANSWERABILITY, isAnswerable, type AnswerabilityRule } from './answerability.ts';
 import type { MetadataFilter } from './metadata.ts';
 import type { RetrievedPassage, SearchOptions } from './local-knowledge-base.ts';
@@ -32,7 +33,7 @@ export class RetrievalOnlyAnswerer implements Answerer {
   ) {}
 
   get model(): ModelInfo {
-    const how = this.kb.embeddings ? 'hybrid BM25 + trained embeddings' : 'BM25';
+    const how = denseLabel(this.kb.embeddings);
     return { name: `retrieval-only (${how})`, version: 'none', kind: 'retrieval-only' };
   }
 

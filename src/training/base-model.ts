@@ -13,7 +13,7 @@ export async function resolveBase(home: string, base: string | undefined, whenNo
     if (!existsSync(path.join(base, 'model.safetensors'))) throw new Error(`base "${base}" is neither a model version nor a model folder`);
     return { dir: path.resolve(base) };
   }
-  const version = base ?? (await registry.serving())?.version ?? (await registry.list()).at(-1)?.version;
+  const version = base ?? (await registry.serving())?.version ?? (await registry.list()).filter((v) => v.kind !== 'encoder').at(-1)?.version;
   if (!version) throw new Error(whenNone);
   if (!(await registry.get(version))) throw new Error(`No model version ${version}`);
   return { dir: registry.dir(version), version };

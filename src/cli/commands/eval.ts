@@ -3,6 +3,7 @@ import { evalRetrieval } from '../../app/eval-retrieval.ts';
 import { EvalQaError, evalQa } from '../../app/eval-qa.ts';
 import { evalAnswers } from '../../app/eval-answers.ts';
 import { CliError, positiveInt, withRuntime } from '../shared.ts';
+import { loadConfig } from '../../app/config.ts';
 
 /** `teamllm eval retrieval|qa`. */
 export function registerEval(program: Command): void {
@@ -14,8 +15,12 @@ export function registerEval(program: Command): void {
     .requiredOption('--kb <dir>', 'the documents the questions are about')
     .option('--split <name>', 'only the questions of this split (e.g. test)')
     .option('--json', 'print the evaluation as JSON')
-    .action(async (opts: { questions: string; kb: string; split?: string; json?: boolean }) => {
-      const text = await evalRetrieval({ ...opts, progress: (m) => process.stderr.write(`${m}\n`) });
+    .option('--encoder <version>', 'an imported encoder of $TEAMLLM_HOME (teamllm model import) for the dense side, instead of training one on the folder')
+    .action(async (opts: { questions: string; kb: string; split?: string; json?: boolean; encoder?: string }) => {
+      const home = opts.encoder ? loadConfig({ file: program.opts<{ config?: string }>().config }).home : undefined;
+      const text = await evalRetrieval({ ...opts, ...(home ? { home } : {}), progress: (m) => process.stderr.write(`${m}\n`) }).catch((e: Error) =>
+        Promise.reject(opts.encoder ? new CliError(e.message) : e),
+      );
       process.stdout.write(`${text}\n`);
     });
   evaluate

@@ -42,6 +42,20 @@ export function registerKb(program: Command): void {
         process.stdout.write(`removed ${source} (${removed} passages)\n`);
       });
     });
+  kb.command('reindex')
+    .description('re-embed the knowledge base for dense retrieval, with an imported encoder (--encoder vN, see teamllm model import) or the trained one (--encoder trained)')
+    .option('--encoder <version>', 'an imported encoder version, or "trained" (default: the one in use)')
+    .action(async (opts: { encoder?: string }) => {
+      await withRuntime(program, {}, async (runtime) => {
+        const actor = `console:${runtime.consoleUser}`;
+        let choice: string | undefined;
+        if (opts.encoder === undefined) choice = runtime.knowledge.embeddings?.info.format === 'teamllm-imported-encoder/1' ? (runtime.knowledge.embeddings.info as { version: string }).version : undefined;
+        else choice = opts.encoder === 'trained' ? undefined : opts.encoder;
+        const result = await runtime.knowledge.useEncoder(choice).catch((e: Error) => Promise.reject(new CliError(e.message)));
+        await runtime.store.audit({ actor, action: 'kb-reindex', detail: { encoder: result.encoder, reembedded: result.reembedded } });
+        process.stdout.write(`Retrieval now uses ${choice ?? 'the trained encoder'} (${result.encoder}); ${result.reembedded} passages embedded. Run teamllm eval retrieval to compare.\n`);
+      });
+    });
   kb.command('search')
     .description('the passages the bot would use for a question')
     .argument('<query...>')

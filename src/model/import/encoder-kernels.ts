@@ -1,0 +1,136 @@
+/**
+ * The few dense kernels a BERT-family forward needs, on plain Float32Arrays: on the native addon
+ * (OpenBLAS sgemm, the exact-erf GELU, LayerNorm, softmax: native/src) when it loads, else in
+ * JavaScript (slower, same results to float32 rounding). Inference only: no gradients, no tensors.
+ */
+import { loadAddon, type NativeAddon } from '../native/addon.ts';
+
+export interface EncoderKernels {
+  readonly name: 'native' | 'js';
+  /** y [m, n] = x [m, k] · wᵀ + bias, w stored [n, k] (PyTorch's Linear layout). */
+  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array;
+  /** c[b] = a[b] [m, k] · bt[b]ᵀ (bt[b] [n, k]) for b < batch. */
+  batchMatmulT(a: Float32Array, bt: Float32Array, batch: number, m: number, k: number, n: number): Float32Array;
+  /** c[b] = a[b] [m, k] · b[b] [k, n]. */
+  batchMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number): Float32Array;
+  /** In place: exact GELU, 0.5·x·(1 + erf(x/√2)). */
+  gelu(x: Float32Array): void;
+  /** Row-wise LayerNorm of x [rows, cols]. */
+  layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, rows: number, cols: number, eps: number): Float32Array;
+  /** In place: row-wise softmax of x [rows, cols]. */
+  softmax(x: Float32Array, rows: number, cols: number): void;
+}
+
+const GELU_OP = 12; // native/src/kernels.h kGeluOp (exact erf GELU)
+
+class NativeKernels implements EncoderKernels {
+  readonly name = 'native' as const;
+  constructor(private readonly addon: NativeAddon) {}
+  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array {
+    const y = new Float32Array(m * n);
+    this.addon.matmul(x, w, y, 1, 1, m, n, k, false, true, bias, 0, 0);
+    return y;
+  }
+  batchMatmulT(a: Float32Array, bt: Float32Array, batch: number, m: number, k: number, n: number): Float32Array {
+    const c = new Float32Array(batch * m * n);
+    this.addon.matmul(a, bt, c, batch, batch, m, n, k, false, true, null, 0, 0);
+    return c;
+  }
+  batchMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number): Float32Array {
+    const c = new Float32Array(batch * m * n);
+    this.addon.matmul(a, b, c, batch, batch, m, n, k, false, false, null, 0, 0);
+    return c;
+  }
+  gelu(x: Float32Array): void {
+    this.addon.unary(GELU_OP, x, x);
+  }
+  layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, rows: number, cols: number, eps: number): Float32Array {
+    const y = new Float32Array(rows * cols);
+    this.addon.layerNorm(x, w, b, y, new Float32Array(rows), new Float32Array(rows), rows, cols, eps);
+    return y;
+  }
+  softmax(x: Float32Array, rows: number, cols: number): void {
+    this.addon.softmax(x, x, rows, cols);
+  }
+}
+
+/** erf to ~1e-7 absolute (Abramowitz-Stegun 7.1.26, as the native addon and tfjs compute it). */
+function erf(x: number): number {
+  const s = x < 0 ? -1 : 1;
+  const a = Math.abs(x);
+  const t = 1 / (1 + 0.3275911 * a);
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a);
+  return s * y;
+}
+
+class JsKernels implements EncoderKernels {
+  readonly name = 'js' as const;
+  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array {
+    const y = new Float32Array(m * n);
+    for (let i = 0; i < m; i++) {
+      const xo = i * k;
+      for (let j = 0; j < n; j++) {
+        const wo = j * k;
+        let s = 0;
+        for (let p = 0; p < k; p++) s += x[xo + p]! * w[wo + p]!;
+        y[i * n + j] = s + (bias ? bias[j]! : 0);
+      }
+    }
+    return y;
+  }
+  batchMatmulT(a: Float32Array, bt: Float32Array, batch: number, m: number, k: number, n: number): Float32Array {
+    const c = new Float32Array(batch * m * n);
+    for (let b = 0; b < batch; b++) c.set(this.linear(a.subarray(b * m * k, (b + 1) * m * k), bt.subarray(b * n * k, (b + 1) * n * k), null, m, k, n), b * m * n);
+    return c;
+  }
+  batchMatmul(a: Float32Array, bm: Float32Array, batch: number, m: number, k: number, n: number): Float32Array {
+    const c = new Float32Array(batch * m * n);
+    for (let b = 0; b < batch; b++) {
+      for (let i = 0; i < m; i++) {
+        const row = c.subarray(b * m * n + i * n, b * m * n + (i + 1) * n);
+        for (let p = 0; p < k; p++) {
+          const av = a[b * m * k + i * k + p]!;
+          const bo = b * k * n + p * n;
+          for (let j = 0; j < n; j++) row[j]! += av * bm[bo + j]!;
+        }
+      }
+    }
+    return c;
+  }
+  gelu(x: Float32Array): void {
+    for (let i = 0; i < x.length; i++) x[i] = 0.5 * x[i]! * (1 + erf(x[i]! * Math.SQRT1_2));
+  }
+  layerNorm(x: Float32Array, w: Float32Array, b: Float32Array, rows: number, cols: number, eps: number): Float32Array {
+    const y = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mean = 0;
+      for (let c = 0; c < cols; c++) mean += x[o + c]!;
+      mean /= cols;
+      let v = 0;
+      for (let c = 0; c < cols; c++) v += (x[o + c]! - mean) ** 2;
+      const rstd = 1 / Math.sqrt(v / cols + eps);
+      for (let c = 0; c < cols; c++) y[o + c] = (x[o + c]! - mean) * rstd * w[c]! + b[c]!;
+    }
+    return y;
+  }
+  softmax(x: Float32Array, rows: number, cols: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let max = -Infinity;
+      for (let c = 0; c < cols; c++) max = Math.max(max, x[o + c]!);
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += x[o + c] = Math.exp(x[o + c]! - max);
+      for (let c = 0; c < cols; c++) x[o + c]! /= sum;
+    }
+  }
+}
+
+/** The native kernels when the addon loads (or 'js' asked for), else JavaScript ones. */
+export function encoderKernels(prefer: 'native' | 'js' = 'native'): EncoderKernels {
+  if (prefer === 'native') {
+    const loaded = loadAddon();
+    if (loaded.ok) return new NativeKernels(loaded.addon);
+  }
+  return new JsKernels();
+}
