@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { JobProgress, JobRecord, JobStore, Logger } from '../../core/index.ts';
+import { isJobLeaseStore, type JobProgress, type JobRecord, type JobStore, type Logger } from '../../core/index.ts';
 import type { WorkerInput, WorkerMessage } from './stage.ts';
 
 export interface JobRunnerOptions {
@@ -13,6 +15,19 @@ export interface JobRunnerOptions {
   logger: Logger;
   /** How often progress is written to the store (the chat reads it from events, not the store). */
   persistEveryMs?: number;
+  /** PostgreSQL's URL when the store is shared (TEAMLLM_DATABASE_URL): stages open it themselves. */
+  databaseUrl?: string;
+  /**
+   * Where job run folders (checkpoints) go; default `<home>/runs`. Several processes sharing one
+   * database need a folder all of them reach (TEAMLLM_MODELS_DIR/runs), so one can resume another's job.
+   */
+  runsDir?: string;
+  /** Shared store only: this process's name on the leases it holds (default host:pid:random). */
+  owner?: string;
+  /** Shared store only: how long a lease lasts without renewal (default 60 s; renewed every third of it). */
+  leaseMs?: number;
+  /** Shared store only: how often queued jobs and expired leases are looked for (default 5 s). */
+  pollMs?: number;
 }
 
 export interface JobEvents {
@@ -38,9 +53,17 @@ export class JobRunner extends EventEmitter<JobEvents> {
   private pumping = false;
   private closed = false;
   private finalizers: JobFinalizer[] = [];
+  private poller: NodeJS.Timeout | undefined;
+  /** This process's name on job leases (a store shared by several processes). */
+  readonly owner: string;
 
   constructor(private readonly options: JobRunnerOptions) {
     super();
+    this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  }
+
+  private get leaseMs(): number {
+    return this.options.leaseMs ?? 60_000;
   }
 
   get kinds(): string[] {
@@ -58,8 +81,28 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   /** Marks jobs that a dead process left "running" as interrupted, then starts any queued ones. */
   async init(): Promise<number> {
-    const interrupted = await this.options.store.interruptRunningJobs();
+    const store = this.options.store;
+    const interrupted = await store.interruptRunningJobs();
     if (interrupted > 0) this.options.logger.warn({ interrupted }, 'training jobs were interrupted by a restart; /train resume continues them');
+    if (isJobLeaseStore(store)) {
+      // Shared by several processes: any of them runs a queued job (exactly one, by lease), and
+      // a job whose process stopped renewing its lease (died) is resumed here from its checkpoint.
+      const poll = async () => {
+        if (this.closed) return;
+        try {
+          for (const { interrupted: dead, resumed } of await store.takeOverExpiredJobs('takeover')) {
+            this.options.logger.warn({ job: dead.id, resumedAs: resumed.id }, 'a training job lost its process (lease expired): resuming it from its checkpoint');
+          }
+        } catch (err) {
+          this.options.logger.warn({ err }, 'could not look for expired job leases');
+        }
+        await this.pump();
+      };
+      this.poller = setInterval(() => void poll(), this.options.pollMs ?? 5000);
+      this.poller.unref();
+      await poll();
+      return interrupted;
+    }
     void this.pump();
     return interrupted;
   }
@@ -96,6 +139,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.poller) clearInterval(this.poller);
     const running = this.running;
     if (running) {
       running.worker.postMessage({ type: 'stop' });
@@ -110,9 +154,19 @@ export class JobRunner extends EventEmitter<JobEvents> {
     if (this.pumping || this.running || this.closed) return;
     this.pumping = true;
     try {
-      const queued = (await this.options.store.listJobs(1000)).filter((j) => j.status === 'queued').sort((a, b) => a.id - b.id);
+      const store = this.options.store;
+      if (isJobLeaseStore(store)) {
+        // Exactly one process gets each queued job (SKIP LOCKED in PgStore.claimNextJob).
+        const next = await store.claimNextJob(this.owner, this.leaseMs, this.kinds);
+        if (next && !this.closed) this.start(next);
+        else if (next) await store.updateJob(next.id, { status: 'queued' }).catch(() => undefined);
+        return;
+      }
+      const queued = (await store.listJobs(1000)).filter((j) => j.status === 'queued').sort((a, b) => a.id - b.id);
       const next = queued[0];
       if (next) this.start(next);
+    } catch (err) {
+      this.options.logger.warn({ err }, 'could not look for queued training jobs');
     } finally {
       this.pumping = false;
     }
@@ -120,15 +174,40 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   private start(queued: JobRecord): void {
     const { store, logger } = this.options;
-    const runDir = queued.runDir ?? join(this.options.home, 'runs', `${queued.id}-${queued.kind}`);
+    const runDir = queued.runDir ?? join(this.options.runsDir ?? join(this.options.home, 'runs'), `${queued.id}-${queued.kind}`);
     const resume = queued.resumes !== undefined && existsSync(runDir);
     mkdirSync(runDir, { recursive: true });
-    const input: WorkerInput = { stageModule: this.options.stages[queued.kind]!, params: queued.params, home: this.options.home, runDir, resume };
+    const input: WorkerInput = {
+      stageModule: this.options.stages[queued.kind]!,
+      params: queued.params,
+      home: this.options.home,
+      runDir,
+      resume,
+      ...(this.options.databaseUrl ? { databaseUrl: this.options.databaseUrl } : {}),
+    };
     const worker = new Worker(BOOTSTRAP, { workerData: input, stdout: false, stderr: false });
     let job: JobRecord = { ...queued, status: 'running', startedAt: Date.now(), runDir };
     let outcome: WorkerMessage | undefined;
     let lastPersisted = 0;
     const log = logger.child({ job: job.id, kind: job.kind });
+    // A shared store: renew the lease while the job runs; a lost lease (this process was taken
+    // for dead, another resumed the job) stops this copy of it.
+    let renewal: NodeJS.Timeout | undefined;
+    let leaseLost = false;
+    if (isJobLeaseStore(store)) {
+      renewal = setInterval(() => {
+        void store.renewJobLease(job.id, this.owner, this.leaseMs).then(
+          (held) => {
+            if (held) return;
+            log.error({ owner: this.owner }, 'lost the training job lease (another process took the job over): stopping this copy');
+            leaseLost = true;
+            void worker.terminate();
+          },
+          (err: unknown) => log.warn({ err }, 'could not renew the training job lease'),
+        );
+      }, Math.max(50, Math.floor(this.leaseMs / 3)));
+      renewal.unref();
+    }
 
     const done = new Promise<void>((resolve) => {
       worker.on('message', (message: WorkerMessage) => {
@@ -147,6 +226,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
         outcome ??= { type: 'failed', error: err.message, stopped: false };
       });
       worker.on('exit', (code) => {
+        if (renewal) clearInterval(renewal);
         void (async () => {
           const result = outcome ?? { type: 'failed' as const, error: `the job's worker exited with code ${code}`, stopped: false };
           const patch: Partial<JobRecord> =
@@ -167,7 +247,8 @@ export class JobRunner extends EventEmitter<JobEvents> {
               }
             }
           }
-          job = await store.updateJob(job.id, patch);
+          // A job whose lease was lost belongs to the process that took it over: leave its row alone.
+          job = leaseLost ? { ...job, status: 'interrupted' } : await store.updateJob(job.id, patch);
           log.info({ status: job.status, error: job.error }, 'training job finished');
           this.running = undefined;
           this.emit('finished', job);
