@@ -20,6 +20,7 @@ import { installAutoPromotion } from './job-promotion.ts';
 import { createLogger } from './logger.ts';
 import { openStore, type AppStore } from './store.ts';
 import { PgStore } from '../core/pg-store.ts';
+import { PgKnowledgeSync } from '../rag/pg-knowledge-sync.ts';
 import { Metrics } from './metrics.ts';
 import { RegistryModelService } from './model-service.ts';
 import { loadSampleKnowledgeBase } from './sample-kb.ts';
@@ -88,9 +89,16 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   const store = await openStore(config, { logger, ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}) });
   const metrics = new Metrics(options.defaultMetrics ?? true);
   let knowledge: OpenedKnowledgeBases | undefined;
+  let sync: PgKnowledgeSync | undefined;
   try {
+    // On PostgreSQL the knowledge bases are shared: every process follows one change feed.
+    if (store instanceof PgStore) {
+      sync = new PgKnowledgeSync(store, { logger });
+      await sync.start();
+    }
     knowledge = await openKnowledgeBase({
       home: config.home,
+      ...(sync ? { sync } : {}),
       ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}),
       logger,
       observer: { vectorStoreDown: () => metrics.vectorStoreDown() },
@@ -100,6 +108,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   } catch (err) {
     // A start that fails leaves nothing running: the Chroma child and the databases are closed.
     await knowledge?.close().catch(() => undefined);
+    await sync?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw err;
   }

@@ -114,11 +114,42 @@ const MIGRATIONS: string[] = [
      allowed BOOLEAN NOT NULL
    );
    CREATE INDEX rate_buckets_at ON rate_buckets(at);`,
+  // Knowledge bases shared by every process (src/rag/pg-knowledge-sync.ts): documents and their
+  // passages, and a change feed each process follows (polled by seq, woken by NOTIFY teamllm_kb).
+  `CREATE TABLE kb_sources (
+     kb TEXT NOT NULL,
+     source TEXT NOT NULL,
+     title TEXT NOT NULL,
+     hash TEXT NOT NULL,
+     indexed_at BIGINT NOT NULL,
+     format TEXT NOT NULL,
+     metadata TEXT NOT NULL,
+     PRIMARY KEY (kb, source)
+   );
+   CREATE TABLE kb_chunks (
+     kb TEXT NOT NULL,
+     source TEXT NOT NULL,
+     position INTEGER NOT NULL,
+     title TEXT NOT NULL,
+     text TEXT NOT NULL,
+     page INTEGER,
+     PRIMARY KEY (kb, source, position),
+     FOREIGN KEY (kb, source) REFERENCES kb_sources (kb, source) ON DELETE CASCADE
+   );
+   CREATE TABLE kb_changes (
+     seq BIGSERIAL PRIMARY KEY,
+     kb TEXT NOT NULL,
+     source TEXT NOT NULL,
+     at BIGINT NOT NULL
+   );
+   CREATE INDEX kb_changes_kb ON kb_changes(kb, seq);`,
 ];
 
 /** Advisory lock keys (one 64-bit number each, arbitrary but fixed). */
 const MIGRATION_LOCK = 7_316_650_001;
 const PROMOTION_LOCK = 7_316_650_002;
+/** Held while a knowledge-base change is written, so change numbers are handed out in commit order. */
+export const KNOWLEDGE_LOCK = 7_316_650_003;
 
 /** How a PostgreSQL URL is shown in logs and messages: never with its password. */
 export function redactDatabaseUrl(url: string): string {
@@ -267,6 +298,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
   /** Resolves once the schema is migrated; every method waits for it. */
   readonly ready: Promise<void>;
   readonly location: string;
+  private readonly url: string;
   private readonly eventRetentionMs: number;
   private readonly auditRetentionMs: number;
   private claims = 0;
@@ -276,6 +308,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
 
   constructor(url: string, options: PgStoreOptions = {}) {
     this.location = redactDatabaseUrl(url);
+    this.url = url;
     this.pool = new pg.Pool({ connectionString: url, max: Math.max(1, options.poolSize ?? 10), types: TYPES });
     // An idle connection the server closed must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => options.onPoolError?.(err));
@@ -684,6 +717,56 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * Calls `onNotify` on every NOTIFY on `channel` (a connection of its own, outside the pool,
+   * reconnected after a failure). Returns the function that stops listening.
+   */
+  async listen(channel: string, onNotify: (payload: string | undefined) => void, onError?: (err: Error) => void): Promise<() => Promise<void>> {
+    await this.ready;
+    if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`not a channel name: ${channel}`);
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    const scheduleRetry = () => {
+      if (stopped || retry) return;
+      retry = setTimeout(() => {
+        retry = undefined;
+        connect().catch((err: unknown) => {
+          onError?.(err as Error);
+          scheduleRetry();
+        });
+      }, 1000);
+      retry.unref();
+    };
+    const connect = async (): Promise<void> => {
+      const next = new pg.Client({ connectionString: this.url, types: TYPES });
+      next.on('notification', (message) => {
+        if (message.channel === channel) onNotify(message.payload);
+      });
+      next.on('error', (err) => {
+        onError?.(err);
+        void next.end().catch(() => undefined);
+        if (client === next) client = undefined;
+        scheduleRetry();
+      });
+      try {
+        await next.connect();
+        await next.query(`LISTEN ${channel}`);
+      } catch (err) {
+        await next.end().catch(() => undefined);
+        throw err;
+      }
+      if (stopped) await next.end();
+      else client = next;
+    };
+    await connect();
+    return async () => {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      await client?.end().catch(() => undefined);
+    };
   }
 
   /** A token bucket per key shared by every process on this database (see RateLimiter). */
