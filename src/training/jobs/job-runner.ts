@@ -54,6 +54,8 @@ export class JobRunner extends EventEmitter<JobEvents> {
   private closed = false;
   private finalizers: JobFinalizer[] = [];
   private poller: NodeJS.Timeout | undefined;
+  /** Jobs queued through this runner (a shared store may run them in another process). */
+  private readonly enqueued = new Set<number>();
   /** This process's name on job leases (a store shared by several processes). */
   readonly owner: string;
 
@@ -116,6 +118,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
       ...(resumes?.runDir ? { runDir: resumes.runDir } : {}),
       ...(resumes ? { resumes: resumes.id } : {}),
     });
+    this.enqueued.add(job.id);
     void this.pump();
     return job;
   }
@@ -131,9 +134,24 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   /** Waits for the queue to drain (tests and the CLI use this). */
   async idle(): Promise<void> {
-    while (this.running || this.pumping) {
-      if (this.running) await this.running.done;
-      else await new Promise((r) => setTimeout(r, 10));
+    for (;;) {
+      while (this.running || this.pumping) {
+        if (this.running) await this.running.done;
+        else await new Promise((r) => setTimeout(r, 10));
+      }
+      // A shared store: a job queued here may be running in another process; wait for it there.
+      if (!isJobLeaseStore(this.options.store) || this.enqueued.size === 0 || this.closed) return;
+      for (const id of [...this.enqueued]) {
+        const job = await this.options.store.getJob(id);
+        if (job && ['queued', 'running'].includes(job.status)) continue;
+        this.enqueued.delete(id);
+        // Taken over after its process died: follow the job that resumes it.
+        const next = job?.status === 'interrupted' ? (await this.options.store.listJobs(200)).find((j) => j.resumes === id) : undefined;
+        if (next) this.enqueued.add(next.id);
+      }
+      if (this.enqueued.size === 0) return;
+      await new Promise((r) => setTimeout(r, 200));
+      void this.pump();
     }
   }
 
