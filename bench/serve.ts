@@ -205,7 +205,7 @@ async function scaleOut(stores: string[], processCounts: number[], total: number
   const { startPgCluster } = await import('../tests/pg-cluster.ts');
   const cluster = stores.includes('postgres') ? await startPgCluster() : undefined;
   const rows: { store: string; processes: number; m: Measured }[] = [];
-  const base = { TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_QUICKSTART: 'off', TEAMLLM_RATE_PER_MINUTE: '100000', TEAMLLM_RATE_BURST: '100000', TEAMLLM_SERVICE_TOKENS: `bench=${BENCH_TOKEN}` };
+  const base = { TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_QUICKSTART: 'off', TEAMLLM_RATE_PER_MINUTE: '10000', TEAMLLM_RATE_BURST: '10000', TEAMLLM_SERVICE_TOKENS: `bench=${BENCH_TOKEN}` };
   try {
     for (const store of stores) {
       for (const n of processCounts) {

@@ -86,4 +86,28 @@ describe.skipIf(unavailable !== undefined)('training jobs across processes (Post
       await store.close();
     }
   }, 90_000);
+
+  it('hands a running job over to another process when its own shuts down (a rolling restart)', async () => {
+    const url = await cluster!.createDatabase();
+    const runsDir = mkdtempSync(join(tmpdir(), 'teamllm-runs-'));
+    const [sa, sb] = [await PgStore.open(url), await PgStore.open(url)];
+    const a = runner(sa, runsDir, 'A');
+    const b = runner(sb, runsDir, 'B');
+    try {
+      await a.init();
+      await a.enqueue('count', { steps: '60', delayMs: '25' }, 'slack:UADMIN');
+      await waitFor(() => (a.current?.progress?.step ?? 0) >= 3, 20_000);
+      await a.close();
+      expect((await sa.getJob(1))!.status).toBe('interrupted');
+      expect(await sa.getJob(2)).toMatchObject({ status: 'queued', resumes: 1 });
+      await b.init();
+      await waitFor(async () => (await sb.getJob(2))?.status === 'succeeded', 30_000);
+      const result = (await sb.getJob(2))!.result as { metrics: { start: number; step: number } };
+      expect(result.metrics.step).toBe(60);
+      expect(result.metrics.start).toBeGreaterThanOrEqual(3);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([sa.close(), sb.close()]);
+    }
+  }, 60_000);
 });

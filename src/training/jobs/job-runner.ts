@@ -265,6 +265,15 @@ export class JobRunner extends EventEmitter<JobEvents> {
               }
             }
           }
+          // A shared store and this process is shutting down (a rolling restart, a `teamllm train`
+          // beside the bots that exits): the job is not stopped by anyone, so another process
+          // resumes it from its checkpoint.
+          if (this.closed && isJobLeaseStore(store) && patch.status === 'stopped' && !leaseLost) {
+            patch.status = 'interrupted';
+            patch.error = 'its process shut down; resumed by another process';
+            const resumed = await store.createJob({ kind: job.kind, params: job.params, requestedBy: job.requestedBy, runDir, resumes: job.id });
+            log.info({ resumedAs: resumed.id }, 'handing the training job over to another process');
+          }
           // A job whose lease was lost belongs to the process that took it over: leave its row alone.
           job = leaseLost ? { ...job, status: 'interrupted' } : await store.updateJob(job.id, patch);
           log.info({ status: job.status, error: job.error }, 'training job finished');
