@@ -53,7 +53,7 @@ export interface JobLeaseStore {
   /** Extends the lease; false when `owner` no longer holds it. */
   renewJobLease(id: number, owner: string, leaseMs: number): Promise<boolean>;
   /** Running jobs whose lease ran out become `interrupted`, each with a queued job that resumes it. */
-  takeOverExpiredJobs(requestedBy: string): Promise<{ interrupted: JobRecord; resumed: JobRecord }[]>;
+  takeOverExpiredJobs(): Promise<{ interrupted: JobRecord; resumed: JobRecord }[]>;
 }
 
 export function isJobLeaseStore(store: JobStore): store is JobStore & JobLeaseStore {

@@ -642,16 +642,14 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
 
   /**
    * At start-up: jobs left running by a dead process become `interrupted`. Shared by several
-   * processes, only those whose lease ran out (or that never had one) are: another live process
-   * may be running the rest.
+   * processes, only jobs running without a lease are (none that this store started): a job whose
+   * lease ran out is taken over by takeOverExpiredJobs, which also queues its resumption, and a
+   * job whose lease holds is another live process's.
    */
   async interruptRunningJobs(): Promise<number> {
-    const now = Date.now();
-    const { rowCount } = await this.q(
-      `UPDATE jobs SET status = 'interrupted', finished_at = $1, lease_owner = NULL, lease_until = NULL
-       WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1)`,
-      [now],
-    );
+    const { rowCount } = await this.q(`UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status = 'running' AND lease_until IS NULL`, [
+      Date.now(),
+    ]);
     return rowCount ?? 0;
   }
 
@@ -676,7 +674,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
     return rowCount === 1;
   }
 
-  async takeOverExpiredJobs(requestedBy: string): Promise<{ interrupted: JobRecord; resumed: JobRecord }[]> {
+  async takeOverExpiredJobs(): Promise<{ interrupted: JobRecord; resumed: JobRecord }[]> {
     return this.transaction(async (client) => {
       const now = Date.now();
       const { rows } = await client.query<JobRow>(
@@ -692,7 +690,8 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
         );
         const resumed = await client.query<JobRow>(
           `INSERT INTO jobs (kind, params, status, requested_by, created_at, run_dir, resumes) VALUES ($1, $2, 'queued', $3, $4, $5, $6) RETURNING *`,
-          [row.kind, row.params, requestedBy, now, row.run_dir, row.id],
+          // Still the admin who asked for it: the resumed job's promotion is audited under them.
+          [row.kind, row.params, row.requested_by, now, row.run_dir, row.id],
         );
         out.push({ interrupted: toJob(dead.rows[0]!), resumed: toJob(resumed.rows[0]!) });
       }

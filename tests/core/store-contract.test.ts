@@ -347,16 +347,16 @@ describe.skipIf(unavailable !== undefined)('PostgreSQL store: several processes 
     expect(await a.renewJobLease(j1, ownerOf.get(j1)!, 1000)).toBe(true);
     // A restart of any process must not interrupt jobs other live processes hold.
     expect(await b.interruptRunningJobs()).toBe(0);
-    expect(await b.takeOverExpiredJobs('takeover')).toEqual([]);
+    expect(await b.takeOverExpiredJobs()).toEqual([]);
     vi.setSystemTime(Date.now() + 800);
     expect(await b.renewJobLease(j2, ownerOf.get(j2)!, 5000)).toBe(true);
     vi.setSystemTime(Date.now() + 700);
-    const [x, y] = await Promise.all([a.takeOverExpiredJobs('slack:A'), b.takeOverExpiredJobs('slack:B')]);
+    const [x, y] = await Promise.all([a.takeOverExpiredJobs(), b.takeOverExpiredJobs()]);
     const takeovers = [...x, ...y];
     expect(takeovers.map((t) => t.interrupted.id).sort()).toEqual([j1, j3].sort());
     for (const t of takeovers) {
       expect(t.interrupted.status).toBe('interrupted');
-      expect(t.resumed).toMatchObject({ status: 'queued', resumes: t.interrupted.id, kind: 'sft', params: t.interrupted.params });
+      expect(t.resumed).toMatchObject({ status: 'queued', resumes: t.interrupted.id, kind: 'sft', params: t.interrupted.params, requestedBy: 'cli' });
     }
     // A job that finished gives its lease up.
     const finished = await a.updateJob(j2, { status: 'succeeded', finishedAt: Date.now() });

@@ -70,13 +70,16 @@ describe.skipIf(unavailable !== undefined)('training jobs across processes (Post
     const survivor = runner(store, runsDir, 'survivor');
     try {
       expect((await store.getJob(1))!.status).toBe('running');
-      // Inside the lease a restart does not touch the job another process may still be running.
+      // This process starts after the dead one's lease ran out: it takes the job over at start
+      // and queues its resumption (not merely marking it interrupted).
+      await new Promise((r) => setTimeout(r, 1200));
       await survivor.init();
+      expect((await store.getJob(2))?.resumes).toBe(1);
       await waitFor(async () => (await store.getJob(2))?.status === 'succeeded', 30_000);
       const killed = (await store.getJob(1))!;
       const resumed = (await store.getJob(2))!;
       expect(killed.status).toBe('interrupted');
-      expect(resumed).toMatchObject({ resumes: 1, runDir: killed.runDir, params: killed.params });
+      expect(resumed).toMatchObject({ resumes: 1, runDir: killed.runDir, params: killed.params, requestedBy: 'slack:UADMIN' });
       const result = resumed.result as { metrics: { start: number; step: number } };
       expect(result.metrics.step).toBe(80);
       expect(result.metrics.start).toBeGreaterThanOrEqual(3);

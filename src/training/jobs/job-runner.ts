@@ -92,7 +92,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
       const poll = async () => {
         if (this.closed) return;
         try {
-          for (const { interrupted: dead, resumed } of await store.takeOverExpiredJobs('takeover')) {
+          for (const { interrupted: dead, resumed } of await store.takeOverExpiredJobs()) {
             this.options.logger.warn({ job: dead.id, resumedAs: resumed.id }, 'a training job lost its process (lease expired): resuming it from its checkpoint');
           }
         } catch (err) {
