@@ -3,11 +3,17 @@
  * routing, records in SQLite) with the model stubbed by an answerer that replies at once.
  *   npm run bench -- serve [--messages 3000] [--concurrency 16]
  *
+ * With --store and --processes: the same stubbed answers through N separate `serve`-like processes
+ * (each its own runtime; SQLite: one shared TEAMLLM_HOME; postgres: each its own home, one
+ * throwaway PostgreSQL cluster), every combination side by side in one run, 16 clients per process.
+ *   npm run bench -- serve --store sqlite,postgres --processes 1,2 [--messages 3000]
+ *
  * With --while-training: the bot's answer latency (real retrieval answers over the sample
  * handbook) idle, then while a pretraining job runs in its worker thread, side by side with the
  * ratio (the goal is ≤ 2x).
  *   npm run bench -- serve --while-training [--messages 300] [--concurrency 2] [--train-params k=v,...]
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,12 +57,14 @@ interface Measured {
 }
 
 /** Sends `total` questions over `concurrency` clients; latencies after a warm-up. */
-async function measure(server: RunningServer, total: number, concurrency: number, offset: number, warmup: number, question: (i: number) => string): Promise<Measured> {
+async function measure(server: Pick<RunningServer, 'url'> | Pick<RunningServer, 'url'>[], total: number, concurrency: number, offset: number, warmup: number, question: (i: number) => string): Promise<Measured> {
   const latencies: number[] = [];
   let failures = 0;
+  const servers = Array.isArray(server) ? server : [server];
   const ask = async (i: number) => {
     const started = performance.now();
-    const res = await fetch(`${server.url}/api/chat`, {
+    // Round robin over the processes, as a load balancer would.
+    const res = await fetch(`${servers[Math.abs(i) % servers.length]!.url}/api/chat`, {
       method: 'POST',
       // As a service (web identity: only a service or an admin may name the user), so that 50 users
       // give the per-user paths (rate limiter, conversation memory) realistic keys.
@@ -88,9 +96,19 @@ export async function run(argv: string[]): Promise<void> {
       messages: { type: 'string' },
       concurrency: { type: 'string' },
       'while-training': { type: 'boolean', default: false },
+      store: { type: 'string' },
+      processes: { type: 'string' },
       'train-params': { type: 'string', default: 'preset=nanogpt-cpu,maxIters=100000,evalInterval=100000,checkpointInterval=100000' },
     },
   });
+  if (values.store || values.processes) {
+    return scaleOut(
+      (values.store ?? 'sqlite').split(',').filter(Boolean),
+      (values.processes ?? '1').split(',').map(Number),
+      Number(values.messages ?? 3000),
+      Number(values.concurrency ?? 16),
+    );
+  }
   if (values['while-training']) return whileTraining(Number(values.messages ?? 300), Number(values.concurrency ?? 2), values['train-params']!);
   const total = Number(values.messages ?? 3000);
   const concurrency = Number(values.concurrency ?? 16);
@@ -158,4 +176,75 @@ async function whileTraining(total: number, concurrency: number, trainParams: st
     await runtime.close();
     rmSync(home, { recursive: true, force: true });
   }
+}
+
+/** Starts one bench bot process (bench/_serve-process.ts) with this environment. */
+async function startProcess(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '_serve-process.ts')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /READY (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`bench process exited ${code}`)));
+  });
+  return { child, url };
+}
+
+async function stopProcess(p: { child: ChildProcess }): Promise<void> {
+  if (p.child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    p.child.once('exit', () => resolve());
+    p.child.kill('SIGTERM');
+  });
+}
+
+async function scaleOut(stores: string[], processCounts: number[], total: number, concurrency: number): Promise<void> {
+  const { startPgCluster } = await import('../tests/pg-cluster.ts');
+  const cluster = stores.includes('postgres') ? await startPgCluster() : undefined;
+  const rows: { store: string; processes: number; m: Measured }[] = [];
+  const base = { TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_QUICKSTART: 'off', TEAMLLM_RATE_PER_MINUTE: '10000', TEAMLLM_RATE_BURST: '10000', TEAMLLM_SERVICE_TOKENS: `bench=${BENCH_TOKEN}` };
+  try {
+    for (const store of stores) {
+      for (const n of processCounts) {
+        const homes: string[] = [];
+        const shared = mkdtempSync(join(tmpdir(), 'teamllm-bench-scale-'));
+        const databaseUrl = store === 'postgres' ? await cluster!.createDatabase() : undefined;
+        const env = (i: number): NodeJS.ProcessEnv => {
+          const home = store === 'sqlite' ? shared : mkdtempSync(join(tmpdir(), `teamllm-bench-scale-${i}-`));
+          homes.push(home);
+          const { TEAMLLM_DATABASE_URL: _, ...rest } = process.env;
+          return { ...rest, ...base, TEAMLLM_HOME: home, ...(databaseUrl ? { TEAMLLM_DATABASE_URL: databaseUrl } : {}) };
+        };
+        const procs = [];
+        for (let i = 0; i < n; i++) procs.push(await startProcess(env(i)));
+        try {
+          process.stderr.write(`${store}, ${n} process${n > 1 ? 'es' : ''}: ${total} questions over ${concurrency * n} clients…\n`);
+          rows.push({ store, processes: n, m: await measure(procs, total, concurrency * n, 0, 200, (i) => `question number ${i}?`) });
+        } finally {
+          await Promise.all(procs.map(stopProcess));
+          for (const h of new Set([shared, ...homes])) rmSync(h, { recursive: true, force: true });
+        }
+      }
+    }
+  } finally {
+    await cluster?.stop();
+  }
+  process.stdout.write(`${'store'.padEnd(9)} ${'processes'.padStart(9)} ${'msgs/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'failures'.padStart(8)}\n`);
+  for (const r of rows) {
+    process.stdout.write(
+      `${r.store.padEnd(9)} ${String(r.processes).padStart(9)} ${(r.m.messages / r.m.seconds).toFixed(0).padStart(8)} ${r.m.p50.toFixed(2).padStart(8)} ${r.m.p99.toFixed(2).padStart(8)} ${String(r.m.failures).padStart(8)}\n`,
+    );
+  }
+  const figures: Record<string, string | number> = { messages: total };
+  for (const r of rows) {
+    const key = `${r.store}_${r.processes}p`;
+    figures[`${key}_messages_per_s`] = (r.m.messages / r.m.seconds).toFixed(0);
+    figures[`${key}_p50_ms`] = r.m.p50.toFixed(2);
+    figures[`${key}_p99_ms`] = r.m.p99.toFixed(2);
+    figures[`${key}_failures`] = r.m.failures;
+  }
+  process.stdout.write(`${Object.entries(figures).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
 }

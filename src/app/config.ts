@@ -107,6 +107,16 @@ export const CONFIG_KEYS = {
   TEAMLLM_SAMPLE_KB: { schema: bool, help: 'load examples/handbook when the knowledge base is empty; default true' },
   TEAMLLM_BACKEND: { schema: z.enum(['tensorflow', 'wasm', 'cpu', 'native']), help: 'tensor backend; default: the fastest that loads' },
   CHROMA_URL: { schema: url, help: 'Chroma server to use; unset: the bundled local one' },
+  TEAMLLM_DATABASE_URL: {
+    schema: z.string().regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// (or postgresql://) URL'),
+    secret: true,
+    help: 'PostgreSQL connection string (postgres://user:password@host:5432/db): answers, votes, conversations, audit log, jobs, event dedupe and rate limits are shared by every process using it; unset: SQLite under TEAMLLM_HOME',
+  },
+  TEAMLLM_DATABASE_POOL_SIZE: { schema: int(1, 1000), help: 'connections each process keeps to PostgreSQL; default 10' },
+  TEAMLLM_MODELS_DIR: {
+    schema: z.string().min(1),
+    help: 'a folder shared by every process (network file system) for training job run folders (checkpoints), so another process can resume a job whose process died; default TEAMLLM_HOME/runs',
+  },
   TEAMLLM_QUICKSTART: {
     schema: z.enum(['auto', 'off']),
     help: 'auto: when no model is serving and none is cached, `teamllm serve` trains the quickstart model in the background while it already answers retrieval-only, then hands over to it (docs/quickstart.md); off: never (bring your own model, or retrieval-only); default auto',
@@ -181,6 +191,10 @@ export interface Config {
   channelKnowledgeBases: Record<string, string>;
   backend?: string;
   chromaUrl?: string;
+  /** PostgreSQL (TEAMLLM_DATABASE_URL): the store shared by several processes; unset: SQLite. */
+  database?: { url: string; poolSize: number };
+  /** A folder shared by every process for job run folders (TEAMLLM_MODELS_DIR, absolute). */
+  modelsDir?: string;
   /** First-start training (src/app/quickstart.ts). */
   quickstart: 'auto' | 'off';
   /** The company's documents the quickstart trains on instead of the sample handbook (absolute). */
@@ -301,6 +315,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     channelKnowledgeBases: (parsed.TEAMLLM_CHANNEL_KB as Record<string, string> | undefined) ?? {},
     ...(parsed.TEAMLLM_BACKEND ? { backend: parsed.TEAMLLM_BACKEND as string } : {}),
     ...(parsed.CHROMA_URL ? { chromaUrl: parsed.CHROMA_URL as string } : {}),
+    ...(parsed.TEAMLLM_DATABASE_URL
+      ? { database: { url: parsed.TEAMLLM_DATABASE_URL as string, poolSize: (parsed.TEAMLLM_DATABASE_POOL_SIZE as number | undefined) ?? 10 } }
+      : {}),
+    ...(parsed.TEAMLLM_MODELS_DIR ? { modelsDir: resolve(cwd, parsed.TEAMLLM_MODELS_DIR as string) } : {}),
     quickstart: (parsed.TEAMLLM_QUICKSTART as 'auto' | 'off' | undefined) ?? 'auto',
     ...(parsed.TEAMLLM_QUICKSTART_DOCS ? { quickstartDocs: resolve(cwd, parsed.TEAMLLM_QUICKSTART_DOCS as string) } : {}),
     ...(parsed.TEAMLLM_QUICKSTART_QUESTIONS ? { quickstartQuestions: resolve(cwd, parsed.TEAMLLM_QUICKSTART_QUESTIONS as string) } : {}),

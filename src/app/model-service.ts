@@ -16,6 +16,11 @@ export interface RegistryModelServiceOptions {
   fallback: Answerer;
   /** Answers still streaming on a replaced model finish before its weights are freed. */
   disposeAfterMs?: number;
+  /**
+   * Runs a promotion or rollback; with a store shared by several processes, under the database's
+   * promotion lock (PgStore.withPromotionLock), so two of them never interleave on the registry.
+   */
+  serialise?: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
 function describe(v: ModelVersion): string {
@@ -109,6 +114,14 @@ export class RegistryModelService implements ModelService {
   }
 
   async promote(version: string, actor: Actor, context: PromotionContext = {}): Promise<string> {
+    return this.serialised(() => this.promoteNow(version, actor, context));
+  }
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    return this.options.serialise ? this.options.serialise(work) : work();
+  }
+
+  private async promoteNow(version: string, actor: Actor, context: PromotionContext): Promise<string> {
     const candidate = await this.options.registry.get(version);
     if (!candidate) throw new Error(`No model version ${version} (see /model list)`);
     // A damaged version is refused here, not after it became the serving one.
@@ -163,6 +176,10 @@ export class RegistryModelService implements ModelService {
   }
 
   async rollback(actor: Actor): Promise<string> {
+    return this.serialised(() => this.rollbackNow(actor));
+  }
+
+  private async rollbackNow(actor: Actor): Promise<string> {
     const before = (await this.options.registry.serving())?.version;
     const restored = await this.options.registry.rollback();
     await this.activate();

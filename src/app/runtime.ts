@@ -1,8 +1,8 @@
 import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AdminList, Bot, type AnswerRequest, type Answerer, type Logger } from '../core/index.ts';
-import { SqliteStore, storeFile } from '../core/sqlite-store.ts';
 import type { AdapterContext, PlatformAdapter } from '../adapters/platform-adapter.ts';
 import { adminRoutes, WEB_ADMIN_ID, webRoutes } from '../adapters/web/index.ts';
 import { TrustedProxies } from '../adapters/http/client-address.ts';
@@ -18,6 +18,9 @@ import { withNotice } from './background-quickstart.ts';
 import { createHttpApp } from './http-app.ts';
 import { installAutoPromotion } from './job-promotion.ts';
 import { createLogger } from './logger.ts';
+import { openStore, type AppStore } from './store.ts';
+import { PgStore } from '../core/pg-store.ts';
+import { PgKnowledgeSync } from '../rag/pg-knowledge-sync.ts';
 import { Metrics } from './metrics.ts';
 import { RegistryModelService } from './model-service.ts';
 import { loadSampleKnowledgeBase } from './sample-kb.ts';
@@ -37,7 +40,8 @@ const ADAPTER_FACTORIES: Record<'slack' | 'feishu' | 'wecom', (ctx: AdapterConte
 export interface Runtime {
   config: Config;
   logger: Logger;
-  store: SqliteStore;
+  /** SQLite, or PostgreSQL when TEAMLLM_DATABASE_URL is set (app/store.ts). */
+  store: AppStore;
   kb: LocalKnowledgeBase;
   knowledge: OpenedKnowledgeBases;
   models: RegistryModelService;
@@ -80,15 +84,22 @@ export interface RuntimeOptions {
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
 export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const store = new SqliteStore(storeFile(config.home), {
-    auditRetentionMs: config.auditRetentionDays * 86_400_000,
-    ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
-  });
+  // A shared models folder set in a config file reaches the training stages too: they open the
+  // registry in worker threads, which read it from the environment (ModelRegistry).
+  if (config.modelsDir && !process.env.TEAMLLM_MODELS_DIR) process.env.TEAMLLM_MODELS_DIR = config.modelsDir;
+  const store = await openStore(config, { logger, ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}) });
   const metrics = new Metrics(options.defaultMetrics ?? true);
   let knowledge: OpenedKnowledgeBases | undefined;
+  let sync: PgKnowledgeSync | undefined;
   try {
+    // On PostgreSQL the knowledge bases are shared: every process follows one change feed.
+    if (store instanceof PgStore) {
+      sync = new PgKnowledgeSync(store, { logger });
+      await sync.start();
+    }
     knowledge = await openKnowledgeBase({
       home: config.home,
+      ...(sync ? { sync } : {}),
       ...(config.chromaUrl ? { chromaUrl: config.chromaUrl } : {}),
       logger,
       observer: { vectorStoreDown: () => metrics.vectorStoreDown() },
@@ -98,12 +109,13 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   } catch (err) {
     // A start that fails leaves nothing running: the Chroma child and the databases are closed.
     await knowledge?.close().catch(() => undefined);
+    await sync?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw err;
   }
 }
 
-async function assemble(config: Config, options: RuntimeOptions, logger: Logger, store: SqliteStore, metrics: Metrics, knowledge: OpenedKnowledgeBases): Promise<Runtime> {
+async function assemble(config: Config, options: RuntimeOptions, logger: Logger, store: AppStore, metrics: Metrics, knowledge: OpenedKnowledgeBases): Promise<Runtime> {
   const proxies = new TrustedProxies(config.web.trustedProxies);
   const kb = knowledge.kb;
   if (config.sampleKnowledgeBase) await loadSampleKnowledgeBase(kb, config.home, logger);
@@ -123,11 +135,19 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
   // passages' spans, as the served answerer does without its model's score.
   const retrievalOnly = options.answerer ?? knowledge.answerer({ scope, candidates: config.answerDecoding === 'candidates' });
   const fallback = options.fallbackNotice ? withNotice(retrievalOnly, options.fallbackNotice) : retrievalOnly;
-  const jobs = new JobRunner({ store, home: config.home, stages: options.stages ?? TRAINING_STAGES, logger });
-  const registry = new ModelRegistry(config.home);
+  const jobs = new JobRunner({
+    store,
+    home: config.home,
+    stages: options.stages ?? TRAINING_STAGES,
+    logger,
+    ...(config.database ? { databaseUrl: config.database.url } : {}),
+    ...(config.modelsDir ? { runsDir: join(config.modelsDir, 'runs') } : {}),
+  });
+  const registry = new ModelRegistry(config.home, config.modelsDir);
   const models = new RegistryModelService({
     registry,
     store,
+    ...(store instanceof PgStore ? { serialise: <T>(work: () => Promise<T>) => store.withPromotionLock(work) } : {}),
     logger,
     fallback,
     // The project's own model behind LangChain, fed the chat template it was fine-tuned on.
@@ -155,6 +175,8 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
     training: new ChatTrainingService(jobs, store, logger, config.publicUrl ? { publicUrl: config.publicUrl } : {}),
     models,
     rateLimit: config.rateLimit,
+    // Shared by every process on PostgreSQL: a user cannot get N times the limit from N processes.
+    ...(store instanceof PgStore ? { rateLimiter: (perMinute: number, burst: number) => store.rateLimiter(perMinute, burst) } : {}),
     memory: config.memory,
     logger,
     observer: metrics,

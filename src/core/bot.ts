@@ -4,7 +4,7 @@ import { BUILTIN_COMMANDS, helpText, parseCommand, type CommandSpec } from './co
 import { conversationKey, fitToBudget, type MemoryBudget } from './conversation.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { nullObserver, type AnswerOutcome, type BotObserver } from './observer.ts';
-import { RateLimiter } from './rate-limiter.ts';
+import { RateLimiter, type RateLimit } from './rate-limiter.ts';
 import type { Actor, KnowledgeBase, ModelService, TrainingService } from './services.ts';
 import type { AnswerRecord, BotStore, FeedbackRecord } from './store.ts';
 import { StreamUpdater } from './stream-updater.ts';
@@ -18,6 +18,11 @@ export interface BotOptions {
   training?: TrainingService;
   models?: ModelService;
   rateLimit?: { perMinute: number; burst: number };
+  /**
+   * Where the rate-limit buckets live: default this process's memory; a store shared by several
+   * processes (PgStore.rateLimiter) makes the limit hold across all of them.
+   */
+  rateLimiter?: (perMinute: number, burst: number) => RateLimit;
   memory?: MemoryBudget;
   /** Default pause between streaming updates when the target does not say. */
   streamIntervalMs?: number;
@@ -97,7 +102,7 @@ export class Bot {
   private answerer: Answerer;
   private readonly store: BotStore;
   private readonly admins: AdminList;
-  private readonly limiter: RateLimiter;
+  private readonly limiter: RateLimit;
   private readonly memory: MemoryBudget;
   private readonly logger: Logger;
   private readonly observer: BotObserver;
@@ -111,7 +116,7 @@ export class Bot {
     this.store = options.store;
     this.admins = options.admins;
     const rate = options.rateLimit ?? { perMinute: 10, burst: 5 };
-    this.limiter = new RateLimiter(rate.perMinute, rate.burst);
+    this.limiter = options.rateLimiter?.(rate.perMinute, rate.burst) ?? new RateLimiter(rate.perMinute, rate.burst);
     this.memory = options.memory ?? { maxTurns: 8, maxChars: 4000 };
     this.logger = options.logger ?? silentLogger;
     this.observer = options.observer ?? nullObserver;
@@ -188,7 +193,7 @@ export class Bot {
     }
     // Commands count too (`/kb search` costs a retrieval like a question, and a refused `/train`
     // an audit write); admins are configured, vouched-for people and are not throttled.
-    const waitSeconds = this.isAdmin(msg.platform, msg.user.id) ? 0 : this.limiter.take(msg.rateLimitKey ?? `${msg.platform}:${msg.user.id}`);
+    const waitSeconds = this.isAdmin(msg.platform, msg.user.id) ? 0 : await this.limiter.take(msg.rateLimitKey ?? `${msg.platform}:${msg.user.id}`);
     if (waitSeconds > 0) {
       this.observer.rateLimited(msg.platform);
       await target.post({

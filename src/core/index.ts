@@ -6,7 +6,7 @@ export * from './jobs.ts';
 export * from './logger.ts';
 export * from './observer.ts';
 export { AdminList } from './admins.ts';
-export { RateLimiter } from './rate-limiter.ts';
+export { RateLimiter, type RateLimit } from './rate-limiter.ts';
 export { conversationKey, fitToBudget, type MemoryBudget } from './conversation.ts';
 export { parseCommand, helpText, BUILTIN_COMMANDS, type CommandSpec, type ParsedCommand } from './commands.ts';
 export { StreamUpdater } from './stream-updater.ts';

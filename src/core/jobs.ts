@@ -41,3 +41,21 @@ export interface JobStore {
   /** At start-up: jobs that were running when the process died become `interrupted`. */
   interruptRunningJobs(): Promise<number>;
 }
+
+/**
+ * A job store shared by several processes (PostgreSQL): a job is run by the process holding its
+ * lease, which renews it while the job runs; a job whose lease ran out (its process died) is
+ * taken over by another process, which resumes it from its checkpoint.
+ */
+export interface JobLeaseStore {
+  /** Takes the oldest queued job of these kinds for `owner`, or none; exactly one process gets each. */
+  claimNextJob(owner: string, leaseMs: number, kinds: string[]): Promise<JobRecord | undefined>;
+  /** Extends the lease; false when `owner` no longer holds it. */
+  renewJobLease(id: number, owner: string, leaseMs: number): Promise<boolean>;
+  /** Running jobs whose lease ran out become `interrupted`, each with a queued job that resumes it. */
+  takeOverExpiredJobs(): Promise<{ interrupted: JobRecord; resumed: JobRecord }[]>;
+}
+
+export function isJobLeaseStore(store: JobStore): store is JobStore & JobLeaseStore {
+  return typeof (store as Partial<JobLeaseStore>).claimNextJob === 'function';
+}

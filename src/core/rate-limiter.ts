@@ -1,5 +1,13 @@
-/** Per-key token bucket: `burst` requests at once, refilled at `perMinute`. */
-export class RateLimiter {
+/**
+ * A rate limit as the Bot asks it: takes one token for the key; 0 when allowed, else the seconds
+ * until the next token. In-process (RateLimiter) or shared by every process (PgStore.rateLimiter).
+ */
+export interface RateLimit {
+  take(key: string): number | Promise<number>;
+}
+
+/** Per-key token bucket in this process: `burst` requests at once, refilled at `perMinute`. */
+export class RateLimiter implements RateLimit {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(

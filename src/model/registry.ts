@@ -136,9 +136,13 @@ const VERSION = /^v(\d+)$/;
 export class ModelRegistry {
   readonly root: string;
 
-  /** `homeDir` is $TEAMLLM_HOME; versions live in `<homeDir>/models`. */
-  constructor(homeDir: string) {
-    this.root = path.join(homeDir, 'models');
+  /**
+   * `homeDir` is $TEAMLLM_HOME; versions live in `<homeDir>/models`, or in TEAMLLM_MODELS_DIR when
+   * set: one folder shared by several bot processes (a network file system), so a version trained
+   * or promoted through one is served by all (docs/postgresql.md).
+   */
+  constructor(homeDir: string, modelsDir: string | undefined = process.env.TEAMLLM_MODELS_DIR || undefined) {
+    this.root = modelsDir ? path.resolve(modelsDir) : path.join(homeDir, 'models');
   }
 
   private get file(): string {

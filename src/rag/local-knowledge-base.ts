@@ -127,6 +127,21 @@ interface StoredChunk {
   metadata: FlatMetadata;
 }
 
+/** One document as knowledge bases share it between processes (PgKnowledgeSync): its record and passages. */
+export interface SharedSource {
+  source: string;
+  title: string;
+  hash: string;
+  indexedAt: number;
+  format: string;
+  /** Extra flat metadata, as JSON. */
+  metadata: string;
+  chunks: { position: number; title: string; text: string; page: number | null }[];
+}
+
+/** Told after documents were added, changed or removed here (not when applied from elsewhere). */
+export type KnowledgeChangeListener = (sources: string[]) => Promise<void>;
+
 interface PendingVectors {
   sources: Set<string>;
   chunks: StoredChunk[];
@@ -152,6 +167,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   lexicalOnlySearches = 0;
   private readonly fusion: FusionOptions;
   private readonly lexical: LexicalOptions;
+  private changeListener: KnowledgeChangeListener | undefined;
 
   constructor(
     file: string,
@@ -283,6 +299,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
       }
     }
     await this.finishAdding(report, pending);
+    await this.changed([...report.added, ...report.updated]);
     return report;
   }
 
@@ -299,6 +316,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
       }
     }
     await this.finishAdding(report, pending);
+    await this.changed([...report.added, ...report.updated]);
     return report;
   }
 
@@ -398,7 +416,85 @@ export class LocalKnowledgeBase implements KnowledgeBase {
         }
       }
     }
+    if (removed > 0) await this.changed([source]);
     return removed;
+  }
+
+  /**
+   * Shares this knowledge base with other processes: `listener` is told the sources added, changed
+   * or removed here (after they are committed locally), e.g. to publish them to PostgreSQL.
+   */
+  onChange(listener: KnowledgeChangeListener | undefined): void {
+    this.changeListener = listener;
+  }
+
+  private async changed(sources: string[]): Promise<void> {
+    if (sources.length > 0 && this.changeListener) await this.changeListener(sources);
+  }
+
+  /** The content hash of every document (what sharing compares). */
+  sourceHashes(): Map<string, string> {
+    const rows = this.db.prepare('SELECT source, hash FROM sources').all() as { source: string; hash: string }[];
+    return new Map(rows.map((r) => [r.source, r.hash]));
+  }
+
+  /** One document's record and passages as stored here, or undefined when it is not here. */
+  sharedSource(source: string): SharedSource | undefined {
+    const row = this.db.prepare('SELECT source, title, hash, indexed_at AS indexedAt, format, metadata FROM sources WHERE source = ?').get(source) as
+      | Omit<SharedSource, 'chunks'>
+      | undefined;
+    if (!row) return undefined;
+    const chunks = this.db.prepare('SELECT position, title, text, page FROM chunks WHERE source = ? ORDER BY position').all(source) as SharedSource['chunks'];
+    return { ...row, chunks };
+  }
+
+  /**
+   * Applies documents as another process indexed them (each one replaced, or removed when
+   * `shared` is undefined): one transaction, then BM25 is rebuilt once and the vectors of those
+   * documents rewritten. Listeners are not told (the change came from them).
+   */
+  async applyShared(changes: { source: string; shared: SharedSource | undefined }[]): Promise<void> {
+    if (changes.length === 0) return;
+    const removed: string[] = [];
+    const pending: PendingVectors = { sources: new Set(), chunks: [] };
+    const report: KbAddReport = { added: [], updated: [], unchanged: [], failed: [] };
+    const existing = this.sourceHashes();
+    this.db.transaction(() => {
+      for (const { source, shared } of changes) {
+        this.db.prepare('DELETE FROM chunks WHERE source = ?').run(source);
+        if (!shared) {
+          this.db.prepare('DELETE FROM sources WHERE source = ?').run(source);
+          if (existing.has(source)) removed.push(source);
+          continue;
+        }
+        this.db
+          .prepare(
+            `INSERT INTO sources (source, title, hash, indexed_at, format, metadata) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT(source) DO UPDATE SET title = excluded.title, hash = excluded.hash, indexed_at = excluded.indexed_at,
+               format = excluded.format, metadata = excluded.metadata`,
+          )
+          .run(source, shared.title, shared.hash, shared.indexedAt, shared.format, shared.metadata);
+        const insert = this.db.prepare('INSERT INTO chunks (source, position, title, text, page) VALUES (?, ?, ?, ?, ?)');
+        for (const c of shared.chunks) insert.run(source, c.position, c.title, c.text, c.page);
+        if (existing.has(source) && this.dense) pending.sources.add(source);
+        const metadata = this.sourceMetadata(source, shared.format, shared.metadata);
+        for (const c of shared.chunks) pending.chunks.push(this.toStored({ source, ...c }, metadata));
+        (existing.has(source) ? report.updated : report.added).push(source);
+      }
+    })();
+    if (report.added.length + report.updated.length > 0) await this.finishAdding(report, pending);
+    else this.rebuildIndex();
+    if (removed.length === 0 || !this.dense) return;
+    if (this.denseDown !== undefined) {
+      this.addPending(removed);
+      return;
+    }
+    try {
+      for (const source of removed) await this.dense.store.delete({ filter: { source } });
+    } catch (err) {
+      this.addPending(removed);
+      this.denseFailed(err);
+    }
   }
 
   async search(query: string, k: number, options: SearchOptions = {}): Promise<Source[]> {

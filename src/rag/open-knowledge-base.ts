@@ -52,6 +52,11 @@ export interface OpenKnowledgeBaseOptions {
   observer?: VectorStoreObserver;
   /** How often an unreachable vector store is probed: first after `initialMs`, doubling up to `maxMs`. */
   probe?: { initialMs?: number; maxMs?: number };
+  /**
+   * Shares the knowledge bases with other processes (PgKnowledgeSync with TEAMLLM_DATABASE_URL):
+   * each one opened is attached to it; closed with the rest.
+   */
+  sync?: { attach(kb: LocalKnowledgeBase): Promise<void>; close(): Promise<void> };
   /** Passed to the bundled Chroma server (tests shorten its restart delay). */
   bundledChroma?: Pick<StartChromaOptions, 'restartDelayMs' | 'maxRestartDelayMs'>;
 }
@@ -252,6 +257,7 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       kb = new LocalKnowledgeBase(fileFor(name), { ...options.knowledgeBase, name, onDenseFailure: markDown });
       open.set(name, kb);
       await attachDense(kb);
+      await options.sync?.attach(kb);
     }
     return kb;
   };
@@ -355,6 +361,7 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
     async close() {
       closed = true;
       if (probeTimer) clearTimeout(probeTimer);
+      await options.sync?.close();
       for (const k of open.values()) k.close();
       open.clear();
       await server?.stop();

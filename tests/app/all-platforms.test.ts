@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,7 +72,7 @@ describe('teamllm serve with every platform configured', () => {
     expect(((await web.json()) as { answer: string }).answer).toBe('You get 25 days of leave.');
 
     await waitFor(async () => {
-      const counts = runtime.store.db.prepare('SELECT platform, count(*) AS n FROM answers GROUP BY platform ORDER BY platform').all();
+      const counts = (runtime.store as SqliteStore).db.prepare('SELECT platform, count(*) AS n FROM answers GROUP BY platform ORDER BY platform').all();
       return JSON.stringify(counts) === JSON.stringify([{ platform: 'feishu', n: 1 }, { platform: 'slack', n: 1 }, { platform: 'web', n: 1 }, { platform: 'wecom', n: 1 }]);
     }, 15_000);
     await waitFor(() => slack.callsTo('chat.update').some((c) => String(c.args.text ?? '').includes('25 days')) && wecom.sent.length > 0 && feishu.cards.length > 0, 15_000);

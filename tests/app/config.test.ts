@@ -17,6 +17,20 @@ function problems(fn: () => unknown): string[] {
 }
 
 describe('loadConfig', () => {
+  it('selects PostgreSQL with TEAMLLM_DATABASE_URL (pool size, shared models folder), SQLite without, and never shows its password', () => {
+    const dir = cwd();
+    expect(loadConfig({ env: {}, cwd: dir }).database).toBeUndefined();
+    const url = 'postgres://bot:s3cret-pw@db.internal:5432/teamllm';
+    const config = loadConfig({ env: { TEAMLLM_DATABASE_URL: url, TEAMLLM_DATABASE_POOL_SIZE: '25', TEAMLLM_MODELS_DIR: 'shared/models' }, cwd: dir });
+    expect(config.database).toEqual({ url, poolSize: 25 });
+    expect(config.modelsDir).toBe(join(dir, 'shared/models'));
+    expect(loadConfig({ env: { TEAMLLM_DATABASE_URL: url }, cwd: dir }).database?.poolSize).toBe(10);
+    expect(JSON.stringify(describeConfig(config))).not.toContain('s3cret-pw');
+    const found = problems(() => loadConfig({ env: { TEAMLLM_DATABASE_URL: 'mysql://bot:s3cret-pw@db/teamllm' }, cwd: dir }));
+    expect(found[0]).toMatch(/^TEAMLLM_DATABASE_URL .*postgres:\/\//);
+    expect(found.join('\n')).not.toContain('s3cret-pw');
+  });
+
   it('has working defaults with an empty environment', () => {
     const dir = cwd();
     const config = loadConfig({ env: {}, cwd: dir });

@@ -12,6 +12,7 @@
  * runs end to end in quickstart-e2e.test.ts (`npm start`).
  */
 import { randomBytes } from 'node:crypto';
+import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -200,7 +201,7 @@ describe('the first start serves at once', () => {
     expect(answered.answer).not.toContain('being trained');
     expect(serving.server.url).toBe(url);
     // Both answers are in the one store: nothing restarted.
-    expect(serving.runtime.store.db.prepare('SELECT count(*) AS n FROM answers').get()).toEqual({ n: 3 });
+    expect((serving.runtime.store as SqliteStore).db.prepare('SELECT count(*) AS n FROM answers').get()).toEqual({ n: 3 });
     await serving.close();
 
     // The next start: a model serves (the stand-in wrote no quickstart state, so it counts as someone else's): no training.

@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { JobProgress, JobRecord, JobStore, Logger } from '../../core/index.ts';
+import { isJobLeaseStore, type JobProgress, type JobRecord, type JobStore, type Logger } from '../../core/index.ts';
 import type { WorkerInput, WorkerMessage } from './stage.ts';
 
 export interface JobRunnerOptions {
@@ -13,6 +15,19 @@ export interface JobRunnerOptions {
   logger: Logger;
   /** How often progress is written to the store (the chat reads it from events, not the store). */
   persistEveryMs?: number;
+  /** PostgreSQL's URL when the store is shared (TEAMLLM_DATABASE_URL): stages open it themselves. */
+  databaseUrl?: string;
+  /**
+   * Where job run folders (checkpoints) go; default `<home>/runs`. Several processes sharing one
+   * database need a folder all of them reach (TEAMLLM_MODELS_DIR/runs), so one can resume another's job.
+   */
+  runsDir?: string;
+  /** Shared store only: this process's name on the leases it holds (default host:pid:random). */
+  owner?: string;
+  /** Shared store only: how long a lease lasts without renewal (default 60 s; renewed every third of it). */
+  leaseMs?: number;
+  /** Shared store only: how often queued jobs and expired leases are looked for (default 5 s). */
+  pollMs?: number;
 }
 
 export interface JobEvents {
@@ -38,9 +53,19 @@ export class JobRunner extends EventEmitter<JobEvents> {
   private pumping = false;
   private closed = false;
   private finalizers: JobFinalizer[] = [];
+  private poller: NodeJS.Timeout | undefined;
+  /** Jobs queued through this runner (a shared store may run them in another process). */
+  private readonly enqueued = new Set<number>();
+  /** This process's name on job leases (a store shared by several processes). */
+  readonly owner: string;
 
   constructor(private readonly options: JobRunnerOptions) {
     super();
+    this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  }
+
+  private get leaseMs(): number {
+    return this.options.leaseMs ?? 60_000;
   }
 
   get kinds(): string[] {
@@ -58,8 +83,28 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   /** Marks jobs that a dead process left "running" as interrupted, then starts any queued ones. */
   async init(): Promise<number> {
-    const interrupted = await this.options.store.interruptRunningJobs();
+    const store = this.options.store;
+    const interrupted = await store.interruptRunningJobs();
     if (interrupted > 0) this.options.logger.warn({ interrupted }, 'training jobs were interrupted by a restart; /train resume continues them');
+    if (isJobLeaseStore(store)) {
+      // Shared by several processes: any of them runs a queued job (exactly one, by lease), and
+      // a job whose process stopped renewing its lease (died) is resumed here from its checkpoint.
+      const poll = async () => {
+        if (this.closed) return;
+        try {
+          for (const { interrupted: dead, resumed } of await store.takeOverExpiredJobs()) {
+            this.options.logger.warn({ job: dead.id, resumedAs: resumed.id }, 'a training job lost its process (lease expired): resuming it from its checkpoint');
+          }
+        } catch (err) {
+          this.options.logger.warn({ err }, 'could not look for expired job leases');
+        }
+        await this.pump();
+      };
+      this.poller = setInterval(() => void poll(), this.options.pollMs ?? 5000);
+      this.poller.unref();
+      await poll();
+      return interrupted;
+    }
     void this.pump();
     return interrupted;
   }
@@ -73,6 +118,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
       ...(resumes?.runDir ? { runDir: resumes.runDir } : {}),
       ...(resumes ? { resumes: resumes.id } : {}),
     });
+    this.enqueued.add(job.id);
     void this.pump();
     return job;
   }
@@ -88,14 +134,30 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   /** Waits for the queue to drain (tests and the CLI use this). */
   async idle(): Promise<void> {
-    while (this.running || this.pumping) {
-      if (this.running) await this.running.done;
-      else await new Promise((r) => setTimeout(r, 10));
+    for (;;) {
+      while (this.running || this.pumping) {
+        if (this.running) await this.running.done;
+        else await new Promise((r) => setTimeout(r, 10));
+      }
+      // A shared store: a job queued here may be running in another process; wait for it there.
+      if (!isJobLeaseStore(this.options.store) || this.enqueued.size === 0 || this.closed) return;
+      for (const id of [...this.enqueued]) {
+        const job = await this.options.store.getJob(id);
+        if (job && ['queued', 'running'].includes(job.status)) continue;
+        this.enqueued.delete(id);
+        // Taken over after its process died: follow the job that resumes it.
+        const next = job?.status === 'interrupted' ? (await this.options.store.listJobs(200)).find((j) => j.resumes === id) : undefined;
+        if (next) this.enqueued.add(next.id);
+      }
+      if (this.enqueued.size === 0) return;
+      await new Promise((r) => setTimeout(r, 200));
+      void this.pump();
     }
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.poller) clearInterval(this.poller);
     const running = this.running;
     if (running) {
       running.worker.postMessage({ type: 'stop' });
@@ -110,9 +172,19 @@ export class JobRunner extends EventEmitter<JobEvents> {
     if (this.pumping || this.running || this.closed) return;
     this.pumping = true;
     try {
-      const queued = (await this.options.store.listJobs(1000)).filter((j) => j.status === 'queued').sort((a, b) => a.id - b.id);
+      const store = this.options.store;
+      if (isJobLeaseStore(store)) {
+        // Exactly one process gets each queued job (SKIP LOCKED in PgStore.claimNextJob).
+        const next = await store.claimNextJob(this.owner, this.leaseMs, this.kinds);
+        if (next && !this.closed) this.start(next);
+        else if (next) await store.updateJob(next.id, { status: 'queued' }).catch(() => undefined);
+        return;
+      }
+      const queued = (await store.listJobs(1000)).filter((j) => j.status === 'queued').sort((a, b) => a.id - b.id);
       const next = queued[0];
       if (next) this.start(next);
+    } catch (err) {
+      this.options.logger.warn({ err }, 'could not look for queued training jobs');
     } finally {
       this.pumping = false;
     }
@@ -120,15 +192,40 @@ export class JobRunner extends EventEmitter<JobEvents> {
 
   private start(queued: JobRecord): void {
     const { store, logger } = this.options;
-    const runDir = queued.runDir ?? join(this.options.home, 'runs', `${queued.id}-${queued.kind}`);
+    const runDir = queued.runDir ?? join(this.options.runsDir ?? join(this.options.home, 'runs'), `${queued.id}-${queued.kind}`);
     const resume = queued.resumes !== undefined && existsSync(runDir);
     mkdirSync(runDir, { recursive: true });
-    const input: WorkerInput = { stageModule: this.options.stages[queued.kind]!, params: queued.params, home: this.options.home, runDir, resume };
+    const input: WorkerInput = {
+      stageModule: this.options.stages[queued.kind]!,
+      params: queued.params,
+      home: this.options.home,
+      runDir,
+      resume,
+      ...(this.options.databaseUrl ? { databaseUrl: this.options.databaseUrl } : {}),
+    };
     const worker = new Worker(BOOTSTRAP, { workerData: input, stdout: false, stderr: false });
     let job: JobRecord = { ...queued, status: 'running', startedAt: Date.now(), runDir };
     let outcome: WorkerMessage | undefined;
     let lastPersisted = 0;
     const log = logger.child({ job: job.id, kind: job.kind });
+    // A shared store: renew the lease while the job runs; a lost lease (this process was taken
+    // for dead, another resumed the job) stops this copy of it.
+    let renewal: NodeJS.Timeout | undefined;
+    let leaseLost = false;
+    if (isJobLeaseStore(store)) {
+      renewal = setInterval(() => {
+        void store.renewJobLease(job.id, this.owner, this.leaseMs).then(
+          (held) => {
+            if (held) return;
+            log.error({ owner: this.owner }, 'lost the training job lease (another process took the job over): stopping this copy');
+            leaseLost = true;
+            void worker.terminate();
+          },
+          (err: unknown) => log.warn({ err }, 'could not renew the training job lease'),
+        );
+      }, Math.max(50, Math.floor(this.leaseMs / 3)));
+      renewal.unref();
+    }
 
     const done = new Promise<void>((resolve) => {
       worker.on('message', (message: WorkerMessage) => {
@@ -147,6 +244,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
         outcome ??= { type: 'failed', error: err.message, stopped: false };
       });
       worker.on('exit', (code) => {
+        if (renewal) clearInterval(renewal);
         void (async () => {
           const result = outcome ?? { type: 'failed' as const, error: `the job's worker exited with code ${code}`, stopped: false };
           const patch: Partial<JobRecord> =
@@ -167,7 +265,17 @@ export class JobRunner extends EventEmitter<JobEvents> {
               }
             }
           }
-          job = await store.updateJob(job.id, patch);
+          // A shared store and this process is shutting down (a rolling restart, a `teamllm train`
+          // beside the bots that exits): the job is not stopped by anyone, so another process
+          // resumes it from its checkpoint.
+          if (this.closed && isJobLeaseStore(store) && patch.status === 'stopped' && !leaseLost) {
+            patch.status = 'interrupted';
+            patch.error = 'its process shut down; resumed by another process';
+            const resumed = await store.createJob({ kind: job.kind, params: job.params, requestedBy: job.requestedBy, runDir, resumes: job.id });
+            log.info({ resumedAs: resumed.id }, 'handing the training job over to another process');
+          }
+          // A job whose lease was lost belongs to the process that took it over: leave its row alone.
+          job = leaseLost ? { ...job, status: 'interrupted' } : await store.updateJob(job.id, patch);
           log.info({ status: job.status, error: job.error }, 'training job finished');
           this.running = undefined;
           this.emit('finished', job);

@@ -1,3 +1,4 @@
+import { pgStoreAt } from '../../core/pg-store.ts';
 import { sqliteStoreIn } from '../../core/sqlite-store.ts';
 import { localKnowledgeBases } from '../../rag/knowledge-base-opener.ts';
 import type { StageContext } from './stage.ts';
@@ -7,6 +8,7 @@ import type { StageContext } from './stage.ts';
  * worker gives these to every stage (a worker thread opens connections of its own), and code
  * that runs a pipeline outside a job (the quickstart, tests) builds the same.
  */
-export function stageServices(home: string): Pick<StageContext, 'store' | 'knowledgeBases'> {
-  return { store: sqliteStoreIn(home), knowledgeBases: localKnowledgeBases(home) };
+export function stageServices(home: string, databaseUrl?: string): Pick<StageContext, 'store' | 'knowledgeBases'> {
+  // With TEAMLLM_DATABASE_URL the votes are in PostgreSQL (the job runner passes the URL on).
+  return { store: databaseUrl ? pgStoreAt(databaseUrl) : sqliteStoreIn(home), knowledgeBases: localKnowledgeBases(home) };
 }

@@ -26,7 +26,7 @@ try {
   const result = await runStage({
     params: input.params,
     home: input.home,
-    ...stageServices(input.home),
+    ...stageServices(input.home, input.databaseUrl),
     runDir: input.runDir,
     resume: input.resume,
     signal: controller.signal,

@@ -51,4 +51,6 @@ export interface WorkerInput {
   home: string;
   runDir: string;
   resume: boolean;
+  /** TEAMLLM_DATABASE_URL when the store is PostgreSQL: the stage opens its own connections. */
+  databaseUrl?: string;
 }
