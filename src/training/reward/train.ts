@@ -22,13 +22,14 @@ import type { Params } from '../../model/gpt.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
 import { loadModelFiles } from '../../model/model-files.ts';
-import { Random, mixSeed } from '../../model/random.ts';
+import { mixSeed } from '../../model/random.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
-import { loadTrainerCheckpoint, openMetricsLog, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
-import { AdamW, globalNorm } from '../adamw.ts';
+import { loadTrainerCheckpoint, saveCheckpoint, writeTrainables, type TrainerCheckpointState } from '../checkpoint.ts';
+import { AdamW } from '../adamw.ts';
+import { clippedUpdate, epochPermutation, TrainingLoop } from '../loop.ts';
+import { openMetricsLog } from '../metrics-log.ts';
 import type { RewardData } from '../feedback-datasets.ts';
 import { writeLossChart } from '../loss-chart.ts';
-import { learningRateAt } from '../schedule.ts';
 import { combinedLoss, createHead, HEAD_BIAS, HEAD_WEIGHT, pairLoss, rewardBatch, rewardScores, voteLoss } from './model.ts';
 import { auc, DEFAULT_GATE, pairAccuracy, rewardGate, type Estimate, type GateOptions } from './metrics.ts';
 import { RewardScorer, saveRewardModel, type RewardConfigFile } from './store.ts';
@@ -122,11 +123,6 @@ export interface RewardTrainResult {
   backend: string;
 }
 
-/** The shuffle of one epoch of a cursor. */
-function permutation(n: number, seed: number, epoch: number): number[] {
-  return new Random(mixSeed(seed, 71, epoch)).permutation(n);
-}
-
 interface CursorState {
   epoch: number;
   at: number;
@@ -135,7 +131,7 @@ interface CursorState {
 /** Endless seeded shuffles of 0..n-1, one epoch after another; its position can be saved and restored. */
 function cursor(n: number, seed: number) {
   const s: CursorState = { epoch: 0, at: 0 };
-  let perm = n ? permutation(n, seed, 0) : [];
+  let perm = n ? epochPermutation(n, seed, 71, 0) : [];
   return {
     next(k: number): number[] {
       const out: number[] = [];
@@ -143,7 +139,7 @@ function cursor(n: number, seed: number) {
       while (out.length < k) {
         if (s.at >= n) {
           s.epoch += 1;
-          perm = permutation(n, seed, s.epoch);
+          perm = epochPermutation(n, seed, 71, s.epoch);
           s.at = 0;
         }
         out.push(perm[s.at++]!);
@@ -156,7 +152,7 @@ function cursor(n: number, seed: number) {
     restore(to: CursorState): void {
       s.epoch = to.epoch;
       s.at = to.at;
-      perm = n ? permutation(n, seed, s.epoch) : [];
+      perm = n ? epochPermutation(n, seed, 71, s.epoch) : [];
     },
   };
 }
@@ -265,10 +261,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
     resumed = st;
     log(`resuming from the checkpoint at step ${st.step} of ${totalSteps}`);
   }
-  let lastCheckpoint = resumed?.step;
 
-  const metricsPath = path.join(o.runDir, 'metrics.jsonl');
-  const metricsFile = await openMetricsLog(metricsPath, resumed?.step);
+  const metricsFile = await openMetricsLog(path.join(o.runDir, 'metrics.jsonl'), resumed?.step);
   const history = resumed?.history ?? { train: [] as { step: number; loss: number }[], val: [] as { step: number; loss: number }[] };
   const heldLine = (e: RewardEvaluation) =>
     `held-out pair accuracy ${Number.isFinite(e.accuracy.value) ? `${(100 * e.accuracy.value).toFixed(1)}% (n=${e.accuracy.n})` : '-'}, vote AUC ${Number.isFinite(e.auc.value) ? `${e.auc.value.toFixed(3)} (n=${e.auc.n})` : '-'}`;
@@ -297,38 +291,18 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
     return combinedLoss(parts, { pairs: o.pairWeight, votes: o.voteWeight }) as tf.Scalar;
   });
 
-  let status: RewardTrainResult['status'] = 'completed';
-  let step = resumed?.step ?? 0;
   let lastLoss = resumed?.lastLoss ?? NaN;
-  let emaMs = 0;
-  let trainMs = resumed?.trainMs ?? 0;
-  let before: RewardEvaluation;
-  let after: RewardEvaluation | undefined = resumed?.after;
-  const checkpoint = async () => {
-    const state: RewardCheckpointState = {
-      format: REWARD_FORMAT, step, run, pairs: pairCursor.state, votes: voteCursor.state,
-      lastLoss, trainMs, history, before, ...(after ? { after } : {}),
-    };
-    await saveTrainerCheckpoint(o.runDir, state, current(), opt);
-    lastCheckpoint = step;
-  };
-  try {
-    if (resumed) {
-      before = resumed.before;
-    } else {
-      before = evaluate(0, held.votes, held.pairs);
-      log(`before training (untrained head): ${heldLine(before)}`);
-      await record(before);
-    }
-    while (step < totalSteps) {
-      if (hooks.signal?.aborted) {
-        status = 'aborted';
-        if (step > 0 && lastCheckpoint !== step) await checkpoint();
-        log(`stopped at step ${step}; checkpoint saved at step ${lastCheckpoint ?? 0}`);
-        break;
-      }
-      const t0 = performance.now();
-      const lr = learningRateAt(step, schedule);
+  const trainMsBefore = resumed?.trainMs ?? 0;
+  let before = resumed?.before;
+  let after = resumed?.after;
+  const loop = new TrainingLoop({
+    start: resumed?.step ?? 0,
+    totalSteps,
+    learningRate: { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps },
+    ...(hooks.signal ? { signal: hooks.signal } : {}),
+    ...(resumed ? { resumedFrom: resumed.step } : {}),
+    metrics: metricsFile,
+    step: (step, lr) => {
       const pi = usePairs ? pairCursor.next(B) : [];
       const vi = useVotes ? voteCursor.next(B) : [];
       const seqs = [...pi.map((i) => train.pairs[i]!.chosen), ...pi.map((i) => train.pairs[i]!.rejected), ...vi.map((i) => train.votes[i]!.ids)];
@@ -340,29 +314,56 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
       batch.last.dispose();
       lastLoss = res.value.dataSync()[0]!;
       res.value.dispose();
-      if (!Number.isFinite(lastLoss)) throw new Error(`reward model training diverged at step ${step} (loss ${lastLoss}); try a lower learningRate`);
-      const norm = globalNorm(res.grads);
-      const scale = o.gradClip > 0 && norm > o.gradClip ? o.gradClip / (norm + 1e-6) : 1;
-      const next = opt.apply(current(), new Map(names.map((n, i) => [n, res.grads[i]!])), lr, scale);
+      const { next, norm } = clippedUpdate(opt, current(), new Map(names.map((n, i) => [n, res.grads[i]!])), lr, o.gradClip);
       res.grads.forEach((g) => g.dispose());
       adapter.setParams(new Map(adapter.paramNames.map((n) => [n, next.get(n)!])));
       for (const n of [HEAD_WEIGHT, HEAD_BIAS]) {
         head.get(n)!.dispose();
         head.set(n, next.get(n)!);
       }
-      const dt = performance.now() - t0;
-      trainMs += dt;
-      emaMs = emaMs === 0 ? dt : 0.9 * emaMs + 0.1 * dt;
-      step += 1;
-      history.train.push({ step, loss: lastLoss });
-      await metricsFile.appendFile(`${JSON.stringify({ step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
-      hooks.onProgress?.({ phase: 'train', step, totalSteps, loss: lastLoss, etaSec: ((totalSteps - step) * emaMs) / 1000, msPerStep: emaMs });
-      if (step % evalInterval === 0 || step === totalSteps) {
-        after = evaluate(step, held.votes, held.pairs);
-        await record(after);
-        await chart();
-      }
-      if (step % o.checkpointInterval === 0 && step < totalSteps) await checkpoint();
+      return { loss: lastLoss, gradNorm: norm };
+    },
+    diverged: (step, loss) => `reward model training diverged at step ${step} (loss ${loss}); try a lower learningRate`,
+    onStep: ({ step, loss }) => {
+      history.train.push({ step, loss });
+      const { emaMs } = loop.timer;
+      hooks.onProgress?.({ phase: 'train', step, totalSteps, loss, etaSec: ((totalSteps - step) * emaMs) / 1000, msPerStep: emaMs });
+    },
+    evaluate: {
+      every: evalInterval,
+      run: async (step) => {
+        if (step === 0) {
+          before = evaluate(0, held.votes, held.pairs);
+          log(`before training (untrained head): ${heldLine(before)}`);
+          await record(before);
+        } else if (after?.step !== step) {
+          after = evaluate(step, held.votes, held.pairs);
+          await record(after);
+          await chart();
+        }
+      },
+    },
+    checkpoint: {
+      every: o.checkpointInterval,
+      save: async (step) => {
+        const state: RewardCheckpointState = {
+          format: REWARD_FORMAT, step, run, pairs: pairCursor.state, votes: voteCursor.state,
+          lastLoss, trainMs: trainMsBefore + loop.timer.trainMs, history, before: before!, ...(after ? { after } : {}),
+        };
+        await saveCheckpoint(o.runDir, { step, state, optimizer: opt, keep: 1, write: writeTrainables(current(), step) });
+      },
+    },
+  });
+  let status: RewardTrainResult['status'];
+  let step: number;
+  let lastCheckpoint: number | undefined;
+  try {
+    ({ status, step, lastCheckpoint } = await loop.run());
+    if (status === 'aborted') log(`stopped at step ${step}; checkpoint saved at step ${lastCheckpoint ?? 0}`);
+    else {
+      after = evaluate(step, held.votes, held.pairs);
+      await record(after);
+      await chart();
     }
     after ??= evaluate(step, held.votes, held.pairs);
     log(`after ${step} steps: ${heldLine(after)}`);
@@ -370,6 +371,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   } finally {
     await metricsFile.close();
   }
+  const trainMs = trainMsBefore + loop.timer.trainMs;
+  before = before!;
 
   // How it does on what it was trained on (for spotting over- and under-fitting), and the scale
   // of its scores (RLHF whitens rewards; these numbers say what to expect).
