@@ -10,20 +10,10 @@ import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import { tensorsToArrays, arraysToTensors } from '../model/model-files.ts';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.ts';
-import { readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
+import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
 import type { AdamW } from './adamw.ts';
-import type { LossPoint } from './loss-chart.ts';
 
-/** What pretraining and SFT keep in state.json. */
-export interface TrainerState {
-  /** Optimizer steps completed. */
-  step: number;
-  /** Training loss per step, validation loss per evaluation. */
-  history: { train: LossPoint[]; val: LossPoint[] };
-  /** Seconds spent training (evaluations included) across sessions. */
-  elapsedSec: number;
-  tokensSeen: number;
-}
+export type { TrainerState } from './trainer-state.ts';
 
 const STEP_DIR = /^step-(\d+)$/;
 
@@ -58,6 +48,14 @@ export async function latestCheckpoint(runDir: string): Promise<{ dir: string; s
     }
   }
   return undefined;
+}
+
+/** Where a run folder can continue: its newest checkpoint and the options it was started with (run.json), when both are there. */
+export async function resumePoint<T>(runDir: string): Promise<{ dir: string; step: number; options: T } | undefined> {
+  const latest = await latestCheckpoint(runDir);
+  const runFile = path.join(runDir, 'run.json');
+  if (!latest || !(await exists(runFile))) return undefined;
+  return { ...latest, options: await readJson<T>(runFile) };
 }
 
 export interface CheckpointContents {
@@ -111,9 +109,24 @@ export interface TrainerCheckpointState {
   run: Record<string, unknown>;
 }
 
-/** Writes an adapter trainer's trainable tensors into a checkpoint folder (`saveCheckpoint`'s `write`). */
-export function writeTrainables(trainables: Iterable<[string, tf.Tensor]>, step: number): (dir: string) => Promise<void> {
-  return (dir) => writeSafetensors(path.join(dir, 'trainables.safetensors'), tensorsToArrays(new Map(trainables)), { step: String(step) });
+/**
+ * The training loop's checkpoint for an adapter trainer — its trainable tensors
+ * (`trainables.safetensors`), the optimizer and `state`, only the newest kept — as a spread for
+ * the loop's spec: nothing without a run folder.
+ */
+export function trainerCheckpoints(
+  runDir: string | undefined,
+  every: number,
+  optimizer: AdamW,
+  contents: (step: number) => { state: TrainerCheckpointState; trainables: Iterable<[string, tf.Tensor]> },
+): { checkpoint?: { every: number; save: (step: number) => Promise<void> } } {
+  if (runDir === undefined) return {};
+  const save = async (step: number) => {
+    const { state, trainables } = contents(step);
+    const write = (dir: string) => writeSafetensors(path.join(dir, 'trainables.safetensors'), tensorsToArrays(new Map(trainables)), { step: String(step) });
+    await saveCheckpoint(runDir, { step, state, optimizer, keep: 1, write });
+  };
+  return { checkpoint: { every, save } };
 }
 
 /**

@@ -15,7 +15,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
-import { Random, mixSeed } from '../model/random.ts';
 import { globalNorm, type AdamW } from './adamw.ts';
 import { learningRateAt, type LrSchedule } from './schedule.ts';
 
@@ -164,9 +163,4 @@ export function accumulateGradients(micros: number, micro: (i: number) => { valu
     }
   }
   return { loss, grads: grads! };
-}
-
-/** The seeded shuffle of one epoch: `salt` keeps the orders of different data streams apart. */
-export function epochPermutation(n: number, seed: number, salt: number, epoch: number): number[] {
-  return new Random(mixSeed(seed, salt, epoch)).permutation(n);
 }

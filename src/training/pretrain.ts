@@ -22,11 +22,12 @@ import { GPT } from '../model/gpt.ts';
 import { MODEL_SIZES, type GPTConfig, type ModelSizeName, validateConfig } from '../model/config.ts';
 import { CharTokenizer, loadTokenizer, saveTokenizer, type Tokenizer } from '../model/tokenizer/index.ts';
 import { loadModelFiles, saveModelFiles } from '../model/model-files.ts';
-import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
+import { writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
 import { mixSeed } from '../model/random.ts';
 import { AdamW } from './adamw.ts';
 import { TokenDataset } from './dataset.ts';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { loadCheckpoint, resumePoint, saveCheckpoint } from './checkpoint.ts';
+import { evaluatedAt, freshTrainerState, recordValidation, type TrainerState } from './trainer-state.ts';
 import { accumulateGradients, clippedUpdate, TrainingLoop } from './loop.ts';
 import { openMetricsLog } from './metrics-log.ts';
 import { writeLossChart } from './loss-chart.ts';
@@ -218,17 +219,15 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
   let dataset: TokenDataset;
   let state: TrainerState;
   let resumedFrom: number | undefined;
-  const latest = o.resume ? await latestCheckpoint(runDir) : undefined;
-  const runFile = path.join(runDir, 'run.json');
+  const found = o.resume ? await resumePoint<Resolved>(runDir) : undefined;
   let { decays, opt } = optimizerFor(o);
 
-  if (latest && (await exists(runFile))) {
+  if (found) {
     // Resume: the run's own options, with this call's explicit values on top.
-    const saved = await readJson<Resolved>(runFile);
-    o = PretrainOptionsSchema.parse({ ...saved, ...options, runDir: o.runDir });
+    o = PretrainOptionsSchema.parse({ ...found.options, ...options, runDir: o.runDir });
     ({ decays, opt } = optimizerFor(o));
-    ({ model, tokenizer } = await loadModelFiles(latest.dir));
-    state = await loadCheckpoint<TrainerState>(latest.dir, opt);
+    ({ model, tokenizer } = await loadModelFiles(found.dir));
+    state = await loadCheckpoint<TrainerState>(found.dir, opt);
     dataset = await TokenDataset.load(path.join(runDir, 'data', 'train.bin'), path.join(runDir, 'data', 'val.bin'));
     resumedFrom = state.step;
     log(`resuming ${runDir} from step ${state.step}`);
@@ -243,8 +242,8 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
     await dataset.save(path.join(runDir, 'data', 'train.bin'), path.join(runDir, 'data', 'val.bin'));
     const config = resolveConfig(o, tokenizer.vocabSize);
     model = GPT.create(config, o.seed);
-    state = { step: 0, history: { train: [], val: [] }, elapsedSec: 0, tokensSeen: 0 };
-    await writeJsonAtomic(runFile, { ...o, text: undefined });
+    state = freshTrainerState();
+    await writeJsonAtomic(path.join(runDir, 'run.json'), { ...o, text: undefined });
     log(`${model.numParameters} parameters, ${dataset.train.length} train / ${dataset.val.length} val tokens`);
   }
   for (const s of model.specs) if (s.decay) decays.add(s.name);
@@ -287,10 +286,7 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
   };
   const evaluate = async (iters: number) => {
     lastVal = evaluateLoss(model, dataset, 'val', iters, B, o.seed);
-    const prev = state.history.val.at(-1);
-    if (prev && prev.step === state.step) prev.loss = lastVal;
-    else state.history.val.push({ step: state.step, loss: lastVal });
-    await metrics.appendFile(`${JSON.stringify({ step: state.step, val_loss: lastVal, perplexity: Math.exp(lastVal) })}\n`);
+    await recordValidation(state, metrics, lastVal, { perplexity: Math.exp(lastVal) });
     emit('eval', loop.learningRateAt(state.step), lastVal);
   };
   const chart = () =>
@@ -325,8 +321,7 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
       state.history.train.push({ step, loss });
       emit('train', lr);
     },
-    // Already evaluated at this step: a run resumed from a checkpoint written after its evaluation.
-    evaluate: { every: o.evalInterval, run: (step) => (state.history.val.at(-1)?.step === step ? undefined : evaluate(o.evalIters)) },
+    evaluate: { every: o.evalInterval, run: (step) => (evaluatedAt(state, step) ? undefined : evaluate(o.evalIters)) },
     chart: { every: o.chartInterval, draw: chart },
     checkpoint: {
       every: o.checkpointInterval,

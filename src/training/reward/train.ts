@@ -24,14 +24,16 @@ import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
 import { loadModelFiles } from '../../model/model-files.ts';
 import { mixSeed } from '../../model/random.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
-import { loadTrainerCheckpoint, saveCheckpoint, writeTrainables, type TrainerCheckpointState } from '../checkpoint.ts';
+import { loadTrainerCheckpoint, trainerCheckpoints, type TrainerCheckpointState } from '../checkpoint.ts';
 import { AdamW } from '../adamw.ts';
-import { clippedUpdate, epochPermutation, TrainingLoop } from '../loop.ts';
+import { clippedUpdate, TrainingLoop } from '../loop.ts';
+import { EpochOrder, type OrderPosition } from '../data-order.ts';
 import { openMetricsLog } from '../metrics-log.ts';
 import type { RewardData } from '../feedback-datasets.ts';
 import { writeLossChart } from '../loss-chart.ts';
 import { combinedLoss, createHead, HEAD_BIAS, HEAD_WEIGHT, pairLoss, rewardBatch, rewardScores, voteLoss } from './model.ts';
-import { auc, DEFAULT_GATE, pairAccuracy, rewardGate, type Estimate, type GateOptions } from './metrics.ts';
+import { DEFAULT_GATE, rewardGate, type Estimate, type GateOptions } from './metrics.ts';
+import { describeHeldOut, evaluateRewardModel, type RewardEvaluation } from './evaluation.ts';
 import { RewardScorer, saveRewardModel, type RewardConfigFile } from './store.ts';
 
 export const RewardTrainOptionsSchema = z.object({
@@ -91,14 +93,7 @@ export interface RewardHooks {
   onProgress?: (ev: RewardProgress) => void;
 }
 
-export interface RewardEvaluation {
-  step: number;
-  accuracy: Estimate;
-  auc: Estimate;
-  /** Held-out losses (BT on pairs, logistic on votes). */
-  pairLoss: number;
-  voteLoss: number;
-}
+export type { RewardEvaluation } from './evaluation.ts';
 
 export interface RewardTrainResult {
   status: 'completed' | 'aborted';
@@ -123,57 +118,20 @@ export interface RewardTrainResult {
   backend: string;
 }
 
-interface CursorState {
-  epoch: number;
-  at: number;
-}
-
-/** Endless seeded shuffles of 0..n-1, one epoch after another; its position can be saved and restored. */
-function cursor(n: number, seed: number) {
-  const s: CursorState = { epoch: 0, at: 0 };
-  let perm = n ? epochPermutation(n, seed, 71, 0) : [];
-  return {
-    next(k: number): number[] {
-      const out: number[] = [];
-      if (n === 0) return out;
-      while (out.length < k) {
-        if (s.at >= n) {
-          s.epoch += 1;
-          perm = epochPermutation(n, seed, 71, s.epoch);
-          s.at = 0;
-        }
-        out.push(perm[s.at++]!);
-      }
-      return out;
-    },
-    get state(): CursorState {
-      return { ...s };
-    },
-    restore(to: CursorState): void {
-      s.epoch = to.epoch;
-      s.at = to.at;
-      perm = n ? epochPermutation(n, seed, 71, s.epoch) : [];
-    },
-  };
-}
-
 const REWARD_FORMAT = 'teamllm-reward-checkpoint/1';
+/** Keeps the reward model's pair and vote orders apart from other seeded streams. */
+const REWARD_SALT = 71;
 
 /** What a reward checkpoint's state.json holds besides the tensors. */
 interface RewardCheckpointState extends TrainerCheckpointState {
-  pairs: CursorState;
-  votes: CursorState;
+  pairs: OrderPosition;
+  votes: OrderPosition;
   lastLoss: number;
   trainMs: number;
   history: { train: { step: number; loss: number }[]; val: { step: number; loss: number }[] };
   before: RewardEvaluation;
   after?: RewardEvaluation;
 }
-
-const logistic = (s: number, y: boolean) => {
-  const z = y ? -s : s;
-  return Math.max(z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
-};
 
 export async function trainRewardModel(options: RewardTrainOptions, data: Pick<RewardData, 'train' | 'heldOut'> & { stats?: RewardData['stats'] }, hooks: RewardHooks = {}): Promise<RewardTrainResult> {
   const o = RewardTrainOptionsSchema.parse(options);
@@ -215,8 +173,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const totalSteps = o.maxIters ?? Math.max(1, Math.ceil((o.epochs * unit) / B));
   const evalInterval = o.evalInterval ?? Math.max(1, Math.ceil(totalSteps / 10));
   const schedule = { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps };
-  const pairCursor = cursor(usePairs ? train.pairs.length : 0, mixSeed(o.seed, 1));
-  const voteCursor = cursor(useVotes ? train.votes.length : 0, mixSeed(o.seed, 2));
+  const pairCursor = new EpochOrder(usePairs ? train.pairs.length : 0, mixSeed(o.seed, 1), REWARD_SALT);
+  const voteCursor = new EpochOrder(useVotes ? train.votes.length : 0, mixSeed(o.seed, 2), REWARD_SALT);
   const opt = new AdamW({ beta1: 0.9, beta2: 0.999, weightDecay: o.weightDecay }, (n) => n !== HEAD_BIAS && o.weightDecay > 0);
   const run = {
     seed: o.seed, totalSteps, batchSize: B, learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: o.warmupIters,
@@ -227,24 +185,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const paramsWith = (trainables: Map<string, Tensor>): Params => new Map([...model.params, ...trainables]);
   const current = () => new Map<string, Tensor>([...adapter.params, ...head]);
 
-  const evaluate = (step: number, votes: typeof held.votes, pairs: typeof held.pairs): RewardEvaluation => {
-    const p = paramsWith(current());
-    const seqs = [...pairs.map((x) => x.chosen), ...pairs.map((x) => x.rejected), ...votes.map((v) => v.ids)];
-    const s = seqs.length ? scorer.scoreEncoded(seqs, p) : [];
-    const n = pairs.length;
-    const c = s.slice(0, n);
-    const r = s.slice(n, 2 * n);
-    const vs = s.slice(2 * n);
-    const labels = votes.map((v) => v.label);
-    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
-    return {
-      step,
-      accuracy: pairAccuracy(c, r),
-      auc: auc(vs, labels),
-      pairLoss: mean(c.map((ci, i) => logistic(ci - r[i]!, true))),
-      voteLoss: mean(vs.map((si, i) => logistic(si, labels[i]!))),
-    };
-  };
+  const evaluate = (step: number, votes: typeof held.votes, pairs: typeof held.pairs): RewardEvaluation =>
+    evaluateRewardModel(scorer, paramsWith(current()), step, { votes, pairs });
 
   // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
   const found = await loadTrainerCheckpoint<RewardCheckpointState>(o.runDir, { format: REWARD_FORMAT, run, what: 'reward' }, opt);
@@ -264,8 +206,6 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
 
   const metricsFile = await openMetricsLog(path.join(o.runDir, 'metrics.jsonl'), resumed?.step);
   const history = resumed?.history ?? { train: [] as { step: number; loss: number }[], val: [] as { step: number; loss: number }[] };
-  const heldLine = (e: RewardEvaluation) =>
-    `held-out pair accuracy ${Number.isFinite(e.accuracy.value) ? `${(100 * e.accuracy.value).toFixed(1)}% (n=${e.accuracy.n})` : '-'}, vote AUC ${Number.isFinite(e.auc.value) ? `${e.auc.value.toFixed(3)} (n=${e.auc.n})` : '-'}`;
   const record = async (e: RewardEvaluation) => {
     const shown = Number.isFinite(e.accuracy.value) ? e.accuracy.value : e.auc.value;
     if (Number.isFinite(shown)) history.val.push({ step: e.step, loss: shown });
@@ -334,7 +274,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
       run: async (step) => {
         if (step === 0) {
           before = evaluate(0, held.votes, held.pairs);
-          log(`before training (untrained head): ${heldLine(before)}`);
+          log(`before training (untrained head): ${describeHeldOut(before)}`);
           await record(before);
         } else if (after?.step !== step) {
           after = evaluate(step, held.votes, held.pairs);
@@ -343,16 +283,13 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
         }
       },
     },
-    checkpoint: {
-      every: o.checkpointInterval,
-      save: async (step) => {
-        const state: RewardCheckpointState = {
-          format: REWARD_FORMAT, step, run, pairs: pairCursor.state, votes: voteCursor.state,
-          lastLoss, trainMs: trainMsBefore + loop.timer.trainMs, history, before: before!, ...(after ? { after } : {}),
-        };
-        await saveCheckpoint(o.runDir, { step, state, optimizer: opt, keep: 1, write: writeTrainables(current(), step) });
+    ...trainerCheckpoints(o.runDir, o.checkpointInterval, opt, (step): { state: RewardCheckpointState; trainables: Map<string, Tensor> } => ({
+      state: {
+        format: REWARD_FORMAT, step, run, pairs: pairCursor.position, votes: voteCursor.position,
+        lastLoss, trainMs: trainMsBefore + loop.timer.trainMs, history, before: before!, ...(after ? { after } : {}),
       },
-    },
+      trainables: current(),
+    })),
   });
   let status: RewardTrainResult['status'];
   let step: number;
@@ -366,7 +303,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
       await chart();
     }
     after ??= evaluate(step, held.votes, held.pairs);
-    log(`after ${step} steps: ${heldLine(after)}`);
+    log(`after ${step} steps: ${describeHeldOut(after)}`);
     await chart();
   } finally {
     await metricsFile.close();

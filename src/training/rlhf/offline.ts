@@ -17,7 +17,7 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { latestCheckpointExtra, loadTrainerCheckpoint, saveCheckpoint, writeTrainables, type TrainerCheckpointState } from '../checkpoint.ts';
+import { latestCheckpointExtra, loadTrainerCheckpoint, trainerCheckpoints, type TrainerCheckpointState } from '../checkpoint.ts';
 import { AdamW } from '../adamw.ts';
 import { clippedUpdate, TrainingLoop, type StepOutcome } from '../loop.ts';
 import { dpoLoss, ktoLoss, ktoReferencePoint } from './losses.ts';
@@ -267,17 +267,10 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
       history.push(s);
       await o.onStep?.(s);
     },
-    ...(o.runDir
-      ? {
-          checkpoint: {
-            every: o.checkpointInterval ?? 20,
-            save: async (at: number) => {
-              const state: OfflineCheckpointState = { format: OFFLINE_FORMAT, step: at, run, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
-              await saveCheckpoint(o.runDir!, { step: at, state, optimizer: opt, keep: 1, write: writeTrainables(adapter.params, at) });
-            },
-          },
-        }
-      : {}),
+    ...trainerCheckpoints(o.runDir, o.checkpointInterval ?? 20, opt, (at) => ({
+      state: { format: OFFLINE_FORMAT, step: at, run, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) } satisfies OfflineCheckpointState,
+      trainables: adapter.params,
+    })),
   });
   const { status, lastCheckpoint } = await loop.run();
   opt.dispose();

@@ -20,7 +20,7 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { latestCheckpointExtra, loadTrainerCheckpoint, saveCheckpoint, writeTrainables, type TrainerCheckpointState } from '../checkpoint.ts';
+import { latestCheckpointExtra, loadTrainerCheckpoint, trainerCheckpoints, type TrainerCheckpointState } from '../checkpoint.ts';
 import { AdamW } from '../adamw.ts';
 import { clippedUpdate, TrainingLoop, type StepOutcome } from '../loop.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
@@ -253,17 +253,10 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
       history.push(s);
       await o.onStep?.(s);
     },
-    ...(o.runDir
-      ? {
-          checkpoint: {
-            every: o.checkpointInterval ?? 10,
-            save: async (at: number) => {
-              const state: PpoCheckpointState = { format: PPO_FORMAT, step: at, run, rng: rng.getState(), order, klCoef: kl.value, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
-              await saveCheckpoint(o.runDir!, { step: at, state, optimizer: opt, keep: 1, write: writeTrainables([...adapter.params, ...head.params], at) });
-            },
-          },
-        }
-      : {}),
+    ...trainerCheckpoints(o.runDir, o.checkpointInterval ?? 10, opt, (at) => ({
+      state: { format: PPO_FORMAT, step: at, run, rng: rng.getState(), order, klCoef: kl.value, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) } satisfies PpoCheckpointState,
+      trainables: [...adapter.params, ...head.params],
+    })),
   });
   const { status, lastCheckpoint } = await loop.run();
   opt.dispose();

@@ -21,14 +21,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ensureBackend, initBackend, parseBackendName } from '../../model/backend.ts';
 import type { GPT } from '../../model/gpt.ts';
 import { loadModelFiles, saveModelFiles } from '../../model/model-files.ts';
-import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
+import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { mixSeed } from '../../model/random.ts';
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
 import { AdamW } from '../adamw.ts';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from '../checkpoint.ts';
-import { accumulateGradients, clippedUpdate, epochPermutation, TrainingLoop } from '../loop.ts';
+import { loadCheckpoint, resumePoint, saveCheckpoint } from '../checkpoint.ts';
+import { evaluatedAt, freshTrainerState, recordValidation, type TrainerState } from '../trainer-state.ts';
+import { accumulateGradients, clippedUpdate, TrainingLoop } from '../loop.ts';
+import { EpochOrder, epochPermutation } from '../data-order.ts';
 import { openMetricsLog } from '../metrics-log.ts';
 import { writeLossChart } from '../loss-chart.ts';
 import { encodeSftExample, readSftData, type SftExample } from './data.ts';
@@ -124,6 +126,9 @@ interface Encoded {
   targets: number[];
 }
 
+/** Keeps SFT's example order apart from other seeded streams (and the split: its epoch 999). */
+const SFT_SALT = 31;
+
 interface SftState extends TrainerState {
   baseValLoss: number;
 }
@@ -181,7 +186,7 @@ async function prepareData(o: Resolved, extra: SftExample[] | undefined, tokeniz
     if (e.truncated) truncated += 1;
     encoded.push({ ids: Array.from(e.ids), targets: Array.from(e.targets) });
   }
-  const order = epochPermutation(encoded.length, o.seed, 31, 999);
+  const order = epochPermutation(encoded.length, o.seed, SFT_SALT, 999);
   const nVal = o.valFraction > 0 ? Math.max(1, Math.round(encoded.length * o.valFraction)) : 0;
   const val = [...order.slice(0, nVal)].map((i) => encoded[i]!);
   const train = [...order.slice(nVal)].map((i) => encoded[i]!);
@@ -201,13 +206,9 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const runDir = path.resolve(o.runDir);
   await fs.mkdir(runDir, { recursive: true });
   const backend = o.backend ? await initBackend(parseBackendName(o.backend)) : await ensureBackend();
-  const runFile = path.join(runDir, 'run.json');
-  const latest = o.resume ? await latestCheckpoint(runDir) : undefined;
-  const resuming = latest !== undefined && (await exists(runFile));
-  if (resuming) {
-    const saved = await readJson<Resolved>(runFile);
-    o = SftOptionsSchema.parse({ ...saved, ...plainOptions, runDir: o.runDir });
-  }
+  const found = o.resume ? await resumePoint<Resolved>(runDir) : undefined;
+  // Resume: the run's own options, with this call's explicit values on top.
+  if (found) o = SftOptionsSchema.parse({ ...found.options, ...plainOptions, runDir: o.runDir });
   const { model, tokenizer } = await loadModelFiles(o.base);
   const pad = tokenizer.special.end ?? 0;
   const opt = new AdamW({ beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay }, () => o.weightDecay > 0);
@@ -217,9 +218,9 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   let val: Encoded[];
   let stats: SftResult['examples'];
   let resumedFrom: number | undefined;
-  if (resuming) {
-    adapter = await LoraAdapter.load(latest.dir, model, o.baseVersion); // refuses a different base
-    state = await loadCheckpoint<SftState>(latest.dir, opt);
+  if (found) {
+    adapter = await LoraAdapter.load(found.dir, model, o.baseVersion); // refuses a different base
+    state = await loadCheckpoint<SftState>(found.dir, opt);
     train = await readJson<Encoded[]>(path.join(runDir, 'data', 'train.json'));
     val = await readJson<Encoded[]>(path.join(runDir, 'data', 'val.json'));
     stats = await readJson<SftResult['examples']>(path.join(runDir, 'data', 'stats.json'));
@@ -228,8 +229,8 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   } else {
     ({ train, val, stats } = await prepareData(o, extraExamples, tokenizer, model.config.blockSize, runDir, log));
     adapter = LoraAdapter.create(model, o.lora, { seed: o.seed, ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: 'sft', runDir } });
-    state = { step: 0, history: { train: [], val: [] }, elapsedSec: 0, tokensSeen: 0, baseValLoss: NaN };
-    await writeJsonAtomic(runFile, o);
+    state = { ...freshTrainerState(), baseValLoss: NaN };
+    await writeJsonAtomic(path.join(runDir, 'run.json'), o);
   }
   adapter.attach(model, o.baseVersion);
   const trainable = adapter.numParameters;
@@ -246,17 +247,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const totalSteps = o.maxIters ?? Math.max(1, Math.ceil(o.epochs * stepsPerEpoch));
   const names = adapter.paramNames;
   const metrics = await openMetricsLog(path.join(runDir, 'metrics.jsonl'), resumedFrom);
-  const perms = new Map<number, number[]>();
-  const exampleAt = (i: number): Encoded => {
-    const epoch = Math.floor(i / train.length);
-    let p = perms.get(epoch);
-    if (!p) {
-      perms.clear();
-      p = epochPermutation(train.length, o.seed, 31, epoch);
-      perms.set(epoch, p);
-    }
-    return train[p[i % train.length]!]!;
-  };
+  const order = new EpochOrder(train.length, o.seed, SFT_SALT);
   let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
   let dropoutSeed = 0;
   const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => {
@@ -293,10 +284,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
     if (val.length === 0) return;
     lastVal = sftLoss(model, val, B, pad);
     if (state.step === 0) state.baseValLoss = lastVal;
-    const prev = state.history.val.at(-1);
-    if (prev && prev.step === state.step) prev.loss = lastVal;
-    else state.history.val.push({ step: state.step, loss: lastVal });
-    await metrics.appendFile(`${JSON.stringify({ step: state.step, val_loss: lastVal })}\n`);
+    await recordValidation(state, metrics, lastVal);
     emit('eval', loop.learningRateAt(state.step), lastVal);
   };
   const chart = () => writeLossChart(path.join(runDir, 'loss.png'), { ...state.history, title: `SFT LORA R${adapter.config.rank} ${trainable} PARAMS` });
@@ -310,8 +298,8 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
     metrics,
     step: (step, lr) => {
       const { loss, grads } = accumulateGradients(accum, (micro) => {
-        const first = (step * accum + micro) * B;
-        const c = collate(Array.from({ length: B }, (_, b) => exampleAt(first + b)), pad);
+        order.seek((step * accum + micro) * B);
+        const c = collate(order.next(B).map((i) => train[i]!), pad);
         batch = c;
         trainTokens += c.tokens;
         dropoutSeed = mixSeed(o.seed, 99, step, micro);
@@ -332,8 +320,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
       state.history.train.push({ step, loss });
       emit('train', lr);
     },
-    // Already evaluated at this step: a run resumed from a checkpoint written after its evaluation.
-    evaluate: { every: o.evalInterval, run: (step) => (state.history.val.at(-1)?.step === step ? undefined : evaluate()) },
+    evaluate: { every: o.evalInterval, run: (step) => (evaluatedAt(state, step) ? undefined : evaluate()) },
     chart: { every: o.chartInterval, draw: chart },
     checkpoint: {
       every: o.checkpointInterval,
