@@ -4,9 +4,12 @@
  * checkpoint holds; the loop owns the order around them, so that every trainer stops, resumes,
  * logs and measures the same way:
  *
- *   evaluate at the start step when it is on the cadence (a resumed run skips one it already has)
+ *   evaluate at the start step when it is on the cadence (the trainer skips a step it has measured)
  *   per step: stop? (checkpoint first) → lr → step → divergence check → timing → metrics.jsonl
  *             line → progress → evaluation, chart and checkpoint on their cadences
+ *
+ * The evaluation at a step comes before that step's checkpoint, so a run resumed from it has the
+ * measurement and does not repeat it.
  *
  * A stop is seen between steps: the step under way finishes, a checkpoint of it is written unless
  * one already exists, and a later run with the same settings continues from it exactly (each
@@ -63,12 +66,12 @@ export class StepTimer {
 }
 
 export interface LoopSpec {
-  /** Steps already done (the resumed checkpoint's step, else 0). */
-  start: number;
+  /** The step of the checkpoint the run resumed from: it starts there, and writes no second checkpoint there. */
+  resumedFrom?: number | undefined;
   totalSteps: number;
   /** A warmup + cosine schedule, or one rate throughout. */
   learningRate: LrSchedule | number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** One step; `step` is the number done before it. */
   step: (step: number, lr: number) => StepOutcome | Promise<StepOutcome>;
   /** The error message for a loss that is not finite (unchecked without it). */
@@ -80,8 +83,6 @@ export interface LoopSpec {
   evaluate?: { every: number; run: (step: number) => void | Promise<void> };
   chart?: { every: number; draw: () => Promise<void> };
   checkpoint?: { every: number; save: (step: number) => Promise<void> };
-  /** The step of the checkpoint the run resumed from (no second one is written there). */
-  resumedFrom?: number;
 }
 
 export interface LoopOutcome {
@@ -108,7 +109,7 @@ export class TrainingLoop {
     const s = this.spec;
     const total = s.totalSteps;
     const due = (every: number | undefined, step: number) => every !== undefined && step % every === 0 && step < total;
-    let step = s.start;
+    let step = s.resumedFrom ?? 0;
     if (due(s.evaluate?.every, step)) await s.evaluate!.run(step);
     while (step < total) {
       if (s.signal?.aborted) {

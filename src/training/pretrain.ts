@@ -293,11 +293,10 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
     writeLossChart(path.join(runDir, 'loss.png'), { ...state.history, title: `${path.basename(runDir)} ${model.numParameters} PARAMS` });
 
   const loop = new TrainingLoop({
-    start: state.step,
     totalSteps: o.maxIters,
     learningRate: { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: o.warmupIters, decayIters: o.decayIters ?? o.maxIters },
-    ...(hooks.signal ? { signal: hooks.signal } : {}),
-    ...(resumedFrom !== undefined ? { resumedFrom } : {}),
+    signal: hooks.signal,
+    resumedFrom,
     metrics,
     step: (step, lr) => {
       const { loss, grads } = accumulateGradients(accum, (micro) => {

@@ -236,11 +236,10 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   let before = resumed?.before;
   let after = resumed?.after;
   const loop = new TrainingLoop({
-    start: resumed?.step ?? 0,
     totalSteps,
     learningRate: { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps },
-    ...(hooks.signal ? { signal: hooks.signal } : {}),
-    ...(resumed ? { resumedFrom: resumed.step } : {}),
+    signal: hooks.signal,
+    resumedFrom: resumed?.step,
     metrics: metricsFile,
     step: (step, lr) => {
       const pi = usePairs ? pairCursor.next(B) : [];
@@ -343,7 +342,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const result: RewardTrainResult = {
     status,
     ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}),
-    ...(resumed ? { resumedFrom: resumed.step } : {}),
+    resumedFrom: resumed?.step,
     name: o.name,
     steps: step,
     trainLoss: lastLoss,

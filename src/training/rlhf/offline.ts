@@ -151,6 +151,8 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
   const lambdaD = o.desirableWeight ?? 1;
   const lambdaU = o.undesirableWeight ?? (nLiked > 0 && nDisliked > 0 ? Math.min(4 / 3, Math.max(3 / 4, nLiked / nDisliked)) : 1);
 
+  // A comparator shuffle, not data-order.ts's: it decides every DPO/KTO run's batches, and
+  // existing checkpoints replay it, so it stays as it was.
   let order: number[] = [];
   const nextBatch = (): number[] => {
     const out: number[] = [];
@@ -166,7 +168,6 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
     pairs: chosen.length, votes: items.length, liked: nLiked,
   };
   // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
-  let start = 0;
   let resumedFrom: number | undefined;
   let found: Awaited<ReturnType<typeof loadTrainerCheckpoint<OfflineCheckpointState>>>;
   try {
@@ -183,7 +184,6 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
     // Data position: replay the seeded batch order up to the checkpoint.
     for (let i = 0; i < st.step; i++) nextBatch();
     history.push(...st.history);
-    start = st.step;
     resumedFrom = st.step;
   }
   let stats: Omit<OfflineStepStats, 'loss' | 'ms' | 'step'> = { rewardLiked: NaN, rewardDisliked: NaN };
@@ -255,11 +255,10 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
   };
 
   const loop = new TrainingLoop({
-    start,
     totalSteps: o.steps,
     learningRate: lr,
-    ...(o.signal ? { signal: o.signal } : {}),
-    ...(resumedFrom !== undefined ? { resumedFrom } : {}),
+    signal: o.signal,
+    resumedFrom,
     step,
     diverged: (at, loss) => `${o.algo.toUpperCase()} diverged at step ${at} (loss ${loss}); try a lower learningRate`,
     onStep: async (ev) => {

@@ -154,7 +154,6 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     minibatchSize: o.minibatchSize ?? null, gamma: o.gamma ?? 1, lambda: o.lambda ?? 0.95, initKlCoef: o.initKlCoef ?? 0.2, targetKl: o.targetKl ?? 1,
     klHorizon: o.klHorizon ?? 200, adaptiveKl: o.adaptiveKl !== false, whitenRewards: o.whitenRewards !== false,
   };
-  let start = 0;
   let resumedFrom: number | undefined;
   let found: Awaited<ReturnType<typeof loadTrainerCheckpoint<PpoCheckpointState>>>;
   try {
@@ -174,7 +173,6 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     order = [...st.order];
     kl.value = st.klCoef;
     history.push(...st.history);
-    start = st.step;
     resumedFrom = st.step;
   }
   let stats: Omit<PpoStepStats, 'step' | 'ms'> | undefined;
@@ -242,11 +240,10 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   };
 
   const loop = new TrainingLoop({
-    start,
     totalSteps: o.steps,
     learningRate: lr,
-    ...(o.signal ? { signal: o.signal } : {}),
-    ...(resumedFrom !== undefined ? { resumedFrom } : {}),
+    signal: o.signal,
+    resumedFrom,
     step: iteration,
     onStep: async (ev) => {
       const s: PpoStepStats = { step: ev.step, ...stats!, ms: ev.ms };

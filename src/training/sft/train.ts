@@ -290,11 +290,10 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const chart = () => writeLossChart(path.join(runDir, 'loss.png'), { ...state.history, title: `SFT LORA R${adapter.config.rank} ${trainable} PARAMS` });
 
   const loop = new TrainingLoop({
-    start: state.step,
     totalSteps,
     learningRate: { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps },
-    ...(hooks.signal ? { signal: hooks.signal } : {}),
-    ...(resumedFrom !== undefined ? { resumedFrom } : {}),
+    signal: hooks.signal,
+    resumedFrom,
     metrics,
     step: (step, lr) => {
       const { loss, grads } = accumulateGradients(accum, (micro) => {
