@@ -1,29 +1,19 @@
 /**
- * Training checkpoints: a model folder (weights, config, tokenizer) plus the optimizer's moments
- * and the trainer's state, under `<run>/checkpoints/step-NNNNNNNN/`. Each checkpoint is built in a
- * temporary folder and renamed into place, so a kill at any moment leaves the previous checkpoint
- * intact and never a half-written one.
+ * Training checkpoints, one format for every trainer: under `<run>/checkpoints/step-NNNNNNNN/`
+ * the trainer's own tensors (a model folder, a LoRA adapter, or `trainables.safetensors`), the
+ * optimizer's moments (`optimizer.safetensors`) and the trainer's state (`state.json`). Each is
+ * built in a temporary folder and renamed into place, so a kill at any moment leaves the previous
+ * checkpoint intact and never a half-written one.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import type { GPT } from '../model/gpt.ts';
-import type { Tokenizer } from '../model/tokenizer/index.ts';
-import { saveModelFiles, loadModelFiles, tensorsToArrays, arraysToTensors } from '../model/model-files.ts';
+import type * as tf from '@tensorflow/tfjs-core';
+import { tensorsToArrays, arraysToTensors } from '../model/model-files.ts';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.ts';
-import { readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
+import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
 import type { AdamW } from './adamw.ts';
-import type { LossPoint } from './loss-chart.ts';
 
-export interface TrainerState {
-  /** Optimizer steps completed. */
-  step: number;
-  /** Training loss per step, validation loss per evaluation. */
-  history: { train: LossPoint[]; val: LossPoint[] };
-  /** Seconds spent training (evaluations included) across sessions. */
-  elapsedSec: number;
-  tokensSeen: number;
-}
+export type { TrainerState } from './trainer-state.ts';
 
 const STEP_DIR = /^step-(\d+)$/;
 
@@ -31,20 +21,24 @@ export function checkpointDir(runDir: string, step: number): string {
   return path.join(runDir, 'checkpoints', `step-${String(step).padStart(8, '0')}`);
 }
 
-/** The newest complete checkpoint of a run, if any. */
-export async function latestCheckpoint(runDir: string): Promise<{ dir: string; step: number } | undefined> {
+async function checkpointSteps(runDir: string): Promise<{ names: string[]; steps: number[] }> {
   let names: string[];
   try {
     names = await fs.readdir(path.join(runDir, 'checkpoints'));
   } catch {
-    return undefined;
+    return { names: [], steps: [] };
   }
   const steps = names
     .map((n) => STEP_DIR.exec(n))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => Number(m[1]))
     .sort((a, b) => b - a);
-  for (const step of steps) {
+  return { names, steps };
+}
+
+/** The newest complete checkpoint of a run, if any. */
+export async function latestCheckpoint(runDir: string): Promise<{ dir: string; step: number } | undefined> {
+  for (const step of (await checkpointSteps(runDir)).steps) {
     const dir = checkpointDir(runDir, step);
     try {
       await fs.access(path.join(dir, 'state.json'));
@@ -56,49 +50,44 @@ export async function latestCheckpoint(runDir: string): Promise<{ dir: string; s
   return undefined;
 }
 
-export async function saveCheckpoint(
-  runDir: string,
-  model: GPT,
-  tokenizer: Tokenizer,
-  optimizer: AdamW,
-  state: TrainerState,
-  meta: Record<string, unknown>,
-  keep: number,
-): Promise<string> {
-  const dir = checkpointDir(runDir, state.step);
+/** Where a run folder can continue: its newest checkpoint and the options it was started with (run.json), when both are there. */
+export async function resumePoint<T>(runDir: string): Promise<{ dir: string; step: number; options: T } | undefined> {
+  const latest = await latestCheckpoint(runDir);
+  const runFile = path.join(runDir, 'run.json');
+  if (!latest || !(await exists(runFile))) return undefined;
+  return { ...latest, options: await readJson<T>(runFile) };
+}
+
+export interface CheckpointContents {
+  step: number;
+  /** Written as state.json. */
+  state: object;
+  optimizer: AdamW;
+  /** Writes the trainer's tensors into the (temporary) checkpoint folder. */
+  write: (dir: string) => Promise<void>;
+  /** How many checkpoints to keep, newest first (0: all). */
+  keep: number;
+}
+
+/** Writes one checkpoint atomically, then drops the older ones past `keep` and any temporary folder of a killed save. */
+export async function saveCheckpoint(runDir: string, c: CheckpointContents): Promise<string> {
+  const dir = checkpointDir(runDir, c.step);
   await writeDirAtomic(dir, async (tmp) => {
-    await saveModelFiles(tmp, model, tokenizer, { ...meta, step: state.step });
-    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(optimizer.stateTensors()), {
-      step: String(optimizer.step),
-    });
-    await writeJsonAtomic(path.join(tmp, 'state.json'), state);
+    await c.write(tmp);
+    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(c.optimizer.stateTensors()), { step: String(c.optimizer.step) });
+    await writeJsonAtomic(path.join(tmp, 'state.json'), c.state);
   });
-  await pruneCheckpoints(runDir, keep);
+  const { names, steps } = await checkpointSteps(runDir);
+  if (c.keep > 0) for (const step of steps.slice(c.keep)) await fs.rm(checkpointDir(runDir, step), { recursive: true, force: true });
+  for (const n of names) if (n.includes('.tmp-')) await fs.rm(path.join(runDir, 'checkpoints', n), { recursive: true, force: true });
   return dir;
 }
 
-async function pruneCheckpoints(runDir: string, keep: number): Promise<void> {
-  if (keep <= 0) return;
-  const root = path.join(runDir, 'checkpoints');
-  const names = await fs.readdir(root);
-  const steps = names
-    .map((n) => STEP_DIR.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => b - a);
-  for (const step of steps.slice(keep)) {
-    await fs.rm(checkpointDir(runDir, step), { recursive: true, force: true });
-  }
-  // Temporary folders of a killed save.
-  for (const n of names) if (n.includes('.tmp-')) await fs.rm(path.join(root, n), { recursive: true, force: true });
-}
-
-export async function loadCheckpoint(dir: string, optimizer: AdamW): Promise<{ model: GPT; tokenizer: Tokenizer; state: TrainerState }> {
-  const { model, tokenizer } = await loadModelFiles(dir);
+/** Restores the optimizer from a checkpoint folder and returns its state.json (the trainer reads its own tensors). */
+export async function loadCheckpoint<S>(dir: string, optimizer: AdamW): Promise<S> {
   const opt = await readSafetensors(path.join(dir, 'optimizer.safetensors'));
-  optimizer.loadState(Number(opt.metadata.step ?? 0), arraysToTensors(opt.tensors) as Map<string, tf.Tensor>);
-  const state = await readJson<TrainerState>(path.join(dir, 'state.json'));
-  return { model, tokenizer, state };
+  optimizer.loadState(Number(opt.metadata.step ?? 0), arraysToTensors(opt.tensors));
+  return readJson<S>(path.join(dir, 'state.json'));
 }
 
 /**
@@ -121,19 +110,23 @@ export interface TrainerCheckpointState {
 }
 
 /**
- * Saves an adapter trainer's checkpoint — its trainable tensors, the AdamW state and `state` — as
- * one folder written atomically, and drops every older one (and any temporary folder of a killed
- * save): these trainers keep only the newest.
+ * The training loop's checkpoint for an adapter trainer — its trainable tensors
+ * (`trainables.safetensors`), the optimizer and `state`, only the newest kept — as a spread for
+ * the loop's spec: nothing without a run folder.
  */
-export async function saveTrainerCheckpoint(runDir: string, state: TrainerCheckpointState, trainables: Iterable<[string, tf.Tensor]>, optimizer: AdamW): Promise<void> {
-  const dir = checkpointDir(runDir, state.step);
-  await writeDirAtomic(dir, async (tmp) => {
-    await writeSafetensors(path.join(tmp, 'trainables.safetensors'), tensorsToArrays(new Map(trainables)), { step: String(state.step) });
-    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(optimizer.stateTensors()), { step: String(optimizer.step) });
-    await writeJsonAtomic(path.join(tmp, 'state.json'), state);
-  });
-  const root = path.join(runDir, 'checkpoints');
-  for (const n of await fs.readdir(root)) if (path.join(root, n) !== dir) await fs.rm(path.join(root, n), { recursive: true, force: true });
+export function trainerCheckpoints(
+  runDir: string | undefined,
+  every: number,
+  optimizer: AdamW,
+  contents: (step: number) => { state: TrainerCheckpointState; trainables: Iterable<[string, tf.Tensor]> },
+): { checkpoint?: { every: number; save: (step: number) => Promise<void> } } {
+  if (runDir === undefined) return {};
+  const save = async (step: number) => {
+    const { state, trainables } = contents(step);
+    const write = (dir: string) => writeSafetensors(path.join(dir, 'trainables.safetensors'), tensorsToArrays(new Map(trainables)), { step: String(step) });
+    await saveCheckpoint(runDir, { step, state, optimizer, keep: 1, write });
+  };
+  return { checkpoint: { every, save } };
 }
 
 /**
@@ -148,37 +141,14 @@ export async function loadTrainerCheckpoint<S extends TrainerCheckpointState>(
 ): Promise<{ dir: string; state: S; trainables: Map<string, tf.Tensor> } | undefined> {
   const found = await latestCheckpoint(runDir);
   if (!found) return undefined;
-  const state = await readJson<S>(path.join(found.dir, 'state.json'));
-  if (state.format !== expected.format) throw new Error(`${expected.what}: ${found.dir} is not a ${expected.what} checkpoint`);
-  const differs = Object.keys(expected.run).filter((k) => JSON.stringify(state.run[k]) !== JSON.stringify(expected.run[k]));
+  // Checked before anything is restored: a refused checkpoint leaves the optimizer untouched.
+  const peek = await readJson<S>(path.join(found.dir, 'state.json'));
+  if (peek.format !== expected.format) throw new Error(`${expected.what}: ${found.dir} is not a ${expected.what} checkpoint`);
+  const differs = Object.keys(expected.run).filter((k) => JSON.stringify(peek.run[k]) !== JSON.stringify(expected.run[k]));
   if (differs.length) {
     throw new Error(`${expected.what}: the checkpoint in ${found.dir} was made with other settings (${differs.join(', ')}); resume with the same parameters, or train in a new run folder`);
   }
   const trainables = arraysToTensors((await readSafetensors(path.join(found.dir, 'trainables.safetensors'))).tensors);
-  const opt = await readSafetensors(path.join(found.dir, 'optimizer.safetensors'));
-  optimizer.loadState(Number(opt.metadata.step ?? 0), arraysToTensors(opt.tensors));
+  const state = await loadCheckpoint<S>(found.dir, optimizer);
   return { dir: found.dir, state, trainables };
-}
-
-/**
- * Opens a run's metrics.jsonl for writing: a fresh run starts it empty; a run resumed from the
- * checkpoint at `resumedStep` keeps the lines up to that step (and drops later ones, and a line
- * cut short by a kill), so the file reads as one uninterrupted run.
- */
-export async function openMetricsLog(file: string, resumedStep?: number): Promise<fs.FileHandle> {
-  let kept = '';
-  if (resumedStep !== undefined) {
-    const stepOf = (line: string) => {
-      try {
-        return (JSON.parse(line) as { step: number }).step;
-      } catch {
-        return Infinity;
-      }
-    };
-    const old = await fs.readFile(file, 'utf8').catch(() => '');
-    kept = old.split('\n').filter((l) => l.trim() && stepOf(l) <= resumedStep).map((l) => `${l}\n`).join('');
-  }
-  const handle = await fs.open(file, 'w');
-  if (kept) await handle.appendFile(kept);
-  return handle;
 }

@@ -21,13 +21,15 @@ import { ensureBackend, initBackend, parseBackendName } from '../model/backend.t
 import { GPT } from '../model/gpt.ts';
 import { MODEL_SIZES, type GPTConfig, type ModelSizeName, validateConfig } from '../model/config.ts';
 import { CharTokenizer, loadTokenizer, saveTokenizer, type Tokenizer } from '../model/tokenizer/index.ts';
-import { saveModelFiles } from '../model/model-files.ts';
-import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
+import { loadModelFiles, saveModelFiles } from '../model/model-files.ts';
+import { writeDirAtomic, writeJsonAtomic } from '../model/files.ts';
 import { mixSeed } from '../model/random.ts';
-import { AdamW, globalNorm } from './adamw.ts';
-import { learningRateAt } from './schedule.ts';
+import { AdamW } from './adamw.ts';
 import { TokenDataset } from './dataset.ts';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { loadCheckpoint, resumePoint, saveCheckpoint } from './checkpoint.ts';
+import { evaluatedAt, freshTrainerState, recordValidation, type TrainerState } from './trainer-state.ts';
+import { accumulateGradients, clippedUpdate, TrainingLoop } from './loop.ts';
+import { openMetricsLog } from './metrics-log.ts';
 import { writeLossChart } from './loss-chart.ts';
 import { readCorpus } from './corpus.ts';
 import { trainBpeTokenizer } from './train-tokenizer.ts';
@@ -217,19 +219,15 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
   let dataset: TokenDataset;
   let state: TrainerState;
   let resumedFrom: number | undefined;
-  const latest = o.resume ? await latestCheckpoint(runDir) : undefined;
-  const runFile = path.join(runDir, 'run.json');
+  const found = o.resume ? await resumePoint<Resolved>(runDir) : undefined;
   let { decays, opt } = optimizerFor(o);
 
-  if (latest && (await exists(runFile))) {
+  if (found) {
     // Resume: the run's own options, with this call's explicit values on top.
-    const saved = await readJson<Resolved>(runFile);
-    o = PretrainOptionsSchema.parse({ ...saved, ...options, runDir: o.runDir });
+    o = PretrainOptionsSchema.parse({ ...found.options, ...options, runDir: o.runDir });
     ({ decays, opt } = optimizerFor(o));
-    const ck = await loadCheckpoint(latest.dir, opt);
-    model = ck.model;
-    tokenizer = ck.tokenizer;
-    state = ck.state;
+    ({ model, tokenizer } = await loadModelFiles(found.dir));
+    state = await loadCheckpoint<TrainerState>(found.dir, opt);
     dataset = await TokenDataset.load(path.join(runDir, 'data', 'train.bin'), path.join(runDir, 'data', 'val.bin'));
     resumedFrom = state.step;
     log(`resuming ${runDir} from step ${state.step}`);
@@ -244,26 +242,18 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
     await dataset.save(path.join(runDir, 'data', 'train.bin'), path.join(runDir, 'data', 'val.bin'));
     const config = resolveConfig(o, tokenizer.vocabSize);
     model = GPT.create(config, o.seed);
-    state = { step: 0, history: { train: [], val: [] }, elapsedSec: 0, tokensSeen: 0 };
-    await writeJsonAtomic(runFile, { ...o, text: undefined });
-    await fs.rm(path.join(runDir, 'metrics.jsonl'), { force: true });
+    state = freshTrainerState();
+    await writeJsonAtomic(path.join(runDir, 'run.json'), { ...o, text: undefined });
     log(`${model.numParameters} parameters, ${dataset.train.length} train / ${dataset.val.length} val tokens`);
   }
   for (const s of model.specs) if (s.decay) decays.add(s.name);
 
-  const cfg = model.config;
-  const T = cfg.blockSize;
+  const T = model.config.blockSize;
   const B = o.batchSize;
   const accum = o.gradAccumSteps;
-  const schedule = {
-    learningRate: o.learningRate,
-    minLearningRate: o.minLearningRate,
-    warmupIters: o.warmupIters,
-    decayIters: o.decayIters ?? o.maxIters,
-  };
   const tokensPerStep = B * T * accum;
   const meta = { ...o.meta, source: 'pretrain', runDir, backend, tokenizer: tokenizer.kind };
-  const metrics = await fs.open(path.join(runDir, 'metrics.jsonl'), 'a');
+  const metrics = await openMetricsLog(path.join(runDir, 'metrics.jsonl'), resumedFrom);
   const names = model.paramNames;
   // The step's batch and dropout seed, read by the differentiated function below.
   let dropoutSeed = 0;
@@ -275,16 +265,12 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
 
   let lastLoss = state.history.train.at(-1)?.loss ?? NaN;
   let lastVal = state.history.val.at(-1)?.loss ?? NaN;
-  let trainMs = 0;
-  let trainSteps = 0;
-  let emaMs = 0;
   const sessionStart = performance.now();
   const elapsedBefore = state.elapsedSec;
-  let status: PretrainResult['status'] = 'completed';
   let checkpointDirPath: string | undefined;
 
   const emit = (phase: 'train' | 'eval', lr: number, valLoss?: number) => {
-    const ms = emaMs || (trainSteps ? trainMs / trainSteps : 0);
+    const ms = loop.timer.currentMs;
     const ev: PretrainProgress = {
       phase,
       step: state.step,
@@ -292,7 +278,7 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
       loss: lastLoss,
       lr,
       tokensPerSec: ms > 0 ? (tokensPerStep * 1000) / ms : 0,
-      etaSec: ms > 0 ? ((o.maxIters - state.step) * ms) / 1000 : 0,
+      etaSec: loop.timer.etaSec(o.maxIters - state.step),
       msPerIter: ms,
     };
     if (valLoss !== undefined) ev.valLoss = valLoss;
@@ -300,70 +286,63 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
   };
   const evaluate = async (iters: number) => {
     lastVal = evaluateLoss(model, dataset, 'val', iters, B, o.seed);
-    const prev = state.history.val.at(-1);
-    if (prev && prev.step === state.step) prev.loss = lastVal;
-    else state.history.val.push({ step: state.step, loss: lastVal });
-    await metrics.appendFile(`${JSON.stringify({ step: state.step, val_loss: lastVal, perplexity: Math.exp(lastVal) })}\n`);
-    emit('eval', learningRateAt(state.step, schedule), lastVal);
+    await recordValidation(state, metrics, lastVal, { perplexity: Math.exp(lastVal) });
+    emit('eval', loop.learningRateAt(state.step), lastVal);
   };
   const chart = () =>
     writeLossChart(path.join(runDir, 'loss.png'), { ...state.history, title: `${path.basename(runDir)} ${model.numParameters} PARAMS` });
-  const checkpoint = async () => {
-    state.elapsedSec = elapsedBefore + (performance.now() - sessionStart) / 1000;
-    checkpointDirPath = await saveCheckpoint(runDir, model, tokenizer, opt, state, { ...meta, valLoss: lastVal }, o.keepCheckpoints);
-  };
 
-  try {
-    while (state.step < o.maxIters) {
-      if (state.step % o.evalInterval === 0 && state.history.val.at(-1)?.step !== state.step) await evaluate(o.evalIters);
-      const lr = learningRateAt(state.step, schedule);
-      const t0 = performance.now();
-      let grads: tf.Tensor[] | undefined;
-      let lossSum = 0;
-      for (let micro = 0; micro < accum; micro++) {
-        batch = dataset.batch('train', B, T, o.seed, state.step, micro);
-        dropoutSeed = mixSeed(o.seed, 99, state.step, micro);
+  const loop = new TrainingLoop({
+    totalSteps: o.maxIters,
+    learningRate: { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: o.warmupIters, decayIters: o.decayIters ?? o.maxIters },
+    signal: hooks.signal,
+    resumedFrom,
+    metrics,
+    step: (step, lr) => {
+      const { loss, grads } = accumulateGradients(accum, (micro) => {
+        batch = dataset.batch('train', B, T, o.seed, step, micro);
+        dropoutSeed = mixSeed(o.seed, 99, step, micro);
         const res = tf.tidy(() => lossAndGrads(model.paramList()));
         batch.x.dispose();
         batch.y.dispose();
-        lossSum += res.value.dataSync()[0]!;
-        res.value.dispose();
-        if (!grads) grads = res.grads;
-        else {
-          const summed = grads.map((g, i) => tf.add(g, res.grads[i]!));
-          grads.forEach((g) => g.dispose());
-          res.grads.forEach((g) => g.dispose());
-          grads = summed;
-        }
-      }
-      const norm = globalNorm(grads!);
-      const scale = o.gradClip > 0 && norm > o.gradClip ? o.gradClip / (norm + 1e-6) : 1;
-      const gradMap = new Map(names.map((n, i) => [n, grads![i]!]));
-      model.setParams(opt.apply(model.params, gradMap, lr, scale));
-      grads!.forEach((g) => g.dispose());
-      lastLoss = lossSum;
-      if (!Number.isFinite(lastLoss)) throw new Error(`Training diverged at step ${state.step} (loss ${lastLoss})`);
-      const dt = performance.now() - t0;
-      trainMs += dt;
-      trainSteps += 1;
-      emaMs = trainSteps <= 2 ? dt : 0.9 * emaMs + 0.1 * dt;
-      state.step += 1;
+        return res;
+      });
+      const { next, norm } = clippedUpdate(opt, model.params, new Map(names.map((n, i) => [n, grads[i]!])), lr, o.gradClip);
+      model.setParams(next);
+      grads.forEach((g) => g.dispose());
+      lastLoss = loss;
+      return { loss, gradNorm: norm };
+    },
+    diverged: (step, loss) => `Training diverged at step ${step} (loss ${loss})`,
+    onStep: ({ step, loss, lr }) => {
+      state.step = step;
       state.tokensSeen += tokensPerStep;
-      state.history.train.push({ step: state.step, loss: lastLoss });
-      await metrics.appendFile(`${JSON.stringify({ step: state.step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
+      state.history.train.push({ step, loss });
       emit('train', lr);
-      const last = state.step >= o.maxIters;
-      if (state.step % o.chartInterval === 0 && !last) await chart();
-      if (hooks.signal?.aborted) {
-        status = 'aborted';
-        await checkpoint();
-        break;
-      }
-      if (state.step % o.checkpointInterval === 0 && !last) await checkpoint();
-    }
+    },
+    evaluate: { every: o.evalInterval, run: (step) => (evaluatedAt(state, step) ? undefined : evaluate(o.evalIters)) },
+    chart: { every: o.chartInterval, draw: chart },
+    checkpoint: {
+      every: o.checkpointInterval,
+      save: async () => {
+        state.elapsedSec = elapsedBefore + (performance.now() - sessionStart) / 1000;
+        checkpointDirPath = await saveCheckpoint(runDir, {
+          step: state.step,
+          state,
+          optimizer: opt,
+          keep: o.keepCheckpoints,
+          write: (dir) => saveModelFiles(dir, model, tokenizer, { ...meta, valLoss: lastVal, step: state.step }),
+        });
+      },
+    },
+  });
+
+  let status: PretrainResult['status'];
+  try {
+    ({ status } = await loop.run());
     if (status === 'completed') {
       await evaluate(o.finalEvalIters ?? o.evalIters);
-      await checkpoint();
+      await loop.save(state.step);
       const finalMeta = {
         ...meta,
         step: state.step,
@@ -376,6 +355,7 @@ export async function pretrain(options: PretrainOptions, hooks: PretrainHooks = 
   } finally {
     await metrics.close();
   }
+  const { trainMs, steps: trainSteps } = loop.timer;
   const result: PretrainResult = {
     status,
     runDir,

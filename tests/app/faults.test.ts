@@ -302,9 +302,9 @@ describe('a write fails (disk full)', () => {
     const model = tinyModel({ vocabSize: tokenizer.vocabSize, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0, bias: true });
     const optimizer = new AdamW({}, () => true);
     const state = (step: number) => ({ step, history: { train: [], val: [] }, elapsedSec: 0, tokensSeen: step });
-    await saveCheckpoint(runDir, model, tokenizer, optimizer, state(10), {}, 3);
+    await saveCheckpoint(runDir, { step: 10, state: state(10), optimizer, keep: 3, write: (dir) => saveModelFiles(dir, model, tokenizer, { step: 10 }) });
     diskFull();
-    await expect(saveCheckpoint(runDir, model, tokenizer, optimizer, state(20), {}, 3)).rejects.toThrow(/could not write .*: no space left on device \(ENOSPC\); the previous version of it is unchanged/);
+    await expect(saveCheckpoint(runDir, { step: 20, state: state(20), optimizer, keep: 3, write: (dir) => saveModelFiles(dir, model, tokenizer, { step: 20 }) })).rejects.toThrow(/could not write .*: no space left on device \(ENOSPC\); the previous version of it is unchanged/);
     vi.restoreAllMocks();
     expect(await latestCheckpoint(runDir)).toMatchObject({ step: 10 });
     // Nothing half-written is left behind to take more of the missing space.

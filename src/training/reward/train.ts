@@ -22,15 +22,18 @@ import type { Params } from '../../model/gpt.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
 import { loadModelFiles } from '../../model/model-files.ts';
-import { Random, mixSeed } from '../../model/random.ts';
+import { mixSeed } from '../../model/random.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
-import { loadTrainerCheckpoint, openMetricsLog, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
-import { AdamW, globalNorm } from '../adamw.ts';
+import { loadTrainerCheckpoint, trainerCheckpoints, type TrainerCheckpointState } from '../checkpoint.ts';
+import { AdamW } from '../adamw.ts';
+import { clippedUpdate, TrainingLoop } from '../loop.ts';
+import { EpochOrder, type OrderPosition } from '../data-order.ts';
+import { openMetricsLog } from '../metrics-log.ts';
 import type { RewardData } from '../feedback-datasets.ts';
 import { writeLossChart } from '../loss-chart.ts';
-import { learningRateAt } from '../schedule.ts';
 import { combinedLoss, createHead, HEAD_BIAS, HEAD_WEIGHT, pairLoss, rewardBatch, rewardScores, voteLoss } from './model.ts';
-import { auc, DEFAULT_GATE, pairAccuracy, rewardGate, type Estimate, type GateOptions } from './metrics.ts';
+import { DEFAULT_GATE, rewardGate, type Estimate, type GateOptions } from './metrics.ts';
+import { describeHeldOut, evaluateRewardModel, type RewardEvaluation } from './evaluation.ts';
 import { RewardScorer, saveRewardModel, type RewardConfigFile } from './store.ts';
 
 export const RewardTrainOptionsSchema = z.object({
@@ -90,14 +93,7 @@ export interface RewardHooks {
   onProgress?: (ev: RewardProgress) => void;
 }
 
-export interface RewardEvaluation {
-  step: number;
-  accuracy: Estimate;
-  auc: Estimate;
-  /** Held-out losses (BT on pairs, logistic on votes). */
-  pairLoss: number;
-  voteLoss: number;
-}
+export type { RewardEvaluation } from './evaluation.ts';
 
 export interface RewardTrainResult {
   status: 'completed' | 'aborted';
@@ -122,62 +118,20 @@ export interface RewardTrainResult {
   backend: string;
 }
 
-/** The shuffle of one epoch of a cursor. */
-function permutation(n: number, seed: number, epoch: number): number[] {
-  return new Random(mixSeed(seed, 71, epoch)).permutation(n);
-}
-
-interface CursorState {
-  epoch: number;
-  at: number;
-}
-
-/** Endless seeded shuffles of 0..n-1, one epoch after another; its position can be saved and restored. */
-function cursor(n: number, seed: number) {
-  const s: CursorState = { epoch: 0, at: 0 };
-  let perm = n ? permutation(n, seed, 0) : [];
-  return {
-    next(k: number): number[] {
-      const out: number[] = [];
-      if (n === 0) return out;
-      while (out.length < k) {
-        if (s.at >= n) {
-          s.epoch += 1;
-          perm = permutation(n, seed, s.epoch);
-          s.at = 0;
-        }
-        out.push(perm[s.at++]!);
-      }
-      return out;
-    },
-    get state(): CursorState {
-      return { ...s };
-    },
-    restore(to: CursorState): void {
-      s.epoch = to.epoch;
-      s.at = to.at;
-      perm = n ? permutation(n, seed, s.epoch) : [];
-    },
-  };
-}
-
 const REWARD_FORMAT = 'teamllm-reward-checkpoint/1';
+/** Keeps the reward model's pair and vote orders apart from other seeded streams. */
+const REWARD_SALT = 71;
 
 /** What a reward checkpoint's state.json holds besides the tensors. */
 interface RewardCheckpointState extends TrainerCheckpointState {
-  pairs: CursorState;
-  votes: CursorState;
+  pairs: OrderPosition;
+  votes: OrderPosition;
   lastLoss: number;
   trainMs: number;
   history: { train: { step: number; loss: number }[]; val: { step: number; loss: number }[] };
   before: RewardEvaluation;
   after?: RewardEvaluation;
 }
-
-const logistic = (s: number, y: boolean) => {
-  const z = y ? -s : s;
-  return Math.max(z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
-};
 
 export async function trainRewardModel(options: RewardTrainOptions, data: Pick<RewardData, 'train' | 'heldOut'> & { stats?: RewardData['stats'] }, hooks: RewardHooks = {}): Promise<RewardTrainResult> {
   const o = RewardTrainOptionsSchema.parse(options);
@@ -219,8 +173,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const totalSteps = o.maxIters ?? Math.max(1, Math.ceil((o.epochs * unit) / B));
   const evalInterval = o.evalInterval ?? Math.max(1, Math.ceil(totalSteps / 10));
   const schedule = { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps };
-  const pairCursor = cursor(usePairs ? train.pairs.length : 0, mixSeed(o.seed, 1));
-  const voteCursor = cursor(useVotes ? train.votes.length : 0, mixSeed(o.seed, 2));
+  const pairCursor = new EpochOrder(usePairs ? train.pairs.length : 0, mixSeed(o.seed, 1), REWARD_SALT);
+  const voteCursor = new EpochOrder(useVotes ? train.votes.length : 0, mixSeed(o.seed, 2), REWARD_SALT);
   const opt = new AdamW({ beta1: 0.9, beta2: 0.999, weightDecay: o.weightDecay }, (n) => n !== HEAD_BIAS && o.weightDecay > 0);
   const run = {
     seed: o.seed, totalSteps, batchSize: B, learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: o.warmupIters,
@@ -231,24 +185,8 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const paramsWith = (trainables: Map<string, Tensor>): Params => new Map([...model.params, ...trainables]);
   const current = () => new Map<string, Tensor>([...adapter.params, ...head]);
 
-  const evaluate = (step: number, votes: typeof held.votes, pairs: typeof held.pairs): RewardEvaluation => {
-    const p = paramsWith(current());
-    const seqs = [...pairs.map((x) => x.chosen), ...pairs.map((x) => x.rejected), ...votes.map((v) => v.ids)];
-    const s = seqs.length ? scorer.scoreEncoded(seqs, p) : [];
-    const n = pairs.length;
-    const c = s.slice(0, n);
-    const r = s.slice(n, 2 * n);
-    const vs = s.slice(2 * n);
-    const labels = votes.map((v) => v.label);
-    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
-    return {
-      step,
-      accuracy: pairAccuracy(c, r),
-      auc: auc(vs, labels),
-      pairLoss: mean(c.map((ci, i) => logistic(ci - r[i]!, true))),
-      voteLoss: mean(vs.map((si, i) => logistic(si, labels[i]!))),
-    };
-  };
+  const evaluate = (step: number, votes: typeof held.votes, pairs: typeof held.pairs): RewardEvaluation =>
+    evaluateRewardModel(scorer, paramsWith(current()), step, { votes, pairs });
 
   // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
   const found = await loadTrainerCheckpoint<RewardCheckpointState>(o.runDir, { format: REWARD_FORMAT, run, what: 'reward' }, opt);
@@ -265,13 +203,9 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
     resumed = st;
     log(`resuming from the checkpoint at step ${st.step} of ${totalSteps}`);
   }
-  let lastCheckpoint = resumed?.step;
 
-  const metricsPath = path.join(o.runDir, 'metrics.jsonl');
-  const metricsFile = await openMetricsLog(metricsPath, resumed?.step);
+  const metricsFile = await openMetricsLog(path.join(o.runDir, 'metrics.jsonl'), resumed?.step);
   const history = resumed?.history ?? { train: [] as { step: number; loss: number }[], val: [] as { step: number; loss: number }[] };
-  const heldLine = (e: RewardEvaluation) =>
-    `held-out pair accuracy ${Number.isFinite(e.accuracy.value) ? `${(100 * e.accuracy.value).toFixed(1)}% (n=${e.accuracy.n})` : '-'}, vote AUC ${Number.isFinite(e.auc.value) ? `${e.auc.value.toFixed(3)} (n=${e.auc.n})` : '-'}`;
   const record = async (e: RewardEvaluation) => {
     const shown = Number.isFinite(e.accuracy.value) ? e.accuracy.value : e.auc.value;
     if (Number.isFinite(shown)) history.val.push({ step: e.step, loss: shown });
@@ -297,38 +231,17 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
     return combinedLoss(parts, { pairs: o.pairWeight, votes: o.voteWeight }) as tf.Scalar;
   });
 
-  let status: RewardTrainResult['status'] = 'completed';
-  let step = resumed?.step ?? 0;
   let lastLoss = resumed?.lastLoss ?? NaN;
-  let emaMs = 0;
-  let trainMs = resumed?.trainMs ?? 0;
-  let before: RewardEvaluation;
-  let after: RewardEvaluation | undefined = resumed?.after;
-  const checkpoint = async () => {
-    const state: RewardCheckpointState = {
-      format: REWARD_FORMAT, step, run, pairs: pairCursor.state, votes: voteCursor.state,
-      lastLoss, trainMs, history, before, ...(after ? { after } : {}),
-    };
-    await saveTrainerCheckpoint(o.runDir, state, current(), opt);
-    lastCheckpoint = step;
-  };
-  try {
-    if (resumed) {
-      before = resumed.before;
-    } else {
-      before = evaluate(0, held.votes, held.pairs);
-      log(`before training (untrained head): ${heldLine(before)}`);
-      await record(before);
-    }
-    while (step < totalSteps) {
-      if (hooks.signal?.aborted) {
-        status = 'aborted';
-        if (step > 0 && lastCheckpoint !== step) await checkpoint();
-        log(`stopped at step ${step}; checkpoint saved at step ${lastCheckpoint ?? 0}`);
-        break;
-      }
-      const t0 = performance.now();
-      const lr = learningRateAt(step, schedule);
+  const trainMsBefore = resumed?.trainMs ?? 0;
+  let before = resumed?.before;
+  let after = resumed?.after;
+  const loop = new TrainingLoop({
+    totalSteps,
+    learningRate: { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps },
+    signal: hooks.signal,
+    resumedFrom: resumed?.step,
+    metrics: metricsFile,
+    step: (step, lr) => {
       const pi = usePairs ? pairCursor.next(B) : [];
       const vi = useVotes ? voteCursor.next(B) : [];
       const seqs = [...pi.map((i) => train.pairs[i]!.chosen), ...pi.map((i) => train.pairs[i]!.rejected), ...vi.map((i) => train.votes[i]!.ids)];
@@ -340,36 +253,62 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
       batch.last.dispose();
       lastLoss = res.value.dataSync()[0]!;
       res.value.dispose();
-      if (!Number.isFinite(lastLoss)) throw new Error(`reward model training diverged at step ${step} (loss ${lastLoss}); try a lower learningRate`);
-      const norm = globalNorm(res.grads);
-      const scale = o.gradClip > 0 && norm > o.gradClip ? o.gradClip / (norm + 1e-6) : 1;
-      const next = opt.apply(current(), new Map(names.map((n, i) => [n, res.grads[i]!])), lr, scale);
+      const { next, norm } = clippedUpdate(opt, current(), new Map(names.map((n, i) => [n, res.grads[i]!])), lr, o.gradClip);
       res.grads.forEach((g) => g.dispose());
       adapter.setParams(new Map(adapter.paramNames.map((n) => [n, next.get(n)!])));
       for (const n of [HEAD_WEIGHT, HEAD_BIAS]) {
         head.get(n)!.dispose();
         head.set(n, next.get(n)!);
       }
-      const dt = performance.now() - t0;
-      trainMs += dt;
-      emaMs = emaMs === 0 ? dt : 0.9 * emaMs + 0.1 * dt;
-      step += 1;
-      history.train.push({ step, loss: lastLoss });
-      await metricsFile.appendFile(`${JSON.stringify({ step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
-      hooks.onProgress?.({ phase: 'train', step, totalSteps, loss: lastLoss, etaSec: ((totalSteps - step) * emaMs) / 1000, msPerStep: emaMs });
-      if (step % evalInterval === 0 || step === totalSteps) {
-        after = evaluate(step, held.votes, held.pairs);
-        await record(after);
-        await chart();
-      }
-      if (step % o.checkpointInterval === 0 && step < totalSteps) await checkpoint();
+      return { loss: lastLoss, gradNorm: norm };
+    },
+    diverged: (step, loss) => `reward model training diverged at step ${step} (loss ${loss}); try a lower learningRate`,
+    onStep: ({ step, loss }) => {
+      history.train.push({ step, loss });
+      const { emaMs } = loop.timer;
+      hooks.onProgress?.({ phase: 'train', step, totalSteps, loss, etaSec: ((totalSteps - step) * emaMs) / 1000, msPerStep: emaMs });
+    },
+    evaluate: {
+      every: evalInterval,
+      run: async (step) => {
+        if (step === 0) {
+          before = evaluate(0, held.votes, held.pairs);
+          log(`before training (untrained head): ${describeHeldOut(before)}`);
+          await record(before);
+        } else if (after?.step !== step) {
+          after = evaluate(step, held.votes, held.pairs);
+          await record(after);
+          await chart();
+        }
+      },
+    },
+    ...trainerCheckpoints(o.runDir, o.checkpointInterval, opt, (step): { state: RewardCheckpointState; trainables: Map<string, Tensor> } => ({
+      state: {
+        format: REWARD_FORMAT, step, run, pairs: pairCursor.position, votes: voteCursor.position,
+        lastLoss, trainMs: trainMsBefore + loop.timer.trainMs, history, before: before!, ...(after ? { after } : {}),
+      },
+      trainables: current(),
+    })),
+  });
+  let status: RewardTrainResult['status'];
+  let step: number;
+  let lastCheckpoint: number | undefined;
+  try {
+    ({ status, step, lastCheckpoint } = await loop.run());
+    if (status === 'aborted') log(`stopped at step ${step}; checkpoint saved at step ${lastCheckpoint ?? 0}`);
+    else {
+      after = evaluate(step, held.votes, held.pairs);
+      await record(after);
+      await chart();
     }
     after ??= evaluate(step, held.votes, held.pairs);
-    log(`after ${step} steps: ${heldLine(after)}`);
+    log(`after ${step} steps: ${describeHeldOut(after)}`);
     await chart();
   } finally {
     await metricsFile.close();
   }
+  const trainMs = trainMsBefore + loop.timer.trainMs;
+  before = before!;
 
   // How it does on what it was trained on (for spotting over- and under-fitting), and the scale
   // of its scores (RLHF whitens rewards; these numbers say what to expect).
@@ -403,7 +342,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const result: RewardTrainResult = {
     status,
     ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}),
-    ...(resumed ? { resumedFrom: resumed.step } : {}),
+    resumedFrom: resumed?.step,
     name: o.name,
     steps: step,
     trainLoss: lastLoss,

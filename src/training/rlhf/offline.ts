@@ -17,8 +17,9 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { latestCheckpointExtra, loadTrainerCheckpoint, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
-import { AdamW, globalNorm } from '../adamw.ts';
+import { latestCheckpointExtra, loadTrainerCheckpoint, trainerCheckpoints, type TrainerCheckpointState } from '../checkpoint.ts';
+import { AdamW } from '../adamw.ts';
+import { clippedUpdate, TrainingLoop, type StepOutcome } from '../loop.ts';
 import { dpoLoss, ktoLoss, ktoReferencePoint } from './losses.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter, type Episode } from './policy.ts';
 import { encodeEpisode, type PromptLayout, type RlhfPrompt } from './episodes.ts';
@@ -123,7 +124,6 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
   const opt = new AdamW({ weightDecay: 0 }, () => false);
   const names = adapter.paramNames;
   const history: OfflineStepStats[] = [];
-  let status: OfflineResult['status'] = 'completed';
 
   // Encoded examples with their reference log-probs (computed once: the reference is frozen).
   let chosen: Episode[] = [];
@@ -151,6 +151,8 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
   const lambdaD = o.desirableWeight ?? 1;
   const lambdaU = o.undesirableWeight ?? (nLiked > 0 && nDisliked > 0 ? Math.min(4 / 3, Math.max(3 / 4, nLiked / nDisliked)) : 1);
 
+  // A comparator shuffle, not data-order.ts's: it decides every DPO/KTO run's batches, and
+  // existing checkpoints replay it, so it stays as it was.
   let order: number[] = [];
   const nextBatch = (): number[] => {
     const out: number[] = [];
@@ -161,13 +163,11 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
     return out;
   };
 
-  const interval = o.checkpointInterval ?? 20;
   const run = {
     algo: o.algo, seed, beta, batchSize: B, learningRate: lr, gradClip, steps: o.steps, lora: adapter.config, lambdaD, lambdaU,
     pairs: chosen.length, votes: items.length, liked: nLiked,
   };
   // Resume: the newest checkpoint in runDir, if it was made by this run's settings.
-  let start = 0;
   let resumedFrom: number | undefined;
   let found: Awaited<ReturnType<typeof loadTrainerCheckpoint<OfflineCheckpointState>>>;
   try {
@@ -184,34 +184,21 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
     // Data position: replay the seeded batch order up to the checkpoint.
     for (let i = 0; i < st.step; i++) nextBatch();
     history.push(...st.history);
-    start = st.step;
     resumedFrom = st.step;
   }
-  let lastCheckpoint = resumedFrom;
-  const checkpoint = async (step: number) => {
-    if (!o.runDir) return;
-    const state: OfflineCheckpointState = { format: OFFLINE_FORMAT, step, run, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
-    await saveTrainerCheckpoint(o.runDir, state, adapter.params, opt);
-    lastCheckpoint = step;
+  let stats: Omit<OfflineStepStats, 'loss' | 'ms' | 'step'> = { rewardLiked: NaN, rewardDisliked: NaN };
+  const paramsFrom = (ps: Tensor[]) => {
+    const p = new Map(model.params);
+    names.forEach((nm, i) => p.set(nm, ps[i]!));
+    return p;
   };
-
-  for (let step = start; step < o.steps; step++) {
-    if (o.signal?.aborted) {
-      status = 'aborted';
-      if (step > 0 && lastCheckpoint !== step) await checkpoint(step);
-      break;
-    }
-    const t0 = performance.now();
+  const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
+  const step = (): StepOutcome => {
     const pick = nextBatch();
     let side: Tensor[] = [];
-    let stats: Omit<OfflineStepStats, 'loss' | 'ms' | 'step'>;
     let lossFn: (...ps: Tensor[]) => tf.Scalar;
-    const paramsFrom = (ps: Tensor[]) => {
-      const p = new Map(model.params);
-      names.forEach((nm, i) => p.set(nm, ps[i]!));
-      return p;
-    };
     const cleanup: { dispose(): void }[] = [];
+    let zRef: number | undefined;
     if (o.algo === 'dpo') {
       const batch = collateEpisodes([...pick.map((i) => chosen[i]!), ...pick.map((i) => rejected[i]!)], pad);
       const rc = tf.tensor1d(pick.map((i) => refChosen[i]!));
@@ -240,18 +227,19 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
         side = [tf.keep(tf.mul(tf.sub(lp, ref), beta))];
         return ktoLoss(lp, ref, lab, z, { beta, desirable: lambdaD, undesirable: lambdaU });
       };
-      stats = { rewardLiked: NaN, rewardDisliked: NaN, zRef: z };
+      zRef = z;
     }
     const f = tf.valueAndGrads(lossFn);
     const res = tf.tidy(() => f(adapter.paramList()));
     const loss = res.value.dataSync()[0]!;
     res.value.dispose();
-    if (!Number.isFinite(loss)) throw new Error(`${o.algo.toUpperCase()} diverged at step ${step} (loss ${loss}); try a lower learningRate`);
-    const norm = globalNorm(res.grads);
-    const scale = gradClip > 0 && norm > gradClip ? gradClip / (norm + 1e-6) : 1;
-    adapter.setParams(opt.apply(adapter.params, new Map(names.map((nm, i) => [nm, res.grads[i]!])), lr, scale));
+    if (!Number.isFinite(loss)) {
+      [...res.grads, ...side, ...cleanup].forEach((t) => t.dispose());
+      return { loss };
+    }
+    const { next } = clippedUpdate(opt, adapter.params, new Map(names.map((nm, i) => [nm, res.grads[i]!])), lr, gradClip);
+    adapter.setParams(next);
     res.grads.forEach((g) => g.dispose());
-    const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
     if (o.algo === 'dpo') {
       const c = Array.from(side[0]!.dataSync());
       const r = Array.from(side[1]!.dataSync());
@@ -259,15 +247,31 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
     } else {
       const rw = Array.from(side[0]!.dataSync());
       const lab = pick.map((i) => labels[i]!);
-      stats = { ...stats!, rewardLiked: mean(rw.filter((_, i) => lab[i] === 1)), rewardDisliked: mean(rw.filter((_, i) => lab[i] === 0)) };
+      stats = { rewardLiked: mean(rw.filter((_, i) => lab[i] === 1)), rewardDisliked: mean(rw.filter((_, i) => lab[i] === 0)), zRef: zRef! };
     }
     side.forEach((t) => t.dispose());
     cleanup.forEach((t) => t.dispose());
-    const s: OfflineStepStats = { step: step + 1, loss, ...stats, ms: performance.now() - t0 };
-    history.push(s);
-    await o.onStep?.(s);
-    if ((step + 1) % interval === 0 && step + 1 < o.steps) await checkpoint(step + 1);
-  }
+    return { loss };
+  };
+
+  const loop = new TrainingLoop({
+    totalSteps: o.steps,
+    learningRate: lr,
+    signal: o.signal,
+    resumedFrom,
+    step,
+    diverged: (at, loss) => `${o.algo.toUpperCase()} diverged at step ${at} (loss ${loss}); try a lower learningRate`,
+    onStep: async (ev) => {
+      const s: OfflineStepStats = { step: ev.step, loss: ev.loss, ...stats, ms: ev.ms };
+      history.push(s);
+      await o.onStep?.(s);
+    },
+    ...trainerCheckpoints(o.runDir, o.checkpointInterval ?? 20, opt, (at) => ({
+      state: { format: OFFLINE_FORMAT, step: at, run, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) } satisfies OfflineCheckpointState,
+      trainables: adapter.params,
+    })),
+  });
+  const { status, lastCheckpoint } = await loop.run();
   opt.dispose();
   return { adapter, history, status, ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}), ...(resumedFrom !== undefined ? { resumedFrom } : {}) };
 }

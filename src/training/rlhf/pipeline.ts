@@ -28,7 +28,7 @@ import { saveModelFiles } from '../../model/model-files.ts';
 import { writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { KnowledgeBaseOpener, TrainingKnowledgeBase } from '../../rag/knowledge-base-opener.ts';
-import { openMetricsLog } from '../checkpoint.ts';
+import { openMetricsLog } from '../metrics-log.ts';
 import { resolveBase } from '../base-model.ts';
 import { bool, int, list, num } from '../stages/stage-params.ts';
 import { evaluateQa, readQaQuestions, type QaRetriever, type QaScores } from '../eval/qa-eval.ts';

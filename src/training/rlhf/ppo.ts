@@ -20,8 +20,9 @@ import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
 import { Random, mixSeed } from '../../model/random.ts';
-import { latestCheckpointExtra, loadTrainerCheckpoint, saveTrainerCheckpoint, type TrainerCheckpointState } from '../checkpoint.ts';
-import { AdamW, globalNorm } from '../adamw.ts';
+import { latestCheckpointExtra, loadTrainerCheckpoint, trainerCheckpoints, type TrainerCheckpointState } from '../checkpoint.ts';
+import { AdamW } from '../adamw.ts';
+import { clippedUpdate, TrainingLoop, type StepOutcome } from '../loop.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import { AdaptiveKlController, gae, ppoLosses, tokenRewards, whiten } from './losses.ts';
 import { answerLogProbs, answerText, collateEpisodes, perEpisode, policyForward, sampleAnswers, stopIdsFor, ValueHead, withoutAdapter, type Episode } from './policy.ts';
@@ -147,15 +148,12 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   const history: PpoStepStats[] = [];
   const encoded = o.prompts.map((p) => encodePrompt(tokenizer, p, o.layout));
   let order: number[] = [];
-  let status: PpoResult['status'] = 'completed';
 
-  const interval = o.checkpointInterval ?? 10;
   const run = {
     seed, steps: o.steps, promptsPerStep, perPrompt, epochs, clip, clipValue, vfCoef, lr, gradClip, lora: adapter.config, prompts: o.prompts.length,
     minibatchSize: o.minibatchSize ?? null, gamma: o.gamma ?? 1, lambda: o.lambda ?? 0.95, initKlCoef: o.initKlCoef ?? 0.2, targetKl: o.targetKl ?? 1,
     klHorizon: o.klHorizon ?? 200, adaptiveKl: o.adaptiveKl !== false, whitenRewards: o.whitenRewards !== false,
   };
-  let start = 0;
   let resumedFrom: number | undefined;
   let found: Awaited<ReturnType<typeof loadTrainerCheckpoint<PpoCheckpointState>>>;
   try {
@@ -175,24 +173,10 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     order = [...st.order];
     kl.value = st.klCoef;
     history.push(...st.history);
-    start = st.step;
     resumedFrom = st.step;
   }
-  let lastCheckpoint = resumedFrom;
-  const checkpoint = async (step: number) => {
-    if (!o.runDir) return;
-    const state: PpoCheckpointState = { format: PPO_FORMAT, step, run, rng: rng.getState(), order, klCoef: kl.value, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) };
-    await saveTrainerCheckpoint(o.runDir, state, [...adapter.params, ...head.params], opt);
-    lastCheckpoint = step;
-  };
-
-  for (let step = start; step < o.steps; step++) {
-    if (o.signal?.aborted) {
-      status = 'aborted';
-      if (step > 0 && lastCheckpoint !== step) await checkpoint(step);
-      break;
-    }
-    const t0 = performance.now();
+  let stats: Omit<PpoStepStats, 'step' | 'ms'> | undefined;
+  const iteration = async (): Promise<StepOutcome> => {
     // 1. Rollouts from the current policy.
     const episodes: Episode[] = [];
     const texts: { question: string; passages: RlhfPrompt['passages']; answer: string }[] = [];
@@ -229,9 +213,9 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
       const idx = rng.permutation(episodes.length);
       for (let s = 0; s + mb <= idx.length; s += mb) {
         const pick = idx.slice(s, s + mb);
-        const stats = updateMinibatch(model, adapter, head, opt, rollout, pick, pad, { clip, clipValue, vfCoef, lr, gradClip });
-        if (Number.isNaN(firstRatio)) firstRatio = stats.meanRatio;
-        last = stats;
+        const st = updateMinibatch(model, adapter, head, opt, rollout, pick, pad, { clip, clipValue, vfCoef, lr, gradClip });
+        if (Number.isNaN(firstRatio)) firstRatio = st.meanRatio;
+        last = st;
       }
     }
     // 4. KL and β.
@@ -239,8 +223,7 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     const nextBeta = o.adaptiveKl === false ? beta : kl.update(seqKl, episodes.length);
     const tokens = episodes.reduce((n, e) => n + e.answer.length, 0);
     const ent = entropy.flat().reduce((a, b) => a + b, 0) / Math.max(1, tokens);
-    const stats: PpoStepStats = {
-      step: step + 1,
+    stats = {
       reward: raw.reduce((a, b) => a + b, 0) / raw.length,
       kl: seqKl,
       klCoef: beta,
@@ -252,12 +235,27 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
       approxKl: last.approxKl,
       firstRatio,
       answerTokens: tokens / episodes.length,
-      ms: performance.now() - t0,
     };
-    history.push(stats);
-    await o.onStep?.(stats);
-    if ((step + 1) % interval === 0 && step + 1 < o.steps) await checkpoint(step + 1);
-  }
+    return { loss: last.policyLoss + vfCoef * last.valueLoss };
+  };
+
+  const loop = new TrainingLoop({
+    totalSteps: o.steps,
+    learningRate: lr,
+    signal: o.signal,
+    resumedFrom,
+    step: iteration,
+    onStep: async (ev) => {
+      const s: PpoStepStats = { step: ev.step, ...stats!, ms: ev.ms };
+      history.push(s);
+      await o.onStep?.(s);
+    },
+    ...trainerCheckpoints(o.runDir, o.checkpointInterval ?? 10, opt, (at) => ({
+      state: { format: PPO_FORMAT, step: at, run, rng: rng.getState(), order, klCoef: kl.value, history, ...(o.checkpointExtra ? { extra: o.checkpointExtra() } : {}) } satisfies PpoCheckpointState,
+      trainables: [...adapter.params, ...head.params],
+    })),
+  });
+  const { status, lastCheckpoint } = await loop.run();
   opt.dispose();
   return { adapter, valueHead: head, history, status, ...(lastCheckpoint !== undefined ? { checkpointStep: lastCheckpoint } : {}), ...(resumedFrom !== undefined ? { resumedFrom } : {}) };
 }
@@ -322,11 +320,9 @@ function updateMinibatch(
   const [policyLoss, valueLoss, clipFraction, approxKl, meanRatio] = side.map((t) => t.dataSync()[0]!);
   side.forEach((t) => t.dispose());
   res.value.dispose();
-  const norm = globalNorm(res.grads);
-  const scale = h.gradClip > 0 && norm > h.gradClip ? h.gradClip / (norm + 1e-6) : 1;
   const all = new Map<string, Tensor>([...adapter.params, ...head.params]);
   const gradNames = [...names, 'value_head.w', 'value_head.b'];
-  const next = opt.apply(all, new Map(gradNames.map((n, i) => [n, res.grads[i]!])), h.lr, scale);
+  const { next } = clippedUpdate(opt, all, new Map(gradNames.map((n, i) => [n, res.grads[i]!])), h.lr, h.gradClip);
   adapter.setParams(new Map(names.map((n) => [n, next.get(n)!])));
   head.setParams(next);
   res.grads.forEach((g) => g.dispose());

@@ -20,16 +20,18 @@ import { z } from 'zod';
 import * as tf from '@tensorflow/tfjs-core';
 import { ensureBackend, initBackend, parseBackendName } from '../../model/backend.ts';
 import type { GPT } from '../../model/gpt.ts';
-import { loadModelFiles, saveModelFiles, tensorsToArrays, arraysToTensors } from '../../model/model-files.ts';
-import { exists, readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
-import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
-import { Random, mixSeed } from '../../model/random.ts';
+import { loadModelFiles, saveModelFiles } from '../../model/model-files.ts';
+import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts';
+import { mixSeed } from '../../model/random.ts';
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
-import { AdamW, globalNorm } from '../adamw.ts';
-import { learningRateAt } from '../schedule.ts';
-import { checkpointDir, latestCheckpoint, type TrainerState } from '../checkpoint.ts';
+import { AdamW } from '../adamw.ts';
+import { loadCheckpoint, resumePoint, saveCheckpoint } from '../checkpoint.ts';
+import { evaluatedAt, freshTrainerState, recordValidation, type TrainerState } from '../trainer-state.ts';
+import { accumulateGradients, clippedUpdate, TrainingLoop } from '../loop.ts';
+import { EpochOrder, epochPermutation } from '../data-order.ts';
+import { openMetricsLog } from '../metrics-log.ts';
 import { writeLossChart } from '../loss-chart.ts';
 import { encodeSftExample, readSftData, type SftExample } from './data.ts';
 
@@ -124,13 +126,11 @@ interface Encoded {
   targets: number[];
 }
 
+/** Keeps SFT's example order apart from other seeded streams (and the split: its epoch 999). */
+const SFT_SALT = 31;
+
 interface SftState extends TrainerState {
   baseValLoss: number;
-}
-
-/** Seeded permutation of 0..n-1 for one epoch. */
-function permutation(n: number, seed: number, epoch: number): number[] {
-  return new Random(mixSeed(seed, 31, epoch)).permutation(n);
 }
 
 /** Pads examples to one [B, T] batch: inputs padded with `pad`, targets with -1. */
@@ -186,7 +186,7 @@ async function prepareData(o: Resolved, extra: SftExample[] | undefined, tokeniz
     if (e.truncated) truncated += 1;
     encoded.push({ ids: Array.from(e.ids), targets: Array.from(e.targets) });
   }
-  const order = permutation(encoded.length, o.seed, 999);
+  const order = epochPermutation(encoded.length, o.seed, SFT_SALT, 999);
   const nVal = o.valFraction > 0 ? Math.max(1, Math.round(encoded.length * o.valFraction)) : 0;
   const val = [...order.slice(0, nVal)].map((i) => encoded[i]!);
   const train = [...order.slice(nVal)].map((i) => encoded[i]!);
@@ -199,25 +199,6 @@ async function prepareData(o: Resolved, extra: SftExample[] | undefined, tokeniz
   return { train, val, stats };
 }
 
-async function saveSftCheckpoint(runDir: string, adapter: LoraAdapter, opt: AdamW, state: SftState, keep: number): Promise<string> {
-  const dir = checkpointDir(runDir, state.step);
-  await writeDirAtomic(dir, async (tmp) => {
-    await adapter.save(tmp);
-    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensorsToArrays(opt.stateTensors()), { step: String(opt.step) });
-    await writeJsonAtomic(path.join(tmp, 'state.json'), state);
-  });
-  const root = path.join(runDir, 'checkpoints');
-  const names = await fs.readdir(root);
-  const steps = names
-    .map((n) => /^step-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => b - a);
-  for (const s of steps.slice(keep)) await fs.rm(checkpointDir(runDir, s), { recursive: true, force: true });
-  for (const n of names) if (n.includes('.tmp-')) await fs.rm(path.join(root, n), { recursive: true, force: true });
-  return dir;
-}
-
 export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<SftResult> {
   const log = hooks.log ?? (() => {});
   const { examples: extraExamples, ...plainOptions } = options;
@@ -225,13 +206,9 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const runDir = path.resolve(o.runDir);
   await fs.mkdir(runDir, { recursive: true });
   const backend = o.backend ? await initBackend(parseBackendName(o.backend)) : await ensureBackend();
-  const runFile = path.join(runDir, 'run.json');
-  const latest = o.resume ? await latestCheckpoint(runDir) : undefined;
-  const resuming = latest !== undefined && (await exists(runFile));
-  if (resuming) {
-    const saved = await readJson<Resolved>(runFile);
-    o = SftOptionsSchema.parse({ ...saved, ...plainOptions, runDir: o.runDir });
-  }
+  const found = o.resume ? await resumePoint<Resolved>(runDir) : undefined;
+  // Resume: the run's own options, with this call's explicit values on top.
+  if (found) o = SftOptionsSchema.parse({ ...found.options, ...plainOptions, runDir: o.runDir });
   const { model, tokenizer } = await loadModelFiles(o.base);
   const pad = tokenizer.special.end ?? 0;
   const opt = new AdamW({ beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay }, () => o.weightDecay > 0);
@@ -241,11 +218,9 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   let val: Encoded[];
   let stats: SftResult['examples'];
   let resumedFrom: number | undefined;
-  if (resuming) {
-    adapter = await LoraAdapter.load(latest.dir, model, o.baseVersion); // refuses a different base
-    const st = await readSafetensors(path.join(latest.dir, 'optimizer.safetensors'));
-    opt.loadState(Number(st.metadata.step ?? 0), arraysToTensors(st.tensors));
-    state = await readJson<SftState>(path.join(latest.dir, 'state.json'));
+  if (found) {
+    adapter = await LoraAdapter.load(found.dir, model, o.baseVersion); // refuses a different base
+    state = await loadCheckpoint<SftState>(found.dir, opt);
     train = await readJson<Encoded[]>(path.join(runDir, 'data', 'train.json'));
     val = await readJson<Encoded[]>(path.join(runDir, 'data', 'val.json'));
     stats = await readJson<SftResult['examples']>(path.join(runDir, 'data', 'stats.json'));
@@ -254,9 +229,8 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   } else {
     ({ train, val, stats } = await prepareData(o, extraExamples, tokenizer, model.config.blockSize, runDir, log));
     adapter = LoraAdapter.create(model, o.lora, { seed: o.seed, ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: 'sft', runDir } });
-    state = { step: 0, history: { train: [], val: [] }, elapsedSec: 0, tokensSeen: 0, baseValLoss: NaN };
-    await writeJsonAtomic(runFile, o);
-    await fs.rm(path.join(runDir, 'metrics.jsonl'), { force: true });
+    state = { ...freshTrainerState(), baseValLoss: NaN };
+    await writeJsonAtomic(path.join(runDir, 'run.json'), o);
   }
   adapter.attach(model, o.baseVersion);
   const trainable = adapter.numParameters;
@@ -271,20 +245,9 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const perStep = B * accum;
   const stepsPerEpoch = train.length / perStep;
   const totalSteps = o.maxIters ?? Math.max(1, Math.ceil(o.epochs * stepsPerEpoch));
-  const schedule = { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps };
   const names = adapter.paramNames;
-  const metrics = await fs.open(path.join(runDir, 'metrics.jsonl'), 'a');
-  const perms = new Map<number, number[]>();
-  const exampleAt = (i: number): Encoded => {
-    const epoch = Math.floor(i / train.length);
-    let p = perms.get(epoch);
-    if (!p) {
-      perms.clear();
-      p = permutation(train.length, o.seed, epoch);
-      perms.set(epoch, p);
-    }
-    return train[p[i % train.length]!]!;
-  };
+  const metrics = await openMetricsLog(path.join(runDir, 'metrics.jsonl'), resumedFrom);
+  const order = new EpochOrder(train.length, o.seed, SFT_SALT);
   let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
   let dropoutSeed = 0;
   const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => {
@@ -296,17 +259,13 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
 
   let lastLoss = state.history.train.at(-1)?.loss ?? NaN;
   let lastVal = state.history.val.at(-1)?.loss ?? NaN;
-  let trainMs = 0;
-  let trainSteps = 0;
   let trainTokens = 0;
-  let emaMs = 0;
   const sessionStart = performance.now();
   const elapsedBefore = state.elapsedSec;
-  let status: SftResult['status'] = 'completed';
   let lastCheckpoint: string | undefined;
 
   const emit = (phase: 'train' | 'eval', lr: number, valLoss?: number) => {
-    const ms = emaMs || (trainSteps ? trainMs / trainSteps : 0);
+    const { trainMs } = loop.timer;
     const ev: SftProgress = {
       phase,
       step: state.step,
@@ -315,8 +274,8 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
       loss: lastLoss,
       lr,
       tokensPerSec: trainMs > 0 ? (trainTokens * 1000) / trainMs : 0,
-      etaSec: ms > 0 ? ((totalSteps - state.step) * ms) / 1000 : 0,
-      msPerIter: ms,
+      etaSec: loop.timer.etaSec(totalSteps - state.step),
+      msPerIter: loop.timer.currentMs,
     };
     if (valLoss !== undefined) ev.valLoss = valLoss;
     hooks.onProgress?.(ev);
@@ -325,70 +284,58 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
     if (val.length === 0) return;
     lastVal = sftLoss(model, val, B, pad);
     if (state.step === 0) state.baseValLoss = lastVal;
-    const prev = state.history.val.at(-1);
-    if (prev && prev.step === state.step) prev.loss = lastVal;
-    else state.history.val.push({ step: state.step, loss: lastVal });
-    await metrics.appendFile(`${JSON.stringify({ step: state.step, val_loss: lastVal })}\n`);
-    emit('eval', learningRateAt(state.step, schedule), lastVal);
+    await recordValidation(state, metrics, lastVal);
+    emit('eval', loop.learningRateAt(state.step), lastVal);
   };
   const chart = () => writeLossChart(path.join(runDir, 'loss.png'), { ...state.history, title: `SFT LORA R${adapter.config.rank} ${trainable} PARAMS` });
-  const checkpoint = async () => {
-    state.elapsedSec = elapsedBefore + (performance.now() - sessionStart) / 1000;
-    lastCheckpoint = await saveSftCheckpoint(runDir, adapter, opt, state, o.keepCheckpoints);
-  };
 
-  try {
-    while (state.step < totalSteps) {
-      if (state.step % o.evalInterval === 0 && state.history.val.at(-1)?.step !== state.step) await evaluate();
-      const lr = learningRateAt(state.step, schedule);
-      const t0 = performance.now();
-      let grads: tf.Tensor[] | undefined;
-      let lossSum = 0;
-      for (let micro = 0; micro < accum; micro++) {
-        const first = (state.step * accum + micro) * B;
-        const c = collate(Array.from({ length: B }, (_, b) => exampleAt(first + b)), pad);
+  const loop = new TrainingLoop({
+    totalSteps,
+    learningRate: { learningRate: o.learningRate, minLearningRate: o.minLearningRate, warmupIters: Math.min(o.warmupIters, Math.floor(totalSteps / 2)), decayIters: totalSteps },
+    signal: hooks.signal,
+    resumedFrom,
+    metrics,
+    step: (step, lr) => {
+      const { loss, grads } = accumulateGradients(accum, (micro) => {
+        order.seek((step * accum + micro) * B);
+        const c = collate(order.next(B).map((i) => train[i]!), pad);
         batch = c;
         trainTokens += c.tokens;
-        dropoutSeed = mixSeed(o.seed, 99, state.step, micro);
+        dropoutSeed = mixSeed(o.seed, 99, step, micro);
         const res = tf.tidy(() => lossAndGrads(adapter.paramList()));
         c.x.dispose();
         c.y.dispose();
-        lossSum += res.value.dataSync()[0]!;
-        res.value.dispose();
-        if (!grads) grads = res.grads;
-        else {
-          const summed = grads.map((g, i) => tf.add(g, res.grads[i]!));
-          grads.forEach((g) => g.dispose());
-          res.grads.forEach((g) => g.dispose());
-          grads = summed;
-        }
-      }
-      const norm = globalNorm(grads!);
-      const scale = o.gradClip > 0 && norm > o.gradClip ? o.gradClip / (norm + 1e-6) : 1;
-      adapter.setParams(opt.apply(adapter.params, new Map(names.map((n, i) => [n, grads![i]!])), lr, scale));
-      grads!.forEach((g) => g.dispose());
-      lastLoss = lossSum;
-      if (!Number.isFinite(lastLoss)) throw new Error(`SFT diverged at step ${state.step} (loss ${lastLoss}); try a lower learningRate`);
-      const dt = performance.now() - t0;
-      trainMs += dt;
-      trainSteps += 1;
-      emaMs = trainSteps <= 2 ? dt : 0.9 * emaMs + 0.1 * dt;
-      state.step += 1;
-      state.history.train.push({ step: state.step, loss: lastLoss });
-      await metrics.appendFile(`${JSON.stringify({ step: state.step, loss: lastLoss, lr, grad_norm: norm, ms: Math.round(dt) })}\n`);
+        return res;
+      });
+      const { next, norm } = clippedUpdate(opt, adapter.params, new Map(names.map((n, i) => [n, grads[i]!])), lr, o.gradClip);
+      adapter.setParams(next);
+      grads.forEach((g) => g.dispose());
+      lastLoss = loss;
+      return { loss, gradNorm: norm };
+    },
+    diverged: (step, loss) => `SFT diverged at step ${step} (loss ${loss}); try a lower learningRate`,
+    onStep: ({ step, loss, lr }) => {
+      state.step = step;
+      state.history.train.push({ step, loss });
       emit('train', lr);
-      const last = state.step >= totalSteps;
-      if (state.step % o.chartInterval === 0 && !last) await chart();
-      if (hooks.signal?.aborted) {
-        status = 'aborted';
-        await checkpoint();
-        break;
-      }
-      if (state.step % o.checkpointInterval === 0 && !last) await checkpoint();
-    }
+    },
+    evaluate: { every: o.evalInterval, run: (step) => (evaluatedAt(state, step) ? undefined : evaluate()) },
+    chart: { every: o.chartInterval, draw: chart },
+    checkpoint: {
+      every: o.checkpointInterval,
+      save: async () => {
+        state.elapsedSec = elapsedBefore + (performance.now() - sessionStart) / 1000;
+        lastCheckpoint = await saveCheckpoint(runDir, { step: state.step, state, optimizer: opt, keep: o.keepCheckpoints, write: (dir) => adapter.save(dir) });
+      },
+    },
+  });
+
+  let status: SftResult['status'];
+  try {
+    ({ status } = await loop.run());
     if (status === 'completed') {
       await evaluate();
-      await checkpoint();
+      await loop.save(state.step);
       // How it was prompted in training: answer-time prompts should match (encodeQaPrompt options).
       const prompt = { ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}), ...(o.systemPrompt ? { systemPrompt: o.systemPrompt } : {}) };
       adapter.meta = { ...adapter.meta, ...(o.adapterMeta ?? {}), prompt, step: state.step, valLoss: lastVal, baseValLoss: state.baseValLoss, trainedAt: new Date().toISOString() };
@@ -413,6 +360,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   } finally {
     await metrics.close();
   }
+  const { trainMs, steps: trainSteps } = loop.timer;
   const msPerIter = trainSteps ? trainMs / trainSteps : 0;
   const result: SftResult = {
     status,
