@@ -117,6 +117,10 @@ export const CONFIG_KEYS = {
     schema: z.string().min(1),
     help: 'a folder shared by every process (network file system) for training job run folders (checkpoints), so another process can resume a job whose process died; default TEAMLLM_HOME/runs',
   },
+  TEAMLLM_JOB_LEASE_SECONDS: {
+    schema: int(2, 86_400),
+    help: "with TEAMLLM_DATABASE_URL: how long a training job's lease lasts without renewal (renewed every third of it); another process takes over a job whose process died this long after the last renewal; default 60",
+  },
   TEAMLLM_QUICKSTART: {
     schema: z.enum(['auto', 'off']),
     help: 'auto: when no model is serving and none is cached, `teamllm serve` trains the quickstart model in the background while it already answers retrieval-only, then hands over to it (docs/quickstart.md); off: never (bring your own model, or retrieval-only); default auto',
@@ -195,6 +199,8 @@ export interface Config {
   database?: { url: string; poolSize: number };
   /** A folder shared by every process for job run folders (TEAMLLM_MODELS_DIR, absolute). */
   modelsDir?: string;
+  /** A shared store's training job lease (TEAMLLM_JOB_LEASE_SECONDS), ms; unset: the job runner's default (60 s). */
+  jobLeaseMs?: number;
   /** First-start training (src/app/quickstart.ts). */
   quickstart: 'auto' | 'off';
   /** The company's documents the quickstart trains on instead of the sample handbook (absolute). */
@@ -319,6 +325,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       ? { database: { url: parsed.TEAMLLM_DATABASE_URL as string, poolSize: (parsed.TEAMLLM_DATABASE_POOL_SIZE as number | undefined) ?? 10 } }
       : {}),
     ...(parsed.TEAMLLM_MODELS_DIR ? { modelsDir: resolve(cwd, parsed.TEAMLLM_MODELS_DIR as string) } : {}),
+    ...(parsed.TEAMLLM_JOB_LEASE_SECONDS !== undefined ? { jobLeaseMs: (parsed.TEAMLLM_JOB_LEASE_SECONDS as number) * 1000 } : {}),
     quickstart: (parsed.TEAMLLM_QUICKSTART as 'auto' | 'off' | undefined) ?? 'auto',
     ...(parsed.TEAMLLM_QUICKSTART_DOCS ? { quickstartDocs: resolve(cwd, parsed.TEAMLLM_QUICKSTART_DOCS as string) } : {}),
     ...(parsed.TEAMLLM_QUICKSTART_QUESTIONS ? { quickstartQuestions: resolve(cwd, parsed.TEAMLLM_QUICKSTART_QUESTIONS as string) } : {}),

@@ -142,6 +142,7 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
     logger,
     ...(config.database ? { databaseUrl: config.database.url } : {}),
     ...(config.modelsDir ? { runsDir: join(config.modelsDir, 'runs') } : {}),
+    ...(config.jobLeaseMs !== undefined ? { leaseMs: config.jobLeaseMs } : {}),
   });
   const registry = new ModelRegistry(config.home, config.modelsDir);
   const models = new RegistryModelService({

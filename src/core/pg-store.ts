@@ -619,10 +619,10 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
     if (patch.result !== undefined) columns.push(['result', JSON.stringify(patch.result)]);
     if (patch.error !== undefined) columns.push(['error', patch.error]);
     if (patch.runDir !== undefined) columns.push(['run_dir', patch.runDir]);
-    // A job that ends gives up its lease.
+    // A job that ends gives up its lease; lease_owner stays, naming the process that ran it.
     const ends = patch.status !== undefined && patch.status !== 'running' && patch.status !== 'queued';
     if (columns.length > 0) {
-      const set = [...columns.map(([name], i) => `${name} = $${i + 2}`), ...(ends ? ['lease_owner = NULL', 'lease_until = NULL'] : [])];
+      const set = [...columns.map(([name], i) => `${name} = $${i + 2}`), ...(ends ? ['lease_until = NULL'] : [])];
       await this.q(`UPDATE jobs SET ${set.join(', ')} WHERE id = $1`, [id, ...columns.map(([, v]) => v)]);
     }
     const job = await this.getJob(id);
@@ -684,7 +684,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
       const out: { interrupted: JobRecord; resumed: JobRecord }[] = [];
       for (const row of rows) {
         const dead = await client.query<JobRow>(
-          `UPDATE jobs SET status = 'interrupted', finished_at = $2, error = 'its process stopped renewing the lease', lease_owner = NULL, lease_until = NULL
+          `UPDATE jobs SET status = 'interrupted', finished_at = $2, error = 'its process stopped renewing the lease', lease_until = NULL
            WHERE id = $1 RETURNING *`,
           [row.id, now],
         );

@@ -3,108 +3,38 @@
  * PostgreSQL (a throwaway cluster) and one shared models folder. A Slack event delivered to both is
  * answered once; a vote through one is in the other's `data export`; `kb add` through one is
  * found by the other's search within 5 s; a promotion through one is served by both.
- * (Jobs leased by one process and resumed by another after kill -9: tests/training/job-leases.test.ts.)
+ * `/train` and kill -9 of the process running a job: tests/app/scale-out-jobs.test.ts (same set-up,
+ * tests/app/scale-out-harness.ts).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { saveModelFiles } from '../../src/model/model-files.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
 import { CharTokenizer } from '../../src/model/tokenizer/index.ts';
 import { tinyModel, useBackend } from '../model/helpers.ts';
-import { FakeSlack } from '../slack/fake-slack.ts';
-import { directMessage, eventCallback, nowSec, slackSignature } from '../slack/harness.ts';
-import { pgUnavailable, startPgCluster, type PgCluster } from '../pg-cluster.ts';
+import { directMessage } from '../slack/harness.ts';
 import { waitFor } from '../helpers.ts';
+import { useScaleOut } from './scale-out-harness.ts';
 
-const BIN = join(import.meta.dirname, '../../bin/teamllm.js');
-const SECRET = 'scale-out-signing-secret';
-const run = promisify(execFile);
-const unavailable = pgUnavailable();
+const scaleOut = useScaleOut();
 
-let cluster: PgCluster | undefined;
-let slack: FakeSlack | undefined;
-let env: NodeJS.ProcessEnv;
-let modelsDir: string;
-const servers: { child: ChildProcess; url: string; home: string }[] = [];
-
-async function serve(): Promise<{ child: ChildProcess; url: string; home: string }> {
-  const home = mkdtempSync(join(tmpdir(), 'teamllm-scale-'));
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--adapters', 'web,slack'], {
-    env: { ...env, TEAMLLM_HOME: home },
-    cwd: home,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (c: Buffer) => {
-      stderr += c.toString();
-      const m = /web chat at (http:\/\/\S+)/.exec(stderr);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-    setTimeout(() => reject(new Error(`serve did not start: ${stderr}`)), 90_000).unref();
-  });
-  const s = { child, url, home };
-  servers.push(s);
-  return s;
-}
-
-async function cli(home: string, args: string[]): Promise<string> {
-  const { stdout } = await run(process.execPath, [BIN, ...args], { env: { ...env, TEAMLLM_HOME: home }, cwd: home });
-  return stdout;
-}
-
-beforeAll(async () => {
-  if (unavailable) return;
-  cluster = await startPgCluster();
-  slack = await FakeSlack.start();
-  modelsDir = mkdtempSync(join(tmpdir(), 'teamllm-shared-models-'));
-  env = {
-    ...process.env,
-    TEAMLLM_DATABASE_URL: await cluster.createDatabase(),
-    TEAMLLM_MODELS_DIR: modelsDir,
-    TEAMLLM_QUICKSTART: 'off',
-    TEAMLLM_LOG_LEVEL: 'warn',
-    SLACK_BOT_TOKEN: 'xoxb-scale-out',
-    SLACK_SIGNING_SECRET: SECRET,
-    SLACK_API_URL: slack.apiUrl,
-  };
-  delete env.CHROMA_URL;
-}, 120_000);
-
-afterAll(async () => {
-  await Promise.all(
-    servers.map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          if (s.child.exitCode !== null || s.child.signalCode !== null) return resolve();
-          s.child.once('exit', () => resolve());
-          s.child.kill('SIGTERM');
-          setTimeout(() => s.child.kill('SIGKILL'), 15_000).unref();
-        }),
-    ),
-  );
-  await slack?.close();
-  await cluster?.stop();
-}, 60_000);
-
-describe.skipIf(unavailable !== undefined)('two serve processes on one PostgreSQL', () => {
+describe.skipIf(scaleOut.unavailable !== undefined)('two serve processes on one PostgreSQL', () => {
   it('answers a Slack event delivered to both once, shares votes, documents and promotions', async () => {
-    const [a, b] = await Promise.all([serve(), serve()]);
+    const site = await scaleOut.site();
+    const { modelsDir, cli } = site;
+    const slack = scaleOut.slack();
+    const [a, b] = await Promise.all([site.serve(), site.serve()]);
 
     // 1. The same Slack event delivered to both processes (a redelivery landing elsewhere): one answer.
-    const body = JSON.stringify(eventCallback(directMessage('How many days of annual leave do I get?')));
-    const deliver = (url: string) =>
-      fetch(`${url}/slack/events`, { method: 'POST', headers: { 'content-type': 'application/json', ...slackSignature(body, nowSec(), SECRET) }, body });
-    const acks = await Promise.all([deliver(a.url), deliver(b.url)]);
+    const event = directMessage('How many days of annual leave do I get?');
+    const eventId = `EvScaleOut${Date.now()}`;
+    const acks = await Promise.all([site.deliver(a, event, eventId), site.deliver(b, event, eventId)]);
     expect(acks.map((r) => r.status)).toEqual([200, 200]);
-    await waitFor(() => slack!.callsTo('chat.postMessage').length >= 1, 20_000);
+    await waitFor(() => slack.callsTo('chat.postMessage').length >= 1, 20_000);
     await new Promise((r) => setTimeout(r, 1500));
-    expect(slack!.callsTo('chat.postMessage')).toHaveLength(1);
+    expect(slack.callsTo('chat.postMessage')).toHaveLength(1);
 
     // 2. A vote through one process is in the other's `data export`.
     const asked = await fetch(`${a.url}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'How many days of annual leave?' }) });

@@ -26,7 +26,7 @@ export interface JobRunnerOptions {
   owner?: string;
   /** Shared store only: how long a lease lasts without renewal (default 60 s; renewed every third of it). */
   leaseMs?: number;
-  /** Shared store only: how often queued jobs and expired leases are looked for (default 5 s). */
+  /** Shared store only: how often queued jobs and expired leases are looked for (default 5 s, or half the lease when that is shorter). */
   pollMs?: number;
 }
 
@@ -100,7 +100,7 @@ export class JobRunner extends EventEmitter<JobEvents> {
         }
         await this.pump();
       };
-      this.poller = setInterval(() => void poll(), this.options.pollMs ?? 5000);
+      this.poller = setInterval(() => void poll(), this.options.pollMs ?? Math.min(5000, Math.max(50, Math.floor(this.leaseMs / 2))));
       this.poller.unref();
       await poll();
       return interrupted;

@@ -56,7 +56,15 @@ export const runStage: RunStage = async ({ params, home, runDir, signal, progres
         etaSec: ev.etaSec,
       }),
   });
-  const metrics = { valLoss: result.valLoss, perplexity: result.perplexity, trainLoss: result.trainLoss, steps: result.step, msPerIter: result.msPerIter };
+  const metrics = {
+    valLoss: result.valLoss,
+    perplexity: result.perplexity,
+    trainLoss: result.trainLoss,
+    steps: result.step,
+    msPerIter: result.msPerIter,
+    // The checkpoint step this run continued from (a resumed job: /train resume, or another process's takeover).
+    ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}),
+  };
   const files = { lossChart: join(runDir, 'loss.png') };
   if (result.status === 'aborted') return { summary: `stopped at step ${result.step} (val loss ${result.valLoss.toFixed(3)})`, metrics, files };
   const version = await new ModelRegistry(home).register(result.modelDir, { source: 'pretrain', metrics });
