@@ -5,65 +5,15 @@ import Database from 'better-sqlite3';
 import { Document } from '@langchain/core/documents';
 import type { Attachment, KbAddReport, KbSourceInfo, KnowledgeBase, Source } from '../core/index.ts';
 import { Bm25Index, weightedQuery } from './bm25.ts';
-import { cosine } from './bag-encoder.ts';
-import type { ChromaVectorStore } from './chroma-vector-store.ts';
-import type { InMemoryVectorStore } from './in-memory-vector-store.ts';
-import { flatMetadata, matchesFilter, type FlatMetadata, type MetadataFilter } from './metadata.ts';
+import { flatMetadata, type FlatMetadata } from './metadata.ts';
 import { fetchDocument, isUrl, loadDocument, type FetchedDocument } from './loaders.ts';
 import type { DenseEmbeddings } from './dense-embeddings.ts';
 import { splitDocument } from './markdown-splitter.ts';
 import type { TermOptions } from './search-terms.ts';
-import { reciprocalRankFusion } from './rank-fusion.ts';
-import { convexCombination } from './score-fusion.ts';
+import { DEFAULT_FUSION, hybridRetrieve, passageText, type DenseIndex, type FusionOptions, type RetrievedPassage, type SearchOptions, type StoredChunk } from './hybrid-retrieval.ts';
 
-/** The dense half of hybrid search: the trained encoder and the vector store holding its vectors. */
-export interface DenseIndex {
-  embeddings: DenseEmbeddings;
-  store: ChromaVectorStore | InMemoryVectorStore;
-}
+export { DEFAULT_FUSION, passageText, type DenseIndex, type FusionMethod, type FusionOptions, type RetrievalMode, type RetrievedPassage, type SearchOptions } from './hybrid-retrieval.ts';
 
-export type RetrievalMode = 'hybrid' | 'bm25' | 'dense';
-
-/** A search result with what each retriever said about it (evaluation and the "don't know" gate read these). */
-export interface RetrievedPassage extends Source {
-  id: string;
-  position: number;
-  page?: number;
-  metadata: FlatMetadata;
-  /** Rank from 0 in the BM25 list, when BM25 found it. */
-  bm25Rank?: number;
-  /** Rank from 0 in the dense list, when the dense search found it. */
-  denseRank?: number;
-  /** Cosine similarity between the query's and the passage's embeddings (when an encoder is trained). */
-  cosine?: number;
-}
-
-export interface SearchOptions {
-  /** Default 'hybrid' (which is BM25 alone until an encoder is trained). */
-  mode?: RetrievalMode;
-  /** Only passages whose metadata has these values (e.g. `{ folder: 'hr' }`, `{ team: 'sales' }`). */
-  filter?: MetadataFilter;
-  /** Passages of these sources are skipped (evaluation hides a question's own document with it). */
-  excludeSources?: string[];
-  /** Overrides the knowledge base's fusion method (evaluation compares both). */
-  fusion?: FusionMethod;
-  /** Overrides the weight of the cosine in the convex combination (evaluation tunes it). */
-  alpha?: number;
-}
-
-export type FusionMethod = 'convex' | 'rrf';
-
-export interface FusionOptions {
-  method: FusionMethod;
-  /** Weight of the (normalised) cosine against BM25 in the convex combination; measured on the handbook. */
-  alpha: number;
-  /** RRF's k: larger values flatten the difference between ranks. */
-  rrfK: number;
-  /** How many results each retriever contributes before fusion. */
-  candidates: number;
-}
-
-export const DEFAULT_FUSION: FusionOptions = { method: 'convex', alpha: 0.3, rrfK: 60, candidates: 50 };
 
 /** How BM25 reads passages and queries (measured on the dev sets: docs/knowledge-base.md). */
 export interface LexicalOptions {
@@ -117,15 +67,6 @@ export interface AddOptions {
   metadata?: FlatMetadata;
 }
 
-interface StoredChunk {
-  id: string;
-  source: string;
-  position: number;
-  title: string;
-  text: string;
-  page: number | null;
-  metadata: FlatMetadata;
-}
 
 /** One document as knowledge bases share it between processes (PgKnowledgeSync): its record and passages. */
 export interface SharedSource {
@@ -502,10 +443,8 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   }
 
   /**
-   * Hybrid search: BM25 and dense candidates fused (score-fusion.ts; reciprocal rank fusion on
-   * request), duplicates (the same text under two names) dropped. `score` is the fused score in
-   * [0, 1]; in 'bm25' mode it is the BM25 score, in 'dense' mode the cosine. Without a trained
-   * encoder, 'hybrid' is BM25 alone.
+   * Hybrid search (hybrid-retrieval.ts) that outlives the vector store: while it is unreachable, or
+   * slower than `denseTimeoutMs`, answers come from BM25 alone rather than as an error.
    */
   async retrieve(query: string, k: number, options: SearchOptions = {}): Promise<RetrievedPassage[]> {
     const wanted = options.mode ?? 'hybrid';
@@ -525,80 +464,13 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     return this.retrieveWith(query, k, options, undefined);
   }
 
-  private async retrieveWith(query: string, k: number, options: SearchOptions, denseIndex: DenseIndex | undefined): Promise<RetrievedPassage[]> {
-    const mode = options.mode ?? 'hybrid';
-    const { filter } = options;
-    const excluded = new Set(options.excludeSources ?? []);
-    const accept = filter || excluded.size > 0 ? (c: StoredChunk) => !excluded.has(c.source) && matchesFilter(c.metadata, filter) : undefined;
-    const n = Math.max(k, this.fusion.candidates);
-    const lexicalScores = mode === 'dense' ? new Map<StoredChunk, number>() : this.lexicalScores(query, accept);
-    const lexical = [...lexicalScores].sort((a, b) => b[1] - a[1]).slice(0, n).map(([chunk]) => chunk);
-    const dense = denseIndex && mode !== 'bm25' ? denseIndex : undefined;
-    const queryVector = dense ? await dense.embeddings.embedQuery(query) : undefined;
-    const semantic: StoredChunk[] = [];
-    const cosines = new Map<StoredChunk, number>();
-    if (dense && queryVector) {
-      for (const [doc, score] of await dense.store.similaritySearchVectorWithScore(queryVector, n, filter)) {
-        const chunk = this.byId.get(doc.id ?? '');
-        if (!chunk || excluded.has(chunk.source)) continue;
-        semantic.push(chunk);
-        cosines.set(chunk, score);
-      }
-    }
-    // Passages BM25 found but the dense search did not rank: their cosine from the stored vectors
-    // (one round trip) rather than by re-embedding up to 50 passages per query.
-    if (dense && queryVector && mode === 'hybrid') {
-      const missing = lexical.filter((c) => !cosines.has(c));
-      const stored = await dense.store.vectorsByIds(missing.map((c) => c.id));
-      for (const c of missing) {
-        const vector = stored.get(c.id);
-        if (vector) cosines.set(c, cosine(queryVector, vector));
-      }
-    }
-    const cosineOf = (c: StoredChunk): number | undefined => {
-      if (!dense || !queryVector) return undefined;
-      let value = cosines.get(c);
-      if (value === undefined) cosines.set(c, (value = cosine(queryVector, dense.embeddings.embedText(passageText(c)))));
-      return value;
-    };
-
-    let ranked: { chunk: StoredChunk; score: number }[];
-    if (mode === 'bm25' || !dense) ranked = lexical.map((chunk) => ({ chunk, score: lexicalScores.get(chunk)! }));
-    else if (mode === 'dense') ranked = semantic.map((chunk) => ({ chunk, score: cosines.get(chunk)! }));
-    else if ((options.fusion ?? this.fusion.method) === 'rrf') {
-      const fused = reciprocalRankFusion([{ items: lexical }, { items: semantic }], (c) => c.id, this.fusion.rrfK);
-      const best = 2 / (this.fusion.rrfK + 1);
-      ranked = fused.map(({ item, score }) => ({ chunk: item, score: score / best }));
-    } else {
-      const candidates = [...new Set([...lexical, ...semantic])].map((chunk) => ({ item: chunk, lexical: lexicalScores.get(chunk) ?? 0, cosine: cosineOf(chunk)! }));
-      ranked = convexCombination(candidates, options.alpha ?? this.fusion.alpha).map(({ item, score }) => ({ chunk: item, score }));
-    }
-
-    const lexicalRank = new Map(lexical.map((c, i) => [c, i]));
-    const denseRank = new Map(semantic.map((c, i) => [c, i]));
-    const seen = new Set<string>();
-    const out: RetrievedPassage[] = [];
-    for (const { chunk: c, score } of ranked) {
-      const key = c.text.replace(/\s+/g, ' ').trim();
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const cos = cosineOf(c);
-      out.push({
-        id: c.id,
-        source: c.source,
-        title: c.title,
-        text: c.text,
-        score,
-        position: c.position,
-        ...(c.page !== null ? { page: c.page } : {}),
-        metadata: c.metadata,
-        ...(lexicalRank.has(c) ? { bm25Rank: lexicalRank.get(c)! } : {}),
-        ...(denseRank.has(c) ? { denseRank: denseRank.get(c)! } : {}),
-        ...(cos !== undefined ? { cosine: cos } : {}),
-      });
-      if (out.length >= k) break;
-    }
-    return out;
+  private retrieveWith(query: string, k: number, options: SearchOptions, dense: DenseIndex | undefined): Promise<RetrievedPassage[]> {
+    return hybridRetrieve(query, k, options, {
+      chunk: (id) => this.byId.get(id),
+      lexicalScores: (q, accept) => this.lexicalScores(q, accept),
+      dense,
+      fusion: this.fusion,
+    });
   }
 
   /** BM25 over the query's terms, each once; single Chinese characters count `unigramWeight`. */
@@ -656,10 +528,6 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   }
 }
 
-/** What both retrievers read of a passage: its heading path and its text. */
-export function passageText(p: { title: string; text: string }): string {
-  return `${p.title}\n${p.text}`;
-}
 
 function addColumnIfMissing(db: Database.Database, table: string, column: string, definition: string): void {
   const columns = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
