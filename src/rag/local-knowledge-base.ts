@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, sep } from 'node:path';
-import Database from 'better-sqlite3';
 import { Document } from '@langchain/core/documents';
 import type { Attachment, KbAddReport, KbSourceInfo, KnowledgeBase, Source } from '../core/index.ts';
 import { Bm25Index, weightedQuery } from './bm25.ts';
@@ -10,10 +9,11 @@ import { fetchDocument, isUrl, loadDocument, type FetchedDocument } from './load
 import type { DenseEmbeddings } from './dense-embeddings.ts';
 import { splitDocument } from './markdown-splitter.ts';
 import type { TermOptions } from './search-terms.ts';
+import { KnowledgeRecord, type SharedSource } from './knowledge-record.ts';
 import { DEFAULT_FUSION, hybridRetrieve, passageText, type DenseIndex, type FusionOptions, type RetrievedPassage, type SearchOptions, type StoredChunk } from './hybrid-retrieval.ts';
 
+export type { SharedSource } from './knowledge-record.ts';
 export { DEFAULT_FUSION, passageText, type DenseIndex, type FusionMethod, type FusionOptions, type RetrievalMode, type RetrievedPassage, type SearchOptions } from './hybrid-retrieval.ts';
-
 
 /** How BM25 reads passages and queries (measured on the dev sets: docs/knowledge-base.md). */
 export interface LexicalOptions {
@@ -67,19 +67,6 @@ export interface AddOptions {
   metadata?: FlatMetadata;
 }
 
-
-/** One document as knowledge bases share it between processes (PgKnowledgeSync): its record and passages. */
-export interface SharedSource {
-  source: string;
-  title: string;
-  hash: string;
-  indexedAt: number;
-  format: string;
-  /** Extra flat metadata, as JSON. */
-  metadata: string;
-  chunks: { position: number; title: string; text: string; page: number | null }[];
-}
-
 /** Told after documents were added, changed or removed here (not when applied from elsewhere). */
 export type KnowledgeChangeListener = (sources: string[]) => Promise<void>;
 
@@ -98,7 +85,7 @@ interface PendingVectors {
  */
 export class LocalKnowledgeBase implements KnowledgeBase {
   readonly name: string;
-  private readonly db: Database.Database;
+  private readonly record: KnowledgeRecord;
   private index: Bm25Index<StoredChunk>;
   private byId = new Map<string, StoredChunk>();
   private dense: DenseIndex | undefined;
@@ -118,19 +105,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     this.fusion = { ...DEFAULT_FUSION, ...options.fusion };
     this.lexical = { ...DEFAULT_LEXICAL, ...options.lexical };
     this.index = new Bm25Index({ terms: this.lexical.terms, k1: this.lexical.k1, b: this.lexical.b });
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, title TEXT NOT NULL, hash TEXT NOT NULL, indexed_at INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS chunks (source TEXT NOT NULL REFERENCES sources(source) ON DELETE CASCADE,
-        position INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (source, position));
-      CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);`);
-    // Columns added after the first release: older files gain them in place.
-    addColumnIfMissing(this.db, 'sources', 'format', "TEXT NOT NULL DEFAULT 'markdown'");
-    addColumnIfMissing(this.db, 'sources', 'metadata', "TEXT NOT NULL DEFAULT '{}'");
-    addColumnIfMissing(this.db, 'chunks', 'page', 'INTEGER');
-    this.db.pragma('foreign_keys = ON');
+    this.record = new KnowledgeRecord(file);
     this.rebuildIndex();
   }
 
@@ -272,26 +247,21 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     const extraJson = JSON.stringify(flatMetadata(extra));
     // The metadata is part of the identity: re-adding a file with another tag re-indexes it.
     const hash = createHash('sha256').update(content).update(extraJson === '{}' ? '' : extraJson).digest('hex');
-    const existing = this.db.prepare('SELECT hash FROM sources WHERE source = ?').get(source) as { hash: string } | undefined;
-    if (existing?.hash === hash) {
+    const existing = this.record.hashOf(source);
+    if (existing === hash) {
       report.unchanged.push(source);
       return;
     }
     const doc = await loadDocument(source, content, contentType);
     const chunks = await splitDocument(doc, this.options.chunkSize);
     if (chunks.length === 0) throw new Error('no text found in the document');
-    this.db.transaction(() => {
-      this.db.prepare('DELETE FROM chunks WHERE source = ?').run(source);
-      this.db
-        .prepare(
-          `INSERT INTO sources (source, title, hash, indexed_at, format, metadata) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT(source) DO UPDATE SET title = excluded.title, hash = excluded.hash, indexed_at = excluded.indexed_at,
-             format = excluded.format, metadata = excluded.metadata`,
-        )
-        .run(source, doc.title, hash, Date.now(), doc.format, extraJson);
-      const insert = this.db.prepare('INSERT INTO chunks (source, position, title, text, page) VALUES (?, ?, ?, ?, ?)');
-      for (const c of chunks) insert.run(source, c.position, c.title, c.text, c.page ?? null);
-    })();
+    this.record.transaction(() =>
+      this.record.putSource(
+        source,
+        { title: doc.title, hash, indexedAt: Date.now(), format: doc.format, metadata: extraJson },
+        chunks.map((c) => ({ position: c.position, title: c.title, text: c.text, page: c.page ?? null })),
+      ),
+    );
     if (existing && this.dense) pending.sources.add(source);
     const metadata = this.sourceMetadata(source, doc.format, extraJson);
     for (const c of chunks) pending.chunks.push(this.toStored({ source, position: c.position, title: c.title, text: c.text, page: c.page ?? null }, metadata));
@@ -331,20 +301,11 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   }
 
   async list(): Promise<KbSourceInfo[]> {
-    return this.db
-      .prepare(
-        `SELECT s.source, s.title, s.indexed_at AS indexedAt, count(c.position) AS chunks
-         FROM sources s LEFT JOIN chunks c ON c.source = s.source GROUP BY s.source ORDER BY s.source`,
-      )
-      .all() as KbSourceInfo[];
+    return this.record.list();
   }
 
   async remove(source: string): Promise<number> {
-    const removed = this.db.transaction(() => {
-      const n = this.db.prepare('DELETE FROM chunks WHERE source = ?').run(source).changes;
-      this.db.prepare('DELETE FROM sources WHERE source = ?').run(source);
-      return n;
-    })();
+    const removed = this.record.transaction(() => this.record.deleteSource(source));
     if (removed > 0) {
       this.rebuildIndex();
       if (this.dense && this.denseDown !== undefined) this.addPending([source]);
@@ -375,18 +336,12 @@ export class LocalKnowledgeBase implements KnowledgeBase {
 
   /** The content hash of every document (what sharing compares). */
   sourceHashes(): Map<string, string> {
-    const rows = this.db.prepare('SELECT source, hash FROM sources').all() as { source: string; hash: string }[];
-    return new Map(rows.map((r) => [r.source, r.hash]));
+    return this.record.hashes();
   }
 
   /** One document's record and passages as stored here, or undefined when it is not here. */
   sharedSource(source: string): SharedSource | undefined {
-    const row = this.db.prepare('SELECT source, title, hash, indexed_at AS indexedAt, format, metadata FROM sources WHERE source = ?').get(source) as
-      | Omit<SharedSource, 'chunks'>
-      | undefined;
-    if (!row) return undefined;
-    const chunks = this.db.prepare('SELECT position, title, text, page FROM chunks WHERE source = ? ORDER BY position').all(source) as SharedSource['chunks'];
-    return { ...row, chunks };
+    return this.record.shared(source);
   }
 
   /**
@@ -400,29 +355,20 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     const pending: PendingVectors = { sources: new Set(), chunks: [] };
     const report: KbAddReport = { added: [], updated: [], unchanged: [], failed: [] };
     const existing = this.sourceHashes();
-    this.db.transaction(() => {
+    this.record.transaction(() => {
       for (const { source, shared } of changes) {
-        this.db.prepare('DELETE FROM chunks WHERE source = ?').run(source);
         if (!shared) {
-          this.db.prepare('DELETE FROM sources WHERE source = ?').run(source);
+          this.record.deleteSource(source);
           if (existing.has(source)) removed.push(source);
           continue;
         }
-        this.db
-          .prepare(
-            `INSERT INTO sources (source, title, hash, indexed_at, format, metadata) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT(source) DO UPDATE SET title = excluded.title, hash = excluded.hash, indexed_at = excluded.indexed_at,
-               format = excluded.format, metadata = excluded.metadata`,
-          )
-          .run(source, shared.title, shared.hash, shared.indexedAt, shared.format, shared.metadata);
-        const insert = this.db.prepare('INSERT INTO chunks (source, position, title, text, page) VALUES (?, ?, ?, ?, ?)');
-        for (const c of shared.chunks) insert.run(source, c.position, c.title, c.text, c.page);
+        this.record.putSource(source, shared, shared.chunks);
         if (existing.has(source) && this.dense) pending.sources.add(source);
         const metadata = this.sourceMetadata(source, shared.format, shared.metadata);
         for (const c of shared.chunks) pending.chunks.push(this.toStored({ source, ...c }, metadata));
         (existing.has(source) ? report.updated : report.added).push(source);
       }
-    })();
+    });
     if (report.added.length + report.updated.length > 0) await this.finishAdding(report, pending);
     else this.rebuildIndex();
     if (removed.length === 0 || !this.dense) return;
@@ -479,7 +425,7 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    this.record.close();
   }
 
   private sourceMetadata(source: string, format: string, extraJson: string): FlatMetadata {
@@ -500,12 +446,12 @@ export class LocalKnowledgeBase implements KnowledgeBase {
     const index = new Bm25Index<StoredChunk>({ terms: this.lexical.terms, k1: this.lexical.k1, b: this.lexical.b });
     const byId = new Map<string, StoredChunk>();
     const sources = new Map(
-      (this.db.prepare('SELECT source, format, metadata FROM sources').all() as { source: string; format: string; metadata: string }[]).map((s) => [
+      this.record.sourceFormats().map((s) => [
         s.source,
         this.sourceMetadata(s.source, s.format, s.metadata),
       ]),
     );
-    const rows = this.db.prepare('SELECT source, position, title, text, page FROM chunks ORDER BY source, position').all() as Omit<StoredChunk, 'id' | 'metadata'>[];
+    const rows = this.record.passages();
     for (const row of rows) {
       const chunk = this.toStored(row, sources.get(row.source) ?? {});
       // The heading path is part of what a passage is about ("Sick leave" answers "sick days?").
@@ -520,18 +466,12 @@ export class LocalKnowledgeBase implements KnowledgeBase {
   }
 
   private setting(key: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+    return this.record.setting(key);
   }
 
   private setSetting(key: string, value: string): void {
-    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.record.setSetting(key, value);
   }
-}
-
-
-function addColumnIfMissing(db: Database.Database, table: string, column: string, definition: string): void {
-  const columns = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
-  if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
 }
 
 function walk(dir: string): string[] {
