@@ -14,9 +14,10 @@ import type {
   StoreOpener,
 } from './store.ts';
 import { ANONYMOUS_WEB_USER_PREFIX } from './store.ts';
+import { toAnswer, toFeedback, toJob, ratedAnswer, type AnswerRow, type FeedbackRow, type JobRow } from './store-rows.ts';
 import type { JobLeaseStore, JobRecord, JobStore } from './jobs.ts';
 import type { RateLimit } from './rate-limiter.ts';
-import type { ConversationTurn, Platform, Source, Vote } from './types.ts';
+import type { ConversationTurn, Platform, Vote } from './types.ts';
 
 /**
  * Schema history of the PostgreSQL store (the same data as sqlite-store.ts, plus what several
@@ -174,103 +175,9 @@ const TYPES = {
     oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-interface AnswerRow {
-  id: string;
-  created_at: number;
-  platform: Platform;
-  workspace: string;
-  channel: string;
-  thread: string | null;
-  message_id: string;
-  user_id: string;
-  user_name: string | null;
-  question: string;
-  passages: string;
-  prompt: string;
-  output: string;
-  model_name: string;
-  model_version: string;
-  latency_ms: number;
-  reply_id: string | null;
+/** PostgreSQL's answers rows also carry their insertion order (`seq`), which pages the exports. */
+interface PgAnswerRow extends AnswerRow {
   seq: number;
-}
-
-interface FeedbackRow {
-  answer_id: string;
-  platform: Platform;
-  user_id: string;
-  value: Vote;
-  comment: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface JobRow {
-  id: number;
-  kind: string;
-  params: string;
-  status: JobRecord['status'];
-  requested_by: string;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  progress: string | null;
-  result: string | null;
-  error: string | null;
-  run_dir: string | null;
-  resumes: number | null;
-}
-
-function toAnswer(row: AnswerRow): AnswerRecord {
-  return {
-    id: row.id,
-    createdAt: row.created_at,
-    platform: row.platform,
-    workspace: row.workspace,
-    channel: row.channel,
-    ...(row.thread !== null ? { thread: row.thread } : {}),
-    messageId: row.message_id,
-    userId: row.user_id,
-    ...(row.user_name !== null ? { userName: row.user_name } : {}),
-    question: row.question,
-    passages: JSON.parse(row.passages) as Source[],
-    prompt: row.prompt,
-    output: row.output,
-    modelName: row.model_name,
-    modelVersion: row.model_version,
-    latencyMs: row.latency_ms,
-    ...(row.reply_id !== null ? { replyId: row.reply_id } : {}),
-  };
-}
-
-function toFeedback(row: FeedbackRow): FeedbackRecord {
-  return {
-    answerId: row.answer_id,
-    platform: row.platform,
-    userId: row.user_id,
-    value: row.value,
-    ...(row.comment !== null ? { comment: row.comment } : {}),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
-}
-
-function toJob(row: JobRow): JobRecord {
-  return {
-    id: row.id,
-    kind: row.kind,
-    params: JSON.parse(row.params) as Record<string, string>,
-    status: row.status,
-    requestedBy: row.requested_by,
-    createdAt: row.created_at,
-    ...(row.started_at !== null ? { startedAt: row.started_at } : {}),
-    ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
-    ...(row.progress !== null ? { progress: JSON.parse(row.progress) as JobRecord['progress'] } : {}),
-    ...(row.result !== null ? { result: JSON.parse(row.result) as Record<string, unknown> } : {}),
-    ...(row.error !== null ? { error: row.error } : {}),
-    ...(row.run_dir !== null ? { runDir: row.run_dir } : {}),
-    ...(row.resumes !== null ? { resumes: row.resumes } : {}),
-  };
 }
 
 export interface PgStoreOptions {
@@ -447,7 +354,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
   }
 
   async getAnswer(id: string): Promise<AnswerRecord | undefined> {
-    const { rows } = await this.q<AnswerRow>('SELECT * FROM answers WHERE id = $1', [id]);
+    const { rows } = await this.q<PgAnswerRow>('SELECT * FROM answers WHERE id = $1', [id]);
     return rows[0] && toAnswer(rows[0]);
   }
 
@@ -456,7 +363,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
   }
 
   async findAnswerByReply(platform: Platform, replyId: string): Promise<AnswerRecord | undefined> {
-    const { rows } = await this.q<AnswerRow>('SELECT * FROM answers WHERE platform = $1 AND reply_id = $2 ORDER BY created_at DESC, seq DESC LIMIT 1', [
+    const { rows } = await this.q<PgAnswerRow>('SELECT * FROM answers WHERE platform = $1 AND reply_id = $2 ORDER BY created_at DESC, seq DESC LIMIT 1', [
       platform,
       replyId,
     ]);
@@ -570,7 +477,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
     const page = 500;
     let after: { createdAt: number; seq: number } | undefined;
     for (;;) {
-      const { rows } = await this.q<AnswerRow>(
+      const { rows } = await this.q<PgAnswerRow>(
         `SELECT a.* FROM answers a
          WHERE EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = a.id AND ${counted})
            AND ($1::bigint IS NULL OR (a.created_at, a.seq) > ($1::bigint, $2::bigint))
@@ -585,13 +492,7 @@ export class PgStore implements BotStore, JobStore, JobLeaseStore {
       const byAnswer = new Map<string, { value: Vote; comment: string | null }[]>();
       for (const v of votes.rows) byAnswer.set(v.answer_id, [...(byAnswer.get(v.answer_id) ?? []), v]);
       for (const row of rows) {
-        const fb = byAnswer.get(row.id) ?? [];
-        yield {
-          answer: toAnswer(row),
-          up: fb.filter((f) => f.value === 1).length,
-          down: fb.filter((f) => f.value === -1).length,
-          comments: fb.flatMap((f) => (f.comment ? [f.comment] : [])),
-        };
+        yield ratedAnswer(row, byAnswer.get(row.id) ?? []);
       }
       const last = rows.at(-1)!;
       after = { createdAt: last.created_at, seq: last.seq };

@@ -16,8 +16,9 @@ import type {
   StoreOpener,
 } from './store.ts';
 import { ANONYMOUS_WEB_USER_PREFIX } from './store.ts';
+import { toAnswer, toFeedback, toJob, ratedAnswer, type AnswerRow, type FeedbackRow, type JobRow } from './store-rows.ts';
 import type { JobRecord, JobStore } from './jobs.ts';
-import type { ConversationTurn, Platform, Source, Vote } from './types.ts';
+import type { ConversationTurn, Platform, Vote } from './types.ts';
 
 /**
  * Schema history. Append a migration, never edit one that has shipped: `PRAGMA user_version`
@@ -106,104 +107,6 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (hour, actor, command)
    );`,
 ];
-
-interface AnswerRow {
-  id: string;
-  created_at: number;
-  platform: Platform;
-  workspace: string;
-  channel: string;
-  thread: string | null;
-  message_id: string;
-  user_id: string;
-  user_name: string | null;
-  question: string;
-  passages: string;
-  prompt: string;
-  output: string;
-  model_name: string;
-  model_version: string;
-  latency_ms: number;
-  reply_id: string | null;
-}
-
-interface FeedbackRow {
-  answer_id: string;
-  platform: Platform;
-  user_id: string;
-  value: Vote;
-  comment: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-function toAnswer(row: AnswerRow): AnswerRecord {
-  return {
-    id: row.id,
-    createdAt: row.created_at,
-    platform: row.platform,
-    workspace: row.workspace,
-    channel: row.channel,
-    ...(row.thread !== null ? { thread: row.thread } : {}),
-    messageId: row.message_id,
-    userId: row.user_id,
-    ...(row.user_name !== null ? { userName: row.user_name } : {}),
-    question: row.question,
-    passages: JSON.parse(row.passages) as Source[],
-    prompt: row.prompt,
-    output: row.output,
-    modelName: row.model_name,
-    modelVersion: row.model_version,
-    latencyMs: row.latency_ms,
-    ...(row.reply_id !== null ? { replyId: row.reply_id } : {}),
-  };
-}
-
-interface JobRow {
-  id: number;
-  kind: string;
-  params: string;
-  status: JobRecord['status'];
-  requested_by: string;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  progress: string | null;
-  result: string | null;
-  error: string | null;
-  run_dir: string | null;
-  resumes: number | null;
-}
-
-function toJob(row: JobRow): JobRecord {
-  return {
-    id: row.id,
-    kind: row.kind,
-    params: JSON.parse(row.params) as Record<string, string>,
-    status: row.status,
-    requestedBy: row.requested_by,
-    createdAt: row.created_at,
-    ...(row.started_at !== null ? { startedAt: row.started_at } : {}),
-    ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
-    ...(row.progress !== null ? { progress: JSON.parse(row.progress) as JobRecord['progress'] } : {}),
-    ...(row.result !== null ? { result: JSON.parse(row.result) as Record<string, unknown> } : {}),
-    ...(row.error !== null ? { error: row.error } : {}),
-    ...(row.run_dir !== null ? { runDir: row.run_dir } : {}),
-    ...(row.resumes !== null ? { resumes: row.resumes } : {}),
-  };
-}
-
-function toFeedback(row: FeedbackRow): FeedbackRecord {
-  return {
-    answerId: row.answer_id,
-    platform: row.platform,
-    userId: row.user_id,
-    value: row.value,
-    ...(row.comment !== null ? { comment: row.comment } : {}),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
-}
 
 export interface SqliteStoreOptions {
   /** How long processed event ids are kept; platforms stop redelivering after hours, not weeks. */
@@ -440,13 +343,7 @@ export class SqliteStore implements BotStore, JobStore {
     // Collect first: a live better-sqlite3 iterator blocks other statements on the connection.
     const answers = [...rows];
     for (const row of answers) {
-      const fb = votes.all(row.id) as { value: Vote; comment: string | null }[];
-      yield {
-        answer: toAnswer(row),
-        up: fb.filter((f) => f.value === 1).length,
-        down: fb.filter((f) => f.value === -1).length,
-        comments: fb.flatMap((f) => (f.comment ? [f.comment] : [])),
-      };
+      yield ratedAnswer(row, votes.all(row.id) as { value: Vote; comment: string | null }[]);
     }
   }
 
