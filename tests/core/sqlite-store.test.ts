@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/core/sqlite-store.ts';
-import { exportDataset, questionKey } from '../../src/training/feedback-datasets.ts';
+import { questionKey } from '../../src/training/feedback-datasets.ts';
 import type { NewAnswerRecord } from '../../src/core/index.ts';
 
 function answer(question: string, output: string): NewAnswerRecord {
@@ -37,13 +37,6 @@ describe('SqliteStore', () => {
     expect(reopened.db.prepare('select count(*) n from answers').get()).toEqual({ n: 1 });
   });
 
-  it('claims an event once per platform', async () => {
-    const store = new SqliteStore(':memory:');
-    expect(await store.claimEvent('slack', 'E1')).toBe(true);
-    expect(await store.claimEvent('slack', 'E1')).toBe(false);
-    expect(await store.claimEvent('feishu', 'E1')).toBe(true);
-  });
-
   it('keeps one vote per user and answer, keeps an earlier comment when a vote changes, and counts votes', async () => {
     const store = new SqliteStore(':memory:');
     const a = await store.saveAnswer(answer('q', 'a'));
@@ -58,42 +51,9 @@ describe('SqliteStore', () => {
   });
 });
 
-describe('dataset export', () => {
-  it('writes sft, kto and preference rows from the votes', async () => {
-    const store = new SqliteStore(':memory:');
-    const good = await store.saveAnswer(answer('How many leave days?', 'You get 25 days [1].'));
-    const bad = await store.saveAnswer(answer('how many leave days', 'Ask HR.'));
-    const split = await store.saveAnswer(answer('Where is the office?', 'Rotterdam.'));
-    await store.saveAnswer(answer('Unrated?', 'never voted'));
-    await store.recordFeedback({ answerId: good.id, platform: 'slack', userId: 'U1', value: 1 });
-    await store.recordFeedback({ answerId: good.id, platform: 'slack', userId: 'U2', value: 1 });
-    await store.recordFeedback({ answerId: bad.id, platform: 'slack', userId: 'U1', value: -1, comment: 'useless' });
-    await store.recordFeedback({ answerId: split.id, platform: 'slack', userId: 'U1', value: 1 });
-    await store.recordFeedback({ answerId: split.id, platform: 'slack', userId: 'U2', value: -1 });
-
-    const sft = await collect(exportDataset(store, 'sft'));
-    expect(sft).toEqual([
-      {
-        messages: [
-          { role: 'user', content: 'How many leave days?' },
-          { role: 'assistant', content: 'You get 25 days [1].' },
-        ],
-        context: [{ source: 'en/leave.md', title: 'Leave', text: '25 days' }],
-        answerId: good.id,
-        model: 'gpt-tiny@v3',
-        votes: { up: 2, down: 0 },
-      },
-    ]);
-    const kto = await collect(exportDataset(store, 'kto'));
-    expect(kto.map((r) => [r.completion, r.label])).toEqual([
-      ['You get 25 days [1].', true],
-      ['Ask HR.', false],
-    ]);
-    const pref = await collect(exportDataset(store, 'preference'));
-    expect(pref).toHaveLength(1);
-    expect(pref[0]).toMatchObject({ prompt: 'How many leave days?', chosen: 'You get 25 days [1].', rejected: 'Ask HR.', chosenId: good.id, rejectedId: bad.id });
-  });
-
+// Claims, votes, exports and the job queue are in the contract suite (store-contract.test.ts), run
+// on SQLite and PostgreSQL alike; what is here is SQLite's own.
+describe('question key', () => {
   it('treats spacing, case and a trailing question mark as the same question', () => {
     expect(questionKey('How many  leave days？')).toBe(questionKey('how many leave days'));
   });
