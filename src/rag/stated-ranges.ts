@@ -87,17 +87,17 @@ export function statedRanges(text: string): StatedRange[] {
   const add = (start: number, end: number, min: number, max: number) => {
     if (!out.some((r) => start < r.end && end > r.start)) out.push({ start, end, min, max });
   };
-  const zhBetween = new RegExp(`(?:已?满)?${NUM}${ZH_UNIT}(?:以上|及以上)?(?:[，,]?\\s*)?(?:不满|未满|以下|至|到|[-–~])${NUM}${ZH_UNIT}`, 'gu');
+  const zhBetween = new RegExp(`(?:已?满)?\\s*${NUM}\\s*${ZH_UNIT}\\s*(?:以上|及以上)?(?:[，,]?\\s*)?(?:不满|未满|以下|至|到|[-–~])\\s*${NUM}\\s*${ZH_UNIT}`, 'gu');
   for (const m of t.matchAll(zhBetween)) {
     const a = parseNumber(m[1]!) * (daysPer(m[2]!) ?? NaN);
     const b = parseNumber(m[3]!) * (daysPer(m[4]!) ?? NaN);
     if (Number.isFinite(a) && Number.isFinite(b)) add(m.index!, m.index! + m[0].length, a, /[至到\-–~]/u.test(m[0]) ? b + 1 : b);
   }
-  for (const m of t.matchAll(new RegExp(`(?<![未不])(?:已?满)${NUM}${ZH_UNIT}(?!不满|未满)|${NUM}${ZH_UNIT}(?:以上|及以上)`, 'gu'))) {
+  for (const m of t.matchAll(new RegExp(`(?<![未不])(?:已?满)\\s*${NUM}\\s*${ZH_UNIT}(?!\\s*(?:不满|未满))|${NUM}\\s*${ZH_UNIT}\\s*(?:以上|及以上)`, 'gu'))) {
     const n = parseNumber(m[1] ?? m[3]!) * (daysPer(m[2] ?? m[4]!) ?? NaN);
     if (Number.isFinite(n)) add(m.index!, m.index! + m[0].length, n, Infinity);
   }
-  for (const m of t.matchAll(new RegExp(`(?:不满|未满)${NUM}${ZH_UNIT}|${NUM}${ZH_UNIT}以下`, 'gu'))) {
+  for (const m of t.matchAll(new RegExp(`(?:不满|未满)\\s*${NUM}\\s*${ZH_UNIT}|${NUM}\\s*${ZH_UNIT}\\s*以下`, 'gu'))) {
     const n = parseNumber(m[1] ?? m[3]!) * (daysPer(m[2] ?? m[4]!) ?? NaN);
     if (Number.isFinite(n)) add(m.index!, m.index! + m[0].length, 0, n);
   }

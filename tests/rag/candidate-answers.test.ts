@@ -137,6 +137,9 @@ describe('answer units and candidates', () => {
   it('prefers a total to its parts', () => {
     const text = '| 累计工作年限 | 法定年假 | 福利年假 | 合计 |\n|---|---|---|---|\n| 满 1 年不满 10 年 | 5 天 | 7 天 | 12 天 |';
     expect(proposeCandidates('年假有多少天？', [{ title: '年假 > 年假天数', text }])[0]!.text).toBe('12 天');
+    // …and the total of the row whose tier holds the asker's years.
+    const rows = `${text}\n| 满 10 年不满 20 年 | 10 天 | 6 天 | 16 天 |\n| 满 20 年及以上 | 15 天 | 5 天 | 20 天 |`;
+    expect(proposeCandidates('工作满12年了，年假一共几天？', [{ title: '年假 > 年假天数', text: rows }])[0]!.text).toBe('16 天');
   });
 
   it('proposes the value the question asks for, in its unit, first; the first table row wins a tie', () => {
@@ -178,6 +181,9 @@ describe('tiers and stated cases', () => {
     expect(statedQuantities('I have worked here for 6 years; how many days do I get?')).toEqual([6 * 365]);
     expect(statedRanges('已满10年不满20年的').map(({ min, max }) => [min, max])).toEqual([[3650, 7300]]);
     expect(statedRanges('怀孕未满4个月流产的').map(({ min, max }) => [min, max])).toEqual([[0, 120]]);
+    // Tables often space their numbers: "满 10 年不满 20 年", "满 20 年及以上".
+    expect(statedRanges('累计工作年限: 满 10 年不满 20 年; 合计: 16 天').map(({ min, max }) => [min / 365, max / 365])).toEqual([[10, 20]]);
+    expect(statedRanges('累计工作年限: 满 20 年及以上; 合计: 20 天').map(({ min, max }) => [min / 365, max])).toEqual([[20, Infinity]]);
     expect(statedRanges('Years of service: 5–9; Annual leave: 26 days').map(({ min, max }) => [min, max])).toEqual([[5 * 365, 10 * 365]]);
     expect(statedRanges('at least 3 years of service').map(({ min, max }) => [min, max])).toEqual([[3 * 365, Infinity]]);
     expect(tierFit('已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天', 14, [12 * 365])).toBe(-1);
