@@ -4,17 +4,8 @@
  */
 import { loadConfig } from '../src/app/config.ts';
 import { createRuntime, startServer } from '../src/app/runtime.ts';
-import { silentLogger, type AnswerEvent, type Answerer } from '../src/core/index.ts';
-
-const instantAnswerer: Answerer = {
-  model: { name: 'stub', version: '0', kind: 'language-model' },
-  async *answer(): AsyncIterable<AnswerEvent> {
-    yield { type: 'sources', sources: [{ source: 'a.md', title: 'A', text: 'stub passage', score: 1 }] };
-    yield { type: 'token', text: 'stub ' };
-    yield { type: 'token', text: 'answer' };
-    yield { type: 'done', prompt: 'stub' };
-  },
-};
+import { silentLogger } from '../src/core/index.ts';
+import { instantAnswerer } from './_instant-answerer.ts';
 
 const config = loadConfig({ cwd: process.env.TEAMLLM_HOME! });
 const runtime = await createRuntime(config, { logger: silentLogger, answerer: instantAnswerer, defaultMetrics: false });

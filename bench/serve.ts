@@ -20,17 +20,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/app/config.ts';
 import { createRuntime, startServer, type RunningServer } from '../src/app/runtime.ts';
-import { silentLogger, type AnswerEvent, type Answerer } from '../src/core/index.ts';
-
-const instantAnswerer: Answerer = {
-  model: { name: 'stub', version: '0', kind: 'language-model' },
-  async *answer(): AsyncIterable<AnswerEvent> {
-    yield { type: 'sources', sources: [{ source: 'a.md', title: 'A', text: 'stub passage', score: 1 }] };
-    yield { type: 'token', text: 'stub ' };
-    yield { type: 'token', text: 'answer' };
-    yield { type: 'done', prompt: 'stub' };
-  },
-};
+import { silentLogger } from '../src/core/index.ts';
+import { instantAnswerer } from './_instant-answerer.ts';
 
 const BENCH_TOKEN = 'bench-service-token-0123456789';
 

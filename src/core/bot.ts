@@ -225,13 +225,8 @@ export class Bot {
     const conversation = conversationKey({ ...rest, ...(original.thread ? { thread: original.thread } : {}), messageId: original.messageId });
     const turns = await this.store.recentTurns(conversation, this.memory.maxTurns + 16);
     // The turns since the question was last asked are its answers so far; what came before is its history.
-    let asked = turns.length;
-    for (let i = turns.length - 1; i >= 0; i--) {
-      if (turns[i]!.role === 'user' && turns[i]!.text === original.question) {
-        asked = i;
-        break;
-      }
-    }
+    const last = turns.findLastIndex((t) => t.role === 'user' && t.text === original.question);
+    const asked = last >= 0 ? last : turns.length;
     const given = turns.slice(asked + 1).filter((t) => t.role === 'assistant').map((t) => t.text);
     const avoid = [...new Set([original.output, ...given])];
     const history = fitToBudget(turns.slice(0, asked), this.memory);

@@ -80,8 +80,7 @@ export interface ChosenAnswer {
 /** "25 days [1]" then the quoted supporting sentence, unless the direct answer is that sentence. */
 export function composeAnswer(chosen: Pick<ChosenAnswer, 'direct' | 'support' | 'citation'>): string {
   const cite = `[${chosen.citation}]`;
-  const bare = (t: string) => t.replace(/[\s,;:.，；：。]+$/u, '').toLowerCase();
-  if (bare(chosen.direct) === bare(chosen.support)) return `${chosen.support.replace(/[,;:，；：]+$/u, '')} ${cite}`;
+  if (sameAnswer(chosen.direct) === sameAnswer(chosen.support)) return `${chosen.support.replace(/[,;:，；：]+$/u, '')} ${cite}`;
   return `${chosen.direct}\n\n> ${chosen.support} ${cite}`;
 }
 
