@@ -242,6 +242,50 @@ function nearness(text: string, v: TypedValue, query: string[]): number {
   return best;
 }
 
+/**
+ * A value the question itself states ("I work 10-hour Thursdays", "我工作12年了") is the asker's
+ * case, not the answer: the same number with the same unit, however hyphenated or pluralised.
+ */
+function echoes(asked: string, v: TypedValue): boolean {
+  if (asked.includes(v.text.toLowerCase())) return true;
+  const number = v.text.match(/^[\d.,]+/)?.[0];
+  if (!number || !v.unit) return false;
+  const unit = v.unit.replace(/s$/, '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(?<![\\d.,])${number.replace(/[.]/g, '\\.')}[\\s-]*${unit}`, 'u').test(asked);
+}
+
+type Period = 'day' | 'week' | 'month' | 'year';
+const PERIODS: [Period, RegExp][] = [
+  ['day', /\b(?:per|a|each|every|one|in a|in one) (?:working |business |calendar )?day\b|\bdaily\b|每天|每日|每个工作日|一天|当日/u],
+  ['week', /\b(?:per|a|each|every|one|in a|in one) week\b|\bweekly\b|每周|每星期|一周|一个星期/u],
+  ['month', /\b(?:per|a|each|every|one|in a|in one) (?:calendar )?month\b|\bmonthly\b|每月|每个月|一个月|月度/u],
+  ['year', /\b(?:per|a|each|every|one|in a|in one|in any|in a single) (?:calendar |fiscal |leave )?year\b|\b(?:yearly|annually|per annum)\b|每年|一年内|年度/u],
+];
+
+/** The period a text speaks of ("a month", "每年"): the first named, undefined when none. */
+function periodOf(text: string): Period | undefined {
+  let best: { period: Period; at: number } | undefined;
+  for (const [period, re] of PERIODS) {
+    const at = text.search(re);
+    if (at >= 0 && (!best || at < best.at)) best = { period, at };
+  }
+  return best?.period;
+}
+
+/** 1 when the value's clause speaks of the period the question asks about, −1 when of another, 0 when of none. */
+function periodFit(asking: Period, clause: string): number {
+  const own = periodOf(clause.toLowerCase());
+  return own === undefined ? 0 : own === asking ? 1 : -1;
+}
+
+/** The clause a value sits in: from the last comma, semicolon or full stop before it to the next after it. */
+function clauseAround(text: string, v: TypedValue): string {
+  let start = 0;
+  for (const m of text.slice(0, v.start).matchAll(/[,;，；。!?！？]/gu)) start = m.index! + 1;
+  const rest = text.slice(v.end).search(/[,;，；。!?！？]/u);
+  return text.slice(start, rest >= 0 ? v.end + rest : text.length);
+}
+
 const TOTAL_LABEL = /(?:合计|总计|共计|总共|\btotal)\s*[:：]\s*$/iu;
 
 /** Candidate direct answers, best prior first. */
@@ -260,17 +304,20 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
   };
   const query = [...new Set(searchTerms(question, TERMS))];
   const stated = statedQuantities(question);
+  const asking = periodOf(asked);
   for (const unit of units) {
     for (const v of typedValues(unit.text)) {
       const fit = fits(v, intent);
       // A value the question itself states ("I have worked here 5 years") is not its answer.
-      if (fit === 0 || asked.includes(v.text.toLowerCase())) continue;
+      if (fit === 0 || echoes(asked, v)) continue;
       const near = nearness(unit.text, v, query);
       // A total answers "how many" better than its parts (法定 5 天 + 福利 7 天; 合计 12 天).
       const total = TOTAL_LABEL.test(unit.text.slice(0, v.start)) ? 0.05 : 0;
       // The tier that governs the value holds the asker's case ("已满10年不满20年的，年休假10天" for 12 years).
       const tier = tierFit(unit.text, v.start, stated);
-      const prior = unit.score + 0.1 * fit + 0.1 * near + total + 0.2 * tier;
+      // "每日不得超过三小时，但是每月不得超过三十六小时": a month asked for wants the monthly cap.
+      const period = asking ? periodFit(asking, clauseAround(unit.text, v)) : 0;
+      const prior = unit.score + 0.1 * fit + 0.1 * near + total + 0.2 * tier + 0.1 * period;
       push({ text: v.text, unit, kind: 'value', fit, prior, features: featuresOf(unit, 'value', prior, { fit, near }) });
     }
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;

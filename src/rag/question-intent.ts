@@ -45,7 +45,7 @@ const DURATION_ZH = /多久|多长时间|多长|多少时间|几天内|多少天
 const DURATION_UNITS_ZH = ['天', '日', '工作日', '周', '星期', '月', '年', '小时', '分钟'];
 /** Verbs and nouns of money: "how much do I pay", "能报多少", "奖励多少". */
 const MONEY_EN = /\b(?:cost|costs|pay|paid|earn|earns|earning|earnings|raise|money|budget|allowance|reimburs\w*|spend|spent|price|fee|fees|worth|salary|per diem|refund\w*|cover\w*|get back|claim|expense\w*|charge\w*|bonus|stipend|subsidy|compensat\w*)\b/;
-const MONEY_ZH = /钱|元|费|补贴|报销|能报|可报|报多少|付多少|交多少|花多少|拿多少|赔|补偿|奖励|工资|薪|津贴|标准/u;
+const MONEY_ZH = /钱|元|费|补贴|餐补|补助|充多少|报销|能报|可报|报多少|付多少|交多少|花多少|拿多少|赔|补偿|奖励|工资|薪|津贴|标准/u;
 /** "What is the limit / maximum / budget …": an amount, a count or a share. */
 const AMOUNT_NOUN_EN = /\b(?:limit|maximum|max|minimum|cap|budget|allowance|amount|rate|threshold|ceiling)\b/;
 
@@ -68,11 +68,14 @@ export function questionIntent(question: string): QuestionIntent {
   if (/\bwhat year\b|\bwhich year\b|\bsince when\b|\bfounded\b/.test(q)) add('year', 'date');
   if (DURATION_EN.test(q) || /\bhow much (?:time|leave|vacation|notice|holiday)\b/.test(q)) for (const u of TIME_UNITS_EN) units.push(u.replace(/s$/, ''));
   if (kinds.length === 0 && /^(?:what|which)\b|\bwhat(?:'s| is| are)\b/.test(q) && AMOUNT_NOUN_EN.test(q)) add(MONEY_EN.test(q) || /\bspending|card\b/.test(q) ? 'money' : 'count', 'money', 'percent', 'count');
-  for (const [re, unit] of UNIT_WORDS_EN) if (/\bhow (?:many|much|long)\b/.test(q) && re.test(q) && !units.includes(unit)) units.unshift(unit);
+  // "per year" in "how much leave do I get per year" is the period, not the unit asked for.
+  const unitsNamed = q.replace(/\b(?:per|a|an|each|every|one|in a|in one|in any) (?:calendar |fiscal |working |business )?(?:hour|day|week|month|year)\b/g, ' ');
+  for (const [re, unit] of UNIT_WORDS_EN) if (/\bhow (?:many|much|long)\b/.test(q) && re.test(unitsNamed) && !units.includes(unit)) units.unshift(unit);
   // Chinese.
   if (/多少|几块|几千|几万/u.test(q) && MONEY_ZH.test(q)) add('money', 'percent');
   if (/百分之|比例|几成|多少比例|打几折/u.test(q)) add('percent');
-  if (/多少|几[个天周月年次人名小分日]/u.test(q) || DURATION_ZH.test(q)) add('count');
+  // Not 这几天 / 前几年 ("these days", "the last few years"): those point, they do not ask.
+  if (/多少|(?<![这那前后头])几[个天周月年次人名小分日]/u.test(q) || DURATION_ZH.test(q)) add('count');
   if (DURATION_ZH.test(q)) for (const u of DURATION_UNITS_ZH) if (!units.includes(u)) units.push(u);
   if (/几点|什么时间|几时/u.test(q)) add('time');
   if (/什么时候|何时|哪天|哪一天|几号|截止|日期/u.test(q)) add('date', 'weekday', 'time');

@@ -46,6 +46,8 @@ const EN_UNIT = '(years?|months?|weeks?|days?)';
 export function statedQuantities(question: string): number[] {
   const q = question.normalize('NFKC');
   const out: number[] = [];
+  // A newcomer's case is zero: "I just joined", "new hire", "刚入职" fall in "0–4 years", "不满1年".
+  if (/\bjust (?:joined|started|been hired)\b|\bnew (?:hire|joiner|starter)\b|\bmy first (?:year|months?)\b|刚入职|刚来公司|刚进公司|新入职|新员工/iu.test(q)) out.push(0);
   const zh = new RegExp(`(?<![第几多少\\d])${NUM}\\s*${ZH_UNIT}(?![以内前后\\d零〇一二两三四五六七八九十])`, 'gu');
   for (const m of q.matchAll(zh)) {
     // "一年" in "每年", "一个月" in "一个月最多…" is a period, not a case: only numbers other than one, or one after 了/满/签.
@@ -126,14 +128,16 @@ export function statedRanges(text: string): StatedRange[] {
  * Whether the tier that governs a value at `at` in `text` holds the asker's case: 1 when the
  * nearest range before the value (in the same clause run: no full stop between) contains a
  * quantity the question states, −1 when it excludes all of them, 0 when there is no tier or no
- * stated case.
+ * stated case; −0.5 for a value that is the bound of a condition when the question states no case.
  */
 export function tierFit(text: string, at: number, stated: number[]): number {
-  if (stated.length === 0) return 0;
   const ranges = statedRanges(text);
-  const holds = (r: StatedRange) => stated.some((d) => d >= r.min && d < r.max);
-  // A value that is itself a bound ("less than 1 year") is a condition, wrong when it excludes the case.
   const own = ranges.find((r) => r.start <= at && at < r.end);
+  // A value that is itself a bound ("fewer than 10 days per pay period", "满4个月") is a condition,
+  // not what the rule grants; "up to 30 days" is the grant, and "vest over 4 years" a duration.
+  if (stated.length === 0) return own && !/^(?:up to|over)\b/i.test(text.slice(own.start, own.end)) ? -0.5 : 0;
+  const holds = (r: StatedRange) => stated.some((d) => d >= r.min && d < r.max);
+  // Wrong when the condition excludes the asker's case.
   if (own) return holds(own) ? 0 : -1;
   const before = ranges.filter((r) => r.end <= at && !/[。.!?！？]\s/u.test(text.slice(r.end, at)));
   const range = before.at(-1);

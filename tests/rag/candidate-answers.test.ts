@@ -169,6 +169,34 @@ describe('answer units and candidates', () => {
     expect(questionIntent('加班工资是多少钱？').kinds[0]).toBe('money');
     expect(proposeCandidates('我做小时工，工资最长多少天得结一次？', [{ title: '非全日制用工', text }])[0]!.text).toBe('十五日');
   });
+
+  it("does not answer with the asker's own numbers, with a condition's bound, or with a cap for another period", () => {
+    const holiday = 'For example: you typically work 10 hours on Thursdays. You are given 8 hours for the paid holiday, and you work 2 extra hours that week.';
+    // "10-hour Thursdays" is the asker's case: "10 hours" is not proposed at all.
+    const echo = proposeCandidates('I normally do 10-hour Thursdays and Christmas lands on a Thursday. How much holiday time do I get?', [{ title: 'Work schedules', text: holiday }]);
+    expect(echo.map((c) => c.text)).not.toContain('10 hours');
+    expect(echo[0]!.text).toBe('8 hours');
+    // "fewer than 10 days per pay period" is when a rule applies, not what it grants.
+    const rule = 'Same as Variable Week, but you may work fewer than 10 days per pay period. You are given 8 hours for a holiday.';
+    expect(proposeCandidates('How much holiday time do I get?', [{ title: 'Work schedules', text: rule }])[0]!.text).toBe('8 hours');
+    expect(tierFit(rule, rule.indexOf('10 days'), [])).toBeLessThan(0);
+    // …but "up to 30 days" is the grant, and "vest over 4 years" a duration.
+    expect(tierFit('You can take up to 30 days of leave', 'You can take '.length + 6, [])).toBe(0);
+    expect(tierFit('Options vest over 4 years', 'Options vest over '.length, [])).toBe(0);
+    // 每月 asked: the monthly cap, not the daily one beside it.
+    const law = '延长工作时间每日不得超过三小时，但是每月不得超过三十六小时。';
+    expect(proposeCandidates('一个月最多能加多少小时班？', [{ title: '工作时间', text: law }])[0]!.text).toBe('三十六小时');
+    expect(proposeCandidates('一天最多能加多少小时班？', [{ title: '工作时间', text: law }])[0]!.text).toBe('三小时');
+  });
+
+  it('reads "per year" as the period, a newcomer as zero years, 这几天 as pointing, and 餐补 as money', () => {
+    const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
+    expect(questionIntent('How much annual leave do I get per year?').units).not.toContain('year');
+    expect(statedQuantities('I just joined full-time. How much annual leave do I get per year?')).toEqual([0]);
+    expect(proposeCandidates('I just joined full-time. How much annual leave do I get per year?', passages)[0]!.text).toBe('25 days');
+    expect(questionIntent('我请假刚好跨了一个周末和中秋节，这几天要从年假里扣吗？').kinds).toEqual([]);
+    expect(questionIntent('公司每天往饭卡里充多少餐补？').kinds[0]).toBe('money');
+  });
 });
 
 describe('tiers and stated cases', () => {
