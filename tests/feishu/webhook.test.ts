@@ -489,6 +489,30 @@ describe('Feishu webhook: "↻ Another answer"', () => {
     expect(h.answerer.requests.at(-1)!.avoid).toEqual(['You get 25 days of leave.', 'Second try.']);
   });
 
+  it('works from the legacy card callback too (its per-click token keys the click)', async () => {
+    const h = await start();
+    const first = await ask(h, messageEvent());
+    h.answerer.tokens = ['Legacy second answer.'];
+    const legacy = (token: string) => ({
+      open_id: USER,
+      user_id: 'u_1',
+      open_message_id: first.messageId,
+      open_chat_id: 'oc_p2p_1',
+      tenant_key: 'tenant_0001',
+      token,
+      action: { value: anotherAnswerButton(first.states.at(-1))!.value, tag: 'button' },
+    });
+    const res = await h.deliver(legacy('c-legacy-click-1'));
+    expect(res.status).toBe(200);
+    // The legacy format answers with a card or nothing: nothing keeps the clicked card as it is.
+    expect(res.body).toEqual({});
+    await h.deliver(legacy('c-legacy-click-1'));
+    await waitFor(() => isFinal(h.fake.cardFor(first.messageId)?.states.at(-1)));
+    expect(elements(h.fake.cardFor(first.messageId)!.states.at(-1))[0]).toEqual({ tag: 'markdown', content: 'Legacy second answer.' });
+    await waitFor(() => h.logger.lines.filter((l) => l.includes('"another answer" handled')).length === 2);
+    expect(h.fake.cards).toHaveLength(2);
+  });
+
   it('refuses a click from another chat, and on an unknown answer, with a toast and nothing posted', async () => {
     const h = await start();
     const first = await ask(h, inThread(h));
