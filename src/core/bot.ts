@@ -214,12 +214,12 @@ export class Bot {
    * preference pairs the reward model learns most from (training/feedback-datasets.ts).
    */
   private async regenerate(msg: IncomingMessage, answerId: string, target: ReplyTarget, log: Logger): Promise<HandleResult> {
-    const original = await this.store.getAnswer(answerId);
-    // Someone who could not see the answer cannot ask for another: same platform, same channel.
-    if (!original || original.platform !== msg.platform || original.channel !== msg.channel || original.workspace !== msg.workspace) {
+    const check = await this.canRegenerate(answerId, msg);
+    if (!check.ok) {
       await target.post({ phase: 'notice', text: 'That answer is not one I gave in this conversation, so I cannot give another one for it.' });
       return { outcome: 'denied' };
     }
+    const original = check.answer;
     // The conversation the answer was given in (not where the click came from: a DM's button is in no thread).
     const { thread: _clickedIn, ...rest } = msg;
     const conversation = conversationKey({ ...rest, ...(original.thread ? { thread: original.thread } : {}), messageId: original.messageId });
@@ -372,6 +372,22 @@ export class Bot {
     }
     this.observer.answer(msg.platform, outcome, (performance.now() - started) / 1000);
     return { outcome: busy ? 'store_busy' : outcome, ...(answerId ? { answerId } : {}) };
+  }
+
+  /**
+   * Whether "another answer" for `answerId` may be asked from `where`: someone who could not see
+   * the answer cannot ask for another (same platform, workspace and channel). The Bot checks this
+   * itself when it handles a `regenerate` message; adapters that must answer a click at once (a
+   * Feishu toast) ask first, so a refusal is told to the clicker rather than posted in the chat.
+   */
+  async canRegenerate(
+    answerId: string,
+    where: Pick<IncomingMessage, 'platform' | 'workspace' | 'channel'>,
+  ): Promise<{ ok: true; answer: AnswerRecord } | { ok: false; reason: 'unknown_answer' | 'other_conversation' }> {
+    const answer = await this.store.getAnswer(answerId);
+    if (!answer) return { ok: false, reason: 'unknown_answer' };
+    if (answer.platform !== where.platform || answer.channel !== where.channel || answer.workspace !== where.workspace) return { ok: false, reason: 'other_conversation' };
+    return { ok: true, answer };
   }
 
   /** Records (or withdraws, with 0) a user's vote on an answer. */

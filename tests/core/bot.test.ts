@@ -23,6 +23,17 @@ describe('Bot answering', () => {
     expect(record!.latencyMs).toBeGreaterThanOrEqual(0);
   });
 
+  it('says whether "another answer" may be asked from a place: the answer\'s own platform, workspace and channel only', async () => {
+    const { bot } = makeBot();
+    const { answerId } = await bot.handle(message(), new RecordingTarget());
+    const here = { platform: 'slack' as const, workspace: 'T1', channel: 'D1' };
+    expect(await bot.canRegenerate(answerId!, here)).toMatchObject({ ok: true, answer: { id: answerId, question: 'How many days of leave do I get?' } });
+    expect(await bot.canRegenerate(answerId!, { ...here, channel: 'C9' })).toEqual({ ok: false, reason: 'other_conversation' });
+    expect(await bot.canRegenerate(answerId!, { ...here, workspace: 'T2' })).toEqual({ ok: false, reason: 'other_conversation' });
+    expect(await bot.canRegenerate(answerId!, { ...here, platform: 'feishu' })).toEqual({ ok: false, reason: 'other_conversation' });
+    expect(await bot.canRegenerate('no-such-answer', here)).toEqual({ ok: false, reason: 'unknown_answer' });
+  });
+
   it('throttles streaming updates to the target interval but always sends the final text', async () => {
     const answerer = new ScriptedAnswerer(Array.from({ length: 30 }, (_, i) => `t${i} `), undefined, 5);
     const { bot } = makeBot({ answerer });

@@ -249,11 +249,11 @@ export function reactionEvent(messageId: string, emoji: string, user = USER, cre
 }
 
 /** card.action.trigger (the current card callback), as in Feishu's card callback docs. */
-export function cardActionEvent(messageId: string, value: unknown, user = USER): Record<string, unknown> {
+export function cardActionEvent(messageId: string, value: unknown, user = USER, chatId = 'oc_p2p_1', eventId = `ev_${next()}`): Record<string, unknown> {
   return {
     schema: '2.0',
     header: {
-      event_id: `ev_${next()}`,
+      event_id: eventId,
       token: VERIFICATION_TOKEN,
       create_time: String(Date.now() * 1000),
       event_type: 'card.action.trigger',
@@ -265,7 +265,7 @@ export function cardActionEvent(messageId: string, value: unknown, user = USER):
       token: 'c-card-update-token',
       action: { value, tag: 'button' },
       host: 'im_message',
-      context: { open_message_id: messageId, open_chat_id: 'oc_p2p_1' },
+      context: { open_message_id: messageId, open_chat_id: chatId },
     },
   };
 }
@@ -284,6 +284,12 @@ export function voteButtons(card: Record<string, unknown> | undefined): Record<s
   return (action?.actions as Record<string, unknown>[] | undefined) ?? [];
 }
 
+/** The "↻ Another answer" button of a final card (the third, after 👍 and 👎). */
+export function anotherAnswerButton(card: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  return voteButtons(card).find((b) => (b.value as { action?: string } | undefined)?.action === 'teamllm_another_answer');
+}
+
+/** A final answer card: 👍, 👎 and "↻ Another answer". */
 export function isFinal(card: Record<string, unknown> | undefined): boolean {
-  return voteButtons(card).length === 2;
+  return voteButtons(card).length === 3;
 }

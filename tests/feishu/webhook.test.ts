@@ -3,6 +3,7 @@ import { waitFor, ScriptedAnswerer } from '../helpers.ts';
 import {
   ADMIN,
   ENCRYPT_KEY,
+  anotherAnswerButton,
   USER,
   VERIFICATION_TOKEN,
   cardActionEvent,
@@ -178,6 +179,7 @@ describe('Feishu webhook: conversations', () => {
     expect(record).toMatchObject({ question: 'How many days of leave do I get?', userId: USER, workspace: 'tenant_0001', channel: 'oc_p2p_1' });
     expect(up!.value).toEqual({ action: 'teamllm_vote', answerId: record!.id, vote: 1 });
     expect(down!.value).toEqual({ action: 'teamllm_vote', answerId: record!.id, vote: -1 });
+    expect(voteButtons(final)[2]).toMatchObject({ text: { content: '↻ Another answer' }, value: { action: 'teamllm_another_answer', answerId: record!.id } });
 
     // Every call to Feishu carried the tenant token the SDK fetched with the app credentials.
     const tokenCalls = h.fake.calls('POST', /tenant_access_token/);
@@ -402,6 +404,158 @@ describe('Feishu webhook: feedback', () => {
     await h.deliver(reactionEvent('om_not_a_bot_answer', 'THUMBSUP', 'ou_third'));
     await waitFor(() => h.logger.lines.some((l) => l.includes('not an answer; ignored') && l.includes('om_not_a_bot_answer')));
     expect(await h.store.feedbackCounts()).toEqual({ up: 0, down: 1 });
+  });
+});
+
+describe('Feishu webhook: "↻ Another answer"', () => {
+  /** A question @-mentioning the bot inside a group thread. */
+  const inThread = (h: Harness, text = '@_user_1 how many days of leave do I get?') =>
+    messageEvent({
+      chatType: 'group',
+      chatId: 'oc_group_1',
+      text,
+      mentions: [{ key: '@_user_1', openId: h.fake.botOpenId, name: 'teamllm' }],
+      threadId: 'omt_thread_9',
+      rootId: 'om_thread_root_9',
+    });
+
+  it('answers the click at once with a toast, then posts a second, different answer in the same thread', async () => {
+    const h = await start();
+    const first = await ask(h, inThread(h));
+    expect(first.replyInThread).toBe(true);
+    const record = (await h.store.findAnswerByReply('feishu', first.messageId))!;
+    const button = anotherAnswerButton(first.states.at(-1))!;
+    expect(button.value).toEqual({ action: 'teamllm_another_answer', answerId: record.id });
+
+    h.answerer.tokens = ['Part-timers get ', 'a pro-rata share.'];
+    // Generation is held until the callback has been answered: it must not wait for the answer.
+    const release = h.answerer.hold();
+    const click = cardActionEvent(first.messageId, button.value, 'ou_colleague', 'oc_group_1');
+    const res = await h.deliver(click);
+    expect(res.status).toBe(200);
+    expect(res.body.toast).toEqual({ type: 'info', content: 'Working on another answer…' });
+    expect(res.body.card).toBeUndefined();
+    // Feishu redelivers a callback it thinks was slow: the same event_id gives no second answer.
+    expect((await h.deliver(click)).status).toBe(200);
+    release();
+
+    // The new answer replies to the clicked card, in the thread, streamed like any answer.
+    await waitFor(() => isFinal(h.fake.cardFor(first.messageId)?.states.at(-1)));
+    const second = h.fake.cardFor(first.messageId)!;
+    expect(second.replyInThread).toBe(true);
+    expect(cardText(second.states[0])).toContain('Thinking…');
+    expect(elements(second.states.at(-1))[0]).toEqual({ tag: 'markdown', content: 'Part-timers get a pro-rata share.' });
+    expect(elements(first.states.at(-1))[0]).toEqual({ tag: 'markdown', content: 'You get 25 days of leave.' });
+
+    const request = h.answerer.requests.at(-1)!;
+    expect(request.question).toBe('how many days of leave do I get?');
+    expect(request.avoid).toEqual(['You get 25 days of leave.']);
+    const again = (await h.store.findAnswerByReply('feishu', second.messageId))!;
+    expect(again).toMatchObject({ question: 'how many days of leave do I get?', channel: 'oc_group_1', thread: record.thread, userId: 'ou_colleague' });
+    expect(again.id).not.toBe(record.id);
+    // Its own buttons name the new answer.
+    expect(anotherAnswerButton(second.states.at(-1))!.value).toEqual({ action: 'teamllm_another_answer', answerId: again.id });
+
+    await waitFor(() => h.logger.lines.filter((l) => l.includes('"another answer" handled')).length === 2);
+    expect(h.answerer.requests).toHaveLength(2);
+    expect(h.fake.cards).toHaveLength(2);
+    expect(h.logger.lines.some((l) => l.includes('"another answer" handled') && l.includes('"outcome":"duplicate"'))).toBe(true);
+
+    // Votes on both answers still work, and a 👎/👍 across the two is what the reward model learns from.
+    const down = await h.deliver(cardActionEvent(first.messageId, voteButtons(first.states.at(-1))[1]!.value, 'ou_colleague', 'oc_group_1'));
+    expect(down.body.toast).toMatchObject({ type: 'success' });
+    const up = await h.deliver(cardActionEvent(second.messageId, voteButtons(second.states.at(-1))[0]!.value, 'ou_colleague', 'oc_group_1'));
+    expect(up.body.toast).toMatchObject({ type: 'success' });
+    expect(anotherAnswerButton((up.body.card as { data: Record<string, unknown> }).data)).toBeDefined();
+    expect((await h.store.feedbackFor(record.id)).map((f) => f.value)).toEqual([-1]);
+    expect((await h.store.feedbackFor(again.id)).map((f) => f.value)).toEqual([1]);
+  });
+
+  it('gives a second click its own reply (its own uuid), also in a direct chat', async () => {
+    const h = await start();
+    const first = await ask(h, messageEvent());
+    const button = anotherAnswerButton(first.states.at(-1))!;
+    h.answerer.tokens = ['Second try.'];
+    expect((await h.deliver(cardActionEvent(first.messageId, button.value))).body.toast).toMatchObject({ type: 'info' });
+    await waitFor(() => h.fake.cards.length === 2 && isFinal(h.fake.cards[1]!.states.at(-1)));
+    h.answerer.tokens = ['Third try.'];
+    expect((await h.deliver(cardActionEvent(first.messageId, button.value))).body.toast).toMatchObject({ type: 'info' });
+    await waitFor(() => h.fake.cards.length === 3 && isFinal(h.fake.cards[2]!.states.at(-1)));
+    expect(h.fake.cards.slice(1).map((c) => c.questionId)).toEqual([first.messageId, first.messageId]);
+    expect(new Set(h.fake.cards.map((c) => c.uuid)).size).toBe(3);
+    expect(h.fake.cards[2]!.replyInThread).toBe(false);
+    expect(cardText(h.fake.cards[2]!.states.at(-1))).toContain('Third try.');
+    // Both earlier answers were to be avoided the second time.
+    expect(h.answerer.requests.at(-1)!.avoid).toEqual(['You get 25 days of leave.', 'Second try.']);
+  });
+
+  it('works from the legacy card callback too (its per-click token keys the click)', async () => {
+    const h = await start();
+    const first = await ask(h, messageEvent());
+    h.answerer.tokens = ['Legacy second answer.'];
+    const legacy = (token: string) => ({
+      open_id: USER,
+      user_id: 'u_1',
+      open_message_id: first.messageId,
+      open_chat_id: 'oc_p2p_1',
+      tenant_key: 'tenant_0001',
+      token,
+      action: { value: anotherAnswerButton(first.states.at(-1))!.value, tag: 'button' },
+    });
+    const res = await h.deliver(legacy('c-legacy-click-1'));
+    expect(res.status).toBe(200);
+    // The legacy format answers with a card or nothing: nothing keeps the clicked card as it is.
+    expect(res.body).toEqual({});
+    await h.deliver(legacy('c-legacy-click-1'));
+    await waitFor(() => isFinal(h.fake.cardFor(first.messageId)?.states.at(-1)));
+    expect(elements(h.fake.cardFor(first.messageId)!.states.at(-1))[0]).toEqual({ tag: 'markdown', content: 'Legacy second answer.' });
+    await waitFor(() => h.logger.lines.filter((l) => l.includes('"another answer" handled')).length === 2);
+    expect(h.fake.cards).toHaveLength(2);
+  });
+
+  it('refuses a click from another chat, and on an unknown answer, with a toast and nothing posted', async () => {
+    const h = await start();
+    const first = await ask(h, inThread(h));
+    const button = anotherAnswerButton(first.states.at(-1))!;
+    // The card forwarded into another chat and clicked there.
+    const elsewhere = await h.deliver(cardActionEvent('om_forwarded_copy', button.value, 'ou_outsider', 'oc_other_group'));
+    expect(elsewhere.status).toBe(200);
+    expect(elsewhere.body.toast).toEqual({ type: 'warning', content: 'This answer was given in another chat: ask for another answer there.' });
+    const unknown = await h.deliver(cardActionEvent(first.messageId, { action: 'teamllm_another_answer', answerId: 'no-such-answer' }, USER, 'oc_group_1'));
+    expect(unknown.status).toBe(200);
+    expect(unknown.body.toast).toMatchObject({ type: 'warning' });
+    expect(String((unknown.body.toast as { content: string }).content)).toMatch(/no longer have this answer/);
+
+    // A barrier: a later question is answered, so nothing from the refused clicks was still on its way.
+    await ask(h, messageEvent({ text: 'And sick leave?' }));
+    expect(h.answerer.requests).toHaveLength(2);
+    expect(h.fake.cards).toHaveLength(2);
+    expect(h.fake.cardFor('om_forwarded_copy')).toBeUndefined();
+  });
+
+  it('answers malformed button values with a toast or a 400, and keeps serving', async () => {
+    const h = await start();
+    const first = await ask(h, messageEvent());
+    for (const value of [
+      { action: 'teamllm_another_answer' },
+      { action: 'teamllm_another_answer', answerId: '' },
+      { action: 'teamllm_another_answer', answerId: 'x'.repeat(500) },
+      { action: 'teamllm_another_answer', answerId: 42 },
+      JSON.stringify({ action: 'teamllm_another_answer', answerId: ['a'] }),
+    ]) {
+      const res = await h.deliver(cardActionEvent(first.messageId, value));
+      expect(res.status).toBe(200);
+      expect(res.body.toast).toMatchObject({ type: 'error' });
+    }
+    // A value that is no JSON at all, and a click without its message and chat.
+    expect((await h.deliver(cardActionEvent(first.messageId, '{"action":"teamllm_another_answer",'))).body.toast).toMatchObject({ type: 'info' });
+    const noContext = cardActionEvent(first.messageId, anotherAnswerButton(first.states.at(-1))!.value);
+    delete (noContext.event as Record<string, unknown>).context;
+    expect((await h.deliver(noContext)).status).toBe(400);
+
+    const second = await ask(h, messageEvent({ text: 'Still there?' }));
+    expect(isFinal(second.states.at(-1))).toBe(true);
+    expect(h.answerer.requests).toHaveLength(2);
   });
 });
 

@@ -78,7 +78,8 @@ describe('WeCom messages', () => {
     expect(card.card_type).toBe('button_interaction');
     const keys = card.button_list.map((b) => b.key);
     const answerId = keys[0]!.replace(/^up:/, '');
-    expect(keys).toEqual([`up:${answerId}`, `down:${answerId}`]);
+    expect(keys).toEqual([`up:${answerId}`, `down:${answerId}`, `another:${answerId}`]);
+    expect(card.button_list[2]!.text).toBe('↻ Another answer');
     expect(card.task_id).toMatch(/^[A-Za-z0-9_@-]{1,128}$/);
     const record = await h.store.getAnswer(answerId);
     expect(record).toMatchObject({ platform: 'wecom', userId: USER, workspace: SECRETS.corpId, output: 'You get 25 days of leave.' });
@@ -188,7 +189,7 @@ describe('WeCom messages', () => {
     expect(update).toMatchObject({ userids: [USER], agentid: 1000002, response_code: 'rc-click-1' });
     expect(update.template_card.card_type).toBe('button_interaction');
     expect(update.template_card.sub_title_text).toContain('👍');
-    expect(update.template_card.button_list.map((b) => b.key)).toEqual([`withdraw:${answerId}`, `down:${answerId}`]);
+    expect(update.template_card.button_list.map((b) => b.key)).toEqual([`withdraw:${answerId}`, `down:${answerId}`, `another:${answerId}`]);
     expect(await h.store.feedbackFor(answerId)).toMatchObject([{ platform: 'wecom', userId: USER, value: 1 }]);
 
     // The same click retried by WeCom is not counted or shown twice.
@@ -201,7 +202,7 @@ describe('WeCom messages', () => {
     await click(`withdraw:${answerId}`, 'rc-click-3', 1_700_000_003);
     await waitFor(() => h!.fake.updates.length === 3);
     expect(await h.store.feedbackFor(answerId)).toHaveLength(0);
-    expect(h.fake.updates[2]!.body.template_card.button_list.map((b) => b.key)).toEqual([`up:${answerId}`, `down:${answerId}`]);
+    expect(h.fake.updates[2]!.body.template_card.button_list.map((b) => b.key)).toEqual([`up:${answerId}`, `down:${answerId}`, `another:${answerId}`]);
     await h.adapter.stop!();
     expect(h.fake.updates).toHaveLength(3);
   });
@@ -278,6 +279,97 @@ describe('WeCom messages', () => {
     await h.post(imageMessageXml({ corpId: SECRETS.corpId, from: USER, msgId: nextMsgId(), agentId: SECRETS.agentId }));
     await waitFor(() => h!.fake.textsTo(USER).length === 1);
     expect(h.fake.textsTo(USER)[0]!.content).toMatch(/only read text/);
+  });
+});
+
+describe('WeCom "↻ Another answer"', () => {
+  const click = (harness: Harness, o: { from?: string; eventKey: string; taskId: string; responseCode: string; createTime: number }) =>
+    harness.post(cardEventXml({ corpId: SECRETS.corpId, from: o.from ?? USER, eventKey: o.eventKey, taskId: o.taskId, responseCode: o.responseCode, agentId: SECRETS.agentId, createTime: o.createTime }));
+
+  it('answers the question again from the card button: a second, different answer with its own card; votes still work', async () => {
+    h = await startHarness();
+    await h.post(question('How many days of leave do I get?'));
+    const first = await answerTo(h);
+    const firstId = first.card.button_list[0]!.key.slice('up:'.length);
+
+    h.answerer.tokens = ['Part-timers get ', 'a pro-rata share.'];
+    const release = h.answerer.hold();
+    const res = await click(h, { eventKey: `another:${firstId}`, taskId: first.card.task_id, responseCode: 'rc-another-1', createTime: 1_700_000_101 });
+    // Acknowledged at once with an empty body, before the answer is generated.
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('');
+    // WeCom retries a callback it thinks was slow: the same click is answered once.
+    expect((await click(h, { eventKey: `another:${firstId}`, taskId: first.card.task_id, responseCode: 'rc-another-1', createTime: 1_700_000_101 })).status).toBe(200);
+    release();
+
+    const second = await answerTo(h, USER, 2);
+    expect(second.texts).toHaveLength(2);
+    expect(second.texts[1]!.content).toContain('Part-timers get a pro-rata share.');
+    expect(second.texts[1]!.content).not.toContain('25 days of leave');
+    const secondId = second.card.button_list[0]!.key.slice('up:'.length);
+    expect(secondId).not.toBe(firstId);
+    expect(second.card.button_list.map((b) => b.key)).toEqual([`up:${secondId}`, `down:${secondId}`, `another:${secondId}`]);
+    const request = h.answerer.requests.at(-1)!;
+    expect(request.question).toBe('How many days of leave do I get?');
+    expect(request.avoid).toEqual(['You get 25 days of leave.']);
+    expect(await h.store.getAnswer(secondId)).toMatchObject({ platform: 'wecom', channel: USER, question: 'How many days of leave do I get?', output: 'Part-timers get a pro-rata share.' });
+
+    // The click is no vote and does not use up the card's response code.
+    expect(h.fake.updates).toHaveLength(0);
+    expect(await h.store.feedbackFor(firstId)).toHaveLength(0);
+    // 👎 on the first, 👍 on the second, from their cards.
+    await click(h, { eventKey: `down:${firstId}`, taskId: first.card.task_id, responseCode: 'rc-vote-1', createTime: 1_700_000_102 });
+    await click(h, { eventKey: `up:${secondId}`, taskId: second.card.task_id, responseCode: 'rc-vote-2', createTime: 1_700_000_103 });
+    await waitFor(() => h!.fake.updates.length === 2);
+    expect(await h.store.feedbackFor(firstId)).toMatchObject([{ value: -1, userId: USER }]);
+    expect(await h.store.feedbackFor(secondId)).toMatchObject([{ value: 1, userId: USER }]);
+    await h.adapter.stop!();
+    expect(h.answerer.requests).toHaveLength(2);
+  });
+
+  it('takes "换一个" (or "another", "↻") typed right after an answer as the same request', async () => {
+    h = await startHarness();
+    await h.post(question('年假有几天？'));
+    const first = await answerTo(h);
+    const firstId = first.card.button_list[0]!.key.slice('up:'.length);
+    h.answerer.tokens = ['另一个答案。'];
+    await h.post(question('换一个'));
+    const second = await answerTo(h, USER, 2);
+    expect(second.texts.at(-1)!.content).toContain('另一个答案。');
+    expect(h.answerer.requests.map((r) => r.question)).toEqual(['年假有几天？', '年假有几天？']);
+    expect(h.answerer.requests[1]!.avoid).toEqual(['You get 25 days of leave.']);
+    const secondId = second.card.button_list[0]!.key.slice('up:'.length);
+    expect(secondId).not.toBe(firstId);
+    // With no answer just before it, "another" is an ordinary message.
+    await h.post(question('another', 'lisi'));
+    await answerTo(h, 'lisi');
+    expect(h.answerer.requests.at(-1)).toMatchObject({ question: 'another' });
+  });
+
+  it('refuses a click on someone else\'s answer or an unknown one with a message, and ignores malformed keys', async () => {
+    h = await startHarness();
+    await h.post(question('How many days of leave do I get?'));
+    const first = await answerTo(h);
+    const answerId = first.card.button_list[0]!.key.slice('up:'.length);
+
+    // Another member sends the click for zhangsan's answer (a forged or forwarded card).
+    await click(h, { from: 'lisi', eventKey: `another:${answerId}`, taskId: first.card.task_id, responseCode: 'rc-x-1', createTime: 1_700_000_201 });
+    await waitFor(() => h!.fake.textsTo('lisi').length === 1);
+    expect(h.fake.textsTo('lisi')[0]!.content).toMatch(/not one I gave in this conversation/);
+    await click(h, { eventKey: 'another:no-such-answer', taskId: first.card.task_id, responseCode: 'rc-x-2', createTime: 1_700_000_202 });
+    await waitFor(() => h!.fake.textsTo(USER).length === 2);
+    expect(h.fake.textsTo(USER)[1]!.content).toMatch(/not one I gave in this conversation/);
+
+    // Malformed keys: logged and dropped, nothing sent, and the adapter keeps serving.
+    for (const [i, eventKey] of ['another:', `another:${'x'.repeat(600)}`, 'again:abc', ''].entries()) {
+      const res = await click(h, { eventKey, taskId: first.card.task_id, responseCode: `rc-bad-${i}`, createTime: 1_700_000_300 + i });
+      expect(res.status).toBe(200);
+    }
+    await waitFor(() => h!.logger.entries.filter((e) => e.msg === 'card click with an unknown button key ignored').length === 4);
+    await h.post(question('And sick days?'));
+    await answerTo(h, USER, 2);
+    expect(h.answerer.requests.map((r) => r.question)).toEqual(['How many days of leave do I get?', 'And sick days?']);
+    expect(h.fake.cardsTo('lisi')).toHaveLength(0);
   });
 });
 

@@ -24,6 +24,21 @@ export interface VoteButtonValue {
   vote: Vote;
 }
 
+/** "↻ Another answer": the same question answered again, as a new reply (core Bot, `regenerate`). */
+export const ANOTHER_ANSWER_ACTION = 'teamllm_another_answer';
+
+/** The value the "↻ Another answer" button sends back in card.action.trigger. */
+export interface AnotherAnswerButtonValue {
+  action: typeof ANOTHER_ANSWER_ACTION;
+  answerId: string;
+}
+
+/** The callback answer Feishu shows: a toast for the clicker and, when we have it, the refreshed card. */
+export interface CardActionReply {
+  toast: { type: 'success' | 'info' | 'warning' | 'error'; content: string };
+  card?: { type: 'raw'; data: object };
+}
+
 export interface VoteTally {
   up: number;
   down: number;
@@ -84,10 +99,11 @@ function render(content: ReplyContent, text: string, layout: Layout, tally: Vote
   if (content.phase === 'final' && content.answerId) {
     elements.push({
       tag: 'action',
-      layout: 'bisected',
+      layout: 'trisection',
       actions: [
         voteButton(content.answerId, 1, '👍 Helpful', content.vote, tally?.up),
         voteButton(content.answerId, -1, '👎 Not helpful', content.vote, tally?.down),
+        anotherAnswerButton(content.answerId),
       ],
     });
   }
@@ -115,6 +131,11 @@ function voteButton(answerId: string, vote: Vote, label: string, chosen: Vote | 
     type: chosen === vote ? 'primary' : 'default',
     value,
   };
+}
+
+function anotherAnswerButton(answerId: string): object {
+  const value: AnotherAnswerButtonValue = { action: ANOTHER_ANSWER_ACTION, answerId };
+  return { tag: 'button', text: { tag: 'plain_text', content: '↻ Another answer' }, type: 'default', value };
 }
 
 function sourcesMarkdown(sources: Source[], excerptChars: number): string {

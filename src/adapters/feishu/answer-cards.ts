@@ -6,6 +6,8 @@ export interface PostedAnswer {
   content: ReplyContent;
   /** Shared cards in groups must not show one person's vote as if it were everyone's. */
   isDirect: boolean;
+  /** Posted inside a thread (reply_in_thread): "another answer" goes there too. */
+  inThread?: boolean;
 }
 
 /**

@@ -1,16 +1,11 @@
 import { normalizeCardAction, normalizeReaction } from '@larksuiteoapi/node-sdk';
 import { z } from 'zod';
 import type { Bot, Logger, Vote } from '../../core/index.ts';
-import { answerCard, VOTE_ACTION, type VoteTally } from './answer-card.ts';
+import { ANOTHER_ANSWER_ACTION, answerCard, VOTE_ACTION, type CardActionReply, type VoteTally } from './answer-card.ts';
 import type { AnswerCards, PostedAnswer } from './answer-cards.ts';
+import type { AnotherAnswer } from './another-answer.ts';
 import type { FeishuApi } from './feishu-api.ts';
 import { MalformedEventError } from './incoming-messages.ts';
-
-/** The callback answer Feishu shows: a toast for the clicker and, when we have it, the refreshed card. */
-export interface CardActionReply {
-  toast: { type: 'success' | 'info' | 'warning' | 'error'; content: string };
-  card?: { type: 'raw'; data: object };
-}
 
 const VoteValue = z.object({
   action: z.literal(VOTE_ACTION),
@@ -34,6 +29,8 @@ export interface FeedbackDeps {
   api: FeishuApi;
   answers: AnswerCards;
   logger: Logger;
+  /** "↻ Another answer" clicks, which arrive through the same callback. */
+  anotherAnswer?: AnotherAnswer;
 }
 
 /** 👍/👎 from card buttons (card.action.trigger) and from emoji reactions on an answer. */
@@ -49,7 +46,20 @@ export class Feedback {
       operator: (raw.operator as { open_id?: string } | undefined) ?? { open_id: raw.open_id as string | undefined },
     } as Parameters<typeof normalizeCardAction>[0]);
     if (!action) throw new MalformedEventError('card action without operator, message or chat');
-    const value = VoteValue.safeParse(parseValue(action.action.value));
+    const parsed = parseValue(action.action.value);
+    if (this.deps.anotherAnswer && (parsed as { action?: unknown } | null)?.action === ANOTHER_ANSWER_ACTION) {
+      const clickId = raw.event_id ?? raw.token;
+      const tenantKey = raw.tenant_key ?? (raw.operator as { tenant_key?: unknown } | undefined)?.tenant_key;
+      return this.deps.anotherAnswer.click({
+        messageId: action.messageId,
+        chatId: action.chatId,
+        operator: { openId: action.operator.openId, name: action.operator.name },
+        clickId: typeof clickId === 'string' && clickId ? clickId : undefined,
+        tenantKey: typeof tenantKey === 'string' ? tenantKey : '',
+        value: parsed,
+      });
+    }
+    const value = VoteValue.safeParse(parsed);
     if (!value.success) return { toast: { type: 'info', content: 'This button is not handled by teamllm.' } };
 
     const { answerId, vote } = value.data;

@@ -1,5 +1,6 @@
 import { CardActionHandler, Client, EventDispatcher, LoggerLevel, WSClient } from '@larksuiteoapi/node-sdk';
 import type { AdapterContext, PlatformAdapter } from '../platform-adapter.ts';
+import { AnotherAnswer } from './another-answer.ts';
 import { AnswerCards } from './answer-cards.ts';
 import { Feedback } from './feedback.ts';
 import { FeishuApi, TokenCache, type RetryPolicy } from './feishu-api.ts';
@@ -48,8 +49,10 @@ export async function createFeishuAdapter(ctx: AdapterContext, options: FeishuAd
   });
   const api = new FeishuApi(client, tokens, logger, options.retry);
   const answers = new AnswerCards();
-  const messages = new IncomingMessages({ bot: ctx.bot, api, answers, logger, streamIntervalMs: options.streamIntervalMs ?? 500 });
-  const feedback = new Feedback({ bot: ctx.bot, api, answers, logger });
+  const streamIntervalMs = options.streamIntervalMs ?? 500;
+  const messages = new IncomingMessages({ bot: ctx.bot, api, answers, logger, streamIntervalMs });
+  const anotherAnswer = new AnotherAnswer({ bot: ctx.bot, api, answers, logger, streamIntervalMs });
+  const feedback = new Feedback({ bot: ctx.bot, api, answers, logger, anotherAnswer });
 
   const events = new EventDispatcher({
     ...(settings.encryptKey ? { encryptKey: settings.encryptKey } : {}),

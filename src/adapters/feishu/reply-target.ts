@@ -9,6 +9,11 @@ export interface Question {
   /** Reply inside the thread the question was asked in (reply_in_thread). */
   inThread: boolean;
   isDirect: boolean;
+  /**
+   * What the replies' idempotency uuids derive from, when not `messageId`: "another answer"
+   * replies to the same answer card once per click, and Feishu drops a repeated uuid.
+   */
+  uuidSeed?: string;
 }
 
 /**
@@ -26,14 +31,14 @@ export class FeishuReplyTarget implements ReplyTarget {
   ) {}
 
   async post(content: ReplyContent): Promise<PostedReply> {
-    const uuid = replyUuid(this.question.messageId, ++this.posts);
+    const uuid = replyUuid(this.question.uuidSeed ?? this.question.messageId, ++this.posts);
     const id = await this.api.replyCard(this.question.messageId, answerCard(content), { inThread: this.question.inThread, uuid });
-    this.answers.remember({ messageId: id, content, isDirect: this.question.isDirect });
+    this.answers.remember({ messageId: id, content, isDirect: this.question.isDirect, inThread: this.question.inThread });
     return {
       id,
       update: async (next) => {
         await this.api.patchCard(id, answerCard(next));
-        this.answers.remember({ messageId: id, content: next, isDirect: this.question.isDirect });
+        this.answers.remember({ messageId: id, content: next, isDirect: this.question.isDirect, inThread: this.question.inThread });
       },
     };
   }
@@ -41,7 +46,7 @@ export class FeishuReplyTarget implements ReplyTarget {
   /** Uploads the image (im/v1/images), then replies with an image message in the same thread. */
   async uploadImage(image: ReplyImage): Promise<void> {
     const key = await this.api.uploadImage(Buffer.from(image.data));
-    await this.api.replyImage(this.question.messageId, key, { inThread: this.question.inThread, uuid: replyUuid(this.question.messageId, ++this.posts) });
+    await this.api.replyImage(this.question.messageId, key, { inThread: this.question.inThread, uuid: replyUuid(this.question.uuidSeed ?? this.question.messageId, ++this.posts) });
   }
 }
 

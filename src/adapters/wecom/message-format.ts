@@ -29,19 +29,22 @@ export function modelLine(model: ModelInfo | undefined): string {
   return model.kind === 'retrieval-only' ? 'Quoted from the knowledge base' : `Answered by ${model.name} ${model.version}`;
 }
 
-/** What a card button does; the key carries it with the answer id, so a click needs no lookup. */
-export type CardAction = 'up' | 'down' | 'withdraw';
+/**
+ * What a card button does; the key carries it with the answer id, so a click needs no lookup.
+ * `another`: "↻ Another answer", the same question answered again (core Bot, `regenerate`).
+ */
+export type CardAction = 'up' | 'down' | 'withdraw' | 'another';
 
 export function buttonKey(action: CardAction, answerId: string): string {
   return `${action}:${answerId}`;
 }
 
 export function parseButtonKey(key: string | undefined): { action: CardAction; answerId: string } | undefined {
-  const match = /^(up|down|withdraw):(.{1,512})$/s.exec(key ?? '');
+  const match = /^(up|down|withdraw|another):(.{1,512})$/s.exec(key ?? '');
   return match ? { action: match[1] as CardAction, answerId: match[2]! } : undefined;
 }
 
-export function actionValue(action: CardAction): Vote | 0 {
+export function actionValue(action: Exclude<CardAction, 'another'>): Vote | 0 {
   return action === 'up' ? 1 : action === 'down' ? -1 : 0;
 }
 
@@ -53,8 +56,8 @@ function taskId(answerId: string): string {
 }
 
 /**
- * The 👍/👎 card under an answer (`button_interaction`). After a vote the chosen button turns into
- * "withdraw", so clicking it again takes the vote back.
+ * The 👍/👎 card under an answer (`button_interaction`), with "↻ Another answer" beside them. After
+ * a vote the chosen button turns into "withdraw", so clicking it again takes the vote back.
  */
 export function feedbackCard(answerId: string, vote?: Vote): Record<string, unknown> {
   const upChosen = vote === 1;
@@ -69,6 +72,7 @@ export function feedbackCard(answerId: string, vote?: Vote): Record<string, unkn
     button_list: [
       { text: upChosen ? '👍 Yes ✓' : '👍 Yes', style: upChosen ? 1 : 2, key: buttonKey(upChosen ? 'withdraw' : 'up', answerId) },
       { text: downChosen ? '👎 No ✓' : '👎 No', style: downChosen ? 1 : 2, key: buttonKey(downChosen ? 'withdraw' : 'down', answerId) },
+      { text: '↻ Another answer', style: 2, key: buttonKey('another', answerId) },
     ],
   };
 }

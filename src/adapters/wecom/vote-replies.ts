@@ -12,6 +12,15 @@ export function parseVoteReply(text: string | undefined): Vote | undefined {
 }
 
 /**
+ * "Another answer" typed as a reply (the card's ↻ button as text, for clients that show no cards):
+ * `↻`, `换一个`, `换一个答案`, `another` or `another answer`.
+ */
+export function isAnotherAnswerReply(text: string | undefined): boolean {
+  const t = (text ?? '').trim().replace(/\uFE0F/g, '').replace(/[.!。！]+$/u, '').toLowerCase();
+  return ['↻', '🔄', '换一个', '换一个答案', '换个答案', 'another', 'another answer', 'another one'].includes(t);
+}
+
+/**
  * The answer each member got last, so that a "👍" sent right after it can be counted. "Right
  * after" means: the member's next message, within `windowMs`.
  */

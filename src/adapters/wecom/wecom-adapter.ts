@@ -10,7 +10,7 @@ import type { SendClock, SendLimit } from './member-send-queue.ts';
 import { actionValue, parseButtonKey, type WecomFormat } from './message-format.ts';
 import { WecomMessenger } from './messenger.ts';
 import { WecomReplyTarget } from './reply-target.ts';
-import { LastAnswers, parseVoteReply, RecentIds } from './vote-replies.ts';
+import { isAnotherAnswerReply, LastAnswers, parseVoteReply, RecentIds } from './vote-replies.ts';
 import { readWecomConfig } from './wecom-config.ts';
 
 export interface WecomAdapterOptions {
@@ -79,7 +79,8 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
     }
   };
 
-  const ask = async (m: WecomInbound, eventId: string): Promise<void> => {
+  /** A question, or with `regenerate` "another answer" for that answer id (card button or reply). */
+  const ask = async (m: WecomInbound, eventId: string, regenerate?: string): Promise<void> => {
     const msg: IncomingMessage = {
       platform: 'wecom',
       eventId,
@@ -88,7 +89,8 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
       messageId: m.MsgId ?? eventId,
       // The sender's UserID comes from a signed, encrypted callback: safe to check admin rights on.
       user: { id: m.FromUserName },
-      text: m.Content ?? '',
+      text: regenerate ? '' : (m.Content ?? ''),
+      ...(regenerate ? { regenerate } : {}),
       // A self-built app only ever talks one-to-one.
       isDirect: true,
       mentionsBot: true,
@@ -120,6 +122,11 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
     if (!button) {
       log.warn({ taskId: m.TaskId }, 'card click with an unknown button key ignored');
       return;
+    }
+    if (button.action === 'another') {
+      // The Bot answers only for an answer given to this member (a self-built app's chats are
+      // one-to-one), and otherwise says so; its claim on this id holds across restarts.
+      return ask(m, `another:${m.FromUserName}:${m.CreateTime}:${button.answerId}`, button.answerId);
     }
     const value = actionValue(button.action);
     const result = await bot.vote({ answerId: button.answerId, platform: 'wecom', userId: m.FromUserName, value });
@@ -153,6 +160,8 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
       const vote = parseVoteReply(m.Content);
       const answerId = vote === undefined ? undefined : lastAnswers.current(user);
       if (vote !== undefined && answerId) return voteByReply(m, answerId, vote);
+      const again = isAnotherAnswerReply(m.Content) ? lastAnswers.current(user) : undefined;
+      if (again) return ask(m, eventId, again);
       lastAnswers.forget(user);
       return ask(m, eventId);
     }
