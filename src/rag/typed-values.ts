@@ -32,6 +32,9 @@ const RULES: { kind: ValueKind; re: RegExp }[] = [
   { kind: 'time', re: /\b\d{1,2}:\d{2}\b/g },
   { kind: 'date', re: new RegExp(`\\b\\d{1,2} (?:${MONTHS})(?: \\d{4})?\\b|\\b(?:${MONTHS}) \\d{1,2}(?:, \\d{4})?\\b`, 'g') },
   { kind: 'date', re: /(?:\d{4} ?年 ?)?\d{1,2} ?月 ?\d{1,2} ?[日号]/g },
+  // A day of every month: pay days, deadlines ("每月 10 日", "the 25th of each month").
+  { kind: 'date', re: /每(?:个)?月 ?\d{1,2} ?[日号]/g },
+  { kind: 'date', re: /\b(?:the )?\d{1,2}(?:st|nd|rd|th) (?:of )?(?:each|every|the|the following|the next) month\b/g },
   { kind: 'count', re: new RegExp(`\\b\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_EN})\\b`, 'g') },
   { kind: 'count', re: new RegExp(`\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_ZH})`, 'g') },
   // Not ordinals or references (第一年, 上一年度, 这一天, 同一天) nor 一次性.

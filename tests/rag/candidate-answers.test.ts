@@ -82,6 +82,9 @@ describe('typed values and question intent', () => {
     ]);
     // A range is one value; a colloquial unit is a unit.
     expect(typedValues('a salary increase of typically 8–12%, or 3 个钟头').map((v) => v.text)).toEqual(['8–12%', '3 个钟头']);
+    // A day of every month is a date (a pay day), not a count of days.
+    expect(typedValues('发薪日为每月 10 日，发放上一个自然月的工资').map((v) => [v.kind, v.text])).toEqual([['date', '每月 10 日']]);
+    expect(typedValues('Salaries are paid on the 25th of each month.').map((v) => [v.kind, v.text])).toEqual([['date', 'the 25th of each month']]);
   });
 
   it('reads what a question asks for', () => {
