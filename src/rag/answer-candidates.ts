@@ -100,6 +100,19 @@ export function tableCells(line: string): string[] | undefined {
     .map((c) => plainText(c.trim()));
 }
 
+/** The line under a table's header: |---|:--:|. */
+export function isTableRule(line: string): boolean {
+  return /^\s*\|?\s*:?-{2,}/.test(line);
+}
+
+/** A table row as one unit, each cell with its column's header: "Years of service: 5–9 years; Annual leave: 27 days". */
+export function rowText(header: string[], cells: string[]): string {
+  return cells
+    .map((c, j) => (header[j] && c ? `${header[j]}: ${c}` : c))
+    .filter(Boolean)
+    .join('; ');
+}
+
 /** Sentence ends: Chinese punctuation at once, Latin only before a space (so 0.23 and 4.5% stay whole). */
 export const SENTENCE_SPLIT = /(?<=[。！？；])\s*(?=\S)|(?<=[.!?;])\s+(?=\S)/u;
 
@@ -112,14 +125,13 @@ export function answerUnits(text: string): string[] {
     const line = lines[i]!;
     const cells = tableCells(line);
     if (cells) {
-      if (/^\s*\|?\s*:?-{2,}/.test(line)) continue;
-      const isHeader = /^\s*\|?\s*:?-{2,}/.test(lines[i + 1] ?? '');
-      if (isHeader) {
+      if (isTableRule(line)) continue;
+      if (isTableRule(lines[i + 1] ?? '')) {
         header = cells;
         continue;
       }
-      const row = cells.map((c, j) => (header?.[j] && c ? `${header[j]}: ${c}` : c)).filter(Boolean);
-      if (row.length) out.push(row.join('; '));
+      const row = rowText(header ?? [], cells);
+      if (row) out.push(row);
       continue;
     }
     header = undefined;

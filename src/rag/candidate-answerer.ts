@@ -21,6 +21,7 @@ import type { MetadataFilter } from './metadata.ts';
 import { DEFAULT_SELECTOR, selectorScore, type SelectorWeights } from './answer-selector.ts';
 import { cosine } from './bag-encoder.ts';
 import { hasCjk } from '../model/text/cjk.ts';
+import { answerByCase } from './answer-cases.ts';
 
 /** The model's view of the candidates: higher means the model finds it the likelier answer. */
 export interface CandidateScorer {
@@ -169,7 +170,10 @@ export class CandidateAnswerer implements Answerer {
     let best = 0;
     for (let i = 1; i < pool.length; i++) if (scores[i]! > scores[best]!) best = i;
     const candidate = pool[best]!;
-    return { direct: directAnswerText(candidate.text, zh), support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
+    // A rule by case and a question naming none: the cases, not one guessed value (answer-cases.ts).
+    const byCase = answerByCase(request.question, candidate, passages[candidate.unit.passage]?.text ?? '', zh);
+    const direct = byCase !== undefined && !given.has(sameAnswer(byCase)) ? byCase : directAnswerText(candidate.text, zh);
+    return { direct, support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
   }
 }
 

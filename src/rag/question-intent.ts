@@ -75,7 +75,9 @@ export function questionIntent(question: string): QuestionIntent {
   if (/多少|几块|几千|几万/u.test(q) && MONEY_ZH.test(q)) add('money', 'percent');
   if (/百分之|比例|几成|多少比例|打几折/u.test(q)) add('percent');
   // Not 这几天 / 前几年 ("these days", "the last few years"): those point, they do not ask.
-  if (/多少|(?<![这那前后头])几[个天周月年次人名小分日]/u.test(q) || DURATION_ZH.test(q)) add('count');
+  // 几月 without 个 asks for a month by name, a date; 几个月 a number of months.
+  if (/(?<!个)几月|哪个月|几月份/u.test(q)) add('date');
+  if (/多少|(?<![这那前后头])几[个天周年次人名小分日]/u.test(q) || DURATION_ZH.test(q)) add('count');
   if (DURATION_ZH.test(q)) for (const u of DURATION_UNITS_ZH) if (!units.includes(u)) units.push(u);
   if (/几点|什么时间|几时/u.test(q)) add('time');
   if (/什么时候|何时|哪天|哪一天|几号|截止|日期/u.test(q)) add('date', 'weekday', 'time');

@@ -134,8 +134,9 @@ export function tierFit(text: string, at: number, stated: number[]): number {
   const ranges = statedRanges(text);
   const own = ranges.find((r) => r.start <= at && at < r.end);
   // A value that is itself a bound ("fewer than 10 days per pay period", "满4个月") is a condition,
-  // not what the rule grants; "up to 30 days" is the grant, and "vest over 4 years" a duration.
-  if (stated.length === 0) return own && !/^(?:up to|over)\b/i.test(text.slice(own.start, own.end)) ? -0.5 : 0;
+  // not what the rule grants; "up to 30 days" is the grant, "vest over 4 years" a duration and
+  // "stay at least 12 weeks" a requirement.
+  if (stated.length === 0) return own && !/^(?:up to|over|at least)\b/i.test(text.slice(own.start, own.end)) ? -0.5 : 0;
   const holds = (r: StatedRange) => stated.some((d) => d >= r.min && d < r.max);
   // Wrong when the condition excludes the asker's case.
   if (own) return holds(own) ? 0 : -1;

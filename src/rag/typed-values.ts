@@ -32,6 +32,8 @@ const RULES: { kind: ValueKind; re: RegExp }[] = [
   { kind: 'time', re: /\b\d{1,2}:\d{2}\b/g },
   { kind: 'date', re: new RegExp(`\\b\\d{1,2} (?:${MONTHS})(?: \\d{4})?\\b|\\b(?:${MONTHS}) \\d{1,2}(?:, \\d{4})?\\b`, 'g') },
   { kind: 'date', re: /(?:\d{4} ?年 ?)?\d{1,2} ?月 ?\d{1,2} ?[日号]/g },
+  // A month by its number, not a number of months (that is 个月): "随次年 1 月工资一起发放".
+  { kind: 'date', re: /(?<![\d.每个几多少第])(?:1[0-2]|[1-9]) ?月(?![日号份\d])/g },
   // A day of every month: pay days, deadlines ("每月 10 日", "the 25th of each month").
   { kind: 'date', re: /每(?:个)?月 ?\d{1,2} ?[日号]/g },
   { kind: 'date', re: /\b(?:the )?\d{1,2}(?:st|nd|rd|th) (?:of )?(?:each|every|the|the following|the next) month\b/g },

@@ -85,6 +85,9 @@ describe('typed values and question intent', () => {
     // A day of every month is a date (a pay day), not a count of days.
     expect(typedValues('发薪日为每月 10 日，发放上一个自然月的工资').map((v) => [v.kind, v.text])).toEqual([['date', '每月 10 日']]);
     expect(typedValues('Salaries are paid on the 25th of each month.').map((v) => [v.kind, v.text])).toEqual([['date', 'the 25th of each month']]);
+    // A month by its number is a date; with 个 it is a number of months.
+    expect(typedValues('随次年 1 月工资一起发放，试用期 3 个月').map((v) => [v.kind, v.text])).toEqual([['date', '1 月'], ['count', '3 个月']]);
+    expect(questionIntent('消防演练安排在几月？').kinds[0]).toBe('date');
   });
 
   it('reads what a question asks for', () => {
@@ -235,12 +238,33 @@ describe('the candidate answerer', () => {
   });
 
   it('answers with the direct answer first, then the supporting sentence quoted with its citation, then done with direct', async () => {
-    const result = await collect(new CandidateAnswerer({ kb }).answer(ask('How many days of annual leave do I get?')));
+    const result = await collect(new CandidateAnswerer({ kb }).answer(ask('I have worked here 3 years. How many days of annual leave do I get?')));
     expect(result.order).toEqual(['sources', 'token', 'done']);
     expect(result.direct).toBe('25 days');
     expect(result.text).toBe('25 days\n\n> Years of service: 0–4 years; Annual leave: 25 days [1]');
     expect(result.sources[0]!.source).toBe('leave.md');
     expect(result.text).not.toMatch(/\*\*|\|/);
+  });
+
+  it('answers with the cases of a rule when the question names none, and with the named one when it does', async () => {
+    // "How many days?" from someone who did not say how long they have worked: every tier, not a guess.
+    const all = await collect(new CandidateAnswerer({ kb }).answer(ask('How many days of annual leave do I get?')));
+    expect(all.direct).toBe('0–4 years: 25 days; 5–9 years: 26 days');
+    expect(all.text).toBe('0–4 years: 25 days; 5–9 years: 26 days\n\n> Years of service: 0–4 years; Annual leave: 25 days [1]');
+    const contract = '| 合同类型 | 合同期限 | 试用期 |\n|---|---|---|\n| 首次签订的劳动合同 | 3 年 | 3 个月 |\n| 管理岗位（M2 及以上） | 3 年 | 6 个月 |\n| 实习协议 | 3 至 6 个月 | 无试用期 |';
+    const trial = new LocalKnowledgeBase(':memory:');
+    await trial.addPaths([tempFolder({ 'probation.md': `# 入职\n\n## 试用期\n\n${contract}\n` })]);
+    expect((await collect(new CandidateAnswerer({ kb: trial }).answer(ask('试用期多长？')))).direct).toBe('首次签订的劳动合同：3 个月；管理岗位（M2 及以上）：6 个月；实习协议：无试用期');
+    // Naming the case (the row's label, or another of its cells) answers with that case's cell, in the column asked about.
+    expect((await collect(new CandidateAnswerer({ kb: trial }).answer(ask('管理岗试用期多长？')))).direct).toBe('6 个月');
+    // A cell that lists cases itself: the cases when no city is named, the city's value when one is.
+    const cities = '| 项目 | 标准 |\n|---|---|\n| 出差补贴 | 北京、深圳：¥180/天；其他城市：¥120/天 |\n| 住宿（每晚上限） | 北京、深圳：¥800；广州、杭州、苏州：¥600；其他城市：¥500 |';
+    const travel = new LocalKnowledgeBase(':memory:');
+    await travel.addPaths([tempFolder({ 'travel.md': `# 报销\n\n## 国内出差标准\n\n${cities}\n` })]);
+    expect((await collect(new CandidateAnswerer({ kb: travel }).answer(ask('住宿每晚上限是多少钱？')))).direct).toBe('北京、深圳：¥800；广州、杭州、苏州：¥600；其他城市：¥500');
+    expect((await collect(new CandidateAnswerer({ kb: travel }).answer(ask('去北京出差，住宿每晚上限多少钱？')))).direct).toBe('¥800');
+    trial.close();
+    travel.close();
   });
 
   it('answers Chinese questions from the Chinese passage, numbers and units intact', async () => {
@@ -275,7 +299,7 @@ describe('the candidate answerer', () => {
   });
 
   it('lets the model decide among the candidates through the selector, and records its prompt', async () => {
-    const question = 'How many days of annual leave do I get?';
+    const question = 'How many days can I carry over into the next year?';
     // A model that prefers "26 days": with a selector that weighs the model heavily, its choice wins.
     const scorer: CandidateScorer = {
       model: { name: 'fake', version: 'v9', kind: 'language-model' },
@@ -288,7 +312,7 @@ describe('the candidate answerer', () => {
     expect(result.prompt).toBe(`PROMPT ${question}`);
     // With the default selector the model's small weight does not overturn a clear rule preference.
     const quiet = await collect(new CandidateAnswerer({ kb, scorer: { ...scorer, selector: DEFAULT_SELECTOR } }).answer(ask(question)));
-    expect(quiet.direct).toBe('25 days');
+    expect(quiet.direct).toBe('5 days');
   });
 
   it('composes one line when the direct answer is the whole supporting sentence', () => {
@@ -361,7 +385,7 @@ describe('answer evaluation', () => {
     const scores = await evaluateAnswers({
       answerer: new CandidateAnswerer({ kb }),
       questions: [
-        { question: 'How many days of annual leave do I get?', answer: '25 days', source: 'leave.md' },
+        { question: 'I have worked here 3 years. How many days of annual leave do I get?', answer: '25 days', source: 'leave.md' },
         { question: 'Until when can I use carried-over days?', answer: 'From the reference', must_contain: ['1 July'], source: 'leave.md' },
         { question: 'Is there a gym subsidy for the office?', answer: 'UNANSWERABLE' },
       ],
