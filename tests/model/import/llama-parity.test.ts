@@ -117,7 +117,7 @@ const CASES: { arch: TinyArch; dtype: 'F32' | 'F16' | 'BF16' | 'Q8_0'; bound: nu
 
 describe('Llama-family logits against llama.cpp', () => {
   for (const { arch, dtype, bound } of CASES) {
-    it(`${arch}, ${dtype} weights: max |Δlogit| < ${bound} over ${PROMPT_TOKENS} positions${dtype === 'F32' ? `, ${GREEDY_TOKENS} greedy tokens identical, HF folder = GGUF` : ''}`, { timeout: 60_000 }, async () => {
+    it(`${arch}, ${dtype} weights: logits within ${bound} relative (centred, per position) over ${PROMPT_TOKENS} positions${dtype === 'F32' ? `, ${GREEDY_TOKENS} greedy tokens identical, HF folder = GGUF` : ''}`, { timeout: 60_000 }, async () => {
       const base = tinyChatModel(arch, 7);
       const model = dtype === 'F16' || dtype === 'BF16' ? roundedChat(base, dtype) : base;
       const gguf = path.join(dir, `${arch}-${dtype}.gguf`);
