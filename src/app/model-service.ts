@@ -4,7 +4,7 @@ import type { Bot } from '../core/index.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
 import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
-import { inspectEncoder } from '../model/import/encoder-checkpoint.ts';
+import { inspectImport } from '../model/import/inspect-import.ts';
 
 export interface RegistryModelServiceOptions {
   registry: ModelRegistry;
@@ -26,6 +26,9 @@ export interface RegistryModelServiceOptions {
 function describe(v: ModelVersion): string {
   if (v.kind === 'encoder') {
     return `• ${v.version}${v.name ? ` "${v.name}"` : ''} — imported encoder ${v.architecture ?? ''}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.dtype ?? ''}, licence ${v.licence ?? 'unknown'}, ${v.createdAt.slice(0, 16).replace('T', ' ')} (retrieval: teamllm kb reindex --encoder ${v.version})`;
+  }
+  if (v.kind === 'chat') {
+    return `• ${v.version}${v.name ? ` "${v.name}"` : ''} — imported chat model ${v.architecture ?? ''}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.dtype ?? ''}, licence ${v.licence ?? 'unknown'}, ${v.createdAt.slice(0, 16).replace('T', ' ')} (not served yet)`;
   }
   const metrics = formatMetrics(v.metrics);
   const gate = v.gate ? `\n    gate ${v.gate.passed ? 'passed' : 'NOT passed'}${v.gate.reasons.length ? `: ${v.gate.reasons.join('; ')}` : ''}` : '';
@@ -93,22 +96,35 @@ export class RegistryModelService implements ModelService {
   }
 
   /**
-   * `teamllm model import <folder|file.gguf>`: an open encoder registered as a version. Everything
-   * is checked before a byte is copied (architecture, files, shapes, pooling, disk space).
+   * `teamllm model import <folder|file.gguf>`: an open encoder or a Llama-family chat model
+   * registered as a version. Everything is checked before a byte is copied (architecture, files,
+   * shapes, tokenizer, disk space).
    */
   async importModel(location: string, options: { name?: string }, actor: Actor): Promise<string> {
-    const description = inspectEncoder(location);
-    const v = await this.options.registry.registerEncoder(description, options);
+    const inspected = inspectImport(location);
+    const { description } = inspected;
+    const v = inspected.kind === 'encoder' ? await this.options.registry.registerEncoder(inspected.description, options) : await this.options.registry.registerChatModel(inspected.description, options);
     await this.options.store.audit({
       actor: actor.id,
       action: 'model-import',
-      detail: { version: v.version, origin: v.origin ?? location, architecture: v.architecture ?? null, dtype: v.dtype ?? null, licence: v.licence ?? null, parameters: v.numParameters },
+      detail: { version: v.version, kind: inspected.kind, origin: v.origin ?? location, architecture: v.architecture ?? null, dtype: v.dtype ?? null, licence: v.licence ?? null, parameters: v.numParameters },
     });
     const mib = description.files.reduce((n, f) => n + f.bytes, 0) / 2 ** 20;
+    const licence = `Licence: ${description.licence}${description.licence === 'unknown' ? ' (no README front matter or LICENSE file: check the model card before using it)' : ''}.`;
+    if (inspected.kind === 'chat') {
+      const c = inspected.description.config;
+      return [
+        `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: ${c.architecture}, ${v.numParameters.toLocaleString('en-US')} parameters, ${description.dtype}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, ${mib.toFixed(1)} MiB copied.`,
+        `Chat template: ${inspected.description.hasChatTemplate ? 'yes' : 'none (the folder has no chat_template)'}; end-of-turn ids ${inspected.description.eosIds.join(', ') || 'none declared'}.`,
+        licence,
+        'Serving imported chat models is not wired into the bot yet: the version is registered and verified (teamllm model verify).',
+      ].join('\n');
+    }
+    const d = inspected.description;
     return [
-      `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: ${description.config.architecture}, ${v.numParameters.toLocaleString('en-US')} parameters, ${description.dtype}, ${description.config.hidden}-dimensional vectors, ${mib.toFixed(1)} MiB copied.`,
-      `Pooling: ${description.poolingSource}.`,
-      `Licence: ${description.licence}${description.licence === 'unknown' ? ' (no README front matter or LICENSE file: check the model card before using it)' : ''}.`,
+      `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: ${d.config.architecture}, ${v.numParameters.toLocaleString('en-US')} parameters, ${d.dtype}, ${d.config.hidden}-dimensional vectors, ${mib.toFixed(1)} MiB copied.`,
+      `Pooling: ${d.poolingSource}.`,
+      licence,
       `Use it for retrieval: teamllm kb reindex --encoder ${v.version}; compare with teamllm eval retrieval --encoder ${v.version}.`,
     ].join('\n');
   }

@@ -43,3 +43,9 @@ export { EncoderTokenizer, wordPieceTokenizerJson } from './import/encoder-token
 export { ImportError, SUPPORTED_ENCODERS, type EncoderConfig, type Pooling } from './import/encoder-config.ts';
 export { inspectEncoder, loadEncoder, type EncoderDescription, type LoadedEncoder } from './import/encoder-checkpoint.ts';
 export { loadEncoderVersion, type EncoderManifest } from './import/encoder-manifest.ts';
+export { LlamaModel, type LlamaCache, type GenerateOptions as ChatGenerateOptions } from './import/llama.ts';
+export { SUPPORTED_CHAT_MODELS, llamaConfigFromHf, type LlamaConfig, type ChatArchitecture } from './import/llama-config.ts';
+export { loadChatModel, inspectHfChatModel, inspectGgufChatModel, type ChatModelDescription, type LoadedChatModel } from './import/llama-checkpoint.ts';
+export { ChatTokenizer, type ChatMessage as ImportedChatMessage } from './import/chat-tokenizer.ts';
+export { loadChatModelVersion, type ChatManifest } from './import/chat-manifest.ts';
+export { inspectImport, type ImportDescription } from './import/inspect-import.ts';

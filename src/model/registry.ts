@@ -20,6 +20,8 @@ import { countParameters, validateConfig } from './config.ts';
 import type { LoadedModel } from './loaded-model.ts';
 import type { EncoderDescription } from './import/encoder-checkpoint.ts';
 import { ENCODER_MANIFEST, ENCODER_MANIFEST_FORMAT, type EncoderManifest } from './import/encoder-manifest.ts';
+import type { ChatModelDescription } from './import/llama-checkpoint.ts';
+import { CHAT_MANIFEST, CHAT_MANIFEST_FORMAT, type ChatManifest } from './import/chat-manifest.ts';
 
 /** Refuses a copy of `bytes` that would not fit (with 5% and 64 MiB to spare) on the disk of `dir`. */
 export async function ensureDiskSpace(dir: string, bytes: number): Promise<void> {
@@ -56,11 +58,14 @@ export interface ModelVersion {
   serving?: boolean;
   /** The files of the version folder (relative paths) as registered; absent on older registries. */
   files?: Record<string, RecordedFile>;
-  /** 'encoder': an imported sentence encoder (retrieval, not answers); absent: a language model. */
-  kind?: 'encoder';
+  /**
+   * 'encoder': an imported sentence encoder (retrieval, not answers); 'chat': an imported
+   * Llama-family chat model (not served yet); absent: a language model trained here.
+   */
+  kind?: 'encoder' | 'chat';
   /** A name given at import (`--name`). */
   name?: string;
-  /** Imported versions: the architecture (BertModel, XLMRobertaModel), stored tensor types, licence, where it came from. */
+  /** Imported versions: the architecture (BertModel, Qwen2ForCausalLM, ...), stored tensor types, licence, where it came from. */
   architecture?: string;
   dtype?: string;
   licence?: string;
@@ -234,9 +239,6 @@ export class ModelRegistry {
    * checked for room first; nothing is left behind when a copy fails.
    */
   async registerEncoder(description: EncoderDescription, options: { name?: string; notes?: string } = {}): Promise<ModelVersion> {
-    const needed = description.files.reduce((n, f) => n + f.bytes, 0);
-    await ensureDiskSpace(this.root, needed);
-    const sourceDir = description.format === 'gguf' ? path.dirname(description.location) : description.location;
     const manifest: EncoderManifest = {
       format: ENCODER_MANIFEST_FORMAT,
       from: description.format,
@@ -250,6 +252,39 @@ export class ModelRegistry {
       licence: description.licence,
       origin: path.resolve(description.location),
     };
+    return this.registerImport('encoder', description, ENCODER_MANIFEST, manifest, options);
+  }
+
+  /**
+   * Copies an imported chat model in as the next version (checked before: see inspectImport),
+   * plus `chat-model.json`, the manifest its loader reads; as registerEncoder does.
+   */
+  async registerChatModel(description: ChatModelDescription, options: { name?: string; notes?: string } = {}): Promise<ModelVersion> {
+    const manifest: ChatManifest = {
+      format: CHAT_MANIFEST_FORMAT,
+      from: description.format,
+      ...(description.format === 'gguf' ? { file: description.files[0]!.file } : {}),
+      architecture: description.config.architecture,
+      dtype: description.dtype,
+      numParameters: description.numParameters,
+      licence: description.licence,
+      origin: path.resolve(description.location),
+      eosIds: description.eosIds,
+      hasChatTemplate: description.hasChatTemplate,
+    };
+    return this.registerImport('chat', description, CHAT_MANIFEST, manifest, options);
+  }
+
+  private async registerImport(
+    kind: 'encoder' | 'chat',
+    description: { format: 'hf' | 'gguf'; location: string; files: { file: string; bytes: number }[]; numParameters: number; dtype: string; licence: string; config: { architecture: string } },
+    manifestName: string,
+    manifest: { origin: string },
+    options: { name?: string; notes?: string },
+  ): Promise<ModelVersion> {
+    const needed = description.files.reduce((n, f) => n + f.bytes, 0);
+    await ensureDiskSpace(this.root, needed);
+    const sourceDir = description.format === 'gguf' ? path.dirname(description.location) : description.location;
     return this.exclusive(async () => {
       const reg = await this.read();
       const version = `v${(await this.highestNumber(reg)) + 1}`;
@@ -260,8 +295,8 @@ export class ModelRegistry {
           await fs.copyFile(path.join(sourceDir, file), path.join(tmp, file));
           files[file] = await hashFile(path.join(tmp, file));
         }
-        await fs.writeFile(path.join(tmp, ENCODER_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
-        files[ENCODER_MANIFEST] = await hashFile(path.join(tmp, ENCODER_MANIFEST));
+        await fs.writeFile(path.join(tmp, manifestName), `${JSON.stringify(manifest, null, 2)}\n`);
+        files[manifestName] = await hashFile(path.join(tmp, manifestName));
       });
       const entry: ModelVersion = {
         version,
@@ -270,7 +305,7 @@ export class ModelRegistry {
         metrics: {},
         numParameters: description.numParameters,
         files,
-        kind: 'encoder',
+        kind,
         architecture: description.config.architecture,
         dtype: description.dtype,
         licence: description.licence,
@@ -298,6 +333,9 @@ export class ModelRegistry {
     if (!reg.versions[version]) throw new Error(`No model version ${version}`);
     if (reg.versions[version].kind === 'encoder') {
       throw new Error(`${version} is an imported encoder: it serves retrieval, not answers; use it with \`teamllm kb reindex --encoder ${version}\``);
+    }
+    if (reg.versions[version].kind === 'chat') {
+      throw new Error(`${version} is an imported chat model (${reg.versions[version].architecture ?? 'Llama family'}): it is registered and runs in tests against llama.cpp, but serving imported chat models is not wired into the bot yet`);
     }
     if (reg.serving === version) return;
     if (reg.serving) reg.history.push(reg.serving);

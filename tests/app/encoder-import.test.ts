@@ -36,12 +36,13 @@ describe('teamllm model import + kb reindex', () => {
     const gguf = join(home, 'downloads', 'tiny-bge.gguf');
     writeTinyGguf(gguf, model, 'Q8_0');
 
-    // Refused: a chat model's folder, and a folder whose weights do not match its config. Nothing is copied.
-    const llama = join(home, 'downloads', 'llama');
-    mkdirSync(llama, { recursive: true });
-    writeFileSync(join(llama, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'] }));
-    const refused = await teamllm(home, ['model', 'import', llama]);
+    // Refused: a model of an architecture teamllm does not run, and a folder whose weights do not match its config. Nothing is copied.
+    const gpt2 = join(home, 'downloads', 'gpt2');
+    mkdirSync(gpt2, { recursive: true });
+    writeFileSync(join(gpt2, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'] }));
+    const refused = await teamllm(home, ['model', 'import', gpt2]);
     expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('GPT2LMHeadModel');
     expect(refused.stderr).toContain('LlamaForCausalLM');
     expect(refused.stderr).toContain('BertModel and XLMRobertaModel');
     const broken = join(home, 'downloads', 'broken');

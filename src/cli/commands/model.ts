@@ -7,11 +7,12 @@ export function registerModel(program: Command): void {
     .command('model')
     .description(
       'model versions: list, promote <version>, rollback (a running bot follows within seconds), verify [version] (files against their recorded sha256), ' +
-        'import <folder|file.gguf> (an open encoder: BertModel, XLMRobertaModel; then teamllm kb reindex --encoder <version>)',
+        'import <folder|file.gguf> (an open chat model: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM; ' +
+        'or an open encoder: BertModel, XLMRobertaModel, then teamllm kb reindex --encoder <version>)',
     )
     .argument('<action>', 'list|promote|rollback|verify|import')
     .argument('[version]', 'a version (promote, verify), or the folder or .gguf file to import')
-    .option('--name <name>', 'import: a name to record with the version (e.g. bge-small-en-v1.5)')
+    .option('--name <name>', 'import: a name to record with the version (e.g. bge-small-en-v1.5, qwen2.5-0.5b-instruct)')
     .action(async (action: string, version: string | undefined, opts: { name?: string }) => {
       await withRuntime(program, {}, async (runtime) => {
         const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };

@@ -246,7 +246,7 @@ export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: G
   try {
     const arch = g.get<string>('general.architecture');
     if (arch !== 'bert') {
-      throw new ImportError(`${file} is a GGUF of architecture "${arch ?? '(none)'}": teamllm imports GGUF encoders of llama.cpp's "bert" architecture (BERT, bge, e5, gte); chat models are not importable yet`);
+      throw new ImportError(`${file} is a GGUF of architecture "${arch ?? '(none)'}": teamllm imports GGUF encoders of llama.cpp's "bert" architecture (BERT, bge, e5, gte); chat models are read as chat models (llama, qwen2, qwen3)`);
     }
     const tokModel = g.get<string>('tokenizer.ggml.model');
     if (tokModel !== 'bert') {

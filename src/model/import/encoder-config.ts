@@ -97,7 +97,7 @@ export function encoderConfigFromHf(raw: Record<string, unknown>, file = 'config
     const what = declared ? `architecture ${declared}` : `no "architectures" (model_type ${modelType ?? 'missing'})`;
     throw new ImportError(
       `${file} declares ${what}: teamllm imports the encoders ${SUPPORTED_ENCODERS.join(' and ')} ` +
-        '(e.g. bge-small-en/zh, multilingual-e5, gte); chat models (Llama, Qwen) are not importable yet',
+        '(e.g. bge-small-en/zh, multilingual-e5, gte); chat models (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM) are read as chat models',
     );
   }
   const architecture = declared as EncoderArchitecture;

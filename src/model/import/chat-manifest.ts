@@ -1,0 +1,39 @@
+/**
+ * An imported chat model's version folder (`<home>/models/vN`): the files as they were imported (a
+ * Hugging Face folder's, or one GGUF file) and `chat-model.json`, this manifest, which says how to
+ * read them back.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadGgufChatModel, loadHfChatModel, type LoadedChatModel } from './llama-checkpoint.ts';
+
+export const CHAT_MANIFEST = 'chat-model.json';
+export const CHAT_MANIFEST_FORMAT = 'teamllm-chat-model/1';
+
+export interface ChatManifest {
+  format: string;
+  /** 'hf': the folder's files as they were; 'gguf': the one file named `file`. */
+  from: 'hf' | 'gguf';
+  file?: string;
+  architecture: string;
+  dtype: string;
+  numParameters: number;
+  licence: string;
+  origin: string;
+  eosIds: number[];
+  hasChatTemplate: boolean;
+}
+
+export function readChatManifest(dir: string): ChatManifest {
+  const file = path.join(dir, CHAT_MANIFEST);
+  const manifest = JSON.parse(readFileSync(file, 'utf8')) as ChatManifest;
+  if (manifest.format !== CHAT_MANIFEST_FORMAT) throw new Error(`${file}: unknown chat model format "${manifest.format}"`);
+  return manifest;
+}
+
+/** Loads the chat model of a version folder (its files were verified by the registry first). */
+export function loadChatModelVersion(dir: string): LoadedChatModel & { manifest: ChatManifest } {
+  const manifest = readChatManifest(dir);
+  const loaded = manifest.from === 'gguf' ? loadGgufChatModel(path.join(dir, manifest.file ?? 'model.gguf')) : loadHfChatModel(dir);
+  return { ...loaded, manifest };
+}

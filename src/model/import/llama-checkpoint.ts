@@ -1,0 +1,350 @@
+/**
+ * Reading a Llama-family chat model from where a company put it: a Hugging Face folder
+ * (config.json, model.safetensors or its shards, tokenizer.json, tokenizer_config.json with the
+ * chat template, generation_config.json) or a GGUF file of llama.cpp's llama, qwen2 or qwen3
+ * architecture (what Ollama and llama.cpp users have).
+ *
+ * `inspect*` reads only headers and small JSON files, so an unsupported architecture, a missing
+ * file or a tensor whose shape does not match the config is refused before a byte is copied;
+ * `load*` then reads the tensors (as float32 in this version).
+ *
+ * GGUF llama-arch files hold q_proj/k_proj rows permuted: llama.cpp's convert_hf_to_gguf.py
+ * (LlamaModel, undo_permute = True; also for MistralForCausalLM) reshapes each head's rows to
+ * (2, head_dim/2) and swaps the two axes, so that its RoPE rotates adjacent pairs. Reading undoes
+ * it (rows back to HF's two halves). qwen2 and qwen3 files are written unpermuted (llama.cpp runs
+ * them with NEOX RoPE, HF's halves).
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { readSafetensorsFolder, readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts';
+import { ChatTokenizer, BPE_PRE_TOKENIZERS, byteLevelBpeTokenizerJson, chatTemplateOf, tokenString, type TokenizerJson } from './chat-tokenizer.ts';
+import { folderLicence } from './encoder-checkpoint.ts';
+import { ImportError } from './encoder-config.ts';
+import { GgufFile } from './gguf.ts';
+import { LlamaModel } from './llama.ts';
+import { checkLlamaShapes, countLlamaParameters, expectedLlamaTensors, llamaConfigFromHf, type ChatArchitecture, type LlamaConfig, type RopeScaling } from './llama-config.ts';
+
+export interface ChatModelDescription {
+  format: 'hf' | 'gguf';
+  /** The folder or file it was read from. */
+  location: string;
+  config: LlamaConfig;
+  numParameters: number;
+  /** The stored tensor types, e.g. "BF16", "F32+Q8_0". */
+  dtype: string;
+  /** Files (relative to `location`'s folder) that make up the model, with their sizes. */
+  files: { file: string; bytes: number }[];
+  licence: string;
+  /** Ids that end a reply. */
+  eosIds: number[];
+  hasChatTemplate: boolean;
+}
+
+export interface LoadedChatModel {
+  description: ChatModelDescription;
+  model: LlamaModel;
+  tokenizer: ChatTokenizer;
+}
+
+function readJsonFile<T>(file: string): T {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch (err) {
+    throw new ImportError(`${file} cannot be read as JSON: ${(err as Error).message}`);
+  }
+}
+
+function summariseDtypes(types: Iterable<string>): string {
+  return [...new Set(types)].sort().join('+');
+}
+
+const LICENCE_FILES = ['README.md', 'LICENSE', 'LICENSE.txt', 'LICENSE.md'];
+const OPTIONAL_FILES = ['tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', ...LICENCE_FILES];
+
+function ids(v: unknown): number[] {
+  if (typeof v === 'number') return [v];
+  return Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : [];
+}
+
+// ---- Hugging Face folders -----------------------------------------------------------------
+
+/** The tokenizer of a folder: tokenizer.json, the template and special strings of tokenizer_config.json, EOS ids of generation_config.json. */
+function readHfChatTokenizer(dir: string, modelConfig: Record<string, unknown>): ChatTokenizer {
+  const file = path.join(dir, 'tokenizer.json');
+  const configFile = path.join(dir, 'tokenizer_config.json');
+  const generationFile = path.join(dir, 'generation_config.json');
+  const tokConfig = existsSync(configFile) ? readJsonFile<Record<string, unknown>>(configFile) : {};
+  const generation = existsSync(generationFile) ? readJsonFile<Record<string, unknown>>(generationFile) : {};
+  const templateStrings: Record<string, string> = {};
+  for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
+    const s = tokenString(tokConfig[key]);
+    if (s !== undefined) templateStrings[key] = s;
+  }
+  const json = readJsonFile<TokenizerJson>(file);
+  try {
+    const probe = new ChatTokenizer(json);
+    const eos = new Set([...ids(generation.eos_token_id), ...ids(modelConfig.eos_token_id)]);
+    const eosId = templateStrings.eos_token !== undefined ? probe.idOf(templateStrings.eos_token) : undefined;
+    if (eosId !== undefined) eos.add(eosId);
+    const chatTemplate = chatTemplateOf(tokConfig);
+    return new ChatTokenizer(json, { eosIds: [...eos], templateStrings, ...(chatTemplate ? { chatTemplate } : {}) });
+  } catch (err) {
+    throw new ImportError(`${file} cannot be used: ${(err as Error).message}`);
+  }
+}
+
+/** Checks a Hugging Face chat model folder without reading its tensors. */
+export function inspectHfChatModel(dir: string): ChatModelDescription & { tensors: Map<string, SafetensorsEntry>; tokenizer: ChatTokenizer } {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImportError(`${dir} is not a folder`);
+  const configFile = path.join(dir, 'config.json');
+  if (!existsSync(configFile)) throw new ImportError(`${dir} has no config.json (a Hugging Face model folder has config.json, model.safetensors and tokenizer.json)`);
+  const raw = readJsonFile<Record<string, unknown>>(configFile);
+  const config = llamaConfigFromHf(raw, configFile);
+  const missing = ['tokenizer.json'].filter((f) => !existsSync(path.join(dir, f)));
+  if (!existsSync(path.join(dir, 'model.safetensors')) && !existsSync(path.join(dir, 'model.safetensors.index.json'))) missing.push('model.safetensors (or model.safetensors.index.json with its shards)');
+  if (missing.length) {
+    const hint = existsSync(path.join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not read: convert it to safetensors, or download the safetensors files)' : '';
+    throw new ImportError(`${dir} is missing ${missing.join(' and ')}${hint}`);
+  }
+  let entries: SafetensorsEntry[];
+  try {
+    entries = readSafetensorsFolder(dir);
+  } catch (err) {
+    throw new ImportError((err as Error).message);
+  }
+  const tensors = new Map<string, SafetensorsEntry>();
+  for (const e of entries) {
+    if (e.name.endsWith('.rotary_emb.inv_freq')) continue; // older checkpoints store RoPE's table; it is recomputed
+    if (e.name === 'lm_head.weight' && config.tiedEmbeddings) continue; // tied: the embedding table is the head
+    tensors.set(e.name, e);
+  }
+  checkLlamaShapes(config, new Map([...tensors].map(([n, e]) => [n, e.shape])), `${dir} (safetensors)`);
+  const used = [...expectedLlamaTensors(config).keys()].map((n) => tensors.get(n)!);
+  const unsupported = used.find((e) => !['F32', 'F16', 'BF16'].includes(e.dtype));
+  if (unsupported) throw new ImportError(`${dir}: tensor ${unsupported.name} is ${unsupported.dtype}; supported tensor types are F32, F16 and BF16`);
+  const tokenizer = readHfChatTokenizer(dir, raw);
+  if (tokenizer.vocabSize > config.vocabSize) throw new ImportError(`${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens, the embedding table only ${config.vocabSize} rows`);
+  const weightFiles = [...new Set(entries.map((e) => path.basename(e.file)))];
+  if (existsSync(path.join(dir, 'model.safetensors.index.json'))) weightFiles.push('model.safetensors.index.json');
+  const rel = ['config.json', 'tokenizer.json', ...weightFiles, ...OPTIONAL_FILES.filter((f) => existsSync(path.join(dir, f)))];
+  return {
+    format: 'hf',
+    location: dir,
+    config,
+    numParameters: countLlamaParameters(config),
+    dtype: summariseDtypes(used.map((e) => e.dtype)),
+    files: [...new Set(rel)].map((file) => ({ file, bytes: statSync(path.join(dir, file)).size })),
+    licence: folderLicence(dir),
+    eosIds: [...tokenizer.eosIds],
+    hasChatTemplate: tokenizer.chatTemplate !== undefined,
+    tensors,
+    tokenizer,
+  };
+}
+
+/** Reads a Hugging Face chat model folder into a runnable model (weights as float32 in memory). */
+export function loadHfChatModel(dir: string): LoadedChatModel {
+  const { tensors, tokenizer, ...description } = inspectHfChatModel(dir);
+  const weights = new Map<string, Float32Array>();
+  for (const name of expectedLlamaTensors(description.config).keys()) weights.set(name, readSafetensorsTensor(tensors.get(name)!));
+  return { description, model: new LlamaModel(description.config, weights), tokenizer };
+}
+
+// ---- GGUF ---------------------------------------------------------------------------------
+
+/** llama.cpp's architectures read here, and the Hugging Face architecture each stands for. */
+const GGUF_CHAT_ARCHS: Record<string, ChatArchitecture> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' };
+
+/** llama.cpp's tensor names (gguf-py constants.py / tensor_mapping.py) → Hugging Face names. */
+export function ggufChatTensorName(hfName: string): string | undefined {
+  const fixed: Record<string, string> = {
+    'model.embed_tokens.weight': 'token_embd.weight',
+    'model.norm.weight': 'output_norm.weight',
+    'lm_head.weight': 'output.weight',
+  };
+  if (fixed[hfName]) return fixed[hfName];
+  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hfName);
+  if (!m) return undefined;
+  const per: Record<string, string> = {
+    input_layernorm: 'attn_norm',
+    'self_attn.q_proj': 'attn_q',
+    'self_attn.k_proj': 'attn_k',
+    'self_attn.v_proj': 'attn_v',
+    'self_attn.o_proj': 'attn_output',
+    'self_attn.q_norm': 'attn_q_norm',
+    'self_attn.k_norm': 'attn_k_norm',
+    post_attention_layernorm: 'ffn_norm',
+    'mlp.gate_proj': 'ffn_gate',
+    'mlp.up_proj': 'ffn_up',
+    'mlp.down_proj': 'ffn_down',
+  };
+  const part = per[m[2]!];
+  return part ? `blk.${m[1]}.${part}.${m[3]}` : undefined;
+}
+
+/**
+ * Undoes convert_hf_to_gguf.py's LlamaModel.permute on q/k rows (weights [rows, cols], or biases
+ * with cols 1): GGUF row h·d + 2i + j holds HF row h·d + j·d/2 + i.
+ */
+export function unpermuteRows(w: Float32Array, heads: number, cols: number): Float32Array {
+  const rows = w.length / cols;
+  const d = rows / heads;
+  const half = d / 2;
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let j = 0; j < 2; j++) {
+        const src = h * d + 2 * i + j;
+        const dst = h * d + j * half + i;
+        out.set(w.subarray(src * cols, (src + 1) * cols), dst * cols);
+      }
+    }
+  }
+  return out;
+}
+
+function num(g: GgufFile, key: string, fallback?: number): number {
+  const v = g.get(key) ?? fallback;
+  if (typeof v !== 'number') throw new ImportError(`${g.path}: metadata ${key} is missing or not a number`);
+  return v;
+}
+
+/** Checks a GGUF chat model file without reading its weights (the small rope_freqs table excepted). */
+export function inspectGgufChatModel(file: string): ChatModelDescription & { gguf: GgufFile; tokenizer: ChatTokenizer } {
+  if (!existsSync(file)) throw new ImportError(`${file} does not exist`);
+  let g: GgufFile;
+  try {
+    g = GgufFile.open(file);
+  } catch (err) {
+    throw new ImportError((err as Error).message);
+  }
+  try {
+    const arch = g.get<string>('general.architecture') ?? '(none)';
+    const architecture = GGUF_CHAT_ARCHS[arch];
+    if (!architecture) {
+      throw new ImportError(`${file} is a GGUF of architecture "${arch}": teamllm imports GGUF chat models of llama.cpp's ${Object.keys(GGUF_CHAT_ARCHS).join(', ')} architectures and encoders of its "bert" architecture`);
+    }
+    const hidden = num(g, `${arch}.embedding_length`);
+    const heads = num(g, `${arch}.attention.head_count`);
+    const kvHeads = num(g, `${arch}.attention.head_count_kv`, heads);
+    const headDim = num(g, `${arch}.attention.key_length`, hidden / heads);
+    const valueDim = num(g, `${arch}.attention.value_length`, headDim);
+    if (valueDim !== headDim) throw new ImportError(`${file}: key_length ${headDim} and value_length ${valueDim} differ (not a Llama-family model)`);
+    const ropeDims = num(g, `${arch}.rope.dimension_count`, headDim);
+    if (ropeDims !== headDim) throw new ImportError(`${file}: RoPE over ${ropeDims} of ${headDim} dimensions (partial rotary) is not supported`);
+    if (!Number.isInteger(headDim) || headDim % 2) throw new ImportError(`${file}: head dimension ${headDim} must be an even integer`);
+    if (heads % kvHeads) throw new ImportError(`${file}: ${heads} attention heads are not a multiple of ${kvHeads} key/value heads`);
+    const scalingType = g.get<string>(`${arch}.rope.scaling.type`) ?? 'none';
+    let ropeScaling: RopeScaling;
+    const freqs = g.tensors.get('rope_freqs.weight');
+    if (freqs) {
+      if (freqs.shape.length !== 1 || freqs.shape[0] !== headDim / 2) throw new ImportError(`${file}: rope_freqs.weight is [${freqs.shape.join(', ')}], expected [${headDim / 2}]`);
+      ropeScaling = { type: 'factors', factors: [...g.read('rope_freqs.weight')] };
+    } else if (scalingType === 'linear') ropeScaling = { type: 'linear', factor: num(g, `${arch}.rope.scaling.factor`) };
+    else if (scalingType === 'none') ropeScaling = { type: 'none' };
+    else throw new ImportError(`${file}: RoPE scaling "${scalingType}" is not supported (supported: none, linear, llama3 as rope_freqs)`);
+    const embd = g.tensors.get('token_embd.weight');
+    const has = (name: string) => g.tensors.has(name);
+    const config: LlamaConfig = {
+      architecture,
+      vocabSize: embd?.shape[0] ?? (g.get<string[]>('tokenizer.ggml.tokens') ?? []).length,
+      hidden,
+      layers: num(g, `${arch}.block_count`),
+      heads,
+      kvHeads,
+      headDim,
+      intermediate: num(g, `${arch}.feed_forward_length`),
+      maxPositions: num(g, `${arch}.context_length`, 4096),
+      rmsNormEps: num(g, `${arch}.attention.layer_norm_rms_epsilon`, 1e-6),
+      ropeTheta: num(g, `${arch}.rope.freq_base`, 10000),
+      ropeScaling,
+      qkvBias: has('blk.0.attn_q.bias'),
+      outputBias: has('blk.0.attn_output.bias'),
+      qkNorm: has('blk.0.attn_q_norm.weight'),
+      tiedEmbeddings: !has('output.weight'),
+    };
+    const shapes = new Map<string, number[]>();
+    const types: string[] = [];
+    for (const hf of expectedLlamaTensors(config).keys()) {
+      const info = g.tensors.get(ggufChatTensorName(hf)!);
+      if (info) {
+        shapes.set(hf, info.shape);
+        types.push(info.type);
+      }
+    }
+    checkLlamaShapes(config, shapes, file);
+    const bad = types.find((t) => !['F32', 'F16', 'BF16', 'Q8_0'].includes(t));
+    if (bad) throw new ImportError(`${file}: a tensor is ${bad}; supported tensor types are F32, F16, BF16 and Q8_0 (re-quantize with llama.cpp's llama-quantize to Q8_0, or convert to F16)`);
+    const tokenizer = ggufChatTokenizer(g);
+    return {
+      format: 'gguf',
+      location: file,
+      config,
+      numParameters: countLlamaParameters(config),
+      dtype: summariseDtypes(types),
+      files: [{ file: path.basename(file), bytes: statSync(file).size }],
+      licence: g.get<string>('general.license') ?? folderLicence(path.dirname(file)),
+      eosIds: [...tokenizer.eosIds],
+      hasChatTemplate: tokenizer.chatTemplate !== undefined,
+      gguf: g,
+      tokenizer,
+    };
+  } catch (err) {
+    g.close();
+    throw err;
+  }
+}
+
+/** The tokenizer a GGUF file carries: byte-level BPE (llama.cpp's "gpt2" model) with a known split expression. */
+function ggufChatTokenizer(g: GgufFile): ChatTokenizer {
+  const model = g.get<string>('tokenizer.ggml.model');
+  const pre = g.get<string>('tokenizer.ggml.pre') ?? '(none)';
+  if (model !== 'gpt2') {
+    throw new ImportError(`${g.path}: tokenizer model "${model ?? '(none)'}" is not supported in GGUF files (only "gpt2", byte-level BPE as Llama 3 and Qwen ship); import the model's Hugging Face folder instead`);
+  }
+  const split = BPE_PRE_TOKENIZERS[pre];
+  if (!split) throw new ImportError(`${g.path}: tokenizer.ggml.pre "${pre}" is not supported (${Object.keys(BPE_PRE_TOKENIZERS).join(', ')}); import the model's Hugging Face folder instead`);
+  const tokens = g.get<string[]>('tokenizer.ggml.tokens');
+  const merges = g.get<string[]>('tokenizer.ggml.merges');
+  if (!Array.isArray(tokens) || !Array.isArray(merges)) throw new ImportError(`${g.path}: metadata tokenizer.ggml.tokens or tokenizer.ggml.merges is missing`);
+  const types = g.get<number[]>('tokenizer.ggml.token_type') ?? [];
+  const json = byteLevelBpeTokenizerJson(tokens, types, merges, split);
+  const eos = ['tokenizer.ggml.eos_token_id', 'tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eom_token_id'].map((k) => g.get<number>(k)).filter((v): v is number => typeof v === 'number');
+  const templateStrings: Record<string, string> = {};
+  for (const [key, meta] of [['bos_token', 'bos'], ['eos_token', 'eos'], ['pad_token', 'padding'], ['unk_token', 'unknown']] as const) {
+    const id = g.get<number>(`tokenizer.ggml.${meta}_token_id`);
+    if (typeof id === 'number' && tokens[id] !== undefined) templateStrings[key] = tokens[id]!;
+  }
+  const chatTemplate = g.get<string>('tokenizer.chat_template');
+  try {
+    return new ChatTokenizer(json, { eosIds: eos, templateStrings, ...(typeof chatTemplate === 'string' ? { chatTemplate } : {}) });
+  } catch (err) {
+    throw new ImportError(`${g.path}: its vocabulary cannot be used: ${(err as Error).message}`);
+  }
+}
+
+/** Reads a GGUF chat model into a runnable model (tensors dequantised to float32; llama-arch q/k un-permuted). */
+export function loadGgufChatModel(file: string): LoadedChatModel {
+  const { gguf, tokenizer, ...description } = inspectGgufChatModel(file);
+  try {
+    const c = description.config;
+    const permuted = gguf.get<string>('general.architecture') === 'llama';
+    const weights = new Map<string, Float32Array>();
+    for (const [hf, shape] of expectedLlamaTensors(c)) {
+      let values = gguf.read(ggufChatTensorName(hf)!);
+      if (permuted && /self_attn\.[qk]_proj\./.test(hf)) {
+        const heads = hf.includes('q_proj') ? c.heads : c.kvHeads;
+        values = unpermuteRows(values, heads, shape.length === 2 ? shape[1]! : 1);
+      }
+      weights.set(hf, values);
+    }
+    return { description, model: new LlamaModel(c, weights), tokenizer };
+  } finally {
+    gguf.close();
+  }
+}
+
+/** A folder (Hugging Face) or a .gguf file. */
+export function loadChatModel(location: string): LoadedChatModel {
+  return existsSync(location) && statSync(location).isFile() ? loadGgufChatModel(location) : loadHfChatModel(location);
+}

@@ -1,0 +1,278 @@
+/**
+ * The Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3), as transformers' modeling_llama.py
+ * computes it in eval mode, one readable forward:
+ *
+ *   x = embed(ids)
+ *   per layer:  x += o_proj(attention(rope(q_norm?(q_proj(rms(x)))), rope(k_norm?(k_proj(rms(x)))), v_proj(rms(x))))
+ *               x += down_proj(silu(gate_proj(rms(x))) * up_proj(rms(x)))
+ *   logits = lm_head(rms(x))            (lm_head = embed when tied)
+ *
+ * with grouped-query attention (kvHeads ≤ heads: each key/value head serves heads/kvHeads query
+ * heads), RoPE over the head's two halves (transformers' rotate_half; GGUF llama-arch rows are
+ * un-permuted to this layout when read), optional q/k/v (and o) biases, optional per-head q/k
+ * RMSNorm (Qwen3), and a KV cache for decoding one token at a time.
+ *
+ * Weights are float32 Float32Arrays in PyTorch's [out, in] layout; the products run on the encoder
+ * kernels (native OpenBLAS sgemm when the addon loads, else JavaScript). The tfjs GPT op contract
+ * (forward-ops.ts) is built around GPT's fused c_attn, LayerNorm, GELU and learned positions and
+ * tensors that autodiff can train; inference here needs none of that, so this slice stays on plain
+ * arrays. Holding weights as bf16/int8 with kernels that read them directly is the next step.
+ */
+import { encoderKernels, type EncoderKernels } from './encoder-kernels.ts';
+import { expectedLlamaTensors, layerName, ropeInverseFrequencies, type LlamaConfig } from './llama-config.ts';
+
+/** Keys and values of the positions seen so far, per layer [kvHeads, capacity, headDim]. */
+export interface LlamaCache {
+  length: number;
+  capacity: number;
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+export interface GenerateOptions {
+  maxTokens: number;
+  /** Ids that end the answer (several EOS ids: generation_config.json). The stop id is not returned. */
+  stop?: Iterable<number>;
+  /** Chooses the next id from the last position's logits (default: greedy, the highest). */
+  pick?: (logits: Float32Array) => number;
+  /** Called with each new id as it is chosen (streaming). */
+  onToken?: (id: number) => void;
+  signal?: AbortSignal;
+  /** false: recompute the whole sequence for every token (for tests: must equal the cached run). */
+  useCache?: boolean;
+}
+
+export function argmax(v: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
+  return best;
+}
+
+export class LlamaModel {
+  readonly kernels: EncoderKernels;
+  /** RoPE's inverse frequencies, scaling applied (one per pair of a head). */
+  readonly invFreq: Float64Array;
+
+  constructor(
+    readonly config: LlamaConfig,
+    private readonly weights: Map<string, Float32Array>,
+    options: { kernels?: EncoderKernels; invFreq?: Float64Array } = {},
+  ) {
+    this.kernels = options.kernels ?? encoderKernels();
+    this.invFreq = options.invFreq ?? ropeInverseFrequencies(config);
+    if (this.invFreq.length !== config.headDim / 2) throw new Error(`RoPE: ${this.invFreq.length} frequencies for head_dim ${config.headDim}`);
+    for (const [name, shape] of expectedLlamaTensors(config)) {
+      const w = weights.get(name);
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (!w || w.length !== size) throw new Error(`chat model weights: ${name} ${w ? `has ${w.length} values, expected ${size}` : 'is missing'}`);
+    }
+  }
+
+  private w(name: string): Float32Array {
+    return this.weights.get(name)!;
+  }
+
+  private optional(name: string): Float32Array | null {
+    return this.weights.get(name) ?? null;
+  }
+
+  newCache(capacity = 256): LlamaCache {
+    const c = this.config;
+    const size = c.kvHeads * capacity * c.headDim;
+    return { length: 0, capacity, keys: Array.from({ length: c.layers }, () => new Float32Array(size)), values: Array.from({ length: c.layers }, () => new Float32Array(size)) };
+  }
+
+  /** Grows the cache (doubling) so that `needed` positions fit. */
+  private reserve(cache: LlamaCache, needed: number): void {
+    if (needed <= cache.capacity) return;
+    const c = this.config;
+    let capacity = cache.capacity;
+    while (capacity < needed) capacity *= 2;
+    const grow = (old: Float32Array) => {
+      const next = new Float32Array(c.kvHeads * capacity * c.headDim);
+      for (let g = 0; g < c.kvHeads; g++) next.set(old.subarray(g * cache.capacity * c.headDim, (g * cache.capacity + cache.length) * c.headDim), g * capacity * c.headDim);
+      return next;
+    };
+    cache.keys = cache.keys.map(grow);
+    cache.values = cache.values.map(grow);
+    cache.capacity = capacity;
+  }
+
+  /**
+   * Runs `ids` after what the cache holds (a fresh cache when none is given) and returns logits
+   * [rows, vocab]: every new position's, or only the last one's with `lastOnly`.
+   */
+  forward(ids: number[], cache: LlamaCache = this.newCache(Math.max(1, ids.length)), options: { lastOnly?: boolean } = {}): Float32Array {
+    const c = this.config;
+    const k = this.kernels;
+    const T = ids.length;
+    if (T === 0) throw new Error('forward: no tokens');
+    const past = cache.length;
+    if (past + T > c.maxPositions) throw new Error(`${past + T} positions are more than this model's ${c.maxPositions}`);
+    this.reserve(cache, past + T);
+    const H = c.hidden;
+    const qDim = c.heads * c.headDim;
+    const kvDim = c.kvHeads * c.headDim;
+
+    const embed = this.w('model.embed_tokens.weight');
+    let x = new Float32Array(T * H);
+    for (let t = 0; t < T; t++) {
+      const id = ids[t]!;
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary (${c.vocabSize})`);
+      x.set(embed.subarray(id * H, (id + 1) * H), t * H);
+    }
+
+    for (let l = 0; l < c.layers; l++) {
+      const L = (name: string) => this.w(layerName(l, name));
+      const B = (name: string) => this.optional(layerName(l, name));
+      // Attention.
+      const h = rmsNorm(x, L('input_layernorm.weight'), T, H, c.rmsNormEps);
+      const q = k.linear(h, L('self_attn.q_proj.weight'), B('self_attn.q_proj.bias'), T, H, qDim);
+      const kk = k.linear(h, L('self_attn.k_proj.weight'), B('self_attn.k_proj.bias'), T, H, kvDim);
+      const v = k.linear(h, L('self_attn.v_proj.weight'), B('self_attn.v_proj.bias'), T, H, kvDim);
+      if (c.qkNorm) {
+        rmsNormInPlace(q, L('self_attn.q_norm.weight'), T * c.heads, c.headDim, c.rmsNormEps);
+        rmsNormInPlace(kk, L('self_attn.k_norm.weight'), T * c.kvHeads, c.headDim, c.rmsNormEps);
+      }
+      rope(q, T, c.heads, c.headDim, past, this.invFreq);
+      rope(kk, T, c.kvHeads, c.headDim, past, this.invFreq);
+      this.store(cache, l, kk, v, past, T);
+      const attn = this.attention(q, cache, l, past, T);
+      const o = k.linear(attn, L('self_attn.o_proj.weight'), B('self_attn.o_proj.bias'), T, qDim, H);
+      for (let i = 0; i < x.length; i++) x[i]! += o[i]!;
+      // SwiGLU MLP.
+      const h2 = rmsNorm(x, L('post_attention_layernorm.weight'), T, H, c.rmsNormEps);
+      const gate = k.linear(h2, L('mlp.gate_proj.weight'), null, T, H, c.intermediate);
+      const up = k.linear(h2, L('mlp.up_proj.weight'), null, T, H, c.intermediate);
+      for (let i = 0; i < gate.length; i++) gate[i] = (gate[i]! / (1 + Math.exp(-gate[i]!))) * up[i]!;
+      const down = k.linear(gate, L('mlp.down_proj.weight'), null, T, c.intermediate, H);
+      for (let i = 0; i < x.length; i++) x[i]! += down[i]!;
+    }
+    cache.length = past + T;
+
+    const rows = options.lastOnly ? 1 : T;
+    if (options.lastOnly) x = x.slice((T - 1) * H);
+    const out = rmsNorm(x, this.w('model.norm.weight'), rows, H, c.rmsNormEps);
+    const head = c.tiedEmbeddings ? embed : this.w('lm_head.weight');
+    return k.linear(out, head, null, rows, H, c.vocabSize);
+  }
+
+  /** Writes this step's keys and values into the cache at positions past..past+T. */
+  private store(cache: LlamaCache, layer: number, keys: Float32Array, values: Float32Array, past: number, T: number): void {
+    const { kvHeads, headDim: d } = this.config;
+    const K = cache.keys[layer]!;
+    const V = cache.values[layer]!;
+    for (let t = 0; t < T; t++) {
+      for (let g = 0; g < kvHeads; g++) {
+        const src = (t * kvHeads + g) * d;
+        const dst = (g * cache.capacity + past + t) * d;
+        K.set(keys.subarray(src, src + d), dst);
+        V.set(values.subarray(src, src + d), dst);
+      }
+    }
+  }
+
+  /**
+   * Causal grouped-query attention of T new queries [T, heads·d] against the cache's S = past+T
+   * keys: per key/value head, its query heads' rows stacked, softmax(q·kᵀ/√d)·v.
+   */
+  private attention(q: Float32Array, cache: LlamaCache, layer: number, past: number, T: number): Float32Array {
+    const { heads, kvHeads, headDim: d, slidingWindow } = this.config;
+    const k = this.kernels;
+    const group = heads / kvHeads;
+    const S = past + T;
+    const scale = 1 / Math.sqrt(d);
+    const out = new Float32Array(T * heads * d);
+    const rows = group * T;
+    const qg = new Float32Array(rows * d);
+    for (let g = 0; g < kvHeads; g++) {
+      // Rows r = j·T + t: query head g·group + j at new position t (scaled here rather than in the scores).
+      for (let j = 0; j < group; j++) {
+        for (let t = 0; t < T; t++) {
+          const src = (t * heads + g * group + j) * d;
+          const dst = (j * T + t) * d;
+          for (let e = 0; e < d; e++) qg[dst + e] = q[src + e]! * scale;
+        }
+      }
+      const keys = cache.keys[layer]!.subarray(g * cache.capacity * d, (g * cache.capacity + S) * d);
+      const values = cache.values[layer]!.subarray(g * cache.capacity * d, (g * cache.capacity + S) * d);
+      const scores = k.linear(qg, keys, null, rows, d, S); // [rows, S]
+      for (let r = 0; r < rows; r++) {
+        const pos = past + (r % T);
+        const from = slidingWindow ? Math.max(0, pos - slidingWindow + 1) : 0;
+        const row = r * S;
+        for (let s = 0; s < from; s++) scores[row + s] = Number.NEGATIVE_INFINITY;
+        for (let s = pos + 1; s < S; s++) scores[row + s] = Number.NEGATIVE_INFINITY;
+      }
+      k.softmax(scores, rows, S);
+      const ctx = k.batchMatmul(scores, values, 1, rows, S, d); // [rows, d]
+      for (let j = 0; j < group; j++) {
+        for (let t = 0; t < T; t++) out.set(ctx.subarray((j * T + t) * d, (j * T + t + 1) * d), (t * heads + g * group + j) * d);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Generates up to maxTokens ids after `prompt` (greedy unless `pick` says otherwise): the prompt
+   * in one batched pass, then one position at a time against the KV cache.
+   */
+  generate(prompt: number[], options: GenerateOptions): number[] {
+    const stop = new Set(options.stop ?? []);
+    const pick = options.pick ?? argmax;
+    const useCache = options.useCache ?? true;
+    const out: number[] = [];
+    const cache = this.newCache(Math.min(this.config.maxPositions, prompt.length + options.maxTokens));
+    let logits = useCache ? this.forward(prompt, cache, { lastOnly: true }) : this.forward(prompt, undefined, { lastOnly: true });
+    while (out.length < options.maxTokens) {
+      if (options.signal?.aborted) break;
+      const next = pick(logits);
+      if (stop.has(next)) break;
+      out.push(next);
+      options.onToken?.(next);
+      if (out.length >= options.maxTokens || prompt.length + out.length >= this.config.maxPositions) break;
+      logits = useCache ? this.forward([next], cache, { lastOnly: true }) : this.forward([...prompt, ...out], undefined, { lastOnly: true });
+    }
+    return out;
+  }
+}
+
+/** Row-wise RMSNorm: x / √(mean(x²) + eps) · w, into a new array. */
+export function rmsNorm(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number): Float32Array {
+  const y = new Float32Array(x);
+  rmsNormInPlace(y, w, rows, cols, eps);
+  return y;
+}
+
+function rmsNormInPlace(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let ss = 0;
+    for (let c = 0; c < cols; c++) ss += x[o + c]! * x[o + c]!;
+    const inv = 1 / Math.sqrt(ss / cols + eps);
+    for (let c = 0; c < cols; c++) x[o + c] = x[o + c]! * inv * w[c]!;
+  }
+}
+
+/** RoPE in place on x [T, heads, d]: pair (i, i + d/2) of each head rotated by (past + t)·invFreq[i]. */
+function rope(x: Float32Array, T: number, heads: number, d: number, past: number, invFreq: Float64Array): void {
+  const half = d / 2;
+  const cos = new Float64Array(half);
+  const sin = new Float64Array(half);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = (past + t) * invFreq[i]!;
+      cos[i] = Math.cos(angle);
+      sin[i] = Math.sin(angle);
+    }
+    for (let h = 0; h < heads; h++) {
+      const o = (t * heads + h) * d;
+      for (let i = 0; i < half; i++) {
+        const a = x[o + i]!;
+        const b = x[o + i + half]!;
+        x[o + i] = a * cos[i]! - b * sin[i]!;
+        x[o + i + half] = b * cos[i]! + a * sin[i]!;
+      }
+    }
+  }
+}
