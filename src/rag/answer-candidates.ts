@@ -113,8 +113,8 @@ export function rowText(header: string[], cells: string[]): string {
     .join('; ');
 }
 
-/** Sentence ends: Chinese punctuation at once, Latin only before a space (so 0.23 and 4.5% stay whole). */
-export const SENTENCE_SPLIT = /(?<=[。！？；])\s*(?=\S)|(?<=[.!?;])\s+(?=\S)/u;
+/** Sentence ends: Chinese punctuation at once, Latin only before a space (so 0.23 and 4.5% stay whole) and not after "e.g." or "Dr.". */
+export const SENTENCE_SPLIT = /(?<=[。！？；])\s*(?=\S)|(?<=[.!?;])(?<!\b(?:e\.g|i\.e|vs|cf|approx|incl|Dr|Mr|Ms|Mrs|St|No)\.)\s+(?=\S)/u;
 
 /** A passage's units in reading order: sentences, list items, table rows with their header. */
 export function answerUnits(text: string): string[] {
@@ -144,10 +144,28 @@ export function answerUnits(text: string): string[] {
 
 /** Clauses of a unit: cut at commas, semicolons, colons and dashes (CJK forms too), never inside a number (09:30, 4,000). */
 function clauses(unit: string): string[] {
-  return unit
-    .split(/(?<=[,;:，；：])(?!\d)\s*|\s+[—–]\s+/u)
-    .map((c) => c.replace(/[,;:，；：。.]+$/u, '').trim())
-    .filter((c) => c.length >= 2);
+  const parts: string[] = [];
+  let open = '';
+  // Never inside brackets: "(e.g. flight, hotel, rental car)" is one clause's aside, not three clauses.
+  for (const piece of unit.split(/(?<=[,;:，；：])(?!\d)\s*|\s+[—–]\s+/u)) {
+    open = open ? `${open} ${piece}` : piece;
+    if (bracketDepth(open) <= 0) {
+      parts.push(open);
+      open = '';
+    }
+  }
+  if (open) parts.push(open);
+  return parts.map((c) => c.replace(/[,;:，；：。.]+$/u, '').trim()).filter((c) => c.length >= 2);
+}
+
+/** Opening brackets minus closing ones. */
+function bracketDepth(text: string): number {
+  let depth = 0;
+  for (const ch of text) {
+    if (ch === '(' || ch === '（' || ch === '[') depth++;
+    else if (ch === ')' || ch === '）' || ch === ']') depth--;
+  }
+  return depth;
 }
 
 /** Stemmed like BM25 reads passages (search-terms.ts), so "donors" meets "donor" and the term weights look up the index's own terms. */

@@ -138,6 +138,11 @@ describe('answer units and candidates', () => {
       '年假 5 天。',
       '病假 10 天',
     ]);
+    // Nor after "e.g." / "i.e.", and a clause never ends inside brackets.
+    const cancel = 'You are responsible for cancelling all reservations (e.g. flight, hotel, rental car) if your event is not approved.';
+    expect(answerUnits(cancel)).toEqual([cancel]);
+    const texts = proposeCandidates('Do I cancel my reservations if the event is not approved?', [{ title: 'Travel', text: cancel }]).map((c) => c.text);
+    expect(texts.filter((t) => /^(?:flight|hotel|rental car)|^e\.g/.test(t))).toEqual([]);
   });
 
   it('prefers a total to its parts', () => {
