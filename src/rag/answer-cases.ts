@@ -76,7 +76,7 @@ function tableCases(candidate: AnswerCandidate, passageText: string, asked: Set<
   return undefined;
 }
 
-/** "label：value" pairs in the candidate's unit, of the candidate's kind and unit. */
+/** "label：value" (or "value in label") pairs in the candidate's unit, of the candidate's kind and unit. */
 function inlineCases(candidate: AnswerCandidate): Case[] | undefined {
   const text = candidate.unit.text;
   const values = typedValues(text);
@@ -85,7 +85,10 @@ function inlineCases(candidate: AnswerCandidate): Case[] | undefined {
   const sameKind = (v: TypedValue) => v.kind === own.kind && (v.kind !== 'count' || countUnit(v) === countUnit(own));
   const cases: Case[] = [];
   for (const v of values.filter(sameKind)) {
-    const label = text.slice(0, v.start).match(/([^；;。:：,，]{1,30})[:：]\s*$/u)?.[1]?.trim();
+    // "北京、深圳：¥800" (label first) or "€60 in Europe, US$80 in North America" (label after).
+    const label =
+      text.slice(0, v.start).match(/([^；;。:：,，]{1,30})[:：]\s*$/u)?.[1]?.trim() ??
+      text.slice(v.end).match(/^\s+(?:in|for)\s+([^,;.:()]{2,30}?)(?=\s*(?:[,;.]|\band\b|$))/u)?.[1]?.trim();
     if (!label) continue;
     cases.push({ label, value: v.text, context: '', chosen: v === own });
   }

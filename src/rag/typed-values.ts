@@ -26,7 +26,7 @@ const ZH_NUMERAL = '[零〇一二两三四五六七八九十百千万]+';
 const RULES: { kind: ValueKind; re: RegExp }[] = [
   {
     kind: 'money',
-    re: /(?:[€$£¥]|EUR ?|USD ?|RMB ?|CNY ?)\d[\d,.]*(?: ?(?:million|billion|thousand|k|万))?(?: ?(?:per|a|\/) ?(?:month|year|day|night|person|week|hour|km|kilometre|kilometer|mile|head))?|\d[\d,.]*(?: ?(?:million|billion))? ?(?:euros?|dollars|元|块钱)/gu,
+    re: /(?:[€£¥]|(?:US|HK|NZ|A|C|S)?\$|EUR ?|USD ?|RMB ?|CNY ?)\d[\d,.]*(?: ?(?:million|billion|thousand|k|万))?(?: ?(?:per|a|\/) ?(?:month|year|day|night|person|week|hour|km|kilometre|kilometer|mile|head))?|\d[\d,.]*(?: ?(?:million|billion))? ?(?:euros?|dollars|元|块钱)/gu,
   },
   { kind: 'percent', re: /\d+(?:\.\d+)?(?: ?[–-] ?\d+(?:\.\d+)?)? ?%|百分之[零〇一二两三四五六七八九十百\d.]+/gu },
   { kind: 'time', re: /\b\d{1,2}:\d{2}\b/g },

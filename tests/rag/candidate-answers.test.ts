@@ -3,6 +3,7 @@ import type { AnswerEvent, AnswerRequest, ConversationTurn, Source } from '../..
 import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
 import { answerUnits, plainText, proposeCandidates } from '../../src/rag/answer-candidates.ts';
 import { CandidateAnswerer, composeAnswer, type CandidateScorer } from '../../src/rag/candidate-answerer.ts';
+import { answerByCase } from '../../src/rag/answer-cases.ts';
 import { DEFAULT_SELECTOR, selectorAccuracy, selectorLossAndGradient, selectorScore, trainSelector, type SelectorGroup } from '../../src/rag/answer-selector.ts';
 import { CANDIDATE_FEATURES, type CandidateFeatures } from '../../src/rag/answer-candidates.ts';
 import { questionIntent } from '../../src/rag/question-intent.ts';
@@ -268,6 +269,14 @@ describe('the candidate answerer', () => {
     await travel.addPaths([tempFolder({ 'travel.md': `# 报销\n\n## 国内出差标准\n\n${cities}\n` })]);
     expect((await collect(new CandidateAnswerer({ kb: travel }).answer(ask('住宿每晚上限是多少钱？')))).direct).toBe('北京、深圳：¥800；广州、杭州、苏州：¥600；其他城市：¥500');
     expect((await collect(new CandidateAnswerer({ kb: travel }).answer(ask('去北京出差，住宿每晚上限多少钱？')))).direct).toBe('¥800');
+    // …and cases written after their values.
+    const perDiem = [{ title: 'Travel > Per diem', text: 'You receive a daily meal allowance (per diem) of €60 in Europe, US$80 in North America and CNY 300 in China.' }];
+    const chosen = (question: string) => {
+      const [best] = proposeCandidates(question, perDiem);
+      return answerByCase(question, best!, perDiem[0]!.text, false) ?? best!.text;
+    };
+    expect(chosen('How much is the per diem?')).toBe('Europe: €60; North America: US$80; China: CNY 300');
+    expect(chosen('How much is the per diem in China?')).toBe('CNY 300');
     trial.close();
     travel.close();
   });
