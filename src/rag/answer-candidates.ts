@@ -18,7 +18,7 @@ import { searchTerms } from './search-terms.ts';
 import { unwrapMarkdown } from './markdown-lines.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { typedValues, type TypedValue } from './typed-values.ts';
-import { statedQuantities, tierFit } from './stated-ranges.ts';
+import { statedQuantities, statedRanges, tierFit } from './stated-ranges.ts';
 
 export interface AnswerUnit {
   /** Index of the passage (0-based) the unit comes from: cited as [passage + 1]. */
@@ -237,11 +237,20 @@ export function scoreUnits(
       const typed = fit > 0;
       // The passage's rank says what retrieval thought of its whole context; a little of it breaks ties.
       // Earlier units win ties: a table's first row and a section's first rule are the general case.
-      const score = match + 0.125 * fit - 0.04 * passage - 0.003 * Math.min(order, 10);
+      // "难产的，增加产假15天", "If you are a veteran, …": a special case the question did not raise ranks below the rule.
+      const special = leadingCondition(text);
+      // (A tier — "已满10年不满20年的，…" — is a case too, but tierFit weighs it against the asker's.)
+      const unasked = special !== undefined && statedRanges(special).length === 0 && !searchTerms(special, TERMS).some((t) => query.includes(t));
+      const score = match + 0.125 * fit - 0.04 * passage - 0.003 * Math.min(order, 10) - (unasked ? 0.06 : 0);
       units.push({ passage, text, match, lexical, cosine: Math.max(0, cos ?? 0), order, typed, score });
     }
   });
   return units.sort((a, b) => b.score - a.score);
+}
+
+/** The condition a unit opens with ("难产的，…", "If you are a veteran, …"), undefined when it states a rule outright. */
+function leadingCondition(text: string): string | undefined {
+  return text.match(/^([^，,。；;]{1,24})的[，,]/u)?.[1] ?? text.match(/^(?:if|when|in case|for those who|unless)\b([^,;.]{1,80}),/i)?.[1];
 }
 
 /** Chinese writes one unit several ways: laws count 日 where people ask 天, 星期 for 周, 钟头 for 小时. */

@@ -201,6 +201,12 @@ describe('answer units and candidates', () => {
     expect(proposeCandidates('一天最多能加多少小时班？', [{ title: '工作时间', text: law }])[0]!.text).toBe('三小时');
   });
 
+  it('answers with the rule before its special cases, unless the question raises the case', () => {
+    const law = '女职工生育享受98天产假，其中产前可以休假15天；难产的，增加产假15天；生育多胞胎的，每多生育1个婴儿，增加产假15天。';
+    expect(proposeCandidates('产假有多少天？', [{ title: '女职工劳动保护特别规定', text: law }])[0]!.text).toBe('98天');
+    expect(proposeCandidates('难产的话产假有多少天？', [{ title: '女职工劳动保护特别规定', text: law }])[0]!.text).toBe('15天');
+  });
+
   it('reads "per year" as the period, a newcomer as zero years, 这几天 as pointing, and 餐补 as money', () => {
     const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
     expect(questionIntent('How much annual leave do I get per year?').units).not.toContain('year');
