@@ -40,7 +40,7 @@ const UNIT_WORDS_ZH: [RegExp, string][] = [
   [/(?:几|多少)次/u, '次'],
 ];
 /** A duration asked for without its unit ("how long", "多久"): any unit of time answers it. */
-const DURATION_EN = /\bhow (?:long|fast|quickly|soon|late|early)\b|\bwithin how\b|\bafter how long\b/;
+const DURATION_EN = /\bhow (?:long|fast|quickly|soon|late|early|often|frequently)\b|\bwithin how\b|\bafter how long\b/;
 const DURATION_ZH = /多久|多长时间|多长|多少时间|几天内|多少天内/u;
 const DURATION_UNITS_ZH = ['天', '日', '工作日', '周', '星期', '月', '年', '小时', '分钟'];
 /** Verbs and nouns of money: "how much do I pay", "能报多少", "奖励多少". */
@@ -80,7 +80,12 @@ export function questionIntent(question: string): QuestionIntent {
   if (/多少|(?<![这那前后头])几[个天周年次人名小分日]/u.test(q) || DURATION_ZH.test(q)) add('count');
   if (DURATION_ZH.test(q)) for (const u of DURATION_UNITS_ZH) if (!units.includes(u)) units.push(u);
   if (/几点|什么时间|几时/u.test(q)) add('time');
-  if (/什么时候|何时|哪天|哪一天|几号|截止|日期/u.test(q)) add('date', 'weekday', 'time');
+  if (/什么时候|何时|哪[一两几]?天|几号|截止|日期|时间段/u.test(q)) add('date', 'weekday', 'time');
+  // 几倍: a multiple, written 二倍 or 百分之三百 / 300%.
+  if (/几倍|多少倍/u.test(q)) {
+    add('percent', 'count');
+    units.push('倍');
+  }
   if (/星期几|周几/u.test(q)) add('weekday');
   if (/哪一?年/u.test(q)) add('year');
   for (const [re, unit] of UNIT_WORDS_ZH) if (re.test(q) && !units.includes(unit)) units.push(unit);

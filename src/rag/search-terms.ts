@@ -41,8 +41,11 @@ export function stem(word: string): string {
   return LATIN_WORD.test(word) && word.length > 3 ? stemmer(word.replace(/'s$/, '')) : word;
 }
 
+/** One spelling for the weekdays: 礼拜五 and 星期五 are the 周五 a timetable writes. */
+const WEEKDAY_ZH = /(?:礼拜|星期)([一二三四五六日天])/gu;
+
 export function searchTerms(text: string, options: TermOptions = {}): string[] {
-  const normalized = text.normalize('NFKC').toLowerCase();
+  const normalized = text.normalize('NFKC').toLowerCase().replace(WEEKDAY_ZH, (_, d: string) => `周${d === '天' ? '日' : d}`);
   const terms: string[] = [];
   for (const { segment, isWordLike } of segmenter.segment(normalized)) {
     if (!isWordLike || SKIP.has(segment)) continue;

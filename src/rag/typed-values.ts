@@ -17,7 +17,7 @@ export interface TypedValue {
 
 export const MONTHS = 'January|February|March|April|May|June|July|August|September|October|November|December';
 export const UNITS_EN =
-  'working days|business days|calendar days|days|day|weeks|week|months|month|years|year|hours|hour|minutes|minute|seconds|employees|people|colleagues|persons|times|nights|members|offices|rooms|laptops|licences|licenses|sessions|steps|levels|kilometres|km|kg|GB|TB|MB';
+  'working days|business days|calendar days|days|day|weeks|week|months|month|years|year|hours|hour|minutes|minute|seconds|characters|digits|employees|people|colleagues|persons|times|nights|members|offices|rooms|laptops|licences|licenses|sessions|steps|levels|kilometres|km|kg|GB|TB|MB';
 export const UNITS_ZH = '个工作日|工作日|个月|月|天|日|周|星期|年|小时|个钟头|钟头|分钟|次|人|名|个|份|家|元|公里|层|晚|倍';
 /** Units after a Chinese numeral as laws write them ("二个月", "三十日", "十六周岁"); not 个 or 名 alone: 一个, 一名 are rarely amounts. */
 const ZH_NUMERAL_UNITS = '个工作日|工作日|个月|周岁|小时|天|日|周|年|次|倍|元';
@@ -29,6 +29,10 @@ const RULES: { kind: ValueKind; re: RegExp }[] = [
     re: /(?:[€£¥]|(?:US|HK|NZ|A|C|S)?\$|EUR ?|USD ?|RMB ?|CNY ?)\d[\d,.]*(?: ?(?:million|billion|thousand|k|万))?(?: ?(?:per|a|\/) ?(?:month|year|day|night|person|week|hour|km|kilometre|kilometer|mile|head))?|\d[\d,.]*(?: ?(?:million|billion))? ?(?:euros?|dollars|元|块钱)/gu,
   },
   { kind: 'percent', re: /\d+(?:\.\d+)?(?: ?[–-] ?\d+(?:\.\d+)?)? ?%|百分之[零〇一二两三四五六七八九十百\d.]+/gu },
+  // A span of hours or days is one answer: "10:00–15:30", "3 月 1 日至 6 月 30 日", "15 December – 2 January".
+  { kind: 'time', re: /\b\d{1,2}:\d{2} ?(?:[–~-]|至|到|to) ?\d{1,2}:\d{2}\b/g },
+  { kind: 'date', re: /(?:\d{4} ?年 ?)?\d{1,2} ?月 ?\d{1,2} ?[日号] ?(?:[–~-]|至|到) ?(?:\d{4} ?年 ?)?(?:\d{1,2} ?月 ?)?\d{1,2} ?[日号]/g },
+  { kind: 'date', re: new RegExp(`\\b\\d{1,2} (?:${MONTHS})(?: \\d{4})? ?[–-] ?\\d{1,2} (?:${MONTHS})(?: \\d{4})?\\b`, 'g') },
   { kind: 'time', re: /\b\d{1,2}:\d{2}\b/g },
   { kind: 'date', re: new RegExp(`\\b\\d{1,2} (?:${MONTHS})(?: \\d{4})?\\b|\\b(?:${MONTHS}) \\d{1,2}(?:, \\d{4})?\\b`, 'g') },
   { kind: 'date', re: /(?:\d{4} ?年 ?)?\d{1,2} ?月 ?\d{1,2} ?[日号]/g },

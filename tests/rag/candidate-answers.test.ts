@@ -86,6 +86,15 @@ describe('typed values and question intent', () => {
     // A day of every month is a date (a pay day), not a count of days.
     expect(typedValues('发薪日为每月 10 日，发放上一个自然月的工资').map((v) => [v.kind, v.text])).toEqual([['date', '每月 10 日']]);
     expect(typedValues('Salaries are paid on the 25th of each month.').map((v) => [v.kind, v.text])).toEqual([['date', 'the 25th of each month']]);
+    // A span is one value; characters are a unit.
+    expect(typedValues('Core hours are 10:00–15:30; 汇算时间为 3 月 1 日至 6 月 30 日; peak: 15 December – 2 January; at least 14 characters').map((v) => [v.kind, v.text])).toEqual([
+      ['time', '10:00–15:30'],
+      ['date', '3 月 1 日至 6 月 30 日'],
+      ['date', '15 December – 2 January'],
+      ['count', '14 characters'],
+    ]);
+    expect(questionIntent('How often do we get a new laptop?').kinds).toContain('count');
+    expect(questionIntent('国庆节让我上班，工资该给几倍？')).toMatchObject({ kinds: ['percent', 'count'], units: ['倍'] });
     // A month by its number is a date; with 个 it is a number of months.
     expect(typedValues('随次年 1 月工资一起发放，试用期 3 个月').map((v) => [v.kind, v.text])).toEqual([['date', '1 月'], ['count', '3 个月']]);
     expect(questionIntent('消防演练安排在几月？').kinds[0]).toBe('date');

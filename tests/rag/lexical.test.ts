@@ -27,6 +27,12 @@ describe('search terms', () => {
     expect(searchTerms('How many vacation days do I get? How much?')).toEqual(['vacation', 'days']);
   });
 
+  it('spells a weekday one way: 礼拜五 and 星期五 meet the 周五 of a timetable', () => {
+    const friday = searchTerms('周五返程班车');
+    expect(searchTerms('礼拜五坐班车').filter((t) => friday.includes(t))).toEqual(expect.arrayContaining(['周五', '班车']));
+    expect(searchTerms('星期天')).toEqual(searchTerms('周日'));
+  });
+
   it('adds single Chinese characters, marked #, after the words and bigrams', () => {
     expect(searchTerms('生孩子休假', { cjkUnigrams: true })).toEqual(['孩子', '休假', '生孩', '孩子', '子休', '休假', '#生', '#孩', '#子', '#休', '#假']);
   });
