@@ -185,5 +185,6 @@ function sameAnswer(direct: string): string {
 /** A candidate as a direct answer: a phrase, no trailing colon or comma, a sentence keeps its full stop. */
 export function directAnswerText(text: string, zh: boolean): string {
   const t = text.replace(/[,;:，；：\s]+$/u, '').trim();
-  return zh ? t : t.charAt(0).toUpperCase() + t.slice(1);
+  // An address, a handle or a code is written as it is: "phish@lumenharbor.com", "iPhone".
+  return zh || /^\S*[@/\d]|^[a-z]+[A-Z]/.test(t) ? t : t.charAt(0).toUpperCase() + t.slice(1);
 }

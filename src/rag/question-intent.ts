@@ -94,6 +94,11 @@ export function questionIntent(question: string): QuestionIntent {
   const countFirst = /\bhow many (?:working |business |calendar )?(?:hours?|days?|weeks?|months?|years?|minutes?|nights?|times)\b/.test(q) || /(?:几|多少)(?:个)?(?:小时|钟头|工作日|天|周|星期|月|年|分钟|次)/u.test(q);
   if (countFirst && kinds.includes('count') && !/多少钱|\bhow much money\b/u.test(q)) kinds.unshift(...kinds.splice(kinds.indexOf('count'), 1));
   const who = /\bwho\b|\bwhom\b|\bcontact\b|\breach out\b|\bwhich team\b|\bask\b.*\bwho\b|找谁|联系谁|谁|哪个部门|找哪/u.test(q);
+  // Where to write or call: an address or a number answers it, and answers "who" well too.
+  if (/\be-?mail address\b|\bwhich (?:e-?mail|address)\b|\bwhere (?:do|should|can|must) (?:i|we) (?:send|forward|report|mail|e-?mail)\b|邮箱|邮件地址|发到哪|发给哪/u.test(q)) add('email');
+  if (/\b(?:what|which) (?:phone )?number\b|\bphone\b|\bcall\b|\bextension\b|\bext\b|\bhotline\b|\bdial\b|电话|分机|热线|打哪个/u.test(q)) add('phone');
+  // "Who do I contact…", "找谁": a way to reach them answers; "who is our DPO" wants the person, the sentence naming them.
+  if (/\bwho (?:do|should|can|must|would) (?:i|we) (?:contact|ask|call|e-?mail|tell|report|talk|go|write)\b|\bcontact\b|\breach out\b|找谁|联系谁|问谁|找哪|联系哪/u.test(q)) add('email', 'phone');
   const yesNo =
     kinds.length === 0 &&
     !who &&

@@ -1,10 +1,10 @@
 /**
  * Typed values in a sentence — amounts of money, percentages, times of day, dates, counts with
- * their unit, weekdays, years — found by the same rules everywhere: the QA generator turns them
+ * their unit, weekdays, years, e-mail addresses and phone numbers — found by the same rules everywhere: the QA generator turns them
  * into questions (training/sft/qa-generator.ts) and the answerer proposes them as direct answers
  * to questions that ask for that type (answer-candidates.ts). One list of units, one set of regexes.
  */
-export type ValueKind = 'money' | 'percent' | 'time' | 'date' | 'count' | 'weekday' | 'year';
+export type ValueKind = 'money' | 'percent' | 'time' | 'date' | 'count' | 'weekday' | 'year' | 'email' | 'phone';
 
 export interface TypedValue {
   start: number;
@@ -24,6 +24,10 @@ const ZH_NUMERAL_UNITS = '个工作日|工作日|个月|周岁|小时|天|日|�
 const ZH_NUMERAL = '[零〇一二两三四五六七八九十百千万]+';
 
 const RULES: { kind: ValueKind; re: RegExp }[] = [
+  // Where to write or call: "phish@lumenharbor.com", "phone ext. 4400", "分机 8035", "400-820-6631".
+  { kind: 'email', re: /[\w.+-]+@[\w-]+(?:\.[\w-]+)+/g },
+  { kind: 'phone', re: /(?<=\b(?:phone|tel\.?|call|ext\.?|extension|hotline|dial)\s*(?:ext\.?\s*|number\s*)?[:：]?\s*|(?:分机|电话|热线|座机)\s*[:：]?\s*)\+?\d[\d -]{1,16}\d/giu },
+  { kind: 'phone', re: /(?:\+\d{1,3} ?)?\b\d{3,4}-\d{3,4}-\d{3,4}\b|\+\d{1,3}(?: \d{1,4}){2,4}\b/g },
   {
     kind: 'money',
     re: /(?:[€£¥]|(?:US|HK|NZ|A|C|S)?\$|EUR ?|USD ?|RMB ?|CNY ?)\d[\d,.]*(?: ?(?:million|billion|thousand|k|万))?(?: ?(?:per|a|\/) ?(?:month|year|day|night|person|week|hour|km|kilometre|kilometer|mile|head))?|\d[\d,.]*(?: ?(?:million|billion))? ?(?:euros?|dollars|元|块钱)/gu,

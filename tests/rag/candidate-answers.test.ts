@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { AnswerEvent, AnswerRequest, ConversationTurn, Source } from '../../src/core/index.ts';
 import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
 import { answerUnits, plainText, proposeCandidates } from '../../src/rag/answer-candidates.ts';
-import { CandidateAnswerer, composeAnswer, type CandidateScorer } from '../../src/rag/candidate-answerer.ts';
+import { CandidateAnswerer, composeAnswer, directAnswerText, type CandidateScorer } from '../../src/rag/candidate-answerer.ts';
 import { answerByCase } from '../../src/rag/answer-cases.ts';
 import { DEFAULT_SELECTOR, selectorAccuracy, selectorLossAndGradient, selectorScore, trainSelector, type SelectorGroup } from '../../src/rag/answer-selector.ts';
 import { CANDIDATE_FEATURES, type CandidateFeatures } from '../../src/rag/answer-candidates.ts';
@@ -95,6 +95,22 @@ describe('typed values and question intent', () => {
     ]);
     expect(questionIntent('How often do we get a new laptop?').kinds).toContain('count');
     expect(questionIntent('国庆节让我上班，工资该给几倍？')).toMatchObject({ kinds: ['percent', 'count'], units: ['倍'] });
+    // Where to write or call.
+    expect(typedValues('Rotterdam IT desk: Floor 4, phone ext. 4400; 请联系何琳（分机 8035，payroll-sha@lumenharbor.com）; China: 400-820-6631').map((v) => [v.kind, v.text])).toEqual([
+      ['phone', '4400'],
+      ['phone', '8035'],
+      ['email', 'payroll-sha@lumenharbor.com'],
+      ['phone', '400-820-6631'],
+    ]);
+    expect(questionIntent('I got a suspicious email. Where do I send it?').kinds).toEqual(['email']);
+    expect(questionIntent('What number do I call to report a concern?').kinds).toEqual(['phone']);
+    expect(questionIntent('薪资有问题找谁？').kinds).toEqual(['email', 'phone']);
+    // "Who is …" asks for the person (the sentence naming them), not an address.
+    expect(questionIntent('Who is our Data Protection Officer?').kinds).toEqual([]);
+    const phish = proposeCandidates('Where do I send a phishing email?', [{ title: 'IT > Phishing', text: 'Use the Report Phish button, or forward the message to phish@lumenharbor.com.' }]);
+    expect(phish[0]!.text).toBe('phish@lumenharbor.com');
+    // …and stays written as it is (no capital letter on an address), while a phrase starts with one.
+    expect([directAnswerText('phish@lumenharbor.com', false), directAnswerText('25 days', false), directAnswerText('business class', false)]).toEqual(['phish@lumenharbor.com', '25 days', 'Business class']);
     // A month by its number is a date; with 个 it is a number of months.
     expect(typedValues('随次年 1 月工资一起发放，试用期 3 个月').map((v) => [v.kind, v.text])).toEqual([['date', '1 月'], ['count', '3 个月']]);
     expect(questionIntent('消防演练安排在几月？').kinds[0]).toBe('date');

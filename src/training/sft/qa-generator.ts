@@ -84,6 +84,10 @@ function questionWords(v: TypedValue): { en: string; zh: string } {
       return { en: 'which day', zh: '哪天' };
     case 'year':
       return { en: 'what year', zh: '哪一年' };
+    case 'email':
+      return { en: 'what e-mail address', zh: '哪个邮箱' };
+    case 'phone':
+      return { en: 'what number', zh: '什么电话' };
     case 'count': {
       const unit = v.unit ?? '';
       const en = CJK.test(unit) ? 'how many' : `how many ${unit.replace(/^(day|week|month|year|hour|minute|second)$/, '$1s')}`;
