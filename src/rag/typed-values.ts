@@ -45,7 +45,8 @@ const RULES: { kind: ValueKind; re: RegExp }[] = [
   // A day of every month: pay days, deadlines ("每月 10 日", "the 25th of each month").
   { kind: 'date', re: /每(?:个)?月 ?\d{1,2} ?[日号]/g },
   { kind: 'date', re: /\b(?:the )?\d{1,2}(?:st|nd|rd|th) (?:of )?(?:each|every|the|the following|the next) month\b/g },
-  { kind: 'count', re: new RegExp(`\\b\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_EN})\\b`, 'g') },
+  // One describing word may stand between the number and its unit: "2 wellbeing days", "8 free sessions".
+  { kind: 'count', re: new RegExp(`\\b\\d[\\d,.]*(?:[–-]\\d+)? ?(?:(?!(?:of|per|a|an|the|in|or|and|to|more|than|for|at|on|by)\\b)[a-z]+ )?(?:${UNITS_EN})\\b`, 'g') },
   { kind: 'count', re: new RegExp(`\\d[\\d,.]*(?:[–-]\\d+)? ?(?:${UNITS_ZH})`, 'g') },
   // Not ordinals or references (第一年, 上一年度, 这一天, 同一天) nor 一次性.
   { kind: 'count', re: new RegExp(`(?<![第上下这同])${ZH_NUMERAL}(?:${ZH_NUMERAL_UNITS})(?![性])`, 'gu') },

@@ -95,6 +95,8 @@ describe('typed values and question intent', () => {
     ]);
     expect(questionIntent('How often do we get a new laptop?').kinds).toContain('count');
     expect(questionIntent('国庆节让我上班，工资该给几倍？')).toMatchObject({ kinds: ['percent', 'count'], units: ['倍'] });
+    // One describing word may stand between a number and its unit, a preposition may not.
+    expect(typedValues('Every employee receives 2 wellbeing days per year; 5 to 10 days').map((v) => v.text)).toEqual(['2 wellbeing days', '10 days']);
     // Where to write or call.
     expect(typedValues('Rotterdam IT desk: Floor 4, phone ext. 4400; 请联系何琳（分机 8035，payroll-sha@lumenharbor.com）; China: 400-820-6631').map((v) => [v.kind, v.text])).toEqual([
       ['phone', '4400'],
