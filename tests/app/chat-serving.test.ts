@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/app/config.ts';
 import { createRuntime, type Runtime } from '../../src/app/runtime.ts';
+import { evalAnswers } from '../../src/app/eval-answers.ts';
 import { silentLogger, type Logger } from '../../src/core/index.ts';
 import { saveModelFiles } from '../../src/model/model-files.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
@@ -149,6 +150,15 @@ describe('serving an imported chat model', () => {
     expect((await ask(runtime, ANSWERABLE)).body.modelVersion).toBe('v1');
     expect(await runtime.models.list()).toMatch(/^• v2 "tiny-llama" — imported chat model .*\(serve it: teamllm model promote v2\)$/m);
   }, 120_000);
+
+  it('is evaluated by teamllm eval qa beside the no-model answerer, refusing what it refuses', async () => {
+    const questions = join(home, 'questions.jsonl');
+    writeFileSync(questions, [JSON.stringify({ question: ANSWERABLE, answer: '25 vacation days', source: 'hr/leave.md' }), JSON.stringify({ question: UNANSWERABLE, answer: 'UNANSWERABLE' })].join('\n'));
+    const report = await evalAnswers({ home, kb: runtime.kb, questions, model: 'v2', out: () => {} });
+    expect(report.rows.map((r) => r.label)).toEqual(['no model: retrieval-only quotes', 'served: v2 (imported chat model, generated through its template)']);
+    const served = report.rows[1]!.scores;
+    expect(served).toMatchObject({ answerable: 1, unanswerable: 1, unanswerableRefused: 1, answerableRefusedCount: 0 });
+  }, 60_000);
 });
 
 describe('a damaged imported chat model', () => {
