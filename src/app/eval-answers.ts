@@ -4,7 +4,8 @@
  * model's choice, the composed text — and, in the same table, through the no-model answerer
  * (retrieval-only quotes) and the parts of the served one (`--ablation`): candidates weighed by
  * the rules alone, the learned selector without the model's score. Questions with answer
- * "UNANSWERABLE" count as questions the bot must decline.
+ * "UNANSWERABLE" count as questions the bot must decline. An imported chat model is evaluated
+ * through the answerer that serves it (rag/chat-model-answerer.ts).
  */
 import { existsSync } from 'node:fs';
 import { LoadedModel } from '../model/loaded-model.ts';
@@ -15,6 +16,8 @@ import { ModelCandidateScorer } from '../rag/model-candidate-scorer.ts';
 import { CandidateAnswerer, type CandidateKnowledgeBase } from '../rag/candidate-answerer.ts';
 import { DEFAULT_SELECTOR } from '../rag/answer-selector.ts';
 import { RetrievalOnlyAnswerer } from '../rag/retrieval-only-answerer.ts';
+import { ChatModelAnswerer } from '../rag/chat-model-answerer.ts';
+import { loadChatModelVersion } from '../model/import/chat-manifest.ts';
 import type { Answerer } from '../core/index.ts';
 import { evaluateAnswers, formatAnswerScores, type AnswerEvalScores } from '../training/eval/answer-eval.ts';
 import { readQaQuestions } from '../training/eval/qa-eval.ts';
@@ -56,7 +59,14 @@ export async function evalAnswers(o: EvalAnswersOptions): Promise<EvalAnswersRep
   try {
     const answerers: { label: string; answerer: Answerer }[] = [{ label: 'no model: retrieval-only quotes', answerer: new RetrievalOnlyAnswerer(o.kb) }];
     if (o.ablation) answerers.push({ label: 'candidates, rules alone (no learning)', answerer: new CandidateAnswerer({ kb: o.kb, selector: DEFAULT_SELECTOR }) });
-    if (version) {
+    const entry = version ? await registry.get(version) : undefined;
+    if (version && entry?.kind === 'chat') {
+      // An imported chat model: the answerer the bot serves with it (the same gate, its own words).
+      await registry.assertIntact(version);
+      const chat = loadChatModelVersion(registry.dir(version));
+      const model = { name: entry.name ?? entry.architecture ?? 'imported chat model', version, kind: 'language-model' as const };
+      answerers.push({ label: `served: ${version} (imported chat model, generated through its template)`, answerer: new ChatModelAnswerer({ kb: o.kb, chat, model }) });
+    } else if (version) {
       const model: LoadedModel = (await served.load(version)).model;
       const scorer = new ModelCandidateScorer(model, answerSettings(model));
       if (o.ablation && scorer.selector) {

@@ -5,6 +5,8 @@ import type { LoadedModel } from '../model/loaded-model.ts';
 import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
 import { inspectImport } from '../model/import/inspect-import.ts';
+import { loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
+import type { LoadedChatModel } from '../model/import/llama-checkpoint.ts';
 
 export interface RegistryModelServiceOptions {
   registry: ModelRegistry;
@@ -12,6 +14,11 @@ export interface RegistryModelServiceOptions {
   logger: Logger;
   /** Builds the answerer that serves a loaded model (retrieval + generation). */
   answererFor: (model: LoadedModel) => Answerer;
+  /**
+   * Builds the answerer that serves an imported chat model (kind 'chat': retrieval, the same
+   * "don't know" gate, generation through its chat template). Without it such a version cannot serve.
+   */
+  chatAnswererFor?: (chat: LoadedChatModel, version: ModelVersion) => Answerer;
   /** Serves when no version is promoted: the retrieval-only answerer. */
   fallback: Answerer;
   /** Answers still streaming on a replaced model finish before its weights are freed. */
@@ -28,7 +35,7 @@ function describe(v: ModelVersion): string {
     return `• ${v.version}${v.name ? ` "${v.name}"` : ''} — imported encoder ${v.architecture ?? ''}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.dtype ?? ''}, licence ${v.licence ?? 'unknown'}, ${v.createdAt.slice(0, 16).replace('T', ' ')} (retrieval: teamllm kb reindex --encoder ${v.version})`;
   }
   if (v.kind === 'chat') {
-    return `• ${v.version}${v.name ? ` "${v.name}"` : ''} — imported chat model ${v.architecture ?? ''}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.dtype ?? ''}, licence ${v.licence ?? 'unknown'}, ${v.createdAt.slice(0, 16).replace('T', ' ')} (not served yet)`;
+    return `${v.serving ? '▶' : '•'} ${v.version}${v.serving ? ' (serving)' : ''}${v.name ? ` "${v.name}"` : ''} — imported chat model ${v.architecture ?? ''}, ${v.numParameters.toLocaleString('en-US')} parameters, ${v.dtype ?? ''}, licence ${v.licence ?? 'unknown'}, ${v.createdAt.slice(0, 16).replace('T', ' ')}${v.serving ? '' : ` (serve it: teamllm model promote ${v.version})`}`;
   }
   const metrics = formatMetrics(v.metrics);
   const gate = v.gate ? `\n    gate ${v.gate.passed ? 'passed' : 'NOT passed'}${v.gate.reasons.length ? `: ${v.gate.reasons.join('; ')}` : ''}` : '';
@@ -60,7 +67,9 @@ export interface ModelFallback {
  * answerer without a restart (answers in flight finish on the old model) and are audited.
  */
 export class RegistryModelService implements ModelService {
-  private active: { version: string; model: LoadedModel } | undefined;
+  private active: { version: string } | undefined;
+  /** The imported chat model in memory (one at a time; answers in flight keep theirs until they finish). */
+  private chat: { key: string; loaded: LoadedChatModel } | undefined;
   private bot: Bot | undefined;
   /** Loaded weights: LoRA versions are served over their base, so switching among them reloads no base. */
   private readonly served: ServedModels;
@@ -117,7 +126,7 @@ export class RegistryModelService implements ModelService {
         `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: ${c.architecture}, ${v.numParameters.toLocaleString('en-US')} parameters, ${description.dtype}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, ${mib.toFixed(1)} MiB copied.`,
         `Chat template: ${inspected.description.hasChatTemplate ? 'yes' : 'none (the folder has no chat_template)'}; end-of-turn ids ${inspected.description.eosIds.join(', ') || 'none declared'}.`,
         licence,
-        'Serving imported chat models is not wired into the bot yet: the version is registered and verified (teamllm model verify).',
+        `Serve it: teamllm model promote ${v.version} (answers through its chat template from the retrieved passages; teamllm model rollback returns to the current model).`,
       ].join('\n');
     }
     const d = inspected.description;
@@ -234,6 +243,7 @@ export class RegistryModelService implements ModelService {
     let how: Record<string, unknown> = {};
     if (!serving) {
       this.active = undefined;
+      this.chat = undefined;
       this.refused = undefined;
       this.target.setAnswerer(this.options.fallback);
       await this.served.activate(null);
@@ -251,11 +261,51 @@ export class RegistryModelService implements ModelService {
 
   /** Loads a version and makes the Bot answer with it. */
   private async serve(version: string): Promise<Record<string, unknown>> {
+    const entry = await this.options.registry.get(version);
+    if (entry?.kind === 'chat') return this.serveChat(entry);
     // Bases nothing serves from any more are freed later, after answers in flight on them finish.
     const served = (await this.served.activate(version))!;
-    this.active = { version, model: served.model };
+    this.chat = undefined;
+    this.active = { version };
     this.target.setAnswerer(this.options.answererFor(served.model));
     return served.adapter ? { adapterOver: served.base, baseReloaded: served.reloaded } : { reloaded: served.reloaded };
+  }
+
+  /**
+   * An imported chat model: its files checked against the hashes recorded at import, read (as
+   * float32), and served through its chat template. A file that is missing, changed or cannot be
+   * read is a ModelFilesError naming it, so the caller falls back as for any other version.
+   */
+  private async serveChat(entry: ModelVersion): Promise<Record<string, unknown>> {
+    const { version } = entry;
+    if (!this.options.chatAnswererFor) throw new ModelFilesError(version, 'chat-model.json', 'this bot cannot serve imported chat models');
+    await this.options.registry.assertIntact(version);
+    const key = `${version}@${entry.createdAt}`;
+    let reloaded = false;
+    if (this.chat?.key !== key) {
+      const dir = this.options.registry.dir(version);
+      let loaded: LoadedChatModel;
+      try {
+        loaded = loadChatModelVersion(dir);
+      } catch (err) {
+        let file = 'chat-model.json';
+        try {
+          const manifest = readChatManifest(dir);
+          file = manifest.from === 'gguf' ? (manifest.file ?? 'model.gguf') : 'model.safetensors';
+        } catch {
+          // the manifest itself is what failed
+        }
+        throw new ModelFilesError(version, file, `its files in ${dir} could not be loaded (${(err as Error).message})`);
+      }
+      this.chat = { key, loaded };
+      reloaded = true;
+    }
+    const answerer = this.options.chatAnswererFor(this.chat.loaded, entry);
+    // Trained models nothing serves from any more are freed after answers in flight on them finish.
+    await this.served.activate(null);
+    this.active = { version };
+    this.target.setAnswerer(answerer);
+    return { chat: entry.architecture ?? 'chat', reloaded };
   }
 
   /**
@@ -278,6 +328,7 @@ export class RegistryModelService implements ModelService {
     }
     if (instead === null) {
       this.active = undefined;
+      this.chat = undefined;
       this.target.setAnswerer(this.options.fallback);
       await this.served.activate(null).catch(() => undefined);
     }
@@ -294,5 +345,6 @@ export class RegistryModelService implements ModelService {
   close(): void {
     this.served.close();
     this.active = undefined;
+    this.chat = undefined;
   }
 }

@@ -151,6 +151,14 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
     ...(store instanceof PgStore ? { serialise: <T>(work: () => Promise<T>) => store.withPromotionLock(work) } : {}),
     logger,
     fallback,
+    // An imported open chat model (teamllm model import): retrieval and the "don't know" gate as
+    // the candidate answerer, the answer generated through the model's own chat template.
+    chatAnswererFor: (chat, version) =>
+      knowledge.answerer({
+        chat,
+        model: { name: version.name ?? version.architecture ?? 'imported chat model', version: version.version, kind: 'language-model' },
+        scope,
+      }),
     // The project's own model behind LangChain, fed the chat template it was fine-tuned on.
     // Prompted as SFT trained it and the QA evaluation scored it (answer-settings.ts).
     answererFor: (model) => {

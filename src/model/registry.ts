@@ -60,7 +60,8 @@ export interface ModelVersion {
   files?: Record<string, RecordedFile>;
   /**
    * 'encoder': an imported sentence encoder (retrieval, not answers); 'chat': an imported
-   * Llama-family chat model (not served yet); absent: a language model trained here.
+   * Llama-family chat model (served through its chat template: rag/chat-model-answerer.ts);
+   * absent: a language model trained here.
    */
   kind?: 'encoder' | 'chat';
   /** A name given at import (`--name`). */
@@ -333,9 +334,6 @@ export class ModelRegistry {
     if (!reg.versions[version]) throw new Error(`No model version ${version}`);
     if (reg.versions[version].kind === 'encoder') {
       throw new Error(`${version} is an imported encoder: it serves retrieval, not answers; use it with \`teamllm kb reindex --encoder ${version}\``);
-    }
-    if (reg.versions[version].kind === 'chat') {
-      throw new Error(`${version} is an imported chat model (${reg.versions[version].architecture ?? 'Llama family'}): it is registered and runs in tests against llama.cpp, but serving imported chat models is not wired into the bot yet`);
     }
     if (reg.serving === version) return;
     if (reg.serving) reg.history.push(reg.serving);

@@ -100,7 +100,13 @@ export class CandidateAnswerer implements Answerer {
     return { name: `retrieval-only (${how})`, version: 'none', kind: 'retrieval-only' };
   }
 
-  async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
+  /**
+   * Retrieval and the "don't know" gate, without composing the answer: the passages, the answer
+   * the rules (and the scorer, when there is one) chose, and whether it is supported well enough
+   * to answer at all. An answerer that writes its own answer (rag/chat-model-answerer.ts) takes
+   * this decision as it is, so it can never answer where this one would refuse.
+   */
+  async decide(request: AnswerRequest): Promise<{ sources: Source[]; chosen: ChosenAnswer | undefined; confident: boolean }> {
     const filter = this.options.filterFor?.(request);
     const hits = await this.options.kb.retrieve(request.question, this.options.passages ?? 4, filter ? { filter } : {});
     const sources: Source[] = hits.map(({ source, title, text, score }) => ({ source, title, text, score }));
@@ -108,8 +114,13 @@ export class CandidateAnswerer implements Answerer {
     // The "don't know" gate: a best supporting sentence that matches the question this weakly is
     // more often the wrong fact than the right one (measured, docs/fine-tuning.md).
     const confident = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
+    return { sources, chosen, confident };
+  }
+
+  async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
+    const { sources, chosen, confident } = await this.decide(request);
     yield { type: 'sources', sources: confident ? sources : [] };
-    if (!confident) {
+    if (!confident || !chosen) {
       yield { type: 'token', text: dontKnow(request.question, sources, (request.avoid?.length ?? 0) > 0) };
       yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };
       return;

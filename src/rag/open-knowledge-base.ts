@@ -21,6 +21,7 @@ import type { ChromaClient } from 'chromadb';
 import { silentLogger, type Answerer, type AnswerRequest, type Logger, type ModelInfo } from '../core/index.ts';
 import { ChainAnswerer, type ChainAnswererOptions } from './answer-chain.ts';
 import { CandidateAnswerer, type CandidateScorer } from './candidate-answerer.ts';
+import { ChatModelAnswerer, type ServedChatModel } from './chat-model-answerer.ts';
 import type { AnswerabilityRule } from './answerability.ts';
 import { chromaClientFor, startChromaServer, type ChromaServer, type StartChromaOptions } from './chroma-server.ts';
 import { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
@@ -97,6 +98,13 @@ export interface AnswererOptions {
   messages?: ChainAnswererOptions['messages'];
   /** A model that chooses among candidate answers (CandidateAnswerer) instead of generating one. */
   scorer?: CandidateScorer;
+  /**
+   * An imported chat model that writes the answer from the passages through its own chat template
+   * (ChatModelAnswerer), behind the candidate answerer's "don't know" gate. Needs `model`.
+   */
+  chat?: ServedChatModel;
+  /** With `chat`: the most tokens generated. */
+  maxTokens?: number;
   /**
    * Without a model: choose among the candidate answers by the rules (the direct answer, then its
    * sentence quoted) instead of quoting the best sentences (RetrievalOnlyAnswerer).
@@ -291,6 +299,21 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
         return (name && open.get(name)) || kb;
       };
       const filterFor = (request: AnswerRequest) => answerOptions.scope?.(request)?.filter;
+      if (answerOptions.chat) {
+        if (!answerOptions.model) throw new Error('answerer({ chat }) also needs { model } to describe it in answer records');
+        const { chat, model } = answerOptions;
+        return scopedAnswerer(model, (request) =>
+          new ChatModelAnswerer({
+            kb: kbFor(request),
+            chat,
+            model,
+            filterFor,
+            logger,
+            ...(answerOptions.passages !== undefined ? { passages: answerOptions.passages } : {}),
+            ...(answerOptions.maxTokens !== undefined ? { maxTokens: answerOptions.maxTokens } : {}),
+          }).answer(request),
+        );
+      }
       // Chosen among the passages' spans: by the model's scorer and its selector, or by the rules alone.
       if (answerOptions.scorer || (answerOptions.candidates && !answerOptions.llm)) {
         const { scorer } = answerOptions;

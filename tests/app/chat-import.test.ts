@@ -3,8 +3,8 @@
  * random-weight Qwen2 as a Hugging Face folder (BF16, sharded, with a LICENSE) and a Llama as a
  * Q8_0 GGUF are registered with architecture, parameter count, dtype and licence; a folder whose
  * weights do not match its config and an unsupported architecture are refused before anything is
- * copied; an imported chat model is not promoted (serving it is not wired yet); the registered
- * files verify and load back into a model that gives the source's logits.
+ * copied; both are promoted, answer `teamllm ask --json` and roll back through the CLI; the
+ * registered files verify and load back into a model that gives the source's logits.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,7 +35,7 @@ async function teamllm(home: string, args: string[]) {
 const versions = (home: string) => (existsSync(join(home, 'models')) ? readdirSync(join(home, 'models')).filter((f) => /^v\d+$/.test(f)) : []);
 
 describe('teamllm model import of chat models', () => {
-  it('registers a Qwen2 folder and a Llama GGUF, refuses what it cannot run before copying, and never promotes them', { timeout: 120_000 }, async () => {
+  it('registers a Qwen2 folder and a Llama GGUF, refuses what it cannot run before copying, and promotes and rolls them back', { timeout: 120_000 }, async () => {
     const home = mkdtempSync(join(tmpdir(), 'teamllm-chat-import-'));
     try {
       const qwen = tinyChatModel('qwen2', 9);
@@ -74,10 +74,17 @@ describe('teamllm model import of chat models', () => {
       expect(Object.keys(registry.versions.v1!.files as object).sort()).toEqual(['LICENSE', 'chat-model.json', 'config.json', 'generation_config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json']);
 
       const list = await teamllm(home, ['model', 'list']);
-      expect(list.stdout).toMatch(/v1 "tiny-qwen" — imported chat model Qwen2ForCausalLM/);
+      expect(list.stdout).toMatch(/• v1 "tiny-qwen" — imported chat model Qwen2ForCausalLM.*\(serve it: teamllm model promote v1\)/);
       const promote = await teamllm(home, ['model', 'promote', 'v1']);
-      expect(promote.code).toBe(1);
-      expect(promote.stderr).toContain('serving imported chat models is not wired into the bot yet');
+      expect(promote.code, promote.stderr).toBe(0);
+      expect(promote.stdout).toMatch(/^Now answering with v1\./);
+      expect((await teamllm(home, ['model', 'list'])).stdout).toMatch(/▶ v1 \(serving\) "tiny-qwen" — imported chat model Qwen2ForCausalLM/);
+      // The GGUF one serves too; with no documents the gate refuses before the model is asked.
+      expect((await teamllm(home, ['model', 'promote', 'v2'])).stdout).toMatch(/^Now answering with v2 \(was v1; \/model rollback returns to it\)/);
+      const asked = await teamllm(home, ['ask', '--json', 'How many days of annual leave do I get?']);
+      expect(asked.code, asked.stderr).toBe(0);
+      expect(JSON.parse(asked.stdout)).toMatchObject({ direct: '', sources: [], model: 'LlamaForCausalLM' });
+      expect((await teamllm(home, ['model', 'rollback'])).stdout).toContain('Rolled back: answering with v1 again (was v2).');
       const verify = await teamllm(home, ['model', 'verify']);
       expect(verify.code, verify.stdout + verify.stderr).toBe(0);
 
