@@ -96,7 +96,8 @@ export function questionIntent(question: string): QuestionIntent {
   const who = /\bwho\b|\bwhom\b|\bcontact\b|\breach out\b|\bwhich team\b|\bask\b.*\bwho\b|找谁|联系谁|谁|哪个部门|找哪/u.test(q);
   // Where to write or call: an address or a number answers it, and answers "who" well too.
   if (/\be-?mail address\b|\bwhich (?:e-?mail|address)\b|\bwhere (?:do|should|can|must) (?:i|we) (?:send|forward|report|mail|e-?mail)\b|邮箱|邮件地址|发到哪|发给哪/u.test(q)) add('email');
-  if (/\b(?:what|which) (?:phone )?number\b|\bphone\b|\bcall\b|\bextension\b|\bext\b|\bhotline\b|\bdial\b|电话|分机|热线|打哪个/u.test(q)) add('phone');
+  // Not a bare "phone" ("How do I claim my phone bill?") nor "电话费".
+  if (/\b(?:what|which) (?:phone )?number\b|\bphone number\b|\b(?:do|should|can) (?:i|we) (?:call|phone|ring)\b|\bextension\b|\bext\b|\bhotline\b|\bdial\b|电话(?!费)|分机|热线|打哪个/u.test(q)) add('phone');
   // "Who do I contact…", "找谁": a way to reach them answers; "who is our DPO" wants the person, the sentence naming them.
   if (/\bwho (?:do|should|can|must|would) (?:i|we) (?:contact|ask|call|e-?mail|tell|report|talk|go|write)\b|\bcontact\b|\breach out\b|找谁|联系谁|问谁|找哪|联系哪/u.test(q)) add('email', 'phone');
   const yesNo =

@@ -106,6 +106,7 @@ describe('typed values and question intent', () => {
     ]);
     expect(questionIntent('I got a suspicious email. Where do I send it?').kinds).toEqual(['email']);
     expect(questionIntent('What number do I call to report a concern?').kinds).toEqual(['phone']);
+    expect(questionIntent('How do I claim my phone bill?').kinds).not.toContain('phone');
     expect(questionIntent('薪资有问题找谁？').kinds).toEqual(['email', 'phone']);
     // "Who is …" asks for the person (the sentence naming them), not an address.
     expect(questionIntent('Who is our Data Protection Officer?').kinds).toEqual([]);
