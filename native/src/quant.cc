@@ -12,7 +12,7 @@
 //    code is compiled for it by a target attribute, whatever -march the build used): the
 //    activations are rounded to bf16 once per call (round to nearest even), then each instruction
 //    multiplies 32 pairs and adds them into 16 float32 sums. Rounding the activations is an error
-//    of 2^-9 relative per factor, the same as llama.cpp's BF16 path.
+//    of at most 2^-8 relative per factor (half a bf16 ulp), the same as llama.cpp's BF16 path.
 // Both run a 4 x 4 tile of (rows of x) x (rows of W) per step, the rows of W split over the pool.
 #include <immintrin.h>
 
