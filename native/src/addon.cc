@@ -124,6 +124,60 @@ Napi::Value MatMul(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A Uint16Array (bf16 or half bits) or Int8Array argument of at least min_size elements.
+template <class T, napi_typedarray_type Type>
+const T* typed(const Napi::CallbackInfo& info, size_t i, int64_t min_size, const char* what) {
+  const Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Type)
+    fail(info, "argument " + std::to_string(i) + " must be a " + what);
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  if (static_cast<int64_t>(a.ElementLength()) < min_size)
+    fail(info, "argument " + std::to_string(i) + " has " + std::to_string(a.ElementLength()) +
+                   " elements, needs " + std::to_string(min_size));
+  return a.Data();
+}
+
+int quant_mode(const Napi::CallbackInfo& info, size_t i) {
+  const int64_t mode = num(info, i);
+  if (mode != kQuantBest && mode != kQuantPortable) fail(info, "mode must be 0 (best) or 1 (portable)");
+  return static_cast<int>(mode);
+}
+
+// linear16(kind, x, w, bias|null, y, m, n, k, mode): kind 0 bf16, 1 half; W [n, k] Uint16Array.
+Napi::Value Linear16(const Napi::CallbackInfo& info) {
+  const int64_t kind = num(info, 0), m = num(info, 5), n = num(info, 6), k = num(info, 7);
+  if (kind != kBf16 && kind != kHalf) fail(info, "kind must be 0 (bf16) or 1 (half)");
+  F32 x = f32(info, 1, m * k);
+  const uint16_t* w = typed<uint16_t, napi_uint16_array>(info, 2, n * k, "Uint16Array");
+  F32 bias = f32(info, 3, n, true);
+  F32 y = f32(info, 4, m * n);
+  linear16(static_cast<int>(kind), w, x.data, bias.data, y.data, m, n, k, quant_mode(info, 8));
+  return info.Env().Undefined();
+}
+
+// linearInt8(x, w, scales, group, bias|null, y, m, n, k, mode): W [n, k] Int8Array, scales [n, k/group].
+Napi::Value LinearInt8(const Napi::CallbackInfo& info) {
+  const int64_t group = num(info, 3), m = num(info, 6), n = num(info, 7), k = num(info, 8);
+  if (group < 1 || k % group != 0 || (group != k && group % 16 != 0))
+    fail(info, "group must divide k and be a multiple of 16 (or k itself)");
+  F32 x = f32(info, 0, m * k);
+  const int8_t* w = typed<int8_t, napi_int8_array>(info, 1, n * k, "Int8Array");
+  F32 scales = f32(info, 2, n * (k / group));
+  F32 bias = f32(info, 4, n, true);
+  F32 y = f32(info, 5, m * n);
+  linear_int8(w, scales.data, group, x.data, bias.data, y.data, m, n, k, quant_mode(info, 9));
+  return info.Env().Undefined();
+}
+
+// quantKernels(): which kernel each weight format runs by default here.
+Napi::Value QuantKernels(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("bf16", std::string(linear16_kernel(kBf16, kQuantBest)));
+  o.Set("f16", std::string(linear16_kernel(kHalf, kQuantBest)));
+  o.Set("int8", std::string("portable"));
+  return o;
+}
+
 // unary(op, x, y)
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   F32 x = f32(info, 1, 0);
@@ -581,6 +635,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
   exports.Set("scatterAddRows", Napi::Function::New(env, ScatterAddRows));
   exports.Set("sgemmPeak", Napi::Function::New(env, SgemmPeak));
+  exports.Set("linear16", Napi::Function::New(env, Linear16));
+  exports.Set("linearInt8", Napi::Function::New(env, LinearInt8));
+  exports.Set("quantKernels", Napi::Function::New(env, QuantKernels));
   return exports;
 }
 

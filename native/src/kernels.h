@@ -197,6 +197,24 @@ void gather_rows(const float* table, int64_t rows, int64_t inner, const int32_t*
 void scatter_add_rows(const float* x, const int32_t* ids, int64_t count, int64_t inner,
                       float* out, int64_t segments);
 
+// ---- quant.cc -------------------------------------------------------------------------------
+// y [m, n] = x [m, k] · Wᵀ + bias (bias [n] or null), W [n, k] stored in 16 or 8 bits, float32 sums.
+
+enum Weight16 : int { kBf16 = 0, kHalf = 1 };
+enum QuantMode : int {
+  kQuantBest = 0,      // the fastest kernel this CPU runs (AVX512_BF16 for bf16 when present)
+  kQuantPortable = 1,  // the portable one (what a CPU without those instructions runs)
+};
+// W as bfloat16 (kind kBf16) or IEEE half (kHalf) bits.
+void linear16(int kind, const uint16_t* w, const float* x, const float* bias, float* y, int64_t m,
+              int64_t n, int64_t k, int mode);
+// Which kernel linear16 runs for (kind, mode) here: "avx512_bf16" or "portable".
+const char* linear16_kernel(int kind, int mode);
+// W as int8 with float32 scales [n, k / group] (group divides k; a multiple of 16, or k itself for
+// one scale per output row): W[j, p] = w[j, p] · scales[j, p / group].
+void linear_int8(const int8_t* w, const float* scales, int64_t group, const float* x,
+                 const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode);
+
 // ---- block.cc -------------------------------------------------------------------------------
 // One transformer block (nanoGPT's, no biases, no dropout) for training, forward and backward in
 // one call each. Weights in gpt.ts's layout: ln [c], attn [c, 3c], proj [c, c], fc [c, 4c],

@@ -195,6 +195,18 @@ export function readSafetensorsFolder(dir: string): SafetensorsEntry[] {
 }
 
 /** One tensor's values as float32 (F32, F16, BF16, F64) from its file. */
+/** A tensor's stored bytes as they are in the file (in a buffer of their own, offset 0: viewable as Uint16Array). */
+export function readSafetensorsBytes(entry: SafetensorsEntry): Uint8Array {
+  const raw = new Uint8Array(new ArrayBuffer(entry.end - entry.start));
+  const fd = openSync(entry.file, 'r');
+  try {
+    readSync(fd, raw, 0, raw.length, entry.start);
+  } finally {
+    closeSync(fd);
+  }
+  return raw;
+}
+
 export function readSafetensorsTensor(entry: SafetensorsEntry): Float32Array {
   const count = entry.shape.reduce((a, b) => a * b, 1);
   const width = entry.dtype === 'F32' ? 4 : entry.dtype === 'F16' || entry.dtype === 'BF16' ? 2 : entry.dtype === 'F64' ? 8 : 0;

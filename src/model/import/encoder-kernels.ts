@@ -4,11 +4,22 @@
  * JavaScript (slower, same results to float32 rounding). Inference only: no gradients, no tensors.
  */
 import { loadAddon, type NativeAddon } from '../native/addon.ts';
+import { linearJs, type WeightMatrix } from './weights.ts';
+
+/**
+ * Which native kernel the 16/8-bit products run: 'best' (AVX512_BF16 for bf16 where the CPU has
+ * it) or 'portable' (what a CPU without it runs; for tests). $TEAMLLM_QUANT_KERNEL sets the default.
+ */
+export type QuantKernel = 'best' | 'portable';
 
 export interface EncoderKernels {
   readonly name: 'native' | 'js';
   /** y [m, n] = x [m, k] · wᵀ + bias, w stored [n, k] (PyTorch's Linear layout). */
   linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array;
+  /** y [m, w.rows] = x [m, w.cols] · wᵀ + bias, w in any stored dtype (float32, bf16, f16, int8), float32 sums. */
+  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number): Float32Array;
+  /** Which kernel linearWeight runs for each dtype here (e.g. bf16 'avx512_bf16', 'portable', 'js'). */
+  weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string>;
   /** c[b] = a[b] [m, k] · bt[b]ᵀ (bt[b] [n, k]) for b < batch. */
   batchMatmulT(a: Float32Array, bt: Float32Array, batch: number, m: number, k: number, n: number): Float32Array;
   /** c[b] = a[b] [m, k] · b[b] [k, n]. */
@@ -25,7 +36,33 @@ const GELU_OP = 12; // native/src/kernels.h kGeluOp (exact erf GELU)
 
 class NativeKernels implements EncoderKernels {
   readonly name = 'native' as const;
-  constructor(private readonly addon: NativeAddon) {}
+  private readonly mode: number;
+  constructor(
+    private readonly addon: NativeAddon,
+    quant: QuantKernel,
+  ) {
+    this.mode = quant === 'portable' ? 1 : 0;
+  }
+  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number): Float32Array {
+    const { rows: n, cols: k } = w;
+    if (w.dtype === 'f32') return this.linear(x, w.data, bias, m, k, n);
+    const a = this.addon;
+    if (w.dtype === 'int8') {
+      if (!a.linearInt8) return linearJs(x, w, bias, m);
+      const y = new Float32Array(m * n);
+      a.linearInt8(x, w.data, w.scales, w.group, bias, y, m, n, k, this.mode);
+      return y;
+    }
+    if (!a.linear16) return linearJs(x, w, bias, m);
+    const y = new Float32Array(m * n);
+    a.linear16(w.dtype === 'bf16' ? 0 : 1, x, w.data, bias, y, m, n, k, this.mode);
+    return y;
+  }
+  weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string> {
+    const q = this.addon.quantKernels?.();
+    const portable = (kind: string | undefined) => (kind === undefined ? 'js' : this.mode === 1 ? 'portable' : kind);
+    return { f32: 'openblas', bf16: portable(q?.bf16), f16: portable(q?.f16), int8: portable(q?.int8) };
+  }
   linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array {
     const y = new Float32Array(m * n);
     this.addon.matmul(x, w, y, 1, 1, m, n, k, false, true, bias, 0, 0);
@@ -65,6 +102,12 @@ function erf(x: number): number {
 
 class JsKernels implements EncoderKernels {
   readonly name = 'js' as const;
+  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number): Float32Array {
+    return linearJs(x, w, bias, m);
+  }
+  weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string> {
+    return { f32: 'js', bf16: 'js', f16: 'js', int8: 'js' };
+  }
   linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array {
     const y = new Float32Array(m * n);
     for (let i = 0; i < m; i++) {
@@ -127,10 +170,11 @@ class JsKernels implements EncoderKernels {
 }
 
 /** The native kernels when the addon loads (or 'js' asked for), else JavaScript ones. */
-export function encoderKernels(prefer: 'native' | 'js' = 'native'): EncoderKernels {
+export function encoderKernels(prefer: 'native' | 'js' = 'native', options: { quant?: QuantKernel } = {}): EncoderKernels {
   if (prefer === 'native') {
     const loaded = loadAddon();
-    if (loaded.ok) return new NativeKernels(loaded.addon);
+    const quant = options.quant ?? (process.env.TEAMLLM_QUANT_KERNEL === 'portable' ? 'portable' : 'best');
+    if (loaded.ok) return new NativeKernels(loaded.addon, quant);
   }
   return new JsKernels();
 }

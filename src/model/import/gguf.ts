@@ -244,6 +244,16 @@ export class GgufFile {
     return decodeTensor(info.type as GgmlTypeName, raw, count);
   }
 
+  /** A tensor's stored bytes (F32, F16, BF16 or Q8_0 blocks as in the file), in a buffer of their own at offset 0. */
+  readBytes(name: string): Uint8Array {
+    const info = this.tensors.get(name);
+    if (!info) throw new Error(`${this.path} has no tensor ${name}`);
+    if (this.fd === undefined) throw new Error(`${this.path} is closed`);
+    const raw = new Uint8Array(new ArrayBuffer(info.bytes));
+    readSync(this.fd, raw, 0, info.bytes, info.offset);
+    return raw;
+  }
+
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;

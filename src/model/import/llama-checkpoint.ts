@@ -6,7 +6,13 @@
  *
  * `inspect*` reads only headers and small JSON files, so an unsupported architecture, a missing
  * file or a tensor whose shape does not match the config is refused before a byte is copied;
- * `load*` then reads the tensors (as float32 in this version).
+ * `load*` then reads the tensors. Matrices stay in memory in the checkpoint's own precision unless
+ * a dtype is asked for (`ChatLoadOptions.dtype`, `teamllm model import --dtype`):
+ *   F32 → float32, BF16 → bf16 (the file's bits, no float32 copy), F16 → f16 (the exact values;
+ *   `bf16` converts them, round to nearest even, for the faster AVX512_BF16 kernels),
+ *   Q8_0 → int8 with its own blocks (one scale per 32 columns, the same numbers llama.cpp uses);
+ *   `int8` quantises F32/F16/BF16 matrices per output channel at load (scale = max|row| / 127).
+ * Norm weights and biases are float32 always.
  *
  * GGUF llama-arch files hold q_proj/k_proj rows permuted: llama.cpp's convert_hf_to_gguf.py
  * (LlamaModel, undo_permute = True; also for MistralForCausalLM) reshapes each head's rows to
@@ -16,13 +22,50 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { readSafetensorsFolder, readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts';
+import { readSafetensorsBytes, readSafetensorsFolder, readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts';
 import { ChatTokenizer, BPE_PRE_TOKENIZERS, byteLevelBpeTokenizerJson, chatTemplateOf, tokenString, type TokenizerJson } from './chat-tokenizer.ts';
 import { folderLicence } from './encoder-checkpoint.ts';
 import { ImportError } from './encoder-config.ts';
 import { GgufFile } from './gguf.ts';
 import { LlamaModel } from './llama.ts';
 import { checkLlamaShapes, countLlamaParameters, expectedLlamaTensors, llamaConfigFromHf, type ChatArchitecture, type LlamaConfig, type RopeScaling } from './llama-config.ts';
+import type { EncoderKernels } from './encoder-kernels.ts';
+import { convertWeight, f32Matrix, permuteWeightRows, q8_0ToInt8, type WeightMatrix } from './weights.ts';
+
+/**
+ * How a chat model's weight matrices are held in memory: 'auto' keeps the checkpoint's precision
+ * (F32 → f32, BF16 → bf16, F16 → f16, Q8_0 → int8 per block of 32); 'bf16', 'int8' (per output
+ * channel; Q8_0 keeps its blocks) or 'f32' convert at load.
+ */
+export type ChatDtype = 'auto' | 'f32' | 'bf16' | 'int8';
+
+export interface ChatLoadOptions {
+  dtype?: ChatDtype;
+  kernels?: EncoderKernels;
+}
+
+/** A stored tensor's bytes as a matrix in its own precision. */
+function storedMatrix(type: string, raw: Uint8Array, rows: number, cols: number, what: string): WeightMatrix {
+  const count = rows * cols;
+  switch (type) {
+    case 'F32':
+      return f32Matrix(new Float32Array(raw.buffer, raw.byteOffset, count), rows, cols);
+    case 'BF16':
+      return { dtype: 'bf16', rows, cols, data: new Uint16Array(raw.buffer, raw.byteOffset, count) };
+    case 'F16':
+      return { dtype: 'f16', rows, cols, data: new Uint16Array(raw.buffer, raw.byteOffset, count) };
+    case 'Q8_0':
+      return q8_0ToInt8(raw, rows, cols);
+    default:
+      throw new ImportError(`${what} is ${type}; supported tensor types are F32, F16, BF16 and Q8_0`);
+  }
+}
+
+/** The matrix in the dtype asked for. */
+function asDtype(w: WeightMatrix, dtype: ChatDtype): WeightMatrix {
+  if (dtype === 'auto') return w;
+  return convertWeight(w, dtype);
+}
 
 export interface ChatModelDescription {
   format: 'hf' | 'gguf';
@@ -142,12 +185,17 @@ export function inspectHfChatModel(dir: string): ChatModelDescription & { tensor
   };
 }
 
-/** Reads a Hugging Face chat model folder into a runnable model (weights as float32 in memory). */
-export function loadHfChatModel(dir: string): LoadedChatModel {
+/** Reads a Hugging Face chat model folder into a runnable model (matrices in the checkpoint's precision unless `dtype` says otherwise). */
+export function loadHfChatModel(dir: string, options: ChatLoadOptions = {}): LoadedChatModel {
   const { tensors, tokenizer, ...description } = inspectHfChatModel(dir);
-  const weights = new Map<string, Float32Array>();
-  for (const name of expectedLlamaTensors(description.config).keys()) weights.set(name, readSafetensorsTensor(tensors.get(name)!));
-  return { description, model: new LlamaModel(description.config, weights), tokenizer };
+  const dtype = options.dtype ?? 'auto';
+  const weights = new Map<string, Float32Array | WeightMatrix>();
+  for (const [name, shape] of expectedLlamaTensors(description.config)) {
+    const entry = tensors.get(name)!;
+    if (shape.length !== 2) weights.set(name, readSafetensorsTensor(entry));
+    else weights.set(name, asDtype(storedMatrix(entry.dtype, readSafetensorsBytes(entry), shape[0]!, shape[1]!, `${entry.file}: tensor ${name}`), dtype));
+  }
+  return { description, model: new LlamaModel(description.config, weights, options.kernels ? { kernels: options.kernels } : {}), tokenizer };
 }
 
 // ---- GGUF ---------------------------------------------------------------------------------
@@ -188,19 +236,18 @@ export function ggufChatTensorName(hfName: string): string | undefined {
  */
 export function unpermuteRows(w: Float32Array, heads: number, cols: number): Float32Array {
   const rows = w.length / cols;
+  return permuteWeightRows(f32Matrix(w, rows, cols), unpermutedRow(heads, rows)).data as Float32Array;
+}
+
+/** Where GGUF row r goes in Hugging Face's order (see unpermuteRows). */
+function unpermutedRow(heads: number, rows: number): (r: number) => number {
   const d = rows / heads;
   const half = d / 2;
-  const out = new Float32Array(w.length);
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let j = 0; j < 2; j++) {
-        const src = h * d + 2 * i + j;
-        const dst = h * d + j * half + i;
-        out.set(w.subarray(src * cols, (src + 1) * cols), dst * cols);
-      }
-    }
-  }
-  return out;
+  return (r) => {
+    const h = Math.floor(r / d);
+    const rem = r - h * d;
+    return h * d + (rem % 2) * half + Math.floor(rem / 2);
+  };
 }
 
 function num(g: GgufFile, key: string, fallback?: number): number {
@@ -323,28 +370,34 @@ function ggufChatTokenizer(g: GgufFile): ChatTokenizer {
   }
 }
 
-/** Reads a GGUF chat model into a runnable model (tensors dequantised to float32; llama-arch q/k un-permuted). */
-export function loadGgufChatModel(file: string): LoadedChatModel {
+/** Reads a GGUF chat model into a runnable model (matrices in the file's precision unless `dtype` says otherwise; llama-arch q/k un-permuted). */
+export function loadGgufChatModel(file: string, options: ChatLoadOptions = {}): LoadedChatModel {
   const { gguf, tokenizer, ...description } = inspectGgufChatModel(file);
+  const dtype = options.dtype ?? 'auto';
   try {
     const c = description.config;
     const permuted = gguf.get<string>('general.architecture') === 'llama';
-    const weights = new Map<string, Float32Array>();
+    const weights = new Map<string, Float32Array | WeightMatrix>();
     for (const [hf, shape] of expectedLlamaTensors(c)) {
-      let values = gguf.read(ggufChatTensorName(hf)!);
-      if (permuted && /self_attn\.[qk]_proj\./.test(hf)) {
-        const heads = hf.includes('q_proj') ? c.heads : c.kvHeads;
-        values = unpermuteRows(values, heads, shape.length === 2 ? shape[1]! : 1);
+      const name = ggufChatTensorName(hf)!;
+      const heads = hf.includes('q_proj') ? c.heads : c.kvHeads;
+      const unpermute = permuted && /self_attn\.[qk]_proj\./.test(hf);
+      if (shape.length !== 2) {
+        const values = gguf.read(name);
+        weights.set(hf, unpermute ? unpermuteRows(values, heads, 1) : values);
+        continue;
       }
-      weights.set(hf, values);
+      let m = storedMatrix(gguf.tensors.get(name)!.type, gguf.readBytes(name), shape[0]!, shape[1]!, `${file}: tensor ${name}`);
+      if (unpermute) m = permuteWeightRows(m, unpermutedRow(heads, shape[0]!));
+      weights.set(hf, asDtype(m, dtype));
     }
-    return { description, model: new LlamaModel(c, weights), tokenizer };
+    return { description, model: new LlamaModel(c, weights, options.kernels ? { kernels: options.kernels } : {}), tokenizer };
   } finally {
     gguf.close();
   }
 }
 
 /** A folder (Hugging Face) or a .gguf file. */
-export function loadChatModel(location: string): LoadedChatModel {
-  return existsSync(location) && statSync(location).isFile() ? loadGgufChatModel(location) : loadHfChatModel(location);
+export function loadChatModel(location: string, options: ChatLoadOptions = {}): LoadedChatModel {
+  return existsSync(location) && statSync(location).isFile() ? loadGgufChatModel(location, options) : loadHfChatModel(location, options);
 }

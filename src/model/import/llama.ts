@@ -12,14 +12,20 @@
  * un-permuted to this layout when read), optional q/k/v (and o) biases, optional per-head q/k
  * RMSNorm (Qwen3), and a KV cache for decoding one token at a time.
  *
- * Weights are float32 Float32Arrays in PyTorch's [out, in] layout; the products run on the encoder
- * kernels (native OpenBLAS sgemm when the addon loads, else JavaScript). The tfjs GPT op contract
- * (forward-ops.ts) is built around GPT's fused c_attn, LayerNorm, GELU and learned positions and
- * tensors that autodiff can train; inference here needs none of that, so this slice stays on plain
- * arrays. Holding weights as bf16/int8 with kernels that read them directly is the next step.
+ * Weight matrices stay in the dtype they were loaded as (float32, bf16, f16 or int8 with scales:
+ * weights.ts), in PyTorch's [out, in] layout; norms and biases are float32. The products run on the
+ * encoder kernels: native (OpenBLAS sgemm for float32; native/src/quant.cc for bf16/f16/int8, with
+ * AVX512_BF16 when the CPU has it) when the addon loads, else JavaScript. Activations, the KV cache
+ * and every sum are float32. The tfjs GPT op contract (forward-ops.ts) is built around GPT's fused
+ * c_attn, LayerNorm, GELU and learned positions and tensors that autodiff can train; inference here
+ * needs none of that, so this stays on plain arrays.
  */
 import { encoderKernels, type EncoderKernels } from './encoder-kernels.ts';
 import { expectedLlamaTensors, layerName, ropeInverseFrequencies, type LlamaConfig } from './llama-config.ts';
+import { convertWeight, dequantize, f32Matrix, weightBytes, weightRow, type WeightDtype, type WeightMatrix } from './weights.ts';
+
+/** A weight as given to LlamaModel: float32 values, or a matrix already in its stored dtype. */
+export type LlamaWeight = Float32Array | WeightMatrix;
 
 /** Keys and values of the positions seen so far, per layer [kvHeads, capacity, headDim]. */
 export interface LlamaCache {
@@ -52,11 +58,20 @@ export class LlamaModel {
   readonly kernels: EncoderKernels;
   /** RoPE's inverse frequencies, scaling applied (one per pair of a head). */
   readonly invFreq: Float64Array;
+  /** The projection and embedding matrices, in their stored dtype. */
+  private readonly matrices = new Map<string, WeightMatrix>();
+  /** Norm weights and biases (float32). */
+  private readonly vectors = new Map<string, Float32Array>();
 
+  /**
+   * `weights`: every tensor of expectedLlamaTensors(config), as float32 values or as a matrix in
+   * its stored dtype. `dtype` converts the float32 ones (and any other matrix) to that dtype:
+   * 'bf16' (round to nearest even), 'int8' (per output channel); unset keeps each as given.
+   */
   constructor(
     readonly config: LlamaConfig,
-    private readonly weights: Map<string, Float32Array>,
-    options: { kernels?: EncoderKernels; invFreq?: Float64Array } = {},
+    weights: ReadonlyMap<string, LlamaWeight>,
+    options: { kernels?: EncoderKernels; invFreq?: Float64Array; dtype?: Exclude<WeightDtype, 'f16'> } = {},
   ) {
     this.kernels = options.kernels ?? encoderKernels();
     this.invFreq = options.invFreq ?? ropeInverseFrequencies(config);
@@ -64,16 +79,41 @@ export class LlamaModel {
     for (const [name, shape] of expectedLlamaTensors(config)) {
       const w = weights.get(name);
       const size = shape.reduce((a, b) => a * b, 1);
-      if (!w || w.length !== size) throw new Error(`chat model weights: ${name} ${w ? `has ${w.length} values, expected ${size}` : 'is missing'}`);
+      const have = w === undefined ? 0 : w instanceof Float32Array ? w.length : w.rows * w.cols;
+      if (!w || have !== size) throw new Error(`chat model weights: ${name} ${w ? `has ${have} values, expected ${size}` : 'is missing'}`);
+      if (shape.length === 2) {
+        const m = w instanceof Float32Array ? f32Matrix(w, shape[0]!, shape[1]!) : w;
+        if (m.rows !== shape[0] || m.cols !== shape[1]) throw new Error(`chat model weights: ${name} is [${m.rows}, ${m.cols}], expected [${shape.join(', ')}]`);
+        this.matrices.set(name, options.dtype ? convertWeight(m, options.dtype) : m);
+      } else {
+        this.vectors.set(name, w instanceof Float32Array ? w : dequantize(w));
+      }
     }
   }
 
-  private w(name: string): Float32Array {
-    return this.weights.get(name)!;
+  /** Bytes the weights take in memory. */
+  weightBytes(): number {
+    let bytes = 0;
+    for (const m of this.matrices.values()) bytes += weightBytes(m);
+    for (const v of this.vectors.values()) bytes += v.byteLength;
+    return bytes;
+  }
+
+  /** The stored dtypes of the matrices, e.g. "bf16" or "f32+int8". */
+  weightDtype(): string {
+    return [...new Set([...this.matrices.values()].map((m) => m.dtype))].sort().join('+');
+  }
+
+  private w(name: string): WeightMatrix {
+    return this.matrices.get(name)!;
+  }
+
+  private v(name: string): Float32Array {
+    return this.vectors.get(name)!;
   }
 
   private optional(name: string): Float32Array | null {
-    return this.weights.get(name) ?? null;
+    return this.vectors.get(name) ?? null;
   }
 
   newCache(capacity = 256): LlamaCache {
@@ -119,42 +159,43 @@ export class LlamaModel {
     for (let t = 0; t < T; t++) {
       const id = ids[t]!;
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`token id ${id} is outside the vocabulary (${c.vocabSize})`);
-      x.set(embed.subarray(id * H, (id + 1) * H), t * H);
+      weightRow(embed, id, x.subarray(t * H, (t + 1) * H));
     }
 
     for (let l = 0; l < c.layers; l++) {
       const L = (name: string) => this.w(layerName(l, name));
+      const N = (name: string) => this.v(layerName(l, name));
       const B = (name: string) => this.optional(layerName(l, name));
       // Attention.
-      const h = rmsNorm(x, L('input_layernorm.weight'), T, H, c.rmsNormEps);
-      const q = k.linear(h, L('self_attn.q_proj.weight'), B('self_attn.q_proj.bias'), T, H, qDim);
-      const kk = k.linear(h, L('self_attn.k_proj.weight'), B('self_attn.k_proj.bias'), T, H, kvDim);
-      const v = k.linear(h, L('self_attn.v_proj.weight'), B('self_attn.v_proj.bias'), T, H, kvDim);
+      const h = rmsNorm(x, N('input_layernorm.weight'), T, H, c.rmsNormEps);
+      const q = k.linearWeight(h, L('self_attn.q_proj.weight'), B('self_attn.q_proj.bias'), T);
+      const kk = k.linearWeight(h, L('self_attn.k_proj.weight'), B('self_attn.k_proj.bias'), T);
+      const v = k.linearWeight(h, L('self_attn.v_proj.weight'), B('self_attn.v_proj.bias'), T);
       if (c.qkNorm) {
-        rmsNormInPlace(q, L('self_attn.q_norm.weight'), T * c.heads, c.headDim, c.rmsNormEps);
-        rmsNormInPlace(kk, L('self_attn.k_norm.weight'), T * c.kvHeads, c.headDim, c.rmsNormEps);
+        rmsNormInPlace(q, N('self_attn.q_norm.weight'), T * c.heads, c.headDim, c.rmsNormEps);
+        rmsNormInPlace(kk, N('self_attn.k_norm.weight'), T * c.kvHeads, c.headDim, c.rmsNormEps);
       }
       rope(q, T, c.heads, c.headDim, past, this.invFreq);
       rope(kk, T, c.kvHeads, c.headDim, past, this.invFreq);
       this.store(cache, l, kk, v, past, T);
       const attn = this.attention(q, cache, l, past, T);
-      const o = k.linear(attn, L('self_attn.o_proj.weight'), B('self_attn.o_proj.bias'), T, qDim, H);
+      const o = k.linearWeight(attn, L('self_attn.o_proj.weight'), B('self_attn.o_proj.bias'), T);
       for (let i = 0; i < x.length; i++) x[i]! += o[i]!;
       // SwiGLU MLP.
-      const h2 = rmsNorm(x, L('post_attention_layernorm.weight'), T, H, c.rmsNormEps);
-      const gate = k.linear(h2, L('mlp.gate_proj.weight'), null, T, H, c.intermediate);
-      const up = k.linear(h2, L('mlp.up_proj.weight'), null, T, H, c.intermediate);
+      const h2 = rmsNorm(x, N('post_attention_layernorm.weight'), T, H, c.rmsNormEps);
+      const gate = k.linearWeight(h2, L('mlp.gate_proj.weight'), null, T);
+      const up = k.linearWeight(h2, L('mlp.up_proj.weight'), null, T);
       for (let i = 0; i < gate.length; i++) gate[i] = (gate[i]! / (1 + Math.exp(-gate[i]!))) * up[i]!;
-      const down = k.linear(gate, L('mlp.down_proj.weight'), null, T, c.intermediate, H);
+      const down = k.linearWeight(gate, L('mlp.down_proj.weight'), null, T);
       for (let i = 0; i < x.length; i++) x[i]! += down[i]!;
     }
     cache.length = past + T;
 
     const rows = options.lastOnly ? 1 : T;
     if (options.lastOnly) x = x.slice((T - 1) * H);
-    const out = rmsNorm(x, this.w('model.norm.weight'), rows, H, c.rmsNormEps);
+    const out = rmsNorm(x, this.v('model.norm.weight'), rows, H, c.rmsNormEps);
     const head = c.tiedEmbeddings ? embed : this.w('lm_head.weight');
-    return k.linear(out, head, null, rows, H, c.vocabSize);
+    return k.linearWeight(out, head, null, rows);
   }
 
   /** Writes this step's keys and values into the cache at positions past..past+T. */

@@ -196,6 +196,16 @@ export interface NativeAddon {
   gatherRows(table: Float32Array, rows: number, inner: number, ids: Int32Array, count: number, out: Float32Array): void;
   scatterAddRows(x: Float32Array, ids: Int32Array, count: number, inner: number, out: Float32Array, segments: number): void;
   sgemmPeak(n: number, repeats: number): number;
+  /**
+   * y [m, n] = x [m, k] · wᵀ + bias with w [n, k] as bf16 (kind 0) or IEEE half (kind 1) bits;
+   * mode 0: the fastest kernel here (AVX512_BF16 for bf16 when the CPU has it), 1: the portable one.
+   * Absent from addons built before it (the caller falls back to JavaScript).
+   */
+  linear16?(kind: number, x: Float32Array, w: Uint16Array, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
+  /** The same with w [n, k] int8 and scales [n, k / group] (group a multiple of 16, or k). */
+  linearInt8?(x: Float32Array, w: Int8Array, scales: Float32Array, group: number, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
+  /** The kernel each weight format runs with mode 0 here ('avx512_bf16', 'portable'). */
+  quantKernels?(): { bf16: string; f16: string; int8: string };
 }
 
 export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };

@@ -1,0 +1,250 @@
+/**
+ * Products from bf16, f16 and int8 weights (native/src/quant.cc, weights.ts) and the chat model
+ * running on them.
+ *
+ * Products, against a float64 reference over the same stored weights, error measured relative to
+ * Σ|x·w| of each output (the scale float32 rounding works on):
+ *   portable kernels (weights widened exactly, float32 activations and sums)  ≤ 1e-5 (k ≤ 300: k·2^-24 ≈ 2e-5 worst case, ~1e-7 measured)
+ *   AVX512_BF16 kernel (activations rounded to bf16 once: ≤ 2^-8 relative each)  ≤ 2^-8 + 1e-5
+ *   JavaScript fallback (float64 sums)                                        ≤ 1e-5
+ * Quantisation: int8 per output channel is within scale/2 = max|row|/254 of each weight; Q8_0
+ * blocks read back as exactly the numbers the GGUF holds.
+ * Logits (tiny random Qwen2 and Llama, 2 layers, hidden 64, a 24-token prompt), centred, per position
+ * ‖Δ‖/‖f32‖: bf16 weights ≤ 1.5e-2 (the BF16 bound of the llama.cpp parity test), int8 ≤ 5e-2 (its
+ * Q8_0 bound); the portable and JavaScript paths give the fast path's logits to 1e-2 (bf16: the
+ * activation rounding) and to 1e-4 (f16/int8: the same arithmetic in another order).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAddon } from '../../../src/model/native/addon.ts';
+import { encoderKernels } from '../../../src/model/import/encoder-kernels.ts';
+import { LlamaModel } from '../../../src/model/import/llama.ts';
+import { loadGgufChatModel, loadHfChatModel } from '../../../src/model/import/llama-checkpoint.ts';
+import { dequantize, linearJs, quantizeInt8, toBf16, f32Matrix, convertWeight, q8_0ToInt8, type WeightMatrix } from '../../../src/model/import/weights.ts';
+import { roundedChat, tinyChatModel, writeChatGguf, writeHfChatFolder, type TinyArch } from './tiny-llama.ts';
+
+const native = loadAddon().ok;
+
+function rand(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    return a / 4294967296 - 0.5;
+  };
+}
+
+/** Largest |y − ref| / Σ|x·w| over the outputs, the reference in float64 from the stored weights. */
+function productError(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number, y: Float32Array): number {
+  const wf = dequantize(w);
+  const { rows: n, cols: k } = w;
+  let worst = 0;
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = bias ? bias[j]! : 0;
+      let mag = Math.abs(s);
+      for (let p = 0; p < k; p++) {
+        s += x[i * k + p]! * wf[j * k + p]!;
+        mag += Math.abs(x[i * k + p]! * wf[j * k + p]!);
+      }
+      worst = Math.max(worst, Math.abs(y[i * n + j]! - s) / mag);
+    }
+  }
+  return worst;
+}
+
+// [m, n, k]: decode (m 1), a prefill block, k with and without a tail past the last 16/32 columns.
+const SHAPES: [number, number, number][] = [
+  [1, 37, 45],
+  [1, 64, 256],
+  [6, 33, 96],
+  [9, 21, 130],
+];
+
+function weightsOf(dtype: 'bf16' | 'f16' | 'int8' | 'q8', n: number, k: number, next: () => number): WeightMatrix {
+  const f = Float32Array.from({ length: n * k }, () => next() * 0.2);
+  if (dtype === 'bf16') return toBf16(f, n, k);
+  if (dtype === 'int8') return quantizeInt8(f, n, k);
+  if (dtype === 'q8') {
+    // int8 with one scale per 32 columns, as GGUF Q8_0 holds them (k padded to a multiple of 32 by the caller).
+    const m = quantizeInt8(f, n, k);
+    const scales = Float32Array.from({ length: (n * k) / 32 }, () => 0.001 + Math.abs(next()) * 0.01);
+    return { ...m, scales, group: 32 } as WeightMatrix;
+  }
+  const bits = new Uint16Array(n * k);
+  // IEEE halves of moderate size: sign, exponent 10..17, any mantissa.
+  for (let i = 0; i < bits.length; i++) bits[i] = (next() < 0 ? 0x8000 : 0) | ((10 + Math.floor((next() + 0.5) * 8)) << 10) | Math.floor((next() + 0.5) * 1023);
+  return { dtype: 'f16', rows: n, cols: k, data: bits };
+}
+
+describe('products from stored weights', () => {
+  const fast = encoderKernels('native', { quant: 'best' });
+  const portable = encoderKernels('native', { quant: 'portable' });
+  const js = encoderKernels('js');
+
+  it.skipIf(!native)('reports which kernel each dtype runs (AVX512_BF16 chosen at run time where /proc/cpuinfo has avx512_bf16)', () => {
+    const kinds = fast.weightKernels();
+    console.log('weight kernels here:', JSON.stringify(kinds));
+    expect(['avx512_bf16', 'portable']).toContain(kinds.bf16);
+    expect(portable.weightKernels().bf16).toBe('portable');
+    expect(js.weightKernels().bf16).toBe('js');
+  });
+
+  for (const dtype of ['bf16', 'f16', 'int8', 'q8'] as const) {
+    it.skipIf(!native)(`${dtype}: native (best and portable) and JavaScript products match a float64 reference`, () => {
+      const next = rand(dtype.length * 7 + 1);
+      const worst = { best: 0, portable: 0, js: 0, bestVsPortable: 0 };
+      for (const [m, n, k0] of SHAPES) {
+        const k = dtype === 'q8' ? Math.ceil(k0 / 32) * 32 : k0;
+        const w = weightsOf(dtype, n, k, next);
+        const x = Float32Array.from({ length: m * k }, () => next() * 4);
+        const bias = n % 2 ? Float32Array.from({ length: n }, () => next()) : null;
+        const yb = fast.linearWeight(x, w, bias, m);
+        const yp = portable.linearWeight(x, w, bias, m);
+        const yj = js.linearWeight(x, w, bias, m);
+        worst.best = Math.max(worst.best, productError(x, w, bias, m, yb));
+        worst.portable = Math.max(worst.portable, productError(x, w, bias, m, yp));
+        worst.js = Math.max(worst.js, productError(x, w, bias, m, yj));
+        expect(linearJs(x, w, bias, m)).toEqual(yj);
+      }
+      console.log(`${dtype} product error / Σ|x·w|: best ${worst.best.toExponential(2)} (${fast.weightKernels()[dtype === 'q8' ? 'int8' : dtype]}), portable ${worst.portable.toExponential(2)}, js ${worst.js.toExponential(2)}`);
+      const bestBound = dtype === 'bf16' && fast.weightKernels().bf16 === 'avx512_bf16' ? 2 ** -8 + 1e-5 : 1e-5;
+      expect(worst.best).toBeLessThan(bestBound);
+      expect(worst.portable).toBeLessThan(1e-5);
+      expect(worst.js).toBeLessThan(1e-5);
+    });
+  }
+
+  it('int8 per output channel is within max|row|/254 of each weight; bf16 within 2^-8 relative; Q8_0 blocks are read exactly', () => {
+    const next = rand(3);
+    const n = 8;
+    const k = 64;
+    const f = Float32Array.from({ length: n * k }, () => next());
+    const q = quantizeInt8(f, n, k);
+    expect(q.dtype === 'int8' && q.group).toBe(k);
+    const back = dequantize(q);
+    for (let r = 0; r < n; r++) {
+      let amax = 0;
+      for (let c = 0; c < k; c++) amax = Math.max(amax, Math.abs(f[r * k + c]!));
+      for (let c = 0; c < k; c++) expect(Math.abs(back[r * k + c]! - f[r * k + c]!)).toBeLessThanOrEqual((amax / 254) * (1 + 1e-6));
+    }
+    const b = dequantize(toBf16(f, n, k));
+    for (let i = 0; i < f.length; i++) expect(Math.abs(b[i]! - f[i]!)).toBeLessThanOrEqual(Math.abs(f[i]!) * 2 ** -8);
+    // A Q8_0 block: scale 0.5 (F16 0x3800), values -127..127.
+    const raw = new Uint8Array(34 * 2);
+    for (let blk = 0; blk < 2; blk++) {
+      raw[blk * 34] = 0x00;
+      raw[blk * 34 + 1] = 0x38;
+      for (let j = 0; j < 32; j++) raw[blk * 34 + 2 + j] = (j * 8 - 127 + blk) & 0xff;
+    }
+    const q8 = dequantize(q8_0ToInt8(raw, 1, 64));
+    for (let i = 0; i < 64; i++) expect(q8[i]).toBe(0.5 * ((((i % 32) * 8 - 127 + Math.floor(i / 32)) << 24) >> 24));
+    // Converting back and forth keeps shapes; f32 → bf16 → f32 is the rounding above.
+    expect(dequantize(convertWeight(f32Matrix(f, n, k), 'bf16'))).toEqual(b);
+  });
+});
+
+/** Per position ‖a − b‖ / ‖b‖ of the centred logits, the largest. */
+function logitError(a: Float32Array, b: Float32Array, vocab: number): number {
+  let worst = 0;
+  for (let t = 0; t < a.length / vocab; t++) {
+    let ma = 0;
+    let mb = 0;
+    for (let i = 0; i < vocab; i++) {
+      ma += a[t * vocab + i]!;
+      mb += b[t * vocab + i]!;
+    }
+    ma /= vocab;
+    mb /= vocab;
+    let d2 = 0;
+    let n2 = 0;
+    for (let i = 0; i < vocab; i++) {
+      const y = b[t * vocab + i]! - mb;
+      d2 += (a[t * vocab + i]! - ma - y) ** 2;
+      n2 += y ** 2;
+    }
+    worst = Math.max(worst, Math.sqrt(d2 / n2));
+  }
+  return worst;
+}
+
+function promptIds(vocab: number, n: number): number[] {
+  return Array.from({ length: n }, (_, i) => (i * 37 + 11) % (vocab - 8));
+}
+
+describe('a tiny chat model on bf16 and int8 weights', () => {
+  for (const arch of ['qwen2', 'llama'] as TinyArch[]) {
+    it(`${arch}: bf16 and int8 logits near the float32 model's; portable, JavaScript and fast paths agree; cached decoding = recomputing`, () => {
+      const base = tinyChatModel(arch, 5);
+      const V = base.config.vocabSize;
+      const ids = promptIds(V, 24);
+      const f32 = new LlamaModel(base.config, base.weights).forward(ids);
+      const errors: string[] = [];
+      for (const dtype of ['bf16', 'int8'] as const) {
+        const bound = dtype === 'bf16' ? 1.5e-2 : 5e-2;
+        const paths = native ? (['best', 'portable', 'js'] as const) : (['js'] as const);
+        const logits = paths.map((p) => {
+          const kernels = p === 'js' ? encoderKernels('js') : encoderKernels('native', { quant: p });
+          const model = new LlamaModel(base.config, base.weights, { dtype, kernels });
+          expect(model.weightDtype()).toBe(dtype);
+          return model.forward(ids);
+        });
+        const vsF32 = logitError(logits[0]!, f32, V);
+        errors.push(`${dtype} vs f32 ${vsF32.toExponential(2)}`);
+        expect(vsF32).toBeLessThan(bound);
+        for (let i = 1; i < logits.length; i++) {
+          const e = logitError(logits[i]!, logits[0]!, V);
+          errors.push(`${dtype} ${paths[i]} vs ${paths[0]} ${e.toExponential(2)}`);
+          expect(e).toBeLessThan(dtype === 'bf16' && native ? 1e-2 : 1e-4);
+        }
+      }
+      console.log(`${arch} logits (centred, relative per position): ${errors.join(', ')}`);
+      // Decoding through the cache on bf16 weights gives what recomputing the whole sequence gives.
+      const model = new LlamaModel(base.config, base.weights, { dtype: 'bf16' });
+      expect(model.generate(ids, { maxTokens: 8 })).toEqual(model.generate(ids, { maxTokens: 8, useCache: false }));
+      // Memory: bf16 matrices take half of float32's bytes, int8 about a quarter (plus float32 norms, biases and scales).
+      const f32Bytes = new LlamaModel(base.config, base.weights).weightBytes();
+      expect(model.weightBytes()).toBeLessThan(0.51 * f32Bytes);
+      expect(new LlamaModel(base.config, base.weights, { dtype: 'int8' }).weightBytes()).toBeLessThan(0.3 * f32Bytes);
+    });
+  }
+});
+
+describe('loading keeps the checkpoint precision', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'teamllm-quant-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('BF16 folder → bf16, F16 → f16 (exact) or bf16 when asked, Q8_0 GGUF → int8 blocks with the file numbers, --dtype int8 → per channel', () => {
+    const base = tinyChatModel('qwen2', 9);
+    const ids = promptIds(base.config.vocabSize, 12);
+    const bf = roundedChat(base, 'BF16');
+    writeHfChatFolder(path.join(dir, 'bf16'), bf, 'BF16');
+    const loaded = loadHfChatModel(path.join(dir, 'bf16'));
+    expect(loaded.model.weightDtype()).toBe('bf16');
+    const asInt8 = loadHfChatModel(path.join(dir, 'bf16'), { dtype: 'int8' });
+    expect(asInt8.model.weightDtype()).toBe('int8');
+    const exact = new LlamaModel(bf.config, bf.weights, { kernels: encoderKernels('native', { quant: 'portable' }) }).forward(ids);
+    const viaPortable = loadHfChatModel(path.join(dir, 'bf16'), { kernels: encoderKernels('native', { quant: 'portable' }) }).model.forward(ids);
+    expect(logitError(viaPortable, exact, bf.config.vocabSize)).toBeLessThan(1e-5);
+
+    const half = roundedChat(base, 'F16');
+    writeChatGguf(path.join(dir, 'f16.gguf'), half, 'F16');
+    const f16 = loadGgufChatModel(path.join(dir, 'f16.gguf'));
+    expect(f16.model.weightDtype()).toBe('f16');
+    expect(logitError(f16.model.forward(ids), new LlamaModel(half.config, half.weights).forward(ids), half.config.vocabSize)).toBeLessThan(1e-5);
+    expect(loadGgufChatModel(path.join(dir, 'f16.gguf'), { dtype: 'bf16' }).model.weightDtype()).toBe('bf16');
+
+    writeChatGguf(path.join(dir, 'q8.gguf'), base, 'Q8_0');
+    const q8 = loadGgufChatModel(path.join(dir, 'q8.gguf'));
+    expect(q8.model.weightDtype()).toBe('int8');
+    // The same numbers as reading every tensor dequantised to float32.
+    const dequantised = loadGgufChatModel(path.join(dir, 'q8.gguf'), { dtype: 'f32' });
+    expect(dequantised.model.weightDtype()).toBe('f32');
+    expect(logitError(q8.model.forward(ids), dequantised.model.forward(ids), base.config.vocabSize)).toBeLessThan(1e-5);
+    expect(q8.model.weightBytes()).toBeLessThan(0.3 * dequantised.model.weightBytes());
+  });
+});
