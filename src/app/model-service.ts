@@ -6,7 +6,7 @@ import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model
 import { ServedModels } from '../model/lora/served-models.ts';
 import { inspectImport } from '../model/import/inspect-import.ts';
 import { loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
-import type { LoadedChatModel } from '../model/import/llama-checkpoint.ts';
+import type { ChatDtype, LoadedChatModel } from '../model/import/llama-checkpoint.ts';
 
 export interface RegistryModelServiceOptions {
   registry: ModelRegistry;
@@ -109,10 +109,16 @@ export class RegistryModelService implements ModelService {
    * registered as a version. Everything is checked before a byte is copied (architecture, files,
    * shapes, tokenizer, disk space).
    */
-  async importModel(location: string, options: { name?: string }, actor: Actor): Promise<string> {
+  async importModel(location: string, options: { name?: string; dtype?: ChatDtype }, actor: Actor): Promise<string> {
     const inspected = inspectImport(location);
     const { description } = inspected;
-    const v = inspected.kind === 'encoder' ? await this.options.registry.registerEncoder(inspected.description, options) : await this.options.registry.registerChatModel(inspected.description, options);
+    // An encoder is small and read as it was stored; the precision choice is a chat model's.
+    if (options.dtype && inspected.kind === 'encoder') throw new Error(`--dtype is for chat models; ${location} is an encoder (${inspected.description.config.architecture}), used as it was stored`);
+    const { dtype, ...named } = options;
+    const v =
+      inspected.kind === 'encoder'
+        ? await this.options.registry.registerEncoder(inspected.description, named)
+        : await this.options.registry.registerChatModel(inspected.description, { ...named, ...(dtype ? { dtype } : {}) });
     await this.options.store.audit({
       actor: actor.id,
       action: 'model-import',
@@ -123,7 +129,7 @@ export class RegistryModelService implements ModelService {
     if (inspected.kind === 'chat') {
       const c = inspected.description.config;
       return [
-        `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: ${c.architecture}, ${v.numParameters.toLocaleString('en-US')} parameters, ${description.dtype}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, ${mib.toFixed(1)} MiB copied.`,
+        `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: ${c.architecture}, ${v.numParameters.toLocaleString('en-US')} parameters, ${description.dtype}${dtype && dtype !== 'auto' ? ` (served as ${dtype})` : ''}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, ${mib.toFixed(1)} MiB copied.`,
         `Chat template: ${inspected.description.hasChatTemplate ? 'yes' : 'none (the folder has no chat_template)'}; end-of-turn ids ${inspected.description.eosIds.join(', ') || 'none declared'}.`,
         licence,
         `Serve it: teamllm model promote ${v.version} (answers through its chat template from the retrieved passages; teamllm model rollback returns to the current model).`,

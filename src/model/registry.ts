@@ -20,7 +20,7 @@ import { countParameters, validateConfig } from './config.ts';
 import type { LoadedModel } from './loaded-model.ts';
 import type { EncoderDescription } from './import/encoder-checkpoint.ts';
 import { ENCODER_MANIFEST, ENCODER_MANIFEST_FORMAT, type EncoderManifest } from './import/encoder-manifest.ts';
-import type { ChatModelDescription } from './import/llama-checkpoint.ts';
+import type { ChatDtype, ChatModelDescription } from './import/llama-checkpoint.ts';
 import { CHAT_MANIFEST, CHAT_MANIFEST_FORMAT, type ChatManifest } from './import/chat-manifest.ts';
 
 /** Refuses a copy of `bytes` that would not fit (with 5% and 64 MiB to spare) on the disk of `dir`. */
@@ -260,7 +260,7 @@ export class ModelRegistry {
    * Copies an imported chat model in as the next version (checked before: see inspectImport),
    * plus `chat-model.json`, the manifest its loader reads; as registerEncoder does.
    */
-  async registerChatModel(description: ChatModelDescription, options: { name?: string; notes?: string } = {}): Promise<ModelVersion> {
+  async registerChatModel(description: ChatModelDescription, options: { name?: string; notes?: string; dtype?: ChatDtype } = {}): Promise<ModelVersion> {
     const manifest: ChatManifest = {
       format: CHAT_MANIFEST_FORMAT,
       from: description.format,
@@ -272,6 +272,7 @@ export class ModelRegistry {
       origin: path.resolve(description.location),
       eosIds: description.eosIds,
       hasChatTemplate: description.hasChatTemplate,
+      ...(options.dtype && options.dtype !== 'auto' ? { servingDtype: options.dtype } : {}),
     };
     return this.registerImport('chat', description, CHAT_MANIFEST, manifest, options);
   }

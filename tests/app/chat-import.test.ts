@@ -4,7 +4,8 @@
  * Q8_0 GGUF are registered with architecture, parameter count, dtype and licence; a folder whose
  * weights do not match its config and an unsupported architecture are refused before anything is
  * copied; both are promoted, answer `teamllm ask --json` and roll back through the CLI; the
- * registered files verify and load back into a model that gives the source's logits.
+ * registered files verify and load back into a model that gives the source's logits; `--dtype`
+ * records the precision the weights are served in.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -96,6 +97,19 @@ describe('teamllm model import of chat models', () => {
       const b = loadHfChatModel(folder).model.forward(ids);
       expect(Math.max(...a.map((x, i) => Math.abs(x - b[i]!)))).toBe(0);
       expect(loadChatModelVersion(join(home, 'models', 'v2')).manifest.from).toBe('gguf');
+
+      // --dtype: the precision the weights are served in, recorded with the version; the file's own by default.
+      expect(back.model.weightDtype()).toBe('bf16');
+      const badDtype = await teamllm(home, ['model', 'import', folder, '--dtype', 'q4']);
+      expect(badDtype.code).toBe(1);
+      expect(badDtype.stderr).toContain('--dtype must be bf16, int8 or f32, not "q4"');
+      const int8 = await teamllm(home, ['model', 'import', folder, '--dtype', 'int8']);
+      expect(int8.code, int8.stderr).toBe(0);
+      expect(int8.stdout).toMatch(/Imported v3: Qwen2ForCausalLM, [\d,]+ parameters, BF16 \(served as int8\)/);
+      const served = loadChatModelVersion(join(home, 'models', 'v3'));
+      expect(served.manifest.servingDtype).toBe('int8');
+      expect(served.model.weightDtype()).toBe('int8');
+      expect(versions(home).sort()).toEqual(['v1', 'v2', 'v3']);
     } finally {
       rmSync(home, { recursive: true, force: true });
     }

@@ -53,6 +53,10 @@ describe('teamllm model import + kb reindex', () => {
     expect(mismatch.stderr).toMatch(/does not match its config: embeddings\.word_embeddings\.weight is \[\d+, 32\], the config implies \[\d+, 64\]/);
     expect(existsSync(join(home, 'models')) ? readdirSync(join(home, 'models')).filter((f) => /^v\d+$/.test(f)) : []).toEqual([]);
 
+    // An encoder is used as it was stored: --dtype is refused, naming why.
+    const withDtype = await teamllm(home, ['model', 'import', folder, '--dtype', 'int8']);
+    expect(withDtype.code).toBe(1);
+    expect(withDtype.stderr).toContain('--dtype is for chat models');
     const imported = await teamllm(home, ['model', 'import', folder, '--name', 'tiny-bge']);
     expect(imported.code, imported.stderr).toBe(0);
     expect(imported.stdout).toContain('Imported v1 "tiny-bge": BertModel');

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadGgufChatModel, loadHfChatModel, type LoadedChatModel } from './llama-checkpoint.ts';
+import { loadGgufChatModel, loadHfChatModel, type ChatDtype, type LoadedChatModel } from './llama-checkpoint.ts';
 
 export const CHAT_MANIFEST = 'chat-model.json';
 export const CHAT_MANIFEST_FORMAT = 'teamllm-chat-model/1';
@@ -22,6 +22,8 @@ export interface ChatManifest {
   origin: string;
   eosIds: number[];
   hasChatTemplate: boolean;
+  /** The precision the weights are held in when served (`teamllm model import --dtype`); absent: the file's own. */
+  servingDtype?: ChatDtype;
 }
 
 export function readChatManifest(dir: string): ChatManifest {
@@ -34,6 +36,7 @@ export function readChatManifest(dir: string): ChatManifest {
 /** Loads the chat model of a version folder (its files were verified by the registry first). */
 export function loadChatModelVersion(dir: string): LoadedChatModel & { manifest: ChatManifest } {
   const manifest = readChatManifest(dir);
-  const loaded = manifest.from === 'gguf' ? loadGgufChatModel(path.join(dir, manifest.file ?? 'model.gguf')) : loadHfChatModel(dir);
+  const options = manifest.servingDtype ? { dtype: manifest.servingDtype } : {};
+  const loaded = manifest.from === 'gguf' ? loadGgufChatModel(path.join(dir, manifest.file ?? 'model.gguf'), options) : loadHfChatModel(dir, options);
   return { ...loaded, manifest };
 }
