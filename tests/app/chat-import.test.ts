@@ -7,31 +7,15 @@
  * registered files verify and load back into a model that gives the source's logits; `--dtype`
  * records the precision the weights are served in.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { teamllm } from './import-cli.ts';
 import { loadChatModelVersion } from '../../src/model/import/chat-manifest.ts';
 import { loadHfChatModel } from '../../src/model/import/llama-checkpoint.ts';
 import { tinyChatModel, writeChatGguf, writeHfChatFolder } from '../model/import/tiny-llama.ts';
 
-const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '../../bin/teamllm.js');
-
-async function teamllm(home: string, args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { ...process.env, TEAMLLM_HOME: home, TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_QUICKSTART: 'off' },
-      cwd: home,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const versions = (home: string) => (existsSync(join(home, 'models')) ? readdirSync(join(home, 'models')).filter((f) => /^v\d+$/.test(f)) : []);
 

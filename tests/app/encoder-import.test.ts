@@ -3,29 +3,13 @@
  * random-weight BERT (HF folder and GGUF) is imported, refused imports copy nothing, and the
  * knowledge base's dense side (bundled Chroma) uses the imported encoder, hybrid with BM25.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { teamllm } from './import-cli.ts';
 import { tinyBert, writeHfFolder, writeTinyGguf } from '../model/import/tiny-bert.ts';
 
-const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '../../bin/teamllm.js');
-
-async function teamllm(home: string, args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { ...process.env, TEAMLLM_HOME: home, TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_QUICKSTART: 'off' },
-      cwd: home,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('teamllm model import + kb reindex', () => {
   it('imports an encoder folder and a GGUF file, refuses what it cannot run before copying, and retrieves with the imported encoder', { timeout: 180_000 }, async () => {

@@ -9,9 +9,10 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { readSafetensorsFolder, readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts';
+import { readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts';
 import { BertEncoder } from './bert.ts';
-import { checkShapes, countEncoderParameters, encoderConfigFromHf, expectedTensors, ImportError, type EncoderConfig, type Pooling } from './encoder-config.ts';
+import { checkShapes, countEncoderParameters, encoderConfigFromHf, expectedTensors, type EncoderConfig, type Pooling } from './encoder-config.ts';
+import { hfWeightFiles, ImportError, readHfConfig, readHfWeights, readJsonFile } from './hf-folder.ts';
 import { EncoderTokenizer, wordPieceTokenizerJson } from './encoder-tokenizer.ts';
 import { GgufFile } from './gguf.ts';
 
@@ -42,13 +43,6 @@ const ST_POOLING = 'sentence_transformers.models.Pooling';
 const ST_NORMALIZE = 'sentence_transformers.models.Normalize';
 const ST_TRANSFORMER = 'sentence_transformers.models.Transformer';
 
-function readJsonFile<T>(file: string): T {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as T;
-  } catch (err) {
-    throw new ImportError(`${file} cannot be read as JSON: ${(err as Error).message}`);
-  }
-}
 
 /** The HF tensor name without a task-head prefix, and with old LayerNorm names (gamma/beta) renamed. */
 function canonicalName(name: string): string {
@@ -124,23 +118,10 @@ function summariseDtypes(types: Iterable<string>): string {
 
 /** Checks a Hugging Face encoder folder without reading its tensors. */
 export function inspectHfEncoder(dir: string): EncoderDescription & { tensors: Map<string, SafetensorsEntry> } {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImportError(`${dir} is not a folder`);
-  const configFile = path.join(dir, 'config.json');
-  if (!existsSync(configFile)) throw new ImportError(`${dir} has no config.json (a Hugging Face model folder has config.json, model.safetensors and tokenizer.json)`);
+  const { raw, configFile } = readHfConfig(dir);
   // The architecture first: nothing else is read for a model we cannot run.
-  const config = encoderConfigFromHf(readJsonFile<Record<string, unknown>>(configFile), configFile);
-  const missing = ['tokenizer.json'].filter((f) => !existsSync(path.join(dir, f)));
-  if (!existsSync(path.join(dir, 'model.safetensors')) && !existsSync(path.join(dir, 'model.safetensors.index.json'))) missing.push('model.safetensors (or model.safetensors.index.json with its shards)');
-  if (missing.length) {
-    const hint = existsSync(path.join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not read: convert it to safetensors, or download the safetensors files)' : '';
-    throw new ImportError(`${dir} is missing ${missing.join(' and ')}${hint}`);
-  }
-  let entries: SafetensorsEntry[];
-  try {
-    entries = readSafetensorsFolder(dir);
-  } catch (err) {
-    throw new ImportError((err as Error).message);
-  }
+  const config = encoderConfigFromHf(raw, configFile);
+  const entries = readHfWeights(dir);
   const tensors = new Map<string, SafetensorsEntry>();
   for (const e of entries) {
     const name = canonicalName(e.name);
@@ -154,9 +135,7 @@ export function inspectHfEncoder(dir: string): EncoderDescription & { tensors: M
   // tokenizer.json must load (and agree with the embedding table) before anything is copied.
   const tokenizer = readHfTokenizer(dir);
   if (tokenizer.vocabSize > config.vocabSize) throw new ImportError(`${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens, the embedding table only ${config.vocabSize} rows`);
-  const weightFiles = [...new Set(entries.map((e) => path.basename(e.file)))];
-  if (existsSync(path.join(dir, 'model.safetensors.index.json'))) weightFiles.push('model.safetensors.index.json');
-  const rel = ['config.json', 'tokenizer.json', ...weightFiles, ...poolingFiles, ...['tokenizer_config.json', 'special_tokens_map.json', ...LICENCE_FILES].filter((f) => existsSync(path.join(dir, f)))];
+  const rel = ['config.json', 'tokenizer.json', ...hfWeightFiles(dir, entries), ...poolingFiles, ...['tokenizer_config.json', 'special_tokens_map.json', ...LICENCE_FILES].filter((f) => existsSync(path.join(dir, f)))];
   return {
     format: 'hf',
     location: dir,

@@ -6,6 +6,7 @@
  * llama-model.cpp) is the model for this: one place says how each family differs.
  */
 
+import { checkTensorShapes, ImportError } from './hf-folder.ts';
 export const SUPPORTED_ENCODERS = ['BertModel', 'XLMRobertaModel'] as const;
 export type EncoderArchitecture = (typeof SUPPORTED_ENCODERS)[number];
 
@@ -74,14 +75,6 @@ export function countEncoderParameters(c: EncoderConfig): number {
   return n;
 }
 
-/** An import refused before anything was copied: says what is wrong and what is supported. */
-export class ImportError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ImportError';
-  }
-}
-
 function int(raw: Record<string, unknown>, key: string, file: string, fallback?: number): number {
   const v = raw[key] ?? fallback;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ImportError(`${file}: "${key}" must be a non-negative integer (found ${JSON.stringify(raw[key])})`);
@@ -125,14 +118,5 @@ export function encoderConfigFromHf(raw: Record<string, unknown>, file = 'config
 
 /** Checks tensors against the shapes the config implies: every problem named, or none. */
 export function checkShapes(c: EncoderConfig, shapes: Map<string, number[]>, where: string): void {
-  const problems: string[] = [];
-  for (const [name, want] of expectedTensors(c)) {
-    const got = shapes.get(name);
-    if (!got) problems.push(`${name} is missing`);
-    else if (got.length !== want.length || got.some((d, i) => d !== want[i])) problems.push(`${name} is [${got.join(', ')}], the config implies [${want.join(', ')}]`);
-  }
-  if (problems.length) {
-    const shown = problems.slice(0, 6).join('; ') + (problems.length > 6 ? `; and ${problems.length - 6} more` : '');
-    throw new ImportError(`${where} does not match its config: ${shown}`);
-  }
+  checkTensorShapes(expectedTensors(c), shapes, where);
 }

@@ -6,7 +6,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { inspectEncoder, type EncoderDescription } from './encoder-checkpoint.ts';
-import { ImportError, SUPPORTED_ENCODERS } from './encoder-config.ts';
+import { SUPPORTED_ENCODERS } from './encoder-config.ts';
+import { ImportError } from './hf-folder.ts';
 import { GgufFile } from './gguf.ts';
 import { inspectGgufChatModel, inspectHfChatModel, type ChatModelDescription } from './llama-checkpoint.ts';
 import { SUPPORTED_CHAT_MODELS } from './llama-config.ts';

@@ -20,12 +20,12 @@
  * it (rows back to HF's two halves). qwen2 and qwen3 files are written unpermuted (llama.cpp runs
  * them with NEOX RoPE, HF's halves).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { readSafetensorsBytes, readSafetensorsFolder, readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts';
+import { readSafetensorsBytes, readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts';
 import { ChatTokenizer, BPE_PRE_TOKENIZERS, byteLevelBpeTokenizerJson, chatTemplateOf, tokenString, type TokenizerJson } from './chat-tokenizer.ts';
 import { folderLicence } from './encoder-checkpoint.ts';
-import { ImportError } from './encoder-config.ts';
+import { hfWeightFiles, ImportError, readHfConfig, readHfWeights, readJsonFile } from './hf-folder.ts';
 import { GgufFile } from './gguf.ts';
 import { LlamaModel } from './llama.ts';
 import { checkLlamaShapes, countLlamaParameters, expectedLlamaTensors, llamaConfigFromHf, type ChatArchitecture, type LlamaConfig, type RopeScaling } from './llama-config.ts';
@@ -89,13 +89,6 @@ export interface LoadedChatModel {
   tokenizer: ChatTokenizer;
 }
 
-function readJsonFile<T>(file: string): T {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as T;
-  } catch (err) {
-    throw new ImportError(`${file} cannot be read as JSON: ${(err as Error).message}`);
-  }
-}
 
 function summariseDtypes(types: Iterable<string>): string {
   return [...new Set(types)].sort().join('+');
@@ -138,23 +131,9 @@ function readHfChatTokenizer(dir: string, modelConfig: Record<string, unknown>):
 
 /** Checks a Hugging Face chat model folder without reading its tensors. */
 export function inspectHfChatModel(dir: string): ChatModelDescription & { tensors: Map<string, SafetensorsEntry>; tokenizer: ChatTokenizer } {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ImportError(`${dir} is not a folder`);
-  const configFile = path.join(dir, 'config.json');
-  if (!existsSync(configFile)) throw new ImportError(`${dir} has no config.json (a Hugging Face model folder has config.json, model.safetensors and tokenizer.json)`);
-  const raw = readJsonFile<Record<string, unknown>>(configFile);
+  const { raw, configFile } = readHfConfig(dir);
   const config = llamaConfigFromHf(raw, configFile);
-  const missing = ['tokenizer.json'].filter((f) => !existsSync(path.join(dir, f)));
-  if (!existsSync(path.join(dir, 'model.safetensors')) && !existsSync(path.join(dir, 'model.safetensors.index.json'))) missing.push('model.safetensors (or model.safetensors.index.json with its shards)');
-  if (missing.length) {
-    const hint = existsSync(path.join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not read: convert it to safetensors, or download the safetensors files)' : '';
-    throw new ImportError(`${dir} is missing ${missing.join(' and ')}${hint}`);
-  }
-  let entries: SafetensorsEntry[];
-  try {
-    entries = readSafetensorsFolder(dir);
-  } catch (err) {
-    throw new ImportError((err as Error).message);
-  }
+  const entries = readHfWeights(dir);
   const tensors = new Map<string, SafetensorsEntry>();
   for (const e of entries) {
     if (e.name.endsWith('.rotary_emb.inv_freq')) continue; // older checkpoints store RoPE's table; it is recomputed
@@ -167,9 +146,7 @@ export function inspectHfChatModel(dir: string): ChatModelDescription & { tensor
   if (unsupported) throw new ImportError(`${dir}: tensor ${unsupported.name} is ${unsupported.dtype}; supported tensor types are F32, F16 and BF16`);
   const tokenizer = readHfChatTokenizer(dir, raw);
   if (tokenizer.vocabSize > config.vocabSize) throw new ImportError(`${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens, the embedding table only ${config.vocabSize} rows`);
-  const weightFiles = [...new Set(entries.map((e) => path.basename(e.file)))];
-  if (existsSync(path.join(dir, 'model.safetensors.index.json'))) weightFiles.push('model.safetensors.index.json');
-  const rel = ['config.json', 'tokenizer.json', ...weightFiles, ...OPTIONAL_FILES.filter((f) => existsSync(path.join(dir, f)))];
+  const rel = ['config.json', 'tokenizer.json', ...hfWeightFiles(dir, entries), ...OPTIONAL_FILES.filter((f) => existsSync(path.join(dir, f)))];
   return {
     format: 'hf',
     location: dir,

@@ -15,7 +15,7 @@
  * "default", "linear" and "llama3" are supported (llama3: per-frequency factors, as Llama 3.1-3.3
  * declare them). Anything else is refused with what is supported.
  */
-import { ImportError } from './encoder-config.ts';
+import { checkTensorShapes, ImportError } from './hf-folder.ts';
 
 export const SUPPORTED_CHAT_MODELS = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM'] as const;
 export type ChatArchitecture = (typeof SUPPORTED_CHAT_MODELS)[number];
@@ -218,14 +218,5 @@ export function llamaConfigFromHf(raw: Record<string, unknown>, file = 'config.j
 
 /** Checks tensors against the shapes the config implies: every problem named, or none. */
 export function checkLlamaShapes(c: LlamaConfig, shapes: Map<string, number[]>, where: string): void {
-  const problems: string[] = [];
-  for (const [name, want] of expectedLlamaTensors(c)) {
-    const got = shapes.get(name);
-    if (!got) problems.push(`${name} is missing`);
-    else if (got.length !== want.length || got.some((d, i) => d !== want[i])) problems.push(`${name} is [${got.join(', ')}], the config implies [${want.join(', ')}]`);
-  }
-  if (problems.length) {
-    const shown = problems.slice(0, 6).join('; ') + (problems.length > 6 ? `; and ${problems.length - 6} more` : '');
-    throw new ImportError(`${where} does not match its config: ${shown}`);
-  }
+  checkTensorShapes(expectedLlamaTensors(c), shapes, where);
 }
