@@ -35,8 +35,8 @@ export interface TinyBertOptions {
   normalize?: boolean;
 }
 
-/** Deterministic normal draws (mulberry32 + Box-Muller). */
-function rng(seed: number): () => number {
+/** Deterministic normal draws (mulberry32 + Box-Muller): the tiny test models' weights. */
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   const uniform = () => {
     a = (a + 0x6d2b79f5) >>> 0;

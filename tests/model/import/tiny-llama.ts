@@ -14,6 +14,7 @@ import { ggufChatTensorName } from '../../../src/model/import/llama-checkpoint.t
 import { byteLevelAlphabet, byteLevelBpeTokenizerJson, BPE_PRE_TOKENIZERS } from '../../../src/model/import/chat-tokenizer.ts';
 import { encodeGguf, type GgmlTypeName, type GgufTyped } from '../../../src/model/import/gguf.ts';
 import { roundTo16 } from '../../../src/model/import/dtypes.ts';
+import { rng } from './tiny-bert.ts';
 
 export type TinyArch = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 
@@ -66,19 +67,6 @@ export function tinyVocab(style: 'qwen' | 'llama3', nMerges = 60): TinyVocab {
     types.push(3);
   }
   return { tokens, types, merges, pre: style === 'qwen' ? 'qwen2' : 'llama-bpe', specials };
-}
-
-/** Deterministic normal draws (mulberry32 + Box-Muller). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform() + 1e-12)) * Math.cos(2 * Math.PI * uniform());
 }
 
 export interface TinyChatModel {
