@@ -24,6 +24,9 @@ interface Case {
   chosen: boolean;
 }
 
+/** A column of totals. */
+const TOTAL_HEADER = /^(?:合计|总计|共计|总共|total)$/iu;
+
 /** At most this many cases are listed: more would not be a direct answer. */
 const MAX_CASES = 5;
 /** A longer cell is an explanation, not a value to list. */
@@ -67,8 +70,12 @@ function tableCases(candidate: AnswerCandidate, passageText: string, asked: Set<
     // The value must be one of the row's cells, not a header's words ("Annual leave (40 hours/week)").
     if (at < 0 || !table.rows[at]!.some((cell) => cell.includes(candidate.text))) return undefined;
     const overlap = table.header.map((h, j) => (j === 0 ? 0 : searchTerms(h, { stem: true }).filter((t) => asked.has(t)).length));
-    const column = overlap.indexOf(Math.max(...overlap));
-    if (column <= 0 || overlap[column] === 0) return undefined;
+    // The candidate's own column when the question names it as much as any other, or when it is the
+    // total (合计 12 天 = 法定 5 + 福利 7: "年假有几天" wants the totals).
+    const own = table.rows[at]!.findIndex((cell) => cell.includes(candidate.text));
+    const best = Math.max(...overlap);
+    const column = own > 0 && (overlap[own] === best || TOTAL_HEADER.test(table.header[own] ?? '')) ? own : overlap.indexOf(best);
+    if (column <= 0 || (overlap[column] === 0 && !TOTAL_HEADER.test(table.header[column] ?? ''))) return undefined;
     const rows = table.rows.filter((r) => r[column] && r[0]);
     if (rows.some((r) => r[column]!.length > MAX_VALUE_CHARS)) return undefined;
     return rows.map((r) => ({ label: r[0]!, value: r[column]!, context: r.filter((_, j) => j !== 0 && j !== column).join(' '), chosen: r === table.rows[at] }));

@@ -297,6 +297,12 @@ describe('the candidate answerer', () => {
     expect((await collect(new CandidateAnswerer({ kb: trial }).answer(ask('试用期多长？')))).direct).toBe('首次签订的劳动合同：3 个月；管理岗位（M2 及以上）：6 个月；实习协议：无试用期');
     // Naming the case (the row's label, or another of its cells) answers with that case's cell, in the column asked about.
     expect((await collect(new CandidateAnswerer({ kb: trial }).answer(ask('管理岗试用期多长？')))).direct).toBe('6 个月');
+    // A table with a total column lists the totals (法定 + 福利 = 合计).
+    const leave = '| 累计工作年限 | 法定年假 | 福利年假 | 合计 |\n|---|---|---|---|\n| 满 1 年不满 10 年 | 5 天 | 7 天 | 12 天 |\n| 满 10 年不满 20 年 | 10 天 | 6 天 | 16 天 |';
+    const zhLeave = new LocalKnowledgeBase(':memory:');
+    await zhLeave.addPaths([tempFolder({ 'leave.md': `# 年假\n\n## 年假天数\n\n${leave}\n` })]);
+    expect((await collect(new CandidateAnswerer({ kb: zhLeave }).answer(ask('年假有几天？')))).direct).toBe('满 1 年不满 10 年：12 天；满 10 年不满 20 年：16 天');
+    zhLeave.close();
     // A cell that lists cases itself: the cases when no city is named, the city's value when one is.
     const cities = '| 项目 | 标准 |\n|---|---|\n| 出差补贴 | 北京、深圳：¥180/天；其他城市：¥120/天 |\n| 住宿（每晚上限） | 北京、深圳：¥800；广州、杭州、苏州：¥600；其他城市：¥500 |';
     const travel = new LocalKnowledgeBase(':memory:');
