@@ -121,10 +121,13 @@ export function answerUnits(text: string): string[] {
   const out: string[] = [];
   const lines = unwrapMarkdown(text).split('\n');
   let header: string[] | undefined;
+  /** The sentence a list's items continue ("… colleagues therefore:"), while in that list. */
+  let leadIn: string | undefined;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
     const cells = tableCells(line);
     if (cells) {
+      leadIn = undefined;
       if (isTableRule(line)) continue;
       if (isTableRule(lines[i + 1] ?? '')) {
         header = cells;
@@ -135,9 +138,15 @@ export function answerUnits(text: string): string[] {
       continue;
     }
     header = undefined;
+    const item = /^\s*(?:[-*+]|\d+[.)])\s+/.test(line);
     const body = plainText(line.replace(/^\s*(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)/, ''));
     if (!body) continue;
-    for (const s of body.split(SENTENCE_SPLIT)) if (s.trim().length >= 2) out.push(s.trim());
+    const sentences = body.split(SENTENCE_SPLIT).map((s) => s.trim());
+    // "Rotterdam colleagues therefore:" + "- can work from home on the other days": a list item that
+    // continues its lead-in sentence is read with it, so the unit says who may do what.
+    if (item && leadIn && /^[a-z]/.test(sentences[0] ?? '')) sentences[0] = `${leadIn} ${sentences[0]}`;
+    if (!item) leadIn = /^\s*#/.test(line) ? undefined : sentences.at(-1)?.match(/^(.{3,120}?)\s*:$/)?.[1];
+    for (const s of sentences) if (s.length >= 2) out.push(s);
   }
   return out;
 }

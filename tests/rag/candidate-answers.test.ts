@@ -167,6 +167,14 @@ describe('answer units and candidates', () => {
       '年假 5 天。',
       '病假 10 天',
     ]);
+    // A list item that continues its lead-in sentence is read with it; one that starts its own sentence is not.
+    expect(answerUnits('Rotterdam colleagues therefore:\n\n- work from the office **at least 2 days per week**;\n- Tuesday is the anchor day.\n\n## Next\n\n- can stand alone')).toEqual([
+      'Rotterdam colleagues therefore:',
+      'Rotterdam colleagues therefore work from the office at least 2 days per week;',
+      'Tuesday is the anchor day.',
+      'Next',
+      'can stand alone',
+    ]);
     // Nor after "e.g." / "i.e.", and a clause never ends inside brackets.
     const cancel = 'You are responsible for cancelling all reservations (e.g. flight, hotel, rental car) if your event is not approved.';
     expect(answerUnits(cancel)).toEqual([cancel]);
