@@ -300,6 +300,7 @@ export class RegistryModelService implements ModelService {
     await this.options.registry.assertIntact(version);
     const key = `${version}@${entry.createdAt}`;
     let reloaded = false;
+    let previous: WorkerChatModel | undefined;
     if (this.chat?.key !== key) {
       const dir = this.options.registry.dir(version);
       let loaded: ServedChat;
@@ -323,7 +324,8 @@ export class RegistryModelService implements ModelService {
         }
         throw new ModelFilesError(version, file, `its files in ${dir} could not be loaded (${(err as Error).message})`);
       }
-      this.dropChat();
+      // The old worker keeps serving until the new answerer is in place, then finishes its answers in flight.
+      previous = this.chat?.worker;
       this.chat = { key, loaded, ...(worker ? { worker } : {}) };
       reloaded = true;
     }
@@ -332,6 +334,7 @@ export class RegistryModelService implements ModelService {
     await this.served.activate(null);
     this.active = { version };
     this.target.setAnswerer(answerer);
+    this.retire(previous);
     return { chat: entry.architecture ?? 'chat', reloaded };
   }
 
@@ -373,6 +376,10 @@ export class RegistryModelService implements ModelService {
   private dropChat(): void {
     const worker = this.chat?.worker;
     this.chat = undefined;
+    this.retire(worker);
+  }
+
+  private retire(worker: WorkerChatModel | undefined): void {
     if (!worker) return;
     this.retiring.add(worker);
     void worker.exited.then(() => this.retiring.delete(worker));
