@@ -92,6 +92,10 @@ export const CONFIG_KEYS = {
     schema: z.enum(['candidates', 'model', 'extractive', 'free']),
     help: "how the bot's own model answers: candidates (default: it chooses among answers proposed from the retrieved passages), or it generates: model (as its fine-tuning meta says), extractive (only verbatim spans of the passages) or free",
   },
+  TEAMLLM_CHAT_MODEL_THREAD: {
+    schema: z.enum(['worker', 'main']),
+    help: "where an imported chat model runs: worker (default: a worker thread, so generation never holds the bot's event loop) or main (the bot's own thread)",
+  },
   TEAMLLM_CHANNEL_KB: {
     schema: z.string().transform((s, ctx) => {
       const bindings: Record<string, string> = {};
@@ -190,6 +194,8 @@ export interface Config {
   memory: { maxTurns: number; maxChars: number };
   /** How the bot's own model decodes answers ('model': as its SFT meta says; src/model/answer-settings.ts). */
   answerDecoding: 'candidates' | 'model' | 'extractive' | 'free';
+  /** Where an imported chat model's forward runs: a worker thread (default) or the main thread. */
+  chatModelThread: 'worker' | 'main';
   sampleKnowledgeBase: boolean;
   /** `platform:channel` -> knowledge base name. */
   channelKnowledgeBases: Record<string, string>;
@@ -316,6 +322,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       maxChars: (parsed.TEAMLLM_MEMORY_CHARS as number | undefined) ?? 4000,
     },
     answerDecoding: (parsed.TEAMLLM_ANSWER_DECODING as Config['answerDecoding'] | undefined) ?? 'candidates',
+    chatModelThread: (parsed.TEAMLLM_CHAT_MODEL_THREAD as Config['chatModelThread'] | undefined) ?? 'worker',
     // A company's own documents replace the sample handbook.
     sampleKnowledgeBase: (parsed.TEAMLLM_SAMPLE_KB as boolean | undefined) ?? !parsed.TEAMLLM_QUICKSTART_DOCS,
     channelKnowledgeBases: (parsed.TEAMLLM_CHANNEL_KB as Record<string, string> | undefined) ?? {},

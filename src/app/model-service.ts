@@ -5,7 +5,9 @@ import type { LoadedModel } from '../model/loaded-model.ts';
 import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
 import { inspectImport } from '../model/import/inspect-import.ts';
-import { loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
+import { inspectChatModelVersion, loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
+import { WorkerChatModel, type ChatWorkerInput } from '../model/import/worker-chat-model.ts';
+import type { TokenGenerator } from '../model/import/chat-generation.ts';
 import type { ChatDtype, LoadedChatModel } from '../model/import/llama-checkpoint.ts';
 
 export interface RegistryModelServiceOptions {
@@ -18,7 +20,12 @@ export interface RegistryModelServiceOptions {
    * Builds the answerer that serves an imported chat model (kind 'chat': retrieval, the same
    * "don't know" gate, generation through its chat template). Without it such a version cannot serve.
    */
-  chatAnswererFor?: (chat: LoadedChatModel, version: ModelVersion) => Answerer;
+  chatAnswererFor?: (chat: ServedChat, version: ModelVersion) => Answerer;
+  /**
+   * Where an imported chat model runs: a worker thread (the default; `true`, or the worker's
+   * options), so its forward passes never hold the event loop; false: on this thread (tools, tests).
+   */
+  chatWorker?: boolean | Omit<ChatWorkerInput, 'dir'>;
   /** Serves when no version is promoted: the retrieval-only answerer. */
   fallback: Answerer;
   /** Answers still streaming on a replaced model finish before its weights are freed. */
@@ -66,10 +73,15 @@ export interface ModelFallback {
  * /model and `teamllm model`: versions from the registry; promote and rollback swap the Bot's
  * answerer without a restart (answers in flight finish on the old model) and are audited.
  */
+/** An imported chat model as served: in this thread (LlamaModel) or held by a worker thread (WorkerChatModel). */
+export type ServedChat = Omit<LoadedChatModel, 'model'> & { model: LoadedChatModel['model'] | TokenGenerator };
+
 export class RegistryModelService implements ModelService {
   private active: { version: string } | undefined;
   /** The imported chat model in memory (one at a time; answers in flight keep theirs until they finish). */
-  private chat: { key: string; loaded: LoadedChatModel } | undefined;
+  private chat: { key: string; loaded: ServedChat; worker?: WorkerChatModel } | undefined;
+  /** Workers of replaced versions, ending once the answers in flight on them finish. */
+  private readonly retiring = new Set<WorkerChatModel>();
   private bot: Bot | undefined;
   /** Loaded weights: LoRA versions are served over their base, so switching among them reloads no base. */
   private readonly served: ServedModels;
@@ -249,7 +261,7 @@ export class RegistryModelService implements ModelService {
     let how: Record<string, unknown> = {};
     if (!serving) {
       this.active = undefined;
-      this.chat = undefined;
+      this.dropChat();
       this.refused = undefined;
       this.target.setAnswerer(this.options.fallback);
       await this.served.activate(null);
@@ -271,7 +283,7 @@ export class RegistryModelService implements ModelService {
     if (entry?.kind === 'chat') return this.serveChat(entry);
     // Bases nothing serves from any more are freed later, after answers in flight on them finish.
     const served = (await this.served.activate(version))!;
-    this.chat = undefined;
+    this.dropChat();
     this.active = { version };
     this.target.setAnswerer(this.options.answererFor(served.model));
     return served.adapter ? { adapterOver: served.base, baseReloaded: served.reloaded } : { reloaded: served.reloaded };
@@ -288,11 +300,20 @@ export class RegistryModelService implements ModelService {
     await this.options.registry.assertIntact(version);
     const key = `${version}@${entry.createdAt}`;
     let reloaded = false;
+    let previous: WorkerChatModel | undefined;
     if (this.chat?.key !== key) {
       const dir = this.options.registry.dir(version);
-      let loaded: LoadedChatModel;
+      let loaded: ServedChat;
+      let worker: WorkerChatModel | undefined;
       try {
-        loaded = loadChatModelVersion(dir);
+        const where = this.options.chatWorker ?? true;
+        if (where === false) loaded = loadChatModelVersion(dir);
+        else {
+          // This thread keeps the tokenizer (templates, fitting, decoding); the worker reads the weights.
+          const { description, tokenizer } = inspectChatModelVersion(dir);
+          worker = await WorkerChatModel.start({ ...(where === true ? {} : where), dir });
+          loaded = { description, tokenizer, model: worker };
+        }
       } catch (err) {
         let file = 'chat-model.json';
         try {
@@ -303,7 +324,9 @@ export class RegistryModelService implements ModelService {
         }
         throw new ModelFilesError(version, file, `its files in ${dir} could not be loaded (${(err as Error).message})`);
       }
-      this.chat = { key, loaded };
+      // The old worker keeps serving until the new answerer is in place, then finishes its answers in flight.
+      previous = this.chat?.worker;
+      this.chat = { key, loaded, ...(worker ? { worker } : {}) };
       reloaded = true;
     }
     const answerer = this.options.chatAnswererFor(this.chat.loaded, entry);
@@ -311,6 +334,7 @@ export class RegistryModelService implements ModelService {
     await this.served.activate(null);
     this.active = { version };
     this.target.setAnswerer(answerer);
+    this.retire(previous);
     return { chat: entry.architecture ?? 'chat', reloaded };
   }
 
@@ -334,7 +358,7 @@ export class RegistryModelService implements ModelService {
     }
     if (instead === null) {
       this.active = undefined;
-      this.chat = undefined;
+      this.dropChat();
       this.target.setAnswerer(this.options.fallback);
       await this.served.activate(null).catch(() => undefined);
     }
@@ -348,9 +372,26 @@ export class RegistryModelService implements ModelService {
       .catch((auditErr: unknown) => this.options.logger.error({ err: auditErr }, 'could not write the model fallback to the audit log'));
   }
 
-  close(): void {
+  /** Forgets the chat model in memory; its worker ends once the answers already asked of it finish. */
+  private dropChat(): void {
+    const worker = this.chat?.worker;
+    this.chat = undefined;
+    this.retire(worker);
+  }
+
+  private retire(worker: WorkerChatModel | undefined): void {
+    if (!worker) return;
+    this.retiring.add(worker);
+    void worker.exited.then(() => this.retiring.delete(worker));
+    worker.retire();
+  }
+
+  async close(): Promise<void> {
     this.served.close();
     this.active = undefined;
+    const workers = [...this.retiring, ...(this.chat?.worker ? [this.chat.worker] : [])];
     this.chat = undefined;
+    this.retiring.clear();
+    await Promise.all(workers.map((w) => w.close()));
   }
 }

@@ -153,6 +153,7 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
     fallback,
     // An imported open chat model (teamllm model import): retrieval and the "don't know" gate as
     // the candidate answerer, the answer generated through the model's own chat template.
+    chatWorker: config.chatModelThread === 'worker',
     chatAnswererFor: (chat, version) =>
       knowledge.answerer({
         chat,
@@ -280,7 +281,7 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
       await Promise.allSettled(adapters.map((a) => a.stop?.()));
       await jobs.close();
       await bot.close();
-      models.close();
+      await models.close();
       await knowledge.close();
       await store.close();
     },

@@ -17,20 +17,24 @@
  * `direct` is the generated answer's first sentence without citations or markdown ('' when the
  * bot refused, or the model said it does not know).
  *
- * The forward runs on the event loop's thread (one token at a time, yielding between tokens):
- * prefill of a long prompt on a large model holds it for the whole pass. A worker thread is the
- * next step (docs/open-chat-models.md).
+ * The model is a TokenGenerator: served, a worker thread holds it (model/import/worker-chat-model.ts)
+ * and this thread only renders, fits and decodes; in tests and tools, an in-process LlamaModel (its
+ * forward on this thread, yielding between prefill chunks and tokens). Both run the same greedy loop
+ * (model/import/chat-generation.ts), so they give the same ids.
  */
 import type { AnswerEvent, AnswerRequest, Answerer, Logger, ModelInfo, Source } from '../core/index.ts';
 import type { ChatMessage, ChatTokenizer } from '../model/import/chat-tokenizer.ts';
-import { argmax, type LlamaModel } from '../model/import/llama.ts';
+import { inProcessGenerator, isTokenGenerator, type ForwardModel, type TokenGenerator } from '../model/import/chat-generation.ts';
 import { dontKnow } from './answer-chain.ts';
 import { CandidateAnswerer, composeAnswer, type CandidateKnowledgeBase, type ChosenAnswer } from './candidate-answerer.ts';
 import type { MetadataFilter } from './metadata.ts';
 
-/** What the answerer needs of an imported chat model: its forward and its tokenizer with the template. */
+/**
+ * What the answerer needs of an imported chat model: a generator of greedy ids (a worker-backed
+ * model, or an in-process one's forward) and its tokenizer with the template.
+ */
 export interface ServedChatModel {
-  model: Pick<LlamaModel, 'forward' | 'newCache' | 'config'>;
+  model: ForwardModel | TokenGenerator;
   tokenizer: Pick<ChatTokenizer, 'encodeChat' | 'renderChat' | 'decode' | 'eosIds'>;
 }
 
@@ -102,9 +106,12 @@ export function generatedDirect(text: string): string {
 export class ChatModelAnswerer implements Answerer {
   readonly model: ModelInfo;
   private readonly gate: CandidateAnswerer;
+  private readonly generator: TokenGenerator;
 
   constructor(private readonly options: ChatModelAnswererOptions) {
     this.model = options.model;
+    const served = options.chat.model;
+    this.generator = isTokenGenerator(served) ? served : inProcessGenerator(served);
     // Today's answerer, without a model: its retrieval and its refusal are this answerer's.
     this.gate = new CandidateAnswerer({
       kb: options.kb,
@@ -220,17 +227,15 @@ export class ChatModelAnswerer implements Answerer {
   }
 
   /**
-   * Greedy decoding after the prompt: the prompt in one batched pass, then one token at a time
-   * through the KV cache. Each piece of text goes out as soon as its tokens decode whole (a
-   * character whose bytes span several tokens waits for the last one); leading whitespace is
-   * dropped. Yields to the event loop between tokens, so an abort or another request is seen.
+   * Greedy decoding after the prompt (chat-generation.ts: the prompt in batched chunks, then one
+   * token at a time through the KV cache, in the worker when one holds the model). Each piece of
+   * text goes out as soon as its tokens decode whole (a character whose bytes span several tokens
+   * waits for the last one); leading whitespace is dropped.
    */
   private async *generate(ids: number[], signal: AbortSignal | undefined): AsyncGenerator<string> {
-    const { model, tokenizer } = this.options.chat;
+    const { tokenizer } = this.options.chat;
     const limit = Math.min(this.options.maxTokens ?? 256, this.contextTokens - ids.length);
     if (limit <= 0 || signal?.aborted) return;
-    const cache = model.newCache(ids.length + limit);
-    let logits = model.forward(ids, cache, { lastOnly: true });
     let pending: number[] = [];
     let started = false;
     const piece = (final: boolean): string | undefined => {
@@ -241,18 +246,12 @@ export class ChatModelAnswerer implements Answerer {
       if (text) started = true;
       return text;
     };
-    for (let produced = 0; produced < limit; ) {
-      const next = argmax(logits);
-      if (tokenizer.eosIds.has(next)) break;
+    for await (const next of this.generator.stream(ids, { maxTokens: limit, stop: tokenizer.eosIds, ...(signal ? { signal } : {}) })) {
       pending.push(next);
-      produced += 1;
       const text = piece(false);
       if (text) yield text;
-      if (produced >= limit) break;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      if (signal?.aborted) return;
-      logits = model.forward([next], cache, { lastOnly: true });
     }
+    if (signal?.aborted) return;
     if (pending.length) {
       const text = piece(true);
       if (text) yield text;

@@ -18,7 +18,7 @@ import { silentLogger, type Logger } from '../../src/core/index.ts';
 import { saveModelFiles } from '../../src/model/model-files.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
 import { CharTokenizer } from '../../src/model/tokenizer/index.ts';
-import { LlamaModel } from '../../src/model/import/llama.ts';
+import { WorkerChatModel } from '../../src/model/import/worker-chat-model.ts';
 import { llamaConfigFromHf } from '../../src/model/import/llama-config.ts';
 import { CHAT_SYSTEM_PROMPT, generatedDirect } from '../../src/rag/chat-model-answerer.ts';
 import { tinyModel, useBackend } from '../model/helpers.ts';
@@ -110,7 +110,8 @@ describe('serving an imported chat model', () => {
     expect(list).toMatch(/^▶ v2 \(serving\) "tiny-llama" — imported chat model LlamaForCausalLM, [\d,]+ parameters, F32, licence Apache License 2\.0/m);
     expect(list).toMatch(/^• v1 — pretrain/m);
 
-    const forward = vi.spyOn(LlamaModel.prototype, 'forward');
+    // Served in a worker thread (the default): the model is what the worker streams from.
+    const forward = vi.spyOn(WorkerChatModel.prototype, 'stream');
     try {
       const reply = await ask(runtime, ANSWERABLE);
       expect(reply.status).toBe(200);

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadGgufChatModel, loadHfChatModel, type ChatDtype, type LoadedChatModel } from './llama-checkpoint.ts';
+import { inspectGgufChatModel, inspectHfChatModel, loadGgufChatModel, loadHfChatModel, type ChatDtype, type ChatModelDescription, type LoadedChatModel } from './llama-checkpoint.ts';
+import type { ChatTokenizer } from './chat-tokenizer.ts';
 
 export const CHAT_MANIFEST = 'chat-model.json';
 export const CHAT_MANIFEST_FORMAT = 'teamllm-chat-model/1';
@@ -39,4 +40,19 @@ export function loadChatModelVersion(dir: string): LoadedChatModel & { manifest:
   const options = manifest.servingDtype ? { dtype: manifest.servingDtype } : {};
   const loaded = manifest.from === 'gguf' ? loadGgufChatModel(path.join(dir, manifest.file ?? 'model.gguf'), options) : loadHfChatModel(dir, options);
   return { ...loaded, manifest };
+}
+
+/**
+ * A version folder's description and tokenizer, without its weights: what the main thread needs
+ * while a worker thread holds the model (worker-chat-model.ts).
+ */
+export function inspectChatModelVersion(dir: string): { description: ChatModelDescription; tokenizer: ChatTokenizer; manifest: ChatManifest } {
+  const manifest = readChatManifest(dir);
+  if (manifest.from === 'gguf') {
+    const { gguf, tokenizer, ...description } = inspectGgufChatModel(path.join(dir, manifest.file ?? 'model.gguf'));
+    gguf.close();
+    return { description, tokenizer, manifest };
+  }
+  const { tensors: _tensors, tokenizer, ...description } = inspectHfChatModel(dir);
+  return { description, tokenizer, manifest };
 }
