@@ -68,7 +68,7 @@ export interface CandidateAnswererOptions {
 }
 
 /** Measured on the dev questions: below it, answers were wrong far more often than right (docs/fine-tuning.md). */
-export const MIN_SUPPORT = 0.3;
+export const MIN_SUPPORT = 0.35;
 
 export interface ChosenAnswer {
   direct: string;
