@@ -9,6 +9,11 @@
  * node_modules): .ci/run installs the compiler and OpenBLAS, so a build that fails there is a bug
  * and exits 1 (TEAMLLM_NATIVE_BUILD=0 still skips it on purpose).
  *
+ * Only a C++ compiler is required. The float32 products use OpenBLAS when its header and library
+ * are found; without them (or with TEAMLLM_NATIVE_BLAS=off) the addon is built with
+ * -DTEAMLLM_NO_OPENBLAS on native/src/sgemm.cc's own GEMM instead, and the one line says so.
+ * Under CI=true a missing OpenBLAS is still an error (CI installs it) unless TEAMLLM_NATIVE_BLAS=off.
+ *
  * Why not node-gyp: node-gyp downloads Node's headers unless told where they are, needs Python,
  * and npm runs it implicitly for any package with a root binding.gyp (which must not happen here:
  * the addon is optional). The addon is a handful of C++ files against Node-API, so we call the
@@ -16,6 +21,8 @@
  *
  * Environment:
  *   TEAMLLM_NATIVE_BUILD=0   skip the build (and remove an earlier one: teamllm runs on wasm)
+ *   TEAMLLM_NATIVE_BLAS=off  build on the addon's own GEMM even where OpenBLAS is installed
+ *   TEAMLLM_NATIVE_OUT       build into this directory instead of native/build (tests)
  *   CI=true                  a failed build exits 1 (see above)
  *   CXX                      the C++ compiler (default g++, then c++, then clang++)
  *   TEAMLLM_NATIVE_MARCH     -march value (default "native": the build machine's own CPU; the
@@ -31,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = path.join(root, 'native', 'src');
-const buildDir = path.join(root, 'native', 'build');
+const buildDir = process.env.TEAMLLM_NATIVE_OUT ? path.resolve(process.env.TEAMLLM_NATIVE_OUT) : path.join(root, 'native', 'build');
 const output = path.join(buildDir, 'teamllm_native.node');
 const logFile = path.join(buildDir, 'build.log');
 const PREFIX = 'teamllm native backend:';
@@ -160,8 +167,14 @@ async function main() {
 
   const extraCflags = (process.env.TEAMLLM_NATIVE_CFLAGS ?? '').split(/\s+/).filter(Boolean);
   const extraLdflags = (process.env.TEAMLLM_NATIVE_LDFLAGS ?? '').split(/\s+/).filter(Boolean);
-  const blasError = checkBlas(cxx, extraCflags, extraLdflags);
-  if (blasError) skip(blasError);
+  // OpenBLAS when present; otherwise (or when told to) our own GEMM (native/src/sgemm.cc).
+  const blasFlag = (process.env.TEAMLLM_NATIVE_BLAS ?? '').toLowerCase();
+  const blasOff = ['0', 'false', 'no', 'off', 'own'].includes(blasFlag);
+  const blasError = blasOff ? 'TEAMLLM_NATIVE_BLAS=off' : checkBlas(cxx, extraCflags, extraLdflags);
+  // CI installs OpenBLAS: there, not finding it is a bug (unless turned off on purpose).
+  if (blasError && !blasOff && strict) skip(blasError);
+  const useBlas = !blasError;
+  if (!useBlas) log += `OpenBLAS not used (${blasError}): building the addon's own GEMM (-DTEAMLLM_NO_OPENBLAS)\n`;
 
   const march = process.env.TEAMLLM_NATIVE_MARCH ?? 'native';
   // GCC defaults to 256-bit vectors even on AVX-512 CPUs; the exp/erf loops run ~2x faster with
@@ -186,6 +199,7 @@ async function main() {
     '-DNODE_ADDON_API_CPP_EXCEPTIONS',
     `-I${nodeInc}`,
     `-I${napiInc}`,
+    ...(useBlas ? [] : ['-DTEAMLLM_NO_OPENBLAS']),
     ...extraCflags,
   ];
   const sources = readdirSync(srcDir).filter((f) => f.endsWith('.cc'));
@@ -212,7 +226,7 @@ async function main() {
   if (failure) skip(failure);
 
   const tmpOut = `${output}.tmp`;
-  const linkArgs = ['-shared', '-pthread', '-o', tmpOut, ...objects, ...extraLdflags, '-lopenblas'];
+  const linkArgs = ['-shared', '-pthread', '-o', tmpOut, ...objects, ...extraLdflags, ...(useBlas ? ['-lopenblas'] : [])];
   const linked = await run(cxx, linkArgs);
   log += `$ ${cxx} ${linkArgs.join(' ')}\n${linked.out}\n`;
   if (linked.code !== 0) skip(`linking failed: ${linked.out.split('\n').find((l) => l.trim()) ?? 'see log'}`);
@@ -226,6 +240,9 @@ async function main() {
         platform: process.platform,
         arch: process.arch,
         march,
+        // Which float32 GEMM the addon runs on: 'openblas', or 'own' (native/src/sgemm.cc).
+        gemm: useBlas ? 'openblas' : 'own',
+        ...(useBlas ? {} : { gemmReason: blasError }),
         // The loader checks that the running CPU has these (only for -march=native builds).
         cpuFlags: march === 'native' ? cpuFlags() : [],
         builtAt: new Date().toISOString(),
@@ -235,7 +252,10 @@ async function main() {
     )}\n`,
   );
   rmSync(objDir, { recursive: true, force: true });
-  done(`built native/build/teamllm_native.node in ${((Date.now() - started) / 1000).toFixed(1)} s (OpenBLAS, -march=${march})`);
+  const rel = path.relative(root, output);
+  const outName = rel.startsWith('..') || path.isAbsolute(rel) ? output : rel;
+  const gemm = useBlas ? 'OpenBLAS' : `own GEMM; OpenBLAS not used: ${blasError};`;
+  done(`built ${outName} in ${((Date.now() - started) / 1000).toFixed(1)} s (${gemm} -march=${march})`.replace('OpenBLAS -march', 'OpenBLAS, -march'));
 }
 
 main().catch((err) => skip(`unexpected error: ${err instanceof Error ? err.message : String(err)}`));

@@ -97,12 +97,46 @@ int64_t product(const int64_t* s, int n) {
   return p;
 }
 
-// info(): {threads, blas}
+// info(): {threads, blas, gemm}; gemm is 'openblas' or 'own' (sgemm.cc, a build without OpenBLAS)
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", pool().size());
   o.Set("blas", std::string(blas_config()));
+  o.Set("gemm", std::string(have_openblas() ? "openblas" : "own"));
   return o;
+}
+
+// Elements a row-major [rows, cols] operand with row stride ld spans (checked before a product).
+int64_t span(const Napi::CallbackInfo& info, int64_t rows, int64_t cols, int64_t ld) {
+  if (rows == 0 || cols == 0) return 0;
+  if (ld < cols) fail(info, "leading dimension smaller than the row");
+  return (rows - 1) * ld + cols;
+}
+
+// sgemm(useBlas, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc): one float32
+// product on the calling thread, on OpenBLAS (useBlas and linked) or on sgemm.cc's. For tests.
+Napi::Value Sgemm(const Napi::CallbackInfo& info) {
+  const bool ta = flag(info, 1), tb = flag(info, 2);
+  const int64_t m = num(info, 3), n = num(info, 4), k = num(info, 5);
+  const int64_t lda = num(info, 8), ldb = num(info, 10), ldc = num(info, 13);
+  F32 a = f32(info, 7, ta ? span(info, k, m, lda) : span(info, m, k, lda));
+  F32 b = f32(info, 9, tb ? span(info, n, k, ldb) : span(info, k, n, ldb));
+  F32 c = f32(info, 12, span(info, m, n, ldc));
+  sgemm(ta, tb, m, n, k, static_cast<float>(real(info, 6)), a.data, lda, b.data, ldb,
+        static_cast<float>(real(info, 11)), c.data, ldc, flag(info, 0));
+  return info.Env().Undefined();
+}
+
+// sgemv(useBlas, m, n, alpha, a, lda, x, incx, beta, y): y = alpha·A·x + beta·y. For tests.
+Napi::Value Sgemv(const Napi::CallbackInfo& info) {
+  const int64_t m = num(info, 1), n = num(info, 2), lda = num(info, 5), incx = num(info, 7);
+  if (incx < 1) fail(info, "incx must be at least 1");
+  F32 a = f32(info, 4, span(info, m, n, lda));
+  F32 x = f32(info, 6, n == 0 ? 0 : (n - 1) * incx + 1);
+  F32 y = f32(info, 9, m);
+  sgemv(m, n, static_cast<float>(real(info, 3)), a.data, lda, x.data, incx,
+        static_cast<float>(real(info, 8)), y.data, flag(info, 0));
+  return info.Env().Undefined();
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
@@ -635,6 +669,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
   exports.Set("scatterAddRows", Napi::Function::New(env, ScatterAddRows));
   exports.Set("sgemmPeak", Napi::Function::New(env, SgemmPeak));
+  exports.Set("sgemm", Napi::Function::New(env, Sgemm));
+  exports.Set("sgemv", Napi::Function::New(env, Sgemv));
   exports.Set("linear16", Napi::Function::New(env, Linear16));
   exports.Set("linearInt8", Napi::Function::New(env, LinearInt8));
   exports.Set("quantKernels", Napi::Function::New(env, QuantKernels));

@@ -4,8 +4,6 @@
 //
 // Row reductions (max, sums) carry `#pragma omp simd reduction`: without it GCC keeps IEEE
 // left-to-right order and will not vectorize them (built with -fopenmp-simd, no OpenMP runtime).
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -147,7 +145,7 @@ void attention(const float* q, const float* kT, const float* v, float* y, float*
     float* ph = p + h * t * s;
     float* yh = y + h * t * d;
     // scores = scale · q · kT  [t, s]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, s, d, scale, qh, d, kh, s, 0.f, ph,
+    sgemm(false, false, t, s, d, scale, qh, d, kh, s, 0.f, ph,
                 s);
     for (int64_t i = 0; i < t; i++) {
       float* row = ph + i * s;
@@ -157,7 +155,7 @@ void attention(const float* q, const float* kT, const float* v, float* y, float*
       for (int64_t j = visible; j < s; j++) row[j] = 0.f;
     }
     // y = p · v  [t, d]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, d, s, 1.f, ph, s, vh, d, 0.f, yh, d);
+    sgemm(false, false, t, d, s, 1.f, ph, s, vh, d, 0.f, yh, d);
   });
 }
 
@@ -174,9 +172,9 @@ void attention_grad(const float* q, const float* kT, const float* v, const float
     const float* ph = p + h * t * s;
     const float* gh = dy + h * t * d;
     // dp = dy · vᵀ  [t, s]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, s, d, 1.f, gh, d, vh, d, 0.f, ds, s);
+    sgemm(false, true, t, s, d, 1.f, gh, d, vh, d, 0.f, ds, s);
     // dv = pᵀ · dy  [s, d]
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s, d, t, 1.f, ph, s, gh, d, 0.f,
+    sgemm(true, false, s, d, t, 1.f, ph, s, gh, d, 0.f,
                 dv + h * s * d, d);
     // Through the softmax: ds = p ∘ (dp − Σ dp∘p); masked entries have p = 0 and stay 0.
     for (int64_t i = 0; i < t; i++) {
@@ -188,9 +186,9 @@ void attention_grad(const float* q, const float* kT, const float* v, const float
       for (int64_t j = 0; j < s; j++) r[j] = pr[j] * (r[j] - dot);
     }
     // scores = scale · q · kT:  dq = scale · ds · kTᵀ [t, d];  dkT = scale · qᵀ · ds [d, s]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, d, s, scale, ds, s, kh, s, 0.f,
+    sgemm(false, true, t, d, s, scale, ds, s, kh, s, 0.f,
                 dq + h * t * d, d);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, s, t, scale, qh, d, ds, s, 0.f,
+    sgemm(true, false, d, s, t, scale, qh, d, ds, s, 0.f,
                 dkT + h * d * s, s);
   });
 }

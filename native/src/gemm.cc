@@ -1,4 +1,5 @@
-// Matrix products on OpenBLAS, split over our own thread pool.
+// Matrix products on OpenBLAS (or, in a build without it, on sgemm.cc's), split over our own
+// thread pool.
 //
 // OpenBLAS runs single-threaded here (blas_init): the transformer's products are small (768 rows
 // by 128..512 columns), and OpenBLAS's own threads would busy-wait against our pool's on a 2-core
@@ -6,7 +7,9 @@
 // into groups of matrices, and call single-threaded sgemm on each piece from the pool. Transposed
 // operands are passed to sgemm as transposed (no copies): that is what keeps autodiff's gradients,
 // which set transposeA/transposeB, on the fast path.
+#ifndef TEAMLLM_NO_OPENBLAS
 #include <cblas.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -29,7 +32,39 @@ void blas_init() {
   if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
+#ifdef TEAMLLM_NO_OPENBLAS
+const char* blas_config() { return "teamllm sgemm (no OpenBLAS)"; }
+bool have_openblas() { return false; }
+#else
 const char* blas_config() { return openblas_get_config ? openblas_get_config() : "unknown BLAS"; }
+bool have_openblas() { return true; }
+#endif
+
+void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+           bool use_blas) {
+#ifndef TEAMLLM_NO_OPENBLAS
+  if (use_blas) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+#endif
+  (void)use_blas;
+  own_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void sgemv(int64_t m, int64_t n, float alpha, const float* a, int64_t lda, const float* x,
+           int64_t incx, float beta, float* y, bool use_blas) {
+#ifndef TEAMLLM_NO_OPENBLAS
+  if (use_blas) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, m, n, alpha, a, lda, x, incx, beta, y, 1);
+    return;
+  }
+#endif
+  (void)use_blas;
+  own_sgemv(m, n, alpha, a, lda, x, incx, beta, y);
+}
 
 namespace {
 
@@ -125,16 +160,14 @@ void gemm_block(const float* a, const float* b, float* c, int64_t m, int64_t n, 
     const int64_t inc_a = ta ? m : 1;
     if (tb) {
       // b_blk is [cols, k] row-major: y = b_blk · a
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, cols, k, 1.f, b_blk, ldb, a_blk, inc_a, 0.f, c_blk,
-                  1);
+      sgemv(cols, k, 1.f, b_blk, ldb, a_blk, inc_a, 0.f, c_blk);
     } else {
       // b_blk is [k, cols] with row stride n: y = b_blkᵀ · a
       gemv_rows(a_blk, inc_a, b_blk, ldb, k, cols, c_blk);
     }
     return;
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, rows,
-              cols, k, 1.f, a_blk, lda, b_blk, ldb, 0.f, c_blk, n);
+  sgemm(ta, tb, rows, cols, k, 1.f, a_blk, lda, b_blk, ldb, 0.f, c_blk, n);
 }
 
 }  // namespace

@@ -44,6 +44,27 @@ void linear_gelu(const float* x, const float* w, float* h, float* y, int64_t m, 
 // One large sgemm ([n, n] x [n, n]) split over the pool: GFLOP/s of the machine's peak.
 double sgemm_peak_gflops(int64_t n, int repeats);
 
+// ---- sgemm.cc: float32 products of our own (the build without OpenBLAS uses them) ---------
+
+// Row-major C [m, n] = alpha · op(A) · op(B) + beta · C, as cblas_sgemm(CblasRowMajor, ...):
+// op(A) is [m, k] (stored [k, m] with row stride lda when ta), op(B) [k, n] (stored [n, k] when
+// tb). beta 0 ignores what C held. Single-threaded.
+void own_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// Row-major y [m] = alpha · A [m, n] · x + beta · y, as cblas_sgemv(CblasRowMajor, CblasNoTrans).
+void own_sgemv(int64_t m, int64_t n, float alpha, const float* a, int64_t lda, const float* x,
+               int64_t incx, float beta, float* y);
+
+// The float32 product the addon runs on: OpenBLAS, or the above in a -DTEAMLLM_NO_OPENBLAS build
+// (gemm.cc). `use_blas` false always runs our own (tests compare the two).
+void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+           bool use_blas = true);
+void sgemv(int64_t m, int64_t n, float alpha, const float* a, int64_t lda, const float* x,
+           int64_t incx, float beta, float* y, bool use_blas = true);
+// Whether this build links OpenBLAS.
+bool have_openblas();
+
 // ---- elementwise.cc -------------------------------------------------------------------------
 
 enum UnaryOp : int {

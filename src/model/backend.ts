@@ -5,8 +5,9 @@
  *   `@tensorflow/tfjs-node` (CPU). These are optional packages (their install script downloads
  *   libtensorflow), loaded by dynamic import only when asked for. When neither is installed we
  *   log one line and fall back to wasm.
- * - `native` (default when it loads): our OpenBLAS addon (native/, src/model/native), built at
- *   install by scripts/build-native.mjs when the compiler and OpenBLAS headers are there.
+ * - `native` (default when it loads): our C++ addon (native/, src/model/native), built at install
+ *   by scripts/build-native.mjs when a C++ compiler is there; its float32 products run on
+ *   OpenBLAS when installed, else on the addon's own GEMM (native/src/sgemm.cc).
  * - `wasm` (default otherwise): XNNPACK compiled to WebAssembly, SIMD, single-threaded in Node.
  * - `cpu`: the pure-JavaScript reference backend (slow, but the most complete kernel set).
  *

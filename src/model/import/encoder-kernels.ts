@@ -61,7 +61,8 @@ class NativeKernels implements EncoderKernels {
   weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string> {
     const q = this.addon.quantKernels?.();
     const portable = (kind: string | undefined) => (kind === undefined ? 'js' : this.mode === 1 ? 'portable' : kind);
-    return { f32: 'openblas', bf16: portable(q?.bf16), f16: portable(q?.f16), int8: portable(q?.int8) };
+    // 'sgemm' = the addon's own float32 GEMM (native/src/sgemm.cc), in a build without OpenBLAS.
+    return { f32: this.addon.info().gemm === 'own' ? 'sgemm' : 'openblas', bf16: portable(q?.bf16), f16: portable(q?.f16), int8: portable(q?.int8) };
   }
   linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array {
     const y = new Float32Array(m * n);

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 export interface NativeAddon {
   /** Version of the function signatures (native/src/addon.cc). */
   abi: number;
-  info(): { threads: number; blas: string };
+  /** gemm: the float32 products' library ('own' = native/src/sgemm.cc, a build without OpenBLAS; absent in older builds). */
+  info(): { threads: number; blas: string; gemm?: 'openblas' | 'own' };
   setThreads(n: number): void;
   matmul(
     a: Float32Array,
@@ -197,6 +198,28 @@ export interface NativeAddon {
   scatterAddRows(x: Float32Array, ids: Int32Array, count: number, inner: number, out: Float32Array, segments: number): void;
   sgemmPeak(n: number, repeats: number): number;
   /**
+   * One row-major float32 product c = alpha·op(a)·op(b) + beta·c on the calling thread, on OpenBLAS
+   * (useBlas, where linked) or on native/src/sgemm.cc's own kernel (for tests; optional: older builds lack it).
+   */
+  sgemm?(
+    useBlas: boolean,
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
+  /** y = alpha·a·x + beta·y, a [m, n] row-major with row stride lda (as sgemm: useBlas or our own). */
+  sgemv?(useBlas: boolean, m: number, n: number, alpha: number, a: Float32Array, lda: number, x: Float32Array, incx: number, beta: number, y: Float32Array): void;
+  /**
    * y [m, n] = x [m, k] · wᵀ + bias with w [n, k] as bf16 (kind 0) or IEEE half (kind 1) bits;
    * mode 0: the fastest kernel here (AVX512_BF16 for bf16 when the CPU has it), 1: the portable one.
    * Absent from addons built before it (the caller falls back to JavaScript).
@@ -277,7 +300,7 @@ function tryLoad(): AddonLoad {
   if (!addonPath) {
     return {
       ok: false,
-      reason: 'native/build/teamllm_native.node is not built (run `node scripts/build-native.mjs`; it needs g++ and libopenblas-dev)',
+      reason: 'native/build/teamllm_native.node is not built (run `node scripts/build-native.mjs`; it needs g++; OpenBLAS (libopenblas-dev) is used when present)',
     };
   }
   const cpuProblem = checkCpu(addonPath);

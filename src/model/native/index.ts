@@ -58,7 +58,7 @@ export function nativeAvailable(): NativeLoadResult {
 }
 
 /** Threads, BLAS build and the addon's path, or undefined when it does not load. */
-export function nativeInfo(): { threads: number; blas: string; path: string } | undefined {
+export function nativeInfo(): { threads: number; blas: string; gemm?: 'openblas' | 'own'; path: string } | undefined {
   const loaded = loadAddon();
   if (!loaded.ok) return undefined;
   return { ...loaded.addon.info(), path: loaded.path };
