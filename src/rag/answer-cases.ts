@@ -5,9 +5,11 @@
  * askers; a person would answer with the cases. When the question does name one ("管理岗试用期多长？",
  * "在北京住一晚…"), the value of that case is the answer, whichever row the selector liked.
  *
- * Two shapes are read: the rows of the table the chosen value's unit comes from (the value's
- * column, labelled by the row's first other cell), and labelled values inside one unit ("label：value"
- * pairs of the same kind and unit).
+ * Two shapes are read: the rows of the table the chosen value's unit comes from (the column the
+ * question names — or the value's own, or a total column — labelled by each row's first cell), and
+ * labelled values inside one unit ("label：value" or "value in label" pairs of the same kind and unit).
+ * Which passage and row the value comes from is still the selector's choice: when it picks another
+ * passage's value ("出差住酒店…" answered from the relocation sentence's ¥8,000), no case list follows.
  */
 import { isTableRule, rowText, tableCells, type AnswerCandidate } from './answer-candidates.ts';
 import { unwrapMarkdown } from './markdown-lines.ts';
