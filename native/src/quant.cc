@@ -262,26 +262,28 @@ struct Int8Tile {
 };
 
 template <class W>
+struct PortableArgs {
+  const W& w;
+  const float* x;
+  int64_t k;
+  float* y;
+  int64_t n;
+  const float* bias;
+};
+template <class W>
+struct PortableTiles {
+  template <int MR, int NR>
+  struct Tile {
+    static void run(const PortableArgs<W>& a, int64_t i, int64_t j) {
+      tile_portable<W, MR, NR>(a.w, a.x, a.k, i, j, a.y, a.n, a.bias);
+    }
+  };
+};
+
+template <class W>
 void linear_portable(const W& w, const float* x, const float* bias, float* y, int64_t m, int64_t n,
                      int64_t k) {
-  const int64_t mb = row_block(m, k, 4);
-  parallel_range((n + 3) / 4, std::max<int64_t>(1, w_grain(m, k) / 4), [&](int64_t t0, int64_t t1) {
-    const int64_t j_begin = t0 * 4, j_end = std::min(n, t1 * 4);
-    for (int64_t r0 = 0; r0 < m; r0 += mb) {
-      const int64_t r1 = std::min(m, r0 + mb);
-      int64_t j = j_begin;
-      for (; j + 4 <= j_end; j += 4) {
-        int64_t i = r0;
-        for (; i + 4 <= r1; i += 4) tile_portable<W, 4, 4>(w, x, k, i, j, y, n, bias);
-        for (; i < r1; i++) tile_portable<W, 1, 4>(w, x, k, i, j, y, n, bias);
-      }
-      for (; j < j_end; j++) {
-        int64_t i = r0;
-        for (; i + 4 <= r1; i += 4) tile_portable<W, 4, 1>(w, x, k, i, j, y, n, bias);
-        for (; i < r1; i++) tile_portable<W, 1, 1>(w, x, k, i, j, y, n, bias);
-      }
-    }
-  });
+  tiled<PortableTiles<W>::template Tile>(PortableArgs<W>{w, x, k, y, n, bias}, m, n, k, 4);
 }
 
 // ---- AVX512_BF16 --------------------------------------------------------------------------
