@@ -252,6 +252,7 @@ export class ModelRegistry {
       dimensions: description.config.hidden,
       licence: description.licence,
       origin: path.resolve(description.location),
+      ...(description.prompts.query || description.prompts.document ? { prompts: description.prompts } : {}),
     };
     return this.registerImport('encoder', description, ENCODER_MANIFEST, manifest, options);
   }

@@ -37,14 +37,15 @@ export interface CandidateScorer {
 /** What the answerer needs of a knowledge base: hybrid retrieval with each retriever's signals, and term weights. */
 export interface CandidateKnowledgeBase {
   retrieve(query: string, k: number, options?: SearchOptions): Promise<RetrievedPassage[]>;
-  readonly embeddings?: { embedText(text: string): number[] } | undefined;
+  /** `embedQueryText`, when the encoder has one, embeds the question as a query (e5's "query: "). */
+  readonly embeddings?: { embedText(text: string): number[]; embedQueryText?(text: string): number[] } | undefined;
   termWeight?: TermWeight;
 }
 
 /** The encoder's cosine between the question and each unit (a bag-of-features encoder: cheap per sentence). */
-function encoderSimilarity(embeddings: { embedText(text: string): number[] }): UnitSimilarity {
+function encoderSimilarity(embeddings: { embedText(text: string): number[]; embedQueryText?(text: string): number[] }): UnitSimilarity {
   return (question, units) => {
-    const q = embeddings.embedText(question);
+    const q = embeddings.embedQueryText?.(question) ?? embeddings.embedText(question);
     return units.map((u) => cosine(q, embeddings.embedText(u)));
   };
 }

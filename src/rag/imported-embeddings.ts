@@ -12,6 +12,7 @@ import { Embeddings } from '@langchain/core/embeddings';
 import { loadEncoderVersion, type EncoderManifest } from '../model/import/encoder-manifest.ts';
 import type { BertEncoder } from '../model/import/bert.ts';
 import type { EncoderTokenizer } from '../model/import/encoder-tokenizer.ts';
+import type { EncoderPrompts } from '../model/import/encoder-checkpoint.ts';
 import type { ModelRegistry, ModelVersion } from '../model/registry.ts';
 
 export const IMPORTED_EMBEDDINGS_FORMAT = 'teamllm-imported-encoder/1';
@@ -42,6 +43,8 @@ export class ImportedEmbeddings extends Embeddings {
     readonly info: ImportedEmbeddingInfo,
     /** Tokens per passage at most (the encoder's limit, or less: long passages cost quadratically). */
     readonly maxTokens = Math.min(encoder.maxTokens, 512),
+    /** What the model's sentence-transformers config puts before queries and passages ("query: ", "passage: "). */
+    readonly prompts: EncoderPrompts = {},
   ) {
     super({ maxRetries: 0 });
   }
@@ -57,19 +60,25 @@ export class ImportedEmbeddings extends Embeddings {
     if (entry.kind !== 'encoder') throw new Error(`${version} is a language model, not an imported encoder (import one with teamllm model import)`);
     await registry.assertIntact(version);
     const { encoder, tokenizer, manifest } = loadEncoderVersion(registry.dir(version));
-    return new ImportedEmbeddings(encoder, tokenizer, embeddingInfo(entry, manifest));
+    return new ImportedEmbeddings(encoder, tokenizer, embeddingInfo(entry, manifest), undefined, manifest.prompts ?? {});
   }
 
+  /** A passage's vector. */
   embedText(text: string): number[] {
-    return this.embedAll([text])[0]!;
+    return this.embedAll([`${this.prompts.document ?? ''}${text}`])[0]!;
+  }
+
+  /** A question's vector, at once (the answerer compares it with each sentence's). */
+  embedQueryText(query: string): number[] {
+    return this.embedAll([`${this.prompts.query ?? ''}${query}`])[0]!;
   }
 
   async embedDocuments(documents: string[]): Promise<number[][]> {
-    return this.embedAll(documents);
+    return this.embedAll(documents.map((d) => `${this.prompts.document ?? ''}${d}`));
   }
 
   async embedQuery(query: string): Promise<number[]> {
-    return this.embedAll([query])[0]!;
+    return this.embedQueryText(query);
   }
 
   private embedAll(texts: string[]): number[][] {

@@ -31,6 +31,30 @@ export interface EncoderDescription {
   files: { file: string; bytes: number }[];
   /** From the README's front matter or the LICENSE file; "unknown" when neither says. */
   licence: string;
+  /** Texts put before queries and passages (e5's "query: " / "passage: "), as the model's sentence-transformers config says. */
+  prompts: EncoderPrompts;
+}
+
+/** What sentence-transformers prepends to a text before encoding it, by role. */
+export interface EncoderPrompts {
+  query?: string;
+  document?: string;
+}
+
+/**
+ * config_sentence_transformers.json's `prompts` (sentence-transformers ≥ 3): `query`, and `document`
+ * (also written `passage` or `corpus`). e5 models need "query: " / "passage: "; without them their
+ * retrieval is measurably worse (their model card says so), so the import keeps what the folder declares.
+ */
+function hfPrompts(dir: string): { prompts: EncoderPrompts; files: string[] } {
+  const rel = 'config_sentence_transformers.json';
+  const file = path.join(dir, rel);
+  if (!existsSync(file)) return { prompts: {}, files: [] };
+  const declared = readJsonFile<{ prompts?: Record<string, unknown> }>(file).prompts ?? {};
+  const text = (key: string) => (typeof declared[key] === 'string' && declared[key] ? (declared[key] as string) : undefined);
+  const query = text('query');
+  const document = text('document') ?? text('passage') ?? text('corpus');
+  return { prompts: { ...(query ? { query } : {}), ...(document ? { document } : {}) }, files: [rel] };
 }
 
 export interface LoadedEncoder {
@@ -132,10 +156,11 @@ export function inspectHfEncoder(dir: string): EncoderDescription & { tensors: M
   const unsupported = [...tensors.values()].filter((e) => !['F32', 'F16', 'BF16'].includes(e.dtype));
   if (unsupported.length) throw new ImportError(`${dir}: tensor ${unsupported[0]!.name} is ${unsupported[0]!.dtype}; supported tensor types are F32, F16 and BF16`);
   const { pooling, source, files: poolingFiles } = hfPooling(dir);
+  const { prompts, files: promptFiles } = hfPrompts(dir);
   // tokenizer.json must load (and agree with the embedding table) before anything is copied.
   const tokenizer = readHfTokenizer(dir);
   if (tokenizer.vocabSize > config.vocabSize) throw new ImportError(`${dir}: tokenizer.json has ${tokenizer.vocabSize} tokens, the embedding table only ${config.vocabSize} rows`);
-  const rel = ['config.json', 'tokenizer.json', ...hfWeightFiles(dir, entries), ...poolingFiles, ...['tokenizer_config.json', 'special_tokens_map.json', ...LICENCE_FILES].filter((f) => existsSync(path.join(dir, f)))];
+  const rel = ['config.json', 'tokenizer.json', ...hfWeightFiles(dir, entries), ...poolingFiles, ...promptFiles, ...['tokenizer_config.json', 'special_tokens_map.json', ...LICENCE_FILES].filter((f) => existsSync(path.join(dir, f)))];
   return {
     format: 'hf',
     location: dir,
@@ -146,6 +171,7 @@ export function inspectHfEncoder(dir: string): EncoderDescription & { tensors: M
     dtype: summariseDtypes([...tensors.values()].map((e) => e.dtype)),
     files: [...new Set(rel)].map((file) => ({ file, bytes: fileSize(path.join(dir, file)) })),
     licence: folderLicence(dir),
+    prompts,
     tensors,
   };
 }
@@ -289,6 +315,8 @@ export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: G
       dtype: summariseDtypes(types),
       files: [{ file: path.basename(file), bytes: fileSize(file) }],
       licence: (g.get<string>('general.license') as string | undefined) ?? folderLicence(path.dirname(file)),
+      // A GGUF carries no sentence-transformers config: no prompts (import the HF folder of an e5 model).
+      prompts: {},
       gguf: g,
       tokenizerJson: tokenizerJson as Record<string, unknown>,
     };

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadGgufEncoder, loadHfEncoder, type LoadedEncoder } from './encoder-checkpoint.ts';
+import { loadGgufEncoder, loadHfEncoder, type EncoderPrompts, type LoadedEncoder } from './encoder-checkpoint.ts';
 import type { Pooling } from './encoder-config.ts';
 
 export const ENCODER_MANIFEST = 'encoder.json';
@@ -24,6 +24,8 @@ export interface EncoderManifest {
   dimensions: number;
   licence: string;
   origin: string;
+  /** Put before queries and passages (absent in manifests written before prompts were read). */
+  prompts?: EncoderPrompts;
 }
 
 export function readEncoderManifest(dir: string): EncoderManifest {

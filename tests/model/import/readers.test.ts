@@ -7,6 +7,7 @@ import { encodeGguf, GgufFile } from '../../../src/model/import/gguf.ts';
 import { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat } from '../../../src/model/import/dtypes.ts';
 import { decodeSafetensors, encodeSafetensors, readSafetensorsFolder, readSafetensorsTensor } from '../../../src/model/safetensors.ts';
 import { inspectEncoder, inspectHfEncoder, loadHfEncoder } from '../../../src/model/import/encoder-checkpoint.ts';
+import { IMPORTED_EMBEDDINGS_FORMAT, ImportedEmbeddings } from '../../../src/rag/imported-embeddings.ts';
 import { encoderConfigFromHf, expectedTensors } from '../../../src/model/import/encoder-config.ts';
 import { ImportError } from '../../../src/model/import/hf-folder.ts';
 import { EncoderTokenizer } from '../../../src/model/import/encoder-tokenizer.ts';
@@ -150,6 +151,32 @@ describe('Hugging Face encoder folders', () => {
   it('are refused when the disk has no room for them, before anything is copied', async () => {
     await expect(ensureDiskSpace(path.join(dir, 'not', 'yet', 'made'), 2 ** 60)).rejects.toThrow(/not enough disk space under .*nothing was copied/);
     await expect(ensureDiskSpace(dir, 1024)).resolves.toBeUndefined();
+  });
+
+  it('read the query and passage prompts of the sentence-transformers config, and use them when embedding', async () => {
+    const model = tinyBert({ pooling: 'mean' });
+    const hf = path.join(dir, 'prompts');
+    writeHfFolder(hf, model);
+    writeFileSync(path.join(hf, 'config_sentence_transformers.json'), JSON.stringify({ prompts: { query: 'query: ', passage: 'passage: ' }, default_prompt_name: null }));
+    const d = inspectHfEncoder(hf);
+    expect(d.prompts).toEqual({ query: 'query: ', document: 'passage: ' });
+    expect(d.files.map((f) => f.file)).toContain('config_sentence_transformers.json');
+    // Without the file: no prompts.
+    const plain = path.join(dir, 'no-prompts');
+    writeHfFolder(plain, model);
+    expect(inspectHfEncoder(plain).prompts).toEqual({});
+
+    const { encoder, tokenizer } = loadHfEncoder(hf);
+    const info = { format: IMPORTED_EMBEDDINGS_FORMAT, id: 't', version: 'v1', architecture: 'BertModel', dimensions: model.config.hidden, pooling: d.pooling, licence: 'mit' } as const;
+    const prompted = new ImportedEmbeddings(encoder, tokenizer, info, undefined, d.prompts);
+    const bare = new ImportedEmbeddings(encoder, tokenizer, info);
+    const same = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i]!)));
+    expect(same(await prompted.embedQuery('annual leave'), bare.embedText('query: annual leave'))).toBe(0);
+    expect(same(prompted.embedQueryText('annual leave'), bare.embedText('query: annual leave'))).toBe(0);
+    expect(same(prompted.embedText('25 days of leave'), bare.embedText('passage: 25 days of leave'))).toBe(0);
+    expect(same((await prompted.embedDocuments(['25 days of leave']))[0]!, bare.embedText('passage: 25 days of leave'))).toBe(0);
+    // The prompts change the vectors (the tokenizer reads them), so using them is not a no-op.
+    expect(same(await prompted.embedQuery('annual leave'), bare.embedText('annual leave'))).toBeGreaterThan(0);
   });
 
   it('read the sentence-transformers pooling, and the licence from the README', () => {
