@@ -93,6 +93,16 @@ struct Bf16Rows {
   float at(int64_t j, int64_t p) const { return bf16_to_float(w[j * k + p]); }
 };
 
+#if defined(__AVX__)
+// Two 8-float halves as one 16-lane vector (the F16C and AVX2 widening paths).
+inline vf16 join_halves(__m256 lo, __m256 hi) {
+  vf16 v;
+  std::memcpy(&v, &lo, 32);
+  std::memcpy(reinterpret_cast<char*>(&v) + 32, &hi, 32);
+  return v;
+}
+#endif
+
 struct HalfRows {
   const uint16_t* w;
   int64_t k;
@@ -105,10 +115,7 @@ struct HalfRows {
 #elif defined(__F16C__)
     const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
     const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 8)));
-    vf16 v;
-    std::memcpy(&v, &lo, 32);
-    std::memcpy(reinterpret_cast<char*>(&v) + 32, &hi, 32);
-    return v;
+    return join_halves(lo, hi);
 #else
     vf16 v;
     for (int l = 0; l < kLanes; l++) v[l] = half_to_float(src[l]);
@@ -153,10 +160,7 @@ inline vf16 int8_to_float(const int8_t* p) {
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
   const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
-  vf16 v;
-  std::memcpy(&v, &lo, 32);
-  std::memcpy(reinterpret_cast<char*>(&v) + 32, &hi, 32);
-  return v;
+  return join_halves(lo, hi);
 #else
   vf16 v;
   for (int l = 0; l < kLanes; l++) v[l] = static_cast<float>(p[l]);
