@@ -43,9 +43,33 @@ export function stem(word: string): string {
 
 /** One spelling for the weekdays: 礼拜五 and 星期五 are the 周五 a timetable writes. */
 const WEEKDAY_ZH = /(?:礼拜|星期)([一二三四五六日天])/gu;
+/** 钟头 is spoken Chinese for the 小时 that rules write. */
+const HOUR_ZH = /钟头/gu;
+
+/**
+ * Chinese separable verbs (离合词): an asker splits them around a count or an aspect particle
+ * ("加多少个钟头的班", "请三天假", "住了两天院"), a rule writes them whole (加班, 请假, 住院), and
+ * neither ICU's words nor the bigrams join the halves again. The gap may hold only what grammar
+ * puts there — numbers, measure words, 了/过/的 — so "上海办公室的班车" is not 上班.
+ */
+const SEPARABLE_VERBS = ['加班', '值班', '上班', '请假', '休假', '放假', '出差', '住院', '看病', '生病', '结婚', '离婚', '辞职', '开会', '打卡', '停车', '体检'];
+const SEPARABLE_GAP = '[了过着的个几多少久两一二三四五六七八九十百千半整天周月年次回趟场顿点小时钟头0-9]{1,8}';
+const SEPARATED = new RegExp(SEPARABLE_VERBS.map((w) => `${w[0]}${SEPARABLE_GAP}${w[1]}`).join('|'), 'gu');
+
+/** The separable verbs written apart in `text`, joined again. */
+function joinedSeparableVerbs(text: string): string[] {
+  return [...text.matchAll(SEPARATED)].map(([m]) => {
+    const chars = [...m];
+    return chars[0]! + chars[chars.length - 1]!;
+  }).filter((w) => SEPARABLE_VERBS.includes(w));
+}
 
 export function searchTerms(text: string, options: TermOptions = {}): string[] {
-  const normalized = text.normalize('NFKC').toLowerCase().replace(WEEKDAY_ZH, (_, d: string) => `周${d === '天' ? '日' : d}`);
+  const normalized = text
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(WEEKDAY_ZH, (_, d: string) => `周${d === '天' ? '日' : d}`)
+    .replace(HOUR_ZH, '小时');
   const terms: string[] = [];
   for (const { segment, isWordLike } of segmenter.segment(normalized)) {
     if (!isWordLike || SKIP.has(segment)) continue;
@@ -66,6 +90,7 @@ export function searchTerms(text: string, options: TermOptions = {}): string[] {
       for (let i = 0; i + 1 < chars.length; i++) terms.push(chars[i]! + chars[i + 1]!);
     }
   }
+  terms.push(...joinedSeparableVerbs(normalized));
   if (options.cjkUnigrams) for (const run of runs) for (const c of run) if (!SKIP.has(c)) terms.push(`#${c}`);
   return terms;
 }

@@ -33,6 +33,15 @@ describe('search terms', () => {
     expect(searchTerms('星期天')).toEqual(searchTerms('周日'));
   });
 
+  it('joins a separable verb that the asker split around a count (加多少个钟头的班 → 加班), and reads 钟头 as 小时', () => {
+    expect(searchTerms('一个月最多能加多少个钟头的班？')).toEqual(expect.arrayContaining(['加班', '小时']));
+    expect(searchTerms('我想请三天假')).toContain('请假');
+    expect(searchTerms('住了两天院')).toContain('住院');
+    // The gap holds only counts and particles: a place name between 上 and 班 is not 上班.
+    expect(searchTerms('上海办公室的班车几点发车')).not.toContain('上班');
+    expect(searchTerms('加班费')).not.toContain('加费');
+  });
+
   it('adds single Chinese characters, marked #, after the words and bigrams', () => {
     expect(searchTerms('生孩子休假', { cjkUnigrams: true })).toEqual(['孩子', '休假', '生孩', '孩子', '子休', '休假', '#生', '#孩', '#子', '#休', '#假']);
   });
