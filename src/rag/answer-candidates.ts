@@ -18,7 +18,7 @@ import { searchTerms } from './search-terms.ts';
 import { unwrapMarkdown } from './markdown-lines.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { typedValues, type TypedValue } from './typed-values.ts';
-import { statedQuantities, statedRanges, tierFit } from './stated-ranges.ts';
+import { statedQuantities, statedRanges, tierFit, unitTierFit } from './stated-ranges.ts';
 
 export interface AnswerUnit {
   /** Index of the passage (0-based) the unit comes from: cited as [passage + 1]. */
@@ -378,7 +378,8 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
         push({ text: c, unit, kind: 'clause', prior, features: featuresOf(unit, 'clause', prior) });
       }
     }
-    const prior = unit.score - (words > 30 ? 0.1 : 0);
+    // A row or rule whose own tier holds the asker's case ("almost 12 hours" → "More than 9 hours; Class: Business").
+    const prior = unit.score - (words > 30 ? 0.1 : 0) + 0.2 * unitTierFit(unit.text, stated);
     push({ text: unit.text, unit, kind: 'unit', prior, features: featuresOf(unit, 'unit', prior, { long: words > 30 }) });
   }
   // A value in the unit the question names ("how many days" → "25 days") makes values in other

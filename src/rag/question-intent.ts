@@ -59,17 +59,24 @@ export function questionIntent(question: string): QuestionIntent {
   // English.
   if (/\bwhat (?:percentage|percent|share|portion|fraction)\b|\bhow much (?:of|percent)\b|%/.test(q)) add('percent');
   const howMuch = /\bhow much\b/.test(q);
-  if (howMuch && !/\bhow much (?:time|leave|vacation|notice|holiday)\b/.test(q) && (MONEY_EN.test(q) || /\bhow much (?:money|cash)\b/.test(q))) add('money', 'percent');
-  if (/\bhow (?:many|long)\b|\bhow much (?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q)) add('count');
+  if (howMuch && !/\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q) && (MONEY_EN.test(q) || /\bhow much (?:money|cash)\b/.test(q))) add('money', 'percent');
+  if (/\bhow (?:many|long)\b|\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q)) add('count');
   if (/\bhow much\b/.test(q)) add('money', 'percent');
   if (/\bwhat time\b|\bby when\b|\bwhat hours?\b|\bopening hours\b|\bwhen does\b.*\b(?:open|close|start|end)\b/.test(q)) add('time');
   if (/\bwhen\b|\bwhat date\b|\bwhich date\b|\bdeadline\b|\bby what date\b|\bwhat day\b/.test(q)) add('date', 'weekday', 'time', 'year');
   if (/\bwhich day\b|\bwhat day of the week\b/.test(q)) add('weekday');
   if (/\bwhat year\b|\bwhich year\b|\bsince when\b|\bfounded\b/.test(q)) add('year', 'date');
-  if (DURATION_EN.test(q) || /\bhow much (?:time|leave|vacation|notice|holiday)\b/.test(q)) for (const u of TIME_UNITS_EN) units.push(u.replace(/s$/, ''));
-  if (kinds.length === 0 && /^(?:what|which)\b|\bwhat(?:'s| is| are)\b/.test(q) && AMOUNT_NOUN_EN.test(q)) add(MONEY_EN.test(q) || /\bspending|card\b/.test(q) ? 'money' : 'count', 'money', 'percent', 'count');
   // "per year" in "how much leave do I get per year" is the period, not the unit asked for.
-  const unitsNamed = q.replace(/\b(?:per|a|an|each|every|one|in a|in one|in any) (?:calendar |fiscal |working |business )?(?:hour|day|week|month|year)\b/g, ' ');
+  const PERIOD_EN = /\b(?:per|a|an|each|every|one|in a|in one|in any) (?:calendar |fiscal |working |business )?(hour|day|week|month|year)\b/g;
+  const periods = new Set([...q.matchAll(PERIOD_EN)].map((m) => m[1]!));
+  if (DURATION_EN.test(q) || /\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q)) {
+    for (const u of TIME_UNITS_EN) if (!periods.has(u.replace(/s$/, ''))) units.push(u.replace(/s$/, ''));
+  }
+  if (kinds.length === 0 && /^(?:what|which)\b|\bwhat(?:'s| is| are)\b/.test(q) && AMOUNT_NOUN_EN.test(q)) add(MONEY_EN.test(q) || /\bspending|card\b/.test(q) ? 'money' : 'count', 'money', 'percent', 'count');
+  // Nor is the asker's own case, a number with its unit ("I have been here 6 years, how much leave…").
+  const unitsNamed = q
+    .replace(PERIOD_EN, ' ')
+    .replace(/\b\d+(?:\.\d+)?[\s-]*(?:hours?|days?|weeks?|months?|years?|minutes?|nights?)\b/g, ' ');
   for (const [re, unit] of UNIT_WORDS_EN) if (/\bhow (?:many|much|long)\b/.test(q) && re.test(unitsNamed) && !units.includes(unit)) units.unshift(unit);
   // Chinese.
   if (/多少|几块|几千|几万/u.test(q) && MONEY_ZH.test(q)) add('money', 'percent');

@@ -33,14 +33,17 @@ const DAYS: [RegExp, number][] = [
   [/^(?:months?|个月|月)$/u, 30],
   [/^(?:weeks?|周|星期)$/u, 7],
   [/^(?:days?|天|日)$/u, 1],
+  // Hours: a flight of "almost 12 hours" falls in "More than 9 hours".
+  [/^(?:hours?|小时)$/u, 1 / 24],
 ];
 function daysPer(unit: string): number | undefined {
   return DAYS.find(([re]) => re.test(unit.toLowerCase()))?.[1];
 }
 
 const NUM = '(\\d+(?:\\.\\d+)?|[零〇一二两三四五六七八九十百千]+)';
-const ZH_UNIT = '(个月|周岁|年|月|周|星期|天|日|岁)';
-const EN_UNIT = '(years?|months?|weeks?|days?)';
+const ZH_UNIT = '(个月|周岁|年|月|周|星期|天|日|岁|小时)';
+const EN_UNITS = 'years?|months?|weeks?|days?|hours?';
+const EN_UNIT = `(${EN_UNITS})`;
 
 /** A quantity of time the question states as the asker's case, in days ("工作已经12年" → 4380). */
 export function statedQuantities(question: string): number[] {
@@ -104,20 +107,21 @@ export function statedRanges(text: string): StatedRange[] {
     if (Number.isFinite(n)) add(m.index!, m.index! + m[0].length, 0, n);
   }
   const yearsNamed = (at: number) => /\byears?\b|年/iu.test(t.slice(0, at));
-  for (const m of t.matchAll(/\b(\d+(?:\.\d+)?)\s*[–-]\s*(\d+(?:\.\d+)?)(?:\s*(years?|months?|weeks?|days?)\b)?/giu)) {
-    const per = m[3] ? daysPer(m[3]) : yearsNamed(m.index!) ? 365 : undefined;
-    if (per !== undefined) add(m.index!, m.index! + m[0].length, Number(m[1]) * per, (Number(m[2]) + 1) * per);
+  // "5–9 years", "6 to 9 hours" ("to" only with its unit: "from 9 to 17" is a time of day).
+  for (const m of t.matchAll(new RegExp(`\\b(\\d+(?:\\.\\d+)?)\\s*(?:[–-]|(to))\\s*(\\d+(?:\\.\\d+)?)(?:\\s*${EN_UNIT}\\b)?`, 'giu'))) {
+    const per = m[4] ? daysPer(m[4]) : !m[2] && yearsNamed(m.index!) ? 365 : undefined;
+    if (per !== undefined) add(m.index!, m.index! + m[0].length, Number(m[1]) * per, (Number(m[3]) + 1) * per);
   }
-  for (const m of t.matchAll(/\b(\d+(?:\.\d+)?)\s*(?:\+|or more)\s*(years?|months?|weeks?|days?)?|\b(?:at least|more than|over)\s+(\d+(?:\.\d+)?)\s*(years?|months?|weeks?|days?)/giu)) {
+  for (const m of t.matchAll(new RegExp(`\\b(\\d+(?:\\.\\d+)?)\\s*(?:\\+|or more)\\s*${EN_UNIT}?|\\b(?:at least|more than|over)\\s+(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}`, 'giu'))) {
     const unit = m[2] ?? m[4];
     const per = unit ? daysPer(unit) : yearsNamed(m.index!) ? 365 : undefined;
     if (per !== undefined) add(m.index!, m.index! + m[0].length, Number(m[1] ?? m[3]) * per, Infinity);
   }
-  for (const m of t.matchAll(/\bbetween\s+(\d+(?:\.\d+)?)\s+and\s+(\d+(?:\.\d+)?)\s*(years?|months?|weeks?|days?)/giu)) {
+  for (const m of t.matchAll(new RegExp(`\\bbetween\\s+(\\d+(?:\\.\\d+)?)\\s+and\\s+(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}`, 'giu'))) {
     const per = daysPer(m[3]!)!;
     add(m.index!, m.index! + m[0].length, Number(m[1]) * per, (Number(m[2]) + 1) * per);
   }
-  for (const m of t.matchAll(/\b(?:less than|under|fewer than|up to)\s+(\d+(?:\.\d+)?)\s*(years?|months?|weeks?|days?)/giu)) {
+  for (const m of t.matchAll(new RegExp(`\\b(?:less than|under|fewer than|up to)\\s+(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}`, 'giu'))) {
     const per = daysPer(m[2]!);
     if (per !== undefined) add(m.index!, m.index! + m[0].length, 0, Number(m[1]) * per);
   }
@@ -144,4 +148,15 @@ export function tierFit(text: string, at: number, stated: number[]): number {
   const range = before.at(-1);
   if (!range) return 0;
   return holds(range) ? 1 : -1;
+}
+
+/**
+ * Whether a whole unit (a table row, one rule) is the tier of the asker's case: 1 when one of its
+ * ranges holds a stated quantity, −1 when it states ranges and all exclude every one, 0 otherwise.
+ */
+export function unitTierFit(text: string, stated: number[]): number {
+  if (stated.length === 0) return 0;
+  const ranges = statedRanges(text);
+  if (ranges.length === 0) return 0;
+  return ranges.some((r) => stated.some((d) => d >= r.min && d < r.max)) ? 1 : -1;
 }

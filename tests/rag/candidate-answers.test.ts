@@ -250,6 +250,25 @@ describe('answer units and candidates', () => {
     expect(proposeCandidates('I just joined full-time. How much annual leave do I get per year?', passages)[0]!.text).toBe('25 days');
     expect(questionIntent('我请假刚好跨了一个周末和中秋节，这几天要从年假里扣吗？').kinds).toEqual([]);
     expect(questionIntent('公司每天往饭卡里充多少餐补？').kinds[0]).toBe('money');
+    // The asker's own "6 years" is their case, not the unit asked for: the answer is days.
+    expect(questionIntent('I have been here 6 years, how much annual leave do I get?').units).toEqual(questionIntent('How much annual leave do I get?').units);
+    expect(proposeCandidates('I have been here 6 years, how much annual leave do I get?', passages)[0]!.text).toBe('26 days');
+  });
+
+  it('answers with the table row whose range holds the case the asker states, in hours too', () => {
+    const flights = [
+      'Scheduled flight time: Under 6 hours; Class: Economy',
+      'Scheduled flight time: 6 to 9 hours; Class: Premium economy',
+      'Scheduled flight time: More than 9 hours; Class: Business class',
+    ];
+    expect(statedRanges(flights[1]!).map(({ min, max }) => [min * 24, max * 24])).toEqual([[6, 10]]);
+    // "from 9 to 17" names no unit: a time of day, not a range.
+    expect(statedRanges('open from 9 to 17')).toEqual([]);
+    const passages = [{ title: 'Travel > Flights', text: ['| Scheduled flight time | Class |', '|---|---|', '| Under 6 hours | Economy |', '| 6 to 9 hours | Premium economy |', '| More than 9 hours | Business class |'].join('\n') }];
+    const pick = (q: string) => proposeCandidates(q, passages).find((c) => c.kind === 'unit')!.text;
+    expect(pick('Our flight to Shanghai is almost 12 hours. Can I sit up front?')).toBe(flights[2]);
+    expect(pick('My flight is 7 hours, can I sit up front?')).toBe(flights[1]);
+    expect(pick('My flight is 2 hours, can I sit up front?')).toBe(flights[0]);
   });
 });
 
