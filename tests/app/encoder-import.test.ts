@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { teamllm } from './import-cli.ts';
 import { tinyBert, writeHfFolder, writeTinyGguf } from '../model/import/tiny-bert.ts';
+import { tinyXlmr, writeTinyXlmrGguf } from '../model/import/tiny-xlmr.ts';
 
 
 describe('teamllm model import + kb reindex', () => {
@@ -90,5 +91,32 @@ describe('teamllm model import + kb reindex', () => {
     const evaluation = JSON.parse(evaluated.stdout) as { encoder: { id: string }; rows: { mode: string }[] };
     expect(evaluation.encoder.id).toMatch(/^v1-/);
     expect(evaluation.rows.map((r) => r.mode)).toEqual(expect.arrayContaining(['bm25', 'dense', 'hybrid']));
+  });
+
+  it('imports an XLM-RoBERTa GGUF (SentencePiece vocabulary) as an encoder version and retrieves with it', { timeout: 120_000 }, async () => {
+    const home = mkdtempSync(join(tmpdir(), 'teamllm-import-xlmr-'));
+    const gguf = join(home, 'downloads', 'tiny-e5-q8_0.gguf');
+    writeTinyXlmrGguf(gguf, tinyXlmr({ pooling: 'mean' }), 'Q8_0');
+    const imported = await teamllm(home, ['model', 'import', gguf, '--name', 'tiny-e5']);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(imported.stdout).toMatch(/Imported v1 "tiny-e5": XLMRobertaModel, [\d,]+ parameters, F32\+Q8_0/);
+    expect(imported.stdout).toContain('mean pooling, normalised');
+    const registry = JSON.parse(readFileSync(join(home, 'models', 'registry.json'), 'utf8')) as { versions: Record<string, Record<string, unknown>> };
+    expect(registry.versions.v1).toMatchObject({ kind: 'encoder', source: 'import', architecture: 'XLMRobertaModel', dtype: 'F32+Q8_0', name: 'tiny-e5', origin: gguf });
+    expect((await teamllm(home, ['model', 'verify', 'v1'])).stdout).toContain('✓ v1');
+
+    const docs = join(home, 'docs');
+    mkdirSync(docs);
+    writeFileSync(join(docs, 'leave.md'), '# Leave\n\nHow many days of annual leave do I get? 中国 假期 年');
+    writeFileSync(join(docs, 'travel.md'), '# Travel\n\nCan my manager approve a travel expense report?');
+    expect((await teamllm(home, ['kb', 'add', docs])).code).toBe(0);
+    const reindex = await teamllm(home, ['kb', 'reindex', '--encoder', 'v1']);
+    expect(reindex.code, reindex.stderr).toBe(0);
+    expect(reindex.stdout).toMatch(/Retrieval now uses v1 \(v1-[0-9a-f]{12}\); 2 passages embedded/);
+    const ask = await teamllm(home, ['ask', '--json', 'travel expense report']);
+    expect(ask.code, ask.stderr).toBe(0);
+    const answer = JSON.parse(ask.stdout) as { model: string; sources: { source: string }[] };
+    expect(answer.model).toContain('hybrid BM25 + tiny-e5 (XLMRobertaModel)');
+    expect(answer.sources.map((r) => r.source)).toContain('travel.md');
   });
 });

@@ -13,7 +13,7 @@ import { readSafetensorsTensor, type SafetensorsEntry } from '../safetensors.ts'
 import { BertEncoder } from './bert.ts';
 import { checkShapes, countEncoderParameters, encoderConfigFromHf, expectedTensors, type EncoderConfig, type Pooling } from './encoder-config.ts';
 import { hfWeightFiles, ImportError, readHfConfig, readHfWeights, readJsonFile } from './hf-folder.ts';
-import { EncoderTokenizer, wordPieceTokenizerJson } from './encoder-tokenizer.ts';
+import { EncoderTokenizer, PIECE_TYPE, unigramTokenizerJson, wordPieceTokenizerJson } from './encoder-tokenizer.ts';
 import { GgufFile } from './gguf.ts';
 
 export interface EncoderDescription {
@@ -239,6 +239,78 @@ function num(file: GgufFile, key: string): number {
   return v;
 }
 
+/**
+ * XLM-RoBERTa in GGUF. llama.cpp's convert_hf_to_gguf.py (class XLMRobertaModel in
+ * conversion/bert.py of the llama.cpp node-llama-cpp 3.21.1 bundles; gguf-py's vocab.py and
+ * constants.py; src/llama-vocab.cpp for how it is read) writes an XLMRobertaModel as:
+ *   - general.architecture "bert": the same graph and tensor names as BERT. Only the tokenizer
+ *     model tells the two apart: "bert" (WordPiece) for BertModel, "t5" (llama.cpp's UGM, the
+ *     SentencePiece Unigram) for XLM-R;
+ *   - the position table without its first pad_token_id + 1 rows (XLM-R numbers positions from
+ *     past the padding index; "position embeddings start at pad_token_id + 1, so just chop down
+ *     the weight tensor"), and bert.context_length = max_position_embeddings − that offset. Row t
+ *     of the stored table is the row t + offset the HF forward reads, so the forward here reads it
+ *     with positionOffset 0 and is the HF forward; no row the HF forward reads is missing;
+ *   - token_types.weight with type_vocab_size rows (1 for XLM-R), tokenizer.ggml.token_type_count;
+ *   - tokenizer.ggml.tokens (the pieces as SentencePiece stores them, "▁" for a space),
+ *     tokenizer.ggml.scores (f32 log probabilities), tokenizer.ggml.token_type (i32: 1 normal,
+ *     2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte), tokenizer.ggml.add_space_prefix,
+ *     tokenizer.ggml.remove_extra_whitespaces (bools), tokenizer.ggml.precompiled_charsmap (u8
+ *     array, SentencePiece's normaliser rules, when the model has them), tokenizer.ggml.pre
+ *     "default";
+ *   - gguf-py's SpecialVocab: tokenizer.ggml.{bos,eos,unknown,seperator,padding,cls,mask}_token_id
+ *     and add_bos_token/add_eos_token/add_sep_token (true for XLM-R's RobertaProcessing); absent
+ *     flags mean llama.cpp's UGM defaults: no BOS, EOS added;
+ *   - bert.pooling_type from the sentence-transformers Pooling config, as for BERT.
+ * Not carried over: remove_extra_whitespaces is SentencePiece's own (a run of spaces becomes one
+ * "▁"); the Hugging Face tokenizer.json of the same model has no such step, and the import follows
+ * the folder's tokenizer (what sentence-transformers runs), so a GGUF and its folder tokenize alike.
+ */
+function ggufUnigramTokenizer(g: GgufFile, tokens: string[]): Record<string, unknown> {
+  const scores = g.get<number[]>('tokenizer.ggml.scores');
+  if (!Array.isArray(scores) || scores.length !== tokens.length) throw new ImportError(`${g.path}: metadata tokenizer.ggml.scores is missing or does not have one score per token`);
+  const types = g.get<number[]>('tokenizer.ggml.token_type') ?? tokens.map(() => PIECE_TYPE.normal);
+  const id = (key: string) => {
+    const v = g.get<number>(key);
+    return typeof v === 'number' && v >= 0 && v < tokens.length ? v : undefined;
+  };
+  const unk = id('tokenizer.ggml.unknown_token_id') ?? types.indexOf(PIECE_TYPE.unknown);
+  if (unk < 0) throw new ImportError(`${g.path}: the SentencePiece vocabulary has no unknown piece (tokenizer.ggml.unknown_token_id)`);
+  const flag = (key: string, fallback: boolean) => {
+    const v = g.get<boolean>(key);
+    return typeof v === 'boolean' ? v : fallback;
+  };
+  const charsmap = g.get<number[]>('tokenizer.ggml.precompiled_charsmap') ?? [];
+  return unigramTokenizerJson({
+    pieces: tokens,
+    scores,
+    types,
+    charsmap: Uint8Array.from(charsmap, (b) => b & 0xff),
+    addSpacePrefix: flag('tokenizer.ggml.add_space_prefix', false),
+    unk,
+    bos: flag('tokenizer.ggml.add_bos_token', false) ? id('tokenizer.ggml.bos_token_id') : undefined,
+    eos: flag('tokenizer.ggml.add_eos_token', true) ? id('tokenizer.ggml.eos_token_id') : undefined,
+  }) as Record<string, unknown>;
+}
+
+/** The WordPiece tokenizer.json of a BERT GGUF. */
+function ggufWordPieceTokenizer(g: GgufFile, tokens: string[]): Record<string, unknown> {
+  // Reverse llama.cpp's phantom-space vocabulary: "▁word" starts a word, a bare piece continues one.
+  const tokTypes = g.get<number[]>('tokenizer.ggml.token_type') ?? [];
+  const vocab = tokens.map((t, i) => (tokTypes[i] === PIECE_TYPE.control ? t : t.startsWith('\u2581') ? t.slice(1) : `##${t}`));
+  const idTok = (key: string, fallback: string) => {
+    const id = g.get<number>(key);
+    return typeof id === 'number' && vocab[id] !== undefined ? vocab[id]! : fallback;
+  };
+  return wordPieceTokenizerJson(vocab, {
+    cls: idTok('tokenizer.ggml.cls_token_id', idTok('tokenizer.ggml.bos_token_id', '[CLS]')),
+    sep: idTok('tokenizer.ggml.seperator_token_id', idTok('tokenizer.ggml.eos_token_id', '[SEP]')),
+    unk: idTok('tokenizer.ggml.unknown_token_id', '[UNK]'),
+    pad: idTok('tokenizer.ggml.padding_token_id', '[PAD]'),
+    mask: idTok('tokenizer.ggml.mask_token_id', '[MASK]'),
+  }) as Record<string, unknown>;
+}
+
 /** Checks a GGUF encoder file without reading its tensors. */
 export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: GgufFile; tokenizerJson: Record<string, unknown> } {
   if (!existsSync(file)) throw new ImportError(`${file} does not exist`);
@@ -254,9 +326,10 @@ export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: G
       throw new ImportError(`${file} is a GGUF of architecture "${arch ?? '(none)'}": teamllm imports GGUF encoders of llama.cpp's "bert" architecture (BERT, bge, e5, gte); chat models are read as chat models (llama, qwen2, qwen3)`);
     }
     const tokModel = g.get<string>('tokenizer.ggml.model');
-    if (tokModel !== 'bert') {
-      throw new ImportError(`${file}: tokenizer model "${tokModel ?? '(none)'}" is not supported in GGUF files (only "bert", WordPiece); for XLM-RoBERTa encoders import the Hugging Face folder instead`);
+    if (tokModel !== 'bert' && tokModel !== 't5') {
+      throw new ImportError(`${file}: tokenizer model "${tokModel ?? '(none)'}" is not supported in GGUF files (only "bert", BERT's WordPiece, and "t5", XLM-RoBERTa's SentencePiece Unigram)`);
     }
+    const xlmr = tokModel === 't5';
     const hidden = num(g, 'bert.embedding_length');
     const heads = num(g, 'bert.attention.head_count');
     const tokens = g.get<string[]>('tokenizer.ggml.tokens');
@@ -264,7 +337,7 @@ export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: G
     const typeRows = g.tensors.get('token_types.weight')?.shape[0] ?? 0;
     const posRows = g.tensors.get('position_embd.weight')?.shape[0] ?? num(g, 'bert.context_length');
     const config: EncoderConfig = {
-      architecture: 'BertModel',
+      architecture: xlmr ? 'XLMRobertaModel' : 'BertModel',
       vocabSize: g.tensors.get('token_embd.weight')?.shape[0] ?? tokens.length,
       hidden,
       layers: num(g, 'bert.block_count'),
@@ -273,6 +346,7 @@ export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: G
       maxPositions: posRows,
       typeVocabSize: typeRows,
       layerNormEps: num(g, 'bert.attention.layer_norm_epsilon'),
+      // XLM-R's offset is already taken out of the stored table (see "XLM-RoBERTa in GGUF" above).
       positionOffset: 0,
     };
     const shapes = new Map<string, number[]>();
@@ -291,20 +365,14 @@ export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: G
     const poolingType = g.get<number>('bert.pooling_type');
     const mode = typeof poolingType === 'number' ? GGUF_POOLING[poolingType] : 'cls';
     if (!mode) throw new ImportError(`${file}: bert.pooling_type ${poolingType} is not supported (1 mean, 2 CLS)`);
-    // Reverse llama.cpp's phantom-space vocabulary: "▁word" starts a word, a bare piece continues one.
-    const tokTypes = g.get<number[]>('tokenizer.ggml.token_type') ?? [];
-    const vocab = tokens.map((t, i) => (tokTypes[i] === 3 ? t : t.startsWith('\u2581') ? t.slice(1) : `##${t}`));
-    const idTok = (key: string, fallback: string) => {
-      const id = g.get<number>(key);
-      return typeof id === 'number' && vocab[id] !== undefined ? vocab[id]! : fallback;
-    };
-    const tokenizerJson = wordPieceTokenizerJson(vocab, {
-      cls: idTok('tokenizer.ggml.cls_token_id', idTok('tokenizer.ggml.bos_token_id', '[CLS]')),
-      sep: idTok('tokenizer.ggml.seperator_token_id', idTok('tokenizer.ggml.eos_token_id', '[SEP]')),
-      unk: idTok('tokenizer.ggml.unknown_token_id', '[UNK]'),
-      pad: idTok('tokenizer.ggml.padding_token_id', '[PAD]'),
-      mask: idTok('tokenizer.ggml.mask_token_id', '[MASK]'),
-    });
+    const tokenizerJson = xlmr ? ggufUnigramTokenizer(g, tokens) : ggufWordPieceTokenizer(g, tokens);
+    if (tokens.length > config.vocabSize) throw new ImportError(`${file}: the vocabulary has ${tokens.length} tokens, the embedding table only ${config.vocabSize} rows`);
+    // The rebuilt tokenizer must load before anything is copied, as a folder's tokenizer.json must.
+    try {
+      new EncoderTokenizer(tokenizerJson);
+    } catch (err) {
+      throw new ImportError(`${file}: its tokenizer cannot be rebuilt: ${(err as Error).message}`);
+    }
     return {
       format: 'gguf',
       location: file,
@@ -318,7 +386,7 @@ export function inspectGgufEncoder(file: string): EncoderDescription & { gguf: G
       // A GGUF carries no sentence-transformers config: no prompts (import the HF folder of an e5 model).
       prompts: {},
       gguf: g,
-      tokenizerJson: tokenizerJson as Record<string, unknown>,
+      tokenizerJson,
     };
   } catch (err) {
     g.close();

@@ -74,8 +74,10 @@ export class EncoderTokenizer {
     return { ids, typeIds: ids.map(() => 0) };
   }
 
+  /** The text of the ids, special tokens left out (the library no longer knows them as special: see the constructor). */
   decode(ids: number[]): string {
-    return ids.length ? this.tokenizer.decode(ids, { skip_special_tokens: true }) : '';
+    const text = ids.filter((id) => !this.specialIds.has(id));
+    return text.length ? this.tokenizer.decode(text, { skip_special_tokens: true }) : '';
   }
 
   idOf(token: string): number | undefined {
@@ -133,5 +135,57 @@ export function wordPieceTokenizerJson(vocab: string[], special: { cls: string; 
     },
     decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
     model: { type: 'WordPiece', unk_token: special.unk, continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: Object.fromEntries(vocab.map((t, i) => [t, i])) },
+  };
+}
+
+/** SentencePiece's piece types, as GGUF's tokenizer.ggml.token_type stores them (llama.h llama_token_type). */
+export const PIECE_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
+
+export interface UnigramVocabulary {
+  pieces: string[];
+  scores: number[];
+  /** PIECE_TYPE per piece. */
+  types: number[];
+  /** SentencePiece's normaliser rules in their binary form (normalizer_spec.precompiled_charsmap); empty: none. */
+  charsmap: Uint8Array;
+  /** Whether "▁" is put before the text (SentencePiece's add_dummy_prefix). */
+  addSpacePrefix: boolean;
+  unk: number;
+  /** Put before and after the text, when set. */
+  bos?: number;
+  eos?: number;
+}
+
+/**
+ * An XLM-R SentencePiece tokenizer.json from a Unigram vocabulary, in the form transformers'
+ * XLMRobertaConverter writes it (and llama.cpp's converter reads back: it takes the charsmap from
+ * `normalizer.precompiled_charsmap` and the scores from `model.vocab`): Precompiled normaliser,
+ * Metaspace ("▁" for spaces, one before the text), Unigram with the scores, unknown and control
+ * pieces as special added tokens, `<s> text </s>`. GGUF files carry exactly these parts; this
+ * puts them back together so a GGUF's tokenizer runs through the same library as a folder's.
+ */
+export function unigramTokenizerJson(v: UnigramVocabulary): TokenizerJson {
+  const { pieces, scores, types } = v;
+  const special = (id: number) => types[id] === PIECE_TYPE.control || types[id] === PIECE_TYPE.unknown;
+  const added = pieces.flatMap((content, id) =>
+    special(id) || types[id] === PIECE_TYPE.userDefined ? [{ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: special(id) }] : [],
+  );
+  const around = (id: number | undefined) => (id === undefined ? [] : [{ SpecialToken: { id: pieces[id]!, type_id: 0 } }]);
+  const metaspace = { type: 'Metaspace', replacement: '\u2581', prepend_scheme: v.addSpacePrefix ? 'always' : 'never', split: true };
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: v.charsmap.length ? { type: 'Precompiled', precompiled_charsmap: Buffer.from(v.charsmap).toString('base64') } : null,
+    pre_tokenizer: metaspace,
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [...around(v.bos), { Sequence: { id: 'A', type_id: 0 } }, ...around(v.eos)],
+      pair: [...around(v.bos), { Sequence: { id: 'A', type_id: 0 } }, ...around(v.eos), ...around(v.eos), { Sequence: { id: 'B', type_id: 0 } }, ...around(v.eos)],
+      special_tokens: Object.fromEntries([v.bos, v.eos].filter((id): id is number => id !== undefined).map((id) => [pieces[id]!, { id: pieces[id]!, ids: [id], tokens: [pieces[id]!] }])),
+    },
+    decoder: metaspace,
+    model: { type: 'Unigram', unk_id: v.unk, vocab: pieces.map((p, i) => [p, scores[i] ?? 0]), byte_fallback: types.includes(PIECE_TYPE.byte) },
   };
 }

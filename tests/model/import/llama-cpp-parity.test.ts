@@ -24,6 +24,7 @@ import { getLlama, type Llama } from 'node-llama-cpp';
 import { loadGgufEncoder, loadHfEncoder, type LoadedEncoder } from '../../../src/model/import/encoder-checkpoint.ts';
 import { encoderKernels } from '../../../src/model/import/encoder-kernels.ts';
 import { rounded, tinyBert, writeHfFolder, writeTinyGguf, type TinyBert } from './tiny-bert.ts';
+import { tinyXlmr, writeTinyXlmrGguf } from './tiny-xlmr.ts';
 
 const TEXTS = [
   'How many days of annual leave do I get, when I work from home?',
@@ -134,4 +135,80 @@ describe('the encoder forward', () => {
       expect(Math.sqrt(norm)).toBeCloseTo(1, 5);
     }
   });
+});
+
+/**
+ * XLM-R (multilingual-e5, bge-m3) as llama.cpp's converter writes it: architecture "bert", a
+ * SentencePiece Unigram vocabulary (tokenizer model "t5") with scores and a precompiled charsmap,
+ * and the position table cut by padding_idx + 1 rows (tests/model/import/tiny-xlmr.ts). Same
+ * error measure and bounds as BERT above (the same graph runs on both sides).
+ */
+const XLMR_TEXTS = [
+  'How many days of annual leave do I get, when I work from home?',
+  'sick pay policy',
+  'Can my manager approve a travel expense report per week?',
+  '中国 假期 年的',
+  'ＨＯＷ many\u3000days ﬁne',
+  'tab\tand\nnewline',
+];
+/** Runs of spaces: SentencePiece (llama.cpp) folds them into one "▁"; the folder's tokenizer.json keeps a "▁" piece for each extra space. */
+const XLMR_SPACED = ['  leading   and inner  spaces ', 'I  get  leave  '];
+/** Typed special tokens stay text on our side (they never become control tokens). */
+const XLMR_TYPED = ['I typed <s> and </s> and <mask> myself!'];
+
+async function llamaXlmr(file: string, inputs: number[][], texts: string[]): Promise<{ vectors: number[][]; tokens: number[][] }> {
+  const model = await llama.loadModel({ modelPath: file, defaultContextFlashAttention: false });
+  const ctx = await model.createEmbeddingContext({ contextSize: 64, threads: 1 });
+  const vectors: number[][] = [];
+  for (const ids of inputs) vectors.push([...(await ctx.getEmbeddingFor(ids as never)).vector]);
+  const tokens = texts.map((t) => [...model.tokenize(t)].map(Number));
+  await ctx.dispose();
+  await model.dispose();
+  return { vectors, tokens };
+}
+
+describe('XLM-RoBERTa embeddings from GGUF against llama.cpp', () => {
+  for (const pooling of ['mean', 'cls'] as const) {
+    for (const { dtype, bound } of CASES) {
+      it(`${dtype} weights, ${pooling} pooling: within ${bound} relative; the same vectors and tokens as the Hugging Face folder`, async () => {
+        const base = tinyXlmr({ pooling, seed: pooling === 'mean' ? 21 : 22 });
+        const model: TinyBert = dtype === 'F16' || dtype === 'BF16' ? rounded(base, dtype) : base;
+        const gguf = path.join(dir, `xlmr-${pooling}-${dtype}.gguf`);
+        writeTinyXlmrGguf(gguf, model, dtype);
+        const fromGguf = loadGgufEncoder(gguf);
+        expect(fromGguf.description.config).toMatchObject({ architecture: 'XLMRobertaModel', maxPositions: 64, positionOffset: 0, typeVocabSize: 1 });
+        expect(fromGguf.encoder.maxTokens).toBe(64);
+        const inputs = XLMR_TEXTS.map((t) => fromGguf.tokenizer.encode(t).ids);
+        const all = [...XLMR_TEXTS, ...XLMR_SPACED, ...XLMR_TYPED];
+        const ref = await llamaXlmr(gguf, inputs, all);
+
+        // Tokens: llama.cpp's UGM tokenizer, with the charsmap applied, splits as the rebuilt tokenizer.
+        const ours = all.map((t) => fromGguf.tokenizer.tokenize(t));
+        for (const [i, t] of XLMR_TEXTS.entries()) expect(ours[i], t).toEqual(ref.tokens[i]);
+        const space = fromGguf.tokenizer.idOf('\u2581')!;
+        for (const [j, t] of XLMR_SPACED.entries()) {
+          const i = XLMR_TEXTS.length + j;
+          expect(ours[i], t).not.toEqual(ref.tokens[i]);
+          expect(ours[i]!.filter((id) => id !== space), t).toEqual(ref.tokens[i]!.filter((id) => id !== space));
+        }
+        expect(inputs[0]![0]).toBe(fromGguf.tokenizer.idOf('<s>'));
+        expect(inputs[0]!.at(-1)).toBe(fromGguf.tokenizer.idOf('</s>'));
+
+        const errors = inputs.map((ids, i) => relErr(raw(fromGguf, ids), ref.vectors[i]!));
+        expect(Math.max(...errors)).toBeLessThan(bound);
+
+        if (dtype !== 'Q8_0') {
+          // The Hugging Face folder of the same numbers: the same tokens, the same vectors (bit for bit).
+          const hfDir = path.join(dir, `hf-xlmr-${pooling}-${dtype}`);
+          writeHfFolder(hfDir, model, dtype);
+          const fromHf = loadHfEncoder(hfDir);
+          expect(fromHf.description.config).toMatchObject({ architecture: 'XLMRobertaModel', maxPositions: 66, positionOffset: 2 });
+          expect(fromHf.encoder.maxTokens).toBe(fromGguf.encoder.maxTokens);
+          for (const t of all) expect(fromHf.tokenizer.encode(t).ids, t).toEqual(fromGguf.tokenizer.encode(t).ids);
+          for (const ids of inputs) expect([...fromHf.encoder.embed([{ ids }])[0]!]).toEqual([...fromGguf.encoder.embed([{ ids }])[0]!]);
+        }
+        console.log(`llama.cpp parity XLM-R ${dtype} ${pooling}: max relative error ${Math.max(...errors).toExponential(2)} (bound ${bound})`);
+      });
+    }
+  }
 });

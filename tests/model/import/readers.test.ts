@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeGguf, GgufFile } from '../../../src/model/import/gguf.ts';
 import { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat } from '../../../src/model/import/dtypes.ts';
 import { decodeSafetensors, encodeSafetensors, readSafetensorsFolder, readSafetensorsTensor } from '../../../src/model/safetensors.ts';
-import { inspectEncoder, inspectHfEncoder, loadHfEncoder } from '../../../src/model/import/encoder-checkpoint.ts';
+import { inspectEncoder, inspectHfEncoder, loadGgufEncoder, loadHfEncoder } from '../../../src/model/import/encoder-checkpoint.ts';
 import { IMPORTED_EMBEDDINGS_FORMAT, ImportedEmbeddings } from '../../../src/rag/imported-embeddings.ts';
 import { encoderConfigFromHf, expectedTensors } from '../../../src/model/import/encoder-config.ts';
 import { ImportError } from '../../../src/model/import/hf-folder.ts';
@@ -14,6 +14,7 @@ import { EncoderTokenizer } from '../../../src/model/import/encoder-tokenizer.ts
 import { BertEncoder } from '../../../src/model/import/bert.ts';
 import { ensureDiskSpace } from '../../../src/model/registry.ts';
 import { hfConfigJson, tinyBert, writeHfFolder, writeTinyGguf } from './tiny-bert.ts';
+import { tinyXlmr, writeTinyXlmrGguf } from './tiny-xlmr.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -210,6 +211,32 @@ describe('Hugging Face encoder folders', () => {
     const a = xlmr.encoder.embed([{ ids }])[0]!;
     const b = asBert.embed([{ ids }])[0]!;
     for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i]!, 5);
+  });
+});
+
+describe('XLM-RoBERTa GGUF encoders', () => {
+  it('are read as XLMRobertaModel with the tokenizer rebuilt from the SentencePiece vocabulary, and described like their folder', () => {
+    const model = tinyXlmr({ pooling: 'mean' });
+    const file = path.join(dir, 'tiny-e5.gguf');
+    writeTinyXlmrGguf(file, model, 'F16');
+    const d = inspectEncoder(file);
+    expect(d).toMatchObject({ format: 'gguf', dtype: 'F16+F32', pooling: { mode: 'mean', normalize: true }, prompts: {} });
+    // The converter took XLM-R's two padding rows out of the position table: 64 rows, read from position 0.
+    expect(d.config).toEqual({ ...model.config, maxPositions: 64, positionOffset: 0, layerNormEps: Math.fround(1e-5) });
+    const loaded = loadGgufEncoder(file);
+    const tok = loaded.tokenizer;
+    expect([tok.prefix, tok.suffix]).toEqual([[tok.idOf('<s>')], [tok.idOf('</s>')]]);
+    expect(['<s>', '<pad>', '</s>', '<unk>', '<mask>'].map((t) => tok.isSpecial(tok.idOf(t)!))).toEqual([true, true, true, true, true]);
+    expect(tok.isSpecial(tok.idOf('▁how')!)).toBe(false);
+    expect(tok.encode('How many days?').ids).toEqual(['<s>', '▁How', '▁many', '▁days', '?', '</s>'].map((t) => tok.idOf(t)));
+    expect(tok.decode(tok.encode('How many days?').ids)).toBe('How many days?');
+  });
+
+  it('refuse a tokenizer model other than WordPiece ("bert") and SentencePiece Unigram ("t5"), naming both', () => {
+    const file = path.join(dir, 'spm-bpe.gguf');
+    writeTinyXlmrGguf(file, tinyXlmr(), 'F32', { tokenizerModel: 'llama' });
+    expect(() => inspectEncoder(file)).toThrow(ImportError);
+    expect(() => inspectEncoder(file)).toThrow(/tokenizer model "llama" is not supported in GGUF files \(only "bert", BERT's WordPiece, and "t5", XLM-RoBERTa's SentencePiece Unigram\)/);
   });
 });
 

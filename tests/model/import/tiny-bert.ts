@@ -54,6 +54,8 @@ export interface TinyBert {
   weights: Map<string, Float32Array>;
   pooling: 'cls' | 'mean';
   normalize: boolean;
+  /** tokenizer.json and tokenizer_config.json of the folder (default: the WordPiece of TINY_VOCAB). */
+  tokenizerFiles?: { json: Record<string, unknown>; config: Record<string, unknown> };
 }
 
 export function tinyBert(options: TinyBertOptions = {}): TinyBert {
@@ -111,21 +113,26 @@ export function hfConfigJson(config: EncoderConfig): Record<string, unknown> {
   };
 }
 
-/** Writes the Hugging Face folder: weights stored as `dtype` (with a "bert." prefix and a pooler, as BertModel checkpoints often have). */
+/** Writes the Hugging Face folder: weights stored as `dtype` (BERT's with a "bert." prefix, and a pooler, as such checkpoints often have; XLM-R's without, as multilingual-e5's). */
 export function writeHfFolder(dir: string, model: TinyBert, dtype: 'F32' | 'F16' | 'BF16' = 'F32', extra: { licence?: string; noModules?: boolean } = {}): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hfConfigJson(model.config), null, 2));
   const tensors = new Map<string, NamedArray>();
+  const prefix = model.config.architecture === 'BertModel' ? 'bert.' : '';
   for (const [name, values] of model.weights) {
     const shape = expectedTensors(model.config).get(name)!;
-    tensors.set(`bert.${name}`, { dtype: 'F32', shape, data: values, ...(dtype !== 'F32' ? { stored: dtype } : {}) });
+    tensors.set(`${prefix}${name}`, { dtype: 'F32', shape, data: values, ...(dtype !== 'F32' ? { stored: dtype } : {}) });
   }
   const h = model.config.hidden;
-  tensors.set('bert.pooler.dense.weight', { dtype: 'F32', shape: [h, h], data: new Float32Array(h * h) });
-  tensors.set('bert.pooler.dense.bias', { dtype: 'F32', shape: [h], data: new Float32Array(h) });
+  tensors.set(`${prefix}pooler.dense.weight`, { dtype: 'F32', shape: [h, h], data: new Float32Array(h * h) });
+  tensors.set(`${prefix}pooler.dense.bias`, { dtype: 'F32', shape: [h], data: new Float32Array(h) });
   writeFileSync(path.join(dir, 'model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
-  writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(wordPieceTokenizerJson(TINY_VOCAB, { cls: '[CLS]', sep: '[SEP]', unk: '[UNK]', pad: '[PAD]', mask: '[MASK]' })));
-  writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ do_lower_case: true, model_max_length: model.config.maxPositions, cls_token: '[CLS]', sep_token: '[SEP]', unk_token: '[UNK]', pad_token: '[PAD]', mask_token: '[MASK]' }));
+  const tokenizer = model.tokenizerFiles ?? {
+    json: wordPieceTokenizerJson(TINY_VOCAB, { cls: '[CLS]', sep: '[SEP]', unk: '[UNK]', pad: '[PAD]', mask: '[MASK]' }),
+    config: { do_lower_case: true, model_max_length: model.config.maxPositions, cls_token: '[CLS]', sep_token: '[SEP]', unk_token: '[UNK]', pad_token: '[PAD]', mask_token: '[MASK]' },
+  };
+  writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer.json));
+  writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizer.config));
   if (!extra.noModules) {
     const modules = [
       { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
