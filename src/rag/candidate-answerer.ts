@@ -22,6 +22,7 @@ import { DEFAULT_SELECTOR, selectorScore, type SelectorWeights } from './answer-
 import { cosine } from './bag-encoder.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { answerByCase } from './answer-cases.ts';
+import { kindsMissing } from './named-kinds.ts';
 
 /** The model's view of the candidates: higher means the model finds it the likelier answer. */
 export interface CandidateScorer {
@@ -114,7 +115,10 @@ export class CandidateAnswerer implements Answerer {
     const chosen = sources.length ? await this.choose(request, sources) : undefined;
     // The "don't know" gate: a best supporting sentence that matches the question this weakly is
     // more often the wrong fact than the right one (measured, docs/fine-tuning.md).
-    const confident = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
+    const supported = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
+    // …and a passage about another kind of leave or fee than the one asked about answers nothing.
+    const cited = chosen && sources[chosen.citation - 1];
+    const confident = supported && cited !== undefined && kindsMissing(request.question, `${cited.title} ${cited.text}`).length === 0;
     return { sources, chosen, confident };
   }
 

@@ -9,6 +9,7 @@ import { CANDIDATE_FEATURES, type CandidateFeatures } from '../../src/rag/answer
 import { questionIntent } from '../../src/rag/question-intent.ts';
 import { typedValues } from '../../src/rag/typed-values.ts';
 import { parseNumber, statedQuantities, statedRanges, tierFit } from '../../src/rag/stated-ranges.ts';
+import { kindsMissing, namedKinds } from '../../src/rag/named-kinds.ts';
 import { answerLength, evaluateAnswers } from '../../src/training/eval/answer-eval.ts';
 import { isRightCandidate } from '../../src/training/sft/selector-data.ts';
 import { tempFolder } from './fixtures.ts';
@@ -346,6 +347,25 @@ describe('the candidate answerer', () => {
     expect(chosen('How much is the per diem in China?')).toBe('CNY 300');
     trial.close();
     travel.close();
+  });
+
+  it('refuses when the passage is about another kind of leave or fee than the one the question names', async () => {
+    expect(namedKinds('老婆生孩子，男方能休几天陪产假？')).toEqual(['陪产假']);
+    expect(namedKinds('夏天的高温费每个月发多少？')).toEqual(['高温费']);
+    // Asking for leave (请假, 休假), leave not taken (没休的假) and 免费 name no kind; 请病假 names 病假.
+    expect(namedKinds('我想请假，没休的假能折现吗？体检免费吗？')).toEqual([]);
+    expect(namedKinds('请病假的时候工资怎么算？')).toEqual(['病假']);
+    // 年假 is the 年休假 a rule writes: characters in order, up to two between.
+    expect(kindsMissing('今年的年假能攒到明年吗？', '年休假一般不跨年度安排')).toEqual([]);
+    expect(kindsMissing('男方能休几天陪产假？', '女职工生育享受98天产假')).toEqual(['陪产假']);
+    const maternity = new LocalKnowledgeBase(':memory:');
+    await maternity.addPaths([tempFolder({ 'leave.md': '# 假期\n\n## 产假\n\n女职工生育享受98天产假，其中产前可以休假15天。\n' })]);
+    const answerer = new CandidateAnswerer({ kb: maternity });
+    expect((await collect(answerer.answer(ask('生孩子能休几天产假？')))).direct).toBe('98天');
+    const paternity = await collect(answerer.answer(ask('老婆生孩子，男方能休几天陪产假？')));
+    expect(paternity.direct).toBe('');
+    expect(paternity.text).not.toContain('98');
+    maternity.close();
   });
 
   it('answers Chinese questions from the Chinese passage, numbers and units intact', async () => {
