@@ -77,7 +77,9 @@ export function questionIntent(question: string): QuestionIntent {
   const unitsNamed = q
     .replace(PERIOD_EN, ' ')
     .replace(/\b\d+(?:\.\d+)?[\s-]*(?:hours?|days?|weeks?|months?|years?|minutes?|nights?)\b/g, ' ');
-  for (const [re, unit] of UNIT_WORDS_EN) if (/\bhow (?:many|much|long)\b/.test(q) && re.test(unitsNamed) && !units.includes(unit)) units.unshift(unit);
+  // "the max number of … hours" asks "how many hours" too.
+  const countAsked = /\bhow (?:many|much|long)\b|\bnumber of\b/.test(q);
+  for (const [re, unit] of UNIT_WORDS_EN) if (countAsked && re.test(unitsNamed) && !units.includes(unit)) units.unshift(unit);
   // Chinese.
   if (/多少|几块|几千|几万/u.test(q) && MONEY_ZH.test(q)) add('money', 'percent');
   if (/百分之|比例|几成|多少比例|打几折/u.test(q)) add('percent');

@@ -131,6 +131,7 @@ describe('typed values and question intent', () => {
     expect(questionIntent('试用期是多长？').units).toEqual(expect.arrayContaining(['天', '月']));
     expect(questionIntent('How much more will I earn if I move up a level?').kinds[0]).toBe('money');
     expect(questionIntent('一个月最多能加多少个钟头的班？').units).toEqual(['小时']);
+    expect(questionIntent("What's the max number of flex hours I can have saved up?").units).toEqual(['hour']);
   });
 });
 
