@@ -75,7 +75,7 @@ function featuresOf(unit: AnswerUnit, kind: AnswerCandidate['kind'], prior: numb
 /** How much a term is worth: inverse document frequency in the knowledge base (1 when unknown). */
 export type TermWeight = (term: string) => number;
 
-/** Markdown inline syntax removed: links, emphasis, code, HTML tags. */
+/** Markdown inline syntax removed: links, emphasis, code, HTML tags, backslash escapes. */
 export function plainText(s: string): string {
   return s
     .replace(/!\[([^\]]*)\]\([^)]*\)/g, '$1')
@@ -86,6 +86,8 @@ export function plainText(s: string): string {
     .replace(/(?<![\w*])\*([^*\n]+)\*(?![\w*])/g, '$1')
     .replace(/`([^`]+)`/g, '$1')
     .replace(/\*\*|__/g, '')
+    // Backslash escapes ("March 2023\." keeps a line from reading as a list item): the character itself.
+    .replace(/\\([!-/:-@[-`{-~])/g, '$1')
     .replace(/\s+/g, ' ')
     .trim();
 }

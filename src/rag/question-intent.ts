@@ -76,6 +76,8 @@ export function questionIntent(question: string): QuestionIntent {
   // Nor is the asker's own case, a number with its unit ("I have been here 6 years, how much leave…").
   const unitsNamed = q
     .replace(PERIOD_EN, ' ')
+    // …nor a point in time ("until the same time next year").
+    .replace(/\b(?:next|last|this|previous|coming|following) (?:hour|day|week|month|year)\b/g, ' ')
     .replace(/\b\d+(?:\.\d+)?[\s-]*(?:hours?|days?|weeks?|months?|years?|minutes?|nights?)\b/g, ' ');
   // "the max number of … hours" asks "how many hours" too.
   const countAsked = /\bhow (?:many|much|long)\b|\bnumber of\b/.test(q);

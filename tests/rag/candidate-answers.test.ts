@@ -132,6 +132,8 @@ describe('typed values and question intent', () => {
     expect(questionIntent('How much more will I earn if I move up a level?').kinds[0]).toBe('money');
     expect(questionIntent('一个月最多能加多少个钟头的班？').units).toEqual(['小时']);
     expect(questionIntent("What's the max number of flex hours I can have saved up?").units).toEqual(['hour']);
+    // "next year" is a point in time, not the unit asked for.
+    expect(questionIntent('How much do I have left until the same time next year?').units).toEqual([]);
   });
 });
 
@@ -146,6 +148,7 @@ describe('answer units and candidates', () => {
       'Carried-over days expire on 1 July.',
     ]);
     expect(plainText('See the **[portal](https://x.example)** and `vpn`.')).toBe('See the portal and vpn.');
+    expect(plainText('You will have 8 weeks until March 2023\\. Costs 5\\* 2 \\[approx\\]')).toBe('You will have 8 weeks until March 2023. Costs 5* 2 [approx]');
   });
 
   it('joins hard-wrapped lines of a paragraph or list item, so a sentence or a link may cross a line break', () => {
