@@ -23,6 +23,7 @@ import { cosine } from './bag-encoder.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { answerByCase } from './answer-cases.ts';
 import { kindsMissing } from './named-kinds.ts';
+import { standaloneQuestion } from './follow-up.ts';
 
 /** The model's view of the candidates: higher means the model finds it the likelier answer. */
 export interface CandidateScorer {
@@ -110,15 +111,17 @@ export class CandidateAnswerer implements Answerer {
    */
   async decide(request: AnswerRequest): Promise<{ sources: Source[]; chosen: ChosenAnswer | undefined; confident: boolean }> {
     const filter = this.options.filterFor?.(request);
-    const hits = await this.options.kb.retrieve(request.question, this.options.passages ?? 4, filter ? { filter } : {});
+    // "那管理岗呢？" after "试用期多长？": searched and answered as one question (follow-up.ts).
+    const asked = { ...request, question: standaloneQuestion(request.question, request.history) };
+    const hits = await this.options.kb.retrieve(asked.question, this.options.passages ?? 4, filter ? { filter } : {});
     const sources: Source[] = hits.map(({ source, title, text, score }) => ({ source, title, text, score }));
-    const chosen = sources.length ? await this.choose(request, sources) : undefined;
+    const chosen = sources.length ? await this.choose(asked, sources) : undefined;
     // The "don't know" gate: a best supporting sentence that matches the question this weakly is
     // more often the wrong fact than the right one (measured, docs/fine-tuning.md).
     const supported = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
     // …and a passage about another kind of leave or fee than the one asked about answers nothing.
     const cited = chosen && sources[chosen.citation - 1];
-    const confident = supported && cited !== undefined && kindsMissing(request.question, `${cited.title} ${cited.text}`).length === 0;
+    const confident = supported && cited !== undefined && kindsMissing(asked.question, `${cited.title} ${cited.text}`).length === 0;
     return { sources, chosen, confident };
   }
 
