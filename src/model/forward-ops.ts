@@ -31,8 +31,20 @@ export interface ForwardOptions {
   dropoutSeed?: number;
 }
 
-/** The linear projections of a block, by the names of their weights (`transformer.h.<i>.<site>.weight`). */
-export type ProjectionSite = 'attn.c_attn' | 'attn.c_proj' | 'mlp.c_fc' | 'mlp.c_proj';
+/**
+ * The linear projections of a block, by the names of their weights: `transformer.h.<i>.<site>.weight`
+ * (gpt) or `model.layers.<i>.<site>.weight` (llama).
+ */
+export type ProjectionSite = GptProjectionSite | LlamaProjectionSite;
+export type GptProjectionSite = 'attn.c_attn' | 'attn.c_proj' | 'mlp.c_fc' | 'mlp.c_proj';
+export type LlamaProjectionSite =
+  | 'self_attn.q_proj'
+  | 'self_attn.k_proj'
+  | 'self_attn.v_proj'
+  | 'self_attn.o_proj'
+  | 'mlp.gate_proj'
+  | 'mlp.up_proj'
+  | 'mlp.down_proj';
 
 export interface ProjectionHookContext {
   layer: number;
