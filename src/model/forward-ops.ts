@@ -88,7 +88,7 @@ export interface ForwardOps {
   linearGelu(x: Tensor, weight: Tensor, bias?: Tensor): Tensor;
   /** softmax(q·kT/√hs, causal from `past`)·v for the KV-cache layout (q [B, H, T, hs], kT [B, H, hs, S]); never trains. */
   causalAttention(q: Tensor, kT: Tensor, v: Tensor, past: number): Tensor;
-  /** The tied output projection x [N, C] · wteᵀ -> [N, V]. */
+  /** The output projection x [N, C] · wteᵀ -> [N, V] for a [V, C] table (tied embeddings, or llama's lm_head). */
   head(x: Tensor, wte: Tensor): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar;
   /** The pass's ops with the model's dropout at `rate` (0: none), masks reproducible from `seed`. */
