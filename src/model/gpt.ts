@@ -278,15 +278,17 @@ export class GPT {
     // Adapters' own stream, so attaching one leaves the model's masks as they were.
     const adapterMasks = new SeededDropout(seed * 1000 + 500);
     const adapterDropout = (x: Tensor, rate: number) => (training ? adapterMasks.apply(x, rate) : x);
-    const linear = this.invFreq ? linearOutIn : ops.linear;
+    const llama = isLlamaArch(this.config);
+    // llama's matrices are [out, in] (Hugging Face's layout), gpt's [in, out].
+    const linear = llama ? linearOutIn : ops.linear;
     const project = (layer: number, site: ProjectionSite, x: Tensor): Tensor => {
       const h = this.names.layer(layer);
       const y = linear(x, p.get(`${h}.${site}.weight`)!, p.get(`${h}.${site}.bias`));
       return hook ? hook(x, y, { layer, site, params: p, training, dropout: adapterDropout }) : y;
     };
-    const s: Step = { ops, p, pass, hook, project, cache, rotary: this.invFreq && ropeTables(this.invFreq, past, T) };
+    const s: Step = { ops, p, pass, hook, project, cache, rotary: llama ? ropeTables(this.invFreq!, past, T) : undefined };
     // The native whole-block kernels are GPT blocks.
-    const gpt = !this.invFreq;
+    const gpt = !llama;
     const decode = gpt && ops.decodeLayer && cache && B === 1 && T === 1 && past > 0 && cache.past.length === nLayer && !hook;
     let x = pass.dropEmbeddings(this.embed(p, idx, past));
     for (let i = 0; i < nLayer; i++) {
@@ -311,7 +313,7 @@ export class GPT {
   /** Token embeddings, plus learned positions (gpt; llama's positions are RoPE's, in attention). */
   private embed(p: Params, idx: Tensor, past: number): Tensor {
     const tok = tf.gather(p.get(this.names.embed)!, idx); // [B, T, C]
-    if (this.invFreq) return tok;
+    if (isLlamaArch(this.config)) return tok;
     const pos = tf.slice(p.get('transformer.wpe.weight')!, [past, 0], [idx.shape[1]!, -1]); // [T, C]
     return tf.add(tok, pos);
   }
