@@ -31,8 +31,20 @@ export interface ForwardOptions {
   dropoutSeed?: number;
 }
 
-/** The linear projections of a block, by the names of their weights (`transformer.h.<i>.<site>.weight`). */
-export type ProjectionSite = 'attn.c_attn' | 'attn.c_proj' | 'mlp.c_fc' | 'mlp.c_proj';
+/**
+ * The linear projections of a block, by the names of their weights: `transformer.h.<i>.<site>.weight`
+ * (gpt) or `model.layers.<i>.<site>.weight` (llama).
+ */
+export type ProjectionSite = GptProjectionSite | LlamaProjectionSite;
+export type GptProjectionSite = 'attn.c_attn' | 'attn.c_proj' | 'mlp.c_fc' | 'mlp.c_proj';
+export type LlamaProjectionSite =
+  | 'self_attn.q_proj'
+  | 'self_attn.k_proj'
+  | 'self_attn.v_proj'
+  | 'self_attn.o_proj'
+  | 'mlp.gate_proj'
+  | 'mlp.up_proj'
+  | 'mlp.down_proj';
 
 export interface ProjectionHookContext {
   layer: number;
@@ -76,7 +88,7 @@ export interface ForwardOps {
   linearGelu(x: Tensor, weight: Tensor, bias?: Tensor): Tensor;
   /** softmax(q·kT/√hs, causal from `past`)·v for the KV-cache layout (q [B, H, T, hs], kT [B, H, hs, S]); never trains. */
   causalAttention(q: Tensor, kT: Tensor, v: Tensor, past: number): Tensor;
-  /** The tied output projection x [N, C] · wteᵀ -> [N, V]. */
+  /** The output projection x [N, C] · wteᵀ -> [N, V] for a [V, C] table (tied embeddings, or llama's lm_head). */
   head(x: Tensor, wte: Tensor): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar;
   /** The pass's ops with the model's dropout at `rate` (0: none), masks reproducible from `seed`. */

@@ -1,17 +1,26 @@
 /**
  * A decoder-only transformer that reads like nanoGPT's model.py: a config object, pre-norm blocks
- * of causal self-attention and an MLP, learned positions, tied input/output embeddings, GPT-2
- * style initialisation, dropout.
+ * of causal self-attention and an MLP, GPT-2 style initialisation, dropout. One forward for two
+ * families (config.ts has the table):
  *
- * The model is functional: parameters live in a name -> tensor map (names follow GPT-2's
- * checkpoints, weights stored [in, out] like GPT-2's Conv1D), and `forward` takes that map, so
- * gradients are taken with respect to plain tensors and optimizers swap tensors in and out.
+ *   x = embed(ids) (+ learned positions: gpt)
+ *   per layer:  x += out_proj(attention(qkv(norm₁(x))))       qkv: gpt's fused c_attn, or llama's
+ *               x += mlp(norm₂(x))                               q/k/v (+ q/k norm, RoPE, repeat_kv)
+ *   logits = head(norm(x))                                     mlp: GELU (gpt) or SwiGLU (llama)
+ *
+ * The model is functional: parameters live in a name -> tensor map, and `forward` takes that map,
+ * so gradients are taken with respect to plain tensors and optimizers swap tensors in and out.
+ * gpt's names follow GPT-2's checkpoints (weights [in, out] like GPT-2's Conv1D); llama's are a
+ * Hugging Face checkpoint's, names and [out, in] layout (llama-config.ts' table), so an imported
+ * Llama/Qwen checkpoint's tensors are this model's parameters as they are.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
-import { type GPTConfig, validateConfig, countParameters } from './config.ts';
+import { type GPTConfig, type LlamaArchConfig, validateConfig, countParameters, isLlamaArch, toLlamaConfig } from './config.ts';
+import { expectedLlamaTensors, ropeInverseFrequencies } from './import/llama-config.ts';
+import { linearOutIn, repeatKv, rmsNorm, rope, ropeTables, swiglu } from './ops.ts';
 import { Random } from './random.ts';
-import { SeededDropout, splitHeads, mergeHeads, type BlockWeights, type ForwardOps, type ForwardOptions, type KVCache, type LayerCache, type Params, type ProjectionHook, type ProjectionSite } from './forward-ops.ts';
+import { SeededDropout, splitHeads, mergeHeads, type BlockWeights, type ForwardOps, type ForwardOptions, type KVCache, type LayerCache, type Params, type PassOps, type ProjectionHook, type ProjectionSite } from './forward-ops.ts';
 import { PORTABLE_FORWARD_OPS } from './portable-forward-ops.ts';
 import { NATIVE_FORWARD_OPS } from './native/forward-ops.ts';
 
@@ -27,6 +36,7 @@ export interface ParamSpec {
 
 /** The parameters of a configuration, in a stable order. */
 export function parameterSpecs(config: GPTConfig): ParamSpec[] {
+  if (isLlamaArch(config)) return llamaParameterSpecs(config);
   const { vocabSize: V, blockSize, nLayer, nEmbd: C, bias } = config;
   const specs: ParamSpec[] = [
     { name: 'transformer.wte.weight', shape: [V, C], decay: true, init: 'normal' },
@@ -53,6 +63,44 @@ export function parameterSpecs(config: GPTConfig): ParamSpec[] {
   return specs;
 }
 
+/**
+ * The llama family's parameters are the imported models' tensor table (llama-config.ts), so the
+ * two cannot drift apart; the projections into the residual stream get GPT-2's scaled init.
+ */
+function llamaParameterSpecs(config: LlamaArchConfig): ParamSpec[] {
+  return [...expectedLlamaTensors(toLlamaConfig(config))].map(([name, shape]) => {
+    if (shape.length === 2) return { name, shape, decay: true, init: /\.(o_proj|down_proj)\.weight$/.test(name) ? 'residual' : 'normal' };
+    return { name, shape, decay: false, init: name.endsWith('.bias') ? 'zeros' : 'ones' };
+  });
+}
+
+/** Where each family keeps the tensors the shared layer loop reads. */
+interface Names {
+  embed: string;
+  layer(i: number): string;
+  norm1: string;
+  norm2: string;
+  finalNorm: string;
+  /** The untied output head; undefined: the embedding table. */
+  head?: string;
+}
+
+const GPT_NAMES: Names = { embed: 'transformer.wte.weight', layer: (i) => `transformer.h.${i}`, norm1: 'ln_1', norm2: 'ln_2', finalNorm: 'transformer.ln_f' };
+const LLAMA_NAMES: Names = { embed: 'model.embed_tokens.weight', layer: (i) => `model.layers.${i}`, norm1: 'input_layernorm', norm2: 'post_attention_layernorm', finalNorm: 'model.norm' };
+
+/** One forward pass's context, handed to the pieces of the layer loop. */
+interface Step {
+  ops: ForwardOps;
+  p: Params;
+  pass: PassOps;
+  hook: ProjectionHook | undefined;
+  /** Layer i's linear projection at `site` (its adapter applied). */
+  project(layer: number, site: ProjectionSite, x: Tensor): Tensor;
+  cache: CacheStep | undefined;
+  /** RoPE's cos and sin for this pass's positions (llama). */
+  rotary: { cos: Tensor; sin: Tensor } | undefined;
+}
+
 export class GPT {
   readonly config: GPTConfig;
   readonly specs: ParamSpec[];
@@ -65,9 +113,17 @@ export class GPT {
    */
   fusedOnNative = true;
 
+  /** Where this family keeps its tensors. */
+  private readonly names: Names;
+  /** RoPE's inverse frequencies, scaling applied (llama; the inference engine's own function). */
+  private readonly invFreq: Float64Array | undefined;
+
   constructor(config: GPTConfig, params: Params) {
     this.config = validateConfig(config);
     this.specs = parameterSpecs(this.config);
+    const c = this.config;
+    this.names = !isLlamaArch(c) ? GPT_NAMES : c.tiedHead ? LLAMA_NAMES : { ...LLAMA_NAMES, head: 'lm_head.weight' };
+    this.invFreq = isLlamaArch(c) ? ropeInverseFrequencies(c) : undefined;
     for (const s of this.specs) {
       const t = params.get(s.name);
       if (!t) throw new Error(`Missing parameter ${s.name}`);
@@ -206,9 +262,10 @@ export class GPT {
   }
 
   /**
-   * Embeddings + blocks + final norm: [B, T, C]. The one layer loop of every backend; it leaves
-   * the op set's generic path only for the native kernels that do a whole block at once, and
-   * only where nothing has to see inside the block (an adapter hook, the cache being written).
+   * Embeddings + blocks + final norm: [B, T, C]. The one layer loop of both families and every
+   * backend; it leaves the op set's generic path only for the native kernels that do a whole GPT
+   * block at once, and only where nothing has to see inside the block (an adapter hook, the cache
+   * being written).
    */
   private trunk(ops: ForwardOps, p: Params, idx: Tensor, options: ForwardOptions, cache?: CacheStep): Tensor {
     const { nLayer, nHead } = this.config;
@@ -221,42 +278,96 @@ export class GPT {
     // Adapters' own stream, so attaching one leaves the model's masks as they were.
     const adapterMasks = new SeededDropout(seed * 1000 + 500);
     const adapterDropout = (x: Tensor, rate: number) => (training ? adapterMasks.apply(x, rate) : x);
+    const llama = isLlamaArch(this.config);
+    // llama's matrices are [out, in] (Hugging Face's layout), gpt's [in, out].
+    const linear = llama ? linearOutIn : ops.linear;
     const project = (layer: number, site: ProjectionSite, x: Tensor): Tensor => {
-      const h = `transformer.h.${layer}`;
-      const y = ops.linear(x, p.get(`${h}.${site}.weight`)!, p.get(`${h}.${site}.bias`));
+      const h = this.names.layer(layer);
+      const y = linear(x, p.get(`${h}.${site}.weight`)!, p.get(`${h}.${site}.bias`));
       return hook ? hook(x, y, { layer, site, params: p, training, dropout: adapterDropout }) : y;
     };
-    const decode = ops.decodeLayer && cache && B === 1 && T === 1 && past > 0 && cache.past.length === nLayer && !hook;
-    const tok = tf.gather(p.get('transformer.wte.weight')!, idx); // [B, T, C]
-    const pos = tf.slice(p.get('transformer.wpe.weight')!, [past, 0], [T, -1]); // [T, C]
-    let x = pass.dropEmbeddings(tf.add(tok, pos));
+    const s: Step = { ops, p, pass, hook, project, cache, rotary: llama ? ropeTables(this.invFreq!, past, T) : undefined };
+    // The native whole-block kernels are GPT blocks.
+    const gpt = !llama;
+    const decode = gpt && ops.decodeLayer && cache && B === 1 && T === 1 && past > 0 && cache.past.length === nLayer && !hook;
+    let x = pass.dropEmbeddings(this.embed(p, idx, past));
     for (let i = 0; i < nLayer; i++) {
-      const w = blockWeights(p, i);
       if (decode) {
-        const [y, kT, v] = ops.decodeLayer!(x, cache.past[i]!.kT, cache.past[i]!.v, w);
+        const [y, kT, v] = ops.decodeLayer!(x, cache.past[i]!.kT, cache.past[i]!.v, blockWeights(p, i));
         cache.out[i] = { kT, v };
         x = y;
         continue;
       }
-      const fused = !cache && !hook ? pass.block?.(x, w, i) : undefined;
+      const fused = gpt && !cache && !hook ? pass.block?.(x, blockWeights(p, i), i) : undefined;
       if (fused) {
         x = fused;
         continue;
       }
-      const qkv = project(i, 'attn.c_attn', ops.layerNorm(x, w.ln1w, w.ln1b));
-      const attended = cache ? cachedAttention(ops, qkv, nHead, i, cache) : pass.selfAttention(qkv, i);
-      x = tf.add(x, pass.dropResidual(project(i, 'attn.c_proj', attended), i, 'attention'));
-      const m = ops.layerNorm(x, w.ln2w, w.ln2b);
-      // An adapter on c_fc must see its output before GELU: no fused up-projection then.
-      const up = hook ? ops.gelu(project(i, 'mlp.c_fc', m)) : ops.linearGelu(m, w.fcw, w.fcb);
-      x = tf.add(x, pass.dropResidual(project(i, 'mlp.c_proj', up), i, 'mlp'));
+      const layer = this.names.layer(i);
+      x = tf.add(x, pass.dropResidual(this.attention(s, i, this.norm(s, x, `${layer}.${this.names.norm1}`)), i, 'attention'));
+      x = tf.add(x, pass.dropResidual(this.mlp(s, i, this.norm(s, x, `${layer}.${this.names.norm2}`)), i, 'mlp'));
     }
-    return ops.layerNorm(x, p.get('transformer.ln_f.weight')!, p.get('transformer.ln_f.bias'));
+    return this.norm(s, x, this.names.finalNorm);
   }
 
-  /** The tied output projection of x [.., C]: logits [N, V]. */
+  /** Token embeddings, plus learned positions (gpt; llama's positions are RoPE's, in attention). */
+  private embed(p: Params, idx: Tensor, past: number): Tensor {
+    const tok = tf.gather(p.get(this.names.embed)!, idx); // [B, T, C]
+    if (isLlamaArch(this.config)) return tok;
+    const pos = tf.slice(p.get('transformer.wpe.weight')!, [past, 0], [idx.shape[1]!, -1]); // [T, C]
+    return tf.add(tok, pos);
+  }
+
+  /** LayerNorm (gpt) or RMSNorm (llama) with the weights under `name`. */
+  private norm(s: Step, x: Tensor, name: string): Tensor {
+    const w = s.p.get(`${name}.weight`)!;
+    const c = this.config;
+    return isLlamaArch(c) ? rmsNorm(x, w, c.normEps) : s.ops.layerNorm(x, w, s.p.get(`${name}.bias`));
+  }
+
+  /** Causal self-attention of layer i over the normed stream h [B, T, C], output projection included. */
+  private attention(s: Step, i: number, h: Tensor): Tensor {
+    const llama = isLlamaArch(this.config);
+    const qkv = llama ? this.llamaQkv(s, i, h) : s.project(i, 'attn.c_attn', h);
+    const attended = s.cache ? cachedAttention(s.ops, qkv, this.config.nHead, i, s.cache) : s.pass.selfAttention(qkv, i);
+    return s.project(i, llama ? 'self_attn.o_proj' : 'attn.c_proj', attended);
+  }
+
+  /**
+   * Llama's queries, keys and values in GPT's fused layout [B, T, 3·H·d]: q/k/v projections,
+   * per-head q/k RMSNorm (Qwen3), RoPE at this pass's positions, and each key/value head repeated
+   * for its query heads (grouped-query attention), so attention and the KV cache are shared.
+   */
+  private llamaQkv(s: Step, i: number, h: Tensor): Tensor {
+    const c = this.config as LlamaArchConfig;
+    const [B, T] = h.shape as [number, number];
+    const { nHead: H, nKvHead: G, headDim: d } = c;
+    const { cos, sin } = s.rotary!;
+    const positioned = (site: ProjectionSite, heads: number, norm: string) => {
+      let y = tf.reshape(s.project(i, site, h), [B, T, heads, d]);
+      if (c.qkNorm) y = rmsNorm(y, s.p.get(`${this.names.layer(i)}.self_attn.${norm}.weight`)!, c.normEps);
+      return tf.reshape(rope(y, cos, sin), [B, T, heads * d]);
+    };
+    const q = positioned('self_attn.q_proj', H, 'q_norm');
+    const k = positioned('self_attn.k_proj', G, 'k_norm');
+    const v = s.project(i, 'self_attn.v_proj', h);
+    return tf.concat([q, repeatKv(k, G, H / G), repeatKv(v, G, H / G)], 2);
+  }
+
+  /** Layer i's MLP: GELU (gpt) or SwiGLU (llama). */
+  private mlp(s: Step, i: number, m: Tensor): Tensor {
+    if (isLlamaArch(this.config)) {
+      return s.project(i, 'mlp.down_proj', swiglu(s.project(i, 'mlp.gate_proj', m), s.project(i, 'mlp.up_proj', m)));
+    }
+    // An adapter on c_fc must see its output before GELU: no fused up-projection then.
+    const w = `${this.names.layer(i)}.mlp.c_fc`;
+    const up = s.hook ? s.ops.gelu(s.project(i, 'mlp.c_fc', m)) : s.ops.linearGelu(m, s.p.get(`${w}.weight`)!, s.p.get(`${w}.bias`));
+    return s.project(i, 'mlp.c_proj', up);
+  }
+
+  /** The output projection of x [.., C] (the embedding table when tied): logits [N, V]. */
   private head(ops: ForwardOps, p: Params, x: Tensor): Tensor {
-    return ops.head(tf.reshape(x, [-1, this.config.nEmbd]), p.get('transformer.wte.weight')!);
+    return ops.head(tf.reshape(x, [-1, this.config.nEmbd]), p.get(this.names.head ?? this.names.embed)!);
   }
 }
 

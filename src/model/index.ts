@@ -19,7 +19,7 @@ export {
   tokenizerFromJSON,
 } from './tokenizer/index.ts';
 export { GPT, type Params, type KVCache, parameterSpecs } from './gpt.ts';
-export { type GPTConfig, MODEL_SIZES, type ModelSizeName, validateConfig, countParameters } from './config.ts';
+export { type GPTConfig, type LlamaArchConfig, MODEL_SIZES, type ModelSizeName, validateConfig, countParameters, isLlamaArch, toLlamaConfig, fromLlamaConfig } from './config.ts';
 export {
   generate,
   generateAll,

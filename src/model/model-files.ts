@@ -1,7 +1,8 @@
 /**
  * A model folder: everything needed to run a model, side by side.
  *
- *   model.safetensors   weights (names as GPT-2's checkpoints, matrices stored [in, out])
+ *   model.safetensors   weights (gpt: names as GPT-2's checkpoints, matrices stored [in, out];
+ *                       llama arch: Hugging Face's names and [out, in] layout, gpt.ts)
  *   config.json         { format, model: GPTConfig, meta: {...} }
  *   tokenizer.json      the tokenizer (see tokenizer/)
  *

@@ -144,6 +144,64 @@ function composedLayerNorm(x: Tensor, weight: Tensor, bias?: Tensor, eps = 1e-5)
   });
 }
 
+/**
+ * RMSNorm over the last axis (the Llama family's norm): x / √(mean(x²) + eps) · weight, in float32
+ * as transformers' LlamaRMSNorm computes it. Composed tf ops: autodiff gives its gradient.
+ */
+export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight));
+}
+
+/** x · Wᵀ (+ bias) for W stored [out, in], as PyTorch's nn.Linear and Hugging Face checkpoints hold it. */
+export function linearOutIn(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  return linear(x, tf.transpose(weight), bias);
+}
+
+/** SwiGLU: silu(gate) · up, silu(g) = g · σ(g). */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  return tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
+}
+
+/**
+ * RoPE's rotation for positions past..past+T of heads `invFreq.length` · 2 wide: cos and sin
+ * [T, 1, d], each frequency's value repeated over the head's two halves (transformers' layout).
+ * Angles in float64, as the inference engine computes them.
+ */
+export function ropeTables(invFreq: Float64Array, past: number, T: number): { cos: Tensor; sin: Tensor } {
+  const half = invFreq.length;
+  const d = 2 * half;
+  const cos = new Float32Array(T * d);
+  const sin = new Float32Array(T * d);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = (past + t) * invFreq[i]!;
+      cos[t * d + i] = cos[t * d + i + half] = Math.cos(angle);
+      sin[t * d + i] = sin[t * d + i + half] = Math.sin(angle);
+    }
+  }
+  return { cos: tf.tensor3d(cos, [T, 1, d]), sin: tf.tensor3d(sin, [T, 1, d]) };
+}
+
+/** RoPE on x [B, T, H, d]: x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁] over the two halves. */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  return tf.tidy(() => {
+    const [x1, x2] = tf.split(x, 2, -1) as [Tensor, Tensor];
+    return tf.add(tf.mul(x, cos), tf.mul(tf.concat([tf.neg(x2), x1], -1), sin));
+  });
+}
+
+/**
+ * Grouped-query attention's keys or values for every query head: x [B, T, kvHeads · d] ->
+ * [B, T, kvHeads · group · d], each key/value head repeated for its `group` query heads
+ * (transformers' repeat_kv, before the heads are split).
+ */
+export function repeatKv(x: Tensor, kvHeads: number, group: number): Tensor {
+  if (group === 1) return x;
+  const [B, T, width] = x.shape as [number, number, number];
+  // Rank 3: tfjs has no gradient for a rank-5 tile.
+  return tf.reshape(tf.tile(tf.reshape(x, [B * T * kvHeads, 1, width / kvHeads]), [1, group, 1]), [B, T, width * group]);
+}
+
 const maskCache = new Map<string, Tensor>();
 
 /** Additive causal mask [n, past + n]: query i (at position past + i) sees keys 0..past + i. */

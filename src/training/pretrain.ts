@@ -41,6 +41,9 @@ const ModelShape = z.object({
   nEmbd: z.number().int().positive().optional(),
   dropout: z.number().min(0).max(1).optional(),
   bias: z.boolean().optional(),
+  /** llama sizes only: key/value heads and the SwiGLU MLP's width. */
+  nKvHead: z.number().int().positive().optional(),
+  intermediateSize: z.number().int().positive().optional(),
 });
 
 export const PretrainOptionsSchema = z.object({
@@ -58,7 +61,7 @@ export const PretrainOptionsSchema = z.object({
   tokenizer: z.string().default('bpe'),
   /** Vocabulary size when the tokenizer is trained here. */
   tokenizerVocabSize: z.number().int().min(260).default(4096),
-  /** A named size (tiny, nanogpt-cpu, gpt-10m, gpt-small) and/or explicit fields. */
+  /** A named size (tiny, nanogpt-cpu, gpt-10m, gpt-small, llama-cpu: config.ts' MODEL_SIZES) and/or explicit fields. */
   modelSize: z.string().default('nanogpt-cpu'),
   model: ModelShape.default({}),
   batchSize: z.number().int().positive().default(12),
@@ -92,12 +95,35 @@ export const PretrainOptionsSchema = z.object({
 export type PretrainOptions = z.input<typeof PretrainOptionsSchema>;
 type Resolved = z.output<typeof PretrainOptionsSchema>;
 
-/** nanoGPT's README "baby GPT on CPU" run on tinyshakespeare, characters as tokens. */
+/** nanoGPT's README "baby GPT on CPU" run on tinyshakespeare, characters as tokens (and its llama-arch twin). */
 export const PRETRAIN_PRESETS: Record<string, Partial<PretrainOptions>> = {
   'nanogpt-cpu': {
     tokenizer: 'char',
     modelSize: 'nanogpt-cpu',
     model: { blockSize: 64, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: false },
+    batchSize: 12,
+    gradAccumSteps: 1,
+    maxIters: 2000,
+    learningRate: 1e-3,
+    minLearningRate: 1e-4,
+    warmupIters: 100,
+    decayIters: 2000,
+    weightDecay: 0.1,
+    beta1: 0.9,
+    beta2: 0.99,
+    gradClip: 1.0,
+    evalInterval: 250,
+    evalIters: 20,
+    finalEvalIters: 200,
+  },
+  /**
+   * The same run with the Llama family's block at the same size (config.ts' `llama-cpu`: RMSNorm,
+   * RoPE, 4 query / 2 key-value heads, SwiGLU 384 wide, tied head).
+   */
+  'llama-cpu': {
+    tokenizer: 'char',
+    modelSize: 'llama-cpu',
+    model: { blockSize: 64, nLayer: 4, nHead: 4, nKvHead: 2, nEmbd: 128, intermediateSize: 384, dropout: 0 },
     batchSize: 12,
     gradAccumSteps: 1,
     maxIters: 2000,

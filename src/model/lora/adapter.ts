@@ -64,6 +64,8 @@ export function modelFingerprint(model: GPT): string {
   const h = createHash('sha256');
   const c = model.config;
   h.update(JSON.stringify([c.vocabSize, c.blockSize, c.nLayer, c.nHead, c.nEmbd, c.bias]));
+  // The llama family's options beyond the shapes (RoPE, norm eps...); a GPT's fingerprint is unchanged.
+  if (c.arch === 'llama') h.update(JSON.stringify(c));
   for (const name of model.paramNames) {
     const t = model.params.get(name)!;
     h.update(`${name}:${t.shape.join('x')};`);
@@ -363,6 +365,8 @@ export function assertSameBase(base: BaseModelIdentity, model: GPT, version?: st
 }
 
 function specsFor(c: LoraConfig, model: GPTConfig): { name: string; shape: [number, number]; kind: 'A' | 'B' }[] {
+  // The llama family's projection sites are hooked (gpt.ts) but their adapter tensors are not laid out yet.
+  if (model.arch === 'llama') throw new Error('LoRA adapters on the llama architecture are not supported yet (only on the gpt architecture)');
   const C = model.nEmbd;
   const dims: Record<LoraTarget, [number, number]> = {
     q: [C, C],

@@ -25,6 +25,9 @@ import { getLlama, type Llama } from 'node-llama-cpp';
 import { loadGgufChatModel, loadHfChatModel } from '../../../src/model/import/llama-checkpoint.ts';
 import { argmax, LlamaModel } from '../../../src/model/import/llama.ts';
 import { roundedChat, tinyChatModel, writeChatGguf, writeHfChatFolder, type TinyArch } from './tiny-llama.ts';
+import { tf, useBackend } from '../helpers.ts';
+import { GPT, parameterSpecs } from '../../../src/model/gpt.ts';
+import { fromLlamaConfig } from '../../../src/model/config.ts';
 
 let dir: string;
 let llama: Llama;
@@ -140,6 +143,17 @@ describe('Llama-family logits against llama.cpp', () => {
       console.log(`greedy ${arch} ${dtype}: ${same < 0 ? 'all identical' : `first difference at ${same}`}`);
       // Asserted where the rounding is llama.cpp's alone to F16 at most; BF16 and Q8_0 were identical too when measured (logged).
       if (dtype === 'F32' || dtype === 'F16') expect(greedy).toEqual(ref.greedy);
+      if (dtype === 'F32') {
+        // The trainable model (gpt.ts, arch 'llama') on the checkpoint's tensors as they are: llama.cpp's logits too.
+        await useBackend('wasm');
+        const config = fromLlamaConfig(base.config);
+        const trainable = new GPT(config, new Map(parameterSpecs(config).map((s) => [s.name, tf.keep(tf.tensor(base.weights.get(s.name)!, s.shape))])));
+        const logits = tf.tidy(() => trainable.forward(tf.tensor2d(Int32Array.from(ids), [1, ids.length], 'int32'))).dataSync() as Float32Array;
+        const t = compare(logits, ref.logits, V);
+        console.log(`llama.cpp parity, trainable ${arch}: max |Δlogit| ${t.maxAbs.toExponential(2)}, max relative ${t.maxRel.toExponential(2)}`);
+        expect(t.maxRel).toBeLessThan(bound);
+        trainable.dispose();
+      }
       if (arch === 'llama' && dtype === 'F32') {
         // Control: without the llama3 RoPE scaling the same weights are far from llama.cpp (the scaling is exercised).
         const unscaled = new LlamaModel({ ...base.config, ropeScaling: { type: 'none' } }, base.weights).forward(ids);
