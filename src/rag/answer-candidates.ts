@@ -148,6 +148,10 @@ export function answerUnits(text: string): string[] {
     // continues its lead-in sentence is read with it, so the unit says who may do what.
     if (item && leadIn && /^[a-z]/.test(sentences[0] ?? '')) sentences[0] = `${leadIn} ${sentences[0]}`;
     if (!item) leadIn = /^\s*#/.test(line) ? undefined : sentences.at(-1)?.match(/^(.{3,120}?)\s*:$/)?.[1];
+    // "LHR-Guest: for visitors; the password changes every Monday": the part after the semicolon
+    // is still about LHR-Guest, so it keeps the line's label.
+    const label = sentences[0]?.match(/^[^:：;；]{2,40}?(?:\s*:\s|：\s*)/u)?.[0];
+    if (label) for (let j = 1; j < sentences.length; j++) if (/^[a-z\p{Script=Han}]/u.test(sentences[j]!) && /[;；]$/u.test(sentences[j - 1]!)) sentences[j] = `${label}${sentences[j]}`;
     for (const s of sentences) if (s.length >= 2) out.push(s);
   }
   return out;

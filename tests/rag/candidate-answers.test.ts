@@ -180,6 +180,15 @@ describe('answer units and candidates', () => {
       'Next',
       'can stand alone',
     ]);
+    // What follows a semicolon in a labelled line is still about the label.
+    expect(answerUnits('- **LHR-Guest**: for visitors; the password changes every Monday.\n- 餐补：每天 ¥30；周末加班另计。\n- Note: see above; Also this.')).toEqual([
+      'LHR-Guest: for visitors;',
+      'LHR-Guest: the password changes every Monday.',
+      '餐补：每天 ¥30；',
+      '餐补：周末加班另计。',
+      'Note: see above;',
+      'Also this.',
+    ]);
     // Nor after "e.g." / "i.e.", and a clause never ends inside brackets.
     const cancel = 'You are responsible for cancelling all reservations (e.g. flight, hotel, rental car) if your event is not approved.';
     expect(answerUnits(cancel)).toEqual([cancel]);
