@@ -1,6 +1,6 @@
 /**
- * The kind of benefit, fee or leave a Chinese question names — 陪产假, 育儿假, 高温费, 失业金, 年终奖 —
- * and whether the passage an answer comes from names it too. A question about 陪产假 answered from
+ * The kind of benefit, fee or leave a question names — 陪产假, 育儿假, 高温费, 失业金, 年终奖, a
+ * "Christmas bonus" — and whether the passage an answer comes from names it too. A question about 陪产假 answered from
  * the 产假 rule ("98天") is the confident wrong answer a company bot must not give: the passage is
  * about another kind, however many words it shares. So the "don't know" gate refuses an answer
  * whose passage does not name the kind asked about.
@@ -8,9 +8,12 @@
  * A name is matched in order with up to two characters between (年假 is the 年休假 a rule writes,
  * 春节假 the 春节假期); the generic 请假 / 休假 / 放假 (a verb + 假) name no kind. Measured on every
  * split of the sample handbook's Chinese questions and the Chinese dev set: it withheld five wrong
- * answers to unanswerable questions and no right one (docs/fine-tuning.md).
+ * answers to unanswerable questions and no right one (docs/fine-tuning.md); the English names changed
+ * no answer on the English sets (all splits) and refuse "Do we get a Christmas bonus?", which was
+ * answered with the referral bonus.
  */
 import { CJK_RANGES } from '../model/text/cjk.ts';
+import { searchTerms } from './search-terms.ts';
 
 const KIND_SUFFIX = '假|费|金|险|奖|补贴|津贴';
 const NAMED = new RegExp(`([${CJK_RANGES}]{1,2})(${KIND_SUFFIX})`, 'gu');
@@ -21,9 +24,19 @@ const GENERIC = new Set(['免费', '收费', '付费', '花费', '消费', '保�
 /** A verb before 假 is asking for leave, not naming a kind of it. */
 const LEAVE_VERB = /[请休放]$/u;
 
-/** The kinds a question names ("老婆生孩子，男方能休几天陪产假？" → ["陪产假"]). */
+/**
+ * English names a kind with a noun before bonus, allowance, insurance…: "Christmas bonus" is not
+ * the "referral bonus" a passage describes. Leave is left out: askers name leave in their own
+ * words ("baby leave" for parental leave) far more often than the handbook does.
+ */
+const NAMED_EN = /\b([a-z]+)\s+(bonus(?:es)?|allowances?|stipends?|subsid(?:y|ies)|insurance|fees?)\b/giu;
+/** Words before the kind that say which one only as much as any: "my bonus", "the annual fee". */
+const NOT_NAME_EN = new Set(['a', 'an', 'the', 'my', 'our', 'your', 'any', 'some', 'this', 'that', 'what', 'which', 'much', 'many', 'extra', 'special', 'annual', 'yearly', 'monthly', 'daily', 'weekly', 'paid', 'company', 'of', 'for', 'get', 'is', 'there', 'total', 'maximum', 'max']);
+
+/** The kinds a question names ("老婆生孩子，男方能休几天陪产假？" → ["陪产假"], "Christmas bonus" → ["christmas"]). */
 export function namedKinds(question: string): string[] {
   const out: string[] = [];
+  for (const m of question.normalize('NFKC').toLowerCase().matchAll(NAMED_EN)) if (!NOT_NAME_EN.has(m[1]!) && !out.includes(m[1]!)) out.push(m[1]!);
   for (const m of question.normalize('NFKC').matchAll(NAMED)) {
     // A name holds no 的: "没休的假" is leave not taken, "夏天的高温费" names 高温费.
     const before = m[1]!.split('的').pop()!;
@@ -38,8 +51,12 @@ function escape(c: string): string {
   return c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** The kinds the question names that the text does not (each character in order, ≤ 2 between). */
+/** The kinds the question names that the text does not (Chinese: each character in order, ≤ 2 between; English: the word's stem). */
 export function kindsMissing(question: string, text: string): string[] {
   const t = text.normalize('NFKC');
-  return namedKinds(question).filter((name) => !new RegExp([...name].map(escape).join(`[${CJK_RANGES}]{0,2}`), 'u').test(t));
+  let words: Set<string> | undefined;
+  return namedKinds(question).filter((name) => {
+    if (/^[a-z]+$/.test(name)) return !(words ??= new Set(searchTerms(t, { stem: true }))).has(searchTerms(name, { stem: true })[0] ?? name);
+    return !new RegExp([...name].map(escape).join(`[${CJK_RANGES}]{0,2}`), 'u').test(t);
+  });
 }

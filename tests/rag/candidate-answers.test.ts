@@ -371,6 +371,12 @@ describe('the candidate answerer', () => {
     // 年假 is the 年休假 a rule writes: characters in order, up to two between.
     expect(kindsMissing('今年的年假能攒到明年吗？', '年休假一般不跨年度安排')).toEqual([]);
     expect(kindsMissing('男方能休几天陪产假？', '女职工生育享受98天产假')).toEqual(['陪产假']);
+    // English names the kind before bonus, allowance, insurance, fee: a Christmas bonus is not the referral bonus.
+    expect(namedKinds('Do we get a Christmas bonus? And my annual bonus?')).toEqual(['christmas']);
+    expect(kindsMissing('Do we get a Christmas bonus?', 'Employee referral bonus: €3,000 per hire')).toEqual(['christmas']);
+    expect(kindsMissing('Can I get my visa fees reimbursed?', 'Visa costs and fees are reimbursed')).toEqual([]);
+    // Leave is named in the asker's words too often ("baby leave") to refuse on it.
+    expect(namedKinds('After my baby leave ends, how long must I stay?')).toEqual([]);
     const maternity = new LocalKnowledgeBase(':memory:');
     await maternity.addPaths([tempFolder({ 'leave.md': '# 假期\n\n## 产假\n\n女职工生育享受98天产假，其中产前可以休假15天。\n' })]);
     const answerer = new CandidateAnswerer({ kb: maternity });
