@@ -91,6 +91,8 @@ export function searchTerms(text: string, options: TermOptions = {}): string[] {
     }
   }
   terms.push(...joinedSeparableVerbs(normalized));
+  // "HR的电话", "找HR": Chinese text writes the department 人力资源.
+  if (runs.length > 0 && /(?<![a-z])hr(?![a-z])/.test(normalized)) terms.push('人力资源', '人力', '资源');
   if (options.cjkUnigrams) for (const run of runs) for (const c of run) if (!SKIP.has(c)) terms.push(`#${c}`);
   return terms;
 }

@@ -132,6 +132,7 @@ describe('typed values and question intent', () => {
     expect(questionIntent('How much more will I earn if I move up a level?').kinds[0]).toBe('money');
     expect(questionIntent('一个月最多能加多少个钟头的班？').units).toEqual(['小时']);
     expect(questionIntent("What's the max number of flex hours I can have saved up?").units).toEqual(['hour']);
+    expect(questionIntent('HR的电话是多少？').kinds[0]).toBe('phone');
     // "next year" is a point in time, not the unit asked for.
     expect(questionIntent('How much do I have left until the same time next year?').units).toEqual([]);
   });

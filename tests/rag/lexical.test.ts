@@ -42,6 +42,12 @@ describe('search terms', () => {
     expect(searchTerms('加班费')).not.toContain('加费');
   });
 
+  it('reads HR in Chinese text as the 人力资源 the handbook writes, and only there', () => {
+    expect(searchTerms('HR的电话是多少？')).toEqual(expect.arrayContaining(['人力资源']));
+    expect(searchTerms('Who is my HR contact?')).not.toContain('人力资源');
+    expect(searchTerms('我的 HRBP 是谁')).not.toContain('人力资源');
+  });
+
   it('adds single Chinese characters, marked #, after the words and bigrams', () => {
     expect(searchTerms('生孩子休假', { cjkUnigrams: true })).toEqual(['孩子', '休假', '生孩', '孩子', '子休', '休假', '#生', '#孩', '#子', '#休', '#假']);
   });
