@@ -19,7 +19,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeGguf, type GgmlTypeName, type GgufTyped } from '../src/model/import/gguf.ts';
 import { LlamaModel, argmax, type LlamaWeight } from '../src/model/import/llama.ts';
-import { ggufChatTensorName } from '../src/model/import/llama-checkpoint.ts';
+import { ggufChatTensorName } from '../src/model/import/chat-gguf.ts';
 import { expectedLlamaTensors, llamaConfigFromHf, type LlamaConfig } from '../src/model/import/llama-config.ts';
 import type { WeightMatrix } from '../src/model/import/weights.ts';
 
