@@ -217,7 +217,7 @@ const FILE_TYPE: Record<ChatGgufType, number> = { F32: 0, F16: 1, Q8_0: 7, BF16:
 const GGML_QUANT_VERSION = 2;
 
 /** A matrix's bytes in `type`: the held bits when they already are (bf16, f16, Q8_0's own blocks), else converted. */
-function matrixBytes(w: WeightMatrix, type: ChatGgufType): Uint8Array {
+export function encodeMatrix(w: WeightMatrix, type: ChatGgufType): Uint8Array {
   const asBytes = (a: Float32Array | Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   switch (type) {
     case 'F32':
@@ -326,7 +326,7 @@ export function chatGgufLayout(source: ChatGgufSource, type: ChatGgufType): { me
       data: () => {
         let m = w instanceof Float32Array ? f32Matrix(w, rows, cols) : w;
         if (permute) m = permuteWeightRows(m, permutedRow(heads, rows));
-        return matrixBytes(m, tensorType);
+        return encodeMatrix(m, tensorType);
       },
     });
   }
