@@ -1,10 +1,14 @@
 import { formatMetrics } from '../training/jobs/job-format.ts';
+import path from 'node:path';
 import type { Actor, Answerer, BotStore, Logger, ModelService } from '../core/index.ts';
 import type { Bot } from '../core/index.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
 import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
 import { inspectImport } from '../model/import/inspect-import.ts';
+import { exportChatModel, EXPORT_DTYPES, EXPORT_FORMATS, type ExportDtype, type ExportFormat } from '../model/import/chat-export.ts';
+
+export { EXPORT_DTYPES, EXPORT_FORMATS, type ExportDtype, type ExportFormat };
 import { inspectChatModelVersion, loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
 import { WorkerChatModel, type ChatWorkerInput } from '../model/import/worker-chat-model.ts';
 import type { TokenGenerator } from '../model/import/chat-generation.ts';
@@ -153,6 +157,34 @@ export class RegistryModelService implements ModelService {
       `Pooling: ${d.poolingSource}.`,
       licence,
       `Use it for retrieval: teamllm kb reindex --encoder ${v.version}; compare with teamllm eval retrieval --encoder ${v.version}.`,
+    ].join('\n');
+  }
+
+  /**
+   * `teamllm model export <version> --format hf|gguf <dir>`: an imported chat model written out in
+   * the ecosystem's formats (model/import/chat-export.ts), into a new or empty folder.
+   */
+  async exportModel(version: string, options: { format: ExportFormat; dtype?: ExportDtype; target: string }, actor: Actor): Promise<string> {
+    const entry = await this.options.registry.get(version);
+    if (!entry) throw new Error(`No model version ${version} (see teamllm model list)`);
+    if (options.format === 'peft') throw new Error('--format peft: not yet: needs a LoRA adapter on an imported base');
+    if (entry.kind === 'encoder') throw new Error(`${version} is an imported encoder: export writes imported chat models (--format hf or gguf); the encoder's files are in ${this.options.registry.dir(version)}`);
+    if (entry.kind !== 'chat') {
+      throw new Error(`${version} was trained here (teamllm's own model, not a Llama-family one): export writes imported chat models (--format hf or gguf); its files (model.safetensors, config.json, tokenizer.json) are in ${this.options.registry.dir(version)}`);
+    }
+    await this.options.registry.assertIntact(version);
+    const result = await exportChatModel(this.options.registry.dir(version), options.format, options.target, { ...(options.dtype ? { dtype: options.dtype } : {}), name: entry.name ?? `teamllm-${version}` });
+    await this.options.store.audit({ actor: actor.id, action: 'model-export', detail: { version, format: result.format, dtype: result.dtype, target: path.resolve(options.target) } });
+    const mib = result.files.reduce((n, f) => n + f.bytes, 0) / 2 ** 20;
+    const check =
+      result.format === 'gguf'
+        ? `Check it: llama-cli -m ${path.join(result.dir, result.files.find((f) => f.file.endsWith('.gguf'))!.file)} (llama.cpp), or an Ollama Modelfile with FROM and the path (docs/open-chat-models.md).`
+        : `Check it: teamllm model import ${result.dir} gives the same answers; transformers' AutoModelForCausalLM.from_pretrained reads it.`;
+    return [
+      `Exported ${version}${entry.name ? ` "${entry.name}"` : ''} as ${result.format === 'hf' ? 'a Hugging Face folder' : 'GGUF'} (${result.dtype}) to ${result.dir}: ${result.files.map((f) => f.file).join(', ')} (${mib.toFixed(1)} MiB).`,
+      ...result.notes.map((n) => `Note: ${n}.`),
+      `Licence recorded at import: ${entry.licence ?? 'unknown'} (its README/LICENSE files are in the folder).`,
+      check,
     ].join('\n');
   }
 
