@@ -70,6 +70,8 @@ export interface LlamaCppOptions {
   kvCacheType?: 'F16' | 'F32';
   /** CPU threads llama.cpp evaluates with (default node-llama-cpp's: every core). */
   threads?: number;
+  /** llama.cpp's flash attention (default its own choice). */
+  flashAttention?: boolean;
 }
 
 export class LlamaCppChatModel implements HeldChatModel {
@@ -158,6 +160,7 @@ export class LlamaCppChatModel implements HeldChatModel {
         contextSize,
         sequences: 1,
         ...(options.threads !== undefined ? { threads: options.threads } : {}),
+        ...(options.flashAttention !== undefined ? { flashAttention: options.flashAttention } : {}),
         ...(options.kvCacheType ? { experimentalKvCacheKeyType: options.kvCacheType, experimentalKvCacheValueType: options.kvCacheType } : {}),
       });
       return { model: new LlamaCppChatModel(model, context, { maxPositions: context.contextSize }, file, llama.gpu), exported: written, notes };
