@@ -8,7 +8,7 @@
  * batched pass), decode tokens/s (one token at a time through the KV cache, --decode tokens), and
  * the peak RSS of the process. Each engine x precision runs in a process of its own (so that its
  * peak RSS is its own), with --threads threads: teamllm f32 (OpenBLAS), bf16, int8 (per channel);
- * llama.cpp F16, BF16, Q8_0 from GGUF files written with our GGUF writer (src/model/import/gguf.ts)
+ * llama.cpp F16, BF16, Q8_0 from GGUF files written with our GGUF writer (src/model/import/chat-gguf.ts)
  * into --dir (deleted afterwards). llama.cpp runs with its defaults otherwise (mmap, F16 KV cache).
  * The last line on stdout is the key=value summary.
  */
@@ -17,9 +17,9 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { encodeGguf, type GgmlTypeName, type GgufTyped } from '../src/model/import/gguf.ts';
+import type { GgmlTypeName } from '../src/model/import/gguf.ts';
 import { LlamaModel, argmax, type LlamaWeight } from '../src/model/import/llama.ts';
-import { ggufChatTensorName } from '../src/model/import/llama-checkpoint.ts';
+import { encodeChatGguf, type GgufVocabulary } from '../src/model/import/chat-gguf.ts';
 import { expectedLlamaTensors, llamaConfigFromHf, type LlamaConfig } from '../src/model/import/llama-config.ts';
 import type { WeightMatrix } from '../src/model/import/weights.ts';
 
@@ -160,43 +160,28 @@ async function runLlamaCpp(file: string, config: LlamaConfig, promptLen: number,
   return result;
 }
 
-/** A GGUF file of the shape (qwen2 or llama arch, random weights, a filler vocabulary of the right size). */
+/** A GGUF file of the shape (qwen2 or llama arch, random weights, a filler vocabulary of the right size), written by src's chat GGUF writer. */
 function writeGguf(file: string, shapeName: string, config: LlamaConfig, dtype: GgmlTypeName): void {
-  const arch = config.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'llama';
-  const u32 = (value: number): GgufTyped => ({ type: 'u32', value });
-  const f32 = (value: number): GgufTyped => ({ type: 'f32', value });
   const tokens = Array.from({ length: config.vocabSize }, (_, i) => (i === 0 ? 'p' : i === 1 ? 'a' : i === 2 ? 'pa' : `t${i}`));
-  const meta: [string, GgufTyped][] = [
-    ['general.architecture', { type: 'string', value: arch }],
-    ['general.name', { type: 'string', value: `random-${shapeName}` }],
-    ['general.file_type', u32({ F32: 0, F16: 1, Q8_0: 7, BF16: 32 }[dtype])],
-    [`${arch}.context_length`, u32(config.maxPositions)],
-    [`${arch}.embedding_length`, u32(config.hidden)],
-    [`${arch}.block_count`, u32(config.layers)],
-    [`${arch}.feed_forward_length`, u32(config.intermediate)],
-    [`${arch}.attention.head_count`, u32(config.heads)],
-    [`${arch}.attention.head_count_kv`, u32(config.kvHeads)],
-    [`${arch}.rope.freq_base`, f32(config.ropeTheta)],
-    [`${arch}.attention.layer_norm_rms_epsilon`, f32(config.rmsNormEps)],
-    ...(arch === 'llama' ? ([[`${arch}.rope.dimension_count`, u32(config.headDim)], [`${arch}.vocab_size`, u32(config.vocabSize)]] as [string, GgufTyped][]) : []),
-    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
-    ['tokenizer.ggml.pre', { type: 'string', value: arch === 'qwen2' ? 'qwen2' : 'llama-bpe' }],
-    ['tokenizer.ggml.tokens', { type: 'array', of: 'string', value: tokens }],
-    ['tokenizer.ggml.token_type', { type: 'array', of: 'i32', value: tokens.map(() => 1) }],
-    ['tokenizer.ggml.merges', { type: 'array', of: 'string', value: ['p a'] }],
-    ['tokenizer.ggml.eos_token_id', u32(config.vocabSize - 1)],
-    ['tokenizer.ggml.bos_token_id', u32(config.vocabSize - 2)],
-    ['tokenizer.ggml.add_bos_token', { type: 'bool', value: false }],
-  ];
+  const vocabulary: GgufVocabulary = {
+    tokens,
+    types: tokens.map(() => 1),
+    merges: ['p a'],
+    pre: config.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'llama-bpe',
+    eosId: config.vocabSize - 1,
+    bosId: config.vocabSize - 2,
+    addBos: false,
+  };
   const next = uniform(7);
-  const tensors = [...expectedLlamaTensors(config)].map(([hf, shape]) => {
+  const weights = new Map<string, Float32Array>();
+  for (const [hf, shape] of expectedLlamaTensors(config)) {
     const size = shape.reduce((a, b) => a * b, 1);
     const a = hf.includes('embed_tokens') ? 0.05 : shape.length === 2 ? Math.sqrt(3 / shape[1]!) : 0.1;
     const data = new Float32Array(size);
     for (let i = 0; i < size; i++) data[i] = shape.length === 1 && !hf.endsWith('bias') ? 1 + a * next() : a * next();
-    return { name: ggufChatTensorName(hf)!, shape, data, type: (shape.length === 2 ? dtype : 'F32') as GgmlTypeName };
-  });
-  writeFileSync(file, encodeGguf(meta, tensors));
+    weights.set(hf, data);
+  }
+  writeFileSync(file, encodeChatGguf({ config, weights, vocabulary, name: `random-${shapeName}` }, dtype));
 }
 
 export async function run(argv: string[]): Promise<void> {

@@ -96,6 +96,10 @@ export const CONFIG_KEYS = {
     schema: z.enum(['worker', 'main']),
     help: "where an imported chat model runs: worker (default: a worker thread, so generation never holds the bot's event loop) or main (the bot's own thread)",
   },
+  TEAMLLM_SERVING_ENGINE: {
+    schema: z.enum(['teamllm', 'llama.cpp']),
+    help: "what generates an imported chat model's answers: teamllm (default: its own engine, the one that trains) or llama.cpp (node-llama-cpp on the version's GGUF export, its CUDA/Vulkan/Metal build where installed; teamllm's engine when node-llama-cpp is not installed)",
+  },
   TEAMLLM_CHANNEL_KB: {
     schema: z.string().transform((s, ctx) => {
       const bindings: Record<string, string> = {};
@@ -196,6 +200,8 @@ export interface Config {
   answerDecoding: 'candidates' | 'model' | 'extractive' | 'free';
   /** Where an imported chat model's forward runs: a worker thread (default) or the main thread. */
   chatModelThread: 'worker' | 'main';
+  /** What generates an imported chat model's answers (TEAMLLM_SERVING_ENGINE). */
+  servingEngine: 'teamllm' | 'llama.cpp';
   sampleKnowledgeBase: boolean;
   /** `platform:channel` -> knowledge base name. */
   channelKnowledgeBases: Record<string, string>;
@@ -323,6 +329,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     },
     answerDecoding: (parsed.TEAMLLM_ANSWER_DECODING as Config['answerDecoding'] | undefined) ?? 'candidates',
     chatModelThread: (parsed.TEAMLLM_CHAT_MODEL_THREAD as Config['chatModelThread'] | undefined) ?? 'worker',
+    servingEngine: (parsed.TEAMLLM_SERVING_ENGINE as Config['servingEngine'] | undefined) ?? 'teamllm',
     // A company's own documents replace the sample handbook.
     sampleKnowledgeBase: (parsed.TEAMLLM_SAMPLE_KB as boolean | undefined) ?? !parsed.TEAMLLM_QUICKSTART_DOCS,
     channelKnowledgeBases: (parsed.TEAMLLM_CHANNEL_KB as Record<string, string> | undefined) ?? {},

@@ -1,13 +1,18 @@
 import { formatMetrics } from '../training/jobs/job-format.ts';
+import path from 'node:path';
 import type { Actor, Answerer, BotStore, Logger, ModelService } from '../core/index.ts';
 import type { Bot } from '../core/index.ts';
 import type { LoadedModel } from '../model/loaded-model.ts';
 import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model/registry.ts';
 import { ServedModels } from '../model/lora/served-models.ts';
 import { inspectImport } from '../model/import/inspect-import.ts';
+import { exportChatModel, EXPORT_DTYPES, EXPORT_FORMATS, type ExportDtype, type ExportFormat } from '../model/import/chat-export.ts';
+
+export { EXPORT_DTYPES, EXPORT_FORMATS, type ExportDtype, type ExportFormat };
 import { inspectChatModelVersion, loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
 import { WorkerChatModel, type ChatWorkerInput } from '../model/import/worker-chat-model.ts';
-import type { TokenGenerator } from '../model/import/chat-generation.ts';
+import type { HeldChatModel, TokenGenerator } from '../model/import/chat-generation.ts';
+import { LlamaCppChatModel, type LlamaCppOptions } from '../model/import/llama-cpp-chat-model.ts';
 import type { ChatDtype, LoadedChatModel } from '../model/import/llama-checkpoint.ts';
 
 export interface RegistryModelServiceOptions {
@@ -26,6 +31,12 @@ export interface RegistryModelServiceOptions {
    * options), so its forward passes never hold the event loop; false: on this thread (tools, tests).
    */
   chatWorker?: boolean | Omit<ChatWorkerInput, 'dir'>;
+  /**
+   * What generates an imported chat model's answers: 'teamllm' (default: its own engine, where
+   * chatWorker says) or llama.cpp through node-llama-cpp on the version's GGUF export (with
+   * llama.cpp's options); without node-llama-cpp, one logged line and teamllm's engine.
+   */
+  servingEngine?: 'teamllm' | ({ engine: 'llama.cpp' } & Partial<Omit<LlamaCppOptions, 'name'>>);
   /** Serves when no version is promoted: the retrieval-only answerer. */
   fallback: Answerer;
   /** Answers still streaming on a replaced model finish before its weights are freed. */
@@ -79,9 +90,11 @@ export type ServedChat = Omit<LoadedChatModel, 'model'> & { model: LoadedChatMod
 export class RegistryModelService implements ModelService {
   private active: { version: string } | undefined;
   /** The imported chat model in memory (one at a time; answers in flight keep theirs until they finish). */
-  private chat: { key: string; loaded: ServedChat; worker?: WorkerChatModel } | undefined;
-  /** Workers of replaced versions, ending once the answers in flight on them finish. */
-  private readonly retiring = new Set<WorkerChatModel>();
+  private chat: { key: string; loaded: ServedChat; worker?: HeldChatModel } | undefined;
+  /** Workers (or llama.cpp models) of replaced versions, ending once the answers in flight on them finish. */
+  private readonly retiring = new Set<HeldChatModel>();
+  /** Why the llama.cpp engine cannot run here, once found (said once in the log). */
+  private llamaCppUnavailable: string | undefined;
   private bot: Bot | undefined;
   /** Loaded weights: LoRA versions are served over their base, so switching among them reloads no base. */
   private readonly served: ServedModels;
@@ -153,6 +166,34 @@ export class RegistryModelService implements ModelService {
       `Pooling: ${d.poolingSource}.`,
       licence,
       `Use it for retrieval: teamllm kb reindex --encoder ${v.version}; compare with teamllm eval retrieval --encoder ${v.version}.`,
+    ].join('\n');
+  }
+
+  /**
+   * `teamllm model export <version> --format hf|gguf <dir>`: an imported chat model written out in
+   * the ecosystem's formats (model/import/chat-export.ts), into a new or empty folder.
+   */
+  async exportModel(version: string, options: { format: ExportFormat; dtype?: ExportDtype; target: string }, actor: Actor): Promise<string> {
+    const entry = await this.options.registry.get(version);
+    if (!entry) throw new Error(`No model version ${version} (see teamllm model list)`);
+    if (options.format === 'peft') throw new Error('--format peft: not yet: needs a LoRA adapter on an imported base');
+    if (entry.kind === 'encoder') throw new Error(`${version} is an imported encoder: export writes imported chat models (--format hf or gguf); the encoder's files are in ${this.options.registry.dir(version)}`);
+    if (entry.kind !== 'chat') {
+      throw new Error(`${version} was trained here (teamllm's own model, not a Llama-family one): export writes imported chat models (--format hf or gguf); its files (model.safetensors, config.json, tokenizer.json) are in ${this.options.registry.dir(version)}`);
+    }
+    await this.options.registry.assertIntact(version);
+    const result = await exportChatModel(this.options.registry.dir(version), options.format, options.target, { ...(options.dtype ? { dtype: options.dtype } : {}), name: entry.name ?? `teamllm-${version}` });
+    await this.options.store.audit({ actor: actor.id, action: 'model-export', detail: { version, format: result.format, dtype: result.dtype, target: path.resolve(options.target) } });
+    const mib = result.files.reduce((n, f) => n + f.bytes, 0) / 2 ** 20;
+    const check =
+      result.format === 'gguf'
+        ? `Check it: llama-cli -m ${path.join(result.dir, result.files.find((f) => f.file.endsWith('.gguf'))!.file)} (llama.cpp), or an Ollama Modelfile with FROM and the path (docs/open-chat-models.md).`
+        : `Check it: teamllm model import ${result.dir} gives the same answers; transformers' AutoModelForCausalLM.from_pretrained reads it.`;
+    return [
+      `Exported ${version}${entry.name ? ` "${entry.name}"` : ''} as ${result.format === 'hf' ? 'a Hugging Face folder' : 'GGUF'} (${result.dtype}) to ${result.dir}: ${result.files.map((f) => f.file).join(', ')} (${mib.toFixed(1)} MiB).`,
+      ...result.notes.map((n) => `Note: ${n}.`),
+      `Licence recorded at import: ${entry.licence ?? 'unknown'} (its README/LICENSE files are in the folder).`,
+      check,
     ].join('\n');
   }
 
@@ -300,14 +341,22 @@ export class RegistryModelService implements ModelService {
     await this.options.registry.assertIntact(version);
     const key = `${version}@${entry.createdAt}`;
     let reloaded = false;
-    let previous: WorkerChatModel | undefined;
+    let previous: HeldChatModel | undefined;
+    let engine = 'teamllm';
     if (this.chat?.key !== key) {
       const dir = this.options.registry.dir(version);
       let loaded: ServedChat;
-      let worker: WorkerChatModel | undefined;
+      let worker: HeldChatModel | undefined;
       try {
+        const llamaCpp = await this.startLlamaCpp(dir, entry);
         const where = this.options.chatWorker ?? true;
-        if (where === false) loaded = loadChatModelVersion(dir);
+        if (llamaCpp) {
+          // This thread keeps the tokenizer (templates, fitting, decoding); llama.cpp continues the ids.
+          const { description, tokenizer } = inspectChatModelVersion(dir);
+          worker = llamaCpp;
+          loaded = { description, tokenizer, model: llamaCpp };
+          engine = 'llama.cpp';
+        } else if (where === false) loaded = loadChatModelVersion(dir);
         else {
           // This thread keeps the tokenizer (templates, fitting, decoding); the worker reads the weights.
           const { description, tokenizer } = inspectChatModelVersion(dir);
@@ -335,7 +384,34 @@ export class RegistryModelService implements ModelService {
     this.active = { version };
     this.target.setAnswerer(answerer);
     this.retire(previous);
-    return { chat: entry.architecture ?? 'chat', reloaded };
+    return { chat: entry.architecture ?? 'chat', reloaded, ...(reloaded ? { engine } : {}) };
+  }
+
+  /**
+   * The llama.cpp engine on a version, when TEAMLLM_SERVING_ENGINE asks for it and node-llama-cpp
+   * can run here; undefined otherwise (teamllm's engine serves; why is logged once).
+   */
+  private async startLlamaCpp(dir: string, entry: ModelVersion): Promise<LlamaCppChatModel | undefined> {
+    const wanted = this.options.servingEngine;
+    if (!wanted || wanted === 'teamllm' || this.llamaCppUnavailable) return undefined;
+    const { engine: _, ...options } = wanted;
+    const { description } = inspectChatModelVersion(dir);
+    let started: Awaited<ReturnType<typeof LlamaCppChatModel.start>>;
+    try {
+      started = await LlamaCppChatModel.start(dir, description.config.maxPositions, { ...options, name: entry.name ?? `teamllm-${entry.version}` });
+    } catch (err) {
+      // The version itself is fine (its files were verified): teamllm's engine serves it.
+      this.options.logger.error({ version: entry.version, err: (err as Error).message }, `llama.cpp could not serve ${entry.version}; teamllm's own engine serves it`);
+      return undefined;
+    }
+    if ('unavailable' in started) {
+      this.llamaCppUnavailable = started.unavailable;
+      this.options.logger.warn({ engine: 'llama.cpp', reason: started.unavailable }, `TEAMLLM_SERVING_ENGINE=llama.cpp: ${started.unavailable}; imported chat models are served by teamllm's own engine`);
+      return undefined;
+    }
+    for (const note of started.notes) this.options.logger.warn({ version: entry.version }, `llama.cpp export: ${note}`);
+    this.options.logger.info({ version: entry.version, file: started.model.file, exported: started.exported, gpu: started.model.gpu || 'none (CPU)' }, 'llama.cpp serves the imported chat model');
+    return started.model;
   }
 
   /**
@@ -379,7 +455,7 @@ export class RegistryModelService implements ModelService {
     this.retire(worker);
   }
 
-  private retire(worker: WorkerChatModel | undefined): void {
+  private retire(worker: HeldChatModel | undefined): void {
     if (!worker) return;
     this.retiring.add(worker);
     void worker.exited.then(() => this.retiring.delete(worker));

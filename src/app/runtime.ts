@@ -9,6 +9,7 @@ import { TrustedProxies } from '../adapters/http/client-address.ts';
 import { sessionSecret } from './session-secret.ts';
 import { LocalChatModel } from '../model/langchain-chat-model.ts';
 import { ModelRegistry } from '../model/registry.ts';
+import type { LlamaCppOptions } from '../model/import/llama-cpp-chat-model.ts';
 import { openKnowledgeBase, type LocalKnowledgeBase, type OpenedKnowledgeBases, type OpenKnowledgeBaseOptions } from '../rag/index.ts';
 import { ChatTrainingService, jobLossChart } from '../training/chat-training-service.ts';
 import { JobRunner } from '../training/jobs/job-runner.ts';
@@ -79,6 +80,8 @@ export interface RuntimeOptions {
   busyTimeoutMs?: number;
   /** Knowledge-base options (tests shorten the vector store's probe and restart delays). */
   knowledge?: Pick<OpenKnowledgeBaseOptions, 'probe' | 'bundledChroma'>;
+  /** With TEAMLLM_SERVING_ENGINE=llama.cpp: llama.cpp's threads, KV cache type and flash attention (tests: one thread, an F32 cache). */
+  llamaCpp?: Pick<LlamaCppOptions, 'threads' | 'kvCacheType' | 'flashAttention' | 'specifier'>;
 }
 
 /** The composition root: builds stores, knowledge base, answerer, bot and HTTP routes from a Config. */
@@ -154,6 +157,7 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
     // An imported open chat model (teamllm model import): retrieval and the "don't know" gate as
     // the candidate answerer, the answer generated through the model's own chat template.
     chatWorker: config.chatModelThread === 'worker',
+    servingEngine: config.servingEngine === 'llama.cpp' ? { engine: 'llama.cpp', ...options.llamaCpp } : 'teamllm',
     chatAnswererFor: (chat, version) =>
       knowledge.answerer({
         chat,

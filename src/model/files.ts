@@ -52,6 +52,30 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
 }
 
+/**
+ * writeFileAtomic for a file too large to hold in memory: `fill` writes it piece by piece (each
+ * piece may be dropped once written); flushed, then renamed over the target.
+ */
+export async function writeFileStreamAtomic(file: string, fill: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = tempPath(file);
+  try {
+    const handle = await fs.open(tmp, 'w');
+    try {
+      await fill(async (bytes) => {
+        for (let at = 0; at < bytes.length; ) at += (await handle.write(bytes, at, bytes.length - at)).bytesWritten;
+      });
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err instanceof WriteFailedError || !isDiskError(err) ? err : new WriteFailedError(file, err);
+  }
+}
+
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
   await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
 }

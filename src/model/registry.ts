@@ -23,8 +23,8 @@ import { ENCODER_MANIFEST, ENCODER_MANIFEST_FORMAT, type EncoderManifest } from 
 import type { ChatDtype, ChatModelDescription } from './import/llama-checkpoint.ts';
 import { CHAT_MANIFEST, CHAT_MANIFEST_FORMAT, type ChatManifest } from './import/chat-manifest.ts';
 
-/** Refuses a copy of `bytes` that would not fit (with 5% and 64 MiB to spare) on the disk of `dir`. */
-export async function ensureDiskSpace(dir: string, bytes: number): Promise<void> {
+/** Refuses a copy of `bytes` that would not fit (with 5% and 64 MiB to spare) on the disk of `dir`; `doing` names the work in the message. */
+export async function ensureDiskSpace(dir: string, bytes: number, doing: 'import' | 'export' = 'import'): Promise<void> {
   let probe = path.resolve(dir);
   while (!(await exists(probe)) && path.dirname(probe) !== probe) probe = path.dirname(probe);
   const stats = await fs.statfs(probe);
@@ -32,7 +32,7 @@ export async function ensureDiskSpace(dir: string, bytes: number): Promise<void>
   const want = Math.ceil(bytes * 1.05) + 64 * 2 ** 20;
   if (free < want) {
     const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
-    throw new Error(`not enough disk space under ${probe}: the import needs ${mib(want)} (${mib(bytes)} of model files and a margin), ${mib(free)} are free; nothing was copied`);
+    throw new Error(`not enough disk space under ${probe}: the ${doing} needs ${mib(want)} (${mib(bytes)} of model files and a margin), ${mib(free)} are free; nothing was ${doing === 'import' ? 'copied' : 'written'}`);
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, promises as fs, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from './files.ts';
+import { writeFileAtomic, writeFileStreamAtomic } from './files.ts';
 import { decode16, encode16 } from './import/dtypes.ts';
 
 export type SafetensorsDType = 'F32' | 'I32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'U8';
@@ -25,27 +25,39 @@ export interface SafetensorsContent {
 
 const BYTES: Record<SafetensorsDType, number> = { F32: 4, I32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, U8: 1 };
 
-export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Record<string, string> = {}): Uint8Array {
+/**
+ * The header block of a safetensors file (length, JSON padded with spaces so the data starts
+ * 8-byte aligned) for tensors laid out one after another in the given order.
+ */
+function safetensorsHeader(tensors: { name: string; dtype: SafetensorsDType; shape: number[] }[], metadata: Record<string, string>): { head: Uint8Array; dataBytes: number } {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
-  for (const [name, t] of tensors) {
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    if (size !== t.data.length) throw new Error(`Tensor ${name}: shape [${t.shape}] does not match ${t.data.length} values`);
-    const bytes = size * (half(t) ? 2 : 4);
-    header[name] = { dtype: half(t) ?? t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
-  // Pad the header with spaces so the data starts 8-byte aligned.
   const headerBytes = Buffer.byteLength(json);
   json += ' '.repeat((8 - ((8 + headerBytes) % 8)) % 8);
   const jsonBuf = Buffer.from(json, 'utf8');
-  const out = new Uint8Array(8 + jsonBuf.length + offset);
-  const view = new DataView(out.buffer);
-  view.setBigUint64(0, BigInt(jsonBuf.length), true);
-  out.set(jsonBuf, 8);
-  let pos = 8 + jsonBuf.length;
+  const head = new Uint8Array(8 + jsonBuf.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(jsonBuf.length), true);
+  head.set(jsonBuf, 8);
+  return { head, dataBytes: offset };
+}
+
+export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Record<string, string> = {}): Uint8Array {
+  const list = [...tensors].map(([name, t]) => {
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    if (size !== t.data.length) throw new Error(`Tensor ${name}: shape [${t.shape}] does not match ${t.data.length} values`);
+    return { name, dtype: half(t) ?? t.dtype, shape: t.shape };
+  });
+  const { head, dataBytes } = safetensorsHeader(list, metadata);
+  const out = new Uint8Array(head.length + dataBytes);
+  out.set(head, 0);
+  let pos = head.length;
   for (const t of tensors.values()) {
     const as16 = half(t);
     const bytes = as16 ? encode16(t.data, as16) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
@@ -53,6 +65,37 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
     pos += bytes.length;
   }
   return out;
+}
+
+/** A tensor to stream into a file: its bytes, already in `dtype`, made when its turn comes. */
+export interface SafetensorsTensorToWrite {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  bytes: () => Uint8Array;
+}
+
+/** Bytes a safetensors file of these tensors takes. */
+export function safetensorsFileBytes(tensors: SafetensorsTensorToWrite[], metadata: Record<string, string> = {}): number {
+  const { head, dataBytes } = safetensorsHeader(tensors, metadata);
+  return head.length + dataBytes;
+}
+
+/**
+ * Writes a safetensors file one tensor at a time (a model larger than memory allows twice is
+ * never encoded whole), atomically: beside the target, flushed, renamed.
+ */
+export async function writeSafetensorsStream(file: string, tensors: SafetensorsTensorToWrite[], metadata: Record<string, string> = {}): Promise<void> {
+  const { head } = safetensorsHeader(tensors, metadata);
+  await writeFileStreamAtomic(file, async (write) => {
+    await write(head);
+    for (const t of tensors) {
+      const bytes = t.bytes();
+      const want = t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype];
+      if (bytes.length !== want) throw new Error(`Tensor ${t.name}: ${bytes.length} bytes for shape [${t.shape}] of ${t.dtype} (${want} expected)`);
+      await write(bytes);
+    }
+  });
 }
 
 /** F32 data written as F16 or BF16 (`stored`), else undefined. */

@@ -4,10 +4,11 @@
  * asked through POST /api/chat and /api/chat/stream (the stored prompt is its chat template
  * around the instructions, the numbered passages and the question), refusing without calling
  * the model, rolled back to the model before it; a damaged weight file degrades the bot to
- * retrieval-only answers with one logged line, never a crash. Random weights write gibberish:
+ * retrieval-only answers with one logged line, never a crash; with TEAMLLM_SERVING_ENGINE=llama.cpp
+ * the same answers come from llama.cpp (node-llama-cpp) on the version's GGUF export. Random weights write gibberish:
  * structure is asserted, never wording.
  */
-import { mkdirSync, mkdtempSync, openSync, closeSync, promises as fsp, writeSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, promises as fsp, writeSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -19,6 +20,7 @@ import { saveModelFiles } from '../../src/model/model-files.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
 import { CharTokenizer } from '../../src/model/tokenizer/index.ts';
 import { WorkerChatModel } from '../../src/model/import/worker-chat-model.ts';
+import { LlamaCppChatModel } from '../../src/model/import/llama-cpp-chat-model.ts';
 import { llamaConfigFromHf } from '../../src/model/import/llama-config.ts';
 import { CHAT_SYSTEM_PROMPT, generatedDirect } from '../../src/rag/chat-model-answerer.ts';
 import { tinyModel, useBackend } from '../model/helpers.ts';
@@ -57,9 +59,11 @@ function recordingLogger(): Logger & { lines: { level: string; msg: string }[] }
   return logger;
 }
 
-async function start(home: string, logger: Logger = silentLogger): Promise<Runtime> {
-  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_QUICKSTART: 'off', TEAMLLM_SAMPLE_KB: 'false' }, cwd: home });
-  const runtime = await createRuntime(config, { defaultMetrics: false, logger });
+async function start(home: string, logger: Logger = silentLogger, engine: 'teamllm' | 'llama.cpp' = 'teamllm', llamaCppPackage?: string): Promise<Runtime> {
+  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_QUICKSTART: 'off', TEAMLLM_SAMPLE_KB: 'false', TEAMLLM_SERVING_ENGINE: engine }, cwd: home });
+  // llama.cpp: one thread (this machine's two cores are shared; ggml's spinning threads crawl when
+  // oversubscribed), an F32 KV cache and no flash attention (its F16 cache is a rounding of its own).
+  const runtime = await createRuntime(config, { defaultMetrics: false, logger, llamaCpp: { threads: 1, kvCacheType: 'F32', flashAttention: false, ...(llamaCppPackage ? { specifier: llamaCppPackage } : {}) } });
   runtimes.push(runtime);
   return runtime;
 }
@@ -146,6 +150,9 @@ describe('serving an imported chat model', () => {
       forward.mockRestore();
     }
 
+    // Export writes imported chat models only: v1 was trained here.
+    await expect(runtime.models.exportModel('v1', { format: 'gguf', target: join(home, 'exported') }, ACTOR)).rejects.toThrow(/^v1 was trained here \(teamllm's own model, not a Llama-family one\): export writes imported chat models/);
+
     expect(await runtime.models.rollback(ACTOR)).toBe('Rolled back: answering with v1 again (was v2).');
     expect(runtime.bot.serving.model).toMatchObject({ version: 'v1', kind: 'language-model' });
     expect((await ask(runtime, ANSWERABLE)).body.modelVersion).toBe('v1');
@@ -160,6 +167,58 @@ describe('serving an imported chat model', () => {
     const served = report.rows[1]!.scores;
     expect(served).toMatchObject({ answerable: 1, unanswerable: 1, unanswerableRefused: 1, answerableRefusedCount: 0 });
   }, 60_000);
+});
+
+describe('TEAMLLM_SERVING_ENGINE=llama.cpp', () => {
+  it('answers through /api/chat and /api/chat/stream with the same greedy text, prompt, sources and refusals as teamllm\'s engine', async () => {
+    const home = tempHome();
+    writeTinyLlama(join(home, 'downloads', 'tiny-llama'));
+    const ours = await start(home);
+    await ours.kb.addPaths([join(home, 'docs')]);
+    await ours.models.importModel(join(home, 'downloads', 'tiny-llama'), { name: 'tiny-llama' }, ACTOR);
+    await ours.models.promote('v1', ACTOR);
+    const expected = await ask(ours, ANSWERABLE);
+    expect(expected.body).toMatchObject({ modelVersion: 'v1', outcome: 'answered' });
+    const expectedPrompt = (await ours.store.getAnswer(expected.body.answerId))!.prompt;
+    await stop(ours);
+
+    const logger = recordingLogger();
+    const stream = vi.spyOn(LlamaCppChatModel.prototype, 'stream');
+    try {
+      const runtime = await start(home, logger, 'llama.cpp');
+      expect(logger.lines.some((l) => l.level === 'info' && l.msg === 'llama.cpp serves the imported chat model')).toBe(true);
+      // The GGUF export written on first use into the version folder.
+      expect(readdirSync(join(home, 'models', 'v1', 'llama.cpp'))).toEqual(['tiny-llama-F32.gguf']);
+      const reply = await ask(runtime, ANSWERABLE);
+      expect(stream).toHaveBeenCalledTimes(1);
+      expect(reply.body).toMatchObject({ answer: expected.body.answer, direct: expected.body.direct, model: 'tiny-llama', modelVersion: 'v1', outcome: 'answered' });
+      expect(reply.body.answer.trim().length).toBeGreaterThan(0);
+      expect(reply.body.sources).toEqual(expected.body.sources);
+      expect((await runtime.store.getAnswer(reply.body.answerId))!.prompt).toBe(expectedPrompt);
+
+      const streamed = await runtime.http.request('/api/chat/stream', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: ANSWERABLE }) });
+      const events = (await streamed.text()).split('\n\n').filter(Boolean);
+      const done = events.find((e) => e.startsWith('event: done'))!;
+      expect(JSON.parse(done.slice(done.indexOf('data: ') + 6))).toMatchObject({ answer: expected.body.answer, direct: expected.body.direct, modelVersion: 'v1' });
+
+      // The same "don't know" gate: refused before llama.cpp is asked.
+      stream.mockClear();
+      const refused = await ask(runtime, UNANSWERABLE);
+      expect(refused.body).toMatchObject({ direct: '', sources: [], modelVersion: 'v1' });
+      expect(stream).not.toHaveBeenCalled();
+      await stop(runtime);
+    } finally {
+      stream.mockRestore();
+    }
+
+    // Without node-llama-cpp: one line says so, and teamllm's engine answers.
+    const missing = recordingLogger();
+    const fallback = await start(home, missing, 'llama.cpp', 'node-llama-cpp-not-installed');
+    const said = missing.lines.filter((l) => /node-llama-cpp/.test(l.msg));
+    expect(said).toEqual([{ level: 'warn', msg: expect.stringMatching(/^TEAMLLM_SERVING_ENGINE=llama\.cpp: node-llama-cpp is not installed \(npm install node-llama-cpp@3\.21\.1 adds it\).*; imported chat models are served by teamllm's own engine$/) }]);
+    expect((await ask(fallback, ANSWERABLE)).body).toMatchObject({ answer: expected.body.answer, modelVersion: 'v1' });
+    await stop(fallback);
+  }, 120_000);
 });
 
 describe('a damaged imported chat model', () => {

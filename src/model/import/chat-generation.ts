@@ -81,3 +81,45 @@ export function inProcessGenerator(model: ForwardModel, options: { prefillChunk?
 export function isTokenGenerator(model: ForwardModel | TokenGenerator): model is TokenGenerator {
   return typeof (model as Partial<TokenGenerator>).stream === 'function';
 }
+
+/**
+ * A chat model held outside this thread's own forward (a worker thread, llama.cpp): served one
+ * request at a time; retire() ends it once the requests already queued have finished, close() now.
+ */
+export interface HeldChatModel extends TokenGenerator {
+  /** Resolves once it has ended. */
+  readonly exited: Promise<unknown>;
+  retire(graceMs?: number): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Requests served one at a time, in arrival order: `take` waits for the turn (a request aborted
+ * while it waits leaves the queue: `undefined`), and returns the function that passes it on.
+ */
+export class TurnQueue {
+  private tail: Promise<void> = Promise.resolve();
+
+  async take(signal?: AbortSignal): Promise<(() => void) | undefined> {
+    const turn = this.tail;
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    this.tail = turn.then(() => mine);
+    if (signal && !signal.aborted) {
+      let onAbort!: () => void;
+      const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', (onAbort = () => resolve()), { once: true }));
+      await Promise.race([turn, aborted]);
+      signal.removeEventListener('abort', onAbort);
+    } else await turn;
+    if (signal?.aborted) {
+      release();
+      return undefined;
+    }
+    return release;
+  }
+
+  /** Resolves once every request queued so far has finished. */
+  idle(): Promise<void> {
+    return this.tail;
+  }
+}

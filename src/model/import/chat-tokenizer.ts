@@ -67,7 +67,8 @@ export class ChatTokenizer {
   readonly specialIds: Set<number>;
   readonly eosIds: Set<number>;
   readonly chatTemplate: string | undefined;
-  private readonly templateStrings: Record<string, string>;
+  /** Strings the template may use (bos_token, eos_token, …), as tokenizer_config.json or the GGUF metadata gave them. */
+  readonly templateStrings: Readonly<Record<string, string>>;
 
   constructor(
     readonly json: TokenizerJson,

@@ -3,13 +3,13 @@
  * "GGUF", version 3, counts, typed key/value metadata, tensor infos (name, dimensions innermost
  * first, ggml type, offset), then the tensor data, each tensor aligned to `general.alignment`
  * (default 32). Reads F32, F16, BF16 and Q8_0 tensors into float32; writes the same four types
- * (the tests build the llama.cpp side of the parity checks with it; export will use it too).
+ * (`teamllm model export --format gguf` through chat-gguf.ts, and the tests' fixtures).
  *
  * The header is read through a file descriptor (a multi-GB file is never read whole); a tensor's
  * bytes are read when it is asked for.
  */
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
-import { writeFileAtomic } from '../files.ts';
+import { writeFileStreamAtomic } from '../files.ts';
 import { decode16, encode16, floatToHalf, halfToFloat } from './dtypes.ts';
 
 /** ggml tensor types this reader and writer handle (values from ggml.h). */
@@ -283,7 +283,10 @@ function decodeTensor(type: GgmlTypeName, raw: Uint8Array, count: number): Float
   }
 }
 
-/** Q8_0 as ggml's reference quantizer makes it: per block of 32, d = max|x| / 127 (stored as F16), q = round(x / d). */
+/**
+ * Q8_0 as ggml's reference quantizer makes it (quantize_row_q8_0_ref): per block of 32,
+ * d = max|x| / 127 (stored as F16), q = roundf(x · (1/d)) — roundf: halves away from zero.
+ */
 export function quantizeQ8_0(values: Float32Array): Uint8Array {
   if (values.length % Q8_0_BLOCK) throw new Error(`Q8_0 needs a multiple of 32 values, got ${values.length}`);
   const out = new Uint8Array((values.length / Q8_0_BLOCK) * Q8_0_BYTES);
@@ -294,7 +297,10 @@ export function quantizeQ8_0(values: Float32Array): Uint8Array {
     const d = Math.fround(amax / 127);
     const id = d ? Math.fround(1 / d) : 0;
     view.setUint16(b * Q8_0_BYTES, floatToHalf(d), true);
-    for (let j = 0; j < Q8_0_BLOCK; j++) view.setInt8(b * Q8_0_BYTES + 2 + j, Math.round(Math.fround(values[b * Q8_0_BLOCK + j]! * id)));
+    for (let j = 0; j < Q8_0_BLOCK; j++) {
+      const x = Math.fround(values[b * Q8_0_BLOCK + j]! * id);
+      view.setInt8(b * Q8_0_BYTES + 2 + j, Math.sign(x) * Math.round(Math.abs(x)));
+    }
   }
   return out;
 }
@@ -303,12 +309,33 @@ export interface GgufTensorToWrite {
   name: string;
   /** Row-major shape ([out, in] for a weight matrix); written innermost first. */
   shape: number[];
-  data: Float32Array;
   type: GgmlTypeName;
+  /**
+   * float32 values, converted to `type` when written; or a function giving the bytes already in
+   * `type` (called once, while the file is written: a large model is never encoded whole in memory).
+   */
+  data: Float32Array | (() => Uint8Array);
 }
 
-/** Encodes a GGUF v3 file: metadata in the given order, then tensor infos and aligned data. */
-export function encodeGguf(metadata: [string, GgufTyped][], tensors: GgufTensorToWrite[], alignment = 32): Uint8Array {
+/** A tensor's bytes in its type. */
+function tensorBlob(t: GgufTensorToWrite): Uint8Array {
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  const want = tensorBytes(GGML_TYPE[t.type], count, t.name);
+  let blob: Uint8Array;
+  if (typeof t.data === 'function') blob = t.data();
+  else {
+    if (count !== t.data.length) throw new Error(`GGUF writer: tensor ${t.name} has shape [${t.shape}] but ${t.data.length} values`);
+    blob = t.type === 'F32' ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) : t.type === 'Q8_0' ? quantizeQ8_0(t.data) : encode16(t.data, t.type);
+  }
+  if (blob.length !== want) throw new Error(`GGUF writer: tensor ${t.name} ([${t.shape}], ${t.type}) is ${blob.length} bytes, expected ${want}`);
+  return blob;
+}
+
+/**
+ * The header of a GGUF v3 file (metadata in the given order, tensor infos), padded to the data's
+ * start, and where each tensor's data goes (offsets from there, each aligned).
+ */
+function ggufHeader(metadata: [string, GgufTyped][], tensors: GgufTensorToWrite[], alignment: number): { header: Buffer; offsets: number[]; dataBytes: number } {
   const parts: Buffer[] = [];
   let length = 0;
   const push = (b: Buffer) => {
@@ -384,34 +411,53 @@ export function encodeGguf(metadata: [string, GgufTyped][], tensors: GgufTensorT
       for (const item of v.value) scalar(v.of, item);
     } else scalar(v.type, v.value);
   }
-  const blobs: Uint8Array[] = [];
+  const offsets: number[] = [];
   let offset = 0;
   for (const t of tensors) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new Error(`GGUF writer: tensor ${t.name} has shape [${t.shape}] but ${t.data.length} values`);
-    const blob =
-      t.type === 'F32'
-        ? new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength))
-        : t.type === 'Q8_0'
-          ? quantizeQ8_0(t.data)
-          : encode16(t.data, t.type);
+    const bytes = tensorBytes(GGML_TYPE[t.type], count, t.name);
     str(t.name);
     u32(t.shape.length);
     for (const d of [...t.shape].reverse()) u64(d);
     u32(GGML_TYPE[t.type]);
     u64(offset);
-    blobs.push(blob);
-    offset += Math.ceil(blob.length / alignment) * alignment;
+    offsets.push(offset);
+    offset += Math.ceil(bytes / alignment) * alignment;
   }
-  const pad = (n: number) => push(Buffer.alloc((alignment - (n % alignment)) % alignment));
-  pad(length);
-  for (const blob of blobs) {
-    push(Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength));
-    pad(blob.length);
-  }
-  return Buffer.concat(parts, length);
+  push(Buffer.alloc((alignment - (length % alignment)) % alignment));
+  return { header: Buffer.concat(parts, length), offsets, dataBytes: offset };
 }
 
-export async function writeGguf(file: string, metadata: [string, GgufTyped][], tensors: GgufTensorToWrite[]): Promise<void> {
-  await writeFileAtomic(file, encodeGguf(metadata, tensors));
+/** Encodes a GGUF v3 file in memory: metadata in the given order, then tensor infos and aligned data. */
+export function encodeGguf(metadata: [string, GgufTyped][], tensors: GgufTensorToWrite[], alignment = 32): Uint8Array {
+  const { header, offsets, dataBytes } = ggufHeader(metadata, tensors, alignment);
+  const out = new Uint8Array(header.length + dataBytes);
+  out.set(header, 0);
+  tensors.forEach((t, i) => out.set(tensorBlob(t), header.length + offsets[i]!));
+  return out;
+}
+
+/** Bytes a GGUF file of these tensors takes (header included): what a disk-space check needs. */
+export function ggufFileBytes(metadata: [string, GgufTyped][], tensors: GgufTensorToWrite[], alignment = 32): number {
+  const { header, dataBytes } = ggufHeader(metadata, tensors, alignment);
+  return header.length + dataBytes;
+}
+
+/**
+ * Writes a GGUF v3 file one tensor at a time (each encoded when its turn comes), beside the target
+ * and renamed over it once complete and flushed: a reader never sees half a model.
+ */
+export async function writeGguf(file: string, metadata: [string, GgufTyped][], tensors: GgufTensorToWrite[], alignment = 32): Promise<void> {
+  const { header, offsets, dataBytes } = ggufHeader(metadata, tensors, alignment);
+  await writeFileStreamAtomic(file, async (write) => {
+    await write(header);
+    let at = 0;
+    for (const [i, t] of tensors.entries()) {
+      if (offsets[i]! > at) await write(new Uint8Array(offsets[i]! - at));
+      const blob = tensorBlob(t);
+      await write(blob);
+      at = offsets[i]! + blob.length;
+    }
+    if (dataBytes > at) await write(new Uint8Array(dataBytes - at));
+  });
 }

@@ -27,6 +27,7 @@ import { ChatTokenizer, BPE_PRE_TOKENIZERS, byteLevelBpeTokenizerJson, chatTempl
 import { folderLicence } from './encoder-checkpoint.ts';
 import { hfWeightFiles, ImportError, readHfConfig, readHfWeights, readJsonFile } from './hf-folder.ts';
 import { GgufFile } from './gguf.ts';
+import { GGUF_CHAT_ARCHS, ggufChatTensorName, ggufEndIds, unpermutedRow, unpermuteRows } from './chat-gguf.ts';
 import { LlamaModel } from './llama.ts';
 import { checkLlamaShapes, countLlamaParameters, expectedLlamaTensors, llamaConfigFromHf, type ChatArchitecture, type LlamaConfig, type RopeScaling } from './llama-config.ts';
 import type { EncoderKernels } from './encoder-kernels.ts';
@@ -162,70 +163,25 @@ export function inspectHfChatModel(dir: string): ChatModelDescription & { tensor
   };
 }
 
-/** Reads a Hugging Face chat model folder into a runnable model (matrices in the checkpoint's precision unless `dtype` says otherwise). */
-export function loadHfChatModel(dir: string, options: ChatLoadOptions = {}): LoadedChatModel {
-  const { tensors, tokenizer, ...description } = inspectHfChatModel(dir);
-  const dtype = options.dtype ?? 'auto';
+/** The weights of an inspected folder (HF names), matrices in the checkpoint's precision unless `dtype` says otherwise. */
+function readHfChatWeights(config: LlamaConfig, tensors: Map<string, SafetensorsEntry>, dtype: ChatDtype): Map<string, Float32Array | WeightMatrix> {
   const weights = new Map<string, Float32Array | WeightMatrix>();
-  for (const [name, shape] of expectedLlamaTensors(description.config)) {
+  for (const [name, shape] of expectedLlamaTensors(config)) {
     const entry = tensors.get(name)!;
     if (shape.length !== 2) weights.set(name, readSafetensorsTensor(entry));
     else weights.set(name, asDtype(storedMatrix(entry.dtype, readSafetensorsBytes(entry), shape[0]!, shape[1]!, `${entry.file}: tensor ${name}`), dtype));
   }
+  return weights;
+}
+
+/** Reads a Hugging Face chat model folder into a runnable model (matrices in the checkpoint's precision unless `dtype` says otherwise). */
+export function loadHfChatModel(dir: string, options: ChatLoadOptions = {}): LoadedChatModel {
+  const { tensors, tokenizer, ...description } = inspectHfChatModel(dir);
+  const weights = readHfChatWeights(description.config, tensors, options.dtype ?? 'auto');
   return { description, model: new LlamaModel(description.config, weights, options.kernels ? { kernels: options.kernels } : {}), tokenizer };
 }
 
 // ---- GGUF ---------------------------------------------------------------------------------
-
-/** llama.cpp's architectures read here, and the Hugging Face architecture each stands for. */
-const GGUF_CHAT_ARCHS: Record<string, ChatArchitecture> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' };
-
-/** llama.cpp's tensor names (gguf-py constants.py / tensor_mapping.py) → Hugging Face names. */
-export function ggufChatTensorName(hfName: string): string | undefined {
-  const fixed: Record<string, string> = {
-    'model.embed_tokens.weight': 'token_embd.weight',
-    'model.norm.weight': 'output_norm.weight',
-    'lm_head.weight': 'output.weight',
-  };
-  if (fixed[hfName]) return fixed[hfName];
-  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hfName);
-  if (!m) return undefined;
-  const per: Record<string, string> = {
-    input_layernorm: 'attn_norm',
-    'self_attn.q_proj': 'attn_q',
-    'self_attn.k_proj': 'attn_k',
-    'self_attn.v_proj': 'attn_v',
-    'self_attn.o_proj': 'attn_output',
-    'self_attn.q_norm': 'attn_q_norm',
-    'self_attn.k_norm': 'attn_k_norm',
-    post_attention_layernorm: 'ffn_norm',
-    'mlp.gate_proj': 'ffn_gate',
-    'mlp.up_proj': 'ffn_up',
-    'mlp.down_proj': 'ffn_down',
-  };
-  const part = per[m[2]!];
-  return part ? `blk.${m[1]}.${part}.${m[3]}` : undefined;
-}
-
-/**
- * Undoes convert_hf_to_gguf.py's LlamaModel.permute on q/k rows (weights [rows, cols], or biases
- * with cols 1): GGUF row h·d + 2i + j holds HF row h·d + j·d/2 + i.
- */
-export function unpermuteRows(w: Float32Array, heads: number, cols: number): Float32Array {
-  const rows = w.length / cols;
-  return permuteWeightRows(f32Matrix(w, rows, cols), unpermutedRow(heads, rows)).data as Float32Array;
-}
-
-/** Where GGUF row r goes in Hugging Face's order (see unpermuteRows). */
-function unpermutedRow(heads: number, rows: number): (r: number) => number {
-  const d = rows / heads;
-  const half = d / 2;
-  return (r) => {
-    const h = Math.floor(r / d);
-    const rem = r - h * d;
-    return h * d + (rem % 2) * half + Math.floor(rem / 2);
-  };
-}
 
 function num(g: GgufFile, key: string, fallback?: number): number {
   const v = g.get(key) ?? fallback;
@@ -333,7 +289,8 @@ function ggufChatTokenizer(g: GgufFile): ChatTokenizer {
   if (!Array.isArray(tokens) || !Array.isArray(merges)) throw new ImportError(`${g.path}: metadata tokenizer.ggml.tokens or tokenizer.ggml.merges is missing`);
   const types = g.get<number[]>('tokenizer.ggml.token_type') ?? [];
   const json = byteLevelBpeTokenizerJson(tokens, types, merges, split);
-  const eos = ['tokenizer.ggml.eos_token_id', 'tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eom_token_id'].map((k) => g.get<number>(k)).filter((v): v is number => typeof v === 'number');
+  // What llama.cpp stops at: eos, eot and eom, and the tokens whose text it knows as an end (<|im_end|>, <|endoftext|>, …).
+  const eos = ggufEndIds(tokens, ['tokenizer.ggml.eos_token_id', 'tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eom_token_id'].map((k) => g.get<number>(k)));
   const templateStrings: Record<string, string> = {};
   for (const [key, meta] of [['bos_token', 'bos'], ['eos_token', 'eos'], ['pad_token', 'padding'], ['unk_token', 'unknown']] as const) {
     const id = g.get<number>(`tokenizer.ggml.${meta}_token_id`);
@@ -347,31 +304,54 @@ function ggufChatTokenizer(g: GgufFile): ChatTokenizer {
   }
 }
 
+/** The weights of an open GGUF chat model under Hugging Face names and row order (llama-arch q/k un-permuted). */
+function readGgufChatWeights(gguf: GgufFile, c: LlamaConfig, dtype: ChatDtype): Map<string, Float32Array | WeightMatrix> {
+  const permuted = gguf.get<string>('general.architecture') === 'llama';
+  const weights = new Map<string, Float32Array | WeightMatrix>();
+  for (const [hf, shape] of expectedLlamaTensors(c)) {
+    const name = ggufChatTensorName(hf)!;
+    const heads = hf.includes('q_proj') ? c.heads : c.kvHeads;
+    const unpermute = permuted && /self_attn\.[qk]_proj\./.test(hf);
+    if (shape.length !== 2) {
+      const values = gguf.read(name);
+      weights.set(hf, unpermute ? unpermuteRows(values, heads, 1) : values);
+      continue;
+    }
+    let m = storedMatrix(gguf.tensors.get(name)!.type, gguf.readBytes(name), shape[0]!, shape[1]!, `${gguf.path}: tensor ${name}`);
+    if (unpermute) m = permuteWeightRows(m, unpermutedRow(heads, shape[0]!));
+    weights.set(hf, asDtype(m, dtype));
+  }
+  return weights;
+}
+
 /** Reads a GGUF chat model into a runnable model (matrices in the file's precision unless `dtype` says otherwise; llama-arch q/k un-permuted). */
 export function loadGgufChatModel(file: string, options: ChatLoadOptions = {}): LoadedChatModel {
   const { gguf, tokenizer, ...description } = inspectGgufChatModel(file);
-  const dtype = options.dtype ?? 'auto';
   try {
-    const c = description.config;
-    const permuted = gguf.get<string>('general.architecture') === 'llama';
-    const weights = new Map<string, Float32Array | WeightMatrix>();
-    for (const [hf, shape] of expectedLlamaTensors(c)) {
-      const name = ggufChatTensorName(hf)!;
-      const heads = hf.includes('q_proj') ? c.heads : c.kvHeads;
-      const unpermute = permuted && /self_attn\.[qk]_proj\./.test(hf);
-      if (shape.length !== 2) {
-        const values = gguf.read(name);
-        weights.set(hf, unpermute ? unpermuteRows(values, heads, 1) : values);
-        continue;
-      }
-      let m = storedMatrix(gguf.tensors.get(name)!.type, gguf.readBytes(name), shape[0]!, shape[1]!, `${file}: tensor ${name}`);
-      if (unpermute) m = permuteWeightRows(m, unpermutedRow(heads, shape[0]!));
-      weights.set(hf, asDtype(m, dtype));
-    }
-    return { description, model: new LlamaModel(c, weights, options.kernels ? { kernels: options.kernels } : {}), tokenizer };
+    const weights = readGgufChatWeights(gguf, description.config, options.dtype ?? 'auto');
+    return { description, model: new LlamaModel(description.config, weights, options.kernels ? { kernels: options.kernels } : {}), tokenizer };
   } finally {
     gguf.close();
   }
+}
+
+/**
+ * A chat model's description, tokenizer and weights without building a runnable model (export
+ * writes them out again): matrices in the checkpoint's own precision, under Hugging Face names and
+ * row order. `addBosToken`: the GGUF file's tokenizer.ggml.add_bos_token, when it says.
+ */
+export function readChatWeights(location: string): { description: ChatModelDescription; tokenizer: ChatTokenizer; weights: Map<string, Float32Array | WeightMatrix>; addBosToken?: boolean } {
+  if (existsSync(location) && statSync(location).isFile()) {
+    const { gguf, tokenizer, ...description } = inspectGgufChatModel(location);
+    try {
+      const addBos = gguf.get<boolean>('tokenizer.ggml.add_bos_token');
+      return { description, tokenizer, weights: readGgufChatWeights(gguf, description.config, 'auto'), ...(typeof addBos === 'boolean' ? { addBosToken: addBos } : {}) };
+    } finally {
+      gguf.close();
+    }
+  }
+  const { tensors, tokenizer, ...description } = inspectHfChatModel(location);
+  return { description, tokenizer, weights: readHfChatWeights(description.config, tensors, 'auto') };
 }
 
 /** A folder (Hugging Face) or a .gguf file. */

@@ -12,7 +12,7 @@
  * already queued have finished (a promotion: answers in flight finish on the old model).
  */
 import { Worker } from 'node:worker_threads';
-import type { TokenGenerator, TokenStreamOptions } from './chat-generation.ts';
+import { TurnQueue, type HeldChatModel, type TokenStreamOptions } from './chat-generation.ts';
 
 export interface ChatWorkerInput {
   /** The version folder (`<home>/models/vN`, with chat-model.json). */
@@ -74,9 +74,9 @@ class Arrivals {
   }
 }
 
-export class WorkerChatModel implements TokenGenerator {
+export class WorkerChatModel implements HeldChatModel {
   private nextId = 0;
-  private queue: Promise<void> = Promise.resolve();
+  private readonly queue = new TurnQueue();
   private current: { id: number; arrivals: Arrivals } | undefined;
   private stopped: Error | undefined;
   /** Resolves with the thread's exit code once it has ended. */
@@ -128,19 +128,11 @@ export class WorkerChatModel implements TokenGenerator {
 
   async *stream(ids: number[], options: TokenStreamOptions): AsyncGenerator<number> {
     const signal = options.signal;
-    const turn = this.queue;
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    this.queue = turn.then(() => mine);
+    // Wait for the requests before this one; an abort meanwhile leaves the queue.
+    const release = await this.queue.take(signal);
+    if (!release) return;
     try {
-      // Wait for the requests before this one; an abort meanwhile leaves the queue.
-      if (signal && !signal.aborted) {
-        let onAbort!: () => void;
-        const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', (onAbort = () => resolve()), { once: true }));
-        await Promise.race([turn, aborted]);
-        signal.removeEventListener('abort', onAbort);
-      } else await turn;
-      if (signal?.aborted || options.maxTokens <= 0 || ids.length === 0) return;
+      if (options.maxTokens <= 0 || ids.length === 0) return;
       if (this.stopped) throw this.stopped;
       const id = ++this.nextId;
       const arrivals = new Arrivals();
@@ -182,7 +174,7 @@ export class WorkerChatModel implements TokenGenerator {
   retire(graceMs = 120_000): void {
     const timer = setTimeout(() => void this.close(), graceMs);
     timer.unref();
-    void this.queue.then(() => {
+    void this.queue.idle().then(() => {
       clearTimeout(timer);
       return this.close();
     });

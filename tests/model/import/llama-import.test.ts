@@ -7,10 +7,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { inspectGgufChatModel, inspectHfChatModel, loadHfChatModel, unpermuteRows } from '../../../src/model/import/llama-checkpoint.ts';
+import { inspectGgufChatModel, inspectHfChatModel, loadHfChatModel } from '../../../src/model/import/llama-checkpoint.ts';
+import { permutedRow, unpermuteRows } from '../../../src/model/import/chat-gguf.ts';
+import { f32Matrix, permuteWeightRows } from '../../../src/model/import/weights.ts';
 import { llamaConfigFromHf, ropeInverseFrequencies } from '../../../src/model/import/llama-config.ts';
 import { encodeGguf } from '../../../src/model/import/gguf.ts';
-import { permuteRows, tinyChatModel, writeChatGguf, writeHfChatFolder } from './tiny-llama.ts';
+import { tinyChatModel, writeChatGguf, writeHfChatFolder } from './tiny-llama.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'teamllm-llama-import-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -101,8 +103,13 @@ describe('import refusals, before anything is read in full', () => {
 
 describe('the forward', () => {
   it('un-permuting undoes convert_hf_to_gguf.py permute', () => {
+    // convert_hf_to_gguf.py: reshape(n_head, 2, d/2, cols).swapaxes(1, 2): HF row h·d + j·d/2 + i → GGUF row h·d + 2i + j.
+    const to = permutedRow(4, 64);
+    expect([0, 1, 7, 8, 9, 15, 16, 24].map(to)).toEqual([0, 2, 14, 1, 3, 15, 16, 17]);
     const w = Float32Array.from({ length: 4 * 16 * 3 }, (_, i) => i);
-    expect([...unpermuteRows(permuteRows(w, 4, 3), 4, 3)]).toEqual([...w]);
+    const permuted = permuteWeightRows(f32Matrix(w, 64, 3), to).data as Float32Array;
+    expect([...permuted.subarray(3, 6)]).toEqual([24, 25, 26]); // GGUF row 1 is HF row 8
+    expect([...unpermuteRows(permuted, 4, 3)]).toEqual([...w]);
   });
 
   for (const arch of ['llama', 'qwen3'] as const) {

@@ -21,9 +21,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLlama, type Llama } from 'node-llama-cpp';
+import type { Llama } from 'node-llama-cpp';
 import { loadGgufChatModel, loadHfChatModel } from '../../../src/model/import/llama-checkpoint.ts';
-import { argmax, LlamaModel } from '../../../src/model/import/llama.ts';
+import { LlamaModel } from '../../../src/model/import/llama.ts';
+import { compareLogits as compare, llamaCppRun, promptIds, startLlamaCpp } from './llama-cpp-reference.ts';
 import { roundedChat, tinyChatModel, writeChatGguf, writeHfChatFolder, type TinyArch } from './tiny-llama.ts';
 import { tf, useBackend } from '../helpers.ts';
 import { GPT, parameterSpecs } from '../../../src/model/gpt.ts';
@@ -34,7 +35,7 @@ let llama: Llama;
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'teamllm-llama-parity-'));
-  llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never, progressLogs: false } as never);
+  llama = await startLlamaCpp();
 });
 
 afterAll(async () => {
@@ -44,63 +45,6 @@ afterAll(async () => {
 
 const PROMPT_TOKENS = 64;
 const GREEDY_TOKENS = 32;
-
-/** A deterministic prompt of ordinary (non-special) ids. */
-function prompt(vocab: number, seed: number): number[] {
-  let a = seed;
-  return Array.from({ length: PROMPT_TOKENS }, () => {
-    a = (Math.imul(a, 1103515245) + 12345) >>> 0;
-    return (a >>> 8) % (vocab - 8);
-  });
-}
-
-function centred(row: ArrayLike<number>): Float64Array {
-  let mean = 0;
-  for (let i = 0; i < row.length; i++) mean += row[i]!;
-  mean /= row.length;
-  return Float64Array.from({ length: row.length }, (_, i) => row[i]! - mean);
-}
-
-/** Over all positions, both centred: the largest |ours − theirs|, and the largest ‖ours − theirs‖ / ‖theirs‖ of one position. */
-function compare(ours: Float32Array, theirs: Float64Array[], vocab: number): { maxAbs: number; maxRel: number } {
-  let maxAbs = 0;
-  let maxRel = 0;
-  for (let t = 0; t < theirs.length; t++) {
-    const a = centred(ours.subarray(t * vocab, (t + 1) * vocab));
-    const b = centred(theirs[t]!);
-    let d2 = 0;
-    let n2 = 0;
-    for (let i = 0; i < vocab; i++) {
-      maxAbs = Math.max(maxAbs, Math.abs(a[i]! - b[i]!));
-      d2 += (a[i]! - b[i]!) ** 2;
-      n2 += b[i]! ** 2;
-    }
-    maxRel = Math.max(maxRel, Math.sqrt(d2 / n2));
-  }
-  return { maxAbs, maxRel };
-}
-
-/** llama.cpp's log-probabilities at every prompt position, its greedy continuation, and its tokenizer's ids for some texts. */
-async function llamaCpp(file: string, ids: number[], vocab: number, texts: string[]): Promise<{ logits: Float64Array[]; greedy: number[]; tokenized: number[][] }> {
-  const model = await llama.loadModel({ modelPath: file, defaultContextFlashAttention: false });
-  const ctx = await model.createContext({ contextSize: 128, batchSize: 128, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as never);
-  const seq = ctx.getSequence();
-  const out = await seq.controlledEvaluate(ids.map((id) => [id, { generateNext: { probabilities: true } }] as never));
-  const logits = out.map((o) => {
-    const row = new Float64Array(vocab).fill(Math.log(1e-45));
-    for (const [token, p] of o!.next.probabilities!) row[Number(token)] = Math.log(p);
-    return row;
-  });
-  const greedy: number[] = [argmax(Float32Array.from(logits[logits.length - 1]!))];
-  while (greedy.length < GREEDY_TOKENS) {
-    const [step] = await seq.controlledEvaluate([[greedy[greedy.length - 1]!, { generateNext: { token: true, options: { temperature: 0 } } }] as never]);
-    greedy.push(Number(step!.next.token));
-  }
-  const tokenized = texts.map((t) => [...model.tokenize(t)].map(Number));
-  await ctx.dispose();
-  await model.dispose();
-  return { logits, greedy, tokenized };
-}
 
 const TEXTS = ['How many days of annual leave do I get?', "The employee's  manager\napproves it: 20 days, 2024!", '年假 10 天'];
 
@@ -128,8 +72,8 @@ describe('Llama-family logits against llama.cpp', () => {
       const fromGguf = loadGgufChatModel(gguf);
       expect(fromGguf.description.config.architecture).toBe(base.config.architecture === 'MistralForCausalLM' ? 'LlamaForCausalLM' : base.config.architecture);
       const V = base.config.vocabSize;
-      const ids = prompt(V, arch.length * 31 + dtype.length);
-      const ref = await llamaCpp(gguf, ids, V, TEXTS);
+      const ids = promptIds(V, arch.length * 31 + dtype.length, PROMPT_TOKENS);
+      const ref = await llamaCppRun(llama, gguf, ids, V, TEXTS, GREEDY_TOKENS);
       const ours = fromGguf.model.forward(ids);
       const { maxAbs, maxRel } = compare(ours, ref.logits, V);
       console.log(`llama.cpp parity ${arch} ${dtype}: max |Δlogit| ${maxAbs.toExponential(2)}, max relative ${maxRel.toExponential(2)} (bound ${bound})`);

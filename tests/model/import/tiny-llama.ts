@@ -2,17 +2,18 @@
  * Tiny Llama-family chat models with random weights, the real tensor names and a small byte-level
  * BPE vocabulary, written from the same numbers as a Hugging Face folder (config.json,
  * model.safetensors or shards, tokenizer.json, tokenizer_config.json with a chat template,
- * generation_config.json) and as a GGUF file laid out as llama.cpp's convert_hf_to_gguf.py writes
- * it (llama arch: q/k rows permuted by its LlamaModel.permute; qwen2/qwen3: as they are; llama3
- * RoPE scaling as a rope_freqs tensor). No pretrained weights exist on this machine.
+ * generation_config.json) and as a GGUF file written by src/model/import/chat-gguf.ts (the writer
+ * `teamllm model export` uses: llama arch q/k rows permuted as convert_hf_to_gguf.py does,
+ * qwen2/qwen3 as they are, llama3 RoPE scaling as a rope_freqs tensor). No pretrained weights
+ * exist on this machine.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { encodeSafetensors, type NamedArray } from '../../../src/model/safetensors.ts';
-import { expectedLlamaTensors, llama3RopeFactors, llamaConfigFromHf, type LlamaConfig } from '../../../src/model/import/llama-config.ts';
-import { ggufChatTensorName } from '../../../src/model/import/llama-checkpoint.ts';
+import { expectedLlamaTensors, llamaConfigFromHf, type LlamaConfig } from '../../../src/model/import/llama-config.ts';
 import { byteLevelAlphabet, byteLevelBpeTokenizerJson, BPE_PRE_TOKENIZERS } from '../../../src/model/import/chat-tokenizer.ts';
-import { encodeGguf, type GgmlTypeName, type GgufTyped } from '../../../src/model/import/gguf.ts';
+import { encodeChatGguf as encodeChatGgufFile, type GgufVocabulary } from '../../../src/model/import/chat-gguf.ts';
+import type { GgmlTypeName } from '../../../src/model/import/gguf.ts';
 import { roundTo16 } from '../../../src/model/import/dtypes.ts';
 import { rng } from './tiny-bert.ts';
 
@@ -164,68 +165,25 @@ export function writeHfChatFolder(dir: string, model: TinyChatModel, dtype: 'F32
   if (extra.licence) writeFileSync(path.join(dir, 'LICENSE'), `${extra.licence}\n\nTiny test model.\n`);
 }
 
-/** convert_hf_to_gguf.py's LlamaModel.permute: reshape(n_head, 2, d/2, ...).swapaxes(1, 2) on the rows. */
-export function permuteRows(w: Float32Array, heads: number, cols: number): Float32Array {
-  const d = w.length / cols / heads;
-  const half = d / 2;
-  const out = new Float32Array(w.length);
-  for (let h = 0; h < heads; h++) {
-    for (let j = 0; j < 2; j++) {
-      for (let i = 0; i < half; i++) {
-        // new[h][i][j] = old[h][j][i]
-        const src = h * d + j * half + i;
-        const dst = h * d + i * 2 + j;
-        out.set(w.subarray(src * cols, (src + 1) * cols), dst * cols);
-      }
-    }
-  }
-  return out;
+/** The GGUF vocabulary of the tiny model as llama.cpp's converter writes these families' (Llama 3: add BOS, eot; Qwen: BOS <|endoftext|>, not added). */
+export function tinyGgufVocabulary(model: TinyChatModel): GgufVocabulary {
+  const v = model.vocab;
+  const sp = v.specials;
+  return {
+    tokens: v.tokens,
+    types: v.types,
+    merges: v.merges,
+    pre: v.pre,
+    eosId: sp[model.eosToken]!,
+    ...(model.bosToken ? { bosId: sp[model.bosToken]!, addBos: true } : { bosId: sp['<|endoftext|>']!, addBos: false }),
+    ...(model.arch === 'llama' ? { eotId: sp['<|eot_id|>']! } : {}),
+    chatTemplate: model.chatTemplate,
+  };
 }
 
-const GGUF_ARCH: Record<TinyArch, string> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3' };
-const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q8_0: 7, BF16: 32 };
-
-/** The GGUF file as convert_hf_to_gguf.py writes these architectures (1-D tensors F32, matrices `dtype`). */
+/** The GGUF file, written by src's chat GGUF writer (1-D tensors F32, matrices `dtype`; llama arch: q/k rows permuted). */
 export function encodeChatGguf(model: TinyChatModel, dtype: GgmlTypeName = 'F32'): Uint8Array {
-  const c = model.config;
-  const arch = GGUF_ARCH[model.arch];
-  const v = model.vocab;
-  const u32 = (value: number): GgufTyped => ({ type: 'u32', value });
-  const f32 = (value: number): GgufTyped => ({ type: 'f32', value });
-  const meta: [string, GgufTyped][] = [
-    ['general.architecture', { type: 'string', value: arch }],
-    ['general.name', { type: 'string', value: `tiny-${model.arch}` }],
-    ['general.file_type', u32(FILE_TYPE[dtype])],
-    [`${arch}.context_length`, u32(c.maxPositions)],
-    [`${arch}.embedding_length`, u32(c.hidden)],
-    [`${arch}.block_count`, u32(c.layers)],
-    [`${arch}.feed_forward_length`, u32(c.intermediate)],
-    [`${arch}.attention.head_count`, u32(c.heads)],
-    [`${arch}.attention.head_count_kv`, u32(c.kvHeads)],
-    [`${arch}.rope.freq_base`, f32(c.ropeTheta)],
-    [`${arch}.attention.layer_norm_rms_epsilon`, f32(c.rmsNormEps)],
-    ...(c.headDim !== c.hidden / c.heads ? ([[`${arch}.attention.key_length`, u32(c.headDim)], [`${arch}.attention.value_length`, u32(c.headDim)]] as [string, GgufTyped][]) : []),
-    ...(arch === 'llama' ? ([[`${arch}.rope.dimension_count`, u32(c.headDim)], [`${arch}.vocab_size`, u32(c.vocabSize)]] as [string, GgufTyped][]) : []),
-    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
-    ['tokenizer.ggml.pre', { type: 'string', value: v.pre }],
-    ['tokenizer.ggml.tokens', { type: 'array', of: 'string', value: v.tokens }],
-    ['tokenizer.ggml.token_type', { type: 'array', of: 'i32', value: v.types }],
-    ['tokenizer.ggml.merges', { type: 'array', of: 'string', value: v.merges }],
-    ['tokenizer.ggml.eos_token_id', u32(v.specials[model.eosToken]!)],
-    ...(model.bosToken
-      ? ([['tokenizer.ggml.bos_token_id', u32(v.specials[model.bosToken]!)], ['tokenizer.ggml.add_bos_token', { type: 'bool', value: true }]] as [string, GgufTyped][])
-      : ([['tokenizer.ggml.bos_token_id', u32(v.specials['<|endoftext|>']!)], ['tokenizer.ggml.add_bos_token', { type: 'bool', value: false }]] as [string, GgufTyped][])),
-    ...(model.arch === 'llama' ? ([['tokenizer.ggml.eot_token_id', u32(v.specials['<|eot_id|>']!)]] as [string, GgufTyped][]) : []),
-    ['tokenizer.chat_template', { type: 'string', value: model.chatTemplate }],
-  ];
-  const shapes = expectedLlamaTensors(c);
-  const tensors = [...shapes].map(([hf, shape]) => {
-    let data = model.weights.get(hf)!;
-    if (arch === 'llama' && /self_attn\.[qk]_proj\./.test(hf)) data = permuteRows(data, hf.includes('q_proj') ? c.heads : c.kvHeads, shape.length === 2 ? shape[1]! : 1);
-    return { name: ggufChatTensorName(hf)!, shape, data, type: (shape.length === 2 ? dtype : 'F32') as GgmlTypeName };
-  });
-  if (c.ropeScaling.type === 'llama3') tensors.push({ name: 'rope_freqs.weight', shape: [c.headDim / 2], data: llama3RopeFactors(c), type: 'F32' });
-  return encodeGguf(meta, tensors);
+  return encodeChatGgufFile({ config: model.config, weights: model.weights, vocabulary: tinyGgufVocabulary(model), name: `tiny-${model.arch}` }, dtype);
 }
 
 export function writeChatGguf(file: string, model: TinyChatModel, dtype: GgmlTypeName = 'F32'): void {
