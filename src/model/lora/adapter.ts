@@ -146,7 +146,7 @@ export class LoraAdapter {
     if (c.layers?.some((l) => l >= model.config.nLayer)) throw new Error(`LoRA layers ${c.layers.join(',')} exceed the model's ${model.config.nLayer} layers`);
     const rng = new Random(options.seed ?? 1234);
     const params = new Map<string, Tensor>();
-    for (const s of specsFor(c, model.config)) {
+    for (const s of loraSpecs(c, model.config)) {
       const size = s.shape[0]! * s.shape[1]!;
       let data: Float32Array;
       if (s.kind === 'A') {
@@ -169,7 +169,7 @@ export class LoraAdapter {
   }
 
   specs(): LoraSpec[] {
-    return specsFor(this.config, this.base.config);
+    return loraSpecs(this.config, this.base.config);
   }
 
   /** Tensor names in a stable order (the order of `paramList`). */
@@ -395,7 +395,8 @@ export interface LoraSpec {
   fanIn: number;
 }
 
-function specsFor(c: LoraConfig, model: GPTConfig): LoraSpec[] {
+/** The adapter tensors a configuration puts on a model of `model`'s shape, in a stable order. */
+export function loraSpecs(c: LoraConfig, model: GPTConfig): LoraSpec[] {
   if (isLlamaArch(model)) return llamaSpecsFor(c, model);
   const C = model.nEmbd;
   const dims: Record<GptLoraTarget, [number, number]> = {
