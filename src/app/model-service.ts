@@ -6,6 +6,8 @@ import { ModelFilesError, type ModelRegistry, type ModelVersion } from '../model
 import { ServedModels } from '../model/lora/served-models.ts';
 import { inspectImport } from '../model/import/inspect-import.ts';
 import { inspectChatModelVersion, loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
+import { checkPeftFits, isPeftAdapterFolder, readPeftAdapter } from '../model/lora/peft.ts';
+import { fromLlamaConfig } from '../model/config.ts';
 import { WorkerChatModel, type ChatWorkerInput } from '../model/import/worker-chat-model.ts';
 import type { TokenGenerator } from '../model/import/chat-generation.ts';
 import type { ChatDtype, LoadedChatModel } from '../model/import/llama-checkpoint.ts';
@@ -121,7 +123,9 @@ export class RegistryModelService implements ModelService {
    * registered as a version. Everything is checked before a byte is copied (architecture, files,
    * shapes, tokenizer, disk space).
    */
-  async importModel(location: string, options: { name?: string; dtype?: ChatDtype }, actor: Actor): Promise<string> {
+  async importModel(location: string, options: { name?: string; dtype?: ChatDtype; base?: string }, actor: Actor): Promise<string> {
+    if (isPeftAdapterFolder(location)) return this.importAdapter(location, options, actor);
+    if (options.base) throw new Error(`--base is for LoRA adapter folders (adapter_config.json); ${location} is not one`);
     const inspected = inspectImport(location);
     const { description } = inspected;
     // An encoder is small and read as it was stored; the precision choice is a chat model's.
@@ -153,6 +157,24 @@ export class RegistryModelService implements ModelService {
       `Pooling: ${d.poolingSource}.`,
       licence,
       `Use it for retrieval: teamllm kb reindex --encoder ${v.version}; compare with teamllm eval retrieval --encoder ${v.version}.`,
+    ].join('\n');
+  }
+
+  /** A PEFT LoRA adapter folder onto an imported chat model version (`--base`): checked to fit it, then registered as a version of its own. */
+  private async importAdapter(location: string, options: { name?: string; dtype?: ChatDtype; base?: string }, actor: Actor): Promise<string> {
+    const registry = this.options.registry;
+    const chats = (await registry.list()).filter((v) => v.kind === 'chat' && v.parent === undefined);
+    if (!options.base) throw new Error(`${location} is a LoRA adapter: name the imported model it goes on with --base <version>${chats.length ? ` (imported chat models: ${chats.map((v) => v.version).join(', ')})` : ' (import that model first)'}`);
+    if (options.dtype) throw new Error('--dtype is for models; an adapter is served in the precision of its base');
+    const base = await registry.get(options.base);
+    if (base?.kind !== 'chat') throw new Error(`${options.base} is not an imported chat model${chats.length ? ` (those are ${chats.map((v) => v.version).join(', ')})` : ''}`);
+    const peft = readPeftAdapter(location);
+    checkPeftFits(peft, fromLlamaConfig(inspectChatModelVersion(registry.dir(options.base)).description.config));
+    const v = await registry.registerChatAdapter(location, options.base, options.name ? { name: options.name } : {});
+    await this.options.store.audit({ actor: actor.id, action: 'model-import', detail: { version: v.version, kind: 'lora', base: options.base, origin: v.origin ?? location, rank: peft.config.rank, targets: peft.config.targets } });
+    return [
+      `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: a LoRA adapter (r=${peft.config.rank}, alpha=${peft.config.alpha}, on ${peft.config.targets.join(', ')}) over ${options.base}${peft.baseModel ? ` (trained on ${peft.baseModel})` : ''}.`,
+      `Serve it: teamllm model promote ${v.version} (the base with the adapter merged into its weights).`,
     ].join('\n');
   }
 

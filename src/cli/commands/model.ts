@@ -13,8 +13,9 @@ export function registerModel(program: Command): void {
     .argument('<action>', 'list|promote|rollback|verify|import')
     .argument('[version]', 'a version (promote, verify), or the folder or .gguf file to import')
     .option('--name <name>', 'import: a name to record with the version (e.g. bge-small-en-v1.5, qwen2.5-0.5b-instruct)')
+    .option('--base <version>', 'import of a PEFT LoRA adapter folder (adapter_config.json): the imported chat model version it goes on')
     .option('--dtype <dtype>', "import, chat models: the precision weights are held in when served, bf16, int8 or f32 (default: the file's own: BF16 stays bf16, F16 f16, Q8_0 int8)")
-    .action(async (action: string, version: string | undefined, opts: { name?: string; dtype?: string }) => {
+    .action(async (action: string, version: string | undefined, opts: { name?: string; dtype?: string; base?: string }) => {
       await withRuntime(program, {}, async (runtime) => {
         const actor = { id: `console:${runtime.consoleUser}`, isAdmin: true };
         if (action === 'list') process.stdout.write(`${await runtime.models.list()}\n`);
@@ -28,9 +29,9 @@ export function registerModel(program: Command): void {
           process.stdout.write(`${result.text}\n`);
           if (!result.ok) process.exitCode = 1;
         } else if (action === 'import') {
-          if (!version) throw new CliError('usage: teamllm model import <folder|file.gguf> [--name N] [--dtype bf16|int8|f32]');
+          if (!version) throw new CliError('usage: teamllm model import <folder|file.gguf> [--name N] [--dtype bf16|int8|f32] | <peft-adapter-folder> --base <version>');
           if (opts.dtype !== undefined && !['bf16', 'int8', 'f32'].includes(opts.dtype)) throw new CliError(`--dtype must be bf16, int8 or f32, not "${opts.dtype}"`);
-          const options = { ...(opts.name ? { name: opts.name } : {}), ...(opts.dtype ? { dtype: opts.dtype as 'bf16' | 'int8' | 'f32' } : {}) };
+          const options = { ...(opts.name ? { name: opts.name } : {}), ...(opts.dtype ? { dtype: opts.dtype as 'bf16' | 'int8' | 'f32' } : {}), ...(opts.base ? { base: opts.base } : {}) };
           process.stdout.write(`${await runtime.models.importModel(version, options, actor).catch((e: Error) => Promise.reject(new CliError(e.message)))}\n`);
         } else throw new CliError(`unknown model action "${action}" (list, promote, rollback, verify, import)`);
       });

@@ -26,8 +26,9 @@ import { decodeSafetensors, writeSafetensors, type NamedArray } from '../safeten
 import { writeJsonAtomic } from '../files.ts';
 import { arraysToTensors, tensorsToArrays } from '../model-files.ts';
 import type { GPT } from '../gpt.ts';
+import type { GPTConfig } from '../config.ts';
 import { LLAMA_LORA_TARGETS, LLAMA_TARGET_SITE, resolveLoraConfig, type LoraConfig, type LoraTarget } from './config.ts';
-import { LoraAdapter, assertSameBase, loraSpecs, modelFingerprint, type BaseModelIdentity } from './adapter.ts';
+import { LoraAdapter, assertSameBase, loraSpecs, modelFingerprint, type BaseModelIdentity, type LoraSpec } from './adapter.ts';
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
 export const PEFT_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -176,25 +177,33 @@ export function readPeftAdapter(dir: string): PeftLora {
 }
 
 /**
- * PEFT's adapter as a LoraAdapter on `model` (the trainable llama-family model of its base). A
- * folder teamllm wrote is checked against its recorded base; one from elsewhere is taken to belong
- * to `model` when every tensor has the shape of that model's projection (then the identity is
- * this model's).
+ * Checks that PEFT's adapter fits a llama-family model of `config` (every tensor the shape of that
+ * model's projection; layers without tensors have none, however layers_to_transform spelled it),
+ * and returns its configuration there with the tensors it must have.
  */
-export function adapterFromPeft(peft: PeftLora, model: GPT, version?: string): LoraAdapter {
-  if (model.config.arch !== 'llama') throw new Error("a PEFT adapter goes on a Llama-family base, not on teamllm's GPT");
-  if (peft.base) assertSameBase(peft.base, model, version);
-  const base: BaseModelIdentity = peft.base ?? { fingerprint: modelFingerprint(model), config: model.config, ...(version ? { version } : {}) };
-  // Layers without tensors have no adapter (PEFT's layers_to_transform, however it was spelled).
+export function checkPeftFits(peft: PeftLora, config: GPTConfig): { config: LoraConfig; specs: LoraSpec[] } {
+  if (config.arch !== 'llama') throw new Error("a PEFT adapter goes on a Llama-family base, not on teamllm's GPT");
   const present = [...new Set([...peft.tensors.keys()].map((n) => Number(n.split('.')[2])))].sort((a, b) => a - b);
-  if (present.some((l) => l >= model.config.nLayer)) throw new Error(`the adapter has layers up to ${present.at(-1)}; the base has ${model.config.nLayer}`);
-  const config: LoraConfig = present.length === model.config.nLayer ? peft.config : { ...peft.config, layers: present };
-  const specs = loraSpecs(config, model.config);
+  if (present.some((l) => l >= config.nLayer)) throw new Error(`the adapter has layers up to ${present.at(-1)}; the base has ${config.nLayer}: it was trained on another model`);
+  const lora: LoraConfig = present.length === config.nLayer ? peft.config : { ...peft.config, layers: present };
+  const specs = loraSpecs(lora, config);
   for (const s of specs) {
     const t = peft.tensors.get(s.name);
-    if (!t) throw new Error(`the adapter has no ${peftTensorName(s.name)} (it covers ${peft.config.targets.join(', ')} on some layers only?)`);
+    if (!t) throw new Error(`the adapter has no ${peftTensorName(s.name)}, though it has ${lora.targets.join(', ')} on other layers`);
     if (t.shape.join('x') !== s.shape.join('x')) throw new Error(`${peftTensorName(s.name)} is [${t.shape.join(', ')}]; this base's projection needs [${s.shape.join(', ')}]: it was trained on another model`);
   }
-  if (specs.length !== peft.tensors.size) throw new Error(`the adapter has ${peft.tensors.size} tensors; ${config.targets.join(', ')} on ${present.length} layers make ${specs.length} (some layer lacks a projection the others have)`);
+  if (specs.length !== peft.tensors.size) throw new Error(`the adapter has ${peft.tensors.size} tensors; ${lora.targets.join(', ')} on ${present.length} layers make ${specs.length} (some layer lacks a projection the others have)`);
+  return { config: lora, specs };
+}
+
+/**
+ * PEFT's adapter as a LoraAdapter on `model` (the trainable llama-family model of its base). A
+ * folder teamllm wrote is checked against its recorded base; one from elsewhere is taken to belong
+ * to `model` when it fits it (checkPeftFits), and gets this model's identity.
+ */
+export function adapterFromPeft(peft: PeftLora, model: GPT, version?: string): LoraAdapter {
+  if (peft.base) assertSameBase(peft.base, model, version);
+  const { config, specs } = checkPeftFits(peft, model.config);
+  const base: BaseModelIdentity = peft.base ?? { fingerprint: modelFingerprint(model), config: model.config, ...(version ? { version } : {}) };
   return new LoraAdapter(config, base, arraysToTensors(new Map(specs.map((s) => [s.name, peft.tensors.get(s.name)!]))), peft.meta);
 }
