@@ -20,6 +20,9 @@ import { sft, type SftOptions } from '../../src/training/sft/train.ts';
 import { encodeChatSftExample } from '../../src/training/sft/chat-data.ts';
 import type { SftExample } from '../../src/training/sft/data.ts';
 import { tinyChatModel, writeHfChatFolder } from '../model/import/tiny-llama.ts';
+import { runSftJob } from '../../src/training/sft/pipeline.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
+import { HANDBOOK_EN } from './helpers.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-chat-sft-'));
 afterAll(() => fs.rm(tmpRoot, { recursive: true, force: true }));
@@ -114,5 +117,36 @@ describe('SFT of an imported chat model', () => {
     expect(diff).toBeLessThan(1e-4);
     adapter.dispose();
     trained.dispose();
+  });
+});
+
+describe('the sft job on an imported chat model (teamllm train sft --base <imported version>)', () => {
+  it('gates on held-out QA asked through its template, and registers the PEFT adapter over its base', { timeout: 300_000 }, async () => {
+    const jobHome = path.join(tmpRoot, 'job-home');
+    const tiny = tinyChatModel('qwen3', 6);
+    // A context long enough for the answerer's system message and passages.
+    const long = { ...tiny, hfConfig: { ...tiny.hfConfig, max_position_embeddings: 2048 }, config: { ...tiny.config, maxPositions: 2048 } };
+    writeHfChatFolder(path.join(tmpRoot, 'qwen3-long'), long);
+    const reg = new ModelRegistry(jobHome);
+    await reg.registerChatModel(inspectHfChatModel(path.join(tmpRoot, 'qwen3-long')));
+    await reg.promote('v1');
+    const docs = path.join(tmpRoot, 'job-docs');
+    await fs.mkdir(docs, { recursive: true });
+    await fs.writeFile(path.join(docs, 'leave.md'), HANDBOOK_EN);
+    const questions = path.join(tmpRoot, 'job-questions.jsonl');
+    await fs.writeFile(questions, [{ question: 'How many days can I carry over?', answer: '5 days', source: 'leave.md', split: 'test' }].map((q) => JSON.stringify(q)).join('\n'));
+    const params = { base: 'v1', docs: [docs], questions, maxIters: 2, batchSize: 2, rank: 2, alpha: 4, answerTokens: 4, evalInterval: 2, k: 1, generateMax: 8 };
+    const gated = await runSftJob(params, { home: jobHome, ...stageServices(jobHome), runDir: path.join(jobHome, 'runs', '1-sft') });
+    expect(gated.status).toBe('completed');
+    expect(gated.before?.n).toBe(1);
+    expect(gated.after?.n).toBe(1);
+    expect(gated.comparison).toBeDefined();
+    // Not evaluated: registered (not promoted) as an adapter version over v1, served merged.
+    const plain = await runSftJob({ ...params, skipEval: true }, { home: jobHome, ...stageServices(jobHome), runDir: path.join(jobHome, 'runs', '2-sft') });
+    expect(plain.promoted).toBe(false);
+    const v = (await reg.get(plain.modelVersion!))!;
+    expect(v).toMatchObject({ kind: 'chat', parent: 'v1', source: 'sft' });
+    expect(loadChatModelVersion(reg.dir(v.version)).manifest.adapter).toEqual({ base: 'v1' });
+    expect(plain.summary).toMatch(/registered v\d+, not promoted/);
   });
 });
