@@ -10,6 +10,8 @@ import { exportChatModel, EXPORT_DTYPES, EXPORT_FORMATS, type ExportDtype, type 
 
 export { EXPORT_DTYPES, EXPORT_FORMATS, type ExportDtype, type ExportFormat };
 import { inspectChatModelVersion, loadChatModelVersion, readChatManifest } from '../model/import/chat-manifest.ts';
+import { checkPeftFits, isPeftAdapterFolder, readPeftAdapter } from '../model/lora/peft.ts';
+import { fromLlamaConfig } from '../model/config.ts';
 import { WorkerChatModel, type ChatWorkerInput } from '../model/import/worker-chat-model.ts';
 import type { HeldChatModel, TokenGenerator } from '../model/import/chat-generation.ts';
 import { LlamaCppChatModel, type LlamaCppOptions } from '../model/import/llama-cpp-chat-model.ts';
@@ -134,7 +136,9 @@ export class RegistryModelService implements ModelService {
    * registered as a version. Everything is checked before a byte is copied (architecture, files,
    * shapes, tokenizer, disk space).
    */
-  async importModel(location: string, options: { name?: string; dtype?: ChatDtype }, actor: Actor): Promise<string> {
+  async importModel(location: string, options: { name?: string; dtype?: ChatDtype; base?: string }, actor: Actor): Promise<string> {
+    if (isPeftAdapterFolder(location)) return this.importAdapter(location, options, actor);
+    if (options.base) throw new Error(`--base is for LoRA adapter folders (adapter_config.json); ${location} is not one`);
     const inspected = inspectImport(location);
     const { description } = inspected;
     // An encoder is small and read as it was stored; the precision choice is a chat model's.
@@ -170,13 +174,12 @@ export class RegistryModelService implements ModelService {
   }
 
   /**
-   * `teamllm model export <version> --format hf|gguf <dir>`: an imported chat model written out in
+   * `teamllm model export <version> --format hf|gguf|peft <dir>`: an imported chat model written out in
    * the ecosystem's formats (model/import/chat-export.ts), into a new or empty folder.
    */
   async exportModel(version: string, options: { format: ExportFormat; dtype?: ExportDtype; target: string }, actor: Actor): Promise<string> {
     const entry = await this.options.registry.get(version);
     if (!entry) throw new Error(`No model version ${version} (see teamllm model list)`);
-    if (options.format === 'peft') throw new Error('--format peft: not yet: needs a LoRA adapter on an imported base');
     if (entry.kind === 'encoder') throw new Error(`${version} is an imported encoder: export writes imported chat models (--format hf or gguf); the encoder's files are in ${this.options.registry.dir(version)}`);
     if (entry.kind !== 'chat') {
       throw new Error(`${version} was trained here (teamllm's own model, not a Llama-family one): export writes imported chat models (--format hf or gguf); its files (model.safetensors, config.json, tokenizer.json) are in ${this.options.registry.dir(version)}`);
@@ -188,12 +191,33 @@ export class RegistryModelService implements ModelService {
     const check =
       result.format === 'gguf'
         ? `Check it: llama-cli -m ${path.join(result.dir, result.files.find((f) => f.file.endsWith('.gguf'))!.file)} (llama.cpp), or an Ollama Modelfile with FROM and the path (docs/open-chat-models.md).`
-        : `Check it: teamllm model import ${result.dir} gives the same answers; transformers' AutoModelForCausalLM.from_pretrained reads it.`;
+        : result.format === 'peft'
+          ? `Use it: PEFT's PeftModel.from_pretrained(base, "${result.dir}") or LLaMA-Factory's adapter_name_or_path, on the base model's original weights; teamllm model import ${result.dir} --base <version> reads it back.`
+          : `Check it: teamllm model import ${result.dir} gives the same answers; transformers' AutoModelForCausalLM.from_pretrained reads it.`;
+    const what = result.format === 'hf' ? 'a Hugging Face folder' : result.format === 'peft' ? "PEFT's LoRA adapter folder" : 'GGUF';
     return [
-      `Exported ${version}${entry.name ? ` "${entry.name}"` : ''} as ${result.format === 'hf' ? 'a Hugging Face folder' : 'GGUF'} (${result.dtype}) to ${result.dir}: ${result.files.map((f) => f.file).join(', ')} (${mib.toFixed(1)} MiB).`,
+      `Exported ${version}${entry.name ? ` "${entry.name}"` : ''} as ${what} (${result.dtype}) to ${result.dir}: ${result.files.map((f) => f.file).join(', ')} (${mib.toFixed(1)} MiB).`,
       ...result.notes.map((n) => `Note: ${n}.`),
       `Licence recorded at import: ${entry.licence ?? 'unknown'} (its README/LICENSE files are in the folder).`,
       check,
+    ].join('\n');
+  }
+
+  /** A PEFT LoRA adapter folder onto an imported chat model version (`--base`): checked to fit it, then registered as a version of its own. */
+  private async importAdapter(location: string, options: { name?: string; dtype?: ChatDtype; base?: string }, actor: Actor): Promise<string> {
+    const registry = this.options.registry;
+    const chats = (await registry.list()).filter((v) => v.kind === 'chat' && v.parent === undefined);
+    if (!options.base) throw new Error(`${location} is a LoRA adapter: name the imported model it goes on with --base <version>${chats.length ? ` (imported chat models: ${chats.map((v) => v.version).join(', ')})` : ' (import that model first)'}`);
+    if (options.dtype) throw new Error('--dtype is for models; an adapter is served in the precision of its base');
+    const base = await registry.get(options.base);
+    if (base?.kind !== 'chat') throw new Error(`${options.base} is not an imported chat model${chats.length ? ` (those are ${chats.map((v) => v.version).join(', ')})` : ''}`);
+    const peft = readPeftAdapter(location);
+    checkPeftFits(peft, fromLlamaConfig(inspectChatModelVersion(registry.dir(options.base)).description.config));
+    const v = await registry.registerChatAdapter(location, options.base, options.name ? { name: options.name } : {});
+    await this.options.store.audit({ actor: actor.id, action: 'model-import', detail: { version: v.version, kind: 'lora', base: options.base, origin: v.origin ?? location, rank: peft.config.rank, targets: peft.config.targets } });
+    return [
+      `Imported ${v.version}${v.name ? ` "${v.name}"` : ''}: a LoRA adapter (r=${peft.config.rank}, alpha=${peft.config.alpha}, on ${peft.config.targets.join(', ')}) over ${options.base}${peft.baseModel ? ` (trained on ${peft.baseModel})` : ''}.`,
+      `Serve it: teamllm model promote ${v.version} (the base with the adapter merged into its weights).`,
     ].join('\n');
   }
 

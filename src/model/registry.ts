@@ -21,7 +21,8 @@ import type { LoadedModel } from './loaded-model.ts';
 import type { EncoderDescription } from './import/encoder-checkpoint.ts';
 import { ENCODER_MANIFEST, ENCODER_MANIFEST_FORMAT, type EncoderManifest } from './import/encoder-manifest.ts';
 import type { ChatDtype, ChatModelDescription } from './import/llama-checkpoint.ts';
-import { CHAT_MANIFEST, CHAT_MANIFEST_FORMAT, type ChatManifest } from './import/chat-manifest.ts';
+import { CHAT_MANIFEST, CHAT_MANIFEST_FORMAT, readChatManifest, type ChatManifest } from './import/chat-manifest.ts';
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter } from './lora/peft.ts';
 
 /** Refuses a copy of `bytes` that would not fit (with 5% and 64 MiB to spare) on the disk of `dir`; `doing` names the work in the message. */
 export async function ensureDiskSpace(dir: string, bytes: number, doing: 'import' | 'export' = 'import'): Promise<void> {
@@ -276,6 +277,59 @@ export class ModelRegistry {
       ...(options.dtype && options.dtype !== 'auto' ? { servingDtype: options.dtype } : {}),
     };
     return this.registerImport('chat', description, CHAT_MANIFEST, manifest, options);
+  }
+
+  /**
+   * Registers a LoRA adapter on an imported chat model (PEFT's folder: adapter_config.json +
+   * adapter_model.safetensors, checked to read) as the next version: its two files and a manifest
+   * naming the base, served as the base with the adapter merged (chat-manifest.ts). Whether it
+   * fits the base is checked where the caller can load the base (model-service, the SFT job).
+   */
+  async registerChatAdapter(
+    adapterDir: string,
+    baseVersion: string,
+    options: { source?: string; name?: string; notes?: string; metrics?: Record<string, number>; gate?: { passed: boolean; reasons: string[] } } = {},
+  ): Promise<ModelVersion> {
+    const lora = readPeftAdapter(adapterDir);
+    return this.exclusive(async () => {
+      const reg = await this.read();
+      const base = reg.versions[baseVersion];
+      if (!base) throw new Error(`No model version ${baseVersion}`);
+      if (base.kind !== 'chat') throw new Error(`${baseVersion} is not an imported chat model: a PEFT adapter goes on one (teamllm's own models take teamllm adapters)`);
+      const baseManifest = readChatManifest(this.dir(baseVersion));
+      if (baseManifest.adapter) throw new Error(`${baseVersion} is itself an adapter (on ${baseManifest.adapter.base}); put the adapter on that imported model`);
+      const manifest: ChatManifest = { ...baseManifest, origin: path.resolve(adapterDir), adapter: { base: baseVersion } };
+      const version = `v${(await this.highestNumber(reg)) + 1}`;
+      const files: Record<string, RecordedFile> = {};
+      await writeDirAtomic(this.dir(version), async (tmp) => {
+        for (const file of [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE]) {
+          await fs.copyFile(path.join(adapterDir, file), path.join(tmp, file));
+          files[file] = await hashFile(path.join(tmp, file));
+        }
+        await fs.writeFile(path.join(tmp, CHAT_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+        files[CHAT_MANIFEST] = await hashFile(path.join(tmp, CHAT_MANIFEST));
+      });
+      const entry: ModelVersion = {
+        version,
+        createdAt: new Date().toISOString(),
+        source: options.source ?? 'import',
+        metrics: options.metrics ?? {},
+        numParameters: base.numParameters,
+        parent: baseVersion,
+        files,
+        kind: 'chat',
+        ...(base.architecture ? { architecture: base.architecture } : {}),
+        ...(base.dtype ? { dtype: base.dtype } : {}),
+        ...(base.licence ? { licence: base.licence } : {}),
+        origin: manifest.origin,
+        notes: options.notes ?? `LoRA r=${lora.config.rank} alpha=${lora.config.alpha} on ${lora.config.targets.join(', ')}, over ${baseVersion}`,
+        ...(options.name ? { name: options.name } : {}),
+        ...(options.gate ? { gate: options.gate } : {}),
+      };
+      reg.versions[version] = entry;
+      await this.write(reg);
+      return { ...entry, serving: reg.serving === version };
+    });
   }
 
   private async registerImport(

@@ -73,7 +73,7 @@ export function chatAnswerMessages(question: string, passages: readonly Pick<Sou
 }
 
 /** Templates without a system role (Mistral's raise an exception): its text goes first in the user's turn. */
-function withoutSystem(messages: ChatMessage[]): ChatMessage[] {
+export function withoutSystem(messages: ChatMessage[]): ChatMessage[] {
   const system = messages.filter((m) => m.role === 'system').map((m) => m.content);
   const rest = messages.filter((m) => m.role !== 'system');
   const first = rest.findIndex((m) => m.role === 'user');

@@ -40,7 +40,7 @@ describe('teamllm model export', () => {
       mkdirSync(busy);
       writeFileSync(join(busy, 'keep.txt'), 'mine');
       const refusals: [string[], RegExp][] = [
-        [['model', 'export', 'v1', '--format', 'peft', join(home, 'exports', 'peft')], /not yet: needs a LoRA adapter on an imported base/],
+        [['model', 'export', 'v1', '--format', 'peft', join(home, 'exports', 'peft')], /--format peft writes a LoRA adapter version/],
         [['model', 'export', 'v1', '--format', 'gguf', busy], /is not empty \(1 entry\): export writes into a new or empty folder/],
         [['model', 'export', 'v1', '--format', 'hf', '--dtype', 'q8_0', join(home, 'exports', 'q8')], /a Hugging Face folder holds f32, f16 or bf16 weights/],
         [['model', 'export', 'v1', '--format', 'gguf', '--dtype', 'int8', join(home, 'exports', 'int8')], /--dtype must be f32, f16, bf16 or q8_0 for export, not "int8"/],

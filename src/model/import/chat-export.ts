@@ -1,7 +1,10 @@
 /**
- * `teamllm model export <version> --format hf|gguf <dir>`: an imported chat model written out in
- * the ecosystem's formats, from its weights as held (or from weights given to it: a LoRA merge
- * will pass its merged map here).
+ * `teamllm model export <version> --format hf|gguf|peft <dir>`: an imported chat model written out
+ * in the ecosystem's formats, from its weights as held (or from weights given to it). A LoRA
+ * adapter version (PEFT's folder over an imported base) is written as its base with the adapter
+ * merged (hf, gguf: the merged matrices in float32, so the file is f32 unless --dtype says
+ * otherwise), or as the adapter alone (peft: its adapter_config.json and adapter_model.safetensors,
+ * which PEFT and LLaMA-Factory load onto the base).
  *
  *   hf    config.json (the source folder's own, its dtype field set; a GGUF source's stated in
  *         the architecture's fields and checked to read back to the same config), model.safetensors
@@ -26,7 +29,8 @@ import { exists, writeDirAtomic } from '../files.ts';
 import { ensureDiskSpace } from '../registry.ts';
 import { safetensorsFileBytes, writeSafetensorsStream, type SafetensorsTensorToWrite } from '../safetensors.ts';
 import { chatGgufBytes, encodeMatrix, ggufVocabulary, writeChatGguf, type ChatGgufSource, type ChatGgufType } from './chat-gguf.ts';
-import { readChatManifest, type ChatManifest } from './chat-manifest.ts';
+import { adapterBaseDir, loadChatModelVersion, readChatManifest, type ChatManifest } from './chat-manifest.ts';
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from '../lora/peft.ts';
 import type { ChatTokenizer } from './chat-tokenizer.ts';
 import { roundTo16 } from './dtypes.ts';
 import { ImportError } from './hf-folder.ts';
@@ -58,6 +62,8 @@ export interface ChatExportSource {
 /** Reads a version folder for export; `weights` replaces its own (HF names and row order). */
 export function readChatExportSource(dir: string, weights?: Weights): ChatExportSource {
   const manifest = readChatManifest(dir);
+  // An adapter version holds no model: its base's files, with the adapter merged into the weights.
+  if (manifest.adapter && !weights) return readChatExportSource(adapterBaseDir(dir, manifest), loadChatModelVersion(dir).model.weights());
   const read = readChatWeights(manifest.from === 'gguf' ? path.join(dir, manifest.file ?? 'model.gguf') : dir);
   if (weights) {
     for (const name of expectedLlamaTensors(read.description.config).keys()) if (!weights.has(name)) throw new Error(`export: the weights given have no ${name}`);
@@ -237,7 +243,7 @@ function tokenizerConfigOf(source: ChatExportSource): Record<string, unknown> {
 }
 
 export interface ExportResult {
-  format: 'hf' | 'gguf';
+  format: ExportFormat;
   dtype: ExportDtype;
   dir: string;
   files: { file: string; bytes: number }[];
@@ -336,12 +342,31 @@ export interface ExportOptions {
 
 /** Writes the chat model of a version folder to `target` (a new or empty folder) in `format`. */
 export async function exportChatModel(dir: string, format: ExportFormat, target: string, options: ExportOptions = {}): Promise<ExportResult> {
-  if (format === 'peft') throw new ImportError('--format peft: not yet: needs a LoRA adapter on an imported base');
   await checkTarget(target);
+  if (format === 'peft') return exportPeft(dir, target);
   const source = readChatExportSource(dir, options.weights);
   const dtype = options.dtype ?? heldDtype(source.weights, format);
   const name = options.name ?? source.manifest.architecture;
   return format === 'hf' ? exportHf(source, target, dtype, options.maxShardBytes ?? MAX_SHARD_BYTES) : exportGguf(source, target, dtype, name);
+}
+
+/** An adapter version's PEFT files, as they are (they were written, or imported, in PEFT's format). */
+async function exportPeft(dir: string, target: string): Promise<ExportResult> {
+  const manifest = readChatManifest(dir);
+  if (!manifest.adapter) throw new ImportError('--format peft writes a LoRA adapter version (teamllm train sft --base <imported version>, or an imported PEFT folder); this version is a whole model: --format hf or gguf');
+  const files = [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE];
+  const bytes = files.reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
+  await ensureDiskSpace(target, bytes, 'export');
+  await writeDirAtomic(target, async (tmp) => {
+    for (const f of files) await fs.copyFile(path.join(dir, f), path.join(tmp, f));
+  });
+  return {
+    format: 'peft',
+    dtype: 'f32',
+    dir: target,
+    files: files.map((f) => ({ file: f, bytes: statSync(path.join(target, f)).size })),
+    notes: [`the adapter goes on ${manifest.adapter.base} (${manifest.architecture}, imported from ${readChatManifest(adapterBaseDir(dir, manifest)).origin})`],
+  };
 }
 
 // ---- the llama.cpp engine's file ------------------------------------------------------------

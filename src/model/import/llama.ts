@@ -91,6 +91,14 @@ export class LlamaModel {
     }
   }
 
+  /**
+   * Every weight as held (matrices in their stored dtype, norms and biases float32), by Hugging
+   * Face name: to build another model from them (a LoRA merge, a trainable float32 copy).
+   */
+  weights(): Map<string, LlamaWeight> {
+    return new Map<string, LlamaWeight>([...this.matrices, ...this.vectors]);
+  }
+
   /** Bytes the weights take in memory. */
   weightBytes(): number {
     let bytes = 0;

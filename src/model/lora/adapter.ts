@@ -1,7 +1,15 @@
 /**
- * LoRA (Hu et al., 2021): a frozen projection W [in, out] gets a trainable low-rank update,
+ * LoRA (Hu et al., 2021): a frozen projection W gets a trainable low-rank update. On the GPT
+ * (GPT-2 layout, W [in, out]):
  *
  *     y = x·W + (alpha / r) · dropout(x)·A·B,     A [in, r], B [r, out]
+ *
+ * on the llama family (Hugging Face layout, W [out, in]; PEFT's own shapes and formula):
+ *
+ *     y = x·Wᵀ + (alpha / r) · dropout(x)·Aᵀ·Bᵀ,   A [r, in], B [out, r]     (ΔW = (alpha/r)·B·A)
+ *
+ * with tensors named after the projection, `model.layers.N.self_attn.q_proj.lora_A` (PEFT's name
+ * without its `base_model.model.` prefix and `.weight` suffix: peft.ts).
  *
  * A starts random (PEFT's Kaiming-uniform bound 1/√in) and B at zero, so a fresh adapter changes
  * nothing. The adapter plugs into the GPT through its projection hook (gpt.ts), reads its tensors
@@ -20,13 +28,16 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { GPT, type Params, type ProjectionHook, type ProjectionSite } from '../gpt.ts';
-import type { GPTConfig } from '../config.ts';
+import type { GPTConfig, LlamaArchConfig } from '../config.ts';
 import { matMul } from '../ops.ts';
 import { Random } from '../random.ts';
 import { readSafetensors, writeSafetensors } from '../safetensors.ts';
 import { arraysToTensors, tensorsToArrays } from '../model-files.ts';
 import { readJson, writeJsonAtomic } from '../files.ts';
-import { type LoraConfig, type LoraConfigInput, type LoraTarget, LORA_TARGETS, TARGET_PATH, TARGET_SITE, resolveLoraConfig } from './config.ts';
+import { linearOutIn } from '../ops.ts';
+import { expectedLlamaTensors } from '../import/llama-config.ts';
+import { isLlamaArch, toLlamaConfig } from '../config.ts';
+import { type GptLoraTarget, type LoraConfig, type LoraConfigInput, type LoraTarget, LLAMA_LORA_TARGETS, LLAMA_TARGET_SITE, LORA_TARGETS, TARGET_PATH, TARGET_SITE, resolveLoraConfig } from './config.ts';
 
 export const LORA_FORMAT = 'teamllm-lora/1';
 
@@ -108,11 +119,12 @@ export class LoraAdapter {
     this.base = base;
     this.meta = meta;
     this.sites = new Map();
+    const llama = isLlamaArch(base.config);
     for (const layer of this.layers) {
       for (const target of config.targets) {
-        const { site, part } = TARGET_SITE[target];
+        const { site, part } = llama ? { site: LLAMA_TARGET_SITE[target], part: undefined } : TARGET_SITE[target as GptLoraTarget];
         const key = `${layer}:${site}`;
-        const prefix = `transformer.h.${layer}.${TARGET_PATH[target]}`;
+        const prefix = llama ? `model.layers.${layer}.${site}` : `transformer.h.${layer}.${TARGET_PATH[target as GptLoraTarget]}`;
         const list = this.sites.get(key) ?? [];
         list.push({ target, part, a: `${prefix}.lora_A`, b: `${prefix}.lora_B` });
         this.sites.set(key, list);
@@ -128,17 +140,17 @@ export class LoraAdapter {
 
   /** A fresh adapter for `model`: A ~ U(-1/√in, 1/√in), B = 0 (so it changes nothing yet). */
   static create(model: GPT, config: LoraConfigInput = {}, options: { seed?: number; version?: string; meta?: Record<string, unknown> } = {}): LoraAdapter {
-    const c = resolveLoraConfig(config);
+    const c = resolveLoraConfig(config, model.config.arch ?? 'gpt');
     const base: BaseModelIdentity = { fingerprint: modelFingerprint(model), config: model.config };
     if (options.version) base.version = options.version;
     if (c.layers?.some((l) => l >= model.config.nLayer)) throw new Error(`LoRA layers ${c.layers.join(',')} exceed the model's ${model.config.nLayer} layers`);
     const rng = new Random(options.seed ?? 1234);
     const params = new Map<string, Tensor>();
-    for (const s of specsFor(c, model.config)) {
+    for (const s of loraSpecs(c, model.config)) {
       const size = s.shape[0]! * s.shape[1]!;
       let data: Float32Array;
       if (s.kind === 'A') {
-        const bound = 1 / Math.sqrt(s.shape[0]!);
+        const bound = 1 / Math.sqrt(s.fanIn);
         data = new Float32Array(size);
         for (let i = 0; i < size; i++) data[i] = (2 * rng.uniform() - 1) * bound;
       } else data = new Float32Array(size);
@@ -156,8 +168,8 @@ export class LoraAdapter {
     return this.config.layers ?? [...Array(this.base.config.nLayer).keys()];
   }
 
-  specs(): { name: string; shape: [number, number]; kind: 'A' | 'B' }[] {
-    return specsFor(this.config, this.base.config);
+  specs(): LoraSpec[] {
+    return loraSpecs(this.config, this.base.config);
   }
 
   /** Tensor names in a stable order (the order of `paramList`). */
@@ -201,10 +213,13 @@ export class LoraAdapter {
   hook(): ProjectionHook {
     const scale = this.scale;
     const dropout = this.config.dropout;
+    const llama = isLlamaArch(this.base.config);
     return (x, y, ctx) => {
       const entries = this.sites.get(`${ctx.layer}:${ctx.site}`);
       if (!entries) return y;
       const get = (name: string) => ctx.params.get(name) ?? this.params.get(name)!;
+      // [out, in] layout: x·Aᵀ·Bᵀ, each site its own projection.
+      if (llama) return tf.add(y, tf.mul(linearOutIn(linearOutIn(ctx.dropout(x, dropout), get(entries[0]!.a)), get(entries[0]!.b)), scale));
       const delta = (e: SiteEntry) => tf.mul(matMul(matMul(ctx.dropout(x, dropout), get(e.a)), get(e.b)), scale);
       if (ctx.site !== 'attn.c_attn') return tf.add(y, delta(entries[0]!));
       // q, k, v are thirds of one fused projection: add each target's update to its third.
@@ -228,12 +243,20 @@ export class LoraAdapter {
     model.projectionHook = undefined;
   }
 
-  /** ΔW = (alpha/r)·A·B per projection weight name, [in, out] (q/k/v placed in their thirds of c_attn). */
+  /**
+   * ΔW per projection weight name: (alpha/r)·A·B [in, out] on the GPT (q/k/v placed in their thirds
+   * of c_attn), (alpha/r)·B·A [out, in] on the llama family.
+   */
   deltas(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     const C = this.base.config.nEmbd;
     for (const [key, entries] of this.sites) {
       const [layer, site] = key.split(':') as [string, ProjectionSite];
+      if (isLlamaArch(this.base.config)) {
+        const e = entries[0]!;
+        out.set(`model.layers.${layer}.${site}.weight`, tf.tidy(() => tf.mul(tf.matMul(this.params.get(e.b)! as tf.Tensor2D, this.params.get(e.a)! as tf.Tensor2D), this.scale)));
+        continue;
+      }
       const weight = `transformer.h.${layer}.${site}.weight`;
       out.set(
         weight,
@@ -338,9 +361,9 @@ export class LoraAdapter {
     } catch {
       // adapter_config.json is for people; the safetensors metadata is enough to load
     }
-    const config = resolveLoraConfig(JSON.parse(metadata.lora ?? '{}') as LoraConfigInput);
     const base = JSON.parse(metadata.base ?? 'null') as BaseModelIdentity | null;
     if (!base?.fingerprint || !base.config) throw new Error(`${dir}: the adapter does not say which base model it belongs to`);
+    const config = resolveLoraConfig(JSON.parse(metadata.lora ?? '{}') as LoraConfigInput, base.config.arch ?? 'gpt');
     if (model) assertSameBase(base, model, version, meta.name === undefined ? undefined : String(meta.name));
     return new LoraAdapter(config, base, arraysToTensors(tensors), meta);
   }
@@ -364,11 +387,19 @@ export function assertSameBase(base: BaseModelIdentity, model: GPT, version?: st
   );
 }
 
-function specsFor(c: LoraConfig, model: GPTConfig): { name: string; shape: [number, number]; kind: 'A' | 'B' }[] {
-  // The llama family's projection sites are hooked (gpt.ts) but their adapter tensors are not laid out yet.
-  if (model.arch === 'llama') throw new Error('LoRA adapters on the llama architecture are not supported yet (only on the gpt architecture)');
+/** One adapter tensor: its name, shape, whether it is A or B, and the fan-in of its projection (A's init). */
+export interface LoraSpec {
+  name: string;
+  shape: [number, number];
+  kind: 'A' | 'B';
+  fanIn: number;
+}
+
+/** The adapter tensors a configuration puts on a model of `model`'s shape, in a stable order. */
+export function loraSpecs(c: LoraConfig, model: GPTConfig): LoraSpec[] {
+  if (isLlamaArch(model)) return llamaSpecsFor(c, model);
   const C = model.nEmbd;
-  const dims: Record<LoraTarget, [number, number]> = {
+  const dims: Record<GptLoraTarget, [number, number]> = {
     q: [C, C],
     k: [C, C],
     v: [C, C],
@@ -377,14 +408,31 @@ function specsFor(c: LoraConfig, model: GPTConfig): { name: string; shape: [numb
     mlp_out: [4 * C, C],
   };
   const layers = c.layers ?? [...Array(model.nLayer).keys()];
-  const out: { name: string; shape: [number, number]; kind: 'A' | 'B' }[] = [];
+  const out: LoraSpec[] = [];
   for (const layer of [...layers].sort((a, b) => a - b)) {
     for (const target of LORA_TARGETS) {
       if (!c.targets.includes(target)) continue;
       const [nIn, nOut] = dims[target];
       const prefix = `transformer.h.${layer}.${TARGET_PATH[target]}`;
-      out.push({ name: `${prefix}.lora_A`, shape: [nIn, c.rank], kind: 'A' });
-      out.push({ name: `${prefix}.lora_B`, shape: [c.rank, nOut], kind: 'B' });
+      out.push({ name: `${prefix}.lora_A`, shape: [nIn, c.rank], kind: 'A', fanIn: nIn });
+      out.push({ name: `${prefix}.lora_B`, shape: [c.rank, nOut], kind: 'B', fanIn: nIn });
+    }
+  }
+  return out;
+}
+
+/** PEFT's shapes on [out, in] weights: lora_A [r, in], lora_B [out, r]; the weight table says each projection's size. */
+function llamaSpecsFor(c: LoraConfig, model: LlamaArchConfig): LoraSpec[] {
+  const shapes = expectedLlamaTensors(toLlamaConfig(model));
+  const layers = c.layers ?? [...Array(model.nLayer).keys()];
+  const out: LoraSpec[] = [];
+  for (const layer of [...layers].sort((a, b) => a - b)) {
+    for (const target of LLAMA_LORA_TARGETS) {
+      if (!c.targets.includes(target)) continue;
+      const prefix = `model.layers.${layer}.${LLAMA_TARGET_SITE[target]}`;
+      const [nOut, nIn] = shapes.get(`${prefix}.weight`)! as [number, number];
+      out.push({ name: `${prefix}.lora_A`, shape: [c.rank, nIn], kind: 'A', fanIn: nIn });
+      out.push({ name: `${prefix}.lora_B`, shape: [nOut, c.rank], kind: 'B', fanIn: nIn });
     }
   }
   return out;

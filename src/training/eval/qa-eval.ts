@@ -200,21 +200,30 @@ export async function evaluateQa(options: EvaluateQaOptions): Promise<QaScores> 
       ...(options.signal ? { signal: options.signal } : {}),
       ...(allowedTokens ? { allowedTokens } : {}),
     });
-    const prediction = result.text.trim();
-    items.push({
-      id: q.id ?? String(i + 1),
-      question: q.question,
-      gold: q.answer,
-      prediction,
-      exactMatch: exactMatch(prediction, q.answer),
-      f1: tokenF1(prediction, q.answer),
-      containsGold: containsGold(prediction, q.answer),
-      retrievalHit: q.source ? retrieved.some((p) => sameSource(p.source, q.source!)) : false,
-      goldInContext: containsGold(promptText, q.answer) === 1,
-      sources: retrieved.map((p) => p.source),
-    });
+    items.push(scoreQaItem(q, i, result.text.trim(), retrieved, promptText));
     options.onQuestion?.(items.length, questions.length);
   }
+  return qaScores(items, model.info.version, options.decoding ?? 'free');
+}
+
+/** One question's scores: its prediction against the gold answer, and what retrieval gave the prompt. */
+export function scoreQaItem(q: QaQuestion, index: number, prediction: string, retrieved: { source: string }[], promptText: string): QaItem {
+  return {
+    id: q.id ?? String(index + 1),
+    question: q.question,
+    gold: q.answer,
+    prediction,
+    exactMatch: exactMatch(prediction, q.answer),
+    f1: tokenF1(prediction, q.answer),
+    containsGold: containsGold(prediction, q.answer),
+    retrievalHit: q.source ? retrieved.some((p) => sameSource(p.source, q.source!)) : false,
+    goldInContext: containsGold(promptText, q.answer) === 1,
+    sources: retrieved.map((p) => p.source),
+  };
+}
+
+/** The means over the questions asked. */
+export function qaScores(items: QaItem[], model: string, decoding: DecodingMode): QaScores {
   const mean = (f: (x: QaItem) => number) => (items.length ? items.reduce((s, x) => s + f(x), 0) / items.length : 0);
   return {
     n: items.length,
@@ -223,8 +232,8 @@ export async function evaluateQa(options: EvaluateQaOptions): Promise<QaScores> 
     containsGold: mean((x) => x.containsGold),
     retrievalHit: mean((x) => (x.retrievalHit ? 1 : 0)),
     goldInContext: mean((x) => (x.goldInContext ? 1 : 0)),
-    model: model.info.version,
-    decoding: options.decoding ?? 'free',
+    model,
+    decoding,
     items,
   };
 }

@@ -19,6 +19,11 @@ import { attachAdapterToVersion } from '../../model/lora/served-models.ts';
 import type { KnowledgeBaseOpener } from '../../rag/knowledge-base-opener.ts';
 import { compareQa, evaluateQa, formatQaScores, containsGold, type QaComparison, type QaQuestion, type QaScores } from '../eval/qa-eval.ts';
 import { formatContext } from '../../model/qa-prompt.ts';
+import { CHAT_MANIFEST, loadChatModelVersion } from '../../model/import/chat-manifest.ts';
+import type { LlamaModel } from '../../model/import/llama.ts';
+import { mergeLoraIntoChatModel } from '../../model/lora/imported-base.ts';
+import { readPeftAdapter } from '../../model/lora/peft.ts';
+import { evaluateChatQa } from '../eval/chat-qa-eval.ts';
 import type { SftExample } from './data.ts';
 import { documentsFromPassages, generateQa, holdOutBySection, readDocuments, withRetrievedContext, type SourceDocument } from './qa-generator.ts';
 import { readGateQuestions } from './question-sets.ts';
@@ -256,20 +261,23 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
       );
     }
 
-    const model = await LoadedModel.load(base.dir, base.version);
-    const evaluate = async (label: string, m: LoadedModel): Promise<QaScores> => {
-      const scores = await evaluateQa({
-        model: m,
-        kb,
-        questions: heldOut,
-        k: p.k,
-        maxTokens: p.answerTokens,
-        ...(p.maxContextTokens ? { maxContextTokens: p.maxContextTokens } : {}),
-        ...(p.systemPrompt ? { systemPrompt: p.systemPrompt } : {}),
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-        decoding: p.decoding,
-        onQuestion: (done, total) => ctx.progress?.({ stage: 'evaluate', phase: 'eval', step: done, totalSteps: total, epoch: 0, loss: NaN, lr: 0, tokensPerSec: 0, etaSec: 0, msPerIter: 0 }),
-      });
+    // An imported chat model is asked through its own template (evaluateChatQa); its adapter is a PEFT folder registered over it.
+    const chat = existsSync(path.join(base.dir, CHAT_MANIFEST)) ? loadChatModelVersion(base.dir) : undefined;
+    if (chat && !base.version) throw new Error('an imported chat model is fine-tuned by its version (base=vN)');
+    const model = chat ? undefined : await LoadedModel.load(base.dir, base.version);
+    const evaluate = async (label: string, m: LoadedModel | LlamaModel): Promise<QaScores> => {
+      const onQuestion = (done: number, total: number) => ctx.progress?.({ stage: 'evaluate', phase: 'eval', step: done, totalSteps: total, epoch: 0, loss: NaN, lr: 0, tokensPerSec: 0, etaSec: 0, msPerIter: 0 });
+      const common = { kb, questions: heldOut, k: p.k, maxTokens: p.answerTokens, onQuestion, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+      const scores =
+        m instanceof LoadedModel
+          ? await evaluateQa({
+              ...common,
+              model: m,
+              ...(p.maxContextTokens ? { maxContextTokens: p.maxContextTokens } : {}),
+              ...(p.systemPrompt ? { systemPrompt: p.systemPrompt } : {}),
+              decoding: p.decoding,
+            })
+          : await evaluateChatQa({ ...common, model: m, tokenizer: chat!.tokenizer, name: label });
       log(`QA ${label}: EM ${(100 * scores.exactMatch).toFixed(1)}%, F1 ${(100 * scores.f1).toFixed(1)}%, contains gold ${(100 * scores.containsGold).toFixed(1)}% (n=${scores.n})`);
       return scores;
     };
@@ -279,7 +287,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
     if (doEval) {
       const cached = existsSync(beforeFile) ? (JSON.parse(await fs.readFile(beforeFile, 'utf8')) as QaScores) : undefined;
       // Scores of another decoding (older files: free) are measured again.
-      before = cached && (cached.decoding ?? 'free') === p.decoding ? cached : await evaluate('before (base)', model);
+      before = cached && (cached.decoding ?? 'free') === p.decoding ? cached : await evaluate('before (base)', model ?? chat!.model);
       // Scores cut short by a stop are not kept: a resumed job measures the base again.
       if (!ctx.signal?.aborted) await writeJsonAtomic(beforeFile, before);
     }
@@ -316,27 +324,42 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
     const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
     const trainedLine = `LoRA r=${training.lora.rank} alpha=${training.lora.alpha} on ${training.lora.targets.join(',')}: ${training.trainableParameters.toLocaleString('en-US')} trainable parameters (${pct(training.trainableShare)} of ${training.totalParameters.toLocaleString('en-US')}), ${training.step} steps = ${training.epochs.toFixed(2)} epochs, ${(training.msPerEpoch / 1000).toFixed(1)} s per epoch, val loss ${training.baseValLoss.toFixed(3)} → ${training.valLoss.toFixed(3)}`;
     if (training.status === 'aborted') {
-      model.dispose();
+      model?.dispose();
       return { status: 'aborted', summary: `SFT stopped at step ${training.step}; /train resume continues it.`, training, promoted: false, report: trainedLine, ...(base.version ? { baseVersion: base.version } : {}) };
     }
 
     let after: QaScores | undefined;
     let comparison: QaComparison | undefined;
-    if (doEval && before) {
+    if (doEval && before && chat) {
+      after = await evaluate('after (LoRA)', mergeLoraIntoChatModel(chat.model, readPeftAdapter(training.adapterDir)));
+      await writeJsonAtomic(path.join(runDir, 'qa-after.json'), after);
+      comparison = compareQa(before, after);
+    } else if (doEval && before && model) {
       const set = new AdapterSet(model);
       await set.load('candidate', training.adapterDir);
       after = await evaluate('after (LoRA)', set.model('candidate'));
       await writeJsonAtomic(path.join(runDir, 'qa-after.json'), after);
       comparison = compareQa(before, after);
       set.dispose();
-    } else model.dispose();
+    } else model?.dispose();
 
     const registry = new ModelRegistry(home);
     let modelVersion: string | undefined;
     let promoted = false;
     let adapterName: string | undefined;
     const beats = comparison?.improved ?? !doEval;
-    if (beats && training.modelDir) {
+    if (beats && chat) {
+      const metrics: Record<string, number> = { sftValLoss: training.valLoss, trainableShare: training.trainableShare };
+      if (after && before) Object.assign(metrics, { qaExactMatch: after.exactMatch, qaF1: after.f1, qaContainsGold: after.containsGold, baseQaF1: before.f1 });
+      // Served as the base with the adapter merged (model/import/chat-manifest.ts); PEFT's folder as it is.
+      const registered = await registry.registerChatAdapter(training.adapterDir, base.version!, { source: 'sft', metrics, ...(p.name ? { name: p.name } : {}) });
+      modelVersion = registered.version;
+      const serving = (await registry.serving())?.version;
+      if (doEval && p.promote === 'auto' && (serving === undefined || serving === base.version)) {
+        await registry.promote(registered.version);
+        promoted = true;
+      }
+    } else if (beats && training.modelDir) {
       const metrics: Record<string, number> = { sftValLoss: training.valLoss, trainableShare: training.trainableShare };
       if (after && before) Object.assign(metrics, { qaExactMatch: after.exactMatch, qaF1: after.f1, qaContainsGold: after.containsGold, baseQaF1: before.f1 });
       const registered = await registry.register(training.modelDir, {
@@ -364,9 +387,9 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
     await fs.writeFile(path.join(runDir, 'report.txt'), `${report}\n`);
     const summary = comparison
       ? comparison.improved
-        ? `${comparison.verdict} Registered ${modelVersion}${promoted ? ' and promoted it' : `; promote it with /model promote ${modelVersion}`}. Adapter "${adapterName}".`
+        ? `${comparison.verdict} Registered ${modelVersion}${promoted ? ' and promoted it' : `; promote it with /model promote ${modelVersion}`}.${adapterName ? ` Adapter "${adapterName}".` : ''}`
         : comparison.verdict
-      : `SFT done (no held-out questions to compare on): registered ${modelVersion} and adapter "${adapterName}", not promoted.`;
+      : `SFT done (no held-out questions to compare on): registered ${modelVersion}${adapterName ? ` and adapter "${adapterName}"` : ''}, not promoted.`;
     return {
       status: 'completed',
       summary: `${summary}\n${trainedLine}`,

@@ -12,6 +12,11 @@
  *   adapter/                  the final adapter (what AdapterStore / AdapterSet load)
  *   model/                    the base with the adapter merged (a model folder the registry takes)
  *   metrics.jsonl, loss.png
+ *
+ * The base may also be an imported chat model's version folder (Llama/Qwen family, chat-model.json):
+ * its served weights as a float32 trainable model (src/model/lora/imported-base.ts), examples in its
+ * own chat template (chat-data.ts), and `adapter/` in PEFT's format, which the registry takes as a
+ * version over that base (no merged model folder: serving merges it into the base).
  */
 import type { PretrainHooks, PretrainProgress } from '../pretrain.ts';
 import { promises as fs } from 'node:fs';
@@ -25,7 +30,7 @@ import { readJson, writeDirAtomic, writeJsonAtomic } from '../../model/files.ts'
 import { mixSeed } from '../../model/random.ts';
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
-import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
+import { type LoraConfig, type LoraConfigInput } from '../../model/lora/config.ts';
 import { AdamW } from '../adamw.ts';
 import { loadCheckpoint, resumePoint, saveCheckpoint } from '../checkpoint.ts';
 import { evaluatedAt, freshTrainerState, recordValidation, type TrainerState } from '../trainer-state.ts';
@@ -33,7 +38,12 @@ import { accumulateGradients, clippedUpdate, TrainingLoop } from '../loop.ts';
 import { EpochOrder, epochPermutation } from '../data-order.ts';
 import { openMetricsLog } from '../metrics-log.ts';
 import { writeLossChart } from '../loss-chart.ts';
-import { encodeSftExample, readSftData, type SftExample } from './data.ts';
+import { encodeSftExample, readSftData, type EncodedExample, type SftExample } from './data.ts';
+import { existsSync } from 'node:fs';
+import { CHAT_MANIFEST, loadChatModelVersion } from '../../model/import/chat-manifest.ts';
+import { trainableFromChatModel } from '../../model/lora/imported-base.ts';
+import { writePeftAdapter } from '../../model/lora/peft.ts';
+import { encodeChatSftExample } from './chat-data.ts';
 
 export const SftOptionsSchema = z.object({
   /** The run folder (created; an existing one with checkpoints is resumed). */
@@ -44,8 +54,10 @@ export const SftOptionsSchema = z.object({
   baseVersion: z.string().optional(),
   /** SFT JSONL files or folders (alpaca, sharegpt, messages / 👍 exports, question/answer). */
   data: z.union([z.string(), z.array(z.string())]).optional(),
-  /** LoRA: rank, alpha, dropout, targets. */
-  lora: LoraConfigSchema.default({ rank: 8, alpha: 16, dropout: 0.05, targets: ['q', 'k', 'v', 'attn_out'] }),
+  /** LoRA: rank, alpha, dropout, targets (names read as the base's family names them: LoraAdapter.create). */
+  lora: z
+    .custom<LoraConfigInput>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a LoRA configuration object')
+    .default({ rank: 8, alpha: 16, dropout: 0.05, targets: ['q', 'k', 'v', 'attn_out'] }),
   /** System message added to examples without one (use the same at answer time). */
   systemPrompt: z.string().optional(),
   /** Upper bound on context-block tokens per example. */
@@ -166,7 +178,57 @@ export function sftLoss(model: GPT, examples: Encoded[], batchSize: number, pad:
   return count ? total / count : NaN;
 }
 
-async function prepareData(o: Resolved, extra: SftExample[] | undefined, tokenizer: Tokenizer, blockSize: number, runDir: string, log: (l: string) => void) {
+/** Longest example trained on an imported model (its own context is often 32k positions). */
+const CHAT_SFT_MAX_TOKENS = 2048;
+
+/**
+ * The model SFT tunes and how examples become its tokens: a teamllm model folder (its template
+ * of special tokens), or an imported chat model's version folder (its own chat template).
+ */
+interface SftBase {
+  kind: 'teamllm' | 'chat';
+  model: GPT;
+  pad: number;
+  maxTokens: number;
+  encode(example: SftExample, o: Resolved, maxTokens: number): EncodedExample | undefined;
+  /** Writes the final adapter folder (teamllm's files, or PEFT's for an imported base). */
+  saveAdapter(dir: string, adapter: LoraAdapter): Promise<void>;
+  tokenizer?: Tokenizer;
+}
+
+async function openSftBase(dir: string): Promise<SftBase> {
+  if (existsSync(path.join(dir, CHAT_MANIFEST))) {
+    const chat = loadChatModelVersion(dir);
+    const model = trainableFromChatModel(chat.model);
+    const tokenizer = chat.tokenizer;
+    return {
+      kind: 'chat',
+      model,
+      pad: [...tokenizer.eosIds][0] ?? 0,
+      maxTokens: Math.min(model.config.blockSize, CHAT_SFT_MAX_TOKENS),
+      encode: (ex, o, maxTokens) => encodeChatSftExample(tokenizer, ex, { maxTokens, ...(o.systemPrompt ? { systemPrompt: o.systemPrompt } : {}) }),
+      saveAdapter: (tmp, adapter) => writePeftAdapter(tmp, adapter, { baseModel: chat.manifest.origin }),
+    };
+  }
+  const { model, tokenizer } = await loadModelFiles(dir);
+  return {
+    kind: 'teamllm',
+    model,
+    tokenizer,
+    pad: tokenizer.special.end ?? 0,
+    maxTokens: model.config.blockSize,
+    encode: (ex, o, maxTokens) =>
+      encodeSftExample(tokenizer, ex, {
+        maxTokens,
+        ...(o.systemPrompt ? { systemPrompt: o.systemPrompt } : {}),
+        ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}),
+      }),
+    saveAdapter: (tmp, adapter) => adapter.save(tmp),
+  };
+}
+
+async function prepareData(o: Resolved, extra: SftExample[] | undefined, base: SftBase, runDir: string, log: (l: string) => void) {
+  const blockSize = base.maxTokens;
   const examples: SftExample[] = [...(extra ?? [])];
   if (o.data) examples.push(...(await readSftData(o.data)));
   if (examples.length < 2) throw new Error(`SFT needs at least 2 examples (got ${examples.length}): give data files (alpaca, sharegpt, messages, question/answer JSONL) or generate them from documents`);
@@ -174,11 +236,7 @@ async function prepareData(o: Resolved, extra: SftExample[] | undefined, tokeniz
   let dropped = 0;
   const encoded: Encoded[] = [];
   for (const ex of examples) {
-    const e = encodeSftExample(tokenizer, ex, {
-      maxTokens: blockSize,
-      ...(o.systemPrompt ? { systemPrompt: o.systemPrompt } : {}),
-      ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}),
-    });
+    const e = base.encode(ex, o, blockSize);
     if (!e) {
       dropped += 1;
       continue;
@@ -209,8 +267,8 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const found = o.resume ? await resumePoint<Resolved>(runDir) : undefined;
   // Resume: the run's own options, with this call's explicit values on top.
   if (found) o = SftOptionsSchema.parse({ ...found.options, ...plainOptions, runDir: o.runDir });
-  const { model, tokenizer } = await loadModelFiles(o.base);
-  const pad = tokenizer.special.end ?? 0;
+  const base = await openSftBase(o.base);
+  const { model, pad } = base;
   const opt = new AdamW({ beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay }, () => o.weightDecay > 0);
   let adapter: LoraAdapter;
   let state: SftState;
@@ -227,7 +285,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
     resumedFrom = state.step;
     log(`resuming ${runDir} from step ${state.step}`);
   } else {
-    ({ train, val, stats } = await prepareData(o, extraExamples, tokenizer, model.config.blockSize, runDir, log));
+    ({ train, val, stats } = await prepareData(o, extraExamples, base, runDir, log));
     adapter = LoraAdapter.create(model, o.lora, { seed: o.seed, ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: 'sft', runDir } });
     state = { ...freshTrainerState(), baseValLoss: NaN };
     await writeJsonAtomic(path.join(runDir, 'run.json'), o);
@@ -339,8 +397,8 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
       // How it was prompted in training: answer-time prompts should match (encodeQaPrompt options).
       const prompt = { ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}), ...(o.systemPrompt ? { systemPrompt: o.systemPrompt } : {}) };
       adapter.meta = { ...adapter.meta, ...(o.adapterMeta ?? {}), prompt, step: state.step, valLoss: lastVal, baseValLoss: state.baseValLoss, trainedAt: new Date().toISOString() };
-      await writeDirAtomic(path.join(runDir, 'adapter'), (tmp) => adapter.save(tmp));
-      if (o.saveMerged) {
+      await writeDirAtomic(path.join(runDir, 'adapter'), (tmp) => base.saveAdapter(tmp, adapter));
+      if (o.saveMerged && base.tokenizer) {
         const merged = adapter.mergedModel(model);
         const meta = {
           source: 'sft',
@@ -352,7 +410,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
           metrics: { sftValLoss: lastVal, sftBaseValLoss: state.baseValLoss },
           trainedAt: new Date().toISOString(),
         };
-        await writeDirAtomic(path.join(runDir, 'model'), (tmp) => saveModelFiles(tmp, merged, tokenizer, meta));
+        await writeDirAtomic(path.join(runDir, 'model'), (tmp) => saveModelFiles(tmp, merged, base.tokenizer!, meta));
         merged.dispose();
       }
     }
@@ -382,7 +440,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
     tokensPerSec: trainMs > 0 ? (trainTokens * 1000) / trainMs : 0,
     backend,
   };
-  if (status === 'completed' && o.saveMerged) result.modelDir = path.join(runDir, 'model');
+  if (status === 'completed' && o.saveMerged && base.kind === 'teamllm') result.modelDir = path.join(runDir, 'model');
   if (resumedFrom !== undefined) result.resumedFrom = resumedFrom;
   LoraAdapter.detach(model);
   adapter.dispose();

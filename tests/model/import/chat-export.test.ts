@@ -202,7 +202,7 @@ describe('export refuses', () => {
     writeFileSync(path.join(busy, 'notes.txt'), 'mine');
     await expect(exportChatModel(from, 'gguf', busy)).rejects.toThrow(/busy is not empty \(1 entry\): export writes into a new or empty folder/);
     expect(readdirSync(busy)).toEqual(['notes.txt']);
-    await expect(exportChatModel(from, 'peft', path.join(dir, 'out', 'peft'))).rejects.toThrow('--format peft: not yet: needs a LoRA adapter on an imported base');
+    await expect(exportChatModel(from, 'peft', path.join(dir, 'out', 'peft'))).rejects.toThrow('--format peft writes a LoRA adapter version');
     await expect(exportChatModel(from, 'hf', path.join(dir, 'out', 'q8-folder'), { dtype: 'q8_0' })).rejects.toThrow(/a Hugging Face folder holds f32, f16 or bf16 weights \(Q8_0 is a GGUF type/);
     expect(readdirSync(path.join(dir, 'out')).filter((f) => ['peft', 'q8-folder'].includes(f))).toEqual([]);
   });
