@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/app/config.ts';
 import { createRuntime, type Runtime } from '../../src/app/runtime.ts';
@@ -18,6 +20,17 @@ import { encryptedCallback, textMessageXml, wecomEncrypt, wecomSignature } from 
 // Issue 21: a bounded fuzz run across every route, platform callbacks included (validly and
 // invalidly signed). Whatever arrives: no 5xx, no crash, and memory stays put.
 const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 3000);
+
+/**
+ * A full garbage collection, so that the growth measured is memory still held, not garbage a busy
+ * machine has not collected yet (vitest's workers run without --expose-gc: the flag is set here).
+ */
+setFlagsFromString('--expose-gc');
+const fullGc = runInNewContext('gc') as () => void;
+function collectGarbage(): void {
+  fullGc();
+  fullGc();
+}
 const SLACK_SECRET = 'fuzz-slack-signing-secret';
 const FEISHU_KEY = 'fuzz-feishu-encrypt-key';
 const ADMIN_TOKEN = 'fuzz-admin-token-0123456789';
@@ -169,8 +182,8 @@ describe('fuzz', () => {
     const generators = [webRequest, webRequest, adminRequest, slackRequest, feishuRequest, wecomRequest];
     // Warm up (module loading, JIT, first database pages) before taking the baseline.
     for (let i = 0; i < 200; i++) await send(r.pick(generators)());
-    global.gc?.();
-    const before = process.memoryUsage().rss;
+    collectGarbage();
+    const before = process.memoryUsage();
     const failures: string[] = [];
     const statuses = new Map<number, number>();
     for (let i = 0; i < REQUESTS; i += 8) {
@@ -181,14 +194,20 @@ describe('fuzz', () => {
         if (status >= 500) failures.push(`${status} ${req.init.method} ${req.path}: ${text.slice(0, 200)}`);
       }
     }
-    global.gc?.();
-    const growthMb = (process.memoryUsage().rss - before) / 1024 / 1024;
+    collectGarbage();
+    const after = process.memoryUsage();
+    const growthMb = (after.rss - before.rss) / 1024 / 1024;
+    const heapGrowthMb = (after.heapUsed - before.heapUsed) / 1024 / 1024;
     // FUZZ_TIMING=1 shows where the time went; FUZZ_REQUESTS changes the count.
-    if (process.env.FUZZ_TIMING) console.log({ growthMb, statuses: Object.fromEntries(statuses), slowest: [...timing].sort((a, b) => b[1] - a[1]).slice(0, 12) });
+    if (process.env.FUZZ_TIMING) console.log({ growthMb, heapGrowthMb, statuses: Object.fromEntries(statuses), slowest: [...timing].sort((a, b) => b[1] - a[1]).slice(0, 12) });
     expect(failures).toEqual([]);
     // Every kind of answer was exercised, not just refusals.
     expect([...statuses.keys()]).toEqual(expect.arrayContaining([200, 400, 401, 403, 413, 415, 429]));
-    expect(growthMb).toBeLessThan(50);
+    // Memory still held after a full collection (20 MB measured: per-user rate limits, statement
+    // caches); the process's RSS also keeps allocator arenas, which grow with the machine's load
+    // (40 MB measured alone, 64 MB once beside the whole suite), so it gets a looser bound.
+    expect(heapGrowthMb).toBeLessThan(35);
+    expect(growthMb).toBeLessThan(100);
     expect((await runtime.http.request('/healthz')).status).toBe(200);
   }, 60_000);
 });
