@@ -31,6 +31,12 @@ void map_unary(const float* x, float* y, int64_t size, int64_t grain, F f) {
 
 }  // namespace
 
+void silu_mul(const float* gate, const float* up, float* y, int64_t size) {
+  parallel_range(size, kGrainHeavy, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) y[i] = gate[i] * sigmoid_fast(gate[i]) * up[i];
+  });
+}
+
 void unary(int op, const float* x, float* y, int64_t size) {
   switch (op) {
     case kExp:
