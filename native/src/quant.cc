@@ -398,6 +398,9 @@ bool cpu_has_bf16() {
 #define TEAMLLM_HAVE_VNNI_PATH 1
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
+// Rows of x from which the 16-row panels below run instead of the tiles.
+constexpr int64_t kPanelRows = 16;
+
 // x [m, k] as llama.cpp's Q8_0 blocks, in 64-column chunks (kp = k rounded up to 64; padding q = 0).
 struct Q8Rows {
   uint8_t* abs;      // [m, kp]: |q|
@@ -515,8 +518,165 @@ VNNI_TARGET void vnni_rows(const VnniTiles<kBlocks>& t, int64_t r0, int64_t r1, 
   each_tile(t, r0, r1, j_begin, j_end);
 }
 
+// ---- int8 with AVX512-VNNI, 16 rows of x at once (prefill) ----
+//
+// The tiles above multiply along k in each instruction's 16 lanes, so every 64 columns of every
+// (row of x, row of W) pair pay a conversion to float32 and a scaled add on top of the vpdpbusd.
+// With 16 rows of x or more, x is instead laid out so that the lanes are 16 rows of x (a
+// "panel": 4 consecutive columns of each row per 32-bit lane), and each vpdpbusd multiplies them
+// by 4 columns of one row of W broadcast to all lanes (an embedded broadcast from memory). A
+// 32-column block then takes 8 vpdpbusd into one int32 sum per (row of x, row of W), and one
+// conversion and one scaled add per 16 such sums: ~3x fewer instructions per product than the
+// tiles. The unsigned operand is x offset by 128 (u = q + 128, and u = 0 for padding, which adds
+// nothing); each sum starts at -128·Σ_block w, the block sums of W computed once per call.
+
+struct PanelArgs {
+  const int8_t* w;
+  const float* scales;
+  int64_t groups, k;
+  const uint8_t* u;       // [panels][kp / 4][16 rows][4 columns]
+  const float* d;         // [panels][kp / 32][16 rows]
+  const int32_t* wsum;    // [n][kp / 32]: Σ of W's row over each block
+  const int32_t* block_group;
+  int64_t kp, m;
+  float* y;
+  int64_t n;
+  const float* bias;
+};
+
+VNNI_TARGET void quantize_q8_panels(const float* x, int64_t m, int64_t k, int64_t kp, uint8_t* u,
+                                    float* d) {
+  const int64_t kb = kp / 32;
+  const __m128i offset = _mm_set1_epi8(static_cast<char>(0x80));
+  auto lanes = [](int64_t left) -> __mmask16 {
+    return left >= 16 ? 0xffff : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
+  };
+  for (int64_t i = 0; i < m; i++) {
+    const int64_t panel = i / 16, lane = i % 16;
+    const float* xr = x + i * k;
+    for (int64_t b = 0; b < kb; b++) {
+      const int64_t p = b * 32;
+      const __mmask16 ma = lanes(k - p), mb = lanes(k - p - 16);
+      const __m512 xa = _mm512_maskz_loadu_ps(ma, xr + std::min(p, k));
+      const __m512 xb = _mm512_maskz_loadu_ps(mb, xr + std::min(p + 16, k));
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(xa), _mm512_abs_ps(xb)));
+      const float scale = amax / 127.f;
+      const __m512 inv = _mm512_set1_ps(scale > 0.f ? 1.f / scale : 0.f);
+      d[(panel * kb + b) * 16 + lane] = scale;
+      // u = q + 128 where there is a column, 0 past k.
+      alignas(16) uint8_t block[32];
+      _mm_store_si128(reinterpret_cast<__m128i*>(block), _mm_maskz_mov_epi8(ma, _mm_xor_si128(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(xa, inv))), offset)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(block + 16), _mm_maskz_mov_epi8(mb, _mm_xor_si128(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(xb, inv))), offset)));
+      for (int s = 0; s < 8; s++) std::memcpy(u + ((panel * (kp / 4) + b * 8 + s) * 16 + lane) * 4, block + s * 4, 4);
+    }
+  }
+}
+
+VNNI_TARGET void block_sums(const int8_t* w, int64_t k, int64_t kp, int64_t j0, int64_t j1, int32_t* wsum) {
+  const int64_t kb = kp / 32;
+  for (int64_t j = j0; j < j1; j++)
+    for (int64_t b = 0; b < kb; b++) {
+      int32_t s = 0;
+      for (int64_t p = b * 32; p < std::min(k, b * 32 + 32); p++) s += w[j * k + p];
+      wsum[j * kb + b] = s;
+    }
+}
+
+// Panel P (rows 16P..16P+15 of x) times rows j0..j0+NR of W.
+template <int NR, bool kBlocks>
+VNNI_TARGET inline void panel_vnni(const PanelArgs& a, int64_t P, int64_t j0) {
+  __m512 acc[NR];
+  for (int j = 0; j < NR; j++) acc[j] = _mm512_setzero_ps();
+  const int64_t k = a.k, kb = a.kp / 32;
+  const uint8_t* xp = a.u + P * (a.kp / 4) * 64;
+  const int8_t* wrow[NR];
+  for (int j = 0; j < NR; j++) wrow[j] = a.w + (j0 + j) * k;
+  alignas(64) int8_t tail[NR][32];
+  for (int64_t b = 0; b < kb; b++) {
+    __m512i sum[NR];
+    for (int j = 0; j < NR; j++) sum[j] = _mm512_set1_epi32(-128 * a.wsum[(j0 + j) * kb + b]);
+    const int8_t* wb[NR];
+    if ((b + 1) * 32 <= k) {
+      for (int j = 0; j < NR; j++) wb[j] = wrow[j] + b * 32;
+    } else {
+      // W's last, partial block: its columns copied next to zeros (no read past the row; the
+      // padding of x is 0 anyway).
+      for (int j = 0; j < NR; j++) {
+        std::memset(tail[j], 0, 32);
+        std::memcpy(tail[j], wrow[j] + b * 32, static_cast<size_t>(k - b * 32));
+        wb[j] = tail[j];
+      }
+    }
+    for (int s = 0; s < 8; s++) {
+      const __m512i xv = _mm512_loadu_si512(xp + (b * 8 + s) * 64);
+      for (int j = 0; j < NR; j++) {
+        int32_t four;
+        std::memcpy(&four, wb[j] + s * 4, 4);
+        sum[j] = _mm512_dpbusd_epi32(sum[j], xv, _mm512_set1_epi32(four));
+      }
+    }
+    const __m512 dx = _mm512_loadu_ps(a.d + (P * kb + b) * 16);
+    for (int j = 0; j < NR; j++) {
+      const __m512 scale = kBlocks ? _mm512_mul_ps(dx, _mm512_set1_ps(a.scales[(j0 + j) * a.groups + a.block_group[b]])) : dx;
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[j]), scale, acc[j]);
+    }
+  }
+  const int64_t rows = std::min<int64_t>(16, a.m - P * 16);
+  for (int j = 0; j < NR; j++) {
+    alignas(64) float out[16];
+    _mm512_store_ps(out, acc[j]);
+    const float s = kBlocks ? 1.f : a.scales[j0 + j];
+    const float bias = a.bias ? a.bias[j0 + j] : 0.f;
+    for (int64_t r = 0; r < rows; r++) a.y[(P * 16 + r) * a.n + j0 + j] = out[r] * s + bias;
+  }
+}
+
+template <bool kBlocks>
+VNNI_TARGET void panel_rows(const PanelArgs& a, int64_t p0, int64_t p1, int64_t j_begin, int64_t j_end) {
+  int64_t j = j_begin;
+  for (; j + 8 <= j_end; j += 8)
+    for (int64_t P = p0; P < p1; P++) panel_vnni<8, kBlocks>(a, P, j);
+  for (; j < j_end; j++)
+    for (int64_t P = p0; P < p1; P++) panel_vnni<1, kBlocks>(a, P, j);
+}
+
+// Per chunk, W's scale group of each 32-column block: an integer division there cost as much as
+// the products (measured).
+const int32_t* block_groups(int64_t kp, int64_t group, int64_t groups) {
+  static thread_local std::vector<int32_t> table;
+  table.resize(static_cast<size_t>(kp / 32));
+  for (int64_t t = 0; t < kp / 32; t++) table[t] = static_cast<int32_t>(std::min(groups - 1, t * 32 / group));
+  return table.data();
+}
+
+void linear_int8_panels(const int8_t* w, const float* scales, int64_t group, const float* x,
+                        const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
+  const int64_t kp = (k + 31) / 32 * 32, kb = kp / 32, panels = (m + 15) / 16;
+  static thread_local std::vector<uint8_t> u_store;
+  static thread_local std::vector<float> d_store;
+  static thread_local std::vector<int32_t> wsum_store;
+  u_store.assign(static_cast<size_t>(panels * kp * 16), 0);
+  d_store.assign(static_cast<size_t>(panels * kb * 16), 0.f);
+  wsum_store.resize(static_cast<size_t>(n * kb));
+  quantize_q8_panels(x, m, k, kp, u_store.data(), d_store.data());
+  int32_t* wsum = wsum_store.data();
+  parallel_range(n, std::max<int64_t>(16, 65536 / std::max<int64_t>(1, k)), [&](int64_t j0, int64_t j1) { block_sums(w, k, kp, j0, j1, wsum); });
+  const int64_t groups = k / group;
+  const PanelArgs a{w, scales, groups, k, u_store.data(), d_store.data(), wsum, block_groups(kp, group, groups), kp, m, y, n, bias};
+  tiled(panels, n, k * 16, kp * 16, [&](int64_t p0, int64_t p1, int64_t jb, int64_t je) {
+    if (groups > 1)
+      panel_rows<true>(a, p0, p1, jb, je);
+    else
+      panel_rows<false>(a, p0, p1, jb, je);
+  });
+}
+
 void linear_int8_vnni(const int8_t* w, const float* scales, int64_t group, const float* x,
                       const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
+  if (m >= kPanelRows) {
+    linear_int8_panels(w, scales, group, x, bias, y, m, n, k);
+    return;
+  }
   const int64_t kp = (k + 63) / 64 * 64;
   static thread_local std::vector<uint8_t> abs_store;
   static thread_local std::vector<uint64_t> neg_store;
@@ -527,11 +687,7 @@ void linear_int8_vnni(const int8_t* w, const float* scales, int64_t group, const
   const Q8Rows q{abs_store.data(), neg_store.data(), d_store.data()};
   quantize_q8_blocks(x, m, k, kp, q);
   const int64_t groups = k / group;
-  // Looked up per chunk: an integer division there cost as much as the products (measured).
-  static thread_local std::vector<int32_t> block_group;
-  block_group.resize(static_cast<size_t>(kp / 32));
-  for (int64_t t = 0; t < kp / 32; t++) block_group[t] = static_cast<int32_t>(std::min(groups - 1, t * 32 / group));
-  const VnniArgs a{w, scales, groups, group, k, q, kp, block_group.data(), y, n, bias};
+  const VnniArgs a{w, scales, groups, group, k, q, kp, block_groups(kp, group, groups), y, n, bias};
   if (a.groups > 1) {
     const VnniTiles<true> t{a};
     tiled(m, n, k, kp, [&](int64_t r0, int64_t r1, int64_t jb, int64_t je) { vnni_rows(t, r0, r1, jb, je); });

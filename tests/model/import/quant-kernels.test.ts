@@ -12,7 +12,8 @@
  *     and, against the same product computed in float64 from those quantised activations
  *     (reproduced here), ≤ 1e-5·Σ|x̂·w|: only float32 rounding of the sums
  *   JavaScript fallback (float64 sums)                                        ≤ 1e-5
- * Shapes: one row of x (decoding) and several (a prefill: 4-row tiles and the rows left over),
+ * Shapes: one row of x (decoding) and several (a prefill: 4-row tiles and the rows left over;
+ * from 16 rows the VNNI kernel's 16-row panels, the last one partly filled),
  * k with and without a tail past the last 16/32/64 columns, n not a multiple of 4, and products
  * large enough to be split over the thread pool (1 and 2 threads give the same numbers).
  * Quantisation: int8 per output channel is within scale/2 = max|row|/254 of each weight; Q8_0
@@ -131,6 +132,7 @@ const SHAPES: [number, number, number][] = [
   [9, 21, 130],
   [1, 30, 200],
   [17, 13, 70],
+  [40, 9, 45],
 ];
 
 type TestDtype = 'bf16' | 'f16' | 'int8' | 'q8' | 'q64' | 'q16';
@@ -221,6 +223,8 @@ describe('products from stored weights', () => {
       ['q8', 1, 998, 640],
       ['int8', 11, 300, 520],
       ['q8', 9, 301, 512],
+      ['int8', 40, 300, 520],
+      ['q8', 33, 301, 512],
       ['bf16', 1, 1003, 896],
       ['bf16', 7, 302, 520],
     ];
