@@ -4,7 +4,7 @@
  * JavaScript (slower, same results to float32 rounding). Inference only: no gradients, no tensors.
  */
 import { loadAddon, type NativeAddon } from '../native/addon.ts';
-import { linearJs, type WeightMatrix } from './weights.ts';
+import { linearJs, outputBuffer as output, type WeightMatrix } from './weights.ts';
 
 /**
  * Which native kernel the 16/8-bit products run: 'best' (AVX512_BF16 for bf16, AVX512-VNNI for
@@ -15,16 +15,19 @@ export type QuantKernel = 'best' | 'portable';
 
 export interface EncoderKernels {
   readonly name: 'native' | 'js';
+  // The products write into `out` when given (at least the result's length; the result is a view
+  // of its start), else into a new array: a forward that reuses its buffers keeps its peak memory
+  // near the weights' bytes (a 512-token prefill made ~45 MB of garbage per layer).
   /** y [m, n] = x [m, k] · wᵀ + bias, w stored [n, k] (PyTorch's Linear layout). */
-  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array;
+  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number, out?: Float32Array): Float32Array;
   /** y [m, w.rows] = x [m, w.cols] · wᵀ + bias, w in any stored dtype (float32, bf16, f16, int8), float32 sums. */
-  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number): Float32Array;
+  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number, out?: Float32Array): Float32Array;
   /** Which kernel linearWeight runs for each dtype here (e.g. bf16 'avx512_bf16', 'portable', 'js'). */
   weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string>;
   /** c[b] = a[b] [m, k] · bt[b]ᵀ (bt[b] [n, k]) for b < batch. */
   batchMatmulT(a: Float32Array, bt: Float32Array, batch: number, m: number, k: number, n: number): Float32Array;
   /** c[b] = a[b] [m, k] · b[b] [k, n]. */
-  batchMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number): Float32Array;
+  batchMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number, out?: Float32Array): Float32Array;
   /** In place: exact GELU, 0.5·x·(1 + erf(x/√2)). */
   gelu(x: Float32Array): void;
   /** In place into gate: silu(gate) · up = gate · sigmoid(gate) · up (Llama's SwiGLU). */
@@ -51,18 +54,18 @@ class NativeKernels implements EncoderKernels {
   ) {
     this.mode = quant === 'portable' ? 1 : 0;
   }
-  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number): Float32Array {
+  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number, out?: Float32Array): Float32Array {
     const { rows: n, cols: k } = w;
-    if (w.dtype === 'f32') return this.linear(x, w.data, bias, m, k, n);
+    if (w.dtype === 'f32') return this.linear(x, w.data, bias, m, k, n, out);
     const a = this.addon;
     if (w.dtype === 'int8') {
-      if (!a.linearInt8) return linearJs(x, w, bias, m);
-      const y = new Float32Array(m * n);
+      if (!a.linearInt8) return linearJs(x, w, bias, m, out);
+      const y = output(out, m * n);
       a.linearInt8(x, w.data, w.scales, w.group, bias, y, m, n, k, this.mode);
       return y;
     }
-    if (!a.linear16) return linearJs(x, w, bias, m);
-    const y = new Float32Array(m * n);
+    if (!a.linear16) return linearJs(x, w, bias, m, out);
+    const y = output(out, m * n);
     a.linear16(w.dtype === 'bf16' ? 0 : 1, x, w.data, bias, y, m, n, k, this.mode);
     return y;
   }
@@ -72,8 +75,8 @@ class NativeKernels implements EncoderKernels {
     // 'sgemm' = the addon's own float32 GEMM (native/src/sgemm.cc), in a build without OpenBLAS.
     return { f32: this.addon.info().gemm === 'own' ? 'sgemm' : 'openblas', bf16: portable(q?.bf16), f16: portable(q?.f16), int8: portable(q?.int8) };
   }
-  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array {
-    const y = new Float32Array(m * n);
+  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number, out?: Float32Array): Float32Array {
+    const y = output(out, m * n);
     this.addon.matmul(x, w, y, 1, 1, m, n, k, false, true, bias, 0, 0);
     return y;
   }
@@ -82,8 +85,8 @@ class NativeKernels implements EncoderKernels {
     this.addon.matmul(a, bt, c, batch, batch, m, n, k, false, true, null, 0, 0);
     return c;
   }
-  batchMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number): Float32Array {
-    const c = new Float32Array(batch * m * n);
+  batchMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number, out?: Float32Array): Float32Array {
+    const c = output(out, batch * m * n);
     this.addon.matmul(a, b, c, batch, batch, m, n, k, false, false, null, 0, 0);
     return c;
   }
@@ -122,14 +125,14 @@ function siluMulJs(gate: Float32Array, up: Float32Array): void {
 
 class JsKernels implements EncoderKernels {
   readonly name = 'js' as const;
-  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number): Float32Array {
-    return linearJs(x, w, bias, m);
+  linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number, out?: Float32Array): Float32Array {
+    return linearJs(x, w, bias, m, out);
   }
   weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string> {
     return { f32: 'js', bf16: 'js', f16: 'js', int8: 'js' };
   }
-  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number): Float32Array {
-    const y = new Float32Array(m * n);
+  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number, out?: Float32Array): Float32Array {
+    const y = output(out, m * n);
     for (let i = 0; i < m; i++) {
       const xo = i * k;
       for (let j = 0; j < n; j++) {
@@ -146,8 +149,8 @@ class JsKernels implements EncoderKernels {
     for (let b = 0; b < batch; b++) c.set(this.linear(a.subarray(b * m * k, (b + 1) * m * k), bt.subarray(b * n * k, (b + 1) * n * k), null, m, k, n), b * m * n);
     return c;
   }
-  batchMatmul(a: Float32Array, bm: Float32Array, batch: number, m: number, k: number, n: number): Float32Array {
-    const c = new Float32Array(batch * m * n);
+  batchMatmul(a: Float32Array, bm: Float32Array, batch: number, m: number, k: number, n: number, out?: Float32Array): Float32Array {
+    const c = output(out, batch * m * n).fill(0);
     for (let b = 0; b < batch; b++) {
       for (let i = 0; i < m; i++) {
         const row = c.subarray(b * m * n + i * n, b * m * n + (i + 1) * n);

@@ -27,6 +27,13 @@ import { convertWeight, dequantize, f32Matrix, weightBytes, weightRow, type Weig
 /** A weight as given to LlamaModel: float32 values, or a matrix already in its stored dtype. */
 export type LlamaWeight = Float32Array | WeightMatrix;
 
+/** The attention's intermediate values: stacked queries, scores, and their product with the values. */
+interface AttentionScratch {
+  qg: Float32Array;
+  scores: Float32Array;
+  ctx: Float32Array;
+}
+
 /** Keys and values of the positions seen so far, per layer [kvHeads, capacity, headDim]. */
 export interface LlamaCache {
   length: number;
@@ -166,15 +173,27 @@ export class LlamaModel {
       weightRow(embed, id, x.subarray(t * H, (t + 1) * H));
     }
 
+    // Every layer's intermediate values, in buffers made once per call (the products write into
+    // them): a new array per product made ~45 MB of garbage per layer in a 512-token prefill,
+    // which the peak RSS showed.
+    const h = new Float32Array(T * H);
+    const q = new Float32Array(T * qDim);
+    const kk = new Float32Array(T * kvDim);
+    const v = new Float32Array(T * kvDim);
+    const attn = new Float32Array(T * qDim);
+    const o = new Float32Array(T * H);
+    const gate = new Float32Array(T * c.intermediate);
+    const up = new Float32Array(T * c.intermediate);
+    const scratch = this.attentionScratch(T, past + T);
     for (let l = 0; l < c.layers; l++) {
       const L = (name: string) => this.w(layerName(l, name));
       const N = (name: string) => this.v(layerName(l, name));
       const B = (name: string) => this.optional(layerName(l, name));
       // Attention.
-      const h = rmsNorm(x, N('input_layernorm.weight'), T, H, c.rmsNormEps);
-      const q = k.linearWeight(h, L('self_attn.q_proj.weight'), B('self_attn.q_proj.bias'), T);
-      const kk = k.linearWeight(h, L('self_attn.k_proj.weight'), B('self_attn.k_proj.bias'), T);
-      const v = k.linearWeight(h, L('self_attn.v_proj.weight'), B('self_attn.v_proj.bias'), T);
+      rmsNormInto(x, N('input_layernorm.weight'), T, H, c.rmsNormEps, h);
+      k.linearWeight(h, L('self_attn.q_proj.weight'), B('self_attn.q_proj.bias'), T, q);
+      k.linearWeight(h, L('self_attn.k_proj.weight'), B('self_attn.k_proj.bias'), T, kk);
+      k.linearWeight(h, L('self_attn.v_proj.weight'), B('self_attn.v_proj.bias'), T, v);
       if (c.qkNorm) {
         rmsNormInPlace(q, N('self_attn.q_norm.weight'), T * c.heads, c.headDim, c.rmsNormEps);
         rmsNormInPlace(kk, N('self_attn.k_norm.weight'), T * c.kvHeads, c.headDim, c.rmsNormEps);
@@ -182,16 +201,16 @@ export class LlamaModel {
       rope(q, T, c.heads, c.headDim, past, this.invFreq);
       rope(kk, T, c.kvHeads, c.headDim, past, this.invFreq);
       this.store(cache, l, kk, v, past, T);
-      const attn = this.attention(q, cache, l, past, T);
-      const o = k.linearWeight(attn, L('self_attn.o_proj.weight'), B('self_attn.o_proj.bias'), T);
+      this.attention(q, cache, l, past, T, scratch, attn);
+      k.linearWeight(attn, L('self_attn.o_proj.weight'), B('self_attn.o_proj.bias'), T, o);
       for (let i = 0; i < x.length; i++) x[i]! += o[i]!;
       // SwiGLU MLP.
-      const h2 = rmsNorm(x, N('post_attention_layernorm.weight'), T, H, c.rmsNormEps);
-      const gate = k.linearWeight(h2, L('mlp.gate_proj.weight'), null, T);
-      const up = k.linearWeight(h2, L('mlp.up_proj.weight'), null, T);
+      rmsNormInto(x, N('post_attention_layernorm.weight'), T, H, c.rmsNormEps, h);
+      k.linearWeight(h, L('mlp.gate_proj.weight'), null, T, gate);
+      k.linearWeight(h, L('mlp.up_proj.weight'), null, T, up);
       k.siluMul(gate, up);
-      const down = k.linearWeight(gate, L('mlp.down_proj.weight'), null, T);
-      for (let i = 0; i < x.length; i++) x[i]! += down[i]!;
+      k.linearWeight(gate, L('mlp.down_proj.weight'), null, T, o);
+      for (let i = 0; i < x.length; i++) x[i]! += o[i]!;
     }
     cache.length = past + T;
 
@@ -217,19 +236,25 @@ export class LlamaModel {
     }
   }
 
+  /** The attention's buffers for T new positions against S keys, shared by every layer and head. */
+  private attentionScratch(T: number, S: number): AttentionScratch {
+    const { heads, kvHeads, headDim: d } = this.config;
+    const rows = (heads / kvHeads) * T;
+    return { qg: new Float32Array(rows * d), scores: new Float32Array(rows * S), ctx: new Float32Array(rows * d) };
+  }
+
   /**
    * Causal grouped-query attention of T new queries [T, heads·d] against the cache's S = past+T
-   * keys: per key/value head, its query heads' rows stacked, softmax(q·kᵀ/√d)·v.
+   * keys, into out [T, heads·d]: per key/value head, its query heads' rows stacked, softmax(q·kᵀ/√d)·v.
    */
-  private attention(q: Float32Array, cache: LlamaCache, layer: number, past: number, T: number): Float32Array {
+  private attention(q: Float32Array, cache: LlamaCache, layer: number, past: number, T: number, scratch: AttentionScratch, out: Float32Array): void {
     const { heads, kvHeads, headDim: d, slidingWindow } = this.config;
     const k = this.kernels;
     const group = heads / kvHeads;
     const S = past + T;
     const scale = 1 / Math.sqrt(d);
-    const out = new Float32Array(T * heads * d);
     const rows = group * T;
-    const qg = new Float32Array(rows * d);
+    const qg = scratch.qg;
     for (let g = 0; g < kvHeads; g++) {
       // Rows r = j·T + t: query head g·group + j at new position t (scaled here rather than in the scores).
       for (let j = 0; j < group; j++) {
@@ -241,7 +266,7 @@ export class LlamaModel {
       }
       const keys = cache.keys[layer]!.subarray(g * cache.capacity * d, (g * cache.capacity + S) * d);
       const values = cache.values[layer]!.subarray(g * cache.capacity * d, (g * cache.capacity + S) * d);
-      const scores = k.linear(qg, keys, null, rows, d, S); // [rows, S]
+      const scores = k.linear(qg, keys, null, rows, d, S, scratch.scores); // [rows, S]
       for (let r = 0; r < rows; r++) {
         const pos = past + (r % T);
         const from = slidingWindow ? Math.max(0, pos - slidingWindow + 1) : 0;
@@ -250,12 +275,11 @@ export class LlamaModel {
         for (let s = pos + 1; s < S; s++) scores[row + s] = Number.NEGATIVE_INFINITY;
       }
       k.softmax(scores, rows, S);
-      const ctx = k.batchMatmul(scores, values, 1, rows, S, d); // [rows, d]
+      const ctx = k.batchMatmul(scores, values, 1, rows, S, d, scratch.ctx); // [rows, d]
       for (let j = 0; j < group; j++) {
         for (let t = 0; t < T; t++) out.set(ctx.subarray((j * T + t) * d, (j * T + t + 1) * d), (t * heads + g * group + j) * d);
       }
     }
-    return out;
   }
 
   /**
@@ -287,6 +311,12 @@ export function rmsNorm(x: Float32Array, w: Float32Array, rows: number, cols: nu
   const y = new Float32Array(x);
   rmsNormInPlace(y, w, rows, cols, eps);
   return y;
+}
+
+/** The same into y (as long as x). */
+function rmsNormInto(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number, y: Float32Array): void {
+  y.set(x);
+  rmsNormInPlace(y, w, rows, cols, eps);
 }
 
 function rmsNormInPlace(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number): void {
