@@ -454,31 +454,39 @@ struct VnniArgs {
   const float* bias;
 };
 
-// Chunk c (columns 64c..64c+63) of y rows i0..i0+MR, columns j0..j0+NR, added into acc.
-// kBlocks: W has a scale per group of columns (a multiple of 32); else one per row (groups == 1).
-template <int MR, int NR, bool kBlocks>
-VNNI_TARGET inline void vnni_chunk(const VnniArgs& a, int64_t i0, int64_t j0, int64_t c,
-                                   __m512 (&acc)[MR][NR]) {
-  const int64_t k = a.k, kp = a.kp, chunks = kp / 64, p = c * 64;
+// Where a tile's rows start: per row of x its |q|, sign masks and block scales, per row of W its
+// weights and scales. Computed once per tile, so that a chunk's step is loads and products only
+// (with the addressing done per chunk, the scalar instructions outnumbered the vector ones).
+template <int MR, int NR>
+struct VnniRows {
+  const uint8_t* abs[MR];
+  const uint64_t* neg[MR];
+  const float* d[MR];
+  const int8_t* w[NR];
+  const float* scales[NR];
+};
+
+// Chunk c (columns 64c..64c+63) of the tile, added into acc; W's loads under `mask` (kMasked: the
+// last chunk of a row, zeros past k so that they add 0).
+template <int MR, int NR, bool kBlocks, bool kMasked>
+VNNI_TARGET inline void vnni_chunk(const VnniRows<MR, NR>& r, const int32_t* block_group, int64_t c,
+                                   __mmask64 mask, __m512 (&acc)[MR][NR]) {
+  const int64_t p = c * 64;
   const __m512i zero = _mm512_setzero_si512();
-  // W's row ends at k: the last chunk is loaded under a mask (zeros past k, so they add 0).
-  const __mmask64 mask = k - p >= 64 ? ~__mmask64{0} : (__mmask64{1} << (k - p)) - 1;
   __m512i xv[MR];
   __mmask64 neg[MR];
   __m512 dx[MR];
   for (int i = 0; i < MR; i++) {
-    xv[i] = _mm512_loadu_si512(a.x.abs + (i0 + i) * kp + p);
-    neg[i] = a.x.neg[(i0 + i) * chunks + c];
-    dx[i] = _mm512_loadu_ps(a.x.d + ((i0 + i) * chunks + c) * 16);
+    xv[i] = _mm512_loadu_si512(r.abs[i] + p);
+    neg[i] = r.neg[i][c];
+    dx[i] = _mm512_loadu_ps(r.d[i] + c * 16);
   }
   for (int j = 0; j < NR; j++) {
-    const __m512i wv = _mm512_maskz_loadu_epi8(mask, a.w + (j0 + j) * k + p);
+    const __m512i wv = kMasked ? _mm512_maskz_loadu_epi8(mask, r.w[j] + p) : _mm512_loadu_si512(r.w[j] + p);
     __m512 dw;
-    if (kBlocks) {
-      const float* s = a.scales + (j0 + j) * a.groups;
-      dw = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s[a.block_group[2 * c]]),
-                                _mm512_set1_ps(s[a.block_group[2 * c + 1]]));
-    }
+    if (kBlocks)
+      dw = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(r.scales[j][block_group[2 * c]]),
+                                _mm512_set1_ps(r.scales[j][block_group[2 * c + 1]]));
     for (int i = 0; i < MR; i++) {
       const __m512i signed_w = _mm512_mask_sub_epi8(wv, neg[i], zero, wv);
       const __m512 sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, xv[i], signed_w));
@@ -487,14 +495,27 @@ VNNI_TARGET inline void vnni_chunk(const VnniArgs& a, int64_t i0, int64_t j0, in
   }
 }
 
-// y rows i0..i0+MR, columns j0..j0+NR.
+// y rows i0..i0+MR, columns j0..j0+NR. kBlocks: W has a scale per group of columns (a multiple
+// of 32); else one per row (groups == 1).
 template <int MR, int NR, bool kBlocks>
 VNNI_TARGET inline void tile_vnni(const VnniArgs& a, int64_t i0, int64_t j0) {
+  const int64_t k = a.k, chunks = a.kp / 64, full = k / 64;
+  VnniRows<MR, NR> r;
+  for (int i = 0; i < MR; i++) {
+    r.abs[i] = a.x.abs + (i0 + i) * a.kp;
+    r.neg[i] = a.x.neg + (i0 + i) * chunks;
+    r.d[i] = a.x.d + (i0 + i) * chunks * 16;
+  }
+  for (int j = 0; j < NR; j++) {
+    r.w[j] = a.w + (j0 + j) * k;
+    r.scales[j] = a.scales + (j0 + j) * a.groups;
+  }
   __m512 acc[MR][NR];
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-  const int64_t chunks = a.kp / 64;
-  for (int64_t c = 0; c < chunks; c++) vnni_chunk<MR, NR, kBlocks>(a, i0, j0, c, acc);
+  for (int64_t c = 0; c < full; c++) vnni_chunk<MR, NR, kBlocks, false>(r, a.block_group, c, 0, acc);
+  if (full < chunks)
+    vnni_chunk<MR, NR, kBlocks, true>(r, a.block_group, full, (__mmask64{1} << (k - full * 64)) - 1, acc);
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) {
       float s = _mm512_reduce_add_ps(acc[i][j]);
