@@ -208,6 +208,16 @@ Napi::Value LinearInt8(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// rmsNorm(x, w, y, rows, cols, eps): row-wise RMSNorm (y may be x).
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 3), cols = num(info, 4);
+  F32 x = f32(info, 0, rows * cols);
+  F32 w = f32(info, 1, cols);
+  F32 y = f32(info, 2, rows * cols);
+  rms_norm(x.data, w.data, y.data, rows, cols, real(info, 5));
+  return info.Env().Undefined();
+}
+
 // siluMul(gate, up, y): y = gate · sigmoid(gate) · up (y may be gate).
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   F32 gate = f32(info, 0, 0);
@@ -713,6 +723,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearInt8", Napi::Function::New(env, LinearInt8));
   exports.Set("quantKernels", Napi::Function::New(env, QuantKernels));
   exports.Set("siluMul", Napi::Function::New(env, SiluMul));
+  exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
   return exports;
 }

@@ -83,6 +83,8 @@ enum UnaryOp : int {
   kGeluOp = 12,  // exact (erf) GELU
 };
 void unary(int op, const float* x, float* y, int64_t size);
+// Row-wise RMSNorm of x [rows, cols]: y = x / √(mean(x²) + eps) · w, the sums in double (y may be x).
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps);
 // y = silu(gate) · up = gate · sigmoid(gate) · up (the SwiGLU of Llama-family MLPs); y may be gate.
 void silu_mul(const float* gate, const float* up, float* y, int64_t size);
 

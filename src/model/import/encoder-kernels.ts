@@ -30,6 +30,8 @@ export interface EncoderKernels {
   batchMatmul(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number, out?: Float32Array): Float32Array;
   /** In place: exact GELU, 0.5·x·(1 + erf(x/√2)). */
   gelu(x: Float32Array): void;
+  /** Row-wise RMSNorm of x [rows, cols] into y (y may be x): x / √(mean(x²) + eps) · w, sums in float64. */
+  rmsNorm(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number, y: Float32Array): void;
   /** In place into gate: silu(gate) · up = gate · sigmoid(gate) · up (Llama's SwiGLU). */
   siluMul(gate: Float32Array, up: Float32Array): void;
   /**
@@ -97,6 +99,10 @@ class NativeKernels implements EncoderKernels {
     if (this.addon.siluMul) this.addon.siluMul(gate, up, gate);
     else siluMulJs(gate, up);
   }
+  rmsNorm(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number, y: Float32Array): void {
+    if (this.addon.rmsNorm) this.addon.rmsNorm(x, w, y, rows, cols, eps);
+    else rmsNormJs(x, w, rows, cols, eps, y);
+  }
   adviseHugePages(data: ArrayBufferView): boolean {
     return this.addon.adviseHugePages?.(data) ?? false;
   }
@@ -117,6 +123,16 @@ function erf(x: number): number {
   const t = 1 / (1 + 0.3275911 * a);
   const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a);
   return s * y;
+}
+
+function rmsNormJs(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number, y: Float32Array): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let ss = 0;
+    for (let c = 0; c < cols; c++) ss += x[o + c]! * x[o + c]!;
+    const inv = 1 / Math.sqrt(ss / cols + eps);
+    for (let c = 0; c < cols; c++) y[o + c] = x[o + c]! * inv * w[c]!;
+  }
 }
 
 function siluMulJs(gate: Float32Array, up: Float32Array): void {
@@ -168,6 +184,9 @@ class JsKernels implements EncoderKernels {
   }
   siluMul(gate: Float32Array, up: Float32Array): void {
     siluMulJs(gate, up);
+  }
+  rmsNorm(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number, y: Float32Array): void {
+    rmsNormJs(x, w, rows, cols, eps, y);
   }
   adviseHugePages(): boolean {
     return false;

@@ -258,6 +258,31 @@ describe('products from stored weights', () => {
     }
   });
 
+  it('rmsNorm: native and JavaScript agree with a float64 RMSNorm (in place too)', () => {
+    const next = rand(8);
+    const rows = 37;
+    const cols = 200;
+    const x = Float32Array.from({ length: rows * cols }, () => next() * 10);
+    const w = Float32Array.from({ length: cols }, () => 1 + next());
+    const want = new Float64Array(x.length);
+    for (let r = 0; r < rows; r++) {
+      let ss = 0;
+      for (let c = 0; c < cols; c++) ss += x[r * cols + c]! ** 2;
+      const inv = 1 / Math.sqrt(ss / cols + 1e-6);
+      for (let c = 0; c < cols; c++) want[r * cols + c] = x[r * cols + c]! * inv * w[c]!;
+    }
+    for (const kernels of native ? [fast, js] : [js]) {
+      const y = new Float32Array(x.length);
+      kernels.rmsNorm(x, w, rows, cols, 1e-6, y);
+      const inPlace = x.slice();
+      kernels.rmsNorm(inPlace, w, rows, cols, 1e-6, inPlace);
+      expect(inPlace).toEqual(y);
+      let worst = 0;
+      for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i]! - want[i]!) / Math.max(1e-30, Math.abs(want[i]!)));
+      expect(worst).toBeLessThan(2 ** -23);
+    }
+  });
+
   it.skipIf(!native)('adviseHugePages keeps the values (on Linux the matrix is moved into 2 MB pages)', () => {
     const w = new Int8Array(6 << 20);
     for (let i = 0; i < w.length; i++) w[i] = (i * 7919) % 255 - 127;
