@@ -445,7 +445,7 @@ VNNI_TARGET void quantize_q8_blocks(const float* x, int64_t m, int64_t k, int64_
 struct VnniArgs {
   const int8_t* w;
   const float* scales;
-  int64_t groups, group, k;
+  int64_t groups, k;
   Q8Rows x;
   int64_t kp;
   const int32_t* block_group;  // [kp / 32]: W's scale group of each 32-column block (kBlocks)
@@ -714,7 +714,7 @@ void linear_int8_vnni(const int8_t* w, const float* scales, int64_t group, const
   const Q8Rows q{abs_store.data(), neg_store.data(), d_store.data()};
   quantize_q8_blocks(x, m, k, kp, q);
   const int64_t groups = k / group;
-  const VnniArgs a{w, scales, groups, group, k, q, kp, block_groups(kp, group, groups), y, n, bias};
+  const VnniArgs a{w, scales, groups, k, q, kp, block_groups(kp, group, groups), y, n, bias};
   if (a.groups > 1) {
     const VnniTiles<true> t{a};
     tiled(m, n, k, kp, [&](int64_t r0, int64_t r1, int64_t jb, int64_t je) { vnni_rows(t, r0, r1, jb, je); });
