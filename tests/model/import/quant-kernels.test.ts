@@ -244,6 +244,26 @@ describe('products from stored weights', () => {
     }
   });
 
+  it('products write into a given output buffer (a view of its start when longer), and refuse a short one', () => {
+    const next = rand(12);
+    const w = weightsOf('int8', 9, 40, next);
+    const x = Float32Array.from({ length: 3 * 40 }, () => next());
+    for (const kernels of native ? [fast, portable, js] : [js]) {
+      const fresh = kernels.linearWeight(x, w, null, 3);
+      const out = new Float32Array(3 * 9 + 5).fill(7);
+      const y = kernels.linearWeight(x, w, null, 3, out);
+      expect(y.buffer).toBe(out.buffer);
+      expect(y).toEqual(fresh);
+      expect(out[3 * 9]).toBe(7);
+      expect(() => kernels.linearWeight(x, w, null, 3, new Float32Array(3 * 9 - 1))).toThrow(/needed/);
+      const scores = new Float32Array(3 * 9);
+      expect(kernels.linear(x, dequantize(w), null, 3, 40, 9, scores)).toBe(scores);
+      // A buffer holding old values: the product replaces them (the JavaScript one sums into it).
+      const b = dequantize(w); // read as [40, 9]
+      expect(kernels.batchMatmul(x, b, 1, 3, 40, 9, new Float32Array(27).fill(5))).toEqual(kernels.batchMatmul(x, b, 1, 3, 40, 9));
+    }
+  });
+
   it('siluMul: native and JavaScript agree (silu(g)·u = g·sigmoid(g)·u)', () => {
     const next = rand(5);
     const g = Float32Array.from({ length: 20001 }, () => next() * 30);
