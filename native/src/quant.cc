@@ -390,10 +390,10 @@ bool cpu_has_bf16() {
 //
 // vpdpbusd multiplies unsigned bytes by signed ones: x is kept as |q| (unsigned) with a bit mask
 // of its signs, and W's bytes are negated where x's are negative before the product (llama.cpp's
-// sign trick), one masked subtract per pair of 64-byte chunks. (An offset u = q + 128 with a
-// correction of 128·Σw per chunk costs one instruction more per chunk of W; one row of x, as in
-// decoding, is where that shows.) A weight of -128, which no quantiser here writes (GGUF's Q8_0
-// writers keep [-127, 127] too), would stay -128 when negated.
+// sign trick), one masked subtract per pair of 64-byte chunks, and no correction term. (An offset
+// u = q + 128 with a correction of 128·Σw per chunk of W measured the same for one row of x.) A
+// weight of -128, which no quantiser here writes (GGUF's Q8_0 writers keep [-127, 127] too),
+// would stay -128 when negated. The 16-row panels further down use the offset instead.
 
 #define TEAMLLM_HAVE_VNNI_PATH 1
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
