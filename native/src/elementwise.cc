@@ -31,6 +31,26 @@ void map_unary(const float* x, float* y, int64_t size, int64_t grain, F f) {
 
 }  // namespace
 
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps) {
+  parallel_range(rows, std::max<int64_t>(1, kGrainCheap / std::max<int64_t>(1, cols)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      double ss = 0;
+#pragma omp simd reduction(+ : ss)
+      for (int64_t c = 0; c < cols; c++) ss += static_cast<double>(xr[c]) * xr[c];
+      const double inv = 1.0 / std::sqrt(ss / static_cast<double>(cols) + eps);
+      for (int64_t c = 0; c < cols; c++) yr[c] = static_cast<float>(xr[c] * inv * w[c]);
+    }
+  });
+}
+
+void silu_mul(const float* gate, const float* up, float* y, int64_t size) {
+  parallel_range(size, kGrainHeavy, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) y[i] = gate[i] * sigmoid_fast(gate[i]) * up[i];
+  });
+}
+
 void unary(int op, const float* x, float* y, int64_t size) {
   switch (op) {
     case kExp:

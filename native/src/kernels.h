@@ -83,6 +83,10 @@ enum UnaryOp : int {
   kGeluOp = 12,  // exact (erf) GELU
 };
 void unary(int op, const float* x, float* y, int64_t size);
+// Row-wise RMSNorm of x [rows, cols]: y = x / √(mean(x²) + eps) · w, the sums in double (y may be x).
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps);
+// y = silu(gate) · up = gate · sigmoid(gate) · up (the SwiGLU of Llama-family MLPs); y may be gate.
+void silu_mul(const float* gate, const float* up, float* y, int64_t size);
 
 enum BinaryOp : int {
   kAdd = 0,
@@ -223,7 +227,7 @@ void scatter_add_rows(const float* x, const int32_t* ids, int64_t count, int64_t
 
 enum Weight16 : int { kBf16 = 0, kHalf = 1 };
 enum QuantMode : int {
-  kQuantBest = 0,      // the fastest kernel this CPU runs (AVX512_BF16 for bf16 when present)
+  kQuantBest = 0,      // the fastest kernel this CPU runs (AVX512_BF16, AVX512-VNNI when present)
   kQuantPortable = 1,  // the portable one (what a CPU without those instructions runs)
 };
 // W as bfloat16 (kind kBf16) or IEEE half (kHalf) bits.
@@ -231,8 +235,12 @@ void linear16(int kind, const uint16_t* w, const float* x, const float* bias, fl
               int64_t n, int64_t k, int mode);
 // Which kernel linear16 runs for (kind, mode) here: "avx512_bf16" or "portable".
 const char* linear16_kernel(int kind, int mode);
+// Which kernel linear_int8 runs for mode here: "avx512_vnni" or "portable".
+const char* linear_int8_kernel(int mode);
 // W as int8 with float32 scales [n, k / group] (group divides k; a multiple of 16, or k itself for
-// one scale per output row): W[j, p] = w[j, p] · scales[j, p / group].
+// one scale per output row): W[j, p] = w[j, p] · scales[j, p / group]. kQuantBest on a CPU with
+// AVX512-VNNI (and group k or a multiple of 32) quantises x to int8 per 32 columns first, as
+// llama.cpp's Q8_0 path does (see quant.cc for the error); portable keeps x float32.
 void linear_int8(const int8_t* w, const float* scales, int64_t group, const float* x,
                  const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode);
 

@@ -27,6 +27,13 @@ import { convertWeight, dequantize, f32Matrix, weightBytes, weightRow, type Weig
 /** A weight as given to LlamaModel: float32 values, or a matrix already in its stored dtype. */
 export type LlamaWeight = Float32Array | WeightMatrix;
 
+/** The attention's intermediate values: stacked queries, scores, and their product with the values. */
+interface AttentionScratch {
+  qg: Float32Array;
+  scores: Float32Array;
+  ctx: Float32Array;
+}
+
 /** Keys and values of the positions seen so far, per layer [kvHeads, capacity, headDim]. */
 export interface LlamaCache {
   length: number;
@@ -84,7 +91,11 @@ export class LlamaModel {
       if (shape.length === 2) {
         const m = w instanceof Float32Array ? f32Matrix(w, shape[0]!, shape[1]!) : w;
         if (m.rows !== shape[0] || m.cols !== shape[1]) throw new Error(`chat model weights: ${name} is [${m.rows}, ${m.cols}], expected [${shape.join(', ')}]`);
-        this.matrices.set(name, options.dtype ? convertWeight(m, options.dtype) : m);
+        const stored = options.dtype ? convertWeight(m, options.dtype) : m;
+        this.matrices.set(name, stored);
+        // Decoding reads every matrix once per token: in 2 MB pages it streams ~1.3-1.6x faster
+        // (docs/open-chat-models.md). The embedding is read by rows, but tied models use it as the head.
+        this.kernels.adviseHugePages(stored.data);
       } else {
         this.vectors.set(name, w instanceof Float32Array ? w : dequantize(w));
       }
@@ -170,38 +181,52 @@ export class LlamaModel {
       weightRow(embed, id, x.subarray(t * H, (t + 1) * H));
     }
 
+    // Every layer's intermediate values, in buffers made once per call (the products write into
+    // them): a new array per product made ~45 MB of garbage per layer in a 512-token prefill,
+    // which the peak RSS showed.
+    const h = new Float32Array(T * H);
+    const q = new Float32Array(T * qDim);
+    const kk = new Float32Array(T * kvDim);
+    const v = new Float32Array(T * kvDim);
+    const attn = new Float32Array(T * qDim);
+    const o = new Float32Array(T * H);
+    const gate = new Float32Array(T * c.intermediate);
+    const up = new Float32Array(T * c.intermediate);
+    const scratch = this.attentionScratch(T, past + T);
+    const angles = ropeAngles(T, past, this.invFreq);
     for (let l = 0; l < c.layers; l++) {
       const L = (name: string) => this.w(layerName(l, name));
       const N = (name: string) => this.v(layerName(l, name));
       const B = (name: string) => this.optional(layerName(l, name));
       // Attention.
-      const h = rmsNorm(x, N('input_layernorm.weight'), T, H, c.rmsNormEps);
-      const q = k.linearWeight(h, L('self_attn.q_proj.weight'), B('self_attn.q_proj.bias'), T);
-      const kk = k.linearWeight(h, L('self_attn.k_proj.weight'), B('self_attn.k_proj.bias'), T);
-      const v = k.linearWeight(h, L('self_attn.v_proj.weight'), B('self_attn.v_proj.bias'), T);
+      k.rmsNorm(x, N('input_layernorm.weight'), T, H, c.rmsNormEps, h);
+      k.linearWeight(h, L('self_attn.q_proj.weight'), B('self_attn.q_proj.bias'), T, q);
+      k.linearWeight(h, L('self_attn.k_proj.weight'), B('self_attn.k_proj.bias'), T, kk);
+      k.linearWeight(h, L('self_attn.v_proj.weight'), B('self_attn.v_proj.bias'), T, v);
       if (c.qkNorm) {
-        rmsNormInPlace(q, N('self_attn.q_norm.weight'), T * c.heads, c.headDim, c.rmsNormEps);
-        rmsNormInPlace(kk, N('self_attn.k_norm.weight'), T * c.kvHeads, c.headDim, c.rmsNormEps);
+        k.rmsNorm(q, N('self_attn.q_norm.weight'), T * c.heads, c.headDim, c.rmsNormEps, q);
+        k.rmsNorm(kk, N('self_attn.k_norm.weight'), T * c.kvHeads, c.headDim, c.rmsNormEps, kk);
       }
-      rope(q, T, c.heads, c.headDim, past, this.invFreq);
-      rope(kk, T, c.kvHeads, c.headDim, past, this.invFreq);
+      rope(q, T, c.heads, c.headDim, angles);
+      rope(kk, T, c.kvHeads, c.headDim, angles);
       this.store(cache, l, kk, v, past, T);
-      const attn = this.attention(q, cache, l, past, T);
-      const o = k.linearWeight(attn, L('self_attn.o_proj.weight'), B('self_attn.o_proj.bias'), T);
+      this.attention(q, cache, l, past, T, scratch, attn);
+      k.linearWeight(attn, L('self_attn.o_proj.weight'), B('self_attn.o_proj.bias'), T, o);
       for (let i = 0; i < x.length; i++) x[i]! += o[i]!;
       // SwiGLU MLP.
-      const h2 = rmsNorm(x, N('post_attention_layernorm.weight'), T, H, c.rmsNormEps);
-      const gate = k.linearWeight(h2, L('mlp.gate_proj.weight'), null, T);
-      const up = k.linearWeight(h2, L('mlp.up_proj.weight'), null, T);
-      for (let i = 0; i < gate.length; i++) gate[i] = (gate[i]! / (1 + Math.exp(-gate[i]!))) * up[i]!;
-      const down = k.linearWeight(gate, L('mlp.down_proj.weight'), null, T);
-      for (let i = 0; i < x.length; i++) x[i]! += down[i]!;
+      k.rmsNorm(x, N('post_attention_layernorm.weight'), T, H, c.rmsNormEps, h);
+      k.linearWeight(h, L('mlp.gate_proj.weight'), null, T, gate);
+      k.linearWeight(h, L('mlp.up_proj.weight'), null, T, up);
+      k.siluMul(gate, up);
+      k.linearWeight(gate, L('mlp.down_proj.weight'), null, T, o);
+      for (let i = 0; i < x.length; i++) x[i]! += o[i]!;
     }
     cache.length = past + T;
 
     const rows = options.lastOnly ? 1 : T;
     if (options.lastOnly) x = x.slice((T - 1) * H);
-    const out = rmsNorm(x, this.v('model.norm.weight'), rows, H, c.rmsNormEps);
+    const out = new Float32Array(rows * H);
+    k.rmsNorm(x, this.v('model.norm.weight'), rows, H, c.rmsNormEps, out);
     const head = c.tiedEmbeddings ? embed : this.w('lm_head.weight');
     return k.linearWeight(out, head, null, rows);
   }
@@ -221,19 +246,25 @@ export class LlamaModel {
     }
   }
 
+  /** The attention's buffers for T new positions against S keys, shared by every layer and head. */
+  private attentionScratch(T: number, S: number): AttentionScratch {
+    const { heads, kvHeads, headDim: d } = this.config;
+    const rows = (heads / kvHeads) * T;
+    return { qg: new Float32Array(rows * d), scores: new Float32Array(rows * S), ctx: new Float32Array(rows * d) };
+  }
+
   /**
    * Causal grouped-query attention of T new queries [T, heads·d] against the cache's S = past+T
-   * keys: per key/value head, its query heads' rows stacked, softmax(q·kᵀ/√d)·v.
+   * keys, into out [T, heads·d]: per key/value head, its query heads' rows stacked, softmax(q·kᵀ/√d)·v.
    */
-  private attention(q: Float32Array, cache: LlamaCache, layer: number, past: number, T: number): Float32Array {
+  private attention(q: Float32Array, cache: LlamaCache, layer: number, past: number, T: number, scratch: AttentionScratch, out: Float32Array): void {
     const { heads, kvHeads, headDim: d, slidingWindow } = this.config;
     const k = this.kernels;
     const group = heads / kvHeads;
     const S = past + T;
     const scale = 1 / Math.sqrt(d);
-    const out = new Float32Array(T * heads * d);
     const rows = group * T;
-    const qg = new Float32Array(rows * d);
+    const qg = scratch.qg;
     for (let g = 0; g < kvHeads; g++) {
       // Rows r = j·T + t: query head g·group + j at new position t (scaled here rather than in the scores).
       for (let j = 0; j < group; j++) {
@@ -245,21 +276,25 @@ export class LlamaModel {
       }
       const keys = cache.keys[layer]!.subarray(g * cache.capacity * d, (g * cache.capacity + S) * d);
       const values = cache.values[layer]!.subarray(g * cache.capacity * d, (g * cache.capacity + S) * d);
-      const scores = k.linear(qg, keys, null, rows, d, S); // [rows, S]
+      const scores = k.linear(qg, keys, null, rows, d, S, scratch.scores); // [rows, S]
       for (let r = 0; r < rows; r++) {
         const pos = past + (r % T);
         const from = slidingWindow ? Math.max(0, pos - slidingWindow + 1) : 0;
         const row = r * S;
-        for (let s = 0; s < from; s++) scores[row + s] = Number.NEGATIVE_INFINITY;
-        for (let s = pos + 1; s < S; s++) scores[row + s] = Number.NEGATIVE_INFINITY;
+        scores.fill(Number.NEGATIVE_INFINITY, row, row + from);
+        scores.fill(Number.NEGATIVE_INFINITY, row + pos + 1, row + S);
       }
       k.softmax(scores, rows, S);
-      const ctx = k.batchMatmul(scores, values, 1, rows, S, d); // [rows, d]
+      const ctx = k.batchMatmul(scores, values, 1, rows, S, d, scratch.ctx); // [rows, d]
+      // Element by element: a subarray per row cost more than the copy (a 512-token prefill makes 3584 rows per head group).
       for (let j = 0; j < group; j++) {
-        for (let t = 0; t < T; t++) out.set(ctx.subarray((j * T + t) * d, (j * T + t + 1) * d), (t * heads + g * group + j) * d);
+        for (let t = 0; t < T; t++) {
+          const src = (j * T + t) * d;
+          const dst = (t * heads + g * group + j) * d;
+          for (let e = 0; e < d; e++) out[dst + e] = ctx[src + e]!;
+        }
       }
     }
-    return out;
   }
 
   /**
@@ -286,41 +321,34 @@ export class LlamaModel {
   }
 }
 
-/** Row-wise RMSNorm: x / √(mean(x²) + eps) · w, into a new array. */
-export function rmsNorm(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number): Float32Array {
-  const y = new Float32Array(x);
-  rmsNormInPlace(y, w, rows, cols, eps);
-  return y;
-}
-
-function rmsNormInPlace(x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number): void {
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    let ss = 0;
-    for (let c = 0; c < cols; c++) ss += x[o + c]! * x[o + c]!;
-    const inv = 1 / Math.sqrt(ss / cols + eps);
-    for (let c = 0; c < cols; c++) x[o + c] = x[o + c]! * inv * w[c]!;
-  }
-}
-
-/** RoPE in place on x [T, heads, d]: pair (i, i + d/2) of each head rotated by (past + t)·invFreq[i]. */
-function rope(x: Float32Array, T: number, heads: number, d: number, past: number, invFreq: Float64Array): void {
-  const half = d / 2;
-  const cos = new Float64Array(half);
-  const sin = new Float64Array(half);
+/** cos and sin of (past + t)·invFreq[i] for the T new positions [T, d/2]: once per forward, for every layer's queries and keys. */
+function ropeAngles(T: number, past: number, invFreq: Float64Array): { cos: Float64Array; sin: Float64Array } {
+  const half = invFreq.length;
+  const cos = new Float64Array(T * half);
+  const sin = new Float64Array(T * half);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < half; i++) {
       const angle = (past + t) * invFreq[i]!;
-      cos[i] = Math.cos(angle);
-      sin[i] = Math.sin(angle);
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
     }
+  }
+  return { cos, sin };
+}
+
+/** RoPE in place on x [T, heads, d]: pair (i, i + d/2) of each head rotated by the position's angle i. */
+function rope(x: Float32Array, T: number, heads: number, d: number, angles: { cos: Float64Array; sin: Float64Array }): void {
+  const half = d / 2;
+  const { cos, sin } = angles;
+  for (let t = 0; t < T; t++) {
+    const at = t * half;
     for (let h = 0; h < heads; h++) {
       const o = (t * heads + h) * d;
       for (let i = 0; i < half; i++) {
         const a = x[o + i]!;
         const b = x[o + i + half]!;
-        x[o + i] = a * cos[i]! - b * sin[i]!;
-        x[o + i + half] = b * cos[i]! + a * sin[i]!;
+        x[o + i] = a * cos[at + i]! - b * sin[at + i]!;
+        x[o + i + half] = b * cos[at + i]! + a * sin[at + i]!;
       }
     }
   }

@@ -144,13 +144,21 @@ export function permuteWeightRows(w: WeightMatrix, to: (r: number) => number): W
   }
 }
 
+/** A product's output: `out` (its first `size` values) when given, else a new array. */
+export function outputBuffer(out: Float32Array | undefined, size: number): Float32Array {
+  if (!out) return new Float32Array(size);
+  if (out.length < size) throw new Error(`output buffer of ${out.length} values, ${size} needed`);
+  return out.length === size ? out : out.subarray(0, size);
+}
+
 /**
  * y [m, rows] = x [m, cols] · wᵀ + bias in JavaScript (the addon is absent): each weight row widened
  * to float32 once, then dotted with every row of x in float64 (the native kernels sum in float32).
+ * Into `out` (its first m·rows values) when given.
  */
-export function linearJs(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number): Float32Array {
+export function linearJs(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number, out?: Float32Array): Float32Array {
   const { rows: n, cols: k } = w;
-  const y = new Float32Array(m * n);
+  const y = outputBuffer(out, m * n);
   const row = new Float32Array(k);
   for (let j = 0; j < n; j++) {
     const wr = w.dtype === 'f32' ? w.data.subarray(j * k, (j + 1) * k) : weightRow(w, j, row);

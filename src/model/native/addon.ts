@@ -227,8 +227,14 @@ export interface NativeAddon {
   linear16?(kind: number, x: Float32Array, w: Uint16Array, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
   /** The same with w [n, k] int8 and scales [n, k / group] (group a multiple of 16, or k). */
   linearInt8?(x: Float32Array, w: Int8Array, scales: Float32Array, group: number, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
-  /** The kernel each weight format runs with mode 0 here ('avx512_bf16', 'portable'). */
+  /** The kernel each weight format runs with mode 0 here ('avx512_bf16', 'avx512_vnni', 'portable'). */
   quantKernels?(): { bf16: string; f16: string; int8: string };
+  /** Row-wise RMSNorm of x [rows, cols] into y (y may be x), sums in double. Absent from addons built before it. */
+  rmsNorm?(x: Float32Array, w: Float32Array, y: Float32Array, rows: number, cols: number, eps: number): void;
+  /** y = gate · sigmoid(gate) · up (y may be gate). Absent from addons built before it. */
+  siluMul?(gate: Float32Array, up: Float32Array, y: Float32Array): void;
+  /** Backs the array's memory with transparent huge pages (Linux; true when they were made now). */
+  adviseHugePages?(data: ArrayBufferView): boolean;
 }
 
 export type AddonLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
