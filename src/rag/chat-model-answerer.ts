@@ -28,6 +28,7 @@ import { inProcessGenerator, isTokenGenerator, type ForwardModel, type TokenGene
 import { dontKnow } from './answer-chain.ts';
 import { CandidateAnswerer, composeAnswer, type CandidateKnowledgeBase, type ChosenAnswer } from './candidate-answerer.ts';
 import type { MetadataFilter } from './metadata.ts';
+import { questionInContext } from './follow-up.ts';
 
 /**
  * What the answerer needs of an imported chat model: a generator of greedy ids (a worker-backed
@@ -199,7 +200,8 @@ export class ChatModelAnswerer implements Answerer {
       yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };
       return;
     }
-    const fitted = this.fit(request.question, sources, chosen);
+    // "那管理岗呢？" alone means nothing to the model: it is told which question it follows.
+    const fitted = this.fit(questionInContext(request.question, request.history), sources, chosen);
     if (!fitted) {
       // Never the model without the passages: it would answer from nothing.
       yield { type: 'sources', sources: [] };

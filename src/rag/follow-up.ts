@@ -25,13 +25,24 @@ export function isFollowUp(question: string): boolean {
   return han > 0 && han <= SHORT_ZH && FOLLOW_UP_ZH.test(q);
 }
 
+/** The last question of the thread that stood alone, when `question` follows it; else undefined. */
+export function questionFollowed(question: string, history: readonly ConversationTurn[]): string | undefined {
+  if (!isFollowUp(question)) return undefined;
+  return history.filter((t) => t.role === 'user').map((t) => t.text.trim()).findLast((q) => !isFollowUp(q));
+}
+
 /**
  * The question as retrieval and the answer's rules should read it: a follow-up joined with the
  * last question of the thread that stood alone (not with the follow-ups between: "实习生呢？" after
  * "那管理岗呢？" asks about 实习生 only); any other question as it is.
  */
 export function standaloneQuestion(question: string, history: readonly ConversationTurn[]): string {
-  if (!isFollowUp(question)) return question;
-  const base = history.filter((t) => t.role === 'user').map((t) => t.text.trim()).findLast((q) => !isFollowUp(q));
+  const base = questionFollowed(question, history);
   return base === undefined ? question : [base, question.trim(), question.trim()].join(' ');
+}
+
+/** The question as a chat model should read it: a follow-up says which question it follows. */
+export function questionInContext(question: string, history: readonly ConversationTurn[]): string {
+  const base = questionFollowed(question, history);
+  return base === undefined ? question : `${question.trim()} (a follow-up to the earlier question: ${base})`;
 }

@@ -125,6 +125,22 @@ describe('ChatModelAnswerer', () => {
     expect(got.done!.direct).toBe(generatedDirect(got.text));
   });
 
+  it('tells the model which question a follow-up follows, and answers it where the follow-up alone would be refused', async () => {
+    const chat = served();
+    const answerer = new ChatModelAnswerer({ kb, chat, model: INFO, maxTokens: 8 });
+    const followUp = 'And what about per year for part-timers?';
+    const history = [
+      { role: 'user' as const, text: ANSWERABLE, at: 1 },
+      { role: 'assistant' as const, text: '25 days', at: 2 },
+    ];
+    const got = await collect(answerer.answer({ ...ask(followUp), history }));
+    expect(got.done!.prompt).toContain(`Question: ${followUp} (a follow-up to the earlier question: ${ANSWERABLE})<|eot_id|>`);
+    expect(got.sources.length).toBeGreaterThan(0);
+    // Without the thread, the same words are not a question the passages answer.
+    const alone = await collect(answerer.answer(ask(followUp)));
+    expect(alone.done!.direct).toBe('');
+  });
+
   it("refuses as the candidate answerer does, word for word, and never calls the model", async () => {
     const chat = served();
     const answerer = new ChatModelAnswerer({ kb, chat, model: INFO });
