@@ -106,7 +106,7 @@ function ids(v: unknown): number[] {
 // ---- Hugging Face folders -----------------------------------------------------------------
 
 /** The tokenizer of a folder: tokenizer.json, the template and special strings of tokenizer_config.json, EOS ids of generation_config.json. */
-function readHfChatTokenizer(dir: string, modelConfig: Record<string, unknown>): ChatTokenizer {
+export function readHfChatTokenizer(dir: string, modelConfig: Record<string, unknown> = {}): ChatTokenizer {
   const file = path.join(dir, 'tokenizer.json');
   const configFile = path.join(dir, 'tokenizer_config.json');
   const generationFile = path.join(dir, 'generation_config.json');
