@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- open-model [--shape qwen2.5-0.5b|smollm2-135m] [--prompt 512] [--decode 16]
+ * `npm run bench -- open-model [--shape qwen2.5-0.5b|smollm2-135m|qwen2.5-1.5b|qwen2.5-7b] [--prompt 512] [--decode 16]
  *   [--threads 2] [--only teamllm:bf16,llama.cpp:BF16,...] [--dir /tmp/...]`
  *
  * An imported chat model's speed and memory, teamllm against llama.cpp (node-llama-cpp 3.21.1,
@@ -37,6 +37,35 @@ const SHAPES: Record<string, Record<string, unknown>> = {
     rope_theta: 1000000,
     rms_norm_eps: 1e-6,
     tie_word_embeddings: true,
+    hidden_act: 'silu',
+  },
+  // The two bigger sizes a company would try next (for the memory and speed table of docs/open-chat-models.md).
+  'qwen2.5-1.5b': {
+    architectures: ['Qwen2ForCausalLM'],
+    hidden_size: 1536,
+    intermediate_size: 8960,
+    num_hidden_layers: 28,
+    num_attention_heads: 12,
+    num_key_value_heads: 2,
+    vocab_size: 151936,
+    max_position_embeddings: 32768,
+    rope_theta: 1000000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+    hidden_act: 'silu',
+  },
+  'qwen2.5-7b': {
+    architectures: ['Qwen2ForCausalLM'],
+    hidden_size: 3584,
+    intermediate_size: 18944,
+    num_hidden_layers: 28,
+    num_attention_heads: 28,
+    num_key_value_heads: 4,
+    vocab_size: 152064,
+    max_position_embeddings: 32768,
+    rope_theta: 1000000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
     hidden_act: 'silu',
   },
   'smollm2-135m': {
