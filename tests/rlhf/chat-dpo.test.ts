@@ -27,6 +27,11 @@ import { collateEpisodes, sequenceLogProbs, withoutAdapter } from '../../src/tra
 import type { RlhfPrompt } from '../../src/training/rlhf/episodes.ts';
 import type { Taste } from '../../src/training/simulated-users.ts';
 import { tinyChatModel, writeHfChatFolder } from '../model/import/tiny-llama.ts';
+import { SqliteStore } from '../../src/core/sqlite-store.ts';
+import { SimulatedUsers } from '../../src/training/simulated-users.ts';
+import { readPeftAdapter } from '../../src/model/lora/peft.ts';
+import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
+import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-chat-dpo-'));
 afterAll(() => fs.rm(tmpRoot, { recursive: true, force: true }));
@@ -175,5 +180,60 @@ describe('DPO on an imported chat model', () => {
     LoraAdapter.detach(model);
     second.adapter.dispose();
     model.dispose();
+  });
+});
+
+describe('the rlhf job on an imported chat model (teamllm train rlhf --algo dpo --base <imported version>)', () => {
+  it('trains DPO from the users\' votes, measures and gates it, and registers the PEFT adapter over its base', { timeout: 300_000 }, async () => {
+    const home = path.join(tmpRoot, 'job-home');
+    const tiny = tinyChatModel('qwen3', 8);
+    // A context long enough for the answerer's system message and passages (the QA check).
+    const long = { ...tiny, hfConfig: { ...tiny.hfConfig, max_position_embeddings: 2048 }, config: { ...tiny.config, maxPositions: 2048 } };
+    writeHfChatFolder(path.join(tmpRoot, 'qwen3-long'), long);
+    const reg = new ModelRegistry(home);
+    await reg.registerChatModel(inspectHfChatModel(path.join(tmpRoot, 'qwen3-long')));
+    await reg.promote('v1');
+    // Users asked 30 questions; the bot answered each twice (yes and no), users voted by their taste.
+    const store = new SqliteStore(path.join(home, 'teamllm.db'));
+    const answers = [];
+    for (let i = 0; i < 30; i++) {
+      for (const [j, output] of [YES[i % 3]!, NO[i % 3]!].entries()) {
+        answers.push(await store.saveAnswer({ platform: 'web', workspace: 't', channel: 'c', messageId: `${i}-${j}`, userId: `u${i % 4}`, question: prompt(i).question, passages: [], prompt: prompt(i).question, output, modelName: 'tiny', modelVersion: 'v1', latencyMs: 1 }));
+      }
+    }
+    await new SimulatedUsers({ taste: SAYS_YES, noise: 0, seed: 2 }).rate(store, answers);
+    await store.close();
+    const docs = path.join(tmpRoot, 'job-docs');
+    await fs.mkdir(docs, { recursive: true });
+    await fs.writeFile(path.join(docs, 'leave.md'), '# Leave\n\nEmployees get twenty days of annual leave. Up to 5 days carry over.\n');
+    const questions = path.join(tmpRoot, 'job-questions.jsonl');
+    await fs.writeFile(questions, JSON.stringify({ question: 'How many days can I carry over?', answer: '5 days', source: 'leave.md', split: 'test' }));
+    const lines: string[] = [];
+    const r = await runRlhfJob(
+      { algo: 'dpo', base: 'v1', steps: 12, batchSize: 8, learningRate: 4e-4, beta: 0.5, rank: 4, alpha: 8, heldOutFraction: 0.3, evalSamples: 2, maxTokens: 8, docs: [docs], questions, k: 1, answerTokens: 4, seed: 3 },
+      { home, ...stageServices(home), runDir: path.join(home, 'runs', '1-rlhf'), log: (l) => lines.push(l) },
+    );
+    expect(r.status).toBe('completed');
+    expect(r.data.pairs).toBeGreaterThan(10);
+    expect(r.data.heldOutPrompts).toBeGreaterThan(0);
+    expect(r.before.rewardKind).toBe('implicit-margin');
+    expect(r.before.reward).toBeCloseTo(0, 4); // policy = reference before training
+    expect(r.after.reward).toBeGreaterThan(r.before.reward + 0.5); // held-out pairs: the liked answer gains on the disliked
+    // This random model samples one token with certainty (entropy ~0), so the sampled KL stays ~0:
+    // the KL that DPO moves is measured in the test above.
+    expect(r.after.kl).toBeLessThan(2);
+    expect(r.gate.passed).toBe(true);
+    expect(r.gate.reasons.join('\n')).toMatch(/margin rose/);
+    // The QA check asked the engine through its template, before and after (the adapter merged).
+    expect(r.before.qa?.n).toBe(1);
+    expect(r.after.qa?.n).toBe(1);
+    // A PEFT adapter registered over v1, served merged; the gate's verdict kept with it.
+    const v = (await reg.get(r.modelVersion!))!;
+    expect(v).toMatchObject({ kind: 'chat', parent: 'v1', source: 'rlhf', gate: { passed: r.gate.passed } });
+    expect(loadChatModelVersion(reg.dir(v.version)).manifest.adapter).toEqual({ base: 'v1' });
+    const peft = readPeftAdapter(r.files.adapter);
+    expect(peft.config.rank).toBe(4);
+    expect(lines.some((l) => /feedback: 60 rated answers/.test(l))).toBe(true);
+    console.log(`the rlhf job (DPO) on the tiny Qwen3: held-out margin ${r.before.reward.toFixed(3)} -> ${r.after.reward.toFixed(3)}, KL ${r.after.kl.toFixed(3)}, gate ${r.gate.passed ? 'passed' : 'kept back'}: ${r.gate.reasons.join('; ')}`);
   });
 });

@@ -5,14 +5,13 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT } from '../../model/gpt.ts';
-import type { LoadedModel } from '../../model/loaded-model.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import type { Taste } from '../simulated-users.ts';
 import type { RlhfData, RlhfSplit } from './data.ts';
 import { evaluatePolicy } from './evaluate.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter } from './policy.ts';
-import { teamllmEpisodes, type EpisodeCodec, type PromptLayout, type RlhfPrompt } from './episodes.ts';
+import type { EpisodeCodec, RlhfPrompt } from './episodes.ts';
 import type { RlhfMeasure } from './gate.ts';
 
 /** Mean (liked − disliked) implicit reward log π/π_ref on held-out votes or pairs: 0 while policy = reference. */
@@ -47,8 +46,8 @@ export function implicitMargin(gpt: GPT, codec: EpisodeCodec, split: Pick<RlhfSp
 export type MeasurePolicy = (label: string, step: number) => Promise<RlhfMeasure>;
 
 export function policyMeasurer(o: {
-  loaded: LoadedModel;
-  layout: PromptLayout;
+  gpt: GPT;
+  codec: EpisodeCodec;
   data: RlhfData;
   evalPrompts: RlhfPrompt[];
   reward: RewardModel | undefined;
@@ -57,9 +56,7 @@ export function policyMeasurer(o: {
   taste: Taste | undefined;
   log: (line: string) => void;
 }): MeasurePolicy {
-  const { loaded, layout, data, evalPrompts, reward, log } = o;
-  const { gpt, tokenizer } = loaded;
-  const codec = teamllmEpisodes(tokenizer, layout, gpt.config.vocabSize);
+  const { gpt, codec, data, evalPrompts, reward, log } = o;
   return async (label, step) => {
     const policy = await evaluatePolicy(gpt, codec, evalPrompts, { samplesPerPrompt: o.evalSamples, seed: o.seed + 1000, ...(reward ? { reward } : {}), ...(o.taste ? { taste: o.taste } : {}) });
     const m: RlhfMeasure = reward
