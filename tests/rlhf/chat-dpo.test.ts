@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tf, useBackend } from '../model/helpers.ts';
 import { Random } from '../../src/model/random.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
@@ -31,6 +31,7 @@ import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { SimulatedUsers } from '../../src/training/simulated-users.ts';
 import { readPeftAdapter } from '../../src/model/lora/peft.ts';
 import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
+import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
 import { stageServices } from '../../src/training/jobs/stage-services.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-chat-dpo-'));
@@ -184,13 +185,15 @@ describe('DPO on an imported chat model', () => {
 });
 
 describe('the rlhf job on an imported chat model (teamllm train rlhf --algo dpo --base <imported version>)', () => {
-  it('trains DPO from the users\' votes, measures and gates it, and registers the PEFT adapter over its base', { timeout: 300_000 }, async () => {
-    const home = path.join(tmpRoot, 'job-home');
+  const home = path.join(tmpRoot, 'job-home');
+  const reg = new ModelRegistry(home);
+  const docs = path.join(tmpRoot, 'job-docs');
+  const questions = path.join(tmpRoot, 'job-questions.jsonl');
+  beforeAll(async () => {
     const tiny = tinyChatModel('qwen3', 8);
     // A context long enough for the answerer's system message and passages (the QA check).
     const long = { ...tiny, hfConfig: { ...tiny.hfConfig, max_position_embeddings: 2048 }, config: { ...tiny.config, maxPositions: 2048 } };
     writeHfChatFolder(path.join(tmpRoot, 'qwen3-long'), long);
-    const reg = new ModelRegistry(home);
     await reg.registerChatModel(inspectHfChatModel(path.join(tmpRoot, 'qwen3-long')));
     await reg.promote('v1');
     // Users asked 30 questions; the bot answered each twice (yes and no), users voted by their taste.
@@ -203,11 +206,12 @@ describe('the rlhf job on an imported chat model (teamllm train rlhf --algo dpo 
     }
     await new SimulatedUsers({ taste: SAYS_YES, noise: 0, seed: 2 }).rate(store, answers);
     await store.close();
-    const docs = path.join(tmpRoot, 'job-docs');
     await fs.mkdir(docs, { recursive: true });
     await fs.writeFile(path.join(docs, 'leave.md'), '# Leave\n\nEmployees get twenty days of annual leave. Up to 5 days carry over.\n');
-    const questions = path.join(tmpRoot, 'job-questions.jsonl');
     await fs.writeFile(questions, JSON.stringify({ question: 'How many days can I carry over?', answer: '5 days', source: 'leave.md', split: 'test' }));
+  });
+
+  it('trains DPO from the users\' votes, measures and gates it, and registers the PEFT adapter over its base', { timeout: 300_000 }, async () => {
     const lines: string[] = [];
     const r = await runRlhfJob(
       { algo: 'dpo', base: 'v1', steps: 12, batchSize: 8, learningRate: 4e-4, beta: 0.5, rank: 4, alpha: 8, heldOutFraction: 0.3, evalSamples: 2, maxTokens: 8, docs: [docs], questions, k: 1, answerTokens: 4, seed: 3 },
@@ -235,5 +239,17 @@ describe('the rlhf job on an imported chat model (teamllm train rlhf --algo dpo 
     expect(peft.config.rank).toBe(4);
     expect(lines.some((l) => /feedback: 60 rated answers/.test(l))).toBe(true);
     console.log(`the rlhf job (DPO) on the tiny Qwen3: held-out margin ${r.before.reward.toFixed(3)} -> ${r.after.reward.toFixed(3)}, KL ${r.after.kl.toFixed(3)}, gate ${r.gate.passed ? 'passed' : 'kept back'}: ${r.gate.reasons.join('; ')}`);
+  });
+
+  it('KTO from the single votes too; PPO (sampling against a reward model) is refused by name', { timeout: 300_000 }, async () => {
+    const common = { base: 'v1', steps: 8, batchSize: 8, learningRate: 4e-4, beta: 0.5, rank: 4, alpha: 8, heldOutFraction: 0.3, evalSamples: 1, maxTokens: 8, skipQa: true, seed: 3 };
+    const r = await runRlhfJob({ ...common, algo: 'kto' }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '2-rlhf') });
+    expect(r.status).toBe('completed');
+    expect(r.data.votes).toBeGreaterThan(20);
+    expect(r.after.reward).toBeGreaterThan(r.before.reward + 0.1);
+    expect((await reg.get(r.modelVersion!))!).toMatchObject({ kind: 'chat', parent: 'v1', source: 'rlhf' });
+    await expect(runRlhfJob({ ...common, algo: 'ppo' }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '3-rlhf'), rewardModel: tasteReward(SAYS_YES) })).rejects.toThrow(/PPO on an imported chat model is not supported yet/);
+    // An adapter version is not a base to tune (yet).
+    await expect(runRlhfJob({ ...common, algo: 'dpo', base: r.modelVersion! }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '4-rlhf') })).rejects.toThrow(/is an adapter over v1/);
   });
 });

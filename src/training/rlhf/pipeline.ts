@@ -45,7 +45,10 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const base = await resolveBase(home, p.base, NO_POLICY);
   const feedback = await loadFeedback(p, ctx.store, log);
   const { reward, owned: ownReward } = await loadJobRewardModel(p, home, ctx.rewardModel, log);
-  const policy = await loadPolicy(base, p.maxTokens, p.algo);
+  const policy = await loadPolicy(base, p.maxTokens, p.algo).catch((err: unknown) => {
+    if (ownReward) reward?.dispose();
+    throw err;
+  });
   const { gpt, codec } = policy;
   const data = policy.kind === 'chat' ? fitToPolicy(feedback.data, codec, log) : feedback.data;
   const evalPrompts = policy.kind === 'chat' ? (data.heldOut.prompts.length ? data.heldOut.prompts : data.train.prompts) : feedback.evalPrompts;
@@ -74,7 +77,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       steps = record.resumed!.step;
     } else {
       before = await measure('before', 0);
-      before.qa = await qa.run('before', await qaModel());
+      before.qa = await qa.run('before', () => qaModel());
       await writeMeasure(path.join(runDir, 'before.json'), before);
       addEval(record, 0, before);
     }
@@ -88,7 +91,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       );
     }
     after = await measure('after', steps);
-    after.qa = await qa.run('after', await qaModel(adapter));
+    after.qa = await qa.run('after', () => qaModel(adapter));
     await writeMeasure(path.join(runDir, 'after.json'), after);
     addEval(record, steps, after);
   } catch (err) {

@@ -30,8 +30,8 @@ export type QaModel = LoadedModel | { engine: LlamaModel; tokenizer: ChatTokeniz
 export interface QaCheck {
   /** The scratch knowledge base it indexed, if any: the caller closes it when the job ends. */
   kb?: TrainingKnowledgeBase;
-  /** Scores of `model` now, or undefined when there is nothing to evaluate (no held-out questions, or skipQa). */
-  run(label: string, model: QaModel): Promise<QaScores | undefined>;
+  /** Scores of the model `answerer` gives (asked only when there are questions), or undefined when there is nothing to evaluate (no held-out questions, or skipQa). */
+  run(label: string, answerer: () => QaModel | Promise<QaModel>): Promise<QaScores | undefined>;
 }
 
 /**
@@ -57,8 +57,9 @@ export async function prepareQaCheck(p: RlhfJobOptions, ctx: RlhfJobContext, log
     await kb.addPaths(docs, { baseDir: commonParent(docs) });
     retriever = kb;
   }
-  const run = async (label: string, model: QaModel): Promise<QaScores | undefined> => {
+  const run = async (label: string, answerer: () => QaModel | Promise<QaModel>): Promise<QaScores | undefined> => {
     if (!qaQuestions.length || !retriever) return undefined;
+    const model = await answerer();
     const common = {
       kb: retriever,
       questions: qaQuestions,
