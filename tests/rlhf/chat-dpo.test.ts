@@ -252,4 +252,20 @@ describe('the rlhf job on an imported chat model (teamllm train rlhf --algo dpo 
     // An adapter version is not a base to tune (yet).
     await expect(runRlhfJob({ ...common, algo: 'dpo', base: r.modelVersion! }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '4-rlhf') })).rejects.toThrow(/is an adapter over v1/);
   });
+
+  it('a job stopped mid-run and resumed registers the adapter an uninterrupted job does', { timeout: 300_000 }, async () => {
+    const params = { algo: 'dpo' as const, base: 'v1', steps: 8, batchSize: 8, learningRate: 4e-4, beta: 0.5, rank: 4, alpha: 8, heldOutFraction: 0.3, evalSamples: 1, maxTokens: 8, skipQa: true, seed: 4 };
+    const whole = await runRlhfJob(params, { home, ...stageServices(home), runDir: path.join(home, 'runs', '5-rlhf') });
+    const runDir = path.join(home, 'runs', '6-rlhf');
+    const stop = new AbortController();
+    await expect(
+      runRlhfJob(params, { home, ...stageServices(home), runDir, signal: stop.signal, progress: (e) => void (e.stage === 'rlhf' && e.step === 5 && stop.abort()) }),
+    ).rejects.toThrow(/stopped at step 5: checkpoint saved at step 5/);
+    const resumed = await runRlhfJob(params, { home, ...stageServices(home), runDir });
+    expect(resumed.status).toBe('completed');
+    expect(resumed.after.reward).toBe(whole.after.reward);
+    const tensors = (dir: string) => Object.fromEntries([...readPeftAdapter(dir).tensors].map(([n, t]) => [n, Array.from(t.data)]));
+    expect(Object.keys(tensors(whole.files.adapter))).toHaveLength(2 * 4 * 2); // A and B of the default targets (q, k, v, o) in 2 layers
+    expect(tensors(resumed.files.adapter)).toEqual(tensors(whole.files.adapter));
+  });
 });
