@@ -228,6 +228,7 @@ describe('the rlhf job on an imported chat model (teamllm train rlhf --algo dpo 
     expect(r.after.kl).toBeLessThan(2);
     expect(r.gate.passed).toBe(true);
     expect(r.gate.reasons.join('\n')).toMatch(/margin rose/);
+    expect(r.gate.reasons.join('\n')).toMatch(/KL to the base v1 -?[\d.]+ ≤ bound 2/);
     // The QA check asked the engine through its template, before and after (the adapter merged).
     expect(r.before.qa?.n).toBe(1);
     expect(r.after.qa?.n).toBe(1);

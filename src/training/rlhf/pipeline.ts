@@ -112,6 +112,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     qaTolerance: p.qaTolerance,
     marginTolerance: p.marginTolerance,
     ...(reward ? { rewardName: reward.info.name } : {}),
+    ...(policy.kind === 'chat' ? { reference: `the base ${base.version}` } : {}),
   });
   const gate = { passed, reasons };
   const adapterDir = path.join(runDir, 'adapter');
