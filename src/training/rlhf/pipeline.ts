@@ -2,7 +2,9 @@
  * The whole RLHF job (`teamllm train rlhf --algo ppo|kto|dpo`, `/train rlhf algo=kto`):
  *
  * 1. the policy to improve: a registry version (default: the serving one, else the newest), with
- *    a fresh LoRA adapter; the same model without the adapter is the frozen reference;
+ *    a fresh LoRA adapter; the same model without the adapter is the frozen reference. An imported
+ *    chat model (DPO and KTO) trains as a float32 copy with its own chat template's episodes, and
+ *    its adapter is registered in PEFT's format as a version over it (job-inputs.ts loadPolicy);
  * 2. the data from the feedback store, split by question (the reward model's split): prompts for
  *    PPO, 👍/👎 for KTO, liked/disliked pairs for DPO;
  * 3. the reward model (`teamllm train reward`): required by PPO; for KTO and DPO it is used to
