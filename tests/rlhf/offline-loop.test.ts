@@ -10,6 +10,7 @@ import { useBackend } from '../model/helpers.ts';
 import { LoraAdapter } from '../../src/model/lora/adapter.ts';
 import { rlhfData } from '../../src/training/rlhf/data.ts';
 import { evaluatePolicy } from '../../src/training/rlhf/evaluate.ts';
+import { teamllmEpisodes } from '../../src/training/rlhf/episodes.ts';
 import { trainOffline, type OfflineStepStats } from '../../src/training/rlhf/offline.ts';
 import { QUOTES_SOURCE } from '../../src/training/simulated-users.ts';
 import { ratedStore, toySetup } from './helpers.ts';
@@ -32,7 +33,7 @@ describe.each(['dpo', 'kto'] as const)('%s from simulated 👍/👎', (algo) => 
     if (algo === 'dpo') expect(data.train.pairs.length).toBeGreaterThan(100);
     else expect(data.train.votes.length).toBe(120);
     const heldOut = questions.filter((q) => q.split === 'test');
-    const evaluate = () => evaluatePolicy(model, tokenizer, heldOut, { layout, taste: QUOTES_SOURCE, samplesPerPrompt: 8, seed: 9 });
+    const evaluate = () => evaluatePolicy(model, teamllmEpisodes(tokenizer, layout, model.config.vocabSize), heldOut, { taste: QUOTES_SOURCE, samplesPerPrompt: 8, seed: 9 });
     const before = await evaluate();
     const steps: OfflineStepStats[] = [];
     const r = await trainOffline({

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { useBackend } from '../model/helpers.ts';
 import { LoraAdapter } from '../../src/model/lora/adapter.ts';
 import { evaluatePolicy } from '../../src/training/rlhf/evaluate.ts';
+import { teamllmEpisodes } from '../../src/training/rlhf/episodes.ts';
 import { trainPpo, type PpoStepStats } from '../../src/training/rlhf/ppo.ts';
 import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
 import { loadOrTrainToyPolicy, toyQuestions, TOY_MAX_ANSWER_TOKENS } from '../../src/training/rlhf/toy-world.ts';
@@ -23,7 +24,7 @@ describe('PPO on the simulated users\' taste', () => {
   it('raises the preferred-behaviour rate on held-out questions at bounded KL', async () => {
     const heldOut = questions.filter((q) => q.split === 'test');
     const reward = tasteReward(QUOTES_SOURCE);
-    const evaluate = () => evaluatePolicy(model, tokenizer, heldOut, { layout, reward, taste: QUOTES_SOURCE, samplesPerPrompt: 8, seed: 9 });
+    const evaluate = () => evaluatePolicy(model, teamllmEpisodes(tokenizer, layout, model.config.vocabSize), heldOut, { reward, taste: QUOTES_SOURCE, samplesPerPrompt: 8, seed: 9 });
     const before = await evaluate();
     expect(before.kl).toBeCloseTo(0, 5); // no adapter yet: the policy is the reference
     expect(before.preferredRate).toBeGreaterThan(0.1); // the SFT policy quotes sometimes: there is variance to learn from

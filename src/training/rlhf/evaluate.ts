@@ -5,12 +5,11 @@
  * from the same samples.
  */
 import type { GPT } from '../../model/gpt.ts';
-import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { Random, mixSeed } from '../../model/random.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import type { RatedExample, Taste } from '../simulated-users.ts';
-import { answerLogProbs, answerText, sampleAnswers, stopIdsFor, withoutAdapter, type Episode } from './policy.ts';
-import { encodePrompt, type PromptLayout, type RlhfPrompt } from './episodes.ts';
+import { answerLogProbs, sampleAnswers, withoutAdapter, type Episode } from './policy.ts';
+import type { EpisodeCodec, RlhfPrompt } from './episodes.ts';
 
 export interface PolicyEvaluation {
   n: number;
@@ -28,29 +27,28 @@ export interface PolicyEvaluation {
 }
 
 export interface EvaluatePolicyOptions {
-  layout: PromptLayout;
   reward?: RewardModel;
   taste?: Taste;
   samplesPerPrompt?: number;
   seed?: number;
 }
 
-export async function evaluatePolicy(model: GPT, tokenizer: Tokenizer, prompts: readonly RlhfPrompt[], options: EvaluatePolicyOptions): Promise<PolicyEvaluation> {
-  const stopIds = stopIdsFor(tokenizer, model.config.vocabSize);
+/** `codec`: the policy's prompts and answers as ids (`teamllmEpisodes`, or an imported model's `chatEpisodes`). */
+export async function evaluatePolicy(model: GPT, codec: EpisodeCodec, prompts: readonly RlhfPrompt[], options: EvaluatePolicyOptions): Promise<PolicyEvaluation> {
+  const { stopIds, pad } = codec;
   const rng = new Random(mixSeed(options.seed ?? 5, 77));
   const k = options.samplesPerPrompt ?? 4;
   const episodes: Episode[] = [];
   const logps: number[][] = [];
   const examples: PolicyEvaluation['examples'] = [];
   for (const p of prompts) {
-    const prompt = encodePrompt(tokenizer, p, options.layout);
-    for (const a of sampleAnswers(model, prompt, k, { maxTokens: options.layout.maxTokens, stopIds, rng })) {
+    const prompt = codec.prompt(p);
+    for (const a of sampleAnswers(model, prompt, k, { maxTokens: codec.maxAnswerTokens, stopIds, rng })) {
       episodes.push({ prompt, answer: a.tokens });
       logps.push(a.logprobs);
-      examples.push({ question: p.question, passages: p.passages, answer: answerText(tokenizer, a.tokens, stopIds) });
+      examples.push({ question: p.question, passages: p.passages, answer: codec.text(a.tokens) });
     }
   }
-  const pad = tokenizer.special.end ?? 0;
   const ref = withoutAdapter(model, () => answerLogProbs(model, episodes, pad).logp);
   const { entropy } = answerLogProbs(model, episodes, pad);
   let kl = 0;

@@ -26,8 +26,9 @@ export interface RlhfMeasure {
 export function rlhfGate(
   before: RlhfMeasure,
   after: RlhfMeasure,
-  o: { completed: boolean; maxKl: number; qaTolerance: number; marginTolerance: number; rewardName?: string },
+  o: { completed: boolean; maxKl: number; qaTolerance: number; marginTolerance: number; rewardName?: string; /** What the KL is to (default: the SFT policy; an imported model's job: the base). */ reference?: string },
 ): { passed: boolean; reasons: string[]; failed: string[] } {
+  const reference = o.reference ?? 'the SFT policy';
   const reasons: string[] = [];
   const failed: string[] = [];
   let passed = o.completed;
@@ -39,8 +40,8 @@ export function rlhfGate(
   const what = before.rewardKind === 'reward-model' ? `reward (${o.rewardName ?? 'reward model'})` : 'held-out implicit reward margin';
   if (after.reward > before.reward) reasons.push(`${what} rose: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
   else fail(`${what} did not rise: ${before.reward.toFixed(3)} → ${after.reward.toFixed(3)}`);
-  if (after.kl <= o.maxKl) reasons.push(`KL to the SFT policy ${after.kl.toFixed(3)} ≤ bound ${o.maxKl}`);
-  else fail(`KL to the SFT policy ${after.kl.toFixed(3)} is over the bound ${o.maxKl}`);
+  if (after.kl <= o.maxKl) reasons.push(`KL to ${reference} ${after.kl.toFixed(3)} ≤ bound ${o.maxKl}`);
+  else fail(`KL to ${reference} ${after.kl.toFixed(3)} is over the bound ${o.maxKl}`);
   if (before.heldOutMargin !== undefined && after.heldOutMargin !== undefined && Number.isFinite(before.heldOutMargin) && Number.isFinite(after.heldOutMargin)) {
     const m = `${before.heldOutMargin.toFixed(3)} → ${after.heldOutMargin.toFixed(3)}`;
     if (after.heldOutMargin >= before.heldOutMargin - o.marginTolerance) reasons.push(`the users' held-out votes agree (liked − disliked implicit reward ${m})`);

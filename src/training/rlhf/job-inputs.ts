@@ -2,13 +2,19 @@
  * What an RLHF job starts from: the users' feedback (split by question, checked against what the
  * algorithm needs), the reward model and the policy.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { StoreOpener } from '../../core/index.ts';
+import type { GPT } from '../../model/gpt.ts';
+import { CHAT_MANIFEST, loadChatModelVersion } from '../../model/import/chat-manifest.ts';
+import { trainableFromChatModel } from '../../model/lora/imported-base.ts';
 import { LoadedModel } from '../../model/loaded-model.ts';
 import { formatMetrics } from '../jobs/job-format.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import { loadRewardModel } from '../reward/store.ts';
-import { rlhfData, type RlhfData } from './data.ts';
-import type { PromptLayout, RlhfPrompt } from './episodes.ts';
+import { chatEpisodes } from './chat-episodes.ts';
+import { rlhfData, type RlhfData, type RlhfSplit } from './data.ts';
+import { teamllmEpisodes, type EpisodeCodec, type PromptLayout, type RlhfPrompt } from './episodes.ts';
 import type { RlhfJobOptions } from './job-spec.ts';
 
 type Log = (line: string) => void;
@@ -47,9 +53,59 @@ export async function loadJobRewardModel(p: RlhfJobOptions, home: string, given:
   }
 }
 
-/** The policy to improve, and the prompt layout its context window allows (answers at most half of it). */
-export async function loadPolicy(base: { dir: string; version?: string }, maxTokens: number): Promise<{ loaded: LoadedModel; layout: PromptLayout }> {
+/** Longest prompt and answer trained on an imported model (its own context is often 32k positions), as SFT. */
+const CHAT_RLHF_MAX_TOKENS = 2048;
+
+/**
+ * The policy to improve and how its prompts and answers become ids: a model trained here (its
+ * LoadedModel, our template; answers at most half of its context) or an imported chat model's
+ * version (its weights as a float32 trainable model, its own chat template).
+ */
+export type RlhfPolicy = { gpt: GPT; codec: EpisodeCodec } & (
+  | { kind: 'teamllm'; loaded: LoadedModel; layout: PromptLayout }
+  | { kind: 'chat'; chat: ReturnType<typeof loadChatModelVersion> }
+);
+
+export async function loadPolicy(base: { dir: string; version?: string }, maxTokens: number, algo: RlhfJobOptions['algo']): Promise<RlhfPolicy> {
+  if (existsSync(path.join(base.dir, CHAT_MANIFEST))) {
+    if (!base.version) throw new Error('an imported chat model is tuned by its version (base=vN)');
+    if (algo === 'ppo') throw new Error('PPO on an imported chat model is not supported yet: use algo=dpo (pairs) or algo=kto (single votes)');
+    const chat = loadChatModelVersion(base.dir);
+    if (chat.manifest.adapter) throw new Error(`${base.version} is an adapter over ${chat.manifest.adapter.base}: tune its base (adapters on an adapter are not supported yet)`);
+    const gpt = trainableFromChatModel(chat.model);
+    const context = Math.min(gpt.config.blockSize, CHAT_RLHF_MAX_TOKENS);
+    const codec = chatEpisodes(chat.tokenizer, { maxAnswerTokens: Math.min(maxTokens, Math.floor(context / 2)), maxTokens: context, vocabSize: gpt.config.vocabSize });
+    return { kind: 'chat', gpt, codec, chat };
+  }
   const loaded = await LoadedModel.load(base.dir, base.version);
   const { blockSize } = loaded.gpt.config;
-  return { loaded, layout: { blockSize, maxTokens: Math.min(maxTokens, Math.floor(blockSize / 2)) } };
+  const layout = { blockSize, maxTokens: Math.min(maxTokens, Math.floor(blockSize / 2)) };
+  return { kind: 'teamllm', gpt: loaded.gpt, codec: teamllmEpisodes(loaded.tokenizer, layout, loaded.gpt.config.vocabSize), loaded, layout };
+}
+
+export function disposePolicy(policy: RlhfPolicy): void {
+  if (policy.kind === 'teamllm') policy.loaded.dispose();
+  else policy.gpt.dispose();
+}
+
+/** Leaves out what the policy cannot encode (a prompt longer than an imported model's context), and says so. */
+export function fitToPolicy(data: RlhfData, codec: EpisodeCodec, log: Log): RlhfData {
+  let dropped = 0;
+  const fits = (prompt: RlhfPrompt, answer: string) => {
+    try {
+      codec.episode(prompt, answer);
+      return true;
+    } catch {
+      dropped += 1;
+      return false;
+    }
+  };
+  const split = (s: RlhfSplit): RlhfSplit => ({
+    prompts: s.prompts.filter((q) => fits(q, '')),
+    votes: s.votes.filter((v) => fits(v.prompt, v.answer)),
+    pairs: s.pairs.filter((x) => fits(x.prompt, x.chosen) && fits(x.prompt, x.rejected)),
+  });
+  const out = { ...data, train: split(data.train), heldOut: split(data.heldOut) };
+  if (dropped) log(`${dropped} prompts or answers do not fit the model's context: left out`);
+  return out;
 }

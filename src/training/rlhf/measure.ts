@@ -4,26 +4,25 @@
  */
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { LoadedModel } from '../../model/loaded-model.ts';
+import type { GPT } from '../../model/gpt.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import type { Taste } from '../simulated-users.ts';
 import type { RlhfData, RlhfSplit } from './data.ts';
 import { evaluatePolicy } from './evaluate.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter } from './policy.ts';
-import { encodeEpisode, type PromptLayout, type RlhfPrompt } from './episodes.ts';
+import type { EpisodeCodec, RlhfPrompt } from './episodes.ts';
 import type { RlhfMeasure } from './gate.ts';
 
 /** Mean (liked − disliked) implicit reward log π/π_ref on held-out votes or pairs: 0 while policy = reference. */
-function implicitMargin(loaded: LoadedModel, split: RlhfSplit, layout: PromptLayout): number {
-  const { gpt, tokenizer } = loaded;
-  const pad = tokenizer.special.end ?? 0;
+export function implicitMargin(gpt: GPT, codec: EpisodeCodec, split: Pick<RlhfSplit, 'pairs' | 'votes'>): number {
+  const { pad } = codec;
   const items = split.pairs.length
     ? split.pairs.flatMap((p) => [
-        { ep: encodeEpisode(tokenizer, p.prompt, p.chosen, layout), sign: 1 },
-        { ep: encodeEpisode(tokenizer, p.prompt, p.rejected, layout), sign: -1 },
+        { ep: codec.episode(p.prompt, p.chosen), sign: 1 },
+        { ep: codec.episode(p.prompt, p.rejected), sign: -1 },
       ])
-    : split.votes.map((v) => ({ ep: encodeEpisode(tokenizer, v.prompt, v.answer, layout), sign: v.liked ? 1 : -1 }));
+    : split.votes.map((v) => ({ ep: codec.episode(v.prompt, v.answer), sign: v.liked ? 1 : -1 }));
   if (!items.length) return NaN;
   const logps = (ref: boolean) => {
     const out: number[] = [];
@@ -47,8 +46,8 @@ function implicitMargin(loaded: LoadedModel, split: RlhfSplit, layout: PromptLay
 export type MeasurePolicy = (label: string, step: number) => Promise<RlhfMeasure>;
 
 export function policyMeasurer(o: {
-  loaded: LoadedModel;
-  layout: PromptLayout;
+  gpt: GPT;
+  codec: EpisodeCodec;
   data: RlhfData;
   evalPrompts: RlhfPrompt[];
   reward: RewardModel | undefined;
@@ -57,15 +56,14 @@ export function policyMeasurer(o: {
   taste: Taste | undefined;
   log: (line: string) => void;
 }): MeasurePolicy {
-  const { loaded, layout, data, evalPrompts, reward, log } = o;
-  const { gpt, tokenizer } = loaded;
+  const { gpt, codec, data, evalPrompts, reward, log } = o;
   return async (label, step) => {
-    const policy = await evaluatePolicy(gpt, tokenizer, evalPrompts, { layout, samplesPerPrompt: o.evalSamples, seed: o.seed + 1000, ...(reward ? { reward } : {}), ...(o.taste ? { taste: o.taste } : {}) });
+    const policy = await evaluatePolicy(gpt, codec, evalPrompts, { samplesPerPrompt: o.evalSamples, seed: o.seed + 1000, ...(reward ? { reward } : {}), ...(o.taste ? { taste: o.taste } : {}) });
     const m: RlhfMeasure = reward
       ? { reward: policy.reward, rewardKind: 'reward-model', kl: policy.kl, entropy: policy.entropy, policy }
-      : { reward: implicitMargin(loaded, data.heldOut.votes.length ? data.heldOut : data.train, layout), rewardKind: 'implicit-margin', kl: policy.kl, entropy: policy.entropy, policy };
+      : { reward: implicitMargin(gpt, codec, data.heldOut.votes.length ? data.heldOut : data.train), rewardKind: 'implicit-margin', kl: policy.kl, entropy: policy.entropy, policy };
     // The users' own held-out votes, independent of the reward model (only when there are some).
-    if (reward && data.heldOut.votes.length) m.heldOutMargin = implicitMargin(loaded, data.heldOut, layout);
+    if (reward && data.heldOut.votes.length) m.heldOutMargin = implicitMargin(gpt, codec, data.heldOut);
     const margin = m.heldOutMargin !== undefined ? `, held-out votes margin ${m.heldOutMargin.toFixed(3)}` : '';
     log(`${label} (step ${step}): reward ${m.reward.toFixed(3)} (${m.rewardKind})${margin}, KL ${m.kl.toFixed(3)}, entropy ${m.entropy.toFixed(3)}${o.taste ? `, ${o.taste.name} ${(100 * policy.preferredRate).toFixed(1)}%` : ''}`);
     return m;

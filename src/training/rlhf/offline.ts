@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
-import type { GPT } from '../../model/gpt.ts';
+import type { GPT, Params } from '../../model/gpt.ts';
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import type { LoraConfigInput } from '../../model/lora/config.ts';
@@ -21,8 +21,8 @@ import { latestCheckpointExtra, loadTrainerCheckpoint, trainerCheckpoints, type 
 import { AdamW } from '../adamw.ts';
 import { clippedUpdate, TrainingLoop, type StepOutcome } from '../loop.ts';
 import { dpoLoss, ktoLoss, ktoReferencePoint } from './losses.ts';
-import { collateEpisodes, sequenceLogProbs, withoutAdapter, type Episode } from './policy.ts';
-import { encodeEpisode, type PromptLayout, type RlhfPrompt } from './episodes.ts';
+import { collateEpisodes, sequenceLogProbs, withoutAdapter, type Episode, type EpisodeBatch } from './policy.ts';
+import { teamllmEpisodes, type EpisodeCodec, type PromptLayout, type RlhfPrompt } from './episodes.ts';
 
 export interface PreferencePair {
   prompt: RlhfPrompt;
@@ -38,12 +38,16 @@ export interface Vote {
 
 export interface OfflineOptions {
   model: GPT;
-  tokenizer: Tokenizer;
-  layout: PromptLayout;
+  /** How prompts and answers become ids: an imported chat model's `chatEpisodes`; default our template from tokenizer and layout. */
+  episodes?: EpisodeCodec;
+  tokenizer?: Tokenizer;
+  layout?: PromptLayout;
   algo: 'dpo' | 'kto';
   pairs?: readonly PreferencePair[];
   votes?: readonly Vote[];
   lora?: LoraConfigInput;
+  /** The base's registry version, kept with the adapter (as SFT keeps it). */
+  baseVersion?: string;
   beta?: number;
   /** KTO's λ_D and λ_U (default: 1 and 1, or balanced by the counts as the paper suggests). */
   desirableWeight?: number;
@@ -110,16 +114,30 @@ function refLogProbs(model: GPT, episodes: Episode[], pad: number, batchSize = 1
   });
 }
 
+/**
+ * DPO's loss on one batch of pairs: `batch` holds the chosen answers' rows, then the rejected
+ * ones' (collateEpisodes([...chosen, ...rejected])); `refChosen`/`refRejected` their reference
+ * log-probs [N]; `params` overrides parameters by name (the LoRA tensors being differentiated).
+ * Also gives the implicit rewards β·(log π − log π_ref) of each side.
+ */
+export function dpoBatchLoss(model: GPT, batch: EpisodeBatch, refChosen: Tensor, refRejected: Tensor, beta: number, params?: Params): { loss: tf.Scalar; rewardChosen: Tensor; rewardRejected: Tensor } {
+  const lp = sequenceLogProbs(model, batch, params);
+  const [pc, pr] = tf.split(lp, 2);
+  return { loss: dpoLoss(pc!, pr!, refChosen, refRejected, beta), rewardChosen: tf.mul(tf.sub(pc!, refChosen), beta), rewardRejected: tf.mul(tf.sub(pr!, refRejected), beta) };
+}
+
 export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
-  const { model, tokenizer, layout } = o;
+  const { model } = o;
+  const codec = o.episodes ?? (o.tokenizer && o.layout ? teamllmEpisodes(o.tokenizer, o.layout, model.config.vocabSize) : undefined);
+  if (!codec) throw new Error('trainOffline needs episodes, or a tokenizer and a layout');
   const seed = o.seed ?? 1;
   const rng = new Random(mixSeed(seed, 53));
-  const pad = tokenizer.special.end ?? 0;
+  const { pad } = codec;
   const beta = o.beta ?? 0.1;
   const B = o.batchSize ?? 8;
   const lr = o.learningRate ?? 1e-3;
   const gradClip = o.gradClip ?? 1;
-  const adapter = LoraAdapter.create(model, { dropout: 0, ...(o.lora ?? {}) }, { seed, meta: { source: `rlhf-${o.algo}` } });
+  const adapter = LoraAdapter.create(model, { dropout: 0, ...(o.lora ?? {}) }, { seed, ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: `rlhf-${o.algo}` } });
   adapter.attach(model);
   const opt = new AdamW({ weightDecay: 0 }, () => false);
   const names = adapter.paramNames;
@@ -133,12 +151,12 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
   if (o.algo === 'dpo') {
     const pairs = o.pairs ?? [];
     if (pairs.length === 0) throw new Error('DPO needs pairs: questions with both a 👍 and a 👎 answer (e.g. after "regenerate")');
-    chosen = pairs.map((p) => encodeEpisode(tokenizer, p.prompt, p.chosen, layout));
-    rejected = pairs.map((p) => encodeEpisode(tokenizer, p.prompt, p.rejected, layout));
+    chosen = pairs.map((p) => codec.episode(p.prompt, p.chosen));
+    rejected = pairs.map((p) => codec.episode(p.prompt, p.rejected));
   } else {
     const votes = o.votes ?? [];
     if (votes.length < 2) throw new Error('KTO needs at least 2 rated answers');
-    items = votes.map((v) => encodeEpisode(tokenizer, v.prompt, v.answer, layout));
+    items = votes.map((v) => codec.episode(v.prompt, v.answer));
     labels = votes.map((v) => (v.liked ? 1 : 0));
   }
   const refChosen = chosen.length ? refLogProbs(model, chosen, pad) : [];
@@ -205,10 +223,9 @@ export async function trainOffline(o: OfflineOptions): Promise<OfflineResult> {
       const rr = tf.tensor1d(pick.map((i) => refRejected[i]!));
       cleanup.push(batch.x, rc, rr);
       lossFn = (...ps) => {
-        const lp = sequenceLogProbs(model, batch, paramsFrom(ps));
-        const [pc, pr] = tf.split(lp, 2);
-        side = [tf.keep(tf.mul(tf.sub(pc!, rc), beta)), tf.keep(tf.mul(tf.sub(pr!, rr), beta))];
-        return dpoLoss(pc!, pr!, rc, rr, beta);
+        const r = dpoBatchLoss(model, batch, rc, rr, beta, paramsFrom(ps));
+        side = [tf.keep(r.rewardChosen), tf.keep(r.rewardRejected)];
+        return r.loss;
       };
     } else {
       // Reference point z from mismatched pairs: each answer with the next example's prompt.

@@ -2,7 +2,9 @@
  * The whole RLHF job (`teamllm train rlhf --algo ppo|kto|dpo`, `/train rlhf algo=kto`):
  *
  * 1. the policy to improve: a registry version (default: the serving one, else the newest), with
- *    a fresh LoRA adapter; the same model without the adapter is the frozen reference;
+ *    a fresh LoRA adapter; the same model without the adapter is the frozen reference. An imported
+ *    chat model (DPO and KTO) trains as a float32 copy with its own chat template's episodes, and
+ *    its adapter is registered in PEFT's format as a version over it (job-inputs.ts loadPolicy);
  * 2. the data from the feedback store, split by question (the reward model's split): prompts for
  *    PPO, 👍/👎 for KTO, liked/disliked pairs for DPO;
  * 3. the reward model (`teamllm train reward`): required by PPO; for KTO and DPO it is used to
@@ -22,11 +24,13 @@ import path from 'node:path';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { resolveBase } from '../base-model.ts';
 import { rlhfGate, rlhfReport, type RlhfMeasure } from './gate.ts';
-import { loadFeedback, loadJobRewardModel, loadPolicy } from './job-inputs.ts';
+import { disposePolicy, fitToPolicy, loadFeedback, loadJobRewardModel, loadPolicy } from './job-inputs.ts';
+import { mergeLoraIntoChatModel } from '../../model/lora/imported-base.ts';
+import { readPeftAdapter } from '../../model/lora/peft.ts';
 import { RlhfJobParamsSchema, type RlhfJobContext, type RlhfJobParams, type RlhfJobResult } from './job-spec.ts';
 import { policyMeasurer, writeMeasure } from './measure.ts';
-import { prepareQaCheck } from './qa-check.ts';
-import { saveRlhfModel, writeRlhfChart } from './save-result.ts';
+import { prepareQaCheck, type QaModel } from './qa-check.ts';
+import { saveRlhfModel, writeRlhfChart, writeRlhfPeftAdapter } from './save-result.ts';
 import { addEval, openRunRecord, trainPolicy } from './train-policy.ts';
 
 export { RLHF_ALGOS, RlhfJobParamsSchema, type RlhfAlgo, type RlhfJobParams, type RlhfJobOptions, type RlhfProgress, type RlhfJobContext, type RlhfJobResult } from './job-spec.ts';
@@ -41,12 +45,25 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const t0 = performance.now();
   await fs.mkdir(runDir, { recursive: true });
   const base = await resolveBase(home, p.base, NO_POLICY);
-  const { data, evalPrompts } = await loadFeedback(p, ctx.store, log);
+  const feedback = await loadFeedback(p, ctx.store, log);
   const { reward, owned: ownReward } = await loadJobRewardModel(p, home, ctx.rewardModel, log);
-  const { loaded, layout } = await loadPolicy(base, p.maxTokens);
-  const { gpt, tokenizer } = loaded;
-  const qa = await prepareQaCheck(p, ctx, loaded, log);
-  const measure = policyMeasurer({ loaded, layout, data, evalPrompts, reward, evalSamples: p.evalSamples, seed: p.seed, taste: ctx.taste, log });
+  const policy = await loadPolicy(base, p.maxTokens, p.algo).catch((err: unknown) => {
+    if (ownReward) reward?.dispose();
+    throw err;
+  });
+  const { gpt, codec } = policy;
+  const data = policy.kind === 'chat' ? fitToPolicy(feedback.data, codec, log) : feedback.data;
+  const evalPrompts = policy.kind === 'chat' ? (data.heldOut.prompts.length ? data.heldOut.prompts : data.train.prompts) : feedback.evalPrompts;
+  const qa = await prepareQaCheck(p, ctx, log);
+  // The QA check's answerer: our model (the adapter answers once attached), or the imported engine, with the adapter merged after training.
+  const qaModel = async (trained?: LoraAdapter): Promise<QaModel> => {
+    if (policy.kind === 'teamllm') return policy.loaded;
+    const { model, tokenizer, manifest } = policy.chat;
+    if (!trained) return { engine: model, tokenizer };
+    const dir = await writeRlhfPeftAdapter(runDir, trained, manifest.origin);
+    return { engine: mergeLoraIntoChatModel(model, readPeftAdapter(dir)), tokenizer };
+  };
+  const measure = policyMeasurer({ gpt, codec, data, evalPrompts, reward, evalSamples: p.evalSamples, seed: p.seed, taste: ctx.taste, log });
 
   const record = await openRunRecord(p.algo, runDir, log);
   const resumedExtra = record.resumed?.extra;
@@ -62,11 +79,11 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       steps = record.resumed!.step;
     } else {
       before = await measure('before', 0);
-      before.qa = await qa.run('before');
+      before.qa = await qa.run('before', () => qaModel());
       await writeMeasure(path.join(runDir, 'before.json'), before);
       addEval(record, 0, before);
     }
-    const trained = await trainPolicy({ p, ctx, loaded, layout, data, reward, record, measure, before, startStep: steps });
+    const trained = await trainPolicy({ p, ctx, policy, data, reward, record, measure, before, startStep: steps, ...(base.version ? { baseVersion: base.version } : {}) });
     ({ adapter, status, steps } = trained);
     if (status !== 'completed') {
       throw new Error(
@@ -76,13 +93,13 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
       );
     }
     after = await measure('after', steps);
-    after.qa = await qa.run('after');
+    after.qa = await qa.run('after', () => qaModel(adapter));
     await writeMeasure(path.join(runDir, 'after.json'), after);
     addEval(record, steps, after);
   } catch (err) {
     LoraAdapter.detach(gpt);
     adapter?.dispose();
-    loaded.dispose();
+    disposePolicy(policy);
     if (ownReward) reward?.dispose();
     throw err;
   } finally {
@@ -97,15 +114,19 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
     qaTolerance: p.qaTolerance,
     marginTolerance: p.marginTolerance,
     ...(reward ? { rewardName: reward.info.name } : {}),
+    ...(policy.kind === 'chat' ? { reference: `the base ${base.version}` } : {}),
   });
   const gate = { passed, reasons };
   const adapterDir = path.join(runDir, 'adapter');
   const modelVersion = adapter && status === 'completed'
-    ? await saveRlhfModel({ home, runDir, algo: p.algo, base, steps, adapter, gpt, tokenizer, before, after, gate })
+    ? await saveRlhfModel({
+        home, runDir, algo: p.algo, base, steps, adapter, gpt, before, after, gate,
+        ...(policy.kind === 'teamllm' ? { tokenizer: policy.loaded.tokenizer } : { chat: { baseModel: policy.chat.manifest.origin } }),
+      })
     : undefined;
   LoraAdapter.detach(gpt);
   adapter?.dispose();
-  loaded.dispose();
+  disposePolicy(policy);
   if (ownReward) reward?.dispose();
 
   const wallSec = (performance.now() - t0) / 1000;

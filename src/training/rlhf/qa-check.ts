@@ -4,8 +4,11 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { LoadedModel } from '../../model/loaded-model.ts';
+import type { ChatTokenizer } from '../../model/import/chat-tokenizer.ts';
+import type { LlamaModel } from '../../model/import/llama.ts';
+import { LoadedModel } from '../../model/loaded-model.ts';
 import type { TrainingKnowledgeBase } from '../../rag/knowledge-base-opener.ts';
+import { evaluateChatQa } from '../eval/chat-qa-eval.ts';
 import { evaluateQa, readQaQuestions, type QaScores } from '../eval/qa-eval.ts';
 import type { RlhfJobContext, RlhfJobOptions } from './job-spec.ts';
 
@@ -21,18 +24,21 @@ function commonParent(paths: string[]): string {
   return out.join(path.sep) || path.sep;
 }
 
+/** The model answering: one trained here (the adapter, when attached, answers with it), or an imported chat model's engine through its template. */
+export type QaModel = LoadedModel | { engine: LlamaModel; tokenizer: ChatTokenizer };
+
 export interface QaCheck {
   /** The scratch knowledge base it indexed, if any: the caller closes it when the job ends. */
   kb?: TrainingKnowledgeBase;
-  /** Scores now, or undefined when there is nothing to evaluate (no held-out questions, or skipQa). */
-  run(label: string): Promise<QaScores | undefined>;
+  /** Scores of the model `answerer` gives (asked only when there are questions), or undefined when there is nothing to evaluate (no held-out questions, or skipQa). */
+  run(label: string, answerer: () => QaModel | Promise<QaModel>): Promise<QaScores | undefined>;
 }
 
 /**
  * Questions come from `questions`, else $TEAMLLM_HOME/eval (or the sample handbook's, when the documents are the
  * sample handbook's); documents from `docs`, else $TEAMLLM_HOME/corpus, else the sample handbook.
  */
-export async function prepareQaCheck(p: RlhfJobOptions, ctx: RlhfJobContext, model: LoadedModel, log: (line: string) => void): Promise<QaCheck> {
+export async function prepareQaCheck(p: RlhfJobOptions, ctx: RlhfJobContext, log: (line: string) => void): Promise<QaCheck> {
   const { home, runDir } = ctx;
   const homeCorpus = path.join(home, 'corpus');
   const docs = p.docs ?? (existsSync(homeCorpus) ? [homeCorpus] : [path.join(SAMPLE_HANDBOOK, 'en'), path.join(SAMPLE_HANDBOOK, 'zh')]);
@@ -51,17 +57,18 @@ export async function prepareQaCheck(p: RlhfJobOptions, ctx: RlhfJobContext, mod
     await kb.addPaths(docs, { baseDir: commonParent(docs) });
     retriever = kb;
   }
-  const run = async (label: string): Promise<QaScores | undefined> => {
+  const run = async (label: string, answerer: () => QaModel | Promise<QaModel>): Promise<QaScores | undefined> => {
     if (!qaQuestions.length || !retriever) return undefined;
-    const scores = await evaluateQa({
-      model,
+    const model = await answerer();
+    const common = {
       kb: retriever,
       questions: qaQuestions,
       k: p.k,
       maxTokens: p.answerTokens,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
-      onQuestion: (done, total) => ctx.progress?.({ stage: 'evaluate', step: done, totalSteps: total }),
-    });
+      onQuestion: (done: number, total: number) => ctx.progress?.({ stage: 'evaluate', step: done, totalSteps: total }),
+    };
+    const scores = model instanceof LoadedModel ? await evaluateQa({ ...common, model }) : await evaluateChatQa({ ...common, model: model.engine, tokenizer: model.tokenizer, name: label });
     log(`QA ${label}: EM ${(100 * scores.exactMatch).toFixed(1)}%, F1 ${(100 * scores.f1).toFixed(1)}%, contains gold ${(100 * scores.containsGold).toFixed(1)}% (n=${scores.n})`);
     return scores;
   };

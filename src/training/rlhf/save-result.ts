@@ -9,6 +9,7 @@ import { ModelRegistry } from '../../model/registry.ts';
 import { saveModelFiles } from '../../model/model-files.ts';
 import { writeDirAtomic } from '../../model/files.ts';
 import type { LoraAdapter } from '../../model/lora/adapter.ts';
+import { writePeftAdapter } from '../../model/lora/peft.ts';
 import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import { writePanels, type Panel } from './chart.ts';
 import type { RlhfMeasure } from './gate.ts';
@@ -34,7 +35,7 @@ export async function writeRlhfChart(o: {
   const panels: Panel[] = [
     { title: algo === 'ppo' ? 'REWARD' : 'IMPLICIT REWARD MARGIN', line: curves.reward },
     { title: before.rewardKind === 'reward-model' ? 'HELD-OUT REWARD' : 'HELD-OUT MARGIN', dots: evals.reward, ref: { value: before.reward, label: 'BEFORE' } },
-    { title: 'KL TO SFT', line: curves.kl, dots: evals.kl, ref: { value: maxKl, label: 'BOUND' } },
+    { title: 'KL TO REFERENCE', line: curves.kl, dots: evals.kl, ref: { value: maxKl, label: 'BOUND' } },
     { title: 'ENTROPY', line: curves.entropy, dots: evals.entropy },
     { title: algo === 'ppo' ? 'PPO LOSS' : `${algo.toUpperCase()} LOSS`, line: curves.loss },
     { title: 'QA F1 / CONTAINS', dots: qaPoints('f1'), line: qaPoints('containsGold') },
@@ -44,7 +45,21 @@ export async function writeRlhfChart(o: {
   return chartFile;
 }
 
-/** Saves adapter/ and model/ (merged) in the run folder and registers the model; answers its version. */
+/**
+ * An imported chat model's adapter in PEFT's format, in `<runDir>/adapter/` (the QA check merges
+ * it into the engine to answer; the saved result is written here again with its metrics).
+ */
+export async function writeRlhfPeftAdapter(runDir: string, adapter: LoraAdapter, baseModel: string | null): Promise<string> {
+  const adapterDir = path.join(runDir, 'adapter');
+  await writeDirAtomic(adapterDir, (tmp) => writePeftAdapter(tmp, adapter, { baseModel }));
+  return adapterDir;
+}
+
+/**
+ * Saves the run's adapter and registers it; answers its version. Over a model trained here:
+ * adapter/ and model/ (merged), a teamllm version. Over an imported chat model (`chat`): adapter/
+ * in PEFT's format, registered as a version over its base (as the SFT job does), served merged.
+ */
 export async function saveRlhfModel(o: {
   home: string;
   runDir: string;
@@ -53,7 +68,8 @@ export async function saveRlhfModel(o: {
   steps: number;
   adapter: LoraAdapter;
   gpt: GPT;
-  tokenizer: Tokenizer;
+  tokenizer?: Tokenizer;
+  chat?: { baseModel: string | null };
   before: RlhfMeasure;
   after: RlhfMeasure;
   gate: { passed: boolean; reasons: string[] };
@@ -63,6 +79,13 @@ export async function saveRlhfModel(o: {
   const m = (x: RlhfMeasure, pre: string) => ({ [`${pre}Reward`]: x.reward, [`${pre}Kl`]: x.kl, [`${pre}Entropy`]: x.entropy, ...(x.qa ? { [`${pre}QaF1`]: x.qa.f1, [`${pre}QaContainsGold`]: x.qa.containsGold } : {}) });
   const metricsOut: Record<string, number> = { ...m(after, 'rlhf'), ...m(before, 'base') };
   adapter.meta = { ...adapter.meta, algo: algo, steps, trainedAt: new Date().toISOString(), metrics: metricsOut, gate };
+  if (o.chat) {
+    if (!base.version) throw new Error('an imported chat model is tuned by its version');
+    await writeRlhfPeftAdapter(runDir, adapter, o.chat.baseModel);
+    const registered = await new ModelRegistry(home).registerChatAdapter(adapterDir, base.version, { source: 'rlhf', metrics: metricsOut, gate, notes: `${algo.toUpperCase()} LoRA adapter ${adapterDir}` });
+    return registered.version;
+  }
+  if (!tokenizer) throw new Error('saving a teamllm model needs its tokenizer');
   await writeDirAtomic(adapterDir, (tmp) => adapter.save(tmp));
   const merged = adapter.mergedModel(gpt);
   const modelDir = path.join(runDir, 'model');

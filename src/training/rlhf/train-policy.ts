@@ -5,13 +5,12 @@
  */
 import path from 'node:path';
 import type { promises as fs } from 'node:fs';
-import type { LoadedModel } from '../../model/loaded-model.ts';
 import type { LoraAdapter } from '../../model/lora/adapter.ts';
 import { openMetricsLog } from '../metrics-log.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import type { ChartPoint } from './chart.ts';
 import type { RlhfData } from './data.ts';
-import type { PromptLayout } from './episodes.ts';
+import type { RlhfPolicy } from './job-inputs.ts';
 import type { RlhfMeasure } from './gate.ts';
 import type { RlhfAlgo, RlhfJobContext, RlhfJobOptions, RlhfJobResult } from './job-spec.ts';
 import type { MeasurePolicy } from './measure.ts';
@@ -64,24 +63,25 @@ export interface TrainedPolicy {
 export async function trainPolicy(o: {
   p: RlhfJobOptions;
   ctx: RlhfJobContext;
-  loaded: LoadedModel;
-  layout: PromptLayout;
+  policy: RlhfPolicy;
   data: RlhfData;
   reward: RewardModel | undefined;
   record: RlhfRunRecord;
   measure: MeasurePolicy;
   before: RlhfMeasure;
   startStep: number;
+  /** The base's registry version, kept with an imported model's adapter. */
+  baseVersion?: string;
 }): Promise<TrainedPolicy> {
-  const { p, ctx, layout, data, reward, record, measure, before } = o;
-  const { gpt, tokenizer } = o.loaded;
+  const { p, ctx, policy, data, reward, record, measure, before } = o;
+  const { gpt, codec } = policy;
   const { runDir } = ctx;
   const { metrics, curves, evals } = record;
   let steps = o.startStep;
     const lora = { ...(p.rank ? { rank: p.rank } : { rank: 4 }), ...(p.alpha ? { alpha: p.alpha } : { alpha: 8 }), ...(p.targets ? { targets: p.targets } : {}) };
     const totalSteps = p.steps ?? (p.algo === 'ppo' ? 20 : 60);
     const evalInterval = p.evalInterval ?? Math.max(1, Math.ceil(totalSteps / 4));
-    const common = { model: gpt, tokenizer, layout, lora, seed: p.seed, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+    const common = { model: gpt, lora, seed: p.seed, ...(ctx.signal ? { signal: ctx.signal } : {}) };
   const afterStep = async (step: number, line: Record<string, number>) => {
     steps = step;
     await metrics.appendFile(`${JSON.stringify({ step, ...line })}\n`);
@@ -94,8 +94,11 @@ export async function trainPolicy(o: {
   };
   const checkpointExtra = (): RlhfCheckpointExtra => ({ before, curves, evals });
   if (p.algo === 'ppo') {
+    if (policy.kind !== 'teamllm') throw new Error('PPO trains a model trained here');
     const r = await trainPpo({
       ...common,
+      tokenizer: policy.loaded.tokenizer,
+      layout: policy.layout,
       prompts: data.train.prompts,
       reward: reward!,
       steps: totalSteps,
@@ -121,6 +124,8 @@ export async function trainPolicy(o: {
   }
   const r = await trainOffline({
     ...common,
+    episodes: codec,
+    ...(policy.kind === 'chat' && o.baseVersion ? { baseVersion: o.baseVersion } : {}),
     algo: p.algo,
     pairs: data.train.pairs,
     votes: data.train.votes,
