@@ -95,49 +95,37 @@ export const PretrainOptionsSchema = z.object({
 export type PretrainOptions = z.input<typeof PretrainOptionsSchema>;
 type Resolved = z.output<typeof PretrainOptionsSchema>;
 
-/** nanoGPT's README "baby GPT on CPU" run on tinyshakespeare, characters as tokens (and its llama-arch twin). */
+/** nanoGPT's README "baby GPT on CPU" run on tinyshakespeare, characters as tokens. */
+const NANOGPT_CPU: Partial<PretrainOptions> = {
+  tokenizer: 'char',
+  modelSize: 'nanogpt-cpu',
+  model: { blockSize: 64, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: false },
+  batchSize: 12,
+  gradAccumSteps: 1,
+  maxIters: 2000,
+  learningRate: 1e-3,
+  minLearningRate: 1e-4,
+  warmupIters: 100,
+  decayIters: 2000,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.99,
+  gradClip: 1.0,
+  evalInterval: 250,
+  evalIters: 20,
+  finalEvalIters: 200,
+};
+
 export const PRETRAIN_PRESETS: Record<string, Partial<PretrainOptions>> = {
-  'nanogpt-cpu': {
-    tokenizer: 'char',
-    modelSize: 'nanogpt-cpu',
-    model: { blockSize: 64, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: false },
-    batchSize: 12,
-    gradAccumSteps: 1,
-    maxIters: 2000,
-    learningRate: 1e-3,
-    minLearningRate: 1e-4,
-    warmupIters: 100,
-    decayIters: 2000,
-    weightDecay: 0.1,
-    beta1: 0.9,
-    beta2: 0.99,
-    gradClip: 1.0,
-    evalInterval: 250,
-    evalIters: 20,
-    finalEvalIters: 200,
-  },
+  'nanogpt-cpu': NANOGPT_CPU,
   /**
    * The same run with the Llama family's block at the same size (config.ts' `llama-cpu`: RMSNorm,
    * RoPE, 4 query / 2 key-value heads, SwiGLU 384 wide, tied head).
    */
   'llama-cpu': {
-    tokenizer: 'char',
+    ...NANOGPT_CPU,
     modelSize: 'llama-cpu',
     model: { blockSize: 64, nLayer: 4, nHead: 4, nKvHead: 2, nEmbd: 128, intermediateSize: 384, dropout: 0 },
-    batchSize: 12,
-    gradAccumSteps: 1,
-    maxIters: 2000,
-    learningRate: 1e-3,
-    minLearningRate: 1e-4,
-    warmupIters: 100,
-    decayIters: 2000,
-    weightDecay: 0.1,
-    beta1: 0.9,
-    beta2: 0.99,
-    gradClip: 1.0,
-    evalInterval: 250,
-    evalIters: 20,
-    finalEvalIters: 200,
   },
   /** A first company model: BPE on the company's text, 10M-parameter GPT with a 512-token context. */
   'company-small': {
