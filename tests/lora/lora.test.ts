@@ -11,6 +11,7 @@ import { LoadedModel } from '../../src/model/loaded-model.ts';
 import { CharTokenizer } from '../../src/model/tokenizer/index.ts';
 import { AdamW } from '../../src/training/adamw.ts';
 import { AdapterSet, AdapterStore, LoraAdapter, modelFingerprint, parseLoraTargets, resolveLoraConfig } from '../../src/model/lora/index.ts';
+import { expectAdapterGradientsMatch } from './adapter-gradients.ts';
 
 /** The native OpenBLAS backend joins the backends under test where its addon is built (always under CI=true). */
 const hasNative = (await nativeReady()).ok;
@@ -145,23 +146,7 @@ describe.each(BACKENDS as readonly TestBackend[])('LoRA on %s', (backend) => {
     const y = tf.tensor2d(yIds, [B, T], 'int32');
     const names = adapter.paramNames;
     const lossOf = (ps: tf.Tensor[]) => model.loss(x, y, { training: true }, new Map([...model.params, ...names.map((n, i) => [n, ps[i]!] as [string, tf.Tensor])]));
-    const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => lossOf(ps))(adapter.paramList());
-    expect(grads).toHaveLength(names.length);
-    const rng = new Random(4);
-    const h = 1e-2;
-    for (let i = 0; i < names.length; i++) {
-      const p = adapter.paramList()[i]!;
-      const d = tf.tensor(rng.normalArray(p.size, 1), p.shape);
-      const analytic = tf.sum(tf.mul(grads[i]!, d)).dataSync()[0]!;
-      const shifted = (sign: number) => tf.tidy(() => lossOf(adapter.paramList().map((q, j) => (j === i ? tf.add(q, tf.mul(d, sign * h)) : q))).dataSync()[0]!);
-      const numeric = (shifted(1) - shifted(-1)) / (2 * h);
-      const err = Math.abs(analytic - numeric) / Math.max(1e-3, Math.abs(analytic) + Math.abs(numeric));
-      expect(err, `${names[i]}: analytic ${analytic} numeric ${numeric}`).toBeLessThan(2e-2);
-      expect(Math.abs(analytic)).toBeGreaterThan(0);
-      d.dispose();
-    }
-    value.dispose();
-    grads.forEach((g) => g.dispose());
+    expectAdapterGradientsMatch(adapter, lossOf, { h: 1e-2, rng: new Random(4) });
     adapter.dispose();
     model.dispose();
   });

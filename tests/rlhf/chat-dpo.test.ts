@@ -33,6 +33,7 @@ import { readPeftAdapter } from '../../src/model/lora/peft.ts';
 import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
 import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
 import { stageServices } from '../../src/training/jobs/stage-services.ts';
+import { expectAdapterGradientsMatch } from '../lora/adapter-gradients.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-chat-dpo-'));
 afterAll(() => fs.rm(tmpRoot, { recursive: true, force: true }));
@@ -124,21 +125,8 @@ describe('DPO on an imported chat model', () => {
     const rr = tf.tensor1d(ref.slice(3));
     const names = adapter.paramNames;
     const lossOf = (ps: tf.Tensor[]) => dpoBatchLoss(model, batch, rc, rr, 1, new Map([...model.params, ...names.map((n, i) => [n, ps[i]!] as [string, tf.Tensor])])).loss;
-    const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => lossOf(ps))(adapter.paramList());
-    expect(value.dataSync()[0]!).toBeGreaterThan(0);
-    const h = 3e-3;
-    for (let i = 0; i < names.length; i++) {
-      const p = adapter.paramList()[i]!;
-      const d = tf.tensor(rng.normalArray(p.size, 1), p.shape);
-      const analytic = tf.sum(tf.mul(grads[i]!, d)).dataSync()[0]!;
-      const shifted = (sign: number) => tf.tidy(() => lossOf(adapter.paramList().map((q, j) => (j === i ? tf.add(q, tf.mul(d, sign * h)) : q))).dataSync()[0]!);
-      const numeric = (shifted(1) - shifted(-1)) / (2 * h);
-      const err = Math.abs(analytic - numeric) / Math.max(1e-3, Math.abs(analytic) + Math.abs(numeric));
-      expect(err, `${names[i]}: analytic ${analytic} numeric ${numeric}`).toBeLessThan(2e-2);
-      expect(Math.abs(analytic)).toBeGreaterThan(0);
-      d.dispose();
-    }
-    [value, ...grads, rc, rr, batch.x].forEach((t) => t.dispose());
+    expect(expectAdapterGradientsMatch(adapter, lossOf, { h: 3e-3, rng })).toBeGreaterThan(0);
+    [rc, rr, batch.x].forEach((t) => t.dispose());
     LoraAdapter.detach(model);
     adapter.dispose();
     model.dispose();
