@@ -1,16 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/app/config.ts';
-import { createRuntime, startServer, type RunningServer, type Runtime } from '../../src/app/runtime.ts';
-import { silentLogger } from '../../src/core/index.ts';
 import { CandidateAnswerer } from '../../src/rag/candidate-answerer.ts';
 import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
 import { preferencePairs, votedAnswers } from '../../src/training/feedback-datasets.ts';
 import { tempFolder } from '../rag/fixtures.ts';
-
-const SERVICE_TOKEN = 'test-service-token-0123456789';
+import { startWebChat, type WebChatServer } from './web-chat-server.ts';
 const LEAVE = `# Leave
 
 ## Annual leave
@@ -23,28 +16,20 @@ const LEAVE = `# Leave
 You may carry over at most 5 days into the next year.
 `;
 
-let runtime: Runtime;
-let server: RunningServer;
+let web: WebChatServer;
 const kb = new LocalKnowledgeBase(':memory:');
 
 beforeAll(async () => {
   await kb.addPaths([tempFolder({ 'leave.md': LEAVE })]);
-  const home = mkdtempSync(join(tmpdir(), 'teamllm-another-'));
-  const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_SERVICE_TOKENS: `portal=${SERVICE_TOKEN}`, TEAMLLM_RATE_BURST: '100', TEAMLLM_RATE_PER_MINUTE: '100' }, cwd: home });
-  runtime = await createRuntime(config, { logger: silentLogger, answerer: new CandidateAnswerer({ kb }), defaultMetrics: false });
-  server = await startServer(runtime, 0, '127.0.0.1');
+  web = await startWebChat(new CandidateAnswerer({ kb }), 'another');
 });
 
 afterAll(async () => {
-  await server.close();
-  await runtime.close();
+  await web.close();
   kb.close();
 });
 
-const chat = async (body: Record<string, unknown>) => {
-  const res = await fetch(`${server.url}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${SERVICE_TOKEN}` }, body: JSON.stringify(body) });
-  return { status: res.status, body: (await res.json()) as { answerId: string | null; answer: string; direct: string; outcome: string; error?: string } };
-};
+const chat = (body: Record<string, unknown>) => web.chat(body);
 
 describe('"Another answer"', () => {
   it('answers the same question again without repeating itself, and the two votes make a preference pair', async () => {
@@ -60,15 +45,15 @@ describe('"Another answer"', () => {
     expect([first.body.direct, second.body.direct]).not.toContain(third.body.direct);
 
     // Stored as answers to the same question, in the same conversation; its turns are not doubled.
-    const stored = await runtime.store.getAnswer(second.body.answerId!);
+    const stored = await web.runtime.store.getAnswer(second.body.answerId!);
     expect(stored).toMatchObject({ question: 'How many days of annual leave do I get?', channel: 'guest:ann' });
-    const turns = await runtime.store.recentTurns('web::guest:ann:c1', 10);
+    const turns = await web.runtime.store.recentTurns('web::guest:ann:c1', 10);
     expect(turns.map((t) => t.role)).toEqual(['user', 'assistant', 'assistant', 'assistant']);
 
     // 👎 on the first, 👍 on the second: a (liked, disliked) pair for the reward model.
-    await fetch(`${server.url}/api/feedback`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${SERVICE_TOKEN}` }, body: JSON.stringify({ answerId: first.body.answerId, value: -1, user: 'ann' }) });
-    await fetch(`${server.url}/api/feedback`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${SERVICE_TOKEN}` }, body: JSON.stringify({ answerId: second.body.answerId, value: 1, user: 'ann' }) });
-    const pairs = preferencePairs(await votedAnswers(runtime.store));
+    await web.post('/api/feedback', { answerId: first.body.answerId, value: -1, user: 'ann' });
+    await web.post('/api/feedback', { answerId: second.body.answerId, value: 1, user: 'ann' });
+    const pairs = preferencePairs(await votedAnswers(web.runtime.store));
     expect(pairs.map((p) => [p.chosen.answer.id, p.rejected.answer.id])).toEqual([[second.body.answerId, first.body.answerId]]);
   });
 
@@ -81,12 +66,12 @@ describe('"Another answer"', () => {
     expect(last.body.answer).toMatch(/^I found no other answer to that in the knowledge base\./);
 
     // Another user (another web channel) cannot see Bob's answer, so cannot have it answered again.
-    const before = (await runtime.store.recentTurns('web::guest:eve:c2', 10)).length;
+    const before = (await web.runtime.store.recentTurns('web::guest:eve:c2', 10)).length;
     const stranger = await chat({ regenerate: first.body.answerId, user: 'eve', conversation: 'c2' });
     expect(stranger.body.outcome).toBe('denied');
     expect(stranger.body.answer).toMatch(/not one I gave in this conversation/);
     expect(stranger.body.answerId).toBeNull();
-    expect((await runtime.store.recentTurns('web::guest:eve:c2', 10)).length).toBe(before);
+    expect((await web.runtime.store.recentTurns('web::guest:eve:c2', 10)).length).toBe(before);
     const unknown = await chat({ regenerate: 'no-such-answer', user: 'bob', conversation: 'c2' });
     expect(unknown.body.outcome).toBe('denied');
   });

@@ -1,16 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/app/config.ts';
-import { createRuntime, startServer, type RunningServer, type Runtime } from '../../src/app/runtime.ts';
-import { silentLogger } from '../../src/core/index.ts';
 import { CandidateAnswerer } from '../../src/rag/candidate-answerer.ts';
 import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
 import { isFollowUp, standaloneQuestion } from '../../src/rag/follow-up.ts';
 import { tempFolder } from '../rag/fixtures.ts';
-
-const SERVICE_TOKEN = 'test-service-token-0123456789';
+import { startWebChat, type WebChatServer } from './web-chat-server.ts';
 const DOCS = {
   'leave.md': `# Leave
 
@@ -55,28 +48,23 @@ describe('follow-up questions', () => {
 });
 
 describe('follow-up questions in a web chat conversation', () => {
-  let runtime: Runtime;
-  let server: RunningServer;
+  let web: WebChatServer;
   const kb = new LocalKnowledgeBase(':memory:');
 
   beforeAll(async () => {
     await kb.addPaths([tempFolder(DOCS)]);
-    const home = mkdtempSync(join(tmpdir(), 'teamllm-follow-up-'));
-    const config = loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_SERVICE_TOKENS: `portal=${SERVICE_TOKEN}`, TEAMLLM_RATE_BURST: '100', TEAMLLM_RATE_PER_MINUTE: '100' }, cwd: home });
-    runtime = await createRuntime(config, { logger: silentLogger, answerer: new CandidateAnswerer({ kb }), defaultMetrics: false });
-    server = await startServer(runtime, 0, '127.0.0.1');
+    web = await startWebChat(new CandidateAnswerer({ kb }), 'follow-up');
   });
 
   afterAll(async () => {
-    await server.close();
-    await runtime.close();
+    await web.close();
     kb.close();
   });
 
   const chat = async (body: Record<string, unknown>) => {
-    const res = await fetch(`${server.url}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${SERVICE_TOKEN}` }, body: JSON.stringify(body) });
-    expect(res.status).toBe(200);
-    return (await res.json()) as { answer: string; direct: string };
+    const { status, body: answer } = await web.chat(body);
+    expect(status).toBe(200);
+    return answer;
   };
 
   it('answers a follow-up from the question it follows, in the same conversation only', async () => {
