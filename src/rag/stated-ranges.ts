@@ -82,7 +82,7 @@ export interface StatedRange {
 /**
  * The ranges of time a text states: "已满10年不满20年", "三个月以上不满一年", "不满一年", "1年以上",
  * "0–4 years", "5-9 years", "10+ years", "between 3 and 15 years", "fewer than 3 years", "at least 3
- * years", "2 or more years".
+ * years", "2 or more years", "longer than 6 months", "6 months or shorter".
  * A bare "5–9" counts in years when the text names years before it (a table row read with its
  * header: "Years of service: 5–9; …").
  */
@@ -112,7 +112,7 @@ export function statedRanges(text: string): StatedRange[] {
     const per = m[4] ? daysPer(m[4]) : !m[2] && yearsNamed(m.index!) ? 365 : undefined;
     if (per !== undefined) add(m.index!, m.index! + m[0].length, Number(m[1]) * per, (Number(m[3]) + 1) * per);
   }
-  for (const m of t.matchAll(new RegExp(`\\b(\\d+(?:\\.\\d+)?)\\s*(?:\\+|or more)\\s*${EN_UNIT}?|\\b(?:at least|more than|over)\\s+(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}`, 'giu'))) {
+  for (const m of t.matchAll(new RegExp(`\\b(\\d+(?:\\.\\d+)?)\\s*(?:\\+|or more)\\s*${EN_UNIT}?|\\b(?:at least|more than|longer than|over)\\s+(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}`, 'giu'))) {
     const unit = m[2] ?? m[4];
     const per = unit ? daysPer(unit) : yearsNamed(m.index!) ? 365 : undefined;
     if (per !== undefined) add(m.index!, m.index! + m[0].length, Number(m[1] ?? m[3]) * per, Infinity);
@@ -121,9 +121,14 @@ export function statedRanges(text: string): StatedRange[] {
     const per = daysPer(m[3]!)!;
     add(m.index!, m.index! + m[0].length, Number(m[1]) * per, (Number(m[2]) + 1) * per);
   }
-  for (const m of t.matchAll(new RegExp(`\\b(?:less than|under|fewer than|up to)\\s+(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}`, 'giu'))) {
+  for (const m of t.matchAll(new RegExp(`\\b(?:less than|under|fewer than|shorter than|up to)\\s+(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}`, 'giu'))) {
     const per = daysPer(m[2]!);
     if (per !== undefined) add(m.index!, m.index! + m[0].length, 0, Number(m[1]) * per);
+  }
+  // "contracts of 6 months or shorter": up to and including the bound.
+  for (const m of t.matchAll(new RegExp(`\\b(\\d+(?:\\.\\d+)?)\\s*${EN_UNIT}\\s+or\\s+(?:shorter|less|fewer|under)\\b`, 'giu'))) {
+    const per = daysPer(m[2]!);
+    if (per !== undefined) add(m.index!, m.index! + m[0].length, 0, (Number(m[1]) + 1) * per);
   }
   return out.sort((a, b) => a.start - b.start);
 }
@@ -132,7 +137,9 @@ export function statedRanges(text: string): StatedRange[] {
  * Whether the tier that governs a value at `at` in `text` holds the asker's case: 1 when the
  * nearest range before the value (in the same clause run: no full stop between) contains a
  * quantity the question states, −1 when it excludes all of them, 0 when there is no tier or no
- * stated case; −0.5 for a value that is the bound of a condition when the question states no case.
+ * stated case; −1 for a value that is the bound of a condition when the question states no case
+ * (as wrong an answer as a tier that excludes the case: "contracts of 6 months or shorter" sets no
+ * probation; −0.5 before, the same on every dev split).
  */
 export function tierFit(text: string, at: number, stated: number[]): number {
   const ranges = statedRanges(text);
@@ -140,7 +147,7 @@ export function tierFit(text: string, at: number, stated: number[]): number {
   // A value that is itself a bound ("fewer than 10 days per pay period", "满4个月") is a condition,
   // not what the rule grants; "up to 30 days" is the grant, "vest over 4 years" a duration and
   // "stay at least 12 weeks" a requirement.
-  if (stated.length === 0) return own && !/^(?:up to|over|at least)\b/i.test(text.slice(own.start, own.end)) ? -0.5 : 0;
+  if (stated.length === 0) return own && !/^(?:up to|over|at least)\b/i.test(text.slice(own.start, own.end)) ? -1 : 0;
   const holds = (r: StatedRange) => stated.some((d) => d >= r.min && d < r.max);
   // Wrong when the condition excludes the asker's case.
   if (own) return holds(own) ? 0 : -1;

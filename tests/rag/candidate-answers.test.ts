@@ -302,6 +302,12 @@ describe('tiers and stated cases', () => {
     expect(statedRanges('累计工作年限: 满 20 年及以上; 合计: 20 天').map(({ min, max }) => [min / 365, max])).toEqual([[20, Infinity]]);
     expect(statedRanges('Years of service: 5–9; Annual leave: 26 days').map(({ min, max }) => [min, max])).toEqual([[5 * 365, 10 * 365]]);
     expect(statedRanges('at least 3 years of service').map(({ min, max }) => [min, max])).toEqual([[3 * 365, Infinity]]);
+    expect(statedRanges('Fixed-term contracts of 6 months or shorter have no probation').map(({ min, max }) => [min / 30, max / 30])).toEqual([[0, 7]]);
+    expect(statedRanges('Fixed-term contracts longer than 6 months: probation of 1 month').map(({ min, max }) => [min / 30, max])).toEqual([[6, Infinity]]);
+    // A contract's length that conditions the rule is not the probation the rule sets.
+    const probation = [{ title: 'Onboarding > Probation period', text: '- Permanent contracts: probation of **2 months**.\n- Fixed-term contracts longer than 6 months: probation of **1 month**.\n- Fixed-term contracts of 6 months or shorter have no probation period.' }];
+    expect(proposeCandidates('How long is the probation period?', probation)[0]!.text).not.toBe('6 months');
+    expect(proposeCandidates('I have a permanent contract. How long is my probation?', probation)[0]!.text).toBe('2 months');
     expect(tierFit('已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天', 14, [12 * 365])).toBe(-1);
     expect(tierFit('已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天', 33, [12 * 365])).toBe(1);
     expect(tierFit('年休假5天', 3, [12 * 365])).toBe(0);
