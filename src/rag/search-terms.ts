@@ -50,9 +50,11 @@ const HOUR_ZH = /钟头/gu;
  * Chinese separable verbs (离合词): an asker splits them around a count or an aspect particle
  * ("加多少个钟头的班", "请三天假", "住了两天院"), a rule writes them whole (加班, 请假, 住院), and
  * neither ICU's words nor the bigrams join the halves again. The gap may hold only what grammar
- * puts there — numbers, measure words, 了/过/的 — so "上海办公室的班车" is not 上班.
+ * puts there — numbers, measure words, 了/过/的 — so "上海办公室的班车" is not 上班. 休…假 and
+ * 放…假 are left apart: "结婚能休几天假" is about 婚假, and a joined 休假 matched the procedural
+ * "连续休假超过 5 个工作日" instead.
  */
-const SEPARABLE_VERBS = ['加班', '值班', '上班', '请假', '休假', '放假', '出差', '住院', '看病', '生病', '结婚', '离婚', '辞职', '开会', '打卡', '停车', '体检'];
+const SEPARABLE_VERBS = ['加班', '值班', '上班', '请假', '出差', '住院', '看病', '生病', '结婚', '离婚', '辞职', '开会', '打卡', '停车', '体检'];
 const SEPARABLE_GAP = '[了过着的个几多少久两一二三四五六七八九十百千半整天周月年次回趟场顿点小时钟头0-9]{1,8}';
 const SEPARATED = new RegExp(SEPARABLE_VERBS.map((w) => `${w[0]}${SEPARABLE_GAP}${w[1]}`).join('|'), 'gu');
 

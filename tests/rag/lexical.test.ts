@@ -40,6 +40,7 @@ describe('search terms', () => {
     // The gap holds only counts and particles: a place name between 上 and 班 is not 上班.
     expect(searchTerms('上海办公室的班车几点发车')).not.toContain('上班');
     expect(searchTerms('加班费')).not.toContain('加费');
+    expect(searchTerms('我结婚能休几天假？')).not.toContain('休假');
   });
 
   it('reads HR in Chinese text as the 人力资源 the handbook writes, and only there', () => {
