@@ -131,6 +131,16 @@ describe('serving an imported chat model', () => {
       // Numbered as the sources are listed: [n] cites sources[n-1].
       for (const [i, s] of reply.body.sources.entries()) expect(record.prompt).toContain(`[${i + 1}] ${s.title} (${s.source})\n${s.text.trim()}`);
       expect(record.prompt.endsWith(`\n\nQuestion: ${ANSWERABLE}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n`)).toBe(true);
+      // A 👍 from the person who asked (their session cookie) is stored against the answer, and so
+      // against the imported version that wrote it.
+      const asked = await runtime.http.request('/api/chat', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: ANSWERABLE }) });
+      const session = asked.headers.get('set-cookie')!.split(';')[0]!;
+      const answerId = ((await asked.json()) as { answerId: string }).answerId;
+      const vote = await runtime.http.request('/api/feedback', { method: 'POST', headers: { 'content-type': 'application/json', cookie: session }, body: JSON.stringify({ answerId, value: 1 }) });
+      expect(vote.status).toBe(200);
+      expect(await vote.json()).toEqual({ ok: true, up: 1, down: 0 });
+      expect((await runtime.store.feedbackFor(answerId)).map((f) => f.value)).toEqual([1]);
+      expect((await runtime.store.getAnswer(answerId))!.modelVersion).toBe('v2');
 
       // The streaming route gives the same (greedy) answer.
       const streamed = await runtime.http.request('/api/chat/stream', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: ANSWERABLE }) });
