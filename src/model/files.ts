@@ -34,22 +34,7 @@ function isDiskError(err: unknown): boolean {
 }
 
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = tempPath(file);
-  try {
-    const handle = await fs.open(tmp, 'w');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(tmp, file);
-  } catch (err) {
-    // A half-written temporary file on a full disk would only take more of the space that is missing.
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
-    throw err instanceof WriteFailedError || !isDiskError(err) ? err : new WriteFailedError(file, err);
-  }
+  await writeFileStreamAtomic(file, (write) => write(typeof data === 'string' ? Buffer.from(data) : data));
 }
 
 /**
@@ -71,6 +56,7 @@ export async function writeFileStreamAtomic(file: string, fill: (write: (bytes: 
     }
     await fs.rename(tmp, file);
   } catch (err) {
+    // A half-written temporary file on a full disk would only take more of the space that is missing.
     await fs.rm(tmp, { force: true }).catch(() => undefined);
     throw err instanceof WriteFailedError || !isDiskError(err) ? err : new WriteFailedError(file, err);
   }

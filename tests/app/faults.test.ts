@@ -287,9 +287,11 @@ describe('a write fails (disk full)', () => {
     const realOpen = fsp.open.bind(fsp);
     vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
       const handle = await realOpen(...args);
-      handle.writeFile = async () => {
+      const full = async (): Promise<never> => {
         throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
       };
+      handle.writeFile = full;
+      handle.write = full;
       return handle;
     });
     vi.spyOn(fsp, 'copyFile').mockRejectedValue(Object.assign(new Error('ENOSPC: no space left on device, copyfile'), { code: 'ENOSPC' }));

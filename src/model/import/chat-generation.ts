@@ -122,4 +122,14 @@ export class TurnQueue {
   idle(): Promise<void> {
     return this.tail;
   }
+
+  /** Calls `close` once the requests already queued have finished, or `graceMs` later at the latest. */
+  closeWhenIdle(close: () => Promise<void>, graceMs: number): void {
+    const timer = setTimeout(() => void close(), graceMs);
+    timer.unref();
+    void this.idle().then(() => {
+      clearTimeout(timer);
+      return close();
+    });
+  }
 }

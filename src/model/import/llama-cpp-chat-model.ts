@@ -131,12 +131,7 @@ export class LlamaCppChatModel implements HeldChatModel {
   }
 
   retire(graceMs = 120_000): void {
-    const timer = setTimeout(() => void this.close(), graceMs);
-    timer.unref();
-    void this.queue.idle().then(() => {
-      clearTimeout(timer);
-      return this.close();
-    });
+    this.queue.closeWhenIdle(() => this.close(), graceMs);
   }
 
   /**

@@ -172,11 +172,6 @@ export class WorkerChatModel implements HeldChatModel {
 
   /** Terminates the worker once the requests already queued have finished (at most `graceMs` later). */
   retire(graceMs = 120_000): void {
-    const timer = setTimeout(() => void this.close(), graceMs);
-    timer.unref();
-    void this.queue.idle().then(() => {
-      clearTimeout(timer);
-      return this.close();
-    });
+    this.queue.closeWhenIdle(() => this.close(), graceMs);
   }
 }
