@@ -1,4 +1,4 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../core/index.ts';
@@ -19,4 +19,11 @@ export async function loadSampleKnowledgeBase(kb: LocalKnowledgeBase, home: stri
   writeFileSync(sampleMarker, new Date().toISOString());
   logger.info({ documents: report.added.length, failed: report.failed }, 'loaded the sample knowledge base (examples/handbook)');
   return report.added.length;
+}
+
+/** How many of the sample handbook's documents (by their source, en/… and zh/…) the knowledge base holds. */
+export async function sampleDocumentsIn(kb: Pick<LocalKnowledgeBase, 'list'>): Promise<number> {
+  if (!existsSync(SAMPLE_KB_DIR)) return 0;
+  const sample = new Set(['en', 'zh'].flatMap((lang) => (existsSync(join(SAMPLE_KB_DIR, lang)) ? readdirSync(join(SAMPLE_KB_DIR, lang)).map((f) => `${lang}/${f}`) : [])));
+  return (await kb.list()).filter((s) => sample.has(s.source)).length;
 }

@@ -57,6 +57,25 @@ describe('teamllm CLI', () => {
     expect(gone.stderr).toContain('no document named garden.md');
   });
 
+  it("keeps the sample handbook out of a new data folder that a company's own documents are added to", async () => {
+    const home = mkdtempSync(join(tmpdir(), 'teamllm-cli-'));
+    writeFileSync(join(home, 'garden.md'), '# Garden\n\nThe rooftop garden closes at 18:45 on Fridays.');
+    const added = await teamllm(home, ['kb', 'add', join(home, 'garden.md')]);
+    expect(added.code).toBe(0);
+    expect(added.stderr).not.toContain('sample handbook');
+    const listed = await teamllm(home, ['kb', 'list', '--json']);
+    expect((JSON.parse(listed.stdout) as { sources: { source: string }[] }).sources.map((s) => s.source)).toEqual(['garden.md']);
+
+    // Asked for explicitly, the sample loads first, and the add says it is there beside the company's documents.
+    const other = mkdtempSync(join(tmpdir(), 'teamllm-cli-'));
+    const both = await teamllm(other, ['kb', 'add', join(home, 'garden.md')], { TEAMLLM_SAMPLE_KB: 'true' });
+    expect(both.code).toBe(0);
+    expect(both.stderr).toMatch(/also holds \d+ documents of the sample handbook/);
+    const sources = (JSON.parse((await teamllm(other, ['kb', 'list', '--json'])).stdout) as { sources: { source: string }[] }).sources.map((s) => s.source);
+    expect(sources).toContain('garden.md');
+    expect(sources).toContain('en/leave-and-holidays.md');
+  });
+
   it('stops with a clear message on bad configuration', async () => {
     const home = mkdtempSync(join(tmpdir(), 'teamllm-cli-'));
     const result = await teamllm(home, ['kb', 'list'], { TEAMLLM_PORT: 'not-a-port' });

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { CliError, positiveInt, withRuntime } from '../shared.ts';
+import { loadConfig } from '../../app/config.ts';
+import { sampleDocumentsIn } from '../../app/sample-kb.ts';
 
 /** `teamllm kb add|list|remove|search`. */
 export function registerKb(program: Command): void {
@@ -9,7 +11,11 @@ export function registerKb(program: Command): void {
     .argument('<paths...>')
     .option('--kb <name>', 'a named knowledge base (bind channels to it with TEAMLLM_CHANNEL_KB)')
     .action(async (paths: string[], opts: { kb?: string }) => {
-      await withRuntime(program, {}, async (runtime) => {
+      // A company adding its own documents to a new data folder wants those, not the fictional
+      // sample handbook mixed in (its leave days would answer their employees): the sample loads
+      // on an empty knowledge base only where nothing else is being added, unless configured.
+      const configured = loadConfig({ file: program.opts<{ config?: string }>().config }).values.TEAMLLM_SAMPLE_KB !== undefined;
+      await withRuntime(program, configured ? {} : { TEAMLLM_SAMPLE_KB: 'false' }, async (runtime) => {
         if (opts.kb !== undefined && !/^[a-zA-Z0-9._-]{1,64}$/.test(opts.kb)) throw new CliError('--kb takes a name of letters, digits, . _ -');
         const target = opts.kb ? await runtime.knowledge.get(opts.kb) : runtime.kb;
         const report = await target.addPaths(paths);
@@ -20,6 +26,8 @@ export function registerKb(program: Command): void {
         const ok = report.added.length + report.updated.length + report.unchanged.length;
         process.stdout.write(`${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.failed.length} skipped\n`);
         if (ok === 0 && report.failed.length > 0) throw new CliError('nothing could be added');
+        const sample = opts.kb ? 0 : await sampleDocumentsIn(runtime.kb);
+        if (sample > 0) process.stderr.write(`note: this knowledge base also holds ${sample} documents of the sample handbook (examples/handbook); remove them with teamllm kb remove <source> (teamllm kb list names them)\n`);
       });
     });
   kb.command('list')
