@@ -342,6 +342,19 @@ function clauseAround(text: string, v: TypedValue): string {
 
 const TOTAL_LABEL = /(?:合计|总计|共计|总共|\btotal)\s*[:：]\s*$/iu;
 
+/** Column labels that name what a value of each kind measures ("Duration: 9 weeks", "开放时间: 11:30"). */
+const DIMENSION_LABELS: Partial<Record<TypedValue['kind'], RegExp>> = {
+  count: /\b(?:duration|length|period|term|days?|weeks?|months?|hours?|number|how long)\b|时长|期限|天数|假期|时数|人数|次数/iu,
+  money: /\b(?:amount|cost|price|rate|budget|fee|allowance|pay|salary|maximum|max|limit|reimbursed?|per diem)\b|金额|标准|费用|补贴|报销|上限|限额/iu,
+  percent: /\b(?:percentage|share|rate|pay|contribution)\b|比例|百分比|费率/iu,
+  time: /\b(?:time|hours|opening|open|closing)\b|时间|时段/iu,
+};
+
+/** The label a value follows in a labelled unit ("Type: Paid parental leave; Duration: 9 weeks" → "Duration"), if any. */
+function labelBefore(text: string, at: number): string | undefined {
+  return text.slice(0, at).match(/(?:^|[;；]\s*)([^:：;；]{1,30})[:：]\s*$/u)?.[1];
+}
+
 /** Candidate direct answers, best prior first. */
 export function proposeCandidates(question: string, passages: Pick<Source, 'title' | 'text'>[], options: ProposeOptions = {}): AnswerCandidate[] {
   const intent = questionIntent(question);
@@ -367,11 +380,15 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       const near = nearness(unit.text, v, query);
       // A total answers "how many" better than its parts (法定 5 天 + 福利 7 天; 合计 12 天).
       const total = TOTAL_LABEL.test(unit.text.slice(0, v.start)) ? 0.05 : 0;
+      // A value in the column that measures what is asked ("how long" → "Duration: 9 weeks", not
+      // "apply 2 months before") is the table's answer to it.
+      const label = labelBefore(unit.text, v.start);
+      const labelled = label !== undefined && v.kind === intent.kinds[0] && DIMENSION_LABELS[v.kind]?.test(label) ? 0.1 : 0;
       // The tier that governs the value holds the asker's case ("已满10年不满20年的，年休假10天" for 12 years).
       const tier = tierFit(unit.text, v.start, stated);
       // "每日不得超过三小时，但是每月不得超过三十六小时": a month asked for wants the monthly cap.
       const period = asking ? periodFit(asking, clauseAround(unit.text, v)) : 0;
-      const prior = unit.score + 0.1 * fit + 0.1 * near + total + 0.2 * tier + 0.1 * period;
+      const prior = unit.score + 0.1 * fit + 0.1 * near + total + labelled + 0.2 * tier + 0.1 * period;
       push({ text: v.text, unit, kind: 'value', fit, prior, features: featuresOf(unit, 'value', prior, { fit, near }) });
     }
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;

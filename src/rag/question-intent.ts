@@ -47,7 +47,7 @@ const DURATION_UNITS_ZH = ['天', '日', '工作日', '周', '星期', '月', '�
 const MONEY_EN = /\b(?:cost|costs|pay|paid|earn|earns|earning|earnings|raise|money|budget|allowance|reimburs\w*|spend|spent|price|fee|fees|worth|salary|per diem|refund\w*|cover\w*|get back|claim|expense\w*|charge\w*|bonus|stipend|subsidy|compensat\w*)\b/;
 const MONEY_ZH = /钱|元|费|补贴|餐补|补助|充多少|报销|能报|可报|报多少|付多少|交多少|花多少|拿多少|赔|补偿|奖励|工资|薪|津贴|标准/u;
 /** "What is the limit / maximum / budget …": an amount, a count or a share. */
-const AMOUNT_NOUN_EN = /\b(?:limit|maximum|max|minimum|cap|budget|allowance|amount|rate|threshold|ceiling)\b/;
+const AMOUNT_NOUN_EN = /\b(?:limit|maximum|max|minimum|cap|budget|allowance|amount|rate|threshold|ceiling|per diem|fees?|price|cost|salary|stipend|subsidy)\b/;
 
 export function questionIntent(question: string): QuestionIntent {
   const q = question.normalize('NFKC').toLowerCase();
@@ -60,6 +60,8 @@ export function questionIntent(question: string): QuestionIntent {
   if (/\bwhat (?:percentage|percent|share|portion|fraction)\b|\bhow much (?:of|percent)\b|%/.test(q)) add('percent');
   const howMuch = /\bhow much\b/.test(q);
   if (howMuch && !/\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q) && (MONEY_EN.test(q) || /\bhow much (?:money|cash)\b/.test(q))) add('money', 'percent');
+  // A bare "how much does the company put into my pension" asks for an amount or a share before a count.
+  if (howMuch && !/\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q)) add('money', 'percent');
   if (/\bhow (?:many|long)\b|\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q)) add('count');
   if (/\bhow much\b/.test(q)) add('money', 'percent');
   if (/\bwhat time\b|\bby when\b|\bwhat hours?\b|\bopening hours\b|\bwhen does\b.*\b(?:open|close|start|end)\b/.test(q)) add('time');

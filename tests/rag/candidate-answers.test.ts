@@ -205,6 +205,23 @@ describe('answer units and candidates', () => {
     expect(proposeCandidates('工作满12年了，年假一共几天？', [{ title: '年假 > 年假天数', text: rows }])[0]!.text).toBe('16 天');
   });
 
+  it('answers "how long" from the column that measures the length, not from a lead time, and "how much" with an amount first', () => {
+    const text = [
+      '| Type | Duration | Pay |',
+      '|---|---|---|',
+      "| Paid parental leave | 9 weeks, in the child's first year | 70% from UWV |",
+      '',
+      'Apply for birth and parental leave at least **2 months** before the start.',
+    ].join('\n');
+    expect(proposeCandidates('How long is parental leave?', [{ title: 'Leave > Family-related leave', text }])[0]!.text).toBe('9 weeks');
+    // A bare "how much" asks for an amount or a share before a count; "how much leave" stays a count.
+    expect(questionIntent('How much does the company put into my pension?').kinds[0]).toBe('money');
+    expect(questionIntent('How much annual leave do I get?').kinds[0]).toBe('count');
+    expect(questionIntent('What is the per diem in Germany?').kinds[0]).toBe('money');
+    const pension = '| Contribution | Percentage of pensionable salary |\n|---|---|\n| Employer | 8% |\n| Employee | 4% |\n\nYou can change your profile after 5 years.';
+    expect(proposeCandidates('How much does the employer put into my pension?', [{ title: 'Benefits > Pension', text: pension }])[0]!.text).toBe('8%');
+  });
+
   it('proposes the value the question asks for, in its unit, first; the first table row wins a tie', () => {
     const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
     const candidates = proposeCandidates('How many days of annual leave do I get?', passages);
