@@ -15,6 +15,7 @@
 import type { Source } from '../core/index.ts';
 import { questionIntent, type QuestionIntent } from './question-intent.ts';
 import { searchTerms } from './search-terms.ts';
+import { EXPANSION_WEIGHT, workplaceExpansions } from './workplace-words.ts';
 import { unwrapMarkdown } from './markdown-lines.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { typedValues, type TypedValue } from './typed-values.ts';
@@ -190,8 +191,12 @@ function termSet(text: string): Set<string> {
   return new Set(searchTerms(text, TERMS));
 }
 
-/** Idf-weighted share of `query` terms found in `own` (and, at half weight, in `heading`). */
-function weightedMatch(query: string[], own: Set<string>, heading: Set<string>, weight: TermWeight): number {
+/**
+ * Idf-weighted share of `query` terms found in `own` (and, at half weight, in `heading`); the
+ * handbook words an asker's everyday words stand for (`expanded`, workplace-words.ts) add what they
+ * find at EXPANSION_WEIGHT, up to a full match.
+ */
+function weightedMatch(query: string[], own: Set<string>, heading: Set<string>, weight: TermWeight, expanded: string[] = []): number {
   let total = 0;
   let found = 0;
   for (const t of query) {
@@ -200,7 +205,8 @@ function weightedMatch(query: string[], own: Set<string>, heading: Set<string>, 
     if (own.has(t)) found += w;
     else if (heading.has(t)) found += w / 2;
   }
-  return total > 0 ? found / total : 0;
+  for (const t of expanded) if (own.has(t)) found += EXPANSION_WEIGHT * weight(t);
+  return total > 0 ? Math.min(1, found / total) : 0;
 }
 
 /** Similarity of the question to each unit (the trained encoder's cosine), when an encoder is trained. */
@@ -236,6 +242,7 @@ export function scoreUnits(
   similarity?: UnitSimilarity,
 ): AnswerUnit[] {
   const query = [...new Set(searchTerms(question, TERMS))];
+  const expanded = workplaceExpansions(question, query);
   const zh = hasCjk(question);
   const units: AnswerUnit[] = [];
   const texts = passages.map((p) => answerUnits(p.text));
@@ -244,7 +251,7 @@ export function scoreUnits(
   passages.forEach((p, passage) => {
     const heading = termSet(p.title);
     for (const [order, text] of texts[passage]!.entries()) {
-      const words = weightedMatch(query, termSet(text), heading, weight);
+      const words = weightedMatch(query, termSet(text), heading, weight, expanded);
       const lexical = zh ? 0.6 * words + 0.4 * hanMatch(question, `${p.title} ${text}`) : words;
       const cos = cosines?.[at++];
       const match = cos === undefined ? lexical : 0.6 * lexical + 0.4 * Math.max(0, cos);
@@ -345,10 +352,17 @@ const TOTAL_LABEL = /(?:合计|总计|共计|总共|\btotal)\s*[:：]\s*$/iu;
 /** Column labels that name what a value of each kind measures ("Duration: 9 weeks", "开放时间: 11:30"). */
 const DIMENSION_LABELS: Partial<Record<TypedValue['kind'], RegExp>> = {
   count: /\b(?:duration|length|period|term|days?|weeks?|months?|hours?|number|how long)\b|时长|期限|天数|假期|时数|人数|次数/iu,
-  money: /\b(?:amount|cost|price|rate|budget|fee|allowance|pay|salary|maximum|max|limit|reimbursed?|per diem)\b|金额|标准|费用|补贴|报销|上限|限额/iu,
+  // Not a cap ("maximum", "年度限额"): "how much do I pay" asks the price, not the most it may be.
+  money: /\b(?:amount|cost|price|rate|budget|fee|allowance|pay|salary|reimbursed?|per diem)\b|金额|标准|费用|补贴|报销/iu,
   percent: /\b(?:percentage|share|rate|pay|contribution)\b|比例|百分比|费率/iu,
   time: /\b(?:time|hours|opening|open|closing)\b|时间|时段/iu,
 };
+
+/** The value sits in a label ("Annual leave (full-time, 40 hours/week): 25 days"): it names the column, it answers nothing. */
+function inLabel(text: string, v: TypedValue): boolean {
+  const from = Math.max(text.lastIndexOf(';', v.start), text.lastIndexOf('；', v.start)) + 1;
+  return !/[:：]\s/u.test(`${text.slice(from, v.start)} `) && /^[^;；]*?(?::\s|：)/u.test(text.slice(v.end));
+}
 
 /** The label a value follows in a labelled unit ("Type: Paid parental leave; Duration: 9 weeks" → "Duration"), if any. */
 function labelBefore(text: string, at: number): string | undefined {
@@ -376,7 +390,7 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
     for (const v of typedValues(unit.text)) {
       const fit = fits(v, intent);
       // A value the question itself states ("I have worked here 5 years") is not its answer.
-      if (fit === 0 || echoes(asked, v)) continue;
+      if (fit === 0 || echoes(asked, v) || inLabel(unit.text, v)) continue;
       const near = nearness(unit.text, v, query);
       // A total answers "how many" better than its parts (法定 5 天 + 福利 7 天; 合计 12 天).
       const total = TOTAL_LABEL.test(unit.text.slice(0, v.start)) ? 0.05 : 0;

@@ -14,6 +14,7 @@
 import { isTableRule, rowText, tableCells, type AnswerCandidate } from './answer-candidates.ts';
 import { unwrapMarkdown } from './markdown-lines.ts';
 import { searchTerms } from './search-terms.ts';
+import { workplaceExpansions } from './workplace-words.ts';
 import { statedQuantities, statedRanges } from './stated-ranges.ts';
 import { typedValues, type TypedValue } from './typed-values.ts';
 
@@ -40,7 +41,9 @@ const MAX_VALUE_CHARS = 40;
  */
 export function answerByCase(question: string, candidate: AnswerCandidate, passageText: string, zh: boolean): string | undefined {
   if (candidate.kind !== 'value') return undefined;
-  const asked = new Set(searchTerms(question, { stem: true }));
+  const terms = searchTerms(question, { stem: true });
+  // "vacation days" names the "Annual leave" column (workplace-words.ts).
+  const asked = new Set([...terms, ...workplaceExpansions(question, terms)]);
   const table = tableCases(candidate, passageText, asked);
   const cases = table ?? inlineCases(candidate);
   if (!cases || cases.length < 2 || cases.length > MAX_CASES) return undefined;

@@ -4,6 +4,7 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import { Document } from '@langchain/core/documents';
 import type { Attachment, KbAddReport, KbSourceInfo, KnowledgeBase, Source } from '../core/index.ts';
 import { Bm25Index, weightedQuery } from './bm25.ts';
+import { EXPANSION_WEIGHT, workplaceExpansions } from './workplace-words.ts';
 import { flatMetadata, type FlatMetadata } from './metadata.ts';
 import { fetchDocument, isUrl, loadDocument, type FetchedDocument } from './loaders.ts';
 import type { DenseEmbeddings } from './dense-embeddings.ts';
@@ -29,14 +30,17 @@ export interface LexicalOptions {
    * that shares words.
    */
   unigramWeight: number;
+  /** Weight of the handbook words an asker's everyday words stand for (workplace-words.ts; 0: none). */
+  expansionWeight: number;
 }
 
 /**
  * Measured on the dev splits (docs/knowledge-base.md): Porter stems and a heading path counting
  * twice helped English; single Chinese characters at half weight helped Chinese (a paraphrase
- * often shares characters, not words, with the text: 生孩子 / 生育).
+ * often shares characters, not words, with the text: 生孩子 / 生育); everyday words read as the
+ * handbook's at half weight ("vacation" finds annual leave).
  */
-export const DEFAULT_LEXICAL: LexicalOptions = { terms: { stem: true, cjkUnigrams: true }, k1: 1.2, b: 0.75, titleWeight: 2, unigramWeight: 0.5 };
+export const DEFAULT_LEXICAL: LexicalOptions = { terms: { stem: true, cjkUnigrams: true }, k1: 1.2, b: 0.75, titleWeight: 2, unigramWeight: 0.5, expansionWeight: EXPANSION_WEIGHT };
 
 export interface KnowledgeBaseOptions {
   /** The knowledge base's name, stored as `kb` in every passage's metadata. */
@@ -421,7 +425,10 @@ export class LocalKnowledgeBase implements KnowledgeBase {
 
   /** BM25 over the query's terms, each once; single Chinese characters count `unigramWeight`. */
   private lexicalScores(query: string, accept?: (c: StoredChunk) => boolean): Map<StoredChunk, number> {
-    return this.index.scoreAll(weightedQuery(this.index.terms(query), this.lexical.unigramWeight), accept);
+    const terms = this.index.terms(query);
+    const weighted = weightedQuery(terms, this.lexical.unigramWeight);
+    if (this.lexical.expansionWeight > 0) for (const t of workplaceExpansions(query, terms)) weighted.set(t, this.lexical.expansionWeight);
+    return this.index.scoreAll(weighted, accept);
   }
 
   close(): void {

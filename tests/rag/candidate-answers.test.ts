@@ -10,6 +10,8 @@ import { questionIntent } from '../../src/rag/question-intent.ts';
 import { typedValues } from '../../src/rag/typed-values.ts';
 import { parseNumber, statedQuantities, statedRanges, tierFit } from '../../src/rag/stated-ranges.ts';
 import { kindsMissing, namedKinds } from '../../src/rag/named-kinds.ts';
+import { workplaceExpansions } from '../../src/rag/workplace-words.ts';
+import { searchTerms } from '../../src/rag/search-terms.ts';
 import { answerLength, evaluateAnswers } from '../../src/training/eval/answer-eval.ts';
 import { isRightCandidate } from '../../src/training/sft/selector-data.ts';
 import { tempFolder } from './fixtures.ts';
@@ -222,6 +224,21 @@ describe('answer units and candidates', () => {
     expect(proposeCandidates('How much does the employer put into my pension?', [{ title: 'Benefits > Pension', text: pension }])[0]!.text).toBe('8%');
   });
 
+  it("reads an asker's everyday words as the handbook's (vacation → annual leave), and never answers with a number from a column's header", async () => {
+    expect(workplaceExpansions('How many vacation days do I have?', searchTerms('How many vacation days do I have?', { stem: true }))).toEqual(['leav', 'annual']);
+    expect(workplaceExpansions('My dad died, how many days off do I get?', searchTerms('My dad died, how many days off do I get?', { stem: true }))).toEqual(['leav', 'bereav']);
+    expect(workplaceExpansions('在家办公可以吗？', searchTerms('在家办公可以吗？', { stem: true }))).toEqual(['远程', '居家']);
+    // Expansions are of whole words: "ill" is not in "bill", a lead is not a boss.
+    expect(workplaceExpansions('How do I claim my phone bill?', searchTerms('How do I claim my phone bill?', { stem: true }))).toEqual([]);
+    const kb = new LocalKnowledgeBase(':memory:');
+    const table = '| Years of service | Annual leave (full-time, 40 hours/week) |\n|---|---|\n| 0–4 years | 25 days |\n| 5–9 years | 26 days |';
+    await kb.addPaths([tempFolder({ 'leave.md': `# Leave\n\n## Annual leave\n\n${table}\n\n## Special leave\n\n- **Bereavement:** 5 working days for the death of a partner, child or parent; 2 working days for a grandparent.\n`, 'it.md': IT })]);
+    // "vacation" names the "Annual leave" column: the cases, not one guessed row, and never the header's "40 hours".
+    expect((await collect(new CandidateAnswerer({ kb }).answer(ask('How much vacation do I get?')))).direct).toBe('0–4 years: 25 days; 5–9 years: 26 days');
+    expect((await collect(new CandidateAnswerer({ kb }).answer(ask('My dad died, how many days off do I get?')))).direct).toBe('5 working days');
+    kb.close();
+  });
+
   it('proposes the value the question asks for, in its unit, first; the first table row wins a tie', () => {
     const passages = [{ title: 'Leave > Annual leave', text: LEAVE.split('## Annual leave')[1]!.split('## Sick leave')[0]! }];
     const candidates = proposeCandidates('How many days of annual leave do I get?', passages);
@@ -398,6 +415,8 @@ describe('the candidate answerer', () => {
     // English names the kind before bonus, allowance, insurance, fee: a Christmas bonus is not the referral bonus.
     expect(namedKinds('Do we get a Christmas bonus? And my annual bonus?')).toEqual(['christmas']);
     expect(kindsMissing('Do we get a Christmas bonus?', 'Employee referral bonus: €3,000 per hire')).toEqual(['christmas']);
+    // 年终奖 is the 奖金 a handbook writes (workplace-words.ts), not another kind.
+    expect(kindsMissing('公司有年终奖吗？', 'L5 及以上职级的员工另有年度公司奖金，在 3 月发放。')).toEqual([]);
     expect(kindsMissing('Can I get my visa fees reimbursed?', 'Visa costs and fees are reimbursed')).toEqual([]);
     // Leave is named in the asker's words too often ("baby leave") to refuse on it.
     expect(namedKinds('After my baby leave ends, how long must I stay?')).toEqual([]);

@@ -96,7 +96,7 @@ describe('paraphrased questions in a tiny knowledge base', () => {
     '生育.md': '# 生育\n\n女职工生育享受九十八天产假。',
     '年假.md': '# 年假\n\n每年可以请五天年假。',
   };
-  const PLAIN = { terms: {}, k1: 1.2, b: 0.75, titleWeight: 1, unigramWeight: 0 };
+  const PLAIN = { terms: {}, k1: 1.2, b: 0.75, titleWeight: 1, unigramWeight: 0, expansionWeight: 0 };
 
   // Plain BM25 ranks the travel page first (it shares only "reimbursed", in a shorter text), and
   // finds nothing at all for the Chinese question (no word or bigram in common with any passage).
