@@ -83,15 +83,17 @@ export function isChatModelDir(dir: string): boolean {
 /** Opens the base of a reward model: a model folder trained here or an imported chat model's version folder. */
 export async function openRewardBase(dir: string, options: { maxContextTokens?: number } = {}): Promise<RewardBase> {
   if (isChatModelDir(dir)) {
-    const chat = loadChatModelVersion(dir);
-    const model = trainableFromChatModel(chat.model);
+    const { model: engine, tokenizer, manifest } = loadChatModelVersion(dir);
+    const model = trainableFromChatModel(engine);
     const maxTokens = Math.min(model.config.blockSize, CHAT_REWARD_MAX_TOKENS);
+    // Only the origin is kept (not the engine's weights, which the trainable copy replaces).
+    const origin = manifest.origin;
     return {
       kind: 'chat',
       model,
-      inputs: chatRewardInputs(chat.tokenizer, maxTokens),
+      inputs: chatRewardInputs(tokenizer, maxTokens),
       encoding: { template: 'chat', maxTokens },
-      saveAdapter: (tmp, adapter) => writePeftAdapter(tmp, adapter, { baseModel: chat.manifest.origin }),
+      saveAdapter: (tmp, adapter) => writePeftAdapter(tmp, adapter, { baseModel: origin }),
     };
   }
   const { model, tokenizer } = await loadModelFiles(dir);
