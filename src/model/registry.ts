@@ -22,7 +22,8 @@ import type { EncoderDescription } from './import/encoder-checkpoint.ts';
 import { ENCODER_MANIFEST, ENCODER_MANIFEST_FORMAT, type EncoderManifest } from './import/encoder-manifest.ts';
 import type { ChatDtype, ChatModelDescription } from './import/llama-checkpoint.ts';
 import { CHAT_MANIFEST, CHAT_MANIFEST_FORMAT, readChatManifest, type ChatManifest } from './import/chat-manifest.ts';
-import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter } from './lora/peft.ts';
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter, writePeftLora } from './lora/peft.ts';
+import { combineLoras } from './lora/combine.ts';
 
 /** Refuses a copy of `bytes` that would not fit (with 5% and 64 MiB to spare) on the disk of `dir`; `doing` names the work in the message. */
 export async function ensureDiskSpace(dir: string, bytes: number, doing: 'import' | 'export' = 'import'): Promise<void> {
@@ -288,22 +289,38 @@ export class ModelRegistry {
   async registerChatAdapter(
     adapterDir: string,
     baseVersion: string,
-    options: { source?: string; name?: string; notes?: string; metrics?: Record<string, number>; gate?: { passed: boolean; reasons: string[] } } = {},
+    options: {
+      source?: string;
+      name?: string;
+      notes?: string;
+      metrics?: Record<string, number>;
+      gate?: { passed: boolean; reasons: string[] };
+      /**
+       * A base that is itself an adapter version: 'combine' registers the adapter (trained on that
+       * version, its adapter merged) together with it as one adapter over the imported model
+       * (lora/combine.ts), its parent the adapter version; without it such a base is refused.
+       */
+      onAdapter?: 'combine';
+    } = {},
   ): Promise<ModelVersion> {
-    const lora = readPeftAdapter(adapterDir);
+    let lora = readPeftAdapter(adapterDir);
     return this.exclusive(async () => {
       const reg = await this.read();
       const base = reg.versions[baseVersion];
       if (!base) throw new Error(`No model version ${baseVersion}`);
       if (base.kind !== 'chat') throw new Error(`${baseVersion} is not an imported chat model: a PEFT adapter goes on one (teamllm's own models take teamllm adapters)`);
       const baseManifest = readChatManifest(this.dir(baseVersion));
-      if (baseManifest.adapter) throw new Error(`${baseVersion} is itself an adapter (on ${baseManifest.adapter.base}); put the adapter on that imported model`);
-      const manifest: ChatManifest = { ...baseManifest, origin: path.resolve(adapterDir), adapter: { base: baseVersion } };
+      if (baseManifest.adapter && options.onAdapter !== 'combine') throw new Error(`${baseVersion} is itself an adapter (on ${baseManifest.adapter.base}); put the adapter on that imported model`);
+      const combined = baseManifest.adapter ? combineLoras(readPeftAdapter(this.dir(baseVersion)), lora) : undefined;
+      if (combined) lora = combined;
+      const servedOn = baseManifest.adapter?.base ?? baseVersion;
+      const manifest: ChatManifest = { ...baseManifest, origin: path.resolve(adapterDir), adapter: { base: servedOn } };
       const version = `v${(await this.highestNumber(reg)) + 1}`;
       const files: Record<string, RecordedFile> = {};
       await writeDirAtomic(this.dir(version), async (tmp) => {
+        if (combined) await writePeftLora(tmp, combined);
         for (const file of [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE]) {
-          await fs.copyFile(path.join(adapterDir, file), path.join(tmp, file));
+          if (!combined) await fs.copyFile(path.join(adapterDir, file), path.join(tmp, file));
           files[file] = await hashFile(path.join(tmp, file));
         }
         await fs.writeFile(path.join(tmp, CHAT_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -322,7 +339,7 @@ export class ModelRegistry {
         ...(base.dtype ? { dtype: base.dtype } : {}),
         ...(base.licence ? { licence: base.licence } : {}),
         origin: manifest.origin,
-        notes: options.notes ?? `LoRA r=${lora.config.rank} alpha=${lora.config.alpha} on ${lora.config.targets.join(', ')}, over ${baseVersion}`,
+        notes: (options.notes ?? `LoRA r=${lora.config.rank} alpha=${lora.config.alpha} on ${lora.config.targets.join(', ')}, over ${servedOn}`) + (combined ? ` (with ${baseVersion}'s adapter: one LoRA of rank ${lora.config.rank} over ${servedOn})` : ''),
         ...(options.name ? { name: options.name } : {}),
         ...(options.gate ? { gate: options.gate } : {}),
       };

@@ -31,7 +31,6 @@ import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { SimulatedUsers } from '../../src/training/simulated-users.ts';
 import { readPeftAdapter } from '../../src/model/lora/peft.ts';
 import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
-import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
 import { stageServices } from '../../src/training/jobs/stage-services.ts';
 import { expectAdapterGradientsMatch } from '../lora/adapter-gradients.ts';
 
@@ -230,16 +229,22 @@ describe('the rlhf job on an imported chat model (teamllm train rlhf --algo dpo 
     console.log(`the rlhf job (DPO) on the tiny Qwen3: held-out margin ${r.before.reward.toFixed(3)} -> ${r.after.reward.toFixed(3)}, KL ${r.after.kl.toFixed(3)}, gate ${r.gate.passed ? 'passed' : 'kept back'}: ${r.gate.reasons.join('; ')}`);
   });
 
-  it('KTO from the single votes too; PPO (sampling against a reward model) is refused by name', { timeout: 300_000 }, async () => {
+  it('KTO from the single votes too; then DPO on the KTO version (an adapter on an adapter), registered as one adapter over v1', { timeout: 300_000 }, async () => {
     const common = { base: 'v1', steps: 8, batchSize: 8, learningRate: 4e-4, beta: 0.5, rank: 4, alpha: 8, heldOutFraction: 0.3, evalSamples: 1, maxTokens: 8, skipQa: true, seed: 3 };
     const r = await runRlhfJob({ ...common, algo: 'kto' }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '2-rlhf') });
     expect(r.status).toBe('completed');
     expect(r.data.votes).toBeGreaterThan(20);
     expect(r.after.reward).toBeGreaterThan(r.before.reward + 0.1);
     expect((await reg.get(r.modelVersion!))!).toMatchObject({ kind: 'chat', parent: 'v1', source: 'rlhf' });
-    await expect(runRlhfJob({ ...common, algo: 'ppo' }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '3-rlhf'), rewardModel: tasteReward(SAYS_YES) })).rejects.toThrow(/PPO on an imported chat model is not supported yet/);
-    // An adapter version is not a base to tune (yet).
-    await expect(runRlhfJob({ ...common, algo: 'dpo', base: r.modelVersion! }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '4-rlhf') })).rejects.toThrow(/is an adapter over v1/);
+    // DPO whose base is the KTO adapter version: a fresh LoRA on v1 + KTO's adapter merged; one adapter of rank 4 + 4 over v1.
+    const onAdapter = await runRlhfJob({ ...common, algo: 'dpo', base: r.modelVersion!, rank: 2, alpha: 4 }, { home, ...stageServices(home), runDir: path.join(home, 'runs', '4-rlhf') });
+    expect(onAdapter.status).toBe('completed');
+    expect(onAdapter.before.reward).toBeCloseTo(0, 4); // the reference is the KTO version itself
+    expect(onAdapter.after.reward).toBeGreaterThan(onAdapter.before.reward);
+    const v = (await reg.get(onAdapter.modelVersion!))!;
+    expect(v).toMatchObject({ kind: 'chat', parent: r.modelVersion, source: 'rlhf' });
+    expect(loadChatModelVersion(reg.dir(v.version)).manifest.adapter).toEqual({ base: 'v1' });
+    expect(readPeftAdapter(reg.dir(v.version)).config).toMatchObject({ rank: 6, alpha: 12 });
   });
 
   it('a job stopped mid-run and resumed registers the adapter an uninterrupted job does', { timeout: 300_000 }, async () => {

@@ -3,7 +3,8 @@
  * import` does): examples in its own chat template with the loss on the assistant's tokens and
  * the end-of-turn token only; a synthetic task lowers the held-out loss; a run stopped and resumed
  * ends with the adapter of an uninterrupted one; the adapter (PEFT's folder) registered over its
- * base serves as the base with the adapter merged, with the trainable model's logits.
+ * base serves as the base with the adapter merged, with the trainable model's logits; SFT on that
+ * adapter version registers one adapter over the imported model.
  */
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -148,5 +149,11 @@ describe('the sft job on an imported chat model (teamllm train sft --base <impor
     expect(v).toMatchObject({ kind: 'chat', parent: 'v1', source: 'sft' });
     expect(loadChatModelVersion(reg.dir(v.version)).manifest.adapter).toEqual({ base: 'v1' });
     expect(plain.summary).toMatch(/registered v\d+, not promoted/);
+    // SFT again on that adapter version: a fresh LoRA over it (merged), registered with it as one adapter of rank 2 + 2 over v1.
+    const again = await runSftJob({ ...params, base: v.version, skipEval: true }, { home: jobHome, ...stageServices(jobHome), runDir: path.join(jobHome, 'runs', '3-sft') });
+    const v2 = (await reg.get(again.modelVersion!))!;
+    expect(v2).toMatchObject({ kind: 'chat', parent: v.version, source: 'sft' });
+    expect(loadChatModelVersion(reg.dir(v2.version)).manifest.adapter).toEqual({ base: 'v1' });
+    expect(readPeftAdapter(reg.dir(v2.version)).config).toMatchObject({ rank: 4, alpha: 8 });
   });
 });

@@ -12,7 +12,7 @@ export function registerTrain(program: Command): void {
     .argument('<stage>', `${TRAIN_KINDS.join('|')}|status|resume`)
     .option('--config <file>', 'training parameters as YAML/JSON (key: value)')
     .option('--data <path>', 'training data (file or folder; comma separated for several)')
-    .option('--base <version>', 'sft, rlhf: the model version to tune, ours or an imported chat model (default: the serving one, else the newest)')
+    .option('--base <version>', 'sft, reward, rlhf: the model version to tune, ours or an imported chat model (default: the serving one, else the newest)')
     .option('--algo <name>', 'rlhf: ppo (against the reward model), kto (single 👍/👎) or dpo (pairs); default ppo')
     .option('--set <key=value...>', 'training parameters, e.g. --set maxIters=500 preset=nanogpt-cpu')
     .action(async (stage: string, opts: { config?: string; data?: string; base?: string; algo?: string; set?: string[] }) => {

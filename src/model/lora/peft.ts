@@ -101,13 +101,19 @@ export function peftConfigJson(config: LoraConfig, baseModel: string | null): Re
  */
 export async function writePeftAdapter(dir: string, adapter: LoraAdapter, options: { baseModel?: string | null } = {}): Promise<void> {
   if (adapter.base.config.arch !== 'llama') throw new Error("PEFT's format is written for adapters on a Llama-family base (the GPT's fused c_attn has no PEFT layout)");
-  const arrays = tensorsToArrays(adapter.paramNames.map((n) => [peftTensorName(n), adapter.params.get(n)!]));
-  await writeSafetensors(path.join(dir, PEFT_WEIGHTS_FILE), arrays, {
+  const arrays = tensorsToArrays(adapter.paramNames.map((n) => [n, adapter.params.get(n)!]));
+  await writePeftLora(dir, { config: adapter.config, tensors: new Map(arrays), baseModel: options.baseModel ?? adapter.base.version ?? null, base: adapter.base, meta: adapter.meta });
+}
+
+/** Writes an adapter held as plain arrays (readPeftAdapter's, combine.ts's) as PEFT's folder. */
+export async function writePeftLora(dir: string, lora: PeftLora): Promise<void> {
+  const arrays = [...lora.tensors].map(([n, t]) => [peftTensorName(n), t] as [string, NamedArray]);
+  await writeSafetensors(path.join(dir, PEFT_WEIGHTS_FILE), new Map(arrays), {
     format: 'pt',
-    teamllm_base: JSON.stringify(adapter.base),
-    teamllm_meta: JSON.stringify(adapter.meta),
+    ...(lora.base ? { teamllm_base: JSON.stringify(lora.base) } : {}),
+    teamllm_meta: JSON.stringify(lora.meta),
   });
-  await writeJsonAtomic(path.join(dir, PEFT_CONFIG_FILE), peftConfigJson(adapter.config, options.baseModel ?? adapter.base.version ?? null));
+  await writeJsonAtomic(path.join(dir, PEFT_CONFIG_FILE), peftConfigJson(lora.config, lora.baseModel));
 }
 
 function refuse(dir: string, what: string): never {

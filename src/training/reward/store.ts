@@ -2,6 +2,8 @@
  * Reward models on disk, `$TEAMLLM_HOME/reward/<name>/`:
  *
  *   adapter.safetensors, adapter_config.json   the LoRA adapter (src/model/lora), with its base's identity
+ *                                              (on an imported chat model: PEFT's adapter_config.json and
+ *                                              adapter_model.safetensors, the identity in its metadata)
  *   head.safetensors                           reward_head.weight [C, 1], reward_head.bias [1]
  *   reward_config.json                         format, base (version, folder, fingerprint), how inputs
  *                                              are encoded, held-out metrics, the gate and its reasons
@@ -21,10 +23,13 @@ import { LoraAdapter } from '../../model/lora/adapter.ts';
 import { arraysToTensors, loadModelFiles, tensorsToArrays } from '../../model/model-files.ts';
 import { ModelRegistry } from '../../model/registry.ts';
 import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
-import type { Tokenizer } from '../../model/tokenizer/index.ts';
 import type { RatedExample } from '../simulated-users.ts';
-import { encodeRewardInput, HEAD_BIAS, HEAD_WEIGHT, rewardBatch, rewardScores, type RewardEncodeOptions } from './model.ts';
+import { HEAD_BIAS, HEAD_WEIGHT, rewardBatch, rewardScores } from './model.ts';
 import type { RewardModel } from './reward-model.ts';
+import { chatRewardInputs, teamllmRewardInputs, type RewardEncoding, type RewardInputs } from './reward-base.ts';
+import { loadChatModelVersion } from '../../model/import/chat-manifest.ts';
+import { trainableFromChatModel } from '../../model/lora/imported-base.ts';
+import { adapterFromPeft, readPeftAdapter } from '../../model/lora/peft.ts';
 
 export const REWARD_FORMAT = 'teamllm-reward/1';
 const NAME = /^[a-zA-Z0-9][\w.-]{0,63}$/;
@@ -34,7 +39,8 @@ export interface RewardConfigFile {
   name: string;
   /** The base model the adapter was trained on (the adapter files hold its fingerprint too). */
   base: { version?: string; dir: string; fingerprint: string; config: GPTConfig };
-  encoding: RewardEncodeOptions;
+  /** How inputs are encoded: our template (maxTokens, maxContextTokens), or `template: 'chat'`, the imported base's own. */
+  encoding: RewardEncoding;
   /** Held-out measures: pairAccuracy, voteAuc (+ their CI bounds and counts), scoreMean, scoreStd... */
   metrics: Record<string, number>;
   gate: { passed: boolean; reasons: string[] };
@@ -53,10 +59,13 @@ export function rewardDir(home: string, name: string): string {
   return path.join(rewardRoot(home), name);
 }
 
-/** Writes a reward model folder atomically (adapter, head, config). */
-export async function saveRewardModel(dir: string, parts: { adapter: LoraAdapter; head: Map<string, Tensor>; config: RewardConfigFile }): Promise<void> {
+/** Writes a reward model folder atomically (adapter, head, config); `saveAdapter` writes the adapter's files (default teamllm's). */
+export async function saveRewardModel(
+  dir: string,
+  parts: { adapter: LoraAdapter; head: Map<string, Tensor>; config: RewardConfigFile; saveAdapter?: (dir: string, adapter: LoraAdapter) => Promise<void> },
+): Promise<void> {
   await writeDirAtomic(dir, async (tmp) => {
-    await parts.adapter.save(tmp);
+    await (parts.saveAdapter ? parts.saveAdapter(tmp, parts.adapter) : parts.adapter.save(tmp));
     await writeSafetensors(path.join(tmp, 'head.safetensors'), tensorsToArrays([HEAD_WEIGHT, HEAD_BIAS].map((n) => [n, parts.head.get(n)!] as [string, Tensor])), { format: REWARD_FORMAT });
     await writeJsonAtomic(path.join(tmp, 'reward_config.json'), parts.config);
   });
@@ -108,20 +117,19 @@ export async function setCurrentRewardModel(home: string, name: string): Promise
 export class RewardScorer {
   constructor(
     readonly gpt: GPT,
-    readonly tokenizer: Tokenizer,
+    readonly inputs: RewardInputs,
     readonly head: Map<string, Tensor>,
-    readonly encoding: RewardEncodeOptions,
     readonly batchSize = 16,
   ) {}
 
   encode(ex: RatedExample): number[] {
-    return encodeRewardInput(this.tokenizer, ex, this.encoding);
+    return this.inputs.encode(ex);
   }
 
   /** Scores of already-encoded sequences; `params` defaults to the model's own plus the head. */
   scoreEncoded(sequences: readonly number[][], params?: Params): number[] {
     const p: Params = params ?? new Map([...this.gpt.params, ...this.head]);
-    const pad = this.tokenizer.special.end ?? 0;
+    const pad = this.inputs.pad;
     const out: number[] = [];
     for (let i = 0; i < sequences.length; i += this.batchSize) {
       const batch = rewardBatch(sequences.slice(i, i + this.batchSize), pad);
@@ -166,19 +174,20 @@ export async function loadRewardModel(home: string, name?: string, options: Load
   if (!config.gate.passed && !options.allowFailedGate) {
     throw new Error(`Reward model "${chosen}" did not pass its held-out check and is not used: ${config.gate.reasons.join('; ')}`);
   }
+  const onChat = config.encoding.template === 'chat';
   let baseDir = options.baseDir;
   let baseVersion = options.baseVersion ?? (options.baseDir ? undefined : config.base.version);
   if (!baseDir) {
     const registry = new ModelRegistry(home);
     if (config.base.version && (await registry.get(config.base.version))) baseDir = registry.dir(config.base.version);
-    else if (await exists(path.join(config.base.dir, 'model.safetensors'))) baseDir = config.base.dir;
+    else if (!onChat && (await exists(path.join(config.base.dir, 'model.safetensors')))) baseDir = config.base.dir;
     else throw new Error(`Reward model "${chosen}" was trained on base ${config.base.version ?? config.base.dir}, which is no longer there (deleted?). Train a new reward model on a current base.`);
   }
   await ensureBackend();
-  const { model, tokenizer } = await loadModelFiles(baseDir);
+  const { model, inputs } = onChat ? loadChatBase(baseDir, config.encoding) : await loadTeamllmBase(baseDir, config.encoding);
   let adapter: LoraAdapter;
   try {
-    adapter = await LoraAdapter.load(dir, model, baseVersion);
+    adapter = onChat ? adapterFromPeft(readPeftAdapter(dir), model, baseVersion) : await LoraAdapter.load(dir, model, baseVersion);
   } catch (err) {
     model.dispose();
     throw new Error(`Reward model "${chosen}" cannot be used on ${baseVersion ?? baseDir}: ${(err as Error).message}`);
@@ -192,7 +201,7 @@ export async function loadRewardModel(home: string, name?: string, options: Load
     model.dispose();
     throw new Error(`${dir}/head.safetensors does not fit the base (needs ${HEAD_WEIGHT} [${model.config.nEmbd}, 1] and ${HEAD_BIAS})`);
   }
-  const scorer = new RewardScorer(model, tokenizer, head, config.encoding);
+  const scorer = new RewardScorer(model, inputs, head);
   let disposed = false;
   return {
     info: { name: chosen, dir, baseVersion: config.base.version ?? baseDir, metrics: config.metrics },
@@ -207,4 +216,15 @@ export async function loadRewardModel(home: string, name?: string, options: Load
       model.dispose();
     },
   };
+}
+
+async function loadTeamllmBase(dir: string, encoding: RewardEncoding): Promise<{ model: GPT; inputs: RewardInputs }> {
+  const { model, tokenizer } = await loadModelFiles(dir);
+  return { model, inputs: teamllmRewardInputs(tokenizer, encoding) };
+}
+
+/** An imported chat model's version as the float32 trainable copy the reward adapter was trained on, and its template's inputs. */
+function loadChatBase(dir: string, encoding: RewardEncoding): { model: GPT; inputs: RewardInputs } {
+  const chat = loadChatModelVersion(dir);
+  return { model: trainableFromChatModel(chat.model), inputs: chatRewardInputs(chat.tokenizer, encoding.maxTokens) };
 }

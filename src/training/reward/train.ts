@@ -20,8 +20,7 @@ import type { Tensor } from '@tensorflow/tfjs-core';
 import { ensureBackend } from '../../model/backend.ts';
 import type { Params } from '../../model/gpt.ts';
 import { LoraAdapter } from '../../model/lora/adapter.ts';
-import { LoraConfigSchema, type LoraConfig } from '../../model/lora/config.ts';
-import { loadModelFiles } from '../../model/model-files.ts';
+import type { LoraConfig, LoraConfigInput } from '../../model/lora/config.ts';
 import { mixSeed } from '../../model/random.ts';
 import { writeJsonAtomic } from '../../model/files.ts';
 import { loadTrainerCheckpoint, trainerCheckpoints, type TrainerCheckpointState } from '../checkpoint.ts';
@@ -35,6 +34,7 @@ import { combinedLoss, createHead, HEAD_BIAS, HEAD_WEIGHT, pairLoss, rewardBatch
 import { DEFAULT_GATE, rewardGate, type Estimate, type GateOptions } from './metrics.ts';
 import { describeHeldOut, evaluateRewardModel, type RewardEvaluation } from './evaluation.ts';
 import { RewardScorer, saveRewardModel, type RewardConfigFile } from './store.ts';
+import { openRewardBase } from './reward-base.ts';
 
 export const RewardTrainOptionsSchema = z.object({
   /** Run folder: metrics.jsonl, reward.png, report. */
@@ -42,10 +42,16 @@ export const RewardTrainOptionsSchema = z.object({
   /** Where the finished reward model folder is written. */
   outDir: z.string(),
   name: z.string(),
-  /** Base model folder, and its registry version when it has one. */
+  /**
+   * Base model folder (trained here, or an imported chat model's version folder: its own chat
+   * template, the adapter in PEFT's format), and its registry version when it has one.
+   */
   base: z.string(),
   baseVersion: z.string().optional(),
-  lora: LoraConfigSchema.default({ rank: 8, alpha: 16, dropout: 0, targets: ['q', 'k', 'v', 'attn_out'] }),
+  /** LoRA: rank, alpha, dropout, targets (names read as the base's family names them: LoraAdapter.create). */
+  lora: z
+    .custom<LoraConfigInput>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a LoRA configuration object')
+    .default({ rank: 8, alpha: 16, dropout: 0, targets: ['q', 'k', 'v', 'attn_out'] }),
   /** Passes over the training votes (or pairs, when there are more pairs). */
   epochs: z.number().positive().default(4),
   maxIters: z.number().int().positive().optional(),
@@ -141,20 +147,37 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
   const gateOptions: GateOptions = { ...DEFAULT_GATE, ...(o.gate ?? {}) };
   await fs.mkdir(o.runDir, { recursive: true });
 
-  const { model, tokenizer } = await loadModelFiles(o.base);
-  const encoding = { maxTokens: model.config.blockSize, ...(o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {}) };
+  const rewardBase = await openRewardBase(o.base, o.maxContextTokens ? { maxContextTokens: o.maxContextTokens } : {});
+  const { model, encoding } = rewardBase;
   const head = createHead(model.config.nEmbd, mixSeed(o.seed, 5));
-  const scorer = new RewardScorer(model, tokenizer, head, encoding);
-  const enc = (ex: Parameters<RewardScorer['encode']>[0]) => scorer.encode(ex);
-  const train = {
-    votes: data.train.votes.map((v) => ({ ids: enc(v), label: v.label })),
-    pairs: data.train.pairs.map((p) => ({ chosen: enc(p.chosen), rejected: enc(p.rejected) })),
+  const scorer = new RewardScorer(model, rewardBase.inputs, head);
+  // An answer whose question does not fit an imported model's context even without passages is left out.
+  let unfit = 0;
+  const enc = (ex: Parameters<RewardScorer['encode']>[0]): number[] | undefined => {
+    try {
+      return scorer.encode(ex);
+    } catch (err) {
+      if (rewardBase.kind === 'teamllm') throw err;
+      unfit += 1;
+      return undefined;
+    }
   };
-  const held = {
-    votes: data.heldOut.votes.map((v) => ({ ids: enc(v), label: v.label })),
-    pairs: data.heldOut.pairs.map((p) => ({ chosen: enc(p.chosen), rejected: enc(p.rejected) })),
-  };
-  if (train.votes.length === 0 && train.pairs.length === 0) throw new Error('reward: no training feedback after the held-out split');
+  const votesOf = (vs: typeof data.train.votes) => vs.flatMap((v) => {
+    const ids = enc(v);
+    return ids ? [{ ids, label: v.label }] : [];
+  });
+  const pairsOf = (ps: typeof data.train.pairs) => ps.flatMap((p) => {
+    const chosen = enc(p.chosen);
+    const rejected = enc(p.rejected);
+    return chosen && rejected ? [{ chosen, rejected }] : [];
+  });
+  const train = { votes: votesOf(data.train.votes), pairs: pairsOf(data.train.pairs) };
+  const held = { votes: votesOf(data.heldOut.votes), pairs: pairsOf(data.heldOut.pairs) };
+  if (unfit) log(`${unfit} rated answers do not fit the model's ${encoding.maxTokens} tokens: left out`);
+  if (train.votes.length === 0 && train.pairs.length === 0) {
+    model.dispose();
+    throw new Error('reward: no training feedback after the held-out split');
+  }
 
   const adapter = LoraAdapter.create(model, o.lora, { seed: mixSeed(o.seed, 9), ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: 'reward', name: o.name } });
   adapter.attach(model, o.baseVersion);
@@ -165,7 +188,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
       `train ${train.votes.length} votes / ${train.pairs.length} pairs, held out ${held.votes.length} votes / ${held.pairs.length} pairs`,
   );
 
-  const pad = tokenizer.special.end ?? 0;
+  const pad = rewardBase.inputs.pad;
   const B = o.batchSize;
   const usePairs = train.pairs.length > 0 && o.pairWeight > 0;
   const useVotes = train.votes.length > 0 && o.voteWeight > 0;
@@ -373,7 +396,7 @@ export async function trainRewardModel(options: RewardTrainOptions, data: Pick<R
         trainedAt: new Date().toISOString(),
       };
       adapter.meta = { ...adapter.meta, steps: step, ...metrics };
-      await saveRewardModel(o.outDir, { adapter, head, config });
+      await saveRewardModel(o.outDir, { adapter, head, config, saveAdapter: rewardBase.saveAdapter });
       result.dir = o.outDir;
     }
     result.wallSec = (performance.now() - started) / 1000;

@@ -59,19 +59,20 @@ const CHAT_RLHF_MAX_TOKENS = 2048;
 /**
  * The policy to improve and how its prompts and answers become ids: a model trained here (its
  * LoadedModel, our template; answers at most half of its context) or an imported chat model's
- * version (its weights as a float32 trainable model, its own chat template).
+ * version (its weights as a float32 trainable model, its own chat template; an adapter version
+ * with its adapter merged).
  */
 export type RlhfPolicy = { gpt: GPT; codec: EpisodeCodec } & (
   | { kind: 'teamllm'; loaded: LoadedModel; layout: PromptLayout }
   | { kind: 'chat'; chat: ReturnType<typeof loadChatModelVersion> }
 );
 
-export async function loadPolicy(base: { dir: string; version?: string }, maxTokens: number, algo: RlhfJobOptions['algo']): Promise<RlhfPolicy> {
+export async function loadPolicy(base: { dir: string; version?: string }, maxTokens: number): Promise<RlhfPolicy> {
   if (existsSync(path.join(base.dir, CHAT_MANIFEST))) {
     if (!base.version) throw new Error('an imported chat model is tuned by its version (base=vN)');
-    if (algo === 'ppo') throw new Error('PPO on an imported chat model is not supported yet: use algo=dpo (pairs) or algo=kto (single votes)');
     const chat = loadChatModelVersion(base.dir);
-    if (chat.manifest.adapter) throw new Error(`${base.version} is an adapter over ${chat.manifest.adapter.base}: tune its base (adapters on an adapter are not supported yet)`);
+    // An adapter version loads with its adapter merged (float32): the fresh LoRA trains on top of it,
+    // and the two are registered as one adapter over the imported model (registry, lora/combine.ts).
     const gpt = trainableFromChatModel(chat.model);
     const context = Math.min(gpt.config.blockSize, CHAT_RLHF_MAX_TOKENS);
     const codec = chatEpisodes(chat.tokenizer, { maxAnswerTokens: Math.min(maxTokens, Math.floor(context / 2)), maxTokens: context, vocabSize: gpt.config.vocabSize });

@@ -3,8 +3,9 @@
  *
  * 1. the policy to improve: a registry version (default: the serving one, else the newest), with
  *    a fresh LoRA adapter; the same model without the adapter is the frozen reference. An imported
- *    chat model (DPO and KTO) trains as a float32 copy with its own chat template's episodes, and
- *    its adapter is registered in PEFT's format as a version over it (job-inputs.ts loadPolicy);
+ *    chat model trains as a float32 copy with its own chat template's episodes, and its adapter is
+ *    registered in PEFT's format as a version over it (job-inputs.ts loadPolicy); over an adapter
+ *    version, the two adapters as one over the imported model;
  * 2. the data from the feedback store, split by question (the reward model's split): prompts for
  *    PPO, 👍/👎 for KTO, liked/disliked pairs for DPO;
  * 3. the reward model (`teamllm train reward`): required by PPO; for KTO and DPO it is used to
@@ -47,7 +48,7 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const base = await resolveBase(home, p.base, NO_POLICY);
   const feedback = await loadFeedback(p, ctx.store, log);
   const { reward, owned: ownReward } = await loadJobRewardModel(p, home, ctx.rewardModel, log);
-  const policy = await loadPolicy(base, p.maxTokens, p.algo).catch((err: unknown) => {
+  const policy = await loadPolicy(base, p.maxTokens).catch((err: unknown) => {
     if (ownReward) reward?.dispose();
     throw err;
   });

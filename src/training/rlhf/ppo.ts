@@ -25,16 +25,24 @@ import { AdamW } from '../adamw.ts';
 import { clippedUpdate, TrainingLoop, type StepOutcome } from '../loop.ts';
 import type { RewardModel } from '../reward/reward-model.ts';
 import { AdaptiveKlController, gae, ppoLosses, tokenRewards, whiten } from './losses.ts';
-import { answerLogProbs, answerText, collateEpisodes, perEpisode, policyForward, sampleAnswers, stopIdsFor, ValueHead, withoutAdapter, type Episode } from './policy.ts';
-import { encodePrompt, type PromptLayout, type RlhfPrompt } from './episodes.ts';
+import { answerLogProbs, collateEpisodes, perEpisode, policyForward, sampleAnswers, ValueHead, withoutAdapter, type Episode } from './policy.ts';
+import { teamllmEpisodes, type EpisodeCodec, type PromptLayout, type RlhfPrompt } from './episodes.ts';
 
 export interface PpoOptions {
   /** The SFT policy (its weights stay frozen; the adapter is what trains). */
   model: GPT;
-  tokenizer: Tokenizer;
+  /**
+   * How prompts and sampled answers become ids and back: `episodes` (an imported chat model's own
+   * template, chat-episodes.ts), or a model trained here's `tokenizer` and `layout`. The reward
+   * model gets the answers' text, which it encodes its own way (another tokenizer, another template).
+   */
+  episodes?: EpisodeCodec;
+  tokenizer?: Tokenizer;
+  layout?: PromptLayout;
   prompts: readonly RlhfPrompt[];
   reward: RewardModel;
-  layout: PromptLayout;
+  /** The base's registry version, kept with the adapter (an imported model's). */
+  baseVersion?: string;
   lora?: LoraConfigInput;
   /** Continue training this adapter instead of a fresh one. */
   adapter?: LoraAdapter;
@@ -126,13 +134,14 @@ interface Rollout {
 }
 
 export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
-  const { model, tokenizer } = o;
+  const { model } = o;
+  const codec = o.episodes ?? (o.tokenizer && o.layout ? teamllmEpisodes(o.tokenizer, o.layout, model.config.vocabSize) : undefined);
+  if (!codec) throw new Error('PPO needs the episodes codec, or the tokenizer and prompt layout of a model trained here');
   const seed = o.seed ?? 1;
   const rng = new Random(mixSeed(seed, 41));
-  const pad = tokenizer.special.end ?? 0;
-  const stopIds = stopIdsFor(tokenizer, model.config.vocabSize);
+  const { pad, stopIds } = codec;
   if (o.prompts.length === 0) throw new Error('PPO needs prompts: there are no answered questions in the records');
-  const adapter = o.adapter ?? LoraAdapter.create(model, { dropout: 0, ...(o.lora ?? {}) }, { seed, meta: { source: 'rlhf-ppo' } });
+  const adapter = o.adapter ?? LoraAdapter.create(model, { dropout: 0, ...(o.lora ?? {}) }, { seed, ...(o.baseVersion ? { version: o.baseVersion } : {}), meta: { source: 'rlhf-ppo' } });
   adapter.attach(model);
   const head = new ValueHead(model.config.vocabSize);
   const opt = new AdamW({ weightDecay: 0 }, () => false);
@@ -146,7 +155,7 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
   const lr = o.learningRate ?? 1e-3;
   const gradClip = o.gradClip ?? 1;
   const history: PpoStepStats[] = [];
-  const encoded = o.prompts.map((p) => encodePrompt(tokenizer, p, o.layout));
+  const encoded = o.prompts.map((p) => codec.prompt(p));
   let order: number[] = [];
 
   const run = {
@@ -183,9 +192,9 @@ export async function trainPpo(o: PpoOptions): Promise<PpoResult> {
     for (let i = 0; i < promptsPerStep; i++) {
       if (order.length === 0) order = rng.permutation(o.prompts.length);
       const pi = order.pop()!;
-      for (const a of sampleAnswers(model, encoded[pi]!, perPrompt, { maxTokens: o.layout.maxTokens, stopIds, rng })) {
+      for (const a of sampleAnswers(model, encoded[pi]!, perPrompt, { maxTokens: codec.maxAnswerTokens, stopIds, rng })) {
         episodes.push({ prompt: encoded[pi]!, answer: a.tokens });
-        texts.push({ question: o.prompts[pi]!.question, passages: o.prompts[pi]!.passages, answer: answerText(tokenizer, a.tokens, stopIds) });
+        texts.push({ question: o.prompts[pi]!.question, passages: o.prompts[pi]!.passages, answer: codec.text(a.tokens) });
       }
     }
     // 2. Scores, reference log-probs, old log-probs and values.

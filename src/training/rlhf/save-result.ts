@@ -82,7 +82,7 @@ export async function saveRlhfModel(o: {
   if (o.chat) {
     if (!base.version) throw new Error('an imported chat model is tuned by its version');
     await writeRlhfPeftAdapter(runDir, adapter, o.chat.baseModel);
-    const registered = await new ModelRegistry(home).registerChatAdapter(adapterDir, base.version, { source: 'rlhf', metrics: metricsOut, gate, notes: `${algo.toUpperCase()} LoRA adapter ${adapterDir}` });
+    const registered = await new ModelRegistry(home).registerChatAdapter(adapterDir, base.version, { source: 'rlhf', metrics: metricsOut, gate, onAdapter: 'combine', notes: `${algo.toUpperCase()} LoRA adapter ${adapterDir}` });
     return registered.version;
   }
   if (!tokenizer) throw new Error('saving a teamllm model needs its tokenizer');

@@ -94,11 +94,10 @@ export async function trainPolicy(o: {
   };
   const checkpointExtra = (): RlhfCheckpointExtra => ({ before, curves, evals });
   if (p.algo === 'ppo') {
-    if (policy.kind !== 'teamllm') throw new Error('PPO trains a model trained here');
     const r = await trainPpo({
       ...common,
-      tokenizer: policy.loaded.tokenizer,
-      layout: policy.layout,
+      episodes: codec,
+      ...(policy.kind === 'chat' && o.baseVersion ? { baseVersion: o.baseVersion } : {}),
       prompts: data.train.prompts,
       reward: reward!,
       steps: totalSteps,

@@ -352,7 +352,7 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
       const metrics: Record<string, number> = { sftValLoss: training.valLoss, trainableShare: training.trainableShare };
       if (after && before) Object.assign(metrics, { qaExactMatch: after.exactMatch, qaF1: after.f1, qaContainsGold: after.containsGold, baseQaF1: before.f1 });
       // Served as the base with the adapter merged (model/import/chat-manifest.ts); PEFT's folder as it is.
-      const registered = await registry.registerChatAdapter(training.adapterDir, base.version!, { source: 'sft', metrics, ...(p.name ? { name: p.name } : {}) });
+      const registered = await registry.registerChatAdapter(training.adapterDir, base.version!, { source: 'sft', metrics, onAdapter: 'combine', ...(p.name ? { name: p.name } : {}) });
       modelVersion = registered.version;
       const serving = (await registry.serving())?.version;
       if (doEval && p.promote === 'auto' && (serving === undefined || serving === base.version)) {
