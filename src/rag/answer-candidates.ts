@@ -262,13 +262,38 @@ export function scoreUnits(
       // "难产的，增加产假15天", "If you are a veteran, …": a special case the question did not raise ranks below the rule.
       const special = leadingCondition(text);
       // (A tier — "已满10年不满20年的，…" — is a case too, but tierFit weighs it against the asker's.)
-      const unasked = special !== undefined && statedRanges(special).length === 0 && !searchTerms(special, TERMS).some((t) => query.includes(t));
+      const unasked = (special !== undefined && statedRanges(special).length === 0 && !searchTerms(special, TERMS).some((t) => query.includes(t))) || EXAMPLE.test(text);
       const score = match + 0.125 * fit - 0.04 * passage - 0.003 * Math.min(order, 10) - (unasked ? 0.06 : 0);
       units.push({ passage, text, match, lexical, cosine: Math.max(0, cos ?? 0), order, typed, score });
     }
   });
   return units.sort((a, b) => b.score - a.score);
 }
+
+interface LabelledCell {
+  text: string;
+  start: number;
+  end: number;
+  label: string | undefined;
+  /** The question names the label ("Shanghai" in "the address of the Shanghai office"). */
+  named: boolean;
+}
+
+/** A unit's "label: value" cells (a table row read with its header, "A: x; B: y"), with where each sits. */
+function labelledCells(text: string, query: string[]): LabelledCell[] {
+  const out: LabelledCell[] = [];
+  let start = 0;
+  for (const m of `${text};`.matchAll(/;\s+|；|;$/gu)) {
+    const cell = text.slice(start, m.index);
+    const label = cell.match(/^([^:：]{1,40})(?::\s|：)/u)?.[1];
+    out.push({ text: cell, start, end: m.index!, label, named: label !== undefined && searchTerms(label, TERMS).some((t) => query.includes(t)) });
+    start = m.index! + m[0].length;
+  }
+  return out;
+}
+
+/** "For example, if you resign on 12 March, …": an illustration of a rule, not the rule. */
+const EXAMPLE = /^(?:for example|for instance|e\.g\.|example:|例如|比如|举例)/iu;
 
 /** The condition a unit opens with ("难产的，…", "If you are a veteran, …"), undefined when it states a rule outright. */
 function leadingCondition(text: string): string | undefined {
@@ -387,6 +412,10 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
   const stated = statedQuantities(question);
   const asking = periodOf(asked);
   for (const unit of units) {
+    const cells = labelledCells(unit.text, query);
+    // A row whose first cell has no header ("Address; Rotterdam (HQ): …; Shanghai: …") has a case
+    // per column; a row of a usual table has an attribute per column (法定年假, 福利年假, 合计).
+    const casesByColumn = cells.length > 2 && cells[0]!.label === undefined && cells.some((c) => c.named);
     for (const v of typedValues(unit.text)) {
       const fit = fits(v, intent);
       // A value the question itself states ("I have worked here 5 years") is not its answer.
@@ -402,7 +431,10 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       const tier = tierFit(unit.text, v.start, stated);
       // "每日不得超过三小时，但是每月不得超过三十六小时": a month asked for wants the monthly cap.
       const period = asking ? periodFit(asking, clauseAround(unit.text, v)) : 0;
-      const prior = unit.score + 0.1 * fit + 0.1 * near + total + labelled + 0.2 * tier + 0.1 * period;
+      // "the facilities contact in Shanghai": the Rotterdam cell's e-mail is another case's value.
+      const cell = cells.find((c) => v.start >= c.start && v.start < c.end);
+      const otherCase = casesByColumn && cell !== undefined && cell.label !== undefined && !cell.named ? 0.15 : 0;
+      const prior = unit.score + 0.1 * fit + 0.1 * near + total + labelled + 0.2 * tier + 0.1 * period - otherCase;
       push({ text: v.text, unit, kind: 'value', fit, prior, features: featuresOf(unit, 'value', prior, { fit, near }) });
     }
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;
@@ -413,6 +445,14 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
         // A clause alone is a good direct answer when it carries the unit's match; the unit stays the fallback.
         const prior = unit.score - 0.15 + 0.15 * m;
         push({ text: c, unit, kind: 'clause', prior, features: featuresOf(unit, 'clause', prior) });
+      }
+    }
+    // "Address; Rotterdam (HQ): …; Shanghai: Floors 5–7, …": in a row read with its header, the
+    // cell whose header the question names ("the address of the Shanghai office") answers alone.
+    if (cells.length > 1) {
+      for (const cell of cells.filter((c) => c.named)) {
+        const prior = unit.score + 0.02;
+        push({ text: cell.text, unit, kind: 'clause', prior, features: featuresOf(unit, 'clause', prior) });
       }
     }
     // A row or rule whose own tier holds the asker's case ("almost 12 hours" → "More than 9 hours; Class: Business").

@@ -49,6 +49,12 @@ const MONEY_ZH = /钱|元|费|补贴|餐补|补助|充多少|报销|能报|可�
 /** "What is the limit / maximum / budget …": an amount, a count or a share. */
 const AMOUNT_NOUN_EN = /\b(?:limit|maximum|max|minimum|cap|budget|allowance|amount|rate|threshold|ceiling|per diem|fees?|price|cost|salary|stipend|subsidy)\b/;
 
+/**
+ * "When" that asks: at the start of a question or clause, after "by / until / since", or in an
+ * embedded question ("tell me when"). "What happens to my leave when I quit?" asks what, not when.
+ */
+const WHEN_ASKED = /(?:^|[,;:?!]\s*|\b(?:and|or|but|so|by|until|till|since|from|tell me|know|ask|asked|wonder|wondering|sure|idea|find out|remind me) )when\b/;
+
 export function questionIntent(question: string): QuestionIntent {
   const q = question.normalize('NFKC').toLowerCase();
   const kinds: ValueKind[] = [];
@@ -65,7 +71,7 @@ export function questionIntent(question: string): QuestionIntent {
   if (/\bhow (?:many|long)\b|\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q)) add('count');
   if (/\bhow much\b/.test(q)) add('money', 'percent');
   if (/\bwhat time\b|\bby when\b|\bwhat hours?\b|\bopening hours\b|\bwhen does\b.*\b(?:open|close|start|end)\b/.test(q)) add('time');
-  if (/\bwhen\b|\bwhat date\b|\bwhich date\b|\bdeadline\b|\bby what date\b|\bwhat day\b/.test(q)) add('date', 'weekday', 'time', 'year');
+  if (WHEN_ASKED.test(q) || /\bwhat date\b|\bwhich date\b|\bdeadline\b|\bby what date\b|\bwhat day\b/.test(q)) add('date', 'weekday', 'time', 'year');
   if (/\bwhich day\b|\bwhat day of the week\b/.test(q)) add('weekday');
   if (/\bwhat year\b|\bwhich year\b|\bsince when\b|\bfounded\b/.test(q)) add('year', 'date');
   // "per year" in "how much leave do I get per year" is the period, not the unit asked for.

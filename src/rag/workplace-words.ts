@@ -43,6 +43,7 @@ const EN: [string[], string[]][] = [
   [['gym', 'fitness'], ['sport', 'gym']],
   [['lunch', 'dinner', 'food', 'eat'], ['meal', 'lunch', 'canteen']],
   [['hotel'], ['accommodation', 'hotel']],
+  [['fly', 'flying'], ['flight']],
   [['dentist'], ['dental']],
 ];
 

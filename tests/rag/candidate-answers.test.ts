@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AnswerEvent, AnswerRequest, ConversationTurn, Source } from '../../src/core/index.ts';
 import { LocalKnowledgeBase } from '../../src/rag/local-knowledge-base.ts';
-import { answerUnits, plainText, proposeCandidates } from '../../src/rag/answer-candidates.ts';
+import { answerUnits, plainText, proposeCandidates, scoreUnits } from '../../src/rag/answer-candidates.ts';
 import { CandidateAnswerer, composeAnswer, directAnswerText, type CandidateScorer } from '../../src/rag/candidate-answerer.ts';
 import { answerByCase } from '../../src/rag/answer-cases.ts';
 import { DEFAULT_SELECTOR, selectorAccuracy, selectorLossAndGradient, selectorScore, trainSelector, type SelectorGroup } from '../../src/rag/answer-selector.ts';
@@ -237,6 +237,31 @@ describe('answer units and candidates', () => {
     expect((await collect(new CandidateAnswerer({ kb }).answer(ask('How much vacation do I get?')))).direct).toBe('0–4 years: 25 days; 5–9 years: 26 days');
     expect((await collect(new CandidateAnswerer({ kb }).answer(ask('My dad died, how many days off do I get?')))).direct).toBe('5 working days');
     kb.close();
+  });
+
+  it('answers from the cell of a table row that the question names, and a table with a case per column from that case only', () => {
+    const offices = [
+      '| | Rotterdam (HQ) | Shanghai |',
+      '|---|---|---|',
+      '| Address | Maashaven Zuidzijde 42, Rotterdam | 1288 Zhangheng Road, Shanghai |',
+      '| Facilities contact | Femke Alblas — facilities-rtm@example.com | Wang Shan — facilities-sha@example.com |',
+    ].join('\n');
+    const passages = [{ title: 'Offices > Our offices', text: offices }];
+    expect(proposeCandidates("What's the address of the Shanghai office?", passages)[0]!.text).toBe('Shanghai: 1288 Zhangheng Road, Shanghai');
+    expect(proposeCandidates('Who is the facilities contact in Shanghai? What is their e-mail address?', passages)[0]!.text).toBe('facilities-sha@example.com');
+    // In a usual table every column is an attribute of the row: the total still answers "how many days".
+    const rows = '| 累计工作年限 | 法定年假 | 福利年假 | 合计 |\n|---|---|---|---|\n| 满 1 年不满 10 年 | 5 天 | 7 天 | 12 天 |';
+    expect(proposeCandidates('我工作了 5 年，一年有几天年假？', [{ title: '年假', text: rows }])[0]!.text).toBe('12 天');
+  });
+
+  it('reads "when" as a question only where it asks, and an example as an illustration of a rule', () => {
+    expect(questionIntent('What happens to my leave when I quit?').kinds).toEqual([]);
+    expect(questionIntent('Can you tell me when payday is?').kinds[0]).toBe('date');
+    expect(questionIntent('Until when can I use carried-over days?').kinds[0]).toBe('date');
+    // The same words in an example and in the rule it illustrates: the rule, even from the passage ranked second.
+    const example = { title: 'Leaving', text: 'For example, if you resign on 12 March, your leave is paid out in April.' };
+    const rule = { title: 'Leaving', text: 'Leave not taken when you resign is paid out with the final salary.' };
+    expect(scoreUnits('What happens to my leave when I resign?', [example, rule])[0]!.text).toBe(rule.text);
   });
 
   it('proposes the value the question asks for, in its unit, first; the first table row wins a tie', () => {
