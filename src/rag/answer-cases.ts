@@ -11,7 +11,7 @@
  * Which passage and row the value comes from is still the selector's choice: when it picks another
  * passage's value ("出差住酒店…" answered from the relocation sentence's ¥8,000), no case list follows.
  */
-import { isTableRule, rowText, tableCells, type AnswerCandidate } from './answer-candidates.ts';
+import { answerUnits, isTableRule, rowText, tableCells, type AnswerCandidate } from './answer-candidates.ts';
 import { unwrapMarkdown } from './markdown-lines.ts';
 import { searchTerms } from './search-terms.ts';
 import { workplaceExpansions } from './workplace-words.ts';
@@ -45,7 +45,8 @@ export function answerByCase(question: string, candidate: AnswerCandidate, passa
   // "vacation days" names the "Annual leave" column (workplace-words.ts).
   const asked = new Set([...terms, ...workplaceExpansions(question, terms)]);
   const table = tableCases(candidate, passageText, asked);
-  const cases = table ?? inlineCases(candidate);
+  const inline = table ? undefined : inlineCases(candidate);
+  const cases = table ?? (inline && inline.length >= 2 ? inline : tierCases(candidate, passageText));
   if (!cases || cases.length < 2 || cases.length > MAX_CASES) return undefined;
   if (new Set(cases.map((c) => c.value)).size === 1) return undefined;
   // The asker's own case in numbers ("I have been here 6 years") is the tier rules' to match.
@@ -106,6 +107,36 @@ function inlineCases(candidate: AnswerCandidate): Case[] | undefined {
   }
   return cases.some((c) => c.chosen) ? cases : undefined;
 }
+
+/**
+ * Tiers written one to a sentence or list item — "已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天；…",
+ * "- Fewer than 3 years: 4 hours per pay period" — read as cases: the run of units around the
+ * candidate's, in its passage, each with one value of the candidate's kind and unit after a label or
+ * a condition that states a range.
+ */
+function tierCases(candidate: AnswerCandidate, passageText: string): Case[] | undefined {
+  const units = answerUnits(passageText);
+  const at = units.indexOf(candidate.unit.text);
+  const own = typedValues(candidate.unit.text).find((v) => v.text === candidate.text);
+  if (at < 0 || !own) return undefined;
+  const caseOf = (text: string): Omit<Case, 'chosen' | 'context'> | undefined => {
+    const values = typedValues(text).filter((v) => v.kind === own.kind && (v.kind !== 'count' || countUnit(v) === countUnit(own)));
+    if (values.length !== 1) return undefined;
+    const v = values[0]!;
+    const before = text.slice(0, v.start);
+    const label = (before.match(/^([^:：]{1,40})[:：]\s*$/u)?.[1] ?? before.match(/^(.{1,30}?)的[，,]/u)?.[1])?.replace(ARTICLE, '').trim();
+    return label && statedRanges(label).length > 0 ? { label, value: v.text } : undefined;
+  };
+  if (!caseOf(candidate.unit.text)) return undefined;
+  let first = at;
+  let last = at;
+  while (first > 0 && caseOf(units[first - 1]!)) first--;
+  while (last + 1 < units.length && caseOf(units[last + 1]!)) last++;
+  return units.slice(first, last + 1).map((u, i) => ({ ...caseOf(u)!, context: '', chosen: first + i === at }));
+}
+
+/** "第三条 " before a law's sentence. */
+const ARTICLE = /^第[一二三四五六七八九十百零]+条\s*/u;
 
 function countUnit(v: TypedValue): string {
   return (v.unit ?? '').replace(/s$/, '');

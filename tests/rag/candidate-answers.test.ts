@@ -254,6 +254,18 @@ describe('answer units and candidates', () => {
     expect(proposeCandidates('我工作了 5 年，一年有几天年假？', [{ title: '年假', text: rows }])[0]!.text).toBe('12 天');
   });
 
+  it('answers with the tiers of a rule written one to a sentence or list item when the question states no case', () => {
+    const law = { title: '职工带薪年休假条例', text: '第三条 职工累计工作已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天；已满20年的，年休假15天。\n\n国家法定休假日不计入年休假的假期。' };
+    const chosen = (question: string, passage: { title: string; text: string }) => {
+      const [best] = proposeCandidates(question, [passage]);
+      return answerByCase(question, best!, passage.text, /\p{Script=Han}/u.test(question)) ?? best!.text;
+    };
+    expect(chosen('年假有几天？', law)).toBe('职工累计工作已满1年不满10年：5天；已满10年不满20年：10天；已满20年：15天');
+    expect(chosen('我工作12年了，年假有几天？', law)).toBe('10天');
+    const accrual = { title: 'Leave > Annual leave', text: "Annual leave accrues based on how long you've worked:\n\n* Fewer than 3 years: 4 hours per pay period\n* Between 3 and 15 years: 6 hours per pay period\n* 15+ years: 8 hours per pay period\n" };
+    expect(chosen('How many hours of annual leave do I accrue per pay period?', accrual)).toBe('Fewer than 3 years: 4 hours; Between 3 and 15 years: 6 hours; 15+ years: 8 hours');
+  });
+
   it('reads "when" as a question only where it asks, and an example as an illustration of a rule', () => {
     expect(questionIntent('What happens to my leave when I quit?').kinds).toEqual([]);
     expect(questionIntent('Can you tell me when payday is?').kinds[0]).toBe('date');
