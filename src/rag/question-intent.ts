@@ -68,6 +68,8 @@ export function questionIntent(question: string): QuestionIntent {
   if (howMuch && !/\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q) && (MONEY_EN.test(q) || /\bhow much (?:money|cash)\b/.test(q))) add('money', 'percent');
   // A bare "how much does the company put into my pension" asks for an amount or a share before a count.
   if (howMuch && !/\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q)) add('money', 'percent');
+  // "How is overtime pay calculated?": the rate, a share of pay or an amount.
+  if (/\bhow (?:is|are|do you|does the company|do they) (?:[a-z]+ ){0,3}(?:calculated|computed|worked out)\b/.test(q) && MONEY_EN.test(q)) add('percent', 'money');
   if (/\bhow (?:many|long)\b|\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q)) add('count');
   if (/\bhow much\b/.test(q)) add('money', 'percent');
   if (/\bwhat time\b|\bby when\b|\bwhat hours?\b|\bopening hours\b|\bwhen does\b.*\b(?:open|close|start|end)\b/.test(q)) add('time');
@@ -93,6 +95,8 @@ export function questionIntent(question: string): QuestionIntent {
   // Chinese.
   if (/多少|几块|几千|几万/u.test(q) && MONEY_ZH.test(q)) add('money', 'percent');
   if (/百分之|比例|几成|多少比例|打几折/u.test(q)) add('percent');
+  // "加班费怎么算？": the rate that computes it, a share of pay or an amount.
+  if (/怎么算|如何计算|怎么计算|怎样计算|怎么给|按什么标准/u.test(q) && MONEY_ZH.test(q)) add('percent', 'money');
   // Not 这几天 / 前几年 ("these days", "the last few years"): those point, they do not ask.
   // 几月 without 个 asks for a month by name, a date; 几个月 a number of months.
   if (/(?<!个)几月|哪个月|几月份/u.test(q)) add('date');

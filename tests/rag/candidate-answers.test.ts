@@ -220,6 +220,9 @@ describe('answer units and candidates', () => {
     expect(questionIntent('How much does the company put into my pension?').kinds[0]).toBe('money');
     expect(questionIntent('How much annual leave do I get?').kinds[0]).toBe('count');
     expect(questionIntent('What is the per diem in Germany?').kinds[0]).toBe('money');
+    // "How is it calculated" asks for the rate: a share of pay first.
+    expect(questionIntent('加班费怎么算？').kinds[0]).toBe('percent');
+    expect(questionIntent('How is overtime pay calculated?').kinds[0]).toBe('percent');
     const pension = '| Contribution | Percentage of pensionable salary |\n|---|---|\n| Employer | 8% |\n| Employee | 4% |\n\nYou can change your profile after 5 years.';
     expect(proposeCandidates('How much does the employer put into my pension?', [{ title: 'Benefits > Pension', text: pension }])[0]!.text).toBe('8%');
   });
