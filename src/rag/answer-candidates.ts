@@ -292,6 +292,12 @@ function labelledCells(text: string, query: string[]): LabelledCell[] {
   return out;
 }
 
+/** A text that says nothing the question did not: every term of it is one of the question's. */
+function echoesQuestion(text: string, query: string[]): boolean {
+  const terms = searchTerms(text, TERMS);
+  return terms.length > 0 && terms.every((t) => query.includes(t));
+}
+
 /** "For example, if you resign on 12 March, …": an illustration of a rule, not the rule. */
 const EXAMPLE = /^(?:for example|for instance|e\.g\.|example:|例如|比如|举例)/iu;
 
@@ -437,10 +443,13 @@ export function proposeCandidates(question: string, passages: Pick<Source, 'titl
       const prior = unit.score + 0.1 * fit + 0.1 * near + total + labelled + 0.2 * tier + 0.1 * period - otherCase;
       push({ text: v.text, unit, kind: 'value', fit, prior, features: featuresOf(unit, 'value', prior, { fit, near }) });
     }
+    // "Vacations," in a list answers "How much vacation do I get?" with the asker's own word.
+    if (echoesQuestion(unit.text, query)) continue;
     const words = zh ? [...unit.text].length / 2 : unit.text.split(/\s+/).length;
     const parts = clauses(unit.text);
     if (parts.length > 1) {
       for (const c of parts) {
+        if (echoesQuestion(c, query)) continue;
         const m = weightedMatch(query, termSet(c), new Set(), options.weight ?? (() => 1));
         // A clause alone is a good direct answer when it carries the unit's match; the unit stays the fallback.
         const prior = unit.score - 0.15 + 0.15 * m;

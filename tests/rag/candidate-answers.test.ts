@@ -269,6 +269,11 @@ describe('answer units and candidates', () => {
     expect(chosen('How many hours of annual leave do I accrue per pay period?', accrual)).toBe('Fewer than 3 years: 4 hours; Between 3 and 15 years: 6 hours; 15+ years: 8 hours');
   });
 
+  it("never offers the asker's own words back as the answer", () => {
+    const passages = [{ title: 'Timesheets > Codes', text: 'Use code 670 for:\n\n- Federal holidays,\n- Vacations,\n- Sick leave.' }];
+    expect(proposeCandidates('How much vacation do I get?', passages).map((c) => c.text)).not.toContain('Vacations');
+  });
+
   it('reads "when" as a question only where it asks, and an example as an illustration of a rule', () => {
     expect(questionIntent('What happens to my leave when I quit?').kinds).toEqual([]);
     expect(questionIntent('Can you tell me when payday is?').kinds[0]).toBe('date');
