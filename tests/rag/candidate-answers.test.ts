@@ -271,7 +271,9 @@ describe('answer units and candidates', () => {
 
   it("never offers the asker's own words back as the answer", () => {
     const passages = [{ title: 'Timesheets > Codes', text: 'Use code 670 for:\n\n- Federal holidays,\n- Vacations,\n- Sick leave.' }];
-    expect(proposeCandidates('How much vacation do I get?', passages).map((c) => c.text)).not.toContain('Vacations');
+    const offered = proposeCandidates('How much vacation do I get?', passages).map((c) => c.text);
+    expect(offered.length).toBeGreaterThan(0);
+    expect(offered.filter((t) => /^vacations?\W*$/i.test(t))).toEqual([]);
   });
 
   it('reads "when" as a question only where it asks, and an example as an illustration of a rule', () => {
