@@ -243,6 +243,13 @@ export function scoreUnits(
 ): AnswerUnit[] {
   const query = [...new Set(searchTerms(question, TERMS))];
   const expanded = workplaceExpansions(question, query);
+  // "How do I contact IT?": "contact" says what is asked (a way to reach someone), IT what about;
+  // a row headed "Contact" for the privacy officer shares the first, not the second.
+  const reach = intent.who || intent.kinds.includes('email') || intent.kinds.includes('phone');
+  if (reach) {
+    const base = weight;
+    weight = (t) => (REACH_WORDS.has(t) ? 0.3 : 1) * base(t);
+  }
   const zh = hasCjk(question);
   const units: AnswerUnit[] = [];
   const texts = passages.map((p) => answerUnits(p.text));
@@ -291,6 +298,9 @@ function labelledCells(text: string, query: string[]): LabelledCell[] {
   }
   return out;
 }
+
+/** Words (as search terms) that ask for a way to reach someone rather than name whom. */
+const REACH_WORDS = new Set(['contact', 'reach', 'call', 'phone', 'email', 'mail', 'ask', 'talk', 'number', 'address', '联系', '电话', '邮箱', '找谁']);
 
 /** A text that says nothing the question did not: every term of it is one of the question's. */
 function echoesQuestion(text: string, query: string[]): boolean {

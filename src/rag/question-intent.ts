@@ -123,6 +123,8 @@ export function questionIntent(question: string): QuestionIntent {
   if (/\b(?:what|which) (?:phone )?number\b|\bphone number\b|\b(?:do|should|can) (?:i|we) (?:call|phone|ring)\b|\bextension\b|\bext\b|\bhotline\b|\bdial\b|电话(?!费)|分机|热线|打哪个/u.test(q)) add('phone');
   // "电话是多少": 多少 asks for the number, not a count.
   if (kinds.includes('phone') && /(?:电话|分机|热线|号码)[^，,。？?]{0,4}多少/u.test(q)) kinds.unshift(...kinds.splice(kinds.indexOf('phone'), 1));
+  // "HR的邮箱是多少": the address, not a count.
+  if (kinds.includes('email') && /(?:邮箱|邮件地址|email|e-mail)[^，,。？?]{0,4}(?:多少|是什么|是啥)/u.test(q)) kinds.unshift(...kinds.splice(kinds.indexOf('email'), 1));
   // "Who do I contact…", "找谁": a way to reach them answers; "who is our DPO" wants the person, the sentence naming them.
   if (/\bwho (?:do|should|can|must|would) (?:i|we) (?:contact|ask|call|e-?mail|tell|report|talk|go|write)\b|\bcontact\b|\breach out\b|找谁|联系谁|问谁|找哪|联系哪/u.test(q)) add('email', 'phone');
   const yesNo =

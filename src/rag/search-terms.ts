@@ -66,8 +66,12 @@ function joinedSeparableVerbs(text: string): string[] {
   }).filter((w) => SEPARABLE_VERBS.includes(w));
 }
 
+/** "IT" in capitals is the department ("contact IT", "IT 服务台"), not the pronoun a stop word drops. */
+const IT_DEPARTMENT = /(?<![A-Za-z])IT(?![A-Za-z])/g;
+
 export function searchTerms(text: string, options: TermOptions = {}): string[] {
   const normalized = text
+    .replace(IT_DEPARTMENT, ' itdept ')
     .normalize('NFKC')
     .toLowerCase()
     .replace(WEEKDAY_ZH, (_, d: string) => `周${d === '天' ? '日' : d}`)

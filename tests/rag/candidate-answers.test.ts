@@ -269,6 +269,22 @@ describe('answer units and candidates', () => {
     expect(chosen('How many hours of annual leave do I accrue per pay period?', accrual)).toBe('Fewer than 3 years: 4 hours; Between 3 and 15 years: 6 hours; 15+ years: 8 hours');
   });
 
+  it('reads IT in capitals as the department, and "contact" as the asking, not the topic', async () => {
+    expect(searchTerms('How do I contact IT?')).toContain('itdept');
+    expect(searchTerms('Is it open?')).not.toContain('itdept');
+    expect(questionIntent('HR的邮箱是多少？').kinds[0]).toBe('email');
+    const kb = new LocalKnowledgeBase(':memory:');
+    await kb.addPaths([
+      tempFolder({
+        'it.md': '# IT and Security\n\n## Getting help\n\n| Channel | Details |\n|---|---|\n| Email | helpdesk@example.com |\n| IT desk | Floor 4, phone ext. 4400 |\n',
+        'privacy.md': '# Data protection\n\n## Who to contact\n\n| Role | Name | Contact |\n|---|---|---|\n| Data Protection Officer | Hanneke Voskuil | dpo@example.com |\n',
+      }),
+    ]);
+    const { direct } = await collect(new CandidateAnswerer({ kb }).answer(ask('How do I contact IT?')));
+    expect(direct).toMatch(/helpdesk@example\.com|4400/);
+    kb.close();
+  });
+
   it("never offers the asker's own words back as the answer", () => {
     const passages = [{ title: 'Timesheets > Codes', text: 'Use code 670 for:\n\n- Federal holidays,\n- Vacations,\n- Sick leave.' }];
     const offered = proposeCandidates('How much vacation do I get?', passages).map((c) => c.text);
