@@ -739,6 +739,114 @@ bool cpu_has_bf16() { return false; }
 bool cpu_has_vnni() { return false; }
 #endif
 
+
+// ---- the transposed direction: dx [m, k] = dy [m, n] · W (training's input gradient) ----------
+//
+// LoRA training on a frozen 16/8-bit base needs, per projection, the gradient of its input:
+// dx = dy · W for W [n, k] as stored. Here W's rows are the reduction axis, so the product is a
+// sum of W's rows scaled by dy's entries: each tile keeps MR rows × NV·16 columns of dx in
+// registers and, per row j of W, widens NV slices of it once (the same widening as the forward's
+// portable kernel: exact stored weights) and adds dy[i, j] times them (float32 FMAs). W is walked
+// in blocks of kTJ rows so that a panel (kTJ × 64 columns) stays in cache while every row of dy
+// passes over it; the 64-column blocks of dx are split over the pool (no two threads write the
+// same column).
+
+constexpr int64_t kTJ = 256;
+
+template <class W, int MR, int NV>
+inline void tile_t(const W& w, const float* dy, float* dx, int64_t n, int64_t k, int64_t i0,
+                   int64_t p0, int64_t j0, int64_t j1, bool first) {
+  vf16 acc[MR][NV];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) acc[i][v] = first ? vf16{} : load16(dx + (i0 + i) * k + p0 + v * kLanes);
+  for (int64_t j = j0; j < j1; j++) {
+    vf16 wv[NV];
+    for (int v = 0; v < NV; v++) wv[v] = w.vec(j, p0 + v * kLanes);
+    for (int i = 0; i < MR; i++) {
+      const float s = dy[(i0 + i) * n + j];
+      for (int v = 0; v < NV; v++) acc[i][v] += s * wv[v];
+    }
+  }
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) store16(dx + (i0 + i) * k + p0 + v * kLanes, acc[i][v]);
+}
+
+template <class W, int NV>
+void rows_t(const W& w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k, int64_t p0,
+            int64_t j0, int64_t j1) {
+  const bool first = j0 == 0;
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) tile_t<W, 4, NV>(w, dy, dx, n, k, i, p0, j0, j1, first);
+  for (; i < m; i++) tile_t<W, 1, NV>(w, dy, dx, n, k, i, p0, j0, j1, first);
+}
+
+template <class W>
+void linear_t_portable(const W& w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k) {
+  const int64_t kv = k / kLanes * kLanes;
+  const int64_t blocks = (kv + 4 * kLanes - 1) / (4 * kLanes);
+  parallel_range(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t p0 = b * 4 * kLanes;
+      const int64_t nv = std::min<int64_t>(4, (kv - p0) / kLanes);
+      for (int64_t j0 = 0; j0 < n; j0 += kTJ) {
+        const int64_t j1 = std::min(n, j0 + kTJ);
+        switch (nv) {
+          case 4: rows_t<W, 4>(w, dy, dx, m, n, k, p0, j0, j1); break;
+          case 3: rows_t<W, 3>(w, dy, dx, m, n, k, p0, j0, j1); break;
+          case 2: rows_t<W, 2>(w, dy, dx, m, n, k, p0, j0, j1); break;
+          default: rows_t<W, 1>(w, dy, dx, m, n, k, p0, j0, j1); break;
+        }
+      }
+    }
+  });
+  if (kv == k) return;
+  // The last k % 16 columns, one value at a time.
+  parallel_range(m, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, n * (k - kv))), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++)
+      for (int64_t p = kv; p < k; p++) {
+        float s = 0.f;
+        for (int64_t j = 0; j < n; j++) s += dy[i * n + j] * w.at(j, p);
+        dx[i * k + p] = s;
+      }
+  });
+}
+
+// int8 rows widened and scaled by their group's scale (a group is a multiple of 16 columns, or
+// the whole row), so that a slice of 16 columns has one scale.
+struct Int8ScaledRows {
+  const int8_t* w;
+  const float* scales;
+  int64_t groups, group, k;
+  vf16 vec(int64_t j, int64_t p) const { return int8_to_float(w + j * k + p) * scales[j * groups + p / group]; }
+  float at(int64_t j, int64_t p) const { return static_cast<float>(w[j * k + p]) * scales[j * groups + p / group]; }
+};
+
+}  // namespace
+
+void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n,
+                int64_t k) {
+  if (m == 0 || k == 0) return;
+  if (n == 0) {
+    std::fill(dx, dx + m * k, 0.f);
+    return;
+  }
+  if (kind == kBf16)
+    linear_t_portable(Bf16Rows{w, k}, dy, dx, m, n, k);
+  else
+    linear_t_portable(HalfRows{w, k}, dy, dx, m, n, k);
+}
+
+void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
+                   int64_t m, int64_t n, int64_t k) {
+  if (m == 0 || k == 0) return;
+  if (n == 0) {
+    std::fill(dx, dx + m * k, 0.f);
+    return;
+  }
+  linear_t_portable(Int8ScaledRows{w, scales, k / group, group, k}, dy, dx, m, n, k);
+}
+
+namespace {
 }  // namespace
 
 const char* linear16_kernel(int kind, int mode) {
