@@ -208,14 +208,14 @@ Napi::Value LinearInt8(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// linear16T(kind, dy, w, dx, m, n, k): dx [m, k] = dy [m, n] · W, W [n, k] bf16 (0) or half (1) bits.
+// linear16T(kind, dy, w, dx, m, n, k, mode): dx [m, k] = dy [m, n] · W, W [n, k] bf16 (0) or half (1) bits.
 Napi::Value Linear16T(const Napi::CallbackInfo& info) {
   const int64_t kind = num(info, 0), m = num(info, 4), n = num(info, 5), k = num(info, 6);
   if (kind != kBf16 && kind != kHalf) fail(info, "kind must be 0 (bf16) or 1 (half)");
   F32 dy = f32(info, 1, m * n);
   const uint16_t* w = typed<uint16_t, napi_uint16_array>(info, 2, n * k, "Uint16Array");
   F32 dx = f32(info, 3, m * k);
-  linear16_t(static_cast<int>(kind), w, dy.data, dx.data, m, n, k);
+  linear16_t(static_cast<int>(kind), w, dy.data, dx.data, m, n, k, quant_mode(info, 7));
   return info.Env().Undefined();
 }
 

@@ -245,9 +245,10 @@ void linear_int8(const int8_t* w, const float* scales, int64_t group, const floa
                  const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode);
 
 // The transposed direction, training's input gradient: dx [m, k] = dy [m, n] · W for the same
-// stored W [n, k] (exact stored weights widened to float32, float32 sums; no bias).
+// stored W [n, k] (exact stored weights widened to float32, float32 sums; no bias). bf16 with
+// kQuantBest on a CPU with AVX512_BF16 rounds dy to bf16 and runs vdpbf16ps (as the forward).
 void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n,
-                int64_t k);
+                int64_t k, int mode);
 void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
                    int64_t m, int64_t n, int64_t k);
 

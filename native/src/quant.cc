@@ -811,6 +811,95 @@ void linear_t_portable(const W& w, const float* dy, float* dx, int64_t m, int64_
   });
 }
 
+#ifdef TEAMLLM_HAVE_BF16_PATH
+// The same product on AVX512_BF16 (vdpbf16ps), as the forward's fast kernel: dy rounded to bf16
+// once per call (2^-8 relative at most per factor, as the forward rounds x), W's rows taken two at
+// a time and interleaved (row 2q's and row 2q+1's values of 16 columns side by side: one permute),
+// so that each instruction adds dy[i, 2q]·W[2q, p] + dy[i, 2q+1]·W[2q+1, p] into 16 float32 sums.
+template <int MR, int NV>
+BF16_TARGET inline void tile_t_bf16(const uint16_t* w, const uint32_t* dyp, int64_t pairs_row, float* dx,
+                                    int64_t k, int64_t i0, int64_t p0, int64_t q0, int64_t q1, bool first) {
+  __m512 acc[MR][NV];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++)
+      acc[i][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(dx + (i0 + i) * k + p0 + v * kLanes);
+  alignas(64) static const uint16_t order[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                                 8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  const __m512i idx = _mm512_load_si512(order);
+  for (int64_t q = q0; q < q1; q++) {
+    const uint16_t* r0 = w + 2 * q * k + p0;
+    const uint16_t* r1 = r0 + k;
+    __m512bh wv[NV];
+    for (int v = 0; v < NV; v++) {
+      const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + v * kLanes)));
+      const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + v * kLanes)));
+      wv[v] = (__m512bh)_mm512_permutex2var_epi16(a, idx, b);
+    }
+    for (int i = 0; i < MR; i++) {
+      const __m512bh d = (__m512bh)_mm512_set1_epi32(static_cast<int>(dyp[(i0 + i) * pairs_row + q]));
+      for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], d, wv[v]);
+    }
+  }
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(dx + (i0 + i) * k + p0 + v * kLanes, acc[i][v]);
+}
+
+template <int NV>
+BF16_TARGET void rows_t_bf16(const uint16_t* w, const uint32_t* dyp, int64_t pairs_row, float* dx, int64_t m,
+                             int64_t k, int64_t p0, int64_t q0, int64_t q1) {
+  const bool first = q0 == 0;
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) tile_t_bf16<4, NV>(w, dyp, pairs_row, dx, k, i, p0, q0, q1, first);
+  for (; i < m; i++) tile_t_bf16<1, NV>(w, dyp, pairs_row, dx, k, i, p0, q0, q1, first);
+}
+
+void linear_t_bf16_fast(const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k) {
+  const int64_t pairs = n / 2, pairs_row = (n + 1) / 2;
+  static thread_local std::vector<uint16_t> dyb_store;
+  dyb_store.assign(static_cast<size_t>(m * pairs_row * 2), 0);
+  uint16_t* dyb = dyb_store.data();
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) dyb[i * pairs_row * 2 + j] = float_to_bf16(dy[i * n + j]);
+  const uint32_t* dyp = reinterpret_cast<const uint32_t*>(dyb);
+  const Bf16Rows exact{w, k};
+  const int64_t kv = k / kLanes * kLanes;
+  const int64_t blocks = (kv + 4 * kLanes - 1) / (4 * kLanes);
+  parallel_range(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t p0 = b * 4 * kLanes;
+      const int64_t nv = std::min<int64_t>(4, (kv - p0) / kLanes);
+      for (int64_t q0 = 0; q0 < pairs; q0 += kTJ / 2) {
+        const int64_t q1 = std::min(pairs, q0 + kTJ / 2);
+        switch (nv) {
+          case 4: rows_t_bf16<4>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+          case 3: rows_t_bf16<3>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+          case 2: rows_t_bf16<2>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+          default: rows_t_bf16<1>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+        }
+      }
+      // An odd last row of W on its own (float32 dy: the portable tile), added to the pairs' sums.
+      if (n % 2) {
+        switch (nv) {
+          case 4: rows_t<Bf16Rows, 4>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+          case 3: rows_t<Bf16Rows, 3>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+          case 2: rows_t<Bf16Rows, 2>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+          default: rows_t<Bf16Rows, 1>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+        }
+      }
+    }
+  });
+  if (kv == k) return;
+  parallel_range(m, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, n * (k - kv))), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++)
+      for (int64_t p = kv; p < k; p++) {
+        float s = 0.f;
+        for (int64_t j = 0; j < n; j++) s += dy[i * n + j] * exact.at(j, p);
+        dx[i * k + p] = s;
+      }
+  });
+}
+#endif
+
 // int8 rows widened and scaled by their group's scale (a group is a multiple of 16 columns, or
 // the whole row), so that a slice of 16 columns has one scale.
 struct Int8ScaledRows {
@@ -824,12 +913,18 @@ struct Int8ScaledRows {
 }  // namespace
 
 void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n,
-                int64_t k) {
+                int64_t k, int mode) {
   if (m == 0 || k == 0) return;
   if (n == 0) {
     std::fill(dx, dx + m * k, 0.f);
     return;
   }
+#ifdef TEAMLLM_HAVE_BF16_PATH
+  if (kind == kBf16 && mode == kQuantBest && cpu_has_bf16()) {
+    linear_t_bf16_fast(w, dy, dx, m, n, k);
+    return;
+  }
+#endif
   if (kind == kBf16)
     linear_t_portable(Bf16Rows{w, k}, dy, dx, m, n, k);
   else

@@ -5,8 +5,9 @@
  *
  *   forward   y  = x · Wᵀ      the serving kernels (EncoderKernels.linearWeight: AVX512_BF16,
  *                              AVX512-VNNI or the portable widening kernel)
- *   backward  dx = dy · W      the transposed kernel (linearWeightT: exact stored weights
- *                              widened to float32, float32 sums)
+ *   backward  dx = dy · W      the transposed kernel (linearWeightT: AVX512_BF16 for bf16 where
+ *                              the CPU has it, dy rounded to bf16 as the forward rounds x; else
+ *                              the exact stored weights widened to float32, float32 sums)
  *
  * W gets no gradient (it is frozen). On the 'native' backend both products are kernels of that
  * backend (src/model/native/kernels.ts: pooled buffers, the profiler sees them); elsewhere (wasm,
@@ -55,7 +56,7 @@ function product(x2: Tensor, w: WeightMatrix, k: FrozenKernels): Tensor {
 function productT(dy2: Tensor, w: WeightMatrix, k: FrozenKernels): Tensor {
   const m = dy2.shape[0]!;
   if (onNative()) {
-    return tf.engine().runKernel(FUSED.frozenLinearT, { dy: dy2 } as unknown as NamedTensorMap, { weight: w } as unknown as NamedAttrMap) as Tensor;
+    return tf.engine().runKernel(FUSED.frozenLinearT, { dy: dy2 } as unknown as NamedTensorMap, { weight: w, mode: k.quant === 'portable' ? 1 : 0 } as unknown as NamedAttrMap) as Tensor;
   }
   const dx = kernelsFor(k.quant).linearWeightT(dy2.dataSync() as Float32Array, w, m);
   return tf.tensor2d(dx, [m, w.cols]);

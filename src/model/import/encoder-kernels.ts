@@ -85,7 +85,7 @@ class NativeKernels implements EncoderKernels {
       a.linearInt8T(dy, w.data, w.scales, w.group, dx, m, n, k);
     } else {
       if (!a.linear16T) return linearTJs(dy, w, m, out);
-      a.linear16T(w.dtype === 'bf16' ? 0 : 1, dy, w.data, dx, m, n, k);
+      a.linear16T(w.dtype === 'bf16' ? 0 : 1, dy, w.data, dx, m, n, k, this.mode);
     }
     return dx;
   }

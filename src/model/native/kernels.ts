@@ -578,12 +578,13 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       // dy [m, n] · W for a frozen W [n, k] -> dx [m, k]: the input gradient of frozenLinear
       const dy = inputs.dy as TensorInfo;
       const w = attrs!.weight as unknown as FrozenMatrix;
+      const mode = Number(attrs!.mode ?? 0);
       const m = dy.shape[0]!;
       const { rows: n, cols: k } = w;
       return produce(nb, [m, k], (dx) => {
         if (w.dtype === 'f32') addon.matmul(f32(nb, dy), w.data, dx, 1, 1, m, k, n, false, false, null, 0, 0);
         else if (w.dtype === 'int8') addon.linearInt8T!(f32(nb, dy), w.data, w.scales!, w.group!, dx, m, n, k);
-        else addon.linear16T!(w.dtype === 'bf16' ? 0 : 1, f32(nb, dy), w.data, dx, m, n, k);
+        else addon.linear16T!(w.dtype === 'bf16' ? 0 : 1, f32(nb, dy), w.data, dx, m, n, k, mode);
       });
     },
     [FUSED.linearGelu]: ({ inputs }, nb) => {
