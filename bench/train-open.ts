@@ -35,7 +35,7 @@ import { clippedUpdate } from '../src/training/loop.ts';
 import { profiler, formatProfile } from '../src/model/native/profile.ts';
 import { SHAPES, randomWeights } from './open-model.ts';
 
-const CONFIGS = ['teamllm:bf16', 'torch:f32', 'torch:bf16'];
+const CONFIGS = ['teamllm:bf16', 'teamllm:int8', 'torch:f32', 'torch:bf16'];
 
 interface Result {
   tokensPerSec: number;

@@ -188,10 +188,13 @@ describe.each(BACKENDS)('LoRA on a frozen base (%s)', (backend) => {
     ['qwen2', 'int8'],
   ] as [TinyArch, 'bf16' | 'int8'][])('%s %s on the portable kernel: loss and LoRA gradients equal the float32 model of the same rounded weights', async (arch, dtype) => {
     await use(backend);
-    const { frozen, full } = pair(arch, dtype, 'portable');
+    const { frozen, full, engine } = pair(arch, dtype, 'portable');
     expect(frozen.params.has('model.layers.0.self_attn.q_proj.weight')).toBe(false);
     expect(frozen.frozen.get('model.layers.0.self_attn.q_proj.weight')!.dtype).toBe(dtype);
     expect(modelFingerprint(frozen)).toBe(modelFingerprint(full));
+    // The engine's own arrays, not copies: the SFT job holds the model once.
+    const held = engine.weights().get('model.layers.1.mlp.down_proj.weight') as WeightMatrix;
+    expect(frozen.frozen.get('model.layers.1.mlp.down_proj.weight')!.data).toBe(held.data);
     const adapter = LoraAdapter.create(frozen, { rank: 4, alpha: 8, targets: 'all' });
     randomizeAdapter(adapter, 11);
     const data = batch(frozen, 5);
