@@ -8,7 +8,7 @@
  *   those of the float32 model built from the same rounded weights (float tolerance); on the
  *   AVX512_BF16 kernel within the activation rounding; against finite differences;
  * - checkpointed gradients == one taped pass (with adapter dropout, masked targets and the
- *   loss in chunks), on cpu and native; the chunked loss == the whole one;
+ *   loss in chunks), on cpu, wasm and native; the chunked loss == the whole one;
  * - the frozen model's fingerprint is the float32 model's (an adapter trained on either fits both).
  */
 import { describe, expect, it } from 'vitest';
@@ -25,12 +25,12 @@ import { convertWeight, dequantize, f32Matrix, linearTJs, q8_0ToInt8, type Weigh
 import { tinyChatModel, type TinyArch } from '../model/import/tiny-llama.ts';
 import { expectAdapterGradientsMatch } from './adapter-gradients.ts';
 
-type Backend = 'cpu' | 'native';
-const BACKENDS: Backend[] = ['cpu', ...(hasNative ? (['native'] as const) : [])];
+type Backend = 'cpu' | 'wasm' | 'native';
+const BACKENDS: Backend[] = ['cpu', 'wasm', ...(hasNative ? (['native'] as const) : [])];
 
 async function use(backend: Backend): Promise<void> {
   if (backend === 'native') await initBackend('native', { log: () => {} });
-  else await useBackend('cpu');
+  else await useBackend(backend);
 }
 
 function randomMatrix(rows: number, cols: number, seed: number): Float32Array {
@@ -202,7 +202,9 @@ describe.each(BACKENDS)('LoRA on a frozen base (%s)', (backend) => {
       const a = lossAndGrads(frozen, adapter, data, { checkpoint });
       const b = lossAndGrads(full, adapter, data, { checkpoint: false });
       expect(Math.abs(a.loss - b.loss) / b.loss).toBeLessThan(1e-5);
-      expect(worstGradError(a.grads, b.grads)).toBeLessThan(1e-4);
+      // On wasm the float32 reference's own products (XNNPACK) sum in another order: measured
+      // 2.6e-4 there for int8 (below 1e-4 on cpu and native).
+      expect(worstGradError(a.grads, b.grads)).toBeLessThan(backend === 'wasm' ? 5e-4 : 1e-4);
     }
     adapter.dispose();
     frozen.dispose();
