@@ -24,7 +24,7 @@ import { expectedLlamaTensors, llamaConfigFromHf, type LlamaConfig } from '../sr
 import type { WeightMatrix } from '../src/model/import/weights.ts';
 
 /** config.json of each shape (the fields that matter; Hugging Face's values). */
-const SHAPES: Record<string, Record<string, unknown>> = {
+export const SHAPES: Record<string, Record<string, unknown>> = {
   'qwen2.5-0.5b': {
     architectures: ['Qwen2ForCausalLM'],
     hidden_size: 896,
@@ -105,7 +105,7 @@ function uniform(seed: number): () => number {
 }
 
 /** Random weights of the shape directly in the dtype asked for (no float32 copy for bf16/int8). */
-function randomWeights(config: LlamaConfig, dtype: 'f32' | 'bf16' | 'int8'): Map<string, LlamaWeight> {
+export function randomWeights(config: LlamaConfig, dtype: 'f32' | 'bf16' | 'int8'): Map<string, LlamaWeight> {
   const next = uniform(7);
   const out = new Map<string, LlamaWeight>();
   const f = new Float32Array(1);

@@ -208,6 +208,30 @@ Napi::Value LinearInt8(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// linear16T(kind, dy, w, dx, m, n, k, mode): dx [m, k] = dy [m, n] · W, W [n, k] bf16 (0) or half (1) bits.
+Napi::Value Linear16T(const Napi::CallbackInfo& info) {
+  const int64_t kind = num(info, 0), m = num(info, 4), n = num(info, 5), k = num(info, 6);
+  if (kind != kBf16 && kind != kHalf) fail(info, "kind must be 0 (bf16) or 1 (half)");
+  F32 dy = f32(info, 1, m * n);
+  const uint16_t* w = typed<uint16_t, napi_uint16_array>(info, 2, n * k, "Uint16Array");
+  F32 dx = f32(info, 3, m * k);
+  linear16_t(static_cast<int>(kind), w, dy.data, dx.data, m, n, k, quant_mode(info, 7));
+  return info.Env().Undefined();
+}
+
+// linearInt8T(dy, w, scales, group, dx, m, n, k): dx [m, k] = dy [m, n] · W, W [n, k] Int8Array.
+Napi::Value LinearInt8T(const Napi::CallbackInfo& info) {
+  const int64_t group = num(info, 3), m = num(info, 5), n = num(info, 6), k = num(info, 7);
+  if (group < 1 || k % group != 0 || (group != k && group % 16 != 0))
+    fail(info, "group must divide k and be a multiple of 16 (or k itself)");
+  F32 dy = f32(info, 0, m * n);
+  const int8_t* w = typed<int8_t, napi_int8_array>(info, 1, n * k, "Int8Array");
+  F32 scales = f32(info, 2, n * (k / group));
+  F32 dx = f32(info, 4, m * k);
+  linear_int8_t(w, scales.data, group, dy.data, dx.data, m, n, k);
+  return info.Env().Undefined();
+}
+
 // rmsNorm(x, w, y, rows, cols, eps): row-wise RMSNorm (y may be x).
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   const int64_t rows = num(info, 3), cols = num(info, 4);
@@ -721,6 +745,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemv", Napi::Function::New(env, Sgemv));
   exports.Set("linear16", Napi::Function::New(env, Linear16));
   exports.Set("linearInt8", Napi::Function::New(env, LinearInt8));
+  exports.Set("linear16T", Napi::Function::New(env, Linear16T));
+  exports.Set("linearInt8T", Napi::Function::New(env, LinearInt8T));
   exports.Set("quantKernels", Napi::Function::New(env, QuantKernels));
   exports.Set("siluMul", Napi::Function::New(env, SiluMul));
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));

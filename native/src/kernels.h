@@ -244,6 +244,14 @@ const char* linear_int8_kernel(int mode);
 void linear_int8(const int8_t* w, const float* scales, int64_t group, const float* x,
                  const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode);
 
+// The transposed direction, training's input gradient: dx [m, k] = dy [m, n] · W for the same
+// stored W [n, k] (exact stored weights widened to float32, float32 sums; no bias). bf16 with
+// kQuantBest on a CPU with AVX512_BF16 rounds dy to bf16 and runs vdpbf16ps (as the forward).
+void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n,
+                int64_t k, int mode);
+void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
+                   int64_t m, int64_t n, int64_t k);
+
 // ---- block.cc -------------------------------------------------------------------------------
 // One transformer block (nanoGPT's, no biases, no dropout) for training, forward and backward in
 // one call each. Weights in gpt.ts's layout: ln [c], attn [c, 3c], proj [c, c], fc [c, 4c],

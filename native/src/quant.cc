@@ -739,6 +739,209 @@ bool cpu_has_bf16() { return false; }
 bool cpu_has_vnni() { return false; }
 #endif
 
+
+// ---- the transposed direction: dx [m, k] = dy [m, n] · W (training's input gradient) ----------
+//
+// LoRA training on a frozen 16/8-bit base needs, per projection, the gradient of its input:
+// dx = dy · W for W [n, k] as stored. Here W's rows are the reduction axis, so the product is a
+// sum of W's rows scaled by dy's entries: each tile keeps MR rows × NV·16 columns of dx in
+// registers and, per row j of W, widens NV slices of it once (the same widening as the forward's
+// portable kernel: exact stored weights) and adds dy[i, j] times them (float32 FMAs). W is walked
+// in blocks of kTJ rows so that a panel (kTJ × 64 columns) stays in cache while every row of dy
+// passes over it; the 64-column blocks of dx are split over the pool (no two threads write the
+// same column).
+
+constexpr int64_t kTJ = 256;
+
+template <class W, int MR, int NV>
+inline void tile_t(const W& w, const float* dy, float* dx, int64_t n, int64_t k, int64_t i0,
+                   int64_t p0, int64_t j0, int64_t j1, bool first) {
+  vf16 acc[MR][NV];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) acc[i][v] = first ? vf16{} : load16(dx + (i0 + i) * k + p0 + v * kLanes);
+  for (int64_t j = j0; j < j1; j++) {
+    vf16 wv[NV];
+    for (int v = 0; v < NV; v++) wv[v] = w.vec(j, p0 + v * kLanes);
+    for (int i = 0; i < MR; i++) {
+      const float s = dy[(i0 + i) * n + j];
+      for (int v = 0; v < NV; v++) acc[i][v] += s * wv[v];
+    }
+  }
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) store16(dx + (i0 + i) * k + p0 + v * kLanes, acc[i][v]);
+}
+
+template <class W, int NV>
+void rows_t(const W& w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k, int64_t p0,
+            int64_t j0, int64_t j1) {
+  const bool first = j0 == 0;
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) tile_t<W, 4, NV>(w, dy, dx, n, k, i, p0, j0, j1, first);
+  for (; i < m; i++) tile_t<W, 1, NV>(w, dy, dx, n, k, i, p0, j0, j1, first);
+}
+
+template <class W>
+void linear_t_portable(const W& w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k) {
+  const int64_t kv = k / kLanes * kLanes;
+  const int64_t blocks = (kv + 4 * kLanes - 1) / (4 * kLanes);
+  parallel_range(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t p0 = b * 4 * kLanes;
+      const int64_t nv = std::min<int64_t>(4, (kv - p0) / kLanes);
+      for (int64_t j0 = 0; j0 < n; j0 += kTJ) {
+        const int64_t j1 = std::min(n, j0 + kTJ);
+        switch (nv) {
+          case 4: rows_t<W, 4>(w, dy, dx, m, n, k, p0, j0, j1); break;
+          case 3: rows_t<W, 3>(w, dy, dx, m, n, k, p0, j0, j1); break;
+          case 2: rows_t<W, 2>(w, dy, dx, m, n, k, p0, j0, j1); break;
+          default: rows_t<W, 1>(w, dy, dx, m, n, k, p0, j0, j1); break;
+        }
+      }
+    }
+  });
+  if (kv == k) return;
+  // The last k % 16 columns, one value at a time.
+  parallel_range(m, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, n * (k - kv))), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++)
+      for (int64_t p = kv; p < k; p++) {
+        float s = 0.f;
+        for (int64_t j = 0; j < n; j++) s += dy[i * n + j] * w.at(j, p);
+        dx[i * k + p] = s;
+      }
+  });
+}
+
+#ifdef TEAMLLM_HAVE_BF16_PATH
+// The same product on AVX512_BF16 (vdpbf16ps), as the forward's fast kernel: dy rounded to bf16
+// once per call (2^-8 relative at most per factor, as the forward rounds x), W's rows taken two at
+// a time and interleaved (row 2q's and row 2q+1's values of 16 columns side by side: one permute),
+// so that each instruction adds dy[i, 2q]·W[2q, p] + dy[i, 2q+1]·W[2q+1, p] into 16 float32 sums.
+template <int MR, int NV>
+BF16_TARGET inline void tile_t_bf16(const uint16_t* w, const uint32_t* dyp, int64_t pairs_row, float* dx,
+                                    int64_t k, int64_t i0, int64_t p0, int64_t q0, int64_t q1, bool first) {
+  __m512 acc[MR][NV];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++)
+      acc[i][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(dx + (i0 + i) * k + p0 + v * kLanes);
+  alignas(64) static const uint16_t order[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                                 8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  const __m512i idx = _mm512_load_si512(order);
+  for (int64_t q = q0; q < q1; q++) {
+    const uint16_t* r0 = w + 2 * q * k + p0;
+    const uint16_t* r1 = r0 + k;
+    __m512bh wv[NV];
+    for (int v = 0; v < NV; v++) {
+      const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + v * kLanes)));
+      const __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + v * kLanes)));
+      wv[v] = (__m512bh)_mm512_permutex2var_epi16(a, idx, b);
+    }
+    for (int i = 0; i < MR; i++) {
+      const __m512bh d = (__m512bh)_mm512_set1_epi32(static_cast<int>(dyp[(i0 + i) * pairs_row + q]));
+      for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], d, wv[v]);
+    }
+  }
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(dx + (i0 + i) * k + p0 + v * kLanes, acc[i][v]);
+}
+
+template <int NV>
+BF16_TARGET void rows_t_bf16(const uint16_t* w, const uint32_t* dyp, int64_t pairs_row, float* dx, int64_t m,
+                             int64_t k, int64_t p0, int64_t q0, int64_t q1) {
+  const bool first = q0 == 0;
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) tile_t_bf16<4, NV>(w, dyp, pairs_row, dx, k, i, p0, q0, q1, first);
+  for (; i < m; i++) tile_t_bf16<1, NV>(w, dyp, pairs_row, dx, k, i, p0, q0, q1, first);
+}
+
+void linear_t_bf16_fast(const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k) {
+  const int64_t pairs = n / 2, pairs_row = (n + 1) / 2;
+  static thread_local std::vector<uint16_t> dyb_store;
+  dyb_store.assign(static_cast<size_t>(m * pairs_row * 2), 0);
+  uint16_t* dyb = dyb_store.data();
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) dyb[i * pairs_row * 2 + j] = float_to_bf16(dy[i * n + j]);
+  const uint32_t* dyp = reinterpret_cast<const uint32_t*>(dyb);
+  const Bf16Rows exact{w, k};
+  const int64_t kv = k / kLanes * kLanes;
+  const int64_t blocks = (kv + 4 * kLanes - 1) / (4 * kLanes);
+  parallel_range(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t p0 = b * 4 * kLanes;
+      const int64_t nv = std::min<int64_t>(4, (kv - p0) / kLanes);
+      for (int64_t q0 = 0; q0 < pairs; q0 += kTJ / 2) {
+        const int64_t q1 = std::min(pairs, q0 + kTJ / 2);
+        switch (nv) {
+          case 4: rows_t_bf16<4>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+          case 3: rows_t_bf16<3>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+          case 2: rows_t_bf16<2>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+          default: rows_t_bf16<1>(w, dyp, pairs_row, dx, m, k, p0, q0, q1); break;
+        }
+      }
+      // An odd last row of W on its own (float32 dy: the portable tile), added to the pairs' sums.
+      if (n % 2) {
+        switch (nv) {
+          case 4: rows_t<Bf16Rows, 4>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+          case 3: rows_t<Bf16Rows, 3>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+          case 2: rows_t<Bf16Rows, 2>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+          default: rows_t<Bf16Rows, 1>(exact, dy, dx, m, n, k, p0, n - 1, n); break;
+        }
+      }
+    }
+  });
+  if (kv == k) return;
+  parallel_range(m, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, n * (k - kv))), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++)
+      for (int64_t p = kv; p < k; p++) {
+        float s = 0.f;
+        for (int64_t j = 0; j < n; j++) s += dy[i * n + j] * exact.at(j, p);
+        dx[i * k + p] = s;
+      }
+  });
+}
+#endif
+
+// int8 rows widened and scaled by their group's scale (a group is a multiple of 16 columns, or
+// the whole row), so that a slice of 16 columns has one scale.
+struct Int8ScaledRows {
+  const int8_t* w;
+  const float* scales;
+  int64_t groups, group, k;
+  vf16 vec(int64_t j, int64_t p) const { return int8_to_float(w + j * k + p) * scales[j * groups + p / group]; }
+  float at(int64_t j, int64_t p) const { return static_cast<float>(w[j * k + p]) * scales[j * groups + p / group]; }
+};
+
+}  // namespace
+
+void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n,
+                int64_t k, int mode) {
+  if (m == 0 || k == 0) return;
+  if (n == 0) {
+    std::fill(dx, dx + m * k, 0.f);
+    return;
+  }
+#ifdef TEAMLLM_HAVE_BF16_PATH
+  if (kind == kBf16 && mode == kQuantBest && cpu_has_bf16()) {
+    linear_t_bf16_fast(w, dy, dx, m, n, k);
+    return;
+  }
+#endif
+  if (kind == kBf16)
+    linear_t_portable(Bf16Rows{w, k}, dy, dx, m, n, k);
+  else
+    linear_t_portable(HalfRows{w, k}, dy, dx, m, n, k);
+}
+
+void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
+                   int64_t m, int64_t n, int64_t k) {
+  if (m == 0 || k == 0) return;
+  if (n == 0) {
+    std::fill(dx, dx + m * k, 0.f);
+    return;
+  }
+  linear_t_portable(Int8ScaledRows{w, scales, k / group, group, k}, dy, dx, m, n, k);
+}
+
+namespace {
 }  // namespace
 
 const char* linear16_kernel(int kind, int mode) {

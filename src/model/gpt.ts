@@ -23,6 +23,8 @@ import { Random } from './random.ts';
 import { SeededDropout, splitHeads, mergeHeads, type BlockWeights, type ForwardOps, type ForwardOptions, type KVCache, type LayerCache, type Params, type PassOps, type ProjectionHook, type ProjectionSite } from './forward-ops.ts';
 import { PORTABLE_FORWARD_OPS } from './portable-forward-ops.ts';
 import { NATIVE_FORWARD_OPS } from './native/forward-ops.ts';
+import { defaultFrozenKernels, frozenEmbedding, frozenLinear, type FrozenKernels } from './frozen-linear.ts';
+import { dequantize, type WeightMatrix } from './import/weights.ts';
 
 export type { ForwardOptions, KVCache, LayerCache, Params, ProjectionHook, ProjectionHookContext, ProjectionSite } from './forward-ops.ts';
 
@@ -112,19 +114,39 @@ export class GPT {
    * kernels (false: for the benchmarks' side-by-side rows and the tests that compare the two).
    */
   fusedOnNative = true;
+  /** Logits made at once by the loss, at most (past that, chunks of rows; 2^25 floats = 128 MB). */
+  lossChunkElements = 2 ** 25;
 
   /** Where this family keeps its tensors. */
   private readonly names: Names;
   /** RoPE's inverse frequencies, scaling applied (llama; the inference engine's own function). */
   private readonly invFreq: Float64Array | undefined;
 
-  constructor(config: GPTConfig, params: Params) {
+  /**
+   * Matrices held frozen in their stored dtype instead of as tensors (LoRA on an imported base:
+   * src/model/lora/imported-base.ts). Their products run the serving kernels (./frozen-linear.ts);
+   * they get no gradient, and `params` has no entry for them.
+   */
+  readonly frozen: ReadonlyMap<string, WeightMatrix>;
+  /** Which kernels the frozen matrices' products run. */
+  frozenKernels: FrozenKernels;
+
+  constructor(config: GPTConfig, params: Params, frozen?: ReadonlyMap<string, WeightMatrix>) {
     this.config = validateConfig(config);
     this.specs = parameterSpecs(this.config);
     const c = this.config;
     this.names = !isLlamaArch(c) ? GPT_NAMES : c.tiedHead ? LLAMA_NAMES : { ...LLAMA_NAMES, head: 'lm_head.weight' };
     this.invFreq = isLlamaArch(c) ? ropeInverseFrequencies(c) : undefined;
+    this.frozen = frozen ?? new Map();
+    if (this.frozen.size && !isLlamaArch(c)) throw new Error('frozen matrices are [out, in]: only the llama family holds them');
+    this.frozenKernels = defaultFrozenKernels();
     for (const s of this.specs) {
+      const f = this.frozen.get(s.name);
+      if (f) {
+        if (params.has(s.name)) throw new Error(`Parameter ${s.name} is both a tensor and a frozen matrix`);
+        if (s.shape.length !== 2 || f.rows !== s.shape[0] || f.cols !== s.shape[1]) throw new Error(`Frozen matrix ${s.name} is [${f.rows}, ${f.cols}], expected [${s.shape}]`);
+        continue;
+      }
       const t = params.get(s.name);
       if (!t) throw new Error(`Missing parameter ${s.name}`);
       if (t.shape.join('x') !== s.shape.join('x')) {
@@ -155,13 +177,22 @@ export class GPT {
     return countParameters(this.config);
   }
 
-  /** Parameter names in a stable order (the order of `paramList`). */
+  /** Parameter names in a stable order (the order of `paramList`); frozen matrices are not parameters. */
   get paramNames(): string[] {
-    return this.specs.map((s) => s.name);
+    return this.specs.filter((s) => !this.frozen.has(s.name)).map((s) => s.name);
+  }
+
+  /** A weight's float32 values, tensor or frozen matrix (widened exactly): fingerprints, tests. */
+  weightValues(name: string): Float32Array {
+    const f = this.frozen.get(name);
+    if (f) return dequantize(f);
+    const t = this.params.get(name);
+    if (!t) throw new Error(`the model has no weight ${name}`);
+    return t.dataSync() as Float32Array;
   }
 
   paramList(): Tensor[] {
-    return this.specs.map((s) => this.params.get(s.name)!);
+    return this.paramNames.map((n) => this.params.get(n)!);
   }
 
   /** Replaces the parameters (disposing the old tensors that are not reused). */
@@ -202,7 +233,7 @@ export class GPT {
   loss(idx: Tensor, targets: Tensor, options: ForwardOptions = {}, params?: Params | Tensor[]): tf.Scalar {
     const ops = this.ops;
     const p = this.resolve(params);
-    return ops.crossEntropy(this.head(ops, p, this.trunk(ops, p, idx, options)), tf.reshape(targets, [-1]));
+    return this.headLoss(ops, p, tf.reshape(this.trunk(ops, p, idx, options), [-1, this.config.nEmbd]), tf.reshape(targets, [-1]));
   }
 
   /**
@@ -257,7 +288,7 @@ export class GPT {
     if (!params) return this.params;
     if (params instanceof Map) return params;
     const m: Params = new Map();
-    this.specs.forEach((s, i) => m.set(s.name, params[i]!));
+    this.paramNames.forEach((n, i) => m.set(n, params[i]!));
     return m;
   }
 
@@ -268,29 +299,13 @@ export class GPT {
    * being written).
    */
   private trunk(ops: ForwardOps, p: Params, idx: Tensor, options: ForwardOptions, cache?: CacheStep): Tensor {
-    const { nLayer, nHead } = this.config;
+    const { nLayer } = this.config;
     const [B, T] = idx.shape as [number, number];
     const past = cache?.length ?? 0;
-    const training = options.training ?? false;
-    const seed = options.dropoutSeed ?? 0;
-    const pass = ops.pass(nHead, training ? this.config.dropout : 0, seed);
-    const hook = this.projectionHook;
-    // Adapters' own stream, so attaching one leaves the model's masks as they were.
-    const adapterMasks = new SeededDropout(seed * 1000 + 500);
-    const adapterDropout = (x: Tensor, rate: number) => (training ? adapterMasks.apply(x, rate) : x);
-    const llama = isLlamaArch(this.config);
-    // llama's matrices are [out, in] (Hugging Face's layout), gpt's [in, out].
-    const linear = llama ? linearOutIn : ops.linear;
-    const project = (layer: number, site: ProjectionSite, x: Tensor): Tensor => {
-      const h = this.names.layer(layer);
-      const y = linear(x, p.get(`${h}.${site}.weight`)!, p.get(`${h}.${site}.bias`));
-      return hook ? hook(x, y, { layer, site, params: p, training, dropout: adapterDropout }) : y;
-    };
-    const s: Step = { ops, p, pass, hook, project, cache, rotary: llama ? ropeTables(this.invFreq!, past, T) : undefined };
+    const s = this.step(ops, p, options, T, cache);
     // The native whole-block kernels are GPT blocks.
-    const gpt = !llama;
-    const decode = gpt && ops.decodeLayer && cache && B === 1 && T === 1 && past > 0 && cache.past.length === nLayer && !hook;
-    let x = pass.dropEmbeddings(this.embed(p, idx, past));
+    const decode = !isLlamaArch(this.config) && ops.decodeLayer && cache && B === 1 && T === 1 && past > 0 && cache.past.length === nLayer && !s.hook;
+    let x = s.pass.dropEmbeddings(this.embed(p, idx, past));
     for (let i = 0; i < nLayer; i++) {
       if (decode) {
         const [y, kT, v] = ops.decodeLayer!(x, cache.past[i]!.kT, cache.past[i]!.v, blockWeights(p, i));
@@ -298,21 +313,70 @@ export class GPT {
         x = y;
         continue;
       }
-      const fused = gpt && !cache && !hook ? pass.block?.(x, blockWeights(p, i), i) : undefined;
-      if (fused) {
-        x = fused;
-        continue;
-      }
-      const layer = this.names.layer(i);
-      x = tf.add(x, pass.dropResidual(this.attention(s, i, this.norm(s, x, `${layer}.${this.names.norm1}`)), i, 'attention'));
-      x = tf.add(x, pass.dropResidual(this.mlp(s, i, this.norm(s, x, `${layer}.${this.names.norm2}`)), i, 'mlp'));
+      // Without a tape nothing needs a layer's intermediates afterwards: free them as it ends
+      // (a forward of a long batch otherwise holds every layer's until the caller's scope ends).
+      const xi = x;
+      // (Not with a cache: the layer writes its keys and values there.)
+      x = recording() || cache ? this.layer(s, i, xi) : tf.tidy(() => this.layer(s, i, xi));
     }
     return this.norm(s, x, this.names.finalNorm);
   }
 
+  /**
+   * One pass's context. Adapters' dropout draws from a stream of its own per layer (so attaching
+   * one leaves the model's masks as they were, and a layer recomputed alone, in `lossAndGrads`,
+   * draws the masks it drew in the whole pass).
+   */
+  private step(ops: ForwardOps, p: Params, options: ForwardOptions, T: number, cache?: CacheStep, rotary?: { cos: Tensor; sin: Tensor }): Step {
+    const past = cache?.length ?? 0;
+    const training = options.training ?? false;
+    const seed = options.dropoutSeed ?? 0;
+    const pass = ops.pass(this.config.nHead, training ? this.config.dropout : 0, seed);
+    const hook = this.projectionHook;
+    const streams = new Map<number, SeededDropout>();
+    const adapterDropout = (layer: number) => (x: Tensor, rate: number) => {
+      if (!training) return x;
+      let st = streams.get(layer);
+      if (!st) {
+        st = new SeededDropout(seed * 1000 + 500 + 7919 * layer);
+        streams.set(layer, st);
+      }
+      return st.apply(x, rate);
+    };
+    const llama = isLlamaArch(this.config);
+    // llama's matrices are [out, in] (Hugging Face's layout), gpt's [in, out].
+    const linear = llama ? linearOutIn : ops.linear;
+    const project = (layer: number, site: ProjectionSite, x: Tensor): Tensor => {
+      const h = this.names.layer(layer);
+      const name = `${h}.${site}.weight`;
+      const bias = p.get(`${h}.${site}.bias`);
+      const w = p.get(name);
+      const y = w ? linear(x, w, bias) : frozenLinear(x, this.frozenMatrix(name), this.frozenKernels, bias);
+      return hook ? hook(x, y, { layer, site, params: p, training, dropout: adapterDropout(layer) }) : y;
+    };
+    return { ops, p, pass, hook, project, cache, rotary: llama ? rotary ?? ropeTables(this.invFreq!, past, T) : undefined };
+  }
+
+  /** Layer i on x [B, T, C] (no KV cache written unless the step has one). */
+  private layer(s: Step, i: number, x: Tensor): Tensor {
+    const gpt = !isLlamaArch(this.config);
+    const fused = gpt && !s.cache && !s.hook ? s.pass.block?.(x, blockWeights(s.p, i), i) : undefined;
+    if (fused) return fused;
+    const layer = this.names.layer(i);
+    const x1 = tf.add(x, s.pass.dropResidual(this.attention(s, i, this.norm(s, x, `${layer}.${this.names.norm1}`)), i, 'attention'));
+    return tf.add(x1, s.pass.dropResidual(this.mlp(s, i, this.norm(s, x1, `${layer}.${this.names.norm2}`)), i, 'mlp'));
+  }
+
+  private frozenMatrix(name: string): WeightMatrix {
+    const f = this.frozen.get(name);
+    if (!f) throw new Error(`the model has no weight ${name}`);
+    return f;
+  }
+
   /** Token embeddings, plus learned positions (gpt; llama's positions are RoPE's, in attention). */
   private embed(p: Params, idx: Tensor, past: number): Tensor {
-    const tok = tf.gather(p.get(this.names.embed)!, idx); // [B, T, C]
+    const table = p.get(this.names.embed);
+    const tok = table ? tf.gather(table, idx) : frozenEmbedding(this.frozenMatrix(this.names.embed), idx); // [B, T, C]
     if (isLlamaArch(this.config)) return tok;
     const pos = tf.slice(p.get('transformer.wpe.weight')!, [past, 0], [idx.shape[1]!, -1]); // [T, C]
     return tf.add(tok, pos);
@@ -367,7 +431,173 @@ export class GPT {
 
   /** The output projection of x [.., C] (the embedding table when tied): logits [N, V]. */
   private head(ops: ForwardOps, p: Params, x: Tensor): Tensor {
-    return ops.head(tf.reshape(x, [-1, this.config.nEmbd]), p.get(this.names.head ?? this.names.embed)!);
+    const name = this.names.head ?? this.names.embed;
+    const x2 = tf.reshape(x, [-1, this.config.nEmbd]);
+    const w = p.get(name);
+    return w ? ops.head(x2, w) : frozenLinear(x2, this.frozenMatrix(name), this.frozenKernels);
+  }
+
+  /**
+   * Mean cross-entropy of x2 [N, C]'s next tokens t1 [N] (-1 = ignore). Past `lossChunkElements`
+   * logits, in chunks of rows: each chunk's mean weighted by its share of the counted targets, so
+   * no [N, vocab] tensor is made at once (Qwen's vocabulary is 151,936: 2,048 rows of it are 1.2 GB).
+   */
+  private headLoss(ops: ForwardOps, p: Params, x2: Tensor, t1: Tensor): tf.Scalar {
+    const N = x2.shape[0]!;
+    const rows = this.lossChunkRows();
+    if (N <= rows) return ops.crossEntropy(this.head(ops, p, x2), t1);
+    const counts = chunkCounts(t1.dataSync() as Int32Array, rows);
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total === 0) return ops.crossEntropy(this.head(ops, p, tf.slice(x2, [0, 0], [rows, -1])), tf.slice(t1, [0], [rows]));
+    let sum: tf.Scalar | undefined;
+    counts.forEach((count, c) => {
+      if (count === 0) return;
+      const r0 = c * rows;
+      const r = Math.min(rows, N - r0);
+      const chunk = () => tf.mul(ops.crossEntropy(this.head(ops, p, tf.slice(x2, [r0, 0], [r, -1])), tf.slice(t1, [r0], [r])), count / total) as tf.Scalar;
+      const part = recording() ? chunk() : tf.tidy(chunk);
+      sum = sum ? (tf.add(sum, part) as tf.Scalar) : part;
+    });
+    return sum!;
+  }
+
+  /** Rows of logits per chunk of the loss. */
+  private lossChunkRows(): number {
+    return Math.max(1, Math.floor(this.lossChunkElements / this.config.vocabSize));
+  }
+
+  /**
+   * The loss and its gradients with respect to `trainable` (name -> tensor: an adapter's, or any
+   * of the model's own), grads in `trainable`'s order, for `scale`·loss (1/accumulation steps).
+   *
+   * With `checkpoint` (the default), activation recomputation: a first pass without a tape keeps
+   * only each block's input [B, T, C]; the loss's logits are made and differentiated a chunk of
+   * rows at a time; then each block, last to first, runs again under a tape of its own and
+   * hands its input's gradient to the block before. Memory: the blocks' inputs plus one block's
+   * activations and one chunk of logits, for one more forward pass of compute. Gradients equal
+   * the taped pass's (the same ops on the same values; dropout masks are per layer and
+   * stateless on 'native'). Without it, or where the model's own dropout draws its masks in call
+   * order (the portable ops with config.dropout > 0 in training), one taped pass.
+   */
+  lossAndGrads(idx: Tensor, targets: Tensor, trainable: Params, options: ForwardOptions & { checkpoint?: boolean; scale?: number } = {}): { value: tf.Scalar; grads: Tensor[] } {
+    const names = [...trainable.keys()];
+    const scale = options.scale ?? 1;
+    const ops = this.ops;
+    const statefulDropout = (options.training ?? false) && this.config.dropout > 0 && ops !== NATIVE_FORWARD_OPS;
+    if (!(options.checkpoint ?? true) || statefulDropout) {
+      const f = tf.valueAndGrads((...ts: Tensor[]) => {
+        const q = new Map(this.params);
+        names.forEach((n, i) => q.set(n, ts[i]!));
+        const l = this.loss(idx, targets, options, q);
+        return scale !== 1 ? tf.mul(l, scale) : l;
+      });
+      return tf.tidy(() => f(names.map((n) => trainable.get(n)!))) as { value: tf.Scalar; grads: Tensor[] };
+    }
+    return this.checkpointedLossAndGrads(ops, idx, targets, trainable, options, scale);
+  }
+
+  private checkpointedLossAndGrads(ops: ForwardOps, idx: Tensor, targets: Tensor, trainable: Params, options: ForwardOptions, scale: number): { value: tf.Scalar; grads: Tensor[] } {
+    const [B, T] = idx.shape as [number, number];
+    this.checkLength(T);
+    const { nLayer, nEmbd: C } = this.config;
+    const p: Params = new Map([...this.params, ...trainable]);
+    // Each trainable tensor goes to the segment that uses it: its layer's block, or (embeddings,
+    // final norm, head) the ends.
+    const byLayer = new Map<number, string[]>();
+    for (const n of trainable.keys()) {
+      const m = /^(?:model\.layers|transformer\.h)\.(\d+)\./.exec(n);
+      const layer = m ? Number(m[1]) : -1;
+      byLayer.set(layer, [...(byLayer.get(layer) ?? []), n]);
+    }
+    const grads = new Map<string, Tensor>();
+    const accumulate = (ns: string[], gs: (Tensor | undefined)[]) =>
+      ns.forEach((n, i) => {
+        const g = gs[i];
+        if (!g) return;
+        const prev = grads.get(n);
+        grads.set(n, prev ? tf.keep(tf.add(prev, g)) : tf.keep(g));
+        if (prev) {
+          prev.dispose();
+          g.dispose();
+        }
+      });
+    const taped = (f: () => Tensor, xs: Tensor[], dy?: Tensor) => tf.engine().gradients(f, xs, dy, true) as { value: Tensor; grads: (Tensor | undefined)[] };
+    const rotary = isLlamaArch(this.config) ? ropeTables(this.invFreq!, 0, T) : undefined;
+    const fresh = () => this.step(ops, p, options, T, undefined, rotary);
+    const ends = byLayer.get(-1) ?? [];
+    const endTensors = ends.map((n) => p.get(n)!);
+
+    // 1. Forward without a tape: each block's input.
+    const inputs: Tensor[] = [];
+    const s0 = fresh();
+    let x = tf.tidy(() => s0.pass.dropEmbeddings(this.embed(p, idx, 0)));
+    for (let i = 0; i < nLayer; i++) {
+      inputs.push(x);
+      const xi = x;
+      x = tf.tidy(() => this.layer(s0, i, xi));
+    }
+    const xL = x;
+
+    // 2. The loss, a chunk of rows at a time: ∂loss/∂(normed rows), then through the final norm.
+    const h = tf.tidy(() => tf.reshape(this.norm(fresh(), xL, this.names.finalNorm), [B * T, C]));
+    const t1 = tf.reshape(targets, [-1]);
+    const rows = this.lossChunkRows();
+    const counts = chunkCounts(t1.dataSync() as Int32Array, rows);
+    const total = Math.max(1, counts.reduce((a, b) => a + b, 0));
+    let loss = 0;
+    const dh: Tensor[] = [];
+    counts.forEach((count, c) => {
+      const r0 = c * rows;
+      const r = Math.min(rows, B * T - r0);
+      if (count === 0) {
+        dh.push(tf.zeros([r, C]));
+        return;
+      }
+      const hc = tf.slice(h, [r0, 0], [r, C]);
+      const tc = tf.slice(t1, [r0], [r]);
+      const weight = (scale * count) / total;
+      const { value, grads: g } = taped(() => tf.mul(ops.crossEntropy(this.head(ops, p, hc), tc), weight), [hc, ...endTensors]);
+      loss += value.dataSync()[0]!;
+      value.dispose();
+      dh.push(g[0]!);
+      accumulate(ends, g.slice(1));
+      hc.dispose();
+      tc.dispose();
+    });
+    h.dispose();
+    t1.dispose();
+    const dhAll = tf.reshape(dh.length === 1 ? dh[0]! : tf.concat(dh, 0), [B, T, C]);
+    if (dh.length > 1) dh.forEach((t) => t.dispose());
+    const fin = taped(() => this.norm(fresh(), xL, this.names.finalNorm), [xL, ...endTensors], dhAll);
+    fin.value.dispose();
+    dhAll.dispose();
+    xL.dispose();
+    let dx = fin.grads[0]!;
+    accumulate(ends, fin.grads.slice(1));
+
+    // 3. The blocks, last to first, each recomputed under its own tape.
+    for (let i = nLayer - 1; i >= 0; i--) {
+      const xi = inputs[i]!;
+      const ns = byLayer.get(i) ?? [];
+      const s = fresh();
+      const { value, grads: g } = taped(() => this.layer(s, i, xi), [xi, ...ns.map((n) => p.get(n)!)], dx);
+      value.dispose();
+      dx.dispose();
+      xi.dispose();
+      dx = g[0]!;
+      accumulate(ns, g.slice(1));
+    }
+
+    // 4. A trainable embedding table (not LoRA's case).
+    if (ends.length) {
+      const emb = taped(() => fresh().pass.dropEmbeddings(this.embed(p, idx, 0)), endTensors, dx);
+      emb.value.dispose();
+      accumulate(ends, emb.grads);
+    }
+    dx.dispose();
+    rotary?.cos.dispose();
+    rotary?.sin.dispose();
+    return { value: tf.scalar(loss), grads: [...trainable.keys()].map((n) => grads.get(n) ?? tf.zerosLike(trainable.get(n)!)) };
   }
 }
 
@@ -388,6 +618,23 @@ function cachedAttention(ops: ForwardOps, qkv: Tensor, nHead: number, layer: num
   }
   cache.out[layer] = { kT, v };
   return mergeHeads(ops.causalAttention(q, kT, v, cache.length));
+}
+
+/** True while a gradient is being recorded (tf.grads & co.). */
+function recording(): boolean {
+  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
+  return typeof engine.isTapeOn === 'function' ? engine.isTapeOn() : true;
+}
+
+/** Counted targets (>= 0) in each chunk of `rows` of t. */
+function chunkCounts(t: Int32Array, rows: number): number[] {
+  const counts: number[] = [];
+  for (let r0 = 0; r0 < t.length; r0 += rows) {
+    let n = 0;
+    for (let i = r0; i < Math.min(t.length, r0 + rows); i++) if (t[i]! >= 0) n++;
+    counts.push(n);
+  }
+  return counts;
 }
 
 /** Block i's weights by their GPT-2 names. */

@@ -198,8 +198,10 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
 export function repeatKv(x: Tensor, kvHeads: number, group: number): Tensor {
   if (group === 1) return x;
   const [B, T, width] = x.shape as [number, number, number];
-  // Rank 3: tfjs has no gradient for a rank-5 tile.
-  return tf.reshape(tf.tile(tf.reshape(x, [B * T * kvHeads, 1, width / kvHeads]), [1, group, 1]), [B, T, width * group]);
+  // A broadcasting product with ones rather than tf.tile: the native backend has no Tile kernel
+  // of its own (the cpu backend's JavaScript one took 6% of a 0.5B model's LoRA step), and the
+  // product's gradient is a sum over the copies, as tile's is. Exact (x·1).
+  return tf.reshape(tf.mul(tf.reshape(x, [B * T * kvHeads, 1, width / kvHeads]), tf.ones([1, group, 1])), [B, T, width * group]);
 }
 
 const maskCache = new Map<string, Tensor>();

@@ -4,7 +4,7 @@
  * JavaScript (slower, same results to float32 rounding). Inference only: no gradients, no tensors.
  */
 import { loadAddon, type NativeAddon } from '../native/addon.ts';
-import { linearJs, outputBuffer as output, type WeightMatrix } from './weights.ts';
+import { linearJs, linearTJs, outputBuffer as output, type WeightMatrix } from './weights.ts';
 
 /**
  * Which native kernel the 16/8-bit products run: 'best' (AVX512_BF16 for bf16, AVX512-VNNI for
@@ -15,6 +15,8 @@ export type QuantKernel = 'best' | 'portable';
 
 export interface EncoderKernels {
   readonly name: 'native' | 'js';
+  /** The native 16/8-bit kernel choice (absent on the JavaScript kernels). */
+  readonly quant?: QuantKernel;
   // The products write into `out` when given (at least the result's length; the result is a view
   // of its start), else into a new array: a forward that reuses its buffers keeps its peak memory
   // near the weights' bytes (a 512-token prefill made ~45 MB of garbage per layer).
@@ -22,6 +24,8 @@ export interface EncoderKernels {
   linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, k: number, n: number, out?: Float32Array): Float32Array;
   /** y [m, w.rows] = x [m, w.cols] · wᵀ + bias, w in any stored dtype (float32, bf16, f16, int8), float32 sums. */
   linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number, out?: Float32Array): Float32Array;
+  /** dx [m, w.cols] = dy [m, w.rows] · W, W in any stored dtype: the transposed product (a frozen projection's input gradient). */
+  linearWeightT(dy: Float32Array, w: WeightMatrix, m: number, out?: Float32Array): Float32Array;
   /** Which kernel linearWeight runs for each dtype here (e.g. bf16 'avx512_bf16', 'portable', 'js'). */
   weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string>;
   /** c[b] = a[b] [m, k] · bt[b]ᵀ (bt[b] [n, k]) for b < batch. */
@@ -52,7 +56,7 @@ class NativeKernels implements EncoderKernels {
   private readonly mode: number;
   constructor(
     private readonly addon: NativeAddon,
-    quant: QuantKernel,
+    readonly quant: QuantKernel,
   ) {
     this.mode = quant === 'portable' ? 1 : 0;
   }
@@ -70,6 +74,20 @@ class NativeKernels implements EncoderKernels {
     const y = output(out, m * n);
     a.linear16(w.dtype === 'bf16' ? 0 : 1, x, w.data, bias, y, m, n, k, this.mode);
     return y;
+  }
+  linearWeightT(dy: Float32Array, w: WeightMatrix, m: number, out?: Float32Array): Float32Array {
+    const { rows: n, cols: k } = w;
+    const a = this.addon;
+    const dx = output(out, m * k);
+    if (w.dtype === 'f32') a.matmul(dy, w.data, dx, 1, 1, m, k, n, false, false, null, 0, 0);
+    else if (w.dtype === 'int8') {
+      if (!a.linearInt8T) return linearTJs(dy, w, m, out);
+      a.linearInt8T(dy, w.data, w.scales, w.group, dx, m, n, k);
+    } else {
+      if (!a.linear16T) return linearTJs(dy, w, m, out);
+      a.linear16T(w.dtype === 'bf16' ? 0 : 1, dy, w.data, dx, m, n, k, this.mode);
+    }
+    return dx;
   }
   weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string> {
     const q = this.addon.quantKernels?.();
@@ -143,6 +161,9 @@ class JsKernels implements EncoderKernels {
   readonly name = 'js' as const;
   linearWeight(x: Float32Array, w: WeightMatrix, bias: Float32Array | null, m: number, out?: Float32Array): Float32Array {
     return linearJs(x, w, bias, m, out);
+  }
+  linearWeightT(dy: Float32Array, w: WeightMatrix, m: number, out?: Float32Array): Float32Array {
+    return linearTJs(dy, w, m, out);
   }
   weightKernels(): Record<'f32' | 'bf16' | 'f16' | 'int8', string> {
     return { f32: 'js', bf16: 'js', f16: 'js', int8: 'js' };

@@ -173,3 +173,24 @@ export function linearJs(x: Float32Array, w: WeightMatrix, bias: Float32Array | 
   return y;
 }
 
+
+/**
+ * dx [m, w.cols] = dy [m, w.rows] · W in JavaScript (the addon is absent): the input gradient of a
+ * frozen projection. Each weight row widened once and added into every row of dx scaled by dy.
+ */
+export function linearTJs(dy: Float32Array, w: WeightMatrix, m: number, out?: Float32Array): Float32Array {
+  const { rows: n, cols: k } = w;
+  const dx = outputBuffer(out, m * k);
+  dx.fill(0);
+  const row = new Float32Array(k);
+  for (let j = 0; j < n; j++) {
+    const wr = w.dtype === 'f32' ? w.data.subarray(j * k, (j + 1) * k) : weightRow(w, j, row);
+    for (let i = 0; i < m; i++) {
+      const s = dy[i * n + j]!;
+      if (s === 0) continue;
+      const o = i * k;
+      for (let p = 0; p < k; p++) dx[o + p]! += s * wr[p]!;
+    }
+  }
+  return dx;
+}

@@ -36,6 +36,7 @@ import { arraysToTensors, tensorsToArrays } from '../model-files.ts';
 import { readJson, writeJsonAtomic } from '../files.ts';
 import { linearOutIn } from '../ops.ts';
 import { expectedLlamaTensors } from '../import/llama-config.ts';
+import { weightRow } from '../import/weights.ts';
 import { isLlamaArch, toLlamaConfig } from '../config.ts';
 import { type GptLoraTarget, type LoraConfig, type LoraConfigInput, type LoraTarget, LLAMA_LORA_TARGETS, LLAMA_TARGET_SITE, LORA_TARGETS, TARGET_PATH, TARGET_SITE, resolveLoraConfig } from './config.ts';
 
@@ -77,11 +78,23 @@ export function modelFingerprint(model: GPT): string {
   h.update(JSON.stringify([c.vocabSize, c.blockSize, c.nLayer, c.nHead, c.nEmbd, c.bias]));
   // The llama family's options beyond the shapes (RoPE, norm eps...); a GPT's fingerprint is unchanged.
   if (c.arch === 'llama') h.update(JSON.stringify(c));
-  for (const name of model.paramNames) {
-    const t = model.params.get(name)!;
-    h.update(`${name}:${t.shape.join('x')};`);
-    const data = t.dataSync() as Float32Array;
-    h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  // A frozen matrix (held bf16/int8 while training an imported base) is hashed as its float32
+  // values, a row block at a time: the same fingerprint as the float32 model of the same values.
+  for (const { name, shape } of model.specs) {
+    h.update(`${name}:${shape.join('x')};`);
+    const frozen = model.frozen.get(name);
+    if (!frozen) {
+      const data = model.params.get(name)!.dataSync() as Float32Array;
+      h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      continue;
+    }
+    const rowsPerBlock = Math.max(1, Math.floor(65536 / frozen.cols));
+    const block = new Float32Array(rowsPerBlock * frozen.cols);
+    for (let r0 = 0; r0 < frozen.rows; r0 += rowsPerBlock) {
+      const r1 = Math.min(frozen.rows, r0 + rowsPerBlock);
+      for (let r = r0; r < r1; r++) weightRow(frozen, r, block.subarray((r - r0) * frozen.cols, (r - r0 + 1) * frozen.cols));
+      h.update(new Uint8Array(block.buffer, 0, (r1 - r0) * frozen.cols * 4));
+    }
   }
   const fp = h.digest('hex');
   fingerprints.set(model.params, fp);
@@ -285,7 +298,8 @@ export class LoraAdapter {
     const next: Params = new Map(model.params);
     const deltas = this.deltas();
     for (const [name, d] of deltas) {
-      next.set(name, tf.keep(tf.add(model.params.get(name)!, d)));
+      // A frozen matrix (imported base) is widened to float32 for the sum.
+      next.set(name, tf.keep(tf.tidy(() => tf.add(model.params.get(name) ?? tf.tensor(model.weightValues(name), d.shape), d))));
       d.dispose();
     }
     return next;
@@ -317,7 +331,8 @@ export class LoraAdapter {
     const merged = this.mergedParams(model);
     const copy = new Map<string, Tensor>();
     for (const [name, t] of merged) copy.set(name, t === model.params.get(name) ? tf.keep(tf.clone(t)) : t);
-    return new GPT(model.config, copy);
+    const frozen = new Map([...model.frozen].filter(([name]) => !copy.has(name)));
+    return new GPT(model.config, copy, frozen);
   }
 
   configFile(): AdapterConfigFile {

@@ -2,10 +2,13 @@
  * LoRA on an imported chat model (src/model/import/): the inference engine's weights as the
  * trainable model's parameters, and an adapter merged back into the engine's weights to serve.
  *
- * Training runs on a float32 copy of the weights as they are served (bf16, f16 and int8 matrices
- * widened exactly, so the adapter learns on the base that will answer). That costs 4 bytes per
- * parameter: fine for the small models this machine trains, not yet the memory a frozen bf16/int8
- * base would take (a later step).
+ * Training runs on the weights as they are served. With `{ frozen: true }` (SFT's choice) the
+ * matrices stay frozen in their stored dtype (bf16, f16, int8, f32), the very arrays the engine
+ * holds (no copy: the gate's engine and the trainable model share them), and their products run
+ * the serving kernels forward and the transposed kernel backward (../frozen-linear.ts); norms
+ * and biases become float32 tensors. Without it every matrix is widened exactly to a float32
+ * tensor (4 bytes a parameter; what code that reads `model.params` directly needs, and the
+ * reference the frozen path is tested against).
  *
  * Serving merges W' = W + (alpha/r)·B·A into the matrices an adapter touches, kept in float32
  * (a bf16 or int8 rounding of W' would swallow most of a small update); every other matrix stays
@@ -16,20 +19,26 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GPT, parameterSpecs } from '../gpt.ts';
 import { fromLlamaConfig } from '../config.ts';
 import { LlamaModel } from '../import/llama.ts';
-import { dequantize, f32Matrix } from '../import/weights.ts';
+import { dequantize, f32Matrix, type WeightMatrix } from '../import/weights.ts';
 import type { PeftLora } from './peft.ts';
 
-/** The imported model's weights as a trainable llama-arch GPT (float32; context: the model's own). */
-export function trainableFromChatModel(model: LlamaModel): GPT {
+/** The imported model's weights as a trainable llama-arch GPT (context: the model's own). */
+export function trainableFromChatModel(model: LlamaModel, options: { frozen?: boolean } = {}): GPT {
+  const frozen = options.frozen ?? false;
   const config = fromLlamaConfig(model.config);
   const weights = model.weights();
   const params = new Map<string, tf.Tensor>();
+  const matrices = new Map<string, WeightMatrix>();
   for (const s of parameterSpecs(config)) {
     const w = weights.get(s.name);
     if (!w) throw new Error(`the imported model has no ${s.name}`);
-    params.set(s.name, tf.keep(tf.tensor(w instanceof Float32Array ? w : dequantize(w), s.shape, 'float32')));
+    if (frozen && !(w instanceof Float32Array)) matrices.set(s.name, w);
+    else params.set(s.name, tf.keep(tf.tensor(w instanceof Float32Array ? w : dequantize(w), s.shape, 'float32')));
   }
-  return new GPT(config, params);
+  const gpt = new GPT(config, params, matrices);
+  // The engine's own kernel choice (e.g. 'portable' in tests) for the frozen products.
+  if (model.kernels.quant) gpt.frozenKernels = { quant: model.kernels.quant };
+  return gpt;
 }
 
 /** (alpha/r)·B·A [out, in] of one projection, added into `w` (its float32 values, [out, in]). */

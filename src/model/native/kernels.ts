@@ -57,6 +57,12 @@ const BINARY = {
 const REDUCE = { Sum: 0, Max: 1, Min: 2, Mean: 3, Prod: 4 } as const;
 const ACTIVATION: Record<string, number> = { linear: 0, relu: 1, relu6: 2, sigmoid: 3, leakyrelu: 4, elu: 5 };
 
+/** A frozen weight matrix as src/model/import/weights.ts holds it (not imported: this layer stays below the import code). */
+type FrozenMatrix =
+  | { dtype: 'f32'; rows: number; cols: number; data: Float32Array; scales?: undefined; group?: undefined }
+  | { dtype: 'bf16' | 'f16'; rows: number; cols: number; data: Uint16Array; scales?: undefined; group?: undefined }
+  | { dtype: 'int8'; rows: number; cols: number; data: Int8Array; scales: Float32Array; group: number };
+
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** A tensor's values as a Float32Array (a few cpu kernels store plain arrays: those are copied). */
@@ -429,6 +435,8 @@ export const FUSED = {
   block: 'TeamllmNativeBlock',
   blockGrad: 'TeamllmNativeBlockGrad',
   dropout: 'TeamllmNativeDropout',
+  frozenLinear: 'TeamllmNativeFrozenLinear',
+  frozenLinearT: 'TeamllmNativeFrozenLinearT',
 } as const;
 
 /** The block kernels' weight inputs, in the addon's order. */
@@ -552,6 +560,32 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const dw = nb.alloc(k * n);
       addon.linearGrad(f32(nb, x), f32(nb, w), f32(nb, dy), dx, dw, m, k, n, h ? f32(nb, h) : null);
       return [nb.output([m, k], 'float32', dx), nb.output([k, n], 'float32', dw)];
+    },
+    [FUSED.frozenLinear]: ({ inputs, attrs }, nb) => {
+      // x [m, k] · Wᵀ for a frozen W [n, k] in its stored dtype (src/model/frozen-linear.ts) -> [m, n]
+      const x = inputs.x as TensorInfo;
+      const w = attrs!.weight as unknown as FrozenMatrix;
+      const mode = Number(attrs!.mode ?? 0);
+      const m = x.shape[0]!;
+      const { rows: n, cols: k } = w;
+      return produce(nb, [m, n], (y) => {
+        if (w.dtype === 'f32') addon.matmul(f32(nb, x), w.data, y, 1, 1, m, n, k, false, true, null, 0, 0);
+        else if (w.dtype === 'int8') addon.linearInt8!(f32(nb, x), w.data, w.scales!, w.group!, null, y, m, n, k, mode);
+        else addon.linear16!(w.dtype === 'bf16' ? 0 : 1, f32(nb, x), w.data, null, y, m, n, k, mode);
+      });
+    },
+    [FUSED.frozenLinearT]: ({ inputs, attrs }, nb) => {
+      // dy [m, n] · W for a frozen W [n, k] -> dx [m, k]: the input gradient of frozenLinear
+      const dy = inputs.dy as TensorInfo;
+      const w = attrs!.weight as unknown as FrozenMatrix;
+      const mode = Number(attrs!.mode ?? 0);
+      const m = dy.shape[0]!;
+      const { rows: n, cols: k } = w;
+      return produce(nb, [m, k], (dx) => {
+        if (w.dtype === 'f32') addon.matmul(f32(nb, dy), w.data, dx, 1, 1, m, k, n, false, false, null, 0, 0);
+        else if (w.dtype === 'int8') addon.linearInt8T!(f32(nb, dy), w.data, w.scales!, w.group!, dx, m, n, k);
+        else addon.linear16T!(w.dtype === 'bf16' ? 0 : 1, f32(nb, dy), w.data, dx, m, n, k, mode);
+      });
     },
     [FUSED.linearGelu]: ({ inputs }, nb) => {
       // x [m, k], w [k, n] -> y = GELU(x·w) [m, n], h = x·w [m, n]

@@ -312,6 +312,8 @@ export async function runSftJob(params: SftJobParams, ctx: SftJobContext): Promi
         ...(Object.keys(lora).length ? { lora } : {}),
         ...optional,
         examples,
+        // The gate's engine: the trainable model shares its matrices (the model is held once).
+        ...(chat ? { chatModel: chat } : {}),
         adapterMeta: { retrievalK: p.k, answerTokens: p.answerTokens, decoding: p.decoding },
         resume: true,
       },

@@ -87,11 +87,23 @@ export const SftOptionsSchema = z.object({
   saveMerged: z.boolean().default(true),
   /** Extra facts saved in the adapter's meta (e.g. how many passages retrieval gave it). */
   adapterMeta: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * Activation recomputation (GPT.lossAndGrads): each block's activations are made again in the
+   * backward pass instead of kept, and the loss's logits are made a chunk of rows at a time. On
+   * by default for an imported base (its vocabulary and depth make the activations the largest
+   * part of training's memory), off for models trained here (small enough to keep everything).
+   */
+  checkpointActivations: z.boolean().optional(),
 });
 
 export type SftOptions = z.input<typeof SftOptionsSchema> & {
   /** Examples given in code (not saved in run.json; the encoded data is). */
   examples?: SftExample[];
+  /**
+   * The imported base already loaded (the job's gate engine): its matrices are shared with the
+   * trainable model instead of read a second time. Must be the version `base` names.
+   */
+  chatModel?: ReturnType<typeof loadChatModelVersion>;
 };
 type Resolved = z.output<typeof SftOptionsSchema>;
 
@@ -196,10 +208,11 @@ interface SftBase {
   tokenizer?: Tokenizer;
 }
 
-async function openSftBase(dir: string): Promise<SftBase> {
+async function openSftBase(dir: string, loaded?: ReturnType<typeof loadChatModelVersion>): Promise<SftBase> {
   if (existsSync(path.join(dir, CHAT_MANIFEST))) {
-    const chat = loadChatModelVersion(dir);
-    const model = trainableFromChatModel(chat.model);
+    const chat = loaded ?? loadChatModelVersion(dir);
+    // Frozen in the dtype it is served in, its matrices shared with the engine (not copied).
+    const model = trainableFromChatModel(chat.model, { frozen: true });
     const tokenizer = chat.tokenizer;
     return {
       kind: 'chat',
@@ -259,7 +272,7 @@ async function prepareData(o: Resolved, extra: SftExample[] | undefined, base: S
 
 export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<SftResult> {
   const log = hooks.log ?? (() => {});
-  const { examples: extraExamples, ...plainOptions } = options;
+  const { examples: extraExamples, chatModel, ...plainOptions } = options;
   let o = SftOptionsSchema.parse(plainOptions);
   const runDir = path.resolve(o.runDir);
   await fs.mkdir(runDir, { recursive: true });
@@ -267,7 +280,7 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const found = o.resume ? await resumePoint<Resolved>(runDir) : undefined;
   // Resume: the run's own options, with this call's explicit values on top.
   if (found) o = SftOptionsSchema.parse({ ...found.options, ...plainOptions, runDir: o.runDir });
-  const base = await openSftBase(o.base);
+  const base = await openSftBase(o.base, chatModel);
   const { model, pad } = base;
   const opt = new AdamW({ beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay }, () => o.weightDecay > 0);
   let adapter: LoraAdapter;
@@ -306,14 +319,9 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
   const names = adapter.paramNames;
   const metrics = await openMetricsLog(path.join(runDir, 'metrics.jsonl'), resumedFrom);
   const order = new EpochOrder(train.length, o.seed, SFT_SALT);
-  let batch: { x: tf.Tensor; y: tf.Tensor } | undefined;
-  let dropoutSeed = 0;
-  const lossAndGrads = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-    const p = new Map(model.params);
-    names.forEach((n, i) => p.set(n, ps[i]!));
-    const l = model.loss(batch!.x, batch!.y, { training: true, dropoutSeed }, p);
-    return accum > 1 ? tf.div(l, accum) : l;
-  });
+  const checkpoint = o.checkpointActivations ?? base.kind === 'chat';
+  const lossAndGrads = (batch: { x: tf.Tensor; y: tf.Tensor }, dropoutSeed: number) =>
+    model.lossAndGrads(batch.x, batch.y, new Map(names.map((n) => [n, adapter.params.get(n)!])), { training: true, dropoutSeed, scale: 1 / accum, checkpoint });
 
   let lastLoss = state.history.train.at(-1)?.loss ?? NaN;
   let lastVal = state.history.val.at(-1)?.loss ?? NaN;
@@ -357,10 +365,8 @@ export async function sft(options: SftOptions, hooks: SftHooks = {}): Promise<Sf
       const { loss, grads } = accumulateGradients(accum, (micro) => {
         order.seek((step * accum + micro) * B);
         const c = collate(order.next(B).map((i) => train[i]!), pad);
-        batch = c;
         trainTokens += c.tokens;
-        dropoutSeed = mixSeed(o.seed, 99, step, micro);
-        const res = tf.tidy(() => lossAndGrads(adapter.paramList()));
+        const res = tf.tidy(() => lossAndGrads(c, mixSeed(o.seed, 99, step, micro)));
         c.x.dispose();
         c.y.dispose();
         return res;
