@@ -113,7 +113,7 @@ describe('the loop on an imported model, from chat', () => {
 
     // SFT on the imported base: "yes" to carrying over, "no" to the manager's approval.
     writeFileSync(join(home, 'sft.jsonl'), `${(await examples(100, 40, (i) => (i % 2 ? NO : YES))).map((e) => JSON.stringify(e)).join('\n')}\n`);
-    const sft = await admin(`/train sft base=v1 data=${join(home, 'sft.jsonl')} generate=false questions=none skipEval=true rank=4 alpha=8 targets=all maxIters=30 batchSize=6 learningRate=0.02 warmupIters=2 evalInterval=30 checkpointInterval=100 seed=5`);
+    const sft = await admin(`/train sft base=v1 data=${join(home, 'sft.jsonl')} generate=false questions=none skipEval=true rank=4 alpha=8 targets=all maxIters=60 batchSize=6 learningRate=0.02 warmupIters=2 evalInterval=60 checkpointInterval=100 seed=5`);
     expect(sft.join('\n')).toMatch(/succeeded/);
     const v2 = (await registry.get('v2'))!;
     expect(v2).toMatchObject({ kind: 'chat', parent: 'v1', source: 'sft' });
@@ -132,8 +132,8 @@ describe('the loop on an imported model, from chat', () => {
     lap('reward');
 
     // DPO from the users' pairs (the SFT version's liked answer over the imported model's disliked one), `--algo` spelling.
-    const dpo = await admin('/train rlhf --algo dpo skipQa=true steps=12 batchSize=8 learningRate=0.001 beta=0.5 rank=4 alpha=8 heldOutFraction=0.3 evalSamples=2 maxTokens=16 maxKl=5 seed=3');
-    const dpoText = dpo.join('\n');
+    const dpo = await admin('/train rlhf --algo dpo skipQa=true steps=24 batchSize=8 learningRate=0.001 beta=0.5 rank=4 alpha=8 heldOutFraction=0.3 evalSamples=2 maxTokens=16 maxKl=5 seed=3');
+    const dpoText = dpo.join("\n");
     expect(dpoText).toMatch(/succeeded/);
     const v3 = (await registry.get('v3'))!;
     expect(v3).toMatchObject({ kind: 'chat', parent: 'v2', source: 'rlhf', gate: { passed: true } });
