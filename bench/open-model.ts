@@ -12,7 +12,7 @@
  * into --dir (deleted afterwards). llama.cpp runs with its defaults otherwise (mmap, F16 KV cache).
  * The last line on stdout is the key=value summary.
  */
-import { spawnSync } from 'node:child_process';
+import { runBenchChild } from './_bench-child.ts';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -253,18 +253,8 @@ export async function run(argv: string[]): Promise<void> {
   const dir = values.dir ?? mkdtempSync(path.join(tmpdir(), 'teamllm-open-model-'));
   const params = [...expectedLlamaTensors(config).values()].reduce((s, shape) => s + shape.reduce((a, b) => a * b, 1), 0);
   process.stderr.write(`open-model: ${shapeName} shape (${(params / 1e6).toFixed(0)}M parameters), prompt ${promptLen}, decode ${decode}, ${threads} threads, load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}\n`);
-  const child = (spec: string, file?: string): Result => {
-    const args = ['--import', 'tsx', path.join(import.meta.dirname, 'index.ts'), 'open-model', '--shape', shapeName, '--prompt', String(promptLen), '--decode', String(decode), '--threads', String(threads), '--child', spec, ...(file ? ['--file', file] : [])];
-    const r = spawnSync(process.execPath, args, {
-      encoding: 'utf8',
-      env: { ...process.env, TEAMLLM_NATIVE_THREADS: String(threads), OPENBLAS_NUM_THREADS: '1' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 1 << 20,
-    });
-    const line = r.stdout.trim().split('\n').pop() ?? '';
-    if (r.status !== 0 || !line.startsWith('{')) throw new Error(`${spec} failed (exit ${r.status}): ${r.stdout.slice(-500)}`);
-    return JSON.parse(line) as Result;
-  };
+  const child = (spec: string, file?: string): Result =>
+    runBenchChild<Result>('open-model', ['--shape', shapeName, '--prompt', String(promptLen), '--decode', String(decode), '--threads', String(threads), ...(file ? ['--file', file] : [])], spec, threads);
   const figures: string[] = [];
   const rows: string[] = [];
   try {

@@ -21,6 +21,7 @@
  * stdout is the key=value summary, with teamllm_bf16 / torch_* tokens/s ratios.
  */
 import { spawnSync } from 'node:child_process';
+import { runBenchChild } from './_bench-child.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -196,18 +197,7 @@ export async function run(argv: string[]): Promise<void> {
     `train-open: ${shapeName} shape, LoRA r=${s.rank} on q,k,v,o,gate,up,down, batch ${s.batch} × seq ${s.seq}, ${s.warmup} warm-up + ${s.steps} timed steps, ${s.threads} threads` +
       `${torch.ok ? `, torch ${torch.version}` : ''}, load ${os.loadavg()[0]!.toFixed(2)}\n`,
   );
-  const child = (spec: string): Result => {
-    const args = ['--import', 'tsx', path.join(import.meta.dirname, 'index.ts'), 'train-open', ...argv.filter((a) => a !== '--only'), '--child', spec];
-    const r = spawnSync(process.execPath, args, {
-      encoding: 'utf8',
-      env: { ...process.env, TEAMLLM_NATIVE_THREADS: String(s.threads), OPENBLAS_NUM_THREADS: '1' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 1 << 20,
-    });
-    const line = r.stdout.trim().split('\n').pop() ?? '';
-    if (r.status !== 0 || !line.startsWith('{')) throw new Error(`${spec} failed (exit ${r.status}): ${r.stdout.slice(-500)}`);
-    return JSON.parse(line) as Result;
-  };
+  const child = (spec: string): Result => runBenchChild<Result>('train-open', argv.filter((a) => a !== '--only'), spec, s.threads);
   const figures: string[] = [];
   const rows: string[] = [];
   const results = new Map<string, Result>();
