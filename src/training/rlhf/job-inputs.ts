@@ -59,8 +59,8 @@ const CHAT_RLHF_MAX_TOKENS = 2048;
 /**
  * The policy to improve and how its prompts and answers become ids: a model trained here (its
  * LoadedModel, our template; answers at most half of its context) or an imported chat model's
- * version (its weights as a float32 trainable model, its own chat template; an adapter version
- * with its adapter merged).
+ * version (its weights frozen as served, shared with its engine; its own chat template; an adapter
+ * version with its adapter merged).
  */
 export type RlhfPolicy = { gpt: GPT; codec: EpisodeCodec } & (
   | { kind: 'teamllm'; loaded: LoadedModel; layout: PromptLayout }
@@ -71,9 +71,11 @@ export async function loadPolicy(base: { dir: string; version?: string }, maxTok
   if (existsSync(path.join(base.dir, CHAT_MANIFEST))) {
     if (!base.version) throw new Error('an imported chat model is tuned by its version (base=vN)');
     const chat = loadChatModelVersion(base.dir);
-    // An adapter version loads with its adapter merged (float32): the fresh LoRA trains on top of it,
-    // and the two are registered as one adapter over the imported model (registry, lora/combine.ts).
-    const gpt = trainableFromChatModel(chat.model);
+    // Frozen in the dtype it is served in, its matrices the engine's own arrays (no float32 copy):
+    // the QA check answers with the same engine. An adapter version loads with its adapter merged
+    // (the touched matrices float32, frozen as they are): the fresh LoRA trains on top of it, and
+    // the two are registered as one adapter over the imported model (registry, lora/combine.ts).
+    const gpt = trainableFromChatModel(chat.model, { frozen: true });
     const context = Math.min(gpt.config.blockSize, CHAT_RLHF_MAX_TOKENS);
     const codec = chatEpisodes(chat.tokenizer, { maxAnswerTokens: Math.min(maxTokens, Math.floor(context / 2)), maxTokens: context, vocabSize: gpt.config.vocabSize });
     return { kind: 'chat', gpt, codec, chat };
