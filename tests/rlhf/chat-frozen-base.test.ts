@@ -14,7 +14,6 @@ import { Random } from '../../src/model/random.ts';
 import type { GPT } from '../../src/model/gpt.ts';
 import { ModelRegistry } from '../../src/model/registry.ts';
 import { inspectHfChatModel } from '../../src/model/import/llama-checkpoint.ts';
-import type { LlamaModel } from '../../src/model/import/llama.ts';
 import type { WeightMatrix } from '../../src/model/import/weights.ts';
 import { LoraAdapter } from '../../src/model/lora/adapter.ts';
 import { mergeLoraIntoChatModel, trainableFromChatModel } from '../../src/model/lora/imported-base.ts';
@@ -23,6 +22,9 @@ import { chatEpisodes } from '../../src/training/rlhf/chat-episodes.ts';
 import { disposePolicy, loadPolicy } from '../../src/training/rlhf/job-inputs.ts';
 import { collateEpisodes, sequenceLogProbs } from '../../src/training/rlhf/policy.ts';
 import { openRewardBase } from '../../src/training/reward/reward-base.ts';
+import { HEAD_BIAS, HEAD_WEIGHT } from '../../src/training/reward/model.ts';
+import { loadRewardModel, rewardDir, saveRewardModel } from '../../src/training/reward/store.ts';
+import { LlamaModel } from '../../src/model/import/llama.ts';
 import { tinyChatModel, writeHfChatFolder } from '../model/import/tiny-llama.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-chat-frozen-'));
@@ -117,11 +119,37 @@ describe('RLHF and the reward model on an imported base hold it once', () => {
     disposePolicy(policy);
   });
 
-  it("the reward model's base: frozen matrices, no float32 copy", async () => {
+  it("the reward model's base: frozen matrices, no float32 copy; on the policy's version it reads the policy's engine", async () => {
     const base = await openRewardBase(registry.dir('v1'));
     expect(base.kind).toBe('chat');
     for (const [name, t] of base.model.params) expect(t.rank, `${name} is a tensor`).toBe(1);
     expect(base.model.frozen.has('model.layers.0.mlp.down_proj.weight')).toBe(true);
+    // A reward model on v1 (random adapter and head, its gate passed), saved as the trainer saves it.
+    const adapter = randomAdapter(base.model, 31);
+    adapter.meta = { name: 'rm' };
+    const C = base.model.config.nEmbd;
+    const head = new Map<string, tf.Tensor>([[HEAD_WEIGHT, tf.keep(tf.tensor2d(new Random(32).normalArray(C, 0.5), [C, 1]))], [HEAD_BIAS, tf.keep(tf.tensor1d([0.1]))]]);
+    const home = path.join(tmpRoot, 'home');
+    await saveRewardModel(rewardDir(home, 'rm'), {
+      adapter, head, saveAdapter: base.saveAdapter,
+      config: { format: 'teamllm-reward/1', name: 'rm', base: { version: 'v1', dir: registry.dir('v1'), fingerprint: adapter.base.fingerprint, config: base.model.config }, encoding: base.encoding, metrics: {}, gate: { passed: true, reasons: [] }, data: {}, trainedAt: new Date().toISOString() },
+    });
+    adapter.dispose();
+    tf.dispose([...head.values()]);
     base.model.dispose();
+
+    const answers = [{ question: 'Is leave paid?', passages: [], answer: 'yes' }, { question: 'Laptop?', passages: [{ text: 'IT hands out laptops.' }], answer: 'not really' }];
+    const own = await loadRewardModel(home, 'rm');
+    const alone = await own.score(answers);
+    own.dispose();
+    const policy = await loadPolicy({ dir: registry.dir('v1'), version: 'v1' }, 8);
+    if (policy.kind !== 'chat') throw new Error('expected the imported model');
+    const sharing = await loadRewardModel(home, 'rm', { sharedChat: { dir: registry.dir('v1'), model: policy.chat.model, tokenizer: policy.chat.tokenizer } });
+    expect(await sharing.score(answers)).toEqual(alone);
+    sharing.dispose();
+    // The shared engine is the one read: another model given as v1 is refused by the adapter's base check.
+    const other = new LlamaModel(policy.chat.model.config, new Map([...policy.chat.model.weights()].map(([n, w]) => [n, w instanceof Float32Array ? w.map((v) => v * 1.5) : w])));
+    await expect(loadRewardModel(home, 'rm', { sharedChat: { dir: registry.dir('v1'), model: other, tokenizer: policy.chat.tokenizer } })).rejects.toThrow(/cannot be used on v1/);
+    disposePolicy(policy);
   });
 });

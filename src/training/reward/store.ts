@@ -28,6 +28,8 @@ import { HEAD_BIAS, HEAD_WEIGHT, rewardBatch, rewardScores } from './model.ts';
 import type { RewardModel } from './reward-model.ts';
 import { chatRewardInputs, teamllmRewardInputs, type RewardEncoding, type RewardInputs } from './reward-base.ts';
 import { loadChatModelVersion } from '../../model/import/chat-manifest.ts';
+import type { ChatTokenizer } from '../../model/import/chat-tokenizer.ts';
+import type { LlamaModel } from '../../model/import/llama.ts';
 import { trainableFromChatModel } from '../../model/lora/imported-base.ts';
 import { adapterFromPeft, readPeftAdapter } from '../../model/lora/peft.ts';
 
@@ -153,6 +155,11 @@ export interface LoadRewardOptions {
   baseVersion?: string;
   /** Load one whose gate failed (to inspect it; RLHF must not use it). */
   allowFailedGate?: boolean;
+  /**
+   * An imported chat model already loaded from the version folder `dir` (the RLHF job's policy):
+   * a reward model on that same base reads its engine's matrices instead of loading a copy.
+   */
+  sharedChat?: { dir: string; model: LlamaModel; tokenizer: ChatTokenizer };
 }
 
 /**
@@ -184,7 +191,7 @@ export async function loadRewardModel(home: string, name?: string, options: Load
     else throw new Error(`Reward model "${chosen}" was trained on base ${config.base.version ?? config.base.dir}, which is no longer there (deleted?). Train a new reward model on a current base.`);
   }
   await ensureBackend();
-  const { model, inputs } = onChat ? loadChatBase(baseDir, config.encoding) : await loadTeamllmBase(baseDir, config.encoding);
+  const { model, inputs } = onChat ? loadChatBase(baseDir, config.encoding, options.sharedChat) : await loadTeamllmBase(baseDir, config.encoding);
   let adapter: LoraAdapter;
   try {
     adapter = onChat ? adapterFromPeft(readPeftAdapter(dir), model, baseVersion) : await LoraAdapter.load(dir, model, baseVersion);
@@ -237,7 +244,8 @@ async function loadTeamllmBase(dir: string, encoding: RewardEncoding): Promise<{
 }
 
 /** An imported chat model's version as the model the reward adapter was trained on (its matrices frozen as served, not copied), and its template's inputs. */
-function loadChatBase(dir: string, encoding: RewardEncoding): { model: GPT; inputs: RewardInputs } {
-  const chat = loadChatModelVersion(dir);
+function loadChatBase(dir: string, encoding: RewardEncoding, shared?: LoadRewardOptions['sharedChat']): { model: GPT; inputs: RewardInputs } {
+  // Nothing writes into a frozen matrix, so the policy and the reward model can read the same ones.
+  const chat = shared && path.resolve(shared.dir) === path.resolve(dir) ? shared : loadChatModelVersion(dir);
   return { model: trainableFromChatModel(chat.model, { frozen: true }), inputs: chatRewardInputs(chat.tokenizer, encoding.maxTokens) };
 }

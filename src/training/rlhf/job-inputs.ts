@@ -40,10 +40,12 @@ export async function loadFeedback(p: RlhfJobOptions, stores: StoreOpener, log: 
  * PPO cannot run without a reward model; DPO/KTO use one to measure when there is one. `owned`
  * says whether the job loaded it (and so must dispose of it) or was handed it.
  */
-export async function loadJobRewardModel(p: RlhfJobOptions, home: string, given: RewardModel | undefined, log: Log): Promise<{ reward?: RewardModel; owned: boolean }> {
+export async function loadJobRewardModel(p: RlhfJobOptions, home: string, given: RewardModel | undefined, log: Log, policy?: RlhfPolicy, policyDir?: string): Promise<{ reward?: RewardModel; owned: boolean }> {
   if (given) return { reward: given, owned: false };
   try {
-    const reward = await loadRewardModel(home, p.reward);
+    // A reward model on the policy's own imported version reads the policy's engine (held once).
+    const shared = policy?.kind === 'chat' && policyDir ? { sharedChat: { dir: policyDir, model: policy.chat.model, tokenizer: policy.chat.tokenizer } } : {};
+    const reward = await loadRewardModel(home, p.reward, shared);
     log(`reward model "${reward.info.name}" (${formatMetrics(reward.info.metrics)})`);
     return { reward, owned: true };
   } catch (err) {

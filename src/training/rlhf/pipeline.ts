@@ -48,9 +48,9 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   await fs.mkdir(runDir, { recursive: true });
   const base = await resolveBase(home, p.base, NO_POLICY);
   const feedback = await loadFeedback(p, ctx.store, log);
-  const { reward, owned: ownReward } = await loadJobRewardModel(p, home, ctx.rewardModel, log);
-  const policy = await loadPolicy(base, p.maxTokens).catch((err: unknown) => {
-    if (ownReward) reward?.dispose();
+  const policy = await loadPolicy(base, p.maxTokens);
+  const { reward, owned: ownReward } = await loadJobRewardModel(p, home, ctx.rewardModel, log, policy, base.dir).catch((err: unknown) => {
+    disposePolicy(policy);
     throw err;
   });
   const { gpt, codec } = policy;
