@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { StoreOpener } from '../../core/index.ts';
+import { ensureBackend } from '../../model/backend.ts';
 import type { GPT } from '../../model/gpt.ts';
 import { CHAT_MANIFEST, loadChatModelVersion } from '../../model/import/chat-manifest.ts';
 import { trainableFromChatModel } from '../../model/lora/imported-base.ts';
@@ -73,6 +74,7 @@ export async function loadPolicy(base: { dir: string; version?: string }, maxTok
   if (existsSync(path.join(base.dir, CHAT_MANIFEST))) {
     if (!base.version) throw new Error('an imported chat model is tuned by its version (base=vN)');
     const chat = loadChatModelVersion(base.dir);
+    await ensureBackend();
     // Frozen in the dtype it is served in, its matrices the engine's own arrays (no float32 copy):
     // the QA check answers with the same engine. An adapter version loads with its adapter merged
     // (the touched matrices float32, frozen as they are): the fresh LoRA trains on top of it, and
