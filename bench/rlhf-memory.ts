@@ -1,13 +1,14 @@
 /**
- * `node --experimental-strip-types bench/rlhf-memory.ts <frozen|float32> [--shape qwen2.5-0.5b] [--tokens 64]`
+ * `node --expose-gc --import tsx bench/rlhf-memory.ts <frozen|float32> [--shape qwen2.5-0.5b] [--tokens 64] [--reward same|own]`
  *
  * Peak RSS of the RLHF job's model memory on an imported base (random bf16 weights of a real
  * shape): the engine as loaded, the policy built from it as job-inputs.ts builds it (frozen: the
  * engine's matrices; float32: the widened copy the job held before), a LoRA r=16 on all seven
  * projections, the reference log-probs of 2 pairs and one DPO step; then a reward model on the
- * same base as store.ts loads it (its own engine; frozen with the adapter hooked, or the float32
- * copy with the adapter merged) scoring the 4 answers, as PPO holds it beside the policy. One mode
- * a process (its peak RSS its own). Prints key=value.
+ * same base as store.ts loads it (frozen with the adapter hooked, reading the policy's engine with
+ * --reward same, else an engine of its own; float32: its own engine and float32 copy, the adapter
+ * merged, as the job did before) scoring the 4 answers, as PPO holds it beside the policy. One
+ * mode a process (its peak RSS its own). Prints key=value.
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
@@ -20,7 +21,7 @@ import { collateEpisodes, sequenceLogProbs } from '../src/training/rlhf/policy.t
 import { dpoBatchLoss } from '../src/training/rlhf/offline.ts';
 import { SHAPES, randomWeights } from './open-model.ts';
 
-const { positionals, values } = parseArgs({ allowPositionals: true, options: { shape: { type: 'string', default: 'qwen2.5-0.5b' }, tokens: { type: 'string', default: '64' } } });
+const { positionals, values } = parseArgs({ allowPositionals: true, options: { shape: { type: 'string', default: 'qwen2.5-0.5b' }, tokens: { type: 'string', default: '64' }, reward: { type: 'string', default: 'same' } } });
 const mode = positionals[0];
 if (mode !== 'frozen' && mode !== 'float32') throw new Error('usage: rlhf-memory.ts frozen|float32');
 const frozen = mode === 'frozen';
@@ -69,7 +70,10 @@ out.tf_bytes_mib = mib(tf.memory().numBytes);
 out.peak_policy_mib = peak();
 
 // The reward model beside it (PPO): its own base, as store.ts loads it.
-const rewardEngine = new LlamaModel(config, randomWeights(config, 'bf16'));
+// frozen + --reward same: a reward model on the policy's own version reads its engine (the job's
+// sharedChat); otherwise it loads an engine of its own (another version, or the job before).
+const rewardEngine = frozen && values.reward === 'same' ? engine : new LlamaModel(config, randomWeights(config, 'bf16'));
+out.reward_base = frozen && values.reward === 'same' ? 'shared' : 'own';
 const reward = trainableFromChatModel(rewardEngine, { frozen });
 const rAdapter = LoraAdapter.create(reward, { rank: 16, alpha: 32, dropout: 0, targets: 'all' });
 if (frozen) rAdapter.attach(reward);
