@@ -4,8 +4,9 @@
  *
  *   - a model trained here (its folder): our chat template of special tokens (encodeRewardInput),
  *     the adapter in teamllm's files;
- *   - an imported chat model's version (Llama/Qwen family, chat-model.json): its weights as the
- *     float32 trainable llama-arch copy (lora/imported-base.ts), the question and its passages laid
+ *   - an imported chat model's version (Llama/Qwen family, chat-model.json): its engine's
+ *     matrices frozen in the dtype they are served in, as a trainable llama-arch model whose
+ *     norms are float32 (lora/imported-base.ts; no float32 copy of the matrices), the question and its passages laid
  *     out in the model's own chat template exactly as the bot asks it and the answer as the
  *     assistant's turn (chat-episodes.ts, chat-data.ts's encoding), the score read at the
  *     end-of-turn token that closes the answer; the adapter in PEFT's format.
@@ -67,7 +68,7 @@ export function chatRewardInputs(tokenizer: ChatTokenizer, maxTokens: number): R
 
 export interface RewardBase {
   kind: 'teamllm' | 'chat';
-  /** The trainable model (float32); the caller disposes it. */
+  /** The trainable model (its base frozen: float32 tensors, or an imported model's stored matrices); the caller disposes it. */
   model: GPT;
   inputs: RewardInputs;
   encoding: RewardEncoding;
@@ -84,9 +85,9 @@ export function isChatModelDir(dir: string): boolean {
 export async function openRewardBase(dir: string, options: { maxContextTokens?: number } = {}): Promise<RewardBase> {
   if (isChatModelDir(dir)) {
     const { model: engine, tokenizer, manifest } = loadChatModelVersion(dir);
-    const model = trainableFromChatModel(engine);
+    const model = trainableFromChatModel(engine, { frozen: true });
     const maxTokens = Math.min(model.config.blockSize, CHAT_REWARD_MAX_TOKENS);
-    // Only the origin is kept (not the engine's weights, which the trainable copy replaces).
+    // Only the origin is kept: the trainable model holds the engine's matrices themselves.
     const origin = manifest.origin;
     return {
       kind: 'chat',

@@ -28,6 +28,8 @@ import { HEAD_BIAS, HEAD_WEIGHT, rewardBatch, rewardScores } from './model.ts';
 import type { RewardModel } from './reward-model.ts';
 import { chatRewardInputs, teamllmRewardInputs, type RewardEncoding, type RewardInputs } from './reward-base.ts';
 import { loadChatModelVersion } from '../../model/import/chat-manifest.ts';
+import type { ChatTokenizer } from '../../model/import/chat-tokenizer.ts';
+import type { LlamaModel } from '../../model/import/llama.ts';
 import { trainableFromChatModel } from '../../model/lora/imported-base.ts';
 import { adapterFromPeft, readPeftAdapter } from '../../model/lora/peft.ts';
 
@@ -153,11 +155,16 @@ export interface LoadRewardOptions {
   baseVersion?: string;
   /** Load one whose gate failed (to inspect it; RLHF must not use it). */
   allowFailedGate?: boolean;
+  /**
+   * An imported chat model already loaded from the version folder `dir` (the RLHF job's policy):
+   * a reward model on that same base reads its engine's matrices instead of loading a copy.
+   */
+  sharedChat?: { dir: string; model: LlamaModel; tokenizer: ChatTokenizer };
 }
 
 /**
  * Loads a reward model (`name`, default the current one) with its own copy of the base model,
- * the adapter merged in. Refuses a base whose weights differ from the one it was trained on.
+ * the adapter merged in (on an imported base: attached, the base frozen as served). Refuses a base whose weights differ from the one it was trained on.
  */
 export async function loadRewardModel(home: string, name?: string, options: LoadRewardOptions = {}): Promise<RewardModel> {
   const chosen = name ?? (await currentRewardModel(home));
@@ -184,7 +191,7 @@ export async function loadRewardModel(home: string, name?: string, options: Load
     else throw new Error(`Reward model "${chosen}" was trained on base ${config.base.version ?? config.base.dir}, which is no longer there (deleted?). Train a new reward model on a current base.`);
   }
   await ensureBackend();
-  const { model, inputs } = onChat ? loadChatBase(baseDir, config.encoding) : await loadTeamllmBase(baseDir, config.encoding);
+  const { model, inputs } = onChat ? loadChatBase(baseDir, config.encoding, options.sharedChat) : await loadTeamllmBase(baseDir, config.encoding);
   let adapter: LoraAdapter;
   try {
     adapter = onChat ? adapterFromPeft(readPeftAdapter(dir), model, baseVersion) : await LoraAdapter.load(dir, model, baseVersion);
@@ -192,13 +199,26 @@ export async function loadRewardModel(home: string, name?: string, options: Load
     model.dispose();
     throw new Error(`Reward model "${chosen}" cannot be used on ${baseVersion ?? baseDir}: ${(err as Error).message}`);
   }
-  adapter.merge(model);
-  adapter.dispose();
+  // On an imported base the matrices stay frozen in their stored dtype: merging would widen every
+  // matrix the adapter touches to a float32 tensor, so its low-rank products run beside them instead.
+  const hooked = onChat;
+  if (hooked) adapter.attach(model, baseVersion);
+  else {
+    adapter.merge(model);
+    adapter.dispose();
+  }
+  const release = () => {
+    if (hooked) {
+      LoraAdapter.detach(model);
+      adapter.dispose();
+    }
+    model.dispose();
+  };
   const { tensors } = await readSafetensors(path.join(dir, 'head.safetensors'));
   const head = arraysToTensors(tensors);
   const w = head.get(HEAD_WEIGHT);
   if (!w || !head.get(HEAD_BIAS) || w.shape[0] !== model.config.nEmbd) {
-    model.dispose();
+    release();
     throw new Error(`${dir}/head.safetensors does not fit the base (needs ${HEAD_WEIGHT} [${model.config.nEmbd}, 1] and ${HEAD_BIAS})`);
   }
   const scorer = new RewardScorer(model, inputs, head);
@@ -213,7 +233,7 @@ export async function loadRewardModel(home: string, name?: string, options: Load
       if (disposed) return;
       disposed = true;
       for (const t of head.values()) t.dispose();
-      model.dispose();
+      release();
     },
   };
 }
@@ -223,8 +243,9 @@ async function loadTeamllmBase(dir: string, encoding: RewardEncoding): Promise<{
   return { model, inputs: teamllmRewardInputs(tokenizer, encoding) };
 }
 
-/** An imported chat model's version as the float32 trainable copy the reward adapter was trained on, and its template's inputs. */
-function loadChatBase(dir: string, encoding: RewardEncoding): { model: GPT; inputs: RewardInputs } {
-  const chat = loadChatModelVersion(dir);
-  return { model: trainableFromChatModel(chat.model), inputs: chatRewardInputs(chat.tokenizer, encoding.maxTokens) };
+/** An imported chat model's version as the model the reward adapter was trained on (its matrices frozen as served, not copied), and its template's inputs. */
+function loadChatBase(dir: string, encoding: RewardEncoding, shared?: LoadRewardOptions['sharedChat']): { model: GPT; inputs: RewardInputs } {
+  // Nothing writes into a frozen matrix, so the policy and the reward model can read the same ones.
+  const chat = shared && path.resolve(shared.dir) === path.resolve(dir) ? shared : loadChatModelVersion(dir);
+  return { model: trainableFromChatModel(chat.model, { frozen: true }), inputs: chatRewardInputs(chat.tokenizer, encoding.maxTokens) };
 }

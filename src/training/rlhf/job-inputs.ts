@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { StoreOpener } from '../../core/index.ts';
+import { ensureBackend } from '../../model/backend.ts';
 import type { GPT } from '../../model/gpt.ts';
 import { CHAT_MANIFEST, loadChatModelVersion } from '../../model/import/chat-manifest.ts';
 import { trainableFromChatModel } from '../../model/lora/imported-base.ts';
@@ -40,10 +41,12 @@ export async function loadFeedback(p: RlhfJobOptions, stores: StoreOpener, log: 
  * PPO cannot run without a reward model; DPO/KTO use one to measure when there is one. `owned`
  * says whether the job loaded it (and so must dispose of it) or was handed it.
  */
-export async function loadJobRewardModel(p: RlhfJobOptions, home: string, given: RewardModel | undefined, log: Log): Promise<{ reward?: RewardModel; owned: boolean }> {
+export async function loadJobRewardModel(p: RlhfJobOptions, home: string, given: RewardModel | undefined, log: Log, policy?: RlhfPolicy, policyDir?: string): Promise<{ reward?: RewardModel; owned: boolean }> {
   if (given) return { reward: given, owned: false };
   try {
-    const reward = await loadRewardModel(home, p.reward);
+    // A reward model on the policy's own imported version reads the policy's engine (held once).
+    const shared = policy?.kind === 'chat' && policyDir ? { sharedChat: { dir: policyDir, model: policy.chat.model, tokenizer: policy.chat.tokenizer } } : {};
+    const reward = await loadRewardModel(home, p.reward, shared);
     log(`reward model "${reward.info.name}" (${formatMetrics(reward.info.metrics)})`);
     return { reward, owned: true };
   } catch (err) {
@@ -59,8 +62,8 @@ const CHAT_RLHF_MAX_TOKENS = 2048;
 /**
  * The policy to improve and how its prompts and answers become ids: a model trained here (its
  * LoadedModel, our template; answers at most half of its context) or an imported chat model's
- * version (its weights as a float32 trainable model, its own chat template; an adapter version
- * with its adapter merged).
+ * version (its weights frozen as served, shared with its engine; its own chat template; an adapter
+ * version with its adapter merged).
  */
 export type RlhfPolicy = { gpt: GPT; codec: EpisodeCodec } & (
   | { kind: 'teamllm'; loaded: LoadedModel; layout: PromptLayout }
@@ -71,9 +74,12 @@ export async function loadPolicy(base: { dir: string; version?: string }, maxTok
   if (existsSync(path.join(base.dir, CHAT_MANIFEST))) {
     if (!base.version) throw new Error('an imported chat model is tuned by its version (base=vN)');
     const chat = loadChatModelVersion(base.dir);
-    // An adapter version loads with its adapter merged (float32): the fresh LoRA trains on top of it,
-    // and the two are registered as one adapter over the imported model (registry, lora/combine.ts).
-    const gpt = trainableFromChatModel(chat.model);
+    await ensureBackend();
+    // Frozen in the dtype it is served in, its matrices the engine's own arrays (no float32 copy):
+    // the QA check answers with the same engine. An adapter version loads with its adapter merged
+    // (the touched matrices float32, frozen as they are): the fresh LoRA trains on top of it, and
+    // the two are registered as one adapter over the imported model (registry, lora/combine.ts).
+    const gpt = trainableFromChatModel(chat.model, { frozen: true });
     const context = Math.min(gpt.config.blockSize, CHAT_RLHF_MAX_TOKENS);
     const codec = chatEpisodes(chat.tokenizer, { maxAnswerTokens: Math.min(maxTokens, Math.floor(context / 2)), maxTokens: context, vocabSize: gpt.config.vocabSize });
     return { kind: 'chat', gpt, codec, chat };

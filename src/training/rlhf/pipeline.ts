@@ -3,9 +3,10 @@
  *
  * 1. the policy to improve: a registry version (default: the serving one, else the newest), with
  *    a fresh LoRA adapter; the same model without the adapter is the frozen reference. An imported
- *    chat model trains as a float32 copy with its own chat template's episodes, and its adapter is
- *    registered in PEFT's format as a version over it (job-inputs.ts loadPolicy); over an adapter
- *    version, the two adapters as one over the imported model;
+ *    chat model trains on its engine's own matrices, frozen in the dtype they are served in, with
+ *    its own chat template's episodes, and its adapter is registered in PEFT's format as a version
+ *    over it (job-inputs.ts loadPolicy); over an adapter version, the two adapters as one over the
+ *    imported model;
  * 2. the data from the feedback store, split by question (the reward model's split): prompts for
  *    PPO, 👍/👎 for KTO, liked/disliked pairs for DPO;
  * 3. the reward model (`teamllm train reward`): required by PPO; for KTO and DPO it is used to
@@ -47,9 +48,9 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   await fs.mkdir(runDir, { recursive: true });
   const base = await resolveBase(home, p.base, NO_POLICY);
   const feedback = await loadFeedback(p, ctx.store, log);
-  const { reward, owned: ownReward } = await loadJobRewardModel(p, home, ctx.rewardModel, log);
-  const policy = await loadPolicy(base, p.maxTokens).catch((err: unknown) => {
-    if (ownReward) reward?.dispose();
+  const policy = await loadPolicy(base, p.maxTokens);
+  const { reward, owned: ownReward } = await loadJobRewardModel(p, home, ctx.rewardModel, log, policy, base.dir).catch((err: unknown) => {
+    disposePolicy(policy);
     throw err;
   });
   const { gpt, codec } = policy;
@@ -57,6 +58,8 @@ export async function runRlhfJob(params: RlhfJobParams, ctx: RlhfJobContext): Pr
   const evalPrompts = policy.kind === 'chat' ? (data.heldOut.prompts.length ? data.heldOut.prompts : data.train.prompts) : feedback.evalPrompts;
   const qa = await prepareQaCheck(p, ctx, log);
   // The QA check's answerer: our model (the adapter answers once attached), or the imported engine, with the adapter merged after training.
+  // The merge builds a new engine (the touched matrices new float32 arrays, the others shared as they are) and
+  // writes into none of the engine's arrays, which the frozen policy and its reference go on reading.
   const qaModel = async (trained?: LoraAdapter): Promise<QaModel> => {
     if (policy.kind === 'teamllm') return policy.loaded;
     const { model, tokenizer, manifest } = policy.chat;
