@@ -18,15 +18,14 @@ import { loadChatModelVersion } from '../../src/model/import/chat-manifest.ts';
 import { LoraAdapter } from '../../src/model/lora/adapter.ts';
 import { trainableFromChatModel } from '../../src/model/lora/imported-base.ts';
 import { encodeChatSftExample } from '../../src/training/sft/chat-data.ts';
-import { sft } from '../../src/training/sft/train.ts';
 import { chatEpisodes } from '../../src/training/rlhf/chat-episodes.ts';
 import { evaluatePolicy } from '../../src/training/rlhf/evaluate.ts';
 import { implicitMargin } from '../../src/training/rlhf/measure.ts';
 import { dpoBatchLoss, trainOffline, type OfflineOptions, type PreferencePair } from '../../src/training/rlhf/offline.ts';
 import { collateEpisodes, sequenceLogProbs, withoutAdapter } from '../../src/training/rlhf/policy.ts';
 import type { RlhfPrompt } from '../../src/training/rlhf/episodes.ts';
-import type { Taste } from '../../src/training/simulated-users.ts';
 import { tinyChatModel, writeHfChatFolder } from '../model/import/tiny-llama.ts';
+import { NO, SAYS_YES, YES, prompt, yesOrNoSftVersion } from './chat-yes-no.ts';
 import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { SimulatedUsers } from '../../src/training/simulated-users.ts';
 import { readPeftAdapter } from '../../src/model/lora/peft.ts';
@@ -45,11 +44,6 @@ const chat = loadChatModelVersion(registry.dir('v1'));
 const codecOf = (vocabSize: number) => chatEpisodes(chat.tokenizer, { maxAnswerTokens: 8, maxTokens: 128, vocabSize });
 
 // The simulated user likes answers that say "yes"; pairs: a yes-answer over a no-answer.
-const SAYS_YES: Taste = { name: 'says yes', description: 'likes answers that say "yes"', likes: (ex) => /\byes\b/i.test(ex.answer) };
-const TOPICS = ['leave', 'laptop', 'expense', 'travel', 'payroll'];
-const YES = ['yes', 'yes, sure', 'yes, it is'];
-const NO = ['no', 'no, never', 'not really'];
-const prompt = (i: number): RlhfPrompt => ({ question: `Question ${i} about ${TOPICS[i % TOPICS.length]}?`, passages: [] });
 const pairOf = (i: number): PreferencePair => ({ prompt: prompt(i), chosen: YES[i % 3]!, rejected: NO[(i + 1) % 3]! });
 const train = Array.from({ length: 40 }, (_, i) => pairOf(i));
 const heldOut = Array.from({ length: 10 }, (_, i) => pairOf(100 + i));
@@ -57,24 +51,7 @@ const heldOut = Array.from({ length: 10 }, (_, i) => pairOf(100 + i));
 // The policy DPO starts from, as in tests/rlhf: an SFT model that says yes or no about equally
 // (a random-weight model says neither, and DPO only reweights what the policy already says).
 // The SFT adapter is registered over v1 and loaded merged: v2 is the base DPO tunes.
-const sftRun = await sft({
-  runDir: path.join(tmpRoot, 'sft'),
-  base: registry.dir('v1'),
-  baseVersion: 'v1',
-  examples: Array.from({ length: 60 }, (_, i) => ({ messages: [{ role: 'user' as const, content: prompt(i).question }, { role: 'assistant' as const, content: i % 2 ? YES[i % 3]! : NO[i % 3]! }] })),
-  lora: { rank: 4, alpha: 8, dropout: 0, targets: 'all' },
-  batchSize: 6,
-  maxIters: 30,
-  learningRate: 2e-2,
-  minLearningRate: 2e-3,
-  warmupIters: 2,
-  evalInterval: 30,
-  checkpointInterval: 100,
-  chartInterval: 100,
-  valFraction: 0.1,
-  seed: 5,
-});
-const sftVersion = (await registry.registerChatAdapter(sftRun.adapterDir, 'v1', { source: 'sft' })).version;
+const sftVersion = await yesOrNoSftVersion(registry, 'v1', tmpRoot);
 const sftModel = loadChatModelVersion(registry.dir(sftVersion)).model;
 
 const common = (model: OfflineOptions['model']): OfflineOptions => ({

@@ -22,16 +22,15 @@ import { SqliteStore } from '../../src/core/sqlite-store.ts';
 import { rewardData } from '../../src/training/feedback-datasets.ts';
 import { trainRewardModel } from '../../src/training/reward/train.ts';
 import { setCurrentRewardModel } from '../../src/training/reward/store.ts';
-import { sft } from '../../src/training/sft/train.ts';
 import { chatEpisodes } from '../../src/training/rlhf/chat-episodes.ts';
 import { evaluatePolicy } from '../../src/training/rlhf/evaluate.ts';
 import { trainPpo, type PpoStepStats } from '../../src/training/rlhf/ppo.ts';
 import { runRlhfJob } from '../../src/training/rlhf/pipeline.ts';
 import { tasteReward } from '../../src/training/rlhf/taste-reward.ts';
-import type { RlhfPrompt } from '../../src/training/rlhf/episodes.ts';
-import { SimulatedUsers, type Taste } from '../../src/training/simulated-users.ts';
+import { SimulatedUsers } from '../../src/training/simulated-users.ts';
 import { stageServices } from '../../src/training/jobs/stage-services.ts';
 import { tinyChatModel, writeHfChatFolder } from '../model/import/tiny-llama.ts';
+import { NO, SAYS_YES, YES, prompt, yesOrNoSftVersion } from './chat-yes-no.ts';
 
 const tmpRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-chat-ppo-'));
 afterAll(() => fs.rm(tmpRoot, { recursive: true, force: true }));
@@ -44,31 +43,9 @@ writeHfChatFolder(path.join(tmpRoot, 'llama'), tinyChatModel('llama', 8));
 await registry.registerChatModel(inspectHfChatModel(path.join(tmpRoot, 'qwen3'))); // v1: the policy's base
 await registry.registerChatModel(inspectHfChatModel(path.join(tmpRoot, 'llama'))); // v2: the reward model's base
 
-const SAYS_YES: Taste = { name: 'says yes', description: 'likes answers that say "yes"', likes: (ex) => /\byes\b/i.test(ex.answer) };
-const TOPICS = ['leave', 'laptop', 'expense', 'travel', 'payroll'];
-const YES = ['yes', 'yes, sure', 'yes, it is'];
-const NO = ['no', 'no, never', 'not really'];
-const prompt = (i: number): RlhfPrompt => ({ question: `Question ${i} about ${TOPICS[i % TOPICS.length]}?`, passages: [] });
 
 // The SFT policy PPO starts from says yes or no about equally (as in chat-dpo.test.ts), registered as v3 over v1.
-const sftRun = await sft({
-  runDir: path.join(tmpRoot, 'sft'),
-  base: registry.dir('v1'),
-  baseVersion: 'v1',
-  examples: Array.from({ length: 60 }, (_, i) => ({ messages: [{ role: 'user' as const, content: prompt(i).question }, { role: 'assistant' as const, content: i % 2 ? YES[i % 3]! : NO[i % 3]! }] })),
-  lora: { rank: 4, alpha: 8, dropout: 0, targets: 'all' },
-  batchSize: 6,
-  maxIters: 30,
-  learningRate: 2e-2,
-  minLearningRate: 2e-3,
-  warmupIters: 2,
-  evalInterval: 30,
-  checkpointInterval: 100,
-  chartInterval: 100,
-  valFraction: 0.1,
-  seed: 5,
-});
-const sftVersion = (await registry.registerChatAdapter(sftRun.adapterDir, 'v1', { source: 'sft' })).version;
+const sftVersion = await yesOrNoSftVersion(registry, 'v1', tmpRoot);
 
 describe('PPO on an imported chat model', () => {
   it('raises the held-out preferred-answer rate at a bounded KL', { timeout: 300_000 }, async () => {
