@@ -22,7 +22,7 @@ import { currentRewardModel, readRewardConfig, rewardDir } from '../../src/train
 import { inspectHfChatModel } from '../../src/model/import/llama-checkpoint.ts';
 import { exportChatModel } from '../../src/model/import/chat-export.ts';
 import { sft } from '../../src/training/sft/train.ts';
-import { message, RecordingTarget } from '../helpers.ts';
+import { message, RecordingTarget, waitFor } from '../helpers.ts';
 import { tinyChatModel, writeHfChatFolder } from '../model/import/tiny-llama.ts';
 
 const LIKES = (answer: string) => /\byes\b/i.test(answer);
@@ -79,6 +79,8 @@ async function admin(text: string): Promise<string[]> {
   const target = new RecordingTarget();
   await runtime.bot.handle(message({ text, user: { id: 'UADMIN' }, channel: `DADMIN${++phase}` }), target);
   await runtime.jobs.idle();
+  // The job's last message is posted after the runner goes idle: on a loaded machine it can come later.
+  if (text.startsWith('/train')) await waitFor(() => / — (?:succeeded|failed|stopped)/.test(target.events.map((e) => e.content.text).join('\n')), 60_000);
   return target.events.map((e) => e.content.text);
 }
 
