@@ -22,7 +22,7 @@ import { DEFAULT_SELECTOR, selectorScore, type SelectorWeights } from './answer-
 import { cosine } from './bag-encoder.ts';
 import { hasCjk } from '../model/text/cjk.ts';
 import { answerByCase } from './answer-cases.ts';
-import { kindsMissing } from './named-kinds.ts';
+import { kindsMissing, thingMissing } from './named-kinds.ts';
 import { standaloneQuestion } from './follow-up.ts';
 
 /** The model's view of the candidates: higher means the model finds it the likelier answer. */
@@ -121,7 +121,9 @@ export class CandidateAnswerer implements Answerer {
     const supported = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
     // …and a passage about another kind of leave or fee than the one asked about answers nothing.
     const cited = chosen && sources[chosen.citation - 1];
-    const confident = supported && cited !== undefined && kindsMissing(asked.question, `${cited.title} ${cited.text}`).length === 0;
+    // …nor does one that never names the thing whose existence is asked about ("Is there a prayer room?").
+    const citedText = cited && `${cited.title} ${cited.text}`;
+    const confident = supported && citedText !== undefined && kindsMissing(asked.question, citedText).length === 0 && thingMissing(asked.question, citedText) === undefined;
     return { sources, chosen, confident };
   }
 

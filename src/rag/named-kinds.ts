@@ -63,3 +63,55 @@ export function kindsMissing(question: string, text: string): string[] {
     return !workplaceExpansions(name, []).some((w) => t.includes(w));
   });
 }
+
+/**
+ * "Is there a prayer room …?", "Can I bring my dog …?", "上海办公室有母婴室吗？": a question whether
+ * something exists (or is offered, or allowed along) is about that thing, and a passage that never
+ * names it cannot answer yes or no — however much else it shares ("Rotterdam", "office"). In the
+ * sample handbook's and the dev sets' questions these were mostly the unanswerable ones, answered
+ * from a passage about the place (docs/fine-tuning.md).
+ */
+const EXISTS_EN =
+  /(?:^|[.?!]\s+)(?:is there|are there|(?:do|does) (?:we|you|they|employees|staff|the company|the office|[a-z]+ office) (?:have|offer|provide|get)(?= (?:a|an|any) )|can (?:i|we) bring)\s+(?:(?:a|an|any|some|my|our|the|your)\s+)?([a-z][a-z-]*(?:\s+[a-z][a-z-]*){0,2})/u;
+/** Where the thing's name ends: a preposition, a clause, a verb that says what is done with it. */
+const THING_END_EN = /\s(?:in|at|on|for|to|from|with|near|by|of|and|or|that|which|who|where|when|if|i|we|you|they|can|could|should|will|would|is|are|do|does|did|have|has|so|during|after|before|around|every|each|per)\b.*$/u;
+/** Words that name no particular thing: asking whether there is "a limit" or "a way" is asking about the rule. */
+const GENERIC_THING_EN = new Set(['limit', 'way', 'rule', 'rules', 'policy', 'option', 'options', 'thing', 'things', 'anything', 'something', 'place', 'time', 'period', 'chance', 'difference', 'problem', 'issue', 'need', 'requirement', 'minimum', 'maximum', 'deadline', 'cap', 'new', 'free', 'extra', 'company', 'office', 'work']);
+const EXISTS_ZH = /(?:有没有|有无|提供|能不能带|可以带|能带)([\p{Script=Han}]{2,8}?)(?:吗|呢|[？?，,。]|$)|有([\p{Script=Han}]{2,6}?)吗/u;
+/** Chinese words before the thing that say where or whose, not what: 公司的、上海办公室的. */
+const NOT_THING_ZH = /^(?:个|什么|没有|员工|公司|办公室|上海|北京|专门的?|免费的?|宠物来?)+/u;
+
+/** The thing a question asks the existence of ("Is there a prayer room in …" → "prayer room"), if it is one. */
+export function askedThing(question: string): string | undefined {
+  const q = question.normalize('NFKC').toLowerCase();
+  const en = EXISTS_EN.exec(q)?.[1]?.replace(THING_END_EN, '').trim();
+  if (en) {
+    const words = en.split(/\s+/).filter((w) => !GENERIC_THING_EN.has(w));
+    return words.length ? words.join(' ') : undefined;
+  }
+  const m = EXISTS_ZH.exec(question.normalize('NFKC'));
+  const zh = (m?.[1] ?? m?.[2])?.replace(NOT_THING_ZH, '');
+  return zh && [...zh].length >= 2 ? zh : undefined;
+}
+
+/**
+ * The thing an existence question asks about when the text does not name it: every English word of
+ * it (its stem, or a handbook word workplace-words.ts gives for it), or the Chinese name's
+ * characters in order with up to two between (宿舍 meets 员工宿舍); undefined when it is named or
+ * the question asks about no thing.
+ */
+export function thingMissing(question: string, text: string): string | undefined {
+  const thing = askedThing(question);
+  if (!thing) return undefined;
+  const t = text.normalize('NFKC');
+  if (/[a-z]/.test(thing)) {
+    const words = new Set(searchTerms(t, { stem: true }));
+    const named = thing.split(' ').every((w) => {
+      const own = searchTerms(w, { stem: true });
+      return own.length === 0 || own.some((s) => words.has(s)) || workplaceExpansions(w, own).some((s) => words.has(s));
+    });
+    return named ? undefined : thing;
+  }
+  if (new RegExp([...thing].map(escape).join(`[${CJK_RANGES}]{0,2}`), 'u').test(t)) return undefined;
+  return workplaceExpansions(thing, []).some((w) => t.includes(w)) ? undefined : thing;
+}

@@ -88,6 +88,8 @@ export function questionIntent(question: string): QuestionIntent {
     .replace(PERIOD_EN, ' ')
     // …nor a point in time ("until the same time next year").
     .replace(/\b(?:next|last|this|previous|coming|following) (?:hour|day|week|month|year)\b/g, ' ')
+    // …nor an ordinal one ("how much of it is mine after the first year": a share, not years).
+    .replace(/\b(?:first|second|third|fourth|fifth|final|\d+(?:st|nd|rd|th)) (?:hour|day|week|month|year)s?\b/g, ' ')
     .replace(/\b\d+(?:\.\d+)?[\s-]*(?:hours?|days?|weeks?|months?|years?|minutes?|nights?)\b/g, ' ');
   // "the max number of … hours" asks "how many hours" too.
   const countAsked = /\bhow (?:many|much|long)\b|\bnumber of\b/.test(q);

@@ -37,6 +37,8 @@ const EN: [string[], string[]][] = [
   [['baby', 'newborn'], ['birth', 'parental']],
   [['wedding', 'married', 'marry'], ['marriage', 'wedding']],
   [['funeral', 'died', 'death', 'passed away'], ['bereavement']],
+  [['grandma', 'grandpa', 'grandmother', 'grandfather', 'granny', 'nan'], ['grandparent']],
+  [['mum', 'mom', 'dad', 'mother', 'father'], ['parent']],
   [['refund', 'reimburse', 'reimbursed', 'expense', 'expenses'], ['reimbursed', 'expense', 'claim']],
   [['cell', 'mobile'], ['phone']],
   [['bike', 'bicycle', 'cycle', 'cycling'], ['bicycle', 'bike']],
@@ -61,6 +63,9 @@ const ZH: [string[], string[]][] = [
   [['结婚', '领证'], ['婚假']],
   [['看病'], ['就医', '医疗']],
   [['迟到', '早退'], ['考勤']],
+  // The holidays by name are the statutory ones (法定节假日 / 法定休假日 in handbooks and the law).
+  [['国庆', '春节', '过年', '元旦', '清明', '端午', '中秋', '劳动节', '五一', '十一'], ['法定节假日', '法定休假日']],
+  [['小产', '没保住'], ['流产']],
 ];
 
 interface Entry {

@@ -9,7 +9,7 @@ import { CANDIDATE_FEATURES, type CandidateFeatures } from '../../src/rag/answer
 import { questionIntent } from '../../src/rag/question-intent.ts';
 import { typedValues } from '../../src/rag/typed-values.ts';
 import { parseNumber, statedQuantities, statedRanges, tierFit } from '../../src/rag/stated-ranges.ts';
-import { kindsMissing, namedKinds } from '../../src/rag/named-kinds.ts';
+import { askedThing, kindsMissing, namedKinds, thingMissing } from '../../src/rag/named-kinds.ts';
 import { workplaceExpansions } from '../../src/rag/workplace-words.ts';
 import { searchTerms } from '../../src/rag/search-terms.ts';
 import { answerLength, evaluateAnswers } from '../../src/training/eval/answer-eval.ts';
@@ -229,7 +229,7 @@ describe('answer units and candidates', () => {
 
   it("reads an asker's everyday words as the handbook's (vacation → annual leave), and never answers with a number from a column's header", async () => {
     expect(workplaceExpansions('How many vacation days do I have?', searchTerms('How many vacation days do I have?', { stem: true }))).toEqual(['leav', 'annual']);
-    expect(workplaceExpansions('My dad died, how many days off do I get?', searchTerms('My dad died, how many days off do I get?', { stem: true }))).toEqual(['leav', 'bereav']);
+    expect(workplaceExpansions('My dad died, how many days off do I get?', searchTerms('My dad died, how many days off do I get?', { stem: true }))).toEqual(['leav', 'bereav', 'parent']);
     expect(workplaceExpansions('在家办公可以吗？', searchTerms('在家办公可以吗？', { stem: true }))).toEqual(['远程', '居家']);
     // Expansions are of whole words: "ill" is not in "bill", a lead is not a boss.
     expect(workplaceExpansions('How do I claim my phone bill?', searchTerms('How do I claim my phone bill?', { stem: true }))).toEqual([]);
@@ -491,6 +491,31 @@ describe('the candidate answerer', () => {
     expect(paternity.direct).toBe('');
     expect(paternity.text).not.toContain('98');
     maternity.close();
+  });
+
+  it('refuses a question whether something exists when the passage never names that thing', async () => {
+    expect(askedThing('Is there a prayer room in the Rotterdam office?')).toBe('prayer room');
+    expect(askedThing('Can I bring my dog to the office?')).toBe('dog');
+    expect(askedThing('Does the company offer a gym membership?')).toBe('gym membership');
+    expect(askedThing('上海办公室有母婴室吗？')).toBe('母婴室');
+    expect(askedThing('公司提供员工宿舍吗？怎么申请？')).toBe('宿舍');
+    // Asking whether there is a limit or a period asks about the rule, and "do I have to" is no existence.
+    expect(askedThing('Is there a limit on how much time off I can get?')).toBeUndefined();
+    expect(askedThing('How long do I have to file the expense claim?')).toBeUndefined();
+    expect(askedThing('How much extra do we get paid for on-call?')).toBeUndefined();
+    expect(thingMissing('Is there a prayer room in the Rotterdam office?', 'Rotterdam rooms are named after Dutch lighthouses.')).toBe('prayer room');
+    expect(thingMissing('Is there a quiet room in Rotterdam?', 'The quiet rooms on floor 2 are for focused work.')).toBeUndefined();
+    // 宿舍 meets 员工宿舍; the handbook's own word for an asker's word counts (健身 → gym is not needed here).
+    expect(thingMissing('公司提供宿舍吗？', '新员工可申请员工宿舍三个月。')).toBeUndefined();
+    expect(thingMissing('上海办公室有母婴室吗？', '上海办公室于 2017 年 9 月成立，目前有 168 名员工。')).toBe('母婴室');
+    const office = new LocalKnowledgeBase(':memory:');
+    await office.addPaths([tempFolder({ 'office.md': '# Rotterdam office\n\n## Rooms\n\nRotterdam rooms are named after Dutch lighthouses. Book a room in Beacon for up to 3 hours.\n' })]);
+    const answerer = new CandidateAnswerer({ kb: office });
+    const prayer = await collect(answerer.answer(ask('Is there a prayer room in the Rotterdam office?')));
+    expect(prayer.direct).toBe('');
+    expect(prayer.text).not.toContain('lighthouses');
+    expect((await collect(answerer.answer(ask('How long can I book a room in the Rotterdam office?')))).direct).toBe('3 hours');
+    office.close();
   });
 
   it('answers Chinese questions from the Chinese passage, numbers and units intact', async () => {
