@@ -47,6 +47,13 @@ const EN: [string[], string[]][] = [
   [['hotel'], ['accommodation', 'hotel']],
   [['fly', 'flying'], ['flight']],
   [['dentist'], ['dental']],
+  [['tech support', 'helpdesk', 'help desk', 'service desk', 'tech people', 'techies'], ['itdept', 'desk']],
+  [['outage', 'went down', 'broke production'], ['incident']],
+  [['write-up', 'write up', 'went wrong', 'retro', 'retrospective'], ['postmortem', 'review']],
+  [['commute', 'commuting', 'trips in', 'travel to work', 'get to work', 'come in'], ['commuting']],
+  [['borrow', 'borrowing'], ['advance', 'advanced']],
+  [['sign off', 'signs off', 'green light', 'ok it', 'okay it'], ['approval', 'approve']],
+  [['glasses', 'spectacles', 'contacts', 'contact lenses'], ['glasses', 'eyewear', 'optical']],
 ];
 
 const ZH: [string[], string[]][] = [
@@ -62,6 +69,7 @@ const ZH: [string[], string[]][] = [
   [['生孩子', '生娃', '宝宝', '孩子出生'], ['生育', '产假']],
   [['结婚', '领证'], ['婚假']],
   [['看病'], ['就医', '医疗']],
+  [['近视镜', '配镜', '隐形眼镜'], ['眼镜']],
   [['迟到', '早退'], ['考勤']],
   // The holidays by name are the statutory ones (法定节假日 / 法定休假日 in handbooks and the law).
   [['国庆', '春节', '过年', '元旦', '清明', '端午', '中秋', '劳动节', '五一', '十一'], ['法定节假日', '法定休假日']],
