@@ -199,6 +199,11 @@ async function assemble(config: Config, options: RuntimeOptions, logger: Logger,
   if (!options.answerer) await models.activate();
   // The one promotion rule: a finished job's model serves only if its evaluation gate passed.
   installAutoPromotion(jobs, { registry, models, logger });
+  // `/train embeddings` writes a new encoder only when its gate passed: use it, re-embedding the knowledge bases.
+  jobs.onSucceeded(async (job) => {
+    if (job.kind === 'embeddings' && (job.result as { gate?: { passed?: boolean } } | undefined)?.gate?.passed) await knowledge.reloadEmbeddings();
+    return undefined;
+  });
   if (options.startJobs) await jobs.init();
   /**
    * The parts running degraded, for /healthz (still 200: the bot answers) and the admin page:

@@ -3,6 +3,7 @@
  * `startJobs`. Every start is audited as when an admin starts it from the chat.
  */
 import { ChatTrainingService } from '../training/chat-training-service.ts';
+import { likedPassages, votedAnswers } from '../training/feedback-datasets.ts';
 import { formatJob } from '../training/jobs/job-format.ts';
 import type { JobProgress } from '../core/index.ts';
 import type { Runtime } from './runtime.ts';
@@ -15,11 +16,15 @@ export function trainingStatus(runtime: Runtime): Promise<string> {
   return new ChatTrainingService(runtime.jobs, runtime.store, runtime.logger).status();
 }
 
-/** Trains the retrieval encoder in this process: it re-embeds this home's Chroma collections. */
+/**
+ * Trains the retrieval encoder in this process on the documents and on the questions people liked
+ * the answers to (votes, training/feedback-datasets.ts); it re-embeds this home's Chroma collections.
+ */
 export async function trainEmbeddingsHere(runtime: Runtime, actorId: string, onProgress: (p: JobProgress) => void) {
-  const trained = await runtime.knowledge.trainEmbeddings({ onProgress: (p) => onProgress({ stage: 'encoder', step: p.step, totalSteps: p.steps, loss: p.loss }) });
-  await runtime.store.audit({ actor: actorId, action: 'train', detail: { kind: 'embeddings', encoder: trained.info.id } });
-  return { encoder: trained.info.id, reembedded: trained.reembedded };
+  const asked = likedPassages(await votedAnswers(runtime.store));
+  const trained = await runtime.knowledge.trainEmbeddings({ asked, onProgress: (p) => onProgress({ stage: 'encoder', step: p.step, totalSteps: p.steps, loss: p.loss }) });
+  await runtime.store.audit({ actor: actorId, action: 'train', detail: { kind: 'embeddings', encoder: trained.info.id, likedQuestions: trained.asked } });
+  return { encoder: trained.info.id, reembedded: trained.reembedded, likedQuestions: trained.asked };
 }
 
 /** Queues the latest stopped or interrupted job that nothing resumed yet; undefined when there is none. */

@@ -10,7 +10,13 @@ export interface TrainingPassage {
   position: number;
 }
 
-export type PairKind = 'sentence' | 'heading' | 'neighbour';
+export type PairKind = 'sentence' | 'heading' | 'neighbour' | 'asked';
+
+/** A question someone asked and the passage (index into the corpus) whose answer they liked. */
+export interface AskedPair {
+  query: string;
+  passage: number;
+}
 
 /** A (query-like text, passage) pair that should embed close together; `passage` is an index into the corpus. */
 export interface ContrastivePair {
@@ -38,7 +44,9 @@ export function sentencesOf(text: string): string[] {
  *   removing it forces the match through related words rather than the identical sentence;
  * - heading: a section's heading path against its text (what the passage is about);
  * - neighbour: a sentence of the next or previous passage of the same document (topical
- *   continuity, so passages of one section cluster).
+ *   continuity, so passages of one section cluster);
+ * - asked: a question an employee asked, in their words, against the passage of an answer they
+ *   liked (not mined: learned from the 👍 votes, when there are any).
  *
  * One batch never holds two pairs of the same passage or heading: the other pairs of a batch are
  * its negatives, and a duplicate would be a negative that is really a positive.
@@ -50,6 +58,10 @@ export class PairSampler {
   constructor(
     private readonly passages: TrainingPassage[],
     private readonly random: Random,
+    /** Questions people asked, against the passages that answered them (votes: training/feedback-datasets.ts). */
+    private readonly asked: readonly AskedPair[] = [],
+    /** The share of each batch they fill (the rest is mined from the corpus, so the documents' own links stay). */
+    private readonly askedShare = 0.25,
   ) {
     this.sentences = passages.map((p) => sentencesOf(p.text));
     passages.forEach((p, i) => {
@@ -70,7 +82,19 @@ export class PairSampler {
     }
     const headings = new Set<string>();
     const pairs: ContrastivePair[] = [];
+    const taken = new Set<number>();
+    // The askers' words are the one thing the corpus cannot teach: "grandma passed away" is how an
+    // employee asks for the bereavement rule. Without votes this draws nothing (same batches as before).
+    for (let i = 0; i < Math.round(size * this.askedShare) && this.asked.length; i++) {
+      const a = this.asked[this.random.int(this.asked.length)]!;
+      if (taken.has(a.passage)) continue;
+      taken.add(a.passage);
+      const p = this.passages[a.passage]!;
+      pairs.push({ kind: 'asked', query: a.query, positive: `${p.title}\n${p.text}`, passage: a.passage });
+    }
     for (const index of order.slice(0, size)) {
+      if (pairs.length >= size) break;
+      if (taken.has(index)) continue;
       const pair = this.pairFor(index, headings);
       if (pair) pairs.push(pair);
     }

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '../model/backend.ts';
 import { Random } from '../model/random.ts';
 import { BagEncoder, DEFAULT_ENCODER_CONFIG, EncoderEnsemble, inverseDocumentFrequencies, type Bag, type EncoderConfig } from './bag-encoder.ts';
-import { PairSampler, type TrainingPassage } from './contrastive-pairs.ts';
+import { PairSampler, type AskedPair, type TrainingPassage } from './contrastive-pairs.ts';
 
 export interface EncoderTrainingOptions {
   config?: Partial<EncoderConfig>;
@@ -26,6 +26,10 @@ export interface EncoderTrainingOptions {
    */
   featureDropout?: number;
   seed?: number;
+  /** Questions people asked, each with the passage (index into the training passages) whose answer they liked. */
+  asked?: AskedPair[];
+  /** The share of each batch those fill (default 0.25). */
+  askedShare?: number;
   signal?: AbortSignal;
   /** `step` counts over all members: steps × members in total. */
   onProgress?: (progress: { step: number; steps: number; loss: number }) => void;
@@ -62,7 +66,9 @@ export async function trainEncoder(
   const config: EncoderConfig = { ...DEFAULT_ENCODER_CONFIG, ...options.config };
   const steps = options.steps ?? DEFAULT_TRAINING.steps;
   const seed = options.seed ?? 1;
-  const idf = inverseDocumentFrequencies(config, passages.map((p) => `${p.title}\n${p.text}`));
+  const asked = options.asked ?? [];
+  // The askers' own words count as corpus words: a word only questions use gets a weight and a trained vector.
+  const idf = inverseDocumentFrequencies(config, [...passages.map((p) => `${p.title}\n${p.text}`), ...asked.map((a) => a.query)]);
   const members: BagEncoder[] = [];
   const first: number[] = [];
   const last: number[] = [];
@@ -101,7 +107,7 @@ async function trainMember(
   const { steps, seed } = options;
   const batchSize = Math.min(options.batchSize ?? DEFAULT_TRAINING.batchSize, passages.length);
   const temperature = options.temperature ?? DEFAULT_TRAINING.temperature;
-  const sampler = new PairSampler(passages, new Random(seed + 1));
+  const sampler = new PairSampler(passages, new Random(seed + 1), options.asked, options.askedShare);
   const dropoutRandom = new Random(seed + 2);
   const dropout = options.featureDropout ?? DEFAULT_TRAINING.featureDropout;
   const withDropout = (bag: Bag): Bag => {

@@ -3,7 +3,7 @@
  * the LangChain answer chain and retrieval evaluation. The app's entry points are
  * `openKnowledgeBase` and `evaluateRetrieval`; docs/knowledge-base.md explains the pieces.
  */
-export { openKnowledgeBase, trainEmbeddings, knowledgeBaseFile, DEFAULT_KB_NAME, type OpenKnowledgeBaseOptions, type OpenedKnowledgeBases, type VectorStoreStatus, type VectorStoreObserver, type AnswererOptions, type TrainEmbeddingsOptions } from './open-knowledge-base.ts';
+export { openKnowledgeBase, trainEmbeddings, askedPairs, type AskedPassage, knowledgeBaseFile, DEFAULT_KB_NAME, type OpenKnowledgeBaseOptions, type OpenedKnowledgeBases, type VectorStoreStatus, type VectorStoreObserver, type AnswererOptions, type TrainEmbeddingsOptions } from './open-knowledge-base.ts';
 export { localKnowledgeBases, type KnowledgeBaseOpener, type TrainingKnowledgeBase } from './knowledge-base-opener.ts';
 export {
   LocalKnowledgeBase,

@@ -26,6 +26,7 @@ import type { AnswerabilityRule } from './answerability.ts';
 import { chromaClientFor, startChromaServer, type ChromaServer, type StartChromaOptions } from './chroma-server.ts';
 import { ChromaVectorStore, collectionName } from './chroma-vector-store.ts';
 import type { EncoderTrainingOptions, EncoderTrainingReport } from './encoder-training.ts';
+import type { AskedPair } from './contrastive-pairs.ts';
 import { LocalEmbeddings, type EmbeddingModelInfo } from './local-embeddings.ts';
 import type { DenseEmbeddings } from './dense-embeddings.ts';
 import { ImportedEmbeddings, selectedEncoder, selectEncoder } from './imported-embeddings.ts';
@@ -114,6 +115,12 @@ export interface AnswererOptions {
 
 export interface TrainEmbeddingsOptions {
   training?: EncoderTrainingOptions;
+  /**
+   * Questions people asked and the passage of an answer they liked (training/feedback-datasets.ts
+   * `likedPassages`): the encoder learns the askers' words for the documents' (matched to the
+   * passages by source and text; a passage since changed or removed is skipped).
+   */
+  asked?: AskedPassage[];
   onProgress?: (progress: { step: number; steps: number; loss: number }) => void;
   signal?: AbortSignal;
 }
@@ -126,7 +133,8 @@ export interface OpenedKnowledgeBases {
   /** The Bot's answerer: the LangChain chain with `llm`, else the retrieval-only fallback. */
   answerer(options?: AnswererOptions): Answerer;
   /** Trains the encoder on every knowledge base's passages, saves it, and re-embeds the open ones. */
-  trainEmbeddings(options?: TrainEmbeddingsOptions): Promise<{ info: EmbeddingModelInfo; report: EncoderTrainingReport; reembedded: number }>;
+  /** `asked`: how many liked answers' passages were found among the passages and learned from. */
+  trainEmbeddings(options?: TrainEmbeddingsOptions): Promise<{ info: EmbeddingModelInfo; report: EncoderTrainingReport; reembedded: number; asked: number }>;
   /**
    * Picks up an encoder trained into `<home>/embeddings` by another thread or process (the first
    * start's quickstart trains it in a worker): loads it and connects the open knowledge bases to
@@ -348,8 +356,10 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       const passages = all.flatMap((k) => k.passages());
       const sources = (await Promise.all(all.map((k) => k.list()))).reduce((n, list) => n + list.length, 0);
       for (const k of all) if (!open.has(k.name)) k.close();
+      const asked = askedPairs(passages, trainOptions.asked ?? []);
       const { encoder, report } = await trainEncoder(passages, {
         ...trainOptions.training,
+        asked,
         ...(trainOptions.onProgress ? { onProgress: trainOptions.onProgress } : {}),
         ...(trainOptions.signal ? { signal: trainOptions.signal } : {}),
       });
@@ -361,7 +371,7 @@ export async function openKnowledgeBase(options: OpenKnowledgeBaseOptions): Prom
       logger.info({ encoder: trained.info.id, passages: passages.length, seconds: report.seconds }, 'trained the embedding model');
       let reembedded = 0;
       for (const k of open.values()) reembedded += await attachDense(k);
-      return { info: trained.info, report, reembedded };
+      return { info: trained.info, report, reembedded, asked: asked.length };
     },
     async useEncoder(version: string | undefined) {
       const next = version === undefined ? LocalEmbeddings.load(embeddingsDir) : await ImportedEmbeddings.load(registry, version);
@@ -424,13 +434,42 @@ async function allKnowledgeBases(home: string, open: Map<string, LocalKnowledgeB
  */
 export async function trainEmbeddings(
   options: OpenKnowledgeBaseOptions & TrainEmbeddingsOptions,
-): Promise<{ info: EmbeddingModelInfo; report: EncoderTrainingReport; reembedded: number }> {
+): Promise<{ info: EmbeddingModelInfo; report: EncoderTrainingReport; reembedded: number; asked: number }> {
   const opened = await openKnowledgeBase(options);
   try {
     return await opened.trainEmbeddings(options);
   } finally {
     await opened.close();
   }
+}
+
+/** A question and the passage (its source and text, as the answer record keeps it) of an answer people liked. */
+export interface AskedPassage {
+  question: string;
+  source: string;
+  text: string;
+}
+
+/**
+ * The liked answers' passages as indices into the training passages: the same source and text (a
+ * chunk re-split since then is found by containment either way), one pair per question and passage.
+ */
+export function askedPairs(passages: readonly { source: string; text: string }[], asked: readonly AskedPassage[]): AskedPair[] {
+  const bySource = new Map<string, number[]>();
+  passages.forEach((p, i) => bySource.set(p.source, [...(bySource.get(p.source) ?? []), i]));
+  const seen = new Set<string>();
+  const out: AskedPair[] = [];
+  for (const a of asked) {
+    const text = a.text.trim();
+    if (!text) continue;
+    const same = bySource.get(a.source) ?? [];
+    const at = same.find((i) => passages[i]!.text.trim() === text) ?? same.find((i) => passages[i]!.text.includes(text) || text.includes(passages[i]!.text.trim()));
+    const key = `${a.question}\u0000${at}`;
+    if (at === undefined || seen.has(key)) continue;
+    seen.add(key);
+    out.push({ query: a.question, passage: at });
+  }
+  return out;
 }
 
 function errorText(err: unknown): string {

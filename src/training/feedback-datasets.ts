@@ -77,6 +77,23 @@ export async function votedAnswers(store: BotStore, votes: RatedAnswersOptions =
 }
 
 /**
+ * For the retrieval encoder (rag/open-knowledge-base.ts `trainEmbeddings`): each question whose
+ * answer people liked, with the passage that answer cited (its first [n]). The employees' own
+ * words for a document's are what no amount of the documents can teach; an answer that cited
+ * nothing (a "don't know") or more 👎 than 👍 teaches nothing here.
+ */
+export function likedPassages(rated: readonly RatedAnswer[]): { question: string; source: string; text: string }[] {
+  const out: { question: string; source: string; text: string }[] = [];
+  for (const r of rated) {
+    if (net(r) <= 0) continue;
+    const cited = Number(/\[(\d+)\]/.exec(r.answer.output)?.[1]);
+    const passage = Number.isInteger(cited) ? r.answer.passages[cited - 1] : undefined;
+    if (passage?.text) out.push({ question: r.answer.question, source: passage.source, text: passage.text });
+  }
+  return out;
+}
+
+/**
  * Every (liked, disliked) pair of answers to the same question (`questionKey`), e.g. an answer
  * and its regeneration, or two model versions answering alike questions. Most-liked first.
  */

@@ -27,7 +27,8 @@ export function registerTrain(program: Command): void {
           const bar = jobProgressBar();
           const trained = await trainEmbeddingsHere(runtime, actor.id, (p) => bar.update(p));
           bar.stop();
-          process.stdout.write(`Encoder ${trained.encoder} trained; ${trained.reembedded} passages re-embedded. Run teamllm eval retrieval to see whether it helps.\n`);
+          const liked = trained.likedQuestions ? `, with ${trained.likedQuestions} question${trained.likedQuestions === 1 ? '' : 's'} whose answers people liked` : '';
+          process.stdout.write(`Encoder ${trained.encoder} trained${liked}; ${trained.reembedded} passages re-embedded. Run teamllm eval retrieval to see whether it helps.\n`);
           return;
         }
         let job: { id: number };
@@ -38,7 +39,7 @@ export function registerTrain(program: Command): void {
           process.stderr.write(`Resuming job #${resumed.resumes.id} (${resumed.resumes.kind}) as job #${job.id}\n`);
         } else {
           if (!runtime.jobs.kinds.includes(stage)) {
-            throw new CliError(`"${stage}" cannot be trained in this version (available: ${[...runtime.jobs.kinds, 'embeddings'].join(', ')})`, 2);
+            throw new CliError(`"${stage}" cannot be trained in this version (available: ${runtime.jobs.kinds.join(', ')})`, 2);
           }
           job = await queueTrainingJob(runtime, stage, { ...trainingParams(opts), ...(opts.algo ? { algo: opts.algo } : {}) }, actor.id);
           process.stderr.write(`Job #${job.id} (${stage}) in ${runtime.config.home}/runs — Ctrl+C stops it, keeping the last checkpoint\n`);

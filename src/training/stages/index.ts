@@ -5,4 +5,5 @@ export const TRAINING_STAGES: Record<string, string> = {
   reward: new URL('./reward-stage.ts', import.meta.url).href,
   rlhf: new URL('./rlhf-stage.ts', import.meta.url).href,
   selector: new URL('./selector-stage.ts', import.meta.url).href,
+  embeddings: new URL('./embeddings-stage.ts', import.meta.url).href,
 };

@@ -1,0 +1,143 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { LocalEmbeddings } from '../../rag/local-embeddings.ts';
+import { askedPairs } from '../../rag/open-knowledge-base.ts';
+import { selectedEncoder } from '../../rag/imported-embeddings.ts';
+import { cosine } from '../../rag/bag-encoder.ts';
+import { trainEncoder } from '../../rag/encoder-training.ts';
+import type { AskedPair } from '../../rag/contrastive-pairs.ts';
+import { LocalKnowledgeBase } from '../../rag/local-knowledge-base.ts';
+import { isHeldOutQuestion, likedPassages, questionKey, votedAnswers } from '../feedback-datasets.ts';
+import type { RunStage, StageResult } from '../jobs/stage.ts';
+import { int, num, parseStageParams } from './stage-params.ts';
+
+/** Held-out liked questions below which the vote check says nothing (the documents' check still runs). */
+const MIN_HELD_OUT = 3;
+
+/**
+ * `/train embeddings [heldOut=0.2] [steps=300] [askedShare=0.25]`: the retrieval encoder
+ * (rag/encoder-training.ts) retrained on the documents and on the questions people liked the
+ * answers to — each question against the passage its answer cited. Employees ask in their own
+ * words ("my grandma passed away") for what the handbook writes in its own (bereavement leave);
+ * the documents cannot teach that link, their votes can.
+ *
+ * The gate, before the new encoder replaces the one in use: on liked questions held out by
+ * question, the cited passage must rank no worse by the encoder's similarity than with the current
+ * encoder, and the documents' own links (each section's heading to its text) must not get worse.
+ * Only then is it written to <home>/embeddings; the serving process picks it up when the job
+ * succeeds (app/runtime.ts) and re-embeds the knowledge bases. A home that serves an imported
+ * encoder keeps it: this trains only the project's own.
+ */
+export const runStage: RunStage = async (ctx) => {
+  const { params, home, signal, progress, log } = ctx;
+  const p = parseStageParams('embeddings', params, {
+    heldOut: num().refine((v) => v >= 0 && v < 1, 'must be at least 0 and below 1').optional(),
+    steps: int().refine((v) => v > 0, 'must be positive').optional(),
+    askedShare: num().refine((v) => v >= 0 && v <= 0.75, 'must be between 0 and 0.75').optional(),
+    seed: int().optional(),
+  });
+  const embeddingsDir = join(home, 'embeddings');
+  const imported = selectedEncoder(embeddingsDir);
+  if (imported) throw new Error(`embeddings: the knowledge base uses the imported encoder ${imported}; this trains only teamllm's own (teamllm kb reindex --encoder trained switches back first)`);
+  const heldOut = p.heldOut ?? 0.2;
+  const seed = p.seed ?? 0;
+
+  const passages = homePassages(home);
+  if (passages.length < 2) throw new Error('embeddings: the knowledge base has fewer than 2 passages; add documents first (/kb add, teamllm kb add)');
+  const store = ctx.store.open();
+  const liked = store ? likedPassages(await votedAnswers(store).finally(() => store.close())) : [];
+  const pairs = askedPairs(passages, liked);
+  const held = (q: string) => isHeldOutQuestion(questionKey(q), heldOut, seed);
+  const train = pairs.filter((a) => !held(a.query));
+  const check = pairs.filter((a) => held(a.query));
+  log(`${passages.length} passages; ${liked.length} liked answers citing a passage, ${pairs.length} found in the knowledge base: training on ${train.length}, holding out ${check.length}`);
+
+  const { encoder, report } = await trainEncoder(passages, {
+    asked: train,
+    ...(p.askedShare !== undefined ? { askedShare: p.askedShare } : {}),
+    ...(p.steps !== undefined ? { steps: p.steps } : {}),
+    seed: seed + 1,
+    signal,
+    onProgress: ({ step, steps, loss }) => progress({ stage: 'encoder', step, totalSteps: steps, loss }),
+  });
+  const current = LocalEmbeddings.load(embeddingsDir);
+  const texts = passages.map((x) => `${x.title}\n${x.text}`);
+  const headings = passages.map((x, i) => ({ query: x.title, passage: i })).filter((x) => x.query.trim());
+  const mrr = (embed: (text: string) => number[], queries: AskedPair[]) => meanReciprocalRank(embed, texts, queries);
+  const newEmbed = (t: string) => encoder.embed(t);
+  const oldEmbed = current ? (t: string) => current.encoder.embed(t) : undefined;
+  const pct = (v: number) => v.toFixed(3);
+  const reasons: string[] = [];
+  let passed = true;
+  const docsAfter = mrr(newEmbed, headings);
+  const docsBefore = oldEmbed ? mrr(oldEmbed, headings) : undefined;
+  // The documents' own links may move a little as the votes pull words around; a real loss is not kept.
+  if (docsBefore !== undefined && docsAfter < docsBefore - 0.02) passed = false;
+  reasons.push(`the documents' headings find their sections (MRR): ${docsBefore === undefined ? 'no encoder before' : pct(docsBefore)} → ${pct(docsAfter)}${docsBefore !== undefined && docsAfter < docsBefore - 0.02 ? ': worse' : ''}`);
+  let votesAfter: number | undefined;
+  let votesBefore: number | undefined;
+  if (check.length >= MIN_HELD_OUT) {
+    votesAfter = mrr(newEmbed, check);
+    votesBefore = oldEmbed ? mrr(oldEmbed, check) : undefined;
+    if (votesBefore !== undefined && votesAfter < votesBefore) passed = false;
+    reasons.push(`held-out liked questions find the passage people liked (MRR): ${votesBefore === undefined ? 'no encoder before' : pct(votesBefore)} → ${pct(votesAfter)} (${check.length})${votesBefore !== undefined && votesAfter < votesBefore ? ': worse' : ''}`);
+  } else {
+    reasons.push(`${check.length} held-out liked question${check.length === 1 ? '' : 's'}: too few to check the votes (${MIN_HELD_OUT} needed); the documents' check decides`);
+  }
+  const metrics: Record<string, number> = {
+    passages: passages.length,
+    likedQuestions: pairs.length,
+    trainedOn: train.length,
+    heldOut: check.length,
+    headingMrr: docsAfter,
+    ...(docsBefore !== undefined ? { baseHeadingMrr: docsBefore } : {}),
+    ...(votesAfter !== undefined ? { likedMrr: votesAfter } : {}),
+    ...(votesBefore !== undefined ? { baseLikedMrr: votesBefore } : {}),
+    firstLoss: report.firstLoss,
+    lastLoss: report.lastLoss,
+  };
+  const gate = { passed, reasons };
+  if (!passed) {
+    return { summary: `The retrained encoder was not better (${reasons.filter((r) => r.endsWith('worse')).join('; ')}); the knowledge base keeps the one it has.`, metrics, gate } satisfies StageResult;
+  }
+  const trained = LocalEmbeddings.fromTraining(encoder, report, { sources: new Set(passages.map((x) => x.source)).size, passages: passages.length });
+  trained.save(embeddingsDir);
+  log(`saved encoder ${trained.info.id} to ${embeddingsDir}`);
+  return {
+    summary: `Encoder ${trained.info.id} trained on ${passages.length} passages and ${train.length} questions people liked the answers to${votesAfter !== undefined ? `; held-out liked questions MRR ${votesBefore === undefined ? '—' : pct(votesBefore)} → ${pct(votesAfter)}` : ''}. The knowledge base is re-embedded with it now.`,
+    metrics,
+    gate,
+  };
+};
+
+/** Every knowledge base of the home (the files under <home>/kb), read-only: their passages in one list. */
+function homePassages(home: string) {
+  const dir = join(home, 'kb');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.db'))
+    .sort()
+    .flatMap((f) => {
+      const kb = new LocalKnowledgeBase(join(dir, f));
+      try {
+        return kb.passages();
+      } finally {
+        kb.close();
+      }
+    });
+}
+
+/** Mean reciprocal rank of each query's passage among all passages, by the encoder's cosine alone. */
+function meanReciprocalRank(embed: (text: string) => number[], texts: string[], queries: AskedPair[]): number {
+  if (queries.length === 0) return 0;
+  const vectors = texts.map(embed);
+  let sum = 0;
+  for (const q of queries) {
+    const v = embed(q.query);
+    const scores = vectors.map((d) => cosine(v, d));
+    const own = scores[q.passage]!;
+    sum += 1 / (1 + scores.filter((s, i) => i !== q.passage && s > own).length);
+  }
+  return sum / queries.length;
+}
