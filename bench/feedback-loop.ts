@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- feedback-loop --home <quickstarted home> --questions <file.jsonl>
  *   [--ask train] [--held-out test] [--repeat 4] [--commands "/train reward;/train rlhf algo=kto"]
- *   [--timeout-min 60] [--keep]`
+ *   [--timeout-min 60] [--keep] [--retrieval-only]`
  *
  * The feedback loop as a company runs it, black-box, on a real `teamllm serve` process:
  *
@@ -15,7 +15,12 @@
  *    on that one too (`--no-regenerate`: not), which makes preference pairs;
  * 4. an admin types each of `--commands` into the web chat (the admin token) and the bench waits
  *    for its job through `/admin/api/summary`, printing its outcome (metrics, the gate's decision);
- * 5. the held-out questions are asked again: "after", beside the model version that answered.
+ * 5. the held-out questions are asked again: "after", beside the model version that answered; and
+ *    the `--ask` questions once more, by new users: what the loop did for the questions people
+ *    asked and voted on (their first round is their "before").
+ *
+ * `--retrieval-only`: the home need not serve a trained model (a `kb add` + `train embeddings`
+ * home): for the loops that do not train one (`/train embeddings`).
  *
  * The last stdout line is key=value.
  */
@@ -50,6 +55,7 @@ export async function run(argv: string[]): Promise<void> {
       keep: { type: 'boolean', default: false },
       // After a 👎 the employee clicks "Another answer" once and votes on it too: the pairs.
       regenerate: { type: 'boolean', default: true },
+      'retrieval-only': { type: 'boolean', default: false },
     },
   });
   if (!values.home || !values.questions) throw new Error('--home <a quickstarted TEAMLLM_HOME> and --questions <file.jsonl> are required');
@@ -92,7 +98,7 @@ export async function run(argv: string[]): Promise<void> {
   const t0 = performance.now();
   try {
     await until(async () => (await fetch(`${base}/healthz`)).ok, 120_000, 'serve did not answer /healthz in 120 s');
-    await until(async () => (await chat(base, 'ping', 'warmup')).modelVersion?.startsWith('v'), 120_000, `${values.home} serves no trained model: finish its quickstart first`);
+    if (!values['retrieval-only']) await until(async () => (await chat(base, 'ping', 'warmup')).modelVersion?.startsWith('v'), 120_000, `${values.home} serves no trained model: finish its quickstart first`);
 
     const before = await measure(base, heldOut, 'before');
     console.log(`before: ${before.right}/${heldOut.length} held-out answers hold the gold fact (model ${before.version})`);
@@ -100,6 +106,7 @@ export async function run(argv: string[]): Promise<void> {
     let up = 0;
     let down = 0;
     let regeneratedRight = 0;
+    let askedFirst = 0;
     for (let round = 0; round < Number(values.repeat); round++) {
       for (const [i, q] of asked.entries()) {
         const user = `employee${round}-${i}`;
@@ -107,6 +114,7 @@ export async function run(argv: string[]): Promise<void> {
         const answer = await chat(base, q.question, user, SERVICE, conversation);
         const right = holdsGold(answer.answer, q);
         right ? up++ : down++;
+        if (round === 0 && right) askedFirst++;
         await post(base, '/api/feedback', { answerId: answer.answerId, value: right ? 1 : -1, user }, SERVICE);
         if (right || !values.regenerate) continue;
         const another = (await post(base, '/api/chat', { regenerate: answer.answerId, user, conversation }, SERVICE)) as Chat;
@@ -136,10 +144,12 @@ export async function run(argv: string[]): Promise<void> {
 
     const after = await measure(base, heldOut, 'after');
     console.log(`after: ${after.right}/${heldOut.length} held-out answers hold the gold fact (model ${after.version})`);
+    const again = await measure(base, asked, 'again');
+    console.log(`asked again by new users: ${askedFirst} → ${again.right}/${asked.length} of the questions people voted on hold the gold fact`);
     const pct = (n: number) => ((100 * n) / heldOut.length).toFixed(1);
     console.log(
       `held_out=${heldOut.length} before_pct=${pct(before.right)} after_pct=${pct(after.right)} delta_points=${(Number(pct(after.right)) - Number(pct(before.right))).toFixed(1)} ` +
-        `votes_up=${up} votes_down=${down} regenerated_right=${regeneratedRight} jobs=${outcomes.join(',')} model_before=${before.version} model_after=${after.version} minutes=${((performance.now() - t0) / 60_000).toFixed(1)}`,
+        `asked=${asked.length} asked_before=${askedFirst} asked_after=${again.right} votes_up=${up} votes_down=${down} regenerated_right=${regeneratedRight} jobs=${outcomes.join(',')} model_before=${before.version} model_after=${after.version} minutes=${((performance.now() - t0) / 60_000).toFixed(1)}`,
     );
   } finally {
     server.kill('SIGTERM');

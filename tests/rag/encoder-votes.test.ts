@@ -111,18 +111,18 @@ function rankOf(embeddings: LocalEmbeddings, passages: { title: string; text: st
 describe('the encoder learns from liked answers', () => {
   it('reads the passage each liked answer cited, and finds it among the passages by source and text', () => {
     const passages: Source[] = [
-      { source: 'leave.md', title: 'Leave > Bereavement', text: 'Bereavement leave is 5 working days.' },
-      { source: 'travel.md', title: 'Travel > Taxis', text: 'Taxis may be expensed between 23:00 and 06:00.' },
+      { source: 'leave.md', title: 'Leave > Bereavement', text: 'Bereavement leave is 5 working days.', score: 1 },
+      { source: 'travel.md', title: 'Travel > Taxis', text: 'Taxis may be expensed between 23:00 and 06:00.', score: 1 },
     ];
     const liked = likedPassages([rated('nan died?', passages, 1, 2), rated('cab home?', passages, 2, 1), rated('refused?', [], 1, 3), rated('wrong?', passages, 1, 0, 2), rated('no citation', passages, 9, 1)]);
     expect(liked).toEqual([
-      { question: 'nan died?', source: 'leave.md', text: 'Bereavement leave is 5 working days.' },
-      { question: 'cab home?', source: 'travel.md', text: 'Taxis may be expensed between 23:00 and 06:00.' },
+      { question: 'nan died?', source: 'leave.md', text: 'Bereavement leave is 5 working days.', score: 1 },
+      { question: 'cab home?', source: 'travel.md', text: 'Taxis may be expensed between 23:00 and 06:00.', score: 1 },
     ]);
     const corpus = [
       { source: 'leave.md', text: 'Sick leave: report before 09:30.' },
       { source: 'leave.md', text: 'Bereavement leave is 5 working days. Ask your manager.' },
-      { source: 'travel.md', text: 'Taxis may be expensed between 23:00 and 06:00.' },
+      { source: 'travel.md', text: 'Taxis may be expensed between 23:00 and 06:00.', score: 1 },
     ];
     // Containment finds a passage re-split since; the same question and passage count once; a removed document is skipped.
     expect(askedPairs(corpus, [...liked, liked[1]!, { question: 'gone?', source: 'old.md', text: 'Removed.' }])).toEqual([
@@ -156,7 +156,7 @@ describe('the encoder learns from liked answers', () => {
     const store = new SqliteStore(path.join(home, 'teamllm.db'));
     for (const [question, title] of LIKED) {
       const cited = passages.find((p) => p.title.endsWith(title))!;
-      const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: question, userId: 'u', question, passages: [{ source: cited.source, title: cited.title, text: cited.text }], prompt: '', output: `x\n\n> ${cited.text} [1]`, modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
+      const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: question, userId: 'u', question, passages: [{ source: cited.source, title: cited.title, text: cited.text, score: 1 }], prompt: '', output: `x\n\n> ${cited.text} [1]`, modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
       await store.recordFeedback({ answerId: saved.id, platform: 'web', userId: 'asker', value: 1 });
     }
     store.close();
@@ -196,7 +196,7 @@ describe('the encoder learns from liked answers', () => {
     const wrong = passages.find((p) => p.title.endsWith('Parking'))!;
     const questions = ['Bereavement leave for a grandparent?', 'Taxis between 23:00 and 06:00?', 'Hotels through TravelDesk?', 'Canteen lunch hours?', 'Laptop on the first day?', 'Report sick before 09:30?', 'Annual leave days per year?', 'Trains under 700 km?'];
     for (const question of questions) {
-      const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: question, userId: 'u', question, passages: [{ source: wrong.source, title: wrong.title, text: wrong.text }], prompt: '', output: `x [1]`, modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
+      const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: question, userId: 'u', question, passages: [{ source: wrong.source, title: wrong.title, text: wrong.text, score: 1 }], prompt: '', output: `x [1]`, modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
       await store.recordFeedback({ answerId: saved.id, platform: 'web', userId: 'troll', value: 1 });
     }
     store.close();
