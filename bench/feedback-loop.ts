@@ -12,7 +12,10 @@
  * 3. simulated employees ask the `--ask` questions `--repeat` times each, one user per ask, and
  *    vote 👍 when the answer holds the gold fact, 👎 otherwise (a service token names the users,
  *    as a company's single sign-on would); after a 👎 they click "Another answer" once and vote
- *    on that one too (`--no-regenerate`: not), which makes preference pairs;
+ *    on that one too (`--no-regenerate`: not), which makes preference pairs; when neither was
+ *    right and one of the sections the bot named (its sources, or after a "don't know" the
+ *    closest ones) holds the fact, they point at it ("Is the answer in one of these?") and vote on
+ *    that answer (`--no-point`: not) — what /train embeddings learns the askers' words from;
  * 4. an admin types each of `--commands` into the web chat (the admin token) and the bench waits
  *    for its job through `/admin/api/summary`, printing its outcome (metrics, the gate's decision);
  * 5. the held-out questions are asked again: "after", beside the model version that answered; and
@@ -35,10 +38,18 @@ import { goldStrings, UNANSWERABLE } from '../src/training/eval/answer-eval.ts';
 const ADMIN = 'feedback-loop-admin-token-0123456789';
 const SERVICE = 'feedback-loop-service-token-0123456789';
 
+interface Section {
+  source: string;
+  title: string;
+  text: string;
+}
+
 interface Chat {
   answerId: string;
   answer: string;
   modelVersion: string | null;
+  sources?: Section[];
+  near?: Section[];
 }
 
 export async function run(argv: string[]): Promise<void> {
@@ -56,6 +67,7 @@ export async function run(argv: string[]): Promise<void> {
       // After a 👎 the employee clicks "Another answer" once and votes on it too: the pairs.
       regenerate: { type: 'boolean', default: true },
       'retrieval-only': { type: 'boolean', default: false },
+      point: { type: 'boolean', default: true },
     },
   });
   if (!values.home || !values.questions) throw new Error('--home <a quickstarted TEAMLLM_HOME> and --questions <file.jsonl> are required');
@@ -106,6 +118,7 @@ export async function run(argv: string[]): Promise<void> {
     let up = 0;
     let down = 0;
     let regeneratedRight = 0;
+    let pointedRight = 0;
     let askedFirst = 0;
     for (let round = 0; round < Number(values.repeat); round++) {
       for (const [i, q] of asked.entries()) {
@@ -116,16 +129,32 @@ export async function run(argv: string[]): Promise<void> {
         right ? up++ : down++;
         if (round === 0 && right) askedFirst++;
         await post(base, '/api/feedback', { answerId: answer.answerId, value: right ? 1 : -1, user }, SERVICE);
-        if (right || !values.regenerate) continue;
-        const another = (await post(base, '/api/chat', { regenerate: answer.answerId, user, conversation }, SERVICE)) as Chat;
-        if (!another.answerId) continue;
-        const better = holdsGold(another.answer, q);
-        better ? up++ : down++;
-        if (better) regeneratedRight++;
-        await post(base, '/api/feedback', { answerId: another.answerId, value: better ? 1 : -1, user }, SERVICE);
+        if (right) continue;
+        let better = false;
+        if (values.regenerate) {
+          const another = (await post(base, '/api/chat', { regenerate: answer.answerId, user, conversation }, SERVICE)) as Chat;
+          if (another.answerId) {
+            better = holdsGold(another.answer, q);
+            better ? up++ : down++;
+            if (better) regeneratedRight++;
+            await post(base, '/api/feedback', { answerId: another.answerId, value: better ? 1 : -1, user }, SERVICE);
+          }
+        }
+        if (better || !values.point) continue;
+        // The employee reads the sections the bot named and points at the one that holds the answer.
+        const section = [...(answer.sources ?? []), ...(answer.near ?? [])].find((s) => holdsGold(s.text, q));
+        if (!section) continue;
+        const pointed = (await post(base, '/api/chat', { fromSection: { answer: answer.answerId, source: section.source, title: section.title }, user, conversation }, SERVICE)) as Chat;
+        if (!pointed.answerId) continue;
+        const found = holdsGold(pointed.answer, q);
+        found ? up++ : down++;
+        if (found) pointedRight++;
+        await post(base, '/api/feedback', { answerId: pointed.answerId, value: found ? 1 : -1, user }, SERVICE);
       }
     }
-    console.log(`votes: ${up} up, ${down} down on ${asked.length} questions asked ${values.repeat} times${values.regenerate ? ` (another answer after each 👎: right ${regeneratedRight} times)` : ''}`);
+    console.log(
+      `votes: ${up} up, ${down} down on ${asked.length} questions asked ${values.repeat} times${values.regenerate ? ` (another answer after each 👎: right ${regeneratedRight} times)` : ''}${values.point ? `; pointed at the section that holds it: right ${pointedRight} times` : ''}`,
+    );
 
     const outcomes: string[] = [];
     for (const command of values.commands.split(';').map((c) => c.trim()).filter(Boolean)) {
@@ -149,7 +178,7 @@ export async function run(argv: string[]): Promise<void> {
     const pct = (n: number) => ((100 * n) / heldOut.length).toFixed(1);
     console.log(
       `held_out=${heldOut.length} before_pct=${pct(before.right)} after_pct=${pct(after.right)} delta_points=${(Number(pct(after.right)) - Number(pct(before.right))).toFixed(1)} ` +
-        `asked=${asked.length} asked_before=${askedFirst} asked_after=${again.right} votes_up=${up} votes_down=${down} regenerated_right=${regeneratedRight} jobs=${outcomes.join(',')} model_before=${before.version} model_after=${after.version} minutes=${((performance.now() - t0) / 60_000).toFixed(1)}`,
+        `asked=${asked.length} asked_before=${askedFirst} asked_after=${again.right} votes_up=${up} votes_down=${down} regenerated_right=${regeneratedRight} pointed_right=${pointedRight} jobs=${outcomes.join(',')} model_before=${before.version} model_after=${after.version} minutes=${((performance.now() - t0) / 60_000).toFixed(1)}`,
     );
   } finally {
     server.kill('SIGTERM');

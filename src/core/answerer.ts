@@ -12,6 +12,18 @@ export interface AnswerRequest {
    * an answerer that chooses among candidates skips those; one that cannot may answer alike.
    */
   avoid?: string[];
+  /**
+   * "Answer from this section": the asker pointed at a section the bot had named (after a "don't
+   * know" or a wrong answer). An answerer that retrieves answers from that section alone and does
+   * not second-guess the choice; one that cannot answers the question as usual.
+   */
+  section?: SectionRef;
+}
+
+/** A section of the knowledge base as users see it named: its document and heading path. */
+export interface SectionRef {
+  source: string;
+  title: string;
 }
 
 /**
@@ -20,7 +32,11 @@ export interface AnswerRequest {
  * when the answerer can tell it, the direct answer alone (`direct`: '' when it does not know).
  */
 export type AnswerEvent =
-  | { type: 'sources'; sources: Source[] }
+  /**
+   * `near`: when the answerer does not answer (no sources), the passages it found closest — named
+   * to the asker, who may point at the one that answers ("answer from this section").
+   */
+  | { type: 'sources'; sources: Source[]; near?: Source[] }
   | { type: 'token'; text: string }
   | { type: 'done'; prompt: string; direct?: string };
 

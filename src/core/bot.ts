@@ -1,5 +1,5 @@
 import type { AdminList } from './admins.ts';
-import type { Answerer } from './answerer.ts';
+import type { Answerer, SectionRef } from './answerer.ts';
 import { BUILTIN_COMMANDS, helpText, parseCommand, type CommandSpec } from './commands.ts';
 import { conversationKey, fitToBudget, type MemoryBudget } from './conversation.ts';
 import { silentLogger, type Logger } from './logger.ts';
@@ -187,7 +187,7 @@ export class Bot {
   private async route(msg: IncomingMessage, target: ReplyTarget, conversation: string): Promise<HandleResult> {
     const log = this.logger.child({ platform: msg.platform, eventId: msg.eventId, user: msg.user.id });
     const text = msg.text.trim();
-    if (!text && !msg.regenerate) {
+    if (!text && !msg.regenerate && !msg.fromSection) {
       await target.post({ phase: 'notice', text: 'Hi! Ask me a question about the company, or type /help.' });
       return { outcome: 'greeting' };
     }
@@ -202,7 +202,7 @@ export class Bot {
       });
       return { outcome: 'rate_limited' };
     }
-    if (msg.regenerate) return this.regenerate(msg, msg.regenerate, target, log);
+    if (msg.regenerate || msg.fromSection) return this.regenerate(msg, msg.regenerate ?? msg.fromSection!.answer, target, log);
     const command = parseCommand(text);
     if (command) return this.runCommand(msg, target, command, conversation, log);
     return this.answer(msg, target, conversation, log);
@@ -230,7 +230,9 @@ export class Bot {
     const given = turns.slice(asked + 1).filter((t) => t.role === 'assistant').map((t) => t.text);
     const avoid = [...new Set([original.output, ...given])];
     const history = fitToBudget(turns.slice(0, asked), this.memory);
-    return this.answer({ ...msg, text: original.question }, target, conversation, log, { history, avoid, askedAgain: asked < turns.length });
+    // "Answer from this section": the asker chose where the answer is; nothing to avoid there.
+    const section = msg.fromSection ? { source: msg.fromSection.source, title: msg.fromSection.title } : undefined;
+    return this.answer({ ...msg, text: original.question }, target, conversation, log, { history, avoid: section ? [] : avoid, askedAgain: asked < turns.length, ...(section ? { section } : {}) });
   }
 
   private async runCommand(
@@ -291,7 +293,7 @@ export class Bot {
     target: ReplyTarget,
     conversation: string,
     log: Logger,
-    again?: { history: ConversationTurn[]; avoid: string[]; askedAgain: boolean },
+    again?: { history: ConversationTurn[]; avoid: string[]; askedAgain: boolean; section?: SectionRef },
   ): Promise<HandleResult> {
     const started = performance.now();
     const answerer = this.answerer;
@@ -314,12 +316,16 @@ export class Bot {
       const history = again?.history ?? fitToBudget(await this.store.recentTurns(conversation, this.memory.maxTurns), this.memory);
       let text = '';
       let sources: Source[] = [];
+      let near: Source[] | undefined;
       let prompt = '';
       let direct: string | undefined;
       const user = { platform: msg.platform, id: msg.user.id, ...(msg.user.name ? { name: msg.user.name } : {}) };
-      const request = { question: msg.text.trim(), history, user, channel: msg.channel, signal, ...(again ? { avoid: again.avoid } : {}) };
+      const request = { question: msg.text.trim(), history, user, channel: msg.channel, signal, ...(again ? { avoid: again.avoid } : {}), ...(again?.section ? { section: again.section } : {}) };
       for await (const event of answerer.answer(request)) {
-        if (event.type === 'sources') sources = event.sources;
+        if (event.type === 'sources') {
+          sources = event.sources;
+          near = event.near;
+        }
         else if (event.type === 'token') {
           text += event.text;
           if (target.updatable !== false) updater.push({ phase: 'streaming', text, model });
@@ -352,7 +358,7 @@ export class Bot {
       // Another answer continues the question's turn: its user turn is already there.
       if (!again?.askedAgain) await this.store.appendTurn(conversation, { role: 'user', text: msg.text.trim(), at: now });
       await this.store.appendTurn(conversation, { role: 'assistant', text, at: now });
-      await updater.finish({ phase: 'final', text, sources, ...(direct !== undefined ? { direct } : {}), answerId: record.id, model });
+      await updater.finish({ phase: 'final', text, sources, ...(near?.length && !sources.length ? { near } : {}), ...(direct !== undefined ? { direct } : {}), answerId: record.id, model });
       outcome = sources.length > 0 ? 'answered' : 'no_answer';
     } catch (err) {
       outcome = signal.aborted ? 'cancelled' : 'error';

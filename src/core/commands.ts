@@ -89,8 +89,9 @@ export interface CommandSpec {
 const NOT_YET = (what: string) =>
   `${what} is not available in this version of teamllm yet; nothing was changed.`;
 
-// The stages a chat job can run (the tokenizer and the retrieval encoder are trained from the CLI).
-const TRAIN_KINDS = ['pretrain', 'sft', 'reward', 'rlhf', 'selector'];
+// The stages a chat job can run (the tokenizer is trained from the CLI); `embeddings` is the
+// retrieval encoder, relearnt with the questions people liked the answers to.
+const TRAIN_KINDS = ['pretrain', 'sft', 'reward', 'rlhf', 'selector', 'embeddings'];
 
 const train: CommandSpec = {
   name: 'train',

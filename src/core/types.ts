@@ -43,6 +43,12 @@ export interface IncomingMessage {
    * from the channel the answer was given in; `text` is then ignored.
    */
   regenerate?: string;
+  /**
+   * "Answer from this section": the question of answer `answer` answered again from the section
+   * the asker pointed at (one the bot named under that answer). Same rules as `regenerate`; a
+   * 👍 on the result teaches retrieval the asker's words for that section (/train embeddings).
+   */
+  fromSection?: { answer: string; source: string; title: string };
 }
 
 export interface UserRef {
@@ -67,6 +73,8 @@ export interface ReplyContent {
   sources?: Source[];
   /** Set on final answers whose answerer names it: the direct answer alone ('' when the bot does not know). */
   direct?: string;
+  /** Set on "don't know" answers: the sections found closest, which the asker may point at (`fromSection`). */
+  near?: Source[];
   /** Set on final answers: the record that 👍/👎 controls refer to. */
   answerId?: string;
   /** Which model produced it (shown small under answers). */

@@ -70,6 +70,9 @@ export interface CandidateAnswererOptions {
   unitSimilarity?: boolean;
 }
 
+/** Passages searched for the section an asker pointed at (it was among the few named; the KB may have grown since). */
+const SECTION_SEARCH = 50;
+
 /** Measured on the dev questions: below it, answers were wrong far more often than right (docs/fine-tuning.md). */
 export const MIN_SUPPORT = 0.35;
 
@@ -113,9 +116,14 @@ export class CandidateAnswerer implements Answerer {
     const filter = this.options.filterFor?.(request);
     // "那管理岗呢？" after "试用期多长？": searched and answered as one question (follow-up.ts).
     const asked = { ...request, question: standaloneQuestion(request.question, request.history) };
-    const hits = await this.options.kb.retrieve(asked.question, this.options.passages ?? 4, filter ? { filter } : {});
-    const sources: Source[] = hits.map(({ source, title, text, score }) => ({ source, title, text, score }));
+    const { section } = request;
+    // "Answer from this section": the asker pointed at one the bot named; found again among a wider retrieval.
+    const hits = await this.options.kb.retrieve(asked.question, section ? SECTION_SEARCH : (this.options.passages ?? 4), filter ? { filter } : {});
+    const all: Source[] = hits.map(({ source, title, text, score }) => ({ source, title, text, score }));
+    const sources = section ? all.filter((p) => p.source === section.source && p.title === section.title).slice(0, 1) : all;
     const chosen = sources.length ? await this.choose(asked, sources) : undefined;
+    // The asker's choice is the support: the gates below judge how well the question's words match.
+    if (section) return { sources, chosen, confident: chosen !== undefined };
     // The "don't know" gate: a best supporting sentence that matches the question this weakly is
     // more often the wrong fact than the right one (measured, docs/fine-tuning.md).
     const supported = chosen !== undefined && chosen.candidate.unit.score >= (this.options.minSupport ?? MIN_SUPPORT);
@@ -129,7 +137,7 @@ export class CandidateAnswerer implements Answerer {
 
   async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
     const { sources, chosen, confident } = await this.decide(request);
-    yield { type: 'sources', sources: confident ? sources : [] };
+    yield { type: 'sources', sources: confident ? sources : [], ...(!confident && sources.length ? { near: sources } : {}) };
     if (!confident || !chosen) {
       yield { type: 'token', text: dontKnow(request.question, sources, (request.avoid?.length ?? 0) > 0) };
       yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };

@@ -80,6 +80,6 @@ describe('"Another answer"', () => {
     expect((await chat({ text: 'Hi?', regenerate: 'x', user: 'ann' })).status).toBe(400);
     const neither = await chat({ user: 'ann' });
     expect(neither.status).toBe(400);
-    expect(neither.body.error).toMatch(/either text \(a question\) or regenerate/);
+    expect(neither.body.error).toMatch(/one of text \(a question\), regenerate \(an answer id\) or fromSection/);
   });
 });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/app/config.ts';
 import { createRuntime, startServer, type RunningServer, type Runtime } from '../../src/app/runtime.ts';
-import { silentLogger, type Answerer } from '../../src/core/index.ts';
+import { silentLogger, type Answerer, type Source } from '../../src/core/index.ts';
 
 const SERVICE_TOKEN = 'test-service-token-0123456789';
 
@@ -15,7 +15,7 @@ export interface WebChatServer {
   runtime: Runtime;
   server: RunningServer;
   post(route: string, body: Record<string, unknown>): Promise<Response>;
-  chat(body: Record<string, unknown>): Promise<{ status: number; body: { answerId: string | null; answer: string; direct: string; outcome: string; error?: string } }>;
+  chat(body: Record<string, unknown>): Promise<{ status: number; body: { answerId: string | null; answer: string; direct: string; outcome: string; error?: string; sources?: Source[]; near?: Source[] } }>;
   close(): Promise<void>;
 }
 

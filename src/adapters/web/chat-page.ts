@@ -26,6 +26,8 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
   .sources details { border-top:1px dashed var(--line); padding:4px 0; }
   .sources summary { cursor:pointer; }
   .sources p { margin:4px 0 4px 16px; color:var(--muted); white-space:pre-wrap; }
+  .sections { margin-top:8px; font-size:13px; white-space:normal; }
+  .sections button { margin:2px 4px 2px 0; }
   .votes { margin-top:8px; display:flex; gap:6px; align-items:center; white-space:normal; }
   .votes button { border:1px solid var(--line); background:#fff; border-radius:16px; padding:2px 10px; cursor:pointer; font-size:15px; }
   .votes button.chosen { border-color:var(--accent); background:#e8edff; }
@@ -93,7 +95,25 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
       m.textContent = u.modelKind === 'retrieval-only' ? 'Quoted from the knowledge base (no model trained yet)' : 'Answered by ' + u.model;
       el.appendChild(m);
     }
+    if (u.answerId && u.near && u.near.length) el.appendChild(sections(u.answerId, u.near));
     if (u.answerId) el.appendChild(votes(u.answerId));
+  }
+
+  // After a "don't know": the closest sections, each a button. Pointing at the one that answers
+  // gets the answer from it, and a 👍 on that teaches the bot these words for that section.
+  function sections(answerId, near) {
+    const box = document.createElement('div');
+    box.className = 'sections';
+    const label = document.createElement('span');
+    label.textContent = 'Is the answer in one of these? ';
+    box.appendChild(label);
+    near.forEach((s) => {
+      const b = document.createElement('button');
+      b.type = 'button'; b.textContent = s.title || s.source; b.title = 'Answer from this section (' + s.source + ')';
+      b.onclick = () => { box.querySelectorAll('button').forEach((x) => (x.disabled = true)); ask(null, null, { answer: answerId, source: s.source, title: s.title }); };
+      box.appendChild(b);
+    });
+    return box;
   }
 
   function votes(answerId) {
@@ -121,13 +141,13 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
     return row;
   }
 
-  async function ask(text, regenerate) {
+  async function ask(text, regenerate, fromSection) {
     if (text) bubble('user', text);
     const el = bubble('bot', '…');
     send.disabled = true;
     try {
       const res = await fetch('/api/chat/stream', { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(text ? { text, conversation, messageId: rid() } : { regenerate, conversation, messageId: rid() }) });
+        body: JSON.stringify(text ? { text, conversation, messageId: rid() } : fromSection ? { fromSection, conversation, messageId: rid() } : { regenerate, conversation, messageId: rid() }) });
       if (!res.ok || !res.body) {
         const err = await res.json().catch(() => ({}));
         render(el, { phase: 'error', text: 'Error: ' + (err.error || res.status) });

@@ -35,12 +35,17 @@ const ChatBody = z
     text: z.string().trim().min(1, 'must not be empty').max(MAX_QUESTION_CHARS, `at most ${MAX_QUESTION_CHARS} characters`).optional(),
     /** "Another answer": the id of an answer given in this conversation; its question is asked again. */
     regenerate: z.string().min(1).max(128).optional(),
+    /** "Answer from this section": an answer given in this conversation and a section it named (`near` or `sources`). */
+    fromSection: z.object({ answer: z.string().min(1).max(128), source: z.string().min(1).max(1000), title: z.string().max(1000) }).strict().optional(),
     user: ID.optional(),
     conversation: ID.optional(),
     /** Client-chosen id: a retried POST with the same id is not answered twice. */
     messageId: ID.optional(),
   })
-  .refine((b) => (b.text === undefined) !== (b.regenerate === undefined), { message: 'give either text (a question) or regenerate (an answer id)', path: ['text'] });
+  .refine((b) => [b.text, b.regenerate, b.fromSection].filter((x) => x !== undefined).length === 1, {
+    message: 'give one of text (a question), regenerate (an answer id) or fromSection ({answer, source, title})',
+    path: ['text'],
+  });
 
 const FeedbackBody = z.object({
   answerId: z.string().min(1).max(128),
@@ -108,6 +113,7 @@ export function webRoutes(options: WebAdapterOptions): Hono {
       ...(who.rateLimitKey ? { rateLimitKey: who.rateLimitKey } : {}),
       text: body.text ?? '',
       ...(body.regenerate ? { regenerate: body.regenerate } : {}),
+      ...(body.fromSection ? { fromSection: body.fromSection } : {}),
       isDirect: true,
       mentionsBot: true,
       attachments: [],
@@ -210,6 +216,7 @@ function updatePayload(content: ReplyContent) {
     phase: content.phase,
     text: content.text,
     ...(content.sources ? { sources: content.sources } : {}),
+    ...(content.near ? { near: content.near } : {}),
     ...(content.direct !== undefined ? { direct: content.direct } : {}),
     ...(content.answerId ? { answerId: content.answerId } : {}),
     ...(content.model ? { model: content.model.name, modelKind: content.model.kind } : {}),
@@ -222,6 +229,8 @@ function chatResponse(result: HandleResult, latest: ReplyContent | undefined) {
     answer: latest?.text ?? '',
     direct: latest?.direct ?? '',
     sources: latest?.sources ?? [],
+    /** After a "don't know": the sections found closest, to point at with `fromSection`. */
+    near: latest?.near ?? [],
     model: latest?.model?.name ?? null,
     modelVersion: latest?.model?.version ?? null,
     outcome: result.outcome,
