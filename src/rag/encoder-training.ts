@@ -30,6 +30,12 @@ export interface EncoderTrainingOptions {
   asked?: AskedPair[];
   /** The share of each batch those fill (default 0.25). */
   askedShare?: number;
+  /**
+   * Continue from this encoder (same configuration) instead of random vectors: what it learnt
+   * stays where the new pairs do not pull, so relearning with a few votes moves the askers' words
+   * and little else. Ignored when its configuration differs.
+   */
+  start?: EncoderEnsemble;
   signal?: AbortSignal;
   /** `step` counts over all members: steps × members in total. */
   onProgress?: (progress: { step: number; steps: number; loss: number }) => void;
@@ -72,8 +78,9 @@ export async function trainEncoder(
   const members: BagEncoder[] = [];
   const first: number[] = [];
   const last: number[] = [];
+  const from = options.start && sameConfig(options.start.config, config) && options.start.members.length === config.members ? options.start : undefined;
   for (let m = 0; m < config.members; m++) {
-    const member = BagEncoder.random(config, idf, seed + 1000 * m);
+    const member = from ? new BagEncoder(config, Float32Array.from(from.members[m]!.table), idf) : BagEncoder.random(config, idf, seed + 1000 * m);
     const losses = await trainMember(member, passages, { ...options, seed: seed + 1000 * m, steps }, (step, loss) =>
       options.onProgress?.({ step: m * steps + step, steps: config.members * steps, loss }),
     );
@@ -94,6 +101,10 @@ export async function trainEncoder(
       backend,
     },
   };
+}
+
+function sameConfig(a: EncoderConfig, b: EncoderConfig): boolean {
+  return a.buckets === b.buckets && a.dim === b.dim && a.members === b.members && a.subwordN === b.subwordN && a.maxFeatures === b.maxFeatures;
 }
 
 /** Trains one member in place; returns the loss of every step. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -5,7 +6,7 @@ import { LocalEmbeddings } from '../../rag/local-embeddings.ts';
 import { askedPairs } from '../../rag/open-knowledge-base.ts';
 import { selectedEncoder } from '../../rag/imported-embeddings.ts';
 import { cosine } from '../../rag/bag-encoder.ts';
-import { trainEncoder } from '../../rag/encoder-training.ts';
+import { DEFAULT_TRAINING, trainEncoder } from '../../rag/encoder-training.ts';
 import type { AskedPair } from '../../rag/contrastive-pairs.ts';
 import { LocalKnowledgeBase } from '../../rag/local-knowledge-base.ts';
 import { isHeldOutQuestion, likedPassages, questionKey, votedAnswers } from '../feedback-datasets.ts';
@@ -14,6 +15,8 @@ import { int, num, parseStageParams } from './stage-params.ts';
 
 /** Held-out liked questions below which the vote check says nothing (the documents' check still runs). */
 const MIN_HELD_OUT = 3;
+/** Steps per member when continuing from the encoder in use (a fresh one trains DEFAULT_TRAINING.steps). */
+const WARM_STEPS = 150;
 
 /**
  * `/train embeddings [heldOut=0.2] [steps=300] [askedShare=0.25]`: the retrieval encoder
@@ -22,9 +25,11 @@ const MIN_HELD_OUT = 3;
  * words ("my grandma passed away") for what the handbook writes in its own (bereavement leave);
  * the documents cannot teach that link, their votes can.
  *
- * The gate, before the new encoder replaces the one in use: on liked questions held out by
- * question, the cited passage must rank no worse by the encoder's similarity than with the current
- * encoder, and the documents' own links (each section's heading to its text) must not get worse.
+ * It continues from the encoder in use (what it learnt stays where the votes do not pull). The
+ * gate, before the new encoder replaces that one: on liked questions held out by question (at
+ * least 3), the passage people liked must rank better by the encoder's similarity than with the
+ * current encoder, and the documents' own links (each section's heading to its text) must not get
+ * worse; with too few liked questions to hold any out, the encoder in use stays.
  * Only then is it written to <home>/embeddings; the serving process picks it up when the job
  * succeeds (app/runtime.ts) and re-embeds the knowledge bases. A home that serves an imported
  * encoder keeps it: this trains only the project's own.
@@ -48,20 +53,20 @@ export const runStage: RunStage = async (ctx) => {
   const store = ctx.store.open();
   const liked = store ? likedPassages(await votedAnswers(store).finally(() => store.close())) : [];
   const pairs = askedPairs(passages, liked);
-  const held = (q: string) => isHeldOutQuestion(questionKey(q), heldOut, seed);
-  const train = pairs.filter((a) => !held(a.query));
-  const check = pairs.filter((a) => held(a.query));
+  const { train, check } = splitByQuestion(pairs, heldOut, seed);
   log(`${passages.length} passages; ${liked.length} liked answers citing a passage, ${pairs.length} found in the knowledge base: training on ${train.length}, holding out ${check.length}`);
 
+  const current = LocalEmbeddings.load(embeddingsDir);
+  // From the encoder in use: the votes move the askers' words, the rest stays where it was.
   const { encoder, report } = await trainEncoder(passages, {
     asked: train,
+    ...(current ? { start: current.encoder } : {}),
     ...(p.askedShare !== undefined ? { askedShare: p.askedShare } : {}),
-    ...(p.steps !== undefined ? { steps: p.steps } : {}),
+    steps: p.steps ?? (current ? WARM_STEPS : DEFAULT_TRAINING.steps),
     seed: seed + 1,
     signal,
     onProgress: ({ step, steps, loss }) => progress({ stage: 'encoder', step, totalSteps: steps, loss }),
   });
-  const current = LocalEmbeddings.load(embeddingsDir);
   const texts = passages.map((x) => `${x.title}\n${x.text}`);
   const headings = passages.map((x, i) => ({ query: x.title, passage: i })).filter((x) => x.query.trim());
   const mrr = (embed: (text: string) => number[], queries: AskedPair[]) => meanReciprocalRank(embed, texts, queries);
@@ -80,10 +85,16 @@ export const runStage: RunStage = async (ctx) => {
   if (check.length >= MIN_HELD_OUT) {
     votesAfter = mrr(newEmbed, check);
     votesBefore = oldEmbed ? mrr(oldEmbed, check) : undefined;
-    if (votesBefore !== undefined && votesAfter < votesBefore) passed = false;
-    reasons.push(`held-out liked questions find the passage people liked (MRR): ${votesBefore === undefined ? 'no encoder before' : pct(votesBefore)} → ${pct(votesAfter)} (${check.length})${votesBefore !== undefined && votesAfter < votesBefore ? ': worse' : ''}`);
+    // What the votes taught must show on questions it did not see; not worse is not enough to replace it.
+    const better = votesBefore === undefined || votesAfter > votesBefore;
+    if (!better) passed = false;
+    reasons.push(`held-out liked questions find the passage people liked (MRR): ${votesBefore === undefined ? 'no encoder before' : pct(votesBefore)} → ${pct(votesAfter)} (${check.length})${better ? '' : ': not better'}`);
+  } else if (oldEmbed) {
+    // Nothing to check the votes on: an encoder that only might be better does not replace one in use.
+    passed = false;
+    reasons.push(`${check.length} held-out liked question${check.length === 1 ? '' : 's'}: too few to check what the votes taught (${MIN_HELD_OUT} needed, from ${2 * MIN_HELD_OUT} liked questions)`);
   } else {
-    reasons.push(`${check.length} held-out liked question${check.length === 1 ? '' : 's'}: too few to check the votes (${MIN_HELD_OUT} needed); the documents' check decides`);
+    reasons.push(`${check.length} held-out liked question${check.length === 1 ? '' : 's'}; no encoder before, so the documents' check decides`);
   }
   const metrics: Record<string, number> = {
     passages: passages.length,
@@ -99,7 +110,7 @@ export const runStage: RunStage = async (ctx) => {
   };
   const gate = { passed, reasons };
   if (!passed) {
-    return { summary: `The retrained encoder was not better (${reasons.filter((r) => r.endsWith('worse')).join('; ')}); the knowledge base keeps the one it has.`, metrics, gate } satisfies StageResult;
+    return { summary: `The retrained encoder was not kept (${reasons.filter((r) => /worse$|not better$|too few/.test(r)).join('; ')}); the knowledge base keeps the one it has.`, metrics, gate } satisfies StageResult;
   }
   const trained = LocalEmbeddings.fromTraining(encoder, report, { sources: new Set(passages.map((x) => x.source)).size, passages: passages.length });
   trained.save(embeddingsDir);
@@ -110,6 +121,21 @@ export const runStage: RunStage = async (ctx) => {
     gate,
   };
 };
+
+/**
+ * Held out by question (the same question never on both sides): `fraction` of them, but at least
+ * MIN_HELD_OUT once there are twice that many — a check on one or two questions says nothing.
+ */
+function splitByQuestion(pairs: AskedPair[], fraction: number, seed: number): { train: AskedPair[]; check: AskedPair[] } {
+  const keys = [...new Set(pairs.map((a) => questionKey(a.query)))];
+  let held = new Set(keys.filter((k) => isHeldOutQuestion(k, fraction, seed)));
+  if (fraction > 0 && held.size < MIN_HELD_OUT && keys.length >= 2 * MIN_HELD_OUT) {
+    // The questions whose hash falls lowest: the same ones on every run with this seed.
+    const rank = (k: string) => createHash('sha256').update(`${seed}\u0000${k}`).digest().readUInt32BE(0);
+    held = new Set([...keys].sort((a, b) => rank(a) - rank(b)).slice(0, MIN_HELD_OUT));
+  }
+  return { train: pairs.filter((a) => !held.has(questionKey(a.query))), check: pairs.filter((a) => held.has(questionKey(a.query))) };
+}
 
 /** Every knowledge base of the home (the files under <home>/kb), read-only: their passages in one list. */
 function homePassages(home: string) {
