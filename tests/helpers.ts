@@ -10,6 +10,8 @@ export class ScriptedAnswerer implements Answerer {
   readonly requests: AnswerRequest[] = [];
   /** The direct answer `done` names, when set. */
   direct: string | undefined;
+  /** When set, a "don't know": no sources, these named as the closest sections. */
+  near: Source[] | undefined;
   private held: Promise<void> | undefined;
   constructor(
     public tokens: string[] = ['You get ', '25 days ', 'of leave.'],
@@ -35,7 +37,7 @@ export class ScriptedAnswerer implements Answerer {
   async *answer(request: AnswerRequest): AsyncIterable<AnswerEvent> {
     this.requests.push(request);
     if (this.held) await this.held;
-    yield { type: 'sources', sources: this.sources };
+    yield this.near ? { type: 'sources', sources: [], near: this.near } : { type: 'sources', sources: this.sources };
     for (const text of this.tokens) {
       if (this.tokenDelayMs) await new Promise((r) => setTimeout(r, this.tokenDelayMs));
       if (this.failWith) throw this.failWith;

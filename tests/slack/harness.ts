@@ -163,7 +163,7 @@ export function slashCommand(slack: FakeSlack, command: string, text: string, us
 /** A block_actions payload for a click on one of the buttons under a posted answer (👍, 👎, another answer). */
 export function voteClick(
   slack: FakeSlack,
-  input: { actionId: string; answerId: string; userId: string; channel: string; message: { ts: string; text: string; blocks: unknown[]; thread_ts?: string } },
+  input: { actionId: string; answerId: string; userId: string; channel: string; message: { ts: string; text: string; blocks: unknown[]; thread_ts?: string }; blockId?: string; value?: string },
 ): Record<string, unknown> {
   const trigger = `trig.${++eventCounter}`;
   return {
@@ -183,9 +183,9 @@ export function voteClick(
     actions: [
       {
         action_id: input.actionId,
-        block_id: 'teamllm_votes',
+        block_id: input.blockId ?? 'teamllm_votes',
         text: { type: 'plain_text', text: '👍', emoji: true },
-        value: input.answerId,
+        value: input.value ?? input.answerId,
         type: 'button',
         action_ts: `${nowSec()}.000100`,
       },

@@ -164,6 +164,52 @@ describe('Slack HTTP mode: conversations', () => {
     expect(again.id).not.toBe(record.id);
   });
 
+  it('names the closest sections as buttons after a "don\'t know", and answers in the thread from the one clicked', async () => {
+    const bereavement = { source: 'en/leave.md', title: 'Leave > Bereavement', text: 'Bereavement leave is 5 working days.', score: 1.1 };
+    const sick = { source: 'en/leave.md', title: 'Leave > Sick leave', text: 'Report sick before 09:30.', score: 0.9 };
+    h.answerer.near = [bereavement, sick];
+    h.answerer.tokens = ["Sorry, I couldn't find that in the knowledge base."];
+    const mention = appMention('<@UBOT> my nan died, can I take time off?', { user: 'UNAN' });
+    const posts = h.slack.callsTo('chat.postMessage').length;
+    await h.postEvent(eventCallback(mention));
+    const first = await answerAt(posts);
+    const record = (await h.store.findAnswerByReply('slack', first.ts))!;
+    const sections = blocksOf(first.final).find((b) => b.block_id === 'teamllm_sections')!;
+    expect(sections.elements!.map((b) => [b.action_id, (b as { text: { text: string } }).text.text])).toEqual([
+      ['teamllm_from_section_0', 'Bereavement'],
+      ['teamllm_from_section_1', 'Sick leave'],
+    ]);
+    expect(JSON.parse(sections.elements![0]!.value!)).toEqual({ answer: record.id, source: 'en/leave.md', title: 'Leave > Bereavement' });
+
+    h.answerer.near = undefined;
+    h.answerer.tokens = ['Bereavement leave is 5 working days.'];
+    const click = voteClick(h.slack, {
+      actionId: 'teamllm_from_section_0',
+      blockId: 'teamllm_sections',
+      value: sections.elements![0]!.value!,
+      answerId: record.id,
+      userId: 'UNAN',
+      channel: 'C1',
+      message: { ts: first.ts, thread_ts: mention.ts as string, text: 'Sorry', blocks: first.final.args.blocks as unknown[] },
+    });
+    expect((await h.postForm({ payload: JSON.stringify(click) })).status).toBe(200);
+    const second = await answerAt(posts + 1);
+    expect(second.placeholder.args).toMatchObject({ channel: 'C1', thread_ts: mention.ts });
+    const request = h.answerer.requests.at(-1)!;
+    expect(request.question).toBe('my nan died, can I take time off?');
+    expect(request.section).toEqual({ source: 'en/leave.md', title: 'Leave > Bereavement' });
+    expect(request.avoid).toEqual([]);
+    const answered = (await h.store.findAnswerByReply('slack', second.ts))!;
+    expect(answered).toMatchObject({ question: 'my nan died, can I take time off?', userId: 'UNAN' });
+
+    // A damaged value is ignored: no answer is posted for it.
+    const before = h.slack.callsTo('chat.postMessage').length;
+    const forged = voteClick(h.slack, { actionId: 'teamllm_from_section_0', blockId: 'teamllm_sections', value: '{"answer":1}', answerId: record.id, userId: 'UNAN', channel: 'C1', message: { ts: first.ts, text: 'x', blocks: [] } });
+    expect((await h.postForm({ payload: JSON.stringify(forged) })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(h.slack.callsTo('chat.postMessage').length).toBe(before);
+  });
+
   it('throttles streaming updates to the configured interval', async () => {
     h.answerer.tokens = Array.from({ length: 12 }, (_, i) => `word${i} `);
     h.answerer.tokenDelayMs = 15;

@@ -2,7 +2,7 @@ import type { App, BlockButtonAction, webApi } from '@slack/bolt';
 import type { Bot, IncomingMessage, Logger, ReplyTarget } from '../../core/index.ts';
 import { describeSlackError } from './api-errors.ts';
 import { commandText, fromAppMention, fromMessageEvent, reactionVote, type SlackMessageEvent, type Skip } from './inbound.ts';
-import { ANOTHER_ANSWER_ACTION, VOTE_BLOCK_ID, VOTE_DOWN_ACTION, VOTE_UP_ACTION, withVoteTally } from './message-blocks.ts';
+import { ANOTHER_ANSWER_ACTION, parseSectionChoice, SECTIONS_BLOCK_ID, VOTE_BLOCK_ID, VOTE_DOWN_ACTION, VOTE_UP_ACTION, withVoteTally } from './message-blocks.ts';
 import { ResponseUrlTarget, SlackThreadTarget } from './reply-targets.ts';
 
 export interface ListenerDeps {
@@ -90,6 +90,33 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
   };
   app.event('reaction_added', async ({ event }) => onReaction(event as unknown as ReactionEvent));
   app.event('reaction_removed', async ({ event }) => onReaction(event as unknown as ReactionEvent));
+
+  // "Is the answer in one of these sections?": the question answered again, in its thread, from the one clicked.
+  app.action<BlockButtonAction>({ block_id: SECTIONS_BLOCK_ID }, async ({ ack, action, body }) => {
+    await ack();
+    const choice = parseSectionChoice(action.value);
+    if (!choice || !body.channel || !body.message) return;
+    const message = body.message as { ts: string; thread_ts?: string };
+    const channel = body.channel.id;
+    await handle(
+      {
+        platform: 'slack',
+        eventId: `section:${channel}:${message.ts}:${action.action_ts}:${body.user.id}`,
+        workspace: body.team?.id ?? '',
+        channel,
+        thread: message.thread_ts ?? message.ts,
+        messageId: `section:${action.action_ts}`,
+        user: { id: body.user.id, ...(body.user.name ? { name: body.user.name } : {}) },
+        text: '',
+        fromSection: choice,
+        isDirect: channel.startsWith('D'),
+        mentionsBot: true,
+        attachments: [],
+        receivedAt: Date.now(),
+      },
+      threadTarget,
+    );
+  });
 
   app.action<BlockButtonAction>({ block_id: VOTE_BLOCK_ID }, async ({ ack, action, body, respond }) => {
     await ack();

@@ -22,6 +22,20 @@ export const VOTE_DOWN_ACTION = 'teamllm_vote_down';
 /** "↻ Another answer": the same question answered again in the thread (core Bot, `regenerate`). */
 export const ANOTHER_ANSWER_ACTION = 'teamllm_another_answer';
 const FEEDBACK_BLOCK_ID = 'teamllm_feedback';
+/** "Is the answer in one of these?": a button per section named after a "don't know" (core Bot, `fromSection`). */
+export const SECTIONS_BLOCK_ID = 'teamllm_sections';
+const FROM_SECTION_ACTION = 'teamllm_from_section';
+/** Slack's limits: a button's text 75 characters, its value 2,000; a few sections are enough to choose from. */
+const BUTTON_TEXT_LIMIT = 75;
+const BUTTON_VALUE_LIMIT = 2000;
+const MAX_SECTIONS_SHOWN = 4;
+
+/** What a section button carries: the answer it was named under and the section (document, heading path). */
+export interface SectionChoice {
+  answer: string;
+  source: string;
+  title: string;
+}
 
 export interface SlackMessage {
   text: string;
@@ -112,8 +126,37 @@ function footerBlocks(content: ReplyContent): KnownBlock[] {
       ),
     );
   }
+  if (content.answerId && content.near?.length) blocks.push(...sectionChoices(content.answerId, content.near));
   if (content.answerId) blocks.push(voteActions(content.answerId, 0, 0));
   return blocks;
+}
+
+/** The closest sections after a "don't know", one button each; the click answers from that section. */
+function sectionChoices(answerId: string, near: Source[]): KnownBlock[] {
+  const elements = near
+    .slice(0, MAX_SECTIONS_SHOWN)
+    .map((s, i) => ({ s, i, value: JSON.stringify({ answer: answerId, source: s.source, title: s.title } satisfies SectionChoice) }))
+    // A heading path too long for a button's value is left out rather than cut (it must match exactly).
+    .filter(({ value }) => value.length <= BUTTON_VALUE_LIMIT)
+    .map(({ s, i, value }) => ({
+      type: 'button' as const,
+      action_id: `${FROM_SECTION_ACTION}_${i}`,
+      text: { type: 'plain_text' as const, text: truncate(s.title.split(' > ').pop() || s.source, BUTTON_TEXT_LIMIT), emoji: true },
+      value,
+      accessibility_label: truncate(`Answer from ${s.title || s.source}`, BUTTON_TEXT_LIMIT),
+    }));
+  if (elements.length === 0) return [];
+  return [context('Is the answer in one of these sections?'), { type: 'actions', block_id: SECTIONS_BLOCK_ID, elements }];
+}
+
+/** A section button's value back, or undefined when it is not one (a forged or damaged payload). */
+export function parseSectionChoice(value: string | undefined): SectionChoice | undefined {
+  try {
+    const v = JSON.parse(value ?? '') as Partial<SectionChoice>;
+    return typeof v.answer === 'string' && typeof v.source === 'string' && typeof v.title === 'string' ? { answer: v.answer, source: v.source, title: v.title } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function sourcesText(sources: Source[]): string {
