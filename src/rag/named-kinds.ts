@@ -81,6 +81,15 @@ const EXISTS_ZH = /(?:有没有|有无|提供|能不能带|可以带|能带)([\p
 /** Chinese words before the thing that say where or whose, not what: 公司的、上海办公室的. */
 const NOT_THING_ZH = /^(?:个|什么|没有|员工|公司|办公室|上海|北京|专门的?|免费的?|宠物来?)+/u;
 
+/**
+ * "When is the Christmas party?", "Who is our head of marketing?": the event or role asked about is
+ * named by its last word (party, marketing) — a passage about Christmas Day or the head of sales
+ * does not answer it.
+ */
+const WHEN_WHO_EN = /(?:^|[.?!]\s+)(?:when|who) (?:is|are|was|will be) (?:the|our|an?) ([a-z0-9][a-z0-9-]*(?:\s+[a-z0-9][a-z0-9-]*){0,3})/u;
+/** Where such a name ends: "of" stays inside it (head of marketing), a time or a verb does not. */
+const NAMED_END_EN = /\s(?:in|at|on|for|to|from|with|near|by|and|or|that|which|who|where|when|if|i|we|you|they|can|could|should|will|would|is|are|do|does|did|have|has|so|during|after|before|around|every|each|per|this|next|last|held|take|takes|start|starts|happen|happens)\b.*$/u;
+
 /** The thing a question asks the existence of ("Is there a prayer room in …" → "prayer room"), if it is one. */
 export function askedThing(question: string): string | undefined {
   const q = question.normalize('NFKC').toLowerCase();
@@ -89,6 +98,8 @@ export function askedThing(question: string): string | undefined {
     const words = en.split(/\s+/).filter((w) => !GENERIC_THING_EN.has(w));
     return words.length ? words.join(' ') : undefined;
   }
+  const named = WHEN_WHO_EN.exec(q)?.[1]?.replace(NAMED_END_EN, '').trim().split(/\s+/).pop();
+  if (named && !GENERIC_THING_EN.has(named)) return named;
   const m = EXISTS_ZH.exec(question.normalize('NFKC'));
   const zh = (m?.[1] ?? m?.[2])?.replace(NOT_THING_ZH, '');
   return zh && [...zh].length >= 2 ? zh : undefined;

@@ -503,6 +503,13 @@ describe('the candidate answerer', () => {
     expect(askedThing('Is there a limit on how much time off I can get?')).toBeUndefined();
     expect(askedThing('How long do I have to file the expense claim?')).toBeUndefined();
     expect(askedThing('How much extra do we get paid for on-call?')).toBeUndefined();
+    // "When is the …", "Who is our …": the event or role by its last word ("of" stays in the name).
+    expect(askedThing('When is the Christmas party this year?')).toBe('party');
+    expect(askedThing('Who is our head of marketing?')).toBe('marketing');
+    expect(askedThing('When is the Harbor 101 intro session held?')).toBe('session');
+    expect(askedThing('When is my weekly time entry due?')).toBeUndefined();
+    expect(thingMissing('When is the Christmas party this year?', 'Public holidays: Christmas Day (25 December) and Boxing Day.')).toBe('party');
+    expect(thingMissing('When is the Harbor 101 intro session held?', 'Harbor 101 is held every second Monday; join the first session after your start.')).toBeUndefined();
     expect(thingMissing('Is there a prayer room in the Rotterdam office?', 'Rotterdam rooms are named after Dutch lighthouses.')).toBe('prayer room');
     expect(thingMissing('Is there a quiet room in Rotterdam?', 'The quiet rooms on floor 2 are for focused work.')).toBeUndefined();
     // 宿舍 meets 员工宿舍; the handbook's own word for an asker's word counts (健身 → gym is not needed here).
