@@ -289,6 +289,14 @@ export function anotherAnswerButton(card: Record<string, unknown> | undefined): 
   return voteButtons(card).find((b) => (b.value as { action?: string } | undefined)?.action === 'teamllm_another_answer');
 }
 
+/** "Is the answer in one of these sections?": the section buttons of a "don't know" card. */
+export function sectionButtons(card: Record<string, unknown> | undefined): Record<string, unknown>[] {
+  return elements(card)
+    .filter((e) => e.tag === 'action')
+    .flatMap((e) => (e.actions as Record<string, unknown>[] | undefined) ?? [])
+    .filter((b) => (b.value as { action?: string } | undefined)?.action === 'teamllm_from_section');
+}
+
 /** A final answer card: 👍, 👎 and "↻ Another answer". */
 export function isFinal(card: Record<string, unknown> | undefined): boolean {
   return voteButtons(card).length === 3;

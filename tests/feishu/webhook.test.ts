@@ -4,6 +4,7 @@ import {
   ADMIN,
   ENCRYPT_KEY,
   anotherAnswerButton,
+  sectionButtons,
   USER,
   VERIFICATION_TOKEN,
   cardActionEvent,
@@ -511,6 +512,34 @@ describe('Feishu webhook: "↻ Another answer"', () => {
     expect(elements(h.fake.cardFor(first.messageId)!.states.at(-1))[0]).toEqual({ tag: 'markdown', content: 'Legacy second answer.' });
     await waitFor(() => h.logger.lines.filter((l) => l.includes('"another answer" handled')).length === 2);
     expect(h.fake.cards).toHaveLength(2);
+  });
+
+  it('names the closest sections as buttons after a "don\'t know", and answers from the one clicked as a reply', async () => {
+    const h = await start();
+    h.answerer.near = [
+      { source: 'en/leave.md', title: 'Leave > Bereavement', text: 'Bereavement leave is 5 working days.', score: 1.1 },
+      { source: 'en/leave.md', title: 'Leave > Sick leave', text: 'Report sick before 09:30.', score: 0.9 },
+    ];
+    h.answerer.tokens = ["Sorry, I couldn't find that in the knowledge base."];
+    const first = await ask(h, inThread(h, '@_user_1 my nan died, can I take time off?'));
+    const record = (await h.store.findAnswerByReply('feishu', first.messageId))!;
+    const buttons = sectionButtons(first.states.at(-1));
+    expect(buttons.map((b) => (b.text as { content: string }).content)).toEqual(['Bereavement', 'Sick leave']);
+    expect(buttons[0]!.value).toEqual({ action: 'teamllm_from_section', answerId: record.id, source: 'en/leave.md', title: 'Leave > Bereavement' });
+
+    h.answerer.near = undefined;
+    h.answerer.tokens = ['Bereavement leave is 5 working days.'];
+    const res = await h.deliver(cardActionEvent(first.messageId, buttons[0]!.value, 'ou_colleague', 'oc_group_1'));
+    expect(res.body.toast).toEqual({ type: 'info', content: 'Answering from that section…' });
+    await waitFor(() => isFinal(h.fake.cardFor(first.messageId)?.states.at(-1)));
+    const second = h.fake.cardFor(first.messageId)!;
+    expect(elements(second.states.at(-1))[0]).toEqual({ tag: 'markdown', content: 'Bereavement leave is 5 working days.' });
+    const request = h.answerer.requests.at(-1)!;
+    expect(request.question).toBe('my nan died, can I take time off?');
+    expect(request.section).toEqual({ source: 'en/leave.md', title: 'Leave > Bereavement' });
+    // A damaged section button is refused with a toast.
+    const damaged = await h.deliver(cardActionEvent(first.messageId, { action: 'teamllm_from_section', answerId: record.id }, 'ou_colleague', 'oc_group_1'));
+    expect(damaged.body.toast).toMatchObject({ type: 'error' });
   });
 
   it('refuses a click from another chat, and on an unknown answer, with a toast and nothing posted', async () => {

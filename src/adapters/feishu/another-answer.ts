@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Bot, IncomingMessage, Logger } from '../../core/index.ts';
-import { ANOTHER_ANSWER_ACTION, type CardActionReply } from './answer-card.ts';
+import { ANOTHER_ANSWER_ACTION, FROM_SECTION_ACTION, type CardActionReply } from './answer-card.ts';
 import type { AnswerCards } from './answer-cards.ts';
 import type { FeishuApi } from './feishu-api.ts';
 import { FeishuReplyTarget } from './reply-target.ts';
 
-const AnotherAnswerValue = z.object({
-  action: z.literal(ANOTHER_ANSWER_ACTION),
-  answerId: z.string().min(1).max(128),
-});
+const AnotherAnswerValue = z.union([
+  z.object({ action: z.literal(ANOTHER_ANSWER_ACTION), answerId: z.string().min(1).max(128) }),
+  // "Is the answer in one of these sections?": the same question, answered from the section clicked.
+  z.object({ action: z.literal(FROM_SECTION_ACTION), answerId: z.string().min(1).max(128), source: z.string().min(1).max(1000), title: z.string().max(1000) }),
+]);
 
 /** A click as card.action.trigger (or the legacy callback) reports it, after normalizeCardAction. */
 export interface AnotherAnswerClick {
@@ -49,6 +50,7 @@ export class AnotherAnswer {
       return { toast: { type: 'error', content: 'This button is damaged, so nothing was done. Ask your question again instead.' } };
     }
     const { answerId } = value.data;
+    const section = value.data.action === FROM_SECTION_ACTION ? { source: value.data.source, title: value.data.title } : undefined;
     const where = { platform: 'feishu' as const, workspace: click.tenantKey, channel: click.chatId };
     const check = await bot.canRegenerate(answerId, where);
     if (!check.ok) {
@@ -83,7 +85,7 @@ export class AnotherAnswer {
       messageId: `another:${clickId}`,
       user: { id: click.operator.openId, ...(click.operator.name ? { name: click.operator.name } : {}) },
       text: '',
-      regenerate: answerId,
+      ...(section ? { fromSection: { answer: answerId, ...section } } : { regenerate: answerId }),
       isDirect,
       mentionsBot: true,
       attachments: [],
@@ -94,6 +96,6 @@ export class AnotherAnswer {
       (result) => logger.info({ answerId, outcome: result.outcome, newAnswerId: result.answerId }, '"another answer" handled'),
       (err: unknown) => logger.error({ err, answerId }, 'could not give another answer on Feishu'),
     );
-    return { toast: { type: 'info', content: 'Working on another answer…' } };
+    return { toast: { type: 'info', content: section ? 'Answering from that section…' : 'Working on another answer…' } };
   }
 }

@@ -27,6 +27,18 @@ export interface VoteButtonValue {
 /** "↻ Another answer": the same question answered again, as a new reply (core Bot, `regenerate`). */
 export const ANOTHER_ANSWER_ACTION = 'teamllm_another_answer';
 
+/** "Is the answer in one of these sections?": a button per section named after a "don't know" (core Bot, `fromSection`). */
+export const FROM_SECTION_ACTION = 'teamllm_from_section';
+const MAX_SECTIONS_SHOWN = 4;
+
+/** The value a section button sends back in card.action.trigger. */
+export interface FromSectionButtonValue {
+  action: typeof FROM_SECTION_ACTION;
+  answerId: string;
+  source: string;
+  title: string;
+}
+
 /** The value the "↻ Another answer" button sends back in card.action.trigger. */
 export interface AnotherAnswerButtonValue {
   action: typeof ANOTHER_ANSWER_ACTION;
@@ -105,6 +117,18 @@ function render(content: ReplyContent, text: string, layout: Layout, tally: Vote
         voteButton(content.answerId, -1, '👎 Not helpful', content.vote, tally?.down),
         anotherAnswerButton(content.answerId),
       ],
+    });
+  }
+  // After the votes, so a card's first action row stays 👍 / 👎 / ↻ on every answer.
+  if (content.phase === 'final' && content.answerId && content.near?.length) {
+    const answerId = content.answerId;
+    elements.push({ tag: 'markdown', content: 'Is the answer in one of these sections?' });
+    elements.push({
+      tag: 'action',
+      actions: content.near.slice(0, MAX_SECTIONS_SHOWN).map((s) => {
+        const value: FromSectionButtonValue = { action: FROM_SECTION_ACTION, answerId, source: s.source, title: s.title };
+        return { tag: 'button', text: { tag: 'plain_text', content: oneLine(s.title.split(' > ').pop() || s.source) }, type: 'default', value };
+      }),
     });
   }
   const note = modelNote(content);

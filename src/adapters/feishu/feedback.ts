@@ -1,7 +1,7 @@
 import { normalizeCardAction, normalizeReaction } from '@larksuiteoapi/node-sdk';
 import { z } from 'zod';
 import type { Bot, Logger, Vote } from '../../core/index.ts';
-import { ANOTHER_ANSWER_ACTION, answerCard, VOTE_ACTION, type CardActionReply, type VoteTally } from './answer-card.ts';
+import { ANOTHER_ANSWER_ACTION, FROM_SECTION_ACTION, answerCard, VOTE_ACTION, type CardActionReply, type VoteTally } from './answer-card.ts';
 import type { AnswerCards, PostedAnswer } from './answer-cards.ts';
 import type { AnotherAnswer } from './another-answer.ts';
 import type { FeishuApi } from './feishu-api.ts';
@@ -47,7 +47,8 @@ export class Feedback {
     } as Parameters<typeof normalizeCardAction>[0]);
     if (!action) throw new MalformedEventError('card action without operator, message or chat');
     const parsed = parseValue(action.action.value);
-    if (this.deps.anotherAnswer && (parsed as { action?: unknown } | null)?.action === ANOTHER_ANSWER_ACTION) {
+    const kind = (parsed as { action?: unknown } | null)?.action;
+    if (this.deps.anotherAnswer && (kind === ANOTHER_ANSWER_ACTION || kind === FROM_SECTION_ACTION)) {
       const clickId = raw.event_id ?? raw.token;
       const tenantKey = raw.tenant_key ?? (raw.operator as { tenant_key?: unknown } | undefined)?.tenant_key;
       return this.deps.anotherAnswer.click({
