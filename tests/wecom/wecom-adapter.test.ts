@@ -3,6 +3,7 @@ import { createWecomAdapter } from '../../src/adapters/wecom/index.ts';
 import { makeBot, SAMPLE_SOURCE, ScriptedAnswerer, waitFor } from '../helpers.ts';
 import { recordingLogger, startHarness, SECRETS, wecomEnv, type Harness } from './harness.ts';
 import { cardEventXml, encryptedCallback, imageMessageXml, textMessageXml, wecomEncrypt, wecomSignature } from './wecom-protocol.ts';
+import { parseButtonKey } from '../../src/adapters/wecom/message-format.ts';
 
 const USER = 'zhangsan';
 let msgIds = 7_000_000_000_000_000_000n;
@@ -325,6 +326,37 @@ describe('WeCom "↻ Another answer"', () => {
     expect(await h.store.feedbackFor(secondId)).toMatchObject([{ value: 1, userId: USER }]);
     await h.adapter.stop!();
     expect(h.answerer.requests).toHaveLength(2);
+  });
+
+  it('offers the closest sections on the card after a "don\'t know", and answers from the one tapped', async () => {
+    h = await startHarness();
+    h.answerer.near = [
+      { source: 'zh/leave.md', title: '假期 > 丧假', text: '直系亲属去世给予丧假 3 天。', score: 1.1 },
+      { source: 'zh/leave.md', title: '假期 > 病假', text: '病假需在 9:30 前报告主管。', score: 0.9 },
+    ];
+    h.answerer.tokens = ['抱歉，我在知识库里没有找到相关内容。'];
+    await h.post(question('奶奶走了，能请几天假？'));
+    const first = await answerTo(h);
+    const firstId = first.card.button_list[0]!.key.slice('up:'.length);
+    expect(first.card.main_title?.title).toBe('Is the answer in one of these sections?');
+    const sections = first.card.button_list.slice(3);
+    expect(sections.map((b) => b.text)).toEqual(['丧假', '病假']);
+    expect(parseButtonKey(sections[0]!.key)).toEqual({ action: 'section', answerId: firstId, section: { source: 'zh/leave.md', title: '假期 > 丧假' } });
+
+    h.answerer.near = undefined;
+    h.answerer.tokens = ['直系亲属去世给予丧假 3 天。'];
+    const res = await click(h, { eventKey: sections[0]!.key, taskId: first.card.task_id, responseCode: 'rc-section-1', createTime: 1_700_000_201 });
+    expect(res.status).toBe(200);
+    const second = await answerTo(h, USER, 2);
+    expect(second.texts[1]!.content).toContain('丧假 3 天');
+    const request = h.answerer.requests.at(-1)!;
+    expect(request.question).toBe('奶奶走了，能请几天假？');
+    expect(request.section).toEqual({ source: 'zh/leave.md', title: '假期 > 丧假' });
+    // A tampered key is ignored: no third answer.
+    await click(h, { eventKey: 'section:bm90LWpzb24', taskId: first.card.task_id, responseCode: 'rc-section-2', createTime: 1_700_000_202 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(h.answerer.requests).toHaveLength(2);
+    await h.adapter.stop!();
   });
 
   it('takes "换一个" (or "another", "↻") typed right after an answer as the same request', async () => {

@@ -36,7 +36,7 @@ export class WecomMessenger {
     const footer = modelLine(content.model);
     const styledFooter = footer ? (format === 'markdown' ? `<font color="comment">${footer}</font>` : `— ${footer}`) : '';
     const body = [formatAnswer(content, format), styledFooter].filter(Boolean).join('\n\n');
-    const messages: Outgoing[] = [...textMessages(body, format), { kind: 'template_card', card: feedbackCard(content.answerId) }];
+    const messages: Outgoing[] = [...textMessages(body, format), { kind: 'template_card', card: feedbackCard(content.answerId, undefined, content.near) }];
     return this.queue.enqueue(user, messages);
   }
 

@@ -79,8 +79,12 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
     }
   };
 
-  /** A question, or with `regenerate` "another answer" for that answer id (card button or reply). */
-  const ask = async (m: WecomInbound, eventId: string, regenerate?: string): Promise<void> => {
+  /**
+   * A question; with `again.regenerate` "another answer" for that answer id (card button or reply);
+   * with `again.fromSection` that answer's question answered from the section tapped.
+   */
+  const ask = async (m: WecomInbound, eventId: string, again: { regenerate?: string; fromSection?: IncomingMessage['fromSection'] } = {}): Promise<void> => {
+    const { regenerate, fromSection } = again;
     const msg: IncomingMessage = {
       platform: 'wecom',
       eventId,
@@ -89,8 +93,9 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
       messageId: m.MsgId ?? eventId,
       // The sender's UserID comes from a signed, encrypted callback: safe to check admin rights on.
       user: { id: m.FromUserName },
-      text: regenerate ? '' : (m.Content ?? ''),
+      text: regenerate || fromSection ? '' : (m.Content ?? ''),
       ...(regenerate ? { regenerate } : {}),
+      ...(fromSection ? { fromSection } : {}),
       // A self-built app only ever talks one-to-one.
       isDirect: true,
       mentionsBot: true,
@@ -126,7 +131,11 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
     if (button.action === 'another') {
       // The Bot answers only for an answer given to this member (a self-built app's chats are
       // one-to-one), and otherwise says so; its claim on this id holds across restarts.
-      return ask(m, `another:${m.FromUserName}:${m.CreateTime}:${button.answerId}`, button.answerId);
+      return ask(m, `another:${m.FromUserName}:${m.CreateTime}:${button.answerId}`, { regenerate: button.answerId });
+    }
+    if (button.action === 'section') {
+      // The same rule as "another answer": only for an answer given to this member.
+      return ask(m, `section:${m.FromUserName}:${m.CreateTime}:${button.answerId}`, { fromSection: { answer: button.answerId, ...button.section } });
     }
     const value = actionValue(button.action);
     const result = await bot.vote({ answerId: button.answerId, platform: 'wecom', userId: m.FromUserName, value });
@@ -161,7 +170,7 @@ export async function createWecomAdapter(ctx: AdapterContext, options: WecomAdap
       const answerId = vote === undefined ? undefined : lastAnswers.current(user);
       if (vote !== undefined && answerId) return voteByReply(m, answerId, vote);
       const again = isAnotherAnswerReply(m.Content) ? lastAnswers.current(user) : undefined;
-      if (again) return ask(m, eventId, again);
+      if (again) return ask(m, eventId, { regenerate: again });
       lastAnswers.forget(user);
       return ask(m, eventId);
     }
