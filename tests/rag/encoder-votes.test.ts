@@ -112,6 +112,32 @@ function rankOf(embeddings: LocalEmbeddings, passages: { title: string; text: st
   return scores.filter((s, i) => i !== own && s > scores[own]!).length;
 }
 
+/**
+ * A data folder with the handbook in its knowledge base, the encoder trained on the documents alone
+ * (what it has before any vote), and answers citing `votes` passages, each liked by `voter`.
+ */
+async function homeWithVotes(prefix: string, votes: [question: string, sectionTitle: string][], voter: string) {
+  const home = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  homes.push(home);
+  const kb = new LocalKnowledgeBase(knowledgeBaseFile(home), { name: 'default' });
+  await kb.addPaths([tempFolder(HANDBOOK)]);
+  const passages = kb.passages();
+  kb.close();
+  const { encoder, report } = await trainEncoder(passages, { steps: 120, seed: 3 });
+  const before = LocalEmbeddings.fromTraining(encoder, report, { sources: 3, passages: passages.length });
+  before.save(path.join(home, 'embeddings'));
+  const store = new SqliteStore(path.join(home, 'teamllm.db'));
+  for (const [question, title] of votes) {
+    const cited = passages.find((p) => p.title.endsWith(title))!;
+    const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: question, userId: 'u', question, passages: [{ source: cited.source, title: cited.title, text: cited.text, score: 1 }], prompt: '', output: `x\n\n> ${cited.text} [1]`, modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
+    await store.recordFeedback({ answerId: saved.id, platform: 'web', userId: voter, value: 1 });
+  }
+  store.close();
+  const logs: string[] = [];
+  const ctx = { params: {} as Record<string, string>, home, ...stageServices(home), runDir: path.join(home, 'runs', '1-embeddings'), resume: false, signal: new AbortController().signal, progress: () => {}, log: (m: string) => logs.push(m) };
+  return { home, passages, before, ctx, logs };
+}
+
 describe('the encoder learns from liked answers', () => {
   it('reads the passage each liked answer cited, and finds it among the passages by source and text', () => {
     const passages: Source[] = [
@@ -146,27 +172,7 @@ describe('the encoder learns from liked answers', () => {
   });
 
   it('/train embeddings: words only askers use find the sections they liked, for questions nobody voted on; the gate keeps it', async () => {
-    const home = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-encoder-votes-'));
-    homes.push(home);
-    const kb = new LocalKnowledgeBase(knowledgeBaseFile(home), { name: 'default' });
-    await kb.addPaths([tempFolder(HANDBOOK)]);
-    const passages = kb.passages();
-    kb.close();
-    // The encoder the knowledge base has before any vote: the documents alone.
-    const { encoder, report } = await trainEncoder(passages, { steps: 120, seed: 3 });
-    const before = LocalEmbeddings.fromTraining(encoder, report, { sources: 3, passages: passages.length });
-    before.save(path.join(home, 'embeddings'));
-
-    const store = new SqliteStore(path.join(home, 'teamllm.db'));
-    for (const [question, title] of LIKED) {
-      const cited = passages.find((p) => p.title.endsWith(title))!;
-      const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: question, userId: 'u', question, passages: [{ source: cited.source, title: cited.title, text: cited.text, score: 1 }], prompt: '', output: `x\n\n> ${cited.text} [1]`, modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
-      await store.recordFeedback({ answerId: saved.id, platform: 'web', userId: 'asker', value: 1 });
-    }
-    store.close();
-
-    const logs: string[] = [];
-    const ctx = { params: {}, home, ...stageServices(home), runDir: path.join(home, 'runs', '1-embeddings'), resume: false, signal: new AbortController().signal, progress: () => {}, log: (m: string) => logs.push(m) };
+    const { home, passages, before, ctx, logs } = await homeWithVotes('teamllm-encoder-votes-', LIKED, 'asker');
     const result = await runStage(ctx);
     expect(logs.join('\n')).toMatch(/12 liked answers citing a passage, 12 found in the knowledge base: training on \d+, holding out [3-9]/);
     expect(result.gate?.passed).toBe(true);
@@ -188,25 +194,10 @@ describe('the encoder learns from liked answers', () => {
   });
 
   it('keeps the encoder in use when the retrained one does not find held-out liked passages better, or when too few were liked to check', async () => {
-    const home = await fs.mkdtemp(path.join(os.tmpdir(), 'teamllm-encoder-gate-'));
-    homes.push(home);
-    const kb = new LocalKnowledgeBase(knowledgeBaseFile(home), { name: 'default' });
-    await kb.addPaths([tempFolder(HANDBOOK)]);
-    const passages = kb.passages();
-    kb.close();
-    const { encoder, report } = await trainEncoder(passages, { steps: 120, seed: 3 });
-    const before = LocalEmbeddings.fromTraining(encoder, report, { sources: 3, passages: passages.length });
-    before.save(path.join(home, 'embeddings'));
-    // Votes that contradict each other and the documents: the held-out ones cannot be found better.
-    const store = new SqliteStore(path.join(home, 'teamllm.db'));
-    const wrong = passages.find((p) => p.title.endsWith('Parking'))!;
+    // Votes that send every question to one section (Parking): the held-out ones are not found better.
     const questions = ['Bereavement leave for a grandparent?', 'Taxis between 23:00 and 06:00?', 'Hotels through TravelDesk?', 'Canteen lunch hours?', 'Laptop on the first day?', 'Report sick before 09:30?', 'Annual leave days per year?', 'Trains under 700 km?'];
-    for (const question of questions) {
-      const saved = await store.saveAnswer({ platform: 'web', workspace: 'w', channel: 'c', messageId: question, userId: 'u', question, passages: [{ source: wrong.source, title: wrong.title, text: wrong.text, score: 1 }], prompt: '', output: `x [1]`, modelName: 'm', modelVersion: 'v1', latencyMs: 1 });
-      await store.recordFeedback({ answerId: saved.id, platform: 'web', userId: 'troll', value: 1 });
-    }
-    store.close();
-    const ctx = { params: { steps: '120', heldOut: '0.5', askedShare: '0.75' }, home, ...stageServices(home), runDir: path.join(home, 'runs', '1-embeddings'), resume: false, signal: new AbortController().signal, progress: () => {}, log: () => {} };
+    const { home, before, ctx: base } = await homeWithVotes('teamllm-encoder-gate-', questions.map((q) => [q, 'Parking']), 'troll');
+    const ctx = { ...base, params: { steps: '120', heldOut: '0.5', askedShare: '0.75' } };
     const result = await runStage(ctx);
     expect(result.gate?.passed).toBe(false);
     expect(result.summary).toMatch(/not better.*keeps the one it has/);

@@ -91,24 +91,31 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
   app.event('reaction_added', async ({ event }) => onReaction(event as unknown as ReactionEvent));
   app.event('reaction_removed', async ({ event }) => onReaction(event as unknown as ReactionEvent));
 
-  // "Is the answer in one of these sections?": the question answered again, in its thread, from the one clicked.
-  app.action<BlockButtonAction>({ block_id: SECTIONS_BLOCK_ID }, async ({ ack, action, body }) => {
-    await ack();
-    const choice = parseSectionChoice(action.value);
-    if (!choice || !body.channel || !body.message) return;
+  /**
+   * A button that asks the answer's question again — "↻ Another answer", or a section under a
+   * "don't know" — as a message in the answer's thread: where its question was asked and where the
+   * next answer goes. One click, one answer: a redelivered click carries the same action_ts.
+   */
+  const askAgain = async (
+    kind: 'another' | 'section',
+    action: { action_ts: string },
+    body: BlockButtonAction,
+    again: Pick<IncomingMessage, 'regenerate' | 'fromSection'>,
+  ): Promise<void> => {
+    if (!body.channel || !body.message) return;
     const message = body.message as { ts: string; thread_ts?: string };
     const channel = body.channel.id;
     await handle(
       {
         platform: 'slack',
-        eventId: `section:${channel}:${message.ts}:${action.action_ts}:${body.user.id}`,
+        eventId: `${kind}:${channel}:${message.ts}:${action.action_ts}:${body.user.id}`,
         workspace: body.team?.id ?? '',
         channel,
         thread: message.thread_ts ?? message.ts,
-        messageId: `section:${action.action_ts}`,
+        messageId: `${kind}:${action.action_ts}`,
         user: { id: body.user.id, ...(body.user.name ? { name: body.user.name } : {}) },
         text: '',
-        fromSection: choice,
+        ...again,
         isDirect: channel.startsWith('D'),
         mentionsBot: true,
         attachments: [],
@@ -116,34 +123,19 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
       },
       threadTarget,
     );
+  };
+
+  // "Is the answer in one of these sections?": the question answered again from the one clicked.
+  app.action<BlockButtonAction>({ block_id: SECTIONS_BLOCK_ID }, async ({ ack, action, body }) => {
+    await ack();
+    const choice = parseSectionChoice(action.value);
+    if (choice) await askAgain('section', action, body, { fromSection: choice });
   });
 
   app.action<BlockButtonAction>({ block_id: VOTE_BLOCK_ID }, async ({ ack, action, body, respond }) => {
     await ack();
     if (action.action_id === ANOTHER_ANSWER_ACTION) {
-      if (!action.value || !body.channel || !body.message) return;
-      const message = body.message as { ts: string; thread_ts?: string };
-      const channel = body.channel.id;
-      await handle(
-        {
-          platform: 'slack',
-          // One click, one answer: a redelivered click carries the same action_ts.
-          eventId: `another:${channel}:${message.ts}:${action.action_ts}:${body.user.id}`,
-          workspace: body.team?.id ?? '',
-          channel,
-          // The answer's thread: where its question was asked and where the next answer goes.
-          thread: message.thread_ts ?? message.ts,
-          messageId: `another:${action.action_ts}`,
-          user: { id: body.user.id, ...(body.user.name ? { name: body.user.name } : {}) },
-          text: '',
-          regenerate: action.value,
-          isDirect: channel.startsWith('D'),
-          mentionsBot: true,
-          attachments: [],
-          receivedAt: Date.now(),
-        },
-        threadTarget,
-      );
+      if (action.value) await askAgain('another', action, body, { regenerate: action.value });
       return;
     }
     const value = action.action_id === VOTE_UP_ACTION ? 1 : action.action_id === VOTE_DOWN_ACTION ? -1 : undefined;
