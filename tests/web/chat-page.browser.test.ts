@@ -17,7 +17,8 @@ let browser: Browser;
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`headless Chromium not found at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
   const home = mkdtempSync(join(tmpdir(), 'teamllm-browser-'));
-  runtime = await createRuntime(loadConfig({ env: { TEAMLLM_HOME: home }, cwd: home }), { logger: silentLogger, defaultMetrics: false });
+  // One browser asks every test's questions from one address: the per-address limit is not tested here.
+  runtime = await createRuntime(loadConfig({ env: { TEAMLLM_HOME: home, TEAMLLM_RATE_BURST: '100' }, cwd: home }), { logger: silentLogger, defaultMetrics: false });
   server = await startServer(runtime, 0, '127.0.0.1');
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -66,6 +67,26 @@ describe('web chat in a real browser', () => {
     // (`answer` is the last bubble, now the new one; the first keeps its used button disabled.)
     expect(await page.locator('.msg.bot').first().getByText('↻ Another answer').isDisabled()).toBe(true);
     await page.screenshot({ path: join(tmpdir(), 'teamllm-web-chat.png') });
+  });
+
+  it('after a "don\'t know", answers from the section the asker points at', async () => {
+    const page = await browser.newPage();
+    await page.goto(server.url);
+    await page.getByLabel('Question').fill("I'm quitting with 6 vacation days I can't use up. What happens to them?");
+    await page.keyboard.press('Enter');
+    // (The first bubble: `.last()` would follow the answer added below.)
+    const refusal = page.locator('.msg.bot').first();
+    await refusal.locator('.votes').waitFor({ timeout: 15_000 });
+    expect(await refusal.locator('.text').textContent()).toMatch(/couldn't find/);
+    const choice = refusal.locator('.sections button', { hasText: 'Remaining leave' });
+    expect(await refusal.locator('.sections').textContent()).toContain('Is the answer in one of these?');
+    await choice.click();
+    await expect.poll(() => page.locator('.msg.bot .votes').count(), { timeout: 15_000 }).toBe(2);
+    const answer = page.locator('.msg.bot').last();
+    // Answered from that section alone, cited.
+    expect(await answer.locator('.text').textContent()).toContain('remaining annual leave');
+    expect(await answer.locator('.sources summary').first().textContent()).toMatch(/^\[1\] .*Remaining leave — en\/offboarding\.md$/);
+    expect(await choice.isDisabled()).toBe(true);
   });
 
   it('keeps the conversation across questions and starts afresh on request', async () => {

@@ -109,7 +109,7 @@ export const CHAT_PAGE = /* html */ `<!doctype html>
     box.appendChild(label);
     near.forEach((s) => {
       const b = document.createElement('button');
-      b.type = 'button'; b.textContent = s.title || s.source; b.title = 'Answer from this section (' + s.source + ')';
+      b.type = 'button'; b.textContent = (s.title || s.source).split(' > ').pop(); b.title = 'Answer from ' + (s.title || s.source) + ' (' + s.source + ')';
       b.onclick = () => { box.querySelectorAll('button').forEach((x) => (x.disabled = true)); ask(null, null, { answer: answerId, source: s.source, title: s.title }); };
       box.appendChild(b);
     });
