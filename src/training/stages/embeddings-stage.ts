@@ -19,7 +19,7 @@ const MIN_HELD_OUT = 3;
 const WARM_STEPS = 150;
 
 /**
- * `/train embeddings [heldOut=0.2] [steps=300] [askedShare=0.25]`: the retrieval encoder
+ * `/train embeddings [heldOut=0.2] [steps=150] [askedShare=0.25] [anonymousVotes=false]`: the retrieval encoder
  * (rag/encoder-training.ts) retrained on the documents and on the questions people liked the
  * answers to — each question against the passage its answer cited. Employees ask in their own
  * words ("my grandma passed away") for what the handbook writes in its own (bereavement leave);
@@ -41,6 +41,8 @@ export const runStage: RunStage = async (ctx) => {
     steps: int().refine((v) => v > 0, 'must be positive').optional(),
     askedShare: num().refine((v) => v >= 0 && v <= 0.75, 'must be between 0 and 0.75').optional(),
     seed: int().optional(),
+    /** `anonymousVotes=false`: learn only from votes of identities someone vouches for (docs/feedback-loop.md). */
+    anonymousVotes: z.enum(['true', 'false']).optional(),
   });
   const embeddingsDir = join(home, 'embeddings');
   const imported = selectedEncoder(embeddingsDir);
@@ -51,7 +53,7 @@ export const runStage: RunStage = async (ctx) => {
   const passages = homePassages(home);
   if (passages.length < 2) throw new Error('embeddings: the knowledge base has fewer than 2 passages; add documents first (/kb add, teamllm kb add)');
   const store = ctx.store.open();
-  const liked = store ? likedPassages(await votedAnswers(store).finally(() => store.close())) : [];
+  const liked = store ? likedPassages(await votedAnswers(store, p.anonymousVotes === 'false' ? { anonymousVotes: false } : {}).finally(() => store.close())) : [];
   const pairs = askedPairs(passages, liked);
   const { train, check } = splitByQuestion(pairs, heldOut, seed);
   log(`${passages.length} passages; ${liked.length} liked answers citing a passage, ${pairs.length} found in the knowledge base: training on ${train.length}, holding out ${check.length}`);
