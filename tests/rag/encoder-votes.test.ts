@@ -206,6 +206,11 @@ describe('the encoder learns from liked answers', () => {
     const unchecked = await runStage({ ...ctx, params: { heldOut: '0' } });
     expect(unchecked.gate?.passed).toBe(false);
     expect(unchecked.summary).toMatch(/too few to check what the votes taught/);
+    // Anonymous web sessions' votes can be left out, as for the reward model.
+    const anonymous = await homeWithVotes('teamllm-encoder-anon-', LIKED, 'anon:session-1');
+    const vouched = await runStage({ ...anonymous.ctx, params: { anonymousVotes: 'false', steps: '20' } });
+    expect(anonymous.logs.join('\n')).toMatch(/0 liked answers citing a passage/);
+    expect(vouched.gate?.passed).toBe(false);
     expect(LocalEmbeddings.load(path.join(home, 'embeddings'))!.info.id).toBe(before.info.id);
   });
 });
