@@ -178,7 +178,8 @@ const T* typed(const Napi::CallbackInfo& info, size_t i, int64_t min_size, const
 
 int quant_mode(const Napi::CallbackInfo& info, size_t i) {
   const int64_t mode = num(info, i);
-  if (mode != kQuantBest && mode != kQuantPortable) fail(info, "mode must be 0 (best) or 1 (portable)");
+  if (mode != kQuantBest && mode != kQuantPortable && mode != kQuantNoAmx)
+    fail(info, "mode must be 0 (best), 1 (portable) or 2 (best without AMX)");
   return static_cast<int>(mode);
 }
 

@@ -229,11 +229,13 @@ enum Weight16 : int { kBf16 = 0, kHalf = 1 };
 enum QuantMode : int {
   kQuantBest = 0,      // the fastest kernel this CPU runs (AVX512_BF16, AVX512-VNNI when present)
   kQuantPortable = 1,  // the portable one (what a CPU without those instructions runs)
+  kQuantNoAmx = 2,     // the best without AMX (AVX512_BF16 for bf16): what $TEAMLLM_NATIVE_AMX=off runs
 };
 // W as bfloat16 (kind kBf16) or IEEE half (kHalf) bits.
 void linear16(int kind, const uint16_t* w, const float* x, const float* bias, float* y, int64_t m,
               int64_t n, int64_t k, int mode);
-// Which kernel linear16 runs for (kind, mode) here: "avx512_bf16" or "portable".
+// Which kernel linear16 runs for (kind, mode) here: "amx_bf16" (products of at least
+// kAmxMinRows rows of x on AMX, fewer on AVX512_BF16), "avx512_bf16" or "portable".
 const char* linear16_kernel(int kind, int mode);
 // Which kernel linear_int8 runs for mode here: "avx512_vnni" or "portable".
 const char* linear_int8_kernel(int mode);
@@ -251,6 +253,21 @@ void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t
                 int64_t k, int mode);
 void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
                    int64_t m, int64_t n, int64_t k);
+
+// ---- amx.cc: bf16 products on AMX tiles (Sapphire Rapids and later) ---------------------------
+
+// Whether the AMX kernels run here: the CPU has AMX-TILE and AMX-BF16, Linux granted the tile
+// state, and $TEAMLLM_NATIVE_AMX is not "off" (read once).
+bool amx_bf16_ready();
+// Fewer rows than this go to the AVX512_BF16 kernels: a product of a few rows (decoding) streams
+// W once and is bound by memory, and AMX's packing of W would only add to that.
+constexpr int64_t kAmxMinRows = 32;
+// linear16 (bf16, no half) and linear16_t on AMX; callers check amx_bf16_ready(). The same
+// numerics as the AVX512_BF16 kernels (activations rounded to bf16, float32 sums), sums in
+// another order.
+void linear_bf16_amx(const uint16_t* w, const float* x, const float* bias, float* y, int64_t m, int64_t n,
+                     int64_t k);
+void linear_t_bf16_amx(const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k);
 
 // ---- block.cc -------------------------------------------------------------------------------
 // One transformer block (nanoGPT's, no biases, no dropout) for training, forward and backward in

@@ -227,7 +227,11 @@ export interface NativeAddon {
   linear16?(kind: number, x: Float32Array, w: Uint16Array, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
   /** The same with w [n, k] int8 and scales [n, k / group] (group a multiple of 16, or k). */
   linearInt8?(x: Float32Array, w: Int8Array, scales: Float32Array, group: number, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
-  /** The kernel each weight format runs with mode 0 here ('avx512_bf16', 'avx512_vnni', 'portable'). */
+  /**
+   * The kernel each weight format runs with mode 0 here ('amx_bf16': AMX tiles for products of 32
+   * rows or more, AVX512_BF16 below; 'avx512_bf16', 'avx512_vnni', 'portable'). Mode 1 is the
+   * portable kernel, mode 2 the best without AMX (what $TEAMLLM_NATIVE_AMX=off makes mode 0).
+   */
   quantKernels?(): { bf16: string; f16: string; int8: string };
   /** dx [m, k] = dy [m, n] · W for W [n, k] bf16 (kind 0) or half (1) bits: a frozen projection's input gradient. */
   linear16T?(kind: number, dy: Float32Array, w: Uint16Array, dx: Float32Array, m: number, n: number, k: number, mode: number): void;

@@ -6,6 +6,7 @@
  * Σ|x·w| of each output (the scale float32 rounding works on):
  *   portable kernels (weights widened exactly, float32 activations and sums)  ≤ 1e-5 (k ≤ 1000: k·2^-24 ≈ 6e-5 worst case, ~1e-7 measured)
  *   AVX512_BF16 kernel (activations rounded to bf16 once: ≤ 2^-8 relative each)  ≤ 2^-8 + 1e-5
+ *     (and AMX, which rounds them the same way: from 32 rows of x; tests/native/amx.test.ts)
  *   AVX512-VNNI int8 kernel (activations quantised to int8 per 32 columns, as llama.cpp's Q8_0
  *     does: d = max|block|/127, each value within d/2), per output
  *       |y − ref| ≤ Σ_blocks (max|x_block|/254)·Σ_block |w| + 1e-5·Σ|x·w|
@@ -164,7 +165,7 @@ describe('products from stored weights', () => {
   it.skipIf(!native)('reports which kernel each dtype runs (AVX512_BF16 / AVX512-VNNI chosen at run time where /proc/cpuinfo has avx512_bf16 / avx512_vnni)', () => {
     const kinds = fast.weightKernels();
     console.log('weight kernels here:', JSON.stringify(kinds));
-    expect(['avx512_bf16', 'portable']).toContain(kinds.bf16);
+    expect(['amx_bf16', 'avx512_bf16', 'portable']).toContain(kinds.bf16);
     expect(['avx512_vnni', 'portable']).toContain(kinds.int8);
     expect(portable.weightKernels()).toMatchObject({ bf16: 'portable', f16: 'portable', int8: 'portable' });
     expect(js.weightKernels().bf16).toBe('js');
@@ -204,7 +205,7 @@ describe('products from stored weights', () => {
         // The quantisation is real: the error is far above float32 rounding (a kernel that ignored x's blocks would not get here).
         expect(worst.best).toBeGreaterThan(1e-4);
       } else {
-        const bestBound = dtype === 'bf16' && kernel === 'avx512_bf16' ? 2 ** -8 + 1e-5 : 1e-5;
+        const bestBound = dtype === 'bf16' && (kernel === 'avx512_bf16' || kernel === 'amx_bf16') ? 2 ** -8 + 1e-5 : 1e-5;
         expect(worst.best).toBeLessThan(bestBound);
       }
       expect(worst.portable).toBeLessThan(1e-5);
@@ -392,7 +393,7 @@ describe('a tiny chat model on bf16 and int8 weights', () => {
         expect(vsF32).toBeLessThan(bound);
         // The fast path rounds activations (bf16) or quantises them (int8 on AVX512-VNNI); the others do not.
         const fastKernel = native ? encoderKernels('native').weightKernels()[dtype] : 'js';
-        const pathBound = fastKernel === 'avx512_bf16' ? 1e-2 : fastKernel === 'avx512_vnni' ? 5e-2 : 1e-4;
+        const pathBound = fastKernel === 'avx512_bf16' || fastKernel === 'amx_bf16' ? 1e-2 : fastKernel === 'avx512_vnni' ? 5e-2 : 1e-4;
         for (let i = 1; i < logits.length; i++) {
           const e = logitError(logits[i]!, logits[0]!, V);
           errors.push(`${dtype} ${paths[i]} vs ${paths[0]} ${e.toExponential(2)}`);
