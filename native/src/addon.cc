@@ -252,6 +252,41 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// rmsNormTrain(x, w, y, rstd, rows, cols, eps): rms_norm keeping rstd [rows].
+Napi::Value RmsNormTrain(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 4), cols = num(info, 5);
+  F32 x = f32(info, 0, rows * cols);
+  F32 w = f32(info, 1, cols);
+  F32 y = f32(info, 2, rows * cols);
+  F32 rstd = f32(info, 3, rows);
+  rms_norm_train(x.data, w.data, y.data, rstd.data, rows, cols, real(info, 6));
+  return info.Env().Undefined();
+}
+
+// rmsNormGrad(x, w, rstd, dy, dx, dw, rows, cols)
+Napi::Value RmsNormGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 6), cols = num(info, 7);
+  F32 x = f32(info, 0, rows * cols);
+  F32 w = f32(info, 1, cols);
+  F32 rstd = f32(info, 2, rows);
+  F32 dy = f32(info, 3, rows * cols);
+  F32 dx = f32(info, 4, rows * cols);
+  F32 dw = f32(info, 5, cols);
+  rms_norm_grad(x.data, w.data, rstd.data, dy.data, dx.data, dw.data, rows, cols);
+  return info.Env().Undefined();
+}
+
+// siluMulGrad(gate, up, dy, dgate, dup)
+Napi::Value SiluMulGrad(const Napi::CallbackInfo& info) {
+  F32 gate = f32(info, 0, 0);
+  F32 up = f32(info, 1, gate.size);
+  F32 dy = f32(info, 2, gate.size);
+  F32 dgate = f32(info, 3, gate.size);
+  F32 dup = f32(info, 4, gate.size);
+  silu_mul_grad(gate.data, up.data, dy.data, dgate.data, dup.data, gate.size);
+  return info.Env().Undefined();
+}
+
 // adviseHugePages(typedArray) -> boolean: backs the array's memory (its whole 2 MB pages inside
 // it) with transparent huge pages: MADV_HUGEPAGE, then MADV_COLLAPSE (Linux 6.1+) to move what is
 // already there into huge pages now. Streaming a model's weights once per decoded token is memory
@@ -751,6 +786,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantKernels", Napi::Function::New(env, QuantKernels));
   exports.Set("siluMul", Napi::Function::New(env, SiluMul));
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
+  exports.Set("rmsNormTrain", Napi::Function::New(env, RmsNormTrain));
+  exports.Set("rmsNormGrad", Napi::Function::New(env, RmsNormGrad));
+  exports.Set("siluMulGrad", Napi::Function::New(env, SiluMulGrad));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
   return exports;
 }

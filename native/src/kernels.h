@@ -87,6 +87,14 @@ void unary(int op, const float* x, float* y, int64_t size);
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps);
 // y = silu(gate) · up = gate · sigmoid(gate) · up (the SwiGLU of Llama-family MLPs); y may be gate.
 void silu_mul(const float* gate, const float* up, float* y, int64_t size);
+// Its gradients: dgate = dy · up · silu'(gate), dup = dy · silu(gate).
+void silu_mul_grad(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t size);
+// rms_norm for training: also writes rstd [rows] = 1/√(mean(x²) + eps) (as float) for the gradient.
+void rms_norm_train(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t cols, double eps);
+// Gradients of rms_norm: dx [rows, cols], and dw [cols] summed over rows (the same sums on any
+// number of threads).
+void rms_norm_grad(const float* x, const float* w, const float* rstd, const float* dy, float* dx, float* dw,
+                   int64_t rows, int64_t cols);
 
 enum BinaryOp : int {
   kAdd = 0,

@@ -91,6 +91,9 @@ export interface ForwardOps {
   /** The output projection x [N, C] · wteᵀ -> [N, V] for a [V, C] table (tied embeddings, or llama's lm_head). */
   head(x: Tensor, wte: Tensor): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar;
+  /** Llama's RMSNorm and SwiGLU as fused kernels; absent where the backend has none (ops.ts composes them). */
+  rmsNorm?(x: Tensor, weight: Tensor, eps: number): Tensor;
+  swiglu?(gate: Tensor, up: Tensor): Tensor;
   /** The pass's ops with the model's dropout at `rate` (0: none), masks reproducible from `seed`. */
   pass(nHead: number, rate: number, seed: number): PassOps;
   /**

@@ -386,7 +386,7 @@ export class GPT {
   private norm(s: Step, x: Tensor, name: string): Tensor {
     const w = s.p.get(`${name}.weight`)!;
     const c = this.config;
-    return isLlamaArch(c) ? rmsNorm(x, w, c.normEps) : s.ops.layerNorm(x, w, s.p.get(`${name}.bias`));
+    return isLlamaArch(c) ? (s.ops.rmsNorm ?? rmsNorm)(x, w, c.normEps) : s.ops.layerNorm(x, w, s.p.get(`${name}.bias`));
   }
 
   /** Causal self-attention of layer i over the normed stream h [B, T, C], output projection included. */
@@ -409,7 +409,7 @@ export class GPT {
     const { cos, sin } = s.rotary!;
     const positioned = (site: ProjectionSite, heads: number, norm: string) => {
       let y = tf.reshape(s.project(i, site, h), [B, T, heads, d]);
-      if (c.qkNorm) y = rmsNorm(y, s.p.get(`${this.names.layer(i)}.self_attn.${norm}.weight`)!, c.normEps);
+      if (c.qkNorm) y = (s.ops.rmsNorm ?? rmsNorm)(y, s.p.get(`${this.names.layer(i)}.self_attn.${norm}.weight`)!, c.normEps);
       return tf.reshape(rope(y, cos, sin), [B, T, heads * d]);
     };
     const q = positioned('self_attn.q_proj', H, 'q_norm');
@@ -421,7 +421,7 @@ export class GPT {
   /** Layer i's MLP: GELU (gpt) or SwiGLU (llama). */
   private mlp(s: Step, i: number, m: Tensor): Tensor {
     if (isLlamaArch(this.config)) {
-      return s.project(i, 'mlp.down_proj', swiglu(s.project(i, 'mlp.gate_proj', m), s.project(i, 'mlp.up_proj', m)));
+      return s.project(i, 'mlp.down_proj', (s.ops.swiglu ?? swiglu)(s.project(i, 'mlp.gate_proj', m), s.project(i, 'mlp.up_proj', m)));
     }
     // An adapter on c_fc must see its output before GELU: no fused up-projection then.
     const w = `${this.names.layer(i)}.mlp.c_fc`;

@@ -162,7 +162,8 @@ describe.skipIf(!hasNative)('the native backend', () => {
         'TeamllmNativeAttention', 'TeamllmNativeAttentionGrad', 'TeamllmNativeCrossEntropy', 'TeamllmNativeCrossEntropyGrad',
         'TeamllmNativeDecodeLayer', 'TeamllmNativeFrozenLinear', 'TeamllmNativeFrozenLinearT',
         'TeamllmNativeGelu', 'TeamllmNativeGeluGrad', 'TeamllmNativeLayerNorm', 'TeamllmNativeLayerNormGrad',
-        'TeamllmNativeSelfAttention', 'TeamllmNativeSelfAttentionGrad', 'Transpose', 'UnsortedSegmentSum', '_FusedMatMul',
+        'TeamllmNativeSelfAttention', 'TeamllmNativeSelfAttentionGrad', 'TeamllmNativeRmsNorm', 'TeamllmNativeRmsNormGrad',
+        'TeamllmNativeSwiglu', 'TeamllmNativeSwigluGrad', 'Transpose', 'UnsortedSegmentSum', '_FusedMatMul',
       ].sort(),
     );
   });

@@ -86,6 +86,26 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
     });
   });
 
+  it("Llama's rmsNorm and swiglu (one kernel each way) match the composite ops", () => {
+    const rng = new Rng(29);
+    for (const [rows, cols] of [
+      [1, 1],
+      [3, 17],
+      [17, 65],
+      [300, 96],
+    ] as [number, number][]) {
+      const x = floatInput(rng, [rows, cols], 2, 0.5);
+      const w = floatInput(rng, [cols], 0.5, 1);
+      parity(`rmsNorm ${rows}x${cols}`, (a, c) => nat.rmsNorm(a!, c!, 1e-6), [x, w], { reference: (a, c) => ref.rmsNorm(a!, c!, 1e-6), rtol: 5e-4 });
+      parity(`swiglu ${rows}x${cols}`, (g, u) => nat.swiglu(g!, u!), [floatInput(rng, [rows, cols], 6), floatInput(rng, [rows, cols], 2)], { reference: (g, u) => ref.swiglu(g!, u!), rtol: 5e-4 });
+    }
+    // rank 4 (per-head q/k norm of Qwen3), as in the model
+    parity('rmsNorm [2, 5, 3, 16]', (a, c) => nat.rmsNorm(a!, c!, 1e-5), [floatInput(rng, [2, 5, 3, 16]), floatInput(rng, [16], 0.3, 1)], {
+      reference: (a, c) => ref.rmsNorm(a!, c!, 1e-5),
+      rtol: 5e-4,
+    });
+  });
+
   it('crossEntropy, including ignored targets (< 0)', () => {
     const rng = new Rng(23);
     for (const [rows, vocab] of [

@@ -241,6 +241,12 @@ export interface NativeAddon {
   rmsNorm?(x: Float32Array, w: Float32Array, y: Float32Array, rows: number, cols: number, eps: number): void;
   /** y = gate · sigmoid(gate) · up (y may be gate). Absent from addons built before it. */
   siluMul?(gate: Float32Array, up: Float32Array, y: Float32Array): void;
+  /** Its gradients: dgate = dy·up·silu'(gate), dup = dy·silu(gate). */
+  siluMulGrad?(gate: Float32Array, up: Float32Array, dy: Float32Array, dgate: Float32Array, dup: Float32Array): void;
+  /** rmsNorm that also writes rstd [rows] = 1/√(mean(x²) + eps), for the gradient. */
+  rmsNormTrain?(x: Float32Array, w: Float32Array, y: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
+  /** RMSNorm's gradients: dx [rows, cols] and dw [cols] (summed over rows). */
+  rmsNormGrad?(x: Float32Array, w: Float32Array, rstd: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array, rows: number, cols: number): void;
   /** Backs the array's memory with transparent huge pages (Linux; true when they were made now). */
   adviseHugePages?(data: ArrayBufferView): boolean;
 }

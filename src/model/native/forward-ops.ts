@@ -20,7 +20,9 @@ import {
   linear,
   linearGelu,
   NO_DROPOUT,
+  rmsNorm,
   selfAttention,
+  swiglu,
   type NativeDropout,
 } from './ops.ts';
 
@@ -41,6 +43,8 @@ export const NATIVE_FORWARD_OPS: ForwardOps = {
   // The transpose is a flag of the product here: the native sgemm takes it at full speed.
   head: (x, wte) => tf.matMul(x as tf.Tensor2D, wte as tf.Tensor2D, false, true),
   crossEntropy,
+  rmsNorm,
+  swiglu,
   pass(nHead: number, rate: number, seed: number): PassOps {
     const drop: NativeDropout = rate > 0 ? { rate, seed } : NO_DROPOUT;
     const layerDrops: NativeDropout[] = [];

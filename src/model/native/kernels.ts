@@ -437,6 +437,10 @@ export const FUSED = {
   dropout: 'TeamllmNativeDropout',
   frozenLinear: 'TeamllmNativeFrozenLinear',
   frozenLinearT: 'TeamllmNativeFrozenLinearT',
+  rmsNorm: 'TeamllmNativeRmsNorm',
+  rmsNormGrad: 'TeamllmNativeRmsNormGrad',
+  swiglu: 'TeamllmNativeSwiglu',
+  swigluGrad: 'TeamllmNativeSwigluGrad',
 } as const;
 
 /** The block kernels' weight inputs, in the addon's order. */
@@ -586,6 +590,40 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
         else if (w.dtype === 'int8') addon.linearInt8T!(f32(nb, dy), w.data, w.scales!, w.group!, dx, m, n, k);
         else addon.linear16T!(w.dtype === 'bf16' ? 0 : 1, f32(nb, dy), w.data, dx, m, n, k, mode);
       });
+    },
+    [FUSED.rmsNorm]: ({ inputs, attrs }, nb) => {
+      // x [..., cols], w [cols] -> y (x's shape), rstd [rows]: Llama's RMSNorm, kept for the gradient
+      const { x, w } = inputs as Record<'x' | 'w', TensorInfo>;
+      const cols = x.shape[x.shape.length - 1]!;
+      const rows = size(x.shape) / cols;
+      const y = nb.alloc(rows * cols);
+      const rstd = nb.alloc(rows);
+      addon.rmsNormTrain!(f32(nb, x), f32(nb, w), y, rstd, rows, cols, Number(attrs?.eps));
+      return [nb.output([...x.shape], 'float32', y), nb.output([rows], 'float32', rstd)];
+    },
+    [FUSED.rmsNormGrad]: ({ inputs }, nb) => {
+      // x, w, rstd, dy -> dx (x's shape), dw [cols]
+      const { x, w, rstd, dy } = inputs as Record<'x' | 'w' | 'rstd' | 'dy', TensorInfo>;
+      const cols = x.shape[x.shape.length - 1]!;
+      const rows = size(x.shape) / cols;
+      const dx = nb.alloc(rows * cols);
+      const dw = nb.alloc(cols);
+      addon.rmsNormGrad!(f32(nb, x), f32(nb, w), f32(nb, rstd), f32(nb, dy), dx, dw, rows, cols);
+      return [nb.output([...x.shape], 'float32', dx), nb.output([cols], 'float32', dw)];
+    },
+    [FUSED.swiglu]: ({ inputs }, nb) => {
+      // gate, up (same shape) -> silu(gate)·up
+      const { gate, up } = inputs as Record<'gate' | 'up', TensorInfo>;
+      return produce(nb, [...gate.shape], (y) => addon.siluMul!(f32(nb, gate), f32(nb, up), y));
+    },
+    [FUSED.swigluGrad]: ({ inputs }, nb) => {
+      // gate, up, dy -> dgate, dup
+      const { gate, up, dy } = inputs as Record<'gate' | 'up' | 'dy', TensorInfo>;
+      const n = size(gate.shape);
+      const dgate = nb.alloc(n);
+      const dup = nb.alloc(n);
+      addon.siluMulGrad!(f32(nb, gate), f32(nb, up), f32(nb, dy), dgate, dup);
+      return [nb.output([...gate.shape], 'float32', dgate), nb.output([...gate.shape], 'float32', dup)];
     },
     [FUSED.linearGelu]: ({ inputs }, nb) => {
       // x [m, k], w [k, n] -> y = GELU(x·w) [m, n], h = x·w [m, n]
