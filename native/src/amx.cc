@@ -137,8 +137,36 @@ AMX_TARGET uint16_t* activations_bf16(const float* x, int64_t m, int64_t cols, i
 // product reads the panel in order.
 inline int64_t panel_tile(int64_t s, int64_t t, int64_t steps) { return ((t / 2) * steps + s) * 1024 + (t % 2) * 512; }
 
+// 16 × 16 32-bit values transposed in registers: r[c] (16 lanes) becomes row c of the transpose.
+AMX_TARGET inline void transpose16x16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // Then, in each 128-bit lane L of r[4g + j]: rows 4g..4g+3 of column 4L + j.
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // Column 4L + j gathers lane L of r[j], r[4 + j], r[8 + j], r[12 + j] (a 4 × 4 transpose of lanes).
+  for (int j = 0; j < 4; j++) {
+    const __m512i u0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44), u1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xee);
+    const __m512i u2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44), u3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xee);
+    t[j] = _mm512_shuffle_i32x4(u0, u2, 0x88);
+    t[4 + j] = _mm512_shuffle_i32x4(u0, u2, 0xdd);
+    t[8 + j] = _mm512_shuffle_i32x4(u1, u3, 0x88);
+    t[12 + j] = _mm512_shuffle_i32x4(u1, u3, 0xdd);
+  }
+  for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
 // Forward packing: B[p, j] = W[j, p]. The tile for k-step s and column tile t holds in row r the
-// pairs (W[j0 + 16t + c, k0 + 32s + 2r], ... + 1) for c < 16.
+// pairs (W[j0 + 16t + c, k0 + 32s + 2r], ... + 1) for c < 16: 16 rows' 32 values each (16 pairs)
+// transposed as 32-bit values. (A scatter of each row's pairs down a column made the packing
+// cost more than the product where a W is used by few rows: the LM head's loss chunks.)
 struct PackForward {
   const uint16_t* w;
   int64_t n, k;  // W [n, k]
@@ -147,27 +175,17 @@ struct PackForward {
   AMX_TARGET void operator()(int64_t k0, int64_t k1, int64_t j0, int64_t tiles, uint16_t* dst) const {
     const int64_t steps = (k1 - k0) / 32;
     for (int64_t t = 0; t < tiles; t++) {
-      for (int64_t c = 0; c < 16; c++) {
-        const int64_t j = j0 + t * 16 + c;
-        const uint32_t* row = reinterpret_cast<const uint32_t*>(w + j * k);
-        for (int64_t s = 0; s < steps; s++) {
-          uint32_t* tile = reinterpret_cast<uint32_t*>(dst + panel_tile(s, t, steps));
-          const int64_t p = k0 + s * 32;
-          if (j < n && p + 32 <= k && !(k & 1)) {
-            // 16 pairs of this row go down column c of the tile.
-            const __m512i v = _mm512_loadu_si512(row + p / 2);
-            const __m512i idx = _mm512_set_epi32(15 * 16 + 0, 14 * 16, 13 * 16, 12 * 16, 11 * 16, 10 * 16, 9 * 16, 8 * 16, 7 * 16,
-                                                 6 * 16, 5 * 16, 4 * 16, 3 * 16, 2 * 16, 16, 0);
-            _mm512_i32scatter_epi32(tile + c, idx, v, 4);
-          } else {
-            for (int64_t r = 0; r < 16; r++) {
-              const int64_t p0 = p + 2 * r;
-              const uint16_t lo = j < n && p0 < k ? w[j * k + p0] : 0;
-              const uint16_t hi = j < n && p0 + 1 < k ? w[j * k + p0 + 1] : 0;
-              tile[r * 16 + c] = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
-            }
-          }
+      for (int64_t s = 0; s < steps; s++) {
+        const int64_t p = k0 + s * 32, left = k - p;
+        const __mmask32 mask = left >= 32 ? ~__mmask32{0} : left <= 0 ? 0 : static_cast<__mmask32>((uint64_t{1} << left) - 1);
+        __m512i r[16];
+        for (int64_t c = 0; c < 16; c++) {
+          const int64_t j = j0 + t * 16 + c;
+          r[c] = j < n ? _mm512_maskz_loadu_epi16(mask, w + j * k + p) : _mm512_setzero_si512();
         }
+        transpose16x16(r);
+        uint16_t* tile = dst + panel_tile(s, t, steps);
+        for (int64_t i = 0; i < 16; i++) _mm512_storeu_si512(tile + i * 32, r[i]);
       }
     }
   }
@@ -278,9 +296,61 @@ AMX_TARGET void panel_product(const uint16_t* a, int64_t steps_a, const uint16_t
 
 // C [m, N] = A · B for A as bf16 tiles (above; K reduction columns, zero-padded to whole steps),
 // B packed by `pack(k0, k1, j0, tiles, dst)`; bias [N] (or null) added.
+// The same product split along the reduction instead (for a long reduction into few columns: the
+// LM head's input gradient, K = vocabulary, N = hidden): kSplitTasks tasks each sum a contiguous
+// range of B's rows (W's rows, read once, in order, packed kKS at a time for all columns) into an
+// accumulator of their own, added up in task order at the end (a fixed count, so the sums do not
+// depend on the number of threads). Split by columns, every task read a few cache lines of each
+// of the vocabulary's rows and the packing cost more than the product.
+constexpr int64_t kSplitTasks = 8;
+constexpr int64_t kKS = 512;
+
+template <class Pack>
+void amx_gemm_split_k(const uint16_t* a, int64_t m, int64_t mp, int64_t N, int64_t K, const Pack& pack, float* c,
+                      const float* bias) {
+  const int64_t Kp = (K + 31) / 32 * 32, Np = (N + 31) / 32 * 32, tiles = Np / 16;
+  const int64_t chunks = (Kp + kKS - 1) / kKS;
+  const int64_t tasks = std::min(kSplitTasks, chunks);
+  const int64_t per_task = (chunks + tasks - 1) / tasks;
+  static thread_local std::vector<float> acc_store;
+  acc_store.resize(static_cast<size_t>(tasks * mp * Np));
+  float* acc = acc_store.data();
+  pool().parallel_for(tasks, [&](int64_t task) {
+    float* ct = acc + task * mp * Np;
+    static thread_local std::vector<uint16_t> panel_store;
+    panel_store.resize(static_cast<size_t>(kKS * tiles * 16));
+    uint16_t* panel = panel_store.data();
+    const int64_t c0 = task * per_task, c1 = std::min(chunks, c0 + per_task);
+    if (c0 >= c1) {
+      std::memset(ct, 0, static_cast<size_t>(mp * Np) * 4);
+      return;
+    }
+    configure_tiles();
+    for (int64_t ch = c0; ch < c1; ch++) {
+      const int64_t k0 = ch * kKS, k1 = std::min(Kp, k0 + kKS);
+      pack(k0, k1, 0, tiles, panel);
+      panel_product(a, Kp / 32, panel, tiles, k0, k1, ct, Np, mp, Np, 0, mp, 0, ch == c0);
+    }
+    release_tiles();
+  });
+  parallel_range(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, N)), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++)
+      for (int64_t j = 0; j < N; j++) {
+        float sum = bias ? bias[j] : 0.f;
+        for (int64_t t = 0; t < tasks; t++) sum += acc[(t * mp + i) * Np + j];
+        c[i * N + j] = sum;
+      }
+  });
+}
+
 template <class Pack>
 void amx_gemm(const uint16_t* a, int64_t m, int64_t mp, int64_t N, int64_t K, const Pack& pack, float* c,
               const float* bias) {
+  // A long reduction into few columns, and an accumulator per task that stays small (<= 32 MB).
+  if (K >= 16 * N && kSplitTasks * mp * N * 4 <= (int64_t{32} << 20)) {
+    amx_gemm_split_k(a, m, mp, N, K, pack, c, bias);
+    return;
+  }
   const int64_t Kp = (K + 31) / 32 * 32;
   const int64_t panels = (N + kNB - 1) / kNB;
   const int threads = pool().size();
