@@ -287,6 +287,34 @@ Napi::Value SiluMulGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// loraForward(x, a, b, y, t, m, in, out, r, scale): t = s·x·Aᵀ, y += t·Bᵀ (y holds x·Wᵀ).
+Napi::Value LoraForward(const Napi::CallbackInfo& info) {
+  const int64_t m = num(info, 5), in = num(info, 6), out = num(info, 7), r = num(info, 8);
+  F32 x = f32(info, 0, m * in);
+  F32 a = f32(info, 1, r * in);
+  F32 b = f32(info, 2, out * r);
+  F32 y = f32(info, 3, m * out);
+  F32 t = f32(info, 4, m * r);
+  lora_forward(x.data, a.data, b.data, y.data, t.data, m, in, out, r, static_cast<float>(real(info, 9)));
+  return info.Env().Undefined();
+}
+
+// loraBackward(dy, x, t, a, b, dx, da, db, m, in, out, r, scale): dx += s·dy·B·A, dA, dB.
+Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
+  const int64_t m = num(info, 8), in = num(info, 9), out = num(info, 10), r = num(info, 11);
+  F32 dy = f32(info, 0, m * out);
+  F32 x = f32(info, 1, m * in);
+  F32 t = f32(info, 2, m * r);
+  F32 a = f32(info, 3, r * in);
+  F32 b = f32(info, 4, out * r);
+  F32 dx = f32(info, 5, m * in);
+  F32 da = f32(info, 6, r * in);
+  F32 db = f32(info, 7, out * r);
+  lora_backward(dy.data, x.data, t.data, a.data, b.data, dx.data, da.data, db.data, m, in, out, r,
+                static_cast<float>(real(info, 12)));
+  return info.Env().Undefined();
+}
+
 // adviseHugePages(typedArray) -> boolean: backs the array's memory (its whole 2 MB pages inside
 // it) with transparent huge pages: MADV_HUGEPAGE, then MADV_COLLAPSE (Linux 6.1+) to move what is
 // already there into huge pages now. Streaming a model's weights once per decoded token is memory
@@ -789,6 +817,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("rmsNormTrain", Napi::Function::New(env, RmsNormTrain));
   exports.Set("rmsNormGrad", Napi::Function::New(env, RmsNormGrad));
   exports.Set("siluMulGrad", Napi::Function::New(env, SiluMulGrad));
+  exports.Set("loraForward", Napi::Function::New(env, LoraForward));
+  exports.Set("loraBackward", Napi::Function::New(env, LoraBackward));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
   return exports;
 }

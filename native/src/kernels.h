@@ -277,6 +277,16 @@ void linear_bf16_amx(const uint16_t* w, const float* x, const float* bias, float
                      int64_t k);
 void linear_t_bf16_amx(const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k);
 
+// ---- lora.cc: LoRA's update fused with a frozen projection --------------------------------
+
+// With y = x·Wᵀ already in y (x [m, in], y [m, out]): t = s·x·Aᵀ [m, r] (kept for the gradient)
+// and y += t·Bᵀ, for A [r, in], B [out, r].
+void lora_forward(const float* x, const float* a, const float* b, float* y, float* t, int64_t m, int64_t in,
+                  int64_t out, int64_t r, float scale);
+// With dx = dy·W already in dx: u = s·dy·B, dx += u·A, dA = uᵀ·x [r, in], dB = dyᵀ·t [out, r].
+void lora_backward(const float* dy, const float* x, const float* t, const float* a, const float* b, float* dx,
+                   float* da, float* db, int64_t m, int64_t in, int64_t out, int64_t r, float scale);
+
 // ---- block.cc -------------------------------------------------------------------------------
 // One transformer block (nanoGPT's, no biases, no dropout) for training, forward and backward in
 // one call each. Weights in gpt.ts's layout: ln [c], attn [c, 3c], proj [c, c], fc [c, 4c],

@@ -60,7 +60,14 @@ export interface ProjectionHookContext {
  * Adapters (LoRA, src/model/lora/adapter.ts) see every linear projection: `x` its input [.., in], `y` the
  * base output x·W (+ b) [.., out]; the hook returns the output to use (y itself to change nothing).
  */
-export type ProjectionHook = (x: Tensor, y: Tensor, ctx: ProjectionHookContext) => Tensor;
+export type ProjectionHook = ((x: Tensor, y: Tensor, ctx: ProjectionHookContext) => Tensor) & {
+  /**
+   * Where the hook's change is a plain low-rank update y + scale·(x·aᵀ)·bᵀ (LoRA without dropout on
+   * its input), that update, so that a frozen projection can add it in its own kernel
+   * (frozen-linear.ts, frozenLoraLinear); undefined: call the hook.
+   */
+  lowRank?(ctx: ProjectionHookContext): { a: Tensor; b: Tensor; scale: number } | undefined;
+};
 
 /** The branch of a block whose output the model's dropout masks before the residual add. */
 export type ResidualBranch = 'attention' | 'mlp';

@@ -23,7 +23,7 @@ import { Random } from './random.ts';
 import { SeededDropout, splitHeads, mergeHeads, type BlockWeights, type ForwardOps, type ForwardOptions, type KVCache, type LayerCache, type Params, type PassOps, type ProjectionHook, type ProjectionSite } from './forward-ops.ts';
 import { PORTABLE_FORWARD_OPS } from './portable-forward-ops.ts';
 import { NATIVE_FORWARD_OPS } from './native/forward-ops.ts';
-import { defaultFrozenKernels, frozenEmbedding, frozenLinear, type FrozenKernels } from './frozen-linear.ts';
+import { defaultFrozenKernels, frozenEmbedding, frozenLinear, frozenLoraLinear, type FrozenKernels } from './frozen-linear.ts';
 import { dequantize, type WeightMatrix } from './import/weights.ts';
 
 export type { ForwardOptions, KVCache, LayerCache, Params, ProjectionHook, ProjectionHookContext, ProjectionSite } from './forward-ops.ts';
@@ -351,8 +351,15 @@ export class GPT {
       const name = `${h}.${site}.weight`;
       const bias = p.get(`${h}.${site}.bias`);
       const w = p.get(name);
+      const ctx = hook && { layer, site, params: p, training, dropout: adapterDropout(layer) };
+      if (!w && hook?.lowRank) {
+        // LoRA on a frozen projection, in one kernel each way where the backend has one.
+        const update = hook.lowRank(ctx!);
+        const y = update && frozenLoraLinear(x, this.frozenMatrix(name), this.frozenKernels, update, bias);
+        if (y) return y;
+      }
       const y = w ? linear(x, w, bias) : frozenLinear(x, this.frozenMatrix(name), this.frozenKernels, bias);
-      return hook ? hook(x, y, { layer, site, params: p, training, dropout: adapterDropout(layer) }) : y;
+      return hook ? hook(x, y, ctx!) : y;
     };
     return { ops, p, pass, hook, project, cache, rotary: llama ? rotary ?? ropeTables(this.invFreq!, past, T) : undefined };
   }

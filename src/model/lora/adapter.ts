@@ -227,7 +227,7 @@ export class LoraAdapter {
     const scale = this.scale;
     const dropout = this.config.dropout;
     const llama = isLlamaArch(this.base.config);
-    return (x, y, ctx) => {
+    const hook: ProjectionHook = (x, y, ctx) => {
       const entries = this.sites.get(`${ctx.layer}:${ctx.site}`);
       if (!entries) return y;
       const get = (name: string) => ctx.params.get(name) ?? this.params.get(name)!;
@@ -247,6 +247,15 @@ export class LoraAdapter {
       }
       return tf.add(y, tf.concat(parts, y.rank - 1));
     };
+    if (llama) {
+      hook.lowRank = (ctx) => {
+        const entries = this.sites.get(`${ctx.layer}:${ctx.site}`);
+        if (!entries || (ctx.training && dropout > 0)) return undefined;
+        const get = (name: string) => ctx.params.get(name) ?? this.params.get(name)!;
+        return { a: get(entries[0]!.a), b: get(entries[0]!.b), scale };
+      };
+    }
+    return hook;
   }
 
   /** Applies the adapter to `model` (unmerged: base weights untouched). */

@@ -243,6 +243,10 @@ export interface NativeAddon {
   siluMul?(gate: Float32Array, up: Float32Array, y: Float32Array): void;
   /** Its gradients: dgate = dy·up·silu'(gate), dup = dy·silu(gate). */
   siluMulGrad?(gate: Float32Array, up: Float32Array, dy: Float32Array, dgate: Float32Array, dup: Float32Array): void;
+  /** LoRA fused with a frozen projection (y holds x·Wᵀ): t = s·x·Aᵀ [m, r], y += t·Bᵀ, for A [r, in], B [out, r]. */
+  loraForward?(x: Float32Array, a: Float32Array, b: Float32Array, y: Float32Array, t: Float32Array, m: number, inDim: number, out: number, r: number, scale: number): void;
+  /** Its gradient (dx holds dy·W): dx += s·dy·B·A, dA = s·(dy·B)ᵀ·x [r, in], dB = dyᵀ·t [out, r]. */
+  loraBackward?(dy: Float32Array, x: Float32Array, t: Float32Array, a: Float32Array, b: Float32Array, dx: Float32Array, da: Float32Array, db: Float32Array, m: number, inDim: number, out: number, r: number, scale: number): void;
   /** rmsNorm that also writes rstd [rows] = 1/√(mean(x²) + eps), for the gradient. */
   rmsNormTrain?(x: Float32Array, w: Float32Array, y: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
   /** RMSNorm's gradients: dx [rows, cols] and dw [cols] (summed over rows). */
