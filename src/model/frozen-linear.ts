@@ -3,11 +3,15 @@
  * (bf16, f16, int8 or float32, src/model/import/weights.ts) and is never a tensor, so training
  * takes the served model's bytes instead of 4 bytes a parameter, and shares them with the engine.
  *
- *   forward   y  = x · Wᵀ      the serving kernels (EncoderKernels.linearWeight: AVX512_BF16,
- *                              AVX512-VNNI or the portable widening kernel)
- *   backward  dx = dy · W      the transposed kernel (linearWeightT: AVX512_BF16 for bf16 where
- *                              the CPU has it, dy rounded to bf16 as the forward rounds x; else
- *                              the exact stored weights widened to float32, float32 sums)
+ *   forward   y  = x · Wᵀ      the serving kernels (EncoderKernels.linearWeight: AMX or
+ *                              AVX512_BF16 for bf16, AVX512-VNNI for int8, or the portable
+ *                              widening kernel)
+ *   backward  dx = dy · W      the transposed kernel (linearWeightT: AMX, or AVX512_BF16, for bf16
+ *                              where the CPU has it, dy rounded to bf16 as the forward rounds x;
+ *                              else the exact stored weights widened to float32, float32 sums)
+ *
+ * With a LoRA adapter (without dropout on its input) the update is fused in on the native backend
+ * (frozenLoraLinear): one kernel each way computes the frozen product and adds s·(x·Aᵀ)·Bᵀ into it.
  *
  * W gets no gradient (it is frozen). On the 'native' backend both products are kernels of that
  * backend (src/model/native/kernels.ts: pooled buffers, the profiler sees them); elsewhere (wasm,
