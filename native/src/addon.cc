@@ -220,7 +220,7 @@ Napi::Value Linear16T(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// linearInt8T(dy, w, scales, group, dx, m, n, k): dx [m, k] = dy [m, n] · W, W [n, k] Int8Array.
+// linearInt8T(dy, w, scales, group, dx, m, n, k[, mode]): dx [m, k] = dy [m, n] · W, W [n, k] Int8Array.
 Napi::Value LinearInt8T(const Napi::CallbackInfo& info) {
   const int64_t group = num(info, 3), m = num(info, 5), n = num(info, 6), k = num(info, 7);
   if (group < 1 || k % group != 0 || (group != k && group % 16 != 0))
@@ -229,7 +229,9 @@ Napi::Value LinearInt8T(const Napi::CallbackInfo& info) {
   const int8_t* w = typed<int8_t, napi_int8_array>(info, 1, n * k, "Int8Array");
   F32 scales = f32(info, 2, n * (k / group));
   F32 dx = f32(info, 4, m * k);
-  linear_int8_t(w, scales.data, group, dy.data, dx.data, m, n, k);
+  // mode (optional, 8): 0 runs AMX where it can (per-row scales, 32 rows or more); absent: portable.
+  const int mode = info.Length() > 8 && !info[8].IsUndefined() ? quant_mode(info, 8) : static_cast<int>(kQuantPortable);
+  linear_int8_t(w, scales.data, group, dy.data, dx.data, m, n, k, mode);
   return info.Env().Undefined();
 }
 

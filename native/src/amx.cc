@@ -104,7 +104,8 @@ AMX_TARGET void release_tiles() { _tile_release(); }
 // apart; zeros past cols. Whole tiles, contiguous: the tile loads stream through memory in order
 // (loads of 16 rows of a row-major matrix, 2-10 KB apart, stalled the product: measured).
 // f32 → bf16 rounds to nearest even (vcvtne2ps2bf16).
-AMX_TARGET void to_bf16_tiles(const float* src, int64_t cols, int64_t steps, uint16_t* dst, int64_t r0, int64_t r1) {
+AMX_TARGET void to_bf16_tiles(const float* src, int64_t cols, int64_t steps, uint16_t* dst, int64_t r0, int64_t r1,
+                              const float* col_scale) {
   for (int64_t i = r0; i < r1; i++) {
     const float* s = src + i * cols;
     uint16_t* d = dst + (i / 16) * steps * 512 + (i % 16) * 32;
@@ -112,20 +113,26 @@ AMX_TARGET void to_bf16_tiles(const float* src, int64_t cols, int64_t steps, uin
       const int64_t p = t * 32, left = cols - p;
       const __mmask16 lo = left >= 16 ? 0xffff : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
       const __mmask16 hi = left >= 32 ? 0xffff : left <= 16 ? 0 : static_cast<__mmask16>((1u << (left - 16)) - 1);
-      const __m512 a = _mm512_maskz_loadu_ps(lo, s + p);
-      const __m512 b = _mm512_maskz_loadu_ps(hi, s + p + 16);
+      __m512 a = _mm512_maskz_loadu_ps(lo, s + p);
+      __m512 b = _mm512_maskz_loadu_ps(hi, s + p + 16);
+      if (col_scale) {
+        a = _mm512_mul_ps(a, _mm512_maskz_loadu_ps(lo, col_scale + p));
+        b = _mm512_mul_ps(b, _mm512_maskz_loadu_ps(hi, col_scale + p + 16));
+      }
       _mm512_storeu_si512(d + t * 512, (__m512i)_mm512_cvtne2ps_pbh(b, a));
     }
   }
 }
 
-// The activations x [m, cols] as A tiles (above) for mp = m rounded up to 32 rows, zeros past m.
-AMX_TARGET uint16_t* activations_bf16(const float* x, int64_t m, int64_t cols, int64_t mp, int64_t steps) {
+// The activations x [m, cols] as A tiles (above) for mp = m rounded up to 32 rows, zeros past m;
+// with col_scale, each column times its scale first (in float32, then rounded).
+AMX_TARGET uint16_t* activations_bf16(const float* x, int64_t m, int64_t cols, int64_t mp, int64_t steps,
+                                      const float* col_scale = nullptr) {
   static thread_local std::vector<uint16_t> store;
   store.resize(static_cast<size_t>(mp * steps * 32));
   uint16_t* a = store.data();
   parallel_range(m, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, cols)),
-                 [&](int64_t r0, int64_t r1) { to_bf16_tiles(x, cols, steps, a, r0, r1); });
+                 [&](int64_t r0, int64_t r1) { to_bf16_tiles(x, cols, steps, a, r0, r1, col_scale); });
   // Rows m..mp: zero (their part of the last row block's tiles).
   for (int64_t i = m; i < mp; i++)
     for (int64_t t = 0; t < steps; t++) std::memset(a + (i / 16) * steps * 512 + t * 512 + (i % 16) * 32, 0, 64);
@@ -219,6 +226,38 @@ struct PackBackward {
   }
 };
 
+// The same for int8 rows (one scale per row, folded into the activations by the caller): each
+// value is an integer of at most 8 bits, exact in bf16.
+struct PackBackwardInt8 {
+  const int8_t* w;
+  int64_t n, k;  // W [n, k]
+  AMX_TARGET static __m256i widen(const int8_t* p, __mmask16 mask) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p)));
+    return (__m256i)_mm512_cvtneps_pbh(f);
+  }
+  AMX_TARGET void operator()(int64_t j0, int64_t j1, int64_t p0, int64_t tiles, uint16_t* dst) const {
+    alignas(64) static const uint16_t order[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                                   8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    const __m512i idx = _mm512_load_si512(order);
+    const int64_t steps = (j1 - j0) / 32;
+    for (int64_t s = 0; s < steps; s++) {
+      for (int64_t t = 0; t < tiles; t++) {
+        uint16_t* tile = dst + panel_tile(s, t, steps);
+        const int64_t p = p0 + t * 16;
+        const int64_t left = k - p;
+        const __mmask16 mask = left >= 16 ? 0xffff : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
+        for (int64_t r = 0; r < 16; r++) {
+          const int64_t j = j0 + s * 32 + 2 * r;
+          const __m256i a = j < n ? widen(w + j * k + p, mask) : _mm256_setzero_si256();
+          const __m256i b = j + 1 < n ? widen(w + (j + 1) * k + p, mask) : _mm256_setzero_si256();
+          const __m512i v = _mm512_permutex2var_epi16(_mm512_castsi256_si512(a), idx, _mm512_castsi256_si512(b));
+          _mm512_storeu_si512(tile + r * 32, v);
+        }
+      }
+    }
+  }
+};
+
 // A C tile to/from rows i.., columns j.. of c (row stride ldc) holding `rows` × `cols` of its
 // 16 × 16 (the rest of the tile is padding: read as anything, never written back).
 #define AMX_STORE_C(T, c, ldc, i, j, rows, cols)                                          \
@@ -273,12 +312,14 @@ AMX_TARGET void panel_product(const uint16_t* a, int64_t steps_a, const uint16_t
       const uint16_t* a1 = a0 + steps_a * 512;
       const uint16_t* b = panel + panel_tile(0, t, steps);
       for (int64_t s = 0; s < steps; s++) {
+        // Each load just before the first product that needs it, so that the loads of a step
+        // overlap the previous products (the tile registers are not renamed).
         _tile_loadd(4, a0 + s * 512, 64);
-        _tile_loadd(5, a1 + s * 512, 64);
         _tile_loadd(6, b + s * 1024, 64);
-        _tile_loadd(7, b + s * 1024 + 512, 64);
         _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, b + s * 1024 + 512, 64);
         _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + s * 512, 64);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
       }
@@ -407,9 +448,17 @@ void linear_t_bf16_amx(const uint16_t* w, const float* dy, float* dx, int64_t m,
   amx_gemm(a, m, mp, k, n, PackBackward{w, n, k}, dx, nullptr);
 }
 
+void linear_int8_t_amx(const int8_t* w, const float* scales, const float* dy, float* dx, int64_t m, int64_t n,
+                       int64_t k) {
+  const int64_t mp = (m + 31) / 32 * 32;
+  const uint16_t* a = activations_bf16(dy, m, n, mp, (n + 31) / 32, scales);
+  amx_gemm(a, m, mp, k, n, PackBackwardInt8{w, n, k}, dx, nullptr);
+}
+
 #else
 
 bool amx_bf16_ready() { return false; }
+void linear_int8_t_amx(const int8_t*, const float*, const float*, float*, int64_t, int64_t, int64_t) {}
 void linear_bf16_amx(const uint16_t*, const float*, const float*, float*, int64_t, int64_t, int64_t) {}
 void linear_t_bf16_amx(const uint16_t*, const float*, float*, int64_t, int64_t, int64_t) {}
 

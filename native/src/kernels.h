@@ -259,8 +259,10 @@ void linear_int8(const int8_t* w, const float* scales, int64_t group, const floa
 // kQuantBest on a CPU with AVX512_BF16 rounds dy to bf16 and runs vdpbf16ps (as the forward).
 void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n,
                 int64_t k, int mode);
+// kQuantBest with one scale per row (group = k), from kAmxMinRows rows where AMX runs: on AMX
+// (dy times the scales rounded to bf16); otherwise the exact widened weights, float32 sums.
 void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
-                   int64_t m, int64_t n, int64_t k);
+                   int64_t m, int64_t n, int64_t k, int mode = kQuantPortable);
 
 // ---- amx.cc: bf16 products on AMX tiles (Sapphire Rapids and later) ---------------------------
 
@@ -276,6 +278,10 @@ constexpr int64_t kAmxMinRows = 32;
 void linear_bf16_amx(const uint16_t* w, const float* x, const float* bias, float* y, int64_t m, int64_t n,
                      int64_t k);
 void linear_t_bf16_amx(const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k);
+// linear_int8_t for one scale per row of W (group = k) on AMX: dx = (dy · diag(scales)) · W_int8,
+// dy times the scales rounded to bf16, the int8 values exact in bf16, float32 sums.
+void linear_int8_t_amx(const int8_t* w, const float* scales, const float* dy, float* dx, int64_t m, int64_t n,
+                       int64_t k);
 
 // ---- lora.cc: LoRA's update fused with a frozen projection --------------------------------
 

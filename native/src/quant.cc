@@ -936,10 +936,14 @@ void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t
 }
 
 void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
-                   int64_t m, int64_t n, int64_t k) {
+                   int64_t m, int64_t n, int64_t k, int mode) {
   if (m == 0 || k == 0) return;
   if (n == 0) {
     std::fill(dx, dx + m * k, 0.f);
+    return;
+  }
+  if (mode == kQuantBest && group == k && m >= kAmxMinRows && amx_bf16_ready()) {
+    linear_int8_t_amx(w, scales, dy, dx, m, n, k);
     return;
   }
   linear_t_portable(Int8ScaledRows{w, scales, k / group, group, k}, dy, dx, m, n, k);

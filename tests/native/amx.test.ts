@@ -13,6 +13,11 @@
  *   against the AVX512_BF16 kernel (mode 2): within 2e-5 of Σ|x·w| (two float32 sums in another order);
  *   one thread and two: bit for bit (each output's sums run in the same order whatever the split).
  * Where the CPU has no AMX these run the fallback and the same bounds hold.
+ *
+ * int8 weights with one scale per row (training's input gradient on an int8 base, mode 0):
+ * dx = (dy·diag(scales))·W_int8 with dy·scale rounded to bf16 (the int8 values are exact in bf16):
+ * ≤ 1e-5 of Σ|dy·w| against float64 over those rounded values, ≤ 2^-8 + 1e-5 against the exact
+ * product; mode 1 (portable) ≤ 1e-5 of the exact one.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -171,5 +176,27 @@ describe.skipIf(!addon?.linear16 || !addon.linear16T)('bf16 products on AMX tile
     const r = JSON.parse(stdout.trim().split('\n').pop()!) as { kernel: string; equal: boolean };
     expect(r.kernel).not.toBe('amx_bf16');
     expect(r.equal).toBe(true);
+  });
+});
+
+describe.skipIf(!addon?.linearInt8T)('int8 input gradients on AMX tiles (one scale per row)', () => {
+  const a = addon!;
+  it.each(SHAPES)('[m %i, n %i, k %i]: within float32 rounding of float64 over dy·scale rounded to bf16; the portable mode exact', (m, n, k) => {
+    const next = rand(m * 17 + n * 3 + k);
+    const w = Int8Array.from({ length: n * k }, () => Math.round(next() * 254));
+    const scales = Float32Array.from({ length: n }, () => 0.001 + Math.abs(next()) * 0.01);
+    const dy = Float32Array.from({ length: m * n }, () => next() * 2);
+    const wAt = (j: number, p: number) => w[j * k + p]!;
+    const dx = new Float32Array(m * k);
+    const dxPortable = new Float32Array(m * k);
+    a.linearInt8T!(dy, w, scales, k, dx, m, n, k, 0);
+    a.linearInt8T!(dy, w, scales, k, dxPortable, m, n, k, 1);
+    // dy[i, j]·W[j, p] = (dy[i, j]·scale[j])·w[j, p]: the scale goes with dy.
+    const scaled = Float64Array.from(dy, (v, i) => Math.fround(v * scales[i % n]!));
+    const rounded = Float64Array.from(scaled, (v) => fromBf16(toBf16(v)));
+    const exact = reference(scaled, m, n, k, (j, p) => wAt(j, p));
+    expect(worst(dxPortable, exact)).toBeLessThan(1e-5);
+    if (amx) expect(worst(dx, reference(rounded, m, n, k, (j, p) => wAt(j, p)))).toBeLessThan(1e-5);
+    expect(worst(dx, exact)).toBeLessThan(2 ** -8 + 1e-5);
   });
 });

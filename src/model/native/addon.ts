@@ -235,8 +235,12 @@ export interface NativeAddon {
   quantKernels?(): { bf16: string; f16: string; int8: string };
   /** dx [m, k] = dy [m, n] · W for W [n, k] bf16 (kind 0) or half (1) bits: a frozen projection's input gradient. */
   linear16T?(kind: number, dy: Float32Array, w: Uint16Array, dx: Float32Array, m: number, n: number, k: number, mode: number): void;
-  /** dx [m, k] = dy [m, n] · W for W [n, k] int8 with scales [n, k / group]. */
-  linearInt8T?(dy: Float32Array, w: Int8Array, scales: Float32Array, group: number, dx: Float32Array, m: number, n: number, k: number): void;
+  /**
+   * dx [m, k] = dy [m, n] · W for W [n, k] int8 with scales [n, k / group]. Mode 0 runs AMX where
+   * it can (one scale per row, 32 rows or more: dy times the scales rounded to bf16); 1, 2 or
+   * absent: the exact widened weights, float32 sums.
+   */
+  linearInt8T?(dy: Float32Array, w: Int8Array, scales: Float32Array, group: number, dx: Float32Array, m: number, n: number, k: number, mode?: number): void;
   /** Row-wise RMSNorm of x [rows, cols] into y (y may be x), sums in double. Absent from addons built before it. */
   rmsNorm?(x: Float32Array, w: Float32Array, y: Float32Array, rows: number, cols: number, eps: number): void;
   /** y = gate · sigmoid(gate) · up (y may be gate). Absent from addons built before it. */

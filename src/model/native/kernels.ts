@@ -462,7 +462,7 @@ function frozenProductT(addon: NativeAddon, dy: Float32Array, w: FrozenMatrix, m
   const m = dy.length / w.rows;
   const { rows: n, cols: k } = w;
   if (w.dtype === 'f32') addon.matmul(dy, w.data, dx, 1, 1, m, k, n, false, false, null, 0, 0);
-  else if (w.dtype === 'int8') addon.linearInt8T!(dy, w.data, w.scales, w.group, dx, m, n, k);
+  else if (w.dtype === 'int8') addon.linearInt8T!(dy, w.data, w.scales, w.group, dx, m, n, k, mode);
   else addon.linear16T!(w.dtype === 'bf16' ? 0 : 1, dy, w.data, dx, m, n, k, mode);
 }
 
