@@ -278,6 +278,18 @@ Napi::Value RmsNormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// rope(x, cos, sin, y, b, t, heads, d, inverse): RoPE on x [b, t, heads, d], cos/sin [t, d].
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  const int64_t b = num(info, 4), t = num(info, 5), heads = num(info, 6), d = num(info, 7);
+  if (d % 2) fail(info, "rope: the head dimension must be even");
+  F32 x = f32(info, 0, b * t * heads * d);
+  F32 c = f32(info, 1, t * d);
+  F32 s = f32(info, 2, t * d);
+  F32 y = f32(info, 3, b * t * heads * d);
+  rope(x.data, c.data, s.data, y.data, b, t, heads, d, flag(info, 8));
+  return info.Env().Undefined();
+}
+
 // siluMulGrad(gate, up, dy, dgate, dup)
 Napi::Value SiluMulGrad(const Napi::CallbackInfo& info) {
   F32 gate = f32(info, 0, 0);
@@ -819,6 +831,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("rmsNormTrain", Napi::Function::New(env, RmsNormTrain));
   exports.Set("rmsNormGrad", Napi::Function::New(env, RmsNormGrad));
   exports.Set("siluMulGrad", Napi::Function::New(env, SiluMulGrad));
+  exports.Set("rope", Napi::Function::New(env, Rope));
   exports.Set("loraForward", Napi::Function::New(env, LoraForward));
   exports.Set("loraBackward", Napi::Function::New(env, LoraBackward));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));

@@ -103,6 +103,37 @@ void silu_mul_grad(const float* gate, const float* up, const float* dy, float* d
   });
 }
 
+void rope(const float* x, const float* cos, const float* sin, float* y, int64_t b, int64_t t, int64_t heads,
+          int64_t d, bool inverse) {
+  const int64_t half = d / 2;
+  parallel_range(b * t * heads, std::max<int64_t>(1, kGrainCheap / std::max<int64_t>(1, d)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t pos = (r / heads) % t;
+      const float* c = cos + pos * d;
+      const float* s = sin + pos * d;
+      const float* x1 = x + r * d;
+      const float* x2 = x1 + half;
+      float* y1 = y + r * d;
+      float* y2 = y1 + half;
+      if (!inverse) {
+        // y = x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁].
+        for (int64_t i = 0; i < half; i++) {
+          const float a = x1[i], bb = x2[i];
+          y1[i] = a * c[i] - bb * s[i];
+          y2[i] = bb * c[half + i] + a * s[half + i];
+        }
+      } else {
+        // The gradient: dy·cos + rotate_halfᵀ(dy·sin), rotate_halfᵀ(g) = [g₂, −g₁].
+        for (int64_t i = 0; i < half; i++) {
+          const float a = x1[i], bb = x2[i];
+          y1[i] = a * c[i] + bb * s[half + i];
+          y2[i] = bb * c[half + i] - a * s[i];
+        }
+      }
+    }
+  });
+}
+
 void silu_mul(const float* gate, const float* up, float* y, int64_t size) {
   parallel_range(size, kGrainHeavy, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) y[i] = gate[i] * sigmoid_fast(gate[i]) * up[i];

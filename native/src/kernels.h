@@ -89,6 +89,10 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t co
 void silu_mul(const float* gate, const float* up, float* y, int64_t size);
 // Its gradients: dgate = dy · up · silu'(gate), dup = dy · silu(gate).
 void silu_mul_grad(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t size);
+// RoPE on x [b, t, heads, d] with cos, sin [t, d]: y = x·cos + rotate_half(x)·sin,
+// rotate_half(x) = [−x₂, x₁] over the two halves; `inverse`: its gradient (x is then dy).
+void rope(const float* x, const float* cos, const float* sin, float* y, int64_t b, int64_t t, int64_t heads,
+          int64_t d, bool inverse);
 // rms_norm for training: also writes rstd [rows] = 1/√(mean(x²) + eps) (as float) for the gradient.
 void rms_norm_train(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t cols, double eps);
 // Gradients of rms_norm: dx [rows, cols], and dw [cols] summed over rows (the same sums on any

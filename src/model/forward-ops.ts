@@ -98,9 +98,11 @@ export interface ForwardOps {
   /** The output projection x [N, C] · wteᵀ -> [N, V] for a [V, C] table (tied embeddings, or llama's lm_head). */
   head(x: Tensor, wte: Tensor): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar;
-  /** Llama's RMSNorm and SwiGLU as fused kernels; absent where the backend has none (ops.ts composes them). */
+  /** Llama's RMSNorm, SwiGLU and RoPE as fused kernels; absent where the backend has none (ops.ts composes them). */
   rmsNorm?(x: Tensor, weight: Tensor, eps: number): Tensor;
   swiglu?(gate: Tensor, up: Tensor): Tensor;
+  /** RoPE on x [B, T, H, d] with cos, sin [T, 1, d] (ops.ts's rope). */
+  rope?(x: Tensor, cos: Tensor, sin: Tensor): Tensor;
   /** The pass's ops with the model's dropout at `rate` (0: none), masks reproducible from `seed`. */
   pass(nHead: number, rate: number, seed: number): PassOps;
   /**

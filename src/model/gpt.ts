@@ -417,7 +417,7 @@ export class GPT {
     const positioned = (site: ProjectionSite, heads: number, norm: string) => {
       let y = tf.reshape(s.project(i, site, h), [B, T, heads, d]);
       if (c.qkNorm) y = (s.ops.rmsNorm ?? rmsNorm)(y, s.p.get(`${this.names.layer(i)}.self_attn.${norm}.weight`)!, c.normEps);
-      return tf.reshape(rope(y, cos, sin), [B, T, heads * d]);
+      return tf.reshape((s.ops.rope ?? rope)(y, cos, sin), [B, T, heads * d]);
     };
     const q = positioned('self_attn.q_proj', H, 'q_norm');
     const k = positioned('self_attn.k_proj', G, 'k_norm');

@@ -164,7 +164,7 @@ describe.skipIf(!hasNative)('the native backend', () => {
         'TeamllmNativeDecodeLayer', 'TeamllmNativeFrozenLinear', 'TeamllmNativeFrozenLinearT', 'TeamllmNativeFrozenLoraLinear', 'TeamllmNativeFrozenLoraLinearGrad',
         'TeamllmNativeGelu', 'TeamllmNativeGeluGrad', 'TeamllmNativeLayerNorm', 'TeamllmNativeLayerNormGrad',
         'TeamllmNativeSelfAttention', 'TeamllmNativeSelfAttentionGrad', 'TeamllmNativeRmsNorm', 'TeamllmNativeRmsNormGrad',
-        'TeamllmNativeSwiglu', 'TeamllmNativeSwigluGrad', 'Transpose', 'UnsortedSegmentSum', '_FusedMatMul',
+        'TeamllmNativeRope', 'TeamllmNativeSwiglu', 'TeamllmNativeSwigluGrad', 'Transpose', 'UnsortedSegmentSum', '_FusedMatMul',
       ].sort(),
     );
   });

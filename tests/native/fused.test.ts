@@ -86,7 +86,7 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
     });
   });
 
-  it("Llama's rmsNorm and swiglu (one kernel each way) match the composite ops", () => {
+  it("Llama's rmsNorm, swiglu and rope (one kernel each way) match the composite ops", () => {
     const rng = new Rng(29);
     for (const [rows, cols] of [
       [1, 1],
@@ -98,6 +98,23 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
       const w = floatInput(rng, [cols], 0.5, 1);
       parity(`rmsNorm ${rows}x${cols}`, (a, c) => nat.rmsNorm(a!, c!, 1e-6), [x, w], { reference: (a, c) => ref.rmsNorm(a!, c!, 1e-6), rtol: 5e-4 });
       parity(`swiglu ${rows}x${cols}`, (g, u) => nat.swiglu(g!, u!), [floatInput(rng, [rows, cols], 6), floatInput(rng, [rows, cols], 2)], { reference: (g, u) => ref.swiglu(g!, u!), rtol: 5e-4 });
+    }
+    // RoPE on [B, T, H, d] with the model's tables (positions from 3: a KV cache's offset)
+    for (const [b, t, h, d] of [
+      [1, 1, 1, 2],
+      [2, 17, 3, 16],
+      [3, 65, 2, 64],
+    ] as [number, number, number, number][]) {
+      const invFreq = Float64Array.from({ length: d / 2 }, (_, i) => 10000 ** (-(2 * i) / d));
+      parity(`rope [${b}, ${t}, ${h}, ${d}]`, (x) => {
+        const { cos, sin } = ref.ropeTables(invFreq, 3, t);
+        return nat.rope(x!, cos, sin);
+      }, [floatInput(rng, [b, t, h, d], 2)], {
+        reference: (x) => {
+          const { cos, sin } = ref.ropeTables(invFreq, 3, t);
+          return ref.rope(x!, cos, sin);
+        },
+      });
     }
     // rank 4 (per-head q/k norm of Qwen3), as in the model
     parity('rmsNorm [2, 5, 3, 16]', (a, c) => nat.rmsNorm(a!, c!, 1e-5), [floatInput(rng, [2, 5, 3, 16]), floatInput(rng, [16], 0.3, 1)], {

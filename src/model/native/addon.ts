@@ -251,6 +251,8 @@ export interface NativeAddon {
   loraForward?(x: Float32Array, a: Float32Array, b: Float32Array, y: Float32Array, t: Float32Array, m: number, inDim: number, out: number, r: number, scale: number): void;
   /** Its gradient (dx holds dy·W): dx += s·dy·B·A, dA = s·(dy·B)ᵀ·x [r, in], dB = dyᵀ·t [out, r]. */
   loraBackward?(dy: Float32Array, x: Float32Array, t: Float32Array, a: Float32Array, b: Float32Array, dx: Float32Array, da: Float32Array, db: Float32Array, m: number, inDim: number, out: number, r: number, scale: number): void;
+  /** RoPE on x [b, t, heads, d] with cos/sin [t, d] (inverse: its gradient, x then being dy). */
+  rope?(x: Float32Array, cos: Float32Array, sin: Float32Array, y: Float32Array, b: number, t: number, heads: number, d: number, inverse: boolean): void;
   /** rmsNorm that also writes rstd [rows] = 1/√(mean(x²) + eps), for the gradient. */
   rmsNormTrain?(x: Float32Array, w: Float32Array, y: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
   /** RMSNorm's gradients: dx [rows, cols] and dw [cols] (summed over rows). */

@@ -21,6 +21,7 @@ import {
   linearGelu,
   NO_DROPOUT,
   rmsNorm,
+  rope,
   selfAttention,
   swiglu,
   type NativeDropout,
@@ -44,6 +45,7 @@ export const NATIVE_FORWARD_OPS: ForwardOps = {
   head: (x, wte) => tf.matMul(x as tf.Tensor2D, wte as tf.Tensor2D, false, true),
   crossEntropy,
   rmsNorm,
+  rope,
   swiglu,
   pass(nHead: number, rate: number, seed: number): PassOps {
     const drop: NativeDropout = rate > 0 ? { rate, seed } : NO_DROPOUT;

@@ -441,6 +441,7 @@ export const FUSED = {
   frozenLoraLinearGrad: 'TeamllmNativeFrozenLoraLinearGrad',
   rmsNorm: 'TeamllmNativeRmsNorm',
   rmsNormGrad: 'TeamllmNativeRmsNormGrad',
+  rope: 'TeamllmNativeRope',
   swiglu: 'TeamllmNativeSwiglu',
   swigluGrad: 'TeamllmNativeSwigluGrad',
 } as const;
@@ -643,6 +644,12 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       const dw = nb.alloc(cols);
       addon.rmsNormGrad!(f32(nb, x), f32(nb, w), f32(nb, rstd), f32(nb, dy), dx, dw, rows, cols);
       return [nb.output([...x.shape], 'float32', dx), nb.output([cols], 'float32', dw)];
+    },
+    [FUSED.rope]: ({ inputs, attrs }, nb) => {
+      // x [B, T, H, d], cos, sin [T, 1, d] -> RoPE(x) (attrs.inverse: its gradient, x being dy)
+      const { x, cos, sin } = inputs as Record<'x' | 'cos' | 'sin', TensorInfo>;
+      const [b, t, heads, d] = x.shape as [number, number, number, number];
+      return produce(nb, [...x.shape], (y) => addon.rope!(f32(nb, x), f32(nb, cos), f32(nb, sin), y, b, t, heads, d, Boolean(attrs?.inverse)));
     },
     [FUSED.swiglu]: ({ inputs }, nb) => {
       // gate, up (same shape) -> silu(gate)·up

@@ -7,7 +7,7 @@
  *   batch entry), and gradients use transposeA/transposeB, which the native product handles at
  *   full speed (no explicit transposes, unlike the wasm-friendly version); linear's two gradient
  *   products run side by side in one kernel.
- * - gelu, layerNorm, crossEntropy, and Llama's rmsNorm and swiglu: one kernel forward and one
+ * - gelu, layerNorm, crossEntropy, and Llama's rmsNorm, rope and swiglu: one kernel forward and one
  *   backward, instead of 5-15 ops.
  * - causalAttention: scores, mask, softmax and the product with v in one kernel per (batch, head),
  *   with the probabilities saved for the backward kernel.
@@ -112,6 +112,22 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
     rmsNormOps.set(eps, op);
   }
   return op(x, weight);
+}
+
+/**
+ * RoPE on x [B, T, H, d] with cos, sin [T, 1, d] (ops.ts's rope: x·cos + rotate_half(x)·sin), one
+ * kernel each way (the gradient is the rotation back). cos and sin are constants: no gradient.
+ */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const op = customGrad((xx: Tensor, save: tf.GradSaveFunc) => {
+    // Saved, so that the tape keeps them for the gradient (the caller may dispose its own).
+    save([cos, sin]);
+    return {
+      value: run(FUSED.rope, { x: xx, cos, sin })[0]!,
+      gradFunc: (dy, saved) => run(FUSED.rope, { x: dy, cos: saved[0]!, sin: saved[1]! }, { inverse: 1 }),
+    };
+  }) as unknown as (x: Tensor) => Tensor;
+  return op(x);
 }
 
 /** SwiGLU, silu(gate) · up: one kernel forward, one for both gradients. */
