@@ -198,6 +198,38 @@ struct PackForward {
   }
 };
 
+// The same for int8 rows (one scale per row, applied to the output columns by the caller): each
+// value an integer of at most 8 bits, exact in bf16.
+struct PackForwardInt8 {
+  const int8_t* w;
+  int64_t n, k;  // W [n, k]
+  AMX_TARGET void operator()(int64_t k0, int64_t k1, int64_t j0, int64_t tiles, uint16_t* dst) const {
+    const int64_t steps = (k1 - k0) / 32;
+    for (int64_t t = 0; t < tiles; t++) {
+      for (int64_t s = 0; s < steps; s++) {
+        const int64_t p = k0 + s * 32, left = k - p;
+        const __mmask16 lo = left >= 16 ? 0xffff : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
+        const __mmask16 hi = left >= 32 ? 0xffff : left <= 16 ? 0 : static_cast<__mmask16>((1u << (left - 16)) - 1);
+        __m512i r[16];
+        for (int64_t c = 0; c < 16; c++) {
+          const int64_t j = j0 + t * 16 + c;
+          if (j >= n) {
+            r[c] = _mm512_setzero_si512();
+            continue;
+          }
+          const int8_t* row = w + j * k + p;
+          const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(lo, row)));
+          const __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(hi, row + 16)));
+          r[c] = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+        }
+        transpose16x16(r);
+        uint16_t* tile = dst + panel_tile(s, t, steps);
+        for (int64_t i = 0; i < 16; i++) _mm512_storeu_si512(tile + i * 32, r[i]);
+      }
+    }
+  }
+};
+
 // Backward packing: B[j, p] = W[j, p]. Row r of the tile for k-step s (W rows j = k0 + 32s + 2r
 // and + 1) and columns p0..p0+15 interleaves the two rows' 16 values.
 struct PackBackward {
@@ -348,7 +380,7 @@ constexpr int64_t kKS = 512;
 
 template <class Pack>
 void amx_gemm_split_k(const uint16_t* a, int64_t m, int64_t mp, int64_t N, int64_t K, const Pack& pack, float* c,
-                      const float* bias) {
+                      const float* bias, const float* col_scale) {
   const int64_t Kp = (K + 31) / 32 * 32, Np = (N + 31) / 32 * 32, tiles = Np / 16;
   const int64_t chunks = (Kp + kKS - 1) / kKS;
   const int64_t tasks = std::min(kSplitTasks, chunks);
@@ -377,19 +409,20 @@ void amx_gemm_split_k(const uint16_t* a, int64_t m, int64_t mp, int64_t N, int64
   parallel_range(m, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, N)), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++)
       for (int64_t j = 0; j < N; j++) {
-        float sum = bias ? bias[j] : 0.f;
+        float sum = 0.f;
         for (int64_t t = 0; t < tasks; t++) sum += acc[(t * mp + i) * Np + j];
-        c[i * N + j] = sum;
+        if (col_scale) sum *= col_scale[j];
+        c[i * N + j] = sum + (bias ? bias[j] : 0.f);
       }
   });
 }
 
 template <class Pack>
 void amx_gemm(const uint16_t* a, int64_t m, int64_t mp, int64_t N, int64_t K, const Pack& pack, float* c,
-              const float* bias) {
+              const float* bias, const float* col_scale = nullptr) {
   // A long reduction into few columns, and an accumulator per task that stays small (<= 32 MB).
   if (K >= 16 * N && kSplitTasks * mp * N * 4 <= (int64_t{32} << 20)) {
-    amx_gemm_split_k(a, m, mp, N, K, pack, c, bias);
+    amx_gemm_split_k(a, m, mp, N, K, pack, c, bias, col_scale);
     return;
   }
   const int64_t Kp = (K + 31) / 32 * 32;
@@ -416,10 +449,12 @@ void amx_gemm(const uint16_t* a, int64_t m, int64_t mp, int64_t N, int64_t K, co
       panel_product(a, Kp / 32, panel, tiles, k0, k1, c, N, m, N, i0, i1, j0, k0 == 0);
     }
     release_tiles();
-    if (bias) {
+    // Output columns times their scale (int8 weights), then the bias.
+    if (bias || col_scale) {
       const int64_t je = std::min(N, j0 + kNB);
       for (int64_t i = i0; i < std::min(m, i1); i++)
-        for (int64_t j = j0; j < je; j++) c[i * N + j] += bias[j];
+        for (int64_t j = j0; j < je; j++)
+          c[i * N + j] = c[i * N + j] * (col_scale ? col_scale[j] : 1.f) + (bias ? bias[j] : 0.f);
     }
   });
 }
@@ -448,6 +483,13 @@ void linear_t_bf16_amx(const uint16_t* w, const float* dy, float* dx, int64_t m,
   amx_gemm(a, m, mp, k, n, PackBackward{w, n, k}, dx, nullptr);
 }
 
+void linear_int8_amx(const int8_t* w, const float* scales, const float* x, const float* bias, float* y, int64_t m,
+                     int64_t n, int64_t k) {
+  const int64_t mp = (m + 31) / 32 * 32;
+  const uint16_t* a = activations_bf16(x, m, k, mp, (k + 31) / 32);
+  amx_gemm(a, m, mp, n, k, PackForwardInt8{w, n, k}, y, bias, scales);
+}
+
 void linear_int8_t_amx(const int8_t* w, const float* scales, const float* dy, float* dx, int64_t m, int64_t n,
                        int64_t k) {
   const int64_t mp = (m + 31) / 32 * 32;
@@ -459,6 +501,7 @@ void linear_int8_t_amx(const int8_t* w, const float* scales, const float* dy, fl
 
 bool amx_bf16_ready() { return false; }
 void linear_int8_t_amx(const int8_t*, const float*, const float*, float*, int64_t, int64_t, int64_t) {}
+void linear_int8_amx(const int8_t*, const float*, const float*, const float*, float*, int64_t, int64_t, int64_t) {}
 void linear_bf16_amx(const uint16_t*, const float*, const float*, float*, int64_t, int64_t, int64_t) {}
 void linear_t_bf16_amx(const uint16_t*, const float*, float*, int64_t, int64_t, int64_t) {}
 

@@ -254,7 +254,8 @@ const char* linear_int8_kernel(int mode);
 // W as int8 with float32 scales [n, k / group] (group divides k; a multiple of 16, or k itself for
 // one scale per output row): W[j, p] = w[j, p] · scales[j, p / group]. kQuantBest on a CPU with
 // AVX512-VNNI (and group k or a multiple of 32) quantises x to int8 per 32 columns first, as
-// llama.cpp's Q8_0 path does (see quant.cc for the error); portable keeps x float32.
+// llama.cpp's Q8_0 path does (see quant.cc for the error); portable keeps x float32. kQuantBest
+// with one scale per row and kAmxMinRows rows or more runs on AMX where it can (linear_int8_amx).
 void linear_int8(const int8_t* w, const float* scales, int64_t group, const float* x,
                  const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode);
 
@@ -282,6 +283,11 @@ constexpr int64_t kAmxMinRows = 32;
 void linear_bf16_amx(const uint16_t* w, const float* x, const float* bias, float* y, int64_t m, int64_t n,
                      int64_t k);
 void linear_t_bf16_amx(const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k);
+// linear_int8 for one scale per row of W (group = k) on AMX: x rounded to bf16 (not quantised
+// to int8 as on AVX512-VNNI), the int8 values exact in bf16, float32 sums, each output column
+// times its row's scale.
+void linear_int8_amx(const int8_t* w, const float* scales, const float* x, const float* bias, float* y, int64_t m,
+                     int64_t n, int64_t k);
 // linear_int8_t for one scale per row of W (group = k) on AMX: dx = (dy · diag(scales)) · W_int8,
 // dy times the scales rounded to bf16, the int8 values exact in bf16, float32 sums.
 void linear_int8_t_amx(const int8_t* w, const float* scales, const float* dy, float* dx, int64_t m, int64_t n,

@@ -985,6 +985,10 @@ void linear16(int kind, const uint16_t* w, const float* x, const float* bias, fl
 void linear_int8(const int8_t* w, const float* scales, int64_t group, const float* x,
                  const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode) {
   if (m == 0 || n == 0) return;
+  if (mode == kQuantBest && group == k && m >= kAmxMinRows && amx_bf16_ready()) {
+    linear_int8_amx(w, scales, x, bias, y, m, n, k);
+    return;
+  }
 #ifdef TEAMLLM_HAVE_VNNI_PATH
   if (mode != kQuantPortable && cpu_has_vnni() && vnni_fits(group, k)) {
     linear_int8_vnni(w, scales, group, x, bias, y, m, n, k);

@@ -14,7 +14,8 @@
  *   one thread and two: bit for bit (each output's sums run in the same order whatever the split).
  * Where the CPU has no AMX these run the fallback and the same bounds hold.
  *
- * int8 weights with one scale per row (training's input gradient on an int8 base, mode 0):
+ * int8 weights with one scale per row (an int8 base's forward product from 32 rows, x rounded to
+ * bf16 and each column times its scale, to the same bounds as bf16 above; and its input gradient):
  * dx = (dy·diag(scales))·W_int8 with dy·scale rounded to bf16 (the int8 values are exact in bf16):
  * ≤ 1e-5 of Σ|dy·w| against float64 over those rounded values, ≤ 2^-8 + 1e-5 against the exact
  * product; mode 1 (portable) ≤ 1e-5 of the exact one.
@@ -179,9 +180,9 @@ describe.skipIf(!addon?.linear16 || !addon.linear16T)('bf16 products on AMX tile
   });
 });
 
-describe.skipIf(!addon?.linearInt8T)('int8 input gradients on AMX tiles (one scale per row)', () => {
+describe.skipIf(!addon?.linearInt8T)('int8 products on AMX tiles (one scale per row)', () => {
   const a = addon!;
-  it.each(SHAPES)('[m %i, n %i, k %i]: within float32 rounding of float64 over dy·scale rounded to bf16; the portable mode exact', (m, n, k) => {
+  it.each(SHAPES)('[m %i, n %i, k %i]: dx within float32 rounding of float64 over dy·scale rounded to bf16 (the portable mode exact); y over x rounded', (m, n, k) => {
     const next = rand(m * 17 + n * 3 + k);
     const w = Int8Array.from({ length: n * k }, () => Math.round(next() * 254));
     const scales = Float32Array.from({ length: n }, () => 0.001 + Math.abs(next()) * 0.01);
@@ -198,5 +199,15 @@ describe.skipIf(!addon?.linearInt8T)('int8 input gradients on AMX tiles (one sca
     expect(worst(dxPortable, exact)).toBeLessThan(1e-5);
     if (amx) expect(worst(dx, reference(rounded, m, n, k, (j, p) => wAt(j, p)))).toBeLessThan(1e-5);
     expect(worst(dx, exact)).toBeLessThan(2 ** -8 + 1e-5);
+
+    // The forward product y = x·Wᵀ: x rounded to bf16, each column times its row's scale.
+    const x = Float32Array.from({ length: m * k }, () => next() * 4);
+    const bias = n % 2 ? Float32Array.from({ length: n }, () => next()) : null;
+    const y = new Float32Array(m * n);
+    a.linearInt8!(x, w, scales, k, bias, y, m, n, k, 0);
+    const wScaled = (p: number, j: number) => w[j * k + p]! * scales[j]!;
+    const xRounded = Float64Array.from(x, (v) => fromBf16(toBf16(v)));
+    if (amx) expect(worst(y, reference(xRounded, m, k, n, wScaled, bias))).toBeLessThan(1e-5);
+    expect(worst(y, reference(x, m, k, n, wScaled, bias))).toBeLessThan(2 ** -8 + 1e-5);
   });
 });
