@@ -1,6 +1,8 @@
-// The two frozen bf16 products of training on AMX (Advanced Matrix Extensions: Sapphire Rapids
-// and later Xeons): y [m, n] = x [m, k] · Wᵀ and dx [m, k] = dy [m, n] · W for W [n, k] stored
-// as bf16 (quant.cc's linear16 / linear16_t call these when amx_bf16_ready() and m is large).
+// The two frozen products of training on AMX (Advanced Matrix Extensions: Sapphire Rapids and
+// later Xeons): y [m, n] = x [m, k] · Wᵀ and dx [m, k] = dy [m, n] · W for W [n, k] stored as
+// bf16, or as int8 with one scale per row (quant.cc's linear16 / linear16_t / linear_int8 /
+// linear_int8_t call these when amx_bf16_ready() and m is large). int8 values are exact in bf16:
+// the scales go to the output columns (forward) or into dy before its rounding (backward).
 //
 // Why: LoRA training on a frozen bf16 base spends most of its time in these products (m = batch
 // × sequence rows, thousands). AVX512_BF16's vdpbf16ps does 32 multiply-adds per instruction;
@@ -12,7 +14,7 @@
 // Only the order of the float32 additions differs.
 //
 // One engine for both products: C [m, N] = A [m, K] · B [K, N], A the activations as bf16
-// (row-major, rows padded with zeros to a multiple of 32, columns to a multiple of 32), B read
+// (whole 16 × 32 tiles, rows padded with zeros to a multiple of 32, columns to a multiple of 32), B read
 // from W and packed per task into the tile layout tdpbf16ps takes ("VNNI": row r of a B tile
 // holds, for each of its 16 columns, the pair B[2r, c], B[2r + 1, c]):
 //   forward  (K = k, N = n): B[p, j] = W[j, p]: a pair is two neighbouring values of one W row,
@@ -21,7 +23,8 @@
 //                            neighbouring W rows (two rows interleaved).
 // Blocking: a task owns a panel of NB output columns (its B, at most KC reduction rows at a time,
 // ~1 MB: stays in L2) and a range of A's rows, and runs 32 × 32 blocks of C (2 × 2 tiles: tiles
-// 0-3 C, 4-5 A, 6-7 B). Tasks go to the addon's pool; a thread loads the tile configuration
+// 0-3 C, 4-5 A, 6-7 B); a long reduction into few columns is split along the reduction
+// instead (amx_gemm_split_k). Tasks go to the addon's pool; a thread loads the tile configuration
 // at the start of each task and releases the tiles at its end (so an idle thread carries no
 // 8 KB tile state through context switches).
 //
