@@ -9,7 +9,9 @@
  * (its peak RSS its own), with --threads threads:
  *
  *   teamllm:bf16 / :int8   the frozen base in that dtype (the serving kernels forward, the
- *                          transposed kernel backward), activation recomputation per block and
+ *                          transposed kernel backward: AMX where the CPU has it, AVX512_BF16 /
+ *                          AVX512-VNNI with TEAMLLM_NATIVE_AMX=off), LoRA fused with them,
+ *                          activation recomputation per block and
  *                          the loss in chunks of rows (GPT.lossAndGrads), as `teamllm train sft`
  *                          runs an imported base
  *   torch:f32 / :bf16      the same model and LoRA in plain PyTorch (bench/train_open_torch.py:

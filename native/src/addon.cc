@@ -178,7 +178,8 @@ const T* typed(const Napi::CallbackInfo& info, size_t i, int64_t min_size, const
 
 int quant_mode(const Napi::CallbackInfo& info, size_t i) {
   const int64_t mode = num(info, i);
-  if (mode != kQuantBest && mode != kQuantPortable) fail(info, "mode must be 0 (best) or 1 (portable)");
+  if (mode != kQuantBest && mode != kQuantPortable && mode != kQuantNoAmx)
+    fail(info, "mode must be 0 (best), 1 (portable) or 2 (best without AMX)");
   return static_cast<int>(mode);
 }
 
@@ -219,7 +220,7 @@ Napi::Value Linear16T(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// linearInt8T(dy, w, scales, group, dx, m, n, k): dx [m, k] = dy [m, n] · W, W [n, k] Int8Array.
+// linearInt8T(dy, w, scales, group, dx, m, n, k[, mode]): dx [m, k] = dy [m, n] · W, W [n, k] Int8Array.
 Napi::Value LinearInt8T(const Napi::CallbackInfo& info) {
   const int64_t group = num(info, 3), m = num(info, 5), n = num(info, 6), k = num(info, 7);
   if (group < 1 || k % group != 0 || (group != k && group % 16 != 0))
@@ -228,7 +229,9 @@ Napi::Value LinearInt8T(const Napi::CallbackInfo& info) {
   const int8_t* w = typed<int8_t, napi_int8_array>(info, 1, n * k, "Int8Array");
   F32 scales = f32(info, 2, n * (k / group));
   F32 dx = f32(info, 4, m * k);
-  linear_int8_t(w, scales.data, group, dy.data, dx.data, m, n, k);
+  // mode (optional, 8): 0 runs AMX where it can (per-row scales, 32 rows or more); absent: portable.
+  const int mode = info.Length() > 8 && !info[8].IsUndefined() ? quant_mode(info, 8) : static_cast<int>(kQuantPortable);
+  linear_int8_t(w, scales.data, group, dy.data, dx.data, m, n, k, mode);
   return info.Env().Undefined();
 }
 
@@ -248,6 +251,81 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   F32 up = f32(info, 1, gate.size);
   F32 y = f32(info, 2, gate.size);
   silu_mul(gate.data, up.data, y.data, gate.size);
+  return info.Env().Undefined();
+}
+
+// rmsNormTrain(x, w, y, rstd, rows, cols, eps): rms_norm keeping rstd [rows].
+Napi::Value RmsNormTrain(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 4), cols = num(info, 5);
+  F32 x = f32(info, 0, rows * cols);
+  F32 w = f32(info, 1, cols);
+  F32 y = f32(info, 2, rows * cols);
+  F32 rstd = f32(info, 3, rows);
+  rms_norm_train(x.data, w.data, y.data, rstd.data, rows, cols, real(info, 6));
+  return info.Env().Undefined();
+}
+
+// rmsNormGrad(x, w, rstd, dy, dx, dw, rows, cols)
+Napi::Value RmsNormGrad(const Napi::CallbackInfo& info) {
+  const int64_t rows = num(info, 6), cols = num(info, 7);
+  F32 x = f32(info, 0, rows * cols);
+  F32 w = f32(info, 1, cols);
+  F32 rstd = f32(info, 2, rows);
+  F32 dy = f32(info, 3, rows * cols);
+  F32 dx = f32(info, 4, rows * cols);
+  F32 dw = f32(info, 5, cols);
+  rms_norm_grad(x.data, w.data, rstd.data, dy.data, dx.data, dw.data, rows, cols);
+  return info.Env().Undefined();
+}
+
+// rope(x, cos, sin, y, b, t, heads, d, inverse): RoPE on x [b, t, heads, d], cos/sin [t, d].
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  const int64_t b = num(info, 4), t = num(info, 5), heads = num(info, 6), d = num(info, 7);
+  if (d % 2) fail(info, "rope: the head dimension must be even");
+  F32 x = f32(info, 0, b * t * heads * d);
+  F32 c = f32(info, 1, t * d);
+  F32 s = f32(info, 2, t * d);
+  F32 y = f32(info, 3, b * t * heads * d);
+  rope(x.data, c.data, s.data, y.data, b, t, heads, d, flag(info, 8));
+  return info.Env().Undefined();
+}
+
+// siluMulGrad(gate, up, dy, dgate, dup)
+Napi::Value SiluMulGrad(const Napi::CallbackInfo& info) {
+  F32 gate = f32(info, 0, 0);
+  F32 up = f32(info, 1, gate.size);
+  F32 dy = f32(info, 2, gate.size);
+  F32 dgate = f32(info, 3, gate.size);
+  F32 dup = f32(info, 4, gate.size);
+  silu_mul_grad(gate.data, up.data, dy.data, dgate.data, dup.data, gate.size);
+  return info.Env().Undefined();
+}
+
+// loraForward(x, a, b, y, t, m, in, out, r, scale): t = s·x·Aᵀ, y += t·Bᵀ (y holds x·Wᵀ).
+Napi::Value LoraForward(const Napi::CallbackInfo& info) {
+  const int64_t m = num(info, 5), in = num(info, 6), out = num(info, 7), r = num(info, 8);
+  F32 x = f32(info, 0, m * in);
+  F32 a = f32(info, 1, r * in);
+  F32 b = f32(info, 2, out * r);
+  F32 y = f32(info, 3, m * out);
+  F32 t = f32(info, 4, m * r);
+  lora_forward(x.data, a.data, b.data, y.data, t.data, m, in, out, r, static_cast<float>(real(info, 9)));
+  return info.Env().Undefined();
+}
+
+// loraBackward(dy, x, t, a, b, dx, da, db, m, in, out, r, scale): dx += s·dy·B·A, dA, dB.
+Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
+  const int64_t m = num(info, 8), in = num(info, 9), out = num(info, 10), r = num(info, 11);
+  F32 dy = f32(info, 0, m * out);
+  F32 x = f32(info, 1, m * in);
+  F32 t = f32(info, 2, m * r);
+  F32 a = f32(info, 3, r * in);
+  F32 b = f32(info, 4, out * r);
+  F32 dx = f32(info, 5, m * in);
+  F32 da = f32(info, 6, r * in);
+  F32 db = f32(info, 7, out * r);
+  lora_backward(dy.data, x.data, t.data, a.data, b.data, dx.data, da.data, db.data, m, in, out, r,
+                static_cast<float>(real(info, 12)));
   return info.Env().Undefined();
 }
 
@@ -750,6 +828,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantKernels", Napi::Function::New(env, QuantKernels));
   exports.Set("siluMul", Napi::Function::New(env, SiluMul));
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
+  exports.Set("rmsNormTrain", Napi::Function::New(env, RmsNormTrain));
+  exports.Set("rmsNormGrad", Napi::Function::New(env, RmsNormGrad));
+  exports.Set("siluMulGrad", Napi::Function::New(env, SiluMulGrad));
+  exports.Set("rope", Napi::Function::New(env, Rope));
+  exports.Set("loraForward", Napi::Function::New(env, LoraForward));
+  exports.Set("loraBackward", Napi::Function::New(env, LoraBackward));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages));
   return exports;
 }

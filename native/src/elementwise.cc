@@ -45,6 +45,95 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t co
   });
 }
 
+void rms_norm_train(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t cols, double eps) {
+  parallel_range(rows, std::max<int64_t>(1, kGrainCheap / std::max<int64_t>(1, cols)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      double ss = 0;
+#pragma omp simd reduction(+ : ss)
+      for (int64_t c = 0; c < cols; c++) ss += static_cast<double>(xr[c]) * xr[c];
+      const double inv = 1.0 / std::sqrt(ss / static_cast<double>(cols) + eps);
+      rstd[r] = static_cast<float>(inv);
+      for (int64_t c = 0; c < cols; c++) yr[c] = static_cast<float>(xr[c] * inv * w[c]);
+    }
+  });
+}
+
+void rms_norm_grad(const float* x, const float* w, const float* rstd, const float* dy, float* dx, float* dw,
+                   int64_t rows, int64_t cols) {
+  // dw is a sum over rows: a fixed number of row chunks (not one per thread, so the sums do not
+  // depend on the thread count), each with its own partial sums, added in chunk order.
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(8, rows * cols / kGrainCheap));
+  const int64_t step = (rows + chunks - 1) / chunks;
+  std::vector<float> partial(static_cast<size_t>(chunks * cols), 0.f);
+  pool().parallel_for(chunks, [&](int64_t t) {
+    float* pw = partial.data() + t * cols;
+    for (int64_t r = t * step; r < std::min(rows, (t + 1) * step); r++) {
+      const float* xr = x + r * cols;
+      const float* gr = dy + r * cols;
+      float* out = dx + r * cols;
+      const float rs = rstd[r];
+      // y = x·r·w with r = (mean(x²) + eps)^-1/2: with g = dy·w, dx = r·g − x·r³·mean(g·x).
+      float sgx = 0.f;
+#pragma omp simd reduction(+ : sgx)
+      for (int64_t j = 0; j < cols; j++) {
+        sgx += gr[j] * w[j] * xr[j];
+        pw[j] += gr[j] * xr[j] * rs;
+      }
+      const float k = rs * rs * rs * sgx / static_cast<float>(cols);
+      for (int64_t j = 0; j < cols; j++) out[j] = rs * gr[j] * w[j] - xr[j] * k;
+    }
+  });
+  for (int64_t j = 0; j < cols; j++) {
+    float sum = 0.f;
+    for (int64_t t = 0; t < chunks; t++) sum += partial[t * cols + j];
+    dw[j] = sum;
+  }
+}
+
+void silu_mul_grad(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t size) {
+  parallel_range(size, kGrainHeavy, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) {
+      // silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
+      const float g = gate[i], s = sigmoid_fast(g);
+      dup[i] = dy[i] * g * s;
+      dgate[i] = dy[i] * up[i] * s * (1.f + g * (1.f - s));
+    }
+  });
+}
+
+void rope(const float* x, const float* cos, const float* sin, float* y, int64_t b, int64_t t, int64_t heads,
+          int64_t d, bool inverse) {
+  const int64_t half = d / 2;
+  parallel_range(b * t * heads, std::max<int64_t>(1, kGrainCheap / std::max<int64_t>(1, d)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t pos = (r / heads) % t;
+      const float* c = cos + pos * d;
+      const float* s = sin + pos * d;
+      const float* x1 = x + r * d;
+      const float* x2 = x1 + half;
+      float* y1 = y + r * d;
+      float* y2 = y1 + half;
+      if (!inverse) {
+        // y = x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁].
+        for (int64_t i = 0; i < half; i++) {
+          const float a = x1[i], bb = x2[i];
+          y1[i] = a * c[i] - bb * s[i];
+          y2[i] = bb * c[half + i] + a * s[half + i];
+        }
+      } else {
+        // The gradient: dy·cos + rotate_halfᵀ(dy·sin), rotate_halfᵀ(g) = [g₂, −g₁].
+        for (int64_t i = 0; i < half; i++) {
+          const float a = x1[i], bb = x2[i];
+          y1[i] = a * c[i] + bb * s[half + i];
+          y2[i] = bb * c[half + i] - a * s[i];
+        }
+      }
+    }
+  });
+}
+
 void silu_mul(const float* gate, const float* up, float* y, int64_t size) {
   parallel_range(size, kGrainHeavy, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) y[i] = gate[i] * sigmoid_fast(gate[i]) * up[i];

@@ -87,6 +87,18 @@ void unary(int op, const float* x, float* y, int64_t size);
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps);
 // y = silu(gate) · up = gate · sigmoid(gate) · up (the SwiGLU of Llama-family MLPs); y may be gate.
 void silu_mul(const float* gate, const float* up, float* y, int64_t size);
+// Its gradients: dgate = dy · up · silu'(gate), dup = dy · silu(gate).
+void silu_mul_grad(const float* gate, const float* up, const float* dy, float* dgate, float* dup, int64_t size);
+// RoPE on x [b, t, heads, d] with cos, sin [t, d]: y = x·cos + rotate_half(x)·sin,
+// rotate_half(x) = [−x₂, x₁] over the two halves; `inverse`: its gradient (x is then dy).
+void rope(const float* x, const float* cos, const float* sin, float* y, int64_t b, int64_t t, int64_t heads,
+          int64_t d, bool inverse);
+// rms_norm for training: also writes rstd [rows] = 1/√(mean(x²) + eps) (as float) for the gradient.
+void rms_norm_train(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t cols, double eps);
+// Gradients of rms_norm: dx [rows, cols], and dw [cols] summed over rows (the same sums on any
+// number of threads).
+void rms_norm_grad(const float* x, const float* w, const float* rstd, const float* dy, float* dx, float* dw,
+                   int64_t rows, int64_t cols);
 
 enum BinaryOp : int {
   kAdd = 0,
@@ -229,18 +241,21 @@ enum Weight16 : int { kBf16 = 0, kHalf = 1 };
 enum QuantMode : int {
   kQuantBest = 0,      // the fastest kernel this CPU runs (AVX512_BF16, AVX512-VNNI when present)
   kQuantPortable = 1,  // the portable one (what a CPU without those instructions runs)
+  kQuantNoAmx = 2,     // the best without AMX (AVX512_BF16 for bf16): what $TEAMLLM_NATIVE_AMX=off runs
 };
 // W as bfloat16 (kind kBf16) or IEEE half (kHalf) bits.
 void linear16(int kind, const uint16_t* w, const float* x, const float* bias, float* y, int64_t m,
               int64_t n, int64_t k, int mode);
-// Which kernel linear16 runs for (kind, mode) here: "avx512_bf16" or "portable".
+// Which kernel linear16 runs for (kind, mode) here: "amx_bf16" (products of at least
+// kAmxMinRows rows of x on AMX, fewer on AVX512_BF16), "avx512_bf16" or "portable".
 const char* linear16_kernel(int kind, int mode);
 // Which kernel linear_int8 runs for mode here: "avx512_vnni" or "portable".
 const char* linear_int8_kernel(int mode);
 // W as int8 with float32 scales [n, k / group] (group divides k; a multiple of 16, or k itself for
 // one scale per output row): W[j, p] = w[j, p] · scales[j, p / group]. kQuantBest on a CPU with
 // AVX512-VNNI (and group k or a multiple of 32) quantises x to int8 per 32 columns first, as
-// llama.cpp's Q8_0 path does (see quant.cc for the error); portable keeps x float32.
+// llama.cpp's Q8_0 path does (see quant.cc for the error); portable keeps x float32. kQuantBest
+// with one scale per row and kAmxMinRows rows or more runs on AMX where it can (linear_int8_amx).
 void linear_int8(const int8_t* w, const float* scales, int64_t group, const float* x,
                  const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode);
 
@@ -249,8 +264,44 @@ void linear_int8(const int8_t* w, const float* scales, int64_t group, const floa
 // kQuantBest on a CPU with AVX512_BF16 rounds dy to bf16 and runs vdpbf16ps (as the forward).
 void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n,
                 int64_t k, int mode);
+// kQuantBest with one scale per row (group = k), from kAmxMinRows rows where AMX runs: on AMX
+// (dy times the scales rounded to bf16); otherwise the exact widened weights, float32 sums.
 void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
-                   int64_t m, int64_t n, int64_t k);
+                   int64_t m, int64_t n, int64_t k, int mode = kQuantPortable);
+
+// ---- amx.cc: bf16 products on AMX tiles (Sapphire Rapids and later) ---------------------------
+
+// Whether the AMX kernels run here: the CPU has AMX-TILE and AMX-BF16, Linux granted the tile
+// state, and $TEAMLLM_NATIVE_AMX is not "off" (read once).
+bool amx_bf16_ready();
+// Fewer rows than this go to the AVX512_BF16 kernels: a product of a few rows (decoding) streams
+// W once and is bound by memory, and AMX's packing of W would only add to that.
+constexpr int64_t kAmxMinRows = 32;
+// linear16 (bf16, no half) and linear16_t on AMX; callers check amx_bf16_ready(). The same
+// numerics as the AVX512_BF16 kernels (activations rounded to bf16, float32 sums), sums in
+// another order.
+void linear_bf16_amx(const uint16_t* w, const float* x, const float* bias, float* y, int64_t m, int64_t n,
+                     int64_t k);
+void linear_t_bf16_amx(const uint16_t* w, const float* dy, float* dx, int64_t m, int64_t n, int64_t k);
+// linear_int8 for one scale per row of W (group = k) on AMX: x rounded to bf16 (not quantised
+// to int8 as on AVX512-VNNI), the int8 values exact in bf16, float32 sums, each output column
+// times its row's scale.
+void linear_int8_amx(const int8_t* w, const float* scales, const float* x, const float* bias, float* y, int64_t m,
+                     int64_t n, int64_t k);
+// linear_int8_t for one scale per row of W (group = k) on AMX: dx = (dy · diag(scales)) · W_int8,
+// dy times the scales rounded to bf16, the int8 values exact in bf16, float32 sums.
+void linear_int8_t_amx(const int8_t* w, const float* scales, const float* dy, float* dx, int64_t m, int64_t n,
+                       int64_t k);
+
+// ---- lora.cc: LoRA's update fused with a frozen projection --------------------------------
+
+// With y = x·Wᵀ already in y (x [m, in], y [m, out]): t = s·x·Aᵀ [m, r] (kept for the gradient)
+// and y += t·Bᵀ, for A [r, in], B [out, r].
+void lora_forward(const float* x, const float* a, const float* b, float* y, float* t, int64_t m, int64_t in,
+                  int64_t out, int64_t r, float scale);
+// With dx = dy·W already in dx: u = s·dy·B, dx += u·A, dA = uᵀ·x [r, in], dB = dyᵀ·t [out, r].
+void lora_backward(const float* dy, const float* x, const float* t, const float* a, const float* b, float* dx,
+                   float* da, float* db, int64_t m, int64_t in, int64_t out, int64_t r, float scale);
 
 // ---- block.cc -------------------------------------------------------------------------------
 // One transformer block (nanoGPT's, no biases, no dropout) for training, forward and backward in

@@ -919,8 +919,12 @@ void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t
     std::fill(dx, dx + m * k, 0.f);
     return;
   }
+  if (kind == kBf16 && mode == kQuantBest && m >= kAmxMinRows && amx_bf16_ready()) {
+    linear_t_bf16_amx(w, dy, dx, m, n, k);
+    return;
+  }
 #ifdef TEAMLLM_HAVE_BF16_PATH
-  if (kind == kBf16 && mode == kQuantBest && cpu_has_bf16()) {
+  if (kind == kBf16 && mode != kQuantPortable && cpu_has_bf16()) {
     linear_t_bf16_fast(w, dy, dx, m, n, k);
     return;
   }
@@ -932,10 +936,14 @@ void linear16_t(int kind, const uint16_t* w, const float* dy, float* dx, int64_t
 }
 
 void linear_int8_t(const int8_t* w, const float* scales, int64_t group, const float* dy, float* dx,
-                   int64_t m, int64_t n, int64_t k) {
+                   int64_t m, int64_t n, int64_t k, int mode) {
   if (m == 0 || k == 0) return;
   if (n == 0) {
     std::fill(dx, dx + m * k, 0.f);
+    return;
+  }
+  if (mode == kQuantBest && group == k && m >= kAmxMinRows && amx_bf16_ready()) {
+    linear_int8_t_amx(w, scales, dy, dx, m, n, k);
     return;
   }
   linear_t_portable(Int8ScaledRows{w, scales, k / group, group, k}, dy, dx, m, n, k);
@@ -945,20 +953,25 @@ namespace {
 }  // namespace
 
 const char* linear16_kernel(int kind, int mode) {
-  if (kind == kBf16 && mode == kQuantBest && cpu_has_bf16()) return "avx512_bf16";
+  if (kind == kBf16 && mode == kQuantBest && amx_bf16_ready()) return "amx_bf16";
+  if (kind == kBf16 && mode != kQuantPortable && cpu_has_bf16()) return "avx512_bf16";
   return "portable";
 }
 
 const char* linear_int8_kernel(int mode) {
-  return mode == kQuantBest && cpu_has_vnni() ? "avx512_vnni" : "portable";
+  return mode != kQuantPortable && cpu_has_vnni() ? "avx512_vnni" : "portable";
 }
 
 void linear16(int kind, const uint16_t* w, const float* x, const float* bias, float* y, int64_t m,
               int64_t n, int64_t k, int mode) {
   if (m == 0 || n == 0) return;
   if (kind == kBf16) {
+    if (mode == kQuantBest && m >= kAmxMinRows && amx_bf16_ready()) {
+      linear_bf16_amx(w, x, bias, y, m, n, k);
+      return;
+    }
 #ifdef TEAMLLM_HAVE_BF16_PATH
-    if (mode == kQuantBest && cpu_has_bf16()) {
+    if (mode != kQuantPortable && cpu_has_bf16()) {
       linear_bf16_fast(w, x, bias, y, m, n, k);
       return;
     }
@@ -972,8 +985,12 @@ void linear16(int kind, const uint16_t* w, const float* x, const float* bias, fl
 void linear_int8(const int8_t* w, const float* scales, int64_t group, const float* x,
                  const float* bias, float* y, int64_t m, int64_t n, int64_t k, int mode) {
   if (m == 0 || n == 0) return;
+  if (mode == kQuantBest && group == k && m >= kAmxMinRows && amx_bf16_ready()) {
+    linear_int8_amx(w, scales, x, bias, y, m, n, k);
+    return;
+  }
 #ifdef TEAMLLM_HAVE_VNNI_PATH
-  if (mode == kQuantBest && cpu_has_vnni() && vnni_fits(group, k)) {
+  if (mode != kQuantPortable && cpu_has_vnni() && vnni_fits(group, k)) {
     linear_int8_vnni(w, scales, group, x, bias, y, m, n, k);
     return;
   }

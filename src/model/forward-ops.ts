@@ -60,7 +60,14 @@ export interface ProjectionHookContext {
  * Adapters (LoRA, src/model/lora/adapter.ts) see every linear projection: `x` its input [.., in], `y` the
  * base output x·W (+ b) [.., out]; the hook returns the output to use (y itself to change nothing).
  */
-export type ProjectionHook = (x: Tensor, y: Tensor, ctx: ProjectionHookContext) => Tensor;
+export type ProjectionHook = ((x: Tensor, y: Tensor, ctx: ProjectionHookContext) => Tensor) & {
+  /**
+   * Where the hook's change is a plain low-rank update y + scale·(x·aᵀ)·bᵀ (LoRA without dropout on
+   * its input), that update, so that a frozen projection can add it in its own kernel
+   * (frozen-linear.ts, frozenLoraLinear); undefined: call the hook.
+   */
+  lowRank?(ctx: ProjectionHookContext): { a: Tensor; b: Tensor; scale: number } | undefined;
+};
 
 /** The branch of a block whose output the model's dropout masks before the residual add. */
 export type ResidualBranch = 'attention' | 'mlp';
@@ -91,6 +98,11 @@ export interface ForwardOps {
   /** The output projection x [N, C] · wteᵀ -> [N, V] for a [V, C] table (tied embeddings, or llama's lm_head). */
   head(x: Tensor, wte: Tensor): Tensor;
   crossEntropy(logits: Tensor, targets: Tensor): tf.Scalar;
+  /** Llama's RMSNorm, SwiGLU and RoPE as fused kernels; absent where the backend has none (ops.ts composes them). */
+  rmsNorm?(x: Tensor, weight: Tensor, eps: number): Tensor;
+  swiglu?(gate: Tensor, up: Tensor): Tensor;
+  /** RoPE on x [B, T, H, d] with cos, sin [T, 1, d] (ops.ts's rope). */
+  rope?(x: Tensor, cos: Tensor, sin: Tensor): Tensor;
   /** The pass's ops with the model's dropout at `rate` (0: none), masks reproducible from `seed`. */
   pass(nHead: number, rate: number, seed: number): PassOps;
   /**

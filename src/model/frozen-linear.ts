@@ -3,11 +3,15 @@
  * (bf16, f16, int8 or float32, src/model/import/weights.ts) and is never a tensor, so training
  * takes the served model's bytes instead of 4 bytes a parameter, and shares them with the engine.
  *
- *   forward   y  = x · Wᵀ      the serving kernels (EncoderKernels.linearWeight: AVX512_BF16,
- *                              AVX512-VNNI or the portable widening kernel)
- *   backward  dx = dy · W      the transposed kernel (linearWeightT: AVX512_BF16 for bf16 where
- *                              the CPU has it, dy rounded to bf16 as the forward rounds x; else
- *                              the exact stored weights widened to float32, float32 sums)
+ *   forward   y  = x · Wᵀ      the serving kernels (EncoderKernels.linearWeight: AMX or
+ *                              AVX512_BF16 for bf16, AVX512-VNNI for int8, or the portable
+ *                              widening kernel)
+ *   backward  dx = dy · W      the transposed kernel (linearWeightT: AMX, or AVX512_BF16, for bf16
+ *                              where the CPU has it, dy rounded to bf16 as the forward rounds x;
+ *                              else the exact stored weights widened to float32, float32 sums)
+ *
+ * With a LoRA adapter (without dropout on its input) the update is fused in on the native backend
+ * (frozenLoraLinear): one kernel each way computes the frozen product and adds s·(x·Aᵀ)·Bᵀ into it.
  *
  * W gets no gradient (it is frozen). On the 'native' backend both products are kernels of that
  * backend (src/model/native/kernels.ts: pooled buffers, the profiler sees them); elsewhere (wasm,
@@ -83,6 +87,42 @@ export function frozenLinear(x: Tensor, w: WeightMatrix, kernels: FrozenKernels,
     })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (t: Tensor) => Tensor;
     y2 = op(x2);
   }
+  const y = x.rank === 2 ? y2 : tf.reshape(y2, [...lead, w.rows]);
+  return bias ? tf.add(y, bias) : y;
+}
+
+/** A LoRA update of a projection: y += scale · (x·aᵀ)·bᵀ, a [r, in], b [out, r] (src/model/lora/adapter.ts). */
+export interface LowRankUpdate {
+  a: Tensor;
+  b: Tensor;
+  scale: number;
+}
+
+/**
+ * frozenLinear(x, w) + scale·(x·aᵀ)·bᵀ in one kernel each way, on the 'native' backend only
+ * (undefined elsewhere: the caller composes it): the update is added into the frozen product's
+ * output, and its input gradient into the frozen one's (native/src/lora.cc). Differentiable with
+ * respect to x, a and b (and the bias tensor).
+ */
+export function frozenLoraLinear(x: Tensor, w: WeightMatrix, kernels: FrozenKernels, update: LowRankUpdate, bias?: Tensor): Tensor | undefined {
+  if (!onNative()) return undefined;
+  const k = x.shape[x.rank - 1]!;
+  if (k !== w.cols) throw new Error(`frozen projection: input has ${k} columns, the matrix [${w.rows}, ${w.cols}] needs ${w.cols}`);
+  const attrs = { weight: w, mode: kernels.quant === 'portable' ? 1 : 0, scale: update.scale } as unknown as NamedAttrMap;
+  const lead = x.shape.slice(0, -1);
+  const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, k]);
+  const op = tf.customGrad(((xi: Tensor, a: Tensor, b: Tensor, save: tf.GradSaveFunc) => {
+    const [y, t] = tf.engine().runKernel(FUSED.frozenLoraLinear, { x: xi, a, b } as unknown as NamedTensorMap, attrs) as Tensor[];
+    save([xi, t!, a, b]);
+    return {
+      value: y!,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const [sx, st, sa, sb] = saved as [Tensor, Tensor, Tensor, Tensor];
+        return tf.engine().runKernel(FUSED.frozenLoraLinearGrad, { dy, x: sx, t: st, a: sa, b: sb } as unknown as NamedTensorMap, attrs) as Tensor[];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: Tensor, a: Tensor, b: Tensor) => Tensor;
+  const y2 = op(x2, update.a, update.b);
   const y = x.rank === 2 ? y2 : tf.reshape(y2, [...lead, w.rows]);
   return bias ? tf.add(y, bias) : y;
 }

@@ -23,7 +23,7 @@ import { Random } from './random.ts';
 import { SeededDropout, splitHeads, mergeHeads, type BlockWeights, type ForwardOps, type ForwardOptions, type KVCache, type LayerCache, type Params, type PassOps, type ProjectionHook, type ProjectionSite } from './forward-ops.ts';
 import { PORTABLE_FORWARD_OPS } from './portable-forward-ops.ts';
 import { NATIVE_FORWARD_OPS } from './native/forward-ops.ts';
-import { defaultFrozenKernels, frozenEmbedding, frozenLinear, type FrozenKernels } from './frozen-linear.ts';
+import { defaultFrozenKernels, frozenEmbedding, frozenLinear, frozenLoraLinear, type FrozenKernels } from './frozen-linear.ts';
 import { dequantize, type WeightMatrix } from './import/weights.ts';
 
 export type { ForwardOptions, KVCache, LayerCache, Params, ProjectionHook, ProjectionHookContext, ProjectionSite } from './forward-ops.ts';
@@ -351,8 +351,15 @@ export class GPT {
       const name = `${h}.${site}.weight`;
       const bias = p.get(`${h}.${site}.bias`);
       const w = p.get(name);
+      const ctx = hook && { layer, site, params: p, training, dropout: adapterDropout(layer) };
+      if (!w && hook?.lowRank) {
+        // LoRA on a frozen projection, in one kernel each way where the backend has one.
+        const update = hook.lowRank(ctx!);
+        const y = update && frozenLoraLinear(x, this.frozenMatrix(name), this.frozenKernels, update, bias);
+        if (y) return y;
+      }
       const y = w ? linear(x, w, bias) : frozenLinear(x, this.frozenMatrix(name), this.frozenKernels, bias);
-      return hook ? hook(x, y, { layer, site, params: p, training, dropout: adapterDropout(layer) }) : y;
+      return hook ? hook(x, y, ctx!) : y;
     };
     return { ops, p, pass, hook, project, cache, rotary: llama ? rotary ?? ropeTables(this.invFreq!, past, T) : undefined };
   }
@@ -386,7 +393,7 @@ export class GPT {
   private norm(s: Step, x: Tensor, name: string): Tensor {
     const w = s.p.get(`${name}.weight`)!;
     const c = this.config;
-    return isLlamaArch(c) ? rmsNorm(x, w, c.normEps) : s.ops.layerNorm(x, w, s.p.get(`${name}.bias`));
+    return isLlamaArch(c) ? (s.ops.rmsNorm ?? rmsNorm)(x, w, c.normEps) : s.ops.layerNorm(x, w, s.p.get(`${name}.bias`));
   }
 
   /** Causal self-attention of layer i over the normed stream h [B, T, C], output projection included. */
@@ -409,8 +416,8 @@ export class GPT {
     const { cos, sin } = s.rotary!;
     const positioned = (site: ProjectionSite, heads: number, norm: string) => {
       let y = tf.reshape(s.project(i, site, h), [B, T, heads, d]);
-      if (c.qkNorm) y = rmsNorm(y, s.p.get(`${this.names.layer(i)}.self_attn.${norm}.weight`)!, c.normEps);
-      return tf.reshape(rope(y, cos, sin), [B, T, heads * d]);
+      if (c.qkNorm) y = (s.ops.rmsNorm ?? rmsNorm)(y, s.p.get(`${this.names.layer(i)}.self_attn.${norm}.weight`)!, c.normEps);
+      return tf.reshape((s.ops.rope ?? rope)(y, cos, sin), [B, T, heads * d]);
     };
     const q = positioned('self_attn.q_proj', H, 'q_norm');
     const k = positioned('self_attn.k_proj', G, 'k_norm');
@@ -421,7 +428,7 @@ export class GPT {
   /** Layer i's MLP: GELU (gpt) or SwiGLU (llama). */
   private mlp(s: Step, i: number, m: Tensor): Tensor {
     if (isLlamaArch(this.config)) {
-      return s.project(i, 'mlp.down_proj', swiglu(s.project(i, 'mlp.gate_proj', m), s.project(i, 'mlp.up_proj', m)));
+      return s.project(i, 'mlp.down_proj', (s.ops.swiglu ?? swiglu)(s.project(i, 'mlp.gate_proj', m), s.project(i, 'mlp.up_proj', m)));
     }
     // An adapter on c_fc must see its output before GELU: no fused up-projection then.
     const w = `${this.names.layer(i)}.mlp.c_fc`;

@@ -152,7 +152,8 @@ describe.skipIf(!hasNative)('the native backend', () => {
     // Adding a native kernel? Add its parity test (kernels.test.ts / fused.test.ts / model.test.ts),
     // then list it here. TeamllmNativeDecodeLayer (inference only, no gradient) is checked by the
     // cached-generation test in model.test.ts. TeamllmNativeFrozenLinear(T) (a frozen base's
-    // products, forward and input gradient) are checked in tests/lora/frozen-base.test.ts.
+    // products, forward and input gradient) and TeamllmNativeFrozenLoraLinear(Grad) (LoRA fused
+    // with them) are checked in tests/lora/frozen-base.test.ts.
     expect(nativeKernelNames(loaded.addon)).toEqual(
       [
         'Abs', 'Add', 'AddN', 'BatchMatMul', 'Concat', 'Erf', 'Exp', 'GatherV2', 'Log', 'Max', 'Maximum', 'Mean', 'Min',
@@ -160,9 +161,10 @@ describe.skipIf(!hasNative)('the native backend', () => {
         'Softmax', 'SplitV', 'Sqrt', 'Square', 'SquaredDifference', 'Sub', 'Sum', 'Tanh', 'TeamllmAdamW',
         'TeamllmAdamWMulti', 'TeamllmSumSquares', 'TeamllmNativeBlock', 'TeamllmNativeBlockGrad', 'TeamllmNativeDropout', 'TeamllmNativeLinearGelu', 'TeamllmNativeLinearGrad',
         'TeamllmNativeAttention', 'TeamllmNativeAttentionGrad', 'TeamllmNativeCrossEntropy', 'TeamllmNativeCrossEntropyGrad',
-        'TeamllmNativeDecodeLayer', 'TeamllmNativeFrozenLinear', 'TeamllmNativeFrozenLinearT',
+        'TeamllmNativeDecodeLayer', 'TeamllmNativeFrozenLinear', 'TeamllmNativeFrozenLinearT', 'TeamllmNativeFrozenLoraLinear', 'TeamllmNativeFrozenLoraLinearGrad',
         'TeamllmNativeGelu', 'TeamllmNativeGeluGrad', 'TeamllmNativeLayerNorm', 'TeamllmNativeLayerNormGrad',
-        'TeamllmNativeSelfAttention', 'TeamllmNativeSelfAttentionGrad', 'Transpose', 'UnsortedSegmentSum', '_FusedMatMul',
+        'TeamllmNativeSelfAttention', 'TeamllmNativeSelfAttentionGrad', 'TeamllmNativeRmsNorm', 'TeamllmNativeRmsNormGrad',
+        'TeamllmNativeRope', 'TeamllmNativeSwiglu', 'TeamllmNativeSwigluGrad', 'Transpose', 'UnsortedSegmentSum', '_FusedMatMul',
       ].sort(),
     );
   });

@@ -86,6 +86,43 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
     });
   });
 
+  it("Llama's rmsNorm, swiglu and rope (one kernel each way) match the composite ops", () => {
+    const rng = new Rng(29);
+    for (const [rows, cols] of [
+      [1, 1],
+      [3, 17],
+      [17, 65],
+      [300, 96],
+    ] as [number, number][]) {
+      const x = floatInput(rng, [rows, cols], 2, 0.5);
+      const w = floatInput(rng, [cols], 0.5, 1);
+      parity(`rmsNorm ${rows}x${cols}`, (a, c) => nat.rmsNorm(a!, c!, 1e-6), [x, w], { reference: (a, c) => ref.rmsNorm(a!, c!, 1e-6), rtol: 5e-4 });
+      parity(`swiglu ${rows}x${cols}`, (g, u) => nat.swiglu(g!, u!), [floatInput(rng, [rows, cols], 6), floatInput(rng, [rows, cols], 2)], { reference: (g, u) => ref.swiglu(g!, u!), rtol: 5e-4 });
+    }
+    // RoPE on [B, T, H, d] with the model's tables (positions from 3: a KV cache's offset)
+    for (const [b, t, h, d] of [
+      [1, 1, 1, 2],
+      [2, 17, 3, 16],
+      [3, 65, 2, 64],
+    ] as [number, number, number, number][]) {
+      const invFreq = Float64Array.from({ length: d / 2 }, (_, i) => 10000 ** (-(2 * i) / d));
+      parity(`rope [${b}, ${t}, ${h}, ${d}]`, (x) => {
+        const { cos, sin } = ref.ropeTables(invFreq, 3, t);
+        return nat.rope(x!, cos, sin);
+      }, [floatInput(rng, [b, t, h, d], 2)], {
+        reference: (x) => {
+          const { cos, sin } = ref.ropeTables(invFreq, 3, t);
+          return ref.rope(x!, cos, sin);
+        },
+      });
+    }
+    // rank 4 (per-head q/k norm of Qwen3), as in the model
+    parity('rmsNorm [2, 5, 3, 16]', (a, c) => nat.rmsNorm(a!, c!, 1e-5), [floatInput(rng, [2, 5, 3, 16]), floatInput(rng, [16], 0.3, 1)], {
+      reference: (a, c) => ref.rmsNorm(a!, c!, 1e-5),
+      rtol: 5e-4,
+    });
+  });
+
   it('crossEntropy, including ignored targets (< 0)', () => {
     const rng = new Rng(23);
     for (const [rows, vocab] of [
@@ -134,6 +171,8 @@ describe.skipIf(!hasNative)('fused native ops match their composite form on cpu'
       [3, 17, 2, 5],
       [12, 64, 4, 32],
       [2, 65, 3, 3],
+      // Past one 128-query block of the product form (native/src/fused.cc), the last one partial.
+      [2, 300, 2, 16],
     ] as [number, number, number, number][]) {
       const qkv = floatInput(rng, [b, t, 3 * heads * d]);
       parity(`selfAttention b=${b} t=${t} heads=${heads} d=${d}`, (x) => nat.selfAttention(x!, heads), [qkv], {

@@ -82,7 +82,7 @@ class NativeKernels implements EncoderKernels {
     if (w.dtype === 'f32') a.matmul(dy, w.data, dx, 1, 1, m, k, n, false, false, null, 0, 0);
     else if (w.dtype === 'int8') {
       if (!a.linearInt8T) return linearTJs(dy, w, m, out);
-      a.linearInt8T(dy, w.data, w.scales, w.group, dx, m, n, k);
+      a.linearInt8T(dy, w.data, w.scales, w.group, dx, m, n, k, this.mode);
     } else {
       if (!a.linear16T) return linearTJs(dy, w, m, out);
       a.linear16T(w.dtype === 'bf16' ? 0 : 1, dy, w.data, dx, m, n, k, this.mode);

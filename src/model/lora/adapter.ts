@@ -227,12 +227,15 @@ export class LoraAdapter {
     const scale = this.scale;
     const dropout = this.config.dropout;
     const llama = isLlamaArch(this.base.config);
-    return (x, y, ctx) => {
+    const hook: ProjectionHook = (x, y, ctx) => {
       const entries = this.sites.get(`${ctx.layer}:${ctx.site}`);
       if (!entries) return y;
       const get = (name: string) => ctx.params.get(name) ?? this.params.get(name)!;
       // [out, in] layout: x·Aᵀ·Bᵀ, each site its own projection.
-      if (llama) return tf.add(y, tf.mul(linearOutIn(linearOutIn(ctx.dropout(x, dropout), get(entries[0]!.a)), get(entries[0]!.b)), scale));
+      // The scale multiplies the rank-r intermediate [.., r], not the output [.., out]: the same
+      // product (exactly, for a power-of-two alpha/r), and a pass over r columns instead of out
+      // (forward and gradient), which for an MLP projection was 4864 columns per row.
+      if (llama) return tf.add(y, linearOutIn(tf.mul(linearOutIn(ctx.dropout(x, dropout), get(entries[0]!.a)), scale), get(entries[0]!.b)));
       const delta = (e: SiteEntry) => tf.mul(matMul(matMul(ctx.dropout(x, dropout), get(e.a)), get(e.b)), scale);
       if (ctx.site !== 'attn.c_attn') return tf.add(y, delta(entries[0]!));
       // q, k, v are thirds of one fused projection: add each target's update to its third.
@@ -244,6 +247,15 @@ export class LoraAdapter {
       }
       return tf.add(y, tf.concat(parts, y.rank - 1));
     };
+    if (llama) {
+      hook.lowRank = (ctx) => {
+        const entries = this.sites.get(`${ctx.layer}:${ctx.site}`);
+        if (!entries || (ctx.training && dropout > 0)) return undefined;
+        const get = (name: string) => ctx.params.get(name) ?? this.params.get(name)!;
+        return { a: get(entries[0]!.a), b: get(entries[0]!.b), scale };
+      };
+    }
+    return hook;
   }
 
   /** Applies the adapter to `model` (unmerged: base weights untouched). */

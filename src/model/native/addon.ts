@@ -227,16 +227,36 @@ export interface NativeAddon {
   linear16?(kind: number, x: Float32Array, w: Uint16Array, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
   /** The same with w [n, k] int8 and scales [n, k / group] (group a multiple of 16, or k). */
   linearInt8?(x: Float32Array, w: Int8Array, scales: Float32Array, group: number, bias: Float32Array | null, y: Float32Array, m: number, n: number, k: number, mode: number): void;
-  /** The kernel each weight format runs with mode 0 here ('avx512_bf16', 'avx512_vnni', 'portable'). */
+  /**
+   * The kernel each weight format runs with mode 0 here ('amx_bf16': AMX tiles for products of 32
+   * rows or more, AVX512_BF16 below; 'avx512_bf16', 'avx512_vnni', 'portable'). Mode 1 is the
+   * portable kernel, mode 2 the best without AMX (what $TEAMLLM_NATIVE_AMX=off makes mode 0).
+   */
   quantKernels?(): { bf16: string; f16: string; int8: string };
   /** dx [m, k] = dy [m, n] · W for W [n, k] bf16 (kind 0) or half (1) bits: a frozen projection's input gradient. */
   linear16T?(kind: number, dy: Float32Array, w: Uint16Array, dx: Float32Array, m: number, n: number, k: number, mode: number): void;
-  /** dx [m, k] = dy [m, n] · W for W [n, k] int8 with scales [n, k / group]. */
-  linearInt8T?(dy: Float32Array, w: Int8Array, scales: Float32Array, group: number, dx: Float32Array, m: number, n: number, k: number): void;
+  /**
+   * dx [m, k] = dy [m, n] · W for W [n, k] int8 with scales [n, k / group]. Mode 0 runs AMX where
+   * it can (one scale per row, 32 rows or more: dy times the scales rounded to bf16); 1, 2 or
+   * absent: the exact widened weights, float32 sums.
+   */
+  linearInt8T?(dy: Float32Array, w: Int8Array, scales: Float32Array, group: number, dx: Float32Array, m: number, n: number, k: number, mode?: number): void;
   /** Row-wise RMSNorm of x [rows, cols] into y (y may be x), sums in double. Absent from addons built before it. */
   rmsNorm?(x: Float32Array, w: Float32Array, y: Float32Array, rows: number, cols: number, eps: number): void;
   /** y = gate · sigmoid(gate) · up (y may be gate). Absent from addons built before it. */
   siluMul?(gate: Float32Array, up: Float32Array, y: Float32Array): void;
+  /** Its gradients: dgate = dy·up·silu'(gate), dup = dy·silu(gate). */
+  siluMulGrad?(gate: Float32Array, up: Float32Array, dy: Float32Array, dgate: Float32Array, dup: Float32Array): void;
+  /** LoRA fused with a frozen projection (y holds x·Wᵀ): t = s·x·Aᵀ [m, r], y += t·Bᵀ, for A [r, in], B [out, r]. */
+  loraForward?(x: Float32Array, a: Float32Array, b: Float32Array, y: Float32Array, t: Float32Array, m: number, inDim: number, out: number, r: number, scale: number): void;
+  /** Its gradient (dx holds dy·W): dx += s·dy·B·A, dA = s·(dy·B)ᵀ·x [r, in], dB = dyᵀ·t [out, r]. */
+  loraBackward?(dy: Float32Array, x: Float32Array, t: Float32Array, a: Float32Array, b: Float32Array, dx: Float32Array, da: Float32Array, db: Float32Array, m: number, inDim: number, out: number, r: number, scale: number): void;
+  /** RoPE on x [b, t, heads, d] with cos/sin [t, d] (inverse: its gradient, x then being dy). */
+  rope?(x: Float32Array, cos: Float32Array, sin: Float32Array, y: Float32Array, b: number, t: number, heads: number, d: number, inverse: boolean): void;
+  /** rmsNorm that also writes rstd [rows] = 1/√(mean(x²) + eps), for the gradient. */
+  rmsNormTrain?(x: Float32Array, w: Float32Array, y: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
+  /** RMSNorm's gradients: dx [rows, cols] and dw [cols] (summed over rows). */
+  rmsNormGrad?(x: Float32Array, w: Float32Array, rstd: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array, rows: number, cols: number): void;
   /** Backs the array's memory with transparent huge pages (Linux; true when they were made now). */
   adviseHugePages?(data: ArrayBufferView): boolean;
 }

@@ -20,7 +20,10 @@ import {
   linear,
   linearGelu,
   NO_DROPOUT,
+  rmsNorm,
+  rope,
   selfAttention,
+  swiglu,
   type NativeDropout,
 } from './ops.ts';
 
@@ -41,6 +44,9 @@ export const NATIVE_FORWARD_OPS: ForwardOps = {
   // The transpose is a flag of the product here: the native sgemm takes it at full speed.
   head: (x, wte) => tf.matMul(x as tf.Tensor2D, wte as tf.Tensor2D, false, true),
   crossEntropy,
+  rmsNorm,
+  rope,
+  swiglu,
   pass(nHead: number, rate: number, seed: number): PassOps {
     const drop: NativeDropout = rate > 0 ? { rate, seed } : NO_DROPOUT;
     const layerDrops: NativeDropout[] = [];

@@ -437,10 +437,35 @@ export const FUSED = {
   dropout: 'TeamllmNativeDropout',
   frozenLinear: 'TeamllmNativeFrozenLinear',
   frozenLinearT: 'TeamllmNativeFrozenLinearT',
+  frozenLoraLinear: 'TeamllmNativeFrozenLoraLinear',
+  frozenLoraLinearGrad: 'TeamllmNativeFrozenLoraLinearGrad',
+  rmsNorm: 'TeamllmNativeRmsNorm',
+  rmsNormGrad: 'TeamllmNativeRmsNormGrad',
+  rope: 'TeamllmNativeRope',
+  swiglu: 'TeamllmNativeSwiglu',
+  swigluGrad: 'TeamllmNativeSwigluGrad',
 } as const;
 
 /** The block kernels' weight inputs, in the addon's order. */
 export const BLOCK_WEIGHTS = ['ln1', 'attn', 'proj', 'ln2', 'fc', 'fc2'] as const;
+
+/** y [m, n] = x [m, k] · Wᵀ for a frozen W [n, k] in its stored dtype. */
+function frozenProduct(addon: NativeAddon, x: Float32Array, w: FrozenMatrix, mode: number, y: Float32Array): void {
+  const m = x.length / w.cols;
+  const { rows: n, cols: k } = w;
+  if (w.dtype === 'f32') addon.matmul(x, w.data, y, 1, 1, m, n, k, false, true, null, 0, 0);
+  else if (w.dtype === 'int8') addon.linearInt8!(x, w.data, w.scales, w.group, null, y, m, n, k, mode);
+  else addon.linear16!(w.dtype === 'bf16' ? 0 : 1, x, w.data, null, y, m, n, k, mode);
+}
+
+/** dx [m, k] = dy [m, n] · W for a frozen W [n, k]: frozenProduct's input gradient. */
+function frozenProductT(addon: NativeAddon, dy: Float32Array, w: FrozenMatrix, mode: number, dx: Float32Array): void {
+  const m = dy.length / w.rows;
+  const { rows: n, cols: k } = w;
+  if (w.dtype === 'f32') addon.matmul(dy, w.data, dx, 1, 1, m, k, n, false, false, null, 0, 0);
+  else if (w.dtype === 'int8') addon.linearInt8T!(dy, w.data, w.scales, w.group, dx, m, n, k, mode);
+  else addon.linear16T!(w.dtype === 'bf16' ? 0 : 1, dy, w.data, dx, m, n, k, mode);
+}
 
 function fusedKernels(addon: NativeAddon): Record<string, Impl> {
   return {
@@ -565,27 +590,80 @@ function fusedKernels(addon: NativeAddon): Record<string, Impl> {
       // x [m, k] · Wᵀ for a frozen W [n, k] in its stored dtype (src/model/frozen-linear.ts) -> [m, n]
       const x = inputs.x as TensorInfo;
       const w = attrs!.weight as unknown as FrozenMatrix;
-      const mode = Number(attrs!.mode ?? 0);
-      const m = x.shape[0]!;
-      const { rows: n, cols: k } = w;
-      return produce(nb, [m, n], (y) => {
-        if (w.dtype === 'f32') addon.matmul(f32(nb, x), w.data, y, 1, 1, m, n, k, false, true, null, 0, 0);
-        else if (w.dtype === 'int8') addon.linearInt8!(f32(nb, x), w.data, w.scales!, w.group!, null, y, m, n, k, mode);
-        else addon.linear16!(w.dtype === 'bf16' ? 0 : 1, f32(nb, x), w.data, null, y, m, n, k, mode);
-      });
+      return produce(nb, [x.shape[0]!, w.rows], (y) => frozenProduct(addon, f32(nb, x), w, Number(attrs!.mode ?? 0), y));
     },
     [FUSED.frozenLinearT]: ({ inputs, attrs }, nb) => {
       // dy [m, n] · W for a frozen W [n, k] -> dx [m, k]: the input gradient of frozenLinear
       const dy = inputs.dy as TensorInfo;
       const w = attrs!.weight as unknown as FrozenMatrix;
-      const mode = Number(attrs!.mode ?? 0);
+      return produce(nb, [dy.shape[0]!, w.cols], (dx) => frozenProductT(addon, f32(nb, dy), w, Number(attrs!.mode ?? 0), dx));
+    },
+    [FUSED.frozenLoraLinear]: ({ inputs, attrs }, nb) => {
+      // x [m, in], a [r, in], b [out, r] -> y = x·Wᵀ + s·(x·aᵀ)·bᵀ [m, out], t = s·x·aᵀ [m, r] (for the gradient)
+      const { x, a, b } = inputs as Record<'x' | 'a' | 'b', TensorInfo>;
+      const w = attrs!.weight as unknown as FrozenMatrix;
+      const m = x.shape[0]!;
+      const r = a.shape[0]!;
+      const xv = f32(nb, x);
+      const y = nb.alloc(m * w.rows);
+      const t = nb.alloc(m * r);
+      frozenProduct(addon, xv, w, Number(attrs!.mode ?? 0), y);
+      addon.loraForward!(xv, f32(nb, a), f32(nb, b), y, t, m, w.cols, w.rows, r, Number(attrs!.scale));
+      return [nb.output([m, w.rows], 'float32', y), nb.output([m, r], 'float32', t)];
+    },
+    [FUSED.frozenLoraLinearGrad]: ({ inputs, attrs }, nb) => {
+      // dy [m, out], x, t, a, b -> dx [m, in], da [r, in], db [out, r]
+      const { dy, x, t, a, b } = inputs as Record<'dy' | 'x' | 't' | 'a' | 'b', TensorInfo>;
+      const w = attrs!.weight as unknown as FrozenMatrix;
       const m = dy.shape[0]!;
-      const { rows: n, cols: k } = w;
-      return produce(nb, [m, k], (dx) => {
-        if (w.dtype === 'f32') addon.matmul(f32(nb, dy), w.data, dx, 1, 1, m, k, n, false, false, null, 0, 0);
-        else if (w.dtype === 'int8') addon.linearInt8T!(f32(nb, dy), w.data, w.scales!, w.group!, dx, m, n, k);
-        else addon.linear16T!(w.dtype === 'bf16' ? 0 : 1, f32(nb, dy), w.data, dx, m, n, k, mode);
-      });
+      const r = a.shape[0]!;
+      const dyv = f32(nb, dy);
+      const dx = nb.alloc(m * w.cols);
+      const da = nb.alloc(r * w.cols);
+      const db = nb.alloc(w.rows * r);
+      frozenProductT(addon, dyv, w, Number(attrs!.mode ?? 0), dx);
+      addon.loraBackward!(dyv, f32(nb, x), f32(nb, t), f32(nb, a), f32(nb, b), dx, da, db, m, w.cols, w.rows, r, Number(attrs!.scale));
+      return [nb.output([m, w.cols], 'float32', dx), nb.output([r, w.cols], 'float32', da), nb.output([w.rows, r], 'float32', db)];
+    },
+    [FUSED.rmsNorm]: ({ inputs, attrs }, nb) => {
+      // x [..., cols], w [cols] -> y (x's shape), rstd [rows]: Llama's RMSNorm, kept for the gradient
+      const { x, w } = inputs as Record<'x' | 'w', TensorInfo>;
+      const cols = x.shape[x.shape.length - 1]!;
+      const rows = size(x.shape) / cols;
+      const y = nb.alloc(rows * cols);
+      const rstd = nb.alloc(rows);
+      addon.rmsNormTrain!(f32(nb, x), f32(nb, w), y, rstd, rows, cols, Number(attrs?.eps));
+      return [nb.output([...x.shape], 'float32', y), nb.output([rows], 'float32', rstd)];
+    },
+    [FUSED.rmsNormGrad]: ({ inputs }, nb) => {
+      // x, w, rstd, dy -> dx (x's shape), dw [cols]
+      const { x, w, rstd, dy } = inputs as Record<'x' | 'w' | 'rstd' | 'dy', TensorInfo>;
+      const cols = x.shape[x.shape.length - 1]!;
+      const rows = size(x.shape) / cols;
+      const dx = nb.alloc(rows * cols);
+      const dw = nb.alloc(cols);
+      addon.rmsNormGrad!(f32(nb, x), f32(nb, w), f32(nb, rstd), f32(nb, dy), dx, dw, rows, cols);
+      return [nb.output([...x.shape], 'float32', dx), nb.output([cols], 'float32', dw)];
+    },
+    [FUSED.rope]: ({ inputs, attrs }, nb) => {
+      // x [B, T, H, d], cos, sin [T, 1, d] -> RoPE(x) (attrs.inverse: its gradient, x being dy)
+      const { x, cos, sin } = inputs as Record<'x' | 'cos' | 'sin', TensorInfo>;
+      const [b, t, heads, d] = x.shape as [number, number, number, number];
+      return produce(nb, [...x.shape], (y) => addon.rope!(f32(nb, x), f32(nb, cos), f32(nb, sin), y, b, t, heads, d, Boolean(attrs?.inverse)));
+    },
+    [FUSED.swiglu]: ({ inputs }, nb) => {
+      // gate, up (same shape) -> silu(gate)·up
+      const { gate, up } = inputs as Record<'gate' | 'up', TensorInfo>;
+      return produce(nb, [...gate.shape], (y) => addon.siluMul!(f32(nb, gate), f32(nb, up), y));
+    },
+    [FUSED.swigluGrad]: ({ inputs }, nb) => {
+      // gate, up, dy -> dgate, dup
+      const { gate, up, dy } = inputs as Record<'gate' | 'up' | 'dy', TensorInfo>;
+      const n = size(gate.shape);
+      const dgate = nb.alloc(n);
+      const dup = nb.alloc(n);
+      addon.siluMulGrad!(f32(nb, gate), f32(nb, up), f32(nb, dy), dgate, dup);
+      return [nb.output([...gate.shape], 'float32', dgate), nb.output([...gate.shape], 'float32', dup)];
     },
     [FUSED.linearGelu]: ({ inputs }, nb) => {
       // x [m, k], w [k, n] -> y = GELU(x·w) [m, n], h = x·w [m, n]

@@ -7,7 +7,8 @@
  *   batch entry), and gradients use transposeA/transposeB, which the native product handles at
  *   full speed (no explicit transposes, unlike the wasm-friendly version); linear's two gradient
  *   products run side by side in one kernel.
- * - gelu, layerNorm, crossEntropy: one kernel forward and one backward, instead of 5-15 ops.
+ * - gelu, layerNorm, crossEntropy, and Llama's rmsNorm, rope and swiglu: one kernel forward and one
+ *   backward, instead of 5-15 ops.
  * - causalAttention: scores, mask, softmax and the product with v in one kernel per (batch, head),
  *   with the probabilities saved for the backward kernel.
  *
@@ -90,6 +91,53 @@ const geluOp = customGrad((x: Tensor, save: tf.GradSaveFunc) => {
 export function gelu(x: Tensor): Tensor {
   return geluOp(x);
 }
+
+const rmsNormOps = new Map<number, (x: Tensor, w: Tensor) => Tensor>();
+
+/** Llama's RMSNorm over the last axis, x / √(mean(x²) + eps) · w: one kernel forward, one backward. */
+export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  let op = rmsNormOps.get(eps);
+  if (!op) {
+    op = customGrad((xx: Tensor, w: Tensor, save: tf.GradSaveFunc) => {
+      const [y, rstd] = run(FUSED.rmsNorm, { x: xx, w }, { eps }) as [Tensor, Tensor];
+      save([xx, w, rstd]);
+      return {
+        value: y,
+        gradFunc: (dy, saved) => {
+          const [sx, sw, sr] = saved as [Tensor, Tensor, Tensor];
+          return run(FUSED.rmsNormGrad, { x: sx, w: sw, rstd: sr, dy });
+        },
+      };
+    }) as unknown as (x: Tensor, w: Tensor) => Tensor;
+    rmsNormOps.set(eps, op);
+  }
+  return op(x, weight);
+}
+
+/**
+ * RoPE on x [B, T, H, d] with cos, sin [T, 1, d] (ops.ts's rope: x·cos + rotate_half(x)·sin), one
+ * kernel each way (the gradient is the rotation back). cos and sin are constants: no gradient.
+ */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const op = customGrad((xx: Tensor, save: tf.GradSaveFunc) => {
+    // Saved, so that the tape keeps them for the gradient (the caller may dispose its own).
+    save([cos, sin]);
+    return {
+      value: run(FUSED.rope, { x: xx, cos, sin })[0]!,
+      gradFunc: (dy, saved) => run(FUSED.rope, { x: dy, cos: saved[0]!, sin: saved[1]! }, { inverse: 1 }),
+    };
+  }) as unknown as (x: Tensor) => Tensor;
+  return op(x);
+}
+
+/** SwiGLU, silu(gate) · up: one kernel forward, one for both gradients. */
+export const swiglu = customGrad((gate: Tensor, up: Tensor, save: tf.GradSaveFunc) => {
+  save([gate, up]);
+  return {
+    value: run(FUSED.swiglu, { gate, up })[0]!,
+    gradFunc: (dy, saved) => run(FUSED.swigluGrad, { gate: saved[0]!, up: saved[1]!, dy }),
+  };
+}) as unknown as (gate: Tensor, up: Tensor) => Tensor;
 
 function layerNormOp(eps: number, withBias: boolean) {
   return customGrad((...args: Tensor[]) => {

@@ -6,8 +6,10 @@
  * Σ|x·w| of each output (the scale float32 rounding works on):
  *   portable kernels (weights widened exactly, float32 activations and sums)  ≤ 1e-5 (k ≤ 1000: k·2^-24 ≈ 6e-5 worst case, ~1e-7 measured)
  *   AVX512_BF16 kernel (activations rounded to bf16 once: ≤ 2^-8 relative each)  ≤ 2^-8 + 1e-5
+ *     (and AMX, which rounds them the same way: from 32 rows of x; tests/native/amx.test.ts)
  *   AVX512-VNNI int8 kernel (activations quantised to int8 per 32 columns, as llama.cpp's Q8_0
- *     does: d = max|block|/127, each value within d/2), per output
+ *     does: d = max|block|/127, each value within d/2; per-row int8 from 32 rows of x runs on AMX
+ *     where the CPU has it, x rounded to bf16: ≤ 2^-8 + 1e-5 as bf16), per output
  *       |y − ref| ≤ Σ_blocks (max|x_block|/254)·Σ_block |w| + 1e-5·Σ|x·w|
  *     and, against the same product computed in float64 from those quantised activations
  *     (reproduced here), ≤ 1e-5·Σ|x̂·w|: only float32 rounding of the sums
@@ -164,7 +166,7 @@ describe('products from stored weights', () => {
   it.skipIf(!native)('reports which kernel each dtype runs (AVX512_BF16 / AVX512-VNNI chosen at run time where /proc/cpuinfo has avx512_bf16 / avx512_vnni)', () => {
     const kinds = fast.weightKernels();
     console.log('weight kernels here:', JSON.stringify(kinds));
-    expect(['avx512_bf16', 'portable']).toContain(kinds.bf16);
+    expect(['amx_bf16', 'avx512_bf16', 'portable']).toContain(kinds.bf16);
     expect(['avx512_vnni', 'portable']).toContain(kinds.int8);
     expect(portable.weightKernels()).toMatchObject({ bf16: 'portable', f16: 'portable', int8: 'portable' });
     expect(js.weightKernels().bf16).toBe('js');
@@ -177,7 +179,10 @@ describe('products from stored weights', () => {
       const kernel = fast.weightKernels()[dtype === 'bf16' || dtype === 'f16' ? dtype : 'int8'];
       // The VNNI kernel takes per-row scales and groups of a multiple of 32; groups of 16 run the portable one.
       const vnni = kernel === 'avx512_vnni' && group !== 16;
-      const worst = { best: 0, portable: 0, js: 0, bestVsQuantised: 0, quantisationBound: 0 };
+      // int8 with one scale per row (a group as wide as the row too) from 32 rows of x runs on AMX
+      // where the CPU has it (x rounded to bf16, not quantised).
+      const amxInt8 = dtype !== 'bf16' && dtype !== 'f16' && fast.weightKernels().bf16 === 'amx_bf16';
+      const worst = { best: 0, portable: 0, js: 0, bestVsQuantised: 0, quantisationBound: 0, amx: 0 };
       for (const [m, n, k0] of SHAPES) {
         const k = group ? Math.ceil(k0 / group) * group : k0;
         const w = weightsOf(dtype, n, k, next);
@@ -186,25 +191,32 @@ describe('products from stored weights', () => {
         const yb = fast.linearWeight(x, w, bias, m);
         const yp = portable.linearWeight(x, w, bias, m);
         const yj = js.linearWeight(x, w, bias, m);
-        if (vnni) {
-          const { excess, ratio } = activationQuantisationError(x, w, bias, m, yb);
-          worst.quantisationBound = Math.max(worst.quantisationBound, ratio);
-          expect(excess).toBeLessThanOrEqual(0);
-          worst.bestVsQuantised = Math.max(worst.bestVsQuantised, productError(q8Activations(x, m, k), w, bias, m, yb));
+        if (amxInt8 && m >= 32 && (!group || group === k)) {
+          worst.amx = Math.max(worst.amx, productError(x, w, bias, m, yb));
+        } else {
+          if (vnni) {
+            const { excess, ratio } = activationQuantisationError(x, w, bias, m, yb);
+            worst.quantisationBound = Math.max(worst.quantisationBound, ratio);
+            expect(excess).toBeLessThanOrEqual(0);
+            worst.bestVsQuantised = Math.max(worst.bestVsQuantised, productError(q8Activations(x, m, k), w, bias, m, yb));
+          }
+          worst.best = Math.max(worst.best, productError(x, w, bias, m, yb));
         }
-        worst.best = Math.max(worst.best, productError(x, w, bias, m, yb));
         worst.portable = Math.max(worst.portable, productError(x, w, bias, m, yp));
         worst.js = Math.max(worst.js, productError(x, w, bias, m, yj));
         expect(linearJs(x, w, bias, m)).toEqual(yj);
       }
       const vnniNote = vnni ? `, vs its own quantised activations ${worst.bestVsQuantised.toExponential(2)}, largest |error| / quantisation bound ${worst.quantisationBound.toFixed(3)}` : '';
-      console.log(`${dtype} product error / Σ|x·w|: best ${worst.best.toExponential(2)} (${vnni ? kernel : dtype === 'q16' ? 'portable' : kernel}${vnniNote}), portable ${worst.portable.toExponential(2)}, js ${worst.js.toExponential(2)}`);
+      const amxNote = amxInt8 ? `, from 32 rows on AMX ${worst.amx.toExponential(2)}` : '';
+      console.log(`${dtype} product error / Σ|x·w|: best ${worst.best.toExponential(2)} (${vnni ? kernel : dtype === 'q16' ? 'portable' : kernel}${vnniNote})${amxNote}, portable ${worst.portable.toExponential(2)}, js ${worst.js.toExponential(2)}`);
+      // AMX rounds x to bf16: ≤ 2^-8 relative each (the bf16 bound).
+      expect(worst.amx).toBeLessThan(2 ** -8 + 1e-5);
       if (vnni) {
         expect(worst.bestVsQuantised).toBeLessThan(1e-5);
         // The quantisation is real: the error is far above float32 rounding (a kernel that ignored x's blocks would not get here).
         expect(worst.best).toBeGreaterThan(1e-4);
       } else {
-        const bestBound = dtype === 'bf16' && kernel === 'avx512_bf16' ? 2 ** -8 + 1e-5 : 1e-5;
+        const bestBound = dtype === 'bf16' && (kernel === 'avx512_bf16' || kernel === 'amx_bf16') ? 2 ** -8 + 1e-5 : 1e-5;
         expect(worst.best).toBeLessThan(bestBound);
       }
       expect(worst.portable).toBeLessThan(1e-5);
@@ -392,7 +404,7 @@ describe('a tiny chat model on bf16 and int8 weights', () => {
         expect(vsF32).toBeLessThan(bound);
         // The fast path rounds activations (bf16) or quantises them (int8 on AVX512-VNNI); the others do not.
         const fastKernel = native ? encoderKernels('native').weightKernels()[dtype] : 'js';
-        const pathBound = fastKernel === 'avx512_bf16' ? 1e-2 : fastKernel === 'avx512_vnni' ? 5e-2 : 1e-4;
+        const pathBound = fastKernel === 'avx512_bf16' || fastKernel === 'amx_bf16' ? 1e-2 : fastKernel === 'avx512_vnni' ? 5e-2 : 1e-4;
         for (let i = 1; i < logits.length; i++) {
           const e = logitError(logits[i]!, logits[0]!, V);
           errors.push(`${dtype} ${paths[i]} vs ${paths[0]} ${e.toExponential(2)}`);
