@@ -195,7 +195,8 @@ export class ChatModelAnswerer implements Answerer {
     const { sources, chosen, confident } = await this.gate.decide(request);
     const again = (request.avoid?.length ?? 0) > 0;
     if (!confident || !chosen) {
-      yield { type: 'sources', sources: [] };
+      // The closest sections are named, and the asker may point at one (core `fromSection`).
+      yield { type: 'sources', sources: [], ...(sources.length ? { near: sources } : {}) };
       yield { type: 'token', text: dontKnow(request.question, sources, again) };
       yield { type: 'done', prompt: `(no passage answers it) ${request.question}`, direct: '' };
       return;

@@ -75,6 +75,7 @@ const INFO = { name: 'tiny-qwen', version: 'v9', kind: 'language-model' } as con
 async function collect(events: AsyncIterable<AnswerEvent>, onToken?: (n: number) => void) {
   let text = '';
   let sources: Source[] = [];
+  let near: Source[] | undefined;
   let done: Extract<AnswerEvent, { type: 'done' }> | undefined;
   const order: string[] = [];
   let tokens = 0;
@@ -84,10 +85,12 @@ async function collect(events: AsyncIterable<AnswerEvent>, onToken?: (n: number)
       text += e.text;
       tokens += 1;
       onToken?.(tokens);
-    } else if (e.type === 'sources') sources = e.sources;
-    else done = e;
+    } else if (e.type === 'sources') {
+      sources = e.sources;
+      near = e.near;
+    } else done = e;
   }
-  return { text, sources, done, order, tokens };
+  return { text, sources, near, done, order, tokens };
 }
 
 describe('ChatModelAnswerer', () => {
@@ -150,6 +153,15 @@ describe('ChatModelAnswerer', () => {
     expect(got.text).toBe(today.text);
     expect(got.text).toMatch(/^Sorry, I couldn't find that in the knowledge base\./);
     expect(got.sources).toEqual([]);
+    // The closest sections are named as the candidate answerer names them, to point at one.
+    // Nothing retrieved, nothing named; a question that shares words with a section names it, as the candidate answerer does.
+    expect(got.near).toBeUndefined();
+    const NEAR = 'Is there a parking policy for the VPN at home?';
+    const named = await collect(answerer.answer(ask(NEAR)));
+    const namedToday = await collect(new CandidateAnswerer({ kb }).answer(ask(NEAR)));
+    expect(named.done!.direct).toBe('');
+    expect(namedToday.near?.length).toBeGreaterThan(0);
+    expect(named.near?.map((p) => p.title)).toEqual(namedToday.near?.map((p) => p.title));
     expect(got.done).toMatchObject({ direct: '', prompt: `(no passage answers it) ${UNANSWERABLE}` });
     expect(chat.calls()).toBe(0);
   });
