@@ -414,17 +414,23 @@ function scopedAnswerer(model: ModelInfo, answer: Answerer['answer']): Answerer 
   return { model, answer };
 }
 
-/** The open knowledge bases plus any others with a file under <home>/kb (opened read-only for training). */
-async function allKnowledgeBases(home: string, open: Map<string, LocalKnowledgeBase>, fileFor: (name: string) => string): Promise<LocalKnowledgeBase[]> {
+/** The SQLite file of every knowledge base of a home (<home>/kb/*.db), in name order. */
+export function knowledgeBaseFiles(home: string): string[] {
   const dir = join(home, 'kb');
-  const known = new Set([...open.keys()].map(fileFor));
-  const others = existsSync(dir)
+  return existsSync(dir)
     ? readdirSync(dir)
         .filter((f) => f.endsWith('.db'))
+        .sort()
         .map((f) => join(dir, f))
-        .filter((f) => !known.has(f))
-        .map((f) => new LocalKnowledgeBase(f))
     : [];
+}
+
+/** The open knowledge bases plus any others with a file under <home>/kb (opened read-only for training). */
+async function allKnowledgeBases(home: string, open: Map<string, LocalKnowledgeBase>, fileFor: (name: string) => string): Promise<LocalKnowledgeBase[]> {
+  const known = new Set([...open.keys()].map(fileFor));
+  const others = knowledgeBaseFiles(home)
+    .filter((f) => !known.has(f))
+    .map((f) => new LocalKnowledgeBase(f));
   return [...open.values(), ...others];
 }
 

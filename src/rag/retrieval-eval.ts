@@ -213,7 +213,8 @@ export async function score(
   return { ...rankMetrics(docRanks), passage: rankMetrics(passageRanks) };
 }
 
-function rankMetrics(ranks: number[]): { recallAt1: number; recallAt5: number; mrr: number } {
+/** Recall@1, recall@5 and MRR of 0-based ranks (−1: not found). */
+export function rankMetrics(ranks: number[]): { recallAt1: number; recallAt5: number; mrr: number } {
   const n = Math.max(1, ranks.length);
   return {
     recallAt1: ranks.filter((r) => r === 0).length / n,

@@ -166,9 +166,12 @@ export interface RewardData {
  * that question, so nothing learned from one answer can leak into the measure of another.
  */
 export function isHeldOutQuestion(key: string, fraction: number, seed = 0): boolean {
-  if (fraction <= 0) return false;
-  const h = createHash('sha256').update(`${seed}\u0000${key}`).digest();
-  return h.readUInt32BE(0) / 2 ** 32 < fraction;
+  return fraction > 0 && questionDraw(key, seed) < fraction;
+}
+
+/** Where a question falls in [0, 1) for the held-out split: sha256(seed, questionKey), the same on every run. */
+export function questionDraw(key: string, seed = 0): number {
+  return createHash('sha256').update(`${seed}\u0000${key}`).digest().readUInt32BE(0) / 2 ** 32;
 }
 
 function rewardExample(r: RatedAnswer): RewardExample {

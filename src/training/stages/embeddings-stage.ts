@@ -1,15 +1,14 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { LocalEmbeddings } from '../../rag/local-embeddings.ts';
-import { askedPairs } from '../../rag/open-knowledge-base.ts';
+import { askedPairs, knowledgeBaseFiles } from '../../rag/open-knowledge-base.ts';
+import { rankMetrics } from '../../rag/retrieval-eval.ts';
 import { selectedEncoder } from '../../rag/imported-embeddings.ts';
 import { cosine } from '../../rag/bag-encoder.ts';
 import { DEFAULT_TRAINING, trainEncoder } from '../../rag/encoder-training.ts';
 import type { AskedPair } from '../../rag/contrastive-pairs.ts';
 import { LocalKnowledgeBase } from '../../rag/local-knowledge-base.ts';
-import { isHeldOutQuestion, likedPassages, questionKey, votedAnswers } from '../feedback-datasets.ts';
+import { isHeldOutQuestion, likedPassages, questionDraw, questionKey, votedAnswers } from '../feedback-datasets.ts';
 import type { RunStage, StageResult } from '../jobs/stage.ts';
 import { int, num, parseStageParams } from './stage-params.ts';
 
@@ -71,27 +70,26 @@ export const runStage: RunStage = async (ctx) => {
   });
   const texts = passages.map((x) => `${x.title}\n${x.text}`);
   const headings = passages.map((x, i) => ({ query: x.title, passage: i })).filter((x) => x.query.trim());
-  const mrr = (embed: (text: string) => number[], queries: AskedPair[]) => meanReciprocalRank(embed, texts, queries);
-  const newEmbed = (t: string) => encoder.embed(t);
-  const oldEmbed = current ? (t: string) => current.encoder.embed(t) : undefined;
+  const newMrr = reciprocalRanks(encoder, texts);
+  const oldMrr = current ? reciprocalRanks(current.encoder, texts) : undefined;
   const pct = (v: number) => v.toFixed(3);
   const reasons: string[] = [];
   let passed = true;
-  const docsAfter = mrr(newEmbed, headings);
-  const docsBefore = oldEmbed ? mrr(oldEmbed, headings) : undefined;
+  const docsAfter = newMrr(headings);
+  const docsBefore = oldMrr?.(headings);
   // The documents' own links may move a little as the votes pull words around; a real loss is not kept.
   if (docsBefore !== undefined && docsAfter < docsBefore - 0.02) passed = false;
   reasons.push(`the documents' headings find their sections (MRR): ${docsBefore === undefined ? 'no encoder before' : pct(docsBefore)} → ${pct(docsAfter)}${docsBefore !== undefined && docsAfter < docsBefore - 0.02 ? ': worse' : ''}`);
   let votesAfter: number | undefined;
   let votesBefore: number | undefined;
   if (check.length >= MIN_HELD_OUT) {
-    votesAfter = mrr(newEmbed, check);
-    votesBefore = oldEmbed ? mrr(oldEmbed, check) : undefined;
+    votesAfter = newMrr(check);
+    votesBefore = oldMrr?.(check);
     // What the votes taught must show on questions it did not see; not worse is not enough to replace it.
     const better = votesBefore === undefined || votesAfter > votesBefore;
     if (!better) passed = false;
     reasons.push(`held-out liked questions find the passage people liked (MRR): ${votesBefore === undefined ? 'no encoder before' : pct(votesBefore)} → ${pct(votesAfter)} (${check.length})${better ? '' : ': not better'}`);
-  } else if (oldEmbed) {
+  } else if (oldMrr) {
     // Nothing to check the votes on: an encoder that only might be better does not replace one in use.
     passed = false;
     reasons.push(`${check.length} held-out liked question${check.length === 1 ? '' : 's'}: too few to check what the votes taught (${MIN_HELD_OUT} needed, from ${2 * MIN_HELD_OUT} liked questions)`);
@@ -132,40 +130,37 @@ function splitByQuestion(pairs: AskedPair[], fraction: number, seed: number): { 
   const keys = [...new Set(pairs.map((a) => questionKey(a.query)))];
   let held = new Set(keys.filter((k) => isHeldOutQuestion(k, fraction, seed)));
   if (fraction > 0 && held.size < MIN_HELD_OUT && keys.length >= 2 * MIN_HELD_OUT) {
-    // The questions whose hash falls lowest: the same ones on every run with this seed.
-    const rank = (k: string) => createHash('sha256').update(`${seed}\u0000${k}`).digest().readUInt32BE(0);
-    held = new Set([...keys].sort((a, b) => rank(a) - rank(b)).slice(0, MIN_HELD_OUT));
+    // The questions whose draw falls lowest: those isHeldOutQuestion would hold out first.
+    held = new Set([...keys].sort((a, b) => questionDraw(a, seed) - questionDraw(b, seed)).slice(0, MIN_HELD_OUT));
   }
   return { train: pairs.filter((a) => !held.has(questionKey(a.query))), check: pairs.filter((a) => held.has(questionKey(a.query))) };
 }
 
-/** Every knowledge base of the home (the files under <home>/kb), read-only: their passages in one list. */
+/** Every knowledge base of the home, read-only: their passages in one list (as `trainEmbeddings` reads them). */
 function homePassages(home: string) {
-  const dir = join(home, 'kb');
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.db'))
-    .sort()
-    .flatMap((f) => {
-      const kb = new LocalKnowledgeBase(join(dir, f));
-      try {
-        return kb.passages();
-      } finally {
-        kb.close();
-      }
-    });
+  return knowledgeBaseFiles(home).flatMap((file) => {
+    const kb = new LocalKnowledgeBase(file);
+    try {
+      return kb.passages();
+    } finally {
+      kb.close();
+    }
+  });
 }
 
-/** Mean reciprocal rank of each query's passage among all passages, by the encoder's cosine alone. */
-function meanReciprocalRank(embed: (text: string) => number[], texts: string[], queries: AskedPair[]): number {
-  if (queries.length === 0) return 0;
-  const vectors = texts.map(embed);
-  let sum = 0;
-  for (const q of queries) {
-    const v = embed(q.query);
-    const scores = vectors.map((d) => cosine(v, d));
-    const own = scores[q.passage]!;
-    sum += 1 / (1 + scores.filter((s, i) => i !== q.passage && s > own).length);
-  }
-  return sum / queries.length;
+/**
+ * An encoder's MRR of each query's passage among all passages, by cosine alone; the passages are
+ * embedded once per encoder, however many query sets it is measured on.
+ */
+function reciprocalRanks(encoder: { embed(text: string): number[] }, texts: string[]): (queries: AskedPair[]) => number {
+  const vectors = texts.map((t) => encoder.embed(t));
+  return (queries) =>
+    rankMetrics(
+      queries.map((q) => {
+        const v = encoder.embed(q.query);
+        const scores = vectors.map((d) => cosine(v, d));
+        const own = scores[q.passage]!;
+        return scores.filter((s, i) => i !== q.passage && s > own).length;
+      }),
+    ).mrr;
 }
