@@ -70,7 +70,9 @@ export function questionIntent(question: string): QuestionIntent {
   if (howMuch && !/\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q)) add('money', 'percent');
   // "How is overtime pay calculated?": the rate, a share of pay or an amount.
   if (/\bhow (?:is|are|do you|does the company|do they) (?:[a-z]+ ){0,3}(?:calculated|computed|worked out)\b/.test(q) && MONEY_EN.test(q)) add('percent', 'money');
-  if (/\bhow (?:many|long)\b|\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q)) add('count');
+  // A bare "how much" with a verb of money ("how much can I spend") asks an amount, not a count.
+  const moneyOnly = howMuch && MONEY_EN.test(q) && !/\bhow (?:many|long)\b|\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b/.test(q) && !DURATION_EN.test(q);
+  if (!moneyOnly && (/\bhow (?:many|long)\b|\bhow much (?:[a-z]+ )?(?:time|leave|vacation|notice|holiday)\b|\bhow much\b/.test(q) || DURATION_EN.test(q))) add('count');
   if (/\bhow much\b/.test(q)) add('money', 'percent');
   if (/\bwhat time\b|\bby when\b|\bwhat hours?\b|\bopening hours\b|\bwhen does\b.*\b(?:open|close|start|end)\b/.test(q)) add('time');
   if (WHEN_ASKED.test(q) || /\bwhat date\b|\bwhich date\b|\bdeadline\b|\bby what date\b|\bwhat day\b/.test(q)) add('date', 'weekday', 'time', 'year');

@@ -126,6 +126,9 @@ describe('typed values and question intent', () => {
     expect(questionIntent('How many days of annual leave do I get?')).toMatchObject({ kinds: ['count'], units: ['day'], yesNo: false });
     expect(questionIntent('How long before my laptop locks itself?').units).toContain('minute');
     expect(questionIntent('How much can I spend on a client dinner?').kinds).toContain('money');
+    // A bare "how much" with a verb of money asks an amount: "14 days" is no answer to it.
+    expect(questionIntent('I need a hotel tonight, how much can I spend?').kinds).not.toContain('count');
+    expect(questionIntent('How much leave can I carry over?').kinds).toContain('count');
     expect(questionIntent('When do carried-over days expire?').kinds[0]).toBe('date');
     expect(questionIntent('Who do I contact if my laptop is stolen?').who).toBe(true);
     expect(questionIntent('Can I work from the beach for a month?').yesNo).toBe(true);
