@@ -72,7 +72,7 @@ export function kindsMissing(question: string, text: string): string[] {
  * from a passage about the place (docs/fine-tuning.md).
  */
 const EXISTS_EN =
-  /(?:^|[.?!]\s+)(?:is there|are there|(?:do|does) (?:we|you|they|employees|staff|the company|the office|[a-z]+ office) (?:have|offer|provide|get)(?= (?:a|an|any) )|can (?:i|we) bring)\s+(?:(?:a|an|any|some|my|our|the|your)\s+)?([a-z][a-z-]*(?:\s+[a-z][a-z-]*){0,2})/u;
+  /(?:^|[.?!]\s+)(?:is there|are there|(?:do|does) (?:we|you|they|employees|staff|the company|the office|[a-z]+ office) (?:have|offer|provide|get)(?= (?:a|an|any) )|can (?:i|we) bring|can (?:i|we) take(?= (?:my|our) ))\s+(?:(?:a|an|any|some|my|our|the|your)\s+)?([a-z][a-z-]*(?:\s+[a-z][a-z-]*){0,2})/u;
 /** Where the thing's name ends: a preposition, a clause, a verb that says what is done with it. */
 const THING_END_EN = /\s(?:in|at|on|for|to|from|with|near|by|of|and|or|that|which|who|where|when|if|i|we|you|they|can|could|should|will|would|is|are|do|does|did|have|has|so|during|after|before|around|every|each|per)\b.*$/u;
 /** Words that name no particular thing: asking whether there is "a limit" or "a way" is asking about the rule. */

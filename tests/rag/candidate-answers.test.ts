@@ -513,6 +513,8 @@ describe('the candidate answerer', () => {
   it('refuses a question whether something exists when the passage never names that thing', async () => {
     expect(askedThing('Is there a prayer room in the Rotterdam office?')).toBe('prayer room');
     expect(askedThing('Can I bring my dog to the office?')).toBe('dog');
+    expect(askedThing('Can I take my dog to work in Rotterdam?')).toBe('dog');
+    expect(askedThing('Can I take a day off on Friday?')).toBeUndefined();
     expect(askedThing('Does the company offer a gym membership?')).toBe('gym membership');
     expect(askedThing('上海办公室有母婴室吗？')).toBe('母婴室');
     expect(askedThing('公司提供员工宿舍吗？怎么申请？')).toBe('宿舍');
